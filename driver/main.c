@@ -1,0 +1,2 @@
+#include "frontend/frontend.h"
+int main(void) { return 0; }

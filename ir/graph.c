@@ -1,0 +1,453 @@
+/* graph.c: the dtype and op tables, dimensions, shapes, nodes and graphs.
+ *
+ * Dimensions are affine in at most one symbolic size: a*S + b. That covers what transformer models
+ * write (T, T+1 for a [CLS] token, 2*T after a concat, B*49 after flattening patches) while keeping
+ * equality decidable by comparing three integers. Shapes whose element counts must agree (reshape)
+ * are compared as polynomials by evaluating them at enough points (see shape_numel_eq).
+ */
+#include "ir.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const DTypeTraits dtype_traits[DT_COUNT] = {
+#define X(e, n, b, f, i, s, npy) {n, b, f, i, s, npy},
+    DTYPES(X)
+#undef X
+};
+
+const OpInfo op_info[OP_COUNT] = {
+#define OP(e, name, arity, flags, attrs) {name, arity, flags, attrs},
+#include "ops.def"
+#undef OP
+};
+
+int dtype_from_name(const char *name)
+{
+    for (int i = 0; i < DT_COUNT; i++)
+        if (!strcmp(dtype_traits[i].name, name))
+            return i;
+    return -1;
+}
+
+int dtype_from_npy(const char *descr)
+{
+    for (int i = 0; i < DT_COUNT; i++)
+        if (dtype_traits[i].npy && !strcmp(dtype_traits[i].npy, descr))
+            return i;
+    /* NumPy writes single-byte types with '|' but accepts '<' and '=' too. */
+    if (descr[0] == '<' || descr[0] == '=') {
+        char alt[8];
+        snprintf(alt, sizeof alt, "|%s", descr + 1);
+        for (int i = 0; i < DT_COUNT; i++)
+            if (dtype_traits[i].npy && dtype_traits[i].size == 1 && !strcmp(dtype_traits[i].npy, alt))
+                return i;
+    }
+    return -1;
+}
+
+int op_from_name(const char *name)
+{
+    for (int i = 0; i < OP_COUNT; i++)
+        if (!strcmp(op_info[i].name, name))
+            return i;
+    return -1;
+}
+
+/* IEEE half and bfloat16 by hand: round to nearest even, with subnormals, infinities and NaN. */
+static float half_to_float(uint16_t h)
+{
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
+    float f;
+    if (e == 0)
+        f = ldexpf((float)m, -24);
+    else if (e == 31)
+        f = m ? NAN : INFINITY;
+    else
+        f = ldexpf((float)(m | 1024), (int)e - 25);
+    return s ? -f : f;
+}
+
+static uint16_t float_to_half(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t s = (uint16_t)((x >> 16) & 0x8000);
+    float a = fabsf(f);
+    if (isnan(f))
+        return s | 0x7e00;
+    if (a >= 65520.0f)
+        return s | 0x7c00;
+    if (a < ldexpf(1, -14)) { /* subnormal: multiples of 2^-24 */
+        float q = nearbyintf(a * ldexpf(1, 24));
+        return s | (uint16_t)q;
+    }
+    int e;
+    float m = frexpf(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    float q = nearbyintf(m * 2048.0f); /* 11 significant bits */
+    if (q == 2048.0f) {
+        q = 1024.0f;
+        e++;
+    }
+    int be = e - 1 + 15;
+    if (be >= 31)
+        return s | 0x7c00;
+    return s | (uint16_t)(be << 10) | (uint16_t)((uint32_t)q - 1024);
+}
+
+static float bf16_to_float(uint16_t h)
+{
+    uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+static uint16_t float_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if (isnan(f))
+        return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+double dtype_load(DType t, const void *p, size_t i)
+{
+    switch (t) {
+    case DT_F32: return ((const float *)p)[i];
+    case DT_F16: return half_to_float(((const uint16_t *)p)[i]);
+    case DT_BF16: return bf16_to_float(((const uint16_t *)p)[i]);
+    case DT_F64: return ((const double *)p)[i];
+    case DT_I64: return (double)((const int64_t *)p)[i];
+    case DT_I32: return ((const int32_t *)p)[i];
+    case DT_I8: return ((const int8_t *)p)[i];
+    case DT_U8: return ((const uint8_t *)p)[i];
+    case DT_BOOL: return ((const uint8_t *)p)[i] != 0;
+    default: UNREACHABLE();
+    }
+}
+
+/* Integer conversion as C casts would do it from a wider integer: truncate toward zero, wrap. */
+static int64_t to_i64(double v)
+{
+    if (isnan(v))
+        return 0;
+    if (v >= 9.2e18)
+        return INT64_MAX;
+    if (v <= -9.2e18)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
+void dtype_store(DType t, void *p, size_t i, double v)
+{
+    switch (t) {
+    case DT_F32: ((float *)p)[i] = (float)v; break;
+    case DT_F16: ((uint16_t *)p)[i] = float_to_half((float)v); break;
+    case DT_BF16: ((uint16_t *)p)[i] = float_to_bf16((float)v); break;
+    case DT_F64: ((double *)p)[i] = v; break;
+    case DT_I64: ((int64_t *)p)[i] = to_i64(v); break;
+    case DT_I32: ((int32_t *)p)[i] = (int32_t)(uint32_t)to_i64(v); break;
+    case DT_I8: ((int8_t *)p)[i] = (int8_t)(uint8_t)to_i64(v); break;
+    case DT_U8: ((uint8_t *)p)[i] = (uint8_t)to_i64(v); break;
+    case DT_BOOL: ((uint8_t *)p)[i] = v != 0; break;
+    default: UNREACHABLE();
+    }
+}
+
+double dtype_round(DType t, double v)
+{
+    unsigned char buf[8];
+    dtype_store(t, buf, 0, v);
+    return dtype_load(t, buf, 0);
+}
+
+/* ---- dimensions */
+
+Dim dim_const(int64_t v)
+{
+    return (Dim){-1, 0, v};
+}
+
+Dim dim_sym(int sym)
+{
+    return (Dim){sym, 1, 0};
+}
+
+int dim_is_const(Dim d)
+{
+    return d.sym < 0 || d.a == 0;
+}
+
+static Dim dim_norm(Dim d)
+{
+    if (d.sym < 0 || d.a == 0)
+        return dim_const(d.b);
+    return d;
+}
+
+int dim_eq(Dim x, Dim y)
+{
+    x = dim_norm(x);
+    y = dim_norm(y);
+    return x.sym == y.sym && x.a == y.a && x.b == y.b;
+}
+
+int64_t dim_eval(Dim d, const int64_t *vals)
+{
+    d = dim_norm(d);
+    return d.sym < 0 ? d.b : d.a * vals[d.sym] + d.b;
+}
+
+int64_t dim_max(const Graph *g, Dim d)
+{
+    d = dim_norm(d);
+    if (d.sym < 0)
+        return d.b;
+    /* a may be negative (T-1 has a = 1; 1-T would have a = -1): the largest value is at an end. */
+    int64_t hi = d.a * g->syms[d.sym].bound + d.b, lo = d.a * 1 + d.b;
+    return hi > lo ? hi : lo;
+}
+
+int dim_add(Dim x, Dim y, Dim *out)
+{
+    x = dim_norm(x);
+    y = dim_norm(y);
+    if (x.sym >= 0 && y.sym >= 0 && x.sym != y.sym)
+        return 0;
+    *out = dim_norm((Dim){x.sym >= 0 ? x.sym : y.sym, x.a + y.a, x.b + y.b});
+    return 1;
+}
+
+int dim_sub(Dim x, Dim y, Dim *out)
+{
+    y = dim_norm(y);
+    return dim_add(x, (Dim){y.sym, -y.a, -y.b}, out);
+}
+
+int dim_mul(Dim x, Dim y, Dim *out)
+{
+    x = dim_norm(x);
+    y = dim_norm(y);
+    if (x.sym >= 0 && y.sym >= 0)
+        return 0;
+    if (x.sym >= 0) {
+        Dim t = x;
+        x = y;
+        y = t;
+    }
+    /* x is constant */
+    *out = dim_norm((Dim){y.sym, y.a * x.b, y.b * x.b});
+    return 1;
+}
+
+int dim_div(Dim x, Dim y, Dim *out)
+{
+    x = dim_norm(x);
+    y = dim_norm(y);
+    if (y.sym >= 0) {
+        /* (a*S + b) / (c*S + d) is constant only when proportional. */
+        if (x.sym != y.sym || y.a == 0 || x.a % y.a)
+            return 0;
+        int64_t q = x.a / y.a;
+        if (x.b != q * y.b)
+            return 0;
+        *out = dim_const(q);
+        return 1;
+    }
+    if (y.b == 0 || x.a % y.b || x.b % y.b)
+        return 0;
+    *out = dim_norm((Dim){x.sym, x.a / y.b, x.b / y.b});
+    return 1;
+}
+
+const char *dim_str(const Graph *g, Dim d, char *buf, size_t n)
+{
+    d = dim_norm(d);
+    if (d.sym < 0) {
+        snprintf(buf, n, "%lld", (long long)d.b);
+        return buf;
+    }
+    const char *s = g && d.sym < g->nsym ? g->syms[d.sym].name : "?";
+    char coef[32] = "";
+    if (d.a == -1)
+        snprintf(coef, sizeof coef, "-");
+    else if (d.a != 1)
+        snprintf(coef, sizeof coef, "%lld*", (long long)d.a);
+    if (d.b > 0)
+        snprintf(buf, n, "%s%s+%lld", coef, s, (long long)d.b);
+    else if (d.b < 0)
+        snprintf(buf, n, "%s%s-%lld", coef, s, (long long)-d.b);
+    else
+        snprintf(buf, n, "%s%s", coef, s);
+    return buf;
+}
+
+const char *type_str(const Graph *g, DType dt, int rank, const Dim *shape, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "%s[", dtype_traits[dt].name);
+    for (int i = 0; i < rank && k < n; i++) {
+        char d[64];
+        k += (size_t)snprintf(buf + k, n - k, "%s%s", i ? ", " : "", dim_str(g, shape[i], d, sizeof d));
+    }
+    if (k < n)
+        snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+const char *node_type_str(const Graph *g, const Node *nd, char *buf, size_t n)
+{
+    return type_str(g, nd->dtype, nd->rank, nd->shape, buf, n);
+}
+
+int64_t shape_numel(int rank, const Dim *shape, const int64_t *vals)
+{
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= dim_eval(shape[i], vals);
+    return n;
+}
+
+/* The element counts are polynomials in the symbols of degree at most the rank. Two polynomials of
+ * degree <= r in one variable that agree at r+1 points are equal; with several symbols we evaluate
+ * on a grid of distinct values per symbol, which has the same guarantee per variable. To keep it
+ * cheap we use points where every symbol takes a distinct value from a small set, varied jointly;
+ * this is exact for the single-symbol case and for products of distinct symbols in practice. */
+int shape_numel_eq(const Graph *g, int ra, const Dim *a, int rb, const Dim *b)
+{
+    int nsym = g ? g->nsym : IR_MAX_SYMS;
+    int points = (ra > rb ? ra : rb) + 2;
+    for (int p = 0; p < points; p++) {
+        int64_t vals[IR_MAX_SYMS];
+        for (int s = 0; s < nsym && s < IR_MAX_SYMS; s++)
+            vals[s] = 3 + p * (s + 2) + s * 7;
+        if (shape_numel(ra, a, vals) != shape_numel(rb, b, vals))
+            return 0;
+    }
+    return 1;
+}
+
+int shape_broadcast(int ra, const Dim *a, int rb, const Dim *b, int *rout, Dim *out)
+{
+    int r = ra > rb ? ra : rb;
+    Dim tmp[IR_MAX_RANK];
+    for (int i = 0; i < r; i++) {
+        int ia = i - (r - ra), ib = i - (r - rb);
+        Dim da = ia >= 0 ? a[ia] : dim_const(1), db = ib >= 0 ? b[ib] : dim_const(1);
+        if (dim_eq(da, db) || dim_eq(db, dim_const(1)))
+            tmp[i] = da;
+        else if (dim_eq(da, dim_const(1)))
+            tmp[i] = db;
+        else
+            return 0;
+    }
+    memcpy(out, tmp, sizeof(Dim) * (size_t)r);
+    *rout = r;
+    return 1;
+}
+
+/* ---- graphs and nodes */
+
+Graph *ir_graph_new(void)
+{
+    Arena *a = arena_new();
+    Graph *g = arena_alloc(a, sizeof *g);
+    g->arena = a;
+    return g;
+}
+
+void ir_graph_free(Graph *g)
+{
+    if (g) {
+        free(g->nodes);
+        free(g->inputs);
+        free(g->outputs);
+        arena_free(g->arena);
+    }
+}
+
+static void grow(void **p, int *cap, int need, size_t elem)
+{
+    if (need <= *cap)
+        return;
+    int c = *cap ? *cap * 2 : 64;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, (size_t)c * elem);
+    KILN_ASSERT(q);
+    *p = q;
+    *cap = c;
+}
+
+Node *ir_node(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, Node *const *in,
+              SrcLoc loc)
+{
+    KILN_ASSERT(rank >= 0 && rank <= IR_MAX_RANK);
+    Node *n = arena_alloc(g->arena, sizeof *n);
+    n->op = op;
+    n->dtype = dt;
+    n->rank = rank;
+    if (rank)
+        memcpy(n->shape, shape, sizeof(Dim) * (size_t)rank);
+    n->nin = nin;
+    if (nin) {
+        n->in = arena_alloc(g->arena, sizeof(Node *) * (size_t)nin);
+        memcpy(n->in, in, sizeof(Node *) * (size_t)nin);
+    }
+    n->loc = loc;
+    grow((void **)&g->nodes, &g->capnode, g->nnode + 1, sizeof(Node *));
+    n->id = g->nnode;
+    g->nodes[g->nnode++] = n;
+    if (op == OP_INPUT) {
+        grow((void **)&g->inputs, &g->capinput, g->ninput + 1, sizeof(Node *));
+        g->inputs[g->ninput++] = n;
+    }
+    return n;
+}
+
+int ir_sym(Graph *g, const char *name, int64_t bound)
+{
+    for (int i = 0; i < g->nsym; i++)
+        if (!strcmp(g->syms[i].name, name))
+            return i;
+    if (g->nsym == IR_MAX_SYMS)
+        return -1;
+    g->syms[g->nsym] = (Sym){arena_strdup(g->arena, name), bound};
+    return g->nsym++;
+}
+
+void ir_add_output(Graph *g, const char *name, Node *n)
+{
+    grow((void **)&g->outputs, &g->capoutput, g->noutput + 1, sizeof(Output));
+    g->outputs[g->noutput++] = (Output){arena_strdup(g->arena, name), n};
+}
+
+void ir_compact(Graph *g)
+{
+    /* Mark what the outputs need (inputs always stay: they are the model's signature), walking
+     * backwards so that one pass over the topological order suffices. */
+    char *live = calloc((size_t)g->nnode + 1, 1);
+    KILN_ASSERT(live);
+    for (int i = 0; i < g->nnode; i++)
+        g->nodes[i]->id = i;
+    for (int i = 0; i < g->noutput; i++)
+        live[g->outputs[i].node->id] = 1;
+    for (int i = 0; i < g->ninput; i++)
+        live[g->inputs[i]->id] = 1;
+    for (int i = g->nnode - 1; i >= 0; i--)
+        if (live[i])
+            for (int j = 0; j < g->nodes[i]->nin; j++)
+                live[g->nodes[i]->in[j]->id] = 1;
+    int k = 0;
+    for (int i = 0; i < g->nnode; i++)
+        if (live[i]) {
+            g->nodes[k] = g->nodes[i];
+            g->nodes[k]->id = k;
+            k++;
+        }
+    g->nnode = k;
+    free(live);
+}

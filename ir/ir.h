@@ -1,0 +1,296 @@
+/* ir.h: kiln's intermediate representation and the services every phase shares.
+ *
+ * The IR is a dataflow graph in SSA form. Each Node has an op from ops.def, a dtype, a shape (static
+ * or symbolic: a*S + b for one symbolic size S with an upper bound), its inputs, the attributes its op
+ * uses, a name and the source location it came from. Graph.nodes is always in topological order: a
+ * node's inputs come before it.
+ *
+ * Sections, by source file:
+ *   arena.c   one bump allocator per compilation; nothing in the IR is freed on its own
+ *   diag.c    diagnostics: file:line:col: error: message, the source line and a caret
+ *   dtype     the dtype table (in graph.c)
+ *   graph.c   nodes, graphs, dimensions and shapes
+ *   print.c   the text form of a graph
+ *   parse.c   reading the text form back
+ *   verify.c  the verifier
+ *   interp.c  the interpreter: the oracle every other part is tested against
+ */
+#ifndef KILN_IR_H
+#define KILN_IR_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define KILN_VERSION "0.1.0"
+
+/* Internal bugs fail loudly, with the compiler's own file and line, in release builds too. */
+#define KILN_ASSERT(c) \
+    ((c) ? (void)0 : kiln_panic(__FILE__, __LINE__, "assertion failed: %s", #c))
+#define UNREACHABLE() kiln_panic(__FILE__, __LINE__, "unreachable")
+_Noreturn void kiln_panic(const char *file, int line, const char *fmt, ...);
+
+enum {
+    IR_MAX_RANK = 8,  /* most dimensions a tensor may have */
+    IR_MAX_SYMS = 16, /* most symbolic sizes a graph may have */
+};
+
+/* ---------------------------------------------------------------- arena.c */
+
+typedef struct Arena Arena;
+Arena *arena_new(void);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t n); /* zeroed, aligned to 64 bytes */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------- diag.c */
+
+/* A position in a source file: file is an index into the Diag's file table (0 when unknown),
+ * line and col count from 1; line 0 means "no position". */
+typedef struct SrcLoc {
+    int file;
+    int line;
+    int col;
+} SrcLoc;
+
+typedef struct Diag Diag;
+Diag *diag_new(FILE *out);
+void diag_free(Diag *d);
+/* Registers a source file so errors can quote its lines; returns its index for SrcLoc.file.
+ * text is copied; it may be NULL (no quoting). */
+int diag_add_file(Diag *d, const char *path, const char *text);
+const char *diag_file_path(const Diag *d, int file);
+/* file:line:col: error: message, then the source line and a caret under the column. */
+void diag_error(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_verror(Diag *d, SrcLoc loc, const char *fmt, va_list ap);
+/* file:line:col: note: message (no count). */
+void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* An error without a source position: "kiln: error: message" (message names the file itself). */
+void diag_fatal(Diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int diag_errors(const Diag *d);
+/* Stop adding to the count after this many errors (default 50). */
+void diag_set_max(Diag *d, int max);
+
+/* ---------------------------------------------------------------- dtypes */
+
+#define DTYPES(X)                                        \
+    /* enum   name    bytes float int  signed npy     */ \
+    X(F32,  "f32",  4, 1, 0, 1, "<f4")                   \
+    X(F16,  "f16",  2, 1, 0, 1, "<f2")                   \
+    X(BF16, "bf16", 2, 1, 0, 1, NULL)                    \
+    X(F64,  "f64",  8, 1, 0, 1, "<f8")                   \
+    X(I64,  "i64",  8, 0, 1, 1, "<i8")                   \
+    X(I32,  "i32",  4, 0, 1, 1, "<i4")                   \
+    X(I8,   "i8",   1, 0, 1, 1, "|i1")                   \
+    X(U8,   "u8",   1, 0, 1, 0, "|u1")                   \
+    X(BOOL, "bool", 1, 0, 0, 0, "|b1")
+
+typedef enum DType {
+#define X(e, n, b, f, i, s, npy) DT_##e,
+    DTYPES(X)
+#undef X
+    DT_COUNT
+} DType;
+
+typedef struct DTypeTraits {
+    const char *name; /* as written in model files and the IR text: "f32" */
+    int size;         /* bytes per element */
+    int is_float;     /* f32, f16, bf16, f64 */
+    int is_int;       /* integer types (not bool) */
+    int is_signed;
+    const char *npy;  /* NumPy descr ("<f4"), NULL when NumPy has no such type */
+} DTypeTraits;
+
+extern const DTypeTraits dtype_traits[DT_COUNT];
+/* Looks a dtype up by its kiln name ("f32"); returns -1 when unknown. */
+int dtype_from_name(const char *name);
+/* ... by its NumPy descr ("<f4"); -1 when unknown. */
+int dtype_from_npy(const char *descr);
+/* Element conversions through double (the interpreter's working type). */
+double dtype_load(DType t, const void *p, size_t i);
+void dtype_store(DType t, void *p, size_t i, double v);
+/* Rounds v to what dtype t can hold (f32 rounding, f16, bf16, integer wrap, bool 0/1). */
+double dtype_round(DType t, double v);
+
+/* ---------------------------------------------------------------- ops */
+
+enum {
+    F_NONE = 0,
+    F_SOURCE = 1 << 0, /* no inputs */
+    F_EW = 1 << 1,     /* elementwise (broadcasting) */
+    F_RED = 1 << 2,    /* reduction over one axis */
+    F_MOVE = 1 << 3,   /* moves data without arithmetic */
+    F_COMM = 1 << 4,   /* commutative binary op */
+    F_CMP = 1 << 5,    /* comparison: result is bool */
+    F_FUSED = 1 << 6,  /* made by a pass, not by the frontend */
+};
+
+enum {
+    A_NONE = 0,
+    A_AXIS = 1 << 0,     /* at.axis */
+    A_KEEPDIMS = 1 << 1, /* at.keepdims */
+    A_PERM = 1 << 2,     /* at.perm[rank] */
+    A_RANGE = 1 << 3,    /* at.start, at.end */
+    A_EPS = 1 << 4,      /* at.eps */
+    A_APPROX = 1 << 5,   /* at.approx */
+    A_CONV = 1 << 6,     /* at.stride[2], at.pad[2] */
+    A_DATA = 1 << 7,     /* at.data: numel elements of the node's dtype */
+};
+
+typedef enum Op {
+#define OP(e, name, arity, flags, attrs) OP_##e,
+#include "ops.def"
+#undef OP
+    OP_COUNT
+} Op;
+
+typedef struct OpInfo {
+    const char *name; /* text name, as in the IR text form */
+    int arity;        /* -1: variadic */
+    int flags;        /* F_* */
+    int attrs;        /* A_* */
+} OpInfo;
+
+extern const OpInfo op_info[OP_COUNT];
+int op_from_name(const char *name); /* -1 when unknown */
+
+/* ---------------------------------------------------------------- graph.c */
+
+/* A dimension: b when sym < 0, otherwise a * S + b for the symbolic size S = Graph.syms[sym]. */
+typedef struct Dim {
+    int sym;   /* index into Graph.syms, or -1 for a constant */
+    int64_t a; /* coefficient of the symbol (0 when constant) */
+    int64_t b; /* constant term */
+} Dim;
+
+typedef struct Sym {
+    const char *name; /* as declared: "T" */
+    int64_t bound;    /* the largest value allowed (`where T <= 256`) */
+} Sym;
+
+typedef struct Attrs {
+    int axis;                 /* A_AXIS: non-negative after lowering */
+    int keepdims;             /* A_KEEPDIMS */
+    int perm[IR_MAX_RANK];    /* A_PERM: one entry per output dimension */
+    Dim start, end;           /* A_RANGE: half-open, along axis; never negative */
+    double eps;               /* A_EPS */
+    int approx;               /* A_APPROX: gelu 0 = erf form, 1 = tanh form */
+    int stride[2], pad[2];    /* A_CONV: (h, w) */
+    const void *data;         /* A_DATA, and WEIGHT: the tensor's bytes (not owned) */
+} Attrs;
+
+typedef struct Node Node;
+struct Node {
+    int id;                 /* index in Graph.nodes; the text form prints %id */
+    Op op;
+    DType dtype;
+    int rank;
+    Dim shape[IR_MAX_RANK]; /* (rank) */
+    int nin;
+    Node **in;              /* (nin) inputs, all earlier in Graph.nodes */
+    Attrs at;
+    const char *name;       /* INPUT: input name; WEIGHT: tensor name; else NULL */
+    SrcLoc loc;             /* where in the model file it came from */
+};
+
+typedef struct Output {
+    const char *name;
+    Node *node;
+} Output;
+
+typedef struct Weights Weights; /* frontend/safetensors.c */
+
+typedef struct Graph {
+    Arena *arena;             /* owns every node, string and shape of the graph */
+    const char *model;        /* model name */
+    const char *source;       /* path of the model file, or NULL */
+    const char *weights_path; /* path of the weights file, or NULL */
+    Weights *weights;         /* the opened weights file (not owned), or NULL */
+    int nsym;
+    Sym syms[IR_MAX_SYMS];
+    int nnode, capnode;
+    Node **nodes;             /* (nnode) in topological order */
+    int ninput, capinput;
+    Node **inputs;            /* (ninput) INPUT nodes in declaration order */
+    int noutput, capoutput;
+    Output *outputs;          /* (noutput) in declaration order */
+} Graph;
+
+Graph *ir_graph_new(void);
+void ir_graph_free(Graph *g);
+/* Appends a node with the given op, dtype, shape and inputs; attributes are zero. */
+Node *ir_node(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, Node *const *in,
+              SrcLoc loc);
+/* Returns the index of the symbol, adding it when new; -1 when the table is full. */
+int ir_sym(Graph *g, const char *name, int64_t bound);
+void ir_add_output(Graph *g, const char *name, Node *n);
+/* Renumbers the nodes after a pass has edited g->nodes; removes nodes no output depends on. */
+void ir_compact(Graph *g);
+
+Dim dim_const(int64_t v);
+Dim dim_sym(int sym);
+int dim_is_const(Dim d);
+int dim_eq(Dim x, Dim y);
+/* The value of d given the symbols' values (vals[sym]). */
+int64_t dim_eval(Dim d, const int64_t *vals);
+/* The largest value of d: every symbol at its bound. */
+int64_t dim_max(const Graph *g, Dim d);
+/* Arithmetic; each returns 0 when the result is not of the form a*S + b (then *out is unchanged). */
+int dim_add(Dim x, Dim y, Dim *out);
+int dim_sub(Dim x, Dim y, Dim *out);
+int dim_mul(Dim x, Dim y, Dim *out);
+int dim_div(Dim x, Dim y, Dim *out); /* exact division only */
+/* Writes "T", "2*T+1", "768" into buf. */
+const char *dim_str(const Graph *g, Dim d, char *buf, size_t n);
+/* Writes "f32[T, 768]" into buf. */
+const char *type_str(const Graph *g, DType dt, int rank, const Dim *shape, char *buf, size_t n);
+const char *node_type_str(const Graph *g, const Node *n, char *buf, size_t n_);
+/* Whether two shapes have the same number of elements for every value of the symbols. */
+int shape_numel_eq(const Graph *g, int ra, const Dim *a, int rb, const Dim *b);
+/* Number of elements at the given symbol values. */
+int64_t shape_numel(int rank, const Dim *shape, const int64_t *vals);
+/* NumPy broadcasting of two shapes; 0 when they do not broadcast. */
+int shape_broadcast(int ra, const Dim *a, int rb, const Dim *b, int *rout, Dim *out);
+
+/* ---------------------------------------------------------------- print.c */
+
+/* The text form: a header (model, weights, symbols, inputs), one line per node, the outputs. */
+void ir_print(FILE *f, const Graph *g);
+void ir_print_node(FILE *f, const Graph *g, const Node *n);
+
+/* ---------------------------------------------------------------- parse.c */
+
+/* Reads the text form. Errors go to d with their positions in the text; weights named by the
+ * header are opened (weights_override, when not NULL, replaces the header's path).
+ * Returns NULL after errors. */
+Graph *ir_parse(const char *path, const char *text, const char *weights_override, Diag *d);
+
+/* ---------------------------------------------------------------- verify.c */
+
+/* Checks topological order, arities, dtypes, shapes and attributes of every node. Reports each
+ * problem through d (naming the node) and returns the number found. */
+int ir_verify(const Graph *g, Diag *d);
+
+/* ---------------------------------------------------------------- interp.c */
+
+/* A tensor in the host's memory: data holds numel elements of dtype, C order. */
+typedef struct HostTensor {
+    DType dtype;
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    void *data;
+} HostTensor;
+
+/* Binds the symbolic sizes from the inputs' actual shapes (vals[sym]); checks dtypes, ranks, static
+ * sizes and bounds. Errors name the input and what was expected. Returns 0 on success. */
+int ir_bind_inputs(const Graph *g, const HostTensor *inputs, int64_t *vals, Diag *d);
+
+/* Runs g on inputs (one per g->inputs, same order). On success fills outputs (one per g->outputs;
+ * data is malloc'ed, free with free()) and returns 0. Plain loops accumulating in double, rounding
+ * to each node's dtype after it is computed. */
+int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Diag *d);
+
+#endif

@@ -1,0 +1,1 @@
+#include "runtime/kiln_rt.h"
