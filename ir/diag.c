@@ -7,13 +7,19 @@
  */
 #include "ir.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { DIAG_MAX_FILES = 64 };
 
+enum { DIAG_SEEN = 256 };
+
 struct Diag {
     FILE *out;
+    uint64_t seen[DIAG_SEEN]; /* hashes of reported errors: an error inside a function inlined at
+                                 twelve call sites is reported once, not twelve times */
+    int nseen;
     int nerr;
     int max;
     int nfile;
@@ -106,8 +112,54 @@ static void report(Diag *d, SrcLoc loc, const char *kind, const char *fmt, va_li
     quote(d, loc);
 }
 
+static uint64_t hash(SrcLoc loc, const char *fmt, va_list ap)
+{
+    char buf[512];
+    va_list aq;
+    va_copy(aq, ap);
+    vsnprintf(buf, sizeof buf, fmt, aq);
+    va_end(aq);
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)loc.file * 31 ^ (uint64_t)loc.line << 20 ^ (uint64_t)loc.col << 40;
+    for (const char *p = buf; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+int diag_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 200 || lb > 200)
+        return 1 << 20;
+    int row[201];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
 void diag_verror(Diag *d, SrcLoc loc, const char *fmt, va_list ap)
 {
+    if (loc.line > 0) {
+        uint64_t h = hash(loc, fmt, ap);
+        for (int i = 0; i < d->nseen; i++)
+            if (d->seen[i] == h)
+                return;
+        if (d->nseen < DIAG_SEEN)
+            d->seen[d->nseen++] = h;
+    }
     if (d->nerr++ < d->max)
         report(d, loc, "error", fmt, ap);
     else if (d->nerr == d->max + 1)

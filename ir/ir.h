@@ -71,6 +71,8 @@ void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format(
 /* An error without a source position: "kiln: error: message" (message names the file itself). */
 void diag_fatal(Diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int diag_errors(const Diag *d);
+/* Edit distance between two names, for "did you mean" suggestions. */
+int diag_distance(const char *a, const char *b);
 /* Stop adding to the count after this many errors (default 50). */
 void diag_set_max(Diag *d, int max);
 

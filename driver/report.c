@@ -1,0 +1,145 @@
+/* report.c: what `kiln check` tells about a model.
+ *
+ * Sizes are reported with every symbolic size at its bound, the case buffers are planned for.
+ * FLOPs count a multiply-add as two operations and an elementwise operation as one per element
+ * (transcendentals included), which is the convention the benchmarks' GFLOP/s figures use.
+ * Activation memory is measured by walking the graph in order and freeing each intermediate after
+ * its last use: an upper bound on what a memory planner needs, and exactly what the interpreter uses.
+ */
+#include "driver/driver.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static double numel(const Node *n, const int64_t *vals)
+{
+    return (double)shape_numel(n->rank, n->shape, vals);
+}
+
+double report_node_flops(const Node *n, const int64_t *vals)
+{
+    const OpInfo *oi = &op_info[n->op];
+    if (oi->flags & (F_SOURCE | F_MOVE) || n->op == OP_CAST)
+        return 0;
+    if (n->op == OP_MATMUL) {
+        const Node *a = n->in[0];
+        return 2.0 * numel(n, vals) * (double)dim_eval(a->shape[a->rank - 1], vals);
+    }
+    if (n->op == OP_CONV2D) {
+        const Node *w = n->in[1];
+        return 2.0 * numel(n, vals) * (double)(dim_eval(w->shape[1], vals) * dim_eval(w->shape[2], vals) *
+                                               dim_eval(w->shape[3], vals));
+    }
+    if (oi->flags & F_RED)
+        return numel(n->in[0], vals);
+    if (n->op == OP_SOFTMAX || n->op == OP_LOG_SOFTMAX)
+        return 4.0 * numel(n, vals); /* max, exp, sum, scale */
+    if (n->op == OP_LAYERNORM || n->op == OP_RMSNORM)
+        return (n->op == OP_LAYERNORM ? 7.0 : 5.0) * numel(n, vals);
+    return numel(n, vals);
+}
+
+static double node_bytes(const Node *n, const int64_t *vals)
+{
+    return numel(n, vals) * dtype_traits[n->dtype].size;
+}
+
+void report_activation_bytes(const Graph *g, const int64_t *vals, double *peak, double *total)
+{
+    int *last = calloc((size_t)g->nnode + 1, sizeof *last);
+    KILN_ASSERT(last);
+    for (int i = 0; i < g->nnode; i++) {
+        last[i] = i;
+        for (int j = 0; j < g->nodes[i]->nin; j++)
+            last[g->nodes[i]->in[j]->id] = i;
+    }
+    for (int i = 0; i < g->noutput; i++)
+        last[g->outputs[i].node->id] = g->nnode; /* outputs live to the end */
+    double live = 0, hi = 0, sum = 0;
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        if (!(op_info[n->op].flags & F_SOURCE) || n->op == OP_ARANGE || n->op == OP_CAUSAL_MASK) {
+            live += node_bytes(n, vals);
+            sum += node_bytes(n, vals);
+        }
+        if (live > hi)
+            hi = live;
+        for (int j = 0; j < n->nin; j++) {
+            const Node *in = n->in[j];
+            int dup = 0;
+            for (int k = 0; k < j; k++)
+                dup |= n->in[k] == in;
+            if (!dup && last[in->id] == i &&
+                (!(op_info[in->op].flags & F_SOURCE) || in->op == OP_ARANGE || in->op == OP_CAUSAL_MASK))
+                live -= node_bytes(in, vals);
+        }
+    }
+    free(last);
+    *peak = hi;
+    *total = sum;
+}
+
+static void human(char *buf, size_t n, double v, const char *unit, int base)
+{
+    const char *pre[] = {"", base == 1024 ? "Ki" : "k", base == 1024 ? "Mi" : "M", base == 1024 ? "Gi" : "G",
+                         base == 1024 ? "Ti" : "T"};
+    int k = 0;
+    while (v >= base && k < 4) {
+        v /= base;
+        k++;
+    }
+    snprintf(buf, n, k ? "%.2f %s%s" : "%.0f %s%s", v, pre[k], unit);
+}
+
+void report_summary(FILE *f, const Graph *g)
+{
+    int64_t vals[IR_MAX_SYMS];
+    for (int i = 0; i < g->nsym; i++)
+        vals[i] = g->syms[i].bound;
+    char buf[256], h1[64], h2[64];
+    fprintf(f, "model %s", g->model ? g->model : "?");
+    if (g->source)
+        fprintf(f, " (%s)", g->source);
+    fputc('\n', f);
+
+    fprintf(f, "inputs:\n");
+    for (int i = 0; i < g->ninput; i++)
+        fprintf(f, "  %s: %s\n", g->inputs[i]->name, node_type_str(g, g->inputs[i], buf, sizeof buf));
+    fprintf(f, "outputs:\n");
+    for (int i = 0; i < g->noutput; i++)
+        fprintf(f, "  %s: %s\n", g->outputs[i].name, node_type_str(g, g->outputs[i].node, buf, sizeof buf));
+    if (g->nsym) {
+        fprintf(f, "symbolic sizes:");
+        for (int i = 0; i < g->nsym; i++)
+            fprintf(f, "%s %s <= %lld", i ? "," : "", g->syms[i].name, (long long)g->syms[i].bound);
+        fputc('\n', f);
+    }
+
+    double params = 0, pbytes = 0, flops = 0;
+    int nweights = 0;
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op == OP_WEIGHT) {
+            nweights++;
+            params += numel(n, vals);
+            pbytes += node_bytes(n, vals);
+        }
+        flops += report_node_flops(n, vals);
+    }
+    human(h1, sizeof h1, pbytes, "B", 1024);
+    fprintf(f, "parameters: %.0f in %d tensors (%s)", params, nweights, h1);
+    if (g->weights_path)
+        fprintf(f, " from %s", g->weights_path);
+    fputc('\n', f);
+
+    const char *at = g->nsym ? " (symbolic sizes at their bounds)" : "";
+    human(h1, sizeof h1, flops, "FLOP", 1000);
+    fprintf(f, "FLOPs per run: %s%s\n", h1, at);
+    double peak, total;
+    report_activation_bytes(g, vals, &peak, &total);
+    human(h1, sizeof h1, peak, "B", 1024);
+    human(h2, sizeof h2, total, "B", 1024);
+    fprintf(f, "activation memory: %s peak, freeing each intermediate after its last use (%s if none were freed)%s\n",
+            h1, h2, at);
+    fprintf(f, "IR: %d nodes\n", g->nnode);
+}
