@@ -1,0 +1,18 @@
+#!/bin/sh
+# GPT-2 (examples/gpt2/gpt2.kiln) in the interpreter against PyTorch (examples/gpt2/reference.py, float64)
+# on the tiny random weights, at T = 1, 16 and 64 (the bound), and with F16 weights.
+# Tolerance: 1e-4 relative to the largest logit, as the foundation issue asks; f32 rounding after
+# every node keeps the interpreter within about 1e-7 of PyTorch's float64 result.
+set -eu
+KILN=$1 NPYCMP=$2
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+G="-D V=96 -D D=64 -D H=4 -D L=2 -D CTX=64"
+for t in 1 16 64; do
+    "$KILN" run examples/gpt2/gpt2.kiln $G --weights examples/gpt2/gpt2-tiny.safetensors --interp \
+        --input tokens=tests/models/gpt2/tokens_$t.npy --output logits="$OUT/logits_$t.npy"
+    "$NPYCMP" --maxrel 1e-4 "$OUT/logits_$t.npy" tests/models/gpt2/logits_$t.npy
+done
+"$KILN" run examples/gpt2/gpt2.kiln $G --weights tests/models/gpt2/gpt2-tiny-f16.safetensors --interp \
+    --input tokens=tests/models/gpt2/tokens_16.npy --output logits="$OUT/f16.npy"
+"$NPYCMP" --maxrel 1e-4 "$OUT/f16.npy" tests/models/gpt2/logits_16_f16w.npy
