@@ -134,8 +134,12 @@ static void env_set(Lower *L, Env *e, const char *name, Value v, SrcLoc loc)
 /* The name in scope (or builtin) closest to `name`, or NULL when nothing is close. */
 static const char *closest_name(Env *e, const char *name)
 {
+    /* one- and two-letter names are too short for a guess to mean anything */
+    size_t len = strlen(name);
+    if (len <= 2)
+        return NULL;
     const char *best = NULL;
-    int bestd = strlen(name) <= 3 ? 2 : 3;
+    int bestd = len <= 4 ? 2 : 3;
     for (; e; e = e->parent)
         for (int i = 0; i < e->n; i++) {
             int dd = diag_distance(name, e->b[i].name);
@@ -166,6 +170,8 @@ static int open_weights(Lower *L, SrcLoc loc)
     L->w = st_open(L->wpath, L->d);
     if (!L->w) {
         L->wfailed = 1;
+        if (!L->o->weights_override && L->wloc.line > 0)
+            diag_note(L->d, L->wloc, "the weights file is named here");
         return 0;
     }
     L->g->weights = L->w;
@@ -663,7 +669,8 @@ static Node *number_for(Lower *L, Value v, const Node *t, SrcLoc loc)
     return lw_scalar(L, dt, num(v), loc);
 }
 
-static Value binary(Lower *L, int op, Value a, Value b, SrcLoc loc)
+/* a op b at loc; aloc and bloc are the operands' positions, for errors about the operands themselves. */
+static Value binary(Lower *L, int op, Value a, Value b, SrcLoc loc, SrcLoc aloc, SrcLoc bloc)
 {
     if (a.k == V_NONE || b.k == V_NONE)
         return v_none();
@@ -695,11 +702,11 @@ static Value binary(Lower *L, int op, Value a, Value b, SrcLoc loc)
     }
     Node *ta, *tb;
     if (is_number(a) && (b.k == V_TENSOR || b.k == V_PATH)) {
-        tb = lw_tensor(L, b, loc);
-        ta = tb ? number_for(L, a, tb, loc) : NULL;
+        tb = lw_tensor(L, b, bloc);
+        ta = tb ? number_for(L, a, tb, aloc) : NULL;
     } else if (is_number(b) && (a.k == V_TENSOR || a.k == V_PATH)) {
-        ta = lw_tensor(L, a, loc);
-        tb = ta ? number_for(L, b, ta, loc) : NULL;
+        ta = lw_tensor(L, a, aloc);
+        tb = ta ? number_for(L, b, ta, bloc) : NULL;
     } else {
         if (a.k != V_TENSOR && a.k != V_PATH) {
             ERR(loc, "'%s' cannot take %s on its left", binop_text(op), lw_value_kind(a));
@@ -709,8 +716,8 @@ static Value binary(Lower *L, int op, Value a, Value b, SrcLoc loc)
             ERR(loc, "'%s' cannot take %s on its right", binop_text(op), lw_value_kind(b));
             return v_none();
         }
-        ta = lw_tensor(L, a, loc);
-        tb = lw_tensor(L, b, loc);
+        ta = lw_tensor(L, a, aloc);
+        tb = lw_tensor(L, b, bloc);
     }
     if (op == '@')
         return v_tensor(lw_matmul(L, ta, tb, loc));
@@ -828,20 +835,14 @@ static Value eval_index(Lower *L, Env *env, const Ast *e)
     Value obj = eval(L, env, e->a);
     if (obj.k == V_NONE)
         return obj;
-    /* w.h[3]: a weights path grows, unless it already names a tensor */
-    if (obj.k == V_PATH && !path_is_tensor(L, obj.s)) {
-        if (ast_count(e->list) != 1 || e->list->kind == AST_RANGE) {
-            ERR(e->loc, "weights path '%s' takes one integer index, as in w.h[3]", obj.s);
-            return v_none();
-        }
+    /* w.h[3]: an integer index extends a weights path, unless the path already names a tensor
+     * (then w.wte[3] is row 3 of wte); any other index needs the tensor. */
+    if (obj.k == V_PATH && ast_count(e->list) == 1 && e->list->kind != AST_RANGE && !path_is_tensor(L, obj.s)) {
         Value i = eval(L, env, e->list);
         if (i.k == V_NONE)
             return i;
-        if (i.k != V_INT) {
-            ERR(e->list->loc, "a weights path is indexed by an integer (a layer number), got %s", lw_value_kind(i));
-            return v_none();
-        }
-        return (Value){.k = V_PATH, .s = path_join(L, obj.s, arena_printf(L->a, "%lld", (long long)i.i))};
+        if (i.k == V_INT)
+            return (Value){.k = V_PATH, .s = path_join(L, obj.s, arena_printf(L->a, "%lld", (long long)i.i))};
     }
     if (obj.k == V_TUPLE) {
         Value i = ast_count(e->list) == 1 && e->list->kind != AST_RANGE ? eval(L, env, e->list) : v_none();
@@ -981,7 +982,7 @@ static Value eval(Lower *L, Env *env, const Ast *e)
     }
     case AST_BINARY: {
         Value a = eval(L, env, e->a), b = eval(L, env, e->b);
-        return binary(L, e->op, a, b, e->loc);
+        return binary(L, e->op, a, b, e->loc, e->a->loc, e->b->loc);
     }
     case AST_CALL: return eval_call(L, env, e);
     case AST_INDEX: return eval_index(L, env, e);
@@ -1138,6 +1139,13 @@ static void decl_input(Lower *L, Frame *f, const Ast *s)
         env_set(L, L->globals, b->s, (Value){.k = V_DIM, .dim = dim_sym(sym)}, b->loc);
     }
     const Ast *type = s->a;
+    /* until the declaration succeeds the input is V_NONE, so its uses raise no further errors */
+    if (!env_find_local(L->globals, s->s))
+        env_set(L, L->globals, s->s, v_none(), s->loc);
+    else {
+        ERR(s->loc, "'%s' is already defined", s->s);
+        return;
+    }
     int dt = dtype_from_name(type->s);
     if (dt < 0) {
         ERR(type->loc, "unknown dtype '%s' (kiln has f32, f16, bf16, f64, i64, i32, i8, u8, bool)", type->s);
@@ -1166,10 +1174,6 @@ static void decl_input(Lower *L, Frame *f, const Ast *s)
     }
     if (!ok)
         return;
-    if (env_find_local(L->globals, s->s)) {
-        ERR(s->loc, "'%s' is already defined", s->s);
-        return;
-    }
     Node *n = ir_node(L->g, OP_INPUT, (DType)dt, rank, shape, 0, NULL, s->loc);
     n->name = s->s;
     env_set(L, L->globals, s->s, v_tensor(n), s->loc);
@@ -1446,10 +1450,6 @@ Graph *fe_compile(const char *path, const FrontendOptions *o, Diag *d)
         }
         if (b->v.k == V_NONE)
             continue;
-        if (b->v.k == V_TENSOR && b->v.t->op == OP_INPUT) {
-            ERR(s->loc, "output '%s' is an input; an output must be computed", s->s);
-            continue;
-        }
         if (!check_type(L, L->globals, NULL, b->v, s->a, arena_printf(g->arena, "output '%s'", s->s)))
             continue;
         ir_add_output(g, s->s, lw_tensor(L, b->v, s->loc));
