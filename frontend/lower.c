@@ -193,6 +193,9 @@ static Node *weight_node(Lower *L, const char *name, SrcLoc loc)
     if (!t) {
         const char *near[3];
         int n = st_closest(L->w, name, near, 3);
+        /* suggest only names that are plausibly what was meant */
+        while (n > 0 && diag_distance(name, near[n - 1]) > (int)strlen(name) / 3 + 1)
+            n--;
         char hint[512] = "";
         size_t k = 0;
         for (int i = 0; i < n && k < sizeof hint; i++)

@@ -114,21 +114,35 @@ static uint16_t float_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
+/* Element access goes through memcpy: weights mapped from a file need not be aligned to their
+ * element size, and memcpy of a known small size compiles to one load. */
+#define LOAD(T) \
+    do { \
+        T v_; \
+        memcpy(&v_, (const char *)p + i * sizeof(T), sizeof(T)); \
+        return (double)v_; \
+    } while (0)
+
 double dtype_load(DType t, const void *p, size_t i)
 {
     switch (t) {
-    case DT_F32: return ((const float *)p)[i];
-    case DT_F16: return half_to_float(((const uint16_t *)p)[i]);
-    case DT_BF16: return bf16_to_float(((const uint16_t *)p)[i]);
-    case DT_F64: return ((const double *)p)[i];
-    case DT_I64: return (double)((const int64_t *)p)[i];
-    case DT_I32: return ((const int32_t *)p)[i];
-    case DT_I8: return ((const int8_t *)p)[i];
-    case DT_U8: return ((const uint8_t *)p)[i];
+    case DT_F32: LOAD(float);
+    case DT_F64: LOAD(double);
+    case DT_I64: LOAD(int64_t);
+    case DT_I32: LOAD(int32_t);
+    case DT_I8: LOAD(int8_t);
+    case DT_U8: LOAD(uint8_t);
     case DT_BOOL: return ((const uint8_t *)p)[i] != 0;
+    case DT_F16:
+    case DT_BF16: {
+        uint16_t h;
+        memcpy(&h, (const char *)p + i * 2, 2);
+        return t == DT_F16 ? half_to_float(h) : bf16_to_float(h);
+    }
     default: UNREACHABLE();
     }
 }
+#undef LOAD
 
 /* Integer conversion as C casts would do it from a wider integer: truncate toward zero, wrap. */
 static int64_t to_i64(double v)
@@ -142,25 +156,33 @@ static int64_t to_i64(double v)
     return (int64_t)v;
 }
 
+#define STORE(T, x) \
+    do { \
+        T v_ = (T)(x); \
+        memcpy((char *)p + i * sizeof(T), &v_, sizeof(T)); \
+        return; \
+    } while (0)
+
 void dtype_store(DType t, void *p, size_t i, double v)
 {
     switch (t) {
-    case DT_F32: ((float *)p)[i] = (float)v; break;
-    case DT_F16: ((uint16_t *)p)[i] = float_to_half((float)v); break;
-    case DT_BF16: ((uint16_t *)p)[i] = float_to_bf16((float)v); break;
-    case DT_F64: ((double *)p)[i] = v; break;
-    case DT_I64: ((int64_t *)p)[i] = to_i64(v); break;
-    case DT_I32: ((int32_t *)p)[i] = (int32_t)(uint32_t)to_i64(v); break;
-    case DT_I8: ((int8_t *)p)[i] = (int8_t)(uint8_t)to_i64(v); break;
-    case DT_U8: ((uint8_t *)p)[i] = (uint8_t)to_i64(v); break;
-    case DT_BOOL: ((uint8_t *)p)[i] = v != 0; break;
+    case DT_F32: STORE(float, v);
+    case DT_F16: STORE(uint16_t, float_to_half((float)v));
+    case DT_BF16: STORE(uint16_t, float_to_bf16((float)v));
+    case DT_F64: STORE(double, v);
+    case DT_I64: STORE(int64_t, to_i64(v));
+    case DT_I32: STORE(int32_t, (int32_t)(uint32_t)to_i64(v));
+    case DT_I8: STORE(int8_t, (int8_t)(uint8_t)to_i64(v));
+    case DT_U8: STORE(uint8_t, (uint8_t)to_i64(v));
+    case DT_BOOL: STORE(uint8_t, v != 0);
     default: UNREACHABLE();
     }
 }
+#undef STORE
 
 double dtype_round(DType t, double v)
 {
-    unsigned char buf[8];
+    _Alignas(8) unsigned char buf[8];
     dtype_store(t, buf, 0, v);
     return dtype_load(t, buf, 0);
 }

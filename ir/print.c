@@ -1,0 +1,292 @@
+/* print.c: the text form of a graph.
+ *
+ * One statement per line; ir_parse (parse.c) reads exactly this back, and printing what it read
+ * gives the same bytes again. The form, in the order the printer writes it:
+ *
+ *   model gpt2                                   model name: an identifier, else a quoted string
+ *   source "examples/gpt2/gpt2.kiln"             only when Graph.source is set
+ *   weights "examples/gpt2/gpt2.safetensors"     only when Graph.weights_path is set
+ *   sym T <= 1024                                one per symbol, in index order
+ *   %0 = input "tokens" : i32[T]                 one per node, in graph order
+ *   %2 = gather(%1, %0) {axis=0} : f32[T, 768]   @12:5
+ *   output logits = %57                          one per output, in declaration order
+ *
+ * A node line is `%ID = OP ["NAME"] [(%A, %B, ...)] [{ATTRS}] : TYPE [@LINE:COL]`:
+ *   - ID is the node's position in Graph.nodes, and inputs are referred to by their positions, so a
+ *     graph whose ids are stale after a pass still prints consistently.
+ *   - the quoted NAME appears for input and weight only; the parentheses are left out for source ops
+ *     (no inputs), so `%4 = arange : i64[T]`.
+ *   - ATTRS are exactly the fields op_info[op].attrs names, in this order: axis=N,
+ *     keepdims=true|false, perm=[...] (one entry per output dimension), start=DIM, end=DIM,
+ *     eps=FLOAT, approx=erf|tanh, stride=[H, W], pad=[H, W], data=[...] (numel values, C order, flat).
+ *   - floating-point values print as the shortest %g form that reads back to the same bits in the
+ *     node's dtype (at most 17 digits for f64, 9 for f32, fewer for f16 and bf16), except that
+ *     whole numbers below 1e15 print without exponent (65504, not 6.55e+04); and inf, -inf, nan
+ *     (NaN payloads are not kept). Integer dtypes print exactly; bool prints true/false.
+ *   - TYPE is type_str's form, f32[T, 768]; dims are dim_str's form: 768, T, T+1, T-1, 2*T, -T+3.
+ *   - the location is the node's SrcLoc (line and column in the model file), three spaces after the
+ *     type, when loc.line > 0. The file index is not printed: it belongs to a Diag, not to the graph.
+ * ir_print_node writes one node line, newline included (what `--print-after` and debugging want).
+ * Strings are quoted with C escapes for ", \ and control bytes (\n, \t, \r, \xHH); other bytes,
+ * UTF-8 included, print as they are.
+ */
+#include "ir.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p == '\t')
+            fputs("\\t", f);
+        else if (*p == '\r')
+            fputs("\\r", f);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* [A-Za-z_][A-Za-z0-9_]*: what the parser reads as an identifier. */
+static int is_ident(const char *s)
+{
+    if (!s || !(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+        return 0;
+    for (s++; *s; s++)
+        if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9')))
+            return 0;
+    return 1;
+}
+
+static void print_name(FILE *f, const char *s)
+{
+    if (is_ident(s))
+        fputs(s, f);
+    else
+        print_string(f, s ? s : "");
+}
+
+/* The position of n in g->nodes, or -1. The id is tried first: it is right except after a pass
+ * has edited g->nodes and not yet called ir_compact. */
+static int node_pos(const Graph *g, const Node *n)
+{
+    if (!n)
+        return -1;
+    if (n->id >= 0 && n->id < g->nnode && g->nodes[n->id] == n)
+        return n->id;
+    for (int i = 0; i < g->nnode; i++)
+        if (g->nodes[i] == n)
+            return i;
+    return -1;
+}
+
+static void print_ref(FILE *f, const Graph *g, const Node *n)
+{
+    int p = node_pos(g, n);
+    if (p >= 0)
+        fprintf(f, "%%%d", p);
+    else
+        fputs("%?", f); /* not in the graph: the verifier says so; the parser rejects it */
+}
+
+static void print_dim(FILE *f, const Graph *g, Dim d)
+{
+    char buf[96];
+    fputs(dim_str(g, d, buf, sizeof buf), f);
+}
+
+/* Element i of data (dtype t) as the shortest decimal that reads back, through strtod and
+ * dtype_store as the parser does it, to the same bytes. */
+static void fmt_float(char *buf, size_t n, DType t, const void *data, size_t i)
+{
+    double v = dtype_load(t, data, i);
+    if (isnan(v)) {
+        snprintf(buf, n, "nan");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(buf, n, v < 0 ? "-inf" : "inf");
+        return;
+    }
+    size_t sz = (size_t)dtype_traits[t].size;
+    const unsigned char *orig = (const unsigned char *)data + i * sz;
+    unsigned char back[8];
+    if (v == floor(v) && fabs(v) < 1e15 && !(v == 0 && signbit(v))) {
+        snprintf(buf, n, "%.0f", v); /* 65504, not 6.55e+04: exact, so it reads back */
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        dtype_store(t, back, 0, strtod(buf, NULL));
+        if (!memcmp(orig, back, sz))
+            return;
+    }
+    snprintf(buf, n, "%.17g", v); /* not reached: 17 digits always round-trip a double */
+}
+
+static void print_value(FILE *f, DType t, const void *data, size_t i)
+{
+    char buf[64];
+    if (dtype_traits[t].is_float) {
+        fmt_float(buf, sizeof buf, t, data, i);
+        fputs(buf, f);
+    } else if (t == DT_BOOL) {
+        fputs(((const uint8_t *)data)[i] ? "true" : "false", f);
+    } else if (t == DT_I64) {
+        fprintf(f, "%lld", (long long)((const int64_t *)data)[i]);
+    } else {
+        fprintf(f, "%lld", (long long)dtype_load(t, data, i));
+    }
+}
+
+/* The element count of a static shape, or -1 when a dimension is symbolic or negative. */
+static int64_t static_numel(const Node *n)
+{
+    int64_t k = 1;
+    for (int i = 0; i < n->rank; i++) {
+        if (!dim_is_const(n->shape[i]) || n->shape[i].b < 0)
+            return -1;
+        if (__builtin_mul_overflow(k, n->shape[i].b, &k))
+            return -1;
+    }
+    return k;
+}
+
+static void print_attrs(FILE *f, const Graph *g, const Node *n)
+{
+    int attrs = op_info[n->op].attrs;
+    if (!attrs)
+        return;
+    const char *sep = "";
+    fputs(" {", f);
+    if (attrs & A_AXIS) {
+        fprintf(f, "%saxis=%d", sep, n->at.axis);
+        sep = ", ";
+    }
+    if (attrs & A_KEEPDIMS) {
+        fprintf(f, "%skeepdims=%s", sep, n->at.keepdims ? "true" : "false");
+        sep = ", ";
+    }
+    if (attrs & A_PERM) {
+        fprintf(f, "%sperm=[", sep);
+        for (int i = 0; i < n->rank; i++)
+            fprintf(f, "%s%d", i ? ", " : "", n->at.perm[i]);
+        fputc(']', f);
+        sep = ", ";
+    }
+    if (attrs & A_RANGE) {
+        fprintf(f, "%sstart=", sep);
+        print_dim(f, g, n->at.start);
+        fputs(", end=", f);
+        print_dim(f, g, n->at.end);
+        sep = ", ";
+    }
+    if (attrs & A_EPS) {
+        char buf[64];
+        fmt_float(buf, sizeof buf, DT_F64, &n->at.eps, 0);
+        fprintf(f, "%seps=%s", sep, buf);
+        sep = ", ";
+    }
+    if (attrs & A_APPROX) {
+        if (n->at.approx == 0 || n->at.approx == 1)
+            fprintf(f, "%sapprox=%s", sep, n->at.approx ? "tanh" : "erf");
+        else
+            fprintf(f, "%sapprox=%d", sep, n->at.approx);
+        sep = ", ";
+    }
+    if (attrs & A_CONV) {
+        fprintf(f, "%sstride=[%d, %d], pad=[%d, %d]", sep, n->at.stride[0], n->at.stride[1],
+                n->at.pad[0], n->at.pad[1]);
+        sep = ", ";
+    }
+    if (attrs & A_DATA) {
+        /* Without data or with a symbolic shape there is nothing safe to print; the verifier
+         * rejects such a node and the parser will not read `data=[]` back for a non-empty shape. */
+        int64_t k = n->at.data ? static_numel(n) : -1;
+        fprintf(f, "%sdata=[", sep);
+        for (int64_t i = 0; i < k; i++) {
+            if (i)
+                fputs(", ", f);
+            print_value(f, n->dtype, n->at.data, (size_t)i);
+        }
+        fputc(']', f);
+    }
+    fputc('}', f);
+}
+
+void ir_print_node(FILE *f, const Graph *g, const Node *n)
+{
+    char buf[IR_MAX_RANK * 96 + 16];
+    fputc('%', f);
+    int p = node_pos(g, n);
+    if (p >= 0)
+        fprintf(f, "%d", p);
+    else
+        fputc('?', f);
+    if (n->op < 0 || n->op >= OP_COUNT) {
+        fprintf(f, " = <bad op %d>\n", (int)n->op);
+        return;
+    }
+    fprintf(f, " = %s", op_info[n->op].name);
+    if (n->op == OP_INPUT || n->op == OP_WEIGHT) {
+        fputc(' ', f);
+        print_string(f, n->name ? n->name : "");
+    }
+    if (!(op_info[n->op].flags & F_SOURCE) || n->nin > 0) {
+        fputc('(', f);
+        for (int i = 0; i < n->nin; i++) {
+            if (i)
+                fputs(", ", f);
+            print_ref(f, g, n->in[i]);
+        }
+        fputc(')', f);
+    }
+    print_attrs(f, g, n);
+    if (n->dtype >= 0 && n->dtype < DT_COUNT && n->rank >= 0 && n->rank <= IR_MAX_RANK)
+        fprintf(f, " : %s", node_type_str(g, n, buf, sizeof buf));
+    else
+        fprintf(f, " : <bad type %d, rank %d>", (int)n->dtype, n->rank);
+    if (n->loc.line > 0)
+        fprintf(f, "   @%d:%d", n->loc.line, n->loc.col);
+    fputc('\n', f);
+}
+
+void ir_print(FILE *f, const Graph *g)
+{
+    if (g->model) {
+        fputs("model ", f);
+        print_name(f, g->model);
+        fputc('\n', f);
+    }
+    if (g->source) {
+        fputs("source ", f);
+        print_string(f, g->source);
+        fputc('\n', f);
+    }
+    if (g->weights_path) {
+        fputs("weights ", f);
+        print_string(f, g->weights_path);
+        fputc('\n', f);
+    }
+    for (int i = 0; i < g->nsym; i++)
+        fprintf(f, "sym %s <= %lld\n", g->syms[i].name, (long long)g->syms[i].bound);
+    for (int i = 0; i < g->nnode; i++)
+        ir_print_node(f, g, g->nodes[i]);
+    for (int i = 0; i < g->noutput; i++) {
+        fputs("output ", f);
+        print_name(f, g->outputs[i].name);
+        fputs(" = ", f);
+        print_ref(f, g, g->outputs[i].node);
+        fputc('\n', f);
+    }
+}
