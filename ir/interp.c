@@ -1,0 +1,1026 @@
+/* interp.c: the interpreter, the oracle every other part of kiln is tested against.
+ *
+ * How: every value is a C-order array of doubles; every op is a plain loop that accumulates in
+ * double; after a node is computed each of its elements is rounded with dtype_round() to the
+ * node's dtype, so an f16 graph gives what a real f16 execution would (modulo the order of sums
+ * inside one op, which the oracle does in double and a kernel does in its own way).
+ *
+ * Memory: the symbols are bound from the inputs' shapes, every node gets its concrete shape, and
+ * each intermediate is freed right after its last reader has run. WEIGHT and CONST nodes are not
+ * kept at all: their bytes are already in memory (at.data), so they are converted to doubles when
+ * a reader needs them and dropped right after it; a GPT-2 therefore never holds all its weights
+ * twice, once as float and once as double.
+ *
+ * What it expects: a graph in topological order whose node ids are their indices (ir_compact).
+ * What it guarantees: bad inputs (dtype, rank, a size that is not static or exceeds its bound) and
+ * bad data (a gather index out of range) are reported through the Diag and make ir_interp return
+ * non-zero; so are shapes that do not fit an op (the verifier should have caught them first): the
+ * interpreter never reads out of bounds because a graph is wrong.
+ *
+ * Semantic choices, where PyTorch, NumPy and C differ (each follows the op's PyTorch meaning
+ * unless said otherwise):
+ *   - integer DIV (the node's dtype is an integer type) truncates toward zero, as C does (PyTorch's
+ *     trunc rounding mode, not NumPy's floor); an integer division by zero gives 0 instead of a
+ *     trap; other integer ops are computed in double and wrap to the dtype (dtype_round), so i64
+ *     values are exact only up to 2^53.
+ *   - MAXIMUM, MINIMUM, RMAX, RMIN propagate NaN (as torch.maximum and torch.amax do).
+ *   - SOFTMAX and LOG_SOFTMAX subtract the row's maximum first; a row that is all -inf gives NaN,
+ *     as in PyTorch (the fused attention kernels must do the same to match the oracle).
+ *   - RMAX/RMIN of an empty axis give -inf/+inf; MEAN of one gives NaN (0/0).
+ *   - CAST converts through dtype_round: to integers truncates toward zero and wraps, to bool is
+ *     x != 0, NaN to integers is 0.
+ *   - GATHER indices must be integers in [0, n): negative indices are not wrapped.
+ *   - LAYERNORM uses the biased variance (PyTorch), two passes over the row.
+ */
+#include "ir.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Interp {
+    const Graph *g;
+    const HostTensor *inputs;
+    Diag *d;
+    int64_t vals[IR_MAX_SYMS];
+    int64_t (*shape)[IR_MAX_RANK]; /* (nnode, rank) concrete sizes */
+    int64_t *numel;                /* (nnode) */
+    double **val;                  /* (nnode) NULL when not (or no longer) held */
+    int *last;                     /* (nnode) index of the last reader; nnode for outputs, -1: none */
+    int *input_ix;                 /* (nnode) position in g->inputs for INPUT nodes */
+} Interp;
+
+/* Reports a problem with node n at its source location; returns -1 for `return bad(...)`. */
+__attribute__((format(printf, 3, 4))) static int bad(Interp *I, const Node *n, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    diag_error(I->d, n->loc, "%s (node %%%d)", msg, n->id);
+    return -1;
+}
+
+/* "[2, 3, 4]" */
+static const char *shape_str(int rank, const int64_t *s, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < rank && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)s[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+static int64_t prod(const int64_t *s, int from, int to)
+{
+    int64_t p = 1;
+    for (int i = from; i < to; i++)
+        p *= s[i];
+    return p;
+}
+
+static int is_lazy(const Node *n)
+{
+    return n->op == OP_WEIGHT || n->op == OP_CONST;
+}
+
+/* ---------------------------------------------------------------- binding the symbols */
+
+static int sym_used(const Graph *g, int s)
+{
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        for (int k = 0; k < n->rank; k++)
+            if (n->shape[k].sym == s && n->shape[k].a != 0)
+                return 1;
+        if ((op_info[n->op].attrs & A_RANGE) &&
+            ((n->at.start.sym == s && n->at.start.a) || (n->at.end.sym == s && n->at.end.a)))
+            return 1;
+    }
+    return 0;
+}
+
+/* "i32[T] with T <= 256" */
+static void expected_str(const Graph *g, const Node *n, char *buf, size_t len)
+{
+    node_type_str(g, n, buf, len);
+    int seen = 0;
+    for (int i = 0; i < n->rank; i++) {
+        Dim dm = n->shape[i];
+        if (dm.sym < 0 || dm.a == 0 || dm.sym >= g->nsym || (seen & (1 << dm.sym)))
+            continue;
+        size_t k = strlen(buf);
+        snprintf(buf + k, len - k, "%s%s <= %lld", seen ? ", " : " with ", g->syms[dm.sym].name,
+                 (long long)g->syms[dm.sym].bound);
+        seen |= 1 << dm.sym;
+    }
+}
+
+int ir_bind_inputs(const Graph *g, const HostTensor *inputs, int64_t *vals, Diag *d)
+{
+    int bound[IR_MAX_SYMS] = {0};     /* 1 + the input that fixed the symbol, 0: not yet */
+    int nerr = 0;
+    for (int s = 0; s < IR_MAX_SYMS; s++)
+        vals[s] = 0;
+    if (g->ninput && !inputs) {
+        diag_fatal(d, "the model has %d inputs but none were given", g->ninput);
+        return -1;
+    }
+    for (int k = 0; k < g->ninput; k++) {
+        const Node *n = g->inputs[k];
+        const HostTensor *t = &inputs[k];
+        const char *name = n->name ? n->name : "?";
+        char want[512], got[512], why[256] = "";
+        expected_str(g, n, want, sizeof want);
+        if (t->rank < 0 || t->rank > IR_MAX_RANK || (int)t->dtype < 0 || t->dtype >= DT_COUNT) {
+            diag_fatal(d, "input '%s': expected %s, got a tensor of unknown dtype or rank", name, want);
+            nerr++;
+            continue;
+        }
+        Dim got_dims[IR_MAX_RANK];
+        for (int i = 0; i < t->rank; i++)
+            got_dims[i] = dim_const(t->shape[i]);
+        type_str(g, t->dtype, t->rank, got_dims, got, sizeof got);
+
+        int ok = t->dtype == n->dtype && t->rank == n->rank;
+        for (int i = 0; ok && i < n->rank; i++) {
+            Dim dm = n->shape[i];
+            int64_t act = t->shape[i];
+            if (act < 0) {
+                ok = 0;
+            } else if (dm.sym < 0 || dm.a == 0) {
+                ok = act == dm.b;
+            } else {
+                if (dm.sym >= g->nsym) {
+                    ok = 0;
+                    break;
+                }
+                const Sym *sy = &g->syms[dm.sym];
+                int64_t num = act - dm.b;
+                if (num % dm.a != 0) {
+                    char ds[64];
+                    snprintf(why, sizeof why, " (no whole %s makes %s = %lld)", sy->name,
+                             dim_str(g, dm, ds, sizeof ds), (long long)act);
+                    ok = 0;
+                    break;
+                }
+                int64_t v = num / dm.a;
+                if (v < 1 || v > sy->bound) {
+                    snprintf(why, sizeof why, " (%s would be %lld)", sy->name, (long long)v);
+                    ok = 0;
+                } else if (bound[dm.sym] && vals[dm.sym] != v) {
+                    snprintf(why, sizeof why, " (%s = %lld from input '%s')", sy->name,
+                             (long long)vals[dm.sym], g->inputs[bound[dm.sym] - 1]->name);
+                    ok = 0;
+                } else {
+                    vals[dm.sym] = v;
+                    bound[dm.sym] = k + 1;
+                }
+            }
+        }
+        if (!ok) {
+            diag_fatal(d, "input '%s': expected %s, got %s%s", name, want, got, why);
+            nerr++;
+            continue;
+        }
+        int64_t numel = 1;
+        for (int i = 0; i < t->rank; i++)
+            numel *= t->shape[i];
+        if (numel > 0 && !t->data) {
+            diag_fatal(d, "input '%s': %s has no data", name, got);
+            nerr++;
+        }
+    }
+    if (nerr)
+        return -1;
+    for (int s = 0; s < g->nsym; s++)
+        if (!bound[s] && sym_used(g, s)) {
+            diag_fatal(d, "symbol '%s' is not determined by the shape of any input", g->syms[s].name);
+            nerr++;
+        }
+    return nerr ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+static double sigmoid(double x)
+{
+    return 1.0 / (1.0 + exp(-x));
+}
+
+static double ew1(const Node *n, double x)
+{
+    switch (n->op) {
+    case OP_NEG: return -x;
+    case OP_ABS: return fabs(x);
+    case OP_EXP: return exp(x);
+    case OP_LOG: return log(x);
+    case OP_SQRT: return sqrt(x);
+    case OP_RSQRT: return 1.0 / sqrt(x);
+    case OP_TANH: return tanh(x);
+    case OP_ERF: return erf(x);
+    case OP_SIGMOID: return sigmoid(x);
+    case OP_RELU: return x < 0 ? 0.0 : x; /* NaN stays NaN, as in PyTorch */
+    case OP_GELU:
+        if (n->at.approx)
+            return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+        return 0.5 * x * (1.0 + erf(x / M_SQRT2));
+    case OP_SILU: return x * sigmoid(x);
+    case OP_SIN: return sin(x);
+    case OP_COS: return cos(x);
+    case OP_CAST: return x; /* the conversion is the rounding to the node's dtype */
+    default: UNREACHABLE();
+    }
+}
+
+/* C's integer division: truncation toward zero; by zero gives 0 (documented above). */
+static double int_div(double a, double b)
+{
+    if (b == 0 || isnan(a) || isnan(b))
+        return 0;
+    if (fabs(a) < 9.2e18 && fabs(b) < 9.2e18) {
+        int64_t ia = (int64_t)a, ib = (int64_t)b;
+        if (ib == -1)
+            return -(double)ia; /* INT64_MIN / -1 would trap */
+        return (double)(ia / ib);
+    }
+    return trunc(a / b);
+}
+
+static double ew2(const Node *n, int intdiv, double a, double b)
+{
+    switch (n->op) {
+    case OP_ADD: return a + b;
+    case OP_SUB: return a - b;
+    case OP_MUL: return a * b;
+    case OP_DIV: return intdiv ? int_div(a, b) : a / b;
+    case OP_POW: return pow(a, b);
+    case OP_MAXIMUM: return isnan(a) || isnan(b) ? NAN : a > b ? a : b;
+    case OP_MINIMUM: return isnan(a) || isnan(b) ? NAN : a < b ? a : b;
+    case OP_LT: return a < b;
+    case OP_LE: return a <= b;
+    case OP_GT: return a > b;
+    case OP_GE: return a >= b;
+    case OP_EQ: return a == b;
+    case OP_NE: return a != b;
+    default: UNREACHABLE();
+    }
+}
+
+/* The elementwise ops ew1, ew2 and where know, with their input counts. */
+static int ew_arity(Op op)
+{
+    switch (op) {
+    case OP_NEG: case OP_ABS: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_RSQRT: case OP_TANH:
+    case OP_ERF: case OP_SIGMOID: case OP_RELU: case OP_GELU: case OP_SILU: case OP_SIN: case OP_COS:
+    case OP_CAST:
+        return 1;
+    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW: case OP_MAXIMUM: case OP_MINIMUM:
+    case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
+        return 2;
+    case OP_WHERE:
+        return 3;
+    default:
+        return -1;
+    }
+}
+
+/* Strides (in elements) with which an input of shape in[ri] is read for each dimension of an
+ * output of shape out[r], NumPy-aligned to the right; 0 where the input is broadcast.
+ * Returns 0 when in does not broadcast to out. */
+static int bcast_strides(int r, const int64_t *out, int ri, const int64_t *in, int64_t *st)
+{
+    if (ri > r)
+        return 0;
+    int64_t s = 1;
+    for (int i = r - 1; i >= 0; i--) {
+        int j = i - (r - ri);
+        if (j < 0) {
+            st[i] = 0;
+            continue;
+        }
+        if (in[j] == out[i])
+            st[i] = in[j] == 1 ? 0 : s;
+        else if (in[j] == 1)
+            st[i] = 0;
+        else
+            return 0;
+        s *= in[j];
+    }
+    return 1;
+}
+
+/* Advances the output index idx[r] by one element in C order and the input offsets with it. */
+static void step(int r, const int64_t *dims, int64_t *idx, int nin, int64_t (*st)[IR_MAX_RANK],
+                 int64_t *off)
+{
+    for (int k = r - 1; k >= 0; k--) {
+        for (int j = 0; j < nin; j++)
+            off[j] += st[j][k];
+        if (++idx[k] < dims[k])
+            return;
+        for (int j = 0; j < nin; j++)
+            off[j] -= st[j][k] * dims[k];
+        idx[k] = 0;
+    }
+}
+
+/* y[e] = x[offset of e], reading x through strides st (transpose, expand). */
+static void copy_strided(double *y, int r, const int64_t *dims, int64_t n, const double *x,
+                         const int64_t *st)
+{
+    int64_t idx[IR_MAX_RANK] = {0}, off = 0, sts[1][IR_MAX_RANK];
+    memcpy(sts[0], st, sizeof(int64_t) * (size_t)r);
+    for (int64_t e = 0; e < n; e++) {
+        y[e] = x[off];
+        step(r, dims, idx, 1, sts, &off);
+    }
+}
+
+static int eval_ew(Interp *I, const Node *n, double *y)
+{
+    int r = n->rank, nin = n->nin;
+    const int64_t *dims = I->shape[n->id];
+    int64_t st[3][IR_MAX_RANK], off[3] = {0, 0, 0}, idx[IR_MAX_RANK] = {0};
+    const double *x[3];
+    if (ew_arity(n->op) < 0)
+        return bad(I, n, "the interpreter does not implement op '%s'", op_info[n->op].name);
+    if (nin != ew_arity(n->op))
+        return bad(I, n, "%s: %d inputs", op_info[n->op].name, nin);
+    for (int j = 0; j < nin; j++) {
+        const Node *in = n->in[j];
+        x[j] = I->val[in->id];
+        if (!bcast_strides(r, dims, in->rank, I->shape[in->id], st[j])) {
+            char a[128], b[128];
+            return bad(I, n, "%s: input %d of shape %s does not broadcast to %s", op_info[n->op].name,
+                       j, shape_str(in->rank, I->shape[in->id], a, sizeof a),
+                       shape_str(r, dims, b, sizeof b));
+        }
+    }
+    int intdiv = dtype_traits[n->dtype].is_int;
+    int64_t ne = I->numel[n->id];
+    for (int64_t e = 0; e < ne; e++) {
+        if (nin == 1)
+            y[e] = ew1(n, x[0][off[0]]);
+        else if (nin == 2)
+            y[e] = ew2(n, intdiv, x[0][off[0]], x[1][off[1]]);
+        else
+            y[e] = x[0][off[0]] != 0 ? x[1][off[1]] : x[2][off[2]];
+        step(r, dims, idx, nin, st, off);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- reductions and normalisations */
+
+/* Splits the input of n around axis: outer x len x inner. */
+static int split_axis(Interp *I, const Node *n, int axis, int64_t *outer, int64_t *len, int64_t *inner)
+{
+    const Node *in = n->in[0];
+    if (axis < 0 || axis >= in->rank)
+        return bad(I, n, "%s: axis %d out of range for rank %d", op_info[n->op].name, axis, in->rank);
+    const int64_t *s = I->shape[in->id];
+    *outer = prod(s, 0, axis);
+    *len = s[axis];
+    *inner = prod(s, axis + 1, in->rank);
+    return 0;
+}
+
+static int eval_reduce(Interp *I, const Node *n, double *y)
+{
+    int64_t outer, len, inner;
+    if (split_axis(I, n, n->at.axis, &outer, &len, &inner))
+        return -1;
+    const Node *in = n->in[0];
+    int want_rank = n->at.keepdims ? in->rank : in->rank - 1;
+    if (n->rank != want_rank || I->numel[n->id] != outer * inner) {
+        char a[128], b[128];
+        return bad(I, n, "%s: output %s does not fit input %s reduced over axis %d%s",
+                   op_info[n->op].name, shape_str(n->rank, I->shape[n->id], a, sizeof a),
+                   shape_str(in->rank, I->shape[in->id], b, sizeof b), n->at.axis,
+                   n->at.keepdims ? " (keepdims)" : "");
+    }
+    const double *x = I->val[in->id];
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            const double *p = x + o * len * inner + i;
+            double acc;
+            switch (n->op) {
+            case OP_SUM:
+            case OP_MEAN:
+                acc = 0;
+                for (int64_t k = 0; k < len; k++)
+                    acc += p[k * inner];
+                if (n->op == OP_MEAN)
+                    acc /= (double)len;
+                break;
+            case OP_RMAX:
+            case OP_RMIN:
+                acc = n->op == OP_RMAX ? -INFINITY : INFINITY;
+                for (int64_t k = 0; k < len; k++) {
+                    double v = p[k * inner];
+                    if (isnan(v)) {
+                        acc = v;
+                        break;
+                    }
+                    if (n->op == OP_RMAX ? v > acc : v < acc)
+                        acc = v;
+                }
+                break;
+            default: UNREACHABLE();
+            }
+            y[o * inner + i] = acc;
+        }
+    return 0;
+}
+
+static int same_shape(Interp *I, const Node *a, const Node *b)
+{
+    return a->rank == b->rank &&
+           !memcmp(I->shape[a->id], I->shape[b->id], sizeof(int64_t) * (size_t)a->rank);
+}
+
+static int eval_softmax(Interp *I, const Node *n, double *y)
+{
+    int64_t outer, len, inner;
+    if (split_axis(I, n, n->at.axis, &outer, &len, &inner))
+        return -1;
+    if (!same_shape(I, n, n->in[0]))
+        return bad(I, n, "%s: output shape differs from the input's", op_info[n->op].name);
+    const double *x = I->val[n->in[0]->id];
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            int64_t base = o * len * inner + i;
+            double m = -INFINITY, s = 0;
+            for (int64_t k = 0; k < len; k++) {
+                double v = x[base + k * inner];
+                if (v > m || isnan(v))
+                    m = v;
+                if (isnan(v))
+                    break;
+            }
+            /* all -inf: m = -inf and x - m is NaN everywhere, as in PyTorch */
+            for (int64_t k = 0; k < len; k++)
+                s += exp(x[base + k * inner] - m);
+            for (int64_t k = 0; k < len; k++) {
+                double v = x[base + k * inner] - m;
+                y[base + k * inner] = n->op == OP_SOFTMAX ? exp(v) / s : v - log(s);
+            }
+        }
+    return 0;
+}
+
+/* LAYERNORM(x, gamma, beta) and RMSNORM(x, gamma) over the last axis. */
+static int eval_norm(Interp *I, const Node *n, double *y)
+{
+    const Node *xn = n->in[0];
+    if (xn->rank < 1 || !same_shape(I, n, xn))
+        return bad(I, n, "%s: the output must have the input's shape, of rank >= 1", op_info[n->op].name);
+    int64_t len = I->shape[xn->id][xn->rank - 1], rows = len ? I->numel[xn->id] / len : 0;
+    for (int j = 1; j < n->nin; j++)
+        if (I->numel[n->in[j]->id] != len)
+            return bad(I, n, "%s: input %d has %lld elements, the last axis %lld", op_info[n->op].name,
+                       j, (long long)I->numel[n->in[j]->id], (long long)len);
+    const double *x = I->val[xn->id], *gamma = I->val[n->in[1]->id];
+    const double *beta = n->op == OP_LAYERNORM ? I->val[n->in[2]->id] : NULL;
+    for (int64_t r = 0; r < rows; r++) {
+        const double *p = x + r * len;
+        double *q = y + r * len;
+        if (n->op == OP_LAYERNORM) {
+            double mean = 0, var = 0;
+            for (int64_t k = 0; k < len; k++)
+                mean += p[k];
+            mean /= (double)len;
+            for (int64_t k = 0; k < len; k++)
+                var += (p[k] - mean) * (p[k] - mean);
+            var /= (double)len;
+            double rstd = 1.0 / sqrt(var + n->at.eps);
+            for (int64_t k = 0; k < len; k++)
+                q[k] = (p[k] - mean) * rstd * gamma[k] + beta[k];
+        } else {
+            double ms = 0;
+            for (int64_t k = 0; k < len; k++)
+                ms += p[k] * p[k];
+            ms /= (double)len;
+            double rs = 1.0 / sqrt(ms + n->at.eps);
+            for (int64_t k = 0; k < len; k++)
+                q[k] = p[k] * rs * gamma[k];
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- matmul and convolution */
+
+static int eval_matmul(Interp *I, const Node *n, double *y)
+{
+    const Node *an = n->in[0], *bn = n->in[1];
+    char sa[128], sb[128], so[128];
+    if (an->rank < 1 || bn->rank < 1)
+        return bad(I, n, "matmul: inputs must have rank >= 1");
+    /* Promote vectors: a [K] is [1, K], b [K] is [K, 1]; those dims are dropped from the output. */
+    int64_t a[IR_MAX_RANK + 1], b[IR_MAX_RANK + 1];
+    int ra = an->rank, rb = bn->rank;
+    memcpy(a, I->shape[an->id], sizeof(int64_t) * (size_t)ra);
+    memcpy(b, I->shape[bn->id], sizeof(int64_t) * (size_t)rb);
+    if (ra == 1) {
+        a[1] = a[0];
+        a[0] = 1;
+        ra = 2;
+    }
+    if (rb == 1) {
+        b[1] = 1;
+        rb = 2;
+    }
+    int64_t M = a[ra - 2], K = a[ra - 1], N = b[rb - 1];
+    /* the batch dims, broadcast */
+    int rba = ra - 2, rbb = rb - 2, r = rba > rbb ? rba : rbb;
+    int64_t batch[IR_MAX_RANK], st[2][IR_MAX_RANK];
+    int ok = b[rb - 2] == K;
+    for (int i = 0; ok && i < r; i++) {
+        int ia = i - (r - rba), ib = i - (r - rbb);
+        int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+        ok = da == db || da == 1 || db == 1;
+        batch[i] = da == 1 ? db : da;
+    }
+    /* the output shape this gives */
+    int64_t want[IR_MAX_RANK + 2];
+    int rw = r;
+    memcpy(want, batch, sizeof(int64_t) * (size_t)r);
+    if (an->rank > 1)
+        want[rw++] = M;
+    if (bn->rank > 1)
+        want[rw++] = N;
+    if (ok)
+        ok = rw == n->rank && !memcmp(want, I->shape[n->id], sizeof(int64_t) * (size_t)rw);
+    if (!ok)
+        return bad(I, n, "matmul: %s @ %s does not give %s",
+                   shape_str(an->rank, I->shape[an->id], sa, sizeof sa),
+                   shape_str(bn->rank, I->shape[bn->id], sb, sizeof sb),
+                   shape_str(n->rank, I->shape[n->id], so, sizeof so));
+    bcast_strides(r, batch, rba, a, st[0]);
+    bcast_strides(r, batch, rbb, b, st[1]);
+    int64_t nb = prod(batch, 0, r), off[2] = {0, 0}, idx[IR_MAX_RANK] = {0};
+    const double *x = I->val[an->id], *w = I->val[bn->id];
+    /* C[i][j] = sum over k in order of A[i][k] * B[k][j]. The loops run k-i-j over tiles of JB
+     * columns so that a tile of C stays in cache while each row of B is read once: a GPT-2 head
+     * ([T, 768] @ [768, 50257]) would otherwise stream B from memory T times. */
+    enum { JB = 256 };
+    for (int64_t bi = 0; bi < nb; bi++) {
+        /* batch strides count whole matrices */
+        const double *A = x + off[0] * M * K, *B = w + off[1] * K * N;
+        double *C = y + bi * M * N;
+        for (int64_t e = 0; e < M * N; e++)
+            C[e] = 0;
+        for (int64_t j0 = 0; j0 < N; j0 += JB) {
+            int64_t jn = N - j0 < JB ? N - j0 : JB;
+            for (int64_t k = 0; k < K; k++) {
+                const double *brow = B + k * N + j0;
+                for (int64_t i = 0; i < M; i++) {
+                    double av = A[i * K + k], *c = C + i * N + j0;
+                    for (int64_t j = 0; j < jn; j++)
+                        c[j] += av * brow[j];
+                }
+            }
+        }
+        step(r, batch, idx, 2, st, off);
+    }
+    return 0;
+}
+
+static int eval_conv2d(Interp *I, const Node *n, double *y)
+{
+    if (n->nin != 2 && n->nin != 3)
+        return bad(I, n, "conv2d: %d inputs (x, w and an optional bias)", n->nin);
+    const Node *xn = n->in[0], *wn = n->in[1], *bn = n->nin == 3 ? n->in[2] : NULL;
+    const int64_t *xs = I->shape[xn->id], *ws = I->shape[wn->id], *ys = I->shape[n->id];
+    int batched = xn->rank == 4;
+    int64_t NB = batched ? xs[0] : 1;
+    const int64_t *x3 = xs + batched; /* C, H, W */
+    int sh = n->at.stride[0], sw = n->at.stride[1], ph = n->at.pad[0], pw = n->at.pad[1];
+    char a[128], b[128], c[128];
+    if ((xn->rank != 3 && xn->rank != 4) || wn->rank != 4 || sh < 1 || sw < 1 || ph < 0 || pw < 0 ||
+        ws[1] != x3[0] || (bn && I->numel[bn->id] != ws[0]))
+        return bad(I, n, "conv2d: x %s, w %s, stride %d,%d, pad %d,%d do not fit",
+                   shape_str(xn->rank, xs, a, sizeof a), shape_str(wn->rank, ws, b, sizeof b), sh, sw,
+                   ph, pw);
+    int64_t O = ws[0], C = ws[1], KH = ws[2], KW = ws[3], H = x3[1], W = x3[2];
+    int64_t OH = (H + 2 * ph - KH) / sh + 1, OW = (W + 2 * pw - KW) / sw + 1;
+    int64_t want[4] = {NB, O, OH, OW};
+    if (H + 2 * ph < KH || W + 2 * pw < KW || n->rank != xn->rank ||
+        memcmp(want + !batched, ys, sizeof(int64_t) * (size_t)n->rank))
+        return bad(I, n, "conv2d: x %s and w %s give [%lld, %lld, %lld, %lld], not %s",
+                   shape_str(xn->rank, xs, a, sizeof a), shape_str(wn->rank, ws, b, sizeof b),
+                   (long long)NB, (long long)O, (long long)OH, (long long)OW,
+                   shape_str(n->rank, ys, c, sizeof c));
+    const double *x = I->val[xn->id], *w = I->val[wn->id], *bias = bn ? I->val[bn->id] : NULL;
+    for (int64_t nb = 0; nb < NB; nb++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    double acc = bias ? bias[o] : 0;
+                    for (int64_t ci = 0; ci < C; ci++)
+                        for (int64_t kh = 0; kh < KH; kh++) {
+                            int64_t ih = oh * sh - ph + kh;
+                            if (ih < 0 || ih >= H)
+                                continue;
+                            for (int64_t kw = 0; kw < KW; kw++) {
+                                int64_t iw = ow * sw - pw + kw;
+                                if (iw < 0 || iw >= W)
+                                    continue;
+                                acc += x[((nb * C + ci) * H + ih) * W + iw] *
+                                       w[((o * C + ci) * KH + kh) * KW + kw];
+                            }
+                        }
+                    y[((nb * O + o) * OH + oh) * OW + ow] = acc;
+                }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- data movement */
+
+static int eval_transpose(Interp *I, const Node *n, double *y)
+{
+    const Node *in = n->in[0];
+    const int64_t *is = I->shape[in->id], *os = I->shape[n->id];
+    int r = n->rank, used = 0;
+    int64_t ist[IR_MAX_RANK], st[IR_MAX_RANK];
+    if (in->rank != r)
+        return bad(I, n, "transpose: rank %d to rank %d", in->rank, r);
+    for (int i = r - 1; i >= 0; i--)
+        ist[i] = i == r - 1 ? 1 : ist[i + 1] * is[i + 1];
+    for (int i = 0; i < r; i++) {
+        int p = n->at.perm[i];
+        if (p < 0 || p >= r || (used & (1 << p)) || os[i] != is[p])
+            return bad(I, n, "transpose: perm does not map the input's shape to the output's");
+        used |= 1 << p;
+        st[i] = ist[p];
+    }
+    copy_strided(y, r, os, I->numel[n->id], I->val[in->id], st);
+    return 0;
+}
+
+static int eval_expand(Interp *I, const Node *n, double *y)
+{
+    const Node *in = n->in[0];
+    int64_t st[IR_MAX_RANK];
+    char a[128], b[128];
+    if (!bcast_strides(n->rank, I->shape[n->id], in->rank, I->shape[in->id], st))
+        return bad(I, n, "expand: %s does not broadcast to %s",
+                   shape_str(in->rank, I->shape[in->id], a, sizeof a),
+                   shape_str(n->rank, I->shape[n->id], b, sizeof b));
+    copy_strided(y, n->rank, I->shape[n->id], I->numel[n->id], I->val[in->id], st);
+    return 0;
+}
+
+static int eval_slice(Interp *I, const Node *n, double *y)
+{
+    const Node *in = n->in[0];
+    int axis = n->at.axis;
+    int64_t start = dim_eval(n->at.start, I->vals), end = dim_eval(n->at.end, I->vals);
+    int64_t outer, len, inner;
+    if (split_axis(I, n, axis, &outer, &len, &inner))
+        return -1;
+    int ok = in->rank == n->rank && start >= 0 && start <= end && end <= len;
+    for (int i = 0; ok && i < n->rank; i++)
+        ok = I->shape[n->id][i] == (i == axis ? end - start : I->shape[in->id][i]);
+    if (!ok) {
+        char a[128], b[128];
+        return bad(I, n, "slice: [%lld:%lld] along axis %d of %s does not give %s", (long long)start,
+                   (long long)end, axis, shape_str(in->rank, I->shape[in->id], a, sizeof a),
+                   shape_str(n->rank, I->shape[n->id], b, sizeof b));
+    }
+    const double *x = I->val[in->id];
+    int64_t chunk = (end - start) * inner;
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(y + o * chunk, x + (o * len + start) * inner, sizeof(double) * (size_t)chunk);
+    return 0;
+}
+
+static int eval_concat(Interp *I, const Node *n, double *y)
+{
+    int axis = n->at.axis, r = n->rank;
+    const int64_t *os = I->shape[n->id];
+    if (axis < 0 || axis >= r)
+        return bad(I, n, "concat: axis %d out of range for rank %d", axis, r);
+    int64_t total = 0;
+    for (int j = 0; j < n->nin; j++) {
+        const Node *in = n->in[j];
+        int ok = in->rank == r;
+        for (int i = 0; ok && i < r; i++)
+            ok = i == axis || I->shape[in->id][i] == os[i];
+        if (!ok) {
+            char a[128], b[128];
+            return bad(I, n, "concat: input %d of shape %s does not fit %s along axis %d", j,
+                       shape_str(in->rank, I->shape[in->id], a, sizeof a), shape_str(r, os, b, sizeof b),
+                       axis);
+        }
+        total += I->shape[in->id][axis];
+    }
+    if (total != os[axis])
+        return bad(I, n, "concat: the inputs add up to %lld along axis %d, the output has %lld",
+                   (long long)total, axis, (long long)os[axis]);
+    int64_t outer = prod(os, 0, axis), inner = prod(os, axis + 1, r), pos = 0;
+    for (int64_t o = 0; o < outer; o++)
+        for (int j = 0; j < n->nin; j++) {
+            const Node *in = n->in[j];
+            int64_t chunk = I->shape[in->id][axis] * inner;
+            memcpy(y + pos, I->val[in->id] + o * chunk, sizeof(double) * (size_t)chunk);
+            pos += chunk;
+        }
+    return 0;
+}
+
+static int eval_gather(Interp *I, const Node *n, double *y)
+{
+    const Node *tn = n->in[0], *xn = n->in[1];
+    int axis = n->at.axis;
+    int64_t outer, len, inner;
+    if (split_axis(I, n, axis, &outer, &len, &inner))
+        return -1;
+    /* out shape = table[:axis] + idx + table[axis+1:] */
+    const int64_t *ts = I->shape[tn->id], *xs = I->shape[xn->id], *os = I->shape[n->id];
+    int ok = n->rank == tn->rank - 1 + xn->rank;
+    for (int i = 0; ok && i < n->rank; i++) {
+        int64_t want = i < axis ? ts[i] : i < axis + xn->rank ? xs[i - axis] : ts[i - xn->rank + 1];
+        ok = os[i] == want;
+    }
+    if (!ok) {
+        char a[128], b[128], c[128];
+        return bad(I, n, "gather: table %s, indices %s along axis %d do not give %s",
+                   shape_str(tn->rank, ts, a, sizeof a), shape_str(xn->rank, xs, b, sizeof b), axis,
+                   shape_str(n->rank, os, c, sizeof c));
+    }
+    const double *t = I->val[tn->id], *idx = I->val[xn->id];
+    int64_t nidx = I->numel[xn->id];
+    for (int64_t k = 0; k < nidx; k++) {
+        double v = idx[k];
+        if (!(v >= 0 && v < (double)len && v == floor(v))) {
+            char a[128];
+            return bad(I, n, "gather: index %.17g (at position %lld of the indices) is out of range "
+                       "[0, %lld) for axis %d of the table %s", v, (long long)k, (long long)len, axis,
+                       shape_str(tn->rank, ts, a, sizeof a));
+        }
+    }
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < nidx; k++)
+            memcpy(y + (o * nidx + k) * inner, t + (o * len + (int64_t)idx[k]) * inner,
+                   sizeof(double) * (size_t)inner);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- sources and dispatch */
+
+/* y[0..n) = the n elements at p, of dtype t (float32 without a call per element: weights) */
+static void load_all(double *y, DType t, const void *p, int64_t n)
+{
+    if (t == DT_F32)
+        for (int64_t e = 0; e < n; e++)
+            y[e] = ((const float *)p)[e];
+    else
+        for (int64_t e = 0; e < n; e++)
+            y[e] = dtype_load(t, p, (size_t)e);
+}
+
+/* Rounds y[0..n) to dtype t: dtype_round, with the common float32 case inline. */
+static void round_all(double *y, DType t, int64_t n)
+{
+    if (t == DT_F64)
+        return;
+    if (t == DT_F32)
+        for (int64_t e = 0; e < n; e++)
+            y[e] = (float)y[e];
+    else
+        for (int64_t e = 0; e < n; e++)
+            y[e] = dtype_round(t, y[e]);
+}
+
+static int eval_source(Interp *I, const Node *n, double *y)
+{
+    const int64_t *s = I->shape[n->id];
+    int64_t ne = I->numel[n->id];
+    switch (n->op) {
+    case OP_INPUT: {
+        const HostTensor *t = &I->inputs[I->input_ix[n->id]];
+        load_all(y, t->dtype, t->data, ne);
+        return 0;
+    }
+    case OP_WEIGHT:
+    case OP_CONST:
+        if (!n->at.data && ne)
+            return bad(I, n, "%s%s%s%s has no data", op_info[n->op].name, n->name ? " '" : "",
+                       n->name ? n->name : "", n->name ? "'" : "");
+        load_all(y, n->dtype, n->at.data, ne);
+        return 0;
+    case OP_ARANGE:
+        if (n->rank != 1)
+            return bad(I, n, "arange: rank %d, not 1", n->rank);
+        for (int64_t e = 0; e < ne; e++)
+            y[e] = (double)e;
+        return 0;
+    case OP_CAUSAL_MASK:
+        if (n->rank != 2)
+            return bad(I, n, "causal_mask: rank %d, not 2", n->rank);
+        for (int64_t i = 0; i < s[0]; i++)
+            for (int64_t j = 0; j < s[1]; j++)
+                y[i * s[1] + j] = j <= i + (s[1] - s[0]) ? 0.0 : -INFINITY;
+        return 0;
+    default: UNREACHABLE();
+    }
+}
+
+static int eval(Interp *I, const Node *n, double *y)
+{
+    int arity = op_info[n->op].arity;
+    if (arity >= 0 ? n->nin != arity : n->nin < 1)
+        return bad(I, n, "%s: %d inputs", op_info[n->op].name, n->nin);
+    if (op_info[n->op].flags & F_EW)
+        return eval_ew(I, n, y);
+    switch (n->op) {
+    case OP_INPUT:
+    case OP_WEIGHT:
+    case OP_CONST:
+    case OP_ARANGE:
+    case OP_CAUSAL_MASK: return eval_source(I, n, y);
+    case OP_SUM:
+    case OP_MEAN:
+    case OP_RMAX:
+    case OP_RMIN: return eval_reduce(I, n, y);
+    case OP_SOFTMAX:
+    case OP_LOG_SOFTMAX: return eval_softmax(I, n, y);
+    case OP_LAYERNORM:
+    case OP_RMSNORM: return eval_norm(I, n, y);
+    case OP_MATMUL: return eval_matmul(I, n, y);
+    case OP_CONV2D: return eval_conv2d(I, n, y);
+    case OP_RESHAPE:
+        if (I->numel[n->id] != I->numel[n->in[0]->id])
+            return bad(I, n, "reshape: %lld elements to %lld", (long long)I->numel[n->in[0]->id],
+                       (long long)I->numel[n->id]);
+        memcpy(y, I->val[n->in[0]->id], sizeof(double) * (size_t)I->numel[n->id]);
+        return 0;
+    case OP_TRANSPOSE: return eval_transpose(I, n, y);
+    case OP_EXPAND: return eval_expand(I, n, y);
+    case OP_SLICE: return eval_slice(I, n, y);
+    case OP_CONCAT: return eval_concat(I, n, y);
+    case OP_GATHER: return eval_gather(I, n, y);
+    default:
+        /* A new op in ops.def: tests/unit/test_interp.c fails until it is implemented here. */
+        return bad(I, n, "the interpreter does not implement op '%s'", op_info[n->op].name);
+    }
+}
+
+static double *alloc_val(Interp *I, const Node *n)
+{
+    int64_t ne = I->numel[n->id];
+    if ((uint64_t)ne > SIZE_MAX / sizeof(double)) {
+        bad(I, n, "%lld elements do not fit in memory", (long long)ne);
+        return NULL;
+    }
+    double *p = malloc(ne ? (size_t)ne * sizeof(double) : 1);
+    if (!p)
+        bad(I, n, "out of memory for %lld elements", (long long)ne);
+    return p;
+}
+
+/* Computes node n into I->val; rounds to its dtype. */
+static int compute(Interp *I, const Node *n)
+{
+    double *y = alloc_val(I, n);
+    if (!y)
+        return -1;
+    if (eval(I, n, y)) {
+        free(y);
+        return -1;
+    }
+    round_all(y, n->dtype, I->numel[n->id]);
+    I->val[n->id] = y;
+    return 0;
+}
+
+static int check_order(const Graph *g, Diag *d)
+{
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        if (n->id != i || n->op < 0 || n->op >= OP_COUNT) {
+            diag_fatal(d, "interpreter: node %d has id %d (call ir_compact after editing the graph)", i,
+                       n->id);
+            return -1;
+        }
+        for (int j = 0; j < n->nin; j++) {
+            const Node *in = n->in[j];
+            if (!in || in->id < 0 || in->id >= i || g->nodes[in->id] != in) {
+                diag_error(d, n->loc, "interpreter: input %d of node %%%d is not an earlier node", j, i);
+                return -1;
+            }
+        }
+    }
+    for (int k = 0; k < g->noutput; k++) {
+        const Node *n = g->outputs[k].node;
+        if (!n || n->id < 0 || n->id >= g->nnode || g->nodes[n->id] != n) {
+            diag_fatal(d, "interpreter: output '%s' is not a node of the graph", g->outputs[k].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Diag *d)
+{
+    if (check_order(g, d))
+        return -1;
+    Interp I = {.g = g, .inputs = inputs, .d = d};
+    if (ir_bind_inputs(g, inputs, I.vals, d))
+        return -1;
+    size_t nn = (size_t)g->nnode + 1;
+    I.shape = calloc(nn, sizeof *I.shape);
+    I.numel = calloc(nn, sizeof *I.numel);
+    I.val = calloc(nn, sizeof *I.val);
+    I.last = calloc(nn, sizeof *I.last);
+    I.input_ix = calloc(nn, sizeof *I.input_ix);
+    int rc = -1, nout = 0;
+    if (!I.shape || !I.numel || !I.val || !I.last || !I.input_ix) {
+        diag_fatal(d, "interpreter: out of memory");
+        goto done;
+    }
+
+    /* concrete shapes, readers, inputs */
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        I.numel[i] = 1;
+        I.last[i] = -1;
+        for (int k = 0; k < n->rank; k++) {
+            int64_t v = dim_eval(n->shape[k], I.vals);
+            if (v < 0) {
+                char ts[256];
+                bad(&I, n, "the shape %s is negative at the inputs' sizes", node_type_str(g, n, ts, sizeof ts));
+                goto done;
+            }
+            I.shape[i][k] = v;
+            I.numel[i] *= v;
+        }
+        for (int j = 0; j < n->nin; j++)
+            I.last[n->in[j]->id] = i;
+    }
+    for (int k = 0; k < g->ninput; k++)
+        I.input_ix[g->inputs[k]->id] = k;
+    for (int k = 0; k < g->noutput; k++)
+        I.last[g->outputs[k].node->id] = g->nnode;
+
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        if (is_lazy(n) && I.last[i] < g->nnode)
+            continue; /* converted when a reader needs it */
+        for (int j = 0; j < n->nin; j++)
+            if (!I.val[n->in[j]->id] && compute(&I, n->in[j]))
+                goto done;
+        if (compute(&I, n))
+            goto done;
+        for (int j = 0; j < n->nin; j++) {
+            const Node *in = n->in[j];
+            if (I.last[in->id] == i || (is_lazy(in) && I.last[in->id] < g->nnode)) {
+                free(I.val[in->id]);
+                I.val[in->id] = NULL;
+            }
+        }
+        if (I.last[i] < 0) { /* nobody reads it */
+            free(I.val[i]);
+            I.val[i] = NULL;
+        }
+    }
+
+    for (nout = 0; nout < g->noutput; nout++) {
+        const Node *n = g->outputs[nout].node;
+        HostTensor *t = &outputs[nout];
+        int64_t ne = I.numel[n->id];
+        size_t sz = (size_t)dtype_traits[n->dtype].size;
+        t->dtype = n->dtype;
+        t->rank = n->rank;
+        memcpy(t->shape, I.shape[n->id], sizeof t->shape);
+        t->data = (uint64_t)ne > SIZE_MAX / sz ? NULL : malloc(ne ? (size_t)ne * sz : 1);
+        if (!t->data) {
+            diag_fatal(d, "interpreter: out of memory for output '%s'", g->outputs[nout].name);
+            goto done;
+        }
+        for (int64_t e = 0; e < ne; e++)
+            dtype_store(n->dtype, t->data, (size_t)e, I.val[n->id][e]);
+    }
+    rc = 0;
+
+done:
+    if (rc)
+        for (int k = 0; k < nout; k++) {
+            free(outputs[k].data);
+            outputs[k].data = NULL;
+        }
+    if (I.val)
+        for (int i = 0; i < g->nnode; i++)
+            free(I.val[i]);
+    free(I.shape);
+    free(I.numel);
+    free(I.val);
+    free(I.last);
+    free(I.input_ix);
+    return rc;
+}

@@ -1,0 +1,370 @@
+#!/usr/bin/python3
+"""make_refs.py: PyTorch reference cases for every op of ir/ops.def, read by tests/unit/test_interp.c.
+
+Run from anywhere with Debian's PyTorch:   /usr/bin/python3 tests/ops/make_refs.py
+It rewrites tests/ops/ref/ (deterministic: fixed seeds, no timing), about 200 KB.
+
+For each case it writes
+    ref/<case>.in0.npy, ref/<case>.in1.npy, ...   the inputs (float32, float16, int32, int64 or bool)
+    ref/<case>.out.npy                            PyTorch's output, in the dtype the op node must have
+and one line of ref/cases.txt:
+    <case> <op text name> [key=value ...] <rtol>
+with the keys axis, keepdims, eps, approx, stride=h,w, pad=h,w, perm=..., start, end, and shape=...
+(the output shape of the ops whose shape is not implied by their inputs: reshape, expand, arange,
+causal_mask). The C test builds a one-op graph from each line and compares within
+|actual - expected| <= atol + rtol * |expected| (atol = 1e-6 there), NaN matching NaN.
+
+How the references are computed: float inputs are drawn in float32 (so the .npy holds exactly what
+the interpreter reads), converted to float64, the op is run by PyTorch in float64, and the result is
+rounded once to the output dtype (float32 or float16). That is exactly the interpreter's contract
+(accumulate in double, round each node to its dtype), so the only differences left are the last bits
+of two float64 libms (glibc's and PyTorch's), which matter only when they push a value across a
+rounding boundary of the output dtype. Hence the tolerances:
+    RTOL_F32 = 1e-6  float32 outputs: one float32 ulp is at most 1.2e-7 relative; 1e-6 allows ~8 ulps
+                     and still catches a wrong formula or constant (gelu with 0.0447 for 0.044715 fails).
+    RTOL_F16 = 2e-3  float16 outputs: one ulp is at most 9.8e-4 relative; allow two.
+    RTOL_EXACT = 0   integer and bool outputs, and the ops that only copy, select, convert or flip a
+                     sign (EXACT_OPS: movement, cast, where, maximum, neg, relu...): one correctly
+                     rounded result exists, so they must be bit-exact (the test's atol of 1e-6 is then
+                     irrelevant because the values are integers or copies).
+In practice every case currently matches bit for bit; the float tolerances are margins for other libms.
+Integer division is compared against rounding_mode='trunc' (C semantics, the interpreter's choice).
+"""
+import os
+import shutil
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "ref")
+RTOL_F32 = 1e-6
+RTOL_F16 = 2e-3
+RTOL_EXACT = 0.0
+# ops that copy or convert without arithmetic, whatever their dtype: bit-exact
+EXACT_OPS = {"cast", "reshape", "transpose", "expand", "slice", "concat", "gather", "arange", "causal_mask",
+             "neg", "abs", "relu", "where", "maximum", "minimum"}
+
+# This is a script: it writes as it goes.
+shutil.rmtree(OUT, ignore_errors=True)
+os.makedirs(OUT)
+rng = np.random.default_rng(20240611)
+torch.manual_seed(0)
+lines = []
+names = set()
+
+
+def randn(*shape, scale=1.0, dtype=np.float32):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def uniform(lo, hi, *shape):
+    return rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+def ints(lo, hi, *shape, dtype=np.int32):
+    return rng.integers(lo, hi, shape).astype(dtype)
+
+
+def with_specials(x, specials):
+    """x (1-D or any shape) with its first len(specials) elements replaced."""
+    x = x.copy().reshape(-1)
+    x[: len(specials)] = np.array(specials, dtype=x.dtype)
+    return x
+
+
+def t64(a):
+    """numpy -> torch, floats widened to float64 (the reference precision), ints and bools as is."""
+    t = torch.from_numpy(np.array(a, order="C"))  # not ascontiguousarray: it makes rank 0 rank 1
+    return t.double() if t.is_floating_point() else t
+
+
+def fmt(v):
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(int(x)) for x in v)
+    if isinstance(v, bool):
+        return str(int(v))
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def case(name, op, inputs, fn, rtol=None, out_dtype=None, **attrs):
+    """Runs fn on the float64 versions of inputs and writes the case.
+    out_dtype: numpy dtype of the output; default: float32 for float results, else the result's own."""
+    assert name not in names, name
+    names.add(name)
+    res = fn(*[t64(a) for a in inputs])
+    if out_dtype is None:
+        out_dtype = np.float32 if res.is_floating_point() else res.numpy().dtype
+    with np.errstate(over="ignore"):  # exp(100) is inf in float32 on purpose
+        out = res.numpy().astype(out_dtype)  # floats: one rounding, from float64
+    if rtol is None and op in EXACT_OPS:
+        rtol = RTOL_EXACT
+    if rtol is None:
+        rtol = {np.dtype(np.float32): RTOL_F32, np.dtype(np.float16): RTOL_F16}.get(np.dtype(out_dtype), RTOL_EXACT)
+    for i, a in enumerate(inputs):
+        np.save(os.path.join(OUT, f"{name}.in{i}.npy"), np.array(a, order="C"))
+    np.save(os.path.join(OUT, f"{name}.out.npy"), np.array(out, order="C"))
+    kv = " ".join(f"{k}={fmt(v)}" for k, v in attrs.items())
+    lines.append(f"{name} {op}{' ' + kv if kv else ''} {rtol:g}")
+
+
+# ------------------------------------------------------------------ elementwise, one input
+
+def unary_cases(op, fn, gen, specials=(), **attrs):
+    """Three shapes (odd sizes, a size-1 dim, rank 3) and a case with special values."""
+    for i, shape in enumerate([(7,), (3, 5), (2, 1, 4)]):
+        case(f"{op}{'_a' + str(attrs['approx']) if 'approx' in attrs else ''}_{i}", op, [gen(*shape)], fn, **attrs)
+    if specials:
+        x = with_specials(gen(len(specials) + 3), specials)
+        case(f"{op}{'_a' + str(attrs['approx']) if 'approx' in attrs else ''}_special", op, [x], fn, **attrs)
+
+
+inf, nan = float("inf"), float("nan")
+unary_cases("neg", torch.neg, lambda *s: randn(*s, scale=3), [0.0, -0.0, inf, -inf, 1e30])
+unary_cases("abs", torch.abs, lambda *s: randn(*s, scale=3), [-0.0, -inf, -1e30])
+unary_cases("exp", torch.exp, lambda *s: randn(*s, scale=3),
+            [-100.0, -20.0, 0.0, 20.0, 88.0, 89.0, 100.0, -inf, inf, -104.0])
+unary_cases("log", torch.log, lambda *s: uniform(0.01, 10, *s), [0.0, -1.0, 1e-30, 1e30, inf, 1.0])
+unary_cases("sqrt", torch.sqrt, lambda *s: uniform(0.0, 10, *s), [0.0, 1e-20, 1e20, -1.0, inf])
+unary_cases("rsqrt", torch.rsqrt, lambda *s: uniform(0.01, 10, *s), [0.0, 1e-20, 1e20, -1.0, inf])
+unary_cases("tanh", torch.tanh, lambda *s: randn(*s, scale=3), [-50.0, -10.0, 10.0, 50.0, inf, -inf, 1e-8])
+unary_cases("erf", torch.erf, lambda *s: randn(*s, scale=2), [-10.0, -5.0, 5.0, 10.0, inf, -inf, 1e-8])
+unary_cases("sigmoid", torch.sigmoid, lambda *s: randn(*s, scale=5), [-800.0, -100.0, -30.0, 30.0, 100.0, 0.0])
+unary_cases("relu", torch.relu, lambda *s: randn(*s), [0.0, -0.0, -inf, inf, nan])  # NaN stays NaN
+for approx in (0, 1):
+    unary_cases("gelu", lambda x, a=approx: torch.nn.functional.gelu(x, approximate="tanh" if a else "none"),
+                lambda *s: randn(*s, scale=3), [-40.0, -10.0, -5.0, 10.0, 40.0, 0.0], approx=approx)
+unary_cases("silu", torch.nn.functional.silu, lambda *s: randn(*s, scale=5), [-800.0, -50.0, 50.0, 0.0])
+unary_cases("sin", torch.sin, lambda *s: randn(*s, scale=4), [100.0, 1000.0, -3.0e4, 0.0])
+unary_cases("cos", torch.cos, lambda *s: randn(*s, scale=4), [100.0, 1000.0, -3.0e4, 0.0])
+
+# float16 in and out: the node rounds to f16
+case("exp_f16", "exp", [randn(9, scale=2, dtype=np.float16)], torch.exp, out_dtype=np.float16)
+
+# cast: the output dtype is the .out.npy's
+fx = with_specials(randn(12, scale=4), [2.7, -2.7, 0.5, -0.5, -0.0, 1e9, -1e9, 3.0])
+case("cast_f32_i32", "cast", [fx], lambda x: x.to(torch.int32))  # truncation toward zero
+case("cast_f32_i64", "cast", [fx.reshape(3, 4)], lambda x: x.to(torch.int64))
+case("cast_f32_bool", "cast", [with_specials(randn(8), [0.0, -0.0, nan, 1e-30, -inf])], lambda x: x.to(torch.bool))
+case("cast_i32_f32", "cast", [with_specials(ints(-1000, 1000, 9), [16777217, -16777219, 2**31 - 1])],
+     lambda x: x.to(torch.float32))
+case("cast_i64_i32", "cast", [np.array([0, 5, -7, 2**31 + 5, -(2**31) - 7, 2**40 + 3], dtype=np.int64)],
+     lambda x: x.to(torch.int32))  # wraps modulo 2^32
+case("cast_f32_f16", "cast",
+     [with_specials(randn(14), [65504.0, 65520.0, 70000.0, 1e-8, 3e-8, 6e-5, 1.00048828125, 1.00146484375, -inf, nan])],
+     lambda x: x.float().half(), out_dtype=np.float16)
+case("cast_f16_f32", "cast", [randn(2, 3, dtype=np.float16)], lambda x: x.float())
+case("cast_bool_f32", "cast", [np.array([True, False, True])], lambda x: x.to(torch.float32))
+
+# ------------------------------------------------------------------ elementwise, two inputs
+
+SHAPE_PAIRS = [((3, 4), (3, 4)),        # same shape
+               ((2, 3, 4), (4,)),       # different ranks
+               ((2, 1, 4), (3, 1)),     # both broadcast
+               ((1, 5), (4, 1)),        # size-1 dims on both sides
+               ((5,), (2, 3, 1))]       # lower rank first
+BINARY = {
+    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
+    "maximum": torch.maximum, "minimum": torch.minimum,
+    "lt": torch.lt, "le": torch.le, "gt": torch.gt, "ge": torch.ge, "eq": torch.eq, "ne": torch.ne,
+}
+CMP = ("lt", "le", "gt", "ge", "eq", "ne")
+for op, fn in BINARY.items():
+    for i, (sa, sb) in enumerate(SHAPE_PAIRS):
+        if op == "pow":
+            a, b = uniform(0.1, 3, *sa), randn(*sb, scale=2)
+        elif op == "div":
+            a, b = randn(*sa, scale=3), with_specials(uniform(0.2, 3, *sb), [-0.5]).reshape(sb)
+        elif op in CMP:  # small integers so that ties (eq, le, ge) occur
+            a, b = ints(-2, 3, *sa).astype(np.float32), ints(-2, 3, *sb).astype(np.float32)
+        else:
+            a, b = randn(*sa, scale=3), randn(*sb, scale=3)
+        case(f"{op}_{i}", op, [a, b], fn)
+
+# rank 0 with rank 1
+case("add_scalar", "add", [np.array(2.5, dtype=np.float32), randn(4)], torch.add)
+case("mul_scalar", "mul", [randn(2, 3), np.array(-1.5, dtype=np.float32)], torch.mul)
+# special values
+sa = np.array([1.0, -1.0, inf, -inf, nan, 0.0, 0.0, 1e30], dtype=np.float32)
+sb = np.array([0.0, 0.0, inf, inf, 1.0, 0.0, -0.0, 1e30], dtype=np.float32)
+case("div_special", "div", [sa, sb], torch.div)
+case("add_special", "add", [sa, -sb], torch.add)
+case("mul_special", "mul", [sa, sb], torch.mul)
+case("maximum_nan", "maximum", [sa, sb], torch.maximum)  # NaN propagates
+case("minimum_nan", "minimum", [sa, sb], torch.minimum)
+case("eq_special", "eq", [sa, sb], torch.eq)
+case("ne_special", "ne", [sa, sb], torch.ne)
+case("lt_special", "lt", [sa, sb], torch.lt)
+case("pow_special", "pow",
+     [np.array([-2.0, -2.0, -8.0, 0.0, 0.0, 2.0, 1.0, nan, -0.5], dtype=np.float32),
+      np.array([3.0, 2.0, 1 / 3, -1.0, 0.0, 0.5, nan, 0.0, 2.5], dtype=np.float32)], torch.pow)
+# integers: the node's dtype is i32, results wrap, division truncates toward zero
+ia = with_specials(ints(-50, 50, 3, 4), [7, -7, 7, -7, 2**31 - 1]).reshape(3, 4)
+ib = with_specials(ints(1, 9, 4), [2, 2, -2, -2])
+case("add_i32", "add", [ia, ib], torch.add)  # 2^31-1 + 2 wraps
+case("sub_i32", "sub", [ia, ib], torch.sub)
+case("mul_i32", "mul", [ia, ib], torch.mul)
+case("div_i32", "div", [ia, ib], lambda a, b: torch.div(a, b, rounding_mode="trunc"))
+case("maximum_i32", "maximum", [ia, ib], torch.maximum)
+case("minimum_i64", "minimum", [ia.astype(np.int64), ib.astype(np.int64)], torch.minimum)
+case("lt_i32", "lt", [ia, ib], torch.lt)
+case("eq_i64", "eq", [ia.astype(np.int64), ib.astype(np.int64)], torch.eq)
+case("add_f16", "add", [randn(3, 4, dtype=np.float16) * 100, randn(4, dtype=np.float16)], torch.add,
+     out_dtype=np.float16)
+case("mul_f16", "mul", [randn(5, dtype=np.float16) * 100, randn(5, dtype=np.float16) * 100], torch.mul,
+     out_dtype=np.float16)
+
+# where(cond, a, b): all three broadcast
+case("where_0", "where", [randn(3, 4) > 0, randn(3, 4), randn(3, 4)], torch.where)
+case("where_1", "where", [randn(2, 1, 4) > 0, randn(3, 1), randn(4)], torch.where)
+case("where_2", "where", [randn(5) > 0, randn(2, 3, 1), np.array(-np.inf, dtype=np.float32)], torch.where)
+case("where_3", "where", [np.array([True, False, True]), ints(-5, 5, 2, 3), ints(-5, 5, 3)], torch.where)
+
+# ------------------------------------------------------------------ reductions
+
+RED = {"sum": lambda x, a, k: x.sum(a, keepdim=k), "mean": lambda x, a, k: x.mean(a, keepdim=k),
+       "max": lambda x, a, k: x.amax(a, keepdim=k), "min": lambda x, a, k: x.amin(a, keepdim=k)}
+for op, fn in RED.items():
+    x3 = randn(3, 4, 5, scale=2)
+    for axis in range(3):
+        for keep in (0, 1):
+            case(f"{op}_r3_ax{axis}_k{keep}", op, [x3], lambda x, a=axis, k=keep: fn(x, a, bool(k)),
+                 axis=axis, keepdims=keep)
+    case(f"{op}_r1", op, [randn(9)], lambda x: fn(x, 0, False), axis=0, keepdims=0)  # to rank 0
+    case(f"{op}_r1_k1", op, [randn(9)], lambda x: fn(x, 0, True), axis=0, keepdims=1)
+    case(f"{op}_size1", op, [randn(1, 7)], lambda x: fn(x, 0, False), axis=0, keepdims=0)
+    case(f"{op}_special", op, [np.array([[1.0, inf, -2.0], [-inf, -inf, -inf], [nan, 1.0, 2.0], [1e30, 1e30, -1e30]],
+                                        dtype=np.float32)], lambda x: fn(x, 1, False), axis=1, keepdims=0)
+case("sum_i32", "sum", [ints(-100, 100, 4, 6)], lambda x: x.sum(1, dtype=torch.int32), axis=1, keepdims=0)
+case("max_i64", "max", [ints(-100, 100, 4, 6, dtype=np.int64)], lambda x: x.amax(0), axis=0, keepdims=0)
+case("sum_cancel", "sum", [np.array([[1e8, 1.0, -1e8, 1e-3]], dtype=np.float32)], lambda x: x.sum(1),
+     axis=1, keepdims=0)  # double accumulation keeps the 1.001
+
+# ------------------------------------------------------------------ softmax, log_softmax
+
+for op, fn in (("softmax", torch.softmax), ("log_softmax", torch.log_softmax)):
+    case(f"{op}_r1", op, [randn(6, scale=2)], lambda x: fn(x, 0), axis=0)
+    case(f"{op}_last", op, [randn(3, 5, scale=2)], lambda x: fn(x, 1), axis=1)
+    case(f"{op}_first", op, [randn(3, 5, scale=2)], lambda x: fn(x, 0), axis=0)
+    case(f"{op}_mid", op, [randn(2, 3, 4, scale=2)], lambda x: fn(x, 1), axis=1)
+    case(f"{op}_large", op, [randn(4, 7, scale=300)], lambda x: fn(x, 1), axis=1)  # exp overflows unless max is subtracted
+    case(f"{op}_size1", op, [randn(3, 1)], lambda x: fn(x, 1), axis=1)
+    m = randn(4, 5)
+    m[0, 3:] = -np.inf       # masked entries
+    m[1, :] = -np.inf        # a fully masked row: NaN in PyTorch
+    m[2, 0] = 1000.0
+    case(f"{op}_masked", op, [m], lambda x: fn(x, 1), axis=1)
+
+# ------------------------------------------------------------------ layernorm, rmsnorm
+
+
+def rmsnorm(x, g, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * g
+
+
+for i, (shape, eps) in enumerate([((4, 8), 1e-5), ((2, 3, 16), 1e-6), ((5,), 1e-5), ((3, 1), 1e-5)]):
+    d = shape[-1]
+    x, g, b = randn(*shape, scale=2), randn(d), randn(d)
+    case(f"layernorm_{i}", "layernorm", [x, g, b],
+         lambda x, g, b, e=eps, d=d: torch.nn.functional.layer_norm(x, (d,), g, b, e), eps=eps)
+    case(f"rmsnorm_{i}", "rmsnorm", [x, g], lambda x, g, e=eps: rmsnorm(x, g, e), eps=eps)
+x = (1000.0 + randn(3, 6, scale=0.01)).astype(np.float32)  # large mean, tiny variance: cancellation
+g, b = randn(6), randn(6)
+case("layernorm_offset", "layernorm", [x, g, b],
+     lambda x, g, b: torch.nn.functional.layer_norm(x, (6,), g, b, 1e-5), eps=1e-5)
+case("rmsnorm_large", "rmsnorm", [randn(2, 5, scale=1e15), g[:5].copy()], lambda x, g: rmsnorm(x, g, 1e-6), eps=1e-6)
+
+# ------------------------------------------------------------------ matmul
+
+MM = [((5, 7), (7, 3)),            # plain
+      ((7,), (7, 3)),              # vector @ matrix: [3]
+      ((5, 7), (7,)),              # matrix @ vector: [5]
+      ((7,), (7,)),                # dot: rank 0
+      ((2, 1, 4, 6), (3, 6, 5)),   # batch dims broadcast across ranks
+      ((4, 6), (2, 6, 3)),         # matrix @ batch
+      ((2, 3, 4), (4,)),           # batch @ vector
+      ((4,), (2, 4, 3)),           # vector @ batch
+      ((1, 1), (1, 1)),
+      ((17, 33), (33, 9)),         # odd sizes
+      ((3, 2, 5), (3, 5, 2)),
+      ((3, 5), (2, 5, 300))]       # more columns than the interpreter's tile of 256
+for i, (sa, sb) in enumerate(MM):
+    case(f"matmul_{i}", "matmul", [randn(*sa), randn(*sb)], torch.matmul)
+case("matmul_special", "matmul", [np.array([[1.0, inf], [0.0, 1.0]], dtype=np.float32),
+                                  np.array([[0.0, 1.0], [0.0, 2.0]], dtype=np.float32)], torch.matmul)  # inf*0 = NaN
+
+# ------------------------------------------------------------------ conv2d
+
+
+def conv(stride, pad):
+    def f(x, w, b=None):
+        unb = x.dim() == 3
+        y = torch.nn.functional.conv2d(x.unsqueeze(0) if unb else x, w, b, stride=stride, padding=pad)
+        return y.squeeze(0) if unb else y
+    return f
+
+
+CONV = [("bias", (3, 9, 9), (4, 3, 3, 3), True, (1, 1), (0, 0)),
+        ("batched_nobias", (2, 3, 8, 7), (5, 3, 3, 2), False, (2, 1), (1, 0)),
+        ("patch", (3, 16, 16), (6, 3, 4, 4), True, (4, 4), (0, 0)),      # ViT patch embedding
+        ("pad2", (2, 5, 6), (3, 2, 1, 1), True, (2, 3), (2, 1)),         # 1x1 kernel, padding > stride
+        ("odd", (1, 2, 7, 5), (2, 2, 4, 3), True, (3, 2), (1, 2))]
+for name, sx, sw, bias, stride, pad in CONV:
+    ins = [randn(*sx), randn(*sw, scale=0.5)] + ([randn(sw[0])] if bias else [])
+    case(f"conv2d_{name}", "conv2d", ins, conv(stride, pad), stride=stride, pad=pad)
+
+# ------------------------------------------------------------------ data movement
+
+case("reshape_0", "reshape", [randn(2, 3, 4)], lambda x: x.reshape(4, 6), shape=(4, 6))
+case("reshape_1", "reshape", [randn(6)], lambda x: x.reshape(1, 6, 1), shape=(1, 6, 1))
+case("reshape_2", "reshape", [ints(0, 9, 2, 3, 4)], lambda x: x.reshape(24), shape=(24,))
+case("reshape_3", "reshape", [randn(1, 1)], lambda x: x.reshape(()), shape=())
+for i, (shape, perm) in enumerate([((2, 3, 4), (1, 0, 2)), ((2, 3, 4), (2, 0, 1)), ((5, 3), (1, 0)),
+                                   ((2, 3, 4, 5), (0, 2, 1, 3)), ((2, 3, 4, 5), (3, 1, 0, 2)), ((4,), (0,)),
+                                   ((1, 3, 1), (2, 1, 0))]):
+    case(f"transpose_{i}", "transpose", [randn(*shape)], lambda x, p=perm: x.permute(*p), perm=perm)
+for i, (src, dst) in enumerate([((3, 1), (2, 3, 4)), ((4,), (3, 4)), ((1,), (5,)), ((1, 1), (2, 3)), ((2, 3), (2, 3))]):
+    case(f"expand_{i}", "expand", [randn(*src)], lambda x, d=dst: x.expand(*d).contiguous(), shape=dst)
+case("expand_bool", "expand", [np.array([[True], [False]])], lambda x: x.expand(2, 3).contiguous(), shape=(2, 3))
+for i, (shape, axis, start, end) in enumerate([((7, 4), 0, 2, 5), ((3, 8, 2), 1, 0, 8), ((3, 8, 2), 2, 1, 2),
+                                               ((9,), 0, 8, 9), ((3, 5), 1, 2, 2)]):  # the last is empty
+    idx = [slice(None)] * len(shape)
+    idx[axis] = slice(start, end)
+    case(f"slice_{i}", "slice", [randn(*shape)], lambda x, ix=tuple(idx): x[ix].contiguous(),
+         axis=axis, start=start, end=end)
+for i, (shapes, axis) in enumerate([([(2, 3), (4, 3)], 0), ([(2, 3), (2, 1), (2, 5)], 1),
+                                    ([(2, 3, 4), (2, 3, 4)], 2), ([(5,)], 0), ([(1, 2), (1, 2), (1, 2)], 0)]):
+    case(f"concat_{i}", "concat", [randn(*s) for s in shapes], lambda *xs, a=axis: torch.cat(xs, a), axis=axis)
+case("concat_i64", "concat", [ints(0, 9, 2, 2, dtype=np.int64), ints(0, 9, 2, 3, dtype=np.int64)],
+     lambda a, b: torch.cat((a, b), 1), axis=1)
+
+
+def gather(axis):
+    def f(t, idx):
+        flat = torch.index_select(t, axis, idx.reshape(-1).long())
+        return flat.reshape(t.shape[:axis] + idx.shape + t.shape[axis + 1:])
+    return f
+
+
+for i, (ts, ishape, axis, idt) in enumerate([((10, 4), (6,), 0, np.int32),      # embedding lookup
+                                             ((5, 6), (2, 3), 1, np.int64),
+                                             ((3, 4, 5), (4,), 2, np.int32),
+                                             ((3, 4, 5), (2, 2), 1, np.int32),
+                                             ((7,), (3, 1), 0, np.int64)]):
+    n = ts[axis]
+    idx = with_specials(ints(0, n, *ishape, dtype=idt), [0, n - 1, 0]).reshape(ishape)  # both ends, repeats
+    case(f"gather_{i}", "gather", [randn(*ts), idx], gather(axis), axis=axis)
+
+# ------------------------------------------------------------------ sources with no input
+
+case("arange_7", "arange", [], lambda: torch.arange(7), shape=(7,))
+case("arange_1_i32", "arange", [], lambda: torch.arange(1, dtype=torch.int32), shape=(1,))
+case("arange_f32", "arange", [], lambda: torch.arange(5, dtype=torch.float32), shape=(5,))
+for t, s in ((4, 4), (3, 6), (1, 5)):
+    case(f"causal_mask_{t}x{s}", "causal_mask", [],
+         lambda t=t, s=s: torch.full((t, s), -inf, dtype=torch.float64).triu(s - t + 1), shape=(t, s))
+
+with open(os.path.join(OUT, "cases.txt"), "w") as f:
+    f.write("# Generated by tests/ops/make_refs.py; do not edit. <case> <op> [key=value ...] <rtol>\n")
+    f.write("\n".join(lines) + "\n")
+print(f"{len(lines)} cases in {OUT}")
