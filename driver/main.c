@@ -2,13 +2,15 @@
  *
  *   kiln check MODEL   parse, check, summarise
  *   kiln ir    MODEL   print the IR
- *   kiln run   MODEL   run on .npy inputs (with the interpreter for now)
+ *   kiln build MODEL   compile to an executable, a library, an object, assembly, LLVM IR, ...
+ *   kiln run   MODEL   run on .npy inputs: compiled in memory (JIT), or with the interpreter
  *
  * MODEL is a model file (.kiln) or kiln IR in its text form (.kir). Every subcommand takes -D NAME=VALUE
  * to override a const of the model file and --weights FILE to replace its weights file. Errors go to
  * stderr in the form file:line:col: error: ...; the exit status is 1 after an error in the model or
  * its data, 2 after a usage error.
  */
+#include "codegen/codegen.h"
 #include "driver/driver.h"
 #include "runtime/kiln_rt.h"
 
@@ -31,6 +33,12 @@ typedef struct Options {
     int ninput, noutput;
     NamedFile inputs[64], outputs[64];
     int print_limit;   /* values printed per output when no --output is given */
+    const char *out;   /* build: -o */
+    Emit emit;
+    int opt;           /* -O level */
+    int weights_mode;  /* 0: by size, 1: embed, 2: external */
+    const char *target, *cpu;
+    int threads;
 } Options;
 
 static const char *usage_text =
@@ -42,7 +50,8 @@ static const char *usage_text =
     "  check MODEL     parse and check the model; print its inputs, outputs, parameters,\n"
     "                  FLOPs and activation memory\n"
     "  ir MODEL        print the model's IR in its text form\n"
-    "  run MODEL       run the model on .npy inputs with the interpreter (--interp)\n"
+    "  build MODEL     compile the model: executable, library, object, assembly, LLVM IR, ...\n"
+    "  run MODEL       run the model on .npy inputs: compiled in memory, or --interp\n"
     "\n"
     "MODEL is a model file (.kiln) or kiln IR text (.kir).\n"
     "\n"
@@ -67,15 +76,29 @@ static const char *help_ir =
     "read back (files ending in .kir).\n";
 
 static const char *help_run =
-    "usage: kiln run MODEL --interp --input NAME=FILE.npy ... [--output NAME=FILE.npy ...]\n"
-    "                [--weights FILE] [-D NAME=VALUE ...]\n"
+    "usage: kiln run MODEL --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--interp]\n"
+    "                [--threads N] [-O0..-O3] [--weights FILE] [-D NAME=VALUE ...]\n"
     "\n"
-    "Runs MODEL on the given inputs with the interpreter (plain loops accumulating in double; the\n"
-    "reference every other execution is tested against). Each input is a NumPy .npy file whose dtype\n"
-    "and shape must match the model's declaration; symbolic sizes are taken from the inputs.\n"
-    "--output NAME=FILE writes an output as .npy; without it, each output's type and first values\n"
-    "are printed. Native execution (JIT and compiled binaries) comes with the code generator; until\n"
-    "then --interp is required.\n";
+    "Runs MODEL on the given inputs: compiled to native code in memory (LLVM's JIT) by default, or\n"
+    "with --interp by the interpreter (plain loops accumulating in double; the reference every other\n"
+    "execution is tested against). Each input is a NumPy .npy file whose dtype and shape must match\n"
+    "the model's declaration; symbolic sizes are taken from the inputs. --output NAME=FILE writes an\n"
+    "output as .npy; without it, each output's type and first values are printed.\n";
+
+static const char *help_build =
+    "usage: kiln build MODEL [-o OUT] [--emit KIND] [-O0..-O3] [--weights FILE]\n"
+    "                  [--weights-mode embed|external] [--target TRIPLE] [--cpu NAME] [-D NAME=VALUE ...]\n"
+    "\n"
+    "Compiles MODEL to native code for the host CPU (or --target/--cpu). KIND is one of:\n"
+    "  exe      a program (default): PROGRAM --input NAME=FILE.npy ... [--output NAME=FILE.npy]\n"
+    "           [--weights FILE] [--threads N] [--bench N]\n"
+    "  lib      a static library libNAME.a and its header NAME.h\n"
+    "  shared   a shared library libNAME.so and its header NAME.h\n"
+    "  obj      an object file     asm   assembly     ir   kiln IR after the passes\n"
+    "  llvm     LLVM IR after optimisation (OUT) and before it (OUT with .unopt.ll)\n"
+    "  dot      the graph for Graphviz\n"
+    "Weights are embedded in the output when they are under 256 MiB, else written to OUT.weights\n"
+    "and mapped when the program starts; --weights-mode chooses. -O2 is the default.\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -104,7 +127,10 @@ static int parse_options(int argc, char **argv, Options *o)
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            const char *h = !strcmp(o->cmd, "check") ? help_check : !strcmp(o->cmd, "ir") ? help_ir : help_run;
+            const char *h = !strcmp(o->cmd, "check") ? help_check
+                          : !strcmp(o->cmd, "ir")    ? help_ir
+                          : !strcmp(o->cmd, "build") ? help_build
+                                                     : help_run;
             fputs(h, stdout);
             return -1;
         } else if (!strcmp(a, "--weights")) {
@@ -124,6 +150,38 @@ static int parse_options(int argc, char **argv, Options *o)
             o->defines[o->ndefine++] = (Define){strndup(def, (size_t)(eq - def)), eq + 1};
         } else if (!strcmp(a, "--interp") && !strcmp(o->cmd, "run")) {
             o->interp = 1;
+        } else if (!strncmp(a, "-O", 2) && strlen(a) == 3 && a[2] >= '0' && a[2] <= '3' &&
+                   (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "build"))) {
+            o->opt = a[2] - '0';
+        } else if (!strcmp(a, "--threads") && !strcmp(o->cmd, "run")) {
+            if (!val || atoi(val) < 1)
+                return usage_error("--threads needs a positive number%s", "");
+            o->threads = atoi(val);
+            i++;
+        } else if (!strcmp(o->cmd, "build") && (!strcmp(a, "-o") || !strcmp(a, "--emit") || !strcmp(a, "--target") ||
+                                                 !strcmp(a, "--cpu") || !strcmp(a, "--weights-mode"))) {
+            if (!val)
+                return usage_error("%s needs a value", a);
+            i++;
+            if (!strcmp(a, "-o"))
+                o->out = val;
+            else if (!strcmp(a, "--target"))
+                o->target = val;
+            else if (!strcmp(a, "--cpu"))
+                o->cpu = val;
+            else if (!strcmp(a, "--weights-mode")) {
+                if (strcmp(val, "embed") && strcmp(val, "external"))
+                    return usage_error("--weights-mode is embed or external, not '%s'", val);
+                o->weights_mode = !strcmp(val, "embed") ? 1 : 2;
+            } else {
+                static const char *kinds[] = {"exe", "lib", "shared", "obj", "llvm", "asm", "ir", "dot"};
+                int k = 0;
+                while (k < 8 && strcmp(kinds[k], val))
+                    k++;
+                if (k == 8)
+                    return usage_error("--emit is one of exe, lib, shared, obj, llvm, asm, ir, dot; not '%s'", val);
+                o->emit = (Emit)k;
+            }
         } else if ((!strcmp(a, "--input") || !strcmp(a, "--output")) && !strcmp(o->cmd, "run")) {
             if (!val)
                 return usage_error("%s needs NAME=FILE", a);
@@ -217,12 +275,28 @@ static void print_values(const HostTensor *t, int limit)
     printf(n > limit ? ", ...]  (%lld values)\n" : "]\n", (long long)n);
 }
 
+/* Compiles g into cg's module (optimised); NULL after an error. */
+static Cg *compile(const Options *o, const Graph *g, int embed, int exe_main, const char *unopt_path, Diag *d)
+{
+    CgOptions co = {.triple = o->target, .cpu = o->cpu, .opt = o->opt, .embed_weights = embed};
+    Cg *cg = cg_new(&co, d);
+    if (!cg)
+        return NULL;
+    if (cg_build(cg, g)) {
+        cg_free(cg);
+        return NULL;
+    }
+    if (exe_main)
+        cg_add_main(cg);
+    if ((unopt_path && cg_write_llvm(cg, unopt_path)) || cg_optimise(cg)) {
+        cg_free(cg);
+        return NULL;
+    }
+    return cg;
+}
+
 static int cmd_run(const Options *o, Diag *d)
 {
-    if (!o->interp) {
-        fprintf(stderr, "kiln: error: native execution is not built yet; run with --interp (the interpreter)\n");
-        return 2;
-    }
     Graph *g = load(o, d);
     if (!g)
         return 1;
@@ -275,8 +349,37 @@ static int cmd_run(const Options *o, Diag *d)
         if (!found)
             diag_fatal(d, "--output %s: the model has no output '%s'", o->outputs[k].name, o->outputs[k].name);
     }
-    if (diag_errors(d) || ir_interp(g, in, out, d))
+    if (diag_errors(d))
         goto done;
+    if (o->interp) {
+        if (ir_interp(g, in, out, d))
+            goto done;
+    } else {
+        int64_t syms[IR_MAX_SYMS] = {0};
+        if (ir_bind_inputs(g, in, syms, d))
+            goto done;
+        void *inp[256], *outp[256];
+        for (int i = 0; i < g->ninput && i < 256; i++)
+            inp[i] = in[i].data;
+        for (int i = 0; i < g->noutput && i < 256; i++) {
+            HostTensor *t = &out[i];
+            const Node *n = g->outputs[i].node;
+            t->dtype = n->dtype;
+            t->rank = n->rank;
+            int64_t cnt = 1;
+            for (int j = 0; j < n->rank; j++)
+                cnt *= (t->shape[j] = dim_eval(n->shape[j], syms));
+            t->data = calloc((size_t)(cnt ? cnt : 1), (size_t)dtype_traits[n->dtype].size);
+            KILN_ASSERT(t->data);
+            outp[i] = t->data;
+        }
+        Cg *cg = compile(o, g, 0, 0, NULL, d);
+        if (!cg || cg_jit_run(cg, syms, inp, outp, o->threads)) {
+            cg_free(cg);
+            goto done;
+        }
+        cg_free(cg);
+    }
     status = 0;
     for (int i = 0; i < g->noutput; i++) {
         const NamedFile *nf = NULL;
@@ -326,6 +429,107 @@ done:
     return status;
 }
 
+static char *path_with(const char *base, const char *suffix)
+{
+    size_t n = strlen(base) + strlen(suffix) + 1;
+    char *p = malloc(n);
+    KILN_ASSERT(p);
+    snprintf(p, n, "%s%s", base, suffix);
+    return p;
+}
+
+static int cmd_build(Options *o, Diag *d)
+{
+    Graph *g = load(o, d);
+    if (!g)
+        return 1;
+    char *ident = cg_ident(g->model ? g->model : "model");
+    char *out = NULL, *tmp = NULL, *header = NULL, *wfile = NULL;
+    int status = 1;
+    static const char *default_suffix[] = {"", ".a", ".so", ".o", ".ll", ".s", ".kir", ".dot"};
+    if (o->out)
+        out = strdup(o->out);
+    else if (o->emit == EMIT_LIB || o->emit == EMIT_SHARED)
+        out = path_with("lib", path_with(ident, default_suffix[o->emit]));
+    else
+        out = path_with(ident, default_suffix[o->emit]);
+    if (o->emit == EMIT_IR || o->emit == EMIT_DOT) {
+        if (o->emit == EMIT_DOT) {
+            status = cg_write_dot(g, out, d) ? 1 : 0;
+        } else {
+            FILE *f = fopen(out, "w");
+            if (!f)
+                diag_fatal(d, "cannot write '%s': %s", out, strerror(errno));
+            else {
+                ir_print(f, g);
+                status = fclose(f) ? 1 : 0;
+            }
+        }
+        goto done;
+    }
+    /* size of the weights blob decides embedding unless --weights-mode says */
+    int64_t wbytes = 0;
+    for (int i = 0; i < g->nnode; i++)
+        if (g->nodes[i]->op == OP_WEIGHT || g->nodes[i]->op == OP_CONST) {
+            int64_t vals[IR_MAX_SYMS] = {0};
+            wbytes += shape_numel(g->nodes[i]->rank, g->nodes[i]->shape, vals) * dtype_traits[g->nodes[i]->dtype].size;
+        }
+    int embed = o->weights_mode ? o->weights_mode == 1 : wbytes <= (256ll << 20);
+    char *unopt = o->emit == EMIT_LLVM ? path_with(out, ".unopt.ll") : NULL;
+    if (unopt && ends_with(out, ".ll")) {
+        free(unopt);
+        unopt = strdup(out);
+        strcpy(unopt + strlen(unopt) - 3, ".unopt.ll");
+    }
+    Cg *cg = compile(o, g, embed, o->emit == EMIT_EXE, unopt, d);
+    free(unopt);
+    if (!cg)
+        goto done;
+    int rc = 0;
+    switch (o->emit) {
+    case EMIT_LLVM: rc = cg_write_llvm(cg, out); break;
+    case EMIT_ASM: rc = cg_emit_file(cg, out, 1); break;
+    case EMIT_OBJ: rc = cg_emit_file(cg, out, 0); break;
+    default:
+        tmp = path_with(out, ".kiln-tmp.o");
+        rc = cg_emit_file(cg, tmp, 0);
+        if (!rc)
+            rc = cg_link(o->emit, tmp, out, d);
+        remove(tmp);
+        break;
+    }
+    if (!rc && (o->emit == EMIT_LIB || o->emit == EMIT_SHARED)) {
+        /* NAME.h beside the library */
+        const char *slash = strrchr(out, '/');
+        char *dir = slash ? strndup(out, (size_t)(slash - out + 1)) : strdup("");
+        header = path_with(dir, path_with(ident, ".h"));
+        free(dir);
+        rc = cg_write_header(g, &cg->plan, ident, header, d);
+    }
+    if (!rc && !embed && o->emit != EMIT_LLVM && o->emit != EMIT_ASM) {
+        wfile = path_with(out, ".weights");
+        rc = cg_write_weights(&cg->plan, wfile, d);
+    }
+    if (!rc) {
+        fprintf(stderr, "kiln: wrote %s", out);
+        if (header)
+            fprintf(stderr, " and %s", header);
+        if (wfile)
+            fprintf(stderr, " (weights in %s: pass --weights %s when running)", wfile, wfile);
+        fprintf(stderr, "\n");
+    }
+    cg_free(cg);
+    status = rc ? 1 : 0;
+done:
+    free(ident);
+    free(out);
+    free(tmp);
+    free(header);
+    free(wfile);
+    unload(g);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -336,8 +540,8 @@ int main(int argc, char **argv)
         printf("kiln %s\n", KILN_VERSION);
         return 0;
     }
-    Options o = {.cmd = argv[1], .print_limit = 8};
-    if (strcmp(o.cmd, "check") && strcmp(o.cmd, "ir") && strcmp(o.cmd, "run"))
+    Options o = {.cmd = argv[1], .print_limit = 8, .opt = 2};
+    if (strcmp(o.cmd, "check") && strcmp(o.cmd, "ir") && strcmp(o.cmd, "run") && strcmp(o.cmd, "build"))
         return usage_error("unknown command '%s'", o.cmd);
     int st = parse_options(argc, argv, &o);
     if (st)
@@ -346,6 +550,8 @@ int main(int argc, char **argv)
     int status = 0;
     if (!strcmp(o.cmd, "run")) {
         status = cmd_run(&o, d);
+    } else if (!strcmp(o.cmd, "build")) {
+        status = cmd_build(&o, d);
     } else {
         Graph *g = load(&o, d);
         if (!g)

@@ -924,7 +924,8 @@ Value builtin_call(Lower *L, const char *name, Args *a, SrcLoc loc)
         return v_none();
     }
     Value r = b->fn(L, a, loc, b);
-    for (int i = 0; i < a->nkw; i++)
+    /* after an error the handler may have stopped before reading its keywords */
+    for (int i = 0; i < a->nkw && r.k != V_NONE; i++)
         if (!a->kwused[i])
             ERR(a->kwloc[i], "'%s' has no keyword argument '%s'", name, a->kw[i]);
     return r;

@@ -938,7 +938,8 @@ static Value eval_call(Lower *L, Env *env, const Ast *e)
         Value obj = eval(L, env, callee->a);
         if (obj.k == V_NONE)
             return obj;
-        if (obj.k == V_TENSOR || (obj.k == V_PATH && path_is_tensor(L, obj.s))) {
+        /* a method on a weights path is a method on the tensor it names (an error if none) */
+        if (obj.k == V_TENSOR || obj.k == V_PATH) {
             if (!eval_args(L, env, e->list, &args, 1))
                 return v_none();
             args.v[0] = obj;

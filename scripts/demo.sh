@@ -1,7 +1,6 @@
 #!/bin/sh
-# The main job: set up, build, then check the default example model and run it.
-# For now the default example is GPT-2 (examples/gpt2/gpt2.kiln) on its small random weights, run by
-# the interpreter; native compilation arrives with the code generator.
+# The main job: set up, build kiln, compile the default example model to a native program and run it.
+# The default example is GPT-2 (examples/gpt2/gpt2.kiln) at a small size on random weights.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/setup.sh
@@ -10,4 +9,6 @@ set -x
 # shellcheck disable=SC2086
 ./build/kiln check examples/gpt2/gpt2.kiln $SIZE
 # shellcheck disable=SC2086
-./build/kiln run examples/gpt2/gpt2.kiln $SIZE --interp --input tokens=tests/models/gpt2/tokens_16.npy
+./build/kiln build examples/gpt2/gpt2.kiln $SIZE -o build/gpt2-tiny
+./build/gpt2-tiny --input tokens=tests/models/gpt2/tokens_16.npy
+./build/gpt2-tiny --input tokens=tests/models/gpt2/tokens_64.npy --bench 20

@@ -3,15 +3,21 @@
 #   %s          the test file
 #   %kiln       the kiln binary
 #   %FileCheck  LLVM's FileCheck
+#   %llvm       the directory of LLVM's tools (FileCheck's), for %llvm/llvm-readelf
+#   %t          a scratch directory of this test, removed afterwards
 # and must succeed. CHECK lines in the file are read by FileCheck.
 set -u
 FILE=$1 KILN=$2 FILECHECK=$3
+LLVMBIN=$(dirname "$FILECHECK")
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
 n=0
 while IFS= read -r cmd; do
     n=$((n + 1))
-    cmd=$(printf '%s' "$cmd" | sed -e "s|%kiln|$KILN|g" -e "s|%FileCheck|$FILECHECK|g" -e "s|%s|$FILE|g")
+    cmd=$(printf '%s' "$cmd" | sed -e "s|%kiln|$KILN|g" -e "s|%FileCheck|$FILECHECK|g" -e "s|%llvm|$LLVMBIN|g" \
+        -e "s|%t|$TMP|g" -e "s|%s|$FILE|g")
     echo "RUN: $cmd"
-    if ! sh -c "set -o pipefail 2>/dev/null; $cmd"; then
+    if ! sh -c "$cmd"; then
         echo "FAIL: $cmd"
         exit 1
     fi

@@ -1,0 +1,260 @@
+/* cg.c: the LLVM context, the target machine, optimisation, emission and the JIT.
+ *
+ * Every LLVM C API call that can fail hands back an error string or an LLVMErrorRef; each is
+ * checked, reported through kiln's diagnostics and disposed. The host's triple, CPU and features are
+ * the default target; --target and --cpu build for another machine.
+ */
+#include "codegen/codegen.h"
+#include "runtime/kiln_rt.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The runtime's dtype codes are kiln's DType values: the descriptor stores DType directly. */
+_Static_assert((int)RT_F32 == (int)DT_F32 && (int)RT_F16 == (int)DT_F16 && (int)RT_BF16 == (int)DT_BF16 &&
+                   (int)RT_F64 == (int)DT_F64 && (int)RT_I64 == (int)DT_I64 && (int)RT_I32 == (int)DT_I32 &&
+                   (int)RT_I8 == (int)DT_I8 && (int)RT_U8 == (int)DT_U8 && (int)RT_BOOL == (int)DT_BOOL &&
+                   (int)RT_DTYPE_COUNT == (int)DT_COUNT,
+               "runtime/kiln_rt.h RtDType and ir/ir.h DType must list the dtypes in the same order");
+
+static void init_targets(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    LLVMInitializeAllTargetInfos();
+    LLVMInitializeAllTargets();
+    LLVMInitializeAllTargetMCs();
+    LLVMInitializeAllAsmPrinters();
+    LLVMInitializeAllAsmParsers();
+}
+
+char *cg_ident(const char *name)
+{
+    size_t n = strlen(name);
+    char *s = malloc(n + 2);
+    KILN_ASSERT(s);
+    size_t k = 0;
+    if (!n || isdigit((unsigned char)name[0]))
+        s[k++] = '_';
+    for (size_t i = 0; i < n; i++)
+        s[k++] = isalnum((unsigned char)name[i]) ? name[i] : '_';
+    s[k] = 0;
+    return s;
+}
+
+Cg *cg_new(const CgOptions *o, Diag *d)
+{
+    init_targets();
+    Cg *cg = calloc(1, sizeof *cg);
+    KILN_ASSERT(cg);
+    cg->opt = *o;
+    cg->d = d;
+    int host = !o->triple;
+    cg->triple = host ? LLVMGetDefaultTargetTriple() : LLVMCreateMessage(o->triple);
+    if (o->cpu)
+        cg->cpu = LLVMCreateMessage(o->cpu);
+    else
+        cg->cpu = host ? LLVMGetHostCPUName() : LLVMCreateMessage("generic");
+    if (o->features)
+        cg->features = LLVMCreateMessage(o->features);
+    else
+        cg->features = host && !o->cpu ? LLVMGetHostCPUFeatures() : LLVMCreateMessage("");
+    LLVMTargetRef target;
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(cg->triple, &target, &err)) {
+        diag_fatal(d, "target '%s': %s", cg->triple, err);
+        LLVMDisposeMessage(err);
+        cg_free(cg);
+        return NULL;
+    }
+    LLVMCodeGenOptLevel lvl = o->opt <= 0 ? LLVMCodeGenLevelNone
+                            : o->opt == 1 ? LLVMCodeGenLevelLess
+                            : o->opt == 2 ? LLVMCodeGenLevelDefault
+                                          : LLVMCodeGenLevelAggressive;
+    cg->tm = LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features, lvl, LLVMRelocPIC,
+                                     LLVMCodeModelDefault);
+    if (!cg->tm) {
+        diag_fatal(d, "cannot create a target machine for '%s' with CPU '%s'", cg->triple, cg->cpu);
+        cg_free(cg);
+        return NULL;
+    }
+    cg->ctx = LLVMContextCreate();
+    cg->b = LLVMCreateBuilderInContext(cg->ctx);
+    cg->td = LLVMCreateTargetDataLayout(cg->tm);
+    cg->i1 = LLVMInt1TypeInContext(cg->ctx);
+    cg->i8 = LLVMInt8TypeInContext(cg->ctx);
+    cg->i16 = LLVMInt16TypeInContext(cg->ctx);
+    cg->i32 = LLVMInt32TypeInContext(cg->ctx);
+    cg->i64 = LLVMInt64TypeInContext(cg->ctx);
+    cg->f16 = LLVMHalfTypeInContext(cg->ctx);
+    cg->f32 = LLVMFloatTypeInContext(cg->ctx);
+    cg->f64 = LLVMDoubleTypeInContext(cg->ctx);
+    cg->ptr = LLVMPointerTypeInContext(cg->ctx, 0);
+    cg->void_ = LLVMVoidTypeInContext(cg->ctx);
+    return cg;
+}
+
+void cg_free(Cg *cg)
+{
+    if (!cg)
+        return;
+    cg_plan_free(&cg->plan);
+    if (cg->mod)
+        LLVMDisposeModule(cg->mod);
+    if (cg->b)
+        LLVMDisposeBuilder(cg->b);
+    if (cg->td)
+        LLVMDisposeTargetData(cg->td);
+    if (cg->tm)
+        LLVMDisposeTargetMachine(cg->tm);
+    if (cg->ctx)
+        LLVMContextDispose(cg->ctx);
+    LLVMDisposeMessage(cg->triple);
+    LLVMDisposeMessage(cg->cpu);
+    LLVMDisposeMessage(cg->features);
+    free((char *)cg->prefix);
+    free(cg);
+}
+
+int cg_build(Cg *cg, const Graph *g)
+{
+    cg->g = g;
+    cg->prefix = cg_ident(g->model ? g->model : "model");
+    cg->mod = LLVMModuleCreateWithNameInContext(cg->prefix, cg->ctx);
+    LLVMSetTarget(cg->mod, cg->triple);
+    char *layout = LLVMCopyStringRepOfTargetData(cg->td);
+    LLVMSetDataLayout(cg->mod, layout);
+    LLVMDisposeMessage(layout);
+    if (cg_plan(cg))
+        return -1;
+    int before = diag_errors(cg->d);
+    cg_entry(cg);
+    return diag_errors(cg->d) > before ? -1 : 0;
+}
+
+int cg_optimise(Cg *cg)
+{
+    char *err = NULL;
+    if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &err)) {
+        diag_fatal(cg->d, "internal error: the generated LLVM IR does not verify: %s", err);
+        LLVMDisposeMessage(err);
+        return -1;
+    }
+    LLVMDisposeMessage(err);
+    char passes[32];
+    snprintf(passes, sizeof passes, "default<O%d>", cg->opt.opt < 0 ? 0 : cg->opt.opt > 3 ? 3 : cg->opt.opt);
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, cg->opt.opt >= 2);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, cg->opt.opt >= 2);
+    LLVMErrorRef e = LLVMRunPasses(cg->mod, passes, cg->tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (e) {
+        char *msg = LLVMGetErrorMessage(e);
+        diag_fatal(cg->d, "LLVM optimisation failed: %s", msg);
+        LLVMDisposeErrorMessage(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int cg_write_llvm(Cg *cg, const char *path)
+{
+    char *err = NULL;
+    if (LLVMPrintModuleToFile(cg->mod, path, &err)) {
+        diag_fatal(cg->d, "cannot write '%s': %s", path, err);
+        LLVMDisposeMessage(err);
+        return -1;
+    }
+    return 0;
+}
+
+int cg_emit_file(Cg *cg, const char *path, int assembly)
+{
+    char *err = NULL;
+    if (LLVMTargetMachineEmitToFile(cg->tm, cg->mod, path, assembly ? LLVMAssemblyFile : LLVMObjectFile, &err)) {
+        diag_fatal(cg->d, "cannot emit '%s': %s", path, err);
+        LLVMDisposeMessage(err);
+        return -1;
+    }
+    return 0;
+}
+
+static int jit_error(Cg *cg, LLVMErrorRef e, const char *what)
+{
+    char *msg = LLVMGetErrorMessage(e);
+    diag_fatal(cg->d, "JIT: %s: %s", what, msg);
+    LLVMDisposeErrorMessage(msg);
+    return -1;
+}
+
+int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *outputs, int threads)
+{
+    LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcJITTargetMachineBuilderRef tmb = LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(cg->tm);
+    cg->tm = NULL; /* now owned by the JIT */
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, tmb);
+    LLVMOrcLLJITRef jit;
+    LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, jb);
+    if (e)
+        return jit_error(cg, e, "cannot create the JIT");
+    int status = -1;
+    LLVMOrcDefinitionGeneratorRef gen;
+    e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL);
+    if (e) {
+        jit_error(cg, e, "cannot search the process's symbols");
+        goto done;
+    }
+    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
+    /* the module moves to a context of the JIT's own */
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    /* The JIT wants the module in its thread-safe context; a round trip through bitcode moves a
+     * module between contexts without touching the one cg owns. */
+    LLVMMemoryBufferRef buf = LLVMWriteBitcodeToMemoryBuffer(cg->mod);
+    LLVMModuleRef mod2;
+    if (LLVMParseBitcodeInContext2(LLVMOrcThreadSafeContextGetContext(tsc), buf, &mod2)) {
+        diag_fatal(cg->d, "JIT: cannot move the module into the JIT's context");
+        LLVMDisposeMemoryBuffer(buf);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        goto done;
+    }
+    LLVMDisposeMemoryBuffer(buf);
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod2, tsc);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    e = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm);
+    if (e) {
+        jit_error(cg, e, "cannot add the module");
+        goto done;
+    }
+    char name[256];
+    snprintf(name, sizeof name, "kiln_%s_run_raw", cg->prefix);
+    LLVMOrcExecutorAddress addr;
+    e = LLVMOrcLLJITLookup(jit, &addr, name);
+    if (e) {
+        jit_error(cg, e, "cannot find the entry");
+        goto done;
+    }
+    RtEntry entry = (RtEntry)(uintptr_t)addr;
+    void *arena = aligned_alloc(64, (size_t)((cg->plan.arena_bytes + 63) / 64 * 64 + 64));
+    KILN_ASSERT(arena);
+    RtPool *pool = rt_pool_new(threads > 0 ? threads : rt_default_threads());
+    int rc = entry(cg->plan.weights, arena, syms, inputs, outputs, pool);
+    rt_pool_free(pool);
+    free(arena);
+    if (rc)
+        diag_fatal(cg->d, "the model failed at run time: an index is out of range (error %d)", rc);
+    status = rc ? -1 : 0;
+done:
+    LLVMOrcDisposeLLJIT(jit);
+    return status;
+}

@@ -1,0 +1,203 @@
+/* codegen.h: from a checked graph to native code through the LLVM C API.
+ *
+ * One Cg owns all LLVM state (context, module, builder, target machine, data layout), created and
+ * disposed in one place. The sequence is always the same: targets initialised, target machine
+ * created, data layout set, IR built, LLVMVerifyModule, LLVMRunPasses with the new pass manager,
+ * then an object, assembly or LLVM IR emitted, or the module handed to the JIT.
+ *
+ * The generated code follows the runtime's ABI (runtime/kiln_rt.h): one entry function per model
+ * that runs every node in order over buffers it is given (weights blob, activation arena, inputs,
+ * outputs), and one RtModel descriptor. Each node becomes an internal function; symbolic sizes are
+ * run-time values read from the entry's `syms` argument.
+ *
+ * Sections, by source file:
+ *   cg.c          the context, targets, optimisation, emission, the JIT
+ *   plan.c        where every node's result lives: weights blob, arena offsets, inputs, outputs
+ *   entry.c       the entry function, the RtModel descriptor, the weights blob
+ *   loops.c       loop nests, dimensions, element loads and stores, dtype conversions
+ *   elementwise.c elementwise ops and data movement
+ *   reduce.c      reductions, softmax, layernorm, rmsnorm
+ *   matmul.c      matrix multiplication and convolution
+ *   artifact.c    executables, libraries, headers, Graphviz: the files `kiln build` writes
+ */
+#ifndef KILN_CODEGEN_H
+#define KILN_CODEGEN_H
+
+#include "ir/ir.h"
+
+#include <llvm-c/Core.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+
+/* ---------------------------------------------------------------- cg.c */
+
+typedef struct CgOptions {
+    const char *triple;   /* NULL: the host's */
+    const char *cpu;      /* NULL: the host's (or "generic" when cross-compiling) */
+    const char *features; /* NULL: the host CPU's features (or none when cross-compiling) */
+    int opt;              /* 0..3 */
+    int embed_weights;    /* the weights blob inside the object */
+} CgOptions;
+
+/* Where a node's result lives at run time. */
+typedef enum Home {
+    HOME_NONE,     /* not materialised */
+    HOME_WEIGHTS,  /* offset in the weights blob (WEIGHT and CONST) */
+    HOME_ARENA,    /* offset in the activation arena */
+    HOME_INPUT,    /* inputs[index] */
+    HOME_OUTPUT,   /* outputs[index] */
+} Home;
+
+typedef struct Place {
+    Home home;
+    int index;      /* HOME_INPUT / HOME_OUTPUT */
+    int64_t offset; /* HOME_WEIGHTS / HOME_ARENA, bytes */
+} Place;
+
+typedef struct Plan {
+    Place *place;             /* (g->nnode) */
+    int64_t arena_bytes;      /* at the symbols' bounds */
+    int64_t weights_bytes;
+    unsigned char *weights;   /* the blob (malloc'ed) */
+    uint64_t weights_hash;
+    int *copy_out;            /* (g->noutput) 1 when the output must be copied from elsewhere */
+} Plan;
+
+typedef struct Cg {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTargetMachineRef tm;
+    LLVMTargetDataRef td;
+    char *triple;
+    char *cpu;
+    char *features;
+    CgOptions opt;
+    Diag *d;
+    const Graph *g;
+    Plan plan;
+    const char *prefix;       /* C identifier made from the model's name */
+    /* types used everywhere */
+    LLVMTypeRef i1, i8, i16, i32, i64, f16, f32, f64, ptr, void_;
+    /* while a node's function is being built */
+    LLVMValueRef fn;
+    LLVMValueRef syms;        /* i64* */
+    LLVMValueRef pool;
+    LLVMValueRef status;      /* i32 alloca: 0, or an error code set by a kernel */
+} Cg;
+
+/* Creates the context and target machine. NULL after an error (reported). */
+Cg *cg_new(const CgOptions *o, Diag *d);
+void cg_free(Cg *cg);
+/* Builds the module for g: plan, kernels, entry, descriptor. Returns 0 on success. */
+int cg_build(Cg *cg, const Graph *g);
+/* Verifies and optimises the module (LLVMRunPasses, -O level of the options). */
+int cg_optimise(Cg *cg);
+/* Writes the module as LLVM IR text, assembly or an object file. Returns 0 on success. */
+int cg_write_llvm(Cg *cg, const char *path);
+int cg_emit_file(Cg *cg, const char *path, int assembly);
+/* Runs the optimised module in-process (LLJIT): inputs and outputs as for RtEntry, symbol values
+ * from ir_bind_inputs. Consumes the module. Returns 0 on success. */
+int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *outputs, int threads);
+/* A C identifier from a model name ("vit-mnist" -> "vit_mnist"). */
+char *cg_ident(const char *name);
+
+/* ---------------------------------------------------------------- plan.c */
+
+/* Decides where every node lives and builds the weights blob. Returns 0 on success. */
+int cg_plan(Cg *cg);
+void cg_plan_free(Plan *p);
+
+/* ---------------------------------------------------------------- entry.c */
+
+/* Adds the entry function `kiln_<prefix>_run_raw` and the descriptor `kiln_model_<prefix>`. */
+void cg_entry(Cg *cg);
+/* Adds `main`, which hands the descriptor to the runtime's rt_main (for --emit exe). */
+void cg_add_main(Cg *cg);
+
+/* ---------------------------------------------------------------- loops.c */
+
+/* A tensor as a kernel sees it: a base pointer, an element offset and a stride per iterated
+ * dimension (in elements; 0 broadcasts). */
+typedef struct View {
+    LLVMValueRef base;   /* ptr */
+    DType dtype;
+    LLVMValueRef offset; /* i64 elements */
+    LLVMValueRef stride[IR_MAX_RANK];
+} View;
+
+typedef struct Loop {
+    LLVMBasicBlockRef head, body, exit;
+    LLVMValueRef iv;  /* i64 induction variable */
+    LLVMValueRef phi;
+} Loop;
+
+/* for (iv = from; iv < to; iv++): the builder is left in the body. */
+Loop cg_loop_begin(Cg *cg, LLVMValueRef from, LLVMValueRef to, const char *name);
+/* Closes the loop: the builder is left after it. */
+void cg_loop_end(Cg *cg, Loop *l);
+
+LLVMValueRef cg_i64(Cg *cg, int64_t v);
+LLVMValueRef cg_f32(Cg *cg, double v);
+/* The run-time value of a dimension. */
+LLVMValueRef cg_dim(Cg *cg, Dim d);
+/* The run-time shape of a node, and its C-order strides in elements. */
+void cg_shape(Cg *cg, const Node *n, LLVMValueRef *dims);
+void cg_strides(Cg *cg, int rank, LLVMValueRef *dims, LLVMValueRef *strides);
+LLVMValueRef cg_numel(Cg *cg, int rank, LLVMValueRef *dims);
+
+/* The LLVM type kernels compute in for a dtype: float for f32/f16/bf16, double for f64, i64 for
+ * integers, i1 for bool. */
+LLVMTypeRef cg_ctype(Cg *cg, DType t);
+/* Storage type of one element. */
+LLVMTypeRef cg_stype(Cg *cg, DType t);
+/* Loads element idx of ptr (dtype t) into its compute type; stores one back. */
+LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx);
+void cg_store(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx, LLVMValueRef v);
+/* Converts a compute-type value of dtype `from` to the compute type of `to`, as CAST does. */
+LLVMValueRef cg_convert(Cg *cg, LLVMValueRef v, DType from, DType to);
+/* Calls an LLVM intrinsic overloaded on the type of args[0]. */
+LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMValueRef *args, int nargs);
+/* Calls a C library function float f(float) or double f(double). */
+LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x);
+
+/* A stack slot in the entry block of the function being built (promoted to a register by LLVM). */
+LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef t, const char *name);
+/* Loops over dims[rank] and calls body(cg, ctx, idx) with the indices of the innermost point. */
+typedef void (*CgBody)(Cg *cg, void *ctx, LLVMValueRef *idx);
+void cg_nest(Cg *cg, int rank, LLVMValueRef *dims, CgBody body, void *ctx);
+/* The element index of a view at the given loop indices. */
+LLVMValueRef cg_view_index(Cg *cg, const View *v, int rank, LLVMValueRef *idx);
+/* A view of node n (pointer p, C-order) iterated by an output of rank `rank` under NumPy
+ * broadcasting (n's dims aligned to the right; size-1 dims get stride 0). */
+View cg_view_broadcast(Cg *cg, const Node *n, LLVMValueRef p, int rank);
+
+/* ---------------------------------------------------------------- kernels
+ *
+ * Each emits the body of a node's function: out is the node's buffer, in[] its inputs' buffers.
+ * They return 0, or -1 when the node cannot be lowered (reported). */
+int cg_elementwise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+int cg_movement(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+int cg_source(Cg *cg, const Node *n, LLVMValueRef out);
+int cg_reduce(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+int cg_matmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+
+/* ---------------------------------------------------------------- artifact.c */
+
+typedef enum Emit {
+    EMIT_EXE, EMIT_LIB, EMIT_SHARED, EMIT_OBJ, EMIT_LLVM, EMIT_ASM, EMIT_IR, EMIT_DOT
+} Emit;
+
+/* Writes the C header of a library build: typed open/run/close and the raw entry. */
+int cg_write_header(const Graph *g, const Plan *p, const char *prefix, const char *path, Diag *d);
+/* Writes a Graphviz description of the graph. */
+int cg_write_dot(const Graph *g, const char *path, Diag *d);
+/* Writes the external weights file (RtWeightsHeader + blob). */
+int cg_write_weights(const Plan *p, const char *path, Diag *d);
+/* Links object + runtime into an executable, a static library or a shared library with the
+ * system's C compiler driver and ar. */
+int cg_link(Emit kind, const char *obj, const char *out, Diag *d);
+
+#endif

@@ -1,0 +1,331 @@
+/* elementwise.c: elementwise ops, data movement and the generated sources (arange, causal_mask).
+ *
+ * All of them are one pattern: a loop nest over the output's dimensions in C order, each input read
+ * through a View (strides, 0 where it broadcasts, an offset for slices), one scalar computed and
+ * stored. Transpose, expand, slice and concat are copies through such views; gather reads its index
+ * tensor inside the nest and checks it. The innermost loop walks the output contiguously, which is
+ * the loop LLVM's vectoriser sees; the hand-written vector kernels of later work replace the hot ones.
+ *
+ * Scalars are computed in the compute types of loops.c. Float semantics follow the interpreter:
+ * maximum/minimum propagate NaN, relu keeps NaN, erf and tanh come from the C library.
+ */
+#include "codegen/codegen.h"
+
+#include <math.h>
+
+typedef struct Map {
+    const Node *n;
+    View out;
+    int nin;
+    View in[3];
+} Map;
+
+static LLVMValueRef fconst(Cg *cg, LLVMTypeRef t, double v)
+{
+    return LLVMConstReal(t, v);
+}
+
+static LLVMValueRef float_unary(Cg *cg, const Node *n, LLVMValueRef x)
+{
+    LLVMTypeRef t = LLVMTypeOf(x);
+    LLVMValueRef one = fconst(cg, t, 1.0);
+    switch (n->op) {
+    case OP_NEG: return LLVMBuildFNeg(cg->b, x, "");
+    case OP_ABS: return cg_intrinsic(cg, "llvm.fabs", &x, 1);
+    case OP_EXP: return cg_intrinsic(cg, "llvm.exp", &x, 1);
+    case OP_LOG: return cg_intrinsic(cg, "llvm.log", &x, 1);
+    case OP_SQRT: return cg_intrinsic(cg, "llvm.sqrt", &x, 1);
+    case OP_RSQRT: return LLVMBuildFDiv(cg->b, one, cg_intrinsic(cg, "llvm.sqrt", &x, 1), "");
+    case OP_TANH: return cg_libm(cg, "tanh", x);
+    case OP_ERF: return cg_libm(cg, "erf", x);
+    case OP_SIN: return cg_intrinsic(cg, "llvm.sin", &x, 1);
+    case OP_COS: return cg_intrinsic(cg, "llvm.cos", &x, 1);
+    case OP_SIGMOID:
+    case OP_SILU: {
+        LLVMValueRef nx = LLVMBuildFNeg(cg->b, x, "");
+        LLVMValueRef e = cg_intrinsic(cg, "llvm.exp", &nx, 1);
+        LLVMValueRef s = LLVMBuildFDiv(cg->b, one, LLVMBuildFAdd(cg->b, one, e, ""), "");
+        return n->op == OP_SIGMOID ? s : LLVMBuildFMul(cg->b, x, s, "");
+    }
+    case OP_RELU: {
+        LLVMValueRef le = LLVMBuildFCmp(cg->b, LLVMRealOLE, x, fconst(cg, t, 0), "");
+        return LLVMBuildSelect(cg->b, le, fconst(cg, t, 0), x, "");
+    }
+    case OP_GELU: {
+        LLVMValueRef half_x = LLVMBuildFMul(cg->b, x, fconst(cg, t, 0.5), "");
+        LLVMValueRef inner;
+        if (n->at.approx) {
+            LLVMValueRef x3 = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, x, x, ""), x, "");
+            LLVMValueRef u = LLVMBuildFAdd(cg->b, x, LLVMBuildFMul(cg->b, x3, fconst(cg, t, 0.044715), ""), "");
+            inner = cg_libm(cg, "tanh", LLVMBuildFMul(cg->b, u, fconst(cg, t, sqrt(2.0 / M_PI)), ""));
+        } else {
+            inner = cg_libm(cg, "erf", LLVMBuildFMul(cg->b, x, fconst(cg, t, M_SQRT1_2), ""));
+        }
+        return LLVMBuildFMul(cg->b, half_x, LLVMBuildFAdd(cg->b, one, inner, ""), "");
+    }
+    default: UNREACHABLE();
+    }
+}
+
+static LLVMValueRef int_unary(Cg *cg, const Node *n, LLVMValueRef x)
+{
+    LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(x));
+    switch (n->op) {
+    case OP_NEG: return LLVMBuildSub(cg->b, zero, x, "");
+    case OP_ABS: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, zero, ""),
+                                        LLVMBuildSub(cg->b, zero, x, ""), x, "");
+    case OP_RELU: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, x, zero, ""), x, zero, "");
+    default: {
+        /* transcendental ops on integers are computed in double and converted back */
+        LLVMValueRef f = LLVMBuildSIToFP(cg->b, x, cg->f64, "");
+        return cg_convert(cg, float_unary(cg, n, f), DT_F64, DT_I64);
+    }
+    }
+}
+
+static LLVMValueRef float_binary(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b)
+{
+    LLVMValueRef args[2] = {a, b};
+    switch (op) {
+    case OP_ADD: return LLVMBuildFAdd(cg->b, a, b, "");
+    case OP_SUB: return LLVMBuildFSub(cg->b, a, b, "");
+    case OP_MUL: return LLVMBuildFMul(cg->b, a, b, "");
+    case OP_DIV: return LLVMBuildFDiv(cg->b, a, b, "");
+    case OP_POW: return cg_intrinsic(cg, "llvm.pow", args, 2);
+    case OP_MAXIMUM: return cg_intrinsic(cg, "llvm.maximum", args, 2);
+    case OP_MINIMUM: return cg_intrinsic(cg, "llvm.minimum", args, 2);
+    case OP_LT: return LLVMBuildFCmp(cg->b, LLVMRealOLT, a, b, "");
+    case OP_LE: return LLVMBuildFCmp(cg->b, LLVMRealOLE, a, b, "");
+    case OP_GT: return LLVMBuildFCmp(cg->b, LLVMRealOGT, a, b, "");
+    case OP_GE: return LLVMBuildFCmp(cg->b, LLVMRealOGE, a, b, "");
+    case OP_EQ: return LLVMBuildFCmp(cg->b, LLVMRealOEQ, a, b, "");
+    case OP_NE: return LLVMBuildFCmp(cg->b, LLVMRealUNE, a, b, "");
+    default: UNREACHABLE();
+    }
+}
+
+static LLVMValueRef int_binary(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b)
+{
+    LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(a));
+    switch (op) {
+    case OP_ADD: return LLVMBuildAdd(cg->b, a, b, "");
+    case OP_SUB: return LLVMBuildSub(cg->b, a, b, "");
+    case OP_MUL: return LLVMBuildMul(cg->b, a, b, "");
+    case OP_DIV: {
+        /* C's truncating division; x / 0 is 0 and INT_MIN / -1 wraps, as in the interpreter */
+        LLVMValueRef is0 = LLVMBuildICmp(cg->b, LLVMIntEQ, b, zero, "");
+        LLVMValueRef ism1 = LLVMBuildICmp(cg->b, LLVMIntEQ, b, LLVMConstAllOnes(LLVMTypeOf(b)), "");
+        LLVMValueRef safe = LLVMBuildSelect(cg->b, LLVMBuildOr(cg->b, is0, ism1, ""), LLVMConstInt(LLVMTypeOf(b), 1, 0), b, "");
+        LLVMValueRef q = LLVMBuildSDiv(cg->b, a, safe, "");
+        q = LLVMBuildSelect(cg->b, ism1, LLVMBuildSub(cg->b, zero, a, ""), q, "");
+        return LLVMBuildSelect(cg->b, is0, zero, q, "");
+    }
+    case OP_POW: {
+        LLVMValueRef fa = LLVMBuildSIToFP(cg->b, a, cg->f64, ""), fb = LLVMBuildSIToFP(cg->b, b, cg->f64, "");
+        return cg_convert(cg, float_binary(cg, OP_POW, fa, fb), DT_F64, DT_I64);
+    }
+    case OP_MAXIMUM: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, a, b, ""), a, b, "");
+    case OP_MINIMUM: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, a, b, ""), a, b, "");
+    case OP_LT: return LLVMBuildICmp(cg->b, LLVMIntSLT, a, b, "");
+    case OP_LE: return LLVMBuildICmp(cg->b, LLVMIntSLE, a, b, "");
+    case OP_GT: return LLVMBuildICmp(cg->b, LLVMIntSGT, a, b, "");
+    case OP_GE: return LLVMBuildICmp(cg->b, LLVMIntSGE, a, b, "");
+    case OP_EQ: return LLVMBuildICmp(cg->b, LLVMIntEQ, a, b, "");
+    case OP_NE: return LLVMBuildICmp(cg->b, LLVMIntNE, a, b, "");
+    default: UNREACHABLE();
+    }
+}
+
+/* The scalar result of an elementwise node from its loaded inputs, in the compute type of its dtype. */
+static LLVMValueRef scalar(Cg *cg, const Node *n, LLVMValueRef *x)
+{
+    DType in = n->in[0]->dtype;
+    int fl = dtype_traits[in].is_float;
+    switch (op_info[n->op].arity) {
+    case 1:
+        if (n->op == OP_CAST)
+            return cg_convert(cg, x[0], in, n->dtype);
+        if (in == DT_BOOL)
+            x[0] = cg_convert(cg, x[0], DT_BOOL, DT_I64);
+        return fl ? float_unary(cg, n, x[0]) : cg_convert(cg, int_unary(cg, n, x[0]), in == DT_BOOL ? DT_I64 : in, n->dtype);
+    case 2:
+        if (in == DT_BOOL && (n->op == OP_EQ || n->op == OP_NE))
+            return LLVMBuildICmp(cg->b, n->op == OP_EQ ? LLVMIntEQ : LLVMIntNE, x[0], x[1], "");
+        if (in == DT_BOOL) {
+            x[0] = cg_convert(cg, x[0], DT_BOOL, DT_I64);
+            x[1] = cg_convert(cg, x[1], DT_BOOL, DT_I64);
+        }
+        return fl ? float_binary(cg, n->op, x[0], x[1]) : int_binary(cg, n->op, x[0], x[1]);
+    case 3: /* where */
+        return LLVMBuildSelect(cg->b, x[0], x[1], x[2], "");
+    default: UNREACHABLE();
+    }
+}
+
+static void ew_body(Cg *cg, void *ctx, LLVMValueRef *idx)
+{
+    Map *m = ctx;
+    LLVMValueRef x[3];
+    for (int i = 0; i < m->nin; i++)
+        x[i] = cg_load(cg, m->in[i].base, m->in[i].dtype, cg_view_index(cg, &m->in[i], m->n->rank, idx));
+    LLVMValueRef r = scalar(cg, m->n, x);
+    cg_store(cg, m->out.base, m->n->dtype, cg_view_index(cg, &m->out, m->n->rank, idx), r);
+}
+
+/* The output as a contiguous view. */
+static View out_view(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *dims)
+{
+    View v = {.base = out, .dtype = n->dtype, .offset = cg_i64(cg, 0)};
+    cg_strides(cg, n->rank, dims, v.stride);
+    return v;
+}
+
+int cg_elementwise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    Map m = {.n = n, .nin = n->nin};
+    LLVMValueRef dims[IR_MAX_RANK];
+    cg_shape(cg, n, dims);
+    m.out = out_view(cg, n, out, dims);
+    for (int i = 0; i < n->nin; i++)
+        m.in[i] = cg_view_broadcast(cg, n->in[i], in[i], n->rank);
+    cg_nest(cg, n->rank, dims, ew_body, &m);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- movement */
+
+static void copy_body(Cg *cg, void *ctx, LLVMValueRef *idx)
+{
+    Map *m = ctx;
+    int rank = m->n->rank;
+    LLVMValueRef v = cg_load(cg, m->in[0].base, m->in[0].dtype, cg_view_index(cg, &m->in[0], rank, idx));
+    cg_store(cg, m->out.base, m->out.dtype, cg_view_index(cg, &m->out, rank, idx), v);
+}
+
+typedef struct GatherCtx {
+    Cg *cg;
+    const Node *n;
+    View out, table, idx; /* idx iterated over its own dims: strides set for the output's dims */
+    LLVMValueRef limit;   /* size of the gathered axis */
+    LLVMValueRef tstride; /* stride of the gathered axis in the table */
+} GatherCtx;
+
+static void gather_body(Cg *cg, void *ctx, LLVMValueRef *idx)
+{
+    GatherCtx *c = ctx;
+    int rank = c->n->rank;
+    LLVMValueRef i = cg_load(cg, c->idx.base, c->idx.dtype, cg_view_index(cg, &c->idx, rank, idx));
+    /* an index out of range reads row 0 and records the error, which the entry returns */
+    LLVMValueRef bad = LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, i, cg_i64(cg, 0), ""),
+                                   LLVMBuildICmp(cg->b, LLVMIntSGE, i, c->limit, ""), "");
+    LLVMValueRef code = LLVMBuildSelect(cg->b, bad, LLVMConstInt(cg->i32, (unsigned long long)c->n->id + 1, 0),
+                                        LLVMBuildLoad2(cg->b, cg->i32, cg->status, ""), "");
+    LLVMBuildStore(cg->b, code, cg->status);
+    i = LLVMBuildSelect(cg->b, bad, cg_i64(cg, 0), i, "");
+    LLVMValueRef t = LLVMBuildAdd(cg->b, cg_view_index(cg, &c->table, rank, idx), LLVMBuildMul(cg->b, i, c->tstride, ""), "");
+    LLVMValueRef v = cg_load(cg, c->table.base, c->table.dtype, t);
+    cg_store(cg, c->out.base, c->out.dtype, cg_view_index(cg, &c->out, rank, idx), v);
+}
+
+int cg_movement(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    LLVMValueRef dims[IR_MAX_RANK], idims[IR_MAX_RANK], istr[IR_MAX_RANK];
+    cg_shape(cg, n, dims);
+    Map m = {.n = n, .nin = 1};
+    m.out = out_view(cg, n, out, dims);
+    const Node *x = n->in[0];
+    cg_shape(cg, x, idims);
+    cg_strides(cg, x->rank, idims, istr);
+    View *v = &m.in[0];
+    *v = (View){.base = in[0], .dtype = x->dtype, .offset = cg_i64(cg, 0)};
+    switch (n->op) {
+    case OP_RESHAPE: {
+        LLVMValueRef bytes = LLVMBuildMul(cg->b, cg_numel(cg, n->rank, dims), cg_i64(cg, dtype_traits[n->dtype].size), "");
+        LLVMBuildMemCpy(cg->b, out, 1, in[0], 1, bytes);
+        return 0;
+    }
+    case OP_TRANSPOSE:
+        for (int i = 0; i < n->rank; i++)
+            v->stride[i] = istr[n->at.perm[i]];
+        break;
+    case OP_EXPAND: *v = cg_view_broadcast(cg, x, in[0], n->rank); break;
+    case OP_SLICE:
+        for (int i = 0; i < n->rank; i++)
+            v->stride[i] = istr[i];
+        v->offset = LLVMBuildMul(cg->b, cg_dim(cg, n->at.start), istr[n->at.axis], "");
+        break;
+    case OP_CONCAT: {
+        /* each input copied into its band of the output */
+        LLVMValueRef at = cg_i64(cg, 0);
+        for (int j = 0; j < n->nin; j++) {
+            const Node *xj = n->in[j];
+            LLVMValueRef jd[IR_MAX_RANK];
+            cg_shape(cg, xj, jd);
+            Map mj = {.n = xj, .nin = 1};
+            mj.out = m.out;
+            mj.out.offset = LLVMBuildMul(cg->b, at, m.out.stride[n->at.axis], "");
+            mj.in[0] = (View){.base = in[j], .dtype = xj->dtype, .offset = cg_i64(cg, 0)};
+            cg_strides(cg, xj->rank, jd, mj.in[0].stride);
+            cg_nest(cg, xj->rank, jd, copy_body, &mj);
+            at = LLVMBuildAdd(cg->b, at, jd[n->at.axis], "");
+        }
+        return 0;
+    }
+    case OP_GATHER: {
+        const Node *ix = n->in[1];
+        int axis = n->at.axis, ri = ix->rank;
+        LLVMValueRef xd[IR_MAX_RANK], xs[IR_MAX_RANK];
+        cg_shape(cg, ix, xd);
+        cg_strides(cg, ri, xd, xs);
+        GatherCtx c = {.cg = cg, .n = n, .out = m.out};
+        c.table = (View){.base = in[0], .dtype = x->dtype, .offset = cg_i64(cg, 0)};
+        c.idx = (View){.base = in[1], .dtype = ix->dtype, .offset = cg_i64(cg, 0)};
+        for (int i = 0; i < n->rank; i++) {
+            int in_idx = i >= axis && i < axis + ri;
+            c.table.stride[i] = in_idx ? cg_i64(cg, 0) : istr[i < axis ? i : i - ri + 1];
+            c.idx.stride[i] = in_idx ? xs[i - axis] : cg_i64(cg, 0);
+        }
+        c.limit = idims[axis];
+        c.tstride = istr[axis];
+        cg_nest(cg, n->rank, dims, gather_body, &c);
+        return 0;
+    }
+    default: UNREACHABLE();
+    }
+    cg_nest(cg, n->rank, dims, copy_body, &m);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- sources */
+
+typedef struct SourceCtx {
+    const Node *n;
+    View out;
+    LLVMValueRef shift; /* causal_mask: S - T */
+} SourceCtx;
+
+static void source_body(Cg *cg, void *ctx, LLVMValueRef *idx)
+{
+    SourceCtx *c = ctx;
+    LLVMValueRef v;
+    if (c->n->op == OP_ARANGE) {
+        v = cg_convert(cg, idx[0], DT_I64, c->n->dtype);
+    } else {
+        LLVMValueRef lim = LLVMBuildAdd(cg->b, idx[0], c->shift, "");
+        LLVMValueRef ok = LLVMBuildICmp(cg->b, LLVMIntSLE, idx[1], lim, "");
+        LLVMTypeRef t = cg_ctype(cg, c->n->dtype);
+        v = LLVMBuildSelect(cg->b, ok, LLVMConstReal(t, 0), LLVMConstReal(t, -INFINITY), "");
+    }
+    cg_store(cg, c->out.base, c->n->dtype, cg_view_index(cg, &c->out, c->n->rank, idx), v);
+}
+
+int cg_source(Cg *cg, const Node *n, LLVMValueRef out)
+{
+    LLVMValueRef dims[IR_MAX_RANK];
+    cg_shape(cg, n, dims);
+    SourceCtx c = {.n = n, .out = out_view(cg, n, out, dims)};
+    if (n->op == OP_CAUSAL_MASK)
+        c.shift = LLVMBuildSub(cg->b, dims[1], dims[0], "");
+    cg_nest(cg, n->rank, dims, source_body, &c);
+    return 0;
+}

@@ -1,0 +1,294 @@
+/* entry.c: the entry function, the node functions it calls, and the RtModel descriptor.
+ *
+ * The entry `kiln_<name>_run_raw(weights, activations, syms, inputs, outputs, pool)` computes each
+ * node's buffer from the plan (blob offset, arena offset, caller's input or output) and calls the
+ * node's function in graph order. Node functions are internal, so LLVM may inline them; each
+ * returns 0, or a non-zero code when a run-time check fails (an index out of range), which the
+ * entry returns at once.
+ */
+#include "codegen/codegen.h"
+#include "runtime/kiln_rt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static LLVMValueRef global_string(Cg *cg, const char *s, const char *name)
+{
+    LLVMValueRef init = LLVMConstStringInContext(cg->ctx, s, (unsigned)strlen(s), 0);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+    return g;
+}
+
+/* The pointer to a node's buffer inside the entry function. */
+static LLVMValueRef place_ptr(Cg *cg, const Place *pl, LLVMValueRef *args)
+{
+    LLVMValueRef base;
+    switch (pl->home) {
+    case HOME_WEIGHTS: base = args[0]; break;
+    case HOME_ARENA: base = args[1]; break;
+    case HOME_INPUT:
+    case HOME_OUTPUT: {
+        LLVMValueRef arr = pl->home == HOME_INPUT ? args[3] : args[4];
+        LLVMValueRef p = LLVMBuildGEP2(cg->b, cg->ptr, arr, (LLVMValueRef[]){cg_i64(cg, pl->index)}, 1, "");
+        return LLVMBuildLoad2(cg->b, cg->ptr, p, "");
+    }
+    default: UNREACHABLE();
+    }
+    if (!pl->offset)
+        return base;
+    return LLVMBuildGEP2(cg->b, cg->i8, base, (LLVMValueRef[]){cg_i64(cg, pl->offset)}, 1, "");
+}
+
+static int emit_kernel(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    int flags = op_info[n->op].flags;
+    switch (n->op) {
+    case OP_ARANGE:
+    case OP_CAUSAL_MASK: return cg_source(cg, n, out);
+    case OP_SOFTMAX:
+    case OP_LOG_SOFTMAX:
+    case OP_LAYERNORM:
+    case OP_RMSNORM: return cg_normalise(cg, n, out, in);
+    case OP_MATMUL: return cg_matmul(cg, n, out, in);
+    case OP_CONV2D: return cg_conv2d(cg, n, out, in);
+    default: break;
+    }
+    if (flags & F_EW)
+        return cg_elementwise(cg, n, out, in);
+    if (flags & F_MOVE)
+        return cg_movement(cg, n, out, in);
+    if (flags & F_RED)
+        return cg_reduce(cg, n, out, in);
+    diag_error(cg->d, n->loc, "internal error: no code generator for op '%s'", op_info[n->op].name);
+    return -1;
+}
+
+/* Builds `i32 node_<id>(ptr out, ptr in..., ptr syms, ptr pool)`. */
+static LLVMValueRef node_function(Cg *cg, const Node *n)
+{
+    LLVMTypeRef params[IR_MAX_RANK + 72];
+    int np = 0;
+    params[np++] = cg->ptr;
+    for (int i = 0; i < n->nin; i++)
+        params[np++] = cg->ptr;
+    params[np++] = cg->ptr;
+    params[np++] = cg->ptr;
+    LLVMTypeRef fty = LLVMFunctionType(cg->i32, params, (unsigned)np, 0);
+    char name[64];
+    snprintf(name, sizeof name, "node%d_%s", n->id, op_info[n->op].name);
+    LLVMValueRef f = LLVMAddFunction(cg->mod, name, fty);
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    /* the plan never places a result over one of its inputs */
+    LLVMAddAttributeAtIndex(f, 1, LLVMCreateEnumAttribute(cg->ctx, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, f, "entry");
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, entry);
+    cg->fn = f;
+    cg->syms = LLVMGetParam(f, (unsigned)np - 2);
+    cg->pool = LLVMGetParam(f, (unsigned)np - 1);
+    cg->status = LLVMBuildAlloca(cg->b, cg->i32, "status");
+    LLVMBuildStore(cg->b, LLVMConstInt(cg->i32, 0, 0), cg->status);
+    LLVMValueRef in[72];
+    for (int i = 0; i < n->nin && i < 72; i++)
+        in[i] = LLVMGetParam(f, (unsigned)i + 1);
+    emit_kernel(cg, n, LLVMGetParam(f, 0), in);
+    LLVMBuildRet(cg->b, LLVMBuildLoad2(cg->b, cg->i32, cg->status, ""));
+    if (saved)
+        LLVMPositionBuilderAtEnd(cg->b, saved);
+    return f;
+}
+
+static int needs_kernel(const Cg *cg, const Node *n)
+{
+    if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST)
+        return 0;
+    /* a reshape sharing its input's storage costs nothing */
+    if (n->op == OP_RESHAPE) {
+        const Place *a = &cg->plan.place[n->id], *b = &cg->plan.place[n->in[0]->id];
+        return !(a->home == b->home && a->index == b->index && a->offset == b->offset);
+    }
+    return 1;
+}
+
+static LLVMValueRef descriptor_tensors(Cg *cg, LLVMTypeRef tdesc, LLVMTypeRef rdim, int n, Node *const *nodes,
+                                       const char *const *names, const char *what)
+{
+    LLVMValueRef *elems = calloc((size_t)n + 1, sizeof *elems);
+    KILN_ASSERT(elems);
+    for (int i = 0; i < n; i++) {
+        const Node *x = nodes[i];
+        LLVMValueRef dims[RT_MAX_RANK];
+        for (int k = 0; k < RT_MAX_RANK; k++) {
+            Dim d = k < x->rank ? x->shape[k] : dim_const(0);
+            int sym = dim_is_const(d) ? -1 : d.sym;
+            LLVMValueRef f[3] = {cg_i64(cg, sym), cg_i64(cg, sym < 0 ? 0 : d.a), cg_i64(cg, d.b)};
+            dims[k] = LLVMConstNamedStruct(rdim, f, 3);
+        }
+        char gname[64];
+        snprintf(gname, sizeof gname, ".%s%d", what, i);
+        LLVMValueRef f[4] = {global_string(cg, names[i], gname), cg_i64(cg, x->dtype), cg_i64(cg, x->rank),
+                             LLVMConstArray2(rdim, dims, RT_MAX_RANK)};
+        elems[i] = LLVMConstNamedStruct(tdesc, f, 4);
+    }
+    LLVMValueRef init = LLVMConstArray2(tdesc, elems, (uint64_t)n);
+    free(elems);
+    char gname[64];
+    snprintf(gname, sizeof gname, "kiln_%s_%s", cg->prefix, what);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), gname);
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    return g;
+}
+
+static void descriptor(Cg *cg, LLVMValueRef entry)
+{
+    const Graph *g = cg->g;
+    LLVMTypeRef rdim = LLVMStructCreateNamed(cg->ctx, "RtDim");
+    LLVMStructSetBody(rdim, (LLVMTypeRef[]){cg->i64, cg->i64, cg->i64}, 3, 0);
+    LLVMTypeRef tdesc = LLVMStructCreateNamed(cg->ctx, "RtTensorDesc");
+    LLVMStructSetBody(tdesc, (LLVMTypeRef[]){cg->ptr, cg->i64, cg->i64, LLVMArrayType2(rdim, RT_MAX_RANK)}, 4, 0);
+    LLVMTypeRef sdesc = LLVMStructCreateNamed(cg->ctx, "RtSymDesc");
+    LLVMStructSetBody(sdesc, (LLVMTypeRef[]){cg->ptr, cg->i64}, 2, 0);
+
+    const char *in_names[256], *out_names[256];
+    Node *outs[256];
+    KILN_ASSERT(g->ninput <= 256 && g->noutput <= 256);
+    for (int i = 0; i < g->ninput; i++)
+        in_names[i] = g->inputs[i]->name;
+    for (int i = 0; i < g->noutput; i++) {
+        out_names[i] = g->outputs[i].name;
+        outs[i] = g->outputs[i].node;
+    }
+    LLVMValueRef ins = descriptor_tensors(cg, tdesc, rdim, g->ninput, g->inputs, in_names, "inputs");
+    LLVMValueRef outv = descriptor_tensors(cg, tdesc, rdim, g->noutput, outs, out_names, "outputs");
+    LLVMValueRef syms[IR_MAX_SYMS + 1];
+    for (int i = 0; i < g->nsym; i++) {
+        char gname[32];
+        snprintf(gname, sizeof gname, ".sym%d", i);
+        syms[i] = LLVMConstNamedStruct(sdesc, (LLVMValueRef[]){global_string(cg, g->syms[i].name, gname),
+                                                               cg_i64(cg, g->syms[i].bound)}, 2);
+    }
+    LLVMValueRef sinit = LLVMConstArray2(sdesc, syms, (uint64_t)g->nsym);
+    LLVMValueRef sg = LLVMAddGlobal(cg->mod, LLVMTypeOf(sinit), ".syms");
+    LLVMSetInitializer(sg, sinit);
+    LLVMSetGlobalConstant(sg, 1);
+    LLVMSetLinkage(sg, LLVMPrivateLinkage);
+
+    LLVMValueRef blob = LLVMConstNull(cg->ptr);
+    if (cg->opt.embed_weights) {
+        LLVMValueRef init = LLVMConstStringInContext(cg->ctx, (const char *)cg->plan.weights,
+                                                     (unsigned)cg->plan.weights_bytes, 1);
+        char gname[128];
+        snprintf(gname, sizeof gname, "kiln_%s_weights", cg->prefix);
+        blob = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), gname);
+        LLVMSetInitializer(blob, init);
+        LLVMSetGlobalConstant(blob, 1);
+        LLVMSetLinkage(blob, LLVMPrivateLinkage);
+        LLVMSetAlignment(blob, 64);
+    }
+    LLVMTypeRef mty = LLVMStructCreateNamed(cg->ctx, "RtModel");
+    LLVMTypeRef mf[13] = {cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr,
+                          cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr};
+    LLVMStructSetBody(mty, mf, 13, 0);
+    LLVMValueRef mv[13] = {cg_i64(cg, RT_ABI_VERSION), global_string(cg, g->model ? g->model : "model", ".name"),
+                           cg_i64(cg, g->ninput), cg_i64(cg, g->noutput), cg_i64(cg, g->nsym), ins, outv, sg,
+                           cg_i64(cg, cg->plan.weights_bytes), cg_i64(cg, cg->plan.arena_bytes),
+                           LLVMConstInt(cg->i64, cg->plan.weights_hash, 0), blob, entry};
+    char gname[128];
+    snprintf(gname, sizeof gname, "kiln_model_%s", cg->prefix);
+    LLVMValueRef m = LLVMAddGlobal(cg->mod, mty, gname);
+    LLVMSetInitializer(m, LLVMConstNamedStruct(mty, mv, 13));
+    LLVMSetGlobalConstant(m, 1);
+}
+
+void cg_entry(Cg *cg)
+{
+    const Graph *g = cg->g;
+    LLVMTypeRef params[6] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
+    LLVMTypeRef fty = LLVMFunctionType(cg->i32, params, 6, 0);
+    char name[128];
+    snprintf(name, sizeof name, "kiln_%s_run_raw", cg->prefix);
+    LLVMValueRef entry = LLVMAddFunction(cg->mod, name, fty);
+    LLVMValueRef args[6];
+    for (int i = 0; i < 6; i++)
+        args[i] = LLVMGetParam(entry, (unsigned)i);
+    LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(cg->ctx, entry, "entry");
+    LLVMPositionBuilderAtEnd(cg->b, bb);
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, entry, "fail");
+    LLVMValueRef *ptrs = calloc((size_t)g->nnode + 1, sizeof *ptrs);
+    KILN_ASSERT(ptrs);
+    LLVMValueRef fail_phi_vals[1024];
+    LLVMBasicBlockRef fail_phi_bbs[1024];
+    int nfail = 0;
+    LLVMPositionBuilderAtEnd(cg->b, fail);
+    LLVMValueRef fail_phi = LLVMBuildPhi(cg->b, cg->i32, "code");
+    LLVMBuildRet(cg->b, fail_phi);
+    LLVMPositionBuilderAtEnd(cg->b, bb);
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        ptrs[i] = place_ptr(cg, &cg->plan.place[i], args);
+        if (!needs_kernel(cg, n))
+            continue;
+        LLVMValueRef f = node_function(cg, n);
+        LLVMValueRef call_args[72 + 3];
+        int k = 0;
+        call_args[k++] = ptrs[i];
+        for (int j = 0; j < n->nin; j++)
+            call_args[k++] = ptrs[n->in[j]->id];
+        call_args[k++] = args[2];
+        call_args[k++] = args[5];
+        LLVMValueRef rc = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, call_args, (unsigned)k, "");
+        if (n->op == OP_GATHER) { /* the only kernel with a run-time check */
+            LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, entry, "next");
+            LLVMValueRef bad = LLVMBuildICmp(cg->b, LLVMIntNE, rc, LLVMConstInt(cg->i32, 0, 0), "");
+            if (nfail < 1024) {
+                fail_phi_vals[nfail] = rc;
+                fail_phi_bbs[nfail++] = LLVMGetInsertBlock(cg->b);
+                LLVMBuildCondBr(cg->b, bad, fail, next);
+            } else
+                LLVMBuildBr(cg->b, next);
+            LLVMPositionBuilderAtEnd(cg->b, next);
+        }
+    }
+    /* outputs that live elsewhere (an input, a weight, another output) are copied */
+    for (int k = 0; k < g->noutput; k++) {
+        if (!cg->plan.copy_out[k])
+            continue;
+        const Node *n = g->outputs[k].node;
+        Place out = {HOME_OUTPUT, k, 0};
+        LLVMValueRef dst = place_ptr(cg, &out, args);
+        LLVMValueRef dims[IR_MAX_RANK];
+        cg->syms = args[2];
+        cg_shape(cg, n, dims);
+        LLVMValueRef bytes = LLVMBuildMul(cg->b, cg_numel(cg, n->rank, dims), cg_i64(cg, dtype_traits[n->dtype].size), "");
+        LLVMBuildMemCpy(cg->b, dst, 1, ptrs[n->id], 1, bytes);
+    }
+    LLVMBuildRet(cg->b, LLVMConstInt(cg->i32, 0, 0));
+    if (nfail)
+        LLVMAddIncoming(fail_phi, fail_phi_vals, fail_phi_bbs, (unsigned)nfail);
+    else
+        LLVMDeleteBasicBlock(fail);
+    free(ptrs);
+    descriptor(cg, entry);
+}
+
+void cg_add_main(Cg *cg)
+{
+    /* int main(int argc, char **argv) { return rt_main(&kiln_model_<name>, argc, argv); } */
+    LLVMTypeRef mt = LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->i32, cg->ptr}, 2, 0);
+    LLVMValueRef f = LLVMAddFunction(cg->mod, "main", mt);
+    LLVMTypeRef rt = LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->ptr}, 3, 0);
+    LLVMValueRef rtmain = LLVMAddFunction(cg->mod, "rt_main", rt);
+    char name[128];
+    snprintf(name, sizeof name, "kiln_model_%s", cg->prefix);
+    LLVMValueRef model = LLVMGetNamedGlobal(cg->mod, name);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
+    LLVMValueRef args[3] = {model, LLVMGetParam(f, 0), LLVMGetParam(f, 1)};
+    LLVMBuildRet(cg->b, LLVMBuildCall2(cg->b, rt, rtmain, args, 3, ""));
+}

@@ -1,0 +1,273 @@
+/* loops.c: the building blocks every kernel uses.
+ *
+ * Loop nests with i64 induction variables, run-time dimensions from the symbol values, views of
+ * tensors with per-dimension strides (0 to broadcast), and element loads and stores with dtype
+ * conversion. Kernels compute in a small set of types: float for f32/f16/bf16, double for f64, i64 for
+ * integers and i1 for bool; f16 and bf16 are widened on load and rounded on store (bf16 by hand, with
+ * round-to-nearest-even, since not every target lowers LLVM's bfloat conversions).
+ */
+#include "codegen/codegen.h"
+
+#include <string.h>
+
+LLVMValueRef cg_i64(Cg *cg, int64_t v)
+{
+    return LLVMConstInt(cg->i64, (unsigned long long)v, 1);
+}
+
+LLVMValueRef cg_f32(Cg *cg, double v)
+{
+    return LLVMConstReal(cg->f32, v);
+}
+
+Loop cg_loop_begin(Cg *cg, LLVMValueRef from, LLVMValueRef to, const char *name)
+{
+    Loop l;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    l.head = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
+    l.body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "body");
+    l.exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "exit");
+    LLVMBuildBr(cg->b, l.head);
+    LLVMPositionBuilderAtEnd(cg->b, l.head);
+    l.phi = LLVMBuildPhi(cg->b, cg->i64, name);
+    LLVMAddIncoming(l.phi, &from, &pre, 1);
+    l.iv = l.phi;
+    LLVMValueRef c = LLVMBuildICmp(cg->b, LLVMIntSLT, l.phi, to, "");
+    LLVMBuildCondBr(cg->b, c, l.body, l.exit);
+    LLVMPositionBuilderAtEnd(cg->b, l.body);
+    return l;
+}
+
+void cg_loop_end(Cg *cg, Loop *l)
+{
+    LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->phi, cg_i64(cg, 1), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(l->phi, &next, &latch, 1);
+    LLVMBuildBr(cg->b, l->head);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
+LLVMValueRef cg_dim(Cg *cg, Dim d)
+{
+    if (dim_is_const(d))
+        return cg_i64(cg, d.b);
+    LLVMValueRef p = LLVMBuildGEP2(cg->b, cg->i64, cg->syms, (LLVMValueRef[]){cg_i64(cg, d.sym)}, 1, "");
+    LLVMValueRef s = LLVMBuildLoad2(cg->b, cg->i64, p, "");
+    LLVMValueRef v = d.a == 1 ? s : LLVMBuildMul(cg->b, s, cg_i64(cg, d.a), "");
+    return d.b ? LLVMBuildAdd(cg->b, v, cg_i64(cg, d.b), "") : v;
+}
+
+void cg_shape(Cg *cg, const Node *n, LLVMValueRef *dims)
+{
+    for (int i = 0; i < n->rank; i++)
+        dims[i] = cg_dim(cg, n->shape[i]);
+}
+
+void cg_strides(Cg *cg, int rank, LLVMValueRef *dims, LLVMValueRef *strides)
+{
+    LLVMValueRef s = cg_i64(cg, 1);
+    for (int i = rank - 1; i >= 0; i--) {
+        strides[i] = s;
+        s = LLVMBuildMul(cg->b, s, dims[i], "");
+    }
+}
+
+LLVMValueRef cg_numel(Cg *cg, int rank, LLVMValueRef *dims)
+{
+    LLVMValueRef n = cg_i64(cg, 1);
+    for (int i = 0; i < rank; i++)
+        n = LLVMBuildMul(cg->b, n, dims[i], "");
+    return n;
+}
+
+LLVMTypeRef cg_ctype(Cg *cg, DType t)
+{
+    switch (t) {
+    case DT_F32:
+    case DT_F16:
+    case DT_BF16: return cg->f32;
+    case DT_F64: return cg->f64;
+    case DT_BOOL: return cg->i1;
+    default: return cg->i64;
+    }
+}
+
+LLVMTypeRef cg_stype(Cg *cg, DType t)
+{
+    switch (t) {
+    case DT_F32: return cg->f32;
+    case DT_F16: return cg->f16;
+    case DT_BF16: return cg->i16;
+    case DT_F64: return cg->f64;
+    case DT_I64: return cg->i64;
+    case DT_I32: return cg->i32;
+    case DT_I8:
+    case DT_U8:
+    case DT_BOOL: return cg->i8;
+    default: UNREACHABLE();
+    }
+}
+
+LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx)
+{
+    LLVMTypeRef st = cg_stype(cg, t);
+    LLVMValueRef p = LLVMBuildGEP2(cg->b, st, ptr, &idx, 1, "");
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, st, p, "");
+    switch (t) {
+    case DT_F16: return LLVMBuildFPExt(cg->b, v, cg->f32, "");
+    case DT_BF16: {
+        LLVMValueRef w = LLVMBuildShl(cg->b, LLVMBuildZExt(cg->b, v, cg->i32, ""), LLVMConstInt(cg->i32, 16, 0), "");
+        return LLVMBuildBitCast(cg->b, w, cg->f32, "");
+    }
+    case DT_I32:
+    case DT_I8: return LLVMBuildSExt(cg->b, v, cg->i64, "");
+    case DT_U8: return LLVMBuildZExt(cg->b, v, cg->i64, "");
+    case DT_BOOL: return LLVMBuildICmp(cg->b, LLVMIntNE, v, LLVMConstInt(cg->i8, 0, 0), "");
+    default: return v;
+    }
+}
+
+/* f32 -> bf16 bits, round to nearest even, NaN kept quiet. */
+static LLVMValueRef to_bf16(Cg *cg, LLVMValueRef f)
+{
+    LLVMValueRef bits = LLVMBuildBitCast(cg->b, f, cg->i32, "");
+    LLVMValueRef lsb = LLVMBuildAnd(cg->b, LLVMBuildLShr(cg->b, bits, LLVMConstInt(cg->i32, 16, 0), ""),
+                                    LLVMConstInt(cg->i32, 1, 0), "");
+    LLVMValueRef r = LLVMBuildAdd(cg->b, bits, LLVMBuildAdd(cg->b, lsb, LLVMConstInt(cg->i32, 0x7fff, 0), ""), "");
+    LLVMValueRef rounded = LLVMBuildTrunc(cg->b, LLVMBuildLShr(cg->b, r, LLVMConstInt(cg->i32, 16, 0), ""), cg->i16, "");
+    LLVMValueRef quiet = LLVMBuildTrunc(
+        cg->b, LLVMBuildOr(cg->b, LLVMBuildLShr(cg->b, bits, LLVMConstInt(cg->i32, 16, 0), ""), LLVMConstInt(cg->i32, 0x40, 0), ""),
+        cg->i16, "");
+    LLVMValueRef nan = LLVMBuildFCmp(cg->b, LLVMRealUNO, f, f, "");
+    return LLVMBuildSelect(cg->b, nan, quiet, rounded, "");
+}
+
+void cg_store(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx, LLVMValueRef v)
+{
+    LLVMTypeRef st = cg_stype(cg, t);
+    switch (t) {
+    case DT_F16: v = LLVMBuildFPTrunc(cg->b, v, cg->f16, ""); break;
+    case DT_BF16: v = to_bf16(cg, v); break;
+    case DT_I32:
+    case DT_I8:
+    case DT_U8: v = LLVMBuildTrunc(cg->b, v, st, ""); break;
+    case DT_BOOL: v = LLVMBuildZExt(cg->b, v, cg->i8, ""); break;
+    default: break;
+    }
+    LLVMValueRef p = LLVMBuildGEP2(cg->b, st, ptr, &idx, 1, "");
+    LLVMBuildStore(cg->b, v, p);
+}
+
+LLVMValueRef cg_convert(Cg *cg, LLVMValueRef v, DType from, DType to)
+{
+    LLVMTypeRef ft = cg_ctype(cg, from), tt = cg_ctype(cg, to);
+    int ff = dtype_traits[from].is_float, tf = dtype_traits[to].is_float;
+    if (ff && tf) {
+        if (ft == tt)
+            return v;
+        return ft == cg->f64 ? LLVMBuildFPTrunc(cg->b, v, tt, "") : LLVMBuildFPExt(cg->b, v, tt, "");
+    }
+    if (from == DT_BOOL) {
+        return tf ? LLVMBuildUIToFP(cg->b, v, tt, "") : to == DT_BOOL ? v : LLVMBuildZExt(cg->b, v, tt, "");
+    }
+    if (to == DT_BOOL)
+        return ff ? LLVMBuildFCmp(cg->b, LLVMRealUNE, v, LLVMConstNull(ft), "")
+                  : LLVMBuildICmp(cg->b, LLVMIntNE, v, LLVMConstNull(ft), "");
+    if (!ff && tf) /* integers are held as i64, sign- or zero-extended on load */
+        return LLVMBuildSIToFP(cg->b, v, tt, "");
+    if (ff && !tf) { /* toward zero, saturating at the i64 range, NaN to 0; stores wrap narrower types */
+        LLVMValueRef args[1] = {v};
+        LLVMTypeRef tys[2] = {cg->i64, ft};
+        unsigned id = LLVMLookupIntrinsicID("llvm.fptosi.sat", 15);
+        LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, 2);
+        LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, tys, 2);
+        return LLVMBuildCall2(cg->b, fty, f, args, 1, "");
+    }
+    /* integer to integer: wrap to the narrower type, as a store then a load would */
+    if (to == DT_I32 || to == DT_I8 || to == DT_U8) {
+        LLVMValueRef t = LLVMBuildTrunc(cg->b, v, cg_stype(cg, to), "");
+        return to == DT_U8 ? LLVMBuildZExt(cg->b, t, cg->i64, "") : LLVMBuildSExt(cg->b, t, cg->i64, "");
+    }
+    return v;
+}
+
+LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMValueRef *args, int nargs)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    KILN_ASSERT(id);
+    LLVMTypeRef ty = LLVMTypeOf(args[0]);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &ty, 1);
+    return LLVMBuildCall2(cg->b, fty, f, args, (unsigned)nargs, "");
+}
+
+LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x)
+{
+    LLVMTypeRef t = LLVMTypeOf(x);
+    char full[64];
+    snprintf(full, sizeof full, "%s%s", name, t == cg->f32 ? "f" : "");
+    LLVMTypeRef fty = LLVMFunctionType(t, &t, 1, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, full);
+    if (!f)
+        f = LLVMAddFunction(cg->mod, full, fty);
+    return LLVMBuildCall2(cg->b, fty, f, &x, 1, "");
+}
+
+static void nest(Cg *cg, int d, int rank, LLVMValueRef *dims, LLVMValueRef *idx, CgBody body, void *ctx)
+{
+    if (d == rank) {
+        body(cg, ctx, idx);
+        return;
+    }
+    Loop l = cg_loop_begin(cg, cg_i64(cg, 0), dims[d], "i");
+    idx[d] = l.iv;
+    nest(cg, d + 1, rank, dims, idx, body, ctx);
+    cg_loop_end(cg, &l);
+}
+
+void cg_nest(Cg *cg, int rank, LLVMValueRef *dims, CgBody body, void *ctx)
+{
+    LLVMValueRef idx[IR_MAX_RANK];
+    nest(cg, 0, rank, dims, idx, body, ctx);
+}
+
+LLVMValueRef cg_view_index(Cg *cg, const View *v, int rank, LLVMValueRef *idx)
+{
+    LLVMValueRef off = v->offset;
+    for (int i = 0; i < rank; i++) {
+        if (LLVMIsAConstantInt(v->stride[i]) && LLVMConstIntGetSExtValue(v->stride[i]) == 0)
+            continue;
+        off = LLVMBuildAdd(cg->b, off, LLVMBuildMul(cg->b, idx[i], v->stride[i], ""), "");
+    }
+    return off;
+}
+
+View cg_view_broadcast(Cg *cg, const Node *n, LLVMValueRef p, int rank)
+{
+    View v = {.base = p, .dtype = n->dtype, .offset = cg_i64(cg, 0)};
+    LLVMValueRef dims[IR_MAX_RANK], strides[IR_MAX_RANK];
+    cg_shape(cg, n, dims);
+    cg_strides(cg, n->rank, dims, strides);
+    for (int i = 0; i < rank; i++) {
+        int j = i - (rank - n->rank);
+        if (j < 0 || dim_eq(n->shape[j], dim_const(1)))
+            v.stride[i] = cg_i64(cg, 0);
+        else
+            v.stride[i] = strides[j];
+    }
+    return v;
+}
+
+LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef t, const char *name)
+{
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(cg->ctx);
+    LLVMBasicBlockRef e = LLVMGetEntryBasicBlock(cg->fn);
+    LLVMValueRef first = LLVMGetFirstInstruction(e);
+    if (first)
+        LLVMPositionBuilderBefore(b, first);
+    else
+        LLVMPositionBuilderAtEnd(b, e);
+    LLVMValueRef v = LLVMBuildAlloca(b, t, name);
+    LLVMDisposeBuilder(b);
+    return v;
+}

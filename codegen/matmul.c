@@ -1,0 +1,136 @@
+/* matmul.c: matrix multiplication (NumPy semantics, batch dimensions broadcast) and convolution.
+ *
+ * This is the straightforward kernel: for each batch and row, the output row is cleared and then
+ * accumulated as a sum of rows of B scaled by elements of A (i-k-j order), so the innermost loop
+ * walks B and the output contiguously. Accumulation is in the output's compute type (f32). The
+ * packed, register-blocked kernels that make this fast belong to later work; this one is the
+ * correct baseline they are tested against.
+ */
+#include "codegen/codegen.h"
+
+typedef struct MatmulCtx {
+    const Node *n;
+    LLVMValueRef out, a, b;
+    LLVMValueRef M, N, K;
+    int nbatch;
+    LLVMValueRef out_bstride[IR_MAX_RANK], a_bstride[IR_MAX_RANK], b_bstride[IR_MAX_RANK];
+} MatmulCtx;
+
+static void matmul_body(Cg *cg, void *ctx, LLVMValueRef *bidx)
+{
+    MatmulCtx *c = ctx;
+    const Node *n = c->n;
+    DType at = n->in[0]->dtype, bt = n->in[1]->dtype, ot = n->dtype;
+    LLVMValueRef ob = cg_i64(cg, 0), ab = cg_i64(cg, 0), bb = cg_i64(cg, 0);
+    for (int i = 0; i < c->nbatch; i++) {
+        ob = LLVMBuildAdd(cg->b, ob, LLVMBuildMul(cg->b, bidx[i], c->out_bstride[i], ""), "");
+        ab = LLVMBuildAdd(cg->b, ab, LLVMBuildMul(cg->b, bidx[i], c->a_bstride[i], ""), "");
+        bb = LLVMBuildAdd(cg->b, bb, LLVMBuildMul(cg->b, bidx[i], c->b_bstride[i], ""), "");
+    }
+    LLVMTypeRef ct = cg_ctype(cg, ot);
+    Loop lm = cg_loop_begin(cg, cg_i64(cg, 0), c->M, "m");
+    LLVMValueRef orow = LLVMBuildAdd(cg->b, ob, LLVMBuildMul(cg->b, lm.iv, c->N, ""), "");
+    Loop lz = cg_loop_begin(cg, cg_i64(cg, 0), c->N, "n");
+    cg_store(cg, c->out, ot, LLVMBuildAdd(cg->b, orow, lz.iv, ""), LLVMConstNull(ct));
+    cg_loop_end(cg, &lz);
+    Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), c->K, "k");
+    LLVMValueRef aidx = LLVMBuildAdd(cg->b, ab, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lm.iv, c->K, ""), lk.iv, ""), "");
+    LLVMValueRef av = cg_convert(cg, cg_load(cg, c->a, at, aidx), at, ot);
+    LLVMValueRef brow = LLVMBuildAdd(cg->b, bb, LLVMBuildMul(cg->b, lk.iv, c->N, ""), "");
+    Loop ln = cg_loop_begin(cg, cg_i64(cg, 0), c->N, "n");
+    LLVMValueRef bv = cg_convert(cg, cg_load(cg, c->b, bt, LLVMBuildAdd(cg->b, brow, ln.iv, "")), bt, ot);
+    LLVMValueRef oidx = LLVMBuildAdd(cg->b, orow, ln.iv, "");
+    LLVMValueRef acc = cg_load(cg, c->out, ot, oidx);
+    LLVMValueRef fma = cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){av, bv, acc}, 3);
+    cg_store(cg, c->out, ot, oidx, fma);
+    cg_loop_end(cg, &ln);
+    cg_loop_end(cg, &lk);
+    cg_loop_end(cg, &lm);
+}
+
+int cg_matmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    const Node *a = n->in[0], *b = n->in[1];
+    if (!dtype_traits[n->dtype].is_float) {
+        diag_error(cg->d, n->loc, "matmul of %s is not supported by the code generator", dtype_traits[n->dtype].name);
+        return -1;
+    }
+    LLVMValueRef ad[IR_MAX_RANK], bd[IR_MAX_RANK], od[IR_MAX_RANK];
+    cg_shape(cg, a, ad);
+    cg_shape(cg, b, bd);
+    cg_shape(cg, n, od);
+    MatmulCtx c = {.n = n, .out = out, .a = in[0], .b = in[1]};
+    c.M = a->rank >= 2 ? ad[a->rank - 2] : cg_i64(cg, 1);
+    c.K = ad[a->rank - 1];
+    c.N = b->rank >= 2 ? bd[b->rank - 1] : cg_i64(cg, 1);
+    int abatch = a->rank > 2 ? a->rank - 2 : 0, bbatch = b->rank > 2 ? b->rank - 2 : 0;
+    c.nbatch = abatch > bbatch ? abatch : bbatch;
+    /* batch strides: a matrix is M*K (K*N) elements; a broadcast batch dimension has stride 0 */
+    LLVMValueRef as = LLVMBuildMul(cg->b, c.M, c.K, ""), bs = LLVMBuildMul(cg->b, c.K, c.N, "");
+    LLVMValueRef os = LLVMBuildMul(cg->b, c.M, c.N, "");
+    for (int i = c.nbatch - 1; i >= 0; i--) {
+        int ia = i - (c.nbatch - abatch), ib = i - (c.nbatch - bbatch);
+        c.out_bstride[i] = os;
+        c.a_bstride[i] = ia >= 0 && !dim_eq(a->shape[ia], dim_const(1)) ? as : cg_i64(cg, 0);
+        c.b_bstride[i] = ib >= 0 && !dim_eq(b->shape[ib], dim_const(1)) ? bs : cg_i64(cg, 0);
+        if (ia >= 0)
+            as = LLVMBuildMul(cg->b, as, ad[ia], "");
+        if (ib >= 0)
+            bs = LLVMBuildMul(cg->b, bs, bd[ib], "");
+        os = LLVMBuildMul(cg->b, os, od[i], "");
+    }
+    cg_nest(cg, c.nbatch, od, matmul_body, &c);
+    return 0;
+}
+
+int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    const Node *x = n->in[0], *w = n->in[1];
+    int batch = x->rank == 4;
+    int64_t N = batch ? x->shape[0].b : 1, C = w->shape[1].b, H = x->shape[batch + 1].b, W = x->shape[batch + 2].b;
+    int64_t O = w->shape[0].b, KH = w->shape[2].b, KW = w->shape[3].b;
+    int64_t OH = n->shape[batch + 1].b, OW = n->shape[batch + 2].b;
+    int64_t sh = n->at.stride[0], sw = n->at.stride[1], ph = n->at.pad[0], pw = n->at.pad[1];
+    if (batch && !dim_is_const(x->shape[0])) {
+        diag_error(cg->d, n->loc, "conv2d with a symbolic batch size is not supported by the code generator yet");
+        return -1;
+    }
+    DType ot = n->dtype;
+    LLVMTypeRef ct = cg_ctype(cg, ot);
+    LLVMValueRef acc = cg_alloca(cg, ct, "acc");
+    Loop lb = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, N), "b");
+    Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, O), "o");
+    Loop ly = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, OH), "y");
+    Loop lx = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, OW), "x");
+    LLVMValueRef init = n->nin == 3 ? cg_convert(cg, cg_load(cg, in[2], n->in[2]->dtype, lo.iv), n->in[2]->dtype, ot)
+                                    : LLVMConstNull(ct);
+    LLVMBuildStore(cg->b, init, acc);
+    Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, C), "c");
+    Loop lr = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, KH), "r");
+    Loop ls = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, KW), "s");
+    LLVMValueRef iy = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ly.iv, cg_i64(cg, sh), ""), LLVMBuildSub(cg->b, lr.iv, cg_i64(cg, ph), ""), "");
+    LLVMValueRef ix = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lx.iv, cg_i64(cg, sw), ""), LLVMBuildSub(cg->b, ls.iv, cg_i64(cg, pw), ""), "");
+    /* zero padding: points outside the image contribute nothing (unsigned compare covers < 0) */
+    LLVMValueRef inside = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntULT, iy, cg_i64(cg, H), ""),
+                                       LLVMBuildICmp(cg->b, LLVMIntULT, ix, cg_i64(cg, W), ""), "");
+    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "in"), done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
+    LLVMBuildCondBr(cg->b, inside, yes, done);
+    LLVMPositionBuilderAtEnd(cg->b, yes);
+    LLVMValueRef xi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lb.iv, cg_i64(cg, C), ""), lc.iv, ""), cg_i64(cg, H), ""), iy, ""), cg_i64(cg, W), ""), ix, "");
+    LLVMValueRef wi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lo.iv, cg_i64(cg, C), ""), lc.iv, ""), cg_i64(cg, KH), ""), lr.iv, ""), cg_i64(cg, KW), ""), ls.iv, "");
+    LLVMValueRef xv = cg_convert(cg, cg_load(cg, in[0], x->dtype, xi), x->dtype, ot);
+    LLVMValueRef wv = cg_convert(cg, cg_load(cg, in[1], w->dtype, wi), w->dtype, ot);
+    LLVMBuildStore(cg->b, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){xv, wv, LLVMBuildLoad2(cg->b, ct, acc, "")}, 3), acc);
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, done);
+    cg_loop_end(cg, &ls);
+    cg_loop_end(cg, &lr);
+    cg_loop_end(cg, &lc);
+    LLVMValueRef oi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lb.iv, cg_i64(cg, O), ""), lo.iv, ""), cg_i64(cg, OH), ""), ly.iv, ""), cg_i64(cg, OW), ""), lx.iv, "");
+    cg_store(cg, out, ot, oi, LLVMBuildLoad2(cg->b, ct, acc, ""));
+    cg_loop_end(cg, &lx);
+    cg_loop_end(cg, &ly);
+    cg_loop_end(cg, &lo);
+    cg_loop_end(cg, &lb);
+    return 0;
+}

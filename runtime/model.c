@@ -1,0 +1,378 @@
+/* model.c: opening a compiled model, binding its symbolic sizes, and running it.
+ *
+ * rt_open gathers everything one run needs, so that rt_run allocates nothing and only calls the
+ * compiled entry: the weights (the blob embedded in the program, or a file written by
+ * `kiln build --weights-mode external`, mapped read-only), one 64-byte-aligned activation arena of
+ * the size the compiler planned for every symbol at its bound, and a thread pool.
+ *
+ * A weights file is an RtWeightsHeader padded to 64 bytes and then the blob, so the mapped blob is
+ * 64-byte aligned. It is checked before use: the magic, the hash of the blob the code was compiled
+ * against (a file from another build is refused rather than run with weights at the wrong
+ * offsets), the size, and that the file really holds that many bytes (mapping a truncated file
+ * would turn a bad file into SIGBUS in the middle of a run).
+ *
+ * rt_bind solves each symbolic dimension a*S+b for S from the inputs' actual shapes, and checks
+ * that every solution is a whole number from 1 to the bound and the same wherever S appears.
+ *
+ * Nothing here prints, exits or keeps mutable global state; errors are sentences written into the
+ * caller's buffer, naming the file or the input and what was expected.
+ */
+#include "runtime/kiln_rt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { WEIGHTS_OFFSET = 64 }; /* where the blob starts in a weights file */
+
+struct RtInstance {
+    const RtModel *m;
+    const void *weights; /* the blob: embedded, or inside map */
+    void *map;           /* the mapped weights file, or NULL */
+    size_t map_len;
+    void *activations; /* (activations_bytes rounded up to 64, at least 64) */
+    RtPool *pool;
+};
+
+static int model_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int model_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* Appends to buf (of size n) at *k, never past its end. */
+static void model_put(char *buf, size_t n, size_t *k, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void model_put(char *buf, size_t n, size_t *k, const char *fmt, ...)
+{
+    if (*k >= n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *k, n - *k, fmt, ap);
+    va_end(ap);
+    *k = w < 0 ? n : *k + (size_t)w;
+}
+
+static const char *model_sym_name(const RtModel *m, int64_t s)
+{
+    return s >= 0 && s < m->nsyms && m->syms[s].name ? m->syms[s].name : "?";
+}
+
+static void model_put_dim(const RtModel *m, RtDim d, char *buf, size_t n, size_t *k)
+{
+    if (d.sym < 0) {
+        model_put(buf, n, k, "%lld", (long long)d.b);
+        return;
+    }
+    if (d.a != 1)
+        model_put(buf, n, k, "%lld*", (long long)d.a);
+    model_put(buf, n, k, "%s", model_sym_name(m, d.sym));
+    if (d.b)
+        model_put(buf, n, k, "%+lld", (long long)d.b);
+}
+
+/* A tensor's shape as the model declares it: "[T, 768]", "[2*T+1]", "[]". main.c uses it too; it
+ * is not in kiln_rt.h because it is not part of the public API. */
+void rt_shape_desc(const RtModel *m, const RtTensorDesc *t, char *buf, size_t n)
+{
+    size_t k = 0;
+    if (n)
+        buf[0] = 0;
+    model_put(buf, n, &k, "[");
+    for (int64_t d = 0; d < t->rank && d < RT_MAX_RANK; d++) {
+        if (d)
+            model_put(buf, n, &k, ", ");
+        model_put_dim(m, t->dims[d], buf, n, &k);
+    }
+    model_put(buf, n, &k, "]");
+}
+
+static void model_shape_str(const int64_t *shape, int64_t rank, char *buf, size_t n)
+{
+    size_t k = 0;
+    model_put(buf, n, &k, "[");
+    for (int64_t d = 0; d < rank; d++)
+        model_put(buf, n, &k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    model_put(buf, n, &k, "]");
+}
+
+/* ---- opening */
+
+static int model_map_weights(RtInstance *inst, const char *path, char *err, size_t errlen)
+{
+    const RtModel *m = inst->m;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return model_fail(err, errlen, "%s: cannot open the weights file: %s", path,
+                          strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return model_fail(err, errlen, "%s: cannot read the weights file: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return model_fail(err, errlen, "%s: not a regular file; expected a kiln weights file",
+                          path);
+    }
+    size_t size = (size_t)st.st_size;
+    if (size < WEIGHTS_OFFSET) {
+        close(fd);
+        return model_fail(err, errlen,
+                          "%s: file is truncated: it has %zu bytes, less than the %d-byte header "
+                          "of a kiln weights file", path, size, WEIGHTS_OFFSET);
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (map == MAP_FAILED)
+        return model_fail(err, errlen, "%s: cannot map the weights file: %s", path, strerror(e));
+    inst->map = map;
+    inst->map_len = size;
+
+    RtWeightsHeader h;
+    memcpy(&h, map, sizeof h);
+    if (memcmp(h.magic, "KILNWTS1", 8) != 0)
+        return model_fail(err, errlen,
+                          "%s: not a kiln weights file (it does not start with \"KILNWTS1\")",
+                          path);
+    if (h.hash != m->weights_hash)
+        return model_fail(err, errlen,
+                          "%s: was written for another build of model '%s' (hash mismatch: the "
+                          "file has %016llx, this program expects %016llx)", path, m->name,
+                          (unsigned long long)h.hash, (unsigned long long)m->weights_hash);
+    if (h.bytes != (uint64_t)m->weights_bytes)
+        return model_fail(err, errlen,
+                          "%s: holds %llu bytes of weights but model '%s' expects %lld",
+                          path, (unsigned long long)h.bytes, m->name,
+                          (long long)m->weights_bytes);
+    if (size - WEIGHTS_OFFSET < h.bytes)
+        return model_fail(err, errlen,
+                          "%s: file is truncated: its header promises %llu bytes of weights after "
+                          "the %d-byte header, the file has %zu", path, (unsigned long long)h.bytes,
+                          WEIGHTS_OFFSET, size - WEIGHTS_OFFSET);
+    inst->weights = (const char *)map + WEIGHTS_OFFSET;
+    return 0;
+}
+
+RtInstance *rt_open(const RtModel *m, const char *weights_path, int threads, char *err,
+                    size_t errlen)
+{
+    if (m->abi_version != RT_ABI_VERSION) {
+        model_fail(err, errlen,
+                   "model '%s' was compiled for runtime ABI version %lld, but this runtime is "
+                   "version %d; rebuild it with the matching kiln", m->name ? m->name : "?",
+                   (long long)m->abi_version, RT_ABI_VERSION);
+        return NULL;
+    }
+    if (m->weights_bytes < 0 || m->activations_bytes < 0 || m->ninputs < 0 || m->noutputs < 0 ||
+        m->nsyms < 0 || !m->run) {
+        model_fail(err, errlen, "model '%s' is malformed (negative sizes or no entry point)",
+                   m->name);
+        return NULL;
+    }
+    RtInstance *inst = calloc(1, sizeof *inst);
+    if (!inst) {
+        model_fail(err, errlen, "out of memory opening model '%s'", m->name);
+        return NULL;
+    }
+    inst->m = m;
+
+    if (weights_path) {
+        if (model_map_weights(inst, weights_path, err, errlen))
+            goto fail;
+    } else if (m->embedded_weights || m->weights_bytes == 0) {
+        if ((uintptr_t)m->embedded_weights % 64) {
+            model_fail(err, errlen, "model '%s' is malformed: its embedded weights are not "
+                       "64-byte aligned", m->name);
+            goto fail;
+        }
+        inst->weights = m->embedded_weights;
+    } else {
+        model_fail(err, errlen,
+                   "this program was built with external weights: pass --weights FILE (the "
+                   "file written for model '%s' by kiln build)", m->name);
+        goto fail;
+    }
+
+    /* at least 64 bytes, so that the entry always gets a valid, aligned pointer */
+    uint64_t want = (uint64_t)m->activations_bytes;
+    if (want > SIZE_MAX - 63) {
+        model_fail(err, errlen, "model '%s' needs %llu bytes of activations, too many to allocate",
+                   m->name, (unsigned long long)want);
+        goto fail;
+    }
+    size_t act = want ? ((size_t)want + 63) / 64 * 64 : 64;
+    inst->activations = aligned_alloc(64, act);
+    if (!inst->activations) {
+        model_fail(err, errlen, "out of memory: model '%s' needs %zu bytes of activations",
+                   m->name, act);
+        goto fail;
+    }
+
+    inst->pool = rt_pool_new(threads > 0 ? threads : rt_default_threads());
+    if (!inst->pool) {
+        model_fail(err, errlen, "out of memory creating the thread pool for model '%s'", m->name);
+        goto fail;
+    }
+    return inst;
+
+fail:
+    rt_close(inst);
+    return NULL;
+}
+
+void rt_close(RtInstance *inst)
+{
+    if (!inst)
+        return;
+    rt_pool_free(inst->pool);
+    free(inst->activations);
+    if (inst->map)
+        munmap(inst->map, inst->map_len);
+    free(inst);
+}
+
+const RtModel *rt_model(const RtInstance *inst)
+{
+    return inst->m;
+}
+
+/* ---- binding sizes */
+
+/* For an error message: the first input whose shape uses sym s (its index into *where) and the
+ * value that dimension gives s. */
+static int64_t model_first_use(const RtModel *m, const int64_t *const *shapes, int64_t s,
+                               int64_t *where)
+{
+    for (int64_t i = 0; i < m->ninputs; i++)
+        for (int64_t d = 0; d < m->inputs[i].rank; d++)
+            if (m->inputs[i].dims[d].sym == s) {
+                *where = i;
+                const RtDim *dim = &m->inputs[i].dims[d];
+                return (shapes[i][d] - dim->b) / dim->a;
+            }
+    *where = -1;
+    return 0;
+}
+
+int rt_bind(const RtModel *m, const int64_t *const *shapes, int64_t *syms, char *err, size_t errlen)
+{
+    for (int64_t s = 0; s < m->nsyms; s++)
+        syms[s] = 0; /* unbound; every bound value is >= 1 */
+
+    for (int64_t i = 0; i < m->ninputs; i++) {
+        const RtTensorDesc *t = &m->inputs[i];
+        if (t->rank < 0 || t->rank > RT_MAX_RANK)
+            return model_fail(err, errlen, "model '%s' is malformed: input '%s' has rank %lld",
+                              m->name, t->name, (long long)t->rank);
+        /* static dimensions first, so that a wrong shape reads as one */
+        for (int64_t d = 0; d < t->rank; d++) {
+            const RtDim *dim = &t->dims[d];
+            if ((dim->sym < 0 || dim->a == 0) && shapes[i][d] != dim->b) {
+                char want[256], got[256];
+                rt_shape_desc(m, t, want, sizeof want);
+                model_shape_str(shapes[i], t->rank, got, sizeof got);
+                return model_fail(err, errlen, "input '%s': expected shape %s, got %s", t->name,
+                                  want, got);
+            }
+        }
+        for (int64_t d = 0; d < t->rank; d++) {
+            const RtDim *dim = &t->dims[d];
+            if (dim->sym < 0 || dim->a == 0)
+                continue;
+            if (dim->sym >= m->nsyms || dim->a < 0)
+                return model_fail(err, errlen,
+                                  "model '%s' is malformed: dimension %lld of input '%s' is "
+                                  "%lld*S%+lld with S symbol %lld of %lld", m->name, (long long)d,
+                                  t->name, (long long)dim->a, (long long)dim->b,
+                                  (long long)dim->sym, (long long)m->nsyms);
+            const RtSymDesc *sd = &m->syms[dim->sym];
+            int64_t x = shapes[i][d], diff;
+            char form[96];
+            size_t k = 0;
+            model_put_dim(m, *dim, form, sizeof form, &k);
+            int plain = dim->a == 1 && dim->b == 0;
+            if (__builtin_sub_overflow(x, dim->b, &diff) || diff % dim->a != 0)
+                return model_fail(err, errlen,
+                                  "input '%s': dimension %lld is %lld but must be %s for a whole "
+                                  "number %s", t->name, (long long)d, (long long)x, form,
+                                  sd->name);
+            int64_t v = diff / dim->a;
+            if (v < 1) {
+                if (plain)
+                    return model_fail(err, errlen,
+                                      "input '%s': dimension %lld is %lld but %s must be at least 1",
+                                      t->name, (long long)d, (long long)x, sd->name);
+                return model_fail(err, errlen,
+                                  "input '%s': dimension %lld is %lld (%s), so %s = %lld, but %s "
+                                  "must be at least 1", t->name, (long long)d, (long long)x, form,
+                                  sd->name, (long long)v, sd->name);
+            }
+            if (v > sd->bound) {
+                if (plain)
+                    return model_fail(err, errlen, "input '%s': dimension %lld is %lld but %s <= %lld",
+                                      t->name, (long long)d, (long long)x, sd->name,
+                                      (long long)sd->bound);
+                return model_fail(err, errlen,
+                                  "input '%s': dimension %lld is %lld (%s), so %s = %lld, but %s <= "
+                                  "%lld", t->name, (long long)d, (long long)x, form, sd->name,
+                                  (long long)v, sd->name, (long long)sd->bound);
+            }
+            if (syms[dim->sym] && syms[dim->sym] != v) {
+                int64_t where;
+                int64_t first = model_first_use(m, shapes, dim->sym, &where);
+                const char *other = where >= 0 ? m->inputs[where].name : "?";
+                if (plain)
+                    return model_fail(err, errlen,
+                                      "input '%s': dimension %lld is %lld but input '%s' gives "
+                                      "%s = %lld", t->name, (long long)d, (long long)x, other,
+                                      sd->name, (long long)first);
+                return model_fail(err, errlen,
+                                  "input '%s': dimension %lld is %lld (%s), so %s = %lld, but input "
+                                  "'%s' gives %s = %lld", t->name, (long long)d, (long long)x,
+                                  form, sd->name, (long long)v, other, sd->name, (long long)first);
+            }
+            syms[dim->sym] = v;
+        }
+    }
+    for (int64_t s = 0; s < m->nsyms; s++)
+        if (!syms[s])
+            return model_fail(err, errlen,
+                              "model '%s' is malformed: size '%s' appears in no input's shape, so it "
+                              "cannot be known", m->name, model_sym_name(m, s));
+    return 0;
+}
+
+void rt_output_shape(const RtModel *m, int i, const int64_t *syms, int64_t *shape)
+{
+    const RtTensorDesc *t = &m->outputs[i];
+    for (int64_t d = 0; d < t->rank; d++) {
+        const RtDim *dim = &t->dims[d];
+        shape[d] = dim->sym < 0 ? dim->b : dim->a * syms[dim->sym] + dim->b;
+    }
+}
+
+/* ---- running */
+
+int rt_run(RtInstance *inst, const int64_t *syms, void *const *inputs, void *const *outputs)
+{
+    return inst->m->run(inst->weights, inst->activations, syms, inputs, outputs, inst->pool);
+}
