@@ -17,6 +17,9 @@
 #ifndef KILN_RT_LIB
 #define KILN_RT_LIB "libkiln_rt.a"
 #endif
+#ifndef KILN_RT_LINK_FLAGS
+#define KILN_RT_LINK_FLAGS "-lm" /* a harmless placeholder when the runtime needs nothing more */
+#endif
 
 static const char *c_type(DType t)
 {
@@ -188,12 +191,12 @@ int cg_link(Emit kind, const char *obj, const char *out, Diag *d)
         cc = "cc";
     switch (kind) {
     case EMIT_EXE: {
-        char *argv[] = {(char *)cc, "-o", (char *)out, (char *)obj, KILN_RT_LIB, "-lm", "-lpthread", NULL};
+        char *argv[] = {(char *)cc, "-o", (char *)out, (char *)obj, KILN_RT_LIB, "-lm", "-lpthread", KILN_RT_LINK_FLAGS, NULL};
         return run(argv, d);
     }
     case EMIT_SHARED: {
         char *argv[] = {(char *)cc, "-shared", "-o", (char *)out, (char *)obj, "-Wl,--whole-archive", KILN_RT_LIB,
-                        "-Wl,--no-whole-archive", "-lm", "-lpthread", NULL};
+                        "-Wl,--no-whole-archive", "-lm", "-lpthread", KILN_RT_LINK_FLAGS, NULL};
         return run(argv, d);
     }
     case EMIT_LIB: {

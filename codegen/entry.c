@@ -193,17 +193,18 @@ static void descriptor(Cg *cg, LLVMValueRef entry)
         LLVMSetAlignment(blob, 64);
     }
     LLVMTypeRef mty = LLVMStructCreateNamed(cg->ctx, "RtModel");
-    LLVMTypeRef mf[13] = {cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr,
-                          cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr};
-    LLVMStructSetBody(mty, mf, 13, 0);
-    LLVMValueRef mv[13] = {cg_i64(cg, RT_ABI_VERSION), global_string(cg, g->model ? g->model : "model", ".name"),
+    LLVMTypeRef mf[14] = {cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr,
+                          cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+    LLVMStructSetBody(mty, mf, 14, 0);
+    LLVMValueRef vocab = g->vocab ? global_string(cg, g->vocab, ".vocab") : LLVMConstNull(cg->ptr);
+    LLVMValueRef mv[14] = {cg_i64(cg, RT_ABI_VERSION), global_string(cg, g->model ? g->model : "model", ".name"),
                            cg_i64(cg, g->ninput), cg_i64(cg, g->noutput), cg_i64(cg, g->nsym), ins, outv, sg,
                            cg_i64(cg, cg->plan.weights_bytes), cg_i64(cg, cg->plan.arena_bytes),
-                           LLVMConstInt(cg->i64, cg->plan.weights_hash, 0), blob, entry};
+                           LLVMConstInt(cg->i64, cg->plan.weights_hash, 0), blob, entry, vocab};
     char gname[128];
     snprintf(gname, sizeof gname, "kiln_model_%s", cg->prefix);
     LLVMValueRef m = LLVMAddGlobal(cg->mod, mty, gname);
-    LLVMSetInitializer(m, LLVMConstNamedStruct(mty, mv, 13));
+    LLVMSetInitializer(m, LLVMConstNamedStruct(mty, mv, 14));
     LLVMSetGlobalConstant(m, 1);
 }
 

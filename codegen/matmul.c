@@ -87,18 +87,15 @@ int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
     const Node *x = n->in[0], *w = n->in[1];
     int batch = x->rank == 4;
-    int64_t N = batch ? x->shape[0].b : 1, C = w->shape[1].b, H = x->shape[batch + 1].b, W = x->shape[batch + 2].b;
+    int64_t C = w->shape[1].b, H = x->shape[batch + 1].b, W = x->shape[batch + 2].b;
     int64_t O = w->shape[0].b, KH = w->shape[2].b, KW = w->shape[3].b;
     int64_t OH = n->shape[batch + 1].b, OW = n->shape[batch + 2].b;
     int64_t sh = n->at.stride[0], sw = n->at.stride[1], ph = n->at.pad[0], pw = n->at.pad[1];
-    if (batch && !dim_is_const(x->shape[0])) {
-        diag_error(cg->d, n->loc, "conv2d with a symbolic batch size is not supported by the code generator yet");
-        return -1;
-    }
+    LLVMValueRef N = batch ? cg_dim(cg, x->shape[0]) : cg_i64(cg, 1); /* the batch may be symbolic */
     DType ot = n->dtype;
     LLVMTypeRef ct = cg_ctype(cg, ot);
     LLVMValueRef acc = cg_alloca(cg, ct, "acc");
-    Loop lb = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, N), "b");
+    Loop lb = cg_loop_begin(cg, cg_i64(cg, 0), N, "b");
     Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, O), "o");
     Loop ly = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, OH), "y");
     Loop lx = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, OW), "x");

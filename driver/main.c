@@ -449,8 +449,11 @@ static int cmd_build(Options *o, Diag *d)
     static const char *default_suffix[] = {"", ".a", ".so", ".o", ".ll", ".s", ".kir", ".dot"};
     if (o->out)
         out = strdup(o->out);
-    else if (o->emit == EMIT_LIB || o->emit == EMIT_SHARED)
-        out = path_with("lib", path_with(ident, default_suffix[o->emit]));
+    else if (o->emit == EMIT_LIB || o->emit == EMIT_SHARED) {
+        char *base = path_with(ident, default_suffix[o->emit]);
+        out = path_with("lib", base);
+        free(base);
+    }
     else
         out = path_with(ident, default_suffix[o->emit]);
     if (o->emit == EMIT_IR || o->emit == EMIT_DOT) {
@@ -502,7 +505,9 @@ static int cmd_build(Options *o, Diag *d)
         /* NAME.h beside the library */
         const char *slash = strrchr(out, '/');
         char *dir = slash ? strndup(out, (size_t)(slash - out + 1)) : strdup("");
-        header = path_with(dir, path_with(ident, ".h"));
+        char *file = path_with(ident, ".h");
+        header = path_with(dir, file);
+        free(file);
         free(dir);
         rc = cg_write_header(g, &cg->plan, ident, header, d);
     }
@@ -565,5 +570,11 @@ int main(int argc, char **argv)
     if (diag_errors(d) && !status)
         status = 1;
     diag_free(d);
+    for (int i = 0; i < o.ndefine; i++)
+        free((char *)o.defines[i].name);
+    for (int i = 0; i < o.ninput; i++)
+        free((char *)o.inputs[i].name);
+    for (int i = 0; i < o.noutput; i++)
+        free((char *)o.outputs[i].name);
     return status;
 }

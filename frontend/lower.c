@@ -175,6 +175,7 @@ static int open_weights(Lower *L, SrcLoc loc)
         return 0;
     }
     L->g->weights = L->w;
+    L->g->vocab = st_meta(L->w, "vocab");
     return 1;
 }
 

@@ -211,6 +211,8 @@ typedef struct Graph {
     const char *source;       /* path of the model file, or NULL */
     const char *weights_path; /* path of the weights file, or NULL */
     Weights *weights;         /* the opened weights file (not owned), or NULL */
+    const char *vocab;        /* a language model's characters by token id, from the weights file's
+                                 metadata key "vocab" (inside the mapping), or NULL */
     int nsym;
     Sym syms[IR_MAX_SYMS];
     int nnode, capnode;

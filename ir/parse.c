@@ -1232,6 +1232,8 @@ Graph *ir_parse(const char *path, const char *text, const char *weights_override
     if (!p.nerr)
         w = resolve_weights(&p, weights_override);
     g->weights = w;
+    if (w)
+        g->vocab = st_meta(w, "vocab");
     free(p.tok);
     free(p.byid);
     free(p.state);

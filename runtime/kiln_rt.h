@@ -10,6 +10,7 @@
  *   pool.c    the thread pool: parallel-for over ranges
  *   model.c   opening a compiled model (weights embedded or mapped), binding sizes, running it
  *   main.c    rt_main: the command line of a program built with `kiln build --emit exe`
+ *   text.c    the text options of a language model's program: generation and evaluation
  */
 #ifndef KILN_RT_H
 #define KILN_RT_H
@@ -47,7 +48,7 @@ void rt_npy_free(RtNpy *a);
  * ir/ir.h's DType (the code generator checks it).
  */
 enum {
-    RT_ABI_VERSION = 1,
+    RT_ABI_VERSION = 2,
 };
 
 typedef enum RtDType {
@@ -97,6 +98,9 @@ typedef struct RtModel {
     uint64_t weights_hash;       /* identifies the blob the code was compiled against */
     const void *embedded_weights; /* the blob inside the program, or NULL when it is a separate file */
     RtEntry run;
+    const char *vocab;           /* a character-level language model's characters by token id (its
+                                    length is the vocabulary size), or NULL; enables rt_main's text
+                                    options (--prompt, --eval) */
 } RtModel;
 
 /* A weights file written by `kiln build --weights-mode external`: this header, zero padding to 64
@@ -148,5 +152,18 @@ void rt_shape_desc(const RtModel *m, const RtTensorDesc *t, char *buf, size_t n)
  *           [--bench N]
  * Returns the process's exit status. */
 int rt_main(const RtModel *m, int argc, char **argv);
+
+/* ---------------------------------------------------------------- text.c */
+
+/* Whether argv asks for text mode (--prompt or --eval) of a model with a vocabulary. */
+int rt_text_wanted(const RtModel *m, int argc, char **argv);
+/* The command line of a character-level language model (one input i32[T], one output f32[T, V]):
+ *   PROGRAM --prompt TEXT [-n N] [--temperature T] [--top-k K] [--seed S]   generate N characters
+ *   PROGRAM --eval FILE                                                      score a text file
+ * with --weights FILE and --threads N as in rt_main. --eval scores the file in non-overlapping
+ * windows of the model's context (the bound of T): window w feeds characters [w*CTX, w*CTX+CTX) and
+ * predicts [w*CTX+1, w*CTX+CTX+1); a final partial window is dropped. It prints the mean negative
+ * log-likelihood as `X.XXXX nats/char, Y.YYYY bits/char`. Returns the exit status. */
+int rt_text_main(const RtModel *m, int argc, char **argv);
 
 #endif

@@ -448,6 +448,8 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
 
 int rt_main(const RtModel *m, int argc, char **argv)
 {
+    if (rt_text_wanted(m, argc, argv))
+        return rt_text_main(m, argc, argv);
     MainArgs a = {0};
     const char *slash = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
     a.prog = argc > 0 && argv[0] ? (slash ? slash + 1 : argv[0]) : m->name;

@@ -9,6 +9,8 @@ KILN=$1 NPYCMP=$2
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 CC=${CC:-cc}
+# programs linking a sanitized runtime (the ASan build of the suite) need the sanitizers too
+SAN=$(nm "$(dirname "$KILN")/libkiln_rt.a" 2>/dev/null | grep -q __asan_init && echo "-fsanitize=address,undefined" || true)
 G="-D V=96 -D D=64 -D H=4 -D L=2 -D CTX=64 --weights examples/gpt2/gpt2-tiny.safetensors"
 V="-D D=64 -D H=4 -D L=2 -D P=8 -D IMG=32 -D CLASSES=10 --weights examples/vit/vit-small-random.safetensors"
 
@@ -35,13 +37,13 @@ test -f "$OUT/gpt2x.weights"
 echo "== static library, two instances in two threads"
 "$KILN" build examples/gpt2/gpt2.kiln $G --emit lib -o "$OUT/libgpt2.a"
 test -f "$OUT/gpt2.h"
-$CC -std=c11 -Wall -Werror -I"$OUT" -I. tests/models/native/use_static.c "$OUT/libgpt2.a" -lm -lpthread -o "$OUT/use_static"
+$CC -std=c11 -Wall -Werror -I"$OUT" -I. tests/models/native/use_static.c "$OUT/libgpt2.a" -lm -lpthread $SAN -o "$OUT/use_static"
 "$OUT/use_static" tests/models/gpt2/tokens_16.npy "$OUT/g_lib.npy"
 "$NPYCMP" --maxrel 1e-5 "$OUT/g_lib.npy" "$OUT/g_interp.npy"
 
 echo "== shared library through dlopen"
 "$KILN" build examples/vit/vit.kiln $V --emit shared -o "$OUT/libvit.so"
-$CC -std=gnu11 -Wall -Werror -I. tests/models/native/use_shared.c -ldl -o "$OUT/use_shared"
+$CC -std=gnu11 -Wall -Werror -I. tests/models/native/use_shared.c -ldl $SAN -o "$OUT/use_shared"
 "$OUT/use_shared" "$OUT/libvit.so" kiln_model_vit tests/models/vit/image.npy "$OUT/v_so.npy"
 "$NPYCMP" --maxrel 1e-5 "$OUT/v_so.npy" "$OUT/v_interp.npy"
 

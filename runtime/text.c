@@ -1,0 +1,341 @@
+/* text.c: the text options of a character-level language model's program.
+ *
+ * A model whose descriptor carries a vocabulary (RtModel.vocab, one byte per token id) and whose
+ * signature is tokens: i32[T] -> logits: f32[T, V] can generate text from a prompt and score a text
+ * file. Generation has no KV cache yet: every new character runs the model over the last CTX
+ * characters (CTX is the bound of T), which is correct and, for the small models here, fast enough.
+ * Sampling: logits / temperature, the k largest kept (top-k), softmax, one draw from a xorshift64*
+ * generator seeded by --seed, so a run is reproducible; temperature 0 takes the most likely.
+ */
+#include "runtime/kiln_rt.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct TextArgs {
+    const char *prog;
+    const char *prompt, *eval, *weights;
+    int n, top_k, threads;
+    double temperature;
+    uint64_t seed;
+} TextArgs;
+
+static void text_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void text_error(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: error: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int rt_text_wanted(const RtModel *m, int argc, char **argv)
+{
+    if (!m->vocab)
+        return 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--prompt") || !strcmp(argv[i], "--eval"))
+            return 1;
+    return 0;
+}
+
+static int parse(const RtModel *m, int argc, char **argv, TextArgs *a)
+{
+    *a = (TextArgs){.prog = argv[0], .n = 200, .temperature = 1.0, .seed = 1};
+    const char *slash = strrchr(a->prog, '/');
+    if (slash)
+        a->prog = slash + 1;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            text_error(a->prog, "%s needs a value", o);
+            return 2;
+        }
+        char *end = NULL;
+        if (!strcmp(o, "--prompt"))
+            a->prompt = v;
+        else if (!strcmp(o, "--eval"))
+            a->eval = v;
+        else if (!strcmp(o, "--weights"))
+            a->weights = v;
+        else if (!strcmp(o, "-n") || !strcmp(o, "--top-k") || !strcmp(o, "--threads")) {
+            long x = strtol(v, &end, 10);
+            if (*end || x < 0 || x > 100000000 || (!strcmp(o, "--threads") && x < 1)) {
+                text_error(a->prog, "%s needs a non-negative integer, got '%s'", o, v);
+                return 2;
+            }
+            *(!strcmp(o, "-n") ? &a->n : !strcmp(o, "--top-k") ? &a->top_k : &a->threads) = (int)x;
+        } else if (!strcmp(o, "--temperature")) {
+            a->temperature = strtod(v, &end);
+            if (*end || !(a->temperature >= 0)) {
+                text_error(a->prog, "--temperature needs a number >= 0, got '%s'", v);
+                return 2;
+            }
+        } else if (!strcmp(o, "--seed")) {
+            a->seed = strtoull(v, &end, 10);
+            if (*end) {
+                text_error(a->prog, "--seed needs an integer, got '%s'", v);
+                return 2;
+            }
+        } else {
+            text_error(a->prog, "unknown option '%s' (text mode takes --prompt TEXT or --eval FILE, -n, "
+                                "--temperature, --top-k, --seed, --weights, --threads)", o);
+            return 2;
+        }
+        i++;
+    }
+    if (!!a->prompt == !!a->eval) {
+        text_error(a->prog, "give either --prompt TEXT or --eval FILE");
+        return 2;
+    }
+    (void)m;
+    return 0;
+}
+
+/* The model must be tokens: i32[T] -> logits: f32[T, V] with V the vocabulary's size. */
+static int check_signature(const RtModel *m, const char *prog, int64_t *sym, int64_t *ctx)
+{
+    int64_t V = (int64_t)strlen(m->vocab);
+    const RtTensorDesc *in = m->ninputs == 1 ? &m->inputs[0] : NULL, *out = m->noutputs == 1 ? &m->outputs[0] : NULL;
+    if (!in || !out || in->dtype != RT_I32 || in->rank != 1 || in->dims[0].sym < 0 || in->dims[0].a != 1 ||
+        in->dims[0].b != 0 || out->dtype != RT_F32 || out->rank != 2 || out->dims[1].sym >= 0 ||
+        out->dims[1].b != V || out->dims[0].sym != in->dims[0].sym) {
+        text_error(prog, "model '%s' is not a character model of the form tokens: i32[T] -> logits: f32[T, %lld]",
+                   m->name, (long long)V);
+        return 1;
+    }
+    *sym = in->dims[0].sym;
+    *ctx = m->syms[*sym].bound;
+    return 0;
+}
+
+typedef struct Runner {
+    RtInstance *inst;
+    int64_t nsym;
+    int64_t syms[16];
+    int64_t sym, ctx, V;
+    int32_t *tokens; /* (ctx) */
+    float *logits;   /* (ctx, V) */
+} Runner;
+
+static int run(Runner *r, int64_t T)
+{
+    r->syms[r->sym] = T;
+    void *in[1] = {r->tokens}, *out[1] = {r->logits};
+    return rt_run(r->inst, r->syms, in, out);
+}
+
+static uint64_t next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* Draws a token from one row of logits. */
+static int sample(const float *row, int64_t V, const TextArgs *a, uint64_t *rng, float *scratch)
+{
+    if (a->temperature == 0) {
+        int64_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (row[i] > row[best])
+                best = i;
+        return (int)best;
+    }
+    float cut = -INFINITY;
+    if (a->top_k > 0 && a->top_k < V) {
+        memcpy(scratch, row, sizeof(float) * (size_t)V);
+        qsort(scratch, (size_t)V, sizeof(float), cmp_desc);
+        cut = scratch[a->top_k - 1];
+    }
+    double mx = -INFINITY, sum = 0;
+    for (int64_t i = 0; i < V; i++)
+        if (row[i] >= cut && row[i] > mx)
+            mx = row[i];
+    for (int64_t i = 0; i < V; i++)
+        sum += row[i] >= cut ? exp((row[i] - mx) / a->temperature) : 0;
+    double u = (double)(next(rng) >> 11) / 9007199254740992.0 * sum, acc = 0;
+    int64_t last = 0;
+    for (int64_t i = 0; i < V; i++) {
+        if (row[i] < cut)
+            continue;
+        last = i;
+        acc += exp((row[i] - mx) / a->temperature);
+        if (u < acc)
+            return (int)i;
+    }
+    return (int)last;
+}
+
+static int generate(Runner *r, const TextArgs *a, const int *map)
+{
+    const RtModel *m = rt_model(r->inst);
+    size_t plen = strlen(a->prompt);
+    int64_t cap = (int64_t)plen + a->n + 1;
+    int32_t *hist = malloc(sizeof(int32_t) * (size_t)cap);
+    float *scratch = malloc(sizeof(float) * (size_t)r->V);
+    if (!hist || !scratch) {
+        free(hist);
+        free(scratch);
+        text_error(a->prog, "out of memory");
+        return 1;
+    }
+    int64_t len = 0;
+    for (size_t i = 0; i < plen; i++) {
+        int id = map[(unsigned char)a->prompt[i]];
+        if (id < 0) {
+            text_error(a->prog, "the prompt's character '%c' (byte 0x%02x) is not in the model's vocabulary",
+                       a->prompt[i], (unsigned char)a->prompt[i]);
+            free(hist);
+            free(scratch);
+            return 1;
+        }
+        hist[len++] = id;
+    }
+    if (len == 0) /* an empty prompt starts from a newline when the vocabulary has one, else token 0 */
+        hist[len++] = map['\n'] >= 0 ? map['\n'] : 0;
+    fputs(a->prompt, stdout);
+    uint64_t rng = a->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    if (!rng)
+        rng = 1;
+    for (int step = 0; step < a->n; step++) {
+        int64_t T = len < r->ctx ? len : r->ctx;
+        memcpy(r->tokens, hist + len - T, sizeof(int32_t) * (size_t)T);
+        if (run(r, T)) {
+            text_error(a->prog, "model '%s' failed to run", m->name);
+            free(hist);
+            free(scratch);
+            return 1;
+        }
+        int id = sample(r->logits + (T - 1) * r->V, r->V, a, &rng, scratch);
+        hist[len++] = id;
+        fputc(m->vocab[id], stdout);
+        fflush(stdout);
+    }
+    fputc('\n', stdout);
+    free(hist);
+    free(scratch);
+    return 0;
+}
+
+static int evaluate(Runner *r, const TextArgs *a, const int *map)
+{
+    FILE *f = fopen(a->eval, "rb");
+    if (!f) {
+        text_error(a->prog, "cannot open '%s'", a->eval);
+        return 1;
+    }
+    size_t cap = 1 << 20, n = 0, k;
+    unsigned char *text = malloc(cap);
+    while (text && (k = fread(text + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            unsigned char *t = realloc(text, cap *= 2);
+            if (!t) {
+                free(text);
+                text = NULL;
+            } else
+                text = t;
+        }
+    }
+    fclose(f);
+    if (!text) {
+        text_error(a->prog, "out of memory reading '%s'", a->eval);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (map[text[i]] < 0) {
+            text_error(a->prog, "%s: the character at offset %zu (byte 0x%02x) is not in the model's vocabulary",
+                       a->eval, i, text[i]);
+            free(text);
+            return 1;
+        }
+    int64_t ctx = r->ctx, nwin = n > 0 ? (int64_t)(n - 1) / ctx : 0;
+    if (nwin < 1) {
+        text_error(a->prog, "%s: %zu characters are fewer than one window of %lld + 1", a->eval, n, (long long)ctx);
+        free(text);
+        return 1;
+    }
+    int tty = isatty(2);
+    double total = 0;
+    for (int64_t w = 0; w < nwin; w++) {
+        for (int64_t t = 0; t < ctx; t++)
+            r->tokens[t] = map[text[w * ctx + t]];
+        if (run(r, ctx)) {
+            text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
+            free(text);
+            return 1;
+        }
+        for (int64_t t = 0; t < ctx; t++) {
+            const float *row = r->logits + t * r->V;
+            double mx = -INFINITY, s = 0;
+            for (int64_t v = 0; v < r->V; v++)
+                mx = row[v] > mx ? row[v] : mx;
+            for (int64_t v = 0; v < r->V; v++)
+                s += exp(row[v] - mx);
+            total += mx + log(s) - row[map[text[w * ctx + t + 1]]];
+        }
+        if (tty)
+            fprintf(stderr, "\r%s: window %lld of %lld", a->prog, (long long)w + 1, (long long)nwin);
+    }
+    if (tty)
+        fputc('\n', stderr);
+    double nats = total / (double)(nwin * ctx);
+    printf("%lld windows of %lld characters (%lld predicted)\n", (long long)nwin, (long long)ctx,
+           (long long)(nwin * ctx));
+    printf("%.4f nats/char, %.4f bits/char\n", nats, nats / log(2.0));
+    free(text);
+    return 0;
+}
+
+int rt_text_main(const RtModel *m, int argc, char **argv)
+{
+    TextArgs a;
+    int st = parse(m, argc, argv, &a);
+    if (st)
+        return st;
+    Runner r = {.nsym = m->nsyms};
+    if (m->nsyms > 16) {
+        text_error(a.prog, "model '%s' has too many symbolic sizes for text mode", m->name);
+        return 1;
+    }
+    if (check_signature(m, a.prog, &r.sym, &r.ctx))
+        return 1;
+    r.V = (int64_t)strlen(m->vocab);
+    int map[256];
+    for (int i = 0; i < 256; i++)
+        map[i] = -1;
+    for (int64_t i = r.V - 1; i >= 0; i--)
+        map[(unsigned char)m->vocab[i]] = (int)i;
+    char err[512];
+    r.inst = rt_open(m, a.weights, a.threads, err, sizeof err);
+    if (!r.inst) {
+        text_error(a.prog, "%s", err);
+        return 1;
+    }
+    r.tokens = calloc((size_t)r.ctx, sizeof(int32_t));
+    r.logits = aligned_alloc(64, ((size_t)(r.ctx * r.V) * sizeof(float) + 63) / 64 * 64);
+    if (!r.tokens || !r.logits) {
+        text_error(a.prog, "out of memory");
+        st = 1;
+    } else
+        st = a.eval ? evaluate(&r, &a, map) : generate(&r, &a, map);
+    free(r.tokens);
+    free(r.logits);
+    rt_close(r.inst);
+    return st;
+}
