@@ -334,6 +334,10 @@ static Value b_reduce(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         e.op = b->op == OP_RMAX ? OP_MAXIMUM : OP_MINIMUM;
         return b_binary(L, a, loc, &e);
     }
+    if (a->n > 2) {
+        ERR(loc, "'%s' takes a tensor and an axis, got %d arguments", b->name, a->n);
+        return v_none();
+    }
     Node *x = arg_tensor(L, a, 0);
     if (!x)
         return v_none();
@@ -756,7 +760,11 @@ static Value b_attention(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         return v_none();
     Dim d = q->shape[q->rank - 1];
     double scale;
-    if (!dim_is_const(d) || !kw_float(L, a, "scale", 1.0 / sqrt((double)d.b), &scale))
+    if (!dim_is_const(d)) {
+        ERR(a->loc[0], "attention: the head size (last dimension of q) must be a constant, got a symbolic size");
+        return v_none();
+    }
+    if (!kw_float(L, a, "scale", 1.0 / sqrt((double)d.b), &scale))
         return v_none();
     int perm[IR_MAX_RANK];
     for (int i = 0; i < k->rank; i++)
@@ -837,8 +845,8 @@ static const Builtin builtins[] = {
     {"transpose", b_transpose, 1, -1, 1, OP_TRANSPOSE, 0},
     {"permute", b_transpose, 2, -1, 1, OP_TRANSPOSE, 0},
     {"swapaxes", b_transpose, 3, 3, 1, OP_TRANSPOSE, 1},
-    {"unsqueeze", b_unsqueeze, 2, 2, 1, OP_RESHAPE, 0},
-    {"squeeze", b_unsqueeze, 2, 2, 1, OP_RESHAPE, 1},
+    {"unsqueeze", b_unsqueeze, 1, 2, 1, OP_RESHAPE, 0},
+    {"squeeze", b_unsqueeze, 1, 2, 1, OP_RESHAPE, 1},
     {"expand", b_expand, 2, -1, 1, OP_EXPAND, 0},
     {"concat", b_concat, 1, -1, 0, OP_CONCAT, 0},
     {"split", b_split, 2, 3, 1, OP_SLICE, 0},

@@ -424,12 +424,12 @@ Node *lw_transpose(Lower *L, Node *x, const int *perm, SrcLoc loc)
     return n;
 }
 
-/* Whether `hi` can exceed `lim` for some value of the symbols; on failure explains why in buf. */
+/* Whether `hi` can exceed `lim` for some value of the symbols. */
 static int dim_may_exceed(Lower *L, Dim hi, Dim lim)
 {
     Dim diff;
-    if (dim_sub(lim, hi, &diff) && dim_is_const(diff))
-        return diff.b < 0;
+    if (dim_sub(lim, hi, &diff))
+        return dim_min(L->g, diff) < 0;
     if (dim_is_const(lim))
         return dim_max(L->g, hi) > lim.b;
     return 0; /* symbolic limit, other symbol: checked at run time */
@@ -441,8 +441,12 @@ Node *lw_slice(Lower *L, Node *x, int axis, Dim start, Dim end, SrcLoc loc)
         return NULL;
     Dim size = x->shape[axis], len;
     char b1[64], b2[64], b3[64];
-    if (dim_is_const(start) && start.b < 0) {
-        ERR(loc, "slice start %lld is negative", (long long)start.b);
+    if (dim_min(L->g, start) < 0) {
+        if (dim_is_const(start))
+            ERR(loc, "slice start %lld is negative", (long long)start.b);
+        else
+            ERR(loc, "slice start %s is negative when %s is small (%s >= 1)", dim_str(L->g, start, b1, sizeof b1),
+                L->g->syms[start.sym].name, L->g->syms[start.sym].name);
         return NULL;
     }
     if (dim_may_exceed(L, end, size)) {
@@ -796,11 +800,14 @@ static Value index_tensor(Lower *L, Env *env, Node *x, const Ast *items, SrcLoc 
             lw_dim(L, v, it->loc, &i);
             if (dim_is_const(i) && i.b < 0 && !dim_add(size, i, &i))
                 return v_none();
-            if (dim_is_const(i) && dim_is_const(size) && i.b >= size.b) {
-                ERR(it->loc, "index %lld is out of range for dimension %d of %s", (long long)v.i, axis, tstr(L, x));
+            dim_add(i, dim_const(1), &end);
+            if (dim_min(L->g, i) < 0 || dim_may_exceed(L, end, size)) {
+                char b1[64], b2[64];
+                ERR(it->loc, "index %s is out of range for dimension %d of %s%s", dim_str(L->g, i, b1, sizeof b1), axis,
+                    tstr(L, x), dim_is_const(size) ? "" : arena_printf(L->a, " (%s can be as small as %lld)",
+                                                                          dim_str(L->g, size, b2, sizeof b2), (long long)dim_min(L->g, size)));
                 return v_none();
             }
-            dim_add(i, dim_const(1), &end);
             cur = lw_slice(L, cur, axis, i, end, it->loc);
             if (!cur)
                 return v_none();
@@ -1232,7 +1239,7 @@ static void exec_stmt(Lower *L, Frame *f, const Ast *s)
                 const char *t = L->o->defines[i].value;
                 char *end;
                 errno = 0;
-                long long iv = strtoll(t, &end, 0);
+                long long iv = strtoll(t, &end, 10); /* 010 is ten, not octal eight */
                 if (*t && !*end && !errno)
                     v = v_int(iv);
                 else {

@@ -59,6 +59,7 @@ static Ast *binary(ParseState *ps, int op, Ast *a, Ast *b, YYLTYPE l)
 
 %type <ast> stmts stmt block const_items const_item type dims bounds bound params param
 %type <ast> targets expr postfix primary args arg items item index_items index_item expr_opt exprs
+%type <s> name
 
 %%
 
@@ -170,7 +171,7 @@ postfix
     : primary                          { $$ = $1; }
     | postfix '(' args ')'             { $$ = mk(ps, AST_CALL, @2); $$->a = $1; $$->list = $3; }
     | postfix '[' index_items ']'      { $$ = mk(ps, AST_INDEX, @2); $$->a = $1; $$->list = $3; }
-    | postfix '.' IDENT                { $$ = mk(ps, AST_ATTR, @3); $$->a = $1; $$->s = $3; }
+    | postfix '.' name                 { $$ = mk(ps, AST_ATTR, @3); $$->a = $1; $$->s = $3; }
     ;
 
 primary
@@ -179,11 +180,27 @@ primary
     | BOOL                             { $$ = mk(ps, AST_BOOL, @1); $$->i = $1; }
     | STRING                           { $$ = mk(ps, AST_STRING, @1); $$->s = $1; }
     | IDENT                            { $$ = mk(ps, AST_NAME, @1); $$->s = $1; }
+    | KW_WHERE                         { $$ = mk(ps, AST_NAME, @1); $$->s = "where"; } /* the builtin */
     | '(' expr ')'                     { $$ = $2; }
     | '(' expr ',' ')'                 { $$ = mk(ps, AST_TUPLE, @1); $$->list = $2; }
     | '(' expr ',' items ')'           { $$ = mk(ps, AST_TUPLE, @1); $2->next = $4; $$->list = $2; }
     | '[' ']'                          { $$ = mk(ps, AST_LIST, @1); }
     | '[' items ']'                    { $$ = mk(ps, AST_LIST, @1); $$->list = $2; }
+    ;
+
+/* after '.', keywords are names too: w.model.layers, p.attention.output */
+name
+    : IDENT                            { $$ = $1; }
+    | KW_MODEL                         { $$ = "model"; }
+    | KW_WEIGHTS                       { $$ = "weights"; }
+    | KW_CONST                         { $$ = "const"; }
+    | KW_INPUT                         { $$ = "input"; }
+    | KW_OUTPUT                        { $$ = "output"; }
+    | KW_FN                            { $$ = "fn"; }
+    | KW_RETURN                        { $$ = "return"; }
+    | KW_FOR                           { $$ = "for"; }
+    | KW_IN                            { $$ = "in"; }
+    | KW_WHERE                         { $$ = "where"; }
     ;
 
 items

@@ -234,6 +234,15 @@ int64_t dim_max(const Graph *g, Dim d)
     return hi > lo ? hi : lo;
 }
 
+int64_t dim_min(const Graph *g, Dim d)
+{
+    d = dim_norm(d);
+    if (d.sym < 0)
+        return d.b;
+    int64_t hi = d.a * g->syms[d.sym].bound + d.b, lo = d.a * 1 + d.b; /* symbols are at least 1 */
+    return hi < lo ? hi : lo;
+}
+
 int dim_add(Dim x, Dim y, Dim *out)
 {
     x = dim_norm(x);

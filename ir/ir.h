@@ -242,6 +242,8 @@ int dim_eq(Dim x, Dim y);
 int64_t dim_eval(Dim d, const int64_t *vals);
 /* The largest value of d: every symbol at its bound. */
 int64_t dim_max(const Graph *g, Dim d);
+/* The smallest value of d: every symbol at 1 or at its bound. */
+int64_t dim_min(const Graph *g, Dim d);
 /* Arithmetic; each returns 0 when the result is not of the form a*S + b (then *out is unchanged). */
 int dim_add(Dim x, Dim y, Dim *out);
 int dim_sub(Dim x, Dim y, Dim *out);

@@ -116,14 +116,6 @@ static int dim_ok(const Graph *g, Dim d)
     return d.sym < 0 || d.a == 0 || (d.sym < g->nsym);
 }
 
-static int64_t dim_min(const Graph *g, Dim d)
-{
-    if (dim_is_const(d))
-        return d.b;
-    int64_t lo = d.a + d.b, hi = d.a * g->syms[d.sym].bound + d.b;
-    return lo < hi ? lo : hi;
-}
-
 /* x <= y for every value of the symbols. */
 static int dim_le(const Graph *g, Dim x, Dim y)
 {
