@@ -12,6 +12,7 @@
  */
 #include "codegen/codegen.h"
 #include "driver/driver.h"
+#include "passes/passes.h"
 #include "runtime/kiln_rt.h"
 
 #include <errno.h>
@@ -39,6 +40,9 @@ typedef struct Options {
     int weights_mode;  /* 0: by size, 1: embed, 2: external */
     const char *target, *cpu;
     int threads;
+    const char *passes;      /* --passes LIST */
+    const char *print_after; /* --print-after PASS */
+    int verbose;             /* -v: what each pass did */
 } Options;
 
 static const char *usage_text =
@@ -58,6 +62,9 @@ static const char *usage_text =
     "options for every command:\n"
     "  --weights FILE      use this safetensors file instead of the model's `weights`\n"
     "  -D NAME=VALUE       override the const NAME of the model file\n"
+    "  --passes LIST       the passes to run, comma-separated, or none (default: all)\n"
+    "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
+    "  -v                  say what each pass did\n"
     "\n"
     "  kiln --version      print the version\n"
     "  kiln COMMAND --help describe one command\n";
@@ -70,10 +77,11 @@ static const char *help_check =
     "symbolic size at its bound). Errors are printed as file:line:col: error: ...; exit status 1.\n";
 
 static const char *help_ir =
-    "usage: kiln ir MODEL [--weights FILE] [-D NAME=VALUE ...]\n"
+    "usage: kiln ir MODEL [--weights FILE] [-D NAME=VALUE ...] [--passes LIST] [--print-after PASS] [-v]\n"
     "\n"
-    "Prints the IR of MODEL in kiln's text form, which `kiln ir`, `kiln check` and `kiln run` also\n"
-    "read back (files ending in .kir).\n";
+    "Prints the IR of MODEL after the passes in kiln's text form, which every kiln command also reads\n"
+    "back (files ending in .kir). --passes none prints it as the frontend made it; --print-after PASS\n"
+    "prints it after that pass instead (all: after each). The passes, in order: canonicalize.\n";
 
 static const char *help_run =
     "usage: kiln run MODEL --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--interp]\n"
@@ -148,6 +156,13 @@ static int parse_options(int argc, char **argv, Options *o)
             if (o->ndefine == 64)
                 return usage_error("too many -D options%s", "");
             o->defines[o->ndefine++] = (Define){strndup(def, (size_t)(eq - def)), eq + 1};
+        } else if (!strcmp(a, "--passes") || !strcmp(a, "--print-after")) {
+            if (!val)
+                return usage_error("%s needs a value", a);
+            *(!strcmp(a, "--passes") ? &o->passes : &o->print_after) = val;
+            i++;
+        } else if (!strcmp(a, "-v")) {
+            o->verbose = 1;
         } else if (!strcmp(a, "--interp") && !strcmp(o->cmd, "run")) {
             o->interp = 1;
         } else if (!strncmp(a, "-O", 2) && strlen(a) == 3 && a[2] >= '0' && a[2] <= '3' &&
@@ -246,7 +261,8 @@ static Graph *load(const Options *o, Diag *d)
         FrontendOptions fo = {.weights_override = o->weights, .ndefine = o->ndefine, .defines = o->defines};
         g = fe_compile(o->model, &fo, d);
     }
-    if (g && ir_verify(g, d)) {
+    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL};
+    if (g && (ir_verify(g, d) || pass_pipeline(g, o->passes, o->print_after, stdout, &po))) {
         if (g->weights)
             st_close(g->weights);
         ir_graph_free(g);
@@ -563,7 +579,7 @@ int main(int argc, char **argv)
             status = 1;
         else if (!strcmp(o.cmd, "check"))
             report_summary(stdout, g);
-        else
+        else if (!o.print_after)
             ir_print(stdout, g);
         unload(g);
     }

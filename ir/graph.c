@@ -482,3 +482,48 @@ void ir_compact(Graph *g)
     g->nnode = k;
     free(live);
 }
+
+void ir_replace_uses(Graph *g, Node *old, Node *new_)
+{
+    for (int i = 0; i < g->nnode; i++) {
+        Node *n = g->nodes[i];
+        for (int j = 0; j < n->nin; j++)
+            if (n->in[j] == old)
+                n->in[j] = new_;
+    }
+    for (int i = 0; i < g->noutput; i++)
+        if (g->outputs[i].node == old)
+            g->outputs[i].node = new_;
+}
+
+/* Depth-first from each node in the current order: a node goes after its inputs and otherwise keeps
+ * its place, so an already-ordered graph is unchanged and a node appended by a pass moves up to just
+ * before its first user. */
+static void topo_visit(Node *n, char *state, Node **out, int *k)
+{
+    if (state[n->id] == 2)
+        return;
+    KILN_ASSERT(state[n->id] != 1); /* a cycle: a pass made a node its own input */
+    state[n->id] = 1;
+    for (int j = 0; j < n->nin; j++)
+        topo_visit(n->in[j], state, out, k);
+    state[n->id] = 2;
+    out[(*k)++] = n;
+}
+
+void ir_toposort(Graph *g)
+{
+    for (int i = 0; i < g->nnode; i++)
+        g->nodes[i]->id = i;
+    char *state = calloc((size_t)g->nnode + 1, 1);
+    Node **out = malloc(sizeof(Node *) * ((size_t)g->nnode + 1));
+    KILN_ASSERT(state && out);
+    int k = 0;
+    for (int i = 0; i < g->nnode; i++)
+        topo_visit(g->nodes[i], state, out, &k);
+    memcpy(g->nodes, out, sizeof(Node *) * (size_t)k);
+    for (int i = 0; i < k; i++)
+        g->nodes[i]->id = i;
+    free(state);
+    free(out);
+}

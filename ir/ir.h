@@ -233,6 +233,11 @@ int ir_sym(Graph *g, const char *name, int64_t bound);
 void ir_add_output(Graph *g, const char *name, Node *n);
 /* Renumbers the nodes after a pass has edited g->nodes; removes nodes no output depends on. */
 void ir_compact(Graph *g);
+/* Makes every user of old (and every output naming it) use new_ instead. */
+void ir_replace_uses(Graph *g, Node *old, Node *new_);
+/* Restores topological order after a pass appended nodes that earlier nodes use (stable: an ordered
+ * graph is unchanged); renumbers. */
+void ir_toposort(Graph *g);
 
 Dim dim_const(int64_t v);
 Dim dim_sym(int sym);

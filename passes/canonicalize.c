@@ -1,0 +1,163 @@
+/* canonicalize.c: put the graph in a normal form the other passes can match.
+ *
+ * - common subexpressions: two nodes with the same op, type, attributes and inputs become one (the
+ *   same weight read twice, a mask built in every layer, q and k reshaped the same way);
+ * - transpose(transpose(x)) becomes one transpose, or x when the permutations cancel;
+ * - reshape(reshape(x)) becomes one reshape, and a reshape or cast to what x already is, x;
+ * - x + 0, x - 0, x * 1 and x / 1 with a scalar constant become x when that changes no shape or dtype;
+ * - nodes no output depends on are removed.
+ * Rewrites repeat until nothing changes. Iteration is in graph order, so the result is deterministic.
+ */
+#include "passes/passes.h"
+
+#include <string.h>
+
+static int64_t numel_static(const Node *n)
+{
+    int64_t k = 1;
+    for (int i = 0; i < n->rank; i++)
+        k *= n->shape[i].b;
+    return k;
+}
+
+static int same_type(const Node *a, const Node *b)
+{
+    if (a->dtype != b->dtype || a->rank != b->rank)
+        return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (!dim_eq(a->shape[i], b->shape[i]))
+            return 0;
+    return 1;
+}
+
+static int same_attrs(const Node *a, const Node *b)
+{
+    int m = op_info[a->op].attrs;
+    const Attrs *x = &a->at, *y = &b->at;
+    if ((m & A_AXIS) && x->axis != y->axis)
+        return 0;
+    if ((m & A_KEEPDIMS) && x->keepdims != y->keepdims)
+        return 0;
+    if ((m & A_PERM) && memcmp(x->perm, y->perm, sizeof(int) * (size_t)a->rank))
+        return 0;
+    if ((m & A_RANGE) && (!dim_eq(x->start, y->start) || !dim_eq(x->end, y->end)))
+        return 0;
+    if ((m & A_EPS) && x->eps != y->eps)
+        return 0;
+    if ((m & A_APPROX) && x->approx != y->approx)
+        return 0;
+    if ((m & A_CONV) && (memcmp(x->stride, y->stride, sizeof x->stride) || memcmp(x->pad, y->pad, sizeof x->pad)))
+        return 0;
+    if (m & A_DATA)
+        return memcmp(x->data, y->data, (size_t)(numel_static(a) * dtype_traits[a->dtype].size)) == 0;
+    return 1;
+}
+
+/* Whether b computes exactly what a computes. */
+static int same_node(const Node *a, const Node *b)
+{
+    if (a->op != b->op || a->nin != b->nin || !same_type(a, b) || a->op == OP_INPUT)
+        return 0;
+    if (a->op == OP_WEIGHT)
+        return !strcmp(a->name, b->name);
+    for (int i = 0; i < a->nin; i++)
+        if (a->in[i] != b->in[i])
+            return 0;
+    return same_attrs(a, b);
+}
+
+/* The value of a scalar (or single-element) constant, or NAN-free flag 0 when n is not one. */
+static int scalar_const(const Node *n, double *v)
+{
+    if (n->op != OP_CONST)
+        return 0;
+    for (int i = 0; i < n->rank; i++)
+        if (!dim_eq(n->shape[i], dim_const(1)))
+            return 0;
+    *v = dtype_load(n->dtype, n->at.data, 0);
+    return 1;
+}
+
+/* What n can be replaced by, or NULL. */
+static Node *simplify(Graph *g, Node *n)
+{
+    Node *x = n->nin ? n->in[0] : NULL;
+    switch (n->op) {
+    case OP_TRANSPOSE: {
+        int identity = 1;
+        for (int i = 0; i < n->rank; i++)
+            identity &= n->at.perm[i] == i;
+        if (identity)
+            return x;
+        if (x->op == OP_TRANSPOSE) {
+            int perm[IR_MAX_RANK];
+            identity = 1;
+            for (int i = 0; i < n->rank; i++) {
+                perm[i] = x->at.perm[n->at.perm[i]];
+                identity &= perm[i] == i;
+            }
+            if (identity)
+                return x->in[0];
+            Node *t = ir_node(g, OP_TRANSPOSE, n->dtype, n->rank, n->shape, 1, &x->in[0], n->loc);
+            memcpy(t->at.perm, perm, sizeof perm);
+            return t;
+        }
+        return NULL;
+    }
+    case OP_RESHAPE:
+        if (same_type(n, x))
+            return x;
+        if (x->op == OP_RESHAPE)
+            return ir_node(g, OP_RESHAPE, n->dtype, n->rank, n->shape, 1, &x->in[0], n->loc);
+        return NULL;
+    case OP_CAST:
+        return same_type(n, x) ? x : NULL;
+    case OP_ADD:
+    case OP_SUB:
+    case OP_MUL:
+    case OP_DIV: {
+        double v;
+        int neutral = n->op == OP_ADD || n->op == OP_SUB ? 0 : 1;
+        if (scalar_const(n->in[1], &v) && v == neutral && same_type(n, n->in[0]))
+            return n->in[0];
+        if ((n->op == OP_ADD || n->op == OP_MUL) && scalar_const(n->in[0], &v) && v == neutral &&
+            same_type(n, n->in[1]))
+            return n->in[1];
+        return NULL;
+    }
+    default:
+        return NULL;
+    }
+}
+
+int pass_canonicalize(Graph *g, const PassOptions *o)
+{
+    int changes = 0;
+    for (int round = 0; round < 32; round++) {
+        int before = changes;
+        /* simplifications: a rewritten node's users take its replacement */
+        for (int i = 0; i < g->nnode; i++) {
+            Node *n = g->nodes[i];
+            Node *r = simplify(g, n);
+            if (r && r != n) {
+                ir_replace_uses(g, n, r);
+                changes++;
+            }
+        }
+        ir_toposort(g);
+        ir_compact(g);
+        /* common subexpressions: the first of equal nodes stays */
+        for (int i = 0; i < g->nnode; i++)
+            for (int j = 0; j < i; j++)
+                if (same_node(g->nodes[j], g->nodes[i])) {
+                    ir_replace_uses(g, g->nodes[i], g->nodes[j]);
+                    changes++;
+                    break;
+                }
+        ir_compact(g);
+        if (changes == before)
+            break;
+    }
+    (void)o;
+    return changes;
+}

@@ -1,0 +1,35 @@
+/* passes.h: the passes over the IR and the pipeline that orders them.
+ *
+ * Every pass has one signature, `int pass_NAME(Graph *g, const PassOptions *o)`, returning the number
+ * of changes it made, lives in its own file and keeps everything else static. The pipeline runs the
+ * passes in a fixed order, verifies the graph after each one, and can print the IR after any of them.
+ *
+ * Sections, by source file:
+ *   pipeline.c      the pass table, --passes and --print-after
+ *   canonicalize.c  common subexpressions, transpose and reshape folding, algebraic identities, dead code
+ */
+#ifndef KILN_PASSES_H
+#define KILN_PASSES_H
+
+#include "ir/ir.h"
+
+typedef struct PassOptions {
+    Diag *d;
+    FILE *log;   /* what each pass did, one line per pass (NULL: quiet) */
+} PassOptions;
+
+/* ---------------------------------------------------------------- pipeline.c */
+
+/* Runs the passes named in `list` (comma-separated, in the pipeline's order whatever the order
+ * written; NULL or "default" for the default pipeline, "none" for none), verifying after each and
+ * printing the graph to `print` after the pass named by print_after ("all" for every pass).
+ * Returns 0, or -1 after an error (an unknown pass name, a verifier failure), reported through o->d. */
+int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *print, const PassOptions *o);
+/* The names of the passes, in order, separated by ", " (for --help). */
+const char *pass_names(void);
+
+/* ---------------------------------------------------------------- the passes */
+
+int pass_canonicalize(Graph *g, const PassOptions *o);
+
+#endif

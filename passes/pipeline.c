@@ -1,0 +1,95 @@
+/* pipeline.c: the passes in order, and the options that choose and show them.
+ *
+ * The whole compiler's middle is this table: each pass runs in its place if chosen, the verifier
+ * checks the graph after it (a failure there is a bug in the pass, reported with its name), and
+ * --print-after shows the IR the pass produced.
+ */
+#include "passes/passes.h"
+
+#include <string.h>
+
+typedef struct Pass {
+    const char *name;
+    int (*run)(Graph *g, const PassOptions *o);
+    int on_by_default;
+} Pass;
+
+static const Pass pipeline[] = {
+    {"canonicalize", pass_canonicalize, 1},
+};
+
+enum { NPASS = sizeof pipeline / sizeof pipeline[0] };
+
+const char *pass_names(void)
+{
+    static char buf[256];
+    buf[0] = 0;
+    for (int i = 0; i < NPASS; i++) {
+        if (i)
+            strcat(buf, ", ");
+        strcat(buf, pipeline[i].name);
+    }
+    return buf;
+}
+
+/* Whether `name` is one of the comma-separated items of list. */
+static int listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n))
+            return 1;
+        p += len + (e != NULL);
+    }
+    return 0;
+}
+
+int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *print, const PassOptions *o)
+{
+    int all = !list || !strcmp(list, "default");
+    if (list && strcmp(list, "default") && strcmp(list, "none")) {
+        /* every name must be a pass */
+        for (const char *p = list; *p;) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            int ok = 0;
+            for (int i = 0; i < NPASS; i++)
+                ok |= strlen(pipeline[i].name) == len && !strncmp(pipeline[i].name, p, len);
+            if (!ok) {
+                diag_fatal(o->d, "--passes: unknown pass '%.*s' (the passes are: %s)", (int)len, p, pass_names());
+                return -1;
+            }
+            p += len + (e != NULL);
+        }
+    }
+    if (print_after && strcmp(print_after, "all")) {
+        int ok = 0;
+        for (int i = 0; i < NPASS; i++)
+            ok |= !strcmp(pipeline[i].name, print_after);
+        if (!ok) {
+            diag_fatal(o->d, "--print-after: unknown pass '%s' (the passes are: %s)", print_after, pass_names());
+            return -1;
+        }
+    }
+    for (int i = 0; i < NPASS; i++) {
+        const Pass *p = &pipeline[i];
+        if (list && !strcmp(list, "none"))
+            break;
+        if (all ? !p->on_by_default : !listed(list, p->name))
+            continue;
+        int changes = p->run(g, o);
+        if (o->log)
+            fprintf(o->log, "pass %s: %d change%s, %d nodes\n", p->name, changes, changes == 1 ? "" : "s", g->nnode);
+        if (ir_verify(g, o->d)) {
+            diag_fatal(o->d, "internal error: the graph does not verify after pass %s", p->name);
+            return -1;
+        }
+        if (print_after && print && (!strcmp(print_after, "all") || !strcmp(print_after, p->name))) {
+            fprintf(print, "# after %s\n", p->name);
+            ir_print(print, g);
+        }
+    }
+    return 0;
+}
