@@ -152,8 +152,10 @@ static LLVMValueRef scalar(Cg *cg, const Node *n, LLVMValueRef *x)
         if (in == DT_BOOL && (n->op == OP_EQ || n->op == OP_NE))
             return LLVMBuildICmp(cg->b, n->op == OP_EQ ? LLVMIntEQ : LLVMIntNE, x[0], x[1], "");
         if (in == DT_BOOL) {
-            x[0] = cg_convert(cg, x[0], DT_BOOL, DT_I64);
-            x[1] = cg_convert(cg, x[1], DT_BOOL, DT_I64);
+            /* arithmetic on bools as the interpreter does it: in double, then nonzero is true */
+            LLVMValueRef a = cg_convert(cg, x[0], DT_BOOL, DT_F64), b = cg_convert(cg, x[1], DT_BOOL, DT_F64);
+            LLVMValueRef r = float_binary(cg, n->op, a, b);
+            return op_info[n->op].flags & F_CMP ? r : cg_convert(cg, r, DT_F64, n->dtype);
         }
         return fl ? float_binary(cg, n->op, x[0], x[1]) : int_binary(cg, n->op, x[0], x[1]);
     case 3: /* where */

@@ -4,7 +4,8 @@
  * accumulated as a sum of rows of B scaled by elements of A (i-k-j order), so the innermost loop
  * walks B and the output contiguously. Accumulation is in the output's compute type (f32). The
  * packed, register-blocked kernels that make this fast belong to later work; this one is the
- * correct baseline they are tested against.
+ * correct baseline they are tested against. A 16-bit output accumulates each element in f32 and is
+ * stored once (j-inner accumulation in the output would round every partial sum).
  */
 #include "codegen/codegen.h"
 
@@ -30,6 +31,24 @@ static void matmul_body(Cg *cg, void *ctx, LLVMValueRef *bidx)
     LLVMTypeRef ct = cg_ctype(cg, ot);
     Loop lm = cg_loop_begin(cg, cg_i64(cg, 0), c->M, "m");
     LLVMValueRef orow = LLVMBuildAdd(cg->b, ob, LLVMBuildMul(cg->b, lm.iv, c->N, ""), "");
+    if (ot == DT_F16 || ot == DT_BF16) {
+        /* a 16-bit output cannot hold partial sums: each element is a dot product in f32, stored once */
+        LLVMValueRef acc = cg_alloca(cg, ct, "acc");
+        Loop ln = cg_loop_begin(cg, cg_i64(cg, 0), c->N, "n");
+        LLVMBuildStore(cg->b, LLVMConstNull(ct), acc);
+        Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), c->K, "k");
+        LLVMValueRef aidx = LLVMBuildAdd(cg->b, ab, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lm.iv, c->K, ""), lk.iv, ""), "");
+        LLVMValueRef bidx = LLVMBuildAdd(cg->b, bb, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lk.iv, c->N, ""), ln.iv, ""), "");
+        LLVMValueRef av = cg_convert(cg, cg_load(cg, c->a, at, aidx), at, ot);
+        LLVMValueRef bv = cg_convert(cg, cg_load(cg, c->b, bt, bidx), bt, ot);
+        LLVMValueRef sum = cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){av, bv, LLVMBuildLoad2(cg->b, ct, acc, "")}, 3);
+        LLVMBuildStore(cg->b, sum, acc);
+        cg_loop_end(cg, &lk);
+        cg_store(cg, c->out, ot, LLVMBuildAdd(cg->b, orow, ln.iv, ""), LLVMBuildLoad2(cg->b, ct, acc, ""));
+        cg_loop_end(cg, &ln);
+        cg_loop_end(cg, &lm);
+        return;
+    }
     Loop lz = cg_loop_begin(cg, cg_i64(cg, 0), c->N, "n");
     cg_store(cg, c->out, ot, LLVMBuildAdd(cg->b, orow, lz.iv, ""), LLVMConstNull(ct));
     cg_loop_end(cg, &lz);
@@ -87,34 +106,35 @@ int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
     const Node *x = n->in[0], *w = n->in[1];
     int batch = x->rank == 4;
-    int64_t C = w->shape[1].b, H = x->shape[batch + 1].b, W = x->shape[batch + 2].b;
-    int64_t O = w->shape[0].b, KH = w->shape[2].b, KW = w->shape[3].b;
-    int64_t OH = n->shape[batch + 1].b, OW = n->shape[batch + 2].b;
+    /* sizes as run-time values: the image (and so the output) may be symbolic */
+    LLVMValueRef C = cg_dim(cg, w->shape[1]), H = cg_dim(cg, x->shape[batch + 1]), W = cg_dim(cg, x->shape[batch + 2]);
+    LLVMValueRef O = cg_dim(cg, w->shape[0]), KH = cg_dim(cg, w->shape[2]), KW = cg_dim(cg, w->shape[3]);
+    LLVMValueRef OH = cg_dim(cg, n->shape[batch + 1]), OW = cg_dim(cg, n->shape[batch + 2]);
     int64_t sh = n->at.stride[0], sw = n->at.stride[1], ph = n->at.pad[0], pw = n->at.pad[1];
     LLVMValueRef N = batch ? cg_dim(cg, x->shape[0]) : cg_i64(cg, 1); /* the batch may be symbolic */
     DType ot = n->dtype;
     LLVMTypeRef ct = cg_ctype(cg, ot);
     LLVMValueRef acc = cg_alloca(cg, ct, "acc");
     Loop lb = cg_loop_begin(cg, cg_i64(cg, 0), N, "b");
-    Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, O), "o");
-    Loop ly = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, OH), "y");
-    Loop lx = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, OW), "x");
+    Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), O, "o");
+    Loop ly = cg_loop_begin(cg, cg_i64(cg, 0), OH, "y");
+    Loop lx = cg_loop_begin(cg, cg_i64(cg, 0), OW, "x");
     LLVMValueRef init = n->nin == 3 ? cg_convert(cg, cg_load(cg, in[2], n->in[2]->dtype, lo.iv), n->in[2]->dtype, ot)
                                     : LLVMConstNull(ct);
     LLVMBuildStore(cg->b, init, acc);
-    Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, C), "c");
-    Loop lr = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, KH), "r");
-    Loop ls = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, KW), "s");
+    Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), C, "c");
+    Loop lr = cg_loop_begin(cg, cg_i64(cg, 0), KH, "r");
+    Loop ls = cg_loop_begin(cg, cg_i64(cg, 0), KW, "s");
     LLVMValueRef iy = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ly.iv, cg_i64(cg, sh), ""), LLVMBuildSub(cg->b, lr.iv, cg_i64(cg, ph), ""), "");
     LLVMValueRef ix = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lx.iv, cg_i64(cg, sw), ""), LLVMBuildSub(cg->b, ls.iv, cg_i64(cg, pw), ""), "");
     /* zero padding: points outside the image contribute nothing (unsigned compare covers < 0) */
-    LLVMValueRef inside = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntULT, iy, cg_i64(cg, H), ""),
-                                       LLVMBuildICmp(cg->b, LLVMIntULT, ix, cg_i64(cg, W), ""), "");
+    LLVMValueRef inside = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntULT, iy, H, ""),
+                                       LLVMBuildICmp(cg->b, LLVMIntULT, ix, W, ""), "");
     LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "in"), done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
     LLVMBuildCondBr(cg->b, inside, yes, done);
     LLVMPositionBuilderAtEnd(cg->b, yes);
-    LLVMValueRef xi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lb.iv, cg_i64(cg, C), ""), lc.iv, ""), cg_i64(cg, H), ""), iy, ""), cg_i64(cg, W), ""), ix, "");
-    LLVMValueRef wi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lo.iv, cg_i64(cg, C), ""), lc.iv, ""), cg_i64(cg, KH), ""), lr.iv, ""), cg_i64(cg, KW), ""), ls.iv, "");
+    LLVMValueRef xi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lb.iv, C, ""), lc.iv, ""), H, ""), iy, ""), W, ""), ix, "");
+    LLVMValueRef wi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lo.iv, C, ""), lc.iv, ""), KH, ""), lr.iv, ""), KW, ""), ls.iv, "");
     LLVMValueRef xv = cg_convert(cg, cg_load(cg, in[0], x->dtype, xi), x->dtype, ot);
     LLVMValueRef wv = cg_convert(cg, cg_load(cg, in[1], w->dtype, wi), w->dtype, ot);
     LLVMBuildStore(cg->b, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){xv, wv, LLVMBuildLoad2(cg->b, ct, acc, "")}, 3), acc);
@@ -123,7 +143,7 @@ int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     cg_loop_end(cg, &ls);
     cg_loop_end(cg, &lr);
     cg_loop_end(cg, &lc);
-    LLVMValueRef oi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lb.iv, cg_i64(cg, O), ""), lo.iv, ""), cg_i64(cg, OH), ""), ly.iv, ""), cg_i64(cg, OW), ""), lx.iv, "");
+    LLVMValueRef oi = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lb.iv, O, ""), lo.iv, ""), OH, ""), ly.iv, ""), OW, ""), lx.iv, "");
     cg_store(cg, out, ot, oi, LLVMBuildLoad2(cg->b, ct, acc, ""));
     cg_loop_end(cg, &lx);
     cg_loop_end(cg, &ly);

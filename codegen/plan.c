@@ -18,12 +18,14 @@ static int64_t align64(int64_t n)
     return (n + 63) & ~(int64_t)63;
 }
 
+/* The most bytes n can take: each dimension at its largest (a dimension may shrink as a symbol
+ * grows, like 40 - T, so "every symbol at its bound" is not always the largest). */
 static int64_t bytes_at_bound(const Graph *g, const Node *n)
 {
-    int64_t vals[IR_MAX_SYMS];
-    for (int i = 0; i < g->nsym; i++)
-        vals[i] = g->syms[i].bound;
-    return shape_numel(n->rank, n->shape, vals) * dtype_traits[n->dtype].size;
+    int64_t k = dtype_traits[n->dtype].size;
+    for (int i = 0; i < n->rank; i++)
+        k *= dim_max(g, n->shape[i]);
+    return k;
 }
 
 typedef struct Block {

@@ -149,9 +149,9 @@ static int64_t to_i64(double v)
 {
     if (isnan(v))
         return 0;
-    if (v >= 9.2e18)
+    if (v >= 9223372036854775808.0) /* 2^63: saturate exactly at the i64 range, as LLVM's fptosi.sat */
         return INT64_MAX;
-    if (v <= -9.2e18)
+    if (v < -9223372036854775808.0)
         return INT64_MIN;
     return (int64_t)v;
 }
