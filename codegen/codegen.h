@@ -18,6 +18,8 @@
  *   elementwise.c elementwise ops and data movement
  *   reduce.c      reductions, softmax, layernorm, rmsnorm
  *   matmul.c      matrix multiplication and convolution
+ *   attention.c   fused attention: online softmax, no T x T buffer
+ *   gemm.c        fast f32 matrix multiplication: packed weights, vector micro-kernels, tiles on threads
  *   artifact.c    executables, libraries, headers, Graphviz: the files `kiln build` writes
  */
 #ifndef KILN_CODEGEN_H
@@ -61,6 +63,10 @@ typedef struct Plan {
     unsigned char *weights;   /* the blob (malloc'ed) */
     uint64_t weights_hash;
     int *copy_out;            /* (g->noutput) 1 when the output must be copied from elsewhere */
+    int64_t *packed;          /* (g->nnode) blob offset of a copy of the node's in[1] prepared at compile
+                                 time (a matmul's weights packed by gemm.c), passed to its kernel in
+                                 place of in[1]; -1 when none */
+    unsigned char *folded;    /* (g->nnode) 1 when only packed copies read the node: no kernel, no buffer */
 } Plan;
 
 typedef struct Cg {
@@ -104,7 +110,9 @@ char *cg_ident(const char *name);
 
 /* ---------------------------------------------------------------- plan.c */
 
-/* Decides where every node lives and builds the weights blob. Returns 0 on success. */
+/* Decides where every node lives and builds the weights blob: the weights and constants that some
+ * kernel reads as they are, then the packed copies (Plan.packed), each 64-byte aligned. Returns 0 on
+ * success. */
 int cg_plan(Cg *cg);
 void cg_plan_free(Plan *p);
 
@@ -183,6 +191,18 @@ int cg_reduce(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_matmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in); /* attention.c */
+
+/* ---------------------------------------------------------------- gemm.c */
+
+/* Bytes of the compile-time packed copy of matmul n's right operand, 0 when n's right operand is not
+ * a constant f32 matrix (a WEIGHT or CONST, through reshapes and one 2-D transpose). */
+int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n);
+/* Writes that packed copy (cg_gemm_packed_bytes(cg, n) bytes) to dst. */
+void cg_gemm_pack(Cg *cg, const Node *n, void *dst);
+/* The f32 matmul kernel (in[1] is the packed copy when Plan.packed has one): 0 when emitted, 1 when
+ * n is a matmul it does not handle (the caller falls back). */
+int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 
 /* ---------------------------------------------------------------- artifact.c */
 

@@ -56,6 +56,7 @@ static int emit_kernel(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in
     case OP_RMSNORM: return cg_normalise(cg, n, out, in);
     case OP_MATMUL: return cg_matmul(cg, n, out, in);
     case OP_CONV2D: return cg_conv2d(cg, n, out, in);
+    case OP_ATTENTION: return cg_attention(cg, n, out, in);
     default: break;
     }
     if (flags & F_EW)
@@ -105,7 +106,7 @@ static LLVMValueRef node_function(Cg *cg, const Node *n)
 
 static int needs_kernel(const Cg *cg, const Node *n)
 {
-    if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST)
+    if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST || cg->plan.folded[n->id])
         return 0;
     /* a reshape sharing its input's storage costs nothing */
     if (n->op == OP_RESHAPE) {
@@ -233,6 +234,8 @@ void cg_entry(Cg *cg)
     LLVMPositionBuilderAtEnd(cg->b, bb);
     for (int i = 0; i < g->nnode; i++) {
         const Node *n = g->nodes[i];
+        if (cg->plan.folded[i]) /* read only through packed copies */
+            continue;
         ptrs[i] = place_ptr(cg, &cg->plan.place[i], args);
         if (!needs_kernel(cg, n))
             continue;
@@ -242,6 +245,8 @@ void cg_entry(Cg *cg)
         call_args[k++] = ptrs[i];
         for (int j = 0; j < n->nin; j++)
             call_args[k++] = ptrs[n->in[j]->id];
+        if (cg->plan.packed[i] >= 0) /* the kernel reads its packed copy instead */
+            call_args[2] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[i])}, 1, "");
         call_args[k++] = args[2];
         call_args[k++] = args[5];
         LLVMValueRef rc = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, call_args, (unsigned)k, "");

@@ -2,9 +2,9 @@
  *
  * This is the straightforward kernel: for each batch and row, the output row is cleared and then
  * accumulated as a sum of rows of B scaled by elements of A (i-k-j order), so the innermost loop
- * walks B and the output contiguously. Accumulation is in the output's compute type (f32). The
- * packed, register-blocked kernels that make this fast belong to later work; this one is the
- * correct baseline they are tested against. A 16-bit output accumulates each element in f32 and is
+ * walks B and the output contiguously. Accumulation is in the output's compute type (f32). f32
+ * products go to gemm.c's packed, register-blocked kernel; this one takes the rest (f16, bf16, f64,
+ * a one-dimensional B) and is the plain baseline that kernel was written against. A 16-bit output accumulates each element in f32 and is
  * stored once (j-inner accumulation in the output would round every partial sum).
  */
 #include "codegen/codegen.h"
@@ -74,6 +74,9 @@ int cg_matmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         diag_error(cg->d, n->loc, "matmul of %s is not supported by the code generator", dtype_traits[n->dtype].name);
         return -1;
     }
+    int fast = cg_gemm(cg, n, out, in); /* f32: gemm.c; the rest below */
+    if (fast <= 0)
+        return fast;
     LLVMValueRef ad[IR_MAX_RANK], bd[IR_MAX_RANK], od[IR_MAX_RANK];
     cg_shape(cg, a, ad);
     cg_shape(cg, b, bd);

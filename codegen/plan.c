@@ -7,6 +7,11 @@
  * size at its bound: intervals from a node's definition to its last use (through reshapes sharing
  * its storage) are packed first-fit, so buffers whose lifetimes do not overlap share memory.
  * A node never shares memory with its own inputs (no in-place updates yet).
+ *
+ * A matmul whose right operand is a constant matrix gets a copy of it packed at compile time for its
+ * kernel (gemm.c), placed after the weights and constants (Plan.packed). A node that nothing reads
+ * but such packing (the transpose of nn.Linear's weight, or the weight itself) is folded: it gets
+ * no kernel, no arena buffer and no room in the blob.
  */
 #include "codegen/codegen.h"
 
@@ -38,6 +43,8 @@ void cg_plan_free(Plan *p)
     free(p->place);
     free(p->weights);
     free(p->copy_out);
+    free(p->packed);
+    free(p->folded);
     memset(p, 0, sizeof *p);
 }
 
@@ -49,17 +56,45 @@ int cg_plan(Cg *cg)
     p->place = calloc((size_t)n + 1, sizeof *p->place);
     p->copy_out = calloc((size_t)g->noutput + 1, sizeof *p->copy_out);
     int *root = malloc(sizeof(int) * ((size_t)n + 1)), *last = malloc(sizeof(int) * ((size_t)n + 1));
-    KILN_ASSERT(p->place && p->copy_out && root && last);
+    p->packed = malloc(sizeof(int64_t) * ((size_t)n + 1));
+    p->folded = calloc((size_t)n + 1, 1);
+    int64_t *pbytes = calloc((size_t)n + 1, sizeof *pbytes);
+    unsigned char *needed = calloc((size_t)n + 1, 1), *packs = calloc((size_t)n + 1, 1);
+    KILN_ASSERT(p->place && p->copy_out && root && last && p->packed && p->folded && pbytes && needed && packs);
 
-    /* weights and constants: the blob */
+    /* packed copies, and the nodes only they read: consumers come after their inputs, so walking
+     * backwards settles every consumer of a node before the node itself */
+    for (int k = 0; k < g->noutput; k++)
+        needed[g->outputs[k].node->id] = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        const Node *x = g->nodes[i];
+        p->packed[i] = -1;
+        pbytes[i] = x->op == OP_MATMUL ? cg_gemm_packed_bytes(cg, x) : 0;
+        int movable = x->op == OP_WEIGHT || x->op == OP_CONST || x->op == OP_TRANSPOSE || x->op == OP_RESHAPE;
+        p->folded[i] = movable && packs[i] && !needed[i];
+        for (int j = 0; j < x->nin; j++) {
+            int in = x->in[j]->id;
+            if (p->folded[i] || (j == 1 && pbytes[i] > 0))
+                packs[in] = 1;
+            else
+                needed[in] = 1;
+        }
+    }
+
+    /* weights and constants that kernels read, then the packed copies: the blob */
     int64_t wbytes = 0;
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
-        if (x->op == OP_WEIGHT || x->op == OP_CONST) {
+        if ((x->op == OP_WEIGHT || x->op == OP_CONST) && !p->folded[i]) {
             p->place[i] = (Place){HOME_WEIGHTS, 0, wbytes};
             wbytes += align64(bytes_at_bound(g, x));
         }
     }
+    for (int i = 0; i < n; i++)
+        if (pbytes[i] > 0) {
+            p->packed[i] = wbytes;
+            wbytes += align64(pbytes[i]);
+        }
     p->weights_bytes = wbytes;
     p->weights = calloc(1, (size_t)wbytes + 64);
     KILN_ASSERT(p->weights);
@@ -67,7 +102,12 @@ int cg_plan(Cg *cg)
         const Node *x = g->nodes[i];
         if (p->place[i].home == HOME_WEIGHTS)
             memcpy(p->weights + p->place[i].offset, x->at.data, (size_t)bytes_at_bound(g, x));
+        if (p->packed[i] >= 0)
+            cg_gemm_pack(cg, x, p->weights + p->packed[i]);
     }
+    free(pbytes);
+    free(needed);
+    free(packs);
     uint64_t h = 1469598103934665603ull ^ (uint64_t)wbytes;
     for (int64_t i = 0; i < wbytes; i++)
         h = (h ^ p->weights[i]) * 1099511628211ull;
@@ -112,7 +152,7 @@ int cg_plan(Cg *cg)
             if (live[j].last >= i)
                 live[k++] = live[j];
         nlive = k;
-        if (p->place[i].home != HOME_NONE)
+        if (p->place[i].home != HOME_NONE || p->folded[i])
             continue;
         if (root[i] != i) {
             p->place[i] = p->place[root[i]];

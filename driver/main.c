@@ -43,6 +43,7 @@ typedef struct Options {
     const char *passes;      /* --passes LIST */
     const char *print_after; /* --print-after PASS */
     int verbose;             /* -v: what each pass did */
+    const char *explain;     /* --explain PASS */
 } Options;
 
 static const char *usage_text =
@@ -64,6 +65,7 @@ static const char *usage_text =
     "  -D NAME=VALUE       override the const NAME of the model file\n"
     "  --passes LIST       the passes to run, comma-separated, or none (default: all)\n"
     "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
+    "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not fused)\n"
     "  -v                  say what each pass did\n"
     "\n"
     "  kiln --version      print the version\n"
@@ -81,7 +83,8 @@ static const char *help_ir =
     "\n"
     "Prints the IR of MODEL after the passes in kiln's text form, which every kiln command also reads\n"
     "back (files ending in .kir). --passes none prints it as the frontend made it; --print-after PASS\n"
-    "prints it after that pass instead (all: after each). The passes, in order: canonicalize.\n";
+    "prints it after that pass instead (all: after each). The passes, in order: canonicalize,\n"
+    "fuse-attention.\n";
 
 static const char *help_run =
     "usage: kiln run MODEL --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--interp]\n"
@@ -156,10 +159,10 @@ static int parse_options(int argc, char **argv, Options *o)
             if (o->ndefine == 64)
                 return usage_error("too many -D options%s", "");
             o->defines[o->ndefine++] = (Define){strndup(def, (size_t)(eq - def)), eq + 1};
-        } else if (!strcmp(a, "--passes") || !strcmp(a, "--print-after")) {
+        } else if (!strcmp(a, "--passes") || !strcmp(a, "--print-after") || !strcmp(a, "--explain")) {
             if (!val)
                 return usage_error("%s needs a value", a);
-            *(!strcmp(a, "--passes") ? &o->passes : &o->print_after) = val;
+            *(!strcmp(a, "--passes") ? &o->passes : !strcmp(a, "--explain") ? &o->explain : &o->print_after) = val;
             i++;
         } else if (!strcmp(a, "-v")) {
             o->verbose = 1;
@@ -216,6 +219,8 @@ static int parse_options(int argc, char **argv, Options *o)
     }
     if (!o->model)
         return usage_error("%s: no model file given", o->cmd);
+    if (o->explain && strcmp(o->explain, "fuse-attention"))
+        return usage_error("--explain: only fuse-attention explains itself so far, not '%s'", o->explain);
     return 0;
 }
 
@@ -261,7 +266,7 @@ static Graph *load(const Options *o, Diag *d)
         FrontendOptions fo = {.weights_override = o->weights, .ndefine = o->ndefine, .defines = o->defines};
         g = fe_compile(o->model, &fo, d);
     }
-    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL};
+    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain != NULL};
     if (g && (ir_verify(g, d) || pass_pipeline(g, o->passes, o->print_after, stdout, &po))) {
         if (g->weights)
             st_close(g->weights);

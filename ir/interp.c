@@ -590,6 +590,77 @@ static int eval_matmul(Interp *I, const Node *n, double *y)
     return 0;
 }
 
+/* attention: softmax(q k^T * scale + mask [+ causal]) v over broadcast batch dims, in double. A row
+ * whose keys are all masked (every score -inf) gives zeros, as the fused kernel does: this op is
+ * what fuse-attention makes, and that is its definition, where the unfused softmax would give NaN. */
+static int eval_attention(Interp *I, const Node *n, double *y)
+{
+    const Node *qn = n->in[0], *kn = n->in[1], *vn = n->in[2], *mn = n->nin > 3 ? n->in[3] : NULL;
+    const int64_t *qs = I->shape[qn->id], *ks = I->shape[kn->id], *vs = I->shape[vn->id];
+    int r = n->rank - 2;
+    int64_t Tq = qs[qn->rank - 2], D = qs[qn->rank - 1], Tk = ks[kn->rank - 2], Dv = vs[vn->rank - 1];
+    const int64_t *os = I->shape[n->id];
+    int64_t st[3][IR_MAX_RANK], mst[IR_MAX_RANK + 2] = {0}, full[IR_MAX_RANK + 2];
+    if (!bcast_strides(r, os, qn->rank - 2, qs, st[0]) || !bcast_strides(r, os, kn->rank - 2, ks, st[1]) ||
+        !bcast_strides(r, os, vn->rank - 2, vs, st[2]) || ks[kn->rank - 1] != D || vs[vn->rank - 2] != Tk)
+        return bad(I, n, "attention: q, k and v do not fit");
+    memcpy(full, os, sizeof(int64_t) * (size_t)r);
+    full[r] = Tq;
+    full[r + 1] = Tk;
+    if (mn && !bcast_strides(r + 2, full, mn->rank, I->shape[mn->id], mst))
+        return bad(I, n, "attention: the mask does not broadcast to the scores");
+    /* batch strides count whole matrices: rescale the element strides of the batch dims */
+    int64_t nb = prod(os, 0, r), idx[IR_MAX_RANK] = {0}, off[3] = {0, 0, 0};
+    double *sc = malloc(sizeof(double) * (size_t)(Tk ? Tk : 1));
+    if (!sc)
+        return bad(I, n, "out of memory");
+    const double *Q = I->val[qn->id], *K = I->val[kn->id], *V = I->val[vn->id], *M = mn ? I->val[mn->id] : NULL;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t moff = 0;
+        for (int i = 0; i < r; i++)
+            moff += idx[i] * mst[i];
+        const double *q = Q + off[0] * Tq * D, *k = K + off[1] * Tk * D, *v = V + off[2] * Tk * Dv;
+        double *out = y + b * Tq * Dv;
+        for (int64_t i = 0; i < Tq; i++) {
+            double mx = -INFINITY;
+            for (int64_t j = 0; j < Tk; j++) {
+                double dot = 0;
+                for (int64_t e = 0; e < D; e++)
+                    dot += q[i * D + e] * k[j * D + e];
+                double sij = dot * n->at.scale;
+                if (M)
+                    sij += M[moff + i * mst[r] + j * mst[r + 1]];
+                if (n->at.causal && j > i + Tk - Tq)
+                    sij = -INFINITY;
+                sc[j] = sij;
+                mx = sij > mx ? sij : mx;
+            }
+            for (int64_t e = 0; e < Dv; e++)
+                out[i * Dv + e] = 0;
+            if (mx == -INFINITY)
+                continue; /* every key masked: zeros */
+            double sum = 0;
+            for (int64_t j = 0; j < Tk; j++)
+                sum += (sc[j] = exp(sc[j] - mx));
+            for (int64_t j = 0; j < Tk; j++)
+                for (int64_t e = 0; e < Dv; e++)
+                    out[i * Dv + e] += sc[j] / sum * v[j * Dv + e];
+        }
+        /* next batch index; the strides from bcast_strides are in batch elements of each input */
+        for (int k2 = r - 1; k2 >= 0; k2--) {
+            for (int j = 0; j < 3; j++)
+                off[j] += st[j][k2];
+            if (++idx[k2] < os[k2])
+                break;
+            for (int j = 0; j < 3; j++)
+                off[j] -= st[j][k2] * os[k2];
+            idx[k2] = 0;
+        }
+    }
+    free(sc);
+    return 0;
+}
+
 static int eval_conv2d(Interp *I, const Node *n, double *y)
 {
     if (n->nin != 2 && n->nin != 3)
@@ -834,7 +905,7 @@ static int eval_source(Interp *I, const Node *n, double *y)
 static int eval(Interp *I, const Node *n, double *y)
 {
     int arity = op_info[n->op].arity;
-    if (arity >= 0 ? n->nin != arity : n->nin < 1)
+    if (arity >= 0 ? n->nin != arity : n->nin < 1 || (n->op == OP_ATTENTION && n->nin < 3))
         return bad(I, n, "%s: %d inputs", op_info[n->op].name, n->nin);
     if (op_info[n->op].flags & F_EW)
         return eval_ew(I, n, y);
@@ -854,6 +925,7 @@ static int eval(Interp *I, const Node *n, double *y)
     case OP_RMSNORM: return eval_norm(I, n, y);
     case OP_MATMUL: return eval_matmul(I, n, y);
     case OP_CONV2D: return eval_conv2d(I, n, y);
+    case OP_ATTENTION: return eval_attention(I, n, y);
     case OP_RESHAPE:
         if (I->numel[n->id] != I->numel[n->in[0]->id])
             return bad(I, n, "reshape: %lld elements to %lld", (long long)I->numel[n->in[0]->id],

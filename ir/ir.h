@@ -140,6 +140,7 @@ enum {
     A_APPROX = 1 << 5,   /* at.approx */
     A_CONV = 1 << 6,     /* at.stride[2], at.pad[2] */
     A_DATA = 1 << 7,     /* at.data: numel elements of the node's dtype */
+    A_ATTN = 1 << 8,     /* at.scale, at.causal */
 };
 
 typedef enum Op {
@@ -182,6 +183,8 @@ typedef struct Attrs {
     int approx;               /* A_APPROX: gelu 0 = erf form, 1 = tanh form */
     int stride[2], pad[2];    /* A_CONV: (h, w) */
     const void *data;         /* A_DATA, and WEIGHT: the tensor's bytes (not owned) */
+    double scale;             /* A_ATTN: multiplies q k^T */
+    int causal;               /* A_ATTN: key j is visible from query i when j <= i + Tk - Tq */
 } Attrs;
 
 typedef struct Node Node;

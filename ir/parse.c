@@ -582,7 +582,7 @@ static int use_ref(Parser *p, Tok *t, Node **out)
 /* ---- attributes */
 
 typedef struct AttrSeen {
-    int axis, keepdims, perm, start, end, eps, approx, stride, pad, data;
+    int axis, keepdims, perm, start, end, eps, approx, stride, pad, data, scale, causal;
 } AttrSeen;
 
 typedef struct DataVal {
@@ -682,6 +682,8 @@ static int parse_attr(Parser *p, Op op, NodeAttrs *na)
         {"stride", A_CONV, offsetof(AttrSeen, stride)},
         {"pad", A_CONV, offsetof(AttrSeen, pad)},
         {"data", A_DATA, offsetof(AttrSeen, data)},
+        {"scale", A_ATTN, offsetof(AttrSeen, scale)},
+        {"causal", A_ATTN, offsetof(AttrSeen, causal)},
     };
     int k = -1;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
@@ -733,6 +735,20 @@ static int parse_attr(Parser *p, Op op, NodeAttrs *na)
             return 1;
         }
         return parse_int(p, &at->approx, "approx");
+    case A_ATTN:
+        if (nm[0] == 'c') {
+            if (is_word(peek(p), "true") || is_word(peek(p), "false")) {
+                at->causal = is_word(next(p), "true");
+                return 1;
+            }
+            return parse_int(p, &at->causal, "causal");
+        } else {
+            DataVal v;
+            if (!parse_number_tok(p, &v, "scale"))
+                return 0;
+            at->scale = number_value(p, &v);
+            return 1;
+        }
     case A_CONV: {
         int *dst = nm[0] == 's' ? at->stride : at->pad;
         int v[3];
@@ -1026,6 +1042,8 @@ static int parse_node_rest(Parser *p, Tok *idtok, NodeAttrs *na)
         {A_CONV, offsetof(AttrSeen, stride), "stride"},
         {A_CONV, offsetof(AttrSeen, pad), "pad"},
         {A_DATA, offsetof(AttrSeen, data), "data"},
+        {A_ATTN, offsetof(AttrSeen, scale), "scale"},
+        {A_ATTN, offsetof(AttrSeen, causal), "causal"},
     };
     for (int i = 0; i < (int)(sizeof req / sizeof req[0]); i++)
         if ((op_info[op].attrs & req[i].flag) && !*(int *)((char *)&na->seen + req[i].seen)) {

@@ -209,6 +209,12 @@ static void print_attrs(FILE *f, const Graph *g, const Node *n)
                 n->at.pad[0], n->at.pad[1]);
         sep = ", ";
     }
+    if (attrs & A_ATTN) {
+        char buf[64];
+        fmt_float(buf, sizeof buf, DT_F64, &n->at.scale, 0);
+        fprintf(f, "%sscale=%s, causal=%s", sep, buf, n->at.causal ? "true" : "false");
+        sep = ", ";
+    }
     if (attrs & A_DATA) {
         /* Without data or with a symbolic shape there is nothing safe to print; the verifier
          * rejects such a node and the parser will not read `data=[]` back for a non-empty shape. */
@@ -222,6 +228,18 @@ static void print_attrs(FILE *f, const Graph *g, const Node *n)
         fputc(']', f);
     }
     fputc('}', f);
+}
+
+/* The batch dimensions of an attention operand (all but the last two), multiplied out: "12", "4*T". */
+static const char *batch_str(const Graph *g, const Node *x, char *buf, size_t n)
+{
+    Dim d = dim_const(1);
+    for (int i = 0; i + 2 < x->rank; i++)
+        if (!dim_mul(d, x->shape[i], &d)) {
+            snprintf(buf, n, "?");
+            return buf;
+        }
+    return dim_str(g, d, buf, n);
 }
 
 void ir_print_node(FILE *f, const Graph *g, const Node *n)
@@ -258,6 +276,13 @@ void ir_print_node(FILE *f, const Graph *g, const Node *n)
         fprintf(f, " : <bad type %d, rank %d>", (int)n->dtype, n->rank);
     if (n->loc.line > 0)
         fprintf(f, "   @%d:%d", n->loc.line, n->loc.col);
+    if (n->op == OP_ATTENTION && n->nin >= 3) {
+        /* what the attributes do not say, as a comment the parser skips: heads are the product of
+         * the batch dimensions of q and of k (grouped-query attention when they differ) */
+        char b1[64], b2[64];
+        fprintf(f, "   # heads %s, kv heads %s, mask %s", batch_str(g, n->in[0], b1, sizeof b1),
+                batch_str(g, n->in[1], b2, sizeof b2), n->nin > 3 ? "additive" : n->at.causal ? "causal" : "none");
+    }
     fputc('\n', f);
 }
 

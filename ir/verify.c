@@ -39,7 +39,10 @@
  *        both ends of 1..bound; across two symbols the one's max against the other's min); the
  *        node's dim equals end - start;
  *      - concat: one dtype and rank, other dims equal, the axis dim equals the sum;
- *      - gather: integer indices, out = table[:axis] + indices + table[axis+1:], table's dtype.
+ *      - gather: integer indices, out = table[:axis] + indices + table[axis+1:], table's dtype;
+ *      - attention: q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv], one float dtype; the batch dims
+ *        of q, k and v broadcast; out = batch + [Tq, dv]; a mask (4th input) of that dtype
+ *        broadcasts to batch + [Tq, Tk]; scale finite.
  * And for the graph: symbols have names and bounds >= 1; g->inputs are INPUT nodes of the graph and
  * every INPUT node is in g->inputs; input names and output names are unique; each output names a node
  * of the graph.
@@ -401,6 +404,60 @@ static void check_matmul(Verifier *v)
     want_shape(v, r, out, why);
 }
 
+static void check_attention(Verifier *v)
+{
+    const Node *n = v->n, *q = n->in[0], *k = n->in[1], *val = n->in[2];
+    if (n->nin != 3 && n->nin != 4) {
+        bad(v, "takes 3 or 4 inputs (q, k, v, mask?), not %d", n->nin);
+        return;
+    }
+    for (int i = 0; i < n->nin; i++)
+        if (n->in[i]->dtype != n->dtype) {
+            bad(v, "input %d is %s but the node is %s: one dtype for all", i, ty(v, n->in[i]), ty(v, n));
+            return;
+        }
+    want_float(v, n->dtype, "attention's type");
+    if (q->rank < 2 || k->rank < 2 || val->rank < 2) {
+        bad(v, "q, k and v need at least two dimensions: %s, %s, %s", ty(v, q), ty(v, k), ty(v, val));
+        return;
+    }
+    Dim Tq = q->shape[q->rank - 2], d = q->shape[q->rank - 1], Tk = k->shape[k->rank - 2];
+    if (!dim_eq(k->shape[k->rank - 1], d) || !dim_eq(val->shape[val->rank - 2], Tk)) {
+        bad(v, "q %s, k %s and v %s do not fit: q and k share the head size, k and v the keys", ty(v, q), ty(v, k),
+            ty(v, val));
+        return;
+    }
+    Dim b1[IR_MAX_RANK], out[IR_MAX_RANK];
+    int r1, r;
+    if (!shape_broadcast(q->rank - 2, q->shape, k->rank - 2, k->shape, &r1, b1) ||
+        !shape_broadcast(r1, b1, val->rank - 2, val->shape, &r, out)) {
+        bad(v, "the batch dimensions of %s, %s and %s do not broadcast", ty(v, q), ty(v, k), ty(v, val));
+        return;
+    }
+    if (n->nin == 4) {
+        const Node *m = n->in[3];
+        Dim full[IR_MAX_RANK + 2], bm[IR_MAX_RANK + 2];
+        memcpy(full, out, sizeof(Dim) * (size_t)r);
+        full[r] = Tq;
+        full[r + 1] = Tk;
+        int rm;
+        if (!shape_broadcast(r + 2, full, m->rank, m->shape, &rm, bm) || rm != r + 2) {
+            bad(v, "the mask %s does not broadcast to the scores %s", ty(v, m), shp(v, n->dtype, r + 2, full));
+            return;
+        }
+        for (int i = 0; i < rm; i++)
+            if (!dim_eq(bm[i], full[i])) {
+                bad(v, "the mask %s is larger than the scores %s", ty(v, m), shp(v, n->dtype, r + 2, full));
+                return;
+            }
+    }
+    if (!isfinite(n->at.scale))
+        bad(v, "scale must be finite");
+    out[r++] = Tq;
+    out[r++] = val->shape[val->rank - 1];
+    want_shape(v, r, out, "attention of q, k and v");
+}
+
 /* One spatial output dim of conv2d: (h + 2*pad - k) / stride + 1; 0 when it cannot be decided. */
 static int conv_out(Verifier *v, Dim h, Dim k, int pad, int stride, Dim *out)
 {
@@ -653,7 +710,12 @@ static int check_structure(Verifier *v, const Node *n, int pos)
     if (!ok)
         return 0;
     int arity = op_info[n->op].arity;
-    if (n->op == OP_CONV2D) {
+    if (n->op == OP_ATTENTION) {
+        if (n->nin != 3 && n->nin != 4) {
+            bad(v, "takes 3 or 4 inputs (q, k, v, mask?), not %d", n->nin);
+            return 0;
+        }
+    } else if (n->op == OP_CONV2D) {
         if (n->nin != 2 && n->nin != 3) {
             bad(v, "takes 2 or 3 inputs (x, w, bias?), not %d", n->nin);
             return 0;
@@ -686,6 +748,8 @@ static void check_node(Verifier *v)
         check_matmul(v);
     else if (n->op == OP_CONV2D)
         check_conv(v);
+    else if (n->op == OP_ATTENTION)
+        check_attention(v);
     else
         bad(v, "the verifier has no rule for this op"); /* a new op in ops.def: add its rule here */
 }

@@ -6,7 +6,8 @@
  *
  * Sections, by source file:
  *   pipeline.c      the pass table, --passes and --print-after
- *   canonicalize.c  common subexpressions, transpose and reshape folding, algebraic identities, dead code
+ *   canonicalize.c    common subexpressions, transpose and reshape folding, algebraic identities, dead code
+ *   fuse_attention.c  scaled-dot-product attention in its common spellings -> one ATTENTION node
  */
 #ifndef KILN_PASSES_H
 #define KILN_PASSES_H
@@ -16,6 +17,7 @@
 typedef struct PassOptions {
     Diag *d;
     FILE *log;   /* what each pass did, one line per pass (NULL: quiet) */
+    int explain; /* passes say, as notes at the source, why they left something alone */
 } PassOptions;
 
 /* ---------------------------------------------------------------- pipeline.c */
@@ -31,5 +33,6 @@ const char *pass_names(void);
 /* ---------------------------------------------------------------- the passes */
 
 int pass_canonicalize(Graph *g, const PassOptions *o);
+int pass_fuse_attention(Graph *g, const PassOptions *o);
 
 #endif

@@ -16,6 +16,7 @@ typedef struct Pass {
 
 static const Pass pipeline[] = {
     {"canonicalize", pass_canonicalize, 1},
+    {"fuse-attention", pass_fuse_attention, 1},
 };
 
 enum { NPASS = sizeof pipeline / sizeof pipeline[0] };

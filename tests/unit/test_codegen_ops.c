@@ -956,6 +956,42 @@ static void matmul_cases(void)
                "output y = %2\n", 0});
 }
 
+/* ---------------------------------------------------------------- fused attention */
+
+static void attention_cases(void)
+{
+    /* head sizes 32, 64, 80, 128; causal and not; T from 1 up; grouped-query broadcast */
+    static const struct {
+        const char *q, *k, *v, *out, *attrs;
+        const int64_t *T;
+        double range; /* inputs uniform in [-range, range]: 30 with d = 128 gives scores near 1e4 */
+    } a[] = {
+        {"[2, T, 32]", "[2, T, 32]", "[2, T, 32]", "[2, T, 32]", "scale=0.17677669529663687, causal=true", TS5, 1},
+        {"[3, T, 64]", "[3, T, 64]", "[3, T, 64]", "[3, T, 64]", "scale=0.125, causal=false", TS3, 1},
+        {"[1, T, 80]", "[1, T, 80]", "[1, T, 80]", "[1, T, 80]", "scale=0.11180339887498948, causal=true", TS3, 1},
+        {"[2, T, 128]", "[2, T, 128]", "[2, T, 128]", "[2, T, 128]", "scale=1, causal=true", TS3, 30},
+        {"[2, 3, T, 16]", "[2, 1, T, 16]", "[2, 1, T, 16]", "[2, 3, T, 16]", "scale=0.25, causal=true", TS3, 1},
+        {"[2, T, 16]", "[2, S, 16]", "[2, S, 8]", "[2, T, 8]", "scale=0.25, causal=true", TS3, 1},  /* 5 more keys */
+        {"[1, 4096, 32]", "[1, 4096, 32]", "[1, 4096, 32]", "[1, 4096, 32]", "scale=0.17677669529663687, causal=false", NULL, 1},
+    };
+    for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
+        double r = a[i].range;
+        run((Spec){"attention", MM, a[i].T, {UNI(-r, r), UNI(-r, r), UNI(-1, 1)},
+                   ir("%%0 = input \"q\" : f32%s\n%%1 = input \"k\" : f32%s\n%%2 = input \"v\" : f32%s\n"
+                      "%%3 = attention(%%0, %%1, %%2) {%s} : f32%s\noutput y = %%3\n",
+                      a[i].q, a[i].k, a[i].v, a[i].attrs, a[i].out), 0});
+    }
+    /* an additive mask with -inf entries and a fully masked first row: zeros, never NaN */
+    run((Spec){"attention", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, 0)},
+               "%0 = input \"q\" : f32[2, T, 16]\n%1 = input \"k\" : f32[2, T, 16]\n%2 = input \"v\" : f32[2, T, 16]\n"
+               "%3 = input \"m\" : f32[T, T]\n"
+               "%4 = attention(%0, %1, %2, %3) {scale=0.25, causal=false} : f32[2, T, 16]\noutput y = %4\n", 0});
+    run((Spec){"attention", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, 1)},
+               "%0 = input \"q\" : f32[2, 2, T, 16]\n%1 = input \"k\" : f32[2, 1, T, 16]\n%2 = input \"v\" : f32[2, 1, T, 16]\n"
+               "%3 = input \"m\" : f32[2, 1, T, T]\n"
+               "%4 = attention(%0, %1, %2, %3) {scale=0.25, causal=true} : f32[2, 2, T, 16]\noutput y = %4\n", 0});
+}
+
 static void conv_cases(void)
 {
     Gen g = UNI(-1, 1);
@@ -1191,6 +1227,7 @@ int main(int argc, char **argv)
     reduce_cases();
     normalise_cases();
     matmul_cases();
+    attention_cases();
     conv_cases();
     movement_cases();
     source_cases();

@@ -166,6 +166,10 @@ static int parse_case(char *line, Case *c)
             c->at.eps = strtod(v, NULL);
         else if (!strcmp(k, "approx"))
             c->at.approx = atoi(v);
+        else if (!strcmp(k, "scale"))
+            c->at.scale = strtod(v, NULL);
+        else if (!strcmp(k, "causal"))
+            c->at.causal = atoi(v);
         else if (!strcmp(k, "start"))
             c->at.start = dim_const(atoll(v));
         else if (!strcmp(k, "end"))
@@ -256,6 +260,19 @@ static int infer_shape(const Case *c, int nin, const Shape *in, Shape *out)
             out->d[out->rank++] = x.d[x.rank - 2];
         if (y.rank > 1)
             out->d[out->rank++] = y.d[y.rank - 1];
+        return 0;
+    }
+    case OP_ATTENTION: {
+        /* batch dims of q, k and v broadcast; then [Tq, dv] */
+        Shape bq = in[0], bk = in[1], bv = in[2];
+        bq.rank -= 2;
+        bk.rank -= 2;
+        bv.rank -= 2;
+        if (broadcast(&bq, &bk) || broadcast(&bq, &bv))
+            return -1;
+        *out = bq;
+        out->d[out->rank++] = in[0].d[in[0].rank - 2];
+        out->d[out->rank++] = in[2].d[in[2].rank - 1];
         return 0;
     }
     case OP_CONV2D: {

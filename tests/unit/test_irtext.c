@@ -206,6 +206,10 @@ static Graph *build_full(void)
     tr->at.perm[0] = 1;
     tr->at.perm[1] = 0;
     tr->at.perm[2] = 2;
+    /* fused attention: heads [2, T, 4], causal, with a scale that is not a round number */
+    Node *att = mk(g, OP_ATTENTION, DT_F32, SH(c2, T, c4), INS(tr, tr, tr));
+    att->at.scale = 0.3535533905932738;
+    att->at.causal = 1;
     mk(g, OP_EXPAND, DT_F32, SH(T, c8), INS(c));
     Node *sl = mk(g, OP_SLICE, DT_F32, SH(dadd(T, -1), c8), INS(x));
     sl->at.start = dim_const(1);

@@ -1,0 +1,157 @@
+/* attention.c: the fused attention op, one pass over the keys per query row (online softmax).
+ *
+ * For each query row the kernel keeps the running maximum m of the scores seen so far, the running
+ * sum l of exp(score - m), and the output row as an accumulator of exp(score - m) * v; when a new
+ * score raises the maximum, l and the accumulator are rescaled by exp(m_old - m_new). At the end the
+ * row is divided by l, or set to zero when every key was masked (never NaN). The T x T score matrix
+ * is never stored. Under a causal mask, keys after the diagonal are not visited at all.
+ *
+ * This is the straightforward version: one query row at a time, dot products as scalar loops.
+ * Tiling over keys and queries and vectorising the dot products are the next steps for speed.
+ */
+#include "codegen/codegen.h"
+
+#include <math.h>
+
+typedef struct AttnCtx {
+    const Node *n;
+    LLVMValueRef out, q, k, v, mask;
+    LLVMValueRef Tq, Tk, D, Dv;
+    int nbatch;
+    LLVMValueRef qs[IR_MAX_RANK], ks[IR_MAX_RANK], vs[IR_MAX_RANK], ms[IR_MAX_RANK + 2];
+} AttnCtx;
+
+static LLVMValueRef load_f(Cg *cg, LLVMValueRef p, DType t, LLVMValueRef i)
+{
+    return cg_convert(cg, cg_load(cg, p, t, i), t, DT_F32);
+}
+
+static void attn_body(Cg *cg, void *vctx, LLVMValueRef *bidx)
+{
+    AttnCtx *c = vctx;
+    const Node *n = c->n;
+    DType dt = n->dtype;
+    LLVMTypeRef f = cg->f32;
+    /* element offsets of this batch's matrices */
+    LLVMValueRef qo = cg_i64(cg, 0), ko = cg_i64(cg, 0), vo = cg_i64(cg, 0), mo = cg_i64(cg, 0), oo = cg_i64(cg, 0);
+    LLVMValueRef obatch = cg_i64(cg, 0);
+    for (int i = 0; i < c->nbatch; i++) {
+        qo = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, bidx[i], c->qs[i], ""), "");
+        ko = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, bidx[i], c->ks[i], ""), "");
+        vo = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, bidx[i], c->vs[i], ""), "");
+        if (c->mask)
+            mo = LLVMBuildAdd(cg->b, mo, LLVMBuildMul(cg->b, bidx[i], c->ms[i], ""), "");
+        obatch = i ? LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, obatch, cg_dim(cg, n->shape[i]), ""), bidx[i], "") : bidx[0];
+    }
+    oo = LLVMBuildMul(cg->b, obatch, LLVMBuildMul(cg->b, c->Tq, c->Dv, ""), "");
+    LLVMValueRef m = cg_alloca(cg, f, "m"), l = cg_alloca(cg, f, "l"), dot = cg_alloca(cg, f, "dot");
+    LLVMValueRef scale = LLVMConstReal(f, n->at.scale);
+    LLVMValueRef ninf = LLVMConstReal(f, -INFINITY), zero = LLVMConstReal(f, 0);
+
+    Loop li = cg_loop_begin(cg, cg_i64(cg, 0), c->Tq, "i");
+    LLVMValueRef orow = LLVMBuildAdd(cg->b, oo, LLVMBuildMul(cg->b, li.iv, c->Dv, ""), "");
+    LLVMValueRef qrow = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, li.iv, c->D, ""), "");
+    LLVMBuildStore(cg->b, ninf, m);
+    LLVMBuildStore(cg->b, zero, l);
+    Loop lz = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
+    cg_store(cg, c->out, DT_F32, LLVMBuildAdd(cg->b, orow, lz.iv, ""), zero);
+    cg_loop_end(cg, &lz);
+    /* keys visible from row i: all, or under the causal mask j <= i + Tk - Tq */
+    LLVMValueRef jend = c->Tk;
+    if (n->at.causal) {
+        LLVMValueRef lim = LLVMBuildAdd(cg->b, LLVMBuildAdd(cg->b, li.iv, LLVMBuildSub(cg->b, c->Tk, c->Tq, ""), ""),
+                                        cg_i64(cg, 1), "");
+        lim = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, lim, c->Tk, ""), lim, c->Tk, "");
+        jend = lim; /* a negative limit runs no iteration */
+    }
+    Loop lj = cg_loop_begin(cg, cg_i64(cg, 0), jend, "j");
+    LLVMValueRef krow = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, lj.iv, c->D, ""), "");
+    LLVMBuildStore(cg->b, zero, dot);
+    Loop ld = cg_loop_begin(cg, cg_i64(cg, 0), c->D, "d");
+    LLVMValueRef qv = load_f(cg, c->q, dt, LLVMBuildAdd(cg->b, qrow, ld.iv, ""));
+    LLVMValueRef kv = load_f(cg, c->k, dt, LLVMBuildAdd(cg->b, krow, ld.iv, ""));
+    LLVMBuildStore(cg->b, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){qv, kv, LLVMBuildLoad2(cg->b, f, dot, "")}, 3), dot);
+    cg_loop_end(cg, &ld);
+    LLVMValueRef s = LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, dot, ""), scale, "");
+    if (c->mask) {
+        const Node *mn = n->in[3];
+        LLVMValueRef mi = LLVMBuildAdd(cg->b, mo, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, li.iv, c->ms[c->nbatch], ""),
+                                                              LLVMBuildMul(cg->b, lj.iv, c->ms[c->nbatch + 1], ""), ""), "");
+        s = LLVMBuildFAdd(cg->b, s, load_f(cg, c->mask, mn->dtype, mi), "");
+    }
+    /* a masked key (score -inf) contributes nothing: skip it, which also keeps exp(-inf - -inf) away */
+    LLVMBasicBlockRef use = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "use"),
+                      next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
+    LLVMBuildCondBr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, s, ninf, ""), use, next);
+    LLVMPositionBuilderAtEnd(cg->b, use);
+    LLVMValueRef mold = LLVMBuildLoad2(cg->b, f, m, "");
+    LLVMValueRef mnew = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, s, mold, ""), s, mold, "");
+    LLVMValueRef dcorr = LLVMBuildFSub(cg->b, mold, mnew, "");
+    LLVMValueRef corr = cg_intrinsic(cg, "llvm.exp", &dcorr, 1); /* exp(-inf) = 0 on the first key */
+    LLVMValueRef ds = LLVMBuildFSub(cg->b, s, mnew, "");
+    LLVMValueRef p = cg_intrinsic(cg, "llvm.exp", &ds, 1);
+    LLVMBuildStore(cg->b, mnew, m);
+    LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, l, ""), corr, ""), p, ""), l);
+    LLVMValueRef vrow = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, lj.iv, c->Dv, ""), "");
+    Loop le = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
+    LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, le.iv, "");
+    LLVMValueRef acc = LLVMBuildFMul(cg->b, cg_load(cg, c->out, DT_F32, oi), corr, "");
+    LLVMValueRef vv = load_f(cg, c->v, dt, LLVMBuildAdd(cg->b, vrow, le.iv, ""));
+    cg_store(cg, c->out, DT_F32, oi, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){p, vv, acc}, 3));
+    cg_loop_end(cg, &le);
+    LLVMBuildBr(cg->b, next);
+    LLVMPositionBuilderAtEnd(cg->b, next);
+    cg_loop_end(cg, &lj);
+    /* out = acc / l, or 0 for a row with no visible key */
+    LLVMValueRef lv = LLVMBuildLoad2(cg->b, f, l, "");
+    LLVMValueRef inv = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, lv, zero, ""),
+                                       LLVMBuildFDiv(cg->b, LLVMConstReal(f, 1), lv, ""), zero, "");
+    Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
+    LLVMValueRef oi2 = LLVMBuildAdd(cg->b, orow, lo.iv, "");
+    cg_store(cg, c->out, DT_F32, oi2, LLVMBuildFMul(cg->b, cg_load(cg, c->out, DT_F32, oi2), inv, ""));
+    cg_loop_end(cg, &lo);
+    cg_loop_end(cg, &li);
+}
+
+/* Strides in elements of each batch dim of operand x (rank-2 batch dims, right-aligned against
+ * the output's nbatch), 0 where x broadcasts. */
+static void batch_strides(Cg *cg, const Node *x, int nbatch, LLVMValueRef *st)
+{
+    LLVMValueRef dims[IR_MAX_RANK], strides[IR_MAX_RANK];
+    cg_shape(cg, x, dims);
+    cg_strides(cg, x->rank, dims, strides);
+    int xb = x->rank - 2;
+    for (int i = 0; i < nbatch; i++) {
+        int j = i - (nbatch - xb);
+        st[i] = j < 0 || dim_eq(x->shape[j], dim_const(1)) ? cg_i64(cg, 0) : strides[j];
+    }
+}
+
+int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    if (n->dtype != DT_F32) {
+        diag_error(cg->d, n->loc, "the fused attention kernel takes f32, not %s", dtype_traits[n->dtype].name);
+        return -1;
+    }
+    const Node *q = n->in[0], *k = n->in[1], *v = n->in[2];
+    AttnCtx c = {.n = n, .out = out, .q = in[0], .k = in[1], .v = in[2], .mask = n->nin > 3 ? in[3] : NULL};
+    c.nbatch = n->rank - 2;
+    c.Tq = cg_dim(cg, q->shape[q->rank - 2]);
+    c.D = cg_dim(cg, q->shape[q->rank - 1]);
+    c.Tk = cg_dim(cg, k->shape[k->rank - 2]);
+    c.Dv = cg_dim(cg, v->shape[v->rank - 1]);
+    batch_strides(cg, q, c.nbatch, c.qs);
+    batch_strides(cg, k, c.nbatch, c.ks);
+    batch_strides(cg, v, c.nbatch, c.vs);
+    if (c.mask) {
+        /* the mask broadcast over batch + [Tq, Tk] */
+        const Node *m = n->in[3];
+        View mv = cg_view_broadcast(cg, m, in[3], c.nbatch + 2);
+        for (int i = 0; i < c.nbatch + 2; i++)
+            c.ms[i] = mv.stride[i];
+    }
+    LLVMValueRef od[IR_MAX_RANK];
+    cg_shape(cg, n, od);
+    cg_nest(cg, c.nbatch, od, attn_body, &c);
+    return 0;
+}

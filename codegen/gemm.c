@@ -1,0 +1,756 @@
+/* gemm.c: f32 matrix multiplication at speed.
+ *
+ * C = A @ B with A [M, K], B [K, N] and C [M, N], row-major, computed by a register-blocked
+ * micro-kernel emitted as LLVM vector IR (vector loads, broadcasts, llvm.fma; the unrolling written
+ * out here, not left to LLVM's vectoriser): an MR x NR block of C (NR = NV vectors of VW floats) stays
+ * in MR*NV vector registers over a block of K, and each step of k loads NV vectors of B, broadcasts MR
+ * elements of A and issues MR*NV fused multiply-adds. The shape comes from the target's features:
+ * 12 x 32 with AVX-512 (24 accumulators of 32 registers), 6 x 16 with AVX2 and FMA (12 of 16),
+ * 6 x 16 with NEON, 6 x 8 on SSE and 4 x 8 elsewhere. With fewer than 8 accumulators (M = 1 or 2, as
+ * in decoding) consecutive steps of k go to 2 or 4 sets of accumulators, summed at the end, so that
+ * the latency of the FMA does not bound the loop.
+ *
+ * Layout.
+ *   B, when it is a constant matrix (a WEIGHT or CONST, through reshapes and at most one transpose,
+ *   which is nn.Linear's layout), is packed at compile time into panels of NR columns, each K x NR
+ *   contiguous, the last one padded with zeros. The plan puts the panels in the weights blob and the
+ *   entry passes them in place of the operand, so the transpose (or weight) that only fed the
+ *   packing computes and stores nothing. An activation B (attention's products) is read where it is,
+ *   NR columns of one row per step of k, with masked loads at the right edge.
+ *   A is copied one micro-panel (MR rows x KC) at a time into a buffer on the tile function's stack
+ *   whose rows are KC+16 floats apart: a memcpy per row, cheap next to the MR*KC*NR/VW FMAs it
+ *   feeds. It lets the micro-kernel address A at constant offsets from one pointer, and rows of A
+ *   that are a multiple of 4 KiB apart (K = 1024, 3072), which would share one set of L1, no longer do.
+ *
+ * Blocking. K is cut into blocks of at most KC so that the A micro-panel fills at most half of L1.
+ * Within a block of K the loop over panels of B is innermost: the A micro-panel is reused from L1 by
+ * every panel, while the K-block of B (KC x NC, NC at most half of L2) is reused from L2 by every
+ * micro-panel of A. C is loaded and stored once per block of K. KC and NC come from the host's cache
+ * sizes (sysconf) when compiling for the host, from 32 KiB of L1 and 1 MiB of L2 otherwise; the
+ * environment variable KILN_GEMM ("kc=256,nc=384,mc=96,mr=8,nv=2") overrides them at compile time.
+ *
+ * Threads. The work is cut into tiles: per batch, n-blocks of NCP panels times m-blocks of MCB rows,
+ * ordered batch, n-block, m-block. The tile loop is its own function (ctx, begin, end), handed to
+ * rt_parallel_for, which gives each thread one contiguous range of tiles. The number of n-blocks is a
+ * multiple of the pool's size when N allows, so that threads get equal shares of B: with M = 1 each
+ * streams its own part of the weights. Products of fewer than 2^17 multiply-adds stay on the calling
+ * thread, where a dispatch would cost more than it saves.
+ *
+ * Batched products ([H, T, d] @ [H, d, T]) use the same tiles with a batch index; the offsets of a
+ * batch in A, B and C come from per-dimension strides, 0 where a batch dimension broadcasts.
+ *
+ * What falls back to matmul.c's plain kernel: any dtype but f32 for both inputs and the output, a
+ * one-dimensional B (matrix-vector), and a one-dimensional A against a batched B.
+ */
+#include "codegen/codegen.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct GemmCfg {
+    int vw;  /* floats per vector register */
+    int nv;  /* vectors per row of the micro-tile: NR = nv * vw columns */
+    int mr;  /* rows of the micro-tile */
+    int fma; /* the target has fused multiply-add: llvm.fma, else llvm.fmuladd */
+    int kc;  /* most k per block of K: the A micro-panel (mr x kc floats) fills half of L1 */
+    int nc;  /* most columns per tile: a K-block of B (kc x nc floats) fills half of L2 */
+    int mc;  /* most rows per tile (a multiple of mr) */
+} GemmCfg;
+
+enum {
+    UNROLL = 4,               /* steps of k per iteration of the micro-kernel's loop */
+    APAD = 16,                /* floats between rows of the packed A micro-panel beyond kc */
+    NBATCH = IR_MAX_RANK - 2, /* batch dimensions of a product, at most */
+    SERIAL_WORK = 1 << 17,    /* multiply-adds under which a product stays on the calling thread */
+};
+
+/* The context a node's function hands the tile function: a, b, c, then these i64 fields. */
+enum {
+    CX_M,
+    CX_N,
+    CX_K,
+    CX_LDA,    /* floats between rows of A */
+    CX_LDB,    /* floats between consecutive k in a panel of B */
+    CX_BPANEL, /* floats between panels of B */
+    CX_LDC,    /* floats between rows of C */
+    CX_MCB,    /* rows per m-block (a multiple of mr) */
+    CX_NCP,    /* panels per n-block */
+    CX_TM,     /* m-blocks per batch */
+    CX_TN,     /* n-blocks per batch */
+    CX_BDIM,   /* batch dimensions, right-aligned, 1 where unused */
+    CX_ASTR = CX_BDIM + NBATCH, /* floats per step of each batch dimension in A (0: broadcast) */
+    CX_BSTR = CX_ASTR + NBATCH, /* ... in B */
+    CX_CSTR = CX_BSTR + NBATCH, /* ... in C */
+    CX_COUNT = CX_CSTR + NBATCH,
+};
+
+/* ---------------------------------------------------------------- the target */
+
+/* +1 when the comma-separated feature list enables name, -1 when it disables it, 0 when silent. */
+static int feature(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    int r = 0;
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n + 1 && (p[0] == '+' || p[0] == '-') && !strncmp(p + 1, name, n))
+            r = p[0] == '+' ? 1 : -1;
+        p = e ? e + 1 : NULL;
+    }
+    return r;
+}
+
+static int in_list(const char *s, const char *const *list)
+{
+    for (; s && *list; list++)
+        if (!strcmp(s, *list))
+            return 1;
+    return 0;
+}
+
+static int has_prefix(const char *s, const char *p)
+{
+    return !strncmp(s, p, strlen(p));
+}
+
+/* CPUs named with --cpu and no feature list: what their names imply. */
+static const char *const cpus_avx512[] = {
+    "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
+    "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
+    "diamondrapids", "znver4", "znver5", "x86-64-v4", NULL};
+static const char *const cpus_avx2[] = {
+    "haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake",
+    "arrowlake-s", "lunarlake", "gracemont", "pantherlake", "znver1", "znver2", "znver3", "bdver4",
+    "x86-64-v3", "core-avx2", NULL};
+
+static GemmCfg gemm_config(const Cg *cg)
+{
+    GemmCfg k = {.vw = 4, .nv = 2, .mr = 4, .fma = 0};
+    const char *t = cg->triple ? cg->triple : "", *f = cg->features ? cg->features : "";
+    if (has_prefix(t, "x86_64") || (t[0] == 'i' && has_prefix(t + 2, "86"))) {
+        int avx512 = feature(f, "avx512f"), avx2 = feature(f, "avx2"), fma = feature(f, "fma");
+        if (!avx512)
+            avx512 = in_list(cg->cpu, cpus_avx512) ? 1 : -1;
+        if (feature(f, "evex512") < 0) /* AVX10/256: no 512-bit registers */
+            avx512 = -1;
+        if (!avx2)
+            avx2 = avx512 > 0 || in_list(cg->cpu, cpus_avx2) ? 1 : -1;
+        if (!fma) /* every AVX2 CPU of the lists has FMA */
+            fma = avx2 > 0 ? 1 : -1;
+        if (avx512 > 0)
+            k = (GemmCfg){.vw = 16, .nv = 2, .mr = 12, .fma = fma > 0};
+        else if (avx2 > 0)
+            k = (GemmCfg){.vw = 8, .nv = 2, .mr = 6, .fma = fma > 0};
+        else
+            k = (GemmCfg){.vw = 4, .nv = 2, .mr = 6, .fma = fma > 0};
+    } else if (has_prefix(t, "aarch64") || has_prefix(t, "arm64")) {
+        k = (GemmCfg){.vw = 4, .nv = 4, .mr = 6, .fma = 1};
+    }
+    long l1 = 32L << 10, l2 = 1L << 20;
+    if (!cg->opt.triple && !cg->opt.cpu) {
+        long v = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+        if (v >= 4096)
+            l1 = v;
+        v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        if (v >= 65536)
+            l2 = v;
+    }
+    const char *env = getenv("KILN_GEMM");
+    for (const char *p = env; p && *p;) {
+        char key[8] = {0};
+        int n = 0;
+        long v = 0;
+        if (sscanf(p, "%7[a-z]=%ld%n", key, &v, &n) == 2 && v > 0) {
+            if (!strcmp(key, "mr") && v <= 16)
+                k.mr = (int)v;
+            else if (!strcmp(key, "nv") && v <= 8)
+                k.nv = (int)v;
+            else if (!strcmp(key, "kc") && v <= 4096)
+                k.kc = ((int)v + 15) & ~15;
+            else if (!strcmp(key, "nc"))
+                k.nc = (int)v;
+            else if (!strcmp(key, "mc"))
+                k.mc = (int)v;
+        }
+        const char *c = strchr(p, ',');
+        p = c ? c + 1 : NULL;
+    }
+    int nr = k.vw * k.nv;
+    if (!k.kc) {
+        k.kc = (int)(l1 / 2 / (k.mr * 4)) & ~15;
+        k.kc = k.kc < 64 ? 64 : k.kc > 1024 ? 1024 : k.kc;
+    }
+    if (!k.nc)
+        k.nc = (int)(l2 / 2 / (k.kc * 4));
+    k.nc = k.nc < nr ? nr : k.nc / nr * nr;
+    if (!k.mc)
+        k.mc = 8 * k.mr;
+    k.mc = k.mc < k.mr ? k.mr : (k.mc + k.mr - 1) / k.mr * k.mr;
+    return k;
+}
+
+/* ---------------------------------------------------------------- which matmuls */
+
+/* The constant matrix behind a matmul's right operand: the WEIGHT or CONST it reads, through
+ * reshapes and at most one 2-D transpose (then *trans is set: the data is [N, K]); NULL when n is
+ * not an f32 matmul with such an operand. */
+static const Node *packed_source(const Node *n, int *trans)
+{
+    if (n->op != OP_MATMUL || n->dtype != DT_F32 || n->in[0]->dtype != DT_F32 || n->in[0]->rank < 1)
+        return NULL;
+    const Node *b = n->in[1];
+    if (b->rank != 2 || b->dtype != DT_F32 || !dim_is_const(b->shape[0]) || !dim_is_const(b->shape[1]))
+        return NULL;
+    *trans = 0;
+    if (b->op == OP_TRANSPOSE) { /* a reshape above a transpose would reorder; only one below */
+        if (b->at.perm[0] != 1)
+            return NULL;
+        *trans = 1;
+        b = b->in[0];
+    }
+    while (b->op == OP_RESHAPE)
+        b = b->in[0];
+    if ((b->op != OP_WEIGHT && b->op != OP_CONST) || b->dtype != DT_F32 || !b->at.data)
+        return NULL;
+    return b;
+}
+
+int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n)
+{
+    int trans;
+    if (!packed_source(n, &trans))
+        return 0;
+    GemmCfg k = gemm_config(cg);
+    int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, nr = k.vw * k.nv;
+    if (K <= 0 || N <= 0)
+        return 0;
+    return (N + nr - 1) / nr * K * nr * (int64_t)sizeof(float);
+}
+
+void cg_gemm_pack(Cg *cg, const Node *n, void *dst)
+{
+    int trans;
+    const Node *src = packed_source(n, &trans);
+    KILN_ASSERT(src);
+    GemmCfg k = gemm_config(cg);
+    int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, nr = k.vw * k.nv;
+    const float *w = src->at.data;
+    float *out = dst;
+    for (int64_t p = 0; p < (N + nr - 1) / nr; p++) {
+        float *panel = out + p * K * nr;
+        for (int64_t j = 0; j < nr; j++) {
+            int64_t col = p * nr + j;
+            /* one column of B at a time: contiguous reads of the [N, K] layout */
+            for (int64_t kk = 0; kk < K; kk++)
+                panel[kk * nr + j] = col >= N ? 0.0f : trans ? w[col * K + kk] : w[kk * N + col];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- IR helpers */
+
+static LLVMValueRef i64c(Cg *cg, int64_t v)
+{
+    return cg_i64(cg, v);
+}
+
+static LLVMValueRef add(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildAdd(cg->b, x, y, "");
+}
+
+static LLVMValueRef mul(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildMul(cg->b, x, y, "");
+}
+
+static LLVMValueRef min64(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, y, ""), x, y, "");
+}
+
+static LLVMValueRef max64(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, x, y, ""), x, y, "");
+}
+
+/* ceil(x / y) for x >= 0, y > 0 */
+static LLVMValueRef ceil_div(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, add(cg, x, y), i64c(cg, 1), ""), y, "");
+}
+
+/* p + i floats */
+static LLVMValueRef fptr(Cg *cg, LLVMValueRef p, LLVMValueRef i)
+{
+    return LLVMBuildGEP2(cg->b, cg->f32, p, &i, 1, "");
+}
+
+static LLVMValueRef load_aligned(Cg *cg, LLVMTypeRef t, LLVMValueRef p, unsigned align)
+{
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, t, p, "");
+    LLVMSetAlignment(v, align);
+    return v;
+}
+
+static void store_aligned(Cg *cg, LLVMValueRef v, LLVMValueRef p, unsigned align)
+{
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, p), align);
+}
+
+/* Calls an intrinsic overloaded on several types. */
+static LLVMValueRef intrinsic(Cg *cg, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args, int nargs)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    KILN_ASSERT(id);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, (size_t)ntys);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, tys, (size_t)ntys);
+    return LLVMBuildCall2(cg->b, fty, f, args, (unsigned)nargs, "");
+}
+
+static void set_attr(Cg *cg, LLVMValueRef f, unsigned idx, const char *name)
+{
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    KILN_ASSERT(kind);
+    LLVMAddAttributeAtIndex(f, idx, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+}
+
+static void set_str_attr(Cg *cg, LLVMValueRef f, const char *key, const char *val)
+{
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(cg->ctx, key, (unsigned)strlen(key), val, (unsigned)strlen(val)));
+}
+
+/* An internal function of the module, with the builder moved into its entry block. The caller
+ * restores the builder with end_function. */
+typedef struct Saved {
+    LLVMBasicBlockRef block;
+    LLVMValueRef fn;
+} Saved;
+
+static LLVMValueRef begin_function(Cg *cg, const GemmCfg *k, const char *name, LLVMTypeRef fty, Saved *s)
+{
+    s->block = LLVMGetInsertBlock(cg->b);
+    s->fn = cg->fn;
+    LLVMValueRef f = LLVMAddFunction(cg->mod, name, fty);
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    set_attr(cg, f, LLVMAttributeFunctionIndex, "nounwind");
+    /* without it x86 may split 512-bit vectors into two halves on CPUs that prefer 256 bits */
+    char bits[16];
+    snprintf(bits, sizeof bits, "%d", k->vw * 32);
+    set_str_attr(cg, f, "min-legal-vector-width", bits);
+    cg->fn = f;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
+    return f;
+}
+
+static void end_function(Cg *cg, const Saved *s)
+{
+    cg->fn = s->fn;
+    if (s->block)
+        LLVMPositionBuilderAtEnd(cg->b, s->block);
+}
+
+/* Closes a loop of cg_loop_begin with a step other than 1. */
+static void loop_end_next(Cg *cg, Loop *l, LLVMValueRef next)
+{
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(l->phi, &next, &latch, 1);
+    LLVMBuildBr(cg->b, l->head);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
+/* ---------------------------------------------------------------- the micro-kernel
+ *
+ * void ukr<mr>[_edge](ptr a, ptr b, i64 ldb, ptr c, i64 ldc, i64 kc, i64 first, i64 nrem)
+ *   C[0:mr, 0:NR] (+)= A[0:mr, 0:kc] @ B[0:kc, 0:NR]
+ * a: the packed micro-panel (rows kc+APAD floats apart... at most KC+APAD); b: NR floats per k,
+ * ldb apart; c: ldc floats per row; first: C is overwritten, else accumulated. The _edge variant
+ * touches only the first nrem columns (masked loads of B and C, masked stores of C). */
+
+typedef struct Ukr {
+    Cg *cg;
+    const GemmCfg *k;
+    int mr, sets, edge;
+    LLVMTypeRef vt;
+    LLVMValueRef a, b, ldb, c, ldc;
+    LLVMValueRef mask[8];
+    LLVMValueRef acc[4 * 16 * 8]; /* [set][row][vector] allocas */
+} Ukr;
+
+static LLVMValueRef *acc_slot(Ukr *u, int s, int r, int v)
+{
+    return &u->acc[(s * u->mr + r) * u->k->nv + v];
+}
+
+static LLVMValueRef vload(Ukr *u, LLVMValueRef p, int v)
+{
+    Cg *cg = u->cg;
+    if (!u->edge)
+        return load_aligned(cg, u->vt, p, 4);
+    LLVMTypeRef tys[2] = {u->vt, cg->ptr};
+    LLVMValueRef args[4] = {p, LLVMConstInt(cg->i32, 4, 0), u->mask[v], LLVMConstNull(u->vt)};
+    return intrinsic(cg, "llvm.masked.load", tys, 2, args, 4);
+}
+
+static void vstore(Ukr *u, LLVMValueRef x, LLVMValueRef p, int v)
+{
+    Cg *cg = u->cg;
+    if (!u->edge) {
+        store_aligned(cg, x, p, 4);
+        return;
+    }
+    LLVMTypeRef tys[2] = {u->vt, cg->ptr};
+    LLVMValueRef args[4] = {x, p, LLVMConstInt(cg->i32, 4, 0), u->mask[v]};
+    intrinsic(cg, "llvm.masked.store", tys, 2, args, 4);
+}
+
+/* One step of k into accumulator set s. */
+static void ukr_step(Ukr *u, LLVMValueRef kk, int s, int lda)
+{
+    Cg *cg = u->cg;
+    const GemmCfg *k = u->k;
+    LLVMValueRef bv[8];
+    LLVMValueRef brow = mul(cg, kk, u->ldb);
+    for (int v = 0; v < k->nv; v++)
+        bv[v] = vload(u, fptr(cg, u->b, add(cg, brow, i64c(cg, v * k->vw))), v);
+    LLVMValueRef zero = LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)k->vw));
+    for (int r = 0; r < u->mr; r++) {
+        LLVMValueRef x = load_aligned(cg, cg->f32, fptr(cg, u->a, add(cg, kk, i64c(cg, (int64_t)r * lda))), 4);
+        LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetPoison(u->vt), x, LLVMConstInt(cg->i32, 0, 0), "");
+        LLVMValueRef bc = LLVMBuildShuffleVector(cg->b, one, LLVMGetPoison(u->vt), zero, "");
+        for (int v = 0; v < k->nv; v++) {
+            LLVMValueRef slot = *acc_slot(u, s, r, v);
+            LLVMValueRef args[3] = {bc, bv[v], LLVMBuildLoad2(cg->b, u->vt, slot, "")};
+            LLVMBuildStore(cg->b, cg_intrinsic(cg, k->fma ? "llvm.fma" : "llvm.fmuladd", args, 3), slot);
+        }
+    }
+}
+
+static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
+{
+    char name[64];
+    snprintf(name, sizeof name, "kiln_gemm_ukr%d%s", mr, edge ? "_edge" : "");
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (f)
+        return f;
+    LLVMTypeRef params[8] = {cg->ptr, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64};
+    Saved saved;
+    f = begin_function(cg, k, name, LLVMFunctionType(cg->void_, params, 8, 0), &saved);
+    /* called from one place each: kept out of line so that the tile loop stays small */
+    set_attr(cg, f, LLVMAttributeFunctionIndex, "noinline");
+    for (unsigned i = 1; i <= 4; i += 1)
+        if (i != 3)
+            set_attr(cg, f, i, "noalias"); /* a (the stack buffer), b and c never overlap */
+    Ukr u = {.cg = cg, .k = k, .mr = mr, .edge = edge, .vt = LLVMVectorType(cg->f32, (unsigned)k->vw)};
+    u.a = LLVMGetParam(f, 0);
+    u.b = LLVMGetParam(f, 1);
+    u.ldb = LLVMGetParam(f, 2);
+    u.c = LLVMGetParam(f, 3);
+    u.ldc = LLVMGetParam(f, 4);
+    LLVMValueRef kc = LLVMGetParam(f, 5), first = LLVMGetParam(f, 6), nrem = LLVMGetParam(f, 7);
+    int lda = k->kc + APAD;
+    u.sets = 1;
+    while (u.sets < UNROLL && u.sets * mr * k->nv < 8)
+        u.sets *= 2;
+    for (int i = 0; i < u.sets * mr * k->nv; i++)
+        u.acc[i] = cg_alloca(cg, u.vt, "acc");
+    if (edge) {
+        LLVMValueRef lanes[16];
+        LLVMTypeRef it = LLVMVectorType(cg->i64, (unsigned)k->vw);
+        LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetPoison(it), nrem, LLVMConstInt(cg->i32, 0, 0), "");
+        LLVMValueRef lim = LLVMBuildShuffleVector(cg->b, one, LLVMGetPoison(it),
+                                                  LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)k->vw)), "");
+        for (int v = 0; v < k->nv; v++) {
+            for (int j = 0; j < k->vw; j++)
+                lanes[j] = i64c(cg, v * k->vw + j);
+            u.mask[v] = LLVMBuildICmp(cg->b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)k->vw), lim, "");
+        }
+    }
+    /* accumulators: zero, or C's values when accumulating over a second block of K */
+    LLVMBasicBlockRef zb = LLVMAppendBasicBlockInContext(cg->ctx, f, "zero");
+    LLVMBasicBlockRef lb = LLVMAppendBasicBlockInContext(cg->ctx, f, "load");
+    LLVMBasicBlockRef mb = LLVMAppendBasicBlockInContext(cg->ctx, f, "main");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, first, i64c(cg, 0), ""), zb, lb);
+    LLVMPositionBuilderAtEnd(cg->b, zb);
+    for (int i = 0; i < u.sets * mr * k->nv; i++)
+        LLVMBuildStore(cg->b, LLVMConstNull(u.vt), u.acc[i]);
+    LLVMBuildBr(cg->b, mb);
+    LLVMPositionBuilderAtEnd(cg->b, lb);
+    for (int i = 0; i < u.sets * mr * k->nv; i++)
+        LLVMBuildStore(cg->b, LLVMConstNull(u.vt), u.acc[i]);
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < k->nv; v++) {
+            LLVMValueRef p = fptr(cg, u.c, add(cg, mul(cg, i64c(cg, r), u.ldc), i64c(cg, v * k->vw)));
+            LLVMBuildStore(cg->b, vload(&u, p, v), *acc_slot(&u, 0, r, v));
+        }
+    LLVMBuildBr(cg->b, mb);
+    LLVMPositionBuilderAtEnd(cg->b, mb);
+    /* UNROLL steps per iteration, then one at a time */
+    Loop l4 = cg_loop_begin(cg, i64c(cg, 0), LLVMBuildSub(cg->b, kc, i64c(cg, UNROLL - 1), ""), "k4");
+    for (int s = 0; s < UNROLL; s++)
+        ukr_step(&u, add(cg, l4.iv, i64c(cg, s)), s % u.sets, lda);
+    loop_end_next(cg, &l4, add(cg, l4.iv, i64c(cg, UNROLL)));
+    Loop l1 = cg_loop_begin(cg, l4.phi, kc, "k1");
+    ukr_step(&u, l1.iv, 0, lda);
+    cg_loop_end(cg, &l1);
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < k->nv; v++) {
+            LLVMValueRef sum = LLVMBuildLoad2(cg->b, u.vt, *acc_slot(&u, 0, r, v), "");
+            for (int s = 1; s < u.sets; s++)
+                sum = LLVMBuildFAdd(cg->b, sum, LLVMBuildLoad2(cg->b, u.vt, *acc_slot(&u, s, r, v), ""), "");
+            LLVMValueRef p = fptr(cg, u.c, add(cg, mul(cg, i64c(cg, r), u.ldc), i64c(cg, v * k->vw)));
+            vstore(&u, sum, p, v);
+        }
+    LLVMBuildRetVoid(cg->b);
+    end_function(cg, &saved);
+    return f;
+}
+
+/* ---------------------------------------------------------------- the tile loop */
+
+static LLVMTypeRef ctx_type(Cg *cg)
+{
+    LLVMTypeRef f[4] = {cg->ptr, cg->ptr, cg->ptr, LLVMArrayType2(cg->i64, CX_COUNT)};
+    return LLVMStructTypeInContext(cg->ctx, f, 4, 0);
+}
+
+static LLVMValueRef ctx_field_ptr(Cg *cg, LLVMValueRef ctx, int field)
+{
+    LLVMValueRef idx[3] = {LLVMConstInt(cg->i32, 0, 0), LLVMConstInt(cg->i32, 3, 0), i64c(cg, field)};
+    return LLVMBuildGEP2(cg->b, ctx_type(cg), ctx, idx, 3, "");
+}
+
+static LLVMValueRef ctx_operand_ptr(Cg *cg, LLVMValueRef ctx, int i)
+{
+    return LLVMBuildStructGEP2(cg->b, ctx_type(cg), ctx, (unsigned)i, "");
+}
+
+/* void kiln_gemm_tiles(ptr ctx, i64 begin, i64 end): tiles [begin, end) of the product in ctx. */
+static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k)
+{
+    const char *name = "kiln_gemm_tiles";
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (f)
+        return f;
+    LLVMTypeRef params[3] = {cg->ptr, cg->i64, cg->i64};
+    Saved saved;
+    f = begin_function(cg, k, name, LLVMFunctionType(cg->void_, params, 3, 0), &saved);
+    LLVMValueRef ctx = LLVMGetParam(f, 0);
+    LLVMValueRef x[CX_COUNT], a, b, c;
+    for (int i = 0; i < CX_COUNT; i++)
+        x[i] = LLVMBuildLoad2(cg->b, cg->i64, ctx_field_ptr(cg, ctx, i), "");
+    a = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 0), "a");
+    b = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 1), "b");
+    c = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 2), "c");
+    int nr = k->vw * k->nv, lda_p = k->kc + APAD;
+    LLVMValueRef abuf = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)k->mr * lda_p), "apanel");
+    LLVMSetAlignment(abuf, 64);
+    LLVMValueRef M = x[CX_M], N = x[CX_N], K = x[CX_K];
+    LLVMValueRef np = ceil_div(cg, N, i64c(cg, nr));
+    LLVMValueRef per = mul(cg, x[CX_TM], x[CX_TN]);
+    /* blocks of K of equal depth (rounded up to 16), at most kc */
+    LLVMValueRef kblocks = max64(cg, ceil_div(cg, K, i64c(cg, k->kc)), i64c(cg, 1));
+    LLVMValueRef kcb = LLVMBuildAnd(cg->b, add(cg, ceil_div(cg, K, kblocks), i64c(cg, 15)), i64c(cg, ~(int64_t)15), "");
+
+    Loop lt = cg_loop_begin(cg, LLVMGetParam(f, 1), LLVMGetParam(f, 2), "tile");
+    LLVMValueRef bi = LLVMBuildSDiv(cg->b, lt.iv, per, "");
+    LLVMValueRef rem = LLVMBuildSub(cg->b, lt.iv, mul(cg, bi, per), "");
+    LLVMValueRef nb = LLVMBuildSDiv(cg->b, rem, x[CX_TM], "");
+    LLVMValueRef mb = LLVMBuildSub(cg->b, rem, mul(cg, nb, x[CX_TM]), "");
+    /* the batch's offsets: its index in each batch dimension, last dimension fastest */
+    LLVMValueRef ao = i64c(cg, 0), bo = i64c(cg, 0), co = i64c(cg, 0), q = bi;
+    for (int d = NBATCH - 1; d >= 0; d--) {
+        LLVMValueRef dim = x[CX_BDIM + d];
+        LLVMValueRef id = LLVMBuildSRem(cg->b, q, dim, "");
+        q = LLVMBuildSDiv(cg->b, q, dim, "");
+        ao = add(cg, ao, mul(cg, id, x[CX_ASTR + d]));
+        bo = add(cg, bo, mul(cg, id, x[CX_BSTR + d]));
+        co = add(cg, co, mul(cg, id, x[CX_CSTR + d]));
+    }
+    LLVMValueRef at = fptr(cg, a, ao), bt = fptr(cg, b, bo), ct = fptr(cg, c, co);
+    LLVMValueRef i0 = mul(cg, mb, x[CX_MCB]), i1 = min64(cg, M, add(cg, i0, x[CX_MCB]));
+    LLVMValueRef p0 = mul(cg, nb, x[CX_NCP]), p1 = min64(cg, np, add(cg, p0, x[CX_NCP]));
+
+    /* blocks of K: at least one, so that K = 0 still writes zeros */
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef kb = LLVMAppendBasicBlockInContext(cg->ctx, f, "kblock");
+    LLVMBuildBr(cg->b, kb);
+    LLVMPositionBuilderAtEnd(cg->b, kb);
+    LLVMValueRef pc = LLVMBuildPhi(cg->b, cg->i64, "pc");
+    LLVMValueRef zero = i64c(cg, 0);
+    LLVMAddIncoming(pc, &zero, &pre, 1);
+    LLVMValueRef kc = min64(cg, kcb, LLVMBuildSub(cg->b, K, pc, ""));
+    LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, pc, zero, ""), cg->i64, "");
+    LLVMValueRef kbytes = mul(cg, kc, i64c(cg, 4));
+
+    Loop li = cg_loop_begin(cg, i0, i1, "ir");
+    LLVMValueRef mr = min64(cg, i64c(cg, k->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
+    /* the A micro-panel: rows ir..ir+mr, columns pc..pc+kc */
+    Loop lr = cg_loop_begin(cg, zero, mr, "pack");
+    LLVMValueRef src = fptr(cg, at, add(cg, mul(cg, add(cg, li.iv, lr.iv), x[CX_LDA]), pc));
+    LLVMValueRef dst = fptr(cg, abuf, mul(cg, lr.iv, i64c(cg, lda_p)));
+    LLVMBuildMemCpy(cg->b, dst, 4, src, 4, kbytes);
+    cg_loop_end(cg, &lr);
+
+    Loop lj = cg_loop_begin(cg, p0, p1, "jr");
+    LLVMValueRef nrem = LLVMBuildSub(cg->b, N, mul(cg, lj.iv, i64c(cg, nr)), "");
+    LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, i64c(cg, nr), ""), cg->i64, "");
+    LLVMValueRef bp = fptr(cg, bt, add(cg, mul(cg, lj.iv, x[CX_BPANEL]), mul(cg, pc, x[CX_LDB])));
+    LLVMValueRef cp = fptr(cg, ct, add(cg, mul(cg, li.iv, x[CX_LDC]), mul(cg, lj.iv, i64c(cg, nr))));
+    LLVMValueRef key = add(cg, mul(cg, LLVMBuildSub(cg->b, mr, i64c(cg, 1), ""), i64c(cg, 2)), edge);
+    LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->ctx, f, "bad");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, f, "next");
+    LLVMValueRef sw = LLVMBuildSwitch(cg->b, key, bad, (unsigned)(2 * k->mr));
+    for (int m = 1; m <= k->mr; m++)
+        for (int e = 0; e < 2; e++) {
+            LLVMBasicBlockRef cb = LLVMAppendBasicBlockInContext(cg->ctx, f, "ukr");
+            LLVMAddCase(sw, i64c(cg, (m - 1) * 2 + e), cb);
+            LLVMPositionBuilderAtEnd(cg->b, cb);
+            LLVMValueRef u = ukr_function(cg, k, m, e);
+            LLVMValueRef args[8] = {abuf, bp, x[CX_LDB], cp, x[CX_LDC], kc, first, nrem};
+            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, 8, "");
+            LLVMBuildBr(cg->b, next);
+        }
+    LLVMPositionBuilderAtEnd(cg->b, bad);
+    LLVMBuildUnreachable(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, next);
+    cg_loop_end(cg, &lj);
+    loop_end_next(cg, &li, add(cg, li.iv, i64c(cg, k->mr)));
+
+    LLVMValueRef pnext = add(cg, pc, kc);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(pc, &pnext, &latch, 1);
+    LLVMBasicBlockRef kdone = LLVMAppendBasicBlockInContext(cg->ctx, f, "kdone");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, pnext, K, ""), kb, kdone);
+    LLVMPositionBuilderAtEnd(cg->b, kdone);
+    cg_loop_end(cg, &lt);
+    LLVMBuildRetVoid(cg->b);
+    end_function(cg, &saved);
+    return f;
+}
+
+/* ---------------------------------------------------------------- the node */
+
+/* A function of the runtime, referenced weakly: a process that runs the code without the runtime's
+ * pool (a JIT in a program that does not export it) sees a null address and runs serially. Any
+ * program that made a pool has linked pool.c. */
+static LLVMValueRef runtime_function(Cg *cg, const char *name, LLVMTypeRef fty)
+{
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (!f) {
+        f = LLVMAddFunction(cg->mod, name, fty);
+        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
+    }
+    return f;
+}
+
+int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    const Node *a = n->in[0], *b = n->in[1];
+    int packed = cg->plan.packed && cg->plan.packed[n->id] >= 0;
+    if (n->dtype != DT_F32 || a->dtype != DT_F32 || b->dtype != DT_F32 || b->rank < 2 || a->rank < 1)
+        return 1;
+    if (b->rank > 2 && a->rank < 2)
+        return 1;
+    GemmCfg k = gemm_config(cg);
+    int nr = k.vw * k.nv;
+    LLVMValueRef ad[IR_MAX_RANK], bd[IR_MAX_RANK], od[IR_MAX_RANK];
+    cg_shape(cg, a, ad);
+    cg_shape(cg, b, bd);
+    cg_shape(cg, n, od);
+    LLVMValueRef x[CX_COUNT];
+    for (int d = 0; d < NBATCH; d++) {
+        x[CX_BDIM + d] = i64c(cg, 1);
+        x[CX_ASTR + d] = x[CX_BSTR + d] = x[CX_CSTR + d] = i64c(cg, 0);
+    }
+    LLVMValueRef M, N = bd[b->rank - 1], K = ad[a->rank - 1], nbatch = i64c(cg, 1);
+    if (b->rank == 2) {
+        /* every row of A (batch dimensions included) against one B: the rows are contiguous */
+        M = cg_numel(cg, a->rank - 1, ad);
+    } else {
+        M = ad[a->rank - 2];
+        int nb = n->rank - 2, abatch = a->rank - 2, bbatch = b->rank - 2;
+        LLVMValueRef as = mul(cg, M, K), bs = mul(cg, K, N), cs = mul(cg, M, N);
+        for (int i = nb - 1; i >= 0; i--) {
+            int ia = i - (nb - abatch), ib = i - (nb - bbatch), slot = NBATCH - nb + i;
+            x[CX_BDIM + slot] = od[i];
+            x[CX_ASTR + slot] = ia >= 0 && !dim_eq(a->shape[ia], dim_const(1)) ? as : i64c(cg, 0);
+            x[CX_BSTR + slot] = ib >= 0 && !dim_eq(b->shape[ib], dim_const(1)) ? bs : i64c(cg, 0);
+            x[CX_CSTR + slot] = cs;
+            if (ia >= 0)
+                as = mul(cg, as, ad[ia]);
+            if (ib >= 0)
+                bs = mul(cg, bs, bd[ib]);
+            cs = mul(cg, cs, od[i]);
+            nbatch = mul(cg, nbatch, od[i]);
+        }
+    }
+    x[CX_M] = M;
+    x[CX_N] = N;
+    x[CX_K] = K;
+    x[CX_LDA] = K;
+    x[CX_LDC] = N;
+    x[CX_LDB] = packed ? i64c(cg, nr) : N;
+    x[CX_BPANEL] = packed ? mul(cg, K, i64c(cg, nr)) : i64c(cg, nr);
+
+    /* tiles: n-blocks in a multiple of the threads when N allows, each at most nc wide */
+    LLVMTypeRef size_ty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
+    LLVMTypeRef pf[4] = {cg->ptr, cg->i64, cg->ptr, cg->ptr};
+    LLVMTypeRef pfty = LLVMFunctionType(cg->void_, pf, 4, 0);
+    LLVMValueRef pfor = runtime_function(cg, "rt_parallel_for", pfty);
+    LLVMValueRef psize = runtime_function(cg, "rt_pool_size", size_ty);
+    LLVMValueRef have_pool = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, pfor, ""),
+                                          LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, psize, ""),
+                                                       LLVMBuildIsNotNull(cg->b, cg->pool, ""), ""), "");
+    LLVMValueRef one = i64c(cg, 1);
+    LLVMValueRef nthr = cg_alloca(cg, cg->i64, "nthreads");
+    LLVMBuildStore(cg->b, one, nthr);
+    LLVMBasicBlockRef ask = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "pool_size");
+    LLVMBasicBlockRef sized = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "sized");
+    LLVMBuildCondBr(cg->b, have_pool, ask, sized);
+    LLVMPositionBuilderAtEnd(cg->b, ask);
+    LLVMBuildStore(cg->b, LLVMBuildSExt(cg->b, LLVMBuildCall2(cg->b, size_ty, psize, &cg->pool, 1, ""), cg->i64, ""), nthr);
+    LLVMBuildBr(cg->b, sized);
+    LLVMPositionBuilderAtEnd(cg->b, sized);
+    nthr = LLVMBuildLoad2(cg->b, cg->i64, nthr, "");
+    LLVMValueRef np = ceil_div(cg, N, i64c(cg, nr));
+    LLVMValueRef want = mul(cg, nthr, ceil_div(cg, np, mul(cg, nthr, i64c(cg, k.nc / nr))));
+    LLVMValueRef ncp = max64(cg, ceil_div(cg, np, want), one);
+    x[CX_NCP] = ncp;
+    x[CX_TN] = ceil_div(cg, np, ncp);
+    LLVMValueRef mcb = min64(cg, mul(cg, ceil_div(cg, M, i64c(cg, k.mr)), i64c(cg, k.mr)), i64c(cg, k.mc));
+    mcb = max64(cg, mcb, i64c(cg, k.mr));
+    x[CX_MCB] = mcb;
+    x[CX_TM] = ceil_div(cg, M, mcb);
+    LLVMValueRef ntiles = mul(cg, nbatch, mul(cg, x[CX_TM], x[CX_TN]));
+
+    LLVMValueRef ctx = cg_alloca(cg, ctx_type(cg), "gemm");
+    LLVMValueRef ops[3] = {in[0], in[1], out};
+    for (int i = 0; i < 3; i++)
+        LLVMBuildStore(cg->b, ops[i], ctx_operand_ptr(cg, ctx, i));
+    for (int i = 0; i < CX_COUNT; i++)
+        LLVMBuildStore(cg->b, x[i], ctx_field_ptr(cg, ctx, i));
+    LLVMValueRef tiles = tiles_function(cg, &k);
+
+    /* small products on this thread; the rest over the pool */
+    LLVMValueRef work = mul(cg, mul(cg, mul(cg, M, N), max64(cg, K, one)), nbatch);
+    LLVMBasicBlockRef serial = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "serial");
+    LLVMBasicBlockRef parallel = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "parallel");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
+    LLVMValueRef small = LLVMBuildICmp(cg->b, LLVMIntSLT, work, i64c(cg, SERIAL_WORK), "");
+    LLVMValueRef alone = LLVMBuildICmp(cg->b, LLVMIntSLE, nthr, one, "");
+    LLVMBuildCondBr(cg->b, LLVMBuildOr(cg->b, small, alone, ""), serial, parallel);
+    LLVMPositionBuilderAtEnd(cg->b, serial);
+    LLVMValueRef sargs[3] = {ctx, i64c(cg, 0), ntiles};
+    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tiles), tiles, sargs, 3, "");
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, parallel);
+    LLVMValueRef pargs[4] = {cg->pool, ntiles, tiles, ctx};
+    LLVMBuildCall2(cg->b, pfty, pfor, pargs, 4, "");
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, done);
+    return 0;
+}

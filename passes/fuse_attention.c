@@ -1,0 +1,399 @@
+/* fuse_attention.c: find scaled-dot-product attention however it is written, and replace it by one
+ * ATTENTION node (online softmax, no T x T buffer).
+ *
+ * The match starts from each product P @ V whose left side is a softmax over the last axis (a softmax
+ * in its primitive form, exp(s - max s) / sum exp(s - max s), is first rewritten to a softmax). The
+ * softmax's input is then read as
+ *     scores = alpha * (A @ B) + masks
+ * by walking through multiplications and divisions by scalar constants (the scale, wherever it is
+ * applied: to the scores, to q, to k, as 1/sqrt(d) or a folded constant), additions of a mask
+ * (causal_mask, or any tensor that broadcasts to the scores and does not depend on q or k), and
+ * where(cond, scores, -inf). A is q; B is k transposed, in whatever way: K is recovered by swapping
+ * B's last two axes (a transpose that does exactly that disappears; any other gets composed). Keys
+ * and values broadcast over the heads of q (grouped-query attention, also when written with expand).
+ *
+ * Not fused, with the reason kept for --explain: softmax over another axis, any other consumer of the
+ * scores or of the probabilities, a mask computed from the scores (or from q or k), a scale that is a
+ * tensor, a non-f32 dtype.
+ */
+#include "passes/passes.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Ctx {
+    Graph *g;
+    int *uses;     /* (nnode) readers of each node, an output counting as one */
+} Ctx;
+
+static void count_uses(Ctx *c)
+{
+    Graph *g = c->g;
+    free(c->uses);
+    c->uses = calloc((size_t)g->nnode + 1, sizeof(int));
+    KILN_ASSERT(c->uses);
+    for (int i = 0; i < g->nnode; i++)
+        g->nodes[i]->id = i;
+    for (int i = 0; i < g->nnode; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++)
+            c->uses[g->nodes[i]->in[j]->id]++;
+    for (int i = 0; i < g->noutput; i++)
+        c->uses[g->outputs[i].node->id]++;
+}
+
+static int scalar_value(const Node *n, double *v)
+{
+    if (n->op == OP_CAST)
+        n = n->in[0];
+    if (n->op != OP_CONST)
+        return 0;
+    for (int i = 0; i < n->rank; i++)
+        if (!dim_eq(n->shape[i], dim_const(1)))
+            return 0;
+    *v = dtype_load(n->dtype, n->at.data, 0);
+    return 1;
+}
+
+/* Whether x (or something x is computed from) is `target`. */
+static int depends_on(const Node *x, const Node *target, int depth)
+{
+    if (x == target)
+        return 1;
+    if (depth > 64)
+        return 1; /* too deep to tell: assume it does, which only forgoes a fusion */
+    for (int i = 0; i < x->nin; i++)
+        if (depends_on(x->in[i], target, depth + 1))
+            return 1;
+    return 0;
+}
+
+/* Whether y leads to a matmul through the operations a scores expression is made of. */
+static int is_scores(const Node *y)
+{
+    for (int guard = 0; guard < 32; guard++) {
+        double v;
+        switch (y->op) {
+        case OP_MATMUL: return 1;
+        case OP_MUL:
+        case OP_DIV:
+            if (scalar_value(y->in[1], &v))
+                y = y->in[0];
+            else if (y->op == OP_MUL && scalar_value(y->in[0], &v))
+                y = y->in[1];
+            else
+                return 0;
+            break;
+        case OP_ADD:
+            if (is_scores(y->in[0]))
+                return 1;
+            y = y->in[1];
+            break;
+        case OP_WHERE:
+            if (is_scores(y->in[1]))
+                return 1;
+            y = y->in[2];
+            break;
+        default: return 0;
+        }
+    }
+    return 0;
+}
+
+/* A softmax written out: exp(s - max(s)) / sum(exp(s - max(s))) over the last axis, or without
+ * subtracting the max. Returns the s it is the softmax of, or NULL. */
+static Node *primitive_softmax(Ctx *c, Node *div)
+{
+    if (div->op != OP_DIV)
+        return NULL;
+    Node *e = div->in[0], *sum = div->in[1];
+    if (sum->op != OP_SUM || sum->in[0] != e || !sum->at.keepdims || sum->at.axis != e->rank - 1 ||
+        e->op != OP_EXP || c->uses[e->id] != 2 || c->uses[sum->id] != 1 || div->rank != e->rank)
+        return NULL;
+    Node *z = e->in[0];
+    if (z->op == OP_SUB && z->in[1]->op == OP_RMAX && z->in[1]->in[0] == z->in[0] && z->in[1]->at.keepdims &&
+        z->in[1]->at.axis == z->rank - 1 && c->uses[z->id] == 1)
+        return z->in[0];
+    return z;
+}
+
+typedef struct Mask {
+    Node *m;       /* the additive mask, or the condition of a where */
+    double factor; /* the mask enters the scores multiplied by this */
+    int where;     /* m is a condition: keep where true (1) or where false (-1) */
+} Mask;
+
+typedef struct Match {
+    Node *q, *k, *v;
+    double scale;
+    int causal;
+    int nmask;
+    Mask mask[4];
+    Node *chain[40]; /* the nodes the fused op replaces (must have no other reader) */
+    int nchain;
+} Match;
+
+/* Peels multiplications/divisions by scalar constants (read only by the product) off an operand. */
+static Node *peel_scale(Ctx *c, Node *x, double *scale)
+{
+    double v;
+    for (;;) {
+        if ((x->op == OP_MUL || x->op == OP_DIV) && c->uses[x->id] == 1 && scalar_value(x->in[1], &v) &&
+            x->in[0]->rank == x->rank) {
+            *scale = x->op == OP_MUL ? *scale * v : *scale / v;
+            x = x->in[0];
+        } else if (x->op == OP_MUL && c->uses[x->id] == 1 && scalar_value(x->in[0], &v) && x->in[1]->rank == x->rank) {
+            *scale *= v;
+            x = x->in[1];
+        } else
+            return x;
+    }
+}
+
+/* An expand that only repeats heads (the last two dims unchanged) is the broadcast attention does anyway. */
+static Node *peel_expand(Ctx *c, Node *x)
+{
+    if (x->op == OP_EXPAND && c->uses[x->id] == 1 && x->in[0]->rank == x->rank &&
+        dim_eq(x->in[0]->shape[x->rank - 1], x->shape[x->rank - 1]) &&
+        dim_eq(x->in[0]->shape[x->rank - 2], x->shape[x->rank - 2]))
+        return x->in[0];
+    return x;
+}
+
+/* K from B = K^T: swaps B's last two axes, folding into a transpose that B already is. */
+static Node *untranspose(Ctx *c, Node *b, double *scale)
+{
+    Graph *g = c->g;
+    int r = b->rank, perm[IR_MAX_RANK];
+    if (b->op == OP_TRANSPOSE && c->uses[b->id] == 1) {
+        Node *y = b->in[0];
+        int identity = 1;
+        memcpy(perm, b->at.perm, sizeof perm);
+        int t = perm[r - 1];
+        perm[r - 1] = perm[r - 2];
+        perm[r - 2] = t;
+        for (int i = 0; i < r; i++)
+            identity &= perm[i] == i;
+        if (identity)
+            return peel_scale(c, y, scale);
+        Dim shape[IR_MAX_RANK];
+        for (int i = 0; i < r; i++)
+            shape[i] = y->shape[perm[i]];
+        Node *k = ir_node(g, OP_TRANSPOSE, y->dtype, r, shape, 1, &y, b->loc);
+        memcpy(k->at.perm, perm, sizeof perm);
+        return k;
+    }
+    b = peel_scale(c, b, scale);
+    Dim shape[IR_MAX_RANK];
+    for (int i = 0; i < r; i++) {
+        perm[i] = i;
+        shape[i] = b->shape[i];
+    }
+    perm[r - 1] = r - 2;
+    perm[r - 2] = r - 1;
+    shape[r - 1] = b->shape[r - 2];
+    shape[r - 2] = b->shape[r - 1];
+    Node *k = ir_node(g, OP_TRANSPOSE, b->dtype, r, shape, 1, &b, b->loc);
+    memcpy(k->at.perm, perm, sizeof perm);
+    return k;
+}
+
+/* Reads softmax input s as alpha * (q @ kT) + masks. Returns NULL, or the reason it is not. */
+static const char *match_scores(Ctx *c, Node *s, Match *m)
+{
+    double alpha = 1, v;
+    Node *x = s;
+    for (int guard = 0; x->op != OP_MATMUL; guard++) {
+        if (guard > 32 || m->nchain == 40)
+            return "the scores expression is too long";
+        if (c->uses[x->id] != 1)
+            return "the scores are read by something other than the softmax";
+        m->chain[m->nchain++] = x;
+        switch (x->op) {
+        case OP_MUL:
+        case OP_DIV:
+            if (scalar_value(x->in[1], &v)) {
+                alpha = x->op == OP_MUL ? alpha * v : alpha / v;
+                x = x->in[0];
+            } else if (x->op == OP_MUL && scalar_value(x->in[0], &v)) {
+                alpha *= v;
+                x = x->in[1];
+            } else
+                return "the scores are scaled by a tensor, not a constant";
+            break;
+        case OP_ADD: {
+            int left = is_scores(x->in[0]), right = is_scores(x->in[1]);
+            if (left == right)
+                return left ? "two score products are added" : "the softmax input is not a product q @ k^T";
+            Node *mk = x->in[left ? 1 : 0];
+            if (m->nmask == 4)
+                return "more than four masks";
+            m->mask[m->nmask++] = (Mask){mk, alpha, 0};
+            x = x->in[left ? 0 : 1];
+            break;
+        }
+        case OP_WHERE: {
+            int keep_true = is_scores(x->in[1]);
+            Node *other = x->in[keep_true ? 2 : 1];
+            if (!scalar_value(other, &v) || !(v <= -1e9))
+                return "where() fills the scores with something other than -inf or a large negative number";
+            if (m->nmask == 4)
+                return "more than four masks";
+            m->mask[m->nmask++] = (Mask){x->in[0], 1, keep_true ? 1 : -1};
+            x = x->in[keep_true ? 1 : 2];
+            break;
+        }
+        default: return "the softmax input is not a (scaled, masked) product q @ k^T";
+        }
+    }
+    if (c->uses[x->id] != 1)
+        return "the product q @ k^T is read by something other than the softmax";
+    if (x->rank < 2 || x->in[0]->rank < 2 || x->in[1]->rank < 2)
+        return "q or k is a vector";
+    m->chain[m->nchain++] = x;
+    m->scale = alpha;
+    m->q = peel_scale(c, x->in[0], &m->scale);
+    m->k = untranspose(c, x->in[1], &m->scale);
+    m->k = peel_expand(c, m->k);
+    /* masks: causal_mask becomes the flag; no mask may be computed from q or k */
+    for (int i = 0; i < m->nmask; i++) {
+        Node *mk = m->mask[i].m;
+        if (depends_on(mk, x->in[0], 0) || depends_on(mk, x->in[1], 0))
+            return "the mask depends on the values of q or k";
+        Node *base = mk->op == OP_CAST ? mk->in[0] : mk;
+        if (!m->mask[i].where && base->op == OP_CAUSAL_MASK && m->mask[i].factor > 0 && !m->causal &&
+            dim_eq(base->shape[0], x->shape[x->rank - 2]) && dim_eq(base->shape[1], x->shape[x->rank - 1])) {
+            m->causal = 1;
+            m->mask[i--] = m->mask[--m->nmask];
+        }
+    }
+    return NULL;
+}
+
+/* The single additive mask of the fused node, built from the matched masks (NULL when none). */
+static Node *build_mask(Graph *g, Match *m, const Node *scores, SrcLoc loc)
+{
+    Node *total = NULL;
+    DType dt = scores->dtype;
+    for (int i = 0; i < m->nmask; i++) {
+        Mask *mk = &m->mask[i];
+        Node *t = mk->m;
+        if (mk->where) {
+            /* where(cond, s, -inf) is s + where(cond, 0, -inf) */
+            Node *zero = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc), *ninf = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc);
+            void *z = arena_alloc(g->arena, 8), *n = arena_alloc(g->arena, 8);
+            dtype_store(dt, z, 0, 0);
+            dtype_store(dt, n, 0, -INFINITY);
+            zero->at.data = z;
+            ninf->at.data = n;
+            Node *in[3] = {t, mk->where > 0 ? zero : ninf, mk->where > 0 ? ninf : zero};
+            t = ir_node(g, OP_WHERE, dt, t->rank, t->shape, 3, in, loc);
+        } else {
+            if (t->dtype != dt) {
+                Node *cst = ir_node(g, OP_CAST, dt, t->rank, t->shape, 1, &t, loc);
+                t = cst;
+            }
+            if (mk->factor != 1) {
+                Node *f = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc);
+                void *p = arena_alloc(g->arena, 8);
+                dtype_store(dt, p, 0, mk->factor);
+                f->at.data = p;
+                Node *in[2] = {t, f};
+                t = ir_node(g, OP_MUL, dt, t->rank, t->shape, 2, in, loc);
+            }
+        }
+        if (!total)
+            total = t;
+        else {
+            int r;
+            Dim shape[IR_MAX_RANK];
+            if (!shape_broadcast(total->rank, total->shape, t->rank, t->shape, &r, shape))
+                return NULL;
+            Node *in[2] = {total, t};
+            total = ir_node(g, OP_ADD, dt, r, shape, 2, in, loc);
+        }
+    }
+    return total;
+}
+
+/* Tries to fuse the product pv = P @ V; returns 1 when it did, else 0 with *why set. */
+static int try_fuse(Ctx *c, Node *pv, const char **why, Node **softmax_out)
+{
+    Graph *g = c->g;
+    Node *p = pv->in[0];
+    *softmax_out = p;
+    if (pv->dtype != DT_F32) {
+        *why = "only f32 attention is fused";
+        return 0;
+    }
+    Node *s;
+    if (p->op == OP_SOFTMAX) {
+        if (p->at.axis != p->rank - 1) {
+            *why = "the softmax is not over the last axis (the keys)";
+            return 0;
+        }
+        s = p->in[0];
+    } else if (!(s = primitive_softmax(c, p))) {
+        return 0; /* not a softmax at all: nothing to say */
+    }
+    if (c->uses[p->id] != 1) {
+        *why = "the probabilities are read by something other than the product with V";
+        return 0;
+    }
+    if (p->rank < 2 || pv->in[1]->rank < 2) {
+        *why = "V is a vector";
+        return 0;
+    }
+    Match m = {0};
+    if ((*why = match_scores(c, s, &m)))
+        return 0;
+    m.v = peel_expand(c, pv->in[1]);
+    Node *mask = build_mask(g, &m, s, pv->loc);
+    if (m.nmask && !mask) {
+        *why = "the masks do not broadcast together";
+        return 0;
+    }
+    Node *in[4] = {m.q, m.k, m.v, mask};
+    Node *a = ir_node(g, OP_ATTENTION, DT_F32, pv->rank, pv->shape, mask ? 4 : 3, in, pv->loc);
+    a->at.scale = m.scale;
+    a->at.causal = m.causal;
+    ir_replace_uses(g, pv, a);
+    return 1;
+}
+
+int pass_fuse_attention(Graph *g, const PassOptions *o)
+{
+    Ctx c = {.g = g};
+    int fused = 0;
+    count_uses(&c);
+    /* the softmaxes that a fusion consumed, so the rest can be explained */
+    char *done = calloc((size_t)g->nnode + 1, 1);
+    KILN_ASSERT(done);
+    int n0 = g->nnode;
+    for (int i = 0; i < n0; i++) {
+        Node *pv = g->nodes[i];
+        if (pv->op != OP_MATMUL)
+            continue;
+        const char *why = NULL;
+        Node *sm;
+        if (try_fuse(&c, pv, &why, &sm)) {
+            fused++;
+            done[sm->id] = 1;
+        } else if (why && o->explain) {
+            diag_note(o->d, sm->loc, "softmax not fused into attention: %s", why);
+            done[sm->id] = 1;
+        }
+    }
+    if (o->explain)
+        for (int i = 0; i < n0; i++)
+            if (g->nodes[i]->op == OP_SOFTMAX && !done[i])
+                diag_note(o->d, g->nodes[i]->loc, "softmax not fused into attention: %s",
+                          c.uses[i] == 1 ? "its result is not multiplied by V" : "its result has several readers");
+    free(done);
+    free(c.uses);
+    if (fused) {
+        ir_toposort(g);
+        ir_compact(g);
+    }
+    return fused;
+}
