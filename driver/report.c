@@ -141,5 +141,19 @@ void report_summary(FILE *f, const Graph *g)
     human(h2, sizeof h2, total, "B", 1024);
     fprintf(f, "activation memory: %s peak, freeing each intermediate after its last use (%s if none were freed)%s\n",
             h1, h2, at);
+    /* the largest single intermediate: after fuse-attention, never a T x T score matrix */
+    const Node *big = NULL;
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        if (op_info[n->op].flags & F_SOURCE && n->op != OP_ARANGE && n->op != OP_CAUSAL_MASK)
+            continue;
+        if (!big || node_bytes(n, vals) > node_bytes(big, vals))
+            big = n;
+    }
+    if (big) {
+        human(h1, sizeof h1, node_bytes(big, vals), "B", 1024);
+        fprintf(f, "largest intermediate: %%%d = %s : %s (%s)\n", big->id, op_info[big->op].name,
+                node_type_str(g, big, buf, sizeof buf), h1);
+    }
     fprintf(f, "IR: %d nodes\n", g->nnode);
 }

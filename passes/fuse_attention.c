@@ -344,8 +344,13 @@ static int try_fuse(Ctx *c, Node *pv, const char **why, Node **softmax_out)
         *why = "V is a vector";
         return 0;
     }
+    /* in the primitive form s - max(s) reads s twice, both inside the softmax */
+    int twice = p->op != OP_SOFTMAX && p->in[0]->in[0]->op == OP_SUB;
+    c->uses[s->id] -= twice;
     Match m = {0};
-    if ((*why = match_scores(c, s, &m)))
+    *why = match_scores(c, s, &m);
+    c->uses[s->id] += twice;
+    if (*why)
         return 0;
     m.v = peel_expand(c, pv->in[1]);
     Node *mask = build_mask(g, &m, s, pv->loc);

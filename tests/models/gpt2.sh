@@ -8,6 +8,10 @@ KILN=$1 NPYCMP=$2
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 G="-D V=96 -D D=64 -D H=4 -D L=2 -D CTX=64"
+# the graph as the frontend made it (no passes: attention unfused) gives the same logits
+"$KILN" run examples/gpt2/gpt2.kiln $G --weights examples/gpt2/gpt2-tiny.safetensors --interp --passes none \
+    --input tokens=tests/models/gpt2/tokens_64.npy --output logits="$OUT/unfused_64.npy"
+"$NPYCMP" --maxrel 1e-4 "$OUT/unfused_64.npy" tests/models/gpt2/logits_64.npy
 for t in 1 16 64; do
     "$KILN" run examples/gpt2/gpt2.kiln $G --weights examples/gpt2/gpt2-tiny.safetensors --interp \
         --input tokens=tests/models/gpt2/tokens_$t.npy --output logits="$OUT/logits_$t.npy"
