@@ -6,8 +6,8 @@
  * row is divided by l, or set to zero when every key was masked (never NaN). The T x T score matrix
  * is never stored. Under a causal mask, keys after the diagonal are not visited at all.
  *
- * This is the straightforward version: one query row at a time, dot products as scalar loops.
- * Tiling over keys and queries and vectorising the dot products are the next steps for speed.
+ * This is the straightforward version: one query row at a time; the dot products may be reassociated
+ * (so LLVM vectorises them). Tiling over keys and queries is the next step for speed.
  */
 #include "codegen/codegen.h"
 
@@ -70,7 +70,10 @@ static void attn_body(Cg *cg, void *vctx, LLVMValueRef *bidx)
     Loop ld = cg_loop_begin(cg, cg_i64(cg, 0), c->D, "d");
     LLVMValueRef qv = load_f(cg, c->q, dt, LLVMBuildAdd(cg->b, qrow, ld.iv, ""));
     LLVMValueRef kv = load_f(cg, c->k, dt, LLVMBuildAdd(cg->b, krow, ld.iv, ""));
-    LLVMBuildStore(cg->b, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){qv, kv, LLVMBuildLoad2(cg->b, f, dot, "")}, 3), dot);
+    /* reassociation lets LLVM keep the dot product in vector registers (partial sums per lane) */
+    LLVMValueRef fma = cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){qv, kv, LLVMBuildLoad2(cg->b, f, dot, "")}, 3);
+    LLVMSetFastMathFlags(fma, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
+    LLVMBuildStore(cg->b, fma, dot);
     cg_loop_end(cg, &ld);
     LLVMValueRef s = LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, dot, ""), scale, "");
     if (c->mask) {
