@@ -6,12 +6,14 @@
  * row is divided by l, or set to zero when every key was masked (never NaN). The T x T score matrix
  * is never stored. Under a causal mask, keys after the diagonal are not visited at all.
  *
- * This is the straightforward version: one query row at a time; the dot products may be reassociated
- * (so LLVM vectorises them). Tiling over keys and queries is the next step for speed.
+ * Rows (every batch index and query) are split over the runtime's threads. This is the
+ * straightforward version: one query row at a time; the dot products may be reassociated (so LLVM
+ * vectorises them). Tiling over keys and queries is the next step for speed.
  */
 #include "codegen/codegen.h"
 
 #include <math.h>
+#include <stdio.h>
 
 typedef struct AttnCtx {
     const Node *n;
@@ -26,31 +28,64 @@ static LLVMValueRef load_f(Cg *cg, LLVMValueRef p, DType t, LLVMValueRef i)
     return cg_convert(cg, cg_load(cg, p, t, i), t, DT_F32);
 }
 
-static void attn_body(Cg *cg, void *vctx, LLVMValueRef *bidx)
+/* Strides in elements of each batch dim of operand x (rank-2 batch dims, right-aligned against
+ * the output's nbatch), 0 where x broadcasts. */
+static void batch_strides(Cg *cg, const Node *x, int nbatch, LLVMValueRef *st)
 {
-    AttnCtx *c = vctx;
+    LLVMValueRef dims[IR_MAX_RANK], strides[IR_MAX_RANK];
+    cg_shape(cg, x, dims);
+    cg_strides(cg, x->rank, dims, strides);
+    int xb = x->rank - 2;
+    for (int i = 0; i < nbatch; i++) {
+        int j = i - (nbatch - xb);
+        st[i] = j < 0 || dim_eq(x->shape[j], dim_const(1)) ? cg_i64(cg, 0) : strides[j];
+    }
+}
+
+/* Sizes and strides, computed in the function that uses them. */
+static void setup(Cg *cg, AttnCtx *c)
+{
+    const Node *n = c->n, *q = n->in[0], *k = n->in[1], *v = n->in[2];
+    c->nbatch = n->rank - 2;
+    c->Tq = cg_dim(cg, q->shape[q->rank - 2]);
+    c->D = cg_dim(cg, q->shape[q->rank - 1]);
+    c->Tk = cg_dim(cg, k->shape[k->rank - 2]);
+    c->Dv = cg_dim(cg, v->shape[v->rank - 1]);
+    batch_strides(cg, q, c->nbatch, c->qs);
+    batch_strides(cg, k, c->nbatch, c->ks);
+    batch_strides(cg, v, c->nbatch, c->vs);
+    if (c->mask) {
+        /* the mask broadcast over batch + [Tq, Tk] */
+        View mv = cg_view_broadcast(cg, n->in[3], c->mask, c->nbatch + 2);
+        for (int i = 0; i < c->nbatch + 2; i++)
+            c->ms[i] = mv.stride[i];
+    }
+}
+
+/* One query row: row r of the flattened (batch..., Tq) rows of the output. */
+static void attn_row(Cg *cg, AttnCtx *c, LLVMValueRef r)
+{
     const Node *n = c->n;
     DType dt = n->dtype;
     LLVMTypeRef f = cg->f32;
-    /* element offsets of this batch's matrices */
-    LLVMValueRef qo = cg_i64(cg, 0), ko = cg_i64(cg, 0), vo = cg_i64(cg, 0), mo = cg_i64(cg, 0), oo = cg_i64(cg, 0);
-    LLVMValueRef obatch = cg_i64(cg, 0);
-    for (int i = 0; i < c->nbatch; i++) {
-        qo = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, bidx[i], c->qs[i], ""), "");
-        ko = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, bidx[i], c->ks[i], ""), "");
-        vo = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, bidx[i], c->vs[i], ""), "");
+    LLVMValueRef i = LLVMBuildSRem(cg->b, r, c->Tq, ""), rest = LLVMBuildSDiv(cg->b, r, c->Tq, "");
+    /* element offsets of this row's batch in each operand: the batch index, digit by digit */
+    LLVMValueRef qo = cg_i64(cg, 0), ko = cg_i64(cg, 0), vo = cg_i64(cg, 0), mo = cg_i64(cg, 0);
+    for (int d = c->nbatch - 1; d >= 0; d--) {
+        LLVMValueRef size = cg_dim(cg, n->shape[d]);
+        LLVMValueRef bi = LLVMBuildSRem(cg->b, rest, size, "");
+        rest = LLVMBuildSDiv(cg->b, rest, size, "");
+        qo = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, bi, c->qs[d], ""), "");
+        ko = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, bi, c->ks[d], ""), "");
+        vo = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, bi, c->vs[d], ""), "");
         if (c->mask)
-            mo = LLVMBuildAdd(cg->b, mo, LLVMBuildMul(cg->b, bidx[i], c->ms[i], ""), "");
-        obatch = i ? LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, obatch, cg_dim(cg, n->shape[i]), ""), bidx[i], "") : bidx[0];
+            mo = LLVMBuildAdd(cg->b, mo, LLVMBuildMul(cg->b, bi, c->ms[d], ""), "");
     }
-    oo = LLVMBuildMul(cg->b, obatch, LLVMBuildMul(cg->b, c->Tq, c->Dv, ""), "");
     LLVMValueRef m = cg_alloca(cg, f, "m"), l = cg_alloca(cg, f, "l"), dot = cg_alloca(cg, f, "dot");
     LLVMValueRef scale = LLVMConstReal(f, n->at.scale);
     LLVMValueRef ninf = LLVMConstReal(f, -INFINITY), zero = LLVMConstReal(f, 0);
-
-    Loop li = cg_loop_begin(cg, cg_i64(cg, 0), c->Tq, "i");
-    LLVMValueRef orow = LLVMBuildAdd(cg->b, oo, LLVMBuildMul(cg->b, li.iv, c->Dv, ""), "");
-    LLVMValueRef qrow = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, li.iv, c->D, ""), "");
+    LLVMValueRef orow = LLVMBuildMul(cg->b, r, c->Dv, "");
+    LLVMValueRef qrow = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, i, c->D, ""), "");
     LLVMBuildStore(cg->b, ninf, m);
     LLVMBuildStore(cg->b, zero, l);
     Loop lz = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
@@ -59,10 +94,9 @@ static void attn_body(Cg *cg, void *vctx, LLVMValueRef *bidx)
     /* keys visible from row i: all, or under the causal mask j <= i + Tk - Tq */
     LLVMValueRef jend = c->Tk;
     if (n->at.causal) {
-        LLVMValueRef lim = LLVMBuildAdd(cg->b, LLVMBuildAdd(cg->b, li.iv, LLVMBuildSub(cg->b, c->Tk, c->Tq, ""), ""),
+        LLVMValueRef lim = LLVMBuildAdd(cg->b, LLVMBuildAdd(cg->b, i, LLVMBuildSub(cg->b, c->Tk, c->Tq, ""), ""),
                                         cg_i64(cg, 1), "");
-        lim = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, lim, c->Tk, ""), lim, c->Tk, "");
-        jend = lim; /* a negative limit runs no iteration */
+        jend = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, lim, c->Tk, ""), lim, c->Tk, "");
     }
     Loop lj = cg_loop_begin(cg, cg_i64(cg, 0), jend, "j");
     LLVMValueRef krow = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, lj.iv, c->D, ""), "");
@@ -77,10 +111,9 @@ static void attn_body(Cg *cg, void *vctx, LLVMValueRef *bidx)
     cg_loop_end(cg, &ld);
     LLVMValueRef s = LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, dot, ""), scale, "");
     if (c->mask) {
-        const Node *mn = n->in[3];
-        LLVMValueRef mi = LLVMBuildAdd(cg->b, mo, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, li.iv, c->ms[c->nbatch], ""),
+        LLVMValueRef mi = LLVMBuildAdd(cg->b, mo, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i, c->ms[c->nbatch], ""),
                                                               LLVMBuildMul(cg->b, lj.iv, c->ms[c->nbatch + 1], ""), ""), "");
-        s = LLVMBuildFAdd(cg->b, s, load_f(cg, c->mask, mn->dtype, mi), "");
+        s = LLVMBuildFAdd(cg->b, s, load_f(cg, c->mask, n->in[3]->dtype, mi), "");
     }
     /* a masked key (score -inf) contributes nothing: skip it, which also keeps exp(-inf - -inf) away */
     LLVMBasicBlockRef use = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "use"),
@@ -113,21 +146,16 @@ static void attn_body(Cg *cg, void *vctx, LLVMValueRef *bidx)
     LLVMValueRef oi2 = LLVMBuildAdd(cg->b, orow, lo.iv, "");
     cg_store(cg, c->out, DT_F32, oi2, LLVMBuildFMul(cg->b, cg_load(cg, c->out, DT_F32, oi2), inv, ""));
     cg_loop_end(cg, &lo);
-    cg_loop_end(cg, &li);
 }
 
-/* Strides in elements of each batch dim of operand x (rank-2 batch dims, right-aligned against
- * the output's nbatch), 0 where x broadcasts. */
-static void batch_strides(Cg *cg, const Node *x, int nbatch, LLVMValueRef *st)
+/* The rows [begin, end), in the function cg_parallel_for made. */
+static void attn_range(Cg *cg, void *vctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
-    LLVMValueRef dims[IR_MAX_RANK], strides[IR_MAX_RANK];
-    cg_shape(cg, x, dims);
-    cg_strides(cg, x->rank, dims, strides);
-    int xb = x->rank - 2;
-    for (int i = 0; i < nbatch; i++) {
-        int j = i - (nbatch - xb);
-        st[i] = j < 0 || dim_eq(x->shape[j], dim_const(1)) ? cg_i64(cg, 0) : strides[j];
-    }
+    AttnCtx c = {.n = vctx, .out = cap[0], .q = cap[1], .k = cap[2], .v = cap[3], .mask = c.n->nin > 3 ? cap[4] : NULL};
+    setup(cg, &c);
+    Loop lr = cg_loop_begin(cg, begin, end, "row");
+    attn_row(cg, &c, lr.iv);
+    cg_loop_end(cg, &lr);
 }
 
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
@@ -136,25 +164,13 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         diag_error(cg->d, n->loc, "the fused attention kernel takes f32, not %s", dtype_traits[n->dtype].name);
         return -1;
     }
-    const Node *q = n->in[0], *k = n->in[1], *v = n->in[2];
-    AttnCtx c = {.n = n, .out = out, .q = in[0], .k = in[1], .v = in[2], .mask = n->nin > 3 ? in[3] : NULL};
-    c.nbatch = n->rank - 2;
-    c.Tq = cg_dim(cg, q->shape[q->rank - 2]);
-    c.D = cg_dim(cg, q->shape[q->rank - 1]);
-    c.Tk = cg_dim(cg, k->shape[k->rank - 2]);
-    c.Dv = cg_dim(cg, v->shape[v->rank - 1]);
-    batch_strides(cg, q, c.nbatch, c.qs);
-    batch_strides(cg, k, c.nbatch, c.ks);
-    batch_strides(cg, v, c.nbatch, c.vs);
-    if (c.mask) {
-        /* the mask broadcast over batch + [Tq, Tk] */
-        const Node *m = n->in[3];
-        View mv = cg_view_broadcast(cg, m, in[3], c.nbatch + 2);
-        for (int i = 0; i < c.nbatch + 2; i++)
-            c.ms[i] = mv.stride[i];
-    }
+    /* rows of the output (every batch index and query), split over the threads */
     LLVMValueRef od[IR_MAX_RANK];
     cg_shape(cg, n, od);
-    cg_nest(cg, c.nbatch, od, attn_body, &c);
+    LLVMValueRef rows = cg_numel(cg, n->rank - 1, od);
+    LLVMValueRef cap[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : NULL};
+    char name[64];
+    snprintf(name, sizeof name, "node%d_attention_rows", n->id);
+    cg_parallel_for(cg, rows, n->nin > 3 ? 5 : 4, cap, attn_range, (void *)n, name);
     return 0;
 }

@@ -216,6 +216,29 @@ int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *ou
         goto done;
     }
     LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
+    {
+        /* the runtime functions generated code calls, by address: the process need not export them
+         * (a test program linked without -rdynamic does not) */
+        static const struct {
+            const char *name;
+            void (*fn)(void);
+        } rt[] = {
+            {"rt_parallel_for", (void (*)(void))rt_parallel_for},
+            {"rt_pool_size", (void (*)(void))rt_pool_size},
+        };
+        LLVMOrcCSymbolMapPair pairs[2];
+        for (int i = 0; i < 2; i++) {
+            pairs[i].Name = LLVMOrcLLJITMangleAndIntern(jit, rt[i].name);
+            pairs[i].Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)rt[i].fn;
+            pairs[i].Sym.Flags.GenericFlags = LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
+            pairs[i].Sym.Flags.TargetFlags = 0;
+        }
+        e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(jit), LLVMOrcAbsoluteSymbols(pairs, 2));
+        if (e) {
+            jit_error(cg, e, "cannot define the runtime's symbols");
+            goto done;
+        }
+    }
     /* the module moves to a context of the JIT's own */
     LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
     /* The JIT wants the module in its thread-safe context; a round trip through bitcode moves a

@@ -171,6 +171,11 @@ LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x);
 
 /* A stack slot in the entry block of the function being built (promoted to a register by LLVM). */
 LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef t, const char *name);
+/* Runs body over [0, n) split across the runtime's threads (rt_parallel_for on cg->pool). body is
+ * emitted into a separate function: it sees the captured values cap[ncap] (re-loaded there: values of
+ * the calling function are not visible in it) and cg->syms, and emits the work for [begin, end). */
+typedef void (*CgRange)(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end);
+void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, void *ctx, const char *name);
 /* Loops over dims[rank] and calls body(cg, ctx, idx) with the indices of the innermost point. */
 typedef void (*CgBody)(Cg *cg, void *ctx, LLVMValueRef *idx);
 void cg_nest(Cg *cg, int rank, LLVMValueRef *dims, CgBody body, void *ctx);

@@ -271,3 +271,49 @@ LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef t, const char *name)
     LLVMDisposeBuilder(b);
     return v;
 }
+
+void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, void *ctx, const char *name)
+{
+    KILN_ASSERT(ncap < 15);
+    /* the captured values and the symbol values, in a block on the caller's stack */
+    LLVMTypeRef tys[16];
+    for (int i = 0; i < ncap; i++)
+        tys[i] = LLVMTypeOf(cap[i]);
+    tys[ncap] = cg->ptr;
+    LLVMTypeRef st = LLVMStructTypeInContext(cg->ctx, tys, (unsigned)ncap + 1, 0);
+    LLVMValueRef blk = cg_alloca(cg, st, "captured");
+    for (int i = 0; i <= ncap; i++)
+        LLVMBuildStore(cg->b, i < ncap ? cap[i] : cg->syms, LLVMBuildStructGEP2(cg->b, st, blk, (unsigned)i, ""));
+
+    /* void name(ptr block, i64 begin, i64 end) */
+    LLVMTypeRef params[3] = {cg->ptr, cg->i64, cg->i64};
+    LLVMTypeRef fty = LLVMFunctionType(cg->void_, params, 3, 0);
+    LLVMValueRef f = LLVMAddFunction(cg->mod, name, fty);
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    LLVMValueRef saved_fn = cg->fn, saved_syms = cg->syms, saved_status = cg->status, saved_pool = cg->pool;
+    LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(cg->b);
+    cg->fn = f;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
+    LLVMValueRef in[16];
+    LLVMValueRef p = LLVMGetParam(f, 0);
+    for (int i = 0; i <= ncap; i++)
+        in[i] = LLVMBuildLoad2(cg->b, tys[i], LLVMBuildStructGEP2(cg->b, st, p, (unsigned)i, ""), "");
+    cg->syms = in[ncap];
+    cg->status = cg_alloca(cg, cg->i32, "status"); /* run-time checks are not made inside a range */
+    cg->pool = LLVMConstNull(cg->ptr);             /* no nested parallel-for */
+    body(cg, ctx, in, LLVMGetParam(f, 1), LLVMGetParam(f, 2));
+    LLVMBuildRetVoid(cg->b);
+    cg->fn = saved_fn;
+    cg->syms = saved_syms;
+    cg->status = saved_status;
+    cg->pool = saved_pool;
+    LLVMPositionBuilderAtEnd(cg->b, saved_bb);
+
+    LLVMTypeRef pf[4] = {cg->ptr, cg->i64, cg->ptr, cg->ptr};
+    LLVMTypeRef pfty = LLVMFunctionType(cg->void_, pf, 4, 0);
+    LLVMValueRef pfor = LLVMGetNamedFunction(cg->mod, "rt_parallel_for");
+    if (!pfor)
+        pfor = LLVMAddFunction(cg->mod, "rt_parallel_for", pfty);
+    LLVMValueRef args[4] = {cg->pool, n, f, blk};
+    LLVMBuildCall2(cg->b, pfty, pfor, args, 4, "");
+}
