@@ -123,9 +123,9 @@ static void attn_row(Cg *cg, AttnCtx *c, LLVMValueRef r)
     LLVMValueRef mold = LLVMBuildLoad2(cg->b, f, m, "");
     LLVMValueRef mnew = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, s, mold, ""), s, mold, "");
     LLVMValueRef dcorr = LLVMBuildFSub(cg->b, mold, mnew, "");
-    LLVMValueRef corr = cg_intrinsic(cg, "llvm.exp", &dcorr, 1); /* exp(-inf) = 0 on the first key */
+    LLVMValueRef corr = cg_exp(cg, dcorr); /* exp(-inf) = 0 on the first key */
     LLVMValueRef ds = LLVMBuildFSub(cg->b, s, mnew, "");
-    LLVMValueRef p = cg_intrinsic(cg, "llvm.exp", &ds, 1);
+    LLVMValueRef p = cg_exp(cg, ds);
     LLVMBuildStore(cg->b, mnew, m);
     LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, l, ""), corr, ""), p, ""), l);
     LLVMValueRef vrow = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, lj.iv, c->Dv, ""), "");

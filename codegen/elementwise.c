@@ -32,7 +32,7 @@ static LLVMValueRef float_unary(Cg *cg, const Node *n, LLVMValueRef x)
     switch (n->op) {
     case OP_NEG: return LLVMBuildFNeg(cg->b, x, "");
     case OP_ABS: return cg_intrinsic(cg, "llvm.fabs", &x, 1);
-    case OP_EXP: return cg_intrinsic(cg, "llvm.exp", &x, 1);
+    case OP_EXP: return cg_exp(cg, x);
     case OP_LOG: return cg_intrinsic(cg, "llvm.log", &x, 1);
     case OP_SQRT: return cg_intrinsic(cg, "llvm.sqrt", &x, 1);
     case OP_RSQRT: return LLVMBuildFDiv(cg->b, one, cg_intrinsic(cg, "llvm.sqrt", &x, 1), "");
@@ -43,7 +43,7 @@ static LLVMValueRef float_unary(Cg *cg, const Node *n, LLVMValueRef x)
     case OP_SIGMOID:
     case OP_SILU: {
         LLVMValueRef nx = LLVMBuildFNeg(cg->b, x, "");
-        LLVMValueRef e = cg_intrinsic(cg, "llvm.exp", &nx, 1);
+        LLVMValueRef e = cg_exp(cg, nx);
         LLVMValueRef s = LLVMBuildFDiv(cg->b, one, LLVMBuildFAdd(cg->b, one, e, ""), "");
         return n->op == OP_SIGMOID ? s : LLVMBuildFMul(cg->b, x, s, "");
     }

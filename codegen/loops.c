@@ -317,3 +317,40 @@ void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRang
     LLVMValueRef args[4] = {cg->pool, n, f, blk};
     LLVMBuildCall2(cg->b, pfty, pfor, args, 4, "");
 }
+
+/* exp(x) for f32 in straight-line code LLVM can vectorise (no library call): x = n ln2 + r with
+ * |r| <= ln2/2 (ln2 split in two so r is exact), e^r by a degree-7 polynomial (the Cephes expf
+ * coefficients), 2^n applied in two halves so that results down in the subnormals round once.
+ * About 1 ulp; exp(x > 88.73) = inf, exp(x < -103.98) = 0, NaN stays NaN. */
+LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x)
+{
+    LLVMTypeRef f = cg->f32;
+    if (LLVMTypeOf(x) != f)
+        return cg_intrinsic(cg, "llvm.exp", &x, 1);
+    LLVMBuilderRef b = cg->b;
+#define C(v) LLVMConstReal(f, v)
+    LLVMValueRef xc = cg_intrinsic(cg, "llvm.minnum", (LLVMValueRef[]){x, C(89.0)}, 2);
+    xc = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){xc, C(-104.0)}, 2);
+    LLVMValueRef t = LLVMBuildFMul(b, xc, C(1.44269504088896341), "");
+    LLVMValueRef n = cg_intrinsic(cg, "llvm.rint", &t, 1);
+    LLVMValueRef r = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){n, C(-0.693359375), xc}, 3);
+    r = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){n, C(2.12194440e-4), r}, 3);
+    static const double c[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                               4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
+    LLVMValueRef p = C(c[0]);
+    for (int i = 1; i < 6; i++)
+        p = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){p, r, C(c[i])}, 3);
+    LLVMValueRef r2 = LLVMBuildFMul(b, r, r, "");
+    p = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){p, r2, LLVMBuildFAdd(b, r, C(1.0), "")}, 3);
+    /* 2^n = 2^n1 * 2^n2, each a normal float built from its exponent bits */
+    LLVMValueRef ni = LLVMBuildFPToSI(b, n, cg->i32, "");
+    LLVMValueRef n1 = LLVMBuildAShr(b, ni, LLVMConstInt(cg->i32, 1, 0), "");
+    LLVMValueRef n2 = LLVMBuildSub(b, ni, n1, "");
+    LLVMValueRef bias = LLVMConstInt(cg->i32, 127, 0), sh = LLVMConstInt(cg->i32, 23, 0);
+    LLVMValueRef s1 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, n1, bias, ""), sh, ""), f, "");
+    LLVMValueRef s2 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, n2, bias, ""), sh, ""), f, "");
+    LLVMValueRef y = LLVMBuildFMul(b, LLVMBuildFMul(b, p, s1, ""), s2, "");
+    LLVMValueRef nan = LLVMBuildFCmp(b, LLVMRealUNO, x, x, "");
+#undef C
+    return LLVMBuildSelect(b, nan, x, y, "");
+}
