@@ -18,23 +18,30 @@
  *   packing computes and stores nothing. An activation B (attention's products) is read where it is,
  *   NR columns of one row per step of k, with masked loads at the right edge.
  *   A is copied one micro-panel (MR rows x KC) at a time into a buffer on the tile function's stack
- *   whose rows are KC+16 floats apart: a memcpy per row, cheap next to the MR*KC*NR/VW FMAs it
- *   feeds. It lets the micro-kernel address A at constant offsets from one pointer, and rows of A
- *   that are a multiple of 4 KiB apart (K = 1024, 3072), which would share one set of L1, no longer do.
+ *   whose rows are KC+16 floats apart, with a memcpy per row: about 3% of the time at M = 197,
+ *   K = 768 (it waits on L3 for rows no prefetch brought closer; software prefetching of the next
+ *   micro-panel, of C and of B was tried and gained nothing measurable). It lets the micro-kernel
+ *   address A at constant offsets from one pointer, and rows of A a multiple of 4 KiB apart
+ *   (K = 1024, 3072), which would share one set of L1, no longer do. An activation B is not packed:
+ *   attention's products reach oneDNN's speed reading it in place.
  *
- * Blocking. K is cut into blocks of at most KC so that the A micro-panel fills at most half of L1.
- * Within a block of K the loop over panels of B is innermost: the A micro-panel is reused from L1 by
- * every panel, while the K-block of B (KC x NC, NC at most half of L2) is reused from L2 by every
- * micro-panel of A. C is loaded and stored once per block of K. KC and NC come from the host's cache
- * sizes (sysconf) when compiling for the host, from 32 KiB of L1 and 1 MiB of L2 otherwise; the
- * environment variable KILN_GEMM ("kc=256,nc=384,mc=96,mr=8,nv=2") overrides them at compile time.
+ * Blocking. K is cut into blocks of at most KC (equal ones, rounded up to 16) so that the A
+ * micro-panel fills at most half of L1. Within a block of K the loop over panels of B is innermost:
+ * the A micro-panel is reused from L1 by every panel, while the K-block of B (KC x NC, NC at most half
+ * of L2 over KC) is reused from L2 by every micro-panel of A. C is loaded and stored once per block
+ * of K. KC and NC come from the host's cache sizes (sysconf) when compiling for the host, from 32 KiB
+ * of L1 and 1 MiB of L2 otherwise; the environment variable KILN_GEMM ("kc=256,nc=384,mc=96,mr=8,
+ * nv=2") overrides them at compile time (mr and nv change the packed layout too).
  *
- * Threads. The work is cut into tiles: per batch, n-blocks of NCP panels times m-blocks of MCB rows,
- * ordered batch, n-block, m-block. The tile loop is its own function (ctx, begin, end), handed to
- * rt_parallel_for, which gives each thread one contiguous range of tiles. The number of n-blocks is a
- * multiple of the pool's size when N allows, so that threads get equal shares of B: with M = 1 each
- * streams its own part of the weights. Products of fewer than 2^17 multiply-adds stay on the calling
- * thread, where a dispatch would cost more than it saves.
+ * Threads. The work is cut into tiles: per batch, n-blocks of NCP panels times m-blocks of MCB rows
+ * (MC at most), ordered batch, n-block, m-block. The tile loop is its own function (ctx, begin, end)
+ * handed to rt_parallel_for, which gives each thread one contiguous range of tiles; the m-blocks of
+ * one n-block that fall in a range are done as one block of rows, so that each K-block of B goes
+ * through L2 once per range. The number of n-blocks is a multiple of the pool's size when N allows,
+ * so that threads get equal shares of B: with M = 1 each streams its own part of the weights.
+ * Products of fewer than 2^17 multiply-adds stay on the calling thread, where a dispatch would cost
+ * more than it saves. rt_parallel_for and rt_pool_size are referenced weakly: a process without the
+ * runtime's pool (a JIT in a program that does not export it) runs the product on one thread.
  *
  * Batched products ([H, T, d] @ [H, d, T]) use the same tiles with a batch index; the offsets of a
  * batch in A, B and C come from per-dimension strides, 0 where a batch dimension broadcasts.
@@ -55,7 +62,7 @@ typedef struct GemmCfg {
     int fma; /* the target has fused multiply-add: llvm.fma, else llvm.fmuladd */
     int kc;  /* most k per block of K: the A micro-panel (mr x kc floats) fills half of L1 */
     int nc;  /* most columns per tile: a K-block of B (kc x nc floats) fills half of L2 */
-    int mc;  /* most rows per tile (a multiple of mr) */
+    int mc;  /* most rows per m-block, the unit of work a thread takes (a multiple of mr) */
 } GemmCfg;
 
 enum {
@@ -366,9 +373,9 @@ static void loop_end_next(Cg *cg, Loop *l, LLVMValueRef next)
  *
  * void ukr<mr>[_edge](ptr a, ptr b, i64 ldb, ptr c, i64 ldc, i64 kc, i64 first, i64 nrem)
  *   C[0:mr, 0:NR] (+)= A[0:mr, 0:kc] @ B[0:kc, 0:NR]
- * a: the packed micro-panel (rows kc+APAD floats apart... at most KC+APAD); b: NR floats per k,
- * ldb apart; c: ldc floats per row; first: C is overwritten, else accumulated. The _edge variant
- * touches only the first nrem columns (masked loads of B and C, masked stores of C). */
+ * a: the packed micro-panel, rows KC+APAD floats apart; b: NR floats per k, ldb apart; c: ldc floats
+ * per row; first: C is overwritten, else accumulated into. The _edge variant touches only the first
+ * nrem columns (masked loads of B and C, masked stores of C). */
 
 typedef struct Ukr {
     Cg *cg;
@@ -441,9 +448,10 @@ static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
     f = begin_function(cg, k, name, LLVMFunctionType(cg->void_, params, 8, 0), &saved);
     /* called from one place each: kept out of line so that the tile loop stays small */
     set_attr(cg, f, LLVMAttributeFunctionIndex, "noinline");
-    for (unsigned i = 1; i <= 4; i += 1)
-        if (i != 3)
-            set_attr(cg, f, i, "noalias"); /* a (the stack buffer), b and c never overlap */
+    /* a (the stack buffer), b and c never overlap: attribute indices are parameter numbers + 1 */
+    set_attr(cg, f, 1, "noalias");
+    set_attr(cg, f, 2, "noalias");
+    set_attr(cg, f, 4, "noalias");
     Ukr u = {.cg = cg, .k = k, .mr = mr, .edge = edge, .vt = LLVMVectorType(cg->f32, (unsigned)k->vw)};
     u.a = LLVMGetParam(f, 0);
     u.b = LLVMGetParam(f, 1);
@@ -528,10 +536,13 @@ static LLVMValueRef ctx_operand_ptr(Cg *cg, LLVMValueRef ctx, int i)
     return LLVMBuildStructGEP2(cg->b, ctx_type(cg), ctx, (unsigned)i, "");
 }
 
-/* void kiln_gemm_tiles(ptr ctx, i64 begin, i64 end): tiles [begin, end) of the product in ctx. */
-static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k)
+/* void kiln_gemm_tiles_<variants>(ptr ctx, i64 begin, i64 end): tiles [begin, end) of the product in
+ * ctx. variants has bit (mr-1)*2+edge set for each micro-kernel the shapes may need: with static
+ * sizes only a few are, which keeps the module small. */
+static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants)
 {
-    const char *name = "kiln_gemm_tiles";
+    char name[64];
+    snprintf(name, sizeof name, "kiln_gemm_tiles_%llx", (unsigned long long)variants);
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (f)
         return f;
@@ -555,7 +566,11 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k)
     LLVMValueRef kblocks = max64(cg, ceil_div(cg, K, i64c(cg, k->kc)), i64c(cg, 1));
     LLVMValueRef kcb = LLVMBuildAnd(cg->b, add(cg, ceil_div(cg, K, kblocks), i64c(cg, 15)), i64c(cg, ~(int64_t)15), "");
 
+    /* Consecutive tiles of one batch and n-block (a run of m-blocks) are done as one block of rows:
+     * then every block of K of B is loaded into L2 once per run, not once per m-block. */
     Loop lt = cg_loop_begin(cg, LLVMGetParam(f, 1), LLVMGetParam(f, 2), "tile");
+    LLVMValueRef run_end = min64(cg, LLVMGetParam(f, 2), mul(cg, add(cg, LLVMBuildSDiv(cg->b, lt.iv, x[CX_TM], ""),
+                                                                    i64c(cg, 1)), x[CX_TM]));
     LLVMValueRef bi = LLVMBuildSDiv(cg->b, lt.iv, per, "");
     LLVMValueRef rem = LLVMBuildSub(cg->b, lt.iv, mul(cg, bi, per), "");
     LLVMValueRef nb = LLVMBuildSDiv(cg->b, rem, x[CX_TM], "");
@@ -571,19 +586,22 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k)
         co = add(cg, co, mul(cg, id, x[CX_CSTR + d]));
     }
     LLVMValueRef at = fptr(cg, a, ao), bt = fptr(cg, b, bo), ct = fptr(cg, c, co);
-    LLVMValueRef i0 = mul(cg, mb, x[CX_MCB]), i1 = min64(cg, M, add(cg, i0, x[CX_MCB]));
+    LLVMValueRef i0 = mul(cg, mb, x[CX_MCB]);
+    LLVMValueRef i1 = min64(cg, M, add(cg, i0, mul(cg, LLVMBuildSub(cg->b, run_end, lt.iv, ""), x[CX_MCB])));
     LLVMValueRef p0 = mul(cg, nb, x[CX_NCP]), p1 = min64(cg, np, add(cg, p0, x[CX_NCP]));
 
-    /* blocks of K: at least one, so that K = 0 still writes zeros */
+    /* blocks of K: at least one, so that K = 0 still writes zeros (kc = 0, first = 1) */
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
     LLVMBasicBlockRef kb = LLVMAppendBasicBlockInContext(cg->ctx, f, "kblock");
     LLVMBuildBr(cg->b, kb);
     LLVMPositionBuilderAtEnd(cg->b, kb);
-    LLVMValueRef pc = LLVMBuildPhi(cg->b, cg->i64, "pc");
+    LLVMValueRef kbi = LLVMBuildPhi(cg->b, cg->i64, "kbi");
     LLVMValueRef zero = i64c(cg, 0);
-    LLVMAddIncoming(pc, &zero, &pre, 1);
+    LLVMAddIncoming(kbi, &zero, &pre, 1);
+    LLVMValueRef nkb = max64(cg, ceil_div(cg, K, max64(cg, kcb, i64c(cg, 1))), i64c(cg, 1));
+    LLVMValueRef pc = mul(cg, kbi, kcb);
     LLVMValueRef kc = min64(cg, kcb, LLVMBuildSub(cg->b, K, pc, ""));
-    LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, pc, zero, ""), cg->i64, "");
+    LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, kbi, zero, ""), cg->i64, "");
     LLVMValueRef kbytes = mul(cg, kc, i64c(cg, 4));
 
     Loop li = cg_loop_begin(cg, i0, i1, "ir");
@@ -606,6 +624,8 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k)
     LLVMValueRef sw = LLVMBuildSwitch(cg->b, key, bad, (unsigned)(2 * k->mr));
     for (int m = 1; m <= k->mr; m++)
         for (int e = 0; e < 2; e++) {
+            if (!(variants >> ((m - 1) * 2 + e) & 1))
+                continue;
             LLVMBasicBlockRef cb = LLVMAppendBasicBlockInContext(cg->ctx, f, "ukr");
             LLVMAddCase(sw, i64c(cg, (m - 1) * 2 + e), cb);
             LLVMPositionBuilderAtEnd(cg->b, cb);
@@ -620,13 +640,13 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k)
     cg_loop_end(cg, &lj);
     loop_end_next(cg, &li, add(cg, li.iv, i64c(cg, k->mr)));
 
-    LLVMValueRef pnext = add(cg, pc, kc);
+    LLVMValueRef knext = add(cg, kbi, i64c(cg, 1));
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
-    LLVMAddIncoming(pc, &pnext, &latch, 1);
+    LLVMAddIncoming(kbi, &knext, &latch, 1);
     LLVMBasicBlockRef kdone = LLVMAppendBasicBlockInContext(cg->ctx, f, "kdone");
-    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, pnext, K, ""), kb, kdone);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, knext, nkb, ""), kb, kdone);
     LLVMPositionBuilderAtEnd(cg->b, kdone);
-    cg_loop_end(cg, &lt);
+    loop_end_next(cg, &lt, run_end);
     LLVMBuildRetVoid(cg->b);
     end_function(cg, &saved);
     return f;
@@ -645,6 +665,37 @@ static LLVMValueRef runtime_function(Cg *cg, const char *name, LLVMTypeRef fty)
         LLVMSetLinkage(f, LLVMExternalWeakLinkage);
     }
     return f;
+}
+
+/* The micro-kernels a product may call (bits as for tiles_function): rows of the last micro-tile
+ * and whether there is a partial panel, when the sizes say; every one when they are symbolic. */
+static uint64_t variants(const GemmCfg *k, const Node *n)
+{
+    const Node *a = n->in[0], *b = n->in[1];
+    int64_t M = 1, N = -1, nr = k->vw * k->nv;
+    int mdims = b->rank == 2 ? a->rank - 1 : 1; /* the dims of A that make the rows */
+    for (int i = a->rank - 1 - mdims; i < a->rank - 1; i++)
+        M = M < 0 || !dim_is_const(a->shape[i]) ? -1 : M * a->shape[i].b;
+    if (dim_is_const(b->shape[b->rank - 1]))
+        N = b->shape[b->rank - 1].b;
+    uint64_t rows = 0, edges = 0;
+    if (M < 0)
+        rows = (1ull << k->mr) - 1;
+    else {
+        if (M >= k->mr)
+            rows |= 1ull << (k->mr - 1);
+        if (M % k->mr)
+            rows |= 1ull << (M % k->mr - 1);
+    }
+    if (N < 0 || N % nr)
+        edges |= 2;
+    if (N < 0 || N >= nr)
+        edges |= 1;
+    uint64_t v = 0;
+    for (int m = 0; m < k->mr; m++)
+        if (rows >> m & 1)
+            v |= edges << (2 * m);
+    return v;
 }
 
 int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
@@ -712,17 +763,25 @@ int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMBasicBlockRef sized = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "sized");
     LLVMBuildCondBr(cg->b, have_pool, ask, sized);
     LLVMPositionBuilderAtEnd(cg->b, ask);
-    LLVMBuildStore(cg->b, LLVMBuildSExt(cg->b, LLVMBuildCall2(cg->b, size_ty, psize, &cg->pool, 1, ""), cg->i64, ""), nthr);
+    LLVMValueRef size = LLVMBuildCall2(cg->b, size_ty, psize, &cg->pool, 1, "");
+    LLVMBuildStore(cg->b, LLVMBuildSExt(cg->b, size, cg->i64, ""), nthr);
     LLVMBuildBr(cg->b, sized);
     LLVMPositionBuilderAtEnd(cg->b, sized);
     nthr = LLVMBuildLoad2(cg->b, cg->i64, nthr, "");
     LLVMValueRef np = ceil_div(cg, N, i64c(cg, nr));
-    LLVMValueRef want = mul(cg, nthr, ceil_div(cg, np, mul(cg, nthr, i64c(cg, k.nc / nr))));
+    /* On several threads n-blocks a quarter as wide: measured on Zen 4 (two threads, M = 128 and
+     * 197, K = N = 768) they kept 95% of oneDNN's speed where nc-wide ones varied between 85% and
+     * 98% from one minute to the next; on one thread nc-wide ones are 3% faster. */
+    LLVMValueRef ncmax = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, nthr, one, ""),
+                                         i64c(cg, k.nc / nr / 4 > 0 ? k.nc / nr / 4 : 1), i64c(cg, k.nc / nr), "");
+    LLVMValueRef want = mul(cg, nthr, ceil_div(cg, np, mul(cg, nthr, ncmax)));
     LLVMValueRef ncp = max64(cg, ceil_div(cg, np, want), one);
     x[CX_NCP] = ncp;
     x[CX_TN] = ceil_div(cg, np, ncp);
-    LLVMValueRef mcb = min64(cg, mul(cg, ceil_div(cg, M, i64c(cg, k.mr)), i64c(cg, k.mr)), i64c(cg, k.mc));
-    mcb = max64(cg, mcb, i64c(cg, k.mr));
+    /* m-blocks, the units of rows a thread takes: of equal height in micro-tiles, at most mc */
+    LLVMValueRef mr = i64c(cg, k.mr);
+    LLVMValueRef tm = max64(cg, ceil_div(cg, M, i64c(cg, k.mc)), one);
+    LLVMValueRef mcb = max64(cg, mul(cg, ceil_div(cg, ceil_div(cg, M, tm), mr), mr), mr);
     x[CX_MCB] = mcb;
     x[CX_TM] = ceil_div(cg, M, mcb);
     LLVMValueRef ntiles = mul(cg, nbatch, mul(cg, x[CX_TM], x[CX_TN]));
@@ -733,7 +792,7 @@ int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         LLVMBuildStore(cg->b, ops[i], ctx_operand_ptr(cg, ctx, i));
     for (int i = 0; i < CX_COUNT; i++)
         LLVMBuildStore(cg->b, x[i], ctx_field_ptr(cg, ctx, i));
-    LLVMValueRef tiles = tiles_function(cg, &k);
+    LLVMValueRef tiles = tiles_function(cg, &k, variants(&k, n));
 
     /* small products on this thread; the rest over the pool */
     LLVMValueRef work = mul(cg, mul(cg, mul(cg, M, N), max64(cg, K, one)), nbatch);

@@ -4,8 +4,9 @@
  * accumulated as a sum of rows of B scaled by elements of A (i-k-j order), so the innermost loop
  * walks B and the output contiguously. Accumulation is in the output's compute type (f32). f32
  * products go to gemm.c's packed, register-blocked kernel; this one takes the rest (f16, bf16, f64,
- * a one-dimensional B) and is the plain baseline that kernel was written against. A 16-bit output accumulates each element in f32 and is
- * stored once (j-inner accumulation in the output would round every partial sum).
+ * a one-dimensional B) and is the plain baseline that kernel was written against. A 16-bit output
+ * accumulates each element in f32 and is stored once (j-inner accumulation in the output would
+ * round every partial sum).
  */
 #include "codegen/codegen.h"
 

@@ -43,7 +43,7 @@
 #include <unistd.h>
 
 static const int SIZES[] = {1, 2, 3, 7, 15, 16, 17, 31, 33, 64, 65, 100, 197};
-enum { NSIZES = sizeof SIZES / sizeof SIZES[0], GUARD = 64, MAX_IO = 4 };
+enum { NSIZES = sizeof SIZES / sizeof SIZES[0], GUARD = 64, MAX_IO = 16 };
 
 static char weights_path[256];
 static int failures, cases;
@@ -88,6 +88,7 @@ static void write_weights(void)
             }
     const struct { const char *name; int rank; int64_t shape[2]; } extra[] = {
         {"w700_450", 2, {700, 450}}, {"t450_700", 2, {450, 700}}, {"v60", 1, {60}}, {"s64", 2, {64, 64}},
+        {"w16_32", 2, {16, 32}}, {"t32_16", 2, {32, 16}},
     };
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
         int64_t ne = extra[i].rank == 1 ? extra[i].shape[0] : extra[i].shape[0] * extra[i].shape[1];
@@ -104,6 +105,8 @@ static void write_weights(void)
 }
 
 /* ---------------------------------------------------------------- a JIT with the runtime's pool */
+
+static void counted_parallel_for(RtPool *p, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx);
 
 typedef struct Jit {
     LLVMOrcLLJITRef jit;
@@ -135,7 +138,7 @@ static int jit_open(Cg *cg, Jit *j)
     LLVMOrcJITDylibAddGenerator(main, gen);
     LLVMJITSymbolFlags fl = {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0};
     LLVMOrcCSymbolMapPair rt[2] = {
-        {LLVMOrcLLJITMangleAndIntern(j->jit, "rt_parallel_for"), {(LLVMOrcExecutorAddress)(uintptr_t)rt_parallel_for, fl}},
+        {LLVMOrcLLJITMangleAndIntern(j->jit, "rt_parallel_for"), {(LLVMOrcExecutorAddress)(uintptr_t)counted_parallel_for, fl}},
         {LLVMOrcLLJITMangleAndIntern(j->jit, "rt_pool_size"), {(LLVMOrcExecutorAddress)(uintptr_t)rt_pool_size, fl}},
     };
     e = LLVMOrcJITDylibDefine(main, LLVMOrcAbsoluteSymbols(rt, 2));
@@ -170,11 +173,11 @@ static int jit_open(Cg *cg, Jit *j)
 
 typedef struct Case {
     const char *what;     /* one line for the report */
-    char ir[1024];        /* nodes and outputs */
+    char ir[4096];        /* nodes and outputs */
     const int *T;         /* values of T (0-terminated), or NULL when nothing is symbolic */
     const char *features; /* CgOptions.features, or NULL for the host's */
     const char *blocks;   /* KILN_GEMM during compilation, or NULL */
-    int packed;           /* the first matmul must get packed weights */
+    int packed;           /* every matmul must get packed weights, every weight and transpose be folded */
     int folded[3];        /* nodes that must be folded (-1: none) */
     int kept;             /* a node that must not be folded, or -1 */
 } Case;
@@ -205,9 +208,19 @@ static int compare(const float *got, const float *want, int64_t n, double *maxer
     return *where >= 0;
 }
 
-/* Runs g at syms on threads through run (own JIT) or cg_jit_run; compares with the interpreter. */
-static int check_run(Graph *g, Cg *cg, Jit *jit, const int64_t *syms, int threads, const char *label, Diag *d,
-                     double *worst)
+/* A pool dispatch, counted: the two-thread runs must reach rt_parallel_for. */
+static long dispatches;
+
+static void counted_parallel_for(RtPool *p, int64_t n, void (*fn)(void *, int64_t, int64_t), void *ctx)
+{
+    if (rt_pool_size(p) > 1)
+        dispatches++;
+    rt_parallel_for(p, n, fn, ctx);
+}
+
+/* Runs g at syms through jit (on one thread and on two) or through cg_jit_run (two threads asked
+ * for; it runs serially), and compares every output with the interpreter's. */
+static int check_at(Graph *g, Cg *cg, Jit *jit, const int64_t *syms, Diag *d, double *worst)
 {
     HostTensor in[MAX_IO] = {{0}}, want[MAX_IO] = {{0}};
     void *inp[MAX_IO], *outp[MAX_IO] = {0};
@@ -223,50 +236,58 @@ static int check_run(Graph *g, Cg *cg, Jit *jit, const int64_t *syms, int thread
         in[k].data = random_floats(ne);
         inp[k] = in[k].data;
     }
-    int64_t bound[IR_MAX_SYMS];
+    int64_t bound[IR_MAX_SYMS], ne[MAX_IO];
     if (ir_bind_inputs(g, in, bound, d) || ir_interp(g, in, want, d)) {
-        printf("  %s: the interpreter failed\n", label);
+        printf("  T=%lld: the interpreter failed\n", (long long)syms[0]);
         bad = 1;
         goto out;
     }
-    int64_t ne[MAX_IO];
     for (int k = 0; k < g->noutput; k++) {
         ne[k] = shape_numel(g->outputs[k].node->rank, g->outputs[k].node->shape, bound);
         outp[k] = malloc(sizeof(float) * (size_t)ne[k] + GUARD);
-        memset(outp[k], 0xff, sizeof(float) * (size_t)ne[k]);
-        memset((char *)outp[k] + sizeof(float) * (size_t)ne[k], 0x5a, GUARD);
     }
-    int rc;
-    if (jit) {
-        void *arena = aligned_alloc(64, (size_t)((cg->plan.arena_bytes + 63) / 64 * 64 + 64));
-        RtPool *pool = rt_pool_new(threads);
-        rc = jit->entry(cg->plan.weights, arena, bound, inp, outp, pool);
-        rt_pool_free(pool);
-        free(arena);
-    } else {
-        rc = cg_jit_run(cg, bound, inp, outp, threads);
-    }
-    if (rc) {
-        printf("  %s: the kernel failed (%d)\n", label, rc);
-        bad = 1;
-        goto out;
-    }
-    for (int k = 0; k < g->noutput; k++) {
-        for (int b = 0; b < GUARD; b++)
-            if (((unsigned char *)outp[k])[sizeof(float) * (size_t)ne[k] + (size_t)b] != 0x5a) {
-                printf("  %s: output %d written past its end\n", label, k);
-                bad = 1;
-                break;
-            }
-        double err, scale;
-        int64_t at;
-        if (compare(outp[k], want[k].data, ne[k], &err, &scale, &at)) {
-            printf("  %s: output %d element %lld: got %.9g, want %.9g (max |err| %.3g, max |want| %.3g)\n", label, k,
-                   (long long)at, ((float *)outp[k])[at], ((float *)want[k].data)[at], err, scale);
-            bad = 1;
+    for (int threads = 1; threads <= 2; threads++) {
+        if (!jit && threads == 1)
+            continue;
+        char label[64];
+        snprintf(label, sizeof label, "T=%lld, %d thread%s%s", (long long)syms[0], threads, threads > 1 ? "s" : "",
+                 jit ? "" : ", cg_jit_run");
+        for (int k = 0; k < g->noutput; k++) {
+            memset(outp[k], 0xff, sizeof(float) * (size_t)ne[k]);
+            memset((char *)outp[k] + sizeof(float) * (size_t)ne[k], 0x5a, GUARD);
         }
-        if (scale > 0 && err / scale > *worst)
-            *worst = err / scale;
+        int rc;
+        if (jit) {
+            void *arena = aligned_alloc(64, (size_t)((cg->plan.arena_bytes + 63) / 64 * 64 + 64));
+            RtPool *pool = rt_pool_new(threads);
+            rc = jit->entry(cg->plan.weights, arena, bound, inp, outp, pool);
+            rt_pool_free(pool);
+            free(arena);
+        } else {
+            rc = cg_jit_run(cg, bound, inp, outp, threads);
+        }
+        if (rc) {
+            printf("  %s: the kernel failed (%d)\n", label, rc);
+            bad = 1;
+            continue;
+        }
+        for (int k = 0; k < g->noutput; k++) {
+            for (int b = 0; b < GUARD; b++)
+                if (((unsigned char *)outp[k])[sizeof(float) * (size_t)ne[k] + (size_t)b] != 0x5a) {
+                    printf("  %s: output %d written past its end\n", label, k);
+                    bad = 1;
+                    break;
+                }
+            double err, scale;
+            int64_t at;
+            if (compare(outp[k], want[k].data, ne[k], &err, &scale, &at)) {
+                printf("  %s: output %s element %lld: got %.9g, want %.9g (max |err| %.3g, max |want| %.3g)\n", label,
+                       g->outputs[k].name, (long long)at, ((float *)outp[k])[at], ((float *)want[k].data)[at], err, scale);
+                bad = 1;
+            }
+            if (scale > 0 && err / scale > *worst)
+                *worst = err / scale;
+        }
     }
 out:
     for (int k = 0; k < MAX_IO; k++) {
@@ -295,7 +316,7 @@ static void run_case(const Case *c)
 {
     cases++;
     Diag *d = diag_new(stdout);
-    char text[2048];
+    char text[8192];
     snprintf(text, sizeof text, "model gemm\nweights \"%s\"\nsym T <= 197\n%s", weights_path, c->ir);
     Graph *g = ir_parse("<case>", text, NULL, d);
     int bad = 0;
@@ -315,13 +336,16 @@ static void run_case(const Case *c)
         goto done;
     }
     /* what the plan must have done */
-    const Node *mm = NULL;
-    for (int i = 0; i < g->nnode && !mm; i++)
-        if (g->nodes[i]->op == OP_MATMUL)
-            mm = g->nodes[i];
-    if (c->packed && (!mm || cg->plan.packed[mm->id] < 0)) {
-        printf("  the matmul's weights are not packed\n");
-        bad = 1;
+    for (int i = 0; i < g->nnode && c->packed; i++) {
+        const Node *x = g->nodes[i];
+        if (x->op == OP_MATMUL && cg->plan.packed[i] < 0) {
+            printf("  the weights of matmul %%%d are not packed\n", i);
+            bad = 1;
+        }
+        if ((x->op == OP_WEIGHT || x->op == OP_TRANSPOSE) && c->kept != i && !cg->plan.folded[i]) {
+            printf("  node %%%d is not folded\n", i);
+            bad = 1;
+        }
     }
     for (int i = 0; i < 3; i++)
         if (c->folded[i] >= 0 && !cg->plan.folded[c->folded[i]]) {
@@ -338,13 +362,10 @@ static void run_case(const Case *c)
     if (jit_open(cg, &jit)) {
         bad = 1;
     } else {
-        for (int r = 0; Ts[r]; r++)
-            for (int threads = 1; threads <= 2; threads++) {
-                int64_t syms[IR_MAX_SYMS] = {Ts[r]};
-                char label[64];
-                snprintf(label, sizeof label, "T=%d, %d thread%s", Ts[r], threads, threads > 1 ? "s" : "");
-                bad |= check_run(g, cg, &jit, syms, threads, label, d, &worst);
-            }
+        for (int r = 0; Ts[r]; r++) {
+            int64_t syms[IR_MAX_SYMS] = {Ts[r]};
+            bad |= check_at(g, cg, &jit, syms, d, &worst);
+        }
     }
     if (jit.jit)
         LLVMOrcDisposeLLJIT(jit.jit);
@@ -355,7 +376,7 @@ static void run_case(const Case *c)
         for (int r = 0; Ts[r]; r++)
             syms[0] = Ts[r];
         cg = compile(g, c, d);
-        bad |= !cg || check_run(g, cg, NULL, syms, 2, "cg_jit_run", d, &worst);
+        bad |= !cg || check_at(g, cg, NULL, syms, d, &worst);
         cg_free(cg);
     }
 done:
@@ -366,21 +387,49 @@ done:
     diag_free(d);
 }
 
-/* x [M, K] @ w [K, N] (tr = 0) or x @ t[N, K].T (tr = 1); M may be "T". */
-static Case weight_case(const char *M, int K, int N, int tr)
+/* Appends x_i [M, K] @ w [K, N] (tr = 0) or x_i @ t[N, K].T (tr = 1) to c's nodes (*id: the next
+ * node number) and its output y_i to outs; M may be "T". */
+static void add_matmul(Case *c, char *outs, size_t cap, int *id, const char *M, int K, int N, int tr)
 {
-    Case c = {.packed = 1, .folded = {1, tr ? 2 : -1, -1}, .kept = -1};
-    if (tr)
-        snprintf(c.ir, sizeof c.ir,
-                 "%%0 = input \"x\" : f32[%s, %d]\n%%1 = weight \"t%d_%d\" : f32[%d, %d]\n"
-                 "%%2 = transpose(%%1) {perm=[1, 0]} : f32[%d, %d]\n%%3 = matmul(%%0, %%2) : f32[%s, %d]\noutput y = %%3\n",
-                 M, K, N, K, N, K, K, N, M, N);
-    else
-        snprintf(c.ir, sizeof c.ir,
-                 "%%0 = input \"x\" : f32[%s, %d]\n%%1 = weight \"w%d_%d\" : f32[%d, %d]\n"
-                 "%%2 = matmul(%%0, %%1) : f32[%s, %d]\noutput y = %%2\n",
-                 M, K, K, N, K, N, M, N);
-    return c;
+    size_t n = strlen(c->ir), o = strlen(outs);
+    int x = *id, w = x + 1, y;
+    n += (size_t)snprintf(c->ir + n, sizeof c->ir - n, "%%%d = input \"x%d\" : f32[%s, %d]\n", x, x, M, K);
+    if (tr) {
+        n += (size_t)snprintf(c->ir + n, sizeof c->ir - n,
+                              "%%%d = weight \"t%d_%d\" : f32[%d, %d]\n%%%d = transpose(%%%d) {perm=[1, 0]} : f32[%d, %d]\n",
+                              w, N, K, N, K, w + 1, w, K, N);
+        y = w + 2;
+        snprintf(c->ir + n, sizeof c->ir - n, "%%%d = matmul(%%%d, %%%d) : f32[%s, %d]\n", y, x, w + 1, M, N);
+    } else {
+        n += (size_t)snprintf(c->ir + n, sizeof c->ir - n, "%%%d = weight \"w%d_%d\" : f32[%d, %d]\n", w, K, N, K, N);
+        y = w + 1;
+        snprintf(c->ir + n, sizeof c->ir - n, "%%%d = matmul(%%%d, %%%d) : f32[%s, %d]\n", y, x, w, M, N);
+    }
+    KILN_ASSERT(strlen(c->ir) + 1 < sizeof c->ir);
+    snprintf(outs + o, cap - o, "output y%d = %%%d\n", y, y);
+    *id = y + 1;
+}
+
+/* Ends c's text with the outputs. */
+static void end_case(Case *c, const char *outs)
+{
+    size_t n = strlen(c->ir);
+    snprintf(c->ir + n, sizeof c->ir - n, "%s", outs);
+    KILN_ASSERT(strlen(c->ir) + 1 < sizeof c->ir);
+}
+
+/* One graph with x[M, K] @ [K, N] for each (N, K) of nk (n pairs), transposed weights alternating
+ * from tr. */
+static void matmuls_case(const char *what, const char *M, const int (*nk)[2], int n, int tr, const int *T,
+                         const char *features, const char *blocks)
+{
+    Case c = {.what = what, .T = T, .features = features, .blocks = blocks, .packed = 1, .folded = {-1, -1, -1}, .kept = -1};
+    char outs[1024] = "";
+    int id = 0;
+    for (int i = 0; i < n; i++)
+        add_matmul(&c, outs, sizeof outs, &id, M, nk[i][1], nk[i][0], (tr + i) & 1);
+    end_case(&c, outs);
+    run_case(&c);
 }
 
 static char *label(const char *fmt, ...)
@@ -402,49 +451,37 @@ int main(void)
 {
     write_weights();
 
-    /* every (N, K), an M of SIZES each, weights transposed or not */
-    for (int i = 0; i < NSIZES; i++)
+    /* every (N, K), an M of SIZES each, weights transposed or not: one graph per N */
+    for (int i = 0; i < NSIZES; i++) {
+        Case c = {.packed = 1, .folded = {-1, -1, -1}, .kept = -1};
+        char outs[1024] = "";
+        int id = 0;
         for (int j = 0; j < NSIZES; j++) {
-            int N = SIZES[i], K = SIZES[j], M = SIZES[(i * 7 + j * 3) % NSIZES], tr = (i + j) & 1;
             char m[16];
-            snprintf(m, sizeof m, "%d", M);
-            Case c = weight_case(m, K, N, tr);
-            c.what = label("x[%d, %d] @ %s [%d, %d]", M, K, tr ? "t.T" : "w", K, N);
-            run_case(&c);
+            snprintf(m, sizeof m, "%d", SIZES[(i * 7 + j * 3) % NSIZES]);
+            add_matmul(&c, outs, sizeof outs, &id, m, SIZES[j], SIZES[i], (i + j) & 1);
         }
+        end_case(&c, outs);
+        c.what = label("x[M, K] @ [K, %d] for every K of the sizes, M = sizes[(7i + 3j) %% 13]", SIZES[i]);
+        run_case(&c);
+    }
 
     /* M symbolic */
     static const int NK[][2] = {{17, 33}, {64, 64}, {100, 15}, {197, 197}, {1, 7}, {33, 1}, {32, 16}};
-    for (size_t i = 0; i < sizeof NK / sizeof NK[0]; i++)
-        for (int tr = 0; tr < 2; tr++) {
-            Case c = weight_case("T", NK[i][1], NK[i][0], tr);
-            c.T = T_ALL;
-            c.what = label("x[T, %d] @ %s [%d, %d]", NK[i][1], tr ? "t.T" : "w", NK[i][1], NK[i][0]);
-            run_case(&c);
-        }
+    enum { NNK = sizeof NK / sizeof NK[0] };
+    matmuls_case("x[T, K] @ [K, N], (N, K) in (17, 33) (64, 64) (100, 15) (197, 197) (1, 7) (33, 1) (32, 16)", "T",
+                 NK, NNK, 0, T_ALL, NULL, NULL);
+    matmuls_case("the same, the other weights transposed", "T", NK, NNK, 1, T_ALL, NULL, NULL);
 
     /* blocks of K, several n-blocks and m-blocks; the host's block sizes, then tiny ones */
+    static const int BIG[][2] = {{450, 700}, {450, 700}};
     static const char *const blocks[] = {NULL, "kc=16,nc=32,mc=12", "kc=48,nc=64,mc=24"};
-    for (int b = 0; b < 3; b++)
-        for (int tr = 0; tr < 2; tr++) {
-            Case c = {.packed = 1, .folded = {1, tr ? 2 : -1, -1}, .kept = -1, .T = T_FEW, .blocks = blocks[b]};
-            if (tr)
-                snprintf(c.ir, sizeof c.ir, "%%0 = input \"x\" : f32[T, 700]\n%%1 = weight \"t450_700\" : f32[450, 700]\n"
-                         "%%2 = transpose(%%1) {perm=[1, 0]} : f32[700, 450]\n%%3 = matmul(%%0, %%2) : f32[T, 450]\noutput y = %%3\n");
-            else
-                snprintf(c.ir, sizeof c.ir, "%%0 = input \"x\" : f32[T, 700]\n%%1 = weight \"w700_450\" : f32[700, 450]\n"
-                         "%%2 = matmul(%%0, %%1) : f32[T, 450]\noutput y = %%2\n");
-            c.what = label("x[T, 700] @ %s [700, 450], blocks %s", tr ? "t.T" : "w", blocks[b] ? blocks[b] : "of the host");
-            run_case(&c);
-        }
-    for (int b = 1; b < 3; b++)
-        for (size_t i = 0; i < sizeof NK / sizeof NK[0]; i++) {
-            Case c = weight_case("T", NK[i][1], NK[i][0], (int)i & 1);
-            c.T = T_FEW;
-            c.blocks = blocks[b];
-            c.what = label("x[T, %d] @ [%d, %d], blocks %s", NK[i][1], NK[i][1], NK[i][0], blocks[b]);
-            run_case(&c);
-        }
+    for (int b = 0; b < 3; b++) {
+        matmuls_case(label("x[T, 700] @ [700, 450], both layouts, blocks %s", b ? blocks[b] : "of the host"), "T", BIG,
+                     2, 0, T_FEW, NULL, blocks[b]);
+        if (b)
+            matmuls_case(label("x[T, K] @ [K, N] as above, blocks %s", blocks[b]), "T", NK, NNK, 0, T_FEW, NULL, blocks[b]);
+    }
 
     /* x with batch dimensions, or none, against a 2-D weight */
     {
@@ -539,27 +576,22 @@ int main(void)
 #if defined(__x86_64__)
     static const char *const feats[] = {"-avx512f", "-avx512f,-avx2,-fma,-avx"};
     for (int f = 0; f < 2; f++) {
-        for (size_t i = 0; i < sizeof NK / sizeof NK[0]; i += 2) {
-            Case c = weight_case("T", NK[i][1], NK[i][0], (int)(i / 2) & 1);
-            c.T = T_FEW;
-            c.features = feats[f];
-            c.what = label("x[T, %d] @ [%d, %d], features %s", NK[i][1], NK[i][1], NK[i][0], feats[f]);
-            run_case(&c);
-        }
-        Case c = weight_case("T", 700, 450, f);
-        c.T = T_FEW;
-        c.features = feats[f];
-        c.what = label("x[T, 700] @ [700, 450], features %s", feats[f]);
-        run_case(&c);
+        matmuls_case(label("x[T, K] @ [K, N] as above, features %s", feats[f]), "T", NK, NNK, f, T_FEW, feats[f], NULL);
+        matmuls_case(label("x[T, 700] @ [700, 450], features %s", feats[f]), "T", BIG, 2, 0, T_FEW, feats[f], NULL);
         Case s = {.folded = {-1, -1, -1}, .kept = -1, .T = T_ATT, .features = feats[f]};
         snprintf(s.ir, sizeof s.ir, "%%0 = input \"q\" : f32[3, T, 17]\n%%1 = input \"k\" : f32[3, T, 17]\n"
-                 "%%2 = transpose(%%1) {perm=[0, 2, 1]} : f32[3, 17, T]\n%%3 = matmul(%%0, %%2) : f32[3, T, T]\noutput s = %%3\n");
-        s.what = label("q[3, T, 17] @ k.T, features %s", feats[f]);
+                 "%%2 = transpose(%%1) {perm=[0, 2, 1]} : f32[3, 17, T]\n%%3 = matmul(%%0, %%2) : f32[3, T, T]\n"
+                 "%%4 = input \"v\" : f32[3, T, 17]\n%%5 = matmul(%%3, %%4) : f32[3, T, 17]\noutput s = %%3\noutput o = %%5\n");
+        s.what = label("q[3, T, 17] @ k.T, then @ v, features %s", feats[f]);
         run_case(&s);
     }
 #endif
 
     unlink(weights_path);
-    printf("%d cases, %d failed\n", cases, failures);
+    if (!dispatches) {
+        printf("FAIL no run on two threads reached rt_parallel_for\n");
+        failures++;
+    }
+    printf("%d cases, %d failed; %ld products split over two threads\n", cases, failures, dispatches);
     return failures ? 1 : 0;
 }
