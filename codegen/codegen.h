@@ -168,6 +168,9 @@ LLVMValueRef cg_convert(Cg *cg, LLVMValueRef v, DType from, DType to);
 LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMValueRef *args, int nargs);
 /* e^x without a library call for f32 (vectorisable, about 1 ulp); other types use llvm.exp. */
 LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
+/* tanh and erf likewise: polynomial code for f32 (a few ulp), the C library for other types. */
+LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x);
 /* Calls a C library function float f(float) or double f(double). */
 LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x);
 

@@ -7,7 +7,8 @@
  * the loop LLVM's vectoriser sees; the hand-written vector kernels of later work replace the hot ones.
  *
  * Scalars are computed in the compute types of loops.c. Float semantics follow the interpreter:
- * maximum/minimum propagate NaN, relu keeps NaN, erf and tanh come from the C library.
+ * maximum/minimum propagate NaN, relu keeps NaN; exp, tanh and erf are polynomial code (loops.c) so
+ * that loops using them vectorise.
  */
 #include "codegen/codegen.h"
 
@@ -36,8 +37,8 @@ static LLVMValueRef float_unary(Cg *cg, const Node *n, LLVMValueRef x)
     case OP_LOG: return cg_intrinsic(cg, "llvm.log", &x, 1);
     case OP_SQRT: return cg_intrinsic(cg, "llvm.sqrt", &x, 1);
     case OP_RSQRT: return LLVMBuildFDiv(cg->b, one, cg_intrinsic(cg, "llvm.sqrt", &x, 1), "");
-    case OP_TANH: return cg_libm(cg, "tanh", x);
-    case OP_ERF: return cg_libm(cg, "erf", x);
+    case OP_TANH: return cg_tanh(cg, x);
+    case OP_ERF: return cg_erf(cg, x);
     case OP_SIN: return cg_intrinsic(cg, "llvm.sin", &x, 1);
     case OP_COS: return cg_intrinsic(cg, "llvm.cos", &x, 1);
     case OP_SIGMOID:
@@ -57,9 +58,9 @@ static LLVMValueRef float_unary(Cg *cg, const Node *n, LLVMValueRef x)
         if (n->at.approx) {
             LLVMValueRef x3 = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, x, x, ""), x, "");
             LLVMValueRef u = LLVMBuildFAdd(cg->b, x, LLVMBuildFMul(cg->b, x3, fconst(cg, t, 0.044715), ""), "");
-            inner = cg_libm(cg, "tanh", LLVMBuildFMul(cg->b, u, fconst(cg, t, sqrt(2.0 / M_PI)), ""));
+            inner = cg_tanh(cg, LLVMBuildFMul(cg->b, u, fconst(cg, t, sqrt(2.0 / M_PI)), ""));
         } else {
-            inner = cg_libm(cg, "erf", LLVMBuildFMul(cg->b, x, fconst(cg, t, M_SQRT1_2), ""));
+            inner = cg_erf(cg, LLVMBuildFMul(cg->b, x, fconst(cg, t, M_SQRT1_2), ""));
         }
         return LLVMBuildFMul(cg->b, half_x, LLVMBuildFAdd(cg->b, one, inner, ""), "");
     }
