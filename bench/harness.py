@@ -1,0 +1,1198 @@
+"""kiln's benchmark harness: runs every benchmark side by side and writes docs/PERF.md.
+
+Started by bench/run.sh (which installs the peers and builds kiln first); run with /usr/bin/python3.
+
+    harness.py [--kiln PATH] [--only gemm,models,compile] [--threads 1,2] [--quick] [--fresh]
+
+  --only     run only these parts (the report still gets the machine section)
+  --threads  thread counts to measure (default 1,2)
+  --quick    fewer runs everywhere and only two GEMM shapes: a smoke test of the harness, not
+             numbers to publish
+  --fresh    delete bench/out/ first (generated weights, ONNX files, programs)
+
+Nothing here is a test: no pass/fail, no thresholds. Every number in the report is measured in this
+run; a measurement that fails is reported as failed with the reason.
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+OUT = os.path.join(BENCH, "out")
+PY = "/usr/bin/python3"
+sys.path.insert(0, os.path.join(ROOT, "examples", "common"))
+from safetensors_io import save as st_save  # noqa: E402
+
+GEMM_SHAPES = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (128, 768, 768),
+               (128, 3072, 768), (1024, 1024, 1024), (1, 768, 768), (1, 3072, 768)]
+FLOP_PER_CYCLE = 32  # fp32 FMA peak per core on Zen 4: 2 FMA pipes x 8 lanes x 2 FLOP
+
+COMMANDS = []  # (section, shell line) in the order run
+FAILURES = []  # (what, reason)
+SECTION = ["setup"]
+
+
+def rel(p):
+    """A path as it is written in the report: relative to the repository root where it is inside."""
+    p = str(p)
+    if p.startswith(ROOT + os.sep):
+        return os.path.relpath(p, ROOT)
+    return p
+
+
+def shell_line(cmd, env):
+    parts = [f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items()]
+    parts += [shlex.quote(rel(c).replace(ROOT + os.sep, "")) for c in cmd]
+    return " ".join(parts)
+
+
+def run(cmd, env=None, timeout=1800, log=True, cwd=ROOT):
+    """Runs cmd (a list) with extra environment variables env; returns (rc, stdout, stderr, seconds).
+    A timeout or a missing program is rc -1 with the reason in stderr."""
+    cmd = [str(c) for c in cmd]
+    if log:
+        COMMANDS.append((SECTION[0], shell_line(cmd, env)))
+    full_env = dict(os.environ)
+    full_env.update({k: str(v) for k, v in (env or {}).items()})
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr, time.time() - t0
+    except subprocess.TimeoutExpired:
+        return -1, "", f"timed out after {timeout} s", time.time() - t0
+    except OSError as e:
+        return -1, "", str(e), time.time() - t0
+
+
+def reason(rc, out, err):
+    """A one-line reason for a failed command."""
+    lines = [ln.strip() for ln in (err or "").splitlines() + (out or "").splitlines() if ln.strip()]
+    # prefer a line that looks like an error message
+    for ln in lines:
+        if re.search(r"error|Error|ERROR|failed|Failed|cannot|No such", ln):
+            msg = ln
+            break
+    else:
+        msg = lines[-1] if lines else f"exit status {rc}"
+    msg = msg.replace("|", "/")
+    return (msg[:200] + "...") if len(msg) > 200 else msg
+
+
+def fail(what, why):
+    FAILURES.append((what, why))
+    print(f"  FAILED {what}: {why}", flush=True)
+    return None
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# machine
+
+
+def sh_out(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def busy_processes():
+    """Other processes using CPU right now (ps's %CPU is over the process lifetime)."""
+    out = sh_out(["ps", "-eo", "pid,ppid,pcpu,etime,args", "--sort=-pcpu"])
+    mine = {os.getpid(), os.getppid()}
+    rows = []
+    for line in out.splitlines()[1:]:
+        f = line.split(None, 4)
+        if len(f) < 5:
+            continue
+        pid, ppid, pcpu = int(f[0]), int(f[1]), float(f[2])
+        if pid in mine or ppid in mine or pcpu < 20:
+            continue
+        rows.append(f"{f[4][:80]} ({pcpu:.0f}% CPU over its {f[3]} lifetime)")
+    return rows[:4]
+
+
+def load_snapshot():
+    try:
+        with open("/proc/loadavg") as f:
+            la = " ".join(f.read().split()[:3])
+    except OSError:
+        la = "?"
+    return {"loadavg": la, "busy": busy_processes(), "time": datetime.datetime.now().strftime("%H:%M:%S")}
+
+
+def machine_info():
+    lscpu = sh_out(["lscpu"])
+
+    def field(name):
+        m = re.search(r"^" + re.escape(name) + r":\s*(.+)$", lscpu, re.M)
+        return m.group(1).strip() if m else "?"
+
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    mhz = sorted(set(re.findall(r"cpu MHz\s*:\s*([\d.]+)", open("/proc/cpuinfo").read())))
+    info = {
+        "model": field("Model name"), "cpus": field("CPU(s)"), "cores_per_socket": field("Core(s) per socket"),
+        "sockets": field("Socket(s)"), "threads_per_core": field("Thread(s) per core"),
+        "l1d": field("L1d cache"), "l2": field("L2 cache"), "l3": field("L3 cache"),
+        "hypervisor": field("Hypervisor vendor"), "family": field("CPU family"), "cpu_model": field("Model"),
+        "mem_gib": mem_kb / 1024 / 1024, "kernel": platform.release(), "cpuinfo_mhz": ", ".join(mhz),
+        "avx512": "avx512f" in lscpu,
+        "gcc": sh_out(["gcc", "--version"]).splitlines()[0] if shutil.which("gcc") else "?",
+        "node": sh_out(["node", "--version"]).strip(),
+        "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                         "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                         "KILN_THREADS", "DNNL_MAX_CPU_ISA")},
+    }
+    try:
+        with open(os.path.join(ROOT, "build-bench", "CMakeCache.txt")) as f:
+            m = re.search(r"^CMAKE_BUILD_TYPE:STRING=(.*)$", f.read(), re.M)
+            info["build_type"] = m.group(1) if m else "?"
+    except OSError:
+        info["build_type"] = "?"
+    info["git"] = sh_out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip() or "?"
+    dirty = sh_out(["git", "-C", ROOT, "status", "--porcelain"]).strip().splitlines()
+    info["git_dirty"] = len(dirty)
+    return info
+
+
+def build_tools(res):
+    """Compiles bench/gemm_peers.c and bench/machine.c into bench/out/."""
+    SECTION[0] = "build the peers' programs"
+    tools = {}
+    for name, src, extra in (("gemm_peers", "gemm_peers.c", ["-ldnnl", "-lopenblas", "-fopenmp", "-lm"]),
+                             ("machine", "machine.c", ["-fopenmp", "-lpthread"])):
+        exe = os.path.join(OUT, name)
+        rc, out, err, _ = run(["gcc", "-O2", "-o", exe, os.path.join(BENCH, src)] + extra)
+        if rc:
+            fail(f"building bench/{src}", reason(rc, out, err))
+        else:
+            tools[name] = exe
+    res["tools"] = tools
+    return tools
+
+
+def parse_kv(text):
+    d = {}
+    for line in text.splitlines():
+        f = line.split(None, 1)
+        if len(f) == 2:
+            try:
+                d[f[0]] = float(f[1])
+            except ValueError:
+                d[f[0]] = f[1].strip()
+    return d
+
+
+def measure_machine(res, tools, threads):
+    SECTION[0] = "machine: clock, FMA peak, memory bandwidth"
+    m = {}
+    if "machine" not in tools:
+        res["machine_meas"] = m
+        return m
+    exe = tools["machine"]
+    clocks = []
+    for _ in range(3):
+        rc, out, err, _ = run([exe, "clock"])
+        if rc == 0:
+            clocks.append(parse_kv(out).get("clock_ghz", 0.0))
+    if clocks:
+        m["clock_samples"] = clocks
+        m["clock_ghz"] = max(clocks)
+    else:
+        fail("clock measurement", "machine clock failed")
+    m["fma"] = {}
+    for t in threads:
+        rc, out, err, _ = run([exe, "fma", t])
+        if rc == 0:
+            kv = parse_kv(out)
+            m["fma"][t] = kv
+        else:
+            fail(f"FMA microbenchmark {t} threads", reason(rc, out, err))
+    m["stream"] = {}
+    for t in threads:
+        for label, mib in (("dram", 256), ("l3", 4)):
+            rc, out, err, _ = run([exe, "stream", t, mib], env={"OMP_NUM_THREADS": t})
+            if rc == 0:
+                kv = parse_kv(out)
+                m["stream"][f"{label}_{t}"] = {"copy": kv["copy_gbs"], "triad": kv["triad_gbs"], "mib": mib}
+            else:
+                fail(f"stream {label} {t} threads", reason(rc, out, err))
+    res["machine_meas"] = m
+    return m
+
+
+def peer_info(res, tools):
+    SECTION[0] = "peer versions"
+    info = {}
+    if "gemm_peers" in tools:
+        for lib in ("openblas", "dnnl"):
+            rc, out, err, _ = run([tools["gemm_peers"], "--lib", lib, "--info"])
+            info[lib] = out.strip() if rc == 0 else "failed: " + reason(rc, out, err)
+    rc, out, err, _ = run(["node", "-e", "const o=require('./bench/node_modules/onnxruntime-node');"
+                           "console.log(o.env.versions.common)"])
+    info["ort"] = out.strip() if rc == 0 else "not loadable: " + reason(rc, out, err)
+    rc, out, err, _ = run([PY, "-c", "import torch; print(torch.__version__)"])
+    info["torch"] = out.strip() if rc == 0 else "not importable: " + reason(rc, out, err)
+    res["peers"] = info
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# kiln helpers
+
+BENCH_RE = re.compile(r"bench: (\d+) runs, min ([\d.]+) ms, median ([\d.]+) ms")
+
+
+def kiln_bench(exe, inputs, threads, runs, weights=None, output=None, timeout=1800):
+    """Runs a kiln program with --bench; returns ({"min_ms", "median_ms", "runs"}, None) or (None, why)."""
+    cmd = [exe]
+    if weights:
+        cmd += ["--weights", weights]
+    for k, v in inputs.items():
+        cmd += ["--input", f"{k}={v}"]
+    if output:
+        cmd += ["--output", f"{output[0]}={output[1]}"]
+    cmd += ["--bench", runs, "--threads", threads]
+    rc, out, err, _ = run(cmd, timeout=timeout)
+    m = BENCH_RE.search(out)
+    if rc or not m:
+        return None, reason(rc, out, err)
+    return {"runs": int(m.group(1)), "min_ms": float(m.group(2)), "median_ms": float(m.group(3))}, None
+
+
+def kiln_build(kiln, model, out, weights=None, defines=(), timed=False):
+    """kiln build MODEL -o OUT (under /usr/bin/time -v when timed). Returns (info, None) or (None, why)."""
+    cmd = [kiln, "build", model, "-o", out]
+    if weights:
+        cmd += ["--weights", weights]
+    for d in defines:
+        cmd += ["-D", d]
+    if timed:
+        cmd = ["/usr/bin/time", "-v"] + cmd
+    rc, so, se, secs = run(cmd)
+    if rc:
+        return None, reason(rc, so, se)
+    info = {"seconds": secs}
+    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", se)
+    if m:
+        parts = [float(x) for x in m.group(1).split(":")]
+        info["wall_s"] = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", se)
+    if m:
+        info["maxrss_kb"] = int(m.group(1))
+    m = re.search(r"User time \(seconds\): ([\d.]+)", se)
+    if m:
+        info["user_s"] = float(m.group(1))
+    info["weights_file"] = out + ".weights" if os.path.exists(out + ".weights") else None
+    return info, None
+
+
+def kiln_check(kiln, model, weights=None, defines=()):
+    cmd = [kiln, "check", model]
+    if weights:
+        cmd += ["--weights", weights]
+    for d in defines:
+        cmd += ["-D", d]
+    rc, out, err, _ = run(cmd)
+    if rc:
+        return None, reason(rc, out, err)
+    info = {"inputs": [], "outputs": []}
+    part = None
+    for line in out.splitlines():
+        if line.strip() in ("inputs:", "outputs:"):
+            part = line.strip()[:-1]
+            continue
+        m = re.match(r"\s+(\w+): (\w+)\[([^\]]*)\]", line)
+        if m and part:
+            dims = [d.strip() for d in m.group(3).split(",") if d.strip()]
+            info[part].append((m.group(1), m.group(2), dims))
+        elif not line.startswith(" "):
+            part = None
+        if line.startswith("symbolic sizes:"):
+            info["bounds"] = {a: int(b) for a, b in re.findall(r"(\w+) <= (\d+)", line)}
+        m = re.match(r"FLOPs per run: ([\d.]+) (\w?)FLOP", line)
+        if m:
+            info["flop"] = float(m.group(1)) * {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}[m.group(2)]
+    return info, None
+
+
+def size_text(path):
+    """(text, data, bss) of an object, executable or archive (summed over members), from `size`."""
+    rc, out, err, _ = run(["size", path], log=False)
+    if rc:
+        return None
+    tot = [0, 0, 0]
+    for line in out.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 3 and f[0].isdigit():
+            for i in range(3):
+                tot[i] += int(f[i])
+    return tot
+
+
+# ---------------------------------------------------------------------------------------------
+# GEMM
+
+
+def bench_gemm(res, kiln, tools, threads, quick):
+    SECTION[0] = "GEMM"
+    shapes = GEMM_SHAPES if not quick else [(197, 768, 768), (1, 768, 768)]
+    min_time = 0.1 if quick else 0.5
+    rng = np.random.default_rng(0)
+    g = {"shapes": shapes, "kiln": {}, "openblas": {}, "dnnl": {}, "check": {}}
+    progs = {}
+    for (M, N, K) in shapes:
+        d = os.path.join(OUT, "gemm", f"{M}x{N}x{K}")
+        os.makedirs(d, exist_ok=True)
+        model = os.path.join(d, "gemm.kiln")
+        with open(model, "w") as f:
+            f.write(f"# y[M, N] = x[M, K] @ w[K, N], written by bench/harness.py\nmodel gemm\n"
+                    f'weights "gemm.safetensors"\nconst M = {M}, N = {N}, K = {K}\n'
+                    f"input  x: f32[M, K]\noutput y: f32[M, N]\ny = x @ w.w\n")
+        w = rng.standard_normal((K, N), dtype=np.float32)
+        x = rng.standard_normal((M, K), dtype=np.float32)
+        st_save(os.path.join(d, "gemm.safetensors"), {"w": w})
+        np.save(os.path.join(d, "x.npy"), x)
+        COMMANDS.append((SECTION[0], f"# harness.py wrote {rel(model)} (y = x @ w.w), {rel(d)}/gemm.safetensors "
+                         f"(w: f32[{K}, {N}]) and {rel(d)}/x.npy (f32[{M}, {K}]): numpy default_rng(0) N(0, 1)"))
+        exe = os.path.join(d, "gemm")
+        info, why = kiln_build(kiln, model, exe)
+        if not info:
+            fail(f"kiln build of GEMM {M}x{N}x{K}", why)
+            continue
+        progs[(M, N, K)] = (exe, os.path.join(d, "x.npy"))
+        # correctness: one plain run against numpy (in double)
+        yp = os.path.join(d, "y.npy")
+        rc, out, err, _ = run([exe, "--input", "x=" + os.path.join(d, "x.npy"), "--output", "y=" + yp])
+        if rc == 0:
+            ref = x.astype(np.float64) @ w.astype(np.float64)
+            mag = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64)
+            g["check"][(M, N, K)] = float(np.max(np.abs(np.load(yp) - ref) / np.maximum(mag, 1e-30)))
+    def keep(lib, key, v):  # the better (lower-median) of the rounds
+        if key not in g[lib] or v["median_ms"] < g[lib][key]["median_ms"]:
+            g[lib][key] = v
+
+    rounds = 1 if quick else 2
+    g["rounds"] = rounds
+    for rnd, t in [(rn, t) for rn in range(rounds) for t in threads]:
+        say(f"GEMM at {t} thread(s), round {rnd + 1} of {rounds}")
+        for (M, N, K), (exe, xp) in progs.items():
+            probe, why = kiln_bench(exe, {"x": xp}, t, 3)
+            if not probe:
+                fail(f"kiln GEMM {M}x{N}x{K} {t} threads", why)
+                continue
+            runs = int(min(1000, max(5, min_time * 1000 / max(probe["median_ms"], 1e-3))))
+            r, why = kiln_bench(exe, {"x": xp}, t, runs)
+            if r:
+                keep("kiln", ((M, N, K), t), r)
+            else:
+                fail(f"kiln GEMM {M}x{N}x{K} {t} threads", why)
+        if "gemm_peers" not in tools:
+            continue
+        args = [str(v) for s in shapes for v in s]
+        # oneDNN runs on GNU OpenMP: at more than one thread, measured with its default wait policy
+        # (spin, then sleep) and with OMP_WAIT_POLICY=PASSIVE, the better kept
+        variants = [("openblas", {}), ("dnnl", {})]
+        if t > 1:
+            variants.append(("dnnl", {"OMP_WAIT_POLICY": "PASSIVE"}))
+        for lib, extra in variants:
+            env = {"OPENBLAS_NUM_THREADS": t, "OMP_NUM_THREADS": t, **extra}
+            rc, out, err, _ = run([tools["gemm_peers"], "--lib", lib, "--threads", t, "--min-time", min_time]
+                                  + args, env=env)
+            found = 0
+            for line in out.splitlines():
+                kv = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
+                if line.startswith("gemm ") and kv:
+                    key = ((int(kv["M"]), int(kv["N"]), int(kv["K"])), t)
+                    keep(lib, key, {"runs": int(kv["runs"]), "min_ms": float(kv["min_ms"]),
+                                    "median_ms": float(kv["median_ms"]), "maxrelerr": float(kv["maxrelerr"]),
+                                    "passive": bool(extra)})
+                    found += 1
+            if rc or found < len(shapes):
+                fail(f"{lib} GEMM at {t} threads" + (" (OMP_WAIT_POLICY=PASSIVE)" if extra else ""),
+                     reason(rc, out, err))
+    res["gemm"] = g
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def model_specs(quick):
+    big, small = (2, 5) if quick else (5, 20)
+    specs = [
+        dict(name="ViT-B/16", key="vit-b16", kind="vit", kiln="examples/vit/vit.kiln", defines=[],
+             gen=[PY, "examples/vit/make_weights.py", "--preset", "vit-b16"], runs=big,
+             what="224x224, 12 layers, D 768, random weights"),
+        dict(name="ViT-Tiny", key="vit-tiny", kind="vit", kiln="examples/vit/vit.kiln",
+             defines=["D=192", "H=3"], gen=[PY, "examples/vit/make_weights.py", "--preset", "vit-tiny"],
+             runs=small, what="224x224, 12 layers, D 192, random weights"),
+        dict(name="GPT-2 124M", key="gpt2-124m", kind="gpt2", kiln="examples/gpt2/gpt2.kiln", defines=[],
+             gen=[PY, "examples/gpt2/make_weights.py", "--preset", "124m"], runs=big, T=128,
+             what="prefill of 128 tokens, random weights"),
+        dict(name="charlm", key="charlm", kind="charlm", kiln="examples/charlm/charlm.kiln", defines=[],
+             weights="examples/charlm/charlm.safetensors", runs=small, T=256,
+             what="trained character-level GPT, T = 256"),
+        dict(name="vit-mnist", key="vit-mnist", kind="vit-mnist", kiln=None, defines=[], runs=small,
+             what="trained MNIST ViT, batch 1"),
+    ]
+    # vit-mnist: whatever model file the example has, and the weights file it names
+    cands = sorted(glob.glob(os.path.join(ROOT, "examples", "vit-mnist", "*.kiln")))
+    if cands:
+        specs[-1]["kiln"] = rel(cands[0])
+    return specs
+
+
+def weights_named_in(model_path):
+    with open(model_path) as f:
+        m = re.search(r'^\s*weights\s+"([^"]+)"', f.read(), re.M)
+    return os.path.join(os.path.dirname(model_path), m.group(1)) if m else None
+
+
+def make_input(spec, check, weights):
+    """Writes the model's one input as .npy, following kiln's declaration. Returns (name, path)."""
+    if len(check["inputs"]) != 1:
+        raise RuntimeError(f"{len(check['inputs'])} inputs; the harness feeds models with one input")
+    name, dtype, dims = check["inputs"][0]
+    shape = []
+    for d in dims:
+        if d.isdigit():
+            shape.append(int(d))
+        elif d == "T" and "T" in spec:
+            shape.append(spec["T"])
+        elif d in ("B", "N", "BATCH"):
+            shape.append(1)
+        else:
+            raise RuntimeError(f"input {name} has a symbolic size {d} the harness cannot choose")
+    rng = np.random.default_rng(1)
+    path = os.path.join(OUT, f"{spec['key']}.input.npy")
+    ex = os.path.join(ROOT, "examples", spec["kind"], "ref")
+    if dtype in ("i32", "i64"):
+        V = None
+        with open(weights, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            meta = json.loads(f.read(n)).get("__metadata__", {})
+        try:
+            V = json.loads(meta.get("config", "{}")).get("V")
+        except ValueError:
+            pass
+        refs = sorted(glob.glob(os.path.join(ex, f"tokens_{shape[0]}.npy"))) if len(shape) == 1 else []
+        if refs:
+            a = np.load(refs[0]).reshape(shape)
+        else:
+            a = rng.integers(0, V or 2, size=shape)
+        a = a.astype(np.int32 if dtype == "i32" else np.int64)
+    else:
+        a = rng.standard_normal(shape).astype(np.float32)
+        if spec["kind"] == "vit-mnist":
+            refs = glob.glob(os.path.join(ex, "images_*.npy"))
+            if refs:
+                a = np.load(refs[0])[:1].reshape(shape).astype(np.float32)
+            else:
+                a = rng.random(shape).astype(np.float32)
+    np.save(path, a)
+    COMMANDS.append((SECTION[0], f"# harness.py wrote {rel(path)}: {name} {a.dtype}{list(a.shape)}"))
+    return name, path
+
+
+def bench_models(res, kiln, threads, quick, only_models=None):
+    res["models"] = []
+    for spec in model_specs(quick):
+        if only_models and spec["key"] not in only_models:
+            continue
+        try:
+            bench_model(res, kiln, threads, spec)
+        except Exception as e:  # one model's trouble does not stop the others
+            res["models"][-1]["status"] = f"the harness stopped on this model: {type(e).__name__}: {e}"
+            fail(f"model {spec['name']}", res["models"][-1]["status"])
+    return res["models"]
+
+
+def bench_model(res, kiln, threads, spec):
+    """Measures one model: weights, input, kiln build (timed), ONNX export, then each peer at each thread count."""
+    SECTION[0] = f"model {spec['name']}"
+    say(f"model {spec['name']}")
+    r = {"spec": {k: v for k, v in spec.items() if k != "gen"}, "kiln": {}, "ort": {}, "torch": {},
+         "diff": {}, "status": None}
+    res["models"].append(r)
+    if not spec["kiln"] or not os.path.exists(os.path.join(ROOT, spec["kiln"])):
+        r["status"] = "not present in this checkout: " + (
+            f"{spec['kiln']} is missing" if spec["kiln"] else f"no .kiln file in examples/{spec['kind']}/")
+        say("  " + r["status"])
+        return
+    model = os.path.join(ROOT, spec["kiln"])
+    # weights: generated into bench/out/ (reused when already there), or the example's own
+    if "gen" in spec:
+        weights = os.path.join(OUT, spec["key"] + ".safetensors")
+        if not os.path.exists(weights):
+            part = weights[:-len(".safetensors")] + ".partial.safetensors"  # no half-written file is reused
+            rc, out, err, _ = run(spec["gen"] + ["--out", part], timeout=600)
+            if rc:
+                r["status"] = "weights generation failed: " + reason(rc, out, err)
+                return
+            os.replace(part, weights)
+            COMMANDS.append((SECTION[0], f"mv {rel(part)} {rel(weights)}"))
+        else:
+            COMMANDS.append((SECTION[0], "# reused " + rel(weights) + " made earlier by: "
+                             + shell_line(spec["gen"] + ["--out", weights], None)))
+    else:
+        weights = os.path.join(ROOT, spec["weights"]) if spec.get("weights") else weights_named_in(model)
+    if not weights or not os.path.exists(weights):
+        r["status"] = f"not present in this checkout: weights {rel(weights) if weights else '?'} missing"
+        say("  " + r["status"])
+        return
+    r["weights"] = rel(weights)
+    check, why = kiln_check(kiln, model, weights, spec["defines"])
+    if not check:
+        r["status"] = "kiln check failed: " + why
+        return
+    try:
+        in_name, in_path = make_input(spec, check, weights)
+    except (RuntimeError, OSError, ValueError) as e:
+        r["status"] = "cannot make the input: " + str(e)
+        return
+    r["input"] = (in_name, rel(in_path), list(np.load(in_path).shape), str(np.load(in_path).dtype))
+    out_name = check["outputs"][0][0] if check["outputs"] else "output"
+    # FLOPs at the benchmarked size (GPT-2's T bound is CTX, so count at CTX = T)
+    if spec.get("T") and spec["kind"] == "gpt2":
+        c2, _ = kiln_check(kiln, model, weights, spec["defines"] + [f"CTX={spec['T']}"])
+        r["flop"] = c2.get("flop") if c2 else None
+    elif check.get("flop") and spec["kind"] == "vit-mnist" and check.get("bounds", {}).get("B", 1) > 1:
+        # counted at the batch bound; every op of this model is per image, so divide
+        r["flop"] = check["flop"] / check["bounds"]["B"]
+        r["flop_note"] = f"counted by `kiln check` at its bound B = {check['bounds']['B']} and divided by it"
+    else:
+        r["flop"] = check.get("flop")
+    # compile (timed)
+    exe = os.path.join(OUT, spec["key"])
+    for stale in (exe, exe + ".weights"):
+        if os.path.exists(stale):
+            os.remove(stale)
+    binfo, why = kiln_build(kiln, model, exe, weights, spec["defines"], timed=True)
+    r["build"] = binfo
+    if not binfo:
+        r["build_error"] = why
+        fail(f"kiln build {spec['name']}", why)
+    else:
+        binfo["exe_bytes"] = os.path.getsize(exe)
+        binfo["exe_size"] = size_text(exe)
+        if binfo["weights_file"]:
+            binfo["weights_bytes"] = os.path.getsize(binfo["weights_file"])
+    # ONNX export and PyTorch's own output (the reference for the output check)
+    onnx = os.path.join(OUT, spec["key"] + ".onnx")
+    ref = os.path.join(OUT, spec["key"] + ".torch.npy")
+    for stale in (onnx, ref):
+        if os.path.exists(stale):
+            os.remove(stale)
+    rc, out, err, secs = run([PY, os.path.join(BENCH, "torch_peer.py"), "export", spec["kind"], weights,
+                              in_path, "--onnx", onnx, "--out", ref], env={"OMP_NUM_THREADS": 2,
+                                                                          "OPENBLAS_NUM_THREADS": 2},
+                             timeout=1200)
+    r["export"] = {"ok": rc == 0, "seconds": secs,
+                   "bytes": os.path.getsize(onnx) if rc == 0 and os.path.exists(onnx) else None,
+                   "why": None if rc == 0 else reason(rc, out, err)}
+    if rc:
+        fail(f"ONNX export {spec['name']}", r["export"]["why"])
+    runs = spec["runs"]
+    for t in threads:
+        say(f"  {t} thread(s)")
+        # kiln
+        if binfo:
+            kout = os.path.join(OUT, f"{spec['key']}.kiln.{t}.npy")
+            m, why = kiln_bench(exe, {in_name: in_path}, t, runs, weights=binfo["weights_file"],
+                                output=(out_name, kout))
+            r["kiln"][t] = m or {"error": why}
+            if m:
+                r["diff"][("kiln", t)] = compare(kout, ref)
+        else:
+            r["kiln"][t] = {"error": "kiln build failed: " + (r.get("build_error") or "?")}
+        # ONNX Runtime; at more than one thread also without pool spinning, the better kept
+        if r["export"]["ok"]:
+            tries = []
+            for flags in ([], ["--no-spin"]) if t > 1 else ([],):
+                oout = os.path.join(OUT, f"{spec['key']}.ort.{t}{'.nospin' if flags else ''}.npy")
+                rc, out, err, _ = run(["node", os.path.join(BENCH, "ort_peer.js"), onnx, in_path, "--threads",
+                                       t, "--runs", runs, "--out", oout] + flags,
+                                      env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t})
+                d = json_line(rc, out, err)
+                d["variant"] = "no spin" if flags else "default"
+                d["outfile"] = oout
+                tries.append(d)
+            r["ort"][t] = pick(tries)
+            if "error" not in r["ort"][t]:
+                r["diff"][("ort", t)] = compare(r["ort"][t]["outfile"], ref)
+        else:
+            r["ort"][t] = {"error": "no ONNX model: export failed: " + (r["export"]["why"] or "?")}
+        # PyTorch eager; at more than one thread also with OMP_WAIT_POLICY=PASSIVE, the better kept
+        tries = []
+        for extra in ({}, {"OMP_WAIT_POLICY": "PASSIVE"}) if t > 1 else ({},):
+            tout = os.path.join(OUT, f"{spec['key']}.torcheager.{t}.npy")
+            rc, out, err, _ = run([PY, os.path.join(BENCH, "torch_peer.py"), "time", spec["kind"], weights,
+                                   in_path, "--threads", t, "--runs", runs, "--out", tout],
+                                  env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t, **extra})
+            d = json_line(rc, out, err)
+            d["variant"] = "passive" if extra else "default"
+            tries.append(d)
+        r["torch"][t] = pick(tries)
+        if "blas" in r["torch"][t]:
+            res.setdefault("torch_blas", r["torch"][t]["blas"])
+        for peer in ("kiln", "ort", "torch"):
+            if "error" in r[peer][t]:
+                fail(f"{peer} {spec['name']} {t} threads", r[peer][t]["error"])
+    r["status"] = "ok"
+
+
+def pick(tries):
+    """The measurement with the lowest median among the variants tried; the others are kept in
+    'others' (variant -> median ms, or the error)."""
+    ok = [d for d in tries if "error" not in d]
+    best = min(ok, key=lambda d: d["median_ms"]) if ok else tries[0]
+    best = dict(best)
+    best["others"] = {d["variant"]: d.get("median_ms", d.get("error")) for d in tries if d is not best
+                      and d["variant"] != best["variant"]}
+    return best
+
+
+def json_line(rc, out, err):
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            try:
+                d = json.loads(line)
+                if rc == 0 and "median_ms" in d:
+                    return d
+            except ValueError:
+                pass
+    return {"error": reason(rc, out, err)}
+
+
+def compare(path, ref):
+    """max |a - ref| / max |ref|, or None when either is missing or the shapes differ."""
+    try:
+        a, b = np.load(path).astype(np.float64), np.load(ref).astype(np.float64)
+    except (OSError, ValueError):
+        return None
+    if a.size != b.size:
+        return f"shape {list(a.shape)} vs {list(b.shape)}"
+    a = a.reshape(b.shape)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "n/a"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.{nd}f}"
+    return f"{v:.{nd + 1}f}"
+
+
+def fmt_ms(v):
+    if v is None:
+        return "n/a"
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+
+def fmt_ratio(num, den):
+    if num is None or den is None or den <= 0:
+        return "n/a"
+    x = num / den
+    return f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
+
+
+def mib(b):
+    return f"{b / 1048576:.1f} MiB" if b >= 1048576 else f"{b / 1024:.1f} KiB"
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return float(np.exp(np.mean(np.log(xs)))) if xs else None
+
+
+def headline(res, w):
+    """A few lines at the top: the ratios that sum the run up."""
+    lines = []
+    g = res.get("gemm")
+    if g:
+        for t in res["threads"]:
+            parts = []
+            for lib, label in (("openblas", "OpenBLAS"), ("dnnl", "oneDNN")):
+                rs = [g[lib][(s, t)]["median_ms"] / g["kiln"][(s, t)]["median_ms"]
+                      for s in g["shapes"] if (s, t) in g[lib] and (s, t) in g["kiln"]]
+                gm = geomean(rs)
+                if gm:
+                    parts.append(f"{gm:.2f}x {label} (range {min(rs):.2f}-{max(rs):.2f})")
+            gf = [2.0 * s[0] * s[1] * s[2] / (g["kiln"][(s, t)]["median_ms"] * 1e6)
+                  for s in g["shapes"] if (s, t) in g["kiln"]]
+            if parts and gf:
+                lines.append(f"GEMM, {t} thread{'s' if t > 1 else ''}: kiln {min(gf):.0f}-{max(gf):.0f} GFLOP/s; "
+                             f"speed relative to the peers, geometric mean over the {len(gf)} shapes: "
+                             + ", ".join(parts))
+    for r in res.get("models") or []:
+        if r["status"] != "ok":
+            continue
+        parts = []
+        for t in res["threads"]:
+            k = r["kiln"].get(t, {}).get("median_ms")
+            o = r["ort"].get(t, {}).get("median_ms")
+            p = r["torch"].get(t, {}).get("median_ms")
+            if k:
+                parts.append(f"{t} thread{'s' if t > 1 else ''}: kiln {fmt_ms(k)} ms, {fmt_ratio(o, k)} ONNX Runtime, "
+                             f"{fmt_ratio(p, k)} PyTorch")
+        if parts:
+            lines.append(f"{r['spec']['name']}: " + "; ".join(parts))
+    mm = res.get("machine_meas", {})
+    fma = mm.get("fma", {})
+    share = None
+    if fma and max(res["threads"]) in fma and mm.get("fma_end"):
+        core = max(max(d.get("fma512_core_gflops", 0), d.get("fma256_core_gflops", 0)) for d in fma.values())
+        nt = max(res["threads"])
+        sh = [max(d.get("fma512_gflops", 0), d.get("fma256_gflops", 0)) / (core * nt) for d in (fma[nt], mm["fma_end"])]
+        share = f"{100 * min(sh):.0f}-{100 * max(sh):.0f}%"
+    if lines:
+        w("## Headline")
+        w("")
+        w(f"{res['machine']['model']} (Zen 4), {res['machine']['cpus']} cores, {res['date']}"
+          + (f"; other processes left this run {share} of the {max(res['threads'])} "
+             f"core{'s' if max(res['threads']) > 1 else ''} it used (see below), so the "
+             "multi-thread figures above all are perturbed" if share else "")
+          + ". Ratios are kiln's speed relative to the peer (peer time ÷ kiln time; above 1 = kiln faster).")
+        w("")
+        for ln in lines:
+            w("- " + ln)
+        w("")
+
+
+def write_report(res, path):
+    L = []
+    w = L.append
+    mi, mm = res["machine"], res.get("machine_meas", {})
+    clock = mm.get("clock_ghz")
+    threads = res["threads"]
+    w("# kiln performance")
+    w("")
+    w("Everything on this page comes from one run of")
+    w("")
+    w("```sh")
+    w("sh bench/run.sh")
+    w("```")
+    w("")
+    w("which installs the peers if they are missing (Debian's `libdnnl-dev` and `libopenblas-dev`, npm's "
+      "`onnxruntime-node` into `bench/node_modules/`), builds kiln into `build-bench/`, runs every benchmark "
+      "side by side and rewrites this file. Generated weights, ONNX files and programs go to `bench/out/` "
+      "(not committed). Options after `run.sh` go to `bench/harness.py`: `--only gemm,models,compile`, "
+      "`--threads 1,2`, `--quick` (a smoke test of the harness, not numbers to publish), `--fresh`. "
+      "Benchmarks are not tests: nothing here is part of ctest, and nothing passes or fails on a number.")
+    w("")
+    w("Ratios are always **kiln's speed relative to the peer = peer time ÷ kiln time**, from median times "
+      "measured in this run: above 1 kiln is faster, below 1 kiln is slower.")
+    w("")
+    if res.get("quick"):
+        w("**This report is from a `--quick` run: few repetitions and two GEMM shapes. Do not quote it.**")
+        w("")
+    headline(res, w)
+    w("## This run")
+    w("")
+    w(f"- date: {res['date']}; total time of `sh bench/run.sh`: {res.get('total_min', '?')} (harness "
+      f"{res['elapsed_s'] / 60:.1f} min)")
+    w(f"- kiln: commit {mi['git']}" + (f" with {mi['git_dirty']} uncommitted changes in the work tree "
+                                         "(other engineers work in this checkout)" if mi["git_dirty"] else "")
+      + f"; `{rel(res['kiln'])}` built by `cmake -S . -B build-bench -G Ninja && cmake --build build-bench` "
+      f"(through `scripts/setup.sh`; build type {mi.get('build_type', '?')}); models built with `kiln build` at "
+      "its default -O2 for the host CPU")
+    w(f"- machine: {mi['model']} (family {mi['family']}, model {mi['cpu_model']}: Zen 4), {mi['cpus']} CPUs "
+      f"({mi['sockets']} socket x {mi['cores_per_socket']} cores, {mi['threads_per_core']} thread per core), "
+      f"{mi['mem_gib']:.1f} GiB memory, caches L1d {mi['l1d']}, L2 {mi['l2']}, L3 {mi['l3']}; "
+      f"virtual machine ({mi['hypervisor']}), Linux {mi['kernel']}")
+    w(f"- compilers: {mi['gcc']} (the peers' C programs, `-O2`); node {mi['node']}")
+    load = res["load"]
+    busy = [b for s in load for b in s["busy"]]
+    w(f"- load average (1, 5, 15 min) at start {load[0]['loadavg']}, at end {load[-1]['loadavg']}"
+      + ("" if not busy else "; other processes busy on this 2-core machine during the run: "
+         + "; ".join(sorted(set(busy)))
+         + ". **Numbers, the 2-thread ones above all, are perturbed by them.**"))
+    env = mi["openblas_env"]
+    w("- environment: " + ", ".join(f"{k}={'unset' if v is None else v}" for k, v in env.items())
+      + ". The harness sets none of OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; it sets OPENBLAS_NUM_THREADS and "
+      "OMP_NUM_THREADS to the thread count for every peer process, and passes `--threads T` to kiln's programs.")
+    peers = res.get("peers", {})
+    w("- peers:")
+    for lib, label in (("openblas", "OpenBLAS"), ("dnnl", "oneDNN")):
+        if lib in peers:
+            w(f"  - {label} (Debian package, linked by `bench/gemm_peers.c`): "
+              + "; ".join(peers[lib].splitlines()))
+    w(f"  - ONNX Runtime (npm `onnxruntime-node`, CPU execution provider, graph optimisation 'all', "
+      f"intraOpNumThreads T, interOpNumThreads 1, sequential): {peers.get('ort', '?')}")
+    w(f"  - PyTorch (Debian `python3-torch`, eager, `torch.no_grad()`, float32, `torch.set_num_threads(T)`): "
+      f"{peers.get('torch', '?')}; its matmuls go through the system `libblas.so.3`, which here is "
+      f"{res.get('torch_blas', 'not measured')}")
+    w("")
+
+    # machine measurements
+    w("## Machine")
+    w("")
+    if clock:
+        w(f"- core clock: **{clock:.2f} GHz**, measured by `bench/machine.c clock` (chains of 5 M dependent "
+          f"integer adds, one cycle each, timed by the thread's CPU time so that time spent descheduled does not "
+          f"count; best of 3 x 300; samples {', '.join(f'{c:.2f}' for c in mm['clock_samples'])} GHz). /proc/cpuinfo says {mi['cpuinfo_mhz']} MHz, the TSC rate of the virtual machine, not the "
+          "core clock.")
+        w(f"- fp32 FMA peak used for '% peak': {FLOP_PER_CYCLE} FLOP/cycle/core (Zen 4: two 256-bit FMA "
+          f"pipes, 512-bit ops double-pumped) x {clock:.2f} GHz = "
+          + ", ".join(f"{FLOP_PER_CYCLE * clock * t:.0f} GFLOP/s on {t} core{'s' if t > 1 else ''}" for t in threads))
+    fma = mm.get("fma", {})
+    if fma:
+        core = max([max(d.get("fma512_core_gflops", 0), d.get("fma256_core_gflops", 0)) for d in fma.values()])
+        w(f"- FMA microbenchmark (`bench/machine.c fma T`: 12 independent FMA chains per thread): one core "
+          f"does **{core:.1f} GFLOP/s** over its own CPU time"
+          + (f" = {core / clock:.1f} FLOP/cycle at the measured clock, which confirms the 32" if clock else "")
+          + ". By wall time, all threads together: "
+          + "; ".join(f"{t} thread{'s' if t > 1 else ''} {max(d.get('fma512_gflops', 0), d.get('fma256_gflops', 0)):.1f} "
+                      f"GFLOP/s" for t, d in fma.items()) + ".")
+        shares = []
+        for label, d in [("start", fma.get(max(threads)))] + [("end", mm.get("fma_end"))]:
+            if d and core:
+                wall = max(d.get("fma512_gflops", 0), d.get("fma256_gflops", 0))
+                shares.append(f"{100 * wall / (core * max(threads)):.0f}% at the {label}")
+        if shares:
+            w(f"- share of the {max(threads)} cores this run could get (wall-time FMA rate on {max(threads)} "
+              f"threads ÷ {max(threads)} x one core's rate): " + ", ".join(shares)
+              + ". Below 100% other processes were using the cores, and every wall-time figure on this page "
+                "is slower than on a quiet machine by about that much.")
+    st = mm.get("stream", {})
+    if st:
+        w("- memory bandwidth, `bench/machine.c stream` (STREAM-like, double arrays, best of the trials; "
+          "copy counts 16 bytes per element, triad 24):")
+        w("")
+        w("| arrays | threads | copy GB/s | triad GB/s |")
+        w("|---|---|---|---|")
+        for t in threads:
+            for label, desc in (("dram", "3 x 256 MiB (memory)"), ("l3", "3 x 4 MiB (fit in the 32 MiB L3)")):
+                s = st.get(f"{label}_{t}")
+                if s:
+                    w(f"| {desc} | {t} | {s['copy']:.1f} | {s['triad']:.1f} |")
+    w("")
+
+    # GEMM
+    g = res.get("gemm")
+    if g:
+        w("## GEMM")
+        w("")
+        w("C[M, N] = A[M, K] @ B[K, N], fp32, row-major. kiln: the model file `y = x @ w.w` "
+          "(bench/out/gemm/MxNxK/gemm.kiln, random weights in a safetensors file written with numpy), "
+          "`kiln build`, timed by the program's own `--bench N` (one warm-up run, N chosen so the runs "
+          "take about half a second). OpenBLAS `cblas_sgemm` and oneDNN `dnnl_sgemm`: `bench/gemm_peers.c`, two "
+          "warm-up calls, then timed calls (clock_gettime) for half a second, at least 5. GFLOP/s = 2MNK / "
+          "median time" + (f"; every case was measured in {g['rounds']} rounds (all shapes and thread counts, then again) "
+          "and the round with the lower median is kept, which filters out some of the other processes' noise"
+          if g.get("rounds", 1) > 1 else "") + ". oneDNN runs on GNU OpenMP: at more than one thread it was measured both with OpenMP's default wait "
+          "policy and with OMP_WAIT_POLICY=PASSIVE, and the faster is kept, marked (P) when it is PASSIVE. "
+          "kiln's `--bench` prints milliseconds with three decimals, so its M = 1 times (tens of µs) carry up to "
+          "±0.5 µs of rounding (a few per cent). "
+          "% peak = GFLOP/s ÷ (32 x clock x threads). In every case the weights stay in memory "
+          "between runs, so they are in cache where they fit (all shapes but 1024³ fit in the 32 MiB L3).")
+        w("")
+        if g["check"]:
+            w("kiln's output was checked once per shape against numpy in double: largest error relative to "
+              "Σ|a·b| " + f"{max(g['check'].values()):.1e}; the peers' sampled check: OpenBLAS "
+              + f"{max([v['maxrelerr'] for v in g['openblas'].values()] or [float('nan')]):.1e}, oneDNN "
+              + f"{max([v['maxrelerr'] for v in g['dnnl'].values()] or [float('nan')]):.1e}.")
+            w("")
+        for t in threads:
+            w(f"### {t} thread{'s' if t > 1 else ''}")
+            w("")
+            w("| M, N, K | kiln median ms | kiln GFLOP/s | kiln % peak | OpenBLAS GFLOP/s | % peak | "
+              "oneDNN GFLOP/s | % peak | kiln vs OpenBLAS | kiln vs oneDNN |")
+            w("|---|---|---|---|---|---|---|---|---|---|")
+            for s in g["shapes"]:
+                M, N, K = s
+                flop = 2.0 * M * N * K
+                peak = FLOP_PER_CYCLE * clock * t if clock else None
+                cells = [f"{M}, {N}, {K}"]
+                times = {}
+                for lib in ("kiln", "openblas", "dnnl"):
+                    v = g[lib].get((s, t))
+                    times[lib] = v["median_ms"] if v else None
+                k = times["kiln"]
+                cells.append(fmt_ms(k) if k else "failed")
+                for lib in ("kiln", "openblas", "dnnl"):
+                    tm = times[lib]
+                    gf = flop / (tm * 1e6) if tm else None
+                    passive = (g[lib].get((s, t)) or {}).get("passive")
+                    cells.append((fmt(gf) + (" (P)" if passive else "")) if gf else "failed")
+                    cells.append(f"{100 * gf / peak:.0f}%" if gf and peak else "n/a")
+                cells.append(fmt_ratio(times["openblas"], k))
+                cells.append(fmt_ratio(times["dnnl"], k))
+                w("| " + " | ".join(cells) + " |")
+            w("")
+        # M = 1: weights streamed
+        ones = [s for s in g["shapes"] if s[0] == 1]
+        if ones:
+            w("### M = 1: weights streamed")
+            w("")
+            w("GB/s = K·N·4 bytes of weights ÷ median time (the activations are negligible). The timed loop "
+              "runs the same product again and again, so the weights (2.25 MiB and 9 MiB) come from the "
+              "L3 cache, not from memory: compare with the L3-resident copy/triad figures, and with memory's "
+              "for what a model whose weights do not fit would get.")
+            w("")
+            w("| M, N, K | threads | weights | kiln GB/s | OpenBLAS GB/s | oneDNN GB/s | STREAM triad, L3-resident "
+              "| STREAM triad, memory |")
+            w("|---|---|---|---|---|---|---|---|")
+            for t in threads:
+                for s in ones:
+                    M, N, K = s
+                    byts = 4.0 * N * K
+                    cells = [f"{M}, {N}, {K}", str(t), mib(byts)]
+                    for lib in ("kiln", "openblas", "dnnl"):
+                        v = g[lib].get((s, t))
+                        cells.append(fmt(byts / (v["median_ms"] * 1e6)) if v else "failed")
+                    for label in ("l3", "dram"):
+                        sv = st.get(f"{label}_{t}")
+                        cells.append(f"{sv['triad']:.1f}" if sv else "n/a")
+                    w("| " + " | ".join(cells) + " |")
+            w("")
+
+    # models
+    models = res.get("models")
+    if models:
+        w("## Whole models")
+        w("")
+        w("fp32, batch 1. kiln: `kiln build` then the program's `--bench N` (one warm-up run, N timed). "
+          "ONNX Runtime: `node bench/ort_peer.js` on the ONNX file that `torch.onnx.export` (opset 14) wrote "
+          "from the PyTorch module below, with the same weights. PyTorch: `bench/torch_peer.py time`, eager. "
+          "Both peers: one warm-up run, then N timed runs. The PyTorch modules are the examples' own model.py: "
+          "for `examples/vit` and `examples/gpt2`, whose `forward()` works in float64 on a dict it converts on "
+          "every call, `bench/torch_models.py` runs the same body in float32 with model.py's own functions "
+          "and the weights converted once; `examples/charlm` and `examples/vit-mnist` are nn.Modules used "
+          "as they are. At more than one thread each peer was also measured with its thread pool told not to "
+          "spin (ONNX Runtime: session config `session.intra_op.allow_spinning=0`, 'no spin'; PyTorch: "
+          "`OMP_WAIT_POLICY=PASSIVE`, 'passive'), because spinning pools collapse when other processes hold "
+          "the cores, as they did during this run; the table keeps the faster and shows the other in brackets. "
+          "kiln has no such setting (its pool spins and yields the CPU every 64 steps). PyTorch's matmuls go "
+          "to OpenBLAS's own pthread pool (OPENBLAS_NUM_THREADS = T), the rest to its OpenMP pool. "
+          "'output vs PyTorch' is max |y − y_torch| ÷ max |y_torch| on the benchmark input, "
+          "a check that all three compute the same thing.")
+        w("")
+        w("| model | threads | runs | kiln median ms | ONNX Runtime median ms | PyTorch median ms | "
+          "kiln vs ONNX Runtime | kiln vs PyTorch | kiln GFLOP/s | output vs PyTorch (kiln / ORT) |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        notes = []
+        for r in models:
+            sp = r["spec"]
+            name = f"{sp['name']}"
+            if r["status"] != "ok":
+                w(f"| {name} | | | {r['status']} | | | | | | |")
+                continue
+            for t in threads:
+                k, o, p = r["kiln"].get(t, {}), r["ort"].get(t, {}), r["torch"].get(t, {})
+
+                def cell(d, who):
+                    if not d:
+                        return "not run"
+                    if "error" in d:
+                        notes.append(f"{sp['name']}, {who}, {t} thread(s): {d['error']}")
+                        return f"failed (note {len(notes)})"
+                    txt = fmt_ms(d["median_ms"])
+                    others = {v: x for v, x in (d.get("others") or {}).items()}
+                    if d.get("variant", "default") != "default" or others:
+                        alt = "; ".join(f"{v}: {fmt_ms(x) if isinstance(x, (int, float)) else 'failed'}"
+                                        for v, x in others.items())
+                        txt += f" ({d.get('variant', 'default')}" + (f"; {alt}" if alt else "") + ")"
+                    return txt
+
+                km = k.get("median_ms")
+                gfs = fmt(r["flop"] / (km * 1e6)) if km and r.get("flop") else "n/a"
+
+                def dfmt(v):
+                    return "n/a" if v is None else (v if isinstance(v, str) else f"{v:.1e}")
+
+                diff = f"{dfmt(r['diff'].get(('kiln', t)))} / {dfmt(r['diff'].get(('ort', t)))}"
+                w(f"| {name} | {t} | {sp['runs']} | {cell(k, 'kiln')} | {cell(o, 'ONNX Runtime')} | "
+                  f"{cell(p, 'PyTorch')} | {fmt_ratio(o.get('median_ms'), km)} | {fmt_ratio(p.get('median_ms'), km)} | "
+                  f"{gfs} | {diff} |")
+        w("")
+        for i, n in enumerate(notes, 1):
+            w(f"{i}. {n}")
+        if notes:
+            w("")
+        w("Inputs: " + "; ".join(f"{r['spec']['name']}: {r['input'][0]} {r['input'][3]}{r['input'][2]} "
+                                  f"(`{r['input'][1]}`)" for r in models if r.get("input")) + ". "
+          "Images are N(0, 1) noise (MNIST: a test image when the example ships one); tokens are the "
+          "example's reference tokens when it has them, else uniform over the vocabulary.")
+        w("")
+
+    # compile
+    if models:
+        w("## Compile time, compiler memory and sizes")
+        w("")
+        w("`/usr/bin/time -v kiln build MODEL -o OUT` (wall time, maximum resident set size). Executables "
+          "embed their weights when these are under 256 MiB; larger weights go to `OUT.weights`, mapped at "
+          "start. `text` is from `size`.")
+        w("")
+        w("| model | GFLOP per run | compile wall s | compile user s | peak compiler RSS | executable | "
+          "its text | weights file | ONNX file (export s) |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for r in models:
+            sp = r["spec"]
+            if r["status"] != "ok":
+                w(f"| {sp['name']} | {r['status']} | | | | | | | |")
+                continue
+            b = r.get("build")
+            ex = r.get("export", {})
+            onnx = f"{mib(ex['bytes'])} ({ex['seconds']:.0f} s)" if ex.get("bytes") else f"failed: {ex.get('why')}"
+            gfl = f"{r['flop'] / 1e9:.2f}" if r.get("flop") else "n/a"
+            if not b:
+                w(f"| {sp['name']} | {gfl} | failed: {r.get('build_error')} | | | | | | {onnx} |")
+                continue
+            w(f"| {sp['name']} | {gfl} | {b.get('wall_s', b['seconds']):.2f} | {b.get('user_s', 0):.2f} | "
+              f"{mib(b['maxrss_kb'] * 1024) if b.get('maxrss_kb') else 'n/a'} | {mib(b['exe_bytes'])} | "
+              f"{mib(b['exe_size'][0]) if b.get('exe_size') else 'n/a'} | "
+              f"{mib(b['weights_bytes']) if b.get('weights_bytes') else 'embedded'} | {onnx} |")
+        w("")
+        gp = [r for r in models if r["status"] == "ok" and r["spec"]["kind"] == "gpt2"]
+        w("GFLOP per run are `kiln check`'s count (a multiply-add is 2 FLOP, an elementwise op 1 per element), "
+          "also used for kiln's GFLOP/s above."
+          + (" GPT-2's are counted by `kiln check -D CTX=128` (its T bound is CTX; the benchmark runs T = 128)."
+             if gp else "")
+          + "".join(f" {r['spec']['name']}'s are {r['flop_note']}." for r in models if r.get("flop_note")))
+        w("")
+    rt = res.get("runtime_size")
+    if rt:
+        w(f"Runtime: `{rel(rt['path'])}` text {rt['text']} bytes ({mib(rt['text'])}), data {rt['data']}, "
+          f"bss {rt['bss']}, summed over its {rt['members']} objects (`size`).")
+        w("")
+
+    if FAILURES:
+        w("## What failed in this run")
+        w("")
+        for what, why in FAILURES:
+            w(f"- {what}: {why}")
+        w("")
+
+    w("## Commands")
+    w("")
+    w("Every command the harness ran, in order, from the repository's root (environment variables "
+      "it set are written before the command).")
+    w("")
+    w("<details><summary>show the commands</summary>")
+    w("")
+    last = None
+    for sec, line in COMMANDS:
+        if sec != last:
+            if last is not None:
+                w("```")
+                w("")
+            w(f"{sec}:")
+            w("")
+            w("```sh")
+            last = sec
+        w(line)
+    if last is not None:
+        w("```")
+    w("")
+    w("</details>")
+    w("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def plain(v):
+    """res with every dict key a string, for JSON."""
+    if isinstance(v, dict):
+        return {(k if isinstance(k, str) else str(k)): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kiln", default=os.path.join(ROOT, "build-bench", "kiln"))
+    ap.add_argument("--only", default="gemm,models,compile")
+    ap.add_argument("--models", help="comma-separated model keys (vit-b16,vit-tiny,gpt2-124m,charlm,vit-mnist)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--report", default=os.path.join(ROOT, "docs", "PERF.md"))
+    ap.add_argument("--started", type=float, help="when run.sh started (seconds since the epoch), for the total time")
+    a = ap.parse_args()
+    t_start = time.time()
+    only = set(a.only.split(","))
+    threads = [int(t) for t in a.threads.split(",")]
+    if a.fresh and os.path.isdir(OUT):
+        shutil.rmtree(OUT)
+    os.makedirs(OUT, exist_ok=True)
+    kiln = os.path.abspath(a.kiln)
+    if not os.access(kiln, os.X_OK):
+        sys.exit(f"harness: no kiln at {kiln}: build it first (sh bench/run.sh does)")
+
+    res = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "threads": threads,
+           "quick": a.quick, "kiln": kiln, "load": [load_snapshot()]}
+    res["machine"] = machine_info()
+    say(f"machine: {res['machine']['model']}, {res['machine']['cpus']} CPUs; load {res['load'][0]['loadavg']}")
+    tools = build_tools(res)
+    peer_info(res, tools)
+    say("measuring clock, FMA peak and memory bandwidth")
+    measure_machine(res, tools, threads)
+    if "gemm" in only:
+        try:
+            bench_gemm(res, kiln, tools, threads, a.quick)
+        except Exception as e:  # report what was measured, and this
+            fail("the GEMM benchmarks stopped", f"{type(e).__name__}: {e}")
+    if "models" in only or "compile" in only:
+        try:
+            bench_models(res, kiln, threads, a.quick, a.models.split(",") if a.models else None)
+        except Exception as e:
+            fail("the model benchmarks stopped", f"{type(e).__name__}: {e}")
+    rt = os.path.join(os.path.dirname(kiln), "libkiln_rt.a")
+    if os.path.exists(rt):
+        SECTION[0] = "runtime size"
+        COMMANDS.append((SECTION[0], "size " + rel(rt)))
+        s = size_text(rt)
+        members = len([ln for ln in sh_out(["ar", "t", rt]).splitlines() if ln.strip()])
+        if s:
+            res["runtime_size"] = {"path": rt, "text": s[0], "data": s[1], "bss": s[2], "members": members}
+    if "machine" in tools:  # the share of the cores the run could get, at its end
+        SECTION[0] = "machine: CPU share at the end"
+        rc, out, err, _ = run([tools["machine"], "fma", max(threads)])
+        if rc == 0:
+            res["machine_meas"]["fma_end"] = parse_kv(out)
+    res["load"].append(load_snapshot())
+    res["elapsed_s"] = time.time() - t_start
+    res["total_min"] = f"{(time.time() - (a.started or t_start)) / 60:.1f} min"
+    write_report(res, a.report)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(plain(res), f, indent=1, default=str)
+    say(f"wrote {rel(a.report)} in {res['elapsed_s'] / 60:.1f} min"
+        + (f"; {len(FAILURES)} measurement(s) failed (see the report)" if FAILURES else ""))
+
+
+if __name__ == "__main__":
+    main()

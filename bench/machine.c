@@ -1,0 +1,263 @@
+/* Machine measurements for kiln's benchmarks.
+ *
+ *   machine clock              core clock: chains of 5 M dependent integer adds (one cycle each on
+ *                              current x86 cores) timed by the thread's CPU time; best of 300
+ *   machine fma T              fp32 FMA throughput on T threads: each thread runs 12 independent
+ *                              chains of vfmadd on 512-bit and on 256-bit registers; best of 5, by
+ *                              wall time (all threads) and by each thread's CPU time (one core)
+ *   machine stream T MIB       STREAM-like copy (c = a) and triad (a = b + s*c) over three double
+ *                              arrays of MIB MiB each, each of T OpenMP threads on its own static
+ *                              chunk; small arrays are passed over several times per timing; best
+ *                              of 10 trials; bytes counted as STREAM does (copy 16 B, triad 24 B
+ *                              per element, no write-allocate traffic)
+ *
+ * Output lines are `key value` pairs that bench/harness.py parses.
+ */
+#define _GNU_SOURCE
+#include <immintrin.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- clock ---- */
+
+/* CPU time of the calling thread: on a shared machine, the time the thread was not running
+ * (another process had the core) is left out, which wall time would count. */
+static double thread_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double clock_ghz(void)
+{
+    const long iters = 50000; /* x 100 adds: 5 M cycles, about 1.5 ms at 3.5 GHz */
+    double best = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        unsigned long x = 0;
+        double t0 = thread_s();
+        for (long i = 0; i < iters; i++)
+            __asm__ volatile(".rept 100\n\taddq $1, %0\n\t.endr" : "+r"(x));
+        double dt = thread_s() - t0;
+        double ghz = (double)iters * 100 / dt / 1e9;
+        if (ghz > best)
+            best = ghz;
+    }
+    return best;
+}
+
+/* ---- FMA peak ---- */
+
+typedef struct {
+    long iters;
+    int wide; /* 1: zmm, 0: ymm */
+    float sink;
+    double cpu_s; /* the thread's CPU time for its chains */
+} FmaJob;
+
+__attribute__((target("avx512f"))) static float fma512(long iters)
+{
+    __m512 a0 = _mm512_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (long i = 0; i < iters; i++) {
+        a0 = _mm512_fmadd_ps(a0, m, c);
+        a1 = _mm512_fmadd_ps(a1, m, c);
+        a2 = _mm512_fmadd_ps(a2, m, c);
+        a3 = _mm512_fmadd_ps(a3, m, c);
+        a4 = _mm512_fmadd_ps(a4, m, c);
+        a5 = _mm512_fmadd_ps(a5, m, c);
+        a6 = _mm512_fmadd_ps(a6, m, c);
+        a7 = _mm512_fmadd_ps(a7, m, c);
+        a8 = _mm512_fmadd_ps(a8, m, c);
+        a9 = _mm512_fmadd_ps(a9, m, c);
+        a10 = _mm512_fmadd_ps(a10, m, c);
+        a11 = _mm512_fmadd_ps(a11, m, c);
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
+        __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static float fma256(long iters)
+{
+    __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (long i = 0; i < iters; i++) {
+        a0 = _mm256_fmadd_ps(a0, m, c);
+        a1 = _mm256_fmadd_ps(a1, m, c);
+        a2 = _mm256_fmadd_ps(a2, m, c);
+        a3 = _mm256_fmadd_ps(a3, m, c);
+        a4 = _mm256_fmadd_ps(a4, m, c);
+        a5 = _mm256_fmadd_ps(a5, m, c);
+        a6 = _mm256_fmadd_ps(a6, m, c);
+        a7 = _mm256_fmadd_ps(a7, m, c);
+        a8 = _mm256_fmadd_ps(a8, m, c);
+        a9 = _mm256_fmadd_ps(a9, m, c);
+        a10 = _mm256_fmadd_ps(a10, m, c);
+        a11 = _mm256_fmadd_ps(a11, m, c);
+        __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
+        __asm__ volatile("" : "+x"(a6), "+x"(a7), "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    float f[8];
+    _mm256_storeu_ps(f, s);
+    return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
+}
+
+static void *fma_thread(void *p)
+{
+    FmaJob *j = p;
+    double t0 = thread_s();
+    j->sink = j->wide ? fma512(j->iters) : fma256(j->iters);
+    j->cpu_s = thread_s() - t0;
+    return NULL;
+}
+
+/* Best of 5 trials of `threads` threads each running the chains; returns the wall-clock rate of
+ * all threads together and, in *per_core, the best rate of one thread over its own CPU time (what
+ * a core does while it runs, whatever else shares the machine). */
+static double fma_gflops(int threads, int wide, double *per_core)
+{
+    const long iters = 5000000;
+    double best = 0, best_core = 0;
+    for (int trial = 0; trial < 5; trial++) {
+        FmaJob jobs[64];
+        pthread_t tid[64];
+        double t0 = now_s();
+        for (int t = 0; t < threads; t++) {
+            jobs[t] = (FmaJob){iters, wide, 0, 0};
+            pthread_create(&tid[t], NULL, fma_thread, &jobs[t]);
+        }
+        for (int t = 0; t < threads; t++)
+            pthread_join(tid[t], NULL);
+        double dt = now_s() - t0;
+        double flop1 = (double)iters * 12 * (wide ? 16 : 8) * 2;
+        if (flop1 * threads / dt / 1e9 > best)
+            best = flop1 * threads / dt / 1e9;
+        for (int t = 0; t < threads; t++)
+            if (flop1 / jobs[t].cpu_s / 1e9 > best_core)
+                best_core = flop1 / jobs[t].cpu_s / 1e9;
+        if (jobs[0].sink == 12345.0f) /* keep the result alive */
+            putchar(' ');
+    }
+    *per_core = best_core;
+    return best;
+}
+
+/* ---- STREAM-like bandwidth ---- */
+
+static void stream(int threads, double mib)
+{
+    size_t n = (size_t)(mib * 1024 * 1024 / sizeof(double));
+    double *a = aligned_alloc(64, (n * sizeof(double) + 63) / 64 * 64);
+    double *b = aligned_alloc(64, (n * sizeof(double) + 63) / 64 * 64);
+    double *c = aligned_alloc(64, (n * sizeof(double) + 63) / 64 * 64);
+    if (!a || !b || !c) {
+        fprintf(stderr, "machine: out of memory\n");
+        exit(1);
+    }
+    omp_set_num_threads(threads);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        a[i] = 1.0;
+        b[i] = 2.0;
+        c[i] = 0.5;
+    }
+    /* Each timed trial is one parallel region in which every thread runs the kernel `reps` times
+     * over its own static chunk (as STREAM's static schedule gives it), so that small arrays are
+     * timed over a few milliseconds rather than per pass. Best of the trials. */
+    int reps = (int)(4e6 / (double)n);
+    if (reps < 1)
+        reps = 1;
+    int trials = 10;
+    double best_copy = 1e30, best_triad = 1e30;
+    const double s = 3.0;
+    for (int t = 0; t < trials; t++) {
+        double t0 = now_s();
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), me = omp_get_thread_num();
+            size_t lo = n * (size_t)me / (size_t)nt, hi = n * (size_t)(me + 1) / (size_t)nt;
+            for (int r = 0; r < reps; r++) {
+                for (size_t i = lo; i < hi; i++)
+                    c[i] = a[i];
+                __asm__ volatile("" ::: "memory");
+            }
+        }
+        double t1 = now_s();
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), me = omp_get_thread_num();
+            size_t lo = n * (size_t)me / (size_t)nt, hi = n * (size_t)(me + 1) / (size_t)nt;
+            for (int r = 0; r < reps; r++) {
+                for (size_t i = lo; i < hi; i++)
+                    a[i] = b[i] + s * c[i];
+                __asm__ volatile("" ::: "memory");
+            }
+        }
+        double t2 = now_s();
+        if ((t1 - t0) / reps < best_copy)
+            best_copy = (t1 - t0) / reps;
+        if ((t2 - t1) / reps < best_triad)
+            best_triad = (t2 - t1) / reps;
+    }
+    double check = a[n / 2] + c[n / 3];
+    printf("stream_threads %d\nstream_mib %.3f\nstream_trials %d\nstream_reps %d\n", threads, mib, trials, reps);
+    printf("copy_gbs %.2f\ntriad_gbs %.2f\n", 16.0 * (double)n / best_copy / 1e9,
+           24.0 * (double)n / best_triad / 1e9);
+    if (check == 12345.0)
+        putchar(' ');
+    free(a);
+    free(b);
+    free(c);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "clock")) {
+        printf("clock_ghz %.3f\n", clock_ghz());
+        return 0;
+    }
+    if (argc >= 3 && !strcmp(argv[1], "fma")) {
+        int t = atoi(argv[2]);
+        if (t < 1 || t > 64)
+            return 2;
+        printf("fma_threads %d\n", t);
+        double core;
+        if (__builtin_cpu_supports("avx512f")) {
+            printf("fma512_gflops %.2f\n", fma_gflops(t, 1, &core));
+            printf("fma512_core_gflops %.2f\n", core);
+        }
+        printf("fma256_gflops %.2f\n", fma_gflops(t, 0, &core));
+        printf("fma256_core_gflops %.2f\n", core);
+        return 0;
+    }
+    if (argc >= 4 && !strcmp(argv[1], "stream")) {
+        int t = atoi(argv[2]);
+        double mib = atof(argv[3]);
+        if (t < 1 || mib <= 0)
+            return 2;
+        stream(t, mib);
+        return 0;
+    }
+    fprintf(stderr, "usage: machine clock | machine fma THREADS | machine stream THREADS MIB\n");
+    return 2;
+}

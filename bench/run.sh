@@ -1,0 +1,32 @@
+#!/bin/sh
+# Runs every kiln benchmark side by side and rewrites docs/PERF.md:
+#   sh bench/run.sh [--only gemm,models] [--models vit-b16,...] [--threads 1,2] [--quick] [--fresh]
+# Installs only what is missing: Debian's libdnnl-dev, libopenblas-dev, time, python3-torch, nodejs/npm,
+# and npm's onnxruntime-node into bench/node_modules (--ignore-scripts: its CPU library ships in the
+# package). Builds kiln into build-bench/. Generated files go to bench/out/. Not a test: no pass/fail.
+set -eu
+started=$(date +%s)
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+missing=""
+for p in libdnnl-dev libopenblas-dev time python3-torch python3-numpy; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -n "$missing" ]; then
+    echo "bench: installing$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+if [ ! -f bench/node_modules/onnxruntime-node/package.json ]; then
+    echo "bench: installing onnxruntime-node into bench/node_modules"
+    (cd bench && npm install --ignore-scripts --no-audit --no-fund)
+fi
+
+echo "bench: building kiln in build-bench/"
+KILN_BUILD_DIR=build-bench sh scripts/setup.sh
+
+exec /usr/bin/python3 bench/harness.py --started "$started" "$@"
