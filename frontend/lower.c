@@ -1152,7 +1152,8 @@ static void decl_input(Lower *L, Frame *f, const Ast *s)
     }
     const Ast *type = s->a;
     /* until the declaration succeeds the input is V_NONE, so its uses raise no further errors */
-    if (!env_find_local(L->globals, s->s))
+    Binding *prev = env_find_local(L->globals, s->s);
+    if (!prev || (prev->v.k == V_PATH && !*prev->v.s)) /* an input may take the name `w` */
         env_set(L, L->globals, s->s, v_none(), s->loc);
     else {
         ERR(s->loc, "'%s' is already defined", s->s);

@@ -5,6 +5,8 @@
  * - transpose(transpose(x)) becomes one transpose, or x when the permutations cancel;
  * - reshape(reshape(x)) becomes one reshape, and a reshape or cast to what x already is, x;
  * - x + 0, x - 0, x * 1 and x / 1 with a scalar constant become x when that changes no shape or dtype;
+ * - a convolution whose stride is its kernel and which has no padding (a ViT's patch embedding)
+ *   becomes patches times a matrix: reshapes and transposes around one matmul, which the GEMM runs;
  * - nodes no output depends on are removed.
  * Rewrites repeat until nothing changes. Iteration is in graph order, so the result is deterministic.
  */
@@ -78,6 +80,63 @@ static int scalar_const(const Node *n, double *v)
     return 1;
 }
 
+static Node *mk(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, Node **in, SrcLoc loc)
+{
+    return ir_node(g, op, dt, rank, shape, nin, in, loc);
+}
+
+static Node *transposed(Graph *g, Node *x, int rank, const int *perm, SrcLoc loc)
+{
+    Dim shape[IR_MAX_RANK];
+    for (int i = 0; i < rank; i++)
+        shape[i] = x->shape[perm[i]];
+    Node *t = mk(g, OP_TRANSPOSE, x->dtype, rank, shape, 1, &x, loc);
+    memcpy(t->at.perm, perm, sizeof(int) * (size_t)rank);
+    return t;
+}
+
+/* conv2d with stride = kernel and no padding, over an image [B?, C, H, W] with H and W multiples of
+ * the kernel: the image cut into patches [B?, H/P * W/P, C*P*Q] times the kernel as a matrix
+ * [C*P*Q, O], then put back as [B?, O, H/P, W/P]. */
+static Node *patch_conv(Graph *g, Node *n)
+{
+    Node *x = n->in[0], *w = n->in[1];
+    int b = x->rank == 4;
+    if (n->dtype != DT_F32 || !dim_is_const(w->shape[2]) || !dim_is_const(w->shape[3]))
+        return NULL;
+    int64_t P = w->shape[2].b, Q = w->shape[3].b, C = w->shape[1].b, O = w->shape[0].b;
+    Dim H = x->shape[b + 1], W = x->shape[b + 2];
+    if (n->at.stride[0] != P || n->at.stride[1] != Q || n->at.pad[0] || n->at.pad[1] || !dim_is_const(H) ||
+        !dim_is_const(W) || H.b % P || W.b % Q)
+        return NULL;
+    int64_t HP = H.b / P, WQ = W.b / Q;
+    SrcLoc loc = n->loc;
+    Dim bd = b ? x->shape[0] : dim_const(1);
+    /* [B, C, HP, P, WQ, Q] -> [B, HP, WQ, C, P, Q] -> [B, HP*WQ, C*P*Q] */
+    Dim s6[6] = {bd, dim_const(C), dim_const(HP), dim_const(P), dim_const(WQ), dim_const(Q)};
+    Node *r = mk(g, OP_RESHAPE, x->dtype, 6, s6, 1, &x, loc);
+    static const int p6[6] = {0, 2, 4, 1, 3, 5};
+    Node *t = transposed(g, r, 6, p6, loc);
+    Dim s3[3] = {bd, dim_const(HP * WQ), dim_const(C * P * Q)};
+    Node *patches = mk(g, OP_RESHAPE, x->dtype, 3, s3, 1, &t, loc);
+    /* the kernel as [O, C*P*Q], transposed for the product: a constant the GEMM packs */
+    Dim s2[2] = {dim_const(O), dim_const(C * P * Q)};
+    Node *wm = mk(g, OP_RESHAPE, w->dtype, 2, s2, 1, &w, loc);
+    static const int p2[2] = {1, 0};
+    Node *wt = transposed(g, wm, 2, p2, loc);
+    Node *in2[2] = {patches, wt};
+    Dim so[3] = {bd, dim_const(HP * WQ), dim_const(O)};
+    Node *y = mk(g, OP_MATMUL, n->dtype, 3, so, 2, in2, loc);
+    if (n->nin == 3) {
+        Node *in[2] = {y, n->in[2]};
+        y = mk(g, OP_ADD, n->dtype, 3, so, 2, in, loc);
+    }
+    /* [B, HP*WQ, O] -> [B, O, HP*WQ] -> [B?, O, HP, WQ] */
+    static const int p3[3] = {0, 2, 1};
+    Node *yt = transposed(g, y, 3, p3, loc);
+    return mk(g, OP_RESHAPE, n->dtype, n->rank, n->shape, 1, &yt, loc);
+}
+
 /* What n can be replaced by, or NULL. */
 static Node *simplify(Graph *g, Node *n)
 {
@@ -112,6 +171,8 @@ static Node *simplify(Graph *g, Node *n)
         return NULL;
     case OP_CAST:
         return same_type(n, x) ? x : NULL;
+    case OP_CONV2D:
+        return patch_conv(g, n);
     case OP_ADD:
     case OP_SUB:
     case OP_MUL:
