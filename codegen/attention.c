@@ -1,19 +1,26 @@
 /* attention.c: the fused attention op, one pass over the keys per query row (online softmax).
  *
- * For each query row the kernel keeps the running maximum m of the scores seen so far, the running
- * sum l of exp(score - m), and the output row as an accumulator of exp(score - m) * v; when a new
- * score raises the maximum, l and the accumulator are rescaled by exp(m_old - m_new). At the end the
- * row is divided by l, or set to zero when every key was masked (never NaN). The T x T score matrix
- * is never stored. Under a causal mask, keys after the diagonal are not visited at all.
+ * For each query row the keys are visited in tiles of ATTN_TILE: the tile's scores go to a small
+ * stack buffer, and the kernel keeps the running maximum m of the scores seen so far, the running
+ * sum l of exp(score - m), and the output row as an accumulator of exp(score - m) * v; when a tile
+ * raises the maximum, l and the accumulator are rescaled by exp(m_old - m_new), once per tile. The
+ * tile's probabilities (exp without a library call) and its p v products are plain loops LLVM
+ * vectorises. At the end the row is divided by l, or set to zero when every key was masked (never
+ * NaN). The T x T score matrix is never stored. Under a causal mask, keys after the diagonal are not
+ * visited at all.
  *
- * Rows (every batch index and query) are split over the runtime's threads. This is the
- * straightforward version: one query row at a time; the dot products may be reassociated (so LLVM
- * vectorises them). Tiling over keys and queries is the next step for speed.
+ * Rows (every batch index and query) are split over the runtime's threads. Dot products may be
+ * reassociated (so LLVM vectorises them). Tiling over several query rows, so that a tile of K and V
+ * serves them all, is the next step for speed.
  */
 #include "codegen/codegen.h"
 
 #include <math.h>
 #include <stdio.h>
+
+/* Keys per tile: the scores of one tile live in a stack buffer; the accumulator is rescaled at most
+ * once per tile. 64 keys x (d + dv) floats of K and V stay in L1 for the head sizes of transformers. */
+enum { ATTN_TILE = 64 };
 
 typedef struct AttnCtx {
     const Node *n;
@@ -82,8 +89,10 @@ static void attn_row(Cg *cg, AttnCtx *c, LLVMValueRef r)
             mo = LLVMBuildAdd(cg->b, mo, LLVMBuildMul(cg->b, bi, c->ms[d], ""), "");
     }
     LLVMValueRef m = cg_alloca(cg, f, "m"), l = cg_alloca(cg, f, "l"), dot = cg_alloca(cg, f, "dot");
+    LLVMValueRef tmax = cg_alloca(cg, f, "tmax"), tsum = cg_alloca(cg, f, "tsum");
+    LLVMValueRef sbuf = cg_alloca(cg, LLVMArrayType2(f, ATTN_TILE), "scores"); /* one tile of scores */
     LLVMValueRef scale = LLVMConstReal(f, n->at.scale);
-    LLVMValueRef ninf = LLVMConstReal(f, -INFINITY), zero = LLVMConstReal(f, 0);
+    LLVMValueRef ninf = LLVMConstReal(f, -INFINITY), zero = LLVMConstReal(f, 0), one = LLVMConstReal(f, 1);
     LLVMValueRef orow = LLVMBuildMul(cg->b, r, c->Dv, "");
     LLVMValueRef qrow = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, i, c->D, ""), "");
     LLVMBuildStore(cg->b, ninf, m);
@@ -98,8 +107,17 @@ static void attn_row(Cg *cg, AttnCtx *c, LLVMValueRef r)
                                         cg_i64(cg, 1), "");
         jend = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, lim, c->Tk, ""), lim, c->Tk, "");
     }
-    Loop lj = cg_loop_begin(cg, cg_i64(cg, 0), jend, "j");
-    LLVMValueRef krow = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, lj.iv, c->D, ""), "");
+    LLVMValueRef ntiles = LLVMBuildSDiv(cg->b, LLVMBuildAdd(cg->b, jend, cg_i64(cg, ATTN_TILE - 1), ""), cg_i64(cg, ATTN_TILE), "");
+    Loop lt = cg_loop_begin(cg, cg_i64(cg, 0), ntiles, "tile");
+    LLVMValueRef j0 = LLVMBuildMul(cg->b, lt.iv, cg_i64(cg, ATTN_TILE), "");
+    LLVMValueRef rem = LLVMBuildSub(cg->b, jend, j0, "");
+    LLVMValueRef jn = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rem, cg_i64(cg, ATTN_TILE), ""), rem,
+                                      cg_i64(cg, ATTN_TILE), "");
+    /* 1. the tile's scores, and their maximum */
+    LLVMBuildStore(cg->b, ninf, tmax);
+    Loop ls = cg_loop_begin(cg, cg_i64(cg, 0), jn, "jj");
+    LLVMValueRef j = LLVMBuildAdd(cg->b, j0, ls.iv, "");
+    LLVMValueRef krow = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, j, c->D, ""), "");
     LLVMBuildStore(cg->b, zero, dot);
     Loop ld = cg_loop_begin(cg, cg_i64(cg, 0), c->D, "d");
     LLVMValueRef qv = load_f(cg, c->q, dt, LLVMBuildAdd(cg->b, qrow, ld.iv, ""));
@@ -109,39 +127,65 @@ static void attn_row(Cg *cg, AttnCtx *c, LLVMValueRef r)
     LLVMSetFastMathFlags(fma, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
     LLVMBuildStore(cg->b, fma, dot);
     cg_loop_end(cg, &ld);
-    LLVMValueRef s = LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, dot, ""), scale, "");
+    LLVMValueRef sc = LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, dot, ""), scale, "");
     if (c->mask) {
         LLVMValueRef mi = LLVMBuildAdd(cg->b, mo, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i, c->ms[c->nbatch], ""),
-                                                              LLVMBuildMul(cg->b, lj.iv, c->ms[c->nbatch + 1], ""), ""), "");
-        s = LLVMBuildFAdd(cg->b, s, load_f(cg, c->mask, n->in[3]->dtype, mi), "");
+                                                              LLVMBuildMul(cg->b, j, c->ms[c->nbatch + 1], ""), ""), "");
+        sc = LLVMBuildFAdd(cg->b, sc, load_f(cg, c->mask, n->in[3]->dtype, mi), "");
     }
-    /* a masked key (score -inf) contributes nothing: skip it, which also keeps exp(-inf - -inf) away */
-    LLVMBasicBlockRef use = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "use"),
+    cg_store(cg, sbuf, DT_F32, ls.iv, sc);
+    LLVMValueRef tm = LLVMBuildLoad2(cg->b, f, tmax, "");
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, sc, tm, ""), sc, tm, ""), tmax);
+    cg_loop_end(cg, &ls);
+    /* a tile whose keys are all masked changes nothing */
+    LLVMValueRef tmv = LLVMBuildLoad2(cg->b, f, tmax, "");
+    LLVMBasicBlockRef live = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "live"),
                       next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
-    LLVMBuildCondBr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, s, ninf, ""), use, next);
-    LLVMPositionBuilderAtEnd(cg->b, use);
+    LLVMBuildCondBr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, tmv, ninf, ""), live, next);
+    LLVMPositionBuilderAtEnd(cg->b, live);
+    /* 2. a new maximum rescales what was accumulated, once per tile */
     LLVMValueRef mold = LLVMBuildLoad2(cg->b, f, m, "");
-    LLVMValueRef mnew = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, s, mold, ""), s, mold, "");
-    LLVMValueRef dcorr = LLVMBuildFSub(cg->b, mold, mnew, "");
-    LLVMValueRef corr = cg_exp(cg, dcorr); /* exp(-inf) = 0 on the first key */
-    LLVMValueRef ds = LLVMBuildFSub(cg->b, s, mnew, "");
-    LLVMValueRef p = cg_exp(cg, ds);
+    LLVMValueRef mnew = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, tmv, mold, ""), tmv, mold, "");
+    LLVMValueRef corr = cg_exp(cg, LLVMBuildFSub(cg->b, mold, mnew, "")); /* exp(-inf) = 0 on the first tile */
     LLVMBuildStore(cg->b, mnew, m);
-    LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, l, ""), corr, ""), p, ""), l);
-    LLVMValueRef vrow = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, lj.iv, c->Dv, ""), "");
+    LLVMBasicBlockRef resc = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rescale"),
+                      probs = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "probs");
+    LLVMBuildCondBr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealUNE, corr, one, ""), resc, probs);
+    LLVMPositionBuilderAtEnd(cg->b, resc);
+    LLVMBuildStore(cg->b, LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, l, ""), corr, ""), l);
+    Loop lr = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
+    LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, lr.iv, "");
+    cg_store(cg, c->out, DT_F32, oi, LLVMBuildFMul(cg->b, cg_load(cg, c->out, DT_F32, oi), corr, ""));
+    cg_loop_end(cg, &lr);
+    LLVMBuildBr(cg->b, probs);
+    LLVMPositionBuilderAtEnd(cg->b, probs);
+    /* 3. probabilities of the tile (masked keys: exp(-inf) = 0) and their sum */
+    LLVMBuildStore(cg->b, zero, tsum);
+    Loop lp = cg_loop_begin(cg, cg_i64(cg, 0), jn, "jj");
+    LLVMValueRef pj = cg_exp(cg, LLVMBuildFSub(cg->b, cg_load(cg, sbuf, DT_F32, lp.iv), mnew, ""));
+    cg_store(cg, sbuf, DT_F32, lp.iv, pj);
+    LLVMValueRef ts = LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, f, tsum, ""), pj, "");
+    LLVMSetFastMathFlags(ts, LLVMFastMathAllowReassoc);
+    LLVMBuildStore(cg->b, ts, tsum);
+    cg_loop_end(cg, &lp);
+    LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, f, l, ""), LLVMBuildLoad2(cg->b, f, tsum, ""), ""), l);
+    /* 4. out += p v over the tile's keys */
+    Loop la = cg_loop_begin(cg, cg_i64(cg, 0), jn, "jj");
+    LLVMValueRef p = cg_load(cg, sbuf, DT_F32, la.iv);
+    LLVMValueRef vrow = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, j0, la.iv, ""), c->Dv, ""), "");
     Loop le = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
-    LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, le.iv, "");
-    LLVMValueRef acc = LLVMBuildFMul(cg->b, cg_load(cg, c->out, DT_F32, oi), corr, "");
+    LLVMValueRef oe = LLVMBuildAdd(cg->b, orow, le.iv, "");
     LLVMValueRef vv = load_f(cg, c->v, dt, LLVMBuildAdd(cg->b, vrow, le.iv, ""));
-    cg_store(cg, c->out, DT_F32, oi, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){p, vv, acc}, 3));
+    cg_store(cg, c->out, DT_F32, oe, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){p, vv, cg_load(cg, c->out, DT_F32, oe)}, 3));
     cg_loop_end(cg, &le);
+    cg_loop_end(cg, &la);
     LLVMBuildBr(cg->b, next);
     LLVMPositionBuilderAtEnd(cg->b, next);
-    cg_loop_end(cg, &lj);
+    cg_loop_end(cg, &lt);
     /* out = acc / l, or 0 for a row with no visible key */
     LLVMValueRef lv = LLVMBuildLoad2(cg->b, f, l, "");
     LLVMValueRef inv = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, lv, zero, ""),
-                                       LLVMBuildFDiv(cg->b, LLVMConstReal(f, 1), lv, ""), zero, "");
+                                       LLVMBuildFDiv(cg->b, one, lv, ""), zero, "");
     Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
     LLVMValueRef oi2 = LLVMBuildAdd(cg->b, orow, lo.iv, "");
     cg_store(cg, c->out, DT_F32, oi2, LLVMBuildFMul(cg->b, cg_load(cg, c->out, DT_F32, oi2), inv, ""));
