@@ -8,6 +8,9 @@
  *   pipeline.c      the pass table, --passes and --print-after
  *   canonicalize.c    common subexpressions, transpose and reshape folding, algebraic identities, dead code
  *   fuse_attention.c  scaled-dot-product attention in its common spellings -> one ATTENTION node
+ *   fuse_ops.c        layernorm, RMSNorm, GELU and SiLU from their primitive spellings -> their ops;
+ *                     then fuse_loops.c's grouping
+ *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
  */
 #ifndef KILN_PASSES_H
 #define KILN_PASSES_H
@@ -34,5 +37,9 @@ const char *pass_names(void);
 
 int pass_canonicalize(Graph *g, const PassOptions *o);
 int pass_fuse_attention(Graph *g, const PassOptions *o);
+int pass_fuse_ops(Graph *g, const PassOptions *o);
+/* The second half of fuse-ops (fuse_loops.c): marks the nodes that are computed inside the loop of
+ * their one consumer (Node.inl). Returns the number of nodes marked. */
+int fuse_loops(Graph *g, const PassOptions *o);
 
 #endif

@@ -17,6 +17,7 @@ typedef struct Pass {
 static const Pass pipeline[] = {
     {"canonicalize", pass_canonicalize, 1},
     {"fuse-attention", pass_fuse_attention, 1},
+    {"fuse-ops", pass_fuse_ops, 1},
 };
 
 enum { NPASS = sizeof pipeline / sizeof pipeline[0] };
