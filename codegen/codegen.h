@@ -190,6 +190,28 @@ LLVMValueRef cg_view_index(Cg *cg, const View *v, int rank, LLVMValueRef *idx);
  * broadcasting (n's dims aligned to the right; size-1 dims get stride 0). */
 View cg_view_broadcast(Cg *cg, const Node *n, LLVMValueRef p, int rank);
 
+/* ---------------------------------------------------------------- fused loops (elementwise.c) */
+
+enum { CG_MAX_LEAVES = 13 }; /* stored values one fused loop reads (fuse-ops keeps to 12) */
+
+/* A stored elementwise node and the inline nodes it computes (Node.inl, set by fuse-ops). */
+typedef struct Fused {
+    const Node *root;
+    const Node *mm;                    /* the inline matmul under root, or NULL */
+    int nleaf;
+    const Node *leaf[CG_MAX_LEAVES];   /* the stored values the loop reads (not mm's operands) */
+} Fused;
+
+/* Fills f for root; returns 1 when root computes inline nodes (then its kernel's operands are the
+ * leaves, followed by mm's two operands when there is a matmul), 0 when it reads its inputs only. */
+int cg_fused_collect(const Node *root, Fused *f);
+/* The kernel of such a root: in = the leaves' buffers, then mm's (in[1] packed when the plan says). */
+int cg_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
+/* void epi(ptr out, ptr leaves, ptr syms, i64 r0, i64 r1, i64 c0, i64 c1): the root's loop over rows
+ * [r0, r1) and columns [c0, c1), reading mm's element from out: the epilogue gemm.c calls on each
+ * micro-tile. leaves points to the leaves' buffer pointers. */
+LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f);
+
 /* ---------------------------------------------------------------- kernels
  *
  * Each emits the body of a node's function: out is the node's buffer, in[] its inputs' buffers.
@@ -213,6 +235,10 @@ void cg_gemm_pack(Cg *cg, const Node *n, void *dst);
 /* The f32 matmul kernel (in[1] is the packed copy when Plan.packed has one): 0 when emitted, 1 when
  * n is a matmul it does not handle (the caller falls back). */
 int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+/* The product of f->mm with f's root as its epilogue, applied to each micro-tile after its last block
+ * of K: in = f's leaves, then mm's two operands. 0 when emitted, 1 when the product is not one this
+ * kernel runs. */
+int cg_gemm_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
 
 /* ---------------------------------------------------------------- artifact.c */
 

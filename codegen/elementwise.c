@@ -165,15 +165,213 @@ static LLVMValueRef scalar(Cg *cg, const Node *n, LLVMValueRef *x)
     }
 }
 
-static void ew_body(Cg *cg, void *ctx, LLVMValueRef *idx)
+/* ---------------------------------------------------------------- fused loops
+ *
+ * A stored elementwise node (a root) computes, per element, the tree of inline nodes under it
+ * (fuse-ops, passes/fuse_loops.c): each inline node's scalar from its inputs' scalars, each stored
+ * value loaded through a view broadcast to the root's shape, each value computed once per element
+ * however often the tree reads it. The loop runs over rows (every dimension but the last, flattened)
+ * and, inside, along the last dimension, where every view moves by 0 or 1 element: the loop LLVM
+ * vectorises. Large loops are split by rows over the runtime's threads. When the tree holds an inline
+ * matmul, the same row loop is the matmul's epilogue: gemm.c calls it on each micro-tile of the
+ * product, in the output buffer the product was just written to, reading the product's element where
+ * the tree has the matmul.
+ */
+
+enum { PARALLEL_ELEMS = 1 << 15 }; /* elements under which a loop stays on the calling thread */
+
+static void collect(const Node *n, Fused *f)
 {
-    Map *m = ctx;
-    LLVMValueRef x[3];
-    for (int i = 0; i < m->nin; i++)
-        x[i] = cg_load(cg, m->in[i].base, m->in[i].dtype, cg_view_index(cg, &m->in[i], m->n->rank, idx));
-    LLVMValueRef r = scalar(cg, m->n, x);
-    cg_store(cg, m->out.base, m->n->dtype, cg_view_index(cg, &m->out, m->n->rank, idx), r);
+    for (int j = 0; j < n->nin; j++) {
+        const Node *x = n->in[j];
+        if (x->inl && x->op == OP_MATMUL) {
+            f->mm = x;
+            continue;
+        }
+        if (x->inl) {
+            collect(x, f);
+            continue;
+        }
+        int seen = 0;
+        for (int k = 0; k < f->nleaf; k++)
+            seen |= f->leaf[k] == x;
+        if (!seen) {
+            KILN_ASSERT(f->nleaf < CG_MAX_LEAVES);
+            f->leaf[f->nleaf++] = x;
+        }
+    }
 }
+
+int cg_fused_collect(const Node *root, Fused *f)
+{
+    *f = (Fused){.root = root};
+    collect(root, f);
+    int fused = 0;
+    for (int j = 0; j < root->nin; j++)
+        fused |= root->in[j]->inl;
+    return fused;
+}
+
+typedef struct Eval {
+    const Fused *f;
+    View leaf[CG_MAX_LEAVES];
+    LLVMValueRef acc;  /* the matmul's element, when the tree has one */
+    int nmemo;
+    const Node *memo_node[64];
+    LLVMValueRef memo_val[64];
+} Eval;
+
+static LLVMValueRef eval(Cg *cg, Eval *e, const Node *n, int rank, LLVMValueRef *idx)
+{
+    if (n == e->f->mm)
+        return e->acc;
+    if (n != e->f->root && !n->inl) {
+        for (int k = 0; k < e->f->nleaf; k++)
+            if (e->f->leaf[k] == n)
+                return cg_load(cg, e->leaf[k].base, n->dtype, cg_view_index(cg, &e->leaf[k], rank, idx));
+        UNREACHABLE();
+    }
+    for (int k = 0; k < e->nmemo; k++)
+        if (e->memo_node[k] == n)
+            return e->memo_val[k];
+    LLVMValueRef x[3];
+    for (int j = 0; j < n->nin; j++)
+        x[j] = eval(cg, e, n->in[j], rank, idx);
+    LLVMValueRef v = scalar(cg, n, x);
+    if (e->nmemo < 64) {
+        e->memo_node[e->nmemo] = n;
+        e->memo_val[e->nmemo++] = v;
+    }
+    return v;
+}
+
+/* Rows [r0, r1) of the root (its dimensions but the last, flattened), columns [c0, c1) of each. */
+static void fused_rows(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *leafp, LLVMValueRef r0,
+                       LLVMValueRef r1, LLVMValueRef c0, LLVMValueRef c1)
+{
+    const Node *n = f->root;
+    int rank = n->rank > 0 ? n->rank : 1;
+    LLVMValueRef dims[IR_MAX_RANK], idx[IR_MAX_RANK];
+    if (n->rank > 0)
+        cg_shape(cg, n, dims);
+    else
+        dims[0] = cg_i64(cg, 1);
+    Eval e = {.f = f};
+    for (int k = 0; k < f->nleaf; k++)
+        e.leaf[k] = cg_view_broadcast(cg, f->leaf[k], leafp[k], rank);
+    LLVMValueRef cols = dims[rank - 1];
+    Loop lr = cg_loop_begin(cg, r0, r1, "row");
+    LLVMValueRef q = lr.iv;
+    for (int d = rank - 2; d >= 0; d--) {
+        idx[d] = LLVMBuildSRem(cg->b, q, dims[d], "");
+        q = LLVMBuildSDiv(cg->b, q, dims[d], "");
+    }
+    LLVMValueRef base = LLVMBuildMul(cg->b, lr.iv, cols, "");
+    Loop lc = cg_loop_begin(cg, c0, c1, "col");
+    idx[rank - 1] = lc.iv;
+    LLVMValueRef at = LLVMBuildAdd(cg->b, base, lc.iv, "");
+    e.nmemo = 0;
+    if (f->mm)
+        e.acc = cg_load(cg, out, DT_F32, at);
+    cg_store(cg, out, n->dtype, at, eval(cg, &e, n, rank, idx));
+    cg_loop_end(cg, &lc);
+    cg_loop_end(cg, &lr);
+}
+
+static LLVMValueRef row_count(Cg *cg, const Node *n, LLVMValueRef *cols)
+{
+    LLVMValueRef dims[IR_MAX_RANK];
+    if (n->rank == 0) {
+        *cols = cg_i64(cg, 1);
+        return cg_i64(cg, 1);
+    }
+    cg_shape(cg, n, dims);
+    *cols = dims[n->rank - 1];
+    return cg_numel(cg, n->rank - 1, dims);
+}
+
+static void rows_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    const Fused *f = ctx;
+    LLVMValueRef cols;
+    row_count(cg, f->root, &cols);
+    fused_rows(cg, f, cap[0], cap + 1, begin, end, cg_i64(cg, 0), cols);
+}
+
+/* The loop of a root without a matmul: over the pool when it is large. */
+static void fused_loop(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *leafp)
+{
+    LLVMValueRef cols, rows = row_count(cg, f->root, &cols);
+    LLVMValueRef cap[CG_MAX_LEAVES + 1];
+    cap[0] = out;
+    for (int k = 0; k < f->nleaf; k++)
+        cap[k + 1] = leafp[k];
+    LLVMValueRef big = LLVMBuildICmp(cg->b, LLVMIntSGE, LLVMBuildMul(cg->b, rows, cols, ""),
+                                     cg_i64(cg, PARALLEL_ELEMS), "");
+    LLVMValueRef saved = cg->pool;
+    cg->pool = LLVMBuildSelect(cg->b, big, cg->pool, LLVMConstNull(cg->ptr), "");
+    char name[64];
+    snprintf(name, sizeof name, "node%d_%s_rows", f->root->id, op_info[f->root->op].name);
+    cg_parallel_for(cg, rows, f->nleaf + 1, cap, rows_range, (void *)f, name);
+    cg->pool = saved;
+}
+
+LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f)
+{
+    /* void epi(ptr out, ptr leaves, ptr syms, i64 r0, i64 r1, i64 c0, i64 c1) */
+    LLVMTypeRef params[7] = {cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64};
+    char name[64];
+    snprintf(name, sizeof name, "node%d_%s_epilogue", f->root->id, op_info[f->root->op].name);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->void_, params, 7, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    LLVMValueRef saved_fn = cg->fn, saved_syms = cg->syms, saved_status = cg->status;
+    LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(cg->b);
+    cg->fn = fn;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    cg->syms = LLVMGetParam(fn, 2);
+    cg->status = cg_alloca(cg, cg->i32, "status");
+    LLVMValueRef leafp[CG_MAX_LEAVES];
+    for (int k = 0; k < f->nleaf; k++) {
+        LLVMValueRef slot = LLVMBuildGEP2(cg->b, cg->ptr, LLVMGetParam(fn, 1), (LLVMValueRef[]){cg_i64(cg, k)}, 1, "");
+        leafp[k] = LLVMBuildLoad2(cg->b, cg->ptr, slot, "");
+    }
+    fused_rows(cg, f, LLVMGetParam(fn, 0), leafp, LLVMGetParam(fn, 3), LLVMGetParam(fn, 4), LLVMGetParam(fn, 5),
+               LLVMGetParam(fn, 6));
+    LLVMBuildRetVoid(cg->b);
+    cg->fn = saved_fn;
+    cg->syms = saved_syms;
+    cg->status = saved_status;
+    LLVMPositionBuilderAtEnd(cg->b, saved_bb);
+    return fn;
+}
+
+int cg_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
+{
+    if (f->mm) {
+        if (cg_gemm_fused(cg, f, out, in)) {
+            diag_error(cg->d, f->root->loc, "internal error: the matmul under this node cannot run its epilogue");
+            return -1;
+        }
+        return 0;
+    }
+    fused_loop(cg, f, out, in);
+    return 0;
+}
+
+int cg_elementwise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    Fused f;
+    cg_fused_collect(n, &f);
+    LLVMValueRef leafp[CG_MAX_LEAVES];
+    for (int k = 0; k < f.nleaf; k++)
+        for (int j = 0; j < n->nin; j++)
+            if (n->in[j] == f.leaf[k])
+                leafp[k] = in[j];
+    fused_loop(cg, &f, out, leafp);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- movement */
 
 /* The output as a contiguous view. */
 static View out_view(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *dims)
@@ -182,20 +380,6 @@ static View out_view(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *dims
     cg_strides(cg, n->rank, dims, v.stride);
     return v;
 }
-
-int cg_elementwise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
-{
-    Map m = {.n = n, .nin = n->nin};
-    LLVMValueRef dims[IR_MAX_RANK];
-    cg_shape(cg, n, dims);
-    m.out = out_view(cg, n, out, dims);
-    for (int i = 0; i < n->nin; i++)
-        m.in[i] = cg_view_broadcast(cg, n->in[i], in[i], n->rank);
-    cg_nest(cg, n->rank, dims, ew_body, &m);
-    return 0;
-}
-
-/* ---------------------------------------------------------------- movement */
 
 static void copy_body(Cg *cg, void *ctx, LLVMValueRef *idx)
 {

@@ -44,9 +44,11 @@ static LLVMValueRef place_ptr(Cg *cg, const Place *pl, LLVMValueRef *args)
     return LLVMBuildGEP2(cg->b, cg->i8, base, (LLVMValueRef[]){cg_i64(cg, pl->offset)}, 1, "");
 }
 
-static int emit_kernel(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+static int emit_kernel(Cg *cg, const Node *n, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
 {
     int flags = op_info[n->op].flags;
+    if (f)
+        return cg_fused(cg, f, out, in);
     switch (n->op) {
     case OP_ARANGE:
     case OP_CAUSAL_MASK: return cg_source(cg, n, out);
@@ -69,44 +71,46 @@ static int emit_kernel(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in
     return -1;
 }
 
-/* Builds `i32 node_<id>(ptr out, ptr in..., ptr syms, ptr pool)`. */
-static LLVMValueRef node_function(Cg *cg, const Node *n)
+/* Builds `i32 node_<id>(ptr out, ptr in..., ptr syms, ptr pool)`: in... are the node's inputs, or
+ * with f, the values its fused loop reads (cg_fused_collect). */
+static LLVMValueRef node_function(Cg *cg, const Node *n, const Fused *f, int nops)
 {
     LLVMTypeRef params[IR_MAX_RANK + 72];
     int np = 0;
+    KILN_ASSERT(nops <= 72);
     params[np++] = cg->ptr;
-    for (int i = 0; i < n->nin; i++)
+    for (int i = 0; i < nops; i++)
         params[np++] = cg->ptr;
     params[np++] = cg->ptr;
     params[np++] = cg->ptr;
     LLVMTypeRef fty = LLVMFunctionType(cg->i32, params, (unsigned)np, 0);
     char name[64];
     snprintf(name, sizeof name, "node%d_%s", n->id, op_info[n->op].name);
-    LLVMValueRef f = LLVMAddFunction(cg->mod, name, fty);
-    LLVMSetLinkage(f, LLVMInternalLinkage);
-    /* the plan never places a result over one of its inputs */
-    LLVMAddAttributeAtIndex(f, 1, LLVMCreateEnumAttribute(cg->ctx, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, f, "entry");
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    /* the plan never places a result over one of the values its kernel reads */
+    LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, entry);
-    cg->fn = f;
-    cg->syms = LLVMGetParam(f, (unsigned)np - 2);
-    cg->pool = LLVMGetParam(f, (unsigned)np - 1);
+    cg->fn = fn;
+    cg->syms = LLVMGetParam(fn, (unsigned)np - 2);
+    cg->pool = LLVMGetParam(fn, (unsigned)np - 1);
     cg->status = LLVMBuildAlloca(cg->b, cg->i32, "status");
     LLVMBuildStore(cg->b, LLVMConstInt(cg->i32, 0, 0), cg->status);
     LLVMValueRef in[72];
-    for (int i = 0; i < n->nin && i < 72; i++)
-        in[i] = LLVMGetParam(f, (unsigned)i + 1);
-    emit_kernel(cg, n, LLVMGetParam(f, 0), in);
+    for (int i = 0; i < nops; i++)
+        in[i] = LLVMGetParam(fn, (unsigned)i + 1);
+    emit_kernel(cg, n, f, LLVMGetParam(fn, 0), in);
     LLVMBuildRet(cg->b, LLVMBuildLoad2(cg->b, cg->i32, cg->status, ""));
     if (saved)
         LLVMPositionBuilderAtEnd(cg->b, saved);
-    return f;
+    return fn;
 }
 
 static int needs_kernel(const Cg *cg, const Node *n)
 {
-    if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST || cg->plan.folded[n->id])
+    if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST || cg->plan.folded[n->id] || n->inl)
         return 0;
     /* a reshape sharing its input's storage costs nothing */
     if (n->op == OP_RESHAPE) {
@@ -234,19 +238,33 @@ void cg_entry(Cg *cg)
     LLVMPositionBuilderAtEnd(cg->b, bb);
     for (int i = 0; i < g->nnode; i++) {
         const Node *n = g->nodes[i];
-        if (cg->plan.folded[i]) /* read only through packed copies */
+        if (cg->plan.folded[i] || n->inl) /* read only through packed copies, or computed in a loop */
             continue;
         ptrs[i] = place_ptr(cg, &cg->plan.place[i], args);
         if (!needs_kernel(cg, n))
             continue;
-        LLVMValueRef f = node_function(cg, n);
+        Fused fu;
+        int fused = (op_info[n->op].flags & F_EW) && cg_fused_collect(n, &fu);
+        const Node *ops[72], *mm = fused ? fu.mm : n;
+        int nops = 0;
+        if (fused) {
+            for (int j = 0; j < fu.nleaf; j++)
+                ops[nops++] = fu.leaf[j];
+            if (fu.mm)
+                for (int j = 0; j < 2; j++)
+                    ops[nops++] = fu.mm->in[j];
+        } else {
+            for (int j = 0; j < n->nin; j++)
+                ops[nops++] = n->in[j];
+        }
+        LLVMValueRef f = node_function(cg, n, fused ? &fu : NULL, nops);
         LLVMValueRef call_args[72 + 3];
         int k = 0;
         call_args[k++] = ptrs[i];
-        for (int j = 0; j < n->nin; j++)
-            call_args[k++] = ptrs[n->in[j]->id];
-        if (cg->plan.packed[i] >= 0) /* the kernel reads its packed copy instead */
-            call_args[2] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[i])}, 1, "");
+        for (int j = 0; j < nops; j++)
+            call_args[k++] = ptrs[ops[j]->id];
+        if (mm && cg->plan.packed[mm->id] >= 0) /* the kernel reads the packed copy of mm's in[1] */
+            call_args[nops] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[mm->id])}, 1, "");
         call_args[k++] = args[2];
         call_args[k++] = args[5];
         LLVMValueRef rc = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, call_args, (unsigned)k, "");

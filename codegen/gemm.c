@@ -519,10 +519,11 @@ static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
 
 /* ---------------------------------------------------------------- the tile loop */
 
+/* {a, b, c, i64 fields[CX_COUNT], the epilogue's leaves (ptr to their pointers), the symbols} */
 static LLVMTypeRef ctx_type(Cg *cg)
 {
-    LLVMTypeRef f[4] = {cg->ptr, cg->ptr, cg->ptr, LLVMArrayType2(cg->i64, CX_COUNT)};
-    return LLVMStructTypeInContext(cg->ctx, f, 4, 0);
+    LLVMTypeRef f[6] = {cg->ptr, cg->ptr, cg->ptr, LLVMArrayType2(cg->i64, CX_COUNT), cg->ptr, cg->ptr};
+    return LLVMStructTypeInContext(cg->ctx, f, 6, 0);
 }
 
 static LLVMValueRef ctx_field_ptr(Cg *cg, LLVMValueRef ctx, int field)
@@ -538,11 +539,16 @@ static LLVMValueRef ctx_operand_ptr(Cg *cg, LLVMValueRef ctx, int i)
 
 /* void kiln_gemm_tiles_<variants>(ptr ctx, i64 begin, i64 end): tiles [begin, end) of the product in
  * ctx. variants has bit (mr-1)*2+edge set for each micro-kernel the shapes may need: with static
- * sizes only a few are, which keeps the module small. */
-static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants)
+ * sizes only a few are, which keeps the module small. With an epilogue (cg_fused_epilogue) the
+ * function is the node's own: each micro-tile, once its last block of K is stored, goes through the
+ * epilogue while it is in L1. */
+static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, const Fused *fused)
 {
     char name[64];
-    snprintf(name, sizeof name, "kiln_gemm_tiles_%llx", (unsigned long long)variants);
+    if (fused)
+        snprintf(name, sizeof name, "node%d_gemm_tiles_%llx", fused->root->id, (unsigned long long)variants);
+    else
+        snprintf(name, sizeof name, "kiln_gemm_tiles_%llx", (unsigned long long)variants);
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (f)
         return f;
@@ -556,6 +562,11 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants)
     a = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 0), "a");
     b = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 1), "b");
     c = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 2), "c");
+    LLVMValueRef epi = fused ? cg_fused_epilogue(cg, fused) : NULL, eleaves = NULL, esyms = NULL;
+    if (fused) {
+        eleaves = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 4), "leaves");
+        esyms = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 5), "syms");
+    }
     int nr = k->vw * k->nv, lda_p = k->kc + APAD;
     LLVMValueRef abuf = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)k->mr * lda_p), "apanel");
     LLVMSetAlignment(abuf, 64);
@@ -637,6 +648,21 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants)
     LLVMPositionBuilderAtEnd(cg->b, bad);
     LLVMBuildUnreachable(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, next);
+    if (epi) {
+        /* the micro-tile is final after the last block of K: rows of the whole output (batches
+         * flattened), columns of this panel */
+        LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(cg->ctx, f, "epilogue");
+        LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(cg->ctx, f, "after");
+        LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntEQ, add(cg, kbi, i64c(cg, 1)), nkb, "");
+        LLVMBuildCondBr(cg->b, last, run, after);
+        LLVMPositionBuilderAtEnd(cg->b, run);
+        LLVMValueRef row0 = add(cg, LLVMBuildSDiv(cg->b, co, N, ""), li.iv);
+        LLVMValueRef col0 = mul(cg, lj.iv, i64c(cg, nr));
+        LLVMValueRef eargs[7] = {c, eleaves, esyms, row0, add(cg, row0, mr), col0, min64(cg, N, add(cg, col0, i64c(cg, nr)))};
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(epi), epi, eargs, 7, "");
+        LLVMBuildBr(cg->b, after);
+        LLVMPositionBuilderAtEnd(cg->b, after);
+    }
     cg_loop_end(cg, &lj);
     loop_end_next(cg, &li, add(cg, li.iv, i64c(cg, k->mr)));
 
@@ -698,7 +724,9 @@ static uint64_t variants(const GemmCfg *k, const Node *n)
     return v;
 }
 
-int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+/* The product n (of in[0] and in[1]) into out, with f's root as the epilogue when f is not NULL
+ * (leafp: the leaves' buffers). */
+static int gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in, const Fused *f, LLVMValueRef *leafp)
 {
     const Node *a = n->in[0], *b = n->in[1];
     int packed = cg->plan.packed && cg->plan.packed[n->id] >= 0;
@@ -787,12 +815,19 @@ int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMValueRef ntiles = mul(cg, nbatch, mul(cg, x[CX_TM], x[CX_TN]));
 
     LLVMValueRef ctx = cg_alloca(cg, ctx_type(cg), "gemm");
-    LLVMValueRef ops[3] = {in[0], in[1], out};
-    for (int i = 0; i < 3; i++)
-        LLVMBuildStore(cg->b, ops[i], ctx_operand_ptr(cg, ctx, i));
+    LLVMValueRef leaves = LLVMConstNull(cg->ptr);
+    if (f && f->nleaf) {
+        leaves = cg_alloca(cg, LLVMArrayType2(cg->ptr, (uint64_t)f->nleaf), "leaves");
+        for (int i = 0; i < f->nleaf; i++)
+            LLVMBuildStore(cg->b, leafp[i], LLVMBuildGEP2(cg->b, cg->ptr, leaves, (LLVMValueRef[]){i64c(cg, i)}, 1, ""));
+    }
+    LLVMValueRef ops[6] = {in[0], in[1], out, NULL, leaves, cg->syms};
+    for (int i = 0; i < 6; i++)
+        if (i != 3)
+            LLVMBuildStore(cg->b, ops[i], ctx_operand_ptr(cg, ctx, i));
     for (int i = 0; i < CX_COUNT; i++)
         LLVMBuildStore(cg->b, x[i], ctx_field_ptr(cg, ctx, i));
-    LLVMValueRef tiles = tiles_function(cg, &k, variants(&k, n));
+    LLVMValueRef tiles = tiles_function(cg, &k, variants(&k, n), f);
 
     /* small products on this thread; the rest over the pool */
     LLVMValueRef work = mul(cg, mul(cg, mul(cg, M, N), max64(cg, K, one)), nbatch);
@@ -812,4 +847,14 @@ int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, done);
     return 0;
+}
+
+int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    return gemm(cg, n, out, in, NULL, NULL);
+}
+
+int cg_gemm_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
+{
+    return gemm(cg, f->mm, out, in + f->nleaf, f, in);
 }

@@ -6,7 +6,8 @@
  * input's storage. Every other node gets an offset in one activation arena, sized for every symbolic
  * size at its bound: intervals from a node's definition to its last use (through reshapes sharing
  * its storage) are packed first-fit, so buffers whose lifetimes do not overlap share memory.
- * A node never shares memory with its own inputs (no in-place updates yet).
+ * A node never shares memory with its own inputs (no in-place updates yet). An inline node (fuse-ops)
+ * has no storage; the values it reads live until the stored node that computes it.
  *
  * A matmul whose right operand is a constant matrix gets a copy of it packed at compile time for its
  * kernel (gemm.c), placed after the weights and constants (Plan.packed). A node that nothing reads
@@ -124,6 +125,19 @@ int cg_plan(Cg *cg)
             p->copy_out[k] = 1; /* an input, a weight, or a node that is already another output */
     }
 
+    /* an inline node is computed in the loop of the stored node above it (its host), which is where
+     * the inline node's inputs are read */
+    int *host = malloc(sizeof(int) * ((size_t)n + 1));
+    KILN_ASSERT(host);
+    for (int i = 0; i < n; i++)
+        host[i] = i;
+    for (int i = n - 1; i >= 0; i--)
+        for (int j = 0; j < g->nodes[i]->nin; j++) {
+            const Node *x = g->nodes[i]->in[j];
+            if (x->inl)
+                host[x->id] = host[i];
+        }
+
     /* reshapes share storage; lifetimes are per storage root */
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
@@ -133,8 +147,8 @@ int cg_plan(Cg *cg)
     for (int i = 0; i < n; i++)
         for (int j = 0; j < g->nodes[i]->nin; j++) {
             int r = root[g->nodes[i]->in[j]->id];
-            if (last[r] < i)
-                last[r] = i;
+            if (last[r] < host[i])
+                last[r] = host[i];
         }
     for (int k = 0; k < g->noutput; k++)
         if (p->copy_out[k])
@@ -152,7 +166,7 @@ int cg_plan(Cg *cg)
             if (live[j].last >= i)
                 live[k++] = live[j];
         nlive = k;
-        if (p->place[i].home != HOME_NONE || p->folded[i])
+        if (p->place[i].home != HOME_NONE || p->folded[i] || x->inl)
             continue;
         if (root[i] != i) {
             p->place[i] = p->place[root[i]];
@@ -176,6 +190,7 @@ int cg_plan(Cg *cg)
     }
     p->arena_bytes = top;
     free(live);
+    free(host);
     free(root);
     free(last);
     return 0;

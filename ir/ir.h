@@ -198,6 +198,11 @@ struct Node {
     Node **in;              /* (nin) inputs, all earlier in Graph.nodes */
     Attrs at;
     const char *name;       /* INPUT: input name; WEIGHT: tensor name; else NULL */
+    int inl;                /* computed inside the loop of its one consumer, never stored (set by
+                               fuse-ops; printed as the attribute `inline`): an elementwise node
+                               whose consumer is elementwise, or a matmul whose elementwise consumers
+                               run as its epilogue. The value is the same; only where it is computed
+                               changes. */
     SrcLoc loc;             /* where in the model file it came from */
 };
 

@@ -15,7 +15,7 @@
  *   attr     := 'axis' '=' int | 'keepdims' '=' bool | 'perm' '=' '[' [int {',' int}] ']'
  *             | 'start' '=' dim | 'end' '=' dim | 'eps' '=' number | 'approx' '=' ('erf'|'tanh'|INT)
  *             | 'stride' '=' '[' int ',' int ']' | 'pad' '=' '[' int ',' int ']'
- *             | 'data' '=' '[' [number {',' number}] ']'
+ *             | 'data' '=' '[' [number {',' number}] ']' | 'inline'
  *   int      := ['-'] INT          bool := 'true' | 'false' | INT
  *   number   := ['-'] (INT | FLOAT | 'inf' | 'nan') | 'true' | 'false'
  *
@@ -592,6 +592,7 @@ typedef struct DataVal {
 
 typedef struct NodeAttrs {
     Attrs at;
+    int inl;
     AttrSeen seen;
     int nperm;
     Tok *perm_tok;
@@ -667,6 +668,14 @@ static int parse_attr(Parser *p, Op op, NodeAttrs *na)
         return 0;
     }
     next(p);
+    if (is_word(t, "inline")) {
+        if (na->inl) {
+            perr(p, t, "attribute 'inline' given twice");
+            return 0;
+        }
+        na->inl = 1;
+        return 1;
+    }
     static const struct {
         const char *name;
         int flag;
@@ -1082,6 +1091,7 @@ static int parse_node_rest(Parser *p, Tok *idtok, NodeAttrs *na)
 
     Node *n = ir_node(p->g, op, dt, rank, shape, nin, ins, loc);
     n->at = na->at;
+    n->inl = na->inl;
     n->name = name;
     if (op == OP_WEIGHT) {
         if (p->npw == p->cappw) {

@@ -18,7 +18,8 @@
  *     (no inputs), so `%4 = arange : i64[T]`.
  *   - ATTRS are exactly the fields op_info[op].attrs names, in this order: axis=N,
  *     keepdims=true|false, perm=[...] (one entry per output dimension), start=DIM, end=DIM,
- *     eps=FLOAT, approx=erf|tanh, stride=[H, W], pad=[H, W], data=[...] (numel values, C order, flat).
+ *     eps=FLOAT, approx=erf|tanh, stride=[H, W], pad=[H, W], data=[...] (numel values, C order, flat);
+ *     then `inline` (no value) on any node fuse-ops marked (Node.inl).
  *   - floating-point values print as the shortest %g form that reads back to the same bits in the
  *     node's dtype (at most 17 digits for f64, 9 for f32, fewer for f16 and bf16), except that
  *     whole numbers below 1e15 print without exponent (65504, not 6.55e+04); and inf, -inf, nan
@@ -165,7 +166,7 @@ static int64_t static_numel(const Node *n)
 static void print_attrs(FILE *f, const Graph *g, const Node *n)
 {
     int attrs = op_info[n->op].attrs;
-    if (!attrs)
+    if (!attrs && !n->inl)
         return;
     const char *sep = "";
     fputs(" {", f);
@@ -226,7 +227,10 @@ static void print_attrs(FILE *f, const Graph *g, const Node *n)
             print_value(f, n->dtype, n->at.data, (size_t)i);
         }
         fputc(']', f);
+        sep = ", ";
     }
+    if (n->inl)
+        fprintf(f, "%sinline", sep);
     fputc('}', f);
 }
 

@@ -784,6 +784,63 @@ static void check_graph(Verifier *v)
     }
 }
 
+/* Node.inl: the node has one consumer (which may read it more than once), an elementwise node of
+ * its shape, and is no output; an inline matmul computes in f32, and the elementwise node that stores
+ * (the first consumer up the chain that is not inline) has one inline matmul under it at most and
+ * stores f32. Runs once the nodes themselves are known to be sound. */
+static void check_inline(Verifier *v)
+{
+    const Graph *g = v->g;
+    int n = g->nnode;
+    const Node **user = calloc((size_t)n + 1, sizeof *user);
+    int *nuser = calloc((size_t)n + 1, sizeof *nuser), *mms = calloc((size_t)n + 1, sizeof *mms);
+    KILN_ASSERT(user && nuser && mms);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++) {
+            int k = g->nodes[i]->in[j]->id;
+            if (user[k] != g->nodes[i])
+                nuser[k]++;
+            user[k] = g->nodes[i];
+        }
+    for (int i = 0; i < g->noutput; i++)
+        nuser[g->outputs[i].node->id] += 2;
+    for (int i = 0; i < n; i++) {
+        const Node *x = g->nodes[i];
+        if (!x->inl)
+            continue;
+        v->n = x;
+        v->pos = i;
+        const Node *u = user[i];
+        if (!(op_info[x->op].flags & F_EW) && x->op != OP_MATMUL) {
+            bad(v, "only elementwise nodes and matmuls can be inline");
+            continue;
+        }
+        if (nuser[i] != 1 || !(op_info[u->op].flags & F_EW)) {
+            bad(v, "an inline node needs exactly one consumer, an elementwise node, and cannot be an output");
+            continue;
+        }
+        if (!shape_eq(x->rank, x->shape, u->rank, u->shape)) {
+            bad(v, "an inline node needs the shape of its consumer %s", shp(v, u->dtype, u->rank, u->shape));
+            continue;
+        }
+        if (x->op == OP_MATMUL) {
+            if (x->dtype != DT_F32 || x->in[0]->dtype != DT_F32 || x->in[1]->dtype != DT_F32) {
+                bad(v, "an inline matmul computes in f32");
+                continue;
+            }
+            while (u->inl && user[u->id])
+                u = user[u->id];
+            if (u->dtype != DT_F32)
+                bad(v, "an inline matmul's epilogue must store f32, not %s", dtn(u->dtype));
+            if (mms[u->id]++)
+                bad(v, "the epilogue of node %%%d holds more than one inline matmul", u->id);
+        }
+    }
+    free(user);
+    free(nuser);
+    free(mms);
+}
+
 int ir_verify(const Graph *g, Diag *d)
 {
     Verifier v = {g, d, 0, NULL, 0};
@@ -800,5 +857,7 @@ int ir_verify(const Graph *g, Diag *d)
         if (check_structure(&v, n, i))
             check_node(&v);
     }
+    if (!v.nerr)
+        check_inline(&v);
     return v.nerr;
 }
