@@ -956,6 +956,49 @@ static void matmul_cases(void)
                "output y = %2\n", 0});
 }
 
+/* ---------------------------------------------------------------- fused loops
+ *
+ * Nodes marked inline (what fuse-ops does) are computed in the loop of the node that stores: chains
+ * of elementwise ops, and a matmul with its elementwise consumers as the epilogue of each micro-tile
+ * (K = 700 spans several blocks of K: the epilogue must run after the last one only). */
+static void fused_cases(void)
+{
+    run((Spec){"matmul", MM, TS5, {UNI(-1, 1), UNI(-0.1, 0.1), UNI(-1, 1)},
+               "%0 = input \"x\" : f32[T, 700]\n%1 = input \"w\" : f32[700, 70]\n%2 = input \"b\" : f32[70]\n"
+               "%3 = matmul(%0, %1) {inline} : f32[T, 70]\n%4 = add(%3, %2) {inline} : f32[T, 70]\n"
+               "%5 = gelu(%4) {approx=erf} : f32[T, 70]\noutput y = %5\n", 0});
+    /* a residual and a scale: r + (x @ w + b) * 0.5 */
+    run((Spec){"matmul", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"x\" : f32[T, 33]\n%1 = input \"w\" : f32[33, 47]\n%2 = input \"b\" : f32[47]\n"
+               "%3 = input \"r\" : f32[T, 47]\n%4 = matmul(%0, %1) {inline} : f32[T, 47]\n"
+               "%5 = add(%4, %2) {inline} : f32[T, 47]\n%6 = const {data=[0.5]} : f32[]\n"
+               "%7 = mul(%5, %6) {inline} : f32[T, 47]\n%8 = add(%3, %7) : f32[T, 47]\noutput y = %8\n", 0});
+    /* batched product, a leaf broadcast over rows and one over columns */
+    run((Spec){"matmul", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"a\" : f32[3, T, 17]\n%1 = input \"b\" : f32[3, 17, 9]\n%2 = input \"c\" : f32[3, 1, 9]\n"
+               "%3 = input \"d\" : f32[T, 1]\n%4 = matmul(%0, %1) {inline} : f32[3, T, 9]\n"
+               "%5 = sub(%4, %2) {inline} : f32[3, T, 9]\n%6 = mul(%5, %3) {inline} : f32[3, T, 9]\n"
+               "%7 = relu(%6) : f32[3, T, 9]\noutput y = %7\n", 0});
+    /* rows of a 4-D output against one matrix; a leaf broadcast over the leading dimensions */
+    run((Spec){"matmul", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"a\" : f32[2, 3, T, 17]\n%1 = input \"w\" : f32[17, 33]\n%2 = input \"c\" : f32[3, 1, 33]\n"
+               "%3 = matmul(%0, %1) {inline} : f32[2, 3, T, 33]\n%4 = add(%2, %3) : f32[2, 3, T, 33]\n"
+               "output y = %4\n", 0});
+    /* a symbolic number of columns */
+    run((Spec){"matmul", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"a\" : f32[5, 17]\n%1 = input \"w\" : f32[17, T]\n%2 = input \"b\" : f32[T]\n"
+               "%3 = matmul(%0, %1) {inline} : f32[5, T]\n%4 = add(%3, %2) {inline} : f32[5, T]\n"
+               "%5 = tanh(%4) : f32[5, T]\noutput y = %5\n", 0});
+    /* chains without a matmul: a value read twice (computed once), a comparison, a broadcast leaf */
+    run((Spec){"add", EW, TS5, {UNI(-2, 2), UNI(-2, 2), UNI(-2, 2)},
+               "%0 = input \"a\" : f32[T, 19]\n%1 = input \"b\" : f32[T, 19]\n%2 = input \"c\" : f32[19]\n"
+               "%3 = add(%0, %2) {inline} : f32[T, 19]\n%4 = mul(%3, %3) {inline} : f32[T, 19]\n"
+               "%5 = gt(%4, %1) {inline} : bool[T, 19]\n%6 = exp(%1) {inline} : f32[T, 19]\n"
+               "%7 = where(%5, %6, %0) : f32[T, 19]\noutput y = %7\n", 0});
+    run((Spec){"neg", EW, NULL, {UNI(-2, 2)},
+               "%0 = input \"a\" : f32[]\n%1 = neg(%0) {inline} : f32[]\n%2 = sigmoid(%1) : f32[]\noutput y = %2\n", 0});
+}
+
 /* ---------------------------------------------------------------- fused attention */
 
 static void attention_cases(void)
@@ -1227,6 +1270,7 @@ int main(int argc, char **argv)
     reduce_cases();
     normalise_cases();
     matmul_cases();
+    fused_cases();
     attention_cases();
     conv_cases();
     movement_cases();
