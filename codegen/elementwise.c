@@ -290,12 +290,35 @@ static LLVMValueRef row_count(Cg *cg, const Node *n, LLVMValueRef *cols)
     return cg_numel(cg, n->rank - 1, dims);
 }
 
+/* The leaf whose buffer the root's result overwrites (plan-memory's in place), or -1. */
+static int inplace_leaf(const Cg *cg, const Fused *f)
+{
+    if (!f->root->inplace)
+        return -1;
+    const Place *o = &cg->plan.place[f->root->id];
+    for (int k = 0; k < f->nleaf; k++) {
+        const Place *l = &cg->plan.place[f->leaf[k]->id];
+        if (l->home == o->home && l->index == o->index && l->offset == o->offset)
+            return k;
+    }
+    return -1;
+}
+
+typedef struct Rows {
+    const Fused *f;
+    int alias; /* inplace_leaf */
+} Rows;
+
 static void rows_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
-    const Fused *f = ctx;
-    LLVMValueRef cols;
-    row_count(cg, f->root, &cols);
-    fused_rows(cg, f, cap[0], cap + 1, begin, end, cg_i64(cg, 0), cols);
+    const Rows *r = ctx;
+    LLVMValueRef cols, leafp[CG_MAX_LEAVES];
+    row_count(cg, r->f->root, &cols);
+    /* the leaf read in place is read through the output's pointer: then LLVM sees each element
+     * loaded and stored at the same address, not two pointers that might overlap */
+    for (int k = 0; k < r->f->nleaf; k++)
+        leafp[k] = k == r->alias ? cap[0] : cap[k + 1];
+    fused_rows(cg, r->f, cap[0], leafp, begin, end, cg_i64(cg, 0), cols);
 }
 
 /* The loop of a root without a matmul: over the pool when it is large. */
@@ -303,6 +326,7 @@ static void fused_loop(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *l
 {
     LLVMValueRef cols, rows = row_count(cg, f->root, &cols);
     LLVMValueRef cap[CG_MAX_LEAVES + 1];
+    Rows r = {f, inplace_leaf(cg, f)};
     cap[0] = out;
     for (int k = 0; k < f->nleaf; k++)
         cap[k + 1] = leafp[k];
@@ -312,7 +336,7 @@ static void fused_loop(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *l
     cg->pool = LLVMBuildSelect(cg->b, big, cg->pool, LLVMConstNull(cg->ptr), "");
     char name[64];
     snprintf(name, sizeof name, "node%d_%s_rows", f->root->id, op_info[f->root->op].name);
-    cg_parallel_for(cg, rows, f->nleaf + 1, cap, rows_range, (void *)f, name);
+    cg_parallel_for(cg, rows, f->nleaf + 1, cap, rows_range, &r, name);
     cg->pool = saved;
 }
 

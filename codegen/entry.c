@@ -88,8 +88,9 @@ static LLVMValueRef node_function(Cg *cg, const Node *n, const Fused *f, int nop
     snprintf(name, sizeof name, "node%d_%s", n->id, op_info[n->op].name);
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
-    /* the plan never places a result over one of the values its kernel reads */
-    LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
+    /* the plan places a result over a value its kernel reads only when it says so (in place) */
+    if (!n->inplace)
+        LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, entry);

@@ -200,34 +200,10 @@ static GemmCfg gemm_config(const Cg *cg)
 
 /* ---------------------------------------------------------------- which matmuls */
 
-/* The constant matrix behind a matmul's right operand: the WEIGHT or CONST it reads, through
- * reshapes and at most one 2-D transpose (then *trans is set: the data is [N, K]); NULL when n is
- * not an f32 matmul with such an operand. */
-static const Node *packed_source(const Node *n, int *trans)
-{
-    if (n->op != OP_MATMUL || n->dtype != DT_F32 || n->in[0]->dtype != DT_F32 || n->in[0]->rank < 1)
-        return NULL;
-    const Node *b = n->in[1];
-    if (b->rank != 2 || b->dtype != DT_F32 || !dim_is_const(b->shape[0]) || !dim_is_const(b->shape[1]))
-        return NULL;
-    *trans = 0;
-    if (b->op == OP_TRANSPOSE) { /* a reshape above a transpose would reorder; only one below */
-        if (b->at.perm[0] != 1)
-            return NULL;
-        *trans = 1;
-        b = b->in[0];
-    }
-    while (b->op == OP_RESHAPE)
-        b = b->in[0];
-    if ((b->op != OP_WEIGHT && b->op != OP_CONST) || b->dtype != DT_F32 || !b->at.data)
-        return NULL;
-    return b;
-}
-
 int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n)
 {
     int trans;
-    if (!packed_source(n, &trans))
+    if (!ir_packed_rhs(n, &trans))
         return 0;
     GemmCfg k = gemm_config(cg);
     int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, nr = k.vw * k.nv;
@@ -239,7 +215,7 @@ int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n)
 void cg_gemm_pack(Cg *cg, const Node *n, void *dst)
 {
     int trans;
-    const Node *src = packed_source(n, &trans);
+    const Node *src = ir_packed_rhs(n, &trans);
     KILN_ASSERT(src);
     GemmCfg k = gemm_config(cg);
     int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, nr = k.vw * k.nv;

@@ -2,12 +2,10 @@
  *
  * Weights and constants go into one blob, each tensor 64-byte aligned, in graph order; the blob is
  * embedded in the object or written beside it. Inputs are read in place from the caller's buffers;
- * an output node writes straight into the caller's output buffer. A reshape is free: it shares its
- * input's storage. Every other node gets an offset in one activation arena, sized for every symbolic
- * size at its bound: intervals from a node's definition to its last use (through reshapes sharing
- * its storage) are packed first-fit, so buffers whose lifetimes do not overlap share memory.
- * A node never shares memory with its own inputs (no in-place updates yet). An inline node (fuse-ops)
- * has no storage; the values it reads live until the stored node that computes it.
+ * an output node writes straight into the caller's output buffer. Every other stored node has the
+ * offset in the activation arena that the plan-memory pass gave it (passes/plan_memory.c: lifetimes,
+ * first fit, in place where legal; run here when the pipeline did not); a reshape shares its input's
+ * storage, and an inline node (fuse-ops) has none.
  *
  * A matmul whose right operand is a constant matrix gets a copy of it packed at compile time for its
  * kernel (gemm.c), placed after the weights and constants (Plan.packed). A node that nothing reads
@@ -15,6 +13,7 @@
  * no kernel, no arena buffer and no room in the blob.
  */
 #include "codegen/codegen.h"
+#include "passes/passes.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +33,6 @@ static int64_t bytes_at_bound(const Graph *g, const Node *n)
     return k;
 }
 
-typedef struct Block {
-    int64_t off, size;
-    int last; /* node index of the last use */
-} Block;
-
 void cg_plan_free(Plan *p)
 {
     free(p->place);
@@ -56,31 +50,12 @@ int cg_plan(Cg *cg)
     int n = g->nnode;
     p->place = calloc((size_t)n + 1, sizeof *p->place);
     p->copy_out = calloc((size_t)g->noutput + 1, sizeof *p->copy_out);
-    int *root = malloc(sizeof(int) * ((size_t)n + 1)), *last = malloc(sizeof(int) * ((size_t)n + 1));
     p->packed = malloc(sizeof(int64_t) * ((size_t)n + 1));
     p->folded = calloc((size_t)n + 1, 1);
-    int64_t *pbytes = calloc((size_t)n + 1, sizeof *pbytes);
-    unsigned char *needed = calloc((size_t)n + 1, 1), *packs = calloc((size_t)n + 1, 1);
-    KILN_ASSERT(p->place && p->copy_out && root && last && p->packed && p->folded && pbytes && needed && packs);
-
-    /* packed copies, and the nodes only they read: consumers come after their inputs, so walking
-     * backwards settles every consumer of a node before the node itself */
-    for (int k = 0; k < g->noutput; k++)
-        needed[g->outputs[k].node->id] = 1;
-    for (int i = n - 1; i >= 0; i--) {
-        const Node *x = g->nodes[i];
-        p->packed[i] = -1;
-        pbytes[i] = x->op == OP_MATMUL ? cg_gemm_packed_bytes(cg, x) : 0;
-        int movable = x->op == OP_WEIGHT || x->op == OP_CONST || x->op == OP_TRANSPOSE || x->op == OP_RESHAPE;
-        p->folded[i] = movable && packs[i] && !needed[i];
-        for (int j = 0; j < x->nin; j++) {
-            int in = x->in[j]->id;
-            if (p->folded[i] || (j == 1 && pbytes[i] > 0))
-                packs[in] = 1;
-            else
-                needed[in] = 1;
-        }
-    }
+    KILN_ASSERT(p->place && p->copy_out && p->packed && p->folded);
+    if (!g->planned) /* the graph did not go through plan-memory (--passes without it, a .kir file) */
+        plan_memory((Graph *)g);
+    plan_folded(g, p->folded);
 
     /* weights and constants that kernels read, then the packed copies: the blob */
     int64_t wbytes = 0;
@@ -91,11 +66,12 @@ int cg_plan(Cg *cg)
             wbytes += align64(bytes_at_bound(g, x));
         }
     }
-    for (int i = 0; i < n; i++)
-        if (pbytes[i] > 0) {
-            p->packed[i] = wbytes;
-            wbytes += align64(pbytes[i]);
-        }
+    for (int i = 0; i < n; i++) {
+        const Node *x = g->nodes[i];
+        int64_t bytes = x->op == OP_MATMUL && plan_packs_rhs(x) ? cg_gemm_packed_bytes(cg, x) : 0;
+        p->packed[i] = bytes > 0 ? wbytes : -1;
+        wbytes += align64(bytes);
+    }
     p->weights_bytes = wbytes;
     p->weights = calloc(1, (size_t)wbytes + 64);
     KILN_ASSERT(p->weights);
@@ -106,9 +82,6 @@ int cg_plan(Cg *cg)
         if (p->packed[i] >= 0)
             cg_gemm_pack(cg, x, p->weights + p->packed[i]);
     }
-    free(pbytes);
-    free(needed);
-    free(packs);
     uint64_t h = 1469598103934665603ull ^ (uint64_t)wbytes;
     for (int64_t i = 0; i < wbytes; i++)
         h = (h ^ p->weights[i]) * 1099511628211ull;
@@ -125,73 +98,22 @@ int cg_plan(Cg *cg)
             p->copy_out[k] = 1; /* an input, a weight, or a node that is already another output */
     }
 
-    /* an inline node is computed in the loop of the stored node above it (its host), which is where
-     * the inline node's inputs are read */
-    int *host = malloc(sizeof(int) * ((size_t)n + 1));
-    KILN_ASSERT(host);
-    for (int i = 0; i < n; i++)
-        host[i] = i;
-    for (int i = n - 1; i >= 0; i--)
-        for (int j = 0; j < g->nodes[i]->nin; j++) {
-            const Node *x = g->nodes[i]->in[j];
-            if (x->inl)
-                host[x->id] = host[i];
-        }
-
-    /* reshapes share storage; lifetimes are per storage root */
-    for (int i = 0; i < n; i++) {
-        const Node *x = g->nodes[i];
-        root[i] = x->op == OP_RESHAPE && p->place[i].home == HOME_NONE ? root[x->in[0]->id] : i;
-        last[i] = i;
-    }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++) {
-            int r = root[g->nodes[i]->in[j]->id];
-            if (last[r] < host[i])
-                last[r] = host[i];
-        }
-    for (int k = 0; k < g->noutput; k++)
-        if (p->copy_out[k])
-            last[root[g->outputs[k].node->id]] = n; /* copied at the very end */
-
-    Block *live = malloc(sizeof(Block) * ((size_t)n + 1));
-    KILN_ASSERT(live);
-    int nlive = 0;
+    /* the arena, as plan-memory laid it out; a reshape outside it shares its input's place */
     int64_t top = 0;
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
-        /* buffers whose last use came before this node are free again */
-        int k = 0;
-        for (int j = 0; j < nlive; j++)
-            if (live[j].last >= i)
-                live[k++] = live[j];
-        nlive = k;
         if (p->place[i].home != HOME_NONE || p->folded[i] || x->inl)
             continue;
-        if (root[i] != i) {
-            p->place[i] = p->place[root[i]];
-            continue;
+        if (x->arena >= 0) {
+            p->place[i] = (Place){HOME_ARENA, 0, x->arena};
+            if (x->arena + bytes_at_bound(g, x) > top)
+                top = x->arena + bytes_at_bound(g, x);
+        } else {
+            KILN_ASSERT(x->op == OP_RESHAPE);
+            p->place[i] = p->place[x->in[0]->id];
         }
-        int64_t size = align64(bytes_at_bound(g, x));
-        /* first fit: the lowest offset where [off, off+size) misses every live block */
-        int64_t off = 0;
-        for (int moved = 1; moved;) {
-            moved = 0;
-            for (int j = 0; j < nlive; j++)
-                if (off < live[j].off + live[j].size && live[j].off < off + size) {
-                    off = live[j].off + live[j].size;
-                    moved = 1;
-                }
-        }
-        p->place[i] = (Place){HOME_ARENA, 0, off};
-        live[nlive++] = (Block){off, size, last[i]};
-        if (off + size > top)
-            top = off + size;
     }
-    p->arena_bytes = top;
-    free(live);
-    free(host);
-    free(root);
-    free(last);
+    KILN_ASSERT(top <= g->arena_bytes);
+    p->arena_bytes = g->arena_bytes;
     return 0;
 }

@@ -135,20 +135,45 @@ void report_summary(FILE *f, const Graph *g)
     const char *at = g->nsym ? " (symbolic sizes at their bounds)" : "";
     human(h1, sizeof h1, flops, "FLOP", 1000);
     fprintf(f, "FLOPs per run: %s%s\n", h1, at);
-    double peak, total;
-    report_activation_bytes(g, vals, &peak, &total);
-    human(h1, sizeof h1, peak, "B", 1024);
-    human(h2, sizeof h2, total, "B", 1024);
-    fprintf(f, "activation memory: %s peak, freeing each intermediate after its last use (%s if none were freed)%s\n",
-            h1, h2, at);
-    /* the largest single intermediate: after fuse-attention, never a T x T score matrix */
+    /* the largest single buffer: after fuse-attention, never a T x T score matrix */
     const Node *big = NULL;
-    for (int i = 0; i < g->nnode; i++) {
-        const Node *n = g->nodes[i];
-        if (op_info[n->op].flags & F_SOURCE && n->op != OP_ARANGE && n->op != OP_CAUSAL_MASK)
-            continue;
-        if (!big || node_bytes(n, vals) > node_bytes(big, vals))
-            big = n;
+    if (g->planned) {
+        /* the arena plan-memory laid out; the largest buffer among those it placed and the outputs */
+        double sum = 0;
+        int nbuf = 0, ninplace = 0;
+        for (int i = 0; i < g->nnode; i++) {
+            const Node *n = g->nodes[i];
+            int owns = n->arena >= 0 && !n->inplace && n->op != OP_RESHAPE;
+            int output = 0;
+            for (int k = 0; k < g->noutput; k++)
+                output |= g->outputs[k].node == n && !(op_info[n->op].flags & F_SOURCE);
+            if (owns) {
+                nbuf++;
+                sum += node_bytes(n, vals);
+            }
+            ninplace += n->inplace;
+            if ((owns || n->inplace || output) && (!big || node_bytes(n, vals) > node_bytes(big, vals)))
+                big = n;
+        }
+        human(h1, sizeof h1, (double)g->arena_bytes, "B", 1024);
+        human(h2, sizeof h2, sum, "B", 1024);
+        fprintf(f, "activation memory: %s planned arena (plan-memory: %d buffer%s, %d more written in place; "
+                   "%s if none shared memory)%s\n", h1, nbuf, nbuf == 1 ? "" : "s", ninplace, h2,
+                g->nsym ? " (symbolic sizes at their bounds)" : "");
+    } else {
+        double peak, total;
+        report_activation_bytes(g, vals, &peak, &total);
+        human(h1, sizeof h1, peak, "B", 1024);
+        human(h2, sizeof h2, total, "B", 1024);
+        fprintf(f, "activation memory: %s peak, freeing each intermediate after its last use (%s if none were freed)%s\n",
+                h1, h2, at);
+        for (int i = 0; i < g->nnode; i++) {
+            const Node *n = g->nodes[i];
+            if (op_info[n->op].flags & F_SOURCE && n->op != OP_ARANGE && n->op != OP_CAUSAL_MASK)
+                continue;
+            if (!big || node_bytes(n, vals) > node_bytes(big, vals))
+                big = n;
+        }
     }
     if (big) {
         human(h1, sizeof h1, node_bytes(big, vals), "B", 1024);

@@ -429,6 +429,8 @@ Node *ir_node(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, No
         memcpy(n->in, in, sizeof(Node *) * (size_t)nin);
     }
     n->loc = loc;
+    n->arena = -1;
+    g->planned = 0;
     grow((void **)&g->nodes, &g->capnode, g->nnode + 1, sizeof(Node *));
     n->id = g->nnode;
     g->nodes[g->nnode++] = n;
@@ -458,6 +460,7 @@ void ir_add_output(Graph *g, const char *name, Node *n)
 
 void ir_compact(Graph *g)
 {
+    g->planned = 0;
     /* Mark what the outputs need (inputs always stay: they are the model's signature), walking
      * backwards so that one pass over the topological order suffices. */
     char *live = calloc((size_t)g->nnode + 1, 1);
@@ -485,6 +488,7 @@ void ir_compact(Graph *g)
 
 void ir_replace_uses(Graph *g, Node *old, Node *new_)
 {
+    g->planned = 0;
     for (int i = 0; i < g->nnode; i++) {
         Node *n = g->nodes[i];
         for (int j = 0; j < n->nin; j++)
@@ -526,4 +530,25 @@ void ir_toposort(Graph *g)
         g->nodes[i]->id = i;
     free(state);
     free(out);
+}
+
+const Node *ir_packed_rhs(const Node *n, int *trans)
+{
+    if (n->op != OP_MATMUL || n->dtype != DT_F32 || n->in[0]->dtype != DT_F32 || n->in[0]->rank < 1)
+        return NULL;
+    const Node *b = n->in[1];
+    if (b->rank != 2 || b->dtype != DT_F32 || !dim_is_const(b->shape[0]) || !dim_is_const(b->shape[1]))
+        return NULL;
+    *trans = 0;
+    if (b->op == OP_TRANSPOSE) { /* a reshape above a transpose would reorder; only one below */
+        if (b->at.perm[0] != 1)
+            return NULL;
+        *trans = 1;
+        b = b->in[0];
+    }
+    while (b->op == OP_RESHAPE)
+        b = b->in[0];
+    if ((b->op != OP_WEIGHT && b->op != OP_CONST) || b->dtype != DT_F32 || !b->at.data)
+        return NULL;
+    return b;
 }

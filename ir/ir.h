@@ -204,6 +204,9 @@ struct Node {
                                run as its epilogue. The value is the same; only where it is computed
                                changes. */
     SrcLoc loc;             /* where in the model file it came from */
+    int64_t arena;          /* plan-memory: byte offset of its buffer in the activation arena, -1 when it
+                               has none (valid while Graph.planned) */
+    int inplace;            /* plan-memory: its buffer is that of one of the values it reads */
 };
 
 typedef struct Output {
@@ -229,6 +232,8 @@ typedef struct Graph {
     Node **inputs;            /* (ninput) INPUT nodes in declaration order */
     int noutput, capoutput;
     Output *outputs;          /* (noutput) in declaration order */
+    int planned;              /* plan-memory ran after the last change: Node.arena and arena_bytes hold */
+    int64_t arena_bytes;      /* the activation arena, every symbol at its bound */
 } Graph;
 
 Graph *ir_graph_new(void);
@@ -246,6 +251,11 @@ void ir_replace_uses(Graph *g, Node *old, Node *new_);
 /* Restores topological order after a pass appended nodes that earlier nodes use (stable: an ordered
  * graph is unchanged); renumbers. */
 void ir_toposort(Graph *g);
+/* The constant matrix behind matmul n's right operand, which the code generator packs at compile
+ * time: the WEIGHT or CONST (f32, with data) it reads through reshapes and at most one 2-D transpose
+ * (then *trans is set: the data is [N, K]); NULL when n is not an f32 matmul with a static 2-D
+ * operand of that kind. */
+const Node *ir_packed_rhs(const Node *n, int *trans);
 
 Dim dim_const(int64_t v);
 Dim dim_sym(int sym);

@@ -11,6 +11,7 @@
  *   fuse_ops.c        layernorm, RMSNorm, GELU and SiLU from their primitive spellings -> their ops;
  *                     then fuse_loops.c's grouping
  *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
+ *   plan_memory.c     the activation arena: an offset per stored intermediate, in place where legal
  */
 #ifndef KILN_PASSES_H
 #define KILN_PASSES_H
@@ -41,5 +42,16 @@ int pass_fuse_ops(Graph *g, const PassOptions *o);
 /* The second half of fuse-ops (fuse_loops.c): marks the nodes that are computed inside the loop of
  * their one consumer (Node.inl). Returns the number of nodes marked. */
 int fuse_loops(Graph *g, const PassOptions *o);
+int pass_plan_memory(Graph *g, const PassOptions *o);
+
+/* ---------------------------------------------------------------- plan_memory.c, for codegen */
+
+/* Plans the arena (sets Node.arena, Node.inplace, Graph.arena_bytes and Graph.planned); returns the
+ * number of nodes placed in place. */
+int plan_memory(Graph *g);
+/* Whether matmul n's right operand is packed at compile time (ir_packed_rhs, non-empty). */
+int plan_packs_rhs(const Node *n);
+/* folded[i] = 1 when only compile-time packing reads node i (no kernel, no buffer). */
+void plan_folded(const Graph *g, unsigned char *folded);
 
 #endif

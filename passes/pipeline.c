@@ -11,13 +11,14 @@
 typedef struct Pass {
     const char *name;
     int (*run)(Graph *g, const PassOptions *o);
-    int on_by_default;
+    int on_by_default; /* 2: always (plan-memory: the code generator needs a plan), unless "none" */
 } Pass;
 
 static const Pass pipeline[] = {
     {"canonicalize", pass_canonicalize, 1},
     {"fuse-attention", pass_fuse_attention, 1},
     {"fuse-ops", pass_fuse_ops, 1},
+    {"plan-memory", pass_plan_memory, 2},
 };
 
 enum { NPASS = sizeof pipeline / sizeof pipeline[0] };
@@ -79,8 +80,9 @@ int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *pri
         const Pass *p = &pipeline[i];
         if (list && !strcmp(list, "none"))
             break;
-        if (all ? !p->on_by_default : !listed(list, p->name))
+        if (all ? !p->on_by_default : !listed(list, p->name) && p->on_by_default != 2)
             continue;
+        g->planned = 0; /* any pass may move what plan-memory planned */
         int changes = p->run(g, o);
         if (o->log)
             fprintf(o->log, "pass %s: %d change%s, %d nodes\n", p->name, changes, changes == 1 ? "" : "s", g->nnode);

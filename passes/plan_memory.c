@@ -1,0 +1,227 @@
+/* plan_memory.c: the plan-memory pass: one activation arena, an offset for every stored intermediate.
+ *
+ * The last pass. It decides which nodes own a buffer in the arena and where: not the inputs (read in
+ * place from the caller's buffers), weights and constants (the weights blob), an output (written
+ * straight into the caller's output buffer), an inline node (computed in its consumer's loop, see
+ * fuse_loops.c), a reshape (it shares the storage of its input), nor what only the compile-time
+ * packing of a matmul's constant operand reads (the transpose of nn.Linear's weight: folded).
+ * Everything else gets an interval of the graph's order, from its definition to its last use (the
+ * last use of anything sharing its storage, and for a value an inline node reads, the stored node
+ * that computes the inline one); intervals are packed first-fit at the lowest offset free for their
+ * whole lifetime, every buffer sized for every symbol at its bound and 64-byte aligned.
+ *
+ * In place: a stored elementwise node writes over one of the values its loop reads when that value
+ * has exactly its shape and element size, lives in the arena, and this node is its last reader (the
+ * loop reads each element before it writes the same element). Not under a matmul epilogue, whose
+ * product is written to the buffer before the epilogue reads the other values.
+ *
+ * Results: Node.arena (offset, or -1), Node.inplace, Graph.arena_bytes, Graph.planned. The code
+ * generator places buffers from them (codegen/plan.c runs plan_memory itself on a graph that did not
+ * go through this pass), and `kiln check` reports the arena's size.
+ */
+#include "passes/passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t align64(int64_t n)
+{
+    return (n + 63) & ~(int64_t)63;
+}
+
+/* The most bytes n can take: each dimension at its largest (a dimension may shrink as a symbol
+ * grows, like 40 - T, so "every symbol at its bound" is not always the largest). */
+static int64_t bytes_at_bound(const Graph *g, const Node *n)
+{
+    int64_t k = dtype_traits[n->dtype].size;
+    for (int i = 0; i < n->rank; i++)
+        k *= dim_max(g, n->shape[i]);
+    return k;
+}
+
+int plan_packs_rhs(const Node *n)
+{
+    int trans;
+    return ir_packed_rhs(n, &trans) && n->in[1]->shape[0].b > 0 && n->in[1]->shape[1].b > 0;
+}
+
+void plan_folded(const Graph *g, unsigned char *folded)
+{
+    int n = g->nnode;
+    unsigned char *needed = calloc((size_t)n + 1, 1), *packs = calloc((size_t)n + 1, 1);
+    KILN_ASSERT(needed && packs);
+    /* consumers come after their inputs, so walking backwards settles every consumer of a node
+     * before the node itself */
+    for (int k = 0; k < g->noutput; k++)
+        needed[g->outputs[k].node->id] = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        const Node *x = g->nodes[i];
+        int movable = x->op == OP_WEIGHT || x->op == OP_CONST || x->op == OP_TRANSPOSE || x->op == OP_RESHAPE;
+        folded[i] = movable && packs[i] && !needed[i];
+        int packing = x->op == OP_MATMUL && plan_packs_rhs(x);
+        for (int j = 0; j < x->nin; j++) {
+            int in = x->in[j]->id;
+            if (folded[i] || (j == 1 && packing))
+                packs[in] = 1;
+            else
+                needed[in] = 1;
+        }
+    }
+    free(needed);
+    free(packs);
+}
+
+typedef struct Block {
+    int64_t off, size;
+    int last; /* node index of the last use */
+} Block;
+
+/* The stored values the loop of root reads (through inline nodes); 0 when the tree holds an inline
+ * matmul, or more than max values. */
+static int loop_reads(const Node *n, const Node **out, int k, int max)
+{
+    for (int j = 0; j < n->nin && k >= 0; j++) {
+        const Node *x = n->in[j];
+        if (x->inl && x->op == OP_MATMUL)
+            return -1;
+        if (x->inl)
+            k = loop_reads(x, out, k, max);
+        else if (k < max)
+            out[k++] = x;
+        else
+            return -1;
+    }
+    return k;
+}
+
+static int same_shape(const Node *a, const Node *b)
+{
+    if (a->rank != b->rank)
+        return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (!dim_eq(a->shape[i], b->shape[i]))
+            return 0;
+    return 1;
+}
+
+int plan_memory(Graph *g)
+{
+    int n = g->nnode;
+    unsigned char *folded = calloc((size_t)n + 1, 1), *elsewhere = calloc((size_t)n + 1, 1);
+    int *root = malloc(sizeof(int) * ((size_t)n + 1)), *last = malloc(sizeof(int) * ((size_t)n + 1));
+    int *host = malloc(sizeof(int) * ((size_t)n + 1));
+    Block *live = malloc(sizeof(Block) * ((size_t)n + 1));
+    KILN_ASSERT(folded && elsewhere && root && last && host && live);
+    plan_folded(g, folded);
+
+    /* what lives outside the arena: sources, inputs, the caller's output buffers */
+    for (int i = 0; i < n; i++) {
+        const Node *x = g->nodes[i];
+        elsewhere[i] = x->op == OP_INPUT || x->op == OP_WEIGHT || x->op == OP_CONST;
+    }
+    int *copied = calloc((size_t)n + 1, sizeof(int)); /* an output read from elsewhere at the end */
+    KILN_ASSERT(copied);
+    for (int k = 0; k < g->noutput; k++) {
+        int id = g->outputs[k].node->id;
+        if (elsewhere[id])
+            copied[id] = 1;
+        elsewhere[id] = 1;
+    }
+
+    /* reshapes share storage; an inline node is computed where its host is */
+    for (int i = 0; i < n; i++) {
+        const Node *x = g->nodes[i];
+        root[i] = x->op == OP_RESHAPE && !elsewhere[i] ? root[x->in[0]->id] : i;
+        last[i] = i;
+        host[i] = i;
+    }
+    for (int i = n - 1; i >= 0; i--)
+        for (int j = 0; j < g->nodes[i]->nin; j++)
+            if (g->nodes[i]->in[j]->inl)
+                host[g->nodes[i]->in[j]->id] = host[i];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++) {
+            int r = root[g->nodes[i]->in[j]->id];
+            if (last[r] < host[i])
+                last[r] = host[i];
+        }
+    for (int i = 0; i < n; i++)
+        if (copied[i])
+            last[root[i]] = n; /* copied at the very end */
+
+    int nlive = 0, ninplace = 0;
+    int64_t top = 0;
+    for (int i = 0; i < n; i++) {
+        Node *x = g->nodes[i];
+        x->arena = -1;
+        x->inplace = 0;
+        /* buffers whose last use came before this node are free again */
+        int k = 0;
+        for (int j = 0; j < nlive; j++)
+            if (live[j].last >= i)
+                live[k++] = live[j];
+        nlive = k;
+        if (elsewhere[i] || folded[i] || x->inl)
+            continue;
+        if (root[i] != i) {
+            x->arena = g->nodes[root[i]]->arena;
+            continue;
+        }
+        int64_t size = align64(bytes_at_bound(g, x));
+        /* in place over a value this node reads for the last time */
+        if (op_info[x->op].flags & F_EW) {
+            const Node *reads[16];
+            int nr = loop_reads(x, reads, 0, 16);
+            for (int r = 0; r < nr && !x->inplace; r++) {
+                const Node *v = reads[r];
+                int vr = root[v->id], aligned = 1;
+                for (int t = 0; t < nr; t++) /* every read of that storage at the element written */
+                    if (root[reads[t]->id] == vr && !same_shape(reads[t], x))
+                        aligned = 0;
+                if (!aligned || dtype_traits[v->dtype].size != dtype_traits[x->dtype].size ||
+                    g->nodes[vr]->arena < 0 || last[vr] != i)
+                    continue;
+                for (int j = 0; j < nlive; j++)
+                    if (live[j].off == g->nodes[vr]->arena && live[j].size >= size) {
+                        live[j].last = last[i];
+                        x->arena = live[j].off;
+                        x->inplace = 1;
+                        ninplace++;
+                        break;
+                    }
+            }
+            if (x->inplace)
+                continue;
+        }
+        /* first fit: the lowest offset where [off, off+size) misses every live block */
+        int64_t off = 0;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int j = 0; j < nlive; j++)
+                if (off < live[j].off + live[j].size && live[j].off < off + size) {
+                    off = live[j].off + live[j].size;
+                    moved = 1;
+                }
+        }
+        x->arena = off;
+        live[nlive++] = (Block){off, size, last[i]};
+        if (off + size > top)
+            top = off + size;
+    }
+    g->arena_bytes = top;
+    g->planned = 1;
+    free(folded);
+    free(elsewhere);
+    free(copied);
+    free(root);
+    free(last);
+    free(host);
+    free(live);
+    return ninplace;
+}
+
+int pass_plan_memory(Graph *g, const PassOptions *o)
+{
+    (void)o;
+    return plan_memory(g);
+}
