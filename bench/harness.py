@@ -2,12 +2,14 @@
 
 Started by bench/run.sh (which installs the peers and builds kiln first); run with /usr/bin/python3.
 
-    harness.py [--kiln PATH] [--only gemm,models,compile] [--threads 1,2] [--quick] [--fresh]
+    harness.py [--kiln PATH] [--only gemm,models,compile,attention] [--threads 1,2] [--quick] [--fresh]
+               [--attention-T 128,512,1024,4096,8192]
 
   --only     run only these parts (the report still gets the machine section)
   --threads  thread counts to measure (default 1,2)
-  --quick    fewer runs everywhere and only two GEMM shapes: a smoke test of the harness, not
-             numbers to publish
+  --quick    fewer runs everywhere, only two GEMM shapes and attention at T 128 and 512: a smoke
+             test of the harness, not numbers to publish
+  --attention-T  the sequence lengths of the attention section
   --fresh    delete bench/out/ first (generated weights, ONNX files, programs)
 
 Nothing here is a test: no pass/fail, no thresholds. Every number in the report is measured in this
@@ -20,85 +22,24 @@ import json
 import os
 import platform
 import re
-import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-OUT = os.path.join(BENCH, "out")
-PY = "/usr/bin/python3"
+import attention
+from benchlib import (BENCH, COMMANDS, FAILURES, OUT, PY, ROOT, SECTION, compare, fail, fmt, fmt_ms,
+                      fmt_ratio, geomean, json_line, kiln_bench, kiln_build, kiln_check, mib, pick, reason,
+                      rel, run, say, shell_line, size_text)
+
 sys.path.insert(0, os.path.join(ROOT, "examples", "common"))
 from safetensors_io import save as st_save  # noqa: E402
 
 GEMM_SHAPES = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (128, 768, 768),
                (128, 3072, 768), (1024, 1024, 1024), (1, 768, 768), (1, 3072, 768)]
 FLOP_PER_CYCLE = 32  # fp32 FMA peak per core on Zen 4: 2 FMA pipes x 8 lanes x 2 FLOP
-
-COMMANDS = []  # (section, shell line) in the order run
-FAILURES = []  # (what, reason)
-SECTION = ["setup"]
-
-
-def rel(p):
-    """A path as it is written in the report: relative to the repository root where it is inside."""
-    p = str(p)
-    if p.startswith(ROOT + os.sep):
-        return os.path.relpath(p, ROOT)
-    return p
-
-
-def shell_line(cmd, env):
-    parts = [f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items()]
-    parts += [shlex.quote(rel(c).replace(ROOT + os.sep, "")) for c in cmd]
-    return " ".join(parts)
-
-
-def run(cmd, env=None, timeout=1800, log=True, cwd=ROOT):
-    """Runs cmd (a list) with extra environment variables env; returns (rc, stdout, stderr, seconds).
-    A timeout or a missing program is rc -1 with the reason in stderr."""
-    cmd = [str(c) for c in cmd]
-    if log:
-        COMMANDS.append((SECTION[0], shell_line(cmd, env)))
-    full_env = dict(os.environ)
-    full_env.update({k: str(v) for k, v in (env or {}).items()})
-    t0 = time.time()
-    try:
-        p = subprocess.run(cmd, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-        return p.returncode, p.stdout, p.stderr, time.time() - t0
-    except subprocess.TimeoutExpired:
-        return -1, "", f"timed out after {timeout} s", time.time() - t0
-    except OSError as e:
-        return -1, "", str(e), time.time() - t0
-
-
-def reason(rc, out, err):
-    """A one-line reason for a failed command."""
-    lines = [ln.strip() for ln in (err or "").splitlines() + (out or "").splitlines() if ln.strip()]
-    # prefer a line that looks like an error message
-    for ln in lines:
-        if re.search(r"error|Error|ERROR|failed|Failed|cannot|No such", ln):
-            msg = ln
-            break
-    else:
-        msg = lines[-1] if lines else f"exit status {rc}"
-    msg = msg.replace("|", "/")
-    return (msg[:200] + "...") if len(msg) > 200 else msg
-
-
-def fail(what, why):
-    FAILURES.append((what, why))
-    print(f"  FAILED {what}: {why}", flush=True)
-    return None
-
-
-def say(msg):
-    print(msg, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,11 +171,11 @@ def measure_machine(res, tools, threads):
             fail(f"FMA microbenchmark {t} threads", reason(rc, out, err))
     m["stream"] = {}
     for t in threads:
-        for label, mib in (("dram", 256), ("l3", 4)):
-            rc, out, err, _ = run([exe, "stream", t, mib], env={"OMP_NUM_THREADS": t})
+        for label, size in (("dram", 256), ("l3", 4)):
+            rc, out, err, _ = run([exe, "stream", t, size], env={"OMP_NUM_THREADS": t})
             if rc == 0:
                 kv = parse_kv(out)
-                m["stream"][f"{label}_{t}"] = {"copy": kv["copy_gbs"], "triad": kv["triad_gbs"], "mib": mib}
+                m["stream"][f"{label}_{t}"] = {"copy": kv["copy_gbs"], "triad": kv["triad_gbs"], "mib": size}
             else:
                 fail(f"stream {label} {t} threads", reason(rc, out, err))
     res["machine_meas"] = m
@@ -255,99 +196,6 @@ def peer_info(res, tools):
     info["torch"] = out.strip() if rc == 0 else "not importable: " + reason(rc, out, err)
     res["peers"] = info
     return info
-
-
-# ---------------------------------------------------------------------------------------------
-# kiln helpers
-
-BENCH_RE = re.compile(r"bench: (\d+) runs, min ([\d.]+) ms, median ([\d.]+) ms")
-
-
-def kiln_bench(exe, inputs, threads, runs, weights=None, output=None, timeout=1800):
-    """Runs a kiln program with --bench; returns ({"min_ms", "median_ms", "runs"}, None) or (None, why)."""
-    cmd = [exe]
-    if weights:
-        cmd += ["--weights", weights]
-    for k, v in inputs.items():
-        cmd += ["--input", f"{k}={v}"]
-    if output:
-        cmd += ["--output", f"{output[0]}={output[1]}"]
-    cmd += ["--bench", runs, "--threads", threads]
-    rc, out, err, _ = run(cmd, timeout=timeout)
-    m = BENCH_RE.search(out)
-    if rc or not m:
-        return None, reason(rc, out, err)
-    return {"runs": int(m.group(1)), "min_ms": float(m.group(2)), "median_ms": float(m.group(3))}, None
-
-
-def kiln_build(kiln, model, out, weights=None, defines=(), timed=False):
-    """kiln build MODEL -o OUT (under /usr/bin/time -v when timed). Returns (info, None) or (None, why)."""
-    cmd = [kiln, "build", model, "-o", out]
-    if weights:
-        cmd += ["--weights", weights]
-    for d in defines:
-        cmd += ["-D", d]
-    if timed:
-        cmd = ["/usr/bin/time", "-v"] + cmd
-    rc, so, se, secs = run(cmd)
-    if rc:
-        return None, reason(rc, so, se)
-    info = {"seconds": secs}
-    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", se)
-    if m:
-        parts = [float(x) for x in m.group(1).split(":")]
-        info["wall_s"] = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", se)
-    if m:
-        info["maxrss_kb"] = int(m.group(1))
-    m = re.search(r"User time \(seconds\): ([\d.]+)", se)
-    if m:
-        info["user_s"] = float(m.group(1))
-    info["weights_file"] = out + ".weights" if os.path.exists(out + ".weights") else None
-    return info, None
-
-
-def kiln_check(kiln, model, weights=None, defines=()):
-    cmd = [kiln, "check", model]
-    if weights:
-        cmd += ["--weights", weights]
-    for d in defines:
-        cmd += ["-D", d]
-    rc, out, err, _ = run(cmd)
-    if rc:
-        return None, reason(rc, out, err)
-    info = {"inputs": [], "outputs": []}
-    part = None
-    for line in out.splitlines():
-        if line.strip() in ("inputs:", "outputs:"):
-            part = line.strip()[:-1]
-            continue
-        m = re.match(r"\s+(\w+): (\w+)\[([^\]]*)\]", line)
-        if m and part:
-            dims = [d.strip() for d in m.group(3).split(",") if d.strip()]
-            info[part].append((m.group(1), m.group(2), dims))
-        elif not line.startswith(" "):
-            part = None
-        if line.startswith("symbolic sizes:"):
-            info["bounds"] = {a: int(b) for a, b in re.findall(r"(\w+) <= (\d+)", line)}
-        m = re.match(r"FLOPs per run: ([\d.]+) (\w?)FLOP", line)
-        if m:
-            info["flop"] = float(m.group(1)) * {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}[m.group(2)]
-    return info, None
-
-
-def size_text(path):
-    """(text, data, bss) of an object, executable or archive (summed over members), from `size`."""
-    rc, out, err, _ = run(["size", path], log=False)
-    if rc:
-        return None
-    tot = [0, 0, 0]
-    for line in out.splitlines()[1:]:
-        f = line.split()
-        if len(f) >= 3 and f[0].isdigit():
-            for i in range(3):
-                tot[i] += int(f[i])
-    return tot
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,75 +511,8 @@ def bench_model(res, kiln, threads, spec):
     r["status"] = "ok"
 
 
-def pick(tries):
-    """The measurement with the lowest median among the variants tried; the others are kept in
-    'others' (variant -> median ms, or the error)."""
-    ok = [d for d in tries if "error" not in d]
-    best = min(ok, key=lambda d: d["median_ms"]) if ok else tries[0]
-    best = dict(best)
-    best["others"] = {d["variant"]: d.get("median_ms", d.get("error")) for d in tries if d is not best
-                      and d["variant"] != best["variant"]}
-    return best
-
-
-def json_line(rc, out, err):
-    for line in reversed(out.splitlines()):
-        if line.startswith("{"):
-            try:
-                d = json.loads(line)
-                if rc == 0 and "median_ms" in d:
-                    return d
-            except ValueError:
-                pass
-    return {"error": reason(rc, out, err)}
-
-
-def compare(path, ref):
-    """max |a - ref| / max |ref|, or None when either is missing or the shapes differ."""
-    try:
-        a, b = np.load(path).astype(np.float64), np.load(ref).astype(np.float64)
-    except (OSError, ValueError):
-        return None
-    if a.size != b.size:
-        return f"shape {list(a.shape)} vs {list(b.shape)}"
-    a = a.reshape(b.shape)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
-
-
 # ---------------------------------------------------------------------------------------------
 # report
-
-
-def fmt(v, nd=1):
-    if v is None:
-        return "n/a"
-    if v >= 100:
-        return f"{v:.0f}"
-    if v >= 10:
-        return f"{v:.{nd}f}"
-    return f"{v:.{nd + 1}f}"
-
-
-def fmt_ms(v):
-    if v is None:
-        return "n/a"
-    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}"
-
-
-def fmt_ratio(num, den):
-    if num is None or den is None or den <= 0:
-        return "n/a"
-    x = num / den
-    return f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
-
-
-def mib(b):
-    return f"{b / 1048576:.1f} MiB" if b >= 1048576 else f"{b / 1024:.1f} KiB"
-
-
-def geomean(xs):
-    xs = [x for x in xs if x and x > 0]
-    return float(np.exp(np.mean(np.log(xs)))) if xs else None
 
 
 def headline(res, w):
@@ -766,6 +547,10 @@ def headline(res, w):
                              f"{fmt_ratio(p, k)} PyTorch")
         if parts:
             lines.append(f"{r['spec']['name']}: " + "; ".join(parts))
+    if res.get("attention"):
+        ln = attention.headline(res["attention"], res["threads"])
+        if ln:
+            lines.append(ln)
     mm = res.get("machine_meas", {})
     fma = mm.get("fma", {})
     share = None
@@ -805,7 +590,7 @@ def write_report(res, path):
     w("which installs the peers if they are missing (Debian's `libdnnl-dev` and `libopenblas-dev`, npm's "
       "`onnxruntime-node` into `bench/node_modules/`), builds kiln into `build-bench/`, runs every benchmark "
       "side by side and rewrites this file. Generated weights, ONNX files and programs go to `bench/out/` "
-      "(not committed). Options after `run.sh` go to `bench/harness.py`: `--only gemm,models,compile`, "
+      "(not committed). Options after `run.sh` go to `bench/harness.py`: `--only gemm,models,compile,attention`, "
       "`--threads 1,2`, `--quick` (a smoke test of the harness, not numbers to publish), `--fresh`. "
       "Benchmarks are not tests: nothing here is part of ctest, and nothing passes or fails on a number.")
     w("")
@@ -813,7 +598,8 @@ def write_report(res, path):
       "measured in this run: above 1 kiln is faster, below 1 kiln is slower.")
     w("")
     if res.get("quick"):
-        w("**This report is from a `--quick` run: few repetitions and two GEMM shapes. Do not quote it.**")
+        w("**This report is from a `--quick` run: few repetitions, two GEMM shapes and attention at two "
+          "sequence lengths. Do not quote it.**")
         w("")
     headline(res, w)
     w("## This run")
@@ -1086,6 +872,8 @@ def write_report(res, path):
           f"bss {rt['bss']}, summed over its {rt['members']} objects (`size`).")
         w("")
 
+    attention.report(res, w)
+
     if FAILURES:
         w("## What failed in this run")
         w("")
@@ -1135,9 +923,11 @@ def plain(v):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build-bench", "kiln"))
-    ap.add_argument("--only", default="gemm,models,compile")
+    ap.add_argument("--only", default="gemm,models,compile,attention")
     ap.add_argument("--models", help="comma-separated model keys (vit-b16,vit-tiny,gpt2-124m,charlm,vit-mnist)")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--attention-T", help="comma-separated T for the attention section "
+                    "(default 128,512,1024,4096,8192; with --quick 128,512)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--report", default=os.path.join(ROOT, "docs", "PERF.md"))
@@ -1171,6 +961,12 @@ def main():
             bench_models(res, kiln, threads, a.quick, a.models.split(",") if a.models else None)
         except Exception as e:
             fail("the model benchmarks stopped", f"{type(e).__name__}: {e}")
+    if "attention" in only:
+        try:
+            attention.bench(res, kiln, threads, a.quick,
+                            [int(T) for T in a.attention_T.split(",")] if a.attention_T else None)
+        except Exception as e:
+            fail("the attention benchmarks stopped", f"{type(e).__name__}: {e}")
     rt = os.path.join(os.path.dirname(kiln), "libkiln_rt.a")
     if os.path.exists(rt):
         SECTION[0] = "runtime size"

@@ -1,12 +1,15 @@
 // ONNX Runtime side of kiln's model benchmarks (onnxruntime-node, CPU execution provider).
 //
-//   node bench/ort_peer.js MODEL.onnx INPUT.npy --threads T --runs N [--no-spin] [--out OUT.npy]
+//   node bench/ort_peer.js MODEL.onnx INPUT.npy [INPUT.npy ...] --threads T --runs N [--no-spin]
+//                          [--out OUT.npy] [--optimized OPT.onnx]
 //
 // Session options: graphOptimizationLevel 'all', intraOpNumThreads T, interOpNumThreads 1,
 // executionMode 'sequential'; --no-spin adds the session config session.intra_op.allow_spinning=0
 // (idle pool threads sleep instead of spinning). One warm-up run, then N timed runs (process.hrtime around each
 // session.run). Prints one JSON line: {"min_ms", "median_ms", "runs", "threads", "ort"}.
-// The input is fed under the model's first input name; the first output is written to --out.
+// The inputs are fed under the model's input names, in order (one .npy file per input); the first
+// output is written to --out. --optimized writes the graph as ONNX Runtime optimised it (session
+// option optimizedModelFilePath), to see what its fusions made of the model.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -56,22 +59,32 @@ async function main() {
     const i = args.indexOf(name);
     return i >= 0 ? args[i + 1] : dflt;
   };
-  const [model, input] = args;
+  const firstFlag = args.findIndex(a => a.startsWith('--'));
+  const [model, ...inputs] = firstFlag < 0 ? args : args.slice(0, firstFlag);
   const threads = Number(opt('--threads', '1'));
   const runs = Number(opt('--runs', '5'));
   const out = opt('--out', null);
+  const optimized = opt('--optimized', null);
   const noSpin = args.includes('--no-spin');
-  if (!model || !input || !(threads >= 1) || !(runs >= 1)) {
-    console.error('usage: node ort_peer.js MODEL.onnx INPUT.npy --threads T --runs N [--no-spin] [--out OUT.npy]');
+  if (!model || !inputs.length || !(threads >= 1) || !(runs >= 1)) {
+    console.error('usage: node ort_peer.js MODEL.onnx INPUT.npy [INPUT.npy ...] --threads T --runs N ' +
+                  '[--no-spin] [--out OUT.npy] [--optimized OPT.onnx]');
     process.exit(2);
   }
   const session = await ort.InferenceSession.create(model, {
     graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1,
     executionMode: 'sequential', executionProviders: ['cpu'],
+    ...(optimized ? { optimizedModelFilePath: optimized } : {}),
     ...(noSpin ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   });
-  const x = readNpy(input);
-  const feeds = { [session.inputNames[0]]: new ort.Tensor(x.type, x.data, x.shape) };
+  if (inputs.length !== session.inputNames.length) {
+    throw new Error(`${model} has ${session.inputNames.length} input(s), given ${inputs.length} file(s)`);
+  }
+  const feeds = {};
+  inputs.forEach((file, i) => {
+    const x = readNpy(file);
+    feeds[session.inputNames[i]] = new ort.Tensor(x.type, x.data, x.shape);
+  });
   let res = await session.run(feeds); // warm-up
   const times = [];
   for (let r = 0; r < runs; r++) {

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every kiln benchmark side by side and rewrites docs/PERF.md:
-#   sh bench/run.sh [--only gemm,models] [--models vit-b16,...] [--threads 1,2] [--quick] [--fresh]
+#   sh bench/run.sh [--only gemm,models,compile,attention] [--models vit-b16,...] [--threads 1,2] [--quick]
+#                   [--fresh] [--attention-T 128,512,...]
 # Installs only what is missing: Debian's libdnnl-dev, libopenblas-dev, time, python3-torch, nodejs/npm,
 # and npm's onnxruntime-node into bench/node_modules (--ignore-scripts: its CPU library ships in the
 # package). Builds kiln into build-bench/. Generated files go to bench/out/. Not a test: no pass/fail.

@@ -1,6 +1,6 @@
 """The PyTorch peers of kiln's model benchmarks, built from the examples' own model.py files.
 
-    kind, module, example_input = build(kind, weights_path, input_path)
+    module, example_inputs = build(kind, weights_path, input_paths)
 
 kinds:
   vit     examples/vit/model.py: its forward() casts everything to float64 and converts the weights
@@ -13,12 +13,18 @@ kinds:
           Input: tokens i32[T] -> logits f32[T, V].
   vit-mnist  examples/vit-mnist/model.py: the nn.Module ViT from load(); its forward. Input: the
           image with or without the batch dimension, as kiln's model declares it.
+  attention  no example and no weights (WEIGHTS is ignored): y = softmax(q @ k^T / sqrt(d)) @ v
+          over the last two axes, non-causal, written out as matmul, divide, softmax, matmul (torch
+          1.13 has no scaled_dot_product_attention). Inputs: q, k, v f32[H, T, d] (three files) ->
+          y f32[H, T, d]. The kernel of bench/harness.py's attention section.
 
-Every module takes exactly kiln's input (same dtype and shape) and returns kiln's output, so the
-same .npy file feeds kiln, ONNX Runtime and PyTorch and the outputs can be compared.
+Every module takes exactly kiln's inputs (same dtypes and shapes, in the order kiln declares them)
+and returns kiln's output, so the same .npy files feed kiln, ONNX Runtime and PyTorch and the outputs
+can be compared.
 """
 import importlib.util
 import json
+import math
 import os
 import sys
 
@@ -117,6 +123,18 @@ class Batch1(torch.nn.Module):
         return self.net(x)
 
 
+class Attention(torch.nn.Module):
+    """softmax(q @ k^T / sqrt(d), axis=-1) @ v, the T x T scores materialised as in every model.py
+    here. The scale is a Python float, so the ONNX export has one constant Div."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.scale = math.sqrt(d)
+
+    def forward(self, q, k, v):
+        return torch.softmax(q @ k.transpose(-2, -1) / self.scale, dim=-1) @ v
+
+
 def _heads(weights_path, default):
     with open(weights_path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
@@ -125,9 +143,21 @@ def _heads(weights_path, default):
     return int(cfg.get("H", default))
 
 
-def build(kind, weights_path, input_path, heads=None):
-    """Returns (module in eval mode, example input tensor exactly as kiln takes it)."""
-    x = torch.from_numpy(np.load(input_path))
+def build(kind, weights_path, input_paths, heads=None):
+    """Returns (module in eval mode, tuple of example input tensors exactly as kiln takes them).
+    input_paths: one .npy path per input of the model."""
+    if isinstance(input_paths, str):
+        input_paths = [input_paths]
+    xs = tuple(torch.from_numpy(np.load(p)) for p in input_paths)
+    if kind == "attention":
+        if len(xs) != 3:
+            raise ValueError(f"{kind} takes three inputs (q, k, v), not {len(xs)}")
+        net = Attention(xs[0].shape[-1])
+        net.eval()
+        return net, xs
+    if len(xs) != 1:
+        raise ValueError(f"{kind} takes one input, not {len(xs)}")
+    x = xs[0]
     if kind in ("vit", "gpt2"):
         M = load_example(kind)
         weights, _ = st_load(weights_path)
@@ -144,4 +174,4 @@ def build(kind, weights_path, input_path, heads=None):
     else:
         raise ValueError("unknown model kind " + kind)
     net.eval()
-    return net, x
+    return net, xs
