@@ -219,15 +219,18 @@ void cg_gemm_pack(Cg *cg, const Node *n, void *dst)
     KILN_ASSERT(src);
     GemmCfg k = gemm_config(cg);
     int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, nr = k.vw * k.nv;
-    const float *w = src->at.data;
+    const void *w = src->at.data;
+    DType wt = src->dtype;
     float *out = dst;
     for (int64_t p = 0; p < (N + nr - 1) / nr; p++) {
         float *panel = out + p * K * nr;
         for (int64_t j = 0; j < nr; j++) {
             int64_t col = p * nr + j;
             /* one column of B at a time: contiguous reads of the [N, K] layout */
-            for (int64_t kk = 0; kk < K; kk++)
-                panel[kk * nr + j] = col >= N ? 0.0f : trans ? w[col * K + kk] : w[kk * N + col];
+            for (int64_t kk = 0; kk < K; kk++) {
+                size_t at = (size_t)(trans ? col * K + kk : kk * N + col);
+                panel[kk * nr + j] = col >= N ? 0.0f : wt == DT_F32 ? ((const float *)w)[at] : (float)dtype_load(wt, w, at);
+            }
         }
     }
 }

@@ -63,7 +63,9 @@ static const char *usage_text =
     "options for every command:\n"
     "  --weights FILE      use this safetensors file instead of the model's `weights`\n"
     "  -D NAME=VALUE       override the const NAME of the model file\n"
-    "  --passes LIST       the passes to run, comma-separated, or none (default: all)\n"
+    "  --passes LIST       the passes to run, comma-separated (canonicalize, fuse-attention, fuse-ops),\n"
+    "                      or none (default: all); plan-memory, which lays out the activation arena,\n"
+    "                      runs last unless the list is none\n"
     "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
     "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not fused)\n"
     "  -v                  say what each pass did\n"
@@ -75,8 +77,8 @@ static const char *help_check =
     "usage: kiln check MODEL [--weights FILE] [-D NAME=VALUE ...]\n"
     "\n"
     "Parses and checks MODEL (names, dtypes, shapes, weights against the weights file) and prints a\n"
-    "summary: inputs, outputs, symbolic sizes, parameters, FLOPs and activation memory (with every\n"
-    "symbolic size at its bound). Errors are printed as file:line:col: error: ...; exit status 1.\n";
+    "summary: inputs, outputs, symbolic sizes, parameters, FLOPs, the activation arena plan-memory\n"
+    "laid out and the largest value computed (with every symbolic size at its bound). Errors are printed as file:line:col: error: ...; exit status 1.\n";
 
 static const char *help_ir =
     "usage: kiln ir MODEL [--weights FILE] [-D NAME=VALUE ...] [--passes LIST] [--print-after PASS] [-v]\n"

@@ -548,7 +548,11 @@ const Node *ir_packed_rhs(const Node *n, int *trans)
     }
     while (b->op == OP_RESHAPE)
         b = b->in[0];
-    if ((b->op != OP_WEIGHT && b->op != OP_CONST) || b->dtype != DT_F32 || !b->at.data)
+    if (b->op == OP_CAST && dtype_traits[b->in[0]->dtype].is_float) /* f16, bf16 or f64 weights */
+        b = b->in[0];
+    while (b->op == OP_RESHAPE)
+        b = b->in[0];
+    if ((b->op != OP_WEIGHT && b->op != OP_CONST) || !dtype_traits[b->dtype].is_float || !b->at.data)
         return NULL;
     return b;
 }

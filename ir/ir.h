@@ -252,9 +252,9 @@ void ir_replace_uses(Graph *g, Node *old, Node *new_);
  * graph is unchanged); renumbers. */
 void ir_toposort(Graph *g);
 /* The constant matrix behind matmul n's right operand, which the code generator packs at compile
- * time: the WEIGHT or CONST (f32, with data) it reads through reshapes and at most one 2-D transpose
- * (then *trans is set: the data is [N, K]); NULL when n is not an f32 matmul with a static 2-D
- * operand of that kind. */
+ * time: the float WEIGHT or CONST (with data) it reads through reshapes, at most one cast to f32 (an
+ * f16 or bf16 weight is converted once, when packed) and at most one 2-D transpose (then *trans is
+ * set: the data is [N, K]); NULL when n is not an f32 matmul with a static 2-D operand of that kind. */
 const Node *ir_packed_rhs(const Node *n, int *trans);
 
 Dim dim_const(int64_t v);

@@ -56,7 +56,8 @@ void plan_folded(const Graph *g, unsigned char *folded)
         needed[g->outputs[k].node->id] = 1;
     for (int i = n - 1; i >= 0; i--) {
         const Node *x = g->nodes[i];
-        int movable = x->op == OP_WEIGHT || x->op == OP_CONST || x->op == OP_TRANSPOSE || x->op == OP_RESHAPE;
+        int movable = x->op == OP_WEIGHT || x->op == OP_CONST || x->op == OP_TRANSPOSE || x->op == OP_RESHAPE ||
+                      x->op == OP_CAST;
         folded[i] = movable && packs[i] && !needed[i];
         int packing = x->op == OP_MATMUL && plan_packs_rhs(x);
         for (int j = 0; j < x->nin; j++) {

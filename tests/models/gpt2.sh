@@ -1,6 +1,7 @@
 #!/bin/sh
 # GPT-2 (examples/gpt2/gpt2.kiln) in the interpreter against PyTorch (examples/gpt2/reference.py, float64)
-# on the tiny random weights, at T = 1, 16 and 64 (the bound), and with F16 weights.
+# on the tiny random weights, at T = 1, 16 and 64 (the bound), and with F16 weights; then compiled
+# (the JIT, every pass: fused attention, epilogues, f16 weights packed as f32) on 2 threads.
 # Tolerance: 1e-4 relative to the largest logit, as the foundation issue asks; f32 rounding after
 # every node keeps the interpreter within about 1e-7 of PyTorch's float64 result.
 set -eu
@@ -20,3 +21,12 @@ done
 "$KILN" run examples/gpt2/gpt2.kiln $G --weights tests/models/gpt2/gpt2-tiny-f16.safetensors --interp \
     --input tokens=tests/models/gpt2/tokens_16.npy --output logits="$OUT/f16.npy"
 "$NPYCMP" --maxrel 1e-4 "$OUT/f16.npy" tests/models/gpt2/logits_16_f16w.npy
+# compiled: the same references
+"$KILN" run examples/gpt2/gpt2.kiln $G --weights tests/models/gpt2/gpt2-tiny-f16.safetensors --threads 2 \
+    --input tokens=tests/models/gpt2/tokens_16.npy --output logits="$OUT/f16_native.npy"
+"$NPYCMP" --maxrel 1e-4 "$OUT/f16_native.npy" tests/models/gpt2/logits_16_f16w.npy
+for t in 1 64; do
+    "$KILN" run examples/gpt2/gpt2.kiln $G --weights examples/gpt2/gpt2-tiny.safetensors --threads 2 \
+        --input tokens=tests/models/gpt2/tokens_$t.npy --output logits="$OUT/native_$t.npy"
+    "$NPYCMP" --maxrel 1e-4 "$OUT/native_$t.npy" tests/models/gpt2/logits_$t.npy
+done

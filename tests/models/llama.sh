@@ -15,3 +15,9 @@ for t in 1 7 64; do
         --input tokens=tests/models/llama/tokens_$t.npy --output logits="$OUT/logits_$t.npy"
     "$NPYCMP" --maxrel 1e-4 "$OUT/logits_$t.npy" tests/models/llama/logits_$t.npy
 done
+# compiled (every pass: grouped-query attention fused, RMSNorm, epilogues) on 2 threads
+for t in 1 64; do
+    "$KILN" run examples/llama/llama.kiln $C --weights examples/llama/llama-tiny.safetensors --threads 2 \
+        --input tokens=tests/models/llama/tokens_$t.npy --output logits="$OUT/native_$t.npy"
+    "$NPYCMP" --maxrel 1e-4 "$OUT/native_$t.npy" tests/models/llama/logits_$t.npy
+done
