@@ -181,6 +181,11 @@ LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef t, const char *name);
  * the calling function are not visible in it) and cg->syms, and emits the work for [begin, end). */
 typedef void (*CgRange)(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end);
 void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, void *ctx, const char *name);
+/* The same, on the calling thread alone when work (elements touched, say) is under CG_PARALLEL_WORK,
+ * where waking the pool would cost more than it saves. */
+enum { CG_PARALLEL_WORK = 1 << 15 };
+void cg_parallel_work(Cg *cg, LLVMValueRef n, LLVMValueRef work, int ncap, LLVMValueRef *cap, CgRange body, void *ctx,
+                      const char *name);
 /* Loops over dims[rank] and calls body(cg, ctx, idx) with the indices of the innermost point. */
 typedef void (*CgBody)(Cg *cg, void *ctx, LLVMValueRef *idx);
 void cg_nest(Cg *cg, int rank, LLVMValueRef *dims, CgBody body, void *ctx);

@@ -178,8 +178,6 @@ static LLVMValueRef scalar(Cg *cg, const Node *n, LLVMValueRef *x)
  * the tree has the matmul.
  */
 
-enum { PARALLEL_ELEMS = 1 << 15 }; /* elements under which a loop stays on the calling thread */
-
 static void collect(const Node *n, Fused *f)
 {
     for (int j = 0; j < n->nin; j++) {
@@ -330,14 +328,9 @@ static void fused_loop(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *l
     cap[0] = out;
     for (int k = 0; k < f->nleaf; k++)
         cap[k + 1] = leafp[k];
-    LLVMValueRef big = LLVMBuildICmp(cg->b, LLVMIntSGE, LLVMBuildMul(cg->b, rows, cols, ""),
-                                     cg_i64(cg, PARALLEL_ELEMS), "");
-    LLVMValueRef saved = cg->pool;
-    cg->pool = LLVMBuildSelect(cg->b, big, cg->pool, LLVMConstNull(cg->ptr), "");
     char name[64];
     snprintf(name, sizeof name, "node%d_%s_rows", f->root->id, op_info[f->root->op].name);
-    cg_parallel_for(cg, rows, f->nleaf + 1, cap, rows_range, &r, name);
-    cg->pool = saved;
+    cg_parallel_work(cg, rows, LLVMBuildMul(cg->b, rows, cols, ""), f->nleaf + 1, cap, rows_range, &r, name);
 }
 
 LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f)

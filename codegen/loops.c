@@ -318,6 +318,16 @@ void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRang
     LLVMBuildCall2(cg->b, pfty, pfor, args, 4, "");
 }
 
+void cg_parallel_work(Cg *cg, LLVMValueRef n, LLVMValueRef work, int ncap, LLVMValueRef *cap, CgRange body, void *ctx,
+                      const char *name)
+{
+    LLVMValueRef big = LLVMBuildICmp(cg->b, LLVMIntSGE, work, cg_i64(cg, CG_PARALLEL_WORK), "");
+    LLVMValueRef saved = cg->pool;
+    cg->pool = LLVMBuildSelect(cg->b, big, cg->pool, LLVMConstNull(cg->ptr), ""); /* no pool: one thread */
+    cg_parallel_for(cg, n, ncap, cap, body, ctx, name);
+    cg->pool = saved;
+}
+
 /* exp(x) for f32 in straight-line code LLVM can vectorise (no library call): x = n ln2 + r with
  * |r| <= ln2/2 (ln2 split in two so r is exact), e^r by a degree-7 polynomial (the Cephes expf
  * coefficients), 2^n applied in two halves so that results down in the subnormals round once.

@@ -5,6 +5,7 @@
  * reassociable sums, so LLVM vectorises them: softmax works in f32 with exp without a library call,
  * layernorm and rmsnorm in f64 (exact deviations even for rows with a large mean); the error stays
  * within 1e-5 of the row's largest value (tests/unit/test_codegen_ops.c). max and min propagate NaN.
+ * Rows are split over the runtime's threads when there are enough elements (cg_parallel_work).
  */
 #include "codegen/codegen.h"
 
@@ -32,16 +33,19 @@ static LLVMValueRef at(Cg *cg, Rows r, LLVMValueRef o, LLVMValueRef i, LLVMValue
     return LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, o, r.n, ""), k, ""), r.inner, ""), i, "");
 }
 
-int cg_reduce(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+/* The rows (o, i) of flat index [begin, end), o * inner + i, each a loop over the reduced axis;
+ * threads take ranges of rows. cap: out, then the inputs. */
+static void reduce_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
-    const Node *x = n->in[0];
+    const Node *n = ctx, *x = n->in[0];
+    LLVMValueRef out = cap[0], *in = cap + 1;
     Rows r = rows_of(cg, x, n->at.axis);
     int fl = dtype_traits[x->dtype].is_float;
     int sum = n->op == OP_SUM || n->op == OP_MEAN;
     LLVMTypeRef acct = fl ? (sum ? cg->f64 : cg_ctype(cg, x->dtype)) : cg->i64;
     LLVMValueRef acc = cg_alloca(cg, acct, "acc");
-    Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), r.outer, "o");
-    Loop li = cg_loop_begin(cg, cg_i64(cg, 0), r.inner, "i");
+    Loop lq = cg_loop_begin(cg, begin, end, "row");
+    LLVMValueRef o = LLVMBuildSDiv(cg->b, lq.iv, r.inner, ""), i = LLVMBuildSRem(cg->b, lq.iv, r.inner, "");
     LLVMValueRef init;
     if (sum)
         init = LLVMConstNull(acct);
@@ -51,7 +55,7 @@ int cg_reduce(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         init = cg_i64(cg, n->op == OP_RMAX ? INT64_MIN : INT64_MAX);
     LLVMBuildStore(cg->b, init, acc);
     Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), r.n, "k");
-    LLVMValueRef v = cg_load(cg, in[0], x->dtype, at(cg, r, lo.iv, li.iv, lk.iv));
+    LLVMValueRef v = cg_load(cg, in[0], x->dtype, at(cg, r, o, i, lk.iv));
     if (x->dtype == DT_BOOL)
         v = cg_convert(cg, v, DT_BOOL, DT_I64);
     LLVMValueRef a = LLVMBuildLoad2(cg->b, acct, acc, "");
@@ -69,10 +73,27 @@ int cg_reduce(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         total = fl ? LLVMBuildFDiv(cg->b, total, LLVMBuildSIToFP(cg->b, r.n, cg->f64, ""), "")
                    : LLVMBuildSDiv(cg->b, total, r.n, "");
     DType from = sum && fl ? DT_F64 : x->dtype == DT_BOOL ? DT_I64 : x->dtype;
-    LLVMValueRef oidx = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lo.iv, r.inner, ""), li.iv, "");
+    LLVMValueRef oidx = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, o, r.inner, ""), i, "");
     cg_store(cg, out, n->dtype, oidx, cg_convert(cg, total, from, n->dtype));
-    cg_loop_end(cg, &li);
-    cg_loop_end(cg, &lo);
+    cg_loop_end(cg, &lq);
+}
+
+/* Runs range over the rows of n's input reduced along axis, split over the pool when large. */
+static void over_rows(Cg *cg, const Node *n, int axis, LLVMValueRef out, LLVMValueRef *in, CgRange range)
+{
+    Rows r = rows_of(cg, n->in[0], axis);
+    LLVMValueRef cap[4] = {out};
+    for (int i = 0; i < n->nin && i < 3; i++)
+        cap[i + 1] = in[i];
+    LLVMValueRef rows = LLVMBuildMul(cg->b, r.outer, r.inner, "");
+    char name[64];
+    snprintf(name, sizeof name, "node%d_%s_rows", n->id, op_info[n->op].name);
+    cg_parallel_work(cg, rows, LLVMBuildMul(cg->b, rows, r.n, ""), n->nin + 1, cap, range, (void *)n, name);
+}
+
+int cg_reduce(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    over_rows(cg, n, n->at.axis, out, in, reduce_range);
     return 0;
 }
 
@@ -125,11 +146,16 @@ static LLVMValueRef square_term(Cg *cg, void *ctx, LLVMValueRef k)
     return LLVMBuildFMul(cg->b, d, d, "");
 }
 
-int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+static int norm_axis(const Node *n)
 {
-    const Node *x = n->in[0];
-    int axis = n->op == OP_SOFTMAX || n->op == OP_LOG_SOFTMAX ? n->at.axis : x->rank - 1;
-    RowCtx c = {.n = n, .in = in[0], .r = rows_of(cg, x, axis)};
+    return n->op == OP_SOFTMAX || n->op == OP_LOG_SOFTMAX ? n->at.axis : n->in[0]->rank - 1;
+}
+
+static void normalise_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    const Node *n = ctx, *x = n->in[0];
+    LLVMValueRef out = cap[0], *in = cap + 1;
+    RowCtx c = {.n = n, .in = in[0], .r = rows_of(cg, x, norm_axis(n))};
     /* softmax in f32 (exp without a library call); the norms' statistics in f64, where a row with a
      * large mean (x around 1000, deviations around 0.3) keeps its deviations exact */
     int is_softmax = n->op == OP_SOFTMAX || n->op == OP_LOG_SOFTMAX;
@@ -137,10 +163,9 @@ int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     c.wt = cg_ctype(cg, c.wdt);
     LLVMTypeRef wt = c.wt;
     LLVMValueRef acc = cg_alloca(cg, wt, "acc");
-    Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), c.r.outer, "o");
-    Loop li = cg_loop_begin(cg, cg_i64(cg, 0), c.r.inner, "i");
-    c.o = lo.iv;
-    c.i = li.iv;
+    Loop lq = cg_loop_begin(cg, begin, end, "row");
+    c.o = LLVMBuildSDiv(cg->b, lq.iv, c.r.inner, "");
+    c.i = LLVMBuildSRem(cg->b, lq.iv, c.r.inner, "");
     LLVMValueRef nd = LLVMBuildSIToFP(cg->b, c.r.n, wt, "");
     LLVMValueRef one = LLVMConstReal(wt, 1), scale, log_sum = NULL;
     if (n->op == OP_SOFTMAX || n->op == OP_LOG_SOFTMAX) {
@@ -180,7 +205,11 @@ int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     }
     cg_store(cg, out, n->dtype, at(cg, c.r, c.o, c.i, lk.iv), cg_convert(cg, y, c.wdt, n->dtype));
     cg_loop_end(cg, &lk);
-    cg_loop_end(cg, &li);
-    cg_loop_end(cg, &lo);
+    cg_loop_end(cg, &lq);
+}
+
+int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    over_rows(cg, n, norm_axis(n), out, in, normalise_range);
     return 0;
 }
