@@ -431,6 +431,52 @@ static void gather_body(Cg *cg, void *ctx, LLVMValueRef *idx)
     cg_store(cg, c->out.base, c->out.dtype, cg_view_index(cg, &c->out, rank, idx), v);
 }
 
+/* The input of a transpose, expand or slice as a view iterated by the output's indices. */
+static View moved_view(Cg *cg, const Node *n, LLVMValueRef in)
+{
+    const Node *x = n->in[0];
+    LLVMValueRef idims[IR_MAX_RANK], istr[IR_MAX_RANK];
+    cg_shape(cg, x, idims);
+    cg_strides(cg, x->rank, idims, istr);
+    View v = {.base = in, .dtype = x->dtype, .offset = cg_i64(cg, 0)};
+    switch (n->op) {
+    case OP_TRANSPOSE:
+        for (int i = 0; i < n->rank; i++)
+            v.stride[i] = istr[n->at.perm[i]];
+        break;
+    case OP_EXPAND: v = cg_view_broadcast(cg, x, in, n->rank); break;
+    case OP_SLICE:
+        for (int i = 0; i < n->rank; i++)
+            v.stride[i] = istr[i];
+        v.offset = LLVMBuildMul(cg->b, cg_dim(cg, n->at.start), istr[n->at.axis], "");
+        break;
+    default: UNREACHABLE();
+    }
+    return v;
+}
+
+/* Rows [begin, end) of a transpose, expand or slice (every dimension but the last, flattened), each
+ * copied along the last dimension. cap: out, in. */
+static void move_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    const Node *n = ctx;
+    LLVMValueRef dims[IR_MAX_RANK], idx[IR_MAX_RANK];
+    cg_shape(cg, n, dims);
+    View o = out_view(cg, n, cap[0], dims), v = moved_view(cg, n, cap[1]);
+    Loop lr = cg_loop_begin(cg, begin, end, "row");
+    LLVMValueRef q = lr.iv;
+    for (int d = n->rank - 2; d >= 0; d--) {
+        idx[d] = LLVMBuildSRem(cg->b, q, dims[d], "");
+        q = LLVMBuildSDiv(cg->b, q, dims[d], "");
+    }
+    Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), dims[n->rank - 1], "col");
+    idx[n->rank - 1] = lc.iv;
+    LLVMValueRef x = cg_load(cg, v.base, v.dtype, cg_view_index(cg, &v, n->rank, idx));
+    cg_store(cg, o.base, o.dtype, cg_view_index(cg, &o, n->rank, idx), x);
+    cg_loop_end(cg, &lc);
+    cg_loop_end(cg, &lr);
+}
+
 int cg_movement(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
     LLVMValueRef dims[IR_MAX_RANK], idims[IR_MAX_RANK], istr[IR_MAX_RANK];
@@ -442,22 +488,22 @@ int cg_movement(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     cg_strides(cg, x->rank, idims, istr);
     View *v = &m.in[0];
     *v = (View){.base = in[0], .dtype = x->dtype, .offset = cg_i64(cg, 0)};
+    if ((n->op == OP_TRANSPOSE || n->op == OP_EXPAND || n->op == OP_SLICE) && n->rank > 0) {
+        LLVMValueRef rows = cg_numel(cg, n->rank - 1, dims), cap[2] = {out, in[0]};
+        char name[64];
+        snprintf(name, sizeof name, "node%d_%s_rows", n->id, op_info[n->op].name);
+        cg_parallel_work(cg, rows, cg_numel(cg, n->rank, dims), 2, cap, move_range, (void *)n, name);
+        return 0;
+    }
     switch (n->op) {
     case OP_RESHAPE: {
         LLVMValueRef bytes = LLVMBuildMul(cg->b, cg_numel(cg, n->rank, dims), cg_i64(cg, dtype_traits[n->dtype].size), "");
         LLVMBuildMemCpy(cg->b, out, 1, in[0], 1, bytes);
         return 0;
     }
-    case OP_TRANSPOSE:
-        for (int i = 0; i < n->rank; i++)
-            v->stride[i] = istr[n->at.perm[i]];
-        break;
-    case OP_EXPAND: *v = cg_view_broadcast(cg, x, in[0], n->rank); break;
-    case OP_SLICE:
-        for (int i = 0; i < n->rank; i++)
-            v->stride[i] = istr[i];
-        v->offset = LLVMBuildMul(cg->b, cg_dim(cg, n->at.start), istr[n->at.axis], "");
-        break;
+    case OP_TRANSPOSE: /* rank 0: a single element */
+    case OP_EXPAND:
+    case OP_SLICE: *v = moved_view(cg, n, in[0]); break;
     case OP_CONCAT: {
         /* each input copied into its band of the output */
         LLVMValueRef at = cg_i64(cg, 0);
