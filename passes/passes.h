@@ -8,7 +8,7 @@
  *   pipeline.c      the pass table, --passes and --print-after
  *   canonicalize.c    common subexpressions, transpose and reshape folding, algebraic identities, dead code
  *   fuse_attention.c  scaled-dot-product attention in its common spellings -> one ATTENTION node
- *   fuse_ops.c        layernorm, RMSNorm, GELU and SiLU from their primitive spellings -> their ops;
+ *   fuse_ops.c        layernorm, RMSNorm, GELU, SiLU and sigmoid from their primitive spellings -> their ops;
  *                     then fuse_loops.c's grouping
  *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
  *   plan_memory.c     the activation arena: an offset per stored intermediate, in place where legal
