@@ -1,39 +1,468 @@
-/* attention.c: the fused attention op, one pass over the keys per query row (online softmax).
+/* attention.c: the fused attention op, softmax(q k^T * scale + mask) v without the T x T scores.
  *
- * For each query row the keys are visited in tiles of ATTN_TILE: the tile's scores go to a small
- * stack buffer, and the kernel keeps the running maximum m of the scores seen so far, the running
- * sum l of exp(score - m), and the output row as an accumulator of exp(score - m) * v; when a tile
- * raises the maximum, l and the accumulator are rescaled by exp(m_old - m_new), once per tile. The
- * tile's probabilities (exp without a library call) and its p v products are plain loops LLVM
- * vectorises. At the end the row is divided by l, or set to zero when every key was masked (never
- * NaN). The T x T score matrix is never stored. Under a causal mask, keys after the diagonal are not
- * visited at all.
+ * Online softmax. The keys are visited in tiles. For each query row the kernel keeps the running
+ * maximum m of the scores seen so far, the running sum l of exp(score - m) and an accumulator of
+ * exp(score - m) * v; a tile that raises the maximum first rescales l and the accumulator by
+ * exp(m_old - m_new). At the end the accumulator is divided by l, or the row is set to zero when no
+ * key was visible (m is still -inf): never NaN. Every exponent is score - max <= 0, so logits of
+ * 1e4 are safe. Under the causal mask (key j visible from query i when j <= i + Tk - Tq) keys past
+ * the last row's limit are never visited; within the tile that straddles the diagonal a lane
+ * compare sets the invisible scores to -inf.
  *
- * Rows (every batch index and query) are split over the runtime's threads. Dot products may be
- * reassociated (so LLVM vectorises them). Tiling over several query rows, so that a tile of K and V
- * serves them all, is the next step for speed.
+ * Two kernels, both written out as vector IR (VW floats a vector: 16 with AVX-512, 8 with AVX2, 4
+ * with SSE, NEON and elsewhere; llvm.fma where the target has it):
+ *
+ * The block kernel takes VW query rows at once and puts one row in each lane. Its query block is
+ * copied once, transposed and multiplied by the scale, into Qt [d][VW] on the stack (a masked
+ * gather per column of q), so that the scores of a key for all VW rows are one vector:
+ *   S^T[j] = sum over c of splat(k[j, c]) * Qt[c]
+ * computed for SB keys at a time (SB accumulators in registers, one load of Qt[c] and SB
+ * broadcasts of k per step; K is read where it is, never transposed). A tile of BC keys gives
+ * S^T [BC][VW] in a stack buffer; the running max and sum are vectors (one lane a row), the
+ * probabilities are one vector exp per key, and the accumulator is kept transposed, O^T [dv][VW]
+ * on the stack, so that the rescaling is one vector multiply per column and p v is
+ *   O^T[e] += splat(v[j, e]) * P^T[j]
+ * done EC columns at a time (EC accumulators in registers over the tile's keys, each O^T column
+ * loaded and stored once per tile). Each K and V element loaded serves VW rows: at d = 64 the two
+ * products are 2 d fused multiply-adds per key and block against about 20 vector operations for
+ * the softmax. The head size needs no particular multiple: the lanes are rows, not columns. At the
+ * end O^T is divided by l and scattered into the output rows.
+ *
+ * The row kernel takes one query row with its d columns across vectors: q in ceil(d / VW)
+ * registers, the accumulator in ceil(dv / VW) registers over all keys, one reduction per score,
+ * scores and probabilities in a stack buffer per tile of RBC keys. It does the blocks with fewer
+ * than MINROWS rows (decoding, short prompts, the last rows of a long one), where a block would
+ * compute mostly empty lanes. It needs d and dv known at compile time (else the block kernel does
+ * every row, just slower).
+ *
+ * Work. The work items of the block kernel are (batch index, query block), split over the
+ * runtime's threads in contiguous ranges; within a batch index the blocks are visited as 0, n-1,
+ * 1, n-2, ... so that under the causal mask (where block b costs about b) every range of items
+ * holds about its share of the work. When every row goes to the row kernel and there are fewer
+ * than two rows per thread (decoding one token with few heads, or one sequence), the keys are cut
+ * into chunks as well (at least MINCHUNK keys each): the work items are (row, chunk), each writes
+ * its (m, l, accumulator) to a scratch block on the stack of the node's function, and after the
+ * parallel loop the node merges the chunks of each row: M = max m_c, L = sum exp(m_c - M) l_c,
+ * out = sum exp(m_c - M) acc_c / L.
+ *
+ * Tile sizes. BC is chosen so that the block kernel's working set fits in L1: Qt, O^T and S^T plus a
+ * tile of K and of V, 4 (VW (d + dv + BC) + BC (d + dv)) bytes; RBC so that a tile of K and V takes
+ * half of L1. L1 is the host's (sysconf) when compiling for the host, 32 KiB otherwise. The
+ * environment variable KILN_ATTN ("bc=64,rbc=128,sb=8,ec=16,minrows=8,chunk=256,split=0") overrides
+ * them at compile time, for measurements and tests (split: the (row, chunk) items a split aims at
+ * whatever the threads).
+ *
+ * Rounding: the scale is applied to q before the product (exact when it is a power of two), and
+ * sums are reassociated; both are within the tolerance of an f32 accumulation.
  */
 #include "codegen/codegen.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-/* Keys per tile: the scores of one tile live in a stack buffer; the accumulator is rescaled at most
- * once per tile. 64 keys x (d + dv) floats of K and V stay in L1 for the head sizes of transformers. */
-enum { ATTN_TILE = 64 };
+enum {
+    MAX_VW = 16,
+    MAX_SB = 16,       /* keys per step of the score loop, at most */
+    MAX_EC = 32,       /* value columns per pass of p v, at most */
+    MAX_ROW_VECS = 32, /* registers of q (and of the accumulator) the row kernel may use */
+    MAX_SPLIT = 128,
+    DC = 16,           /* columns of d per group of the block kernel's score loop */   /* (row, chunk) items of a split: their scratch lives on the node's stack */
+};
 
-typedef struct AttnCtx {
+typedef struct AttnCfg {
+    int vw;      /* floats per vector: the rows of a block */
+    int fma;     /* llvm.fma, else llvm.fmuladd */
+    int sb;      /* keys per step of the block kernel's score loop (accumulators) */
+    int ec;      /* value columns per pass of the block kernel's p v (accumulators) */
+    int bc;      /* keys per tile of the block kernel (a multiple of sb) */
+    int rbc;     /* keys per tile of the row kernel (a multiple of vw) */
+    int minrows; /* fewer rows in a block: the row kernel does them one by one */
+    int chunk;   /* fewest keys per chunk of a split */
+    int split;   /* (row, chunk) items a split aims at, at least (else two per thread) */
+    int rows;    /* the row kernel can be used: d and dv known and small enough */
+    int dq, dvv; /* vectors of a row of q and of v (row kernel) */
+} AttnCfg;
+
+/* ---------------------------------------------------------------- the target */
+
+/* +1 when the comma-separated feature list enables name, -1 when it disables it, 0 when silent. */
+static int has_feature(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    int r = 0;
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n + 1 && (p[0] == '+' || p[0] == '-') && !strncmp(p + 1, name, n))
+            r = p[0] == '+' ? 1 : -1;
+        p = e ? e + 1 : NULL;
+    }
+    return r;
+}
+
+static int named(const char *s, const char *const *list)
+{
+    for (; s && *list; list++)
+        if (!strcmp(s, *list))
+            return 1;
+    return 0;
+}
+
+/* The vector width and FMA of the target, as gemm.c reads them: the feature list first, then what
+ * a CPU named with --cpu implies. */
+static void target_vectors(const Cg *cg, int *vw, int *fma)
+{
+    static const char *const avx512_cpus[] = {
+        "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
+        "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
+        "diamondrapids", "znver4", "znver5", "x86-64-v4", NULL};
+    static const char *const avx2_cpus[] = {
+        "haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake",
+        "arrowlake-s", "lunarlake", "gracemont", "pantherlake", "znver1", "znver2", "znver3", "bdver4",
+        "x86-64-v3", "core-avx2", NULL};
+    const char *t = cg->triple ? cg->triple : "", *f = cg->features ? cg->features : "";
+    *vw = 4;
+    *fma = 0;
+    if (!strncmp(t, "x86_64", 6) || (t[0] == 'i' && !strncmp(t + 2, "86", 2))) {
+        int avx512 = has_feature(f, "avx512f"), avx2 = has_feature(f, "avx2"), fm = has_feature(f, "fma");
+        if (!avx512)
+            avx512 = named(cg->cpu, avx512_cpus) ? 1 : -1;
+        if (has_feature(f, "evex512") < 0)
+            avx512 = -1;
+        if (!avx2)
+            avx2 = avx512 > 0 || named(cg->cpu, avx2_cpus) ? 1 : -1;
+        if (!fm)
+            fm = avx2 > 0 ? 1 : -1;
+        *vw = avx512 > 0 ? 16 : avx2 > 0 ? 8 : 4;
+        *fma = fm > 0;
+    } else if (!strncmp(t, "aarch64", 7) || !strncmp(t, "arm64", 5)) {
+        *fma = 1;
+    }
+}
+
+static AttnCfg attn_config(const Cg *cg, const Node *n)
+{
+    AttnCfg k = {0};
+    target_vectors(cg, &k.vw, &k.fma);
+    int regs32 = k.vw == 16 || (cg->triple && (!strncmp(cg->triple, "aarch64", 7) || !strncmp(cg->triple, "arm64", 5)));
+    k.sb = regs32 ? 8 : 4;
+    k.ec = regs32 ? 16 : 8;
+    k.minrows = k.vw / 2 > 1 ? k.vw / 2 : 2;
+    k.chunk = 256;
+    const Node *q = n->in[0], *v = n->in[2];
+    Dim dd = q->shape[q->rank - 1], dvd = v->shape[v->rank - 1];
+    int64_t d = dim_max(cg->g, dd), dv = dim_max(cg->g, dvd);
+    long l1 = 32L << 10;
+    if (!cg->opt.triple && !cg->opt.cpu) {
+        long s = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+        if (s >= 4096)
+            l1 = s;
+    }
+    const char *env = getenv("KILN_ATTN");
+    int bc = 0, rbc = 0;
+    for (const char *p = env; p && *p;) {
+        char key[16] = {0};
+        int len = 0;
+        long val = 0;
+        if (sscanf(p, "%15[a-z]=%ld%n", key, &val, &len) == 2 && val > 0) {
+            if (!strcmp(key, "bc") && val <= 1024)
+                bc = (int)val;
+            else if (!strcmp(key, "rbc") && val <= 4096)
+                rbc = (int)val;
+            else if (!strcmp(key, "sb") && val <= MAX_SB)
+                k.sb = (int)val;
+            else if (!strcmp(key, "ec") && val <= MAX_EC)
+                k.ec = (int)val;
+            else if (!strcmp(key, "minrows"))
+                k.minrows = (int)val;
+            else if (!strcmp(key, "chunk"))
+                k.chunk = (int)val;
+            else if (!strcmp(key, "split") && val <= MAX_SPLIT)
+                k.split = (int)val;
+        }
+        const char *c = strchr(p, ',');
+        p = c ? c + 1 : NULL;
+    }
+    if (!bc) {
+        int64_t fit = ((int64_t)l1 / 4 - k.vw * (d + dv)) / (k.vw + d + dv);
+        bc = fit < 16 ? 16 : fit > 256 ? 256 : (int)fit;
+    }
+    k.bc = (bc + k.sb - 1) / k.sb * k.sb;
+    if (!rbc) {
+        int64_t fit = (int64_t)l1 / 2 / 4 / (d + dv > 0 ? d + dv : 1);
+        rbc = fit < 32 ? 32 : fit > 512 ? 512 : (int)fit;
+    }
+    k.rbc = (rbc + k.vw - 1) / k.vw * k.vw;
+    k.dq = (int)((d + k.vw - 1) / k.vw);
+    k.dvv = (int)((dv + k.vw - 1) / k.vw);
+    k.rows = dim_is_const(dd) && dim_is_const(dvd) && k.dq <= MAX_ROW_VECS && k.dvv <= MAX_ROW_VECS;
+    if (!k.rows)
+        k.minrows = 1;
+    return k;
+}
+
+/* ---------------------------------------------------------------- IR helpers */
+
+/* What the kernels of one node share: the node, its operands and sizes as values of the function
+ * being built, and the vector types. */
+typedef struct Attn {
+    Cg *cg;
     const Node *n;
-    LLVMValueRef out, q, k, v, mask;
-    LLVMValueRef Tq, Tk, D, Dv;
+    AttnCfg k;
+    LLVMTypeRef vt, it, lt;  /* <vw x float>, <vw x i32>, <vw x i64> */
+    LLVMValueRef out, q, kk, v, mask;
+    LLVMValueRef Tq, Tk, D, Dv, off; /* off = Tk - Tq */
+    LLVMValueRef lanes, lanes64;     /* <0, 1, ..., vw-1> as i32 and i64 */
     int nbatch;
     LLVMValueRef qs[IR_MAX_RANK], ks[IR_MAX_RANK], vs[IR_MAX_RANK], ms[IR_MAX_RANK + 2];
-} AttnCtx;
+} Attn;
 
-static LLVMValueRef load_f(Cg *cg, LLVMValueRef p, DType t, LLVMValueRef i)
+static LLVMValueRef i64c(Attn *a, int64_t x)
 {
-    return cg_convert(cg, cg_load(cg, p, t, i), t, DT_F32);
+    return cg_i64(a->cg, x);
 }
+
+static LLVMValueRef add(Attn *a, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildAdd(a->cg->b, x, y, "");
+}
+
+static LLVMValueRef sub(Attn *a, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildSub(a->cg->b, x, y, "");
+}
+
+static LLVMValueRef mul(Attn *a, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildMul(a->cg->b, x, y, "");
+}
+
+static LLVMValueRef smin(Attn *a, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildSelect(a->cg->b, LLVMBuildICmp(a->cg->b, LLVMIntSLT, x, y, ""), x, y, "");
+}
+
+static LLVMValueRef smax(Attn *a, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildSelect(a->cg->b, LLVMBuildICmp(a->cg->b, LLVMIntSGT, x, y, ""), x, y, "");
+}
+
+/* ceil(x / y) for x >= 0, y > 0 */
+static LLVMValueRef ceil_div(Attn *a, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildSDiv(a->cg->b, sub(a, add(a, x, y), i64c(a, 1)), y, "");
+}
+
+/* p + i floats */
+static LLVMValueRef fptr(Attn *a, LLVMValueRef p, LLVMValueRef i)
+{
+    return LLVMBuildGEP2(a->cg->b, a->cg->f32, p, &i, 1, "");
+}
+
+static LLVMValueRef fload(Attn *a, LLVMValueRef p)
+{
+    return LLVMBuildLoad2(a->cg->b, a->cg->f32, p, "");
+}
+
+static LLVMValueRef vload(Attn *a, LLVMValueRef p, unsigned align)
+{
+    LLVMValueRef x = LLVMBuildLoad2(a->cg->b, a->vt, p, "");
+    LLVMSetAlignment(x, align);
+    return x;
+}
+
+static void vstore(Attn *a, LLVMValueRef x, LLVMValueRef p, unsigned align)
+{
+    LLVMSetAlignment(LLVMBuildStore(a->cg->b, x, p), align);
+}
+
+/* A value of a stack slot. */
+static LLVMValueRef get(Attn *a, LLVMValueRef slot, LLVMTypeRef t)
+{
+    return LLVMBuildLoad2(a->cg->b, t, slot, "");
+}
+
+static void set(Attn *a, LLVMValueRef slot, LLVMValueRef x)
+{
+    LLVMBuildStore(a->cg->b, x, slot);
+}
+
+/* Calls an intrinsic overloaded on the given types. */
+static LLVMValueRef intrinsic(Attn *a, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args, int nargs)
+{
+    Cg *cg = a->cg;
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    KILN_ASSERT(id);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, (size_t)ntys);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, tys, (size_t)ntys);
+    return LLVMBuildCall2(cg->b, fty, f, args, (unsigned)nargs, "");
+}
+
+static LLVMValueRef splat(Attn *a, LLVMValueRef x)
+{
+    Cg *cg = a->cg;
+    LLVMTypeRef t = LLVMVectorType(LLVMTypeOf(x), (unsigned)a->k.vw);
+    LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetPoison(t), x, LLVMConstInt(cg->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(cg->b, one, LLVMGetPoison(t), LLVMConstNull(a->it), "");
+}
+
+/* A constant vector of floats, every lane x. */
+static LLVMValueRef vconst(Attn *a, double x)
+{
+    LLVMValueRef e[MAX_VW];
+    for (int i = 0; i < a->k.vw; i++)
+        e[i] = LLVMConstReal(a->cg->f32, x);
+    return LLVMConstVector(e, (unsigned)a->k.vw);
+}
+
+static LLVMValueRef iconst(Attn *a, LLVMTypeRef et, int64_t x)
+{
+    LLVMValueRef e[MAX_VW];
+    for (int i = 0; i < a->k.vw; i++)
+        e[i] = LLVMConstInt(et, (unsigned long long)x, 1);
+    return LLVMConstVector(e, (unsigned)a->k.vw);
+}
+
+/* x * y + z, vectors or scalars */
+static LLVMValueRef fma3(Attn *a, LLVMValueRef x, LLVMValueRef y, LLVMValueRef z)
+{
+    return cg_intrinsic(a->cg, a->k.fma ? "llvm.fma" : "llvm.fmuladd", (LLVMValueRef[]){x, y, z}, 3);
+}
+
+/* max that keeps the larger of two non-NaN values, -inf included */
+static LLVMValueRef fmaxv(Attn *a, LLVMValueRef x, LLVMValueRef y)
+{
+    return cg_intrinsic(a->cg, "llvm.maxnum", (LLVMValueRef[]){x, y}, 2);
+}
+
+static LLVMValueRef hsum(Attn *a, LLVMValueRef x)
+{
+    LLVMTypeRef t = LLVMTypeOf(x);
+    LLVMValueRef r = intrinsic(a, "llvm.vector.reduce.fadd", &t, 1, (LLVMValueRef[]){LLVMConstReal(a->cg->f32, -0.0), x}, 2);
+    LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc);
+    return r;
+}
+
+static LLVMValueRef hmax(Attn *a, LLVMValueRef x)
+{
+    LLVMTypeRef t = LLVMTypeOf(x);
+    return intrinsic(a, "llvm.vector.reduce.fmax", &t, 1, &x, 1);
+}
+
+/* The lanes below n (an i64) as a <vw x i1> mask. */
+static LLVMValueRef lanes_below(Attn *a, LLVMValueRef n)
+{
+    LLVMValueRef n32 = LLVMBuildTrunc(a->cg->b, smin(a, smax(a, n, i64c(a, 0)), i64c(a, a->k.vw)), a->cg->i32, "");
+    return LLVMBuildICmp(a->cg->b, LLVMIntSLT, a->lanes, splat(a, n32), "");
+}
+
+static LLVMValueRef masked_load(Attn *a, LLVMValueRef p, LLVMValueRef m)
+{
+    LLVMTypeRef tys[2] = {a->vt, a->cg->ptr};
+    LLVMValueRef args[4] = {p, LLVMConstInt(a->cg->i32, 4, 0), m, LLVMConstNull(a->vt)};
+    return intrinsic(a, "llvm.masked.load", tys, 2, args, 4);
+}
+
+static void masked_store(Attn *a, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m)
+{
+    LLVMTypeRef tys[2] = {a->vt, a->cg->ptr};
+    LLVMValueRef args[4] = {x, p, LLVMConstInt(a->cg->i32, 4, 0), m};
+    intrinsic(a, "llvm.masked.store", tys, 2, args, 4);
+}
+
+/* Lanes of p + idx[lane] floats, where m is set (0 elsewhere). */
+static LLVMValueRef gather(Attn *a, LLVMValueRef p, LLVMValueRef idx, LLVMValueRef m)
+{
+    LLVMValueRef ptrs = LLVMBuildGEP2(a->cg->b, a->cg->f32, p, &idx, 1, "");
+    LLVMTypeRef tys[2] = {a->vt, LLVMTypeOf(ptrs)};
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(a->cg->i32, 4, 0), m, LLVMConstNull(a->vt)};
+    return intrinsic(a, "llvm.masked.gather", tys, 2, args, 4);
+}
+
+static void scatter(Attn *a, LLVMValueRef x, LLVMValueRef p, LLVMValueRef idx, LLVMValueRef m)
+{
+    LLVMValueRef ptrs = LLVMBuildGEP2(a->cg->b, a->cg->f32, p, &idx, 1, "");
+    LLVMTypeRef tys[2] = {a->vt, LLVMTypeOf(ptrs)};
+    LLVMValueRef args[4] = {x, ptrs, LLVMConstInt(a->cg->i32, 4, 0), m};
+    intrinsic(a, "llvm.masked.scatter", tys, 2, args, 4);
+}
+
+/* e^x lane by lane: loops.c's cg_exp (a degree-7 polynomial after x = n ln2 + r, 2^n in two halves)
+ * for a vector of floats, which cg_exp gives to llvm.exp. exp(-inf) = 0, exp(0) = 1 exactly. */
+static LLVMValueRef vexp(Attn *a, LLVMValueRef x)
+{
+    Cg *cg = a->cg;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef xc = cg_intrinsic(cg, "llvm.minnum", (LLVMValueRef[]){x, vconst(a, 89.0)}, 2);
+    xc = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){xc, vconst(a, -104.0)}, 2);
+    LLVMValueRef t = LLVMBuildFMul(b, xc, vconst(a, 1.44269504088896341), "");
+    LLVMValueRef n = cg_intrinsic(cg, "llvm.rint", &t, 1);
+    LLVMValueRef r = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){n, vconst(a, -0.693359375), xc}, 3);
+    r = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){n, vconst(a, 2.12194440e-4), r}, 3);
+    static const double c[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                               4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
+    LLVMValueRef p = vconst(a, c[0]);
+    for (int i = 1; i < 6; i++)
+        p = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){p, r, vconst(a, c[i])}, 3);
+    LLVMValueRef r2 = LLVMBuildFMul(b, r, r, "");
+    p = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){p, r2, LLVMBuildFAdd(b, r, vconst(a, 1.0), "")}, 3);
+    LLVMValueRef ni = LLVMBuildFPToSI(b, n, a->it, "");
+    LLVMValueRef n1 = LLVMBuildAShr(b, ni, iconst(a, cg->i32, 1), "");
+    LLVMValueRef n2 = LLVMBuildSub(b, ni, n1, "");
+    LLVMValueRef bias = iconst(a, cg->i32, 127), sh = iconst(a, cg->i32, 23);
+    LLVMValueRef s1 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, n1, bias, ""), sh, ""), a->vt, "");
+    LLVMValueRef s2 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, n2, bias, ""), sh, ""), a->vt, "");
+    return LLVMBuildFMul(b, LLVMBuildFMul(b, p, s1, ""), s2, ""); /* scores are never NaN here */
+}
+
+/* A stack slot of n floats, 64-byte aligned. */
+static LLVMValueRef stack_floats(Attn *a, int64_t n, const char *name)
+{
+    LLVMValueRef s = cg_alloca(a->cg, LLVMArrayType2(a->cg->f32, (uint64_t)(n > 0 ? n : 1)), name);
+    LLVMSetAlignment(s, 64);
+    return s;
+}
+
+/* Closes a loop of cg_loop_begin with a step other than 1. */
+static void loop_end_step(Cg *cg, Loop *l, LLVMValueRef next)
+{
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(l->phi, &next, &latch, 1);
+    LLVMBuildBr(cg->b, l->head);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
+/* if (c) { ... }: returns the block to continue in; the builder is left in the then-block. */
+static LLVMBasicBlockRef begin_if(Attn *a, LLVMValueRef c, const char *name)
+{
+    Cg *cg = a->cg;
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "endif");
+    LLVMBuildCondBr(cg->b, c, then, done);
+    LLVMPositionBuilderAtEnd(cg->b, then);
+    return done;
+}
+
+static void end_if(Attn *a, LLVMBasicBlockRef done)
+{
+    LLVMBuildBr(a->cg->b, done);
+    LLVMPositionBuilderAtEnd(a->cg->b, done);
+}
+
+/* 512-bit vectors stay whole on x86 CPUs that prefer 256 bits (as in gemm.c). */
+static void vector_width_attr(Attn *a, LLVMValueRef f)
+{
+    char bits[16];
+    snprintf(bits, sizeof bits, "%d", a->k.vw * 32);
+    const char *key = "min-legal-vector-width";
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(a->cg->ctx, key, (unsigned)strlen(key), bits, (unsigned)strlen(bits)));
+}
+
+/* ---------------------------------------------------------------- sizes and offsets */
 
 /* Strides in elements of each batch dim of operand x (rank-2 batch dims, right-aligned against
  * the output's nbatch), 0 where x broadcasts. */
@@ -49,157 +478,518 @@ static void batch_strides(Cg *cg, const Node *x, int nbatch, LLVMValueRef *st)
     }
 }
 
-/* Sizes and strides, computed in the function that uses them. */
-static void setup(Cg *cg, AttnCtx *c)
+/* Sizes, strides and vector types, computed in the function that uses them; ops are out, q, k, v
+ * and the mask (or NULL) as values of that function. */
+static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
 {
-    const Node *n = c->n, *q = n->in[0], *k = n->in[1], *v = n->in[2];
-    c->nbatch = n->rank - 2;
-    c->Tq = cg_dim(cg, q->shape[q->rank - 2]);
-    c->D = cg_dim(cg, q->shape[q->rank - 1]);
-    c->Tk = cg_dim(cg, k->shape[k->rank - 2]);
-    c->Dv = cg_dim(cg, v->shape[v->rank - 1]);
-    batch_strides(cg, q, c->nbatch, c->qs);
-    batch_strides(cg, k, c->nbatch, c->ks);
-    batch_strides(cg, v, c->nbatch, c->vs);
-    if (c->mask) {
+    const Node *q = n->in[0], *k = n->in[1], *v = n->in[2];
+    a->cg = cg;
+    a->n = n;
+    a->k = attn_config(cg, n);
+    a->vt = LLVMVectorType(cg->f32, (unsigned)a->k.vw);
+    a->it = LLVMVectorType(cg->i32, (unsigned)a->k.vw);
+    a->lt = LLVMVectorType(cg->i64, (unsigned)a->k.vw);
+    a->out = ops[0];
+    a->q = ops[1];
+    a->kk = ops[2];
+    a->v = ops[3];
+    a->mask = n->nin > 3 ? ops[4] : NULL;
+    a->nbatch = n->rank - 2;
+    a->Tq = cg_dim(cg, q->shape[q->rank - 2]);
+    a->D = cg_dim(cg, q->shape[q->rank - 1]);
+    a->Tk = cg_dim(cg, k->shape[k->rank - 2]);
+    a->Dv = cg_dim(cg, v->shape[v->rank - 1]);
+    a->off = sub(a, a->Tk, a->Tq);
+    LLVMValueRef l32[MAX_VW], l64[MAX_VW];
+    for (int i = 0; i < a->k.vw; i++) {
+        l32[i] = LLVMConstInt(cg->i32, (unsigned long long)i, 0);
+        l64[i] = cg_i64(cg, i);
+    }
+    a->lanes = LLVMConstVector(l32, (unsigned)a->k.vw);
+    a->lanes64 = LLVMConstVector(l64, (unsigned)a->k.vw);
+    batch_strides(cg, q, a->nbatch, a->qs);
+    batch_strides(cg, k, a->nbatch, a->ks);
+    batch_strides(cg, v, a->nbatch, a->vs);
+    if (a->mask) {
         /* the mask broadcast over batch + [Tq, Tk] */
-        View mv = cg_view_broadcast(cg, n->in[3], c->mask, c->nbatch + 2);
-        for (int i = 0; i < c->nbatch + 2; i++)
-            c->ms[i] = mv.stride[i];
+        View mv = cg_view_broadcast(cg, n->in[3], a->mask, a->nbatch + 2);
+        for (int i = 0; i < a->nbatch + 2; i++)
+            a->ms[i] = mv.stride[i];
     }
 }
 
-/* One query row: row r of the flattened (batch..., Tq) rows of the output. */
-static void attn_row(Cg *cg, AttnCtx *c, LLVMValueRef r)
+/* Where batch index b (flattened over the output's batch dims) starts in each operand. */
+typedef struct Batch {
+    LLVMValueRef b, qo, ko, vo, mo;
+} Batch;
+
+static Batch batch_at(Attn *a, LLVMValueRef b)
 {
-    const Node *n = c->n;
-    DType dt = n->dtype;
+    Batch r = {b, i64c(a, 0), i64c(a, 0), i64c(a, 0), i64c(a, 0)};
+    LLVMValueRef rest = b;
+    for (int d = a->nbatch - 1; d >= 0; d--) {
+        LLVMValueRef size = cg_dim(a->cg, a->n->shape[d]);
+        LLVMValueRef bi = LLVMBuildSRem(a->cg->b, rest, size, "");
+        rest = LLVMBuildSDiv(a->cg->b, rest, size, "");
+        r.qo = add(a, r.qo, mul(a, bi, a->qs[d]));
+        r.ko = add(a, r.ko, mul(a, bi, a->ks[d]));
+        r.vo = add(a, r.vo, mul(a, bi, a->vs[d]));
+        if (a->mask)
+            r.mo = add(a, r.mo, mul(a, bi, a->ms[d]));
+    }
+    return r;
+}
+
+/* The keys query row i sees: [0, min(Tk, i + Tk - Tq + 1)) under the causal mask, else [0, Tk). */
+static LLVMValueRef keys_end(Attn *a, LLVMValueRef i)
+{
+    if (!a->n->at.causal)
+        return a->Tk;
+    return smax(a, smin(a, a->Tk, add(a, add(a, i, a->off), i64c(a, 1))), i64c(a, 0));
+}
+
+/* ---------------------------------------------------------------- the row kernel */
+
+/* One query row's pass over keys [ja, jb). */
+typedef struct RowAcc {
+    LLVMValueRef m, l;              /* float slots */
+    LLVMValueRef acc[MAX_ROW_VECS]; /* <vw x float> slots: the accumulator, columns across vectors */
+} RowAcc;
+
+/* The mask of the last vector of a row of n floats (NULL when n is a multiple of vw). */
+static LLVMValueRef tail_mask(Attn *a, int64_t n)
+{
+    if (n % a->k.vw == 0)
+        return NULL;
+    return lanes_below(a, i64c(a, n % a->k.vw));
+}
+
+/* Vector x of a row at p with n floats: masked beyond the end. */
+static LLVMValueRef row_load(Attn *a, LLVMValueRef p, int x, int nvec, LLVMValueRef tail)
+{
+    LLVMValueRef px = fptr(a, p, i64c(a, (int64_t)x * a->k.vw));
+    return x == nvec - 1 && tail ? masked_load(a, px, tail) : vload(a, px, 4);
+}
+
+static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, LLVMValueRef jb, RowAcc *r)
+{
+    Cg *cg = a->cg;
+    const AttnCfg *k = &a->k;
     LLVMTypeRef f = cg->f32;
-    LLVMValueRef i = LLVMBuildSRem(cg->b, r, c->Tq, ""), rest = LLVMBuildSDiv(cg->b, r, c->Tq, "");
-    /* element offsets of this row's batch in each operand: the batch index, digit by digit */
-    LLVMValueRef qo = cg_i64(cg, 0), ko = cg_i64(cg, 0), vo = cg_i64(cg, 0), mo = cg_i64(cg, 0);
-    for (int d = c->nbatch - 1; d >= 0; d--) {
-        LLVMValueRef size = cg_dim(cg, n->shape[d]);
-        LLVMValueRef bi = LLVMBuildSRem(cg->b, rest, size, "");
-        rest = LLVMBuildSDiv(cg->b, rest, size, "");
-        qo = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, bi, c->qs[d], ""), "");
-        ko = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, bi, c->ks[d], ""), "");
-        vo = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, bi, c->vs[d], ""), "");
-        if (c->mask)
-            mo = LLVMBuildAdd(cg->b, mo, LLVMBuildMul(cg->b, bi, c->ms[d], ""), "");
+    int64_t d = a->n->in[0]->shape[a->n->in[0]->rank - 1].b, dv = a->n->in[2]->shape[a->n->in[2]->rank - 1].b;
+    LLVMValueRef dtail = tail_mask(a, d), vtail = tail_mask(a, dv);
+    LLVMValueRef sbuf = stack_floats(a, k->rbc, "scores");
+    LLVMValueRef tmax = cg_alloca(cg, a->vt, "tmax"), tsum = cg_alloca(cg, a->vt, "tsum");
+    LLVMValueRef ninf = LLVMConstReal(f, -INFINITY);
+    r->m = cg_alloca(cg, f, "m");
+    r->l = cg_alloca(cg, f, "l");
+    set(a, r->m, ninf);
+    set(a, r->l, LLVMConstReal(f, 0));
+    for (int x = 0; x < k->dvv; x++) {
+        r->acc[x] = cg_alloca(cg, a->vt, "acc");
+        set(a, r->acc[x], LLVMConstNull(a->vt));
     }
-    LLVMValueRef m = cg_alloca(cg, f, "m"), l = cg_alloca(cg, f, "l"), dot = cg_alloca(cg, f, "dot");
-    LLVMValueRef tmax = cg_alloca(cg, f, "tmax"), tsum = cg_alloca(cg, f, "tsum");
-    LLVMValueRef sbuf = cg_alloca(cg, LLVMArrayType2(f, ATTN_TILE), "scores"); /* one tile of scores */
-    LLVMValueRef scale = LLVMConstReal(f, n->at.scale);
-    LLVMValueRef ninf = LLVMConstReal(f, -INFINITY), zero = LLVMConstReal(f, 0), one = LLVMConstReal(f, 1);
-    LLVMValueRef orow = LLVMBuildMul(cg->b, r, c->Dv, "");
-    LLVMValueRef qrow = LLVMBuildAdd(cg->b, qo, LLVMBuildMul(cg->b, i, c->D, ""), "");
-    LLVMBuildStore(cg->b, ninf, m);
-    LLVMBuildStore(cg->b, zero, l);
-    Loop lz = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
-    cg_store(cg, c->out, DT_F32, LLVMBuildAdd(cg->b, orow, lz.iv, ""), zero);
-    cg_loop_end(cg, &lz);
-    /* keys visible from row i: all, or under the causal mask j <= i + Tk - Tq */
-    LLVMValueRef jend = c->Tk;
-    if (n->at.causal) {
-        LLVMValueRef lim = LLVMBuildAdd(cg->b, LLVMBuildAdd(cg->b, i, LLVMBuildSub(cg->b, c->Tk, c->Tq, ""), ""),
-                                        cg_i64(cg, 1), "");
-        jend = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, lim, c->Tk, ""), lim, c->Tk, "");
+    /* q, scaled, in registers */
+    LLVMValueRef qrow = fptr(a, a->q, add(a, bt->qo, mul(a, i, a->D)));
+    LLVMValueRef qv[MAX_ROW_VECS];
+    for (int x = 0; x < k->dq; x++)
+        qv[x] = LLVMBuildFMul(cg->b, row_load(a, qrow, x, k->dq, dtail), vconst(a, a->n->at.scale), "");
+    LLVMValueRef mrow = NULL;
+    if (a->mask)
+        mrow = add(a, bt->mo, mul(a, i, a->ms[a->nbatch]));
+
+    Loop lt = cg_loop_begin(cg, ja, jb, "rtile");
+    LLVMValueRef j0 = lt.iv, jn = smin(a, i64c(a, k->rbc), sub(a, jb, j0));
+    /* 1. the scores of the tile, and -inf up to a whole vector */
+    Loop ls = cg_loop_begin(cg, i64c(a, 0), jn, "rkey");
+    LLVMValueRef j = add(a, j0, ls.iv);
+    LLVMValueRef krow = fptr(a, a->kk, add(a, bt->ko, mul(a, j, a->D)));
+    LLVMValueRef dot[2] = {NULL, NULL};
+    for (int x = 0; x < k->dq; x++) {
+        LLVMValueRef kv = row_load(a, krow, x, k->dq, dtail);
+        dot[x & 1] = dot[x & 1] ? fma3(a, qv[x], kv, dot[x & 1]) : LLVMBuildFMul(cg->b, qv[x], kv, "");
     }
-    LLVMValueRef ntiles = LLVMBuildSDiv(cg->b, LLVMBuildAdd(cg->b, jend, cg_i64(cg, ATTN_TILE - 1), ""), cg_i64(cg, ATTN_TILE), "");
-    Loop lt = cg_loop_begin(cg, cg_i64(cg, 0), ntiles, "tile");
-    LLVMValueRef j0 = LLVMBuildMul(cg->b, lt.iv, cg_i64(cg, ATTN_TILE), "");
-    LLVMValueRef rem = LLVMBuildSub(cg->b, jend, j0, "");
-    LLVMValueRef jn = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rem, cg_i64(cg, ATTN_TILE), ""), rem,
-                                      cg_i64(cg, ATTN_TILE), "");
-    /* 1. the tile's scores, and their maximum */
-    LLVMBuildStore(cg->b, ninf, tmax);
-    Loop ls = cg_loop_begin(cg, cg_i64(cg, 0), jn, "jj");
-    LLVMValueRef j = LLVMBuildAdd(cg->b, j0, ls.iv, "");
-    LLVMValueRef krow = LLVMBuildAdd(cg->b, ko, LLVMBuildMul(cg->b, j, c->D, ""), "");
-    LLVMBuildStore(cg->b, zero, dot);
-    Loop ld = cg_loop_begin(cg, cg_i64(cg, 0), c->D, "d");
-    LLVMValueRef qv = load_f(cg, c->q, dt, LLVMBuildAdd(cg->b, qrow, ld.iv, ""));
-    LLVMValueRef kv = load_f(cg, c->k, dt, LLVMBuildAdd(cg->b, krow, ld.iv, ""));
-    /* reassociation lets LLVM keep the dot product in vector registers (partial sums per lane) */
-    LLVMValueRef fma = cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){qv, kv, LLVMBuildLoad2(cg->b, f, dot, "")}, 3);
-    LLVMSetFastMathFlags(fma, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
-    LLVMBuildStore(cg->b, fma, dot);
-    cg_loop_end(cg, &ld);
-    LLVMValueRef sc = LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, dot, ""), scale, "");
-    if (c->mask) {
-        LLVMValueRef mi = LLVMBuildAdd(cg->b, mo, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i, c->ms[c->nbatch], ""),
-                                                              LLVMBuildMul(cg->b, j, c->ms[c->nbatch + 1], ""), ""), "");
-        sc = LLVMBuildFAdd(cg->b, sc, load_f(cg, c->mask, n->in[3]->dtype, mi), "");
+    LLVMValueRef dv2 = dot[1] ? LLVMBuildFAdd(cg->b, dot[0], dot[1], "") : dot[0];
+    LLVMValueRef s = dv2 ? hsum(a, dv2) : LLVMConstReal(f, 0);
+    if (a->mask) {
+        LLVMValueRef mi = add(a, mrow, mul(a, j, a->ms[a->nbatch + 1]));
+        s = LLVMBuildFAdd(cg->b, s, fload(a, fptr(a, a->mask, mi)), "");
     }
-    cg_store(cg, sbuf, DT_F32, ls.iv, sc);
-    LLVMValueRef tm = LLVMBuildLoad2(cg->b, f, tmax, "");
-    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, sc, tm, ""), sc, tm, ""), tmax);
+    LLVMBuildStore(cg->b, s, fptr(a, sbuf, ls.iv));
     cg_loop_end(cg, &ls);
-    /* a tile whose keys are all masked changes nothing */
-    LLVMValueRef tmv = LLVMBuildLoad2(cg->b, f, tmax, "");
-    LLVMBasicBlockRef live = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "live"),
-                      next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
-    LLVMBuildCondBr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, tmv, ninf, ""), live, next);
-    LLVMPositionBuilderAtEnd(cg->b, live);
-    /* 2. a new maximum rescales what was accumulated, once per tile */
-    LLVMValueRef mold = LLVMBuildLoad2(cg->b, f, m, "");
-    LLVMValueRef mnew = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, tmv, mold, ""), tmv, mold, "");
-    LLVMValueRef corr = cg_exp(cg, LLVMBuildFSub(cg->b, mold, mnew, "")); /* exp(-inf) = 0 on the first tile */
-    LLVMBuildStore(cg->b, mnew, m);
-    LLVMBasicBlockRef resc = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rescale"),
-                      probs = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "probs");
-    LLVMBuildCondBr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealUNE, corr, one, ""), resc, probs);
-    LLVMPositionBuilderAtEnd(cg->b, resc);
-    LLVMBuildStore(cg->b, LLVMBuildFMul(cg->b, LLVMBuildLoad2(cg->b, f, l, ""), corr, ""), l);
-    Loop lr = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
-    LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, lr.iv, "");
-    cg_store(cg, c->out, DT_F32, oi, LLVMBuildFMul(cg->b, cg_load(cg, c->out, DT_F32, oi), corr, ""));
-    cg_loop_end(cg, &lr);
-    LLVMBuildBr(cg->b, probs);
-    LLVMPositionBuilderAtEnd(cg->b, probs);
-    /* 3. probabilities of the tile (masked keys: exp(-inf) = 0) and their sum */
-    LLVMBuildStore(cg->b, zero, tsum);
-    Loop lp = cg_loop_begin(cg, cg_i64(cg, 0), jn, "jj");
-    LLVMValueRef pj = cg_exp(cg, LLVMBuildFSub(cg->b, cg_load(cg, sbuf, DT_F32, lp.iv), mnew, ""));
-    cg_store(cg, sbuf, DT_F32, lp.iv, pj);
-    LLVMValueRef ts = LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, f, tsum, ""), pj, "");
-    LLVMSetFastMathFlags(ts, LLVMFastMathAllowReassoc);
-    LLVMBuildStore(cg->b, ts, tsum);
+    LLVMValueRef nvec = ceil_div(a, jn, i64c(a, k->vw)), jpad = mul(a, nvec, i64c(a, k->vw));
+    Loop lp = cg_loop_begin(cg, jn, jpad, "rpad");
+    LLVMBuildStore(cg->b, ninf, fptr(a, sbuf, lp.iv));
     cg_loop_end(cg, &lp);
-    LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, f, l, ""), LLVMBuildLoad2(cg->b, f, tsum, ""), ""), l);
-    /* 4. out += p v over the tile's keys */
-    Loop la = cg_loop_begin(cg, cg_i64(cg, 0), jn, "jj");
-    LLVMValueRef p = cg_load(cg, sbuf, DT_F32, la.iv);
-    LLVMValueRef vrow = LLVMBuildAdd(cg->b, vo, LLVMBuildMul(cg->b, LLVMBuildAdd(cg->b, j0, la.iv, ""), c->Dv, ""), "");
-    Loop le = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
-    LLVMValueRef oe = LLVMBuildAdd(cg->b, orow, le.iv, "");
-    LLVMValueRef vv = load_f(cg, c->v, dt, LLVMBuildAdd(cg->b, vrow, le.iv, ""));
-    cg_store(cg, c->out, DT_F32, oe, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){p, vv, cg_load(cg, c->out, DT_F32, oe)}, 3));
+    /* 2. the tile's maximum; a tile with every key masked changes nothing */
+    set(a, tmax, vconst(a, -INFINITY));
+    Loop lm = cg_loop_begin(cg, i64c(a, 0), nvec, "rmax");
+    set(a, tmax, fmaxv(a, get(a, tmax, a->vt), vload(a, fptr(a, sbuf, mul(a, lm.iv, i64c(a, k->vw))), 64)));
+    cg_loop_end(cg, &lm);
+    LLVMValueRef tm = hmax(a, get(a, tmax, a->vt));
+    LLVMBasicBlockRef skip = begin_if(a, LLVMBuildFCmp(cg->b, LLVMRealOGT, tm, ninf, ""), "rlive");
+    /* 3. a new maximum rescales what was accumulated */
+    LLVMValueRef mold = get(a, r->m, f);
+    LLVMValueRef mnew = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, tm, mold, ""), tm, mold, "");
+    LLVMValueRef corr = cg_exp(cg, LLVMBuildFSub(cg->b, mold, mnew, "")); /* 0 on the first live tile */
+    set(a, r->m, mnew);
+    LLVMValueRef vcorr = splat(a, corr);
+    for (int x = 0; x < k->dvv; x++)
+        set(a, r->acc[x], LLVMBuildFMul(cg->b, get(a, r->acc[x], a->vt), vcorr, ""));
+    /* 4. probabilities (masked keys and padding: exp(-inf) = 0) and their sum */
+    set(a, tsum, LLVMConstNull(a->vt));
+    LLVMValueRef vm = splat(a, mnew);
+    Loop le = cg_loop_begin(cg, i64c(a, 0), nvec, "rexp");
+    LLVMValueRef ps = fptr(a, sbuf, mul(a, le.iv, i64c(a, k->vw)));
+    LLVMValueRef p = vexp(a, LLVMBuildFSub(cg->b, vload(a, ps, 64), vm, ""));
+    vstore(a, p, ps, 64);
+    set(a, tsum, LLVMBuildFAdd(cg->b, get(a, tsum, a->vt), p, ""));
     cg_loop_end(cg, &le);
+    set(a, r->l, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, get(a, r->l, f), corr, ""), hsum(a, get(a, tsum, a->vt)), ""));
+    /* 5. acc += p v over the tile's keys */
+    Loop la = cg_loop_begin(cg, i64c(a, 0), jn, "rpv");
+    LLVMValueRef pj = splat(a, fload(a, fptr(a, sbuf, la.iv)));
+    LLVMValueRef vrow = fptr(a, a->v, add(a, bt->vo, mul(a, add(a, j0, la.iv), a->Dv)));
+    for (int x = 0; x < k->dvv; x++)
+        set(a, r->acc[x], fma3(a, pj, row_load(a, vrow, x, k->dvv, vtail), get(a, r->acc[x], a->vt)));
     cg_loop_end(cg, &la);
-    LLVMBuildBr(cg->b, next);
-    LLVMPositionBuilderAtEnd(cg->b, next);
-    cg_loop_end(cg, &lt);
-    /* out = acc / l, or 0 for a row with no visible key */
-    LLVMValueRef lv = LLVMBuildLoad2(cg->b, f, l, "");
-    LLVMValueRef inv = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, lv, zero, ""),
-                                       LLVMBuildFDiv(cg->b, one, lv, ""), zero, "");
-    Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), c->Dv, "e");
-    LLVMValueRef oi2 = LLVMBuildAdd(cg->b, orow, lo.iv, "");
-    cg_store(cg, c->out, DT_F32, oi2, LLVMBuildFMul(cg->b, cg_load(cg, c->out, DT_F32, oi2), inv, ""));
+    end_if(a, skip);
+    loop_end_step(cg, &lt, add(a, j0, i64c(a, k->rbc)));
+}
+
+/* out[row] = acc / l, or 0 when no key was visible. */
+static void row_store(Attn *a, LLVMValueRef row, RowAcc *r)
+{
+    Cg *cg = a->cg;
+    int64_t dv = a->n->in[2]->shape[a->n->in[2]->rank - 1].b;
+    LLVMValueRef vtail = tail_mask(a, dv);
+    LLVMValueRef m = get(a, r->m, cg->f32), l = get(a, r->l, cg->f32);
+    LLVMValueRef inv = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, m, LLVMConstReal(cg->f32, -INFINITY), ""),
+                                       LLVMBuildFDiv(cg->b, LLVMConstReal(cg->f32, 1), l, ""), LLVMConstReal(cg->f32, 0), "");
+    LLVMValueRef vinv = splat(a, inv);
+    LLVMValueRef orow = fptr(a, a->out, mul(a, row, a->Dv));
+    for (int x = 0; x < a->k.dvv; x++) {
+        LLVMValueRef y = LLVMBuildFMul(cg->b, get(a, r->acc[x], a->vt), vinv, "");
+        LLVMValueRef p = fptr(a, orow, i64c(a, (int64_t)x * a->k.vw));
+        if (x == a->k.dvv - 1 && vtail)
+            masked_store(a, y, p, vtail);
+        else
+            vstore(a, y, p, 4);
+    }
+}
+
+/* ---------------------------------------------------------------- the block kernel */
+
+/* Stack buffers of the block kernel, one set per function. */
+typedef struct Block {
+    LLVMValueRef qt;    /* [d][vw]: the query block, transposed and scaled */
+    LLVMValueRef st;    /* [bc][vw]: a tile's scores, then probabilities, one key a vector */
+    LLVMValueRef ot;    /* [dv rounded up to ec][vw]: the accumulator, one column a vector */
+    LLVMValueRef m, l;  /* <vw x float> slots: running max and sum, one row a lane */
+    LLVMValueRef tmax, tsum;
+    LLVMValueRef acc[MAX_EC > MAX_SB ? MAX_EC : MAX_SB];
+} Block;
+
+static Block block_buffers(Attn *a)
+{
+    Cg *cg = a->cg;
+    const Node *n = a->n;
+    int64_t d = dim_max(cg->g, n->in[0]->shape[n->in[0]->rank - 1]);
+    int64_t dv = dim_max(cg->g, n->in[2]->shape[n->in[2]->rank - 1]);
+    Block B;
+    B.qt = stack_floats(a, d * a->k.vw, "qt");
+    B.st = stack_floats(a, (int64_t)a->k.bc * a->k.vw, "st");
+    B.ot = stack_floats(a, (dv + a->k.ec - 1) / a->k.ec * a->k.ec * a->k.vw, "ot");
+    B.m = cg_alloca(cg, a->vt, "m");
+    B.l = cg_alloca(cg, a->vt, "l");
+    B.tmax = cg_alloca(cg, a->vt, "tmax");
+    B.tsum = cg_alloca(cg, a->vt, "tsum");
+    for (int i = 0; i < (MAX_EC > MAX_SB ? MAX_EC : MAX_SB); i++)
+        B.acc[i] = cg_alloca(cg, a->vt, "acc");
+    return B;
+}
+
+/* Vector x of a [*][vw] stack buffer. */
+static LLVMValueRef slot(Attn *a, LLVMValueRef buf, LLVMValueRef x)
+{
+    return fptr(a, buf, mul(a, x, i64c(a, a->k.vw)));
+}
+
+/* O^T[c0 + e] = O^T[c0 + e] * corr + sum over the tile's keys of splat(v[j, c0 + e]) * P^T[j], for
+ * e < nacc; columns past the end (when clamp) read the last column and land in O^T's padding. */
+static void block_pv(Attn *a, Block *B, const Batch *bt, LLVMValueRef j0, LLVMValueRef jn, LLVMValueRef c0,
+                     int nacc, int clamp, LLVMValueRef corr)
+{
+    Cg *cg = a->cg;
+    for (int e = 0; e < nacc; e++)
+        set(a, B->acc[e], LLVMBuildFMul(cg->b, vload(a, slot(a, B->ot, add(a, c0, i64c(a, e))), 64), corr, ""));
+    LLVMValueRef last = sub(a, a->Dv, i64c(a, 1));
+    Loop lj = cg_loop_begin(cg, i64c(a, 0), jn, "pv");
+    LLVMValueRef p = vload(a, slot(a, B->st, lj.iv), 64);
+    LLVMValueRef vrow = fptr(a, a->v, add(a, bt->vo, mul(a, add(a, j0, lj.iv), a->Dv)));
+    for (int e = 0; e < nacc; e++) {
+        LLVMValueRef col = add(a, c0, i64c(a, e));
+        if (clamp)
+            col = smin(a, col, last);
+        LLVMValueRef x = splat(a, fload(a, fptr(a, vrow, col)));
+        set(a, B->acc[e], fma3(a, x, p, get(a, B->acc[e], a->vt)));
+    }
+    cg_loop_end(cg, &lj);
+    for (int e = 0; e < nacc; e++)
+        vstore(a, get(a, B->acc[e], a->vt), slot(a, B->ot, add(a, c0, i64c(a, e))), 64);
+}
+
+/* Query rows [i0, i0 + nr) of batch bt, nr <= vw. */
+static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVMValueRef nr)
+{
+    Cg *cg = a->cg;
+    const AttnCfg *k = &a->k;
+    const Node *n = a->n;
+    LLVMValueRef live = lanes_below(a, nr);
+    LLVMValueRef rows64 = add(a, splat(a, i0), a->lanes64);
+    /* Qt[c] = q[i0 + lane, c] * scale */
+    LLVMValueRef qidx = add(a, splat(a, bt->qo), mul(a, rows64, splat(a, a->D)));
+    LLVMValueRef vscale = vconst(a, n->at.scale);
+    Loop lq = cg_loop_begin(cg, i64c(a, 0), a->D, "qt");
+    LLVMValueRef col = gather(a, a->q, add(a, qidx, splat(a, lq.iv)), live);
+    vstore(a, LLVMBuildFMul(cg->b, col, vscale, ""), slot(a, B->qt, lq.iv), 64);
+    cg_loop_end(cg, &lq);
+    /* O^T = 0, m = -inf, l = 0 */
+    LLVMValueRef ncol = mul(a, ceil_div(a, a->Dv, i64c(a, k->ec)), i64c(a, k->ec));
+    Loop lz = cg_loop_begin(cg, i64c(a, 0), ncol, "otz");
+    vstore(a, LLVMConstNull(a->vt), slot(a, B->ot, lz.iv), 64);
+    cg_loop_end(cg, &lz);
+    set(a, B->m, vconst(a, -INFINITY));
+    set(a, B->l, LLVMConstNull(a->vt));
+    LLVMValueRef midx = NULL;
+    if (a->mask)
+        midx = add(a, splat(a, bt->mo), mul(a, rows64, splat(a, a->ms[a->nbatch])));
+    /* keys: those the last row sees; lane r sees key j when j <= i0 + r + off */
+    LLVMValueRef jend = keys_end(a, sub(a, add(a, i0, nr), i64c(a, 1)));
+    LLVMValueRef diag = add(a, i0, a->off); /* key j is visible to lanes >= j - i0 - off */
+    LLVMValueRef ninf = vconst(a, -INFINITY);
+
+    Loop lt = cg_loop_begin(cg, i64c(a, 0), jend, "tile");
+    LLVMValueRef j0 = lt.iv, jn = smin(a, i64c(a, k->bc), sub(a, jend, j0));
+    LLVMValueRef jlast = sub(a, jend, i64c(a, 1));
+    set(a, B->tmax, ninf);
+    /* 1. S^T for sb keys at a time (past the end: the last key again, which changes no maximum) */
+    Loop ls = cg_loop_begin(cg, i64c(a, 0), jn, "keys");
+    LLVMValueRef kp[MAX_SB], jj[MAX_SB], part[MAX_SB];
+    for (int t = 0; t < k->sb; t++) {
+        jj[t] = smin(a, add(a, add(a, j0, ls.iv), i64c(a, t)), jlast);
+        kp[t] = fptr(a, a->kk, add(a, bt->ko, mul(a, jj[t], a->D)));
+        set(a, B->acc[t], LLVMConstNull(a->vt));
+    }
+    /* DC columns of d straight-line into fresh partial sums, added to the keys' sums after each
+     * group: sums of about d / DC + DC terms in a row rather than d, which keeps the rounding of
+     * logits near 1e4 within that of a vectorised dot product */
+    LLVMValueRef dfull = mul(a, LLVMBuildSDiv(cg->b, a->D, i64c(a, DC), ""), i64c(a, DC));
+    Loop ld = cg_loop_begin(cg, i64c(a, 0), dfull, "d");
+    for (int c = 0; c < DC; c++) {
+        LLVMValueRef dc = add(a, ld.iv, i64c(a, c));
+        LLVMValueRef qv = vload(a, slot(a, B->qt, dc), 64);
+        for (int t = 0; t < k->sb; t++) {
+            LLVMValueRef kx = splat(a, fload(a, fptr(a, kp[t], dc)));
+            part[t] = c ? fma3(a, kx, qv, part[t]) : LLVMBuildFMul(cg->b, kx, qv, "");
+        }
+    }
+    for (int t = 0; t < k->sb; t++)
+        set(a, B->acc[t], LLVMBuildFAdd(cg->b, get(a, B->acc[t], a->vt), part[t], ""));
+    loop_end_step(cg, &ld, add(a, ld.iv, i64c(a, DC)));
+    Loop lr = cg_loop_begin(cg, dfull, a->D, "drest");
+    LLVMValueRef qv = vload(a, slot(a, B->qt, lr.iv), 64);
+    for (int t = 0; t < k->sb; t++) {
+        LLVMValueRef kx = splat(a, fload(a, fptr(a, kp[t], lr.iv)));
+        set(a, B->acc[t], fma3(a, kx, qv, get(a, B->acc[t], a->vt)));
+    }
+    cg_loop_end(cg, &lr);
+    for (int t = 0; t < k->sb; t++) {
+        LLVMValueRef s = get(a, B->acc[t], a->vt);
+        if (a->mask)
+            s = LLVMBuildFAdd(cg->b, s, gather(a, a->mask, add(a, midx, splat(a, mul(a, jj[t], a->ms[a->nbatch + 1]))), live), "");
+        if (n->at.causal) {
+            LLVMValueRef lim = LLVMBuildTrunc(cg->b, sub(a, jj[t], diag), cg->i32, "");
+            s = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, a->lanes, splat(a, lim), ""), s, ninf, "");
+        }
+        set(a, B->tmax, fmaxv(a, get(a, B->tmax, a->vt), s));
+        vstore(a, s, slot(a, B->st, add(a, ls.iv, i64c(a, t))), 64);
+    }
+    loop_end_step(cg, &ls, add(a, ls.iv, i64c(a, k->sb)));
+    /* 2. new maxima (per lane), the correction of what was accumulated, and the probabilities. A lane
+     * that has seen no visible key keeps m = -inf and subtracts 0: its probabilities are exp(-inf) = 0. */
+    LLVMValueRef mold = get(a, B->m, a->vt);
+    LLVMValueRef mnew = fmaxv(a, mold, get(a, B->tmax, a->vt));
+    LLVMValueRef msub = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOEQ, mnew, ninf, ""), LLVMConstNull(a->vt), mnew, "");
+    LLVMValueRef corr = vexp(a, LLVMBuildFSub(cg->b, mold, msub, ""));
+    set(a, B->m, mnew);
+    set(a, B->tsum, LLVMConstNull(a->vt));
+    Loop le = cg_loop_begin(cg, i64c(a, 0), jn, "exp");
+    LLVMValueRef ps = slot(a, B->st, le.iv);
+    LLVMValueRef p = vexp(a, LLVMBuildFSub(cg->b, vload(a, ps, 64), msub, ""));
+    vstore(a, p, ps, 64);
+    set(a, B->tsum, LLVMBuildFAdd(cg->b, get(a, B->tsum, a->vt), p, ""));
+    cg_loop_end(cg, &le);
+    set(a, B->l, fma3(a, get(a, B->l, a->vt), corr, get(a, B->tsum, a->vt)));
+    /* 3. O^T = O^T * corr + P V, ec columns at a time, then the columns left */
+    const Node *vn = n->in[2];
+    Dim dvd = vn->shape[vn->rank - 1];
+    LLVMValueRef full = LLVMBuildSDiv(cg->b, a->Dv, i64c(a, k->ec), "");
+    Loop lc = cg_loop_begin(cg, i64c(a, 0), full, "cols");
+    block_pv(a, B, bt, j0, jn, mul(a, lc.iv, i64c(a, k->ec)), k->ec, 0, corr);
+    cg_loop_end(cg, &lc);
+    LLVMValueRef c0 = mul(a, full, i64c(a, k->ec));
+    if (dim_is_const(dvd)) {
+        if (dvd.b % k->ec)
+            block_pv(a, B, bt, j0, jn, c0, (int)(dvd.b % k->ec), 0, corr);
+    } else {
+        LLVMBasicBlockRef done = begin_if(a, LLVMBuildICmp(cg->b, LLVMIntSLT, c0, a->Dv, ""), "cols_left");
+        block_pv(a, B, bt, j0, jn, c0, k->ec, 1, corr);
+        end_if(a, done);
+    }
+    loop_end_step(cg, &lt, add(a, j0, i64c(a, k->bc)));
+
+    /* out[i0 + lane, e] = O^T[e] / l, 0 for a row that saw no key */
+    LLVMValueRef seen = LLVMBuildFCmp(cg->b, LLVMRealOGT, get(a, B->m, a->vt), ninf, "");
+    LLVMValueRef inv = LLVMBuildSelect(cg->b, seen, LLVMBuildFDiv(cg->b, vconst(a, 1.0), get(a, B->l, a->vt), ""),
+                                       LLVMConstNull(a->vt), "");
+    LLVMValueRef oidx = mul(a, add(a, splat(a, mul(a, bt->b, a->Tq)), rows64), splat(a, a->Dv));
+    Loop lo = cg_loop_begin(cg, i64c(a, 0), a->Dv, "out");
+    LLVMValueRef y = LLVMBuildFMul(cg->b, vload(a, slot(a, B->ot, lo.iv), 64), inv, "");
+    scatter(a, y, a->out, add(a, oidx, splat(a, lo.iv)), live);
     cg_loop_end(cg, &lo);
 }
 
-/* The rows [begin, end), in the function cg_parallel_for made. */
-static void attn_range(Cg *cg, void *vctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+/* ---------------------------------------------------------------- work split */
+
+/* Items [begin, end) of (batch index, query block), in the function cg_parallel_for made. */
+static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
-    AttnCtx c = {.n = vctx, .out = cap[0], .q = cap[1], .k = cap[2], .v = cap[3], .mask = c.n->nin > 3 ? cap[4] : NULL};
-    setup(cg, &c);
-    Loop lr = cg_loop_begin(cg, begin, end, "row");
-    attn_row(cg, &c, lr.iv);
+    Attn A, *a = &A;
+    setup(a, cg, ctx, cap);
+    vector_width_attr(a, cg->fn);
+    Block B = block_buffers(a);
+    LLVMValueRef nqb = ceil_div(a, a->Tq, i64c(a, a->k.vw));
+    Loop lw = cg_loop_begin(cg, begin, end, "item");
+    LLVMValueRef b = LLVMBuildSDiv(cg->b, lw.iv, nqb, ""), t = LLVMBuildSRem(cg->b, lw.iv, nqb, "");
+    /* blocks 0, n-1, 1, n-2, ...: neighbours' costs add up to about the same under the causal mask */
+    LLVMValueRef half = LLVMBuildSDiv(cg->b, t, i64c(a, 2), "");
+    LLVMValueRef odd = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildSRem(cg->b, t, i64c(a, 2), ""), i64c(a, 0), "");
+    LLVMValueRef qb = LLVMBuildSelect(cg->b, odd, sub(a, sub(a, nqb, i64c(a, 1)), half), half, "");
+    Batch bt = batch_at(a, b);
+    LLVMValueRef i0 = mul(a, qb, i64c(a, a->k.vw));
+    LLVMValueRef nr = smin(a, i64c(a, a->k.vw), sub(a, a->Tq, i0));
+    if (a->k.rows) {
+        LLVMBasicBlockRef blk = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "block");
+        LLVMBasicBlockRef rows = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rows");
+        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nr, i64c(a, a->k.minrows), ""), rows, blk);
+        LLVMPositionBuilderAtEnd(cg->b, rows);
+        Loop lr = cg_loop_begin(cg, i64c(a, 0), nr, "row");
+        LLVMValueRef i = add(a, i0, lr.iv);
+        RowAcc r;
+        row_pass(a, &bt, i, i64c(a, 0), keys_end(a, i), &r);
+        row_store(a, add(a, mul(a, b, a->Tq), i), &r);
+        cg_loop_end(cg, &lr);
+        LLVMBuildBr(cg->b, next);
+        LLVMPositionBuilderAtEnd(cg->b, blk);
+        block_rows(a, &B, &bt, i0, nr);
+        LLVMBuildBr(cg->b, next);
+        LLVMPositionBuilderAtEnd(cg->b, next);
+    } else {
+        block_rows(a, &B, &bt, i0, nr);
+    }
+    cg_loop_end(cg, &lw);
+}
+
+/* Scratch of one (row, chunk) item of a split: the accumulator (whole vectors), then m and l. */
+static int64_t split_stride(const AttnCfg *k)
+{
+    return (int64_t)k->dvv * k->vw + k->vw;
+}
+
+/* Items [begin, end) of (row, chunk): cap[5] is the scratch, cap[6] the chunks per row, cap[7] the
+ * keys per chunk. */
+static void split_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    Attn A, *a = &A;
+    setup(a, cg, ctx, cap);
+    vector_width_attr(a, cg->fn);
+    LLVMValueRef scratch = cap[5], nchunk = cap[6], cs = cap[7];
+    Loop lw = cg_loop_begin(cg, begin, end, "item");
+    LLVMValueRef row = LLVMBuildSDiv(cg->b, lw.iv, nchunk, ""), c = LLVMBuildSRem(cg->b, lw.iv, nchunk, "");
+    LLVMValueRef b = LLVMBuildSDiv(cg->b, row, a->Tq, ""), i = LLVMBuildSRem(cg->b, row, a->Tq, "");
+    Batch bt = batch_at(a, b);
+    LLVMValueRef ja = mul(a, c, cs);
+    LLVMValueRef jb = smin(a, keys_end(a, i), add(a, ja, cs));
+    RowAcc r;
+    row_pass(a, &bt, i, ja, jb, &r);
+    LLVMValueRef s = fptr(a, scratch, mul(a, lw.iv, i64c(a, split_stride(&a->k))));
+    for (int x = 0; x < a->k.dvv; x++)
+        vstore(a, get(a, r.acc[x], a->vt), fptr(a, s, i64c(a, (int64_t)x * a->k.vw)), 4);
+    LLVMValueRef ms = fptr(a, s, i64c(a, (int64_t)a->k.dvv * a->k.vw));
+    LLVMBuildStore(cg->b, get(a, r.m, cg->f32), ms);
+    LLVMBuildStore(cg->b, get(a, r.l, cg->f32), fptr(a, ms, i64c(a, 1)));
+    cg_loop_end(cg, &lw);
+}
+
+/* After a split: each row from its chunks, in the node's function. */
+static void split_merge(Attn *a, LLVMValueRef scratch, LLVMValueRef rows, LLVMValueRef nchunk)
+{
+    Cg *cg = a->cg;
+    LLVMTypeRef f = cg->f32;
+    int64_t stride = split_stride(&a->k), mo = (int64_t)a->k.dvv * a->k.vw;
+    LLVMValueRef ninf = LLVMConstReal(f, -INFINITY);
+    LLVMValueRef M = cg_alloca(cg, f, "mmax"), L = cg_alloca(cg, f, "lsum");
+    RowAcc r;
+    r.m = M;
+    r.l = L;
+    for (int x = 0; x < a->k.dvv; x++)
+        r.acc[x] = cg_alloca(cg, a->vt, "acc");
+    Loop lr = cg_loop_begin(cg, i64c(a, 0), rows, "mrow");
+    LLVMValueRef base = mul(a, mul(a, lr.iv, nchunk), i64c(a, stride));
+    set(a, M, ninf);
+    Loop l1 = cg_loop_begin(cg, i64c(a, 0), nchunk, "mc");
+    LLVMValueRef mc = fload(a, fptr(a, scratch, add(a, base, add(a, mul(a, l1.iv, i64c(a, stride)), i64c(a, mo)))));
+    LLVMValueRef cur = get(a, M, f);
+    set(a, M, LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, mc, cur, ""), mc, cur, ""));
+    cg_loop_end(cg, &l1);
+    LLVMValueRef mmax = get(a, M, f);
+    /* a row whose chunks all saw nothing: M = -inf; subtract 0 then (every weight is 0 or unused) */
+    LLVMValueRef msub = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOEQ, mmax, ninf, ""), LLVMConstReal(f, 0), mmax, "");
+    set(a, L, LLVMConstReal(f, 0));
+    for (int x = 0; x < a->k.dvv; x++)
+        set(a, r.acc[x], LLVMConstNull(a->vt));
+    Loop l2 = cg_loop_begin(cg, i64c(a, 0), nchunk, "mc");
+    LLVMValueRef s = fptr(a, scratch, add(a, base, mul(a, l2.iv, i64c(a, stride))));
+    LLVMValueRef ms = fptr(a, s, i64c(a, mo));
+    LLVMValueRef w = cg_exp(cg, LLVMBuildFSub(cg->b, fload(a, ms), msub, "")); /* a chunk with m = -inf: 0 */
+    set(a, L, fma3(a, w, fload(a, fptr(a, ms, i64c(a, 1))), get(a, L, f)));
+    LLVMValueRef vwt = splat(a, w);
+    for (int x = 0; x < a->k.dvv; x++)
+        set(a, r.acc[x], fma3(a, vwt, vload(a, fptr(a, s, i64c(a, (int64_t)x * a->k.vw)), 4), get(a, r.acc[x], a->vt)));
+    cg_loop_end(cg, &l2);
+    row_store(a, lr.iv, &r);
     cg_loop_end(cg, &lr);
+}
+
+/* rt_pool_size, referenced weakly as gemm.c does: without the runtime's pool, one thread. */
+static LLVMValueRef pool_threads(Attn *a)
+{
+    Cg *cg = a->cg;
+    LLVMTypeRef fty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "rt_pool_size");
+    if (!f) {
+        f = LLVMAddFunction(cg->mod, "rt_pool_size", fty);
+        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
+    }
+    LLVMValueRef slot = cg_alloca(cg, cg->i64, "nthreads");
+    set(a, slot, i64c(a, 1));
+    LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, f, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
+    LLVMBasicBlockRef done = begin_if(a, have, "pool_size");
+    set(a, slot, LLVMBuildSExt(cg->b, LLVMBuildCall2(cg->b, fty, f, &cg->pool, 1, ""), cg->i64, ""));
+    end_if(a, done);
+    return get(a, slot, cg->i64);
 }
 
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
@@ -208,13 +998,46 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         diag_error(cg->d, n->loc, "the fused attention kernel takes f32, not %s", dtype_traits[n->dtype].name);
         return -1;
     }
-    /* rows of the output (every batch index and query), split over the threads */
+    LLVMValueRef ops[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : NULL};
+    int nops = n->nin > 3 ? 5 : 4;
+    Attn A, *a = &A;
+    setup(a, cg, n, ops);
+    vector_width_attr(a, cg->fn);
     LLVMValueRef od[IR_MAX_RANK];
     cg_shape(cg, n, od);
-    LLVMValueRef rows = cg_numel(cg, n->rank - 1, od);
-    LLVMValueRef cap[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : NULL};
+    LLVMValueRef nb = cg_numel(cg, n->rank - 2, od); /* batch indices */
     char name[64];
-    snprintf(name, sizeof name, "node%d_attention_rows", n->id);
-    cg_parallel_for(cg, rows, n->nin > 3 ? 5 : 4, cap, attn_range, (void *)n, name);
+    snprintf(name, sizeof name, "node%d_attention_blocks", n->id);
+    LLVMValueRef items = mul(a, nb, ceil_div(a, a->Tq, i64c(a, a->k.vw)));
+    if (!a->k.rows) {
+        cg_parallel_for(cg, items, nops, ops, blocks_range, (void *)n, name);
+        return 0;
+    }
+    /* Every row to the row kernel and fewer than two rows per thread: split the keys too, into
+     * chunks of at least k.chunk keys, at most MAX_SPLIT items in all. */
+    LLVMValueRef one = i64c(a, 1);
+    LLVMValueRef rows = mul(a, nb, a->Tq), rows1 = smax(a, rows, one);
+    LLVMValueRef nchunk = ceil_div(a, smax(a, mul(a, i64c(a, 2), pool_threads(a)), i64c(a, a->k.split)), rows1);
+    nchunk = smin(a, nchunk, LLVMBuildSDiv(cg->b, a->Tk, i64c(a, a->k.chunk), ""));
+    nchunk = smin(a, nchunk, LLVMBuildSDiv(cg->b, i64c(a, MAX_SPLIT), rows1, ""));
+    LLVMValueRef split = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, a->Tq, i64c(a, a->k.minrows), ""),
+                                      LLVMBuildICmp(cg->b, LLVMIntSGT, nchunk, one, ""), "");
+    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "split");
+    LLVMBasicBlockRef no = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "blocks");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
+    LLVMBuildCondBr(cg->b, split, yes, no);
+    LLVMPositionBuilderAtEnd(cg->b, no);
+    cg_parallel_for(cg, items, nops, ops, blocks_range, (void *)n, name);
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, yes);
+    LLVMValueRef scratch = stack_floats(a, MAX_SPLIT * split_stride(&a->k), "split");
+    /* the widest key range of a row, in nchunk chunks */
+    LLVMValueRef cs = ceil_div(a, smax(a, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
+    LLVMValueRef cap[8] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr), scratch, nchunk, cs};
+    snprintf(name, sizeof name, "node%d_attention_split", n->id);
+    cg_parallel_for(cg, mul(a, rows, nchunk), 8, cap, split_range, (void *)n, name);
+    split_merge(a, scratch, rows, nchunk);
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, done);
     return 0;
 }

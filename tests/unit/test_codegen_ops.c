@@ -1033,6 +1033,131 @@ static void attention_cases(void)
                "%0 = input \"q\" : f32[2, 2, T, 16]\n%1 = input \"k\" : f32[2, 1, T, 16]\n%2 = input \"v\" : f32[2, 1, T, 16]\n"
                "%3 = input \"m\" : f32[2, 1, T, T]\n"
                "%4 = attention(%0, %1, %2, %3) {scale=0.25, causal=true} : f32[2, 2, T, 16]\noutput y = %4\n", 0});
+
+    /* The kernel's paths (codegen/attention.c): blocks of 16 rows (AVX-512; 8 with AVX2) with a
+     * last block of 1 to 15 rows, rows one by one when a block has fewer than 8, head sizes that are
+     * no multiple of the vector (40, 8, 24, 80), dv != d, fewer keys than queries under the causal
+     * mask (the first rows see nothing: zeros), head sizes only known at run time, and a single
+     * query row against thousands of keys, whose keys are split into chunks merged at the end
+     * (one row on one thread: two chunks). */
+    static const struct {
+        const char *q, *k, *v, *out, *attrs;
+        const int64_t *T;
+        double range;
+    } b[] = {
+        {"[3, T, 40]", "[3, T, 40]", "[3, T, 40]", "[3, T, 40]", "scale=0.15811388300841897, causal=false", TS5, 1},
+        {"[2, T, 8]", "[2, S, 8]", "[2, S, 24]", "[2, T, 24]", "scale=0.35355339059327373, causal=true", TS5, 1},
+        {"[2, T, 24]", "[2, 3, 24]", "[2, 3, 24]", "[2, T, 24]", "scale=0.2, causal=true", TS5, 1},
+        {"[2, T, 16]", "[2, T, 16]", "[2, T, T]", "[2, T, T]", "scale=0.25, causal=false", TS3, 1},
+        {"[2, 9, T]", "[2, 12, T]", "[2, 12, 20]", "[2, 9, 20]", "scale=0.2, causal=true", TS3, 1},
+        {"[1, 1, 64]", "[1, 3000, 64]", "[1, 3000, 64]", "[1, 1, 64]", "scale=0.125, causal=false", NULL, 1},
+        {"[1, 1, 64]", "[1, 3000, 64]", "[1, 3000, 64]", "[1, 1, 64]", "scale=0.125, causal=true", NULL, 1},
+        {"[1, 128]", "[2000, 128]", "[2000, 128]", "[1, 128]", "scale=1, causal=true", NULL, 30},
+        {"[2, 4, 1, 80]", "[2, 1, 700, 80]", "[2, 1, 700, 80]", "[2, 4, 1, 80]", "scale=0.11180339887498948, causal=true", NULL, 1},
+    };
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+        double r = b[i].range;
+        run((Spec){"attention", MM, b[i].T, {UNI(-r, r), UNI(-r, r), UNI(-1, 1)},
+                   ir("%%0 = input \"q\" : f32%s\n%%1 = input \"k\" : f32%s\n%%2 = input \"v\" : f32%s\n"
+                      "%%3 = attention(%%0, %%1, %%2) {%s} : f32%s\noutput y = %%3\n",
+                      b[i].q, b[i].k, b[i].v, b[i].attrs, b[i].out), 0});
+    }
+    /* one row against 3000 keys with a mask: a quarter of the keys masked, then all of them (zeros) */
+    for (int axis = 0; axis < 2; axis++)
+        run((Spec){"attention", MM, NULL, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, axis)},
+                   "%0 = input \"q\" : f32[1, 1, 64]\n%1 = input \"k\" : f32[1, 3000, 64]\n%2 = input \"v\" : f32[1, 3000, 64]\n"
+                   "%3 = input \"m\" : f32[1, 3000]\n"
+                   "%4 = attention(%0, %1, %2, %3) {scale=0.125, causal=true} : f32[1, 1, 64]\noutput y = %4\n", 0});
+    /* Splits of a few keys into many chunks (KILN_ATTN, read at compile time by the forked case):
+     * chunks past a row's last visible key are empty, and rows whose every chunk is masked give 0 */
+    setenv("KILN_ATTN", "split=40,chunk=1", 1);
+    run((Spec){"attention", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, 0)},
+               "%0 = input \"q\" : f32[2, T, 16]\n%1 = input \"k\" : f32[2, S, 16]\n%2 = input \"v\" : f32[2, S, 16]\n"
+               "%3 = input \"m\" : f32[T, S]\n"
+               "%4 = attention(%0, %1, %2, %3) {scale=0.25, causal=true} : f32[2, T, 16]\noutput y = %4\n", 0});
+    run((Spec){"attention", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"q\" : f32[3, T, 40]\n%1 = input \"k\" : f32[3, T, 40]\n%2 = input \"v\" : f32[3, T, 40]\n"
+               "%3 = attention(%0, %1, %2) {scale=0.15811388300841897, causal=true} : f32[3, T, 40]\noutput y = %3\n", 0});
+    unsetenv("KILN_ATTN");
+
+    /* The same comparison on two threads (run() uses one): one or two decoding rows split over the
+     * threads by keys, and blocks of rows shared out. In a child process, as run() does. */
+    static const char *const two[] = {
+        "%0 = input \"q\" : f32[1, 1, 64]\n%1 = input \"k\" : f32[1, 3000, 64]\n%2 = input \"v\" : f32[1, 3000, 64]\n"
+        "%3 = attention(%0, %1, %2) {scale=0.125, causal=false} : f32[1, 1, 64]\noutput y = %3\n",
+        "%0 = input \"q\" : f32[2, 1, 40]\n%1 = input \"k\" : f32[2, 1000, 40]\n%2 = input \"v\" : f32[2, 1000, 40]\n"
+        "%3 = input \"m\" : f32[1, 1000]\n"
+        "%4 = attention(%0, %1, %2, %3) {scale=0.15811388300841897, causal=true} : f32[2, 1, 40]\noutput y = %4\n",
+        "%0 = input \"q\" : f32[3, 45, 64]\n%1 = input \"k\" : f32[3, 45, 64]\n%2 = input \"v\" : f32[3, 45, 64]\n"
+        "%3 = attention(%0, %1, %2) {scale=0.125, causal=true} : f32[3, 45, 64]\noutput y = %3\n",
+    };
+    for (size_t c = 0; c < sizeof two / sizeof two[0]; c++) {
+        int num = ++ncase;
+        if (only >= 0 && num != only)
+            continue;
+        fflush(stdout);
+        pid_t pid = fork();
+        KILN_ASSERT(pid >= 0);
+        if (pid == 0) {
+            alarm(60);
+            rng_state = 0x9E3779B97F4A7C15ull * (uint64_t)(num * 64 + 1);
+            Diag *d = diag_new(stderr);
+            Graph *g = ir_parse("<case>", two[c], NULL, d);
+            KILN_ASSERT(g && !ir_verify(g, d) && g->ninput <= MAX_IO);
+            HostTensor in[MAX_IO] = {{0}}, want[MAX_IO] = {{0}}, got = {0};
+            void *inp[MAX_IO], *outp[1];
+            int64_t bound[IR_MAX_SYMS] = {0};
+            for (int k = 0; k < g->ninput; k++) {
+                const Node *x = g->inputs[k];
+                in[k].dtype = x->dtype;
+                in[k].rank = x->rank;
+                int64_t ne = 1;
+                for (int i = 0; i < x->rank; i++)
+                    ne *= in[k].shape[i] = x->shape[i].b;
+                in[k].data = calloc((size_t)ne, sizeof(float));
+                KILN_ASSERT(in[k].data);
+                Gen gen = k == 3 ? NINF(-2, 2, 0) : UNI(-1, 1);
+                fill(&in[k], &gen);
+                inp[k] = in[k].data;
+            }
+            const Node *y = g->outputs[0].node;
+            got.dtype = y->dtype;
+            got.rank = y->rank;
+            int64_t ne = 1;
+            for (int i = 0; i < y->rank; i++)
+                ne *= got.shape[i] = y->shape[i].b;
+            got.data = malloc((size_t)ne * sizeof(float));
+            KILN_ASSERT(got.data);
+            memset(got.data, 0xff, (size_t)ne * sizeof(float));
+            outp[0] = got.data;
+            KILN_ASSERT(!ir_bind_inputs(g, in, bound, d) && !ir_interp(g, in, want, d));
+            Cg *cg = cg_new(&(CgOptions){.opt = 2}, d);
+            KILN_ASSERT(cg && !cg_build(cg, g) && !cg_optimise(cg));
+            KILN_ASSERT(!cg_jit_run(cg, bound, inp, outp, 2));
+            Err err = {0};
+            compare(&got, &want[0], MM, 0, &err);
+            char what[512];
+            describe(g, g->nodes[g->nnode - 1], what, sizeof what);
+            if (err.bad)
+                printf("FAIL #%d attention   %s  on 2 threads: %d elements differ (%s); first: %s\n", num, what,
+                       err.bad, MM.name, err.first);
+            else
+                printf("ok   #%d attention   %s  on 2 threads  max |err| %.3g, %.2g of the tolerance (%s)\n", num,
+                       what, err.abs, err.ratio, MM.name);
+            fflush(stdout);
+            _exit(err.bad ? 1 : 0);
+        }
+        int ws;
+        KILN_ASSERT(waitpid(pid, &ws, 0) == pid);
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
+            npass++;
+        } else {
+            if (WIFSIGNALED(ws))
+                printf("FAIL #%d attention   on 2 threads: crashed (signal %d: %s)\n", num, WTERMSIG(ws),
+                       strsignal(WTERMSIG(ws)));
+            nfail++;
+        }
+    }
 }
 
 static void conv_cases(void)
