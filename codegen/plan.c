@@ -23,16 +23,6 @@ static int64_t align64(int64_t n)
     return (n + 63) & ~(int64_t)63;
 }
 
-/* The most bytes n can take: each dimension at its largest (a dimension may shrink as a symbol
- * grows, like 40 - T, so "every symbol at its bound" is not always the largest). */
-static int64_t bytes_at_bound(const Graph *g, const Node *n)
-{
-    int64_t k = dtype_traits[n->dtype].size;
-    for (int i = 0; i < n->rank; i++)
-        k *= dim_max(g, n->shape[i]);
-    return k;
-}
-
 void cg_plan_free(Plan *p)
 {
     free(p->place);
@@ -63,7 +53,7 @@ int cg_plan(Cg *cg)
         const Node *x = g->nodes[i];
         if ((x->op == OP_WEIGHT || x->op == OP_CONST) && !p->folded[i]) {
             p->place[i] = (Place){HOME_WEIGHTS, 0, wbytes};
-            wbytes += align64(bytes_at_bound(g, x));
+            wbytes += align64(ir_bytes_at_bound(g, x));
         }
     }
     for (int i = 0; i < n; i++) {
@@ -78,7 +68,7 @@ int cg_plan(Cg *cg)
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
         if (p->place[i].home == HOME_WEIGHTS)
-            memcpy(p->weights + p->place[i].offset, x->at.data, (size_t)bytes_at_bound(g, x));
+            memcpy(p->weights + p->place[i].offset, x->at.data, (size_t)ir_bytes_at_bound(g, x));
         if (p->packed[i] >= 0)
             cg_gemm_pack(cg, x, p->weights + p->packed[i]);
     }
@@ -106,8 +96,8 @@ int cg_plan(Cg *cg)
             continue;
         if (x->arena >= 0) {
             p->place[i] = (Place){HOME_ARENA, 0, x->arena};
-            if (x->arena + bytes_at_bound(g, x) > top)
-                top = x->arena + bytes_at_bound(g, x);
+            if (x->arena + ir_bytes_at_bound(g, x) > top)
+                top = x->arena + ir_bytes_at_bound(g, x);
         } else {
             KILN_ASSERT(x->op == OP_RESHAPE);
             p->place[i] = p->place[x->in[0]->id];

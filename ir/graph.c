@@ -556,3 +556,35 @@ const Node *ir_packed_rhs(const Node *n, int *trans)
         return NULL;
     return b;
 }
+
+int ir_same_shape(const Node *a, const Node *b)
+{
+    if (a->rank != b->rank)
+        return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (!dim_eq(a->shape[i], b->shape[i]))
+            return 0;
+    return 1;
+}
+
+int *ir_use_counts(Graph *g)
+{
+    int *uses = calloc((size_t)g->nnode + 1, sizeof(int));
+    KILN_ASSERT(uses);
+    for (int i = 0; i < g->nnode; i++)
+        g->nodes[i]->id = i;
+    for (int i = 0; i < g->nnode; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++)
+            uses[g->nodes[i]->in[j]->id]++;
+    for (int i = 0; i < g->noutput; i++)
+        uses[g->outputs[i].node->id]++;
+    return uses;
+}
+
+int64_t ir_bytes_at_bound(const Graph *g, const Node *n)
+{
+    int64_t k = dtype_traits[n->dtype].size;
+    for (int i = 0; i < n->rank; i++)
+        k *= dim_max(g, n->shape[i]);
+    return k;
+}

@@ -256,6 +256,14 @@ void ir_toposort(Graph *g);
  * f16 or bf16 weight is converted once, when packed) and at most one 2-D transpose (then *trans is
  * set: the data is [N, K]); NULL when n is not an f32 matmul with a static 2-D operand of that kind. */
 const Node *ir_packed_rhs(const Node *n, int *trans);
+/* Whether a and b have the same rank and dims (dtypes aside). */
+int ir_same_shape(const Node *a, const Node *b);
+/* uses[i]: how many inputs of other nodes, and outputs, name node i (malloc'ed, g->nnode entries;
+ * a node reading x twice counts twice). Renumbers the nodes by position first. */
+int *ir_use_counts(Graph *g);
+/* The most bytes n can take: each dimension at its largest (a dimension may shrink as a symbol
+ * grows, like 40 - T, so "every symbol at its bound" is not always the largest). */
+int64_t ir_bytes_at_bound(const Graph *g, const Node *n);
 
 Dim dim_const(int64_t v);
 Dim dim_sym(int sym);

@@ -31,15 +31,7 @@ static void count_uses(Ctx *c)
 {
     Graph *g = c->g;
     free(c->uses);
-    c->uses = calloc((size_t)g->nnode + 1, sizeof(int));
-    KILN_ASSERT(c->uses);
-    for (int i = 0; i < g->nnode; i++)
-        g->nodes[i]->id = i;
-    for (int i = 0; i < g->nnode; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++)
-            c->uses[g->nodes[i]->in[j]->id]++;
-    for (int i = 0; i < g->noutput; i++)
-        c->uses[g->outputs[i].node->id]++;
+    c->uses = ir_use_counts(g);
 }
 
 static int scalar_value(const Node *n, double *v)

@@ -49,16 +49,6 @@ static Uses uses_of(const Graph *g)
     return u;
 }
 
-static int same_shape(const Node *a, const Node *b)
-{
-    if (a->rank != b->rank)
-        return 0;
-    for (int i = 0; i < a->rank; i++)
-        if (!dim_eq(a->shape[i], b->shape[i]))
-            return 0;
-    return 1;
-}
-
 static int keeps_dtype(DType t)
 {
     return t == DT_F32 || t == DT_F64 || t == DT_BOOL;
@@ -117,7 +107,7 @@ int fuse_loops(Graph *g, const PassOptions *o)
     int marked = 0;
     for (int i = 0; i < g->nnode; i++) {
         Node *x = g->nodes[i], *c = u.user[i];
-        if (!c || !(op_info[c->op].flags & F_EW) || !same_shape(x, c) || !keeps_dtype(x->dtype))
+        if (!c || !(op_info[c->op].flags & F_EW) || !ir_same_shape(x, c) || !keeps_dtype(x->dtype))
             continue;
         if (op_info[x->op].flags & F_EW)
             x->inl = 1;
@@ -125,7 +115,7 @@ int fuse_loops(Graph *g, const PassOptions *o)
     /* matmuls, once the chains above them are known: one per root */
     for (int i = 0; i < g->nnode; i++) {
         Node *x = g->nodes[i], *c = u.user[i];
-        if (x->op != OP_MATMUL || !c || !(op_info[c->op].flags & F_EW) || !same_shape(x, c) || !packed_product(x))
+        if (x->op != OP_MATMUL || !c || !(op_info[c->op].flags & F_EW) || !ir_same_shape(x, c) || !packed_product(x))
             continue;
         const Node *r = root_of(&u, c);
         unsigned char *seen = calloc((size_t)g->nnode + 1, 1);

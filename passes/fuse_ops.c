@@ -99,16 +99,9 @@ static void count_uses(Ctx *c)
 {
     Graph *g = c->g;
     c->n0 = g->nnode;
-    c->uses = calloc((size_t)g->nnode + 1, sizeof(int));
+    c->uses = ir_use_counts(g);
     c->dead = calloc((size_t)g->nnode + 1, 1);
-    KILN_ASSERT(c->uses && c->dead);
-    for (int i = 0; i < g->nnode; i++)
-        g->nodes[i]->id = i;
-    for (int i = 0; i < g->nnode; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++)
-            c->uses[g->nodes[i]->in[j]->id]++;
-    for (int i = 0; i < g->noutput; i++)
-        c->uses[g->outputs[i].node->id]++;
+    KILN_ASSERT(c->dead);
 }
 
 /* Whether every element of n is one known number: a constant whose elements are all equal, possibly
@@ -153,16 +146,6 @@ static int is_const_near(const Ctx *c, const Node *n, double want)
     return const_value(n, &v) && near(c, v, want);
 }
 
-static int same_shape(const Node *a, const Node *b)
-{
-    if (a->rank != b->rank)
-        return 0;
-    for (int i = 0; i < a->rank; i++)
-        if (!dim_eq(a->shape[i], b->shape[i]))
-            return 0;
-    return 1;
-}
-
 /* Whether x is `target` or computed from it; a graph too large to search counts as yes, which only
  * forgoes a fusion. */
 static int depends_on(Ctx *c, const Node *x, const Node *target)
@@ -181,7 +164,7 @@ static int same_value(const Node *a, const Node *b)
 {
     if (a == b)
         return 1;
-    if (a->op != b->op || (a->op != OP_SUB && a->op != OP_CAST) || a->dtype != b->dtype || !same_shape(a, b))
+    if (a->op != b->op || (a->op != OP_SUB && a->op != OP_CAST) || a->dtype != b->dtype || !ir_same_shape(a, b))
         return 0;
     for (int i = 0; i < a->nin; i++)
         if (a->in[i] != b->in[i])
@@ -259,7 +242,7 @@ static Node *plus_const(const Ctx *c, Node *n, double want)
     if (n->op != OP_ADD)
         return NULL;
     for (int side = 0; side < 2; side++)
-        if (is_const_near(c, n->in[side], want) && same_shape(n->in[!side], n))
+        if (is_const_near(c, n->in[side], want) && ir_same_shape(n->in[!side], n))
             return n->in[!side];
     return NULL;
 }
@@ -278,7 +261,7 @@ static Node *mean_of(const Ctx *c, Node *m, Set *s)
         return NULL;
     for (int side = 0; side < (m->op == OP_MUL ? 2 : 1); side++) {
         Node *sum = m->in[side], *k = m->in[!side];
-        if (sum->op != OP_SUM || !sum->at.keepdims || sum->at.axis != sum->rank - 1 || !same_shape(sum, m))
+        if (sum->op != OP_SUM || !sum->at.keepdims || sum->at.axis != sum->rank - 1 || !ir_same_shape(sum, m))
             continue;
         Dim d = sum->in[0]->shape[sum->rank - 1];
         if (!dim_is_const(d) || d.b < 1)
@@ -344,7 +327,7 @@ static int read_variance(const Ctx *c, Node *z, Norm *nm, Set *s)
                 break;
             }
         }
-        if (v == z || !(nm->eps >= 0) || isinf(nm->eps) || !same_shape(v, z))
+        if (v == z || !(nm->eps >= 0) || isinf(nm->eps) || !ir_same_shape(v, z))
             return 0;
         set_add(s, z);
     }
@@ -500,7 +483,7 @@ static Node *try_norm_side(Ctx *c, Node *root, int side)
     Set s = {0};
     Prod p;
     set_add(&s, root);
-    if (add && (uses(c, prod) != 1 || !same_shape(prod, root)))
+    if (add && (uses(c, prod) != 1 || !ir_same_shape(prod, root)))
         return NULL;
     if (!flatten(c, prod, &p, &s))
         return NULL;
@@ -535,7 +518,7 @@ static Node *try_norm_side(Ctx *c, Node *root, int side)
         set_add(&s, x);
         x = x->in[0];
     }
-    if (!dtype_traits[x->dtype].is_float || x->rank < 1 || !same_shape(x, root) || x->dtype != root->dtype)
+    if (!dtype_traits[x->dtype].is_float || x->rank < 1 || !ir_same_shape(x, root) || x->dtype != root->dtype)
         return NULL;
     /* every other factor is a parameter: it multiplies (or divides) gamma */
     for (int i = 0; i < p.nf; i++)
@@ -594,7 +577,7 @@ static Node *try_norm(Ctx *c, Node *root)
 /* Whether x and the root are one float tensor type, and the match can be taken. */
 static int elementwise_ok(const Ctx *c, const Set *s, const Node *root, const Node *x)
 {
-    return dtype_traits[x->dtype].is_float && x->dtype == root->dtype && same_shape(x, root) &&
+    return dtype_traits[x->dtype].is_float && x->dtype == root->dtype && ir_same_shape(x, root) &&
            self_contained(c, s, root, x);
 }
 
@@ -615,7 +598,7 @@ static int tanh_arg(const Ctx *c, Node *u, const Node *x, Set *s)
     } else
         return 0;
     Node *cube = NULL;
-    if (deg == 3 && b->op == OP_ADD && same_shape(b->in[0], b->in[1]))
+    if (deg == 3 && b->op == OP_ADD && ir_same_shape(b->in[0], b->in[1]))
         cube = b->in[0] == x ? b->in[1] : b->in[1] == x ? b->in[0] : NULL;
     else if (deg == 2)
         cube = plus_const(c, b, 1);

@@ -29,16 +29,6 @@ static int64_t align64(int64_t n)
     return (n + 63) & ~(int64_t)63;
 }
 
-/* The most bytes n can take: each dimension at its largest (a dimension may shrink as a symbol
- * grows, like 40 - T, so "every symbol at its bound" is not always the largest). */
-static int64_t bytes_at_bound(const Graph *g, const Node *n)
-{
-    int64_t k = dtype_traits[n->dtype].size;
-    for (int i = 0; i < n->rank; i++)
-        k *= dim_max(g, n->shape[i]);
-    return k;
-}
-
 int plan_packs_rhs(const Node *n)
 {
     int trans;
@@ -93,16 +83,6 @@ static int loop_reads(const Node *n, const Node **out, int k, int max)
             return -1;
     }
     return k;
-}
-
-static int same_shape(const Node *a, const Node *b)
-{
-    if (a->rank != b->rank)
-        return 0;
-    for (int i = 0; i < a->rank; i++)
-        if (!dim_eq(a->shape[i], b->shape[i]))
-            return 0;
-    return 1;
 }
 
 int plan_memory(Graph *g)
@@ -168,7 +148,7 @@ int plan_memory(Graph *g)
             x->arena = g->nodes[root[i]]->arena;
             continue;
         }
-        int64_t size = align64(bytes_at_bound(g, x));
+        int64_t size = align64(ir_bytes_at_bound(g, x));
         /* in place over a value this node reads for the last time */
         if (op_info[x->op].flags & F_EW) {
             const Node *reads[16];
@@ -177,7 +157,7 @@ int plan_memory(Graph *g)
                 const Node *v = reads[r];
                 int vr = root[v->id], aligned = 1;
                 for (int t = 0; t < nr; t++) /* every read of that storage at the element written */
-                    if (root[reads[t]->id] == vr && !same_shape(reads[t], x))
+                    if (root[reads[t]->id] == vr && !ir_same_shape(reads[t], x))
                         aligned = 0;
                 if (!aligned || dtype_traits[v->dtype].size != dtype_traits[x->dtype].size ||
                     g->nodes[vr]->arena < 0 || last[vr] != i)
