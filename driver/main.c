@@ -67,7 +67,8 @@ static const char *usage_text =
     "                      or none (default: all); plan-memory, which lays out the activation arena,\n"
     "                      runs last unless the list is none\n"
     "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
-    "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not fused)\n"
+    "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not\n"
+    "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue)\n"
     "  -v                  say what each pass did\n"
     "\n"
     "  kiln --version      print the version\n"
@@ -221,8 +222,8 @@ static int parse_options(int argc, char **argv, Options *o)
     }
     if (!o->model)
         return usage_error("%s: no model file given", o->cmd);
-    if (o->explain && strcmp(o->explain, "fuse-attention"))
-        return usage_error("--explain: only fuse-attention explains itself so far, not '%s'", o->explain);
+    if (o->explain && strcmp(o->explain, "fuse-attention") && strcmp(o->explain, "fuse-ops"))
+        return usage_error("--explain: fuse-attention and fuse-ops explain themselves, not '%s'", o->explain);
     return 0;
 }
 
@@ -268,7 +269,7 @@ static Graph *load(const Options *o, Diag *d)
         FrontendOptions fo = {.weights_override = o->weights, .ndefine = o->ndefine, .defines = o->defines};
         g = fe_compile(o->model, &fo, d);
     }
-    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain != NULL};
+    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain};
     if (g && (ir_verify(g, d) || pass_pipeline(g, o->passes, o->print_after, stdout, &po))) {
         if (g->weights)
             st_close(g->weights);

@@ -366,7 +366,7 @@ int pass_fuse_attention(Graph *g, const PassOptions *o)
     /* the softmaxes that a fusion consumed, so the rest can be explained */
     char *done = calloc((size_t)g->nnode + 1, 1);
     KILN_ASSERT(done);
-    int n0 = g->nnode;
+    int n0 = g->nnode, explain = o->explain && !strcmp(o->explain, "fuse-attention");
     for (int i = 0; i < n0; i++) {
         Node *pv = g->nodes[i];
         if (pv->op != OP_MATMUL)
@@ -376,12 +376,12 @@ int pass_fuse_attention(Graph *g, const PassOptions *o)
         if (try_fuse(&c, pv, &why, &sm)) {
             fused++;
             done[sm->id] = 1;
-        } else if (why && o->explain) {
+        } else if (why && explain) {
             diag_note(o->d, sm->loc, "softmax not fused into attention: %s", why);
             done[sm->id] = 1;
         }
     }
-    if (o->explain)
+    if (explain)
         for (int i = 0; i < n0; i++)
             if (g->nodes[i]->op == OP_SOFTMAX && !done[i])
                 diag_note(o->d, g->nodes[i]->loc, "softmax not fused into attention: %s",

@@ -20,6 +20,7 @@
 #include "passes/passes.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 enum { MAX_LEAVES = 12 }; /* codegen: CG_MAX_LEAVES */
 
@@ -102,7 +103,6 @@ static void unmark(Node *n)
 
 int fuse_loops(Graph *g, const PassOptions *o)
 {
-    (void)o;
     Uses u = uses_of(g);
     int marked = 0;
     for (int i = 0; i < g->nnode; i++) {
@@ -113,18 +113,36 @@ int fuse_loops(Graph *g, const PassOptions *o)
             x->inl = 1;
     }
     /* matmuls, once the chains above them are known: one per root */
+    int explain = o->explain && !strcmp(o->explain, "fuse-ops");
     for (int i = 0; i < g->nnode; i++) {
         Node *x = g->nodes[i], *c = u.user[i];
-        if (x->op != OP_MATMUL || !c || !(op_info[c->op].flags & F_EW) || !ir_same_shape(x, c) || !packed_product(x))
+        if (x->op != OP_MATMUL)
             continue;
-        const Node *r = root_of(&u, c);
-        unsigned char *seen = calloc((size_t)g->nnode + 1, 1);
-        KILN_ASSERT(seen);
-        int mms = 0;
-        leaves(r, seen, &mms);
-        free(seen);
-        if (r->dtype == DT_F32 && mms == 0)
-            x->inl = 1;
+        const char *why = NULL;
+        if (!packed_product(x))
+            why = "not an f32 product of a matrix (or a batch of them) on the right";
+        else if (u.n[i] != 1)
+            why = u.n[i] >= 2 && !c ? "its result has several readers, or is an output" : "nothing reads its result";
+        else if (!(op_info[c->op].flags & F_EW))
+            why = "its reader is not elementwise";
+        else if (!ir_same_shape(x, c))
+            why = "its reader broadcasts it to another shape";
+        else {
+            const Node *r = root_of(&u, c);
+            unsigned char *seen = calloc((size_t)g->nnode + 1, 1);
+            KILN_ASSERT(seen);
+            int mms = 0;
+            leaves(r, seen, &mms);
+            free(seen);
+            if (r->dtype != DT_F32)
+                why = "the value its epilogue stores is not f32";
+            else if (mms)
+                why = "the loop it would run in already holds another product";
+            else
+                x->inl = 1;
+        }
+        if (why && explain)
+            diag_note(o->d, x->loc, "matmul without an epilogue: %s", why);
     }
     /* roots that would read too many values are not fused */
     for (int i = g->nnode - 1; i >= 0; i--) {

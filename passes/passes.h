@@ -21,7 +21,8 @@
 typedef struct PassOptions {
     Diag *d;
     FILE *log;   /* what each pass did, one line per pass (NULL: quiet) */
-    int explain; /* passes say, as notes at the source, why they left something alone */
+    const char *explain; /* the pass that says, as notes at the source, why it left something alone
+                            (--explain PASS), or NULL */
 } PassOptions;
 
 /* ---------------------------------------------------------------- pipeline.c */
