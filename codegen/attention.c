@@ -26,7 +26,7 @@
  * loaded and stored once per tile). Each K and V element loaded serves VW rows: at d = 64 the two
  * products are 2 d fused multiply-adds per key and block against about 20 vector operations for
  * the softmax. The head size needs no particular multiple: the lanes are rows, not columns. At the
- * end O^T is divided by l and scattered into the output rows.
+ * end O^T is divided by l and copied, transposed, into the output rows.
  *
  * The row kernel takes one query row with its d columns across vectors: q in ceil(d / VW)
  * registers, the accumulator in ceil(dv / VW) registers over all keys, one reduction per score,
@@ -187,8 +187,9 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
         p = c ? c + 1 : NULL;
     }
     if (!bc) {
-        int64_t fit = ((int64_t)l1 / 4 - k.vw * (d + dv)) / (k.vw + d + dv);
-        bc = fit < 16 ? 16 : fit > 256 ? 256 : (int)fit;
+        /* Qt, O^T and S^T in three quarters of L1; K and V stream through the rest */
+        int64_t fit = ((int64_t)l1 * 3 / 4 / 4 - k.vw * (d + dv)) / k.vw;
+        bc = fit < 32 ? 32 : fit > 256 ? 256 : (int)fit;
     }
     k.bc = (bc + k.sb - 1) / k.sb * k.sb;
     if (!rbc) {
@@ -212,10 +213,10 @@ typedef struct Attn {
     Cg *cg;
     const Node *n;
     AttnCfg k;
-    LLVMTypeRef vt, it, lt;  /* <vw x float>, <vw x i32>, <vw x i64> */
+    LLVMTypeRef vt, it;      /* <vw x float>, <vw x i32> */
     LLVMValueRef out, q, kk, v, mask;
     LLVMValueRef Tq, Tk, D, Dv, off; /* off = Tk - Tq */
-    LLVMValueRef lanes, lanes64;     /* <0, 1, ..., vw-1> as i32 and i64 */
+    LLVMValueRef lanes;              /* <0, 1, ..., vw-1> as i32 */
     int nbatch;
     LLVMValueRef qs[IR_MAX_RANK], ks[IR_MAX_RANK], vs[IR_MAX_RANK], ms[IR_MAX_RANK + 2];
 } Attn;
@@ -332,10 +333,13 @@ static LLVMValueRef fma3(Attn *a, LLVMValueRef x, LLVMValueRef y, LLVMValueRef z
     return cg_intrinsic(a->cg, a->k.fma ? "llvm.fma" : "llvm.fmuladd", (LLVMValueRef[]){x, y, z}, 3);
 }
 
-/* max that keeps the larger of two non-NaN values, -inf included */
+/* The larger of x and y, -inf included; no NaN reaches it (scores of finite inputs, -inf for
+ * masked keys), so it need not be propagated or ignored: one instruction (vmaxps). */
 static LLVMValueRef fmaxv(Attn *a, LLVMValueRef x, LLVMValueRef y)
 {
-    return cg_intrinsic(a->cg, "llvm.maxnum", (LLVMValueRef[]){x, y}, 2);
+    LLVMValueRef r = cg_intrinsic(a->cg, "llvm.maxnum", (LLVMValueRef[]){x, y}, 2);
+    LLVMSetFastMathFlags(r, LLVMFastMathNoNaNs);
+    return r;
 }
 
 static LLVMValueRef hsum(Attn *a, LLVMValueRef x)
@@ -373,7 +377,7 @@ static void masked_store(Attn *a, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m
     intrinsic(a, "llvm.masked.store", tys, 2, args, 4);
 }
 
-/* Lanes of p + idx[lane] floats, where m is set (0 elsewhere). */
+/* Lanes of p + idx[lane] floats (idx: <vw x i32>), where m is set (0 elsewhere). */
 static LLVMValueRef gather(Attn *a, LLVMValueRef p, LLVMValueRef idx, LLVMValueRef m)
 {
     LLVMValueRef ptrs = LLVMBuildGEP2(a->cg->b, a->cg->f32, p, &idx, 1, "");
@@ -382,22 +386,26 @@ static LLVMValueRef gather(Attn *a, LLVMValueRef p, LLVMValueRef idx, LLVMValueR
     return intrinsic(a, "llvm.masked.gather", tys, 2, args, 4);
 }
 
-static void scatter(Attn *a, LLVMValueRef x, LLVMValueRef p, LLVMValueRef idx, LLVMValueRef m)
+/* lane * x + y as <vw x i32> offsets, x and y i64 (small: within one block of rows) */
+static LLVMValueRef lane_offsets(Attn *a, LLVMValueRef x, LLVMValueRef y)
 {
-    LLVMValueRef ptrs = LLVMBuildGEP2(a->cg->b, a->cg->f32, p, &idx, 1, "");
-    LLVMTypeRef tys[2] = {a->vt, LLVMTypeOf(ptrs)};
-    LLVMValueRef args[4] = {x, ptrs, LLVMConstInt(a->cg->i32, 4, 0), m};
-    intrinsic(a, "llvm.masked.scatter", tys, 2, args, 4);
+    LLVMBuilderRef b = a->cg->b;
+    LLVMValueRef x32 = LLVMBuildTrunc(b, x, a->cg->i32, ""), y32 = LLVMBuildTrunc(b, y, a->cg->i32, "");
+    return LLVMBuildAdd(b, LLVMBuildMul(b, a->lanes, splat(a, x32), ""), splat(a, y32), "");
 }
 
-/* e^x lane by lane: loops.c's cg_exp (a degree-7 polynomial after x = n ln2 + r, 2^n in two halves)
- * for a vector of floats, which cg_exp gives to llvm.exp. exp(-inf) = 0, exp(0) = 1 exactly. */
+/* e^x lane by lane for x <= 0 (a score minus a maximum at least as large): loops.c's cg_exp (x =
+ * n ln2 + r, e^r by the Cephes polynomial), for vectors, which cg_exp gives to llvm.exp. Clamped
+ * below at -87.3, so that 2^n is one normal float (n >= -126) and no result is subnormal (which
+ * some CPUs multiply slowly): exp(x < -87.3) = exp(-87.3) = 1.2e-38 rather than 0, -inf included.
+ * Nothing is lost: a row's sum has a 1 in it (its maximum) and a row with no visible key is
+ * zeroed by its maximum, not its sum. exp(0) = 1 exactly. */
 static LLVMValueRef vexp(Attn *a, LLVMValueRef x)
 {
     Cg *cg = a->cg;
     LLVMBuilderRef b = cg->b;
-    LLVMValueRef xc = cg_intrinsic(cg, "llvm.minnum", (LLVMValueRef[]){x, vconst(a, 89.0)}, 2);
-    xc = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){xc, vconst(a, -104.0)}, 2);
+    LLVMValueRef xc = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){x, vconst(a, -87.3)}, 2);
+    LLVMSetFastMathFlags(xc, LLVMFastMathNoNaNs);
     LLVMValueRef t = LLVMBuildFMul(b, xc, vconst(a, 1.44269504088896341), "");
     LLVMValueRef n = cg_intrinsic(cg, "llvm.rint", &t, 1);
     LLVMValueRef r = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){n, vconst(a, -0.693359375), xc}, 3);
@@ -410,12 +418,8 @@ static LLVMValueRef vexp(Attn *a, LLVMValueRef x)
     LLVMValueRef r2 = LLVMBuildFMul(b, r, r, "");
     p = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){p, r2, LLVMBuildFAdd(b, r, vconst(a, 1.0), "")}, 3);
     LLVMValueRef ni = LLVMBuildFPToSI(b, n, a->it, "");
-    LLVMValueRef n1 = LLVMBuildAShr(b, ni, iconst(a, cg->i32, 1), "");
-    LLVMValueRef n2 = LLVMBuildSub(b, ni, n1, "");
-    LLVMValueRef bias = iconst(a, cg->i32, 127), sh = iconst(a, cg->i32, 23);
-    LLVMValueRef s1 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, n1, bias, ""), sh, ""), a->vt, "");
-    LLVMValueRef s2 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, n2, bias, ""), sh, ""), a->vt, "");
-    return LLVMBuildFMul(b, LLVMBuildFMul(b, p, s1, ""), s2, ""); /* scores are never NaN here */
+    LLVMValueRef bits = LLVMBuildShl(b, LLVMBuildAdd(b, ni, iconst(a, cg->i32, 127), ""), iconst(a, cg->i32, 23), "");
+    return LLVMBuildFMul(b, p, LLVMBuildBitCast(b, bits, a->vt, ""), "");
 }
 
 /* A stack slot of n floats, 64-byte aligned. */
@@ -488,7 +492,6 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
     a->k = attn_config(cg, n);
     a->vt = LLVMVectorType(cg->f32, (unsigned)a->k.vw);
     a->it = LLVMVectorType(cg->i32, (unsigned)a->k.vw);
-    a->lt = LLVMVectorType(cg->i64, (unsigned)a->k.vw);
     a->out = ops[0];
     a->q = ops[1];
     a->kk = ops[2];
@@ -500,13 +503,10 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
     a->Tk = cg_dim(cg, k->shape[k->rank - 2]);
     a->Dv = cg_dim(cg, v->shape[v->rank - 1]);
     a->off = sub(a, a->Tk, a->Tq);
-    LLVMValueRef l32[MAX_VW], l64[MAX_VW];
-    for (int i = 0; i < a->k.vw; i++) {
+    LLVMValueRef l32[MAX_VW];
+    for (int i = 0; i < a->k.vw; i++)
         l32[i] = LLVMConstInt(cg->i32, (unsigned long long)i, 0);
-        l64[i] = cg_i64(cg, i);
-    }
     a->lanes = LLVMConstVector(l32, (unsigned)a->k.vw);
-    a->lanes64 = LLVMConstVector(l64, (unsigned)a->k.vw);
     batch_strides(cg, q, a->nbatch, a->qs);
     batch_strides(cg, k, a->nbatch, a->ks);
     batch_strides(cg, v, a->nbatch, a->vs);
@@ -678,17 +678,54 @@ static void row_store(Attn *a, LLVMValueRef row, RowAcc *r)
     }
 }
 
+/* Transposes the vw x vw matrix whose rows are r[0..vw-1], in place: log2(vw) stages that swap
+ * the off-diagonal h x h blocks of every 2h x 2h block (h = vw/2, ..., 1), each a two-input
+ * shuffle per row (vpermt2ps and the like): 64 shuffles for 16 x 16, where gathers would load
+ * one float at a time. */
+static void transpose(Attn *a, LLVMValueRef *r)
+{
+    int vw = a->k.vw;
+    for (int h = vw / 2; h >= 1; h /= 2) {
+        LLVMValueRef lo[MAX_VW], hi[MAX_VW];
+        for (int j = 0; j < vw; j++) {
+            /* row i (bit h clear) keeps its lanes without bit h and takes row i+h's lanes j-h */
+            lo[j] = LLVMConstInt(a->cg->i32, (unsigned long long)(j & h ? vw + j - h : j), 0);
+            hi[j] = LLVMConstInt(a->cg->i32, (unsigned long long)(j & h ? vw + j : j + h), 0);
+        }
+        LLVMValueRef mlo = LLVMConstVector(lo, (unsigned)vw), mhi = LLVMConstVector(hi, (unsigned)vw);
+        for (int i = 0; i < vw; i++) {
+            if (i & h)
+                continue;
+            LLVMValueRef x = r[i], y = r[i + h];
+            r[i] = LLVMBuildShuffleVector(a->cg->b, x, y, mlo, "");
+            r[i + h] = LLVMBuildShuffleVector(a->cg->b, x, y, mhi, "");
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- the block kernel */
 
 /* Stack buffers of the block kernel, one set per function. */
 typedef struct Block {
     LLVMValueRef qt;    /* [d][vw]: the query block, transposed and scaled */
     LLVMValueRef st;    /* [bc][vw]: a tile's scores, then probabilities, one key a vector */
-    LLVMValueRef ot;    /* [dv rounded up to ec][vw]: the accumulator, one column a vector */
+    LLVMValueRef ot;    /* [dv rounded up to ot_unit][vw]: the accumulator, one column a vector */
     LLVMValueRef m, l;  /* <vw x float> slots: running max and sum, one row a lane */
     LLVMValueRef tmax, tsum;
     LLVMValueRef acc[MAX_EC > MAX_SB ? MAX_EC : MAX_SB];
 } Block;
+
+/* O^T's columns come in multiples of this: whole passes of ec columns, whole transposes of vw. */
+static int ot_unit(Attn *a)
+{
+    int x = a->k.ec, y = a->k.vw;
+    while (y) {
+        int t = x % y;
+        x = y;
+        y = t;
+    }
+    return a->k.ec / x * a->k.vw;
+}
 
 static Block block_buffers(Attn *a)
 {
@@ -699,7 +736,8 @@ static Block block_buffers(Attn *a)
     Block B;
     B.qt = stack_floats(a, d * a->k.vw, "qt");
     B.st = stack_floats(a, (int64_t)a->k.bc * a->k.vw, "st");
-    B.ot = stack_floats(a, (dv + a->k.ec - 1) / a->k.ec * a->k.ec * a->k.vw, "ot");
+    int64_t unit = ot_unit(a);
+    B.ot = stack_floats(a, (dv + unit - 1) / unit * unit * a->k.vw, "ot");
     B.m = cg_alloca(cg, a->vt, "m");
     B.l = cg_alloca(cg, a->vt, "l");
     B.tmax = cg_alloca(cg, a->vt, "tmax");
@@ -746,24 +784,40 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     const AttnCfg *k = &a->k;
     const Node *n = a->n;
     LLVMValueRef live = lanes_below(a, nr);
-    LLVMValueRef rows64 = add(a, splat(a, i0), a->lanes64);
-    /* Qt[c] = q[i0 + lane, c] * scale */
-    LLVMValueRef qidx = add(a, splat(a, bt->qo), mul(a, rows64, splat(a, a->D)));
+    /* Qt[c] = q[i0 + lane, c] * scale: vw columns at a time, the block's rows loaded (the last row
+     * again for lanes past nr, columns past d masked) and transposed in registers */
+    LLVMValueRef qblk = fptr(a, a->q, add(a, bt->qo, mul(a, i0, a->D)));
     LLVMValueRef vscale = vconst(a, n->at.scale);
-    Loop lq = cg_loop_begin(cg, i64c(a, 0), a->D, "qt");
-    LLVMValueRef col = gather(a, a->q, add(a, qidx, splat(a, lq.iv)), live);
-    vstore(a, LLVMBuildFMul(cg->b, col, vscale, ""), slot(a, B->qt, lq.iv), 64);
+    LLVMValueRef rlast = sub(a, nr, i64c(a, 1));
+    LLVMValueRef rowp[MAX_VW];
+    for (int r = 0; r < k->vw; r++)
+        rowp[r] = fptr(a, qblk, mul(a, smin(a, i64c(a, r), rlast), a->D));
+    Loop lq = cg_loop_begin(cg, i64c(a, 0), ceil_div(a, a->D, i64c(a, k->vw)), "qt");
+    LLVMValueRef qc0 = mul(a, lq.iv, i64c(a, k->vw));
+    LLVMValueRef cm = lanes_below(a, sub(a, a->D, qc0));
+    LLVMValueRef rv[MAX_VW];
+    for (int r = 0; r < k->vw; r++)
+        rv[r] = masked_load(a, fptr(a, rowp[r], qc0), cm);
+    transpose(a, rv);
+    for (int c = 0; c < k->vw; c++) {
+        /* column qc0 + c exists: store it */
+        LLVMBasicBlockRef skip = begin_if(a, LLVMBuildICmp(cg->b, LLVMIntSLT, add(a, qc0, i64c(a, c)), a->D, ""), "qcol");
+        vstore(a, LLVMBuildFMul(cg->b, rv[c], vscale, ""), slot(a, B->qt, add(a, qc0, i64c(a, c))), 64);
+        end_if(a, skip);
+    }
     cg_loop_end(cg, &lq);
     /* O^T = 0, m = -inf, l = 0 */
-    LLVMValueRef ncol = mul(a, ceil_div(a, a->Dv, i64c(a, k->ec)), i64c(a, k->ec));
+    LLVMValueRef ncol = mul(a, ceil_div(a, a->Dv, i64c(a, ot_unit(a))), i64c(a, ot_unit(a)));
     Loop lz = cg_loop_begin(cg, i64c(a, 0), ncol, "otz");
     vstore(a, LLVMConstNull(a->vt), slot(a, B->ot, lz.iv), 64);
     cg_loop_end(cg, &lz);
     set(a, B->m, vconst(a, -INFINITY));
     set(a, B->l, LLVMConstNull(a->vt));
-    LLVMValueRef midx = NULL;
-    if (a->mask)
-        midx = add(a, splat(a, bt->mo), mul(a, rows64, splat(a, a->ms[a->nbatch])));
+    LLVMValueRef mblk = NULL, midx = NULL;
+    if (a->mask) {
+        mblk = fptr(a, a->mask, add(a, bt->mo, mul(a, i0, a->ms[a->nbatch])));
+        midx = lane_offsets(a, a->ms[a->nbatch], i64c(a, 0));
+    }
     /* keys: those the last row sees; lane r sees key j when j <= i0 + r + off */
     LLVMValueRef jend = keys_end(a, sub(a, add(a, i0, nr), i64c(a, 1)));
     LLVMValueRef diag = add(a, i0, a->off); /* key j is visible to lanes >= j - i0 - off */
@@ -807,7 +861,7 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     for (int t = 0; t < k->sb; t++) {
         LLVMValueRef s = get(a, B->acc[t], a->vt);
         if (a->mask)
-            s = LLVMBuildFAdd(cg->b, s, gather(a, a->mask, add(a, midx, splat(a, mul(a, jj[t], a->ms[a->nbatch + 1]))), live), "");
+            s = LLVMBuildFAdd(cg->b, s, gather(a, fptr(a, mblk, mul(a, jj[t], a->ms[a->nbatch + 1])), midx, live), "");
         if (n->at.causal) {
             LLVMValueRef lim = LLVMBuildTrunc(cg->b, sub(a, jj[t], diag), cg->i32, "");
             s = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, a->lanes, splat(a, lim), ""), s, ninf, "");
@@ -849,14 +903,24 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     }
     loop_end_step(cg, &lt, add(a, j0, i64c(a, k->bc)));
 
-    /* out[i0 + lane, e] = O^T[e] / l, 0 for a row that saw no key */
+    /* out[i0 + r, :] = column r of O^T / l[r] (0 for a row that saw no key): vw columns of O^T at a
+     * time transposed in registers into vw pieces of output rows (a scatter would write 16 lines) */
     LLVMValueRef seen = LLVMBuildFCmp(cg->b, LLVMRealOGT, get(a, B->m, a->vt), ninf, "");
     LLVMValueRef inv = LLVMBuildSelect(cg->b, seen, LLVMBuildFDiv(cg->b, vconst(a, 1.0), get(a, B->l, a->vt), ""),
                                        LLVMConstNull(a->vt), "");
-    LLVMValueRef oidx = mul(a, add(a, splat(a, mul(a, bt->b, a->Tq)), rows64), splat(a, a->Dv));
-    Loop lo = cg_loop_begin(cg, i64c(a, 0), a->Dv, "out");
-    LLVMValueRef y = LLVMBuildFMul(cg->b, vload(a, slot(a, B->ot, lo.iv), 64), inv, "");
-    scatter(a, y, a->out, add(a, oidx, splat(a, lo.iv)), live);
+    LLVMValueRef oblk = fptr(a, a->out, mul(a, add(a, mul(a, bt->b, a->Tq), i0), a->Dv));
+    Loop lo = cg_loop_begin(cg, i64c(a, 0), ceil_div(a, a->Dv, i64c(a, k->vw)), "ocol");
+    LLVMValueRef e0 = mul(a, lo.iv, i64c(a, k->vw));
+    LLVMValueRef em = lanes_below(a, sub(a, a->Dv, e0));
+    LLVMValueRef ov[MAX_VW];
+    for (int e = 0; e < k->vw; e++) /* O^T's columns past dv: padding (or the next block's rows), unused */
+        ov[e] = LLVMBuildFMul(cg->b, vload(a, slot(a, B->ot, add(a, e0, i64c(a, e))), 64), inv, "");
+    transpose(a, ov);
+    for (int r = 0; r < k->vw; r++) {
+        LLVMBasicBlockRef skip = begin_if(a, LLVMBuildICmp(cg->b, LLVMIntSLT, i64c(a, r), nr, ""), "orow");
+        masked_store(a, ov[r], fptr(a, oblk, add(a, mul(a, i64c(a, r), a->Dv), e0)), em);
+        end_if(a, skip);
+    }
     cg_loop_end(cg, &lo);
 }
 
