@@ -67,6 +67,9 @@ typedef struct Plan {
                                  time (a matmul's weights packed by gemm.c), passed to its kernel in
                                  place of in[1]; -1 when none */
     unsigned char *folded;    /* (g->nnode) 1 when only packed copies read the node: no kernel, no buffer */
+    int *gather_from;         /* (g->nnode) for a gather whose table is a weight a matmul packs transposed
+                                 (tied embeddings): that matmul's id, and the gather reads its rows from
+                                 the packed copy; else -1 (plan_folded) */
 } Plan;
 
 typedef struct Cg {
@@ -235,6 +238,9 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in); /* 
 /* Bytes of the compile-time packed copy of matmul n's right operand, 0 when n's right operand is not
  * a constant f32 matrix (a WEIGHT or CONST, through reshapes and one 2-D transpose). */
 int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n);
+/* Columns per panel of a packed copy: column j of B (row j of a transposed weight) starts at float
+ * (j / NR) * K * NR + j % NR, and its elements are NR floats apart. */
+int cg_gemm_panel_width(Cg *cg);
 /* Writes that packed copy (cg_gemm_packed_bytes(cg, n) bytes) to dst. */
 void cg_gemm_pack(Cg *cg, const Node *n, void *dst);
 /* The f32 matmul kernel (in[1] is the packed copy when Plan.packed has one): 0 when emitted, 1 when

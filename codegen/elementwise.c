@@ -412,6 +412,7 @@ typedef struct GatherCtx {
     View out, table, idx; /* idx iterated over its own dims: strides set for the output's dims */
     LLVMValueRef limit;   /* size of the gathered axis */
     LLVMValueRef tstride; /* stride of the gathered axis in the table */
+    int64_t nr;           /* the table is a packed copy with panels of nr rows (cg_gemm_panel_width), or 0 */
 } GatherCtx;
 
 static void gather_body(Cg *cg, void *ctx, LLVMValueRef *idx)
@@ -426,7 +427,13 @@ static void gather_body(Cg *cg, void *ctx, LLVMValueRef *idx)
                                         LLVMBuildLoad2(cg->b, cg->i32, cg->status, ""), "");
     LLVMBuildStore(cg->b, code, cg->status);
     i = LLVMBuildSelect(cg->b, bad, cg_i64(cg, 0), i, "");
-    LLVMValueRef t = LLVMBuildAdd(cg->b, cg_view_index(cg, &c->table, rank, idx), LLVMBuildMul(cg->b, i, c->tstride, ""), "");
+    LLVMValueRef row;
+    if (c->nr) /* row i starts at (i / nr) * D * nr + i % nr of the panels */
+        row = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildSDiv(cg->b, i, cg_i64(cg, c->nr), ""), c->tstride, ""),
+                           LLVMBuildSRem(cg->b, i, cg_i64(cg, c->nr), ""), "");
+    else
+        row = LLVMBuildMul(cg->b, i, c->tstride, "");
+    LLVMValueRef t = LLVMBuildAdd(cg->b, cg_view_index(cg, &c->table, rank, idx), row, "");
     LLVMValueRef v = cg_load(cg, c->table.base, c->table.dtype, t);
     cg_store(cg, c->out.base, c->out.dtype, cg_view_index(cg, &c->out, rank, idx), v);
 }
@@ -537,6 +544,12 @@ int cg_movement(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         }
         c.limit = idims[axis];
         c.tstride = istr[axis];
+        if (cg->plan.gather_from && cg->plan.gather_from[n->id] >= 0) {
+            /* rows of [V, D] from panels of nr of them, each D x nr: an element every nr floats */
+            c.nr = cg_gemm_panel_width(cg);
+            c.tstride = LLVMBuildMul(cg->b, idims[1], cg_i64(cg, c.nr), "");
+            c.table.stride[n->rank - 1] = cg_i64(cg, c.nr);
+        }
         cg_nest(cg, n->rank, dims, gather_body, &c);
         return 0;
     }

@@ -266,6 +266,9 @@ void cg_entry(Cg *cg)
             call_args[k++] = ptrs[ops[j]->id];
         if (mm && cg->plan.packed[mm->id] >= 0) /* the kernel reads the packed copy of mm's in[1] */
             call_args[nops] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[mm->id])}, 1, "");
+        if (n->op == OP_GATHER && cg->plan.gather_from[i] >= 0) /* the table's rows from a packed copy */
+            call_args[1] = LLVMBuildGEP2(cg->b, cg->i8, args[0],
+                                         (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[cg->plan.gather_from[i]])}, 1, "");
         call_args[k++] = args[2];
         call_args[k++] = args[5];
         LLVMValueRef rc = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, call_args, (unsigned)k, "");

@@ -212,6 +212,12 @@ int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n)
     return (N + nr - 1) / nr * K * nr * (int64_t)sizeof(float);
 }
 
+int cg_gemm_panel_width(Cg *cg)
+{
+    GemmCfg k = gemm_config(cg);
+    return k.vw * k.nv;
+}
+
 void cg_gemm_pack(Cg *cg, const Node *n, void *dst)
 {
     int trans;

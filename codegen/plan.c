@@ -10,7 +10,9 @@
  * A matmul whose right operand is a constant matrix gets a copy of it packed at compile time for its
  * kernel (gemm.c), placed after the weights and constants (Plan.packed). A node that nothing reads
  * but such packing (the transpose of nn.Linear's weight, or the weight itself) is folded: it gets
- * no kernel, no arena buffer and no room in the blob.
+ * no kernel, no arena buffer and no room in the blob. Products of one operand share one packed copy,
+ * and a gather of rows of a weight that a product packs transposed (a tied embedding table) reads
+ * them from that copy (Plan.gather_from), so the weight itself is not stored.
  */
 #include "codegen/codegen.h"
 #include "passes/passes.h"
@@ -30,6 +32,7 @@ void cg_plan_free(Plan *p)
     free(p->copy_out);
     free(p->packed);
     free(p->folded);
+    free(p->gather_from);
     memset(p, 0, sizeof *p);
 }
 
@@ -42,10 +45,11 @@ int cg_plan(Cg *cg)
     p->copy_out = calloc((size_t)g->noutput + 1, sizeof *p->copy_out);
     p->packed = malloc(sizeof(int64_t) * ((size_t)n + 1));
     p->folded = calloc((size_t)n + 1, 1);
-    KILN_ASSERT(p->place && p->copy_out && p->packed && p->folded);
+    p->gather_from = malloc(sizeof(int) * ((size_t)n + 1));
+    KILN_ASSERT(p->place && p->copy_out && p->packed && p->folded && p->gather_from);
     if (!g->planned) /* the graph did not go through plan-memory (--passes without it, a .kir file) */
         plan_memory((Graph *)g);
-    plan_folded(g, p->folded);
+    plan_folded(g, p->folded, p->gather_from);
 
     /* weights and constants that kernels read, then the packed copies: the blob */
     int64_t wbytes = 0;
@@ -60,6 +64,11 @@ int cg_plan(Cg *cg)
         const Node *x = g->nodes[i];
         int64_t bytes = x->op == OP_MATMUL && plan_packs_rhs(x) ? cg_gemm_packed_bytes(cg, x) : 0;
         p->packed[i] = bytes > 0 ? wbytes : -1;
+        for (int j = 0; j < i && bytes > 0; j++) /* products of one operand share one copy */
+            if (p->packed[j] >= 0 && g->nodes[j]->in[1] == x->in[1]) {
+                p->packed[i] = p->packed[j];
+                bytes = 0;
+            }
         wbytes += align64(bytes);
     }
     p->weights_bytes = wbytes;
@@ -69,7 +78,7 @@ int cg_plan(Cg *cg)
         const Node *x = g->nodes[i];
         if (p->place[i].home == HOME_WEIGHTS)
             memcpy(p->weights + p->place[i].offset, x->at.data, (size_t)ir_bytes_at_bound(g, x));
-        if (p->packed[i] >= 0)
+        if (p->packed[i] >= 0) /* a shared copy is written again, the same bytes */
             cg_gemm_pack(cg, x, p->weights + p->packed[i]);
     }
     uint64_t h = 1469598103934665603ull ^ (uint64_t)wbytes;

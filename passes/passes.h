@@ -52,7 +52,9 @@ int pass_plan_memory(Graph *g, const PassOptions *o);
 int plan_memory(Graph *g);
 /* Whether matmul n's right operand is packed at compile time (ir_packed_rhs, non-empty). */
 int plan_packs_rhs(const Node *n);
-/* folded[i] = 1 when only compile-time packing reads node i (no kernel, no buffer). */
-void plan_folded(const Graph *g, unsigned char *folded);
+/* folded[i] = 1 when only compile-time packing reads node i (no kernel, no buffer). gather_from (may
+ * be NULL): for a gather whose table is a weight some matmul packs transposed (tied embeddings), the
+ * id of that matmul, whose packed copy the gather then reads instead of the weight; else -1. */
+void plan_folded(const Graph *g, unsigned char *folded, int *gather_from);
 
 #endif

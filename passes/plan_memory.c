@@ -35,7 +35,25 @@ int plan_packs_rhs(const Node *n)
     return ir_packed_rhs(n, &trans) && n->in[1]->shape[0].b > 0 && n->in[1]->shape[1].b > 0;
 }
 
-void plan_folded(const Graph *g, unsigned char *folded)
+/* The matmul whose packed copy can serve gather x as its table: x gathers rows (axis 0) of a 2-D f32
+ * weight or constant W that some matmul reads as transpose(W) and packs (a language model's tied
+ * embedding: tokens look rows of wte up, the logits multiply by wte^T). NULL when none. */
+static const Node *packed_table(const Graph *g, const Node *x)
+{
+    if (x->op != OP_GATHER || x->at.axis != 0 || x->in[0]->rank != 2 || x->dtype != DT_F32)
+        return NULL;
+    const Node *w = x->in[0];
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *m = g->nodes[i];
+        int trans;
+        if (m->op == OP_MATMUL && plan_packs_rhs(m) && ir_packed_rhs(m, &trans) == w && trans &&
+            m->in[1]->op == OP_TRANSPOSE && m->in[1]->in[0] == w)
+            return m;
+    }
+    return NULL;
+}
+
+void plan_folded(const Graph *g, unsigned char *folded, int *gather_from)
 {
     int n = g->nnode;
     unsigned char *needed = calloc((size_t)n + 1, 1), *packs = calloc((size_t)n + 1, 1);
@@ -50,9 +68,12 @@ void plan_folded(const Graph *g, unsigned char *folded)
                       x->op == OP_CAST;
         folded[i] = movable && packs[i] && !needed[i];
         int packing = x->op == OP_MATMUL && plan_packs_rhs(x);
+        const Node *table = packed_table(g, x);
+        if (gather_from)
+            gather_from[i] = table ? table->id : -1;
         for (int j = 0; j < x->nin; j++) {
             int in = x->in[j]->id;
-            if (folded[i] || (j == 1 && packing))
+            if (folded[i] || (j == 1 && packing) || (j == 0 && table))
                 packs[in] = 1;
             else
                 needed[in] = 1;
@@ -93,7 +114,7 @@ int plan_memory(Graph *g)
     int *host = malloc(sizeof(int) * ((size_t)n + 1));
     Block *live = malloc(sizeof(Block) * ((size_t)n + 1));
     KILN_ASSERT(folded && elsewhere && root && last && host && live);
-    plan_folded(g, folded);
+    plan_folded(g, folded, NULL);
 
     /* what lives outside the arena: sources, inputs, the caller's output buffers */
     for (int i = 0; i < n; i++) {
