@@ -11,8 +11,8 @@ header of `kiln build --emit lib`). report() writes the "## Attention" section o
 the targets of issue #6 and whether this run met them.
 
 The number of runs is chosen per runner from its time at the previous T (T^2 scaling) so that the
-timed runs take about 1.5 s, at least 3: at T = 8192 one run of the unfused kernels takes seconds,
-and the section's time is mostly the largest T.
+timed runs take about 1 s, at least 3. At T = 8192 one run takes seconds (PyTorch eager over 10 s
+at one thread), so the section's time is mostly the largest T: --attention-T trims it.
 """
 import os
 import re
@@ -153,7 +153,7 @@ def bench(res, kiln, threads, quick, Ts=None):
     say("attention")
     t_start = time.time()
     Ts = Ts or ([128, 512] if quick else ATTN_T)
-    target_s, max_runs = (0.2, 10) if quick else (1.5, 200)
+    target_s, max_runs = (0.2, 10) if quick else (1.0, 200)
     a = {"T": Ts, "d": ATTN_D, "H": ATTN_H, "cfg": {}, "export": {}, "ort_graph": {},
          "target_s": target_s, "max_runs": max_runs}
     res["attention"] = a
@@ -243,42 +243,8 @@ def bench_config(a, kiln, model, onnx, T, d, threads, prev, target_s, max_runs):
             if runner != "fused" and avail is not None and avail < need:
                 c["m"][(runner, t)] = {"error": f"skipped: needs about {need / 2 ** 30:.1f} GiB, "
                                                 f"{avail / 2 ** 30:.1f} GiB available"}
-            elif runner in ("fused", "unfused"):
-                if runner not in exes:
-                    c["m"][(runner, t)] = {"error": "kiln build failed"}
-                else:
-                    r, why = kiln_bench(exes[runner], {"q": q, "k": k, "v": v}, t, runs, output=("y", yout),
-                                        timed=True)
-                    c["m"][(runner, t)] = r or {"error": why}
-            elif runner == "ort":
-                if not onnx:
-                    c["m"][(runner, t)] = {"error": "no ONNX file: the export failed"}
-                else:
-                    tries = []
-                    for flags in ([], ["--no-spin"]) if t > 1 and T <= ATTN_VARIANT_MAX_T else ([],):
-                        opt = []
-                        if d not in a["ort_graph"] and not flags:
-                            a["ort_graph"][d] = os.path.join(OUT, "attention", f"attention_d{d}.ort-optimized.onnx")
-                            opt = ["--optimized", a["ort_graph"][d]]
-                        rc, out, err, _ = run(["/usr/bin/time", "-v", "node", os.path.join(BENCH, "ort_peer.js"),
-                                               onnx, q, k, v, "--threads", t, "--runs", runs, "--out", yout]
-                                              + flags + opt, env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t})
-                        r = json_line(rc, out, untimed(err))
-                        r.update({k2: v2 for k2, v2 in time_v(err).items() if k2 == "maxrss_kb"})
-                        r["variant"] = "no spin" if flags else "default"
-                        tries.append(r)
-                    c["m"][(runner, t)] = pick(tries)
             else:
-                tries = []
-                for extra in ({}, {"OMP_WAIT_POLICY": "PASSIVE"}) if t > 1 and T <= ATTN_VARIANT_MAX_T else ({},):
-                    rc, out, err, _ = run(["/usr/bin/time", "-v", PY, os.path.join(BENCH, "torch_peer.py"), "time",
-                                           "attention", "-", q, k, v, "--threads", t, "--runs", runs, "--out", yout],
-                                          env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t, **extra})
-                    r = json_line(rc, out, untimed(err))
-                    r.update({k2: v2 for k2, v2 in time_v(err).items() if k2 == "maxrss_kb"})
-                    r["variant"] = "passive" if extra else "default"
-                    tries.append(r)
-                c["m"][(runner, t)] = pick(tries)
+                c["m"][(runner, t)] = measure(a, runner, exes.get(runner), onnx, (q, k, v), T, d, t, runs, yout)
             r = c["m"][(runner, t)]
             if "error" in r:
                 fail(f"attention T {T} d {d}, {label}, {t} thread(s)", r["error"])
@@ -294,23 +260,65 @@ def bench_config(a, kiln, model, onnx, T, d, threads, prev, target_s, max_runs):
     c["seconds"] = time.time() - t0
 
 
+def measure(a, runner, exe, onnx, qkv, T, d, t, runs, yout):
+    """One runner at one shape and thread count, under /usr/bin/time -v: {"median_ms", "maxrss_kb", ...}
+    or {"error"}. At more than one thread and T <= ATTN_VARIANT_MAX_T the peers are also run with
+    their pools told not to spin, and the faster is kept (pick)."""
+    variants = t > 1 and T <= ATTN_VARIANT_MAX_T
+    if runner in ("fused", "unfused"):
+        if not exe:
+            return {"error": "kiln build failed"}
+        r, why = kiln_bench(exe, dict(zip("qkv", qkv)), t, runs, output=("y", yout), timed=True)
+        return r or {"error": why}
+    env = {"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t}
+    tries = []
+    if runner == "ort":
+        if not onnx:
+            return {"error": "no ONNX file: the export failed"}
+        for flags in ([], ["--no-spin"]) if variants else ([],):
+            extra = []
+            if d not in a["ort_graph"] and not flags:  # once per d: the graph as ONNX Runtime optimised it
+                a["ort_graph"][d] = os.path.join(OUT, "attention", f"attention_d{d}.ort-optimized.onnx")
+                extra = ["--optimized", a["ort_graph"][d]]
+            cmd = ["node", os.path.join(BENCH, "ort_peer.js"), onnx, *qkv, "--threads", t, "--runs", runs,
+                   "--out", yout] + flags + extra
+            tries.append(("no spin" if flags else "default", cmd, env))
+    else:
+        for passive in (False, True) if variants else (False,):
+            cmd = [PY, os.path.join(BENCH, "torch_peer.py"), "time", "attention", "-", *qkv, "--threads", t,
+                   "--runs", runs, "--out", yout]
+            tries.append(("passive" if passive else "default", cmd,
+                          {**env, "OMP_WAIT_POLICY": "PASSIVE"} if passive else env))
+    results = []
+    for variant, cmd, e in tries:
+        rc, out, err, _ = run(["/usr/bin/time", "-v"] + cmd, env=e)
+        r = json_line(rc, out, untimed(err))
+        if "maxrss_kb" in time_v(err):
+            r["maxrss_kb"] = time_v(err)["maxrss_kb"]
+        r["variant"] = variant
+        results.append(r)
+    return pick(results)
+
+
 # ---------------------------------------------------------------------------------------------
 # report
 
 
 def size_txt(b):
-    return "n/a" if b is None else "0 B" if b == 0 else mib(b)
+    if b is None:
+        return "n/a"
+    return "0 B" if b == 0 else f"{b / 2 ** 30:.2f} GiB" if b >= 2 ** 30 else mib(b)
 
 
 def check_kind_text(cfg):
     """What `kiln check`'s 'activation memory' meant in this run (its form changed with plan-memory)."""
     kinds = sorted(set(ch.get("activation_kind") for c in cfg.values() for ch in c["check"].values()
                        if ch.get("activation_kind")))
-    say = {"peak": "the peak of the intermediates and the output when each is freed after its last use "
+    meaning = {"peak": "the peak of the intermediates and the output when each is freed after its last use "
                    "(inputs not counted)",
-           "planned arena": "the arena its plan-memory pass laid out for the intermediates (inputs and "
-                            "output are the caller's buffers)"}
-    return " or ".join(f"'{k}': {say[k]}" for k in kinds) or "(not printed)"
+           "planned arena": "the arena its plan-memory pass laid out for the intermediates; inputs and "
+                            "output are the caller's buffers"}
+    return " or ".join(f"'{k}': {meaning[k]}" for k in kinds) or "(not printed)"
 
 
 def attn_ms(c, runner, t):
@@ -358,19 +366,24 @@ def targets(a, threads):
     else:
         lo, hi = min(Ts), max(Ts)
         parts, superlinear = [], False
+
+        def span(m, d):
+            if len(set(m[T] for T in Ts)) == 1:
+                return f"{size_txt(m[lo])} at every T"
+            return (f"{size_txt(m[lo])} at T = {lo}, {size_txt(m[hi])} at T = {hi} ({m[lo] / lo:.0f} and "
+                    f"{m[hi] / hi:.0f} B per token; q, k, v and y take {4 * ATTN_H * d * 4} B per token)")
+
         for d in a["d"]:
             pk = {T: cfg[(T, d)]["check"]["fused"]["activation"] for T in Ts}
             ar = {T: cfg[(T, d)]["arena"].get("fused") for T in Ts}
             for m in (pk, ar):
                 if m[lo] is not None and m[hi] is not None and m[hi] / hi > 1.01 * max(m[lo], 1) / lo:
                     superlinear = True
-            txt = (f"d {d}: `kiln check` {size_txt(pk[lo])} at T = {lo}, {size_txt(pk[hi])} at T = {hi} "
-                   f"({pk[lo] / lo:.0f} and {pk[hi] / hi:.0f} B per token; q, k, v and y take "
-                   f"{4 * ATTN_H * d * 4} B per token)")
             if all(ar[T] is not None for T in Ts):
-                vals = sorted(set(ar[T] for T in Ts))
-                txt += (f", the program's arena {size_txt(vals[0])} at every T" if len(vals) == 1
-                        else f", the program's arena {size_txt(ar[lo])} at T = {lo}, {size_txt(ar[hi])} at T = {hi}")
+                txt = f"d {d}: the program's arena {span(ar, d)}" + (
+                    " (`kiln check` agrees)" if ar == pk else f", `kiln check` {span(pk, d)}")
+            else:
+                txt = f"d {d}: `kiln check` {span(pk, d)}"
             rss = {T: cfg[(T, d)]["m"].get(("fused", threads[0]), {}).get("maxrss_kb") for T in Ts}
             if rss[lo] and rss[hi]:
                 grow = (rss[hi] - rss[lo]) * 1024
@@ -378,9 +391,9 @@ def targets(a, threads):
                 txt += (f"; peak RSS grew by {size_txt(grow)} from T = {lo} to {hi}, while q, k, v and y grew by "
                         f"{size_txt(io)}")
             parts.append(txt)
-        verdict = "not met: grows faster than T" if superlinear else "met"
-        out.append((name, f"**{verdict}** (neither `kiln check`'s figure nor the arena grows faster than T): "
-                    + "; ".join(parts) + "."))
+        verdict = ("**not met**: it grows faster than T" if superlinear else
+                   "**met**: neither the arena nor `kiln check`'s figure grows faster than T")
+        out.append((name, verdict + ": " + "; ".join(parts) + "."))
     # 3. fused faster than ONNX Runtime at every T
     name = "kiln fused faster than ONNX Runtime at every T"
     have, miss = 0, []
@@ -403,7 +416,8 @@ def targets(a, threads):
         for T in a["T"]:
             ms = [m for m in miss if m[0] == T]
             if ms:
-                byT.append(f"T {T}: " + ", ".join(f"d {m[1]} {m[2]}t {m[3]:.2f}x" for m in ms))
+                byT.append(f"T {T}: " + ", ".join(f"d {m[1]}, {m[2]} thread{'s' if m[2] > 1 else ''}: "
+                                                  f"{m[3]:.2f}x" for m in ms))
         out.append((name, f"**missed in {len(miss)} of {have} measurements**: " + "; ".join(byT)
                     + f". The largest gap: T {worst[0]}, d {worst[1]}, {worst[2]} thread"
                     + ("s" if worst[2] > 1 else "") + f", where fused would have to be {1 / worst[3]:.2f}x faster."))
@@ -436,7 +450,7 @@ def headline(a, threads):
     if "fused" in ar and "unfused" in ar:
         mem = (f"; activation arena at T = {T8}, d = {d0}: fused {size_txt(ar['fused'])}, "
                f"unfused {size_txt(ar['unfused'])}")
-    return (f"Attention (12 heads, T {min(a['T'])}-{T8}, d " + "/".join(str(d) for d in a["d"])
+    return (f"Attention ({a['H']} heads, T {min(a['T'])}-{T8}, d " + "/".join(str(d) for d in a["d"])
             + ", ranges over T and d): " + "; ".join(parts) + mem)
 
 
@@ -454,8 +468,8 @@ def report(res, w):
       "**kiln fused**: `bench/out/attention/attention.kiln` (`softmax(q @ k.transpose(0, 2, 1) / sqrt(D), "
       "axis=-1) @ v`, T and D set with `-D`) built with the default passes: fuse-attention makes it one "
       "`attention` op that never stores the T x T scores. **kiln unfused**: the same file built with "
-      "`--passes canonicalize`, so the scores, the scaled scores and the probabilities are stored as in "
-      "any matmul-softmax-matmul. **ONNX Runtime**: `bench/torch_peer.py export attention` "
+      "`--passes canonicalize`: matmul, divide, softmax, matmul, with the T x T scores in memory (the "
+      "arena below says how much). **ONNX Runtime**: `bench/torch_peer.py export attention` "
       "(`torch.onnx.export`, opset 14) of the PyTorch module below, one file per d with T a symbolic "
       "size, run by `node bench/ort_peer.js` with graph optimisation 'all' as in the model section. "
       "**PyTorch**: `bench/torch_models.py`'s `Attention`, eager, `torch.softmax(q @ k.transpose(-2, -1) / "
