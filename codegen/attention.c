@@ -394,31 +394,32 @@ static LLVMValueRef lane_offsets(Attn *a, LLVMValueRef x, LLVMValueRef y)
     return LLVMBuildAdd(b, LLVMBuildMul(b, a->lanes, splat(a, x32), ""), splat(a, y32), "");
 }
 
-/* e^x lane by lane for x <= 0 (a score minus a maximum at least as large): loops.c's cg_exp (x =
- * n ln2 + r, e^r by the Cephes polynomial), for vectors, which cg_exp gives to llvm.exp. Clamped
- * below at -87.3, so that 2^n is one normal float (n >= -126) and no result is subnormal (which
- * some CPUs multiply slowly): exp(x < -87.3) = exp(-87.3) = 1.2e-38 rather than 0, -inf included.
- * Nothing is lost: a row's sum has a 1 in it (its maximum) and a row with no visible key is
- * zeroed by its maximum, not its sum. exp(0) = 1 exactly. */
+/* e^x lane by lane for x <= 0 (a score minus a maximum at least as large), about 2 ulp, the way
+ * loops.c's cg_exp does it (x = n ln2 + r, |r| <= ln2/2, ln2 in two parts) but cheaper, since it
+ * runs once per key and block: n rounded by adding 1.5 * 2^23 (whose low bits then hold n, which
+ * become 2^n with an integer add and shift), e^r by a degree-5 polynomial fitted for relative
+ * error on [-ln2/2, ln2/2] (1.8e-7 in f32). Clamped below at -87.3, so that 2^n is a normal float
+ * (n >= -126) and no result is subnormal (which some CPUs multiply slowly): exp(x < -87.3) =
+ * exp(-87.3) = 1.2e-38 rather than 0, -inf included. Nothing is lost: a row's sum has a 1 in it
+ * (its maximum), and a row with no visible key is zeroed by its maximum, not by its sum. exp(0) = 1
+ * exactly. */
 static LLVMValueRef vexp(Attn *a, LLVMValueRef x)
 {
     Cg *cg = a->cg;
     LLVMBuilderRef b = cg->b;
     LLVMValueRef xc = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){x, vconst(a, -87.3)}, 2);
     LLVMSetFastMathFlags(xc, LLVMFastMathNoNaNs);
-    LLVMValueRef t = LLVMBuildFMul(b, xc, vconst(a, 1.44269504088896341), "");
-    LLVMValueRef n = cg_intrinsic(cg, "llvm.rint", &t, 1);
+    LLVMValueRef magic = vconst(a, 12582912.0); /* 1.5 * 2^23 */
+    LLVMValueRef t = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){xc, vconst(a, 1.44269504088896341), magic}, 3);
+    LLVMValueRef n = LLVMBuildFSub(b, t, magic, "");
     LLVMValueRef r = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){n, vconst(a, -0.693359375), xc}, 3);
     r = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){n, vconst(a, 2.12194440e-4), r}, 3);
-    static const double c[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
-                               4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
+    static const double c[] = {0.00831269, 0.04189021, 0.16667113, 0.49999231, 1.0, 1.0};
     LLVMValueRef p = vconst(a, c[0]);
     for (int i = 1; i < 6; i++)
         p = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){p, r, vconst(a, c[i])}, 3);
-    LLVMValueRef r2 = LLVMBuildFMul(b, r, r, "");
-    p = cg_intrinsic(cg, "llvm.fma", (LLVMValueRef[]){p, r2, LLVMBuildFAdd(b, r, vconst(a, 1.0), "")}, 3);
-    LLVMValueRef ni = LLVMBuildFPToSI(b, n, a->it, "");
-    LLVMValueRef bits = LLVMBuildShl(b, LLVMBuildAdd(b, ni, iconst(a, cg->i32, 127), ""), iconst(a, cg->i32, 23), "");
+    LLVMValueRef bits = LLVMBuildAdd(b, LLVMBuildBitCast(b, t, a->it, ""), iconst(a, cg->i32, 127), "");
+    bits = LLVMBuildShl(b, bits, iconst(a, cg->i32, 23), "");
     return LLVMBuildFMul(b, p, LLVMBuildBitCast(b, bits, a->vt, ""), "");
 }
 
@@ -926,7 +927,68 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
 
 /* ---------------------------------------------------------------- work split */
 
-/* Items [begin, end) of (batch index, query block), in the function cg_parallel_for made. */
+/* rt_pool_size, referenced weakly as gemm.c does: without the runtime's pool, one thread. */
+static LLVMValueRef pool_threads(Attn *a)
+{
+    Cg *cg = a->cg;
+    LLVMTypeRef fty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "rt_pool_size");
+    if (!f) {
+        f = LLVMAddFunction(cg->mod, "rt_pool_size", fty);
+        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
+    }
+    LLVMValueRef slot = cg_alloca(cg, cg->i64, "nthreads");
+    set(a, slot, i64c(a, 1));
+    LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, f, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
+    LLVMBasicBlockRef done = begin_if(a, have, "pool_size");
+    set(a, slot, LLVMBuildSExt(cg->b, LLVMBuildCall2(cg->b, fty, f, &cg->pool, 1, ""), cg->i64, ""));
+    end_if(a, done);
+    return get(a, slot, cg->i64);
+}
+
+/* Work items taken one at a time from a counter the threads share (an atomic add each), until
+ * there are none left: a thread that was descheduled, or whose items cost more (the late blocks
+ * under the causal mask), does fewer, instead of the others waiting for its fixed share. */
+typedef struct Items {
+    LLVMBasicBlockRef head, exit;
+    LLVMValueRef item; /* i64 */
+} Items;
+
+static Items items_begin(Attn *a, LLVMValueRef counter, LLVMValueRef n)
+{
+    Cg *cg = a->cg;
+    Items it;
+    it.head = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "take");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "item");
+    it.exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "items_done");
+    LLVMBuildBr(cg->b, it.head);
+    LLVMPositionBuilderAtEnd(cg->b, it.head);
+    it.item = LLVMBuildAtomicRMW(cg->b, LLVMAtomicRMWBinOpAdd, counter, i64c(a, 1), LLVMAtomicOrderingMonotonic, 0);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, it.item, n, ""), body, it.exit);
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    return it;
+}
+
+static void items_end(Attn *a, Items *it)
+{
+    LLVMBuildBr(a->cg->b, it->head);
+    LLVMPositionBuilderAtEnd(a->cg->b, it->exit);
+}
+
+/* Runs body on min(threads, n) threads, which share the n items through a counter on this
+ * function's stack: cap[ncap] is the counter, cap[ncap + 1] is n (cap has room for both). */
+static void parallel_items(Attn *a, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, const char *name)
+{
+    Cg *cg = a->cg;
+    LLVMValueRef counter = cg_alloca(cg, cg->i64, "next_item");
+    set(a, counter, i64c(a, 0));
+    cap[ncap] = counter;
+    cap[ncap + 1] = n;
+    cg_parallel_for(cg, smin(a, pool_threads(a), n), ncap + 2, cap, body, (void *)a->n, name);
+}
+
+/* One thread's share of the items (batch index, query block): cap[5] is the counter, cap[6] the
+ * number of items. In the function cg_parallel_for made (begin and end count threads). */
 static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     Attn A, *a = &A;
@@ -934,12 +996,11 @@ static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
     vector_width_attr(a, cg->fn);
     Block B = block_buffers(a);
     LLVMValueRef nqb = ceil_div(a, a->Tq, i64c(a, a->k.vw));
-    Loop lw = cg_loop_begin(cg, begin, end, "item");
-    LLVMValueRef b = LLVMBuildSDiv(cg->b, lw.iv, nqb, ""), t = LLVMBuildSRem(cg->b, lw.iv, nqb, "");
-    /* blocks 0, n-1, 1, n-2, ...: neighbours' costs add up to about the same under the causal mask */
-    LLVMValueRef half = LLVMBuildSDiv(cg->b, t, i64c(a, 2), "");
-    LLVMValueRef odd = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildSRem(cg->b, t, i64c(a, 2), ""), i64c(a, 0), "");
-    LLVMValueRef qb = LLVMBuildSelect(cg->b, odd, sub(a, sub(a, nqb, i64c(a, 1)), half), half, "");
+    Items it = items_begin(a, cap[5], cap[6]);
+    LLVMValueRef b = LLVMBuildSDiv(cg->b, it.item, nqb, ""), t = LLVMBuildSRem(cg->b, it.item, nqb, "");
+    /* A batch index's blocks are taken together (its K and V stay in cache), under the causal mask
+     * the last (largest) first, so that the items left at the end are small. */
+    LLVMValueRef qb = a->n->at.causal ? sub(a, sub(a, nqb, i64c(a, 1)), t) : t;
     Batch bt = batch_at(a, b);
     LLVMValueRef i0 = mul(a, qb, i64c(a, a->k.vw));
     LLVMValueRef nr = smin(a, i64c(a, a->k.vw), sub(a, a->Tq, i0));
@@ -963,7 +1024,7 @@ static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
     } else {
         block_rows(a, &B, &bt, i0, nr);
     }
-    cg_loop_end(cg, &lw);
+    items_end(a, &it);
 }
 
 /* Scratch of one (row, chunk) item of a split: the accumulator (whole vectors), then m and l. */
@@ -972,29 +1033,29 @@ static int64_t split_stride(const AttnCfg *k)
     return (int64_t)k->dvv * k->vw + k->vw;
 }
 
-/* Items [begin, end) of (row, chunk): cap[5] is the scratch, cap[6] the chunks per row, cap[7] the
- * keys per chunk. */
+/* One thread's share of the items (row, chunk): cap[5] is the scratch, cap[6] the chunks per row,
+ * cap[7] the keys per chunk, cap[8] the counter, cap[9] the number of items. */
 static void split_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     Attn A, *a = &A;
     setup(a, cg, ctx, cap);
     vector_width_attr(a, cg->fn);
     LLVMValueRef scratch = cap[5], nchunk = cap[6], cs = cap[7];
-    Loop lw = cg_loop_begin(cg, begin, end, "item");
-    LLVMValueRef row = LLVMBuildSDiv(cg->b, lw.iv, nchunk, ""), c = LLVMBuildSRem(cg->b, lw.iv, nchunk, "");
+    Items it = items_begin(a, cap[8], cap[9]);
+    LLVMValueRef row = LLVMBuildSDiv(cg->b, it.item, nchunk, ""), c = LLVMBuildSRem(cg->b, it.item, nchunk, "");
     LLVMValueRef b = LLVMBuildSDiv(cg->b, row, a->Tq, ""), i = LLVMBuildSRem(cg->b, row, a->Tq, "");
     Batch bt = batch_at(a, b);
     LLVMValueRef ja = mul(a, c, cs);
     LLVMValueRef jb = smin(a, keys_end(a, i), add(a, ja, cs));
     RowAcc r;
     row_pass(a, &bt, i, ja, jb, &r);
-    LLVMValueRef s = fptr(a, scratch, mul(a, lw.iv, i64c(a, split_stride(&a->k))));
+    LLVMValueRef s = fptr(a, scratch, mul(a, it.item, i64c(a, split_stride(&a->k))));
     for (int x = 0; x < a->k.dvv; x++)
         vstore(a, get(a, r.acc[x], a->vt), fptr(a, s, i64c(a, (int64_t)x * a->k.vw)), 4);
     LLVMValueRef ms = fptr(a, s, i64c(a, (int64_t)a->k.dvv * a->k.vw));
     LLVMBuildStore(cg->b, get(a, r.m, cg->f32), ms);
     LLVMBuildStore(cg->b, get(a, r.l, cg->f32), fptr(a, ms, i64c(a, 1)));
-    cg_loop_end(cg, &lw);
+    items_end(a, &it);
 }
 
 /* After a split: each row from its chunks, in the node's function. */
@@ -1037,33 +1098,13 @@ static void split_merge(Attn *a, LLVMValueRef scratch, LLVMValueRef rows, LLVMVa
     cg_loop_end(cg, &lr);
 }
 
-/* rt_pool_size, referenced weakly as gemm.c does: without the runtime's pool, one thread. */
-static LLVMValueRef pool_threads(Attn *a)
-{
-    Cg *cg = a->cg;
-    LLVMTypeRef fty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
-    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "rt_pool_size");
-    if (!f) {
-        f = LLVMAddFunction(cg->mod, "rt_pool_size", fty);
-        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
-    }
-    LLVMValueRef slot = cg_alloca(cg, cg->i64, "nthreads");
-    set(a, slot, i64c(a, 1));
-    LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, f, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
-    LLVMBasicBlockRef done = begin_if(a, have, "pool_size");
-    set(a, slot, LLVMBuildSExt(cg->b, LLVMBuildCall2(cg->b, fty, f, &cg->pool, 1, ""), cg->i64, ""));
-    end_if(a, done);
-    return get(a, slot, cg->i64);
-}
-
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
     if (n->dtype != DT_F32) {
         diag_error(cg->d, n->loc, "the fused attention kernel takes f32, not %s", dtype_traits[n->dtype].name);
         return -1;
     }
-    LLVMValueRef ops[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : NULL};
-    int nops = n->nin > 3 ? 5 : 4;
+    LLVMValueRef ops[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr)};
     Attn A, *a = &A;
     setup(a, cg, n, ops);
     vector_width_attr(a, cg->fn);
@@ -1073,8 +1114,9 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     char name[64];
     snprintf(name, sizeof name, "node%d_attention_blocks", n->id);
     LLVMValueRef items = mul(a, nb, ceil_div(a, a->Tq, i64c(a, a->k.vw)));
+    LLVMValueRef cap[10] = {ops[0], ops[1], ops[2], ops[3], ops[4]};
     if (!a->k.rows) {
-        cg_parallel_for(cg, items, nops, ops, blocks_range, (void *)n, name);
+        parallel_items(a, items, 5, cap, blocks_range, name);
         return 0;
     }
     /* Every row to the row kernel and fewer than two rows per thread: split the keys too, into
@@ -1091,15 +1133,16 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
     LLVMBuildCondBr(cg->b, split, yes, no);
     LLVMPositionBuilderAtEnd(cg->b, no);
-    cg_parallel_for(cg, items, nops, ops, blocks_range, (void *)n, name);
+    parallel_items(a, items, 5, cap, blocks_range, name);
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, yes);
     LLVMValueRef scratch = stack_floats(a, MAX_SPLIT * split_stride(&a->k), "split");
     /* the widest key range of a row, in nchunk chunks */
-    LLVMValueRef cs = ceil_div(a, smax(a, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
-    LLVMValueRef cap[8] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr), scratch, nchunk, cs};
+    cap[5] = scratch;
+    cap[6] = nchunk;
+    cap[7] = ceil_div(a, smax(a, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
     snprintf(name, sizeof name, "node%d_attention_split", n->id);
-    cg_parallel_for(cg, mul(a, rows, nchunk), 8, cap, split_range, (void *)n, name);
+    parallel_items(a, mul(a, rows, nchunk), 8, cap, split_range, name);
     split_merge(a, scratch, rows, nchunk);
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, done);
