@@ -192,6 +192,16 @@ void cg_parallel_work(Cg *cg, LLVMValueRef n, LLVMValueRef work, int ncap, LLVMV
 /* Loops over dims[rank] and calls body(cg, ctx, idx) with the indices of the innermost point. */
 typedef void (*CgBody)(Cg *cg, void *ctx, LLVMValueRef *idx);
 void cg_nest(Cg *cg, int rank, LLVMValueRef *dims, CgBody body, void *ctx);
+/* A loop over rows [begin, end) of a tensor of dims[rank] (rank >= 1): every dimension but the last,
+ * flattened. cg_rows_begin leaves the builder in the body with idx[0 .. rank-2] set to the row's
+ * multi-index (divided out once, before the loop, then counted up), cg_rows_end closes the loop. */
+typedef struct RowLoop {
+    Loop loop;
+    int rank;
+    LLVMValueRef slot[IR_MAX_RANK], dims[IR_MAX_RANK];
+} RowLoop;
+RowLoop cg_rows_begin(Cg *cg, int rank, LLVMValueRef *dims, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef *idx);
+void cg_rows_end(Cg *cg, RowLoop *r);
 /* The element index of a view at the given loop indices. */
 LLVMValueRef cg_view_index(Cg *cg, const View *v, int rank, LLVMValueRef *idx);
 /* A view of node n (pointer p, C-order) iterated by an output of rank `rank` under NumPy

@@ -258,13 +258,8 @@ static void fused_rows(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *l
     for (int k = 0; k < f->nleaf; k++)
         e.leaf[k] = cg_view_broadcast(cg, f->leaf[k], leafp[k], rank);
     LLVMValueRef cols = dims[rank - 1];
-    Loop lr = cg_loop_begin(cg, r0, r1, "row");
-    LLVMValueRef q = lr.iv;
-    for (int d = rank - 2; d >= 0; d--) {
-        idx[d] = LLVMBuildSRem(cg->b, q, dims[d], "");
-        q = LLVMBuildSDiv(cg->b, q, dims[d], "");
-    }
-    LLVMValueRef base = LLVMBuildMul(cg->b, lr.iv, cols, "");
+    RowLoop lr = cg_rows_begin(cg, rank, dims, r0, r1, idx);
+    LLVMValueRef base = LLVMBuildMul(cg->b, lr.loop.iv, cols, "");
     Loop lc = cg_loop_begin(cg, c0, c1, "col");
     idx[rank - 1] = lc.iv;
     LLVMValueRef at = LLVMBuildAdd(cg->b, base, lc.iv, "");
@@ -273,7 +268,7 @@ static void fused_rows(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *l
         e.acc = cg_load(cg, out, DT_F32, at);
     cg_store(cg, out, n->dtype, at, eval(cg, &e, n, rank, idx));
     cg_loop_end(cg, &lc);
-    cg_loop_end(cg, &lr);
+    cg_rows_end(cg, &lr);
 }
 
 static LLVMValueRef row_count(Cg *cg, const Node *n, LLVMValueRef *cols)
@@ -470,18 +465,13 @@ static void move_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef dims[IR_MAX_RANK], idx[IR_MAX_RANK];
     cg_shape(cg, n, dims);
     View o = out_view(cg, n, cap[0], dims), v = moved_view(cg, n, cap[1]);
-    Loop lr = cg_loop_begin(cg, begin, end, "row");
-    LLVMValueRef q = lr.iv;
-    for (int d = n->rank - 2; d >= 0; d--) {
-        idx[d] = LLVMBuildSRem(cg->b, q, dims[d], "");
-        q = LLVMBuildSDiv(cg->b, q, dims[d], "");
-    }
+    RowLoop lr = cg_rows_begin(cg, n->rank, dims, begin, end, idx);
     Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), dims[n->rank - 1], "col");
     idx[n->rank - 1] = lc.iv;
     LLVMValueRef x = cg_load(cg, v.base, v.dtype, cg_view_index(cg, &v, n->rank, idx));
     cg_store(cg, o.base, o.dtype, cg_view_index(cg, &o, n->rank, idx), x);
     cg_loop_end(cg, &lc);
-    cg_loop_end(cg, &lr);
+    cg_rows_end(cg, &lr);
 }
 
 int cg_movement(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)

@@ -419,3 +419,34 @@ LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x)
     LLVMValueRef y = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, a, cg_f32(cg, 1.0), ""), small, large, "");
     return cg_intrinsic(cg, "llvm.copysign", (LLVMValueRef[]){y, x}, 2);
 }
+
+RowLoop cg_rows_begin(Cg *cg, int rank, LLVMValueRef *dims, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef *idx)
+{
+    RowLoop r = {.rank = rank};
+    /* the multi-index of the first row, by division once; then counted up row by row */
+    LLVMValueRef q = begin;
+    for (int d = rank - 2; d >= 0; d--) {
+        r.slot[d] = cg_alloca(cg, cg->i64, "ridx");
+        r.dims[d] = dims[d];
+        LLVMBuildStore(cg->b, LLVMBuildSRem(cg->b, q, dims[d], ""), r.slot[d]);
+        q = LLVMBuildSDiv(cg->b, q, dims[d], "");
+    }
+    r.loop = cg_loop_begin(cg, begin, end, "row");
+    for (int d = rank - 2; d >= 0; d--)
+        idx[d] = LLVMBuildLoad2(cg->b, cg->i64, r.slot[d], "");
+    return r;
+}
+
+void cg_rows_end(Cg *cg, RowLoop *r)
+{
+    /* idx += 1 with carries: the last of the row dimensions fastest */
+    LLVMValueRef carry = cg_i64(cg, 1);
+    for (int d = r->rank - 2; d >= 0; d--) {
+        LLVMValueRef v = LLVMBuildAdd(cg->b, LLVMBuildLoad2(cg->b, cg->i64, r->slot[d], ""), carry, "");
+        LLVMValueRef wrap = LLVMBuildICmp(cg->b, LLVMIntSGE, v, r->dims[d], "");
+        LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, wrap, cg_i64(cg, 0), v, ""), r->slot[d]);
+        carry = LLVMBuildZExt(cg->b, wrap, cg->i64, "");
+    }
+    cg_loop_end(cg, &r->loop);
+}
+
