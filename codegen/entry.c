@@ -7,6 +7,7 @@
  * entry returns at once.
  */
 #include "codegen/codegen.h"
+#include "passes/passes.h"
 #include "runtime/kiln_rt.h"
 
 #include <stdio.h>
@@ -113,10 +114,11 @@ static int needs_kernel(const Cg *cg, const Node *n)
 {
     if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST || cg->plan.folded[n->id] || n->inl)
         return 0;
-    /* a reshape sharing its input's storage costs nothing */
-    if (n->op == OP_RESHAPE) {
+    /* a reshape sharing its input's storage costs nothing, nor a slice that is a block of it */
+    if (n->op == OP_RESHAPE || n->op == OP_SLICE) {
         const Place *a = &cg->plan.place[n->id], *b = &cg->plan.place[n->in[0]->id];
-        return !(a->home == b->home && a->index == b->index && a->offset == b->offset);
+        int64_t shift = n->op == OP_RESHAPE ? 0 : plan_slice_shift(n);
+        return !(shift >= 0 && a->home == b->home && a->index == b->index && a->offset == b->offset + shift);
     }
     return 1;
 }

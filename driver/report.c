@@ -151,7 +151,11 @@ void report_summary(FILE *f, const Graph *g)
         int nbuf = 0, ninplace = 0;
         for (int i = 0; i < g->nnode; i++) {
             const Node *n = g->nodes[i];
-            int owns = n->arena >= 0 && !n->inplace && n->op != OP_RESHAPE;
+            /* a reshape, or a slice that is a block of its input, is a view of the input's buffer */
+            const Node *in = n->nin ? n->in[0] : NULL;
+            int view = (n->op == OP_RESHAPE || n->op == OP_SLICE) && in->arena >= 0 && n->arena >= in->arena &&
+                       n->arena < in->arena + (((int64_t)node_bytes(in, vals) + 63) & ~(int64_t)63);
+            int owns = n->arena >= 0 && !n->inplace && !view;
             int output = 0;
             for (int k = 0; k < g->noutput; k++)
                 output |= g->outputs[k].node == n && !(op_info[n->op].flags & F_SOURCE);

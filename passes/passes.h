@@ -50,6 +50,10 @@ int pass_plan_memory(Graph *g, const PassOptions *o);
 /* Plans the arena (sets Node.arena, Node.inplace, Graph.arena_bytes and Graph.planned); returns the
  * number of nodes placed in place. */
 int plan_memory(Graph *g);
+/* Bytes into its input where slice x's elements start when they are one contiguous block of it (the
+ * dimensions before the axis are 1, the start and the later dimensions static), else -1; plan-memory
+ * then makes it a view of an intermediate rather than a copy. */
+int64_t plan_slice_shift(const Node *x);
 /* Whether matmul n's right operand is packed at compile time (ir_packed_rhs, non-empty). */
 int plan_packs_rhs(const Node *n);
 /* folded[i] = 1 when only compile-time packing reads node i (no kernel, no buffer). gather_from (may

@@ -3,7 +3,8 @@
  * The last pass. It decides which nodes own a buffer in the arena and where: not the inputs (read in
  * place from the caller's buffers), weights and constants (the weights blob), an output (written
  * straight into the caller's output buffer), an inline node (computed in its consumer's loop, see
- * fuse_loops.c), a reshape (it shares the storage of its input), nor what only the compile-time
+ * fuse_loops.c), a reshape (it shares the storage of its input), a slice that is one contiguous block
+ * of an intermediate (leading dimensions 1: it is that block of the storage), nor what only the compile-time
  * packing of a matmul's constant operand reads (the transpose of nn.Linear's weight: folded).
  * Everything else gets an interval of the graph's order, from its definition to its last use (the
  * last use of anything sharing its storage, and for a value an inline node reads, the stored node
@@ -83,6 +84,23 @@ void plan_folded(const Graph *g, unsigned char *folded, int *gather_from)
     free(packs);
 }
 
+int64_t plan_slice_shift(const Node *x)
+{
+    if (x->op != OP_SLICE || !dim_is_const(x->at.start))
+        return -1;
+    const Node *in = x->in[0];
+    for (int i = 0; i < x->at.axis; i++)
+        if (!dim_eq(in->shape[i], dim_const(1)))
+            return -1;
+    int64_t inner = dtype_traits[in->dtype].size;
+    for (int i = x->at.axis + 1; i < in->rank; i++) {
+        if (!dim_is_const(in->shape[i]))
+            return -1;
+        inner *= in->shape[i].b;
+    }
+    return x->at.start.b * inner;
+}
+
 typedef struct Block {
     int64_t off, size;
     int last; /* node index of the last use */
@@ -112,8 +130,9 @@ int plan_memory(Graph *g)
     unsigned char *folded = calloc((size_t)n + 1, 1), *elsewhere = calloc((size_t)n + 1, 1);
     int *root = malloc(sizeof(int) * ((size_t)n + 1)), *last = malloc(sizeof(int) * ((size_t)n + 1));
     int *host = malloc(sizeof(int) * ((size_t)n + 1));
+    int64_t *shift = calloc((size_t)n + 1, sizeof(int64_t)); /* bytes into the storage of root */
     Block *live = malloc(sizeof(Block) * ((size_t)n + 1));
-    KILN_ASSERT(folded && elsewhere && root && last && host && live);
+    KILN_ASSERT(folded && elsewhere && root && last && host && live && shift);
     plan_folded(g, folded, NULL);
 
     /* what lives outside the arena: sources, inputs, the caller's output buffers */
@@ -133,7 +152,17 @@ int plan_memory(Graph *g)
     /* reshapes share storage; an inline node is computed where its host is */
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
-        root[i] = x->op == OP_RESHAPE && !elsewhere[i] ? root[x->in[0]->id] : i;
+        root[i] = i;
+        if (!elsewhere[i] && x->op == OP_RESHAPE) {
+            root[i] = root[x->in[0]->id];
+            shift[i] = shift[x->in[0]->id];
+        }
+        /* a slice that is one contiguous block of an intermediate is a view of it */
+        int64_t sh = plan_slice_shift(x);
+        if (!elsewhere[i] && sh >= 0 && !elsewhere[root[x->in[0]->id]] && !folded[root[x->in[0]->id]]) {
+            root[i] = root[x->in[0]->id];
+            shift[i] = shift[x->in[0]->id] + sh;
+        }
         last[i] = i;
         host[i] = i;
     }
@@ -166,7 +195,7 @@ int plan_memory(Graph *g)
         if (elsewhere[i] || folded[i] || x->inl)
             continue;
         if (root[i] != i) {
-            x->arena = g->nodes[root[i]]->arena;
+            x->arena = g->nodes[root[i]]->arena + shift[i];
             continue;
         }
         int64_t size = align64(ir_bytes_at_bound(g, x));
@@ -178,7 +207,7 @@ int plan_memory(Graph *g)
                 const Node *v = reads[r];
                 int vr = root[v->id], aligned = 1;
                 for (int t = 0; t < nr; t++) /* every read of that storage at the element written */
-                    if (root[reads[t]->id] == vr && !ir_same_shape(reads[t], x))
+                    if (root[reads[t]->id] == vr && (!ir_same_shape(reads[t], x) || shift[reads[t]->id]))
                         aligned = 0;
                 if (!aligned || dtype_traits[v->dtype].size != dtype_traits[x->dtype].size ||
                     g->nodes[vr]->arena < 0 || last[vr] != i)
@@ -218,6 +247,7 @@ int plan_memory(Graph *g)
     free(root);
     free(last);
     free(host);
+    free(shift);
     free(live);
     return ninplace;
 }
