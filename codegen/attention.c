@@ -66,7 +66,8 @@
  * sums are reassociated; both are within the tolerance of an f32 accumulation.
  *
  * Not done: a prompt with fewer query blocks than threads (one short sequence, one head) is not
- * split over the keys, only decoding is; an additive mask is read with a gather per key (16 rows).
+ * split over the keys, only decoding is; an additive mask that varies along the queries is read
+ * with a gather per key and block.
  */
 #include "codegen/codegen.h"
 
@@ -558,6 +559,13 @@ static Batch batch_at(Attn *a, LLVMValueRef b)
     return r;
 }
 
+/* 1 when the mask does not vary along the queries (its query dimension is absent or 1). */
+static int mask_rows_same(Attn *a)
+{
+    const Node *m = a->n->in[3];
+    return m->rank < 2 || dim_eq(m->shape[m->rank - 2], dim_const(1));
+}
+
 /* The keys query row i sees: [0, min(Tk, i + Tk - Tq + 1)) under the causal mask, else [0, Tk). */
 static LLVMValueRef keys_end(Attn *a, LLVMValueRef i)
 {
@@ -878,8 +886,13 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     cg_loop_end(cg, &lr);
     for (int t = 0; t < k->sb; t++) {
         LLVMValueRef s = get(a, B->acc[t], a->vt);
-        if (a->mask)
-            s = LLVMBuildFAdd(cg->b, s, gather(a, fptr(a, mblk, mul(a, jj[t], a->ms[a->nbatch + 1])), midx, live), "");
+        if (a->mask) {
+            /* the mask's values of key jj[t] for the block's rows: one value when the mask is the
+             * same for every query (a padding mask, [batch, 1, 1, Tk]), else a gather */
+            LLVMValueRef mp = fptr(a, mblk, mul(a, jj[t], a->ms[a->nbatch + 1]));
+            LLVMValueRef mv = mask_rows_same(a) ? splat(a, fload(a, mp)) : gather(a, mp, midx, live);
+            s = LLVMBuildFAdd(cg->b, s, mv, "");
+        }
         if (n->at.causal) {
             LLVMValueRef lim = LLVMBuildTrunc(cg->b, sub(a, jj[t], diag), cg->i32, "");
             s = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, a->lanes, splat(a, lim), ""), s, ninf, "");

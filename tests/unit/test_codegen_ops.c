@@ -1068,6 +1068,11 @@ static void attention_cases(void)
                    "%0 = input \"q\" : f32[1, 1, 64]\n%1 = input \"k\" : f32[1, 3000, 64]\n%2 = input \"v\" : f32[1, 3000, 64]\n"
                    "%3 = input \"m\" : f32[1, 3000]\n"
                    "%4 = attention(%0, %1, %2, %3) {scale=0.125, causal=true} : f32[1, 1, 64]\noutput y = %4\n", 0});
+    /* a padding mask, the same for every query of a batch index (one value per key and block) */
+    run((Spec){"attention", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, 0)},
+               "%0 = input \"q\" : f32[2, 2, T, 24]\n%1 = input \"k\" : f32[2, 2, T, 24]\n%2 = input \"v\" : f32[2, 2, T, 24]\n"
+               "%3 = input \"m\" : f32[2, 1, 1, T]\n"
+               "%4 = attention(%0, %1, %2, %3) {scale=0.2, causal=false} : f32[2, 2, T, 24]\noutput y = %4\n", 0});
     /* Splits of a few keys into many chunks (KILN_ATTN, read at compile time by the forked case):
      * chunks past a row's last visible key are empty, and rows whose every chunk is masked give 0 */
     setenv("KILN_ATTN", "split=40,chunk=1", 1);
