@@ -902,7 +902,8 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     }
     loop_end_step(cg, &ls, add(a, ls.iv, i64c(a, k->sb)));
     /* 2. new maxima (per lane), the correction of what was accumulated, and the probabilities. A lane
-     * that has seen no visible key keeps m = -inf and subtracts 0: its probabilities are exp(-inf) = 0. */
+     * that has seen no visible key keeps m = -inf and subtracts 0 (its probabilities are 1e-38, see
+     * vexp, and its output is set to 0 at the end). */
     LLVMValueRef mold = get(a, B->m, a->vt);
     LLVMValueRef mnew = fmaxv(a, mold, get(a, B->tmax, a->vt));
     LLVMValueRef msub = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOEQ, mnew, ninf, ""), LLVMConstNull(a->vt), mnew, "");
@@ -944,7 +945,7 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     LLVMValueRef e0 = mul(a, lo.iv, i64c(a, k->vw));
     LLVMValueRef em = lanes_below(a, sub(a, a->Dv, e0));
     LLVMValueRef ov[MAX_VW];
-    for (int e = 0; e < k->vw; e++) /* O^T's columns past dv: padding (or the next block's rows), unused */
+    for (int e = 0; e < k->vw; e++) /* O^T's columns past dv: its zeroed padding, not stored */
         ov[e] = LLVMBuildFMul(cg->b, vload(a, slot(a, B->ot, add(a, e0, i64c(a, e))), 64), inv, "");
     transpose(a, ov);
     for (int r = 0; r < k->vw; r++) {
