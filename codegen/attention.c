@@ -43,8 +43,8 @@
  * does every row, just slower).
  *
  * Work. The work items are (batch index, query block). rt_parallel_for starts one range per
- * thread, and the threads take items one at a time from a counter on the node's stack (an atomic
- * add each): a thread that was descheduled, or whose blocks cost more, does fewer, rather than the
+ * thread (a function emitted once for all the nodes of the same shapes, as a model's layers are),
+ * and the threads take items one at a time from a counter on the node's stack (an atomic add each): a thread that was descheduled, or whose blocks cost more, does fewer, rather than the
  * others waiting for its fixed share. A batch index's blocks are taken together (its K and V stay
  * in cache); under the causal mask, where block b costs about b, the last first, so that the
  * items left at the end are the small ones. Decoding (every row to the row kernel, fewer than two
@@ -958,16 +958,24 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
 
 /* ---------------------------------------------------------------- work split */
 
-/* rt_pool_size, referenced weakly as gemm.c does: without the runtime's pool, one thread. */
+/* A function of the runtime, referenced weakly as gemm.c does: a process without the runtime's
+ * pool (a JIT in a program that does not export it) sees a null address and runs serially. */
+static LLVMValueRef runtime_function(Cg *cg, const char *name, LLVMTypeRef fty)
+{
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (!f) {
+        f = LLVMAddFunction(cg->mod, name, fty);
+        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
+    }
+    return f;
+}
+
+/* The pool's threads: 1 without the runtime's pool. */
 static LLVMValueRef pool_threads(Attn *a)
 {
     Cg *cg = a->cg;
     LLVMTypeRef fty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
-    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "rt_pool_size");
-    if (!f) {
-        f = LLVMAddFunction(cg->mod, "rt_pool_size", fty);
-        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
-    }
+    LLVMValueRef f = runtime_function(cg, "rt_pool_size", fty);
     LLVMValueRef slot = cg_alloca(cg, cg->i64, "nthreads");
     set(a, slot, i64c(a, 1));
     LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, f, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
@@ -1006,20 +1014,100 @@ static void items_end(Attn *a, Items *it)
     LLVMPositionBuilderAtEnd(a->cg->b, it->exit);
 }
 
+/* The name of a node's kernel function: its kind and a hash of all the emitted code depends on
+ * (the dtypes and shapes, symbols included, of the operands and the output, the scale, causal), so
+ * that alike nodes (every layer of a model) share one function: less code, less compile time. */
+static void kernel_name(const Node *n, const char *kind, char *buf, size_t len)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull, bits;
+#define MIX(x) (h = (h ^ (uint64_t)(x)) * 0x100000001B3ull, h ^= h >> 29)
+    memcpy(&bits, &n->at.scale, sizeof bits < sizeof n->at.scale ? sizeof bits : sizeof n->at.scale);
+    MIX(bits);
+    MIX(n->at.causal);
+    MIX(n->nin);
+    for (int i = -1; i < n->nin; i++) {
+        const Node *x = i < 0 ? n : n->in[i];
+        MIX(x->dtype);
+        MIX(x->rank);
+        for (int d = 0; d < x->rank; d++) {
+            MIX(x->shape[d].sym);
+            MIX(x->shape[d].a);
+            MIX(x->shape[d].b);
+        }
+    }
+#undef MIX
+    snprintf(buf, len, "kiln_attention_%s_%016llx", kind, (unsigned long long)h);
+}
+
 /* Runs body on min(threads, n) threads, which share the n items through a counter on this
- * function's stack: cap[ncap] is the counter, cap[ncap + 1] is n (cap has room for both). */
-static void parallel_items(Attn *a, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, const char *name)
+ * function's stack: cap[ncap] is the counter, cap[ncap + 1] is n (cap has room for both). body is
+ * emitted once per kind and hash of the node (kernel_name) into void f(ptr ctx, i64 begin, i64
+ * end), which sees cap (loaded from ctx, then cg->syms) as cg_parallel_for's bodies do; the pool
+ * runs one range per thread. */
+static void parallel_items(Attn *a, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, const char *kind)
 {
     Cg *cg = a->cg;
     LLVMValueRef counter = cg_alloca(cg, cg->i64, "next_item");
     set(a, counter, i64c(a, 0));
     cap[ncap] = counter;
     cap[ncap + 1] = n;
-    cg_parallel_for(cg, smin(a, pool_threads(a), n), ncap + 2, cap, body, (void *)a->n, name);
+    int ntot = ncap + 2;
+    LLVMTypeRef tys[16];
+    KILN_ASSERT(ntot < 16);
+    for (int i = 0; i < ntot; i++)
+        tys[i] = LLVMTypeOf(cap[i]);
+    tys[ntot] = cg->ptr;
+    LLVMTypeRef st = LLVMStructTypeInContext(cg->ctx, tys, (unsigned)ntot + 1, 0);
+    LLVMValueRef blk = cg_alloca(cg, st, "attention_ctx");
+    for (int i = 0; i <= ntot; i++)
+        set(a, LLVMBuildStructGEP2(cg->b, st, blk, (unsigned)i, ""), i < ntot ? cap[i] : cg->syms);
+
+    char name[96];
+    kernel_name(a->n, kind, name, sizeof name);
+    LLVMTypeRef params[3] = {cg->ptr, cg->i64, cg->i64};
+    LLVMTypeRef fty = LLVMFunctionType(cg->void_, params, 3, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (!f) {
+        f = LLVMAddFunction(cg->mod, name, fty);
+        LLVMSetLinkage(f, LLVMInternalLinkage);
+        LLVMValueRef saved_fn = cg->fn, saved_syms = cg->syms, saved_status = cg->status, saved_pool = cg->pool;
+        LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(cg->b);
+        cg->fn = f;
+        LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
+        LLVMValueRef in[16];
+        for (int i = 0; i <= ntot; i++)
+            in[i] = LLVMBuildLoad2(cg->b, tys[i], LLVMBuildStructGEP2(cg->b, st, LLVMGetParam(f, 0), (unsigned)i, ""), "");
+        cg->syms = in[ntot];
+        cg->status = cg_alloca(cg, cg->i32, "status");
+        cg->pool = LLVMConstNull(cg->ptr);
+        body(cg, (void *)a->n, in, LLVMGetParam(f, 1), LLVMGetParam(f, 2));
+        LLVMBuildRetVoid(cg->b);
+        cg->fn = saved_fn;
+        cg->syms = saved_syms;
+        cg->status = saved_status;
+        cg->pool = saved_pool;
+        LLVMPositionBuilderAtEnd(cg->b, saved_bb);
+    }
+    /* on the pool when there is one, else here */
+    LLVMTypeRef pf[4] = {cg->ptr, cg->i64, cg->ptr, cg->ptr};
+    LLVMTypeRef pfty = LLVMFunctionType(cg->void_, pf, 4, 0);
+    LLVMValueRef pfor = runtime_function(cg, "rt_parallel_for", pfty);
+    LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, pfor, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
+    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "pool");
+    LLVMBasicBlockRef no = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "serial");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "dispatched");
+    LLVMBuildCondBr(cg->b, have, yes, no);
+    LLVMPositionBuilderAtEnd(cg->b, yes);
+    LLVMBuildCall2(cg->b, pfty, pfor, (LLVMValueRef[]){cg->pool, smin(a, pool_threads(a), n), f, blk}, 4, "");
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, no);
+    LLVMBuildCall2(cg->b, fty, f, (LLVMValueRef[]){blk, i64c(a, 0), i64c(a, 1)}, 3, "");
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, done);
 }
 
 /* One thread's share of the items (batch index, query block): cap[5] is the counter, cap[6] the
- * number of items. In the function cg_parallel_for made (begin and end count threads). */
+ * number of items. In the function parallel_items made (begin and end count threads). */
 static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     Attn A, *a = &A;
@@ -1142,12 +1230,10 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMValueRef od[IR_MAX_RANK];
     cg_shape(cg, n, od);
     LLVMValueRef nb = cg_numel(cg, n->rank - 2, od); /* batch indices */
-    char name[64];
-    snprintf(name, sizeof name, "node%d_attention_blocks", n->id);
     LLVMValueRef items = mul(a, nb, ceil_div(a, a->Tq, i64c(a, a->k.vw)));
     LLVMValueRef cap[10] = {ops[0], ops[1], ops[2], ops[3], ops[4]};
     if (!a->k.rows) {
-        parallel_items(a, items, 5, cap, blocks_range, name);
+        parallel_items(a, items, 5, cap, blocks_range, "blocks");
         return 0;
     }
     /* Every row to the row kernel and fewer than two rows per thread: split the keys too, into
@@ -1166,7 +1252,7 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
     LLVMBuildCondBr(cg->b, split, yes, no);
     LLVMPositionBuilderAtEnd(cg->b, no);
-    parallel_items(a, items, 5, cap, blocks_range, name);
+    parallel_items(a, items, 5, cap, blocks_range, "blocks");
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, yes);
     LLVMValueRef scratch = stack_floats(a, nsplit * split_stride(&a->k), "split");
@@ -1174,8 +1260,7 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     cap[5] = scratch;
     cap[6] = nchunk;
     cap[7] = ceil_div(a, smax(a, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
-    snprintf(name, sizeof name, "node%d_attention_split", n->id);
-    parallel_items(a, mul(a, rows, nchunk), 8, cap, split_range, name);
+    parallel_items(a, mul(a, rows, nchunk), 8, cap, split_range, "split");
     split_merge(a, scratch, rows, nchunk);
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, done);
