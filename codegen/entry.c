@@ -110,6 +110,90 @@ static LLVMValueRef node_function(Cg *cg, const Node *n, const Fused *f, int nop
     return fn;
 }
 
+/* ---------------------------------------------------------------- one function per kind of node
+ *
+ * The layers of a transformer repeat: ViT-B/16's 12 blocks make the same kernels 12 times over.
+ * A node function depends only on what its key holds: the op, attributes and types of the node and
+ * of every inline node it computes (the tree, with the stored values it reads numbered in order),
+ * the types of those values, and what the plan decides for it (a packed operand, a table read from a
+ * packed copy, the value overwritten in place). Nodes with equal keys call one function, which keeps
+ * LLVM's work, and the compile time, to one block's worth. A gather's function reports its own node
+ * id on an index out of range, so gathers are not shared. */
+
+/* The node's line of the text form without ids, name and location: op, attributes, type. */
+static void key_line(FILE *f, const Graph *g, const Node *x)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    KILN_ASSERT(m);
+    ir_print_node(m, g, x);
+    fclose(m);
+    for (const char *p = buf; *p && *p != '\n'; p++) {
+        if (*p == '%') { /* a reference: its digits are dropped */
+            while (p[1] >= '0' && p[1] <= '9')
+                p++;
+            continue;
+        }
+        if (*p == '@' || *p == '#') /* the source location, the attention comment */
+            break;
+        fputc(*p, f);
+    }
+    free(buf);
+}
+
+static void key_tree(FILE *f, const Graph *g, const Node *x, const Fused *fu, int root)
+{
+    if (!root && !x->inl) {
+        for (int k = 0; k < fu->nleaf; k++)
+            if (fu->leaf[k] == x)
+                fprintf(f, "L%d", k);
+        return;
+    }
+    fputc('{', f);
+    key_line(f, g, x);
+    for (int j = 0; j < x->nin; j++) {
+        const Node *y = x->in[j];
+        if (y == fu->mm) {
+            fputs("{MM", f);
+            key_line(f, g, y);
+            fputc('}', f);
+        } else {
+            key_tree(f, g, y, fu, 0);
+        }
+        fputc(',', f);
+    }
+    fputc('}', f);
+}
+
+/* The key of node n's function, malloc'ed. */
+static char *node_key(Cg *cg, const Node *n, const Fused *fu, const Node *const *ops, int nops)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    KILN_ASSERT(f);
+    if (fu)
+        key_tree(f, cg->g, n, fu, 1);
+    else
+        key_line(f, cg->g, n);
+    char tb[IR_MAX_RANK * 96 + 16];
+    for (int j = 0; j < nops; j++)
+        fprintf(f, "|%s", node_type_str(cg->g, ops[j], tb, sizeof tb));
+    const Node *mm = fu ? fu->mm : n;
+    fprintf(f, "|packed %d|inplace %d|gather %d", mm && cg->plan.packed[mm->id] >= 0, n->inplace,
+            n->op == OP_GATHER ? n->id : -1);
+    if (n->inplace) { /* which value is overwritten: the loop reads it through the output's pointer */
+        const Place *o = &cg->plan.place[n->id];
+        for (int j = 0; j < nops; j++) {
+            const Place *l = &cg->plan.place[ops[j]->id];
+            fprintf(f, "%d", l->home == o->home && l->index == o->index && l->offset == o->offset);
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
 static int needs_kernel(const Cg *cg, const Node *n)
 {
     if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST || cg->plan.folded[n->id] || n->inl)
@@ -230,8 +314,10 @@ void cg_entry(Cg *cg)
     LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(cg->ctx, entry, "entry");
     LLVMPositionBuilderAtEnd(cg->b, bb);
     LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, entry, "fail");
-    LLVMValueRef *ptrs = calloc((size_t)g->nnode + 1, sizeof *ptrs);
-    KILN_ASSERT(ptrs);
+    LLVMValueRef *ptrs = calloc((size_t)g->nnode + 1, sizeof *ptrs), *fns = calloc((size_t)g->nnode + 1, sizeof *fns);
+    char **keys = calloc((size_t)g->nnode + 1, sizeof *keys);
+    int nfns = 0;
+    KILN_ASSERT(ptrs && fns && keys);
     LLVMValueRef fail_phi_vals[1024];
     LLVMBasicBlockRef fail_phi_bbs[1024];
     int nfail = 0;
@@ -260,7 +346,18 @@ void cg_entry(Cg *cg)
             for (int j = 0; j < n->nin; j++)
                 ops[nops++] = n->in[j];
         }
-        LLVMValueRef f = node_function(cg, n, fused ? &fu : NULL, nops);
+        char *key = node_key(cg, n, fused ? &fu : NULL, ops, nops);
+        LLVMValueRef f = NULL;
+        for (int k = 0; k < nfns && !f; k++)
+            if (!strcmp(keys[k], key))
+                f = fns[k];
+        if (f) {
+            free(key);
+        } else {
+            f = node_function(cg, n, fused ? &fu : NULL, nops);
+            keys[nfns] = key;
+            fns[nfns++] = f;
+        }
         LLVMValueRef call_args[72 + 3];
         int k = 0;
         call_args[k++] = ptrs[i];
@@ -305,6 +402,10 @@ void cg_entry(Cg *cg)
     else
         LLVMDeleteBasicBlock(fail);
     free(ptrs);
+    for (int k = 0; k < nfns; k++)
+        free(keys[k]);
+    free(keys);
+    free(fns);
     descriptor(cg, entry);
 }
 
