@@ -75,7 +75,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 enum {
     MAX_VW = 16,
@@ -103,66 +102,13 @@ typedef struct AttnCfg {
 
 /* ---------------------------------------------------------------- the target */
 
-/* +1 when the comma-separated feature list enables name, -1 when it disables it, 0 when silent. */
-static int has_feature(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    int r = 0;
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n + 1 && (p[0] == '+' || p[0] == '-') && !strncmp(p + 1, name, n))
-            r = p[0] == '+' ? 1 : -1;
-        p = e ? e + 1 : NULL;
-    }
-    return r;
-}
-
-static int named(const char *s, const char *const *list)
-{
-    for (; s && *list; list++)
-        if (!strcmp(s, *list))
-            return 1;
-    return 0;
-}
-
-/* The vector width and FMA of the target, as gemm.c reads them: the feature list first, then what
- * a CPU named with --cpu implies. */
-static void target_vectors(const Cg *cg, int *vw, int *fma)
-{
-    static const char *const avx512_cpus[] = {
-        "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
-        "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
-        "diamondrapids", "znver4", "znver5", "x86-64-v4", NULL};
-    static const char *const avx2_cpus[] = {
-        "haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake",
-        "arrowlake-s", "lunarlake", "gracemont", "pantherlake", "znver1", "znver2", "znver3", "bdver4",
-        "x86-64-v3", "core-avx2", NULL};
-    const char *t = cg->triple ? cg->triple : "", *f = cg->features ? cg->features : "";
-    *vw = 4;
-    *fma = 0;
-    if (!strncmp(t, "x86_64", 6) || (t[0] == 'i' && !strncmp(t + 2, "86", 2))) {
-        int avx512 = has_feature(f, "avx512f"), avx2 = has_feature(f, "avx2"), fm = has_feature(f, "fma");
-        if (!avx512)
-            avx512 = named(cg->cpu, avx512_cpus) ? 1 : -1;
-        if (has_feature(f, "evex512") < 0)
-            avx512 = -1;
-        if (!avx2)
-            avx2 = avx512 > 0 || named(cg->cpu, avx2_cpus) ? 1 : -1;
-        if (!fm)
-            fm = avx2 > 0 ? 1 : -1;
-        *vw = avx512 > 0 ? 16 : avx2 > 0 ? 8 : 4;
-        *fma = fm > 0;
-    } else if (!strncmp(t, "aarch64", 7) || !strncmp(t, "arm64", 5)) {
-        *fma = 1;
-    }
-}
-
 static AttnCfg attn_config(const Cg *cg, const Node *n)
 {
     AttnCfg k = {0};
-    target_vectors(cg, &k.vw, &k.fma);
-    int regs32 = k.vw == 16 || (cg->triple && (!strncmp(cg->triple, "aarch64", 7) || !strncmp(cg->triple, "arm64", 5)));
+    CgTarget tg = cg_target(cg);
+    k.vw = tg.vw;
+    k.fma = tg.fma;
+    int regs32 = k.vw == 16 || tg.arm;
     k.sb = regs32 ? 8 : 4;
     k.ec = regs32 ? 16 : 8;
     k.minrows = k.vw / 2 > 1 ? k.vw / 2 : 2;
@@ -170,12 +116,7 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
     const Node *q = n->in[0], *v = n->in[2];
     Dim dd = q->shape[q->rank - 1], dvd = v->shape[v->rank - 1];
     int64_t d = dim_max(cg->g, dd), dv = dim_max(cg->g, dvd);
-    long l1 = 32L << 10;
-    if (!cg->opt.triple && !cg->opt.cpu) {
-        long s = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-        if (s >= 4096)
-            l1 = s;
-    }
+    long l1 = tg.l1;
     const char *env = getenv("KILN_ATTN");
     int bc = 0, rbc = 0;
     for (const char *p = env; p && *p;) {

@@ -95,6 +95,18 @@ typedef struct Cg {
     LLVMValueRef status;      /* i32 alloca: 0, or an error code set by a kernel */
 } Cg;
 
+/* What the kernels need to know of the target: the widest float vector (floats), fused multiply-add,
+ * the architecture, and the L1 data and L2 cache sizes (the host's, from sysconf, when compiling for
+ * the host; 32 KiB and 1 MiB otherwise). Read from the feature list first, then from what a CPU named
+ * with --cpu implies. */
+typedef struct CgTarget {
+    int vw;     /* 16 with AVX-512, 8 with AVX2, 4 with SSE, NEON and elsewhere */
+    int fma;
+    int x86, arm;
+    long l1, l2;
+} CgTarget;
+CgTarget cg_target(const Cg *cg);
+
 /* Creates the context and target machine. NULL after an error (reported). */
 Cg *cg_new(const CgOptions *o, Diag *d);
 void cg_free(Cg *cg);

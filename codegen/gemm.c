@@ -53,7 +53,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct GemmCfg {
     int vw;  /* floats per vector register */
@@ -94,76 +93,15 @@ enum {
 
 /* ---------------------------------------------------------------- the target */
 
-/* +1 when the comma-separated feature list enables name, -1 when it disables it, 0 when silent. */
-static int feature(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    int r = 0;
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n + 1 && (p[0] == '+' || p[0] == '-') && !strncmp(p + 1, name, n))
-            r = p[0] == '+' ? 1 : -1;
-        p = e ? e + 1 : NULL;
-    }
-    return r;
-}
-
-static int in_list(const char *s, const char *const *list)
-{
-    for (; s && *list; list++)
-        if (!strcmp(s, *list))
-            return 1;
-    return 0;
-}
-
-static int has_prefix(const char *s, const char *p)
-{
-    return !strncmp(s, p, strlen(p));
-}
-
-/* CPUs named with --cpu and no feature list: what their names imply. */
-static const char *const cpus_avx512[] = {
-    "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
-    "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
-    "diamondrapids", "znver4", "znver5", "x86-64-v4", NULL};
-static const char *const cpus_avx2[] = {
-    "haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake",
-    "arrowlake-s", "lunarlake", "gracemont", "pantherlake", "znver1", "znver2", "znver3", "bdver4",
-    "x86-64-v3", "core-avx2", NULL};
-
 static GemmCfg gemm_config(const Cg *cg)
 {
-    GemmCfg k = {.vw = 4, .nv = 2, .mr = 4, .fma = 0};
-    const char *t = cg->triple ? cg->triple : "", *f = cg->features ? cg->features : "";
-    if (has_prefix(t, "x86_64") || (t[0] == 'i' && has_prefix(t + 2, "86"))) {
-        int avx512 = feature(f, "avx512f"), avx2 = feature(f, "avx2"), fma = feature(f, "fma");
-        if (!avx512)
-            avx512 = in_list(cg->cpu, cpus_avx512) ? 1 : -1;
-        if (feature(f, "evex512") < 0) /* AVX10/256: no 512-bit registers */
-            avx512 = -1;
-        if (!avx2)
-            avx2 = avx512 > 0 || in_list(cg->cpu, cpus_avx2) ? 1 : -1;
-        if (!fma) /* every AVX2 CPU of the lists has FMA */
-            fma = avx2 > 0 ? 1 : -1;
-        if (avx512 > 0)
-            k = (GemmCfg){.vw = 16, .nv = 2, .mr = 12, .fma = fma > 0};
-        else if (avx2 > 0)
-            k = (GemmCfg){.vw = 8, .nv = 2, .mr = 6, .fma = fma > 0};
-        else
-            k = (GemmCfg){.vw = 4, .nv = 2, .mr = 6, .fma = fma > 0};
-    } else if (has_prefix(t, "aarch64") || has_prefix(t, "arm64")) {
+    CgTarget t = cg_target(cg);
+    GemmCfg k = {.vw = t.vw, .nv = 2, .mr = 4, .fma = t.fma};
+    if (t.x86) /* 24 of AVX-512's 32 registers accumulate; 12 of 16 with AVX2 or SSE */
+        k.mr = t.vw == 16 ? 12 : 6;
+    else if (t.arm) /* NEON: 24 of 32 */
         k = (GemmCfg){.vw = 4, .nv = 4, .mr = 6, .fma = 1};
-    }
-    long l1 = 32L << 10, l2 = 1L << 20;
-    if (!cg->opt.triple && !cg->opt.cpu) {
-        long v = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-        if (v >= 4096)
-            l1 = v;
-        v = sysconf(_SC_LEVEL2_CACHE_SIZE);
-        if (v >= 65536)
-            l2 = v;
-    }
+    long l1 = t.l1, l2 = t.l2;
     const char *env = getenv("KILN_GEMM");
     for (const char *p = env; p && *p;) {
         char key[8] = {0};
