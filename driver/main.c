@@ -503,10 +503,13 @@ static int cmd_build(Options *o, Diag *d)
         }
     int embed = o->weights_mode ? o->weights_mode == 1 : wbytes <= (256ll << 20);
     char *unopt = o->emit == EMIT_LLVM ? path_with(out, ".unopt.ll") : NULL;
-    if (unopt && ends_with(out, ".ll")) {
+    if (unopt && ends_with(out, ".ll")) { /* m.ll -> m.unopt.ll */
         free(unopt);
-        unopt = strdup(out);
-        strcpy(unopt + strlen(unopt) - 3, ".unopt.ll");
+        size_t n = strlen(out) - 3;
+        unopt = malloc(n + sizeof ".unopt.ll");
+        KILN_ASSERT(unopt);
+        memcpy(unopt, out, n);
+        strcpy(unopt + n, ".unopt.ll");
     }
     Cg *cg = compile(o, g, embed, o->emit == EMIT_EXE, unopt, d);
     free(unopt);
