@@ -18,9 +18,10 @@
  *   packing computes and stores nothing. An activation B (attention's products) is read where it is,
  *   NR columns of one row per step of k, with masked loads at the right edge.
  *   A is copied one micro-panel (MR rows x KC) at a time into a buffer on the tile function's stack
- *   whose rows are KC+16 floats apart, with a memcpy per row: about 3% of the time at M = 197,
- *   K = 768 (it waits on L3 for rows no prefetch brought closer; software prefetching of the next
- *   micro-panel, of C and of B was tried and gained nothing measurable). It lets the micro-kernel
+ *   whose rows are KC+16 floats apart, by a loop of vector loads and stores per row (the function
+ *   is marked no-builtins so LLVM does not turn it back into a call to memcpy, which cost 1-2% more
+ *   of ViT-B/16's time on these short rows); software prefetching of the next micro-panel, of C and
+ *   of B was tried and gained nothing measurable. It lets the micro-kernel
  *   address A at constant offsets from one pointer, and rows of A a multiple of 4 KiB apart
  *   (K = 1024, 3072), which would share one set of L1, no longer do. An activation B is not packed:
  *   attention's products reach oneDNN's speed reading it in place.
@@ -271,6 +272,8 @@ static LLVMValueRef begin_function(Cg *cg, const GemmCfg *k, const char *name, L
     char bits[16];
     snprintf(bits, sizeof bits, "%d", k->vw * 32);
     set_str_attr(cg, f, "min-legal-vector-width", bits);
+    /* the copy loops of the A micro-panel stay loops, not calls to memcpy */
+    set_str_attr(cg, f, "no-builtins", "");
     cg->fn = f;
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
     return f;
@@ -544,8 +547,21 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, 
     Loop lr = cg_loop_begin(cg, zero, mr, "pack");
     LLVMValueRef src = fptr(cg, at, add(cg, mul(cg, add(cg, li.iv, lr.iv), x[CX_LDA]), pc));
     LLVMValueRef dst = fptr(cg, abuf, mul(cg, lr.iv, i64c(cg, lda_p)));
-    LLVMBuildMemCpy(cg->b, dst, 4, src, 4, kbytes);
+    /* vectors of vw floats, then the rest one by one (no library call: rows are short) */
+    LLVMTypeRef vt = LLVMVectorType(cg->f32, (unsigned)k->vw);
+    LLVMValueRef kvec = LLVMBuildAnd(cg->b, kc, i64c(cg, ~(int64_t)(k->vw - 1)), "");
+    Loop lv = cg_loop_begin(cg, zero, LLVMBuildSDiv(cg->b, kvec, i64c(cg, k->vw), ""), "copyv");
+    LLVMValueRef off = mul(cg, lv.iv, i64c(cg, k->vw));
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, fptr(cg, src, off), "");
+    LLVMSetAlignment(v, 4);
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, fptr(cg, dst, off)), 4);
+    cg_loop_end(cg, &lv);
+    Loop ls = cg_loop_begin(cg, kvec, kc, "copys");
+    LLVMValueRef e = LLVMBuildLoad2(cg->b, cg->f32, fptr(cg, src, ls.iv), "");
+    LLVMBuildStore(cg->b, e, fptr(cg, dst, ls.iv));
+    cg_loop_end(cg, &ls);
     cg_loop_end(cg, &lr);
+    (void)kbytes;
 
     Loop lj = cg_loop_begin(cg, p0, p1, "jr");
     LLVMValueRef nrem = LLVMBuildSub(cg->b, N, mul(cg, lj.iv, i64c(cg, nr)), "");
