@@ -899,24 +899,12 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
 
 /* ---------------------------------------------------------------- work split */
 
-/* A function of the runtime, referenced weakly as gemm.c does: a process without the runtime's
- * pool (a JIT in a program that does not export it) sees a null address and runs serially. */
-static LLVMValueRef runtime_function(Cg *cg, const char *name, LLVMTypeRef fty)
-{
-    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
-    if (!f) {
-        f = LLVMAddFunction(cg->mod, name, fty);
-        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
-    }
-    return f;
-}
-
 /* The pool's threads: 1 without the runtime's pool. */
 static LLVMValueRef pool_threads(Attn *a)
 {
     Cg *cg = a->cg;
     LLVMTypeRef fty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
-    LLVMValueRef f = runtime_function(cg, "rt_pool_size", fty);
+    LLVMValueRef f = cg_runtime_function(cg, "rt_pool_size", fty);
     LLVMValueRef slot = cg_alloca(cg, cg->i64, "nthreads");
     set(a, slot, i64c(a, 1));
     LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, f, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
@@ -1032,7 +1020,7 @@ static void parallel_items(Attn *a, LLVMValueRef n, int ncap, LLVMValueRef *cap,
     /* on the pool when there is one, else here */
     LLVMTypeRef pf[4] = {cg->ptr, cg->i64, cg->ptr, cg->ptr};
     LLVMTypeRef pfty = LLVMFunctionType(cg->void_, pf, 4, 0);
-    LLVMValueRef pfor = runtime_function(cg, "rt_parallel_for", pfty);
+    LLVMValueRef pfor = cg_runtime_function(cg, "rt_parallel_for", pfty);
     LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, pfor, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
     LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "pool");
     LLVMBasicBlockRef no = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "serial");

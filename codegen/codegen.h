@@ -191,6 +191,11 @@ LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x);
 
 /* A stack slot in the entry block of the function being built (promoted to a register by LLVM). */
 LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef t, const char *name);
+/* A function of the runtime (rt_parallel_for, rt_pool_size), declared once per module and referenced
+ * weakly: a process that runs the code without the runtime's pool (a JIT in a program that does not
+ * export it) sees a null address, which gemm.c and attention.c test to run serially. Any program
+ * that made a pool has linked pool.c. */
+LLVMValueRef cg_runtime_function(Cg *cg, const char *name, LLVMTypeRef fty);
 /* Runs body over [0, n) split across the runtime's threads (rt_parallel_for on cg->pool). body is
  * emitted into a separate function: it sees the captured values cap[ncap] (re-loaded there: values of
  * the calling function are not visible in it) and cg->syms, and emits the work for [begin, end). */

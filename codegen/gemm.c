@@ -619,19 +619,6 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, 
 
 /* ---------------------------------------------------------------- the node */
 
-/* A function of the runtime, referenced weakly: a process that runs the code without the runtime's
- * pool (a JIT in a program that does not export it) sees a null address and runs serially. Any
- * program that made a pool has linked pool.c. */
-static LLVMValueRef runtime_function(Cg *cg, const char *name, LLVMTypeRef fty)
-{
-    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
-    if (!f) {
-        f = LLVMAddFunction(cg->mod, name, fty);
-        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
-    }
-    return f;
-}
-
 /* The micro-kernels a product may call (bits as for tiles_function): rows of the last micro-tile
  * and whether there is a partial panel, when the sizes say; every one when they are symbolic. */
 static uint64_t variants(const GemmCfg *k, const Node *n)
@@ -718,8 +705,8 @@ static int gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in, const
     LLVMTypeRef size_ty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
     LLVMTypeRef pf[4] = {cg->ptr, cg->i64, cg->ptr, cg->ptr};
     LLVMTypeRef pfty = LLVMFunctionType(cg->void_, pf, 4, 0);
-    LLVMValueRef pfor = runtime_function(cg, "rt_parallel_for", pfty);
-    LLVMValueRef psize = runtime_function(cg, "rt_pool_size", size_ty);
+    LLVMValueRef pfor = cg_runtime_function(cg, "rt_parallel_for", pfty);
+    LLVMValueRef psize = cg_runtime_function(cg, "rt_pool_size", size_ty);
     LLVMValueRef have_pool = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, pfor, ""),
                                           LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, psize, ""),
                                                        LLVMBuildIsNotNull(cg->b, cg->pool, ""), ""), "");

@@ -272,6 +272,16 @@ LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef t, const char *name)
     return v;
 }
 
+LLVMValueRef cg_runtime_function(Cg *cg, const char *name, LLVMTypeRef fty)
+{
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (!f) {
+        f = LLVMAddFunction(cg->mod, name, fty);
+        LLVMSetLinkage(f, LLVMExternalWeakLinkage);
+    }
+    return f;
+}
+
 void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, void *ctx, const char *name)
 {
     KILN_ASSERT(ncap < 15);
@@ -311,9 +321,7 @@ void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRang
 
     LLVMTypeRef pf[4] = {cg->ptr, cg->i64, cg->ptr, cg->ptr};
     LLVMTypeRef pfty = LLVMFunctionType(cg->void_, pf, 4, 0);
-    LLVMValueRef pfor = LLVMGetNamedFunction(cg->mod, "rt_parallel_for");
-    if (!pfor)
-        pfor = LLVMAddFunction(cg->mod, "rt_parallel_for", pfty);
+    LLVMValueRef pfor = cg_runtime_function(cg, "rt_parallel_for", pfty);
     LLVMValueRef args[4] = {cg->pool, n, f, blk};
     LLVMBuildCall2(cg->b, pfty, pfor, args, 4, "");
 }
