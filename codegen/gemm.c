@@ -146,8 +146,6 @@ int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n)
         return 0;
     GemmCfg k = gemm_config(cg);
     int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, nr = k.vw * k.nv;
-    if (K <= 0 || N <= 0)
-        return 0;
     return (N + nr - 1) / nr * K * nr * (int64_t)sizeof(float);
 }
 

@@ -62,7 +62,7 @@ int cg_plan(Cg *cg)
     }
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
-        int64_t bytes = x->op == OP_MATMUL && plan_packs_rhs(x) ? cg_gemm_packed_bytes(cg, x) : 0;
+        int64_t bytes = cg_gemm_packed_bytes(cg, x); /* 0 unless ir_packed_rhs says so */
         p->packed[i] = bytes > 0 ? wbytes : -1;
         for (int j = 0; j < i && bytes > 0; j++) /* products of one operand share one copy */
             if (p->packed[j] >= 0 && g->nodes[j]->in[1] == x->in[1]) {

@@ -537,7 +537,8 @@ const Node *ir_packed_rhs(const Node *n, int *trans)
     if (n->op != OP_MATMUL || n->dtype != DT_F32 || n->in[0]->dtype != DT_F32 || n->in[0]->rank < 1)
         return NULL;
     const Node *b = n->in[1];
-    if (b->rank != 2 || b->dtype != DT_F32 || !dim_is_const(b->shape[0]) || !dim_is_const(b->shape[1]))
+    if (b->rank != 2 || b->dtype != DT_F32 || !dim_is_const(b->shape[0]) || !dim_is_const(b->shape[1]) ||
+        b->shape[0].b <= 0 || b->shape[1].b <= 0)
         return NULL;
     *trans = 0;
     if (b->op == OP_TRANSPOSE) { /* a reshape above a transpose would reorder; only one below */

@@ -251,10 +251,12 @@ void ir_replace_uses(Graph *g, Node *old, Node *new_);
 /* Restores topological order after a pass appended nodes that earlier nodes use (stable: an ordered
  * graph is unchanged); renumbers. */
 void ir_toposort(Graph *g);
-/* The constant matrix behind matmul n's right operand, which the code generator packs at compile
- * time: the float WEIGHT or CONST (with data) it reads through reshapes, at most one cast to f32 (an
- * f16 or bf16 weight is converted once, when packed) and at most one 2-D transpose (then *trans is
- * set: the data is [N, K]); NULL when n is not an f32 matmul with a static 2-D operand of that kind. */
+/* The one decision "matmul n's right operand is packed for the GEMM at compile time", asked by
+ * plan-memory (what only the packing reads is folded), codegen's plan (the packed copy in the blob)
+ * and gemm.c (the kernel reads panels): the float WEIGHT or CONST (with data) it reads through
+ * reshapes, at most one cast to f32 (an f16 or bf16 weight is converted once, when packed) and at
+ * most one 2-D transpose (then *trans is set: the data is [N, K]); NULL when n is not an f32 matmul
+ * with a static, non-empty 2-D operand of that kind. */
 const Node *ir_packed_rhs(const Node *n, int *trans);
 /* Whether a and b have the same rank and dims (dtypes aside). */
 int ir_same_shape(const Node *a, const Node *b);

@@ -54,8 +54,6 @@ int plan_memory(Graph *g);
  * dimensions before the axis are 1, the start and the later dimensions static), else -1; plan-memory
  * then makes it a view of an intermediate rather than a copy. */
 int64_t plan_slice_shift(const Node *x);
-/* Whether matmul n's right operand is packed at compile time (ir_packed_rhs, non-empty). */
-int plan_packs_rhs(const Node *n);
 /* folded[i] = 1 when only compile-time packing reads node i (no kernel, no buffer). gather_from (may
  * be NULL): for a gather whose table is a weight some matmul packs transposed (tied embeddings), the
  * id of that matmul, whose packed copy the gather then reads instead of the weight; else -1. */

@@ -30,12 +30,6 @@ static int64_t align64(int64_t n)
     return (n + 63) & ~(int64_t)63;
 }
 
-int plan_packs_rhs(const Node *n)
-{
-    int trans;
-    return ir_packed_rhs(n, &trans) && n->in[1]->shape[0].b > 0 && n->in[1]->shape[1].b > 0;
-}
-
 /* The matmul whose packed copy can serve gather x as its table: x gathers rows (axis 0) of a 2-D f32
  * weight or constant W that some matmul reads as transpose(W) and packs (a language model's tied
  * embedding: tokens look rows of wte up, the logits multiply by wte^T). NULL when none. */
@@ -47,7 +41,7 @@ static const Node *packed_table(const Graph *g, const Node *x)
     for (int i = 0; i < g->nnode; i++) {
         const Node *m = g->nodes[i];
         int trans;
-        if (m->op == OP_MATMUL && plan_packs_rhs(m) && ir_packed_rhs(m, &trans) == w && trans &&
+        if (ir_packed_rhs(m, &trans) == w && trans &&
             m->in[1]->op == OP_TRANSPOSE && m->in[1]->in[0] == w)
             return m;
     }
@@ -68,7 +62,7 @@ void plan_folded(const Graph *g, unsigned char *folded, int *gather_from)
         int movable = x->op == OP_WEIGHT || x->op == OP_CONST || x->op == OP_TRANSPOSE || x->op == OP_RESHAPE ||
                       x->op == OP_CAST;
         folded[i] = movable && packs[i] && !needed[i];
-        int packing = x->op == OP_MATMUL && plan_packs_rhs(x);
+        int trans, packing = ir_packed_rhs(x, &trans) != NULL;
         const Node *table = packed_table(g, x);
         if (gather_from)
             gather_from[i] = table ? table->id : -1;
