@@ -142,7 +142,7 @@ static LLVMValueRef scalar(Cg *cg, const Node *n, LLVMValueRef *x)
 {
     DType in = n->in[0]->dtype;
     int fl = dtype_traits[in].is_float;
-    switch (op_info[n->op].arity) {
+    switch (op_info[n->op].min_in) {
     case 1:
         if (n->op == OP_CAST)
             return cg_convert(cg, x[0], in, n->dtype);

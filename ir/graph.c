@@ -8,19 +8,22 @@
 #include "ir.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-const DTypeTraits dtype_traits[DT_COUNT] = {
-#define X(e, n, b, f, i, s, npy) {n, b, f, i, s, npy},
-    DTYPES(X)
-#undef X
-};
+const DTypeTraits dtype_traits[DT_COUNT] = {KILN_DTYPES(KILN_DTYPE_INFO)};
 
 const OpInfo op_info[OP_COUNT] = {
-#define OP(e, name, arity, flags, attrs) {name, arity, flags, attrs},
+#define OP(e, name, min_in, max_in, flags, attrs) {name, min_in, max_in, flags, attrs},
 #include "ops.def"
 #undef OP
+};
+
+const AttrInfo attr_info[AI_COUNT] = {
+#define ATTR(e, field, kind, req, names) {#field, AK_##kind, req, names, offsetof(Attrs, field)},
+#include "attrs.def"
+#undef ATTR
 };
 
 int dtype_from_name(const char *name)
@@ -588,4 +591,54 @@ int64_t ir_bytes_at_bound(const Graph *g, const Node *n)
     for (int i = 0; i < n->rank; i++)
         k *= dim_max(g, n->shape[i]);
     return k;
+}
+
+/* ---- attributes */
+
+int64_t ir_static_numel(const Node *n)
+{
+    int64_t k = 1;
+    for (int i = 0; i < n->rank; i++) {
+        if (!dim_is_const(n->shape[i]) || n->shape[i].b < 0)
+            return -1;
+        if (__builtin_mul_overflow(k, n->shape[i].b, &k))
+            return -1;
+    }
+    return k;
+}
+
+int ir_attr_eq(const Node *a, const Node *b, int ai)
+{
+    const AttrInfo *ia = &attr_info[ai];
+    const char *x = (const char *)&a->at + ia->offset, *y = (const char *)&b->at + ia->offset;
+    switch (ia->kind) {
+    case AK_INT:
+    case AK_BOOL:
+    case AK_ENUM: return *(const int *)x == *(const int *)y;
+    case AK_PERM: return a->rank == b->rank && !memcmp(x, y, sizeof(int) * (size_t)a->rank);
+    case AK_DIM: return dim_eq(*(const Dim *)x, *(const Dim *)y);
+    case AK_F64: return !memcmp(x, y, sizeof(double));
+    case AK_INT2: return !memcmp(x, y, 2 * sizeof(int));
+    case AK_DATA: {
+        const void *p = *(const void *const *)x, *q = *(const void *const *)y;
+        int64_t k = ir_static_numel(a);
+        if (p == q)
+            return 1;
+        if (!p || !q || k < 0 || a->dtype != b->dtype || k != ir_static_numel(b))
+            return 0;
+        return !memcmp(p, q, (size_t)k * (size_t)dtype_traits[a->dtype].size);
+    }
+    }
+    UNREACHABLE();
+}
+
+int ir_same_attrs(const Node *a, const Node *b)
+{
+    if (a->op != b->op)
+        return 0;
+    int m = op_info[a->op].attrs;
+    for (int i = 0; i < AI_COUNT; i++)
+        if ((m & (1 << i)) && !ir_attr_eq(a, b, i))
+            return 0;
+    return 1;
 }

@@ -269,24 +269,6 @@ static double ew2(const Node *n, int intdiv, double a, double b)
     }
 }
 
-/* The elementwise ops ew1, ew2 and where know, with their input counts. */
-static int ew_arity(Op op)
-{
-    switch (op) {
-    case OP_NEG: case OP_ABS: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_RSQRT: case OP_TANH:
-    case OP_ERF: case OP_SIGMOID: case OP_RELU: case OP_GELU: case OP_SILU: case OP_SIN: case OP_COS:
-    case OP_CAST:
-        return 1;
-    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW: case OP_MAXIMUM: case OP_MINIMUM:
-    case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
-        return 2;
-    case OP_WHERE:
-        return 3;
-    default:
-        return -1;
-    }
-}
-
 /* Strides (in elements) with which an input of shape in[ri] is read for each dimension of an
  * output of shape out[r], NumPy-aligned to the right; 0 where the input is broadcast.
  * Returns 0 when in does not broadcast to out. */
@@ -345,9 +327,7 @@ static int eval_ew(Interp *I, const Node *n, double *y)
     const int64_t *dims = I->shape[n->id];
     int64_t st[3][IR_MAX_RANK], off[3] = {0, 0, 0}, idx[IR_MAX_RANK] = {0};
     const double *x[3];
-    if (ew_arity(n->op) < 0)
-        return bad(I, n, "the interpreter does not implement op '%s'", op_info[n->op].name);
-    if (nin != ew_arity(n->op))
+    if (nin > 3)
         return bad(I, n, "%s: %d inputs", op_info[n->op].name, nin);
     for (int j = 0; j < nin; j++) {
         const Node *in = n->in[j];
@@ -904,9 +884,9 @@ static int eval_source(Interp *I, const Node *n, double *y)
 
 static int eval(Interp *I, const Node *n, double *y)
 {
-    int arity = op_info[n->op].arity;
-    if (arity >= 0 ? n->nin != arity : n->nin < 1 || (n->op == OP_ATTENTION && n->nin < 3))
-        return bad(I, n, "%s: %d inputs", op_info[n->op].name, n->nin);
+    const OpInfo *oi = &op_info[n->op];
+    if (n->nin < oi->min_in || (oi->max_in >= 0 && n->nin > oi->max_in))
+        return bad(I, n, "%s: %d inputs", oi->name, n->nin);
     if (op_info[n->op].flags & F_EW)
         return eval_ew(I, n, y);
     switch (n->op) {

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "runtime/kiln_dtype.h"
+
 #define KILN_VERSION "0.1.0"
 
 /* Internal bugs fail loudly, with the compiler's own file and line, in release builds too. */
@@ -78,33 +80,18 @@ void diag_set_max(Diag *d, int max);
 
 /* ---------------------------------------------------------------- dtypes */
 
-#define DTYPES(X)                                        \
-    /* enum   name    bytes float int  signed npy     */ \
-    X(F32,  "f32",  4, 1, 0, 1, "<f4")                   \
-    X(F16,  "f16",  2, 1, 0, 1, "<f2")                   \
-    X(BF16, "bf16", 2, 1, 0, 1, NULL)                    \
-    X(F64,  "f64",  8, 1, 0, 1, "<f8")                   \
-    X(I64,  "i64",  8, 0, 1, 1, "<i8")                   \
-    X(I32,  "i32",  4, 0, 1, 1, "<i4")                   \
-    X(I8,   "i8",   1, 0, 1, 1, "|i1")                   \
-    X(U8,   "u8",   1, 0, 1, 0, "|u1")                   \
-    X(BOOL, "bool", 1, 0, 0, 0, "|b1")
-
+/* The dtypes are the rows of KILN_DTYPES (runtime/kiln_dtype.h), which the runtime shares: DT_X here
+ * and RT_X there are the same code. */
 typedef enum DType {
-#define X(e, n, b, f, i, s, npy) DT_##e,
-    DTYPES(X)
+#define X(e, ...) DT_##e,
+    KILN_DTYPES(X)
 #undef X
     DT_COUNT
 } DType;
 
-typedef struct DTypeTraits {
-    const char *name; /* as written in model files and the IR text: "f32" */
-    int size;         /* bytes per element */
-    int is_float;     /* f32, f16, bf16, f64 */
-    int is_int;       /* integer types (not bool) */
-    int is_signed;
-    const char *npy;  /* NumPy descr ("<f4"), NULL when NumPy has no such type */
-} DTypeTraits;
+/* name, size (bytes per element), block and block_bytes (packed types), is_float, is_int, is_signed,
+ * npy (NumPy descr or NULL), numpy (NumPy's name or NULL): see kiln_dtype.h. */
+typedef KilnDTypeInfo DTypeTraits;
 
 extern const DTypeTraits dtype_traits[DT_COUNT];
 /* Looks a dtype up by its kiln name ("f32"); returns -1 when unknown. */
@@ -130,21 +117,40 @@ enum {
     F_FUSED = 1 << 6,  /* made by a pass, not by the frontend */
 };
 
+/* Attributes: one row each in attrs.def. AI_X is the attribute's index in that table, A_X its bit in
+ * ops.def's attrs column; A_RANGE, A_CONV and A_ATTN name the groups ops take together. */
+typedef enum AttrIndex {
+#define ATTR(e, field, kind, req, names) AI_##e,
+#include "attrs.def"
+#undef ATTR
+    AI_COUNT
+} AttrIndex;
+
 enum {
     A_NONE = 0,
-    A_AXIS = 1 << 0,     /* at.axis */
-    A_KEEPDIMS = 1 << 1, /* at.keepdims */
-    A_PERM = 1 << 2,     /* at.perm[rank] */
-    A_RANGE = 1 << 3,    /* at.start, at.end */
-    A_EPS = 1 << 4,      /* at.eps */
-    A_APPROX = 1 << 5,   /* at.approx */
-    A_CONV = 1 << 6,     /* at.stride[2], at.pad[2] */
-    A_DATA = 1 << 7,     /* at.data: numel elements of the node's dtype */
-    A_ATTN = 1 << 8,     /* at.scale, at.causal */
+#define ATTR(e, field, kind, req, names) A_##e = 1 << AI_##e,
+#include "attrs.def"
+#undef ATTR
+    A_RANGE = A_START | A_END,
+    A_CONV = A_STRIDE | A_PAD,
+    A_ATTN = A_SCALE | A_CAUSAL,
 };
 
+/* The attribute kinds of attrs.def. */
+typedef enum AttrKind { AK_INT, AK_BOOL, AK_ENUM, AK_PERM, AK_DIM, AK_F64, AK_INT2, AK_DATA } AttrKind;
+
+typedef struct AttrInfo {
+    const char *name;   /* the field's name, as in the text form */
+    AttrKind kind;
+    int required;       /* the text form must give it when the op uses it */
+    const char *names;  /* ENUM: value names separated by '|', value 0 first */
+    size_t offset;      /* offsetof(Attrs, field) */
+} AttrInfo;
+
+extern const AttrInfo attr_info[AI_COUNT];
+
 typedef enum Op {
-#define OP(e, name, arity, flags, attrs) OP_##e,
+#define OP(e, name, min_in, max_in, flags, attrs) OP_##e,
 #include "ops.def"
 #undef OP
     OP_COUNT
@@ -152,7 +158,8 @@ typedef enum Op {
 
 typedef struct OpInfo {
     const char *name; /* text name, as in the IR text form */
-    int arity;        /* -1: variadic */
+    int min_in;       /* fewest inputs */
+    int max_in;       /* most inputs, -1: no limit */
     int flags;        /* F_* */
     int attrs;        /* A_* */
 } OpInfo;
@@ -174,17 +181,22 @@ typedef struct Sym {
     int64_t bound;    /* the largest value allowed (`where T <= 256`) */
 } Sym;
 
+/* The C type of each attribute kind: AK_DECL_KIND(field) declares the member. */
+#define AK_DECL_INT(f) int f;
+#define AK_DECL_BOOL(f) int f;
+#define AK_DECL_ENUM(f) int f;
+#define AK_DECL_PERM(f) int f[IR_MAX_RANK];
+#define AK_DECL_DIM(f) Dim f;
+#define AK_DECL_F64(f) double f;
+#define AK_DECL_INT2(f) int f[2];
+#define AK_DECL_DATA(f) const void *f;
+
+/* A node's attributes: one member per row of attrs.def (the comments there say what each means);
+ * a node uses those its op's attrs column names, the rest stay zero. */
 typedef struct Attrs {
-    int axis;                 /* A_AXIS: non-negative after lowering */
-    int keepdims;             /* A_KEEPDIMS */
-    int perm[IR_MAX_RANK];    /* A_PERM: one entry per output dimension */
-    Dim start, end;           /* A_RANGE: half-open, along axis; never negative */
-    double eps;               /* A_EPS */
-    int approx;               /* A_APPROX: gelu 0 = erf form, 1 = tanh form */
-    int stride[2], pad[2];    /* A_CONV: (h, w) */
-    const void *data;         /* A_DATA, and WEIGHT: the tensor's bytes (not owned) */
-    double scale;             /* A_ATTN: multiplies q k^T */
-    int causal;               /* A_ATTN: key j is visible from query i when j <= i + Tk - Tq */
+#define ATTR(e, field, kind, req, names) AK_DECL_##kind(field)
+#include "attrs.def"
+#undef ATTR
 } Attrs;
 
 typedef struct Node Node;
@@ -258,6 +270,13 @@ void ir_toposort(Graph *g);
  * most one 2-D transpose (then *trans is set: the data is [N, K]); NULL when n is not an f32 matmul
  * with a static, non-empty 2-D operand of that kind. */
 const Node *ir_packed_rhs(const Node *n, int *trans);
+/* Whether attribute ai (AI_*) of a and b is equal, as attrs.def's kind of it compares. */
+int ir_attr_eq(const Node *a, const Node *b, int ai);
+/* Whether a and b have one op and equal values for every attribute that op uses: what makes two
+ * nodes on the same inputs compute the same thing (common subexpressions). */
+int ir_same_attrs(const Node *a, const Node *b);
+/* The element count of n's shape when it is static, else -1 (also on overflow). */
+int64_t ir_static_numel(const Node *n);
 /* Whether a and b have the same rank and dims (dtypes aside). */
 int ir_same_shape(const Node *a, const Node *b);
 /* uses[i]: how many inputs of other nodes, and outputs, name node i (malloc'ed, g->nnode entries;

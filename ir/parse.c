@@ -581,9 +581,6 @@ static int use_ref(Parser *p, Tok *t, Node **out)
 
 /* ---- attributes */
 
-typedef struct AttrSeen {
-    int axis, keepdims, perm, start, end, eps, approx, stride, pad, data, scale, causal;
-} AttrSeen;
 
 typedef struct DataVal {
     Tok *tok; /* INT, FLOAT or IDENT (inf, nan, true, false) */
@@ -593,7 +590,7 @@ typedef struct DataVal {
 typedef struct NodeAttrs {
     Attrs at;
     int inl;
-    AttrSeen seen;
+    int seen[AI_COUNT];   /* attribute given, by AI_ index */
     int nperm;
     Tok *perm_tok;
     DataVal *vals; /* malloc'ed */
@@ -676,102 +673,79 @@ static int parse_attr(Parser *p, Op op, NodeAttrs *na)
         na->inl = 1;
         return 1;
     }
-    static const struct {
-        const char *name;
-        int flag;
-        size_t seen; /* offset in AttrSeen */
-    } names[] = {
-        {"axis", A_AXIS, offsetof(AttrSeen, axis)},
-        {"keepdims", A_KEEPDIMS, offsetof(AttrSeen, keepdims)},
-        {"perm", A_PERM, offsetof(AttrSeen, perm)},
-        {"start", A_RANGE, offsetof(AttrSeen, start)},
-        {"end", A_RANGE, offsetof(AttrSeen, end)},
-        {"eps", A_EPS, offsetof(AttrSeen, eps)},
-        {"approx", A_APPROX, offsetof(AttrSeen, approx)},
-        {"stride", A_CONV, offsetof(AttrSeen, stride)},
-        {"pad", A_CONV, offsetof(AttrSeen, pad)},
-        {"data", A_DATA, offsetof(AttrSeen, data)},
-        {"scale", A_ATTN, offsetof(AttrSeen, scale)},
-        {"causal", A_ATTN, offsetof(AttrSeen, causal)},
-    };
     int k = -1;
-    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-        if (is_word(t, names[i].name))
+    for (int i = 0; i < AI_COUNT; i++)
+        if (is_word(t, attr_info[i].name))
             k = i;
     if (k < 0) {
         perr(p, t, "unknown attribute '%.*s'", t->len, t->s);
         return 0;
     }
-    if (!(op_info[op].attrs & names[k].flag)) {
-        perr(p, t, "unknown attribute '%s' for %s", names[k].name, op_info[op].name);
+    const AttrInfo *ia = &attr_info[k];
+    if (!(op_info[op].attrs & (1 << k))) {
+        perr(p, t, "unknown attribute '%s' for %s", ia->name, op_info[op].name);
         return 0;
     }
-    int *seen = (int *)((char *)&na->seen + names[k].seen);
-    if (*seen) {
-        perr(p, t, "attribute '%s' given twice", names[k].name);
+    if (na->seen[k]) {
+        perr(p, t, "attribute '%s' given twice", ia->name);
         return 0;
     }
-    *seen = 1;
+    na->seen[k] = 1;
     if (!expect(p, '=', "after the attribute name"))
         return 0;
-    Attrs *at = &na->at;
-    const char *nm = names[k].name;
+    char *x = (char *)&na->at + ia->offset;
     int n;
-    switch (names[k].flag) {
-    case A_AXIS:
-        return parse_int(p, &at->axis, "axis");
-    case A_KEEPDIMS:
+    switch (ia->kind) {
+    case AK_INT:
+        return parse_int(p, (int *)x, ia->name);
+    case AK_BOOL:
         if (is_word(peek(p), "true") || is_word(peek(p), "false")) {
-            at->keepdims = is_word(next(p), "true");
+            *(int *)x = is_word(next(p), "true");
             return 1;
         }
-        return parse_int(p, &at->keepdims, "keepdims");
-    case A_PERM:
-        na->perm_tok = t;
-        return int_list(p, at->perm, IR_MAX_RANK, &na->nperm, "perm");
-    case A_RANGE:
-        return parse_dim(p, nm[0] == 's' ? &at->start : &at->end);
-    case A_EPS: {
-        DataVal v;
-        if (!parse_number_tok(p, &v, "eps"))
-            return 0;
-        at->eps = number_value(p, &v);
-        return 1;
-    }
-    case A_APPROX:
-        if (is_word(peek(p), "erf") || is_word(peek(p), "tanh")) {
-            at->approx = is_word(next(p), "tanh");
-            return 1;
-        }
-        return parse_int(p, &at->approx, "approx");
-    case A_ATTN:
-        if (nm[0] == 'c') {
-            if (is_word(peek(p), "true") || is_word(peek(p), "false")) {
-                at->causal = is_word(next(p), "true");
+        return parse_int(p, (int *)x, ia->name);
+    case AK_ENUM: {
+        /* a value name of attrs.def's list, or its number */
+        Tok *v = peek(p);
+        int i = 0;
+        for (const char *q = ia->names; q && v->kind == TK_IDENT; i++) {
+            const char *e = strchr(q, '|');
+            size_t len = e ? (size_t)(e - q) : strlen(q);
+            if ((size_t)v->len == len && !strncmp(v->s, q, len)) {
+                next(p);
+                *(int *)x = i;
                 return 1;
             }
-            return parse_int(p, &at->causal, "causal");
-        } else {
-            DataVal v;
-            if (!parse_number_tok(p, &v, "scale"))
-                return 0;
-            at->scale = number_value(p, &v);
-            return 1;
+            q = e ? e + 1 : NULL;
         }
-    case A_CONV: {
-        int *dst = nm[0] == 's' ? at->stride : at->pad;
-        int v[3];
-        if (!int_list(p, v, 3, &n, nm))
+        return parse_int(p, (int *)x, ia->name);
+    }
+    case AK_PERM:
+        na->perm_tok = t;
+        return int_list(p, (int *)x, IR_MAX_RANK, &na->nperm, ia->name);
+    case AK_DIM:
+        return parse_dim(p, (Dim *)x);
+    case AK_F64: {
+        DataVal v;
+        if (!parse_number_tok(p, &v, ia->name))
             return 0;
-        if (n != 2) {
-            perr(p, t, "%s takes two values [h, w], got %d", nm, n);
-            return 0;
-        }
-        dst[0] = v[0];
-        dst[1] = v[1];
+        *(double *)x = number_value(p, &v);
         return 1;
     }
-    case A_DATA:
+    case AK_INT2: {
+        int v[3];
+        if (!int_list(p, v, 3, &n, ia->name))
+            return 0;
+        if (n != 2) {
+            perr(p, t, "%s takes two values [h, w], got %d", ia->name, n);
+            return 0;
+        }
+        ((int *)x)[0] = v[0];
+        ((int *)x)[1] = v[1];
+        return 1;
+    }
+    case AK_DATA:
+        /* the values are converted once the node's type is known (store_data) */
         na->data_tok = t;
         if (!expect(p, '[', "to open the data"))
             return 0;
@@ -1014,13 +988,15 @@ static int parse_node_rest(Parser *p, Tok *idtok, NodeAttrs *na)
         if (!expect(p, ')', "to close the inputs"))
             return 0;
     }
-    int arity = op_info[op].arity;
-    if (arity >= 0 && nin != arity) {
-        perr(p, optok, "%s takes %d input%s, got %d", op_info[op].name, arity, arity == 1 ? "" : "s", nin);
-        return 0;
-    }
-    if (arity < 0 && nin == 0) {
-        perr(p, optok, "%s takes at least one input", op_info[op].name);
+    const OpInfo *oi = &op_info[op];
+    if (nin < oi->min_in || (oi->max_in >= 0 && nin > oi->max_in)) {
+        if (oi->min_in == oi->max_in)
+            perr(p, optok, "%s takes %d input%s, got %d", oi->name, oi->min_in, oi->min_in == 1 ? "" : "s", nin);
+        else if (oi->max_in < 0)
+            perr(p, optok, "%s takes at least %d input%s, got %d", oi->name, oi->min_in, oi->min_in == 1 ? "" : "s",
+                 nin);
+        else
+            perr(p, optok, "%s takes %d to %d inputs, got %d", oi->name, oi->min_in, oi->max_in, nin);
         return 0;
     }
 
@@ -1036,27 +1012,9 @@ static int parse_node_rest(Parser *p, Tok *idtok, NodeAttrs *na)
         if (!expect(p, '}', "to close the attributes"))
             return 0;
     }
-    static const struct {
-        int flag;
-        size_t seen;
-        const char *name;
-    } req[] = {
-        {A_AXIS, offsetof(AttrSeen, axis), "axis"},
-        {A_KEEPDIMS, offsetof(AttrSeen, keepdims), "keepdims"},
-        {A_PERM, offsetof(AttrSeen, perm), "perm"},
-        {A_RANGE, offsetof(AttrSeen, start), "start"},
-        {A_RANGE, offsetof(AttrSeen, end), "end"},
-        {A_EPS, offsetof(AttrSeen, eps), "eps"},
-        {A_APPROX, offsetof(AttrSeen, approx), "approx"},
-        {A_CONV, offsetof(AttrSeen, stride), "stride"},
-        {A_CONV, offsetof(AttrSeen, pad), "pad"},
-        {A_DATA, offsetof(AttrSeen, data), "data"},
-        {A_ATTN, offsetof(AttrSeen, scale), "scale"},
-        {A_ATTN, offsetof(AttrSeen, causal), "causal"},
-    };
-    for (int i = 0; i < (int)(sizeof req / sizeof req[0]); i++)
-        if ((op_info[op].attrs & req[i].flag) && !*(int *)((char *)&na->seen + req[i].seen)) {
-            perr(p, optok, "%s needs the attribute '%s'", op_info[op].name, req[i].name);
+    for (int i = 0; i < AI_COUNT; i++)
+        if ((op_info[op].attrs & (1 << i)) && attr_info[i].required && !na->seen[i]) {
+            perr(p, optok, "%s needs the attribute '%s'", op_info[op].name, attr_info[i].name);
             return 0;
         }
 

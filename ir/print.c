@@ -16,10 +16,11 @@
  *     graph whose ids are stale after a pass still prints consistently.
  *   - the quoted NAME appears for input and weight only; the parentheses are left out for source ops
  *     (no inputs), so `%4 = arange : i64[T]`.
- *   - ATTRS are exactly the fields op_info[op].attrs names, in this order: axis=N,
- *     keepdims=true|false, perm=[...] (one entry per output dimension), start=DIM, end=DIM,
- *     eps=FLOAT, approx=erf|tanh, stride=[H, W], pad=[H, W], data=[...] (numel values, C order, flat);
- *     then `inline` (no value) on any node fuse-ops marked (Node.inl).
+ *   - ATTRS are exactly the attributes op_info[op].attrs names, in attrs.def's order, each printed as
+ *     its kind says (axis=N, keepdims=true|false, perm=[...] one entry per output dimension,
+ *     start=DIM, eps=FLOAT, approx=erf|tanh, stride=[H, W], data=[...] numel values, C order, flat);
+ *     an optional attribute (attrs.def's required column 0) only when it is not zero; then `inline`
+ *     (no value) on any node fuse-ops marked (Node.inl).
  *   - floating-point values print as the shortest %g form that reads back to the same bits in the
  *     node's dtype (at most 17 digits for f64, 9 for f32, fewer for f16 and bf16), except that
  *     whole numbers below 1e15 print without exponent (65504, not 6.55e+04); and inf, -inf, nan
@@ -150,83 +151,99 @@ static void print_value(FILE *f, DType t, const void *data, size_t i)
     }
 }
 
-/* The element count of a static shape, or -1 when a dimension is symbolic or negative. */
-static int64_t static_numel(const Node *n)
+/* The name of value v of an ENUM attribute (names: "erf|tanh"), or NULL when v has none. */
+static const char *enum_name(const char *names, int v, char *buf, size_t n)
 {
-    int64_t k = 1;
-    for (int i = 0; i < n->rank; i++) {
-        if (!dim_is_const(n->shape[i]) || n->shape[i].b < 0)
-            return -1;
-        if (__builtin_mul_overflow(k, n->shape[i].b, &k))
-            return -1;
+    for (const char *p = names; p && v >= 0; v--) {
+        const char *e = strchr(p, '|');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (v == 0) {
+            snprintf(buf, n, "%.*s", (int)len, p);
+            return buf;
+        }
+        p = e ? e + 1 : NULL;
     }
-    return k;
+    return NULL;
+}
+
+/* Whether attribute ai of n holds its zero value (an optional attribute is then not printed). */
+static int attr_is_zero(const Node *n, int ai)
+{
+    static const Attrs zero;
+    const AttrInfo *ia = &attr_info[ai];
+    const char *x = (const char *)&n->at + ia->offset, *z = (const char *)&zero + ia->offset;
+    switch (ia->kind) {
+    case AK_PERM: return !memcmp(x, z, sizeof(int) * IR_MAX_RANK);
+    case AK_DIM: return dim_eq(*(const Dim *)x, dim_const(0));
+    case AK_F64: return !memcmp(x, z, sizeof(double));
+    case AK_INT2: return !memcmp(x, z, 2 * sizeof(int));
+    case AK_DATA: return *(const void *const *)x == NULL;
+    default: return *(const int *)x == 0;
+    }
+}
+
+/* One attribute's value, as attrs.def's kind of it prints. */
+static void print_attr_value(FILE *f, const Graph *g, const Node *n, int ai)
+{
+    const AttrInfo *ia = &attr_info[ai];
+    const char *x = (const char *)&n->at + ia->offset;
+    char buf[64];
+    switch (ia->kind) {
+    case AK_INT: fprintf(f, "%d", *(const int *)x); return;
+    case AK_BOOL: fputs(*(const int *)x ? "true" : "false", f); return;
+    case AK_ENUM: {
+        const char *nm = enum_name(ia->names, *(const int *)x, buf, sizeof buf);
+        if (nm)
+            fputs(nm, f);
+        else
+            fprintf(f, "%d", *(const int *)x);
+        return;
+    }
+    case AK_PERM:
+        fputc('[', f);
+        for (int i = 0; i < n->rank; i++)
+            fprintf(f, "%s%d", i ? ", " : "", ((const int *)x)[i]);
+        fputc(']', f);
+        return;
+    case AK_DIM: print_dim(f, g, *(const Dim *)x); return;
+    case AK_F64:
+        fmt_float(buf, sizeof buf, DT_F64, x, 0);
+        fputs(buf, f);
+        return;
+    case AK_INT2: fprintf(f, "[%d, %d]", ((const int *)x)[0], ((const int *)x)[1]); return;
+    case AK_DATA: {
+        /* Without data or with a symbolic shape there is nothing safe to print; the verifier
+         * rejects such a node and the parser will not read `data=[]` back for a non-empty shape. */
+        const void *data = *(const void *const *)x;
+        int64_t k = data ? ir_static_numel(n) : -1;
+        fputc('[', f);
+        for (int64_t i = 0; i < k; i++) {
+            if (i)
+                fputs(", ", f);
+            print_value(f, n->dtype, data, (size_t)i);
+        }
+        fputc(']', f);
+        return;
+    }
+    }
+    UNREACHABLE();
 }
 
 static void print_attrs(FILE *f, const Graph *g, const Node *n)
 {
     int attrs = op_info[n->op].attrs;
-    if (!attrs && !n->inl)
+    int any = n->inl;
+    for (int i = 0; i < AI_COUNT; i++)
+        any |= (attrs & (1 << i)) && (attr_info[i].required || !attr_is_zero(n, i));
+    if (!any)
         return;
     const char *sep = "";
     fputs(" {", f);
-    if (attrs & A_AXIS) {
-        fprintf(f, "%saxis=%d", sep, n->at.axis);
-        sep = ", ";
-    }
-    if (attrs & A_KEEPDIMS) {
-        fprintf(f, "%skeepdims=%s", sep, n->at.keepdims ? "true" : "false");
-        sep = ", ";
-    }
-    if (attrs & A_PERM) {
-        fprintf(f, "%sperm=[", sep);
-        for (int i = 0; i < n->rank; i++)
-            fprintf(f, "%s%d", i ? ", " : "", n->at.perm[i]);
-        fputc(']', f);
-        sep = ", ";
-    }
-    if (attrs & A_RANGE) {
-        fprintf(f, "%sstart=", sep);
-        print_dim(f, g, n->at.start);
-        fputs(", end=", f);
-        print_dim(f, g, n->at.end);
-        sep = ", ";
-    }
-    if (attrs & A_EPS) {
-        char buf[64];
-        fmt_float(buf, sizeof buf, DT_F64, &n->at.eps, 0);
-        fprintf(f, "%seps=%s", sep, buf);
-        sep = ", ";
-    }
-    if (attrs & A_APPROX) {
-        if (n->at.approx == 0 || n->at.approx == 1)
-            fprintf(f, "%sapprox=%s", sep, n->at.approx ? "tanh" : "erf");
-        else
-            fprintf(f, "%sapprox=%d", sep, n->at.approx);
-        sep = ", ";
-    }
-    if (attrs & A_CONV) {
-        fprintf(f, "%sstride=[%d, %d], pad=[%d, %d]", sep, n->at.stride[0], n->at.stride[1],
-                n->at.pad[0], n->at.pad[1]);
-        sep = ", ";
-    }
-    if (attrs & A_ATTN) {
-        char buf[64];
-        fmt_float(buf, sizeof buf, DT_F64, &n->at.scale, 0);
-        fprintf(f, "%sscale=%s, causal=%s", sep, buf, n->at.causal ? "true" : "false");
-        sep = ", ";
-    }
-    if (attrs & A_DATA) {
-        /* Without data or with a symbolic shape there is nothing safe to print; the verifier
-         * rejects such a node and the parser will not read `data=[]` back for a non-empty shape. */
-        int64_t k = n->at.data ? static_numel(n) : -1;
-        fprintf(f, "%sdata=[", sep);
-        for (int64_t i = 0; i < k; i++) {
-            if (i)
-                fputs(", ", f);
-            print_value(f, n->dtype, n->at.data, (size_t)i);
-        }
-        fputc(']', f);
+    for (int i = 0; i < AI_COUNT; i++) {
+        if (!(attrs & (1 << i)) || (!attr_info[i].required && attr_is_zero(n, i)))
+            continue;
+        fprintf(f, "%s%s=", sep, attr_info[i].name);
+        print_attr_value(f, g, n, i);
         sep = ", ";
     }
     if (n->inl)

@@ -10,7 +10,7 @@
  *   2. dims: each is a constant or a*S+b with S a symbol of the graph, and is >= 0 for every value
  *      of the symbols (each symbol ranges over 1..bound, independently of the others);
  *   3. inputs: each exists, is in the graph, and comes earlier (topological order);
- *   4. arity: op_info's arity; variadic ops at least one input; conv2d two or three;
+ *   4. input count: between op_info's min_in and max_in (ops.def);
  *   5. per op, dtypes, shapes and attributes:
  *      - input: has a name and is in g->inputs; weight: has a name, at.data and a static shape;
  *        const: at.data and a static shape; arange: rank 1, numeric; causal_mask: rank 2, float;
@@ -709,22 +709,14 @@ static int check_structure(Verifier *v, const Node *n, int pos)
     }
     if (!ok)
         return 0;
-    int arity = op_info[n->op].arity;
-    if (n->op == OP_ATTENTION) {
-        if (n->nin != 3 && n->nin != 4) {
-            bad(v, "takes 3 or 4 inputs (q, k, v, mask?), not %d", n->nin);
-            return 0;
-        }
-    } else if (n->op == OP_CONV2D) {
-        if (n->nin != 2 && n->nin != 3) {
-            bad(v, "takes 2 or 3 inputs (x, w, bias?), not %d", n->nin);
-            return 0;
-        }
-    } else if (arity >= 0 && n->nin != arity) {
-        bad(v, "takes %d input%s, not %d", arity, arity == 1 ? "" : "s", n->nin);
-        return 0;
-    } else if (arity < 0 && n->nin < 1) {
-        bad(v, "takes at least one input");
+    const OpInfo *oi = &op_info[n->op];
+    if (n->nin < oi->min_in || (oi->max_in >= 0 && n->nin > oi->max_in)) {
+        if (oi->min_in == oi->max_in)
+            bad(v, "takes %d input%s, not %d", oi->min_in, oi->min_in == 1 ? "" : "s", n->nin);
+        else if (oi->max_in < 0)
+            bad(v, "takes at least %d input%s, not %d", oi->min_in, oi->min_in == 1 ? "" : "s", n->nin);
+        else
+            bad(v, "takes %d to %d inputs, not %d", oi->min_in, oi->max_in, n->nin);
         return 0;
     }
     return 1;

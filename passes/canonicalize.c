@@ -14,14 +14,6 @@
 
 #include <string.h>
 
-static int64_t numel_static(const Node *n)
-{
-    int64_t k = 1;
-    for (int i = 0; i < n->rank; i++)
-        k *= n->shape[i].b;
-    return k;
-}
-
 static int same_type(const Node *a, const Node *b)
 {
     if (a->dtype != b->dtype || a->rank != b->rank)
@@ -29,29 +21,6 @@ static int same_type(const Node *a, const Node *b)
     for (int i = 0; i < a->rank; i++)
         if (!dim_eq(a->shape[i], b->shape[i]))
             return 0;
-    return 1;
-}
-
-static int same_attrs(const Node *a, const Node *b)
-{
-    int m = op_info[a->op].attrs;
-    const Attrs *x = &a->at, *y = &b->at;
-    if ((m & A_AXIS) && x->axis != y->axis)
-        return 0;
-    if ((m & A_KEEPDIMS) && x->keepdims != y->keepdims)
-        return 0;
-    if ((m & A_PERM) && memcmp(x->perm, y->perm, sizeof(int) * (size_t)a->rank))
-        return 0;
-    if ((m & A_RANGE) && (!dim_eq(x->start, y->start) || !dim_eq(x->end, y->end)))
-        return 0;
-    if ((m & A_EPS) && x->eps != y->eps)
-        return 0;
-    if ((m & A_APPROX) && x->approx != y->approx)
-        return 0;
-    if ((m & A_CONV) && (memcmp(x->stride, y->stride, sizeof x->stride) || memcmp(x->pad, y->pad, sizeof x->pad)))
-        return 0;
-    if (m & A_DATA)
-        return memcmp(x->data, y->data, (size_t)(numel_static(a) * dtype_traits[a->dtype].size)) == 0;
     return 1;
 }
 
@@ -65,7 +34,7 @@ static int same_node(const Node *a, const Node *b)
     for (int i = 0; i < a->nin; i++)
         if (a->in[i] != b->in[i])
             return 0;
-    return same_attrs(a, b);
+    return ir_same_attrs(a, b);
 }
 
 /* The value of a scalar (or single-element) constant, or NAN-free flag 0 when n is not one. */

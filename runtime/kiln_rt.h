@@ -5,6 +5,7 @@
  * return value and a message written into a caller's buffer; nothing here prints or exits.
  *
  * Sections, by source file:
+ *   dtype.c   the dtype table (kiln_dtype.h's rows)
  *   npy.c     .npy files: version 1.0-3.0 headers, little-endian, C order
  *   (abi)     what the compiler emits for a model and the runtime reads: RtModel
  *   pool.c    the thread pool: parallel-for over ranges
@@ -17,6 +18,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kiln_dtype.h"
 
 enum { RT_MAX_RANK = 8 };
 
@@ -44,16 +47,23 @@ void rt_npy_free(RtNpy *a);
  *
  * For a model NAME the compiler emits one constant RtModel, `kiln_model_NAME`, and the raw entry it
  * points to. Every field is 8 bytes wide so that the layout the compiler builds in LLVM IR and the
- * one C sees agree without padding rules. Dtype codes are kiln's (RT_F32 ...), in the same order as
- * ir/ir.h's DType (the code generator checks it).
+ * one C sees agree without padding rules. Dtype codes are kiln's (RT_F32 ...), generated from
+ * KILN_DTYPES as ir/ir.h's DType is.
  */
 enum {
     RT_ABI_VERSION = 2,
 };
 
+/* Dtype codes: the rows of KILN_DTYPES (kiln_dtype.h), the compiler's DType codes too. */
 typedef enum RtDType {
-    RT_F32, RT_F16, RT_BF16, RT_F64, RT_I64, RT_I32, RT_I8, RT_U8, RT_BOOL, RT_DTYPE_COUNT
+#define X(e, ...) RT_##e,
+    KILN_DTYPES(X)
+#undef X
+    RT_DTYPE_COUNT
 } RtDType;
+
+/* Each dtype's traits, indexed by RtDType (runtime/dtype.c). */
+extern const KilnDTypeInfo rt_dtypes[RT_DTYPE_COUNT];
 
 /* A dimension: b when sym < 0, else a * syms[sym] + b. */
 typedef struct RtDim {

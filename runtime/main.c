@@ -24,19 +24,6 @@
 /* model.c: a tensor's declared shape, "[T, 768]" */
 enum { MAIN_MAX_THREADS = 1024, MAIN_MAX_BENCH = 1000000, MAIN_SHOW = 8 };
 
-static const struct {
-    const char *name;  /* kiln's: "f32" */
-    const char *descr; /* NumPy's, or NULL when a .npy file cannot hold it */
-    const char *numpy; /* for the hint in an error: "float32" */
-    size_t size;
-} main_types[RT_DTYPE_COUNT] = {
-    [RT_F32] = {"f32", "<f4", "float32", 4}, [RT_F16] = {"f16", "<f2", "float16", 2},
-    [RT_BF16] = {"bf16", NULL, NULL, 2},     [RT_F64] = {"f64", "<f8", "float64", 8},
-    [RT_I64] = {"i64", "<i8", "int64", 8},   [RT_I32] = {"i32", "<i4", "int32", 4},
-    [RT_I8] = {"i8", "|i1", "int8", 1},      [RT_U8] = {"u8", "|u1", "uint8", 1},
-    [RT_BOOL] = {"bool", "|b1", "bool_", 1},
-};
-
 typedef struct MainArgs {
     const char *prog;          /* argv[0] without its directory */
     const char **input_files;  /* (ninputs) NULL where not given */
@@ -68,7 +55,7 @@ static void main_type_str(const RtModel *m, const RtTensorDesc *t, char *buf, si
 {
     char shape[256];
     rt_shape_desc(m, t, shape, sizeof shape);
-    snprintf(buf, n, "%s%s", main_dtype_ok(t->dtype) ? main_types[t->dtype].name : "?", shape);
+    snprintf(buf, n, "%s%s", main_dtype_ok(t->dtype) ? rt_dtypes[t->dtype].name : "?", shape);
 }
 
 /* Whether input i is the first place symbol s appears (so --help states its bound there). */
@@ -237,7 +224,7 @@ static int main_read_input(const char *prog, const RtModel *m, int64_t k, const 
         return 1;
     }
     main_type_str(m, t, ty, sizeof ty);
-    if (!main_types[t->dtype].descr) {
+    if (!rt_dtypes[t->dtype].npy) {
         main_error(prog, "input '%s' is %s, which a .npy file cannot hold", t->name, ty);
         return 1;
     }
@@ -245,9 +232,9 @@ static int main_read_input(const char *prog, const RtModel *m, int64_t k, const 
         main_error(prog, "%s", err);
         return 1;
     }
-    if (strcmp(x->descr, main_types[t->dtype].descr) != 0) {
+    if (strcmp(x->descr, rt_dtypes[t->dtype].npy) != 0) {
         main_error(prog, "%s: input '%s' is %s but the file holds '%s' data; save it with "
-                   "a.astype(np.%s)", path, t->name, ty, x->descr, main_types[t->dtype].numpy);
+                   "a.astype(np.%s)", path, t->name, ty, x->descr, rt_dtypes[t->dtype].numpy);
         return 1;
     }
     if (x->rank != t->rank) {
@@ -296,7 +283,7 @@ static float main_bf16(uint16_t h)
 
 static void main_print_value(int64_t dt, const void *data, size_t i)
 {
-    const unsigned char *p = (const unsigned char *)data + i * main_types[dt].size;
+    const unsigned char *p = (const unsigned char *)data + i * rt_dtypes[dt].size;
     union {
         float f;
         double d;
@@ -305,7 +292,7 @@ static void main_print_value(int64_t dt, const void *data, size_t i)
         int8_t b;
         uint16_t h;
     } u;
-    memcpy(&u, p, main_types[dt].size);
+    memcpy(&u, p, rt_dtypes[dt].size);
     switch (dt) {
     case RT_F32: printf("%.6g", u.f); break;
     case RT_F16: printf("%.6g", main_f16(u.h)); break;
@@ -322,7 +309,7 @@ static void main_print_value(int64_t dt, const void *data, size_t i)
 /* "z: f32[16, 96] = [v0, ..., v7, ...] (1536 values)" */
 static void main_print(const RtTensorDesc *t, const int64_t *shape, const void *data, size_t count)
 {
-    printf("%s: %s[", t->name, main_types[t->dtype].name);
+    printf("%s: %s[", t->name, rt_dtypes[t->dtype].name);
     for (int64_t d = 0; d < t->rank; d++)
         printf("%s%lld", d ? ", " : "", (long long)shape[d]);
     printf("] = [");
@@ -340,7 +327,7 @@ static int main_write(const char *prog, const RtTensorDesc *t, const char *path,
 {
     char err[512];
     float *conv = NULL;
-    const char *descr = main_types[t->dtype].descr;
+    const char *descr = rt_dtypes[t->dtype].npy;
     if (t->dtype == RT_BF16) {
         conv = malloc(count ? count * sizeof *conv : 1);
         if (!conv) {
@@ -394,7 +381,7 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
             if (oshape[k][d] < 0 ||
                 __builtin_mul_overflow(count, (size_t)oshape[k][d], &count))
                 count = SIZE_MAX;
-        if (count == SIZE_MAX || __builtin_mul_overflow(count, main_types[t->dtype].size, &bytes) ||
+        if (count == SIZE_MAX || __builtin_mul_overflow(count, rt_dtypes[t->dtype].size, &bytes) ||
             bytes > SIZE_MAX - 64 || !(out[k] = aligned_alloc(64, (bytes + 64) / 64 * 64))) {
             main_error(a->prog, "cannot allocate output '%s' of %zu elements", t->name, count);
             return 1;

@@ -24,17 +24,8 @@
 
 static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
-/* The dtypes kiln reads, in their normalised form. */
-static const struct {
-    const char *descr; /* "<f4" */
-    const char *name;  /* "float32", for messages */
-    size_t size;       /* bytes per element */
-} npy_types[] = {
-    {"<f4", "float32", 4}, {"<f2", "float16", 2}, {"<f8", "float64", 8}, {"<i8", "int64", 8},
-    {"<i4", "int32", 4},   {"|i1", "int8", 1},    {"|u1", "uint8", 1},   {"|b1", "bool", 1},
-};
-enum { NPY_NTYPES = sizeof npy_types / sizeof npy_types[0] };
-
+/* The dtypes kiln reads are the rows of rt_dtypes (kiln_dtype.h) that have a NumPy descr, which is
+ * their normalised form ("<f4", "|u1"). */
 static int npy_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -49,18 +40,18 @@ static int npy_fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-/* Normalises descr into out (one of npy_types) and returns its index there, or writes why it is not
+/* Normalises descr into out (a row of rt_dtypes) and returns its dtype code, or writes why it is not
  * supported into why and returns -1. */
 static int npy_normalise(const char *descr, char out[8], char *why, size_t whylen)
 {
     char order = descr[0];
     const char *body = descr + (order == '<' || order == '>' || order == '=' || order == '|');
-    for (int i = 0; i < NPY_NTYPES && body != descr; i++) {
-        const char *t = npy_types[i].descr;
-        if (strcmp(body, t + 1) != 0)
+    for (int i = 0; i < RT_DTYPE_COUNT && body != descr; i++) {
+        const char *t = rt_dtypes[i].npy;
+        if (!t || strcmp(body, t + 1) != 0)
             continue;
         /* byte order means nothing for one byte: '<i1', '=u1', '>b1' are all '|' */
-        if (npy_types[i].size == 1 || order == '<' || order == '=') {
+        if (rt_dtypes[i].size == 1 || order == '<' || order == '=') {
             snprintf(out, 8, "%s", t);
             return i;
         }
@@ -71,12 +62,16 @@ static int npy_normalise(const char *descr, char out[8], char *why, size_t whyle
             return -1;
         }
     }
-    snprintf(why, whylen,
-             body[0] == 'O'   ? "object arrays ('%s') are not supported"
-             : body[0] == 'V' ? "structured or void dtypes ('%s') are not supported"
-                              : "dtype '%s' is not supported (kiln reads <f4 <f2 <f8 <i8 <i4 |i1 "
-                                "|u1 |b1)",
-             descr);
+    if (body[0] == 'O' || body[0] == 'V') {
+        snprintf(why, whylen, body[0] == 'O' ? "object arrays ('%s') are not supported"
+                                             : "structured or void dtypes ('%s') are not supported", descr);
+        return -1;
+    }
+    char list[128] = "";
+    for (int i = 0; i < RT_DTYPE_COUNT; i++)
+        if (rt_dtypes[i].npy)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", *list ? " " : "", rt_dtypes[i].npy);
+    snprintf(why, whylen, "dtype '%s' is not supported (kiln reads %s)", descr, list);
     return -1;
 }
 
@@ -211,7 +206,7 @@ static int npy_header(NpyParser *ps, RtNpy *a)
             int t = npy_normalise(d, a->descr, why, sizeof why);
             if (t < 0)
                 return npy_fail(ps->err, ps->errlen, "%s: %s", ps->path, why);
-            a->elem_size = npy_types[t].size;
+            a->elem_size = (size_t)rt_dtypes[t].size;
         } else if (k == 1) {
             npy_ws(ps);
             size_t left = (size_t)(ps->end - ps->p);
@@ -253,9 +248,9 @@ static void npy_shape_str(const RtNpy *a, char *buf, size_t n)
 
 static const char *npy_type_name(const char *descr)
 {
-    for (int i = 0; i < NPY_NTYPES; i++)
-        if (!strcmp(npy_types[i].descr, descr))
-            return npy_types[i].name;
+    for (int i = 0; i < RT_DTYPE_COUNT; i++)
+        if (rt_dtypes[i].npy && !strcmp(rt_dtypes[i].npy, descr))
+            return rt_dtypes[i].numpy;
     return descr;
 }
 
@@ -374,11 +369,11 @@ int rt_npy_write(const char *path, const char *descr, int rank, const int64_t *s
         if (shape[i] < 0)
             return npy_fail(err, errlen, "%s: cannot write a negative dimension (%lld)", path,
                             (long long)shape[i]);
-        if (shape[i] != 0 && numel > SIZE_MAX / npy_types[t].size / (uint64_t)shape[i])
+        if (shape[i] != 0 && numel > SIZE_MAX / (size_t)rt_dtypes[t].size / (uint64_t)shape[i])
             return npy_fail(err, errlen, "%s: cannot write: shape has too many elements", path);
         numel *= (size_t)shape[i];
     }
-    size_t nbytes = numel * npy_types[t].size;
+    size_t nbytes = numel * (size_t)rt_dtypes[t].size;
     if (nbytes && !data)
         return npy_fail(err, errlen, "%s: cannot write: no data given", path);
 

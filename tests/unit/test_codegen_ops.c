@@ -56,6 +56,7 @@
 #include "codegen/codegen.h"
 #include "ir/ir.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -218,7 +219,18 @@ static const int64_t TS3[] = {1, 17, 40, 0};
 static const int64_t TS2[] = {1, 40, 0};
 
 static int npass, nfail, ncase;
-static unsigned char covered[OP_COUNT];
+static unsigned char covered[OP_COUNT], covered_dt[DT_COUNT], covered_attr[AI_COUNT];
+
+/* Whether text has `word` followed by `after`, not preceded by a letter or digit ("f16[" is not in
+ * "bf16["). */
+static int has_word(const char *text, const char *word, char after)
+{
+    size_t n = strlen(word);
+    for (const char *p = strstr(text, word); p; p = strstr(p + 1, word))
+        if ((p == text || !isalnum((unsigned char)p[-1])) && p[n] == after)
+            return 1;
+    return 0;
+}
 static int only = -1; /* a case number from the command line: run just that one */
 
 /* The worst error of one comparison: largest |got - want| over finite pairs and its ratio to what
@@ -476,6 +488,10 @@ static void run(Spec s)
         return;
     }
     covered[op] = 1;
+    for (int t = 0; t < DT_COUNT; t++)
+        covered_dt[t] |= has_word(s.ir, dtype_traits[t].name, '[');
+    for (int a = 0; a < AI_COUNT; a++)
+        covered_attr[a] |= has_word(s.ir, attr_info[a].name, '=');
     if (only >= 0 && num != only)
         return;
     fflush(stdout);
@@ -1412,6 +1428,16 @@ int main(int argc, char **argv)
         printf("FAIL op '%s' of ops.def has no case\n", op_info[op].name);
         nfail++;
     }
+    for (int t = 0; t < DT_COUNT; t++)
+        if (!covered_dt[t]) {
+            printf("FAIL dtype '%s' of kiln_dtype.h has no case\n", dtype_traits[t].name);
+            nfail++;
+        }
+    for (int a = 0; a < AI_COUNT; a++)
+        if (!covered_attr[a]) {
+            printf("FAIL attribute '%s' of attrs.def has no case\n", attr_info[a].name);
+            nfail++;
+        }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("%d passed, %d failed (%d cases, %.1f s)\n", npass, nfail, ncase,
            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));

@@ -429,10 +429,19 @@ static void test_pytorch_cases(void)
         npass += run_case(&c);
     }
     fclose(f);
-    for (int op = 0; op < OP_COUNT; op++)
+    int attr_cov[AI_COUNT] = {0};
+    for (int op = 0; op < OP_COUNT; op++) {
         if (op != OP_INPUT && op != OP_WEIGHT && op != OP_CONST)
             CHECK(covered[op], "op '%s' has no PyTorch case in " REF_DIR "/cases.txt (add one to "
                   "tests/ops/make_refs.py)", op_info[op].name);
+        for (int a = 0; a < AI_COUNT; a++)
+            if (covered[op] && (op_info[op].attrs & (1 << a)))
+                attr_cov[a] = 1;
+    }
+    /* every attribute of attrs.def is exercised by some case (data: by every const) */
+    for (int a = 0; a < AI_COUNT; a++)
+        CHECK(attr_cov[a] || a == AI_DATA, "attribute '%s' has no PyTorch case in " REF_DIR "/cases.txt",
+              attr_info[a].name);
     printf("pytorch cases: %d of %d pass\n", npass, ncase);
 }
 
@@ -634,6 +643,35 @@ static void test_rounding(void)
     for (int k = 0; k < 3; k++)
         free(out[k].data);
     ir_graph_free(g);
+
+    /* Every dtype of kiln_dtype.h through the interpreter: f32 -> t -> f32, against what C's own
+     * conversions give (integers truncate toward zero and wrap, bool is x != 0, f64 is exact). */
+    for (int t = 0; t < DT_COUNT; t++) {
+        if (t == DT_F16 || t == DT_BF16) /* checked bit for bit above */
+            continue;
+        g = ir_graph_new();
+        in = input(g, "x", DT_F32, 1, dn);
+        ir_add_output(g, "r", node1(g, OP_CAST, DT_F32, 1, dn, node1(g, OP_CAST, (DType)t, 1, dn, in)));
+        HostTensor o1;
+        CHECK(run(g, &hi, &o1, NULL, 0) == 0, "cast through %s runs", dtype_traits[t].name);
+        for (int i = 0; i < N; i++) {
+            double want;
+            long long tr = (long long)x[i];
+            switch (t) {
+            case DT_F32: case DT_F64: want = x[i]; break;
+            case DT_I64: want = (double)tr; break;
+            case DT_I32: want = (double)(int32_t)(uint32_t)tr; break;
+            case DT_I8: want = (double)(int8_t)(uint8_t)tr; break;
+            case DT_U8: want = (double)(uint8_t)tr; break;
+            case DT_BOOL: want = x[i] != 0; break;
+            default: want = NAN; CHECK(0, "dtype %s has no expectation here: add one", dtype_traits[t].name);
+            }
+            CHECK(at(&o1, (size_t)i) == want, "%s round trip of %.9g: %.17g, want %.17g", dtype_traits[t].name,
+                  x[i], at(&o1, (size_t)i), want);
+        }
+        free(o1.data);
+        ir_graph_free(g);
+    }
 
     /* f16: (2048 + 1) rounds to 2048 at the add, so (a + b) - a is 0, not 1 */
     g = ir_graph_new();

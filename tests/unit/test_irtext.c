@@ -307,6 +307,19 @@ static void test_round_trip(void)
         seen[g->nodes[i]->op] = 1;
     for (int op = 0; op < OP_COUNT; op++)
         CHECK(seen[op], "no %s node in the round-trip graph: add one to build_full", op_info[op].name);
+    /* every dtype and every attribute too, so each prints and parses back */
+    int seen_dt[DT_COUNT] = {0}, seen_attr[AI_COUNT] = {0};
+    for (int i = 0; i < g->nnode; i++) {
+        seen_dt[g->nodes[i]->dtype] = 1;
+        for (int a = 0; a < AI_COUNT; a++)
+            if (op_info[g->nodes[i]->op].attrs & (1 << a))
+                seen_attr[a] = 1;
+    }
+    for (int t = 0; t < DT_COUNT; t++)
+        CHECK(seen_dt[t], "no %s node in the round-trip graph: add one to build_full", dtype_traits[t].name);
+    for (int a = 0; a < AI_COUNT; a++)
+        CHECK(seen_attr[a], "no node with attribute %s in the round-trip graph: add one to build_full",
+              attr_info[a].name);
 
     char *msgs = NULL;
     int k = verify_msgs(g, &msgs);
