@@ -608,8 +608,11 @@ static int eval_attention(Interp *I, const Node *n, double *y)
                 for (int64_t e = 0; e < D; e++)
                     dot += q[i * D + e] * k[j * D + e];
                 double sij = dot * n->at.scale;
+                /* the masked score is rounded to the node's dtype, as the graph the op replaces rounds
+                 * s + mask: a score plus a large finite mask (-1e9) is then the mask itself, and a row
+                 * masked everywhere that way has equal weights, as it has there */
                 if (M)
-                    sij += M[moff + i * mst[r] + j * mst[r + 1]];
+                    sij = dtype_round(n->dtype, sij + M[moff + i * mst[r] + j * mst[r + 1]]);
                 if (n->at.causal && j > i + Tk - Tq)
                     sij = -INFINITY;
                 sc[j] = sij;

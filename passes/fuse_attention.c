@@ -113,6 +113,7 @@ typedef struct Mask {
     Node *m;       /* the additive mask, or the condition of a where */
     double factor; /* the mask enters the scores multiplied by this */
     int where;     /* m is a condition: keep where true (1) or where false (-1) */
+    double fill;   /* where: the value the masked scores are replaced by (-inf, or finite: -1e9) */
 } Mask;
 
 typedef struct Match {
@@ -220,7 +221,7 @@ static const char *match_scores(Ctx *c, Node *s, Match *m)
             Node *mk = x->in[left ? 1 : 0];
             if (m->nmask == 4)
                 return "more than four masks";
-            m->mask[m->nmask++] = (Mask){mk, alpha, 0};
+            m->mask[m->nmask++] = (Mask){mk, alpha, 0, 0};
             x = x->in[left ? 0 : 1];
             break;
         }
@@ -231,7 +232,7 @@ static const char *match_scores(Ctx *c, Node *s, Match *m)
                 return "where() fills the scores with something other than -inf or a large negative number";
             if (m->nmask == 4)
                 return "more than four masks";
-            m->mask[m->nmask++] = (Mask){x->in[0], 1, keep_true ? 1 : -1};
+            m->mask[m->nmask++] = (Mask){x->in[0], 1, keep_true ? 1 : -1, v};
             x = x->in[keep_true ? 1 : 2];
             break;
         }
@@ -308,6 +309,56 @@ static Node *build_mask(Graph *g, Match *m, const Node *scores, SrcLoc loc)
     return total;
 }
 
+static Node *scalar_node(Graph *g, DType dt, double v, SrcLoc loc)
+{
+    Node *c = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc);
+    void *p = arena_alloc(g->arena, 8);
+    dtype_store(dt, p, 0, v);
+    c->at.data = p;
+    return c;
+}
+
+/* The rows whose every key the masks hide. The fused op gives 0 there (no key, no value), while the
+ * graph it replaces computes a softmax over scores that are all the same fill: with -inf that is NaN
+ * (0/0, as PyTorch gives), with a finite fill (where(keep, s, -1e9)) every key has the same weight
+ * and the row is the mean of V. So the pass keeps the graph's meaning explicitly:
+ *     where(max(mask, keys) == -inf, mean(V over keys) or NaN, attention(...))
+ * A finite additive mask (s + -1e9) needs nothing: it reaches the kernel as it is. Returns NULL when
+ * the shapes do not broadcast. */
+static Node *dead_rows(Graph *g, Node *a, Node *mask, Node *v, SrcLoc loc)
+{
+    Dim sh[IR_MAX_RANK];
+    int r = mask->rank;
+    memcpy(sh, mask->shape, sizeof(Dim) * (size_t)r);
+    sh[r - 1] = dim_const(1);
+    Node *mx = ir_node(g, OP_RMAX, mask->dtype, r, sh, 1, &mask, loc);
+    mx->at.axis = r - 1;
+    mx->at.keepdims = 1;
+    Node *ninf = scalar_node(g, mask->dtype, -INFINITY, loc);
+    Node *dead = ir_node(g, OP_EQ, DT_BOOL, r, sh, 2, (Node *[]){mx, ninf}, loc);
+    Node *fill;
+    if (v) {
+        int rv = v->rank;
+        Dim vs[IR_MAX_RANK];
+        memcpy(vs, v->shape, sizeof(Dim) * (size_t)rv);
+        vs[rv - 2] = dim_const(1);
+        fill = ir_node(g, OP_MEAN, v->dtype, rv, vs, 1, &v, loc);
+        fill->at.axis = rv - 2;
+        fill->at.keepdims = 1;
+    } else {
+        fill = scalar_node(g, a->dtype, NAN, loc);
+    }
+    int r1, r2;
+    Dim t1[IR_MAX_RANK], t2[IR_MAX_RANK];
+    if (!shape_broadcast(dead->rank, dead->shape, fill->rank, fill->shape, &r1, t1) ||
+        !shape_broadcast(r1, t1, a->rank, a->shape, &r2, t2) || r2 != a->rank)
+        return NULL;
+    for (int i = 0; i < r2; i++)
+        if (!dim_eq(t2[i], a->shape[i]))
+            return NULL;
+    return ir_node(g, OP_WHERE, a->dtype, a->rank, a->shape, 3, (Node *[]){dead, fill, a}, loc);
+}
+
 /* Tries to fuse the product pv = P @ V; returns 1 when it did, else 0 with *why set. */
 static int try_fuse(Ctx *c, Node *pv, const char **why, Node **softmax_out)
 {
@@ -350,11 +401,24 @@ static int try_fuse(Ctx *c, Node *pv, const char **why, Node **softmax_out)
         *why = "the masks do not broadcast together";
         return 0;
     }
+    int finite_fill = 0;
+    for (int i = 0; i < m.nmask; i++)
+        finite_fill |= m.mask[i].where && !isinf(m.mask[i].fill);
+    if (finite_fill && m.causal) {
+        *why = "a where() with a finite fill on a causal attention (which keys a fully masked row averages "
+               "depends on the order of the masks)";
+        return 0;
+    }
     Node *in[4] = {m.q, m.k, m.v, mask};
     Node *a = ir_node(g, OP_ATTENTION, DT_F32, pv->rank, pv->shape, mask ? 4 : 3, in, pv->loc);
     a->at.scale = m.scale;
     a->at.causal = m.causal;
-    ir_replace_uses(g, pv, a);
+    Node *out = mask ? dead_rows(g, a, mask, finite_fill ? m.v : NULL, pv->loc) : a;
+    if (!out) {
+        *why = "the masks do not broadcast with the output";
+        return 0;
+    }
+    ir_replace_uses(g, pv, out);
     return 1;
 }
 
