@@ -10,6 +10,7 @@
  *   diag.c    diagnostics: file:line:col: error: message, the source line and a caret
  *   dtype     the dtype table (in graph.c)
  *   graph.c   nodes, graphs, dimensions and shapes
+ *   build.c   shape and dtype inference (the one set of shape rules) and the typed node builders
  *   print.c   the text form of a graph
  *   parse.c   reading the text form back
  *   verify.c  the verifier
@@ -312,6 +313,62 @@ int shape_numel_eq(const Graph *g, int ra, const Dim *a, int rb, const Dim *b);
 int64_t shape_numel(int rank, const Dim *shape, const int64_t *vals);
 /* NumPy broadcasting of two shapes; 0 when they do not broadcast. */
 int shape_broadcast(int ra, const Dim *a, int rb, const Dim *b, int *rout, Dim *out);
+
+/* ---------------------------------------------------------------- build.c */
+
+/* A node's type, as shape and dtype inference computes it. */
+typedef struct IrType {
+    DType dtype;
+    int rank;
+    Dim shape[IR_MAX_RANK]; /* (rank) */
+} IrType;
+
+/* Why inference refused a node: a sentence without a location, which the caller turns into its own
+ * diagnostic, and the input at fault (an index into the inputs, -1 when none in particular). */
+typedef struct IrWhy {
+    int input;
+    char msg[640];
+} IrWhy;
+
+/* The type a node of op with these inputs and attributes has (at may be NULL: all zero). For the ops
+ * whose type is the caller's choice, *t holds it on entry and is checked, not computed: the dtype of
+ * a cast, the shape of a reshape or an expand, dtype and shape of a source. Returns 1, or 0 with
+ * *why filled (why may be NULL). The verifier compares each node's type with this. */
+int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, IrType *t, IrWhy *why);
+int ir_same_type(const IrType *a, const IrType *b);
+IrType ir_type_of(const Node *n);
+/* x <= y for every value of the symbols. */
+int dim_le(const Graph *g, Dim x, Dim y);
+
+/* Builders: infer the result type, append the node, set its attributes. When the inputs do not fit
+ * they return NULL with *why filled; with why == NULL a misfit is an internal error (kiln_panic), which
+ * is what passes want. No implicit conversion: operands must already have one dtype. */
+Node *ir_build(Graph *g, Op op, const Attrs *at, int nin, Node *const *in, const IrType *given, SrcLoc loc,
+               IrWhy *why);
+Node *ir_unary(Graph *g, Op op, Node *x, SrcLoc loc, IrWhy *why); /* not cast or gelu */
+Node *ir_gelu(Graph *g, Node *x, int approx, SrcLoc loc, IrWhy *why);
+Node *ir_cast(Graph *g, Node *x, DType dt, SrcLoc loc);
+Node *ir_binary(Graph *g, Op op, Node *a, Node *b, SrcLoc loc, IrWhy *why);
+Node *ir_where(Graph *g, Node *cond, Node *a, Node *b, SrcLoc loc, IrWhy *why);
+Node *ir_reduce(Graph *g, Op op, Node *x, int axis, int keepdims, SrcLoc loc, IrWhy *why);
+Node *ir_softmax(Graph *g, Op op, Node *x, int axis, SrcLoc loc, IrWhy *why); /* softmax, log_softmax */
+Node *ir_norm(Graph *g, Op op, Node *x, Node *gamma, Node *beta, double eps, SrcLoc loc,
+              IrWhy *why); /* layernorm (beta), rmsnorm (beta NULL) */
+Node *ir_matmul(Graph *g, Node *a, Node *b, SrcLoc loc, IrWhy *why);
+Node *ir_conv2d(Graph *g, Node *x, Node *w, Node *bias, int stride, int pad, SrcLoc loc, IrWhy *why);
+Node *ir_reshape(Graph *g, Node *x, int rank, const Dim *shape, SrcLoc loc, IrWhy *why);
+Node *ir_expand(Graph *g, Node *x, int rank, const Dim *shape, SrcLoc loc, IrWhy *why);
+Node *ir_transpose(Graph *g, Node *x, const int *perm, SrcLoc loc, IrWhy *why); /* perm: x->rank entries */
+Node *ir_slice(Graph *g, Node *x, int axis, Dim start, Dim end, SrcLoc loc, IrWhy *why);
+Node *ir_concat(Graph *g, int n, Node *const *xs, int axis, SrcLoc loc, IrWhy *why);
+Node *ir_gather(Graph *g, Node *table, Node *idx, int axis, SrcLoc loc, IrWhy *why);
+Node *ir_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, double scale, int causal, SrcLoc loc,
+                   IrWhy *why);
+/* A constant of a static shape over data (not copied), and a scalar one (data in g's arena). */
+Node *ir_const(Graph *g, DType dt, int rank, const Dim *shape, const void *data, SrcLoc loc);
+Node *ir_scalar(Graph *g, DType dt, double v, SrcLoc loc);
+/* input, weight, arange, causal_mask: the caller sets name and data. */
+Node *ir_source(Graph *g, Op op, DType dt, int rank, const Dim *shape, SrcLoc loc);
 
 /* ---------------------------------------------------------------- print.c */
 
