@@ -220,10 +220,11 @@ static Value b_gelu(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         }
         approx = !strcmp(k->s, "tanh");
     }
-    Node *n = lw_unary(L, OP_GELU, arg_float(L, a, 0), loc);
-    if (n)
-        n->at.approx = approx;
-    return v_tensor(n);
+    Node *x = arg_float(L, a, 0);
+    if (!x)
+        return v_none();
+    IrWhy why;
+    return v_tensor(lw_built(L, ir_gelu(lower_graph(L), x, approx, loc, &why), &why, loc, NULL, 0));
 }
 
 static Value b_binary(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
@@ -275,17 +276,8 @@ static Value b_where(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         y = lw_scalar(L, dt, vy.k == V_FLOAT ? vy.f : (double)vy.i, a->loc[2]);
     x = lw_cast(L, x, dt, loc);
     y = lw_cast(L, y, dt, loc);
-    int r, r2;
-    Dim s1[IR_MAX_RANK], s2[IR_MAX_RANK];
-    if (!shape_broadcast(c->rank, c->shape, x->rank, x->shape, &r, s1) ||
-        !shape_broadcast(r, s1, y->rank, y->shape, &r2, s2)) {
-        char b1[128], b2[128], b3[128];
-        ERR(loc, "where: shapes do not broadcast: %s, %s and %s", node_type_str(lower_graph(L), c, b1, sizeof b1),
-            node_type_str(lower_graph(L), x, b2, sizeof b2), node_type_str(lower_graph(L), y, b3, sizeof b3));
-        return v_none();
-    }
-    Node *in[3] = {c, x, y};
-    return v_tensor(ir_node(lower_graph(L), OP_WHERE, dt, r2, s2, 3, in, loc));
+    IrWhy why;
+    return v_tensor(lw_built(L, ir_where(lower_graph(L), c, x, y, loc, &why), &why, loc, NULL, 0));
 }
 
 static Value b_cast(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
@@ -299,26 +291,17 @@ static Value b_cast(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         return v_none();
     if (x->dtype == (DType)a->v[1].i)
         return v_tensor(x);
-    return v_tensor(ir_node(lower_graph(L), OP_CAST, (DType)a->v[1].i, x->rank, x->shape, 1, &x, loc));
+    return v_tensor(lw_cast(L, x, (DType)a->v[1].i, loc));
 }
 
 /* ---------------------------------------------------------------- reductions and normalisations */
 
 static Node *reduce(Lower *L, Op op, Node *x, int axis, int keep, SrcLoc loc)
 {
-    Dim shape[IR_MAX_RANK];
-    int r = 0;
-    for (int i = 0; i < x->rank; i++)
-        if (i != axis)
-            shape[r++] = x->shape[i];
-        else if (keep)
-            shape[r++] = dim_const(1);
     if (op != OP_RMAX && op != OP_RMIN && !dtype_traits[x->dtype].is_float)
         x = lw_cast(L, x, DT_F32, loc);
-    Node *n = ir_node(lower_graph(L), op, x->dtype, r, shape, 1, &x, loc);
-    n->at.axis = axis;
-    n->at.keepdims = keep;
-    return n;
+    IrWhy why;
+    return lw_built(L, ir_reduce(lower_graph(L), op, x, axis, keep, loc, &why), &why, loc, NULL, 0);
 }
 
 static Value b_reduce(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
@@ -368,13 +351,8 @@ static Value b_softmax(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
     int axis;
     if (!x || !arg_axis(L, a, 1, -1, x->rank, loc, &axis))
         return v_none();
-    if (x->rank == 0) {
-        ERR(loc, "%s of a scalar", b->name);
-        return v_none();
-    }
-    Node *n = ir_node(lower_graph(L), b->op, x->dtype, x->rank, x->shape, 1, &x, loc);
-    n->at.axis = axis;
-    return v_tensor(n);
+    IrWhy why;
+    return v_tensor(lw_built(L, ir_softmax(lower_graph(L), b->op, x, axis, loc, &why), &why, loc, NULL, 0));
 }
 
 static Value b_norm(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
@@ -396,20 +374,17 @@ static Value b_norm(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         Node *p = lw_cast(L, arg_tensor(L, a, i), x->dtype, a->loc[i]);
         if (!p)
             return v_none();
-        if (p->rank != 1 || !dim_eq(p->shape[0], last)) {
-            char b1[128], b2[128];
-            ERR(a->loc[i], "%s: the %s must have the shape of the last dimension of %s, got %s", b->name,
-                i == 1 ? "weight" : "bias", node_type_str(lower_graph(L), x, b1, sizeof b1),
-                node_type_str(lower_graph(L), p, b2, sizeof b2));
-            return v_none();
-        }
         in[i] = p;
     }
-    if (layer && a->n == 2) /* no bias: zeros */
-        in[2] = lw_expand(L, lw_scalar(L, x->dtype, 0, loc), 1, &last, loc);
-    Node *n = ir_node(lower_graph(L), b->op, x->dtype, x->rank, x->shape, layer ? 3 : 2, in, loc);
-    n->at.eps = eps;
-    return v_tensor(n);
+    if (layer && a->n == 2) { /* no bias: zeros, once the weight is known to fit */
+        if (in[1]->rank != 1 || !dim_eq(in[1]->shape[0], last))
+            in[2] = in[1];
+        else
+            in[2] = lw_expand(L, lw_scalar(L, x->dtype, 0, loc), 1, &last, loc);
+    }
+    IrWhy why;
+    Graph *g = lower_graph(L);
+    return v_tensor(lw_built(L, ir_norm(g, b->op, x, in[1], in[2], eps, loc, &why), &why, loc, a->loc, a->n));
 }
 
 /* ---------------------------------------------------------------- shapes */
@@ -636,7 +611,7 @@ static Value b_causal_mask(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
     shape[1] = shape[0];
     if (a->n > 1 && !lw_dim(L, a->v[1], a->loc[1], &shape[1]))
         return v_none();
-    return v_tensor(ir_node(lower_graph(L), OP_CAUSAL_MASK, DT_F32, 2, shape, 0, NULL, loc));
+    return v_tensor(ir_source(lower_graph(L), OP_CAUSAL_MASK, DT_F32, 2, shape, loc));
 }
 
 static Value b_arange(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
@@ -674,7 +649,11 @@ static Value b_arange(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         }
         dt = (int)k->i;
     }
-    Node *r = ir_node(lower_graph(L), OP_ARANGE, (DType)dt, 1, &n, 0, NULL, loc);
+    IrType ty = {(DType)dt, 1, {n}};
+    IrWhy why;
+    Node *r = lw_built(L, ir_build(lower_graph(L), OP_ARANGE, NULL, 0, NULL, &ty, loc, &why), &why, loc, NULL, 0);
+    if (!r)
+        return v_none();
     if (step != 1)
         r = lw_binary(L, OP_MUL, r, lw_scalar(L, (DType)dt, (double)step, loc), loc);
     if (!dim_is_const(lo) || lo.b != 0) {
@@ -709,39 +688,20 @@ static Value b_conv2d(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
             node_type_str(g, x, b1, sizeof b1), node_type_str(g, w, b2, sizeof b2));
         return v_none();
     }
+    /* the language asks for static image and kernel sizes (the IR would allow a symbolic image) */
     int c = x->rank - 3;
-    if (!dim_eq(x->shape[c], w->shape[1]) || !dim_is_const(w->shape[2]) || !dim_is_const(w->shape[3]) ||
-        !dim_is_const(x->shape[c + 1]) || !dim_is_const(x->shape[c + 2])) {
-        ERR(loc, "conv2d: channels of the image and the kernel differ (or a size is symbolic): %s and %s",
-            node_type_str(g, x, b1, sizeof b1), node_type_str(g, w, b2, sizeof b2));
+    if (!dim_is_const(w->shape[2]) || !dim_is_const(w->shape[3]) || !dim_is_const(x->shape[c + 1]) ||
+        !dim_is_const(x->shape[c + 2])) {
+        ERR(loc, "conv2d: the image and kernel sizes must be constants: %s and %s", node_type_str(g, x, b1, sizeof b1),
+            node_type_str(g, w, b2, sizeof b2));
         return v_none();
     }
-    if (stride < 1 || pad < 0) {
-        ERR(loc, "conv2d: stride must be at least 1 and padding at least 0");
+    if (stride > 1 << 20 || pad > 1 << 20 || stride < -(1 << 20) || pad < -(1 << 20)) {
+        ERR(loc, "conv2d: stride and padding must be between 0 and 2^20");
         return v_none();
     }
-    if (bias && (bias->rank != 1 || !dim_eq(bias->shape[0], w->shape[0]))) {
-        ERR(loc, "conv2d: the bias must be [%lld], got %s", (long long)w->shape[0].b, node_type_str(g, bias, b1, sizeof b1));
-        return v_none();
-    }
-    Dim shape[4];
-    int r = 0;
-    if (c)
-        shape[r++] = x->shape[0];
-    shape[r++] = w->shape[0];
-    for (int i = 0; i < 2; i++) {
-        int64_t in = x->shape[c + 1 + i].b + 2 * pad - w->shape[2 + i].b;
-        if (in < 0) {
-            ERR(loc, "conv2d: the kernel is larger than the padded image");
-            return v_none();
-        }
-        shape[r++] = dim_const(in / stride + 1);
-    }
-    Node *in[3] = {x, w, bias};
-    Node *n = ir_node(g, OP_CONV2D, x->dtype, r, shape, bias ? 3 : 2, in, loc);
-    n->at.stride[0] = n->at.stride[1] = (int)stride;
-    n->at.pad[0] = n->at.pad[1] = (int)pad;
-    return v_tensor(n);
+    IrWhy why;
+    return v_tensor(lw_built(L, ir_conv2d(g, x, w, bias, (int)stride, (int)pad, loc, &why), &why, loc, NULL, 0));
 }
 
 /* attention(q, k, v, causal=false, mask=None, scale=1/sqrt(d)): shorthand that expands to the same
@@ -777,15 +737,15 @@ static Value b_attention(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
     s = lw_binary(L, OP_MUL, s, lw_scalar(L, s->dtype, scale, loc), loc);
     if (causal)
         s = lw_binary(L, OP_ADD, s,
-                      ir_node(lower_graph(L), OP_CAUSAL_MASK, s->dtype, 2, s->shape + s->rank - 2, 0, NULL, loc), loc);
+                      ir_source(lower_graph(L), OP_CAUSAL_MASK, s->dtype, 2, s->shape + s->rank - 2, loc), loc);
     SrcLoc ml;
     Value *mk = kw(a, "mask", NULL, &ml);
     if (mk && s)
         s = lw_binary(L, OP_ADD, s, lw_cast(L, lw_tensor(L, *mk, ml), s->dtype, ml), ml);
     if (!s)
         return v_none();
-    Node *p = ir_node(lower_graph(L), OP_SOFTMAX, s->dtype, s->rank, s->shape, 1, &s, loc);
-    p->at.axis = s->rank - 1;
+    IrWhy why;
+    Node *p = lw_built(L, ir_softmax(lower_graph(L), OP_SOFTMAX, s, s->rank - 1, loc, &why), &why, loc, NULL, 0);
     return v_tensor(lw_matmul(L, p, v, loc));
 }
 

@@ -201,6 +201,9 @@ Node *lw_slice(Lower *L, Node *x, int axis, Dim start, Dim end, SrcLoc loc);
 Node *lw_concat(Lower *L, int n, Node **xs, int axis, SrcLoc loc);
 Node *lw_gather(Lower *L, Node *table, Node *idx, int axis, SrcLoc loc);
 Node *lw_expand(Lower *L, Node *x, int rank, const Dim *shape, SrcLoc loc);
+/* n, or when an IR builder refused (n NULL) its reason as an error at the location of the input at
+ * fault (ins[why->input], when ins is given) or at loc; returns n. */
+Node *lw_built(Lower *L, Node *n, const IrWhy *why, SrcLoc loc, const SrcLoc *ins, int nins);
 /* Normalises a possibly negative axis for a tensor of the given rank; -1 after an error. */
 int lw_axis(Lower *L, int64_t axis, int rank, SrcLoc loc);
 /* A value as a dimension (an integer or a symbolic size); 0 after an error. */

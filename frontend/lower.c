@@ -210,7 +210,7 @@ static Node *weight_node(Lower *L, const char *name, SrcLoc loc)
     Dim shape[IR_MAX_RANK];
     for (int i = 0; i < t->rank; i++)
         shape[i] = dim_const(t->shape[i]);
-    Node *n = ir_node(L->g, OP_WEIGHT, t->dtype, t->rank, shape, 0, NULL, loc);
+    Node *n = ir_source(L->g, OP_WEIGHT, t->dtype, t->rank, shape, loc);
     n->name = arena_strdup(L->a, name);
     n->at.data = t->data;
     if (L->nwref == L->capwref) {
@@ -243,19 +243,28 @@ static char *tstr(Lower *L, const Node *n)
 
 Node *lw_scalar(Lower *L, DType dt, double v, SrcLoc loc)
 {
-    Node *n = ir_node(L->g, OP_CONST, dt, 0, NULL, 0, NULL, loc);
-    void *data = arena_alloc(L->a, 8);
-    dtype_store(dt, data, 0, v);
-    n->at.data = data;
-    return n;
+    return ir_scalar(L->g, dt, v, loc);
 }
 
 Node *lw_cast(Lower *L, Node *x, DType dt, SrcLoc loc)
 {
     if (!x || x->dtype == dt)
         return x;
-    Node *n = ir_node(L->g, OP_CAST, dt, x->rank, x->shape, 1, &x, loc);
+    return ir_cast(L->g, x, dt, loc);
+}
+
+/* A builder's result, or its refusal as this phase's diagnostic: at the location of the input at
+ * fault when the caller knows it (ins), else at loc. */
+static Node *built(Lower *L, Node *n, const IrWhy *why, SrcLoc loc, const SrcLoc *ins, int nins)
+{
+    if (!n)
+        ERR(ins && why->input >= 0 && why->input < nins ? ins[why->input] : loc, "%s", why->msg);
     return n;
+}
+
+Node *lw_built(Lower *L, Node *n, const IrWhy *why, SrcLoc loc, const SrcLoc *ins, int nins)
+{
+    return built(L, n, why, loc, ins, nins);
 }
 
 Node *lw_tensor(Lower *L, Value v, SrcLoc loc)
@@ -303,35 +312,26 @@ Node *lw_unary(Lower *L, Op op, Node *x, SrcLoc loc)
         return NULL;
     if (op != OP_NEG && op != OP_ABS && op != OP_RELU && !is_float(x))
         x = lw_cast(L, x, DT_F32, loc); /* exp of an integer tensor is a float, as in PyTorch */
-    return ir_node(L->g, op, x->dtype, x->rank, x->shape, 1, &x, loc);
+    IrWhy why;
+    return built(L, ir_unary(L->g, op, x, loc, &why), &why, loc, NULL, 0);
 }
 
-static const char *op_symbol(Op op)
-{
-    switch (op) {
-    case OP_ADD: return "+";
-    case OP_SUB: return "-";
-    case OP_MUL: return "*";
-    case OP_DIV: return "/";
-    case OP_POW: return "**";
-    case OP_LT: return "<";
-    case OP_LE: return "<=";
-    case OP_GT: return ">";
-    case OP_GE: return ">=";
-    case OP_EQ: return "==";
-    case OP_NE: return "!=";
-    default: return op_info[op].name;
-    }
-}
-
+/* The language's promotion for a binary operator: both operands meet at one dtype, division and
+ * power are true (float) operations, arithmetic on bools is on i32. The IR's binary ops then see
+ * operands of one dtype. */
 Node *lw_binary(Lower *L, Op op, Node *a, Node *b, SrcLoc loc)
 {
     if (!a || !b)
         return NULL;
     int r;
     Dim shape[IR_MAX_RANK];
+    IrWhy why;
     if (!shape_broadcast(a->rank, a->shape, b->rank, b->shape, &r, shape)) {
-        ERR(loc, "shapes do not broadcast in '%s': %s and %s", op_symbol(op), tstr(L, a), tstr(L, b));
+        /* before any cast is made: the builder words the refusal */
+        Node *in[2] = {a, b};
+        IrType t;
+        ir_infer(L->g, op, NULL, 2, in, &t, &why);
+        ERR(loc, "%s", why.msg);
         return NULL;
     }
     DType dt = promote(a->dtype, b->dtype);
@@ -341,58 +341,36 @@ Node *lw_binary(Lower *L, Op op, Node *a, Node *b, SrcLoc loc)
         dt = DT_I32;
     a = lw_cast(L, a, dt, loc);
     b = lw_cast(L, b, dt, loc);
-    Node *in[2] = {a, b};
-    DType out = op_info[op].flags & F_CMP ? DT_BOOL : dt;
-    return ir_node(L->g, op, out, r, shape, 2, in, loc);
+    return built(L, ir_binary(L->g, op, a, b, loc, &why), &why, loc, NULL, 0);
 }
 
 Node *lw_matmul(Lower *L, Node *a, Node *b, SrcLoc loc)
 {
     if (!a || !b)
         return NULL;
-    if (a->rank == 0 || b->rank == 0) {
-        ERR(loc, "'@' needs tensors of at least one dimension, got %s @ %s", tstr(L, a), tstr(L, b));
-        return NULL;
-    }
-    Dim ka = a->shape[a->rank - 1], kb = b->shape[b->rank >= 2 ? b->rank - 2 : 0];
-    if (!dim_eq(ka, kb)) {
-        ERR(loc, "'@': inner dimensions differ: %s @ %s", tstr(L, a), tstr(L, b));
-        return NULL;
-    }
-    /* batch dimensions broadcast; a vector operand loses its dimension afterwards */
-    int ra = a->rank > 2 ? a->rank - 2 : 0, rb = b->rank > 2 ? b->rank - 2 : 0, r;
-    Dim shape[IR_MAX_RANK];
-    if (!shape_broadcast(ra, a->shape, rb, b->shape, &r, shape)) {
-        ERR(loc, "'@': batch dimensions do not broadcast: %s @ %s", tstr(L, a), tstr(L, b));
-        return NULL;
-    }
-    if (a->rank >= 2)
-        shape[r++] = a->shape[a->rank - 2];
-    if (b->rank >= 2)
-        shape[r++] = b->shape[b->rank - 1];
-    if (r > IR_MAX_RANK) {
-        ERR(loc, "'@': result has more than %d dimensions", IR_MAX_RANK);
-        return NULL;
-    }
     DType dt = promote(a->dtype, b->dtype);
     if (!dtype_traits[dt].is_float)
         dt = DT_F32;
+    IrWhy why;
+    if (a->dtype != dt || b->dtype != dt) {
+        /* the shapes are checked before any cast is made */
+        Node sa = *a, sb = *b, *in[2] = {&sa, &sb};
+        IrType t;
+        sa.dtype = sb.dtype = dt;
+        if (!ir_infer(L->g, OP_MATMUL, NULL, 2, in, &t, &why)) {
+            ERR(loc, "%s", why.msg);
+            return NULL;
+        }
+    }
     a = lw_cast(L, a, dt, loc);
     b = lw_cast(L, b, dt, loc);
-    Node *in[2] = {a, b};
-    return ir_node(L->g, OP_MATMUL, dt, r, shape, 2, in, loc);
+    return built(L, ir_matmul(L->g, a, b, loc, &why), &why, loc, NULL, 0);
 }
 
 Node *lw_reshape(Lower *L, Node *x, int rank, const Dim *shape, SrcLoc loc)
 {
     if (!x)
         return NULL;
-    if (!shape_numel_eq(L->g, x->rank, x->shape, rank, shape)) {
-        char buf[256];
-        ERR(loc, "cannot reshape %s to %s: the element counts differ", tstr(L, x),
-            type_str(L->g, x->dtype, rank, shape, buf, sizeof buf));
-        return NULL;
-    }
     if (rank == x->rank) {
         int same = 1;
         for (int i = 0; i < rank; i++)
@@ -400,28 +378,21 @@ Node *lw_reshape(Lower *L, Node *x, int rank, const Dim *shape, SrcLoc loc)
         if (same)
             return x;
     }
-    return ir_node(L->g, OP_RESHAPE, x->dtype, rank, shape, 1, &x, loc);
+    IrWhy why;
+    return built(L, ir_reshape(L->g, x, rank, shape, loc, &why), &why, loc, NULL, 0);
 }
 
 Node *lw_transpose(Lower *L, Node *x, const int *perm, SrcLoc loc)
 {
     if (!x)
         return NULL;
-    int seen[IR_MAX_RANK] = {0}, identity = 1;
-    Dim shape[IR_MAX_RANK];
-    for (int i = 0; i < x->rank; i++) {
-        if (perm[i] < 0 || perm[i] >= x->rank || seen[perm[i]]++) {
-            ERR(loc, "transpose: the axes are not a permutation of 0..%d for %s", x->rank - 1, tstr(L, x));
-            return NULL;
-        }
-        shape[i] = x->shape[perm[i]];
+    int identity = 1;
+    for (int i = 0; i < x->rank; i++)
         identity &= perm[i] == i;
-    }
     if (identity)
         return x;
-    Node *n = ir_node(L->g, OP_TRANSPOSE, x->dtype, x->rank, shape, 1, &x, loc);
-    memcpy(n->at.perm, perm, sizeof(int) * (size_t)x->rank);
-    return n;
+    IrWhy why;
+    return built(L, ir_transpose(L->g, x, perm, loc, &why), &why, loc, NULL, 0);
 }
 
 /* Whether `hi` can exceed `lim` for some value of the symbols. */
@@ -439,42 +410,10 @@ Node *lw_slice(Lower *L, Node *x, int axis, Dim start, Dim end, SrcLoc loc)
 {
     if (!x)
         return NULL;
-    Dim size = x->shape[axis], len;
-    char b1[64], b2[64], b3[64];
-    if (dim_min(L->g, start) < 0) {
-        if (dim_is_const(start))
-            ERR(loc, "slice start %lld is negative", (long long)start.b);
-        else
-            ERR(loc, "slice start %s is negative when %s is small (%s >= 1)", dim_str(L->g, start, b1, sizeof b1),
-                L->g->syms[start.sym].name, L->g->syms[start.sym].name);
-        return NULL;
-    }
-    if (dim_may_exceed(L, end, size)) {
-        if (!dim_is_const(end))
-            ERR(loc, "slice end %s can reach %lld (%s <= %lld) but dimension %d of %s has size %s",
-                dim_str(L->g, end, b1, sizeof b1), (long long)dim_max(L->g, end),
-                L->g->syms[end.sym].name, (long long)L->g->syms[end.sym].bound, axis, tstr(L, x),
-                dim_str(L->g, size, b3, sizeof b3));
-        else
-            ERR(loc, "slice end %s is past the end of dimension %d of %s", dim_str(L->g, end, b1, sizeof b1),
-                axis, tstr(L, x));
-        return NULL;
-    }
-    if (!dim_sub(end, start, &len) || (dim_is_const(len) && len.b < 0)) {
-        ERR(loc, "slice [%s:%s] has no valid length", dim_str(L->g, start, b1, sizeof b1),
-            dim_str(L->g, end, b2, sizeof b2));
-        return NULL;
-    }
-    if (dim_eq(start, dim_const(0)) && dim_eq(end, size))
+    if (dim_eq(start, dim_const(0)) && dim_eq(end, x->shape[axis]))
         return x;
-    Dim shape[IR_MAX_RANK];
-    memcpy(shape, x->shape, sizeof(Dim) * (size_t)x->rank);
-    shape[axis] = len;
-    Node *n = ir_node(L->g, OP_SLICE, x->dtype, x->rank, shape, 1, &x, loc);
-    n->at.axis = axis;
-    n->at.start = start;
-    n->at.end = end;
-    return n;
+    IrWhy why;
+    return built(L, ir_slice(L->g, x, axis, start, end, loc, &why), &why, loc, NULL, 0);
 }
 
 Node *lw_concat(Lower *L, int n, Node **xs, int axis, SrcLoc loc)
@@ -484,75 +423,43 @@ Node *lw_concat(Lower *L, int n, Node **xs, int axis, SrcLoc loc)
             return NULL;
     if (n == 1)
         return xs[0];
-    Dim shape[IR_MAX_RANK];
-    Node *x0 = xs[0];
-    DType dt = x0->dtype;
+    DType dt = xs[0]->dtype;
     for (int i = 1; i < n; i++)
         dt = promote(dt, xs[i]->dtype);
-    memcpy(shape, x0->shape, sizeof(Dim) * (size_t)x0->rank);
-    for (int i = 1; i < n; i++) {
-        Node *x = xs[i];
-        int ok = x->rank == x0->rank;
-        for (int j = 0; ok && j < x->rank; j++)
-            ok = j == axis || dim_eq(x->shape[j], x0->shape[j]);
-        if (!ok) {
-            ERR(loc, "concat along axis %d: %s and %s differ in another dimension", axis, tstr(L, x0), tstr(L, x));
-            return NULL;
-        }
-        if (!dim_add(shape[axis], x->shape[axis], &shape[axis])) {
-            ERR(loc, "concat along axis %d: the sizes use two different symbols", axis);
-            return NULL;
-        }
+    IrWhy why;
+    /* the shapes are checked before any cast is made */
+    Node *s = arena_alloc(L->a, sizeof(Node) * (size_t)n), **ps = arena_alloc(L->a, sizeof(Node *) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        s[i] = *xs[i];
+        s[i].dtype = dt;
+        ps[i] = &s[i];
+    }
+    Attrs at = {0};
+    at.axis = axis;
+    IrType t;
+    if (!ir_infer(L->g, OP_CONCAT, &at, n, ps, &t, &why)) {
+        ERR(loc, "%s", why.msg);
+        return NULL;
     }
     for (int i = 0; i < n; i++)
         xs[i] = lw_cast(L, xs[i], dt, loc);
-    Node *r = ir_node(L->g, OP_CONCAT, dt, x0->rank, shape, n, xs, loc);
-    r->at.axis = axis;
-    return r;
+    return built(L, ir_concat(L->g, n, xs, axis, loc, &why), &why, loc, NULL, 0);
 }
 
 Node *lw_gather(Lower *L, Node *table, Node *idx, int axis, SrcLoc loc)
 {
     if (!table || !idx)
         return NULL;
-    if (!dtype_traits[idx->dtype].is_int) {
-        ERR(loc, "indexing %s needs an integer tensor of indices, got %s", tstr(L, table), tstr(L, idx));
-        return NULL;
-    }
-    int r = table->rank - 1 + idx->rank;
-    if (r > IR_MAX_RANK) {
-        ERR(loc, "indexing gives more than %d dimensions", IR_MAX_RANK);
-        return NULL;
-    }
-    Dim shape[IR_MAX_RANK];
-    int k = 0;
-    for (int i = 0; i < axis; i++)
-        shape[k++] = table->shape[i];
-    for (int i = 0; i < idx->rank; i++)
-        shape[k++] = idx->shape[i];
-    for (int i = axis + 1; i < table->rank; i++)
-        shape[k++] = table->shape[i];
-    Node *in[2] = {table, idx};
-    Node *n = ir_node(L->g, OP_GATHER, table->dtype, r, shape, 2, in, loc);
-    n->at.axis = axis;
-    return n;
+    IrWhy why;
+    return built(L, ir_gather(L->g, table, idx, axis, loc, &why), &why, loc, NULL, 0);
 }
 
 Node *lw_expand(Lower *L, Node *x, int rank, const Dim *shape, SrcLoc loc)
 {
     if (!x)
         return NULL;
-    int r;
-    Dim out[IR_MAX_RANK];
-    int ok = rank >= x->rank && shape_broadcast(x->rank, x->shape, rank, shape, &r, out) && r == rank;
-    for (int i = 0; ok && i < rank; i++)
-        ok = dim_eq(out[i], shape[i]);
-    if (!ok) {
-        char buf[256];
-        ERR(loc, "cannot expand %s to %s", tstr(L, x), type_str(L->g, x->dtype, rank, shape, buf, sizeof buf));
-        return NULL;
-    }
-    return ir_node(L->g, OP_EXPAND, x->dtype, rank, shape, 1, &x, loc);
+    IrWhy why;
+    return built(L, ir_expand(L->g, x, rank, shape, loc, &why), &why, loc, NULL, 0);
 }
 
 int lw_axis(Lower *L, int64_t axis, int rank, SrcLoc loc)
@@ -1187,7 +1094,7 @@ static void decl_input(Lower *L, Frame *f, const Ast *s)
     }
     if (!ok)
         return;
-    Node *n = ir_node(L->g, OP_INPUT, (DType)dt, rank, shape, 0, NULL, s->loc);
+    Node *n = ir_source(L->g, OP_INPUT, (DType)dt, rank, shape, s->loc);
     n->name = s->s;
     env_set(L, L->globals, s->s, v_tensor(n), s->loc);
 }

@@ -179,11 +179,11 @@ static int infer_unary(const Graph *g, Op op, const Attrs *at, const Node *x, Ir
 
 static int infer_binary(const Graph *g, Op op, const Node *a, const Node *b, IrType *t, IrWhy *w)
 {
+    if (!shape_broadcast(a->rank, a->shape, b->rank, b->shape, &t->rank, t->shape))
+        return refuse(w, -1, "shapes do not broadcast in '%s': %s and %s", op_symbol(op), ty(g, a), ty(g, b));
     if (a->dtype != b->dtype)
         return refuse(w, 1, "'%s' of %s and %s: the operands have different dtypes", op_symbol(op), ty(g, a),
                       ty(g, b));
-    if (!shape_broadcast(a->rank, a->shape, b->rank, b->shape, &t->rank, t->shape))
-        return refuse(w, -1, "shapes do not broadcast in '%s': %s and %s", op_symbol(op), ty(g, a), ty(g, b));
     t->dtype = op_info[op].flags & F_CMP ? DT_BOOL : a->dtype;
     return 1;
 }

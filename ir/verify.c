@@ -1,7 +1,7 @@
 /* verify.c: the verifier, run after the frontend, after ir_parse and after every pass.
  *
  * Each problem is one diag_error at the node's SrcLoc, reading
- *     verifier: %5 = add: input shapes f32[T, 64] and f32[T, 65] do not broadcast to f32[T, 64]
+ *     verifier: %5 = add: shapes do not broadcast in '+': f32[T, 64] and f32[T, 65]
  * with the node's position in the graph and its op. ir_verify returns the number of problems.
  *
  * What is checked, in order, for every node (a node failing one of the structural steps 1-4 gets no
