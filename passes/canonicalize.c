@@ -49,20 +49,6 @@ static int scalar_const(const Node *n, double *v)
     return 1;
 }
 
-static Node *mk(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, Node **in, SrcLoc loc)
-{
-    return ir_node(g, op, dt, rank, shape, nin, in, loc);
-}
-
-static Node *transposed(Graph *g, Node *x, int rank, const int *perm, SrcLoc loc)
-{
-    Dim shape[IR_MAX_RANK];
-    for (int i = 0; i < rank; i++)
-        shape[i] = x->shape[perm[i]];
-    Node *t = mk(g, OP_TRANSPOSE, x->dtype, rank, shape, 1, &x, loc);
-    memcpy(t->at.perm, perm, sizeof(int) * (size_t)rank);
-    return t;
-}
 
 /* conv2d with stride = kernel and no padding, over an image [B?, C, H, W] with H and W multiples of
  * the kernel: the image cut into patches [B?, H/P * W/P, C*P*Q] times the kernel as a matrix
@@ -83,27 +69,23 @@ static Node *patch_conv(Graph *g, Node *n)
     Dim bd = b ? x->shape[0] : dim_const(1);
     /* [B, C, HP, P, WQ, Q] -> [B, HP, WQ, C, P, Q] -> [B, HP*WQ, C*P*Q] */
     Dim s6[6] = {bd, dim_const(C), dim_const(HP), dim_const(P), dim_const(WQ), dim_const(Q)};
-    Node *r = mk(g, OP_RESHAPE, x->dtype, 6, s6, 1, &x, loc);
+    Node *r = ir_reshape(g, x, 6, s6, loc, NULL);
     static const int p6[6] = {0, 2, 4, 1, 3, 5};
-    Node *t = transposed(g, r, 6, p6, loc);
+    Node *t = ir_transpose(g, r, p6, loc, NULL);
     Dim s3[3] = {bd, dim_const(HP * WQ), dim_const(C * P * Q)};
-    Node *patches = mk(g, OP_RESHAPE, x->dtype, 3, s3, 1, &t, loc);
+    Node *patches = ir_reshape(g, t, 3, s3, loc, NULL);
     /* the kernel as [O, C*P*Q], transposed for the product: a constant the GEMM packs */
     Dim s2[2] = {dim_const(O), dim_const(C * P * Q)};
-    Node *wm = mk(g, OP_RESHAPE, w->dtype, 2, s2, 1, &w, loc);
+    Node *wm = ir_reshape(g, w, 2, s2, loc, NULL);
     static const int p2[2] = {1, 0};
-    Node *wt = transposed(g, wm, 2, p2, loc);
-    Node *in2[2] = {patches, wt};
-    Dim so[3] = {bd, dim_const(HP * WQ), dim_const(O)};
-    Node *y = mk(g, OP_MATMUL, n->dtype, 3, so, 2, in2, loc);
-    if (n->nin == 3) {
-        Node *in[2] = {y, n->in[2]};
-        y = mk(g, OP_ADD, n->dtype, 3, so, 2, in, loc);
-    }
+    Node *wt = ir_transpose(g, wm, p2, loc, NULL);
+    Node *y = ir_matmul(g, patches, wt, loc, NULL);
+    if (n->nin == 3)
+        y = ir_binary(g, OP_ADD, y, n->in[2], loc, NULL);
     /* [B, HP*WQ, O] -> [B, O, HP*WQ] -> [B?, O, HP, WQ] */
     static const int p3[3] = {0, 2, 1};
-    Node *yt = transposed(g, y, 3, p3, loc);
-    return mk(g, OP_RESHAPE, n->dtype, n->rank, n->shape, 1, &yt, loc);
+    Node *yt = ir_transpose(g, y, p3, loc, NULL);
+    return ir_reshape(g, yt, n->rank, n->shape, loc, NULL);
 }
 
 /* What n can be replaced by, or NULL. */
@@ -126,9 +108,7 @@ static Node *simplify(Graph *g, Node *n)
             }
             if (identity)
                 return x->in[0];
-            Node *t = ir_node(g, OP_TRANSPOSE, n->dtype, n->rank, n->shape, 1, &x->in[0], n->loc);
-            memcpy(t->at.perm, perm, sizeof perm);
-            return t;
+            return ir_transpose(g, x->in[0], perm, n->loc, NULL);
         }
         return NULL;
     }
@@ -136,7 +116,7 @@ static Node *simplify(Graph *g, Node *n)
         if (same_type(n, x))
             return x;
         if (x->op == OP_RESHAPE)
-            return ir_node(g, OP_RESHAPE, n->dtype, n->rank, n->shape, 1, &x->in[0], n->loc);
+            return ir_reshape(g, x->in[0], n->rank, n->shape, n->loc, NULL);
         return NULL;
     case OP_CAST:
         return same_type(n, x) ? x : NULL;

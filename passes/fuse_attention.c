@@ -169,26 +169,14 @@ static Node *untranspose(Ctx *c, Node *b, double *scale)
             identity &= perm[i] == i;
         if (identity)
             return peel_scale(c, y, scale);
-        Dim shape[IR_MAX_RANK];
-        for (int i = 0; i < r; i++)
-            shape[i] = y->shape[perm[i]];
-        Node *k = ir_node(g, OP_TRANSPOSE, y->dtype, r, shape, 1, &y, b->loc);
-        memcpy(k->at.perm, perm, sizeof perm);
-        return k;
+        return ir_transpose(g, y, perm, b->loc, NULL);
     }
     b = peel_scale(c, b, scale);
-    Dim shape[IR_MAX_RANK];
-    for (int i = 0; i < r; i++) {
+    for (int i = 0; i < r; i++)
         perm[i] = i;
-        shape[i] = b->shape[i];
-    }
     perm[r - 1] = r - 2;
     perm[r - 2] = r - 1;
-    shape[r - 1] = b->shape[r - 2];
-    shape[r - 2] = b->shape[r - 1];
-    Node *k = ir_node(g, OP_TRANSPOSE, b->dtype, r, shape, 1, &b, b->loc);
-    memcpy(k->at.perm, perm, sizeof perm);
-    return k;
+    return ir_transpose(g, b, perm, b->loc, NULL);
 }
 
 /* Reads softmax input s as alpha * (q @ kT) + masks. Returns NULL, or the reason it is not. */
@@ -273,49 +261,24 @@ static Node *build_mask(Graph *g, Match *m, const Node *scores, SrcLoc loc)
         Node *t = mk->m;
         if (mk->where) {
             /* where(cond, s, -inf) is s + where(cond, 0, -inf) */
-            Node *zero = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc), *ninf = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc);
-            void *z = arena_alloc(g->arena, 8), *n = arena_alloc(g->arena, 8);
-            dtype_store(dt, z, 0, 0);
-            dtype_store(dt, n, 0, -INFINITY);
-            zero->at.data = z;
-            ninf->at.data = n;
-            Node *in[3] = {t, mk->where > 0 ? zero : ninf, mk->where > 0 ? ninf : zero};
-            t = ir_node(g, OP_WHERE, dt, t->rank, t->shape, 3, in, loc);
+            Node *zero = ir_scalar(g, dt, 0, loc), *ninf = ir_scalar(g, dt, -INFINITY, loc);
+            t = ir_where(g, t, mk->where > 0 ? zero : ninf, mk->where > 0 ? ninf : zero, loc, NULL);
         } else {
-            if (t->dtype != dt) {
-                Node *cst = ir_node(g, OP_CAST, dt, t->rank, t->shape, 1, &t, loc);
-                t = cst;
-            }
-            if (mk->factor != 1) {
-                Node *f = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc);
-                void *p = arena_alloc(g->arena, 8);
-                dtype_store(dt, p, 0, mk->factor);
-                f->at.data = p;
-                Node *in[2] = {t, f};
-                t = ir_node(g, OP_MUL, dt, t->rank, t->shape, 2, in, loc);
-            }
+            if (t->dtype != dt)
+                t = ir_cast(g, t, dt, loc);
+            if (mk->factor != 1)
+                t = ir_binary(g, OP_MUL, t, ir_scalar(g, dt, mk->factor, loc), loc, NULL);
         }
         if (!total)
             total = t;
         else {
-            int r;
-            Dim shape[IR_MAX_RANK];
-            if (!shape_broadcast(total->rank, total->shape, t->rank, t->shape, &r, shape))
+            IrWhy why; /* masks that do not broadcast together are not fused */
+            total = ir_binary(g, OP_ADD, total, t, loc, &why);
+            if (!total)
                 return NULL;
-            Node *in[2] = {total, t};
-            total = ir_node(g, OP_ADD, dt, r, shape, 2, in, loc);
         }
     }
     return total;
-}
-
-static Node *scalar_node(Graph *g, DType dt, double v, SrcLoc loc)
-{
-    Node *c = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc);
-    void *p = arena_alloc(g->arena, 8);
-    dtype_store(dt, p, 0, v);
-    c->at.data = p;
-    return c;
 }
 
 /* The rows whose every key the masks hide. The fused op gives 0 there (no key, no value), while the
@@ -327,36 +290,16 @@ static Node *scalar_node(Graph *g, DType dt, double v, SrcLoc loc)
  * the shapes do not broadcast. */
 static Node *dead_rows(Graph *g, Node *a, Node *mask, Node *v, SrcLoc loc)
 {
-    Dim sh[IR_MAX_RANK];
     int r = mask->rank;
-    memcpy(sh, mask->shape, sizeof(Dim) * (size_t)r);
-    sh[r - 1] = dim_const(1);
-    Node *mx = ir_node(g, OP_RMAX, mask->dtype, r, sh, 1, &mask, loc);
-    mx->at.axis = r - 1;
-    mx->at.keepdims = 1;
-    Node *ninf = scalar_node(g, mask->dtype, -INFINITY, loc);
-    Node *dead = ir_node(g, OP_EQ, DT_BOOL, r, sh, 2, (Node *[]){mx, ninf}, loc);
-    Node *fill;
-    if (v) {
-        int rv = v->rank;
-        Dim vs[IR_MAX_RANK];
-        memcpy(vs, v->shape, sizeof(Dim) * (size_t)rv);
-        vs[rv - 2] = dim_const(1);
-        fill = ir_node(g, OP_MEAN, v->dtype, rv, vs, 1, &v, loc);
-        fill->at.axis = rv - 2;
-        fill->at.keepdims = 1;
-    } else {
-        fill = scalar_node(g, a->dtype, NAN, loc);
-    }
-    int r1, r2;
-    Dim t1[IR_MAX_RANK], t2[IR_MAX_RANK];
-    if (!shape_broadcast(dead->rank, dead->shape, fill->rank, fill->shape, &r1, t1) ||
-        !shape_broadcast(r1, t1, a->rank, a->shape, &r2, t2) || r2 != a->rank)
+    Node *mx = ir_reduce(g, OP_RMAX, mask, r - 1, 1, loc, NULL);
+    Node *dead = ir_binary(g, OP_EQ, mx, ir_scalar(g, mask->dtype, -INFINITY, loc), loc, NULL);
+    Node *fill = v ? ir_reduce(g, OP_MEAN, v, v->rank - 2, 1, loc, NULL) : ir_scalar(g, a->dtype, NAN, loc);
+    /* the result must keep the attention's type: checked before the where is made */
+    Node *in[3] = {dead, fill, a};
+    IrType t, ta = ir_type_of(a);
+    if (!ir_infer(g, OP_WHERE, NULL, 3, in, &t, NULL) || !ir_same_type(&t, &ta))
         return NULL;
-    for (int i = 0; i < r2; i++)
-        if (!dim_eq(t2[i], a->shape[i]))
-            return NULL;
-    return ir_node(g, OP_WHERE, a->dtype, a->rank, a->shape, 3, (Node *[]){dead, fill, a}, loc);
+    return ir_where(g, dead, fill, a, loc, NULL);
 }
 
 /* Tries to fuse the product pv = P @ V; returns 1 when it did, else 0 with *why set. */
@@ -409,10 +352,7 @@ static int try_fuse(Ctx *c, Node *pv, const char **why, Node **softmax_out)
                "depends on the order of the masks)";
         return 0;
     }
-    Node *in[4] = {m.q, m.k, m.v, mask};
-    Node *a = ir_node(g, OP_ATTENTION, DT_F32, pv->rank, pv->shape, mask ? 4 : 3, in, pv->loc);
-    a->at.scale = m.scale;
-    a->at.causal = m.causal;
+    Node *a = ir_attention(g, m.q, m.k, m.v, mask, m.scale, m.causal, pv->loc, NULL);
     Node *out = mask ? dead_rows(g, a, mask, finite_fill ? m.v : NULL, pv->loc) : a;
     if (!out) {
         *why = "the masks do not broadcast with the output";

@@ -410,31 +410,27 @@ static int is_param(Ctx *c, Node *p, const Node *x)
 
 static Node *scalar_node(Graph *g, DType dt, double v, SrcLoc loc)
 {
-    Node *k = ir_node(g, OP_CONST, dt, 0, NULL, 0, NULL, loc);
-    void *p = arena_alloc(g->arena, 8);
-    dtype_store(dt, p, 0, v);
-    k->at.data = p;
-    return k;
+    return ir_scalar(g, dt, v, loc);
 }
 
 /* A parameter as a scalar (rank 0) or a vector [d] of dtype dt. */
 static Node *as_param(Graph *g, Node *p, DType dt, Dim d, SrcLoc loc)
 {
     if (p->dtype != dt)
-        p = ir_node(g, OP_CAST, dt, p->rank, p->shape, 1, &p, loc);
+        p = ir_cast(g, p, dt, loc);
     int scalar = p->rank == 0 || dim_eq(p->shape[p->rank - 1], dim_const(1));
     if (scalar && p->rank)
-        return ir_node(g, OP_RESHAPE, dt, 0, NULL, 1, &p, loc);
+        return ir_reshape(g, p, 0, NULL, loc, NULL);
     if (!scalar && p->rank != 1)
-        return ir_node(g, OP_RESHAPE, dt, 1, &d, 1, &p, loc);
+        return ir_reshape(g, p, 1, &d, loc, NULL);
     return p;
 }
 
 /* a op b for parameters (scalars or [d]). */
 static Node *param_op(Graph *g, Op op, Node *a, Node *b, Dim d, SrcLoc loc)
 {
-    Node *in[2] = {a, b};
-    return ir_node(g, op, a->dtype, a->rank || b->rank, &d, 2, in, loc);
+    (void)d; /* scalars and [d] broadcast to [d] */
+    return ir_binary(g, op, a, b, loc, NULL);
 }
 
 /* A scalar or [d] parameter broadcast to [d], as the frontend's layernorm() makes its missing bias. */
@@ -442,7 +438,7 @@ static Node *to_vector(Graph *g, Node *p, Dim d, SrcLoc loc)
 {
     if (p->rank == 1)
         return p;
-    return ir_node(g, OP_EXPAND, p->dtype, 1, &d, 1, &p, loc);
+    return ir_expand(g, p, 1, &d, loc, NULL);
 }
 
 /* Whether the nodes of s other than the root are read only inside s (no output either), none was
@@ -549,8 +545,7 @@ static Node *try_norm_side(Ctx *c, Node *root, int side)
     Node *in[3] = {x, to_vector(g, gm ? gm : scalar_node(g, dt, 1, loc), d, loc), NULL};
     if (nm.op == OP_LAYERNORM) /* missing beta: zeros */
         in[2] = to_vector(g, beta ? as_param(g, beta, dt, d, loc) : scalar_node(g, dt, 0, loc), d, loc);
-    Node *n = ir_node(g, nm.op, dt, x->rank, x->shape, nm.op == OP_LAYERNORM ? 3 : 2, in, loc);
-    n->at.eps = nm.eps;
+    Node *n = ir_norm(g, nm.op, x, in[1], in[2], nm.eps, loc, NULL);
     kill(c, &s);
     return n;
 }
@@ -637,8 +632,7 @@ static Node *try_gelu(Ctx *c, Node *root)
         }
         if (!elementwise_ok(c, &s, root, x))
             continue;
-        Node *n = ir_node(c->g, OP_GELU, x->dtype, x->rank, x->shape, 1, &x, root->loc);
-        n->at.approx = approx;
+        Node *n = ir_gelu(c->g, x, approx, root->loc, NULL);
         kill(c, &s);
         return n;
     }
@@ -687,7 +681,7 @@ static Node *try_silu(Ctx *c, Node *root)
     }
     if (!x || !elementwise_ok(c, &s, root, x))
         return NULL;
-    Node *n = ir_node(c->g, op, x->dtype, x->rank, x->shape, 1, &x, root->loc);
+    Node *n = ir_unary(c->g, op, x, root->loc, NULL);
     kill(c, &s);
     return n;
 }
