@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 import attention
+import cpu
 from benchlib import (BENCH, COMMANDS, FAILURES, OUT, PY, ROOT, SECTION, compare, fail, fmt, fmt_ms,
                       fmt_ratio, geomean, json_line, kiln_bench, kiln_build, kiln_check, mib, pick, reason,
                       rel, run, say, shell_line, size_text)
@@ -39,7 +40,16 @@ from safetensors_io import save as st_save  # noqa: E402
 
 GEMM_SHAPES = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (128, 768, 768),
                (128, 3072, 768), (1024, 1024, 1024), (1, 768, 768), (1, 3072, 768)]
-FLOP_PER_CYCLE = 32  # fp32 FMA peak per core on Zen 4: 2 FMA pipes x 8 lanes x 2 FLOP
+
+
+ALL_PARTS = ("gemm", "models", "compile", "attention")
+
+
+def peak_gflops(res, t):
+    """The fp32 FMA peak of t threads as bench/machine.c measured it in this run (t x one thread's
+    rate over its own CPU time while t ran), or None. Never a number assumed from the CPU's name."""
+    d = res.get("machine_meas", {}).get("fma", {}).get(t)
+    return d.get("fma_peak_gflops") if d else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +120,7 @@ def machine_info():
             info["build_type"] = m.group(1) if m else "?"
     except OSError:
         info["build_type"] = "?"
+    info["cpu"] = cpu.cpu_identity()
     info["git"] = sh_out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip() or "?"
     dirty = sh_out(["git", "-C", ROOT, "status", "--porcelain"]).strip().splitlines()
     info["git_dirty"] = len(dirty)
@@ -144,6 +155,14 @@ def parse_kv(text):
     return d
 
 
+def l3_mib(text):
+    """lscpu's "260 MiB (1 instance)" -> 260.0 (None when unreadable)."""
+    m = re.match(r"\s*([\d.]+)\s*([KMG])i?B", text or "")
+    if not m:
+        return None
+    return float(m.group(1)) * {"K": 1 / 1024, "M": 1, "G": 1024}[m.group(2)]
+
+
 def measure_machine(res, tools, threads):
     SECTION[0] = "machine: clock, FMA peak, memory bandwidth"
     m = {}
@@ -170,8 +189,12 @@ def measure_machine(res, tools, threads):
         else:
             fail(f"FMA microbenchmark {t} threads", reason(rc, out, err))
     m["stream"] = {}
+    # memory: three arrays each at least as large as the L3 (so at most a third of the data can be
+    # cached), 256 MiB at least; cache: three 4 MiB arrays (past the L2s of the cores here, inside L3)
+    l3 = l3_mib(res["machine"].get("l3", ""))
+    m["stream_mib"] = {"dram": max(256, int(l3 or 0)), "l3": 4}
     for t in threads:
-        for label, size in (("dram", 256), ("l3", 4)):
+        for label, size in m["stream_mib"].items():
             rc, out, err, _ = run([exe, "stream", t, size], env={"OMP_NUM_THREADS": t})
             if rc == 0:
                 kv = parse_kv(out)
@@ -612,7 +635,7 @@ def headline(res, w):
     if lines:
         w("## Headline")
         w("")
-        w(f"{res['machine']['model']} (Zen 4), {res['machine']['cpus']} cores, {res['date']}"
+        w(f"{res['machine']['cpu']['label']}, {res['machine']['cpus']} cores, {res['date']}"
           + (f"; other processes left this run {share} of the {max(res['threads'])} "
              f"core{'s' if max(res['threads']) > 1 else ''} it used (see below), so the "
              "multi-thread figures above all are perturbed" if share else "")
@@ -698,30 +721,41 @@ def targets_report(res, w):
     w("")
 
 
+def intro_lines():
+    """The top of docs/PERF.md, above the sections of the CPUs measured."""
+    return ["# kiln performance", "",
+            "Each section below comes from one run of `sh bench/run.sh` on the CPU it names, which installs "
+            "the peers if they are missing (Debian's `libdnnl-dev` and `libopenblas-dev`, npm's "
+            "`onnxruntime-node` into `bench/node_modules/` and `node-llama-cpp` into `bench/llamacpp/`), builds "
+            "kiln into `build-bench/`, runs the benchmarks side by side and rewrites that CPU's section of this "
+            "file. Generated weights, ONNX and GGUF files and programs go to `bench/out/` (not committed). "
+            "Options after `run.sh` go to `bench/harness.py`: `--only gemm,models,compile,attention,decoders` "
+            "(see bench/README.md), `--threads 1,2`, `--quick` (a smoke test of the harness, not numbers to "
+            "publish), `--fresh`. Benchmarks are not tests: nothing here is part of ctest, and nothing passes "
+            "or fails on a number.", "",
+            "Every '% of peak' divides by the fp32 FMA rate that `bench/machine.c` measured on the same machine "
+            "in the same run, at the same thread count, and every GB/s is compared with the bandwidth it "
+            "measured: nothing is assumed from the CPU's name.", "",
+            "Ratios are always **kiln's speed relative to the peer = peer time ÷ kiln time**, from median times "
+            "measured in the same run: above 1 kiln is faster, below 1 kiln is slower."]
+
+
 def write_report(res, path):
     L = []
     w = L.append
     mi, mm = res["machine"], res.get("machine_meas", {})
     clock = mm.get("clock_ghz")
     threads = res["threads"]
-    w("# kiln performance")
-    w("")
-    w("Everything on this page comes from one run of")
+    intro = intro_lines()
+    w("This section comes from one run of")
     w("")
     w("```sh")
-    w("sh bench/run.sh")
+    w(res.get("command", "sh bench/run.sh"))
     w("```")
     w("")
-    w("which installs the peers if they are missing (Debian's `libdnnl-dev` and `libopenblas-dev`, npm's "
-      "`onnxruntime-node` into `bench/node_modules/`), builds kiln into `build-bench/`, runs every benchmark "
-      "side by side and rewrites this file. Generated weights, ONNX files and programs go to `bench/out/` "
-      "(not committed). Options after `run.sh` go to `bench/harness.py`: `--only gemm,models,compile,attention`, "
-      "`--threads 1,2`, `--quick` (a smoke test of the harness, not numbers to publish), `--fresh`. "
-      "Benchmarks are not tests: nothing here is part of ctest, and nothing passes or fails on a number.")
-    w("")
-    w("Ratios are always **kiln's speed relative to the peer = peer time ÷ kiln time**, from median times "
-      "measured in this run: above 1 kiln is faster, below 1 kiln is slower.")
-    w("")
+    if res.get("only_note"):
+        w(res["only_note"])
+        w("")
     if res.get("quick"):
         w("**This report is from a `--quick` run: few repetitions, two GEMM shapes and attention at two "
           "sequence lengths. Do not quote it.**")
@@ -736,7 +770,7 @@ def write_report(res, path):
       + f"; `{rel(res['kiln'])}` built by `cmake -S . -B build-bench -G Ninja && cmake --build build-bench` "
       f"(through `scripts/setup.sh`; build type {mi.get('build_type', '?')}); models built with `kiln build` at "
       "its default -O2 for the host CPU")
-    w(f"- machine: {mi['model']} (family {mi['family']}, model {mi['cpu_model']}: Zen 4), {mi['cpus']} CPUs "
+    w(f"- machine: {mi['cpu']['label']}, {mi['cpus']} CPUs "
       f"({mi['sockets']} socket x {mi['cores_per_socket']} cores, {mi['threads_per_core']} thread per core), "
       f"{mi['mem_gib']:.1f} GiB memory, caches L1d {mi['l1d']}, L2 {mi['l2']}, L3 {mi['l3']}; "
       f"virtual machine ({mi['hypervisor']}), Linux {mi['kernel']}")
@@ -769,19 +803,22 @@ def write_report(res, path):
     w("")
     if clock:
         w(f"- core clock: **{clock:.2f} GHz**, measured by `bench/machine.c clock` (chains of 5 M dependent "
-          f"integer adds, one cycle each, timed by the thread's CPU time so that time spent descheduled does not "
+          f"register-register integer adds, one cycle each, timed by the thread's CPU time so that time spent descheduled does not "
           f"count; best of 3 x 300; samples {', '.join(f'{c:.2f}' for c in mm['clock_samples'])} GHz). /proc/cpuinfo says {mi['cpuinfo_mhz']} MHz, the TSC rate of the virtual machine, not the "
           "core clock.")
-        w(f"- fp32 FMA peak used for '% peak': {FLOP_PER_CYCLE} FLOP/cycle/core (Zen 4: two 256-bit FMA "
-          f"pipes, 512-bit ops double-pumped) x {clock:.2f} GHz = "
-          + ", ".join(f"{FLOP_PER_CYCLE * clock * t:.0f} GFLOP/s on {t} core{'s' if t > 1 else ''}" for t in threads))
     fma = mm.get("fma", {})
     if fma:
         core = max([max(d.get("fma512_core_gflops", 0), d.get("fma256_core_gflops", 0)) for d in fma.values()])
-        w(f"- FMA microbenchmark (`bench/machine.c fma T`: 12 independent FMA chains per thread): one core "
-          f"does **{core:.1f} GFLOP/s** over its own CPU time"
-          + (f" = {core / clock:.1f} FLOP/cycle at the measured clock, which confirms the 32" if clock else "")
-          + ". By wall time, all threads together: "
+        w("- **fp32 FMA peak**, measured by `bench/machine.c fma T` (each of T threads runs 12 independent "
+          "chains of 512-bit and of 256-bit vfmadd; best of 5; the peak of T threads is T x the best rate "
+          "one thread reached over its own CPU time while all T ran, at the faster vector width) and used for "
+          "every '% peak' on this page: "
+          + "; ".join(f"**{d['fma_peak_gflops']:.1f} GFLOP/s on {t} thread{'s' if t > 1 else ''}** "
+                      f"({d.get('fma_peak_isa', '?')}"
+                      + (f", {d['fma_peak_core_gflops'] / clock:.1f} FLOP/cycle per core at the measured clock"
+                         if clock else "") + ")"
+                      for t, d in fma.items() if d.get("fma_peak_gflops")) + ".")
+        w("- FMA rates by wall time, all threads together (what the run could get of the cores): "
           + "; ".join(f"{t} thread{'s' if t > 1 else ''} {max(d.get('fma512_gflops', 0), d.get('fma256_gflops', 0)):.1f} "
                       f"GFLOP/s" for t, d in fma.items()) + ".")
         shares = []
@@ -802,7 +839,9 @@ def write_report(res, path):
         w("| arrays | threads | copy GB/s | triad GB/s |")
         w("|---|---|---|---|")
         for t in threads:
-            for label, desc in (("dram", "3 x 256 MiB (memory)"), ("l3", "3 x 4 MiB (fit in the 32 MiB L3)")):
+            sizes = mm.get("stream_mib", {"dram": 256, "l3": 4})
+            for label, desc in (("dram", f"3 x {sizes['dram']} MiB (memory; L3 is {mi['l3']})"),
+                                ("l3", f"3 x {sizes['l3']} MiB (cache-resident: past the L2, inside the L3)")):
                 s = st.get(f"{label}_{t}")
                 if s:
                     w(f"| {desc} | {t} | {s['copy']:.1f} | {s['triad']:.1f} |")
@@ -824,8 +863,8 @@ def write_report(res, path):
           "policy and with OMP_WAIT_POLICY=PASSIVE, and the faster is kept, marked (P) when it is PASSIVE. "
           "kiln's `--bench` prints milliseconds with three decimals, so its M = 1 times (tens of µs) carry up to "
           "±0.5 µs of rounding (a few per cent). "
-          "% peak = GFLOP/s ÷ (32 x clock x threads). In every case the weights stay in memory "
-          "between runs, so they are in cache where they fit (all shapes but 1024³ fit in the 32 MiB L3).")
+          "% peak = GFLOP/s ÷ the FMA peak measured at that thread count (Machine, above). In every case the "
+          f"weights stay in memory between runs, so they are in cache where they fit (the L3 here is {mi['l3']}).")
         w("")
         if g["check"]:
             w("kiln's output was checked once per shape against numpy in double: largest error relative to "
@@ -842,7 +881,7 @@ def write_report(res, path):
             for s in g["shapes"]:
                 M, N, K = s
                 flop = 2.0 * M * N * K
-                peak = FLOP_PER_CYCLE * clock * t if clock else None
+                peak = peak_gflops(res, t)
                 cells = [f"{M}, {N}, {K}"]
                 times = {}
                 for lib in ("kiln", "openblas", "dnnl"):
@@ -905,18 +944,19 @@ def write_report(res, path):
           "the cores, as they did during this run; the table keeps the faster and shows the other in brackets. "
           "kiln has no such setting (its pool spins and yields the CPU every 64 steps). PyTorch's matmuls go "
           "to OpenBLAS's own pthread pool (OPENBLAS_NUM_THREADS = T), the rest to its OpenMP pool. "
+          "'kiln % peak' is kiln's GFLOP/s ÷ the FMA peak measured at that thread count. "
           "'output vs PyTorch' is max |y − y_torch| ÷ max |y_torch| on the benchmark input, "
           "a check that all three compute the same thing.")
         w("")
         w("| model | threads | runs | kiln median ms | ONNX Runtime median ms | PyTorch median ms | "
-          "kiln vs ONNX Runtime | kiln vs PyTorch | kiln GFLOP/s | output vs PyTorch (kiln / ORT) |")
-        w("|---|---|---|---|---|---|---|---|---|---|")
+          "kiln vs ONNX Runtime | kiln vs PyTorch | kiln GFLOP/s | kiln % peak | output vs PyTorch (kiln / ORT) |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|")
         notes = []
         for r in models:
             sp = r["spec"]
             name = f"{sp['name']}"
             if r["status"] != "ok":
-                w(f"| {name} | | | {r['status']} | | | | | | |")
+                w(f"| {name} | | | {r['status']} | | | | | | | |")
                 continue
             for t in threads:
                 k, o, p = r["kiln"].get(t, {}), r["ort"].get(t, {}), r["torch"].get(t, {})
@@ -936,7 +976,10 @@ def write_report(res, path):
                     return txt
 
                 km = k.get("median_ms")
-                gfs = fmt(r["flop"] / (km * 1e6)) if km and r.get("flop") else "n/a"
+                gf = r["flop"] / (km * 1e6) if km and r.get("flop") else None
+                gfs = fmt(gf) if gf else "n/a"
+                pk = peak_gflops(res, t)
+                pct = f"{100 * gf / pk:.0f}%" if gf and pk else "n/a"
 
                 def dfmt(v):
                     return "n/a" if v is None else (v if isinstance(v, str) else f"{v:.1e}")
@@ -944,7 +987,7 @@ def write_report(res, path):
                 diff = f"{dfmt(r['diff'].get(('kiln', t)))} / {dfmt(r['diff'].get(('ort', t)))}"
                 w(f"| {name} | {t} | {sp['runs']} | {cell(k, 'kiln')} | {cell(o, 'ONNX Runtime')} | "
                   f"{cell(p, 'PyTorch')} | {fmt_ratio(o.get('median_ms'), km)} | {fmt_ratio(p.get('median_ms'), km)} | "
-                  f"{gfs} | {diff} |")
+                  f"{gfs} | {pct} | {diff} |")
         w("")
         for i, n in enumerate(notes, 1):
             w(f"{i}. {n}")
@@ -1031,8 +1074,9 @@ def write_report(res, path):
     w("")
     w("</details>")
     w("")
-    with open(path, "w") as f:
-        f.write("\n".join(L))
+    c = mi["cpu"]
+    title = f"{c['name']}: {c['vendor']} family {c['family']} model {c['model']} ({c['uarch']}), {res['date'][:10]}"
+    cpu.merge_report(path, intro, c["key"], title, L)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1050,7 +1094,7 @@ def plain(v):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build-bench", "kiln"))
-    ap.add_argument("--only", default="gemm,models,compile,attention")
+    ap.add_argument("--only", default=",".join(ALL_PARTS))
     ap.add_argument("--models", help="comma-separated model keys (vit-b16,vit-tiny,gpt2-124m,charlm,vit-mnist)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--attention-T", help="comma-separated T for the attention section "
@@ -1062,6 +1106,10 @@ def main():
     a = ap.parse_args()
     t_start = time.time()
     only = set(a.only.split(","))
+    unknown = only - set(ALL_PARTS)
+    if unknown:
+        sys.exit(f"harness: --only {a.only}: unknown part(s) {', '.join(sorted(unknown))}; "
+                 f"the parts are {', '.join(ALL_PARTS)}")
     threads = [int(t) for t in a.threads.split(",")]
     if a.fresh and os.path.isdir(OUT):
         shutil.rmtree(OUT)
@@ -1072,6 +1120,18 @@ def main():
 
     res = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "threads": threads,
            "quick": a.quick, "kiln": kiln, "load": [load_snapshot()]}
+    args, skip = [], False
+    for x in sys.argv[1:]:  # the command as typed, without what run.sh adds
+        if skip:
+            skip = False
+        elif x in ("--started", "--kiln", "--report"):
+            skip = True
+        elif not x.startswith(("--started=", "--kiln=", "--report=")):
+            args.append(x)
+    res["command"] = " ".join(["sh bench/run.sh"] + args)
+    if only != set(ALL_PARTS):
+        res["only_note"] = ("This run measured only " + ", ".join(p for p in ALL_PARTS if p in only)
+                            + " (besides the machine); the sections of the other parts are absent, not failed.")
     res["machine"] = machine_info()
     say(f"machine: {res['machine']['model']}, {res['machine']['cpus']} CPUs; load {res['load'][0]['loadavg']}")
     tools = build_tools(res)

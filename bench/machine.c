@@ -1,10 +1,21 @@
 /* Machine measurements for kiln's benchmarks.
  *
- *   machine clock              core clock: chains of 5 M dependent integer adds (one cycle each on
- *                              current x86 cores) timed by the thread's CPU time; best of 300
+ *   machine clock              core clock: chains of 5 M dependent register-register integer adds
+ *                              (one cycle each on current x86 cores) timed by the thread's CPU time;
+ *                              best of 300. Not `add $1, reg`: Golden Cove and later Intel cores
+ *                              fold chains of immediate adds at rename, several per cycle (that
+ *                              read 17.7 GHz on a Xeon of family 6 model 207)
  *   machine fma T              fp32 FMA throughput on T threads: each thread runs 12 independent
  *                              chains of vfmadd on 512-bit and on 256-bit registers; best of 5, by
- *                              wall time (all threads) and by each thread's CPU time (one core)
+ *                              wall time (all threads) and by each thread's CPU time (one core).
+ *                              fma_peak_gflops is the peak the benchmark's "% of peak" figures use
+ *                              for T threads: T x the best one-thread rate over its own CPU time
+ *                              while all T ran, of the wider of the two vector widths that is
+ *                              faster. Measured per thread count, because a core's clock under
+ *                              wide FMAs can depend on how many cores run them (Intel's AVX-512
+ *                              licences), and measured at all, because FMA pipes per core and
+ *                              their width differ between CPUs (Zen 4 double-pumps 512-bit FMAs,
+ *                              Zen 5 and Xeons with two 512-bit ports do not).
  *   machine stream T MIB       STREAM-like copy (c = a) and triad (a = b + s*c) over three double
  *                              arrays of MIB MiB each, each of T OpenMP threads on its own static
  *                              chunk; small arrays are passed over several times per timing; best
@@ -45,10 +56,10 @@ static double clock_ghz(void)
     const long iters = 50000; /* x 100 adds: 5 M cycles, about 1.5 ms at 3.5 GHz */
     double best = 0;
     for (int trial = 0; trial < 300; trial++) {
-        unsigned long x = 0;
+        unsigned long x = 0, one = 1;
         double t0 = thread_s();
         for (long i = 0; i < iters; i++)
-            __asm__ volatile(".rept 100\n\taddq $1, %0\n\t.endr" : "+r"(x));
+            __asm__ volatile(".rept 100\n\taddq %1, %0\n\t.endr" : "+r"(x) : "r"(one));
         double dt = thread_s() - t0;
         double ghz = (double)iters * 100 / dt / 1e9;
         if (ghz > best)
@@ -241,13 +252,22 @@ int main(int argc, char **argv)
         if (t < 1 || t > 64)
             return 2;
         printf("fma_threads %d\n", t);
-        double core;
+        double core, best_core = 0;
+        const char *isa = "avx2";
         if (__builtin_cpu_supports("avx512f")) {
             printf("fma512_gflops %.2f\n", fma_gflops(t, 1, &core));
             printf("fma512_core_gflops %.2f\n", core);
+            best_core = core;
+            isa = "avx512";
         }
         printf("fma256_gflops %.2f\n", fma_gflops(t, 0, &core));
         printf("fma256_core_gflops %.2f\n", core);
+        if (core > best_core) {
+            best_core = core;
+            isa = "avx2";
+        }
+        printf("fma_peak_isa %s\nfma_peak_core_gflops %.2f\nfma_peak_gflops %.2f\n", isa, best_core,
+               best_core * t);
         return 0;
     }
     if (argc >= 4 && !strcmp(argv[1], "stream")) {

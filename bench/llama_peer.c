@@ -1,0 +1,317 @@
+/* llama.cpp as a benchmark peer: times prefill and decode of a GGUF model through llama.cpp's C API,
+ * and writes its logits for a given token sequence (for the agreement check against kiln and PyTorch).
+ *
+ *   llama_peer --lib DIR --model FILE.gguf --threads T [--prefill 128,512] [--decode 128,1024]
+ *              [--runs N] [--steps N] [--logits TOKENS.i32 --logits-out LOGITS.f32] [--verbose]
+ *
+ * DIR holds llama.cpp's shared libraries (npm's @node-llama-cpp/linux-x64 ships them, with one CPU
+ * backend library per x86 level: ggml_backend_load_all_from_path picks the best one this CPU runs).
+ * The weights are read into memory (load mode NONE, not mmap): llama.cpp's default of mapping the file
+ * was several times slower for large files in earlier measurements here, and the peer is measured at
+ * its best. Tokens are ids fed directly (no tokenizer): a fixed pseudo-random sequence over [3, V).
+ *
+ * - prefill N: the KV cache cleared, one llama_decode of N tokens (one batch, logits of the last token
+ *   only, as an application generating text asks for), llama_synchronize; one warm-up, then N runs
+ *   (--runs), median and min.
+ * - decode after N: N tokens prefilled (not timed), then --steps times: one llama_decode of one token
+ *   at position N, llama_synchronize, and the token removed again from the cache, so that every step
+ *   attends to exactly N cached tokens; one warm-up step; median and min.
+ * - logits: every position's logits of the tokens in TOKENS.i32 (raw little-endian int32), written as
+ *   raw float32 [T, V].
+ * Every result is one JSON line on stdout; errors are a sentence on stderr and exit status 1.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <llama.h>
+#include <ggml-backend.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int verbose;
+
+static void log_cb(enum ggml_log_level level, const char *text, void *ud)
+{
+    (void)ud;
+    if (verbose || level >= GGML_LOG_LEVEL_ERROR)
+        fputs(text, stderr);
+}
+
+static bool quiet_progress(float p, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return true;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    while (s && *s && n < max) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1) {
+            fprintf(stderr, "llama_peer: bad number list '%s'\n", s);
+            exit(2);
+        }
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+/* One sequence's tokens at positions pos0.., logits requested for all or for the last only. */
+static int decode(struct llama_context *ctx, const llama_token *tok, int n, int pos0, int all_logits)
+{
+    struct llama_batch b = llama_batch_init(n, 0, 1);
+    for (int i = 0; i < n; i++) {
+        b.token[i] = tok[i];
+        b.pos[i] = pos0 + i;
+        b.n_seq_id[i] = 1;
+        b.seq_id[i][0] = 0;
+        b.logits[i] = all_logits || i == n - 1;
+    }
+    b.n_tokens = n;
+    int rc = llama_decode(ctx, b);
+    llama_synchronize(ctx);
+    llama_batch_free(b);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *lib = NULL, *model_path = NULL, *logits_in = NULL, *logits_out = NULL;
+    int threads = 1, runs = 5, steps = 16;
+    int prefill[8], decodes[8], np = 0, nd = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--verbose")) {
+            verbose = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "llama_peer: %s needs a value\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--lib"))
+            lib = v;
+        else if (!strcmp(a, "--model"))
+            model_path = v;
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--runs"))
+            runs = atoi(v);
+        else if (!strcmp(a, "--steps"))
+            steps = atoi(v);
+        else if (!strcmp(a, "--prefill"))
+            np = parse_list(v, prefill, 8);
+        else if (!strcmp(a, "--decode"))
+            nd = parse_list(v, decodes, 8);
+        else if (!strcmp(a, "--logits"))
+            logits_in = v;
+        else if (!strcmp(a, "--logits-out"))
+            logits_out = v;
+        else {
+            fprintf(stderr, "llama_peer: unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (!lib || !model_path || threads < 1 || runs < 1 || steps < 1 || (!logits_in != !logits_out)) {
+        fprintf(stderr, "usage: llama_peer --lib DIR --model FILE.gguf --threads T [--prefill 128,512] "
+                        "[--decode 128,1024] [--runs N] [--steps N] [--logits TOKENS.i32 --logits-out OUT.f32]\n");
+        return 2;
+    }
+
+    llama_log_set(log_cb, NULL);
+    ggml_backend_load_all_from_path(lib);
+    if (ggml_backend_dev_count() == 0) {
+        fprintf(stderr, "llama_peer: no ggml backend could be loaded from %s\n", lib);
+        return 1;
+    }
+    llama_backend_init();
+
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    mp.load_mode = LLAMA_LOAD_MODE_NONE; /* read into memory, not mapped */
+    mp.lazy_mode = LLAMA_LAZY_MODE_OFF;
+    mp.progress_callback = quiet_progress; /* its default prints dots */
+    double t0 = now_ms();
+    struct llama_model *model = llama_model_load_from_file(model_path, mp);
+    if (!model) {
+        fprintf(stderr, "llama_peer: llama.cpp could not load %s (run with --verbose for its log)\n", model_path);
+        return 1;
+    }
+    double load_ms = now_ms() - t0;
+    const struct llama_vocab *vocab = llama_model_get_vocab(model);
+    int V = llama_vocab_n_tokens(vocab);
+
+    /* the longest sequence asked for sets the context */
+    int need = 1, T_logits = 0;
+    for (int i = 0; i < np; i++)
+        need = prefill[i] > need ? prefill[i] : need;
+    for (int i = 0; i < nd; i++)
+        need = decodes[i] + 1 > need ? decodes[i] + 1 : need;
+    llama_token *ltok = NULL;
+    if (logits_in) {
+        FILE *f = fopen(logits_in, "rb");
+        if (!f) {
+            fprintf(stderr, "llama_peer: cannot open the token file %s\n", logits_in);
+            return 1;
+        }
+        fseek(f, 0, SEEK_END);
+        long sz = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        T_logits = (int)(sz / 4);
+        ltok = malloc((size_t)(T_logits > 0 ? T_logits : 1) * sizeof *ltok);
+        if (T_logits < 1 || fread(ltok, 4, (size_t)T_logits, f) != (size_t)T_logits) {
+            fprintf(stderr, "llama_peer: %s: expected int32 token ids, got %ld bytes\n", logits_in, sz);
+            return 1;
+        }
+        fclose(f);
+        for (int i = 0; i < T_logits; i++)
+            if (ltok[i] < 0 || ltok[i] >= V) {
+                fprintf(stderr, "llama_peer: %s: token %d at position %d is outside the vocabulary [0, %d)\n",
+                        logits_in, ltok[i], i, V);
+                return 1;
+            }
+        need = T_logits > need ? T_logits : need;
+    }
+    int max_batch = 1;
+    for (int i = 0; i < np; i++)
+        max_batch = prefill[i] > max_batch ? prefill[i] : max_batch;
+    for (int i = 0; i < nd; i++)
+        max_batch = decodes[i] > max_batch ? decodes[i] : max_batch;
+    max_batch = T_logits > max_batch ? T_logits : max_batch;
+
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)((need + 255) / 256 * 256);
+    cp.n_batch = (uint32_t)max_batch;
+    cp.n_ubatch = (uint32_t)(max_batch < 512 ? max_batch : 512);
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    cp.no_perf = true;
+    struct llama_context *ctx = llama_init_from_model(model, cp);
+    if (!ctx) {
+        fprintf(stderr, "llama_peer: llama.cpp could not create a context of %u tokens\n", cp.n_ctx);
+        return 1;
+    }
+    llama_memory_t mem = llama_get_memory(ctx);
+
+    char desc[256];
+    llama_model_desc(model, desc, sizeof desc);
+    const char *sys = llama_print_system_info();
+    printf("{\"what\": \"model\", \"desc\": \"%s\", \"params\": %llu, \"bytes\": %llu, \"vocab\": %d, "
+           "\"load_ms\": %.1f, \"n_ctx\": %u, \"n_ubatch\": %u, \"threads\": %d, \"system\": \"",
+           desc, (unsigned long long)llama_model_n_params(model), (unsigned long long)llama_model_size(model), V,
+           load_ms, cp.n_ctx, cp.n_ubatch, threads);
+    for (const char *c = sys; *c; c++)
+        if (*c != '"' && *c != '\\' && *c != '\n')
+            putchar(*c);
+    printf("\"}\n");
+    fflush(stdout);
+
+    /* a fixed token sequence over [3, V): an LCG, the same in every run */
+    llama_token *tok = malloc((size_t)need * sizeof *tok);
+    uint64_t s = 12345;
+    for (int i = 0; i < need; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        tok[i] = V > 3 ? 3 + (llama_token)((s >> 33) % (uint64_t)(V - 3)) : 0;
+    }
+
+    double *ms = malloc((size_t)(runs > steps ? runs : steps) * sizeof *ms);
+    for (int p = 0; p < np; p++) {
+        int n = prefill[p];
+        for (int r = -1; r < runs; r++) {
+            llama_memory_clear(mem, true);
+            double a = now_ms();
+            if (decode(ctx, tok, n, 0, 0)) {
+                fprintf(stderr, "llama_peer: llama_decode of %d tokens failed\n", n);
+                return 1;
+            }
+            if (r >= 0)
+                ms[r] = now_ms() - a;
+        }
+        double mn = ms[0];
+        for (int r = 1; r < runs; r++)
+            mn = ms[r] < mn ? ms[r] : mn;
+        printf("{\"what\": \"prefill\", \"tokens\": %d, \"threads\": %d, \"runs\": %d, \"median_ms\": %.3f, "
+               "\"min_ms\": %.3f}\n", n, threads, runs, median(ms, runs), mn);
+        fflush(stdout);
+    }
+    for (int d = 0; d < nd; d++) {
+        int n = decodes[d];
+        llama_memory_clear(mem, true);
+        if (decode(ctx, tok, n, 0, 0)) {
+            fprintf(stderr, "llama_peer: llama_decode of %d tokens failed\n", n);
+            return 1;
+        }
+        for (int r = -1; r < steps; r++) {
+            double a = now_ms();
+            if (decode(ctx, tok + n, 1, n, 1)) {
+                fprintf(stderr, "llama_peer: llama_decode of one token at position %d failed\n", n);
+                return 1;
+            }
+            if (r >= 0)
+                ms[r] = now_ms() - a;
+            if (!llama_memory_seq_rm(mem, 0, n, -1)) {
+                fprintf(stderr, "llama_peer: the KV cache would not drop position %d\n", n);
+                return 1;
+            }
+        }
+        double mn = ms[0];
+        for (int r = 1; r < steps; r++)
+            mn = ms[r] < mn ? ms[r] : mn;
+        printf("{\"what\": \"decode\", \"cached\": %d, \"threads\": %d, \"steps\": %d, \"median_ms\": %.3f, "
+               "\"min_ms\": %.3f}\n", n, threads, steps, median(ms, steps), mn);
+        fflush(stdout);
+    }
+    if (logits_in) {
+        llama_memory_clear(mem, true);
+        if (decode(ctx, ltok, T_logits, 0, 1)) {
+            fprintf(stderr, "llama_peer: llama_decode of the %d tokens of %s failed\n", T_logits, logits_in);
+            return 1;
+        }
+        FILE *f = fopen(logits_out, "wb");
+        if (!f) {
+            fprintf(stderr, "llama_peer: cannot write %s\n", logits_out);
+            return 1;
+        }
+        for (int i = 0; i < T_logits; i++) {
+            const float *l = llama_get_logits_ith(ctx, i);
+            if (!l || fwrite(l, sizeof *l, (size_t)V, f) != (size_t)V) {
+                fprintf(stderr, "llama_peer: no logits for position %d (or %s not writable)\n", i, logits_out);
+                return 1;
+            }
+        }
+        fclose(f);
+        printf("{\"what\": \"logits\", \"tokens\": %d, \"vocab\": %d, \"out\": \"%s\"}\n", T_logits, V, logits_out);
+    }
+    free(ms);
+    free(tok);
+    free(ltok);
+    llama_free(ctx);
+    llama_model_free(model);
+    llama_backend_free();
+    return 0;
+}
