@@ -87,8 +87,10 @@ def merge_report(path, intro, key, title, body):
     except OSError:
         pass
     text = "\n".join([f"## {title}", ""] + demote(body)).rstrip("\n") + "\n"
-    if any(k == key for k, _ in sections):
-        sections = [(k, text if k == key else t) for k, t in sections]
+    # a placeholder keyed by vendor-family only (a CPU kind known but never run) gives way to a run on it
+    same = [k for k, _ in sections if k == key] or [k for k, _ in sections if key.startswith(k + "-")][:1]
+    if same:
+        sections = [(key, text) if k == same[0] else (k, t) for k, t in sections]
     else:
         sections.insert(0, (key, text))
     heads = []

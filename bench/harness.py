@@ -2,14 +2,20 @@
 
 Started by bench/run.sh (which installs the peers and builds kiln first); run with /usr/bin/python3.
 
-    harness.py [--kiln PATH] [--only gemm,models,compile,attention] [--threads 1,2] [--quick] [--fresh]
-               [--attention-T 128,512,1024,4096,8192]
+    harness.py [--kiln PATH] [--only gemm,models,compile,attention,decoders] [--threads 1,2] [--quick]
+               [--fresh] [--attention-T 128,512,1024,4096,8192] [--decoder-models llama-tiny,...]
+               [--report PATH]
 
-  --only     run only these parts (the report still gets the machine section)
+  --only     run only these parts (the report still gets the machine section: clock, FMA peak per
+             thread count, memory bandwidth, which every "% of peak" and GB/s is compared with)
   --threads  thread counts to measure (default 1,2)
   --quick    fewer runs everywhere, only two GEMM shapes and attention at T 128 and 512: a smoke
              test of the harness, not numbers to publish
   --attention-T  the sequence lengths of the attention section
+  --decoder-models  the models of the decoders section (bench/decoders.py; default llama-tiny,
+             llama-gpt2size,tinyllama, with --quick llama-tiny,llama-gpt2size)
+  --report   the page to write (default docs/PERF.md): only the section of the CPU this runs on is
+             replaced (bench/cpu.py)
   --fresh    delete bench/out/ first (generated weights, ONNX files, programs)
 
 Nothing here is a test: no pass/fail, no thresholds. Every number in the report is measured in this
@@ -31,6 +37,7 @@ import numpy as np
 
 import attention
 import cpu
+import decoders
 from benchlib import (BENCH, COMMANDS, FAILURES, OUT, PY, ROOT, SECTION, compare, fail, fmt, fmt_ms,
                       fmt_ratio, geomean, json_line, kiln_bench, kiln_build, kiln_check, mib, pick, reason,
                       rel, run, say, shell_line, size_text)
@@ -42,7 +49,7 @@ GEMM_SHAPES = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (128, 768, 7
                (128, 3072, 768), (1024, 1024, 1024), (1, 768, 768), (1, 3072, 768)]
 
 
-ALL_PARTS = ("gemm", "models", "compile", "attention")
+ALL_PARTS = ("gemm", "models", "compile", "attention", "decoders")
 
 
 def peak_gflops(res, t):
@@ -624,6 +631,7 @@ def headline(res, w):
         ln = attention.headline(res["attention"], res["threads"])
         if ln:
             lines.append(ln)
+    lines += decoders.headline(res.get("decoders"), res["threads"])
     mm = res.get("machine_meas", {})
     fma = mm.get("fma", {})
     share = None
@@ -666,6 +674,61 @@ def profile_report(res, w):
     for r in prof:
         top = ", ".join(f"{sym} {pct:.1f}%" for pct, sym, _ in r["profile"]["top"])
         w(f"- {r['spec']['name']}, largest symbols: {top}")
+    w("")
+
+
+def targets11_report(res, w):
+    """Issue 11's targets (fp32 at the peak on whichever CPU), each from this run's figures."""
+    rows = []
+    g = res.get("gemm")
+    st = res.get("machine_meas", {}).get("stream", {})
+    if g:
+        for t in res["threads"]:
+            big = [s for s in g["shapes"] if s[0] >= 128 and (s, t) in g["kiln"] and (s, t) in g["dnnl"]]
+            if big:
+                worst = min(big, key=lambda s: g["dnnl"][(s, t)]["median_ms"] / g["kiln"][(s, t)]["median_ms"])
+                r = g["dnnl"][(worst, t)]["median_ms"] / g["kiln"][(worst, t)]["median_ms"]
+                rows.append((f"GEMM >= 1.0x oneDNN on every M >= 128 shape, {t} thread{'s' if t > 1 else ''}",
+                             r >= 1.0, f"lowest {r:.2f}x at {', '.join(map(str, worst))}"))
+            for s in [s for s in g["shapes"] if s[0] == 1 and (s, t) in g["kiln"]]:
+                gbs = 4.0 * s[1] * s[2] / (g["kiln"][(s, t)]["median_ms"] * 1e6)
+                # the timed loop reuses the weights: they live in the L3 when they fit in it
+                l3 = l3_mib(res["machine"].get("l3", ""))
+                where = "l3" if l3 and 4.0 * s[1] * s[2] < l3 * 2 ** 20 else "dram"
+                bw = (st.get(f"{where}_{t}") or {}).get("triad")
+                if bw:
+                    label = "L3" if where == "l3" else "memory"
+                    rows.append((f"GEMM {', '.join(map(str, s))}, {t} thread{'s' if t > 1 else ''}: >= 85% of the "
+                                 f"bandwidth of where the weights live ({label})", gbs >= 0.85 * bw,
+                                 f"{gbs:.1f} GB/s = {100 * gbs / bw:.0f}% of the {label} triad {bw:.1f} GB/s"))
+    for r in res.get("models") or []:
+        if r["status"] != "ok" or r["spec"]["name"] not in ("ViT-B/16", "GPT-2 124M"):
+            continue
+        name = r["spec"]["name"]
+        for t in res["threads"]:
+            k = r["kiln"].get(t, {}).get("median_ms")
+            o = r["ort"].get(t, {}).get("median_ms")
+            if k and o:
+                rows.append((f"{name}, {t} thread{'s' if t > 1 else ''}: >= 1.1x ONNX Runtime's speed", o / k >= 1.1,
+                             f"{o / k:.2f}x"))
+            pk = peak_gflops(res, t)
+            if k and pk and r.get("flop"):
+                gf = r["flop"] / (k * 1e6)
+                rows.append((f"{name}, {t} thread{'s' if t > 1 else ''}: >= 85% of the measured FMA peak",
+                             gf >= 0.85 * pk, f"{gf:.0f} GFLOP/s = {100 * gf / pk:.0f}% of {pk:.0f}"))
+        if name == "ViT-B/16":
+            k1 = r["kiln"].get(1, {}).get("median_ms")
+            k2 = r["kiln"].get(2, {}).get("median_ms")
+            if k1 and k2:
+                rows.append(("ViT-B/16: 2 threads >= 1.8x 1 thread", k1 / k2 >= 1.8, f"{k1 / k2:.2f}x"))
+    if not rows:
+        return
+    w("## Targets (issue 11), from this run")
+    w("")
+    w("| target | met | figure |")
+    w("|---|---|---|")
+    for what, ok, fig in rows:
+        w(f"| {what} | {'yes' if ok else '**no**'} | {fig} |")
     w("")
 
 
@@ -1041,8 +1104,10 @@ def write_report(res, path):
         w("")
 
     profile_report(res, w)
+    targets11_report(res, w)
     targets_report(res, w)
     attention.report(res, w)
+    decoders.report(res, w)
 
     if FAILURES:
         w("## What failed in this run")
@@ -1075,7 +1140,7 @@ def write_report(res, path):
     w("</details>")
     w("")
     c = mi["cpu"]
-    title = f"{c['name']}: {c['vendor']} family {c['family']} model {c['model']} ({c['uarch']}), {res['date'][:10]}"
+    title = f"{c['name']}: {c['vendor']} family {c['family']} model {c['model']}, {c['uarch']}, {res['date'][:10]}"
     cpu.merge_report(path, intro, c["key"], title, L)
 
 
@@ -1099,6 +1164,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--attention-T", help="comma-separated T for the attention section "
                     "(default 128,512,1024,4096,8192; with --quick 128,512)")
+    ap.add_argument("--decoder-models", help="comma-separated models of the decoders section "
+                    "(llama-tiny,llama-gpt2size,tinyllama; default all three)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--report", default=os.path.join(ROOT, "docs", "PERF.md"))
@@ -1154,6 +1221,12 @@ def main():
                             [int(T) for T in a.attention_T.split(",")] if a.attention_T else None)
         except Exception as e:
             fail("the attention benchmarks stopped", f"{type(e).__name__}: {e}")
+    if "decoders" in only:
+        try:
+            decoders.bench(res, kiln, threads, a.quick, a.decoder_models.split(",") if a.decoder_models
+                           else (["llama-tiny", "llama-gpt2size"] if a.quick else None))
+        except Exception as e:
+            fail("the decoder benchmarks stopped", f"{type(e).__name__}: {e}")
     rt = os.path.join(os.path.dirname(kiln), "libkiln_rt.a")
     if os.path.exists(rt):
         SECTION[0] = "runtime size"

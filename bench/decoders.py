@@ -1,0 +1,435 @@
+"""The decoders section of kiln's benchmark (issue 18): Llama-architecture decoders, kiln against
+llama.cpp, prefill and decode, fp32 and llama.cpp's F16 / Q8_0 / Q4_0, and the agreement of the logits.
+
+Models (random weights written by examples/llama/make_weights.py, the safetensors kiln compiles;
+bench/gguf_write.py turns each into GGUF files for llama.cpp):
+  llama-gpt2size  a Llama-form model of GPT-2-small's size: V 50257, D 768, 12 layers, 12 heads (no
+                  grouping), F 2048 (the gated MLP's 8D/3, so about GPT-2 small's parameter count)
+  tinyllama       TinyLlama-1.1B's shape: V 32000, D 2048, 22 layers, 32 query / 4 key-value heads, F 5632
+  llama-tiny      examples/llama/llama-tiny.safetensors (V 128, D 64): only the agreement check (its
+                  F = 172 is not a multiple of 32, so it has no Q8_0/Q4_0 files, and CTX = 64)
+
+llama.cpp: the prebuilt CPU libraries of npm's node-llama-cpp (bench/llamacpp/package.json pins the
+version; `npm install --ignore-scripts` there), its C API driven by bench/llama_peer.c, compiled against
+the headers of the llama.cpp source the package bundles (a git bundle, unpacked into bench/out/). Weights
+read into memory, not mapped; one context per run, threads for both batch and single-token work.
+
+kiln: examples/llama/llama.kiln built for each size, fp32 weights, its programs' --bench. kiln has no
+KV cache yet, so its "decode after N cached tokens" is a full forward pass over N + 1 tokens, which is
+what producing one more token costs it today (the report says so); its prefill computes the logits of
+every position, llama.cpp's of the last only (what generation asks for).
+
+GB/s of a decode step = the bytes of the weights one step reads (every tensor but the token embedding,
+of which it reads one row) / the step's time, against the memory bandwidth bench/machine.c measured.
+"""
+import glob
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+
+import gguf_write
+from benchlib import (BENCH, COMMANDS, OUT, PY, ROOT, SECTION, fail, fmt, fmt_ms, fmt_ratio, kiln_bench,
+                      kiln_build, mib, rel, run, say)
+
+LLAMACPP = os.path.join(BENCH, "llamacpp")
+LIBDIR_GLOB = "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
+BUNDLE = "node_modules/node-llama-cpp/llama/gitRelease.bundle"
+
+MODELS = {
+    "llama-gpt2size": dict(name="Llama-form, GPT-2-small size", args=["--V", "50257", "--D", "768", "--H", "12",
+                                                                       "--KVH", "12", "--F", "2048", "--L", "12",
+                                                                       "--CTX", "2048"],
+                           types=("f32", "f16", "q8_0", "q4_0")),
+    "tinyllama": dict(name="TinyLlama-1.1B shape", args=["--preset", "tinyllama"], types=("f32", "f16", "q8_0", "q4_0")),
+    "llama-tiny": dict(name="examples/llama tiny", weights="examples/llama/llama-tiny.safetensors", types=("f32",),
+                       agreement_only=True),
+}
+DEFAULT = ("llama-tiny", "llama-gpt2size", "tinyllama")
+PREFILL = (128, 512)
+DECODE = (128, 1024)
+AGREE_T = 64  # tokens of the logits check (llama-tiny's CTX is 64)
+
+
+def setup_llamacpp():
+    """Builds bench/llama_peer.c against the npm package's libraries; returns (exe, libdir, version) or
+    (None, why, None)."""
+    libdir = os.path.join(LLAMACPP, LIBDIR_GLOB)
+    bundle = os.path.join(LLAMACPP, BUNDLE)
+    libs = {p: glob.glob(os.path.join(libdir, p)) for p in ("libllama.v*.so", "libggml.v*.so", "libggml-base.so")}
+    if not all(libs.values()) or not os.path.exists(bundle):
+        return None, (f"llama.cpp's libraries or source bundle are missing under {rel(LLAMACPP)}/node_modules "
+                      "(bench/run.sh installs them: npm install --ignore-scripts in bench/llamacpp)"), None
+    try:
+        with open(os.path.join(LLAMACPP, "node_modules/node-llama-cpp/package.json")) as f:
+            version = "node-llama-cpp " + json.load(f)["version"]
+        with open(os.path.join(LLAMACPP, "node_modules/node-llama-cpp/llama/llama.cpp.info.json")) as f:
+            info = json.load(f)
+            version += f", llama.cpp {info.get('llamaCppGithubRepo', '?')} release {info.get('tag', '?')}"
+    except (OSError, ValueError, KeyError):
+        version = "?"
+    src = os.path.join(OUT, "llamacpp-src")
+    if not os.path.exists(os.path.join(src, "include", "llama.h")):
+        shutil.rmtree(src, ignore_errors=True)
+        os.makedirs(src)
+        for cmd in (["git", "init", "-q", src], ["git", "-C", src, "fetch", "-q", bundle, "HEAD"]):
+            rc, out, err, _ = run(cmd)
+            if rc:
+                return None, "unpacking llama.cpp's source bundle: " + (err.strip() or out.strip()), None
+        rc, out, err, _ = run(["sh", "-c", f"git -C {src} archive FETCH_HEAD include ggml/include | tar x -C {src}"])
+        if rc:
+            return None, "extracting llama.cpp's headers: " + err.strip(), None
+    exe = os.path.join(OUT, "llama_peer")
+    rc, out, err, _ = run(["gcc", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",
+                           "-I", os.path.join(src, "include"), "-I", os.path.join(src, "ggml", "include"),
+                           "-o", exe, os.path.join(BENCH, "llama_peer.c"), "-L", libdir]
+                          + ["-l:" + os.path.basename(libs[p][0]) for p in libs] + [f"-Wl,-rpath,{libdir}"])
+    if rc:
+        return None, "building bench/llama_peer.c: " + (err.strip().splitlines() or ["?"])[-1], None
+    return exe, libdir, version
+
+
+def weights_for(key, spec):
+    if spec.get("weights"):
+        return os.path.join(ROOT, spec["weights"])
+    path = os.path.join(OUT, key + ".safetensors")
+    if not os.path.exists(path):
+        part = os.path.join(OUT, key + ".partial.safetensors")
+        rc, out, err, _ = run([PY, "examples/llama/make_weights.py"] + spec["args"] + ["--out", part], timeout=1800)
+        if rc:
+            raise RuntimeError("make_weights.py failed: " + (err.strip().splitlines() or ["?"])[-1])
+        os.replace(part, path)
+    else:
+        COMMANDS.append((SECTION[0], f"# reused {rel(path)} made earlier by: /usr/bin/python3 "
+                         f"examples/llama/make_weights.py {' '.join(spec['args'])} --out {rel(path)}"))
+    return path
+
+
+def gguf_for(weights, key, typ):
+    path = os.path.join(OUT, f"{key}.{typ}.gguf")
+    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(weights):
+        rc, out, err, _ = run([PY, os.path.join(BENCH, "gguf_write.py"), weights, path, "--type", typ], timeout=3600)
+        if rc:
+            raise RuntimeError("gguf_write.py failed: " + (err.strip().splitlines() or ["?"])[-1])
+    else:
+        COMMANDS.append((SECTION[0], f"# reused {rel(path)} made earlier by: /usr/bin/python3 bench/gguf_write.py "
+                         f"{rel(weights)} {rel(path)} --type {typ}"))
+    return path
+
+
+def gguf_step_bytes(path):
+    """Bytes of the tensors a decode step reads: all but token_embd (one row of it), from the header."""
+    with open(path, "rb") as f:
+        def u(fmt_):
+            return struct.unpack("<" + fmt_, f.read(struct.calcsize("<" + fmt_)))
+
+        def s():
+            (n,) = u("Q")
+            return f.read(n).decode()
+
+        def skip(vt):
+            sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+            if vt == 8:
+                s()
+            elif vt == 9:
+                et, n = u("IQ")
+                if et == 8:
+                    for _ in range(n):
+                        s()
+                else:
+                    f.seek(sizes[et] * n, 1)
+            else:
+                f.seek(sizes[vt], 1)
+
+        assert f.read(4) == b"GGUF"
+        _, nt, nkv = u("IQQ")
+        for _ in range(nkv):
+            s()
+            skip(u("I")[0])
+        total = 0
+        for _ in range(nt):
+            name = s()
+            (nd,) = u("I")
+            dims = u(f"{nd}Q")
+            (t,) = u("I")
+            u("Q")
+            if name != "token_embd.weight":
+                total += gguf_write.nbytes(list(reversed(dims)), t)
+    return total
+
+
+def llama_json(out):
+    rows = []
+    for line in out.splitlines():
+        if line.startswith("{"):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    return rows
+
+
+def cfg_of(weights):
+    header, meta, _ = gguf_write.st_open(weights)
+    return json.loads(meta["config"])
+
+
+def defines_of(cfg, ctx):
+    return [f"{k}={cfg[k]}" for k in ("V", "D", "H", "KVH", "F", "L")] + [f"CTX={ctx}"]
+
+
+def tokens_file(V, T, seed):
+    path = os.path.join(OUT, "decoders", f"tokens_V{V}_T{T}_s{seed}.npy")
+    if not os.path.exists(path):
+        np.save(path, np.random.default_rng(seed).integers(3, V, T).astype(np.int32))
+    return path
+
+
+def compare(a, b):
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return {"rel": float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)),
+            "top1": float(np.mean(a.argmax(-1) == b.argmax(-1)))}
+
+
+def bench(res, kiln, threads, quick, only_models=None):
+    SECTION[0] = "decoders"
+    d = {"models": {}, "threads": threads}
+    res["decoders"] = d
+    os.makedirs(os.path.join(OUT, "decoders"), exist_ok=True)
+    say("decoders: building the llama.cpp runner")
+    exe, libdir, version = setup_llamacpp()
+    if not exe:
+        fail("llama.cpp peer", libdir)
+    d["llamacpp"] = version
+    runs, steps, kruns_prefill, kruns_decode = (2, 4, 1, 1) if quick else (5, 16, 5, 3)
+    d["settings"] = {"llama_runs": runs, "llama_steps": steps, "kiln_runs_prefill": kruns_prefill,
+                     "kiln_runs_decode": kruns_decode}
+    keys = only_models or list(DEFAULT)
+    for key in keys:
+        if key not in MODELS:
+            fail(f"decoders: model {key}", f"unknown; the models are {', '.join(MODELS)}")
+            continue
+        spec = MODELS[key]
+        SECTION[0] = f"decoders: {spec['name']}"
+        m = {"name": spec["name"], "llama": {}, "kiln": {}, "agree": {}, "bytes": {}}
+        d["models"][key] = m
+        try:
+            say(f"decoders: {spec['name']}: weights")
+            weights = weights_for(key, spec)
+            cfg = cfg_of(weights)
+            m["cfg"] = cfg
+            m["weights"] = rel(weights)
+            ggufs = {}
+            for typ in spec["types"]:
+                say(f"decoders: {spec['name']}: GGUF {typ}")
+                ggufs[typ] = gguf_for(weights, key, typ)
+                m["bytes"][typ] = {"file": os.path.getsize(ggufs[typ]), "step": gguf_step_bytes(ggufs[typ])}
+            # kiln build (T up to 1025 for decode after 1024; the tiny model's CTX bounds it)
+            ctx = cfg["CTX"] if spec.get("agreement_only") else max(cfg["CTX"], max(DECODE) + 1, max(PREFILL))
+            kexe = os.path.join(OUT, "decoders", key)
+            say(f"decoders: {spec['name']}: kiln build")
+            binfo, why = kiln_build(kiln, os.path.join(ROOT, "examples/llama/llama.kiln"), kexe, weights,
+                                    defines_of(cfg, ctx))
+            if not binfo:
+                fail(f"kiln build {spec['name']}", why)
+            m["kiln_build"] = binfo
+            # agreement on the fp32 file: llama.cpp, kiln, PyTorch on the same tokens
+            T = min(AGREE_T, cfg["CTX"])
+            tok = tokens_file(cfg["V"], T, 1)
+            tok_i32 = tok[:-4] + ".i32"
+            np.load(tok).astype("<i4").tofile(tok_i32)
+            outs = {}
+            say(f"decoders: {spec['name']}: logits of {T} tokens (llama.cpp, kiln, PyTorch)")
+            if exe:
+                lo = os.path.join(OUT, "decoders", f"{key}.llama.f32.logits")
+                rc, out, err, _ = run([exe, "--lib", libdir, "--model", ggufs["f32"], "--threads", max(threads),
+                                       "--logits", tok_i32, "--logits-out", lo], timeout=3600)
+                if rc == 0:
+                    outs["llama.cpp"] = np.fromfile(lo, dtype="<f4").reshape(T, cfg["V"])
+                else:
+                    fail(f"llama.cpp logits {spec['name']}", (err.strip().splitlines() or ["?"])[-1])
+            if binfo:
+                ko = os.path.join(OUT, "decoders", f"{key}.kiln.logits.npy")
+                r, why = kiln_bench(kexe, {"tokens": tok}, max(threads), 1, weights=binfo["weights_file"],
+                                    output=("logits", ko))
+                if r:
+                    outs["kiln"] = np.load(ko).reshape(T, cfg["V"])
+                else:
+                    fail(f"kiln logits {spec['name']}", why)
+            big = os.path.getsize(weights) > 1e9  # a float64 copy would not fit comfortably: float32
+            po = os.path.join(OUT, "decoders", f"{key}.torch.logits.npy")
+            rc, out, err, _ = run([PY, os.path.join(BENCH, "llama_reference.py"), weights, tok, po]
+                                  + (["--float32"] if big else []),
+                                  env={"OMP_NUM_THREADS": max(threads), "OPENBLAS_NUM_THREADS": max(threads)},
+                                  timeout=3600)
+            if rc == 0:
+                outs["PyTorch"] = np.load(po)
+                m["torch_dtype"] = "float32" if big else "float64"
+            else:
+                fail(f"PyTorch logits {spec['name']}", (err.strip().splitlines() or ["?"])[-1])
+            for a, b in (("llama.cpp", "PyTorch"), ("kiln", "PyTorch"), ("llama.cpp", "kiln")):
+                if a in outs and b in outs:
+                    m["agree"][f"{a} vs {b}"] = compare(outs[a], outs[b])
+            m["agree_T"] = T
+            if spec.get("agreement_only"):
+                continue
+            # timing
+            for t in threads:
+                for typ in spec["types"]:
+                    if not exe:
+                        break
+                    say(f"decoders: {spec['name']}: llama.cpp {typ.upper()}, {t} thread(s)")
+                    rc, out, err, _ = run([exe, "--lib", libdir, "--model", ggufs[typ], "--threads", t,
+                                           "--prefill", ",".join(map(str, PREFILL)),
+                                           "--decode", ",".join(map(str, DECODE)), "--runs", runs, "--steps", steps],
+                                          env={"OMP_NUM_THREADS": t}, timeout=7200)
+                    rows = llama_json(out)
+                    if rc:
+                        fail(f"llama.cpp {spec['name']} {typ} {t} threads", (err.strip().splitlines() or ["?"])[-1])
+                    for row in rows:
+                        if row["what"] == "model":
+                            m.setdefault("llama_model", {})[typ] = row
+                        elif row["what"] == "prefill":
+                            m["llama"][(typ, t, "prefill", row["tokens"])] = row
+                        elif row["what"] == "decode":
+                            m["llama"][(typ, t, "decode", row["cached"])] = row
+                if not binfo:
+                    continue
+                for n in PREFILL:
+                    say(f"decoders: {spec['name']}: kiln prefill {n}, {t} thread(s)")
+                    r, why = kiln_bench(kexe, {"tokens": tokens_file(cfg["V"], n, 2)}, t, kruns_prefill,
+                                        weights=binfo["weights_file"], timeout=7200)
+                    m["kiln"][(t, "prefill", n)] = r or {"error": why}
+                    if not r:
+                        fail(f"kiln prefill {n} {spec['name']} {t} threads", why)
+                for n in DECODE:
+                    say(f"decoders: {spec['name']}: kiln 'decode' after {n} (a full pass over {n + 1}), {t} thread(s)")
+                    r, why = kiln_bench(kexe, {"tokens": tokens_file(cfg["V"], n + 1, 2)}, t, kruns_decode,
+                                        weights=binfo["weights_file"], timeout=7200)
+                    m["kiln"][(t, "decode", n)] = r or {"error": why}
+                    if not r:
+                        fail(f"kiln decode after {n} {spec['name']} {t} threads", why)
+        except Exception as e:  # one model's trouble does not stop the others
+            fail(f"decoders: {spec['name']}", f"{type(e).__name__}: {e}")
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def _bw(res, t):
+    s = res.get("machine_meas", {}).get("stream", {}).get(f"dram_{t}")
+    return s["triad"] if s else None
+
+
+def headline(d, threads):
+    """One line per timed model for the report's headline: kiln fp32 vs llama.cpp F32, and llama.cpp Q4_0's decode."""
+    lines = []
+    for key, m in (d or {}).get("models", {}).items():
+        parts = []
+        for t in threads:
+            k = m["kiln"].get((t, "prefill", PREFILL[0]), {}).get("median_ms")
+            ll = m["llama"].get(("f32", t, "prefill", PREFILL[0]), {}).get("median_ms")
+            kd = m["kiln"].get((t, "decode", DECODE[0]), {}).get("median_ms")
+            ld = m["llama"].get(("f32", t, "decode", DECODE[0]), {}).get("median_ms")
+            if k and ll:
+                parts.append(f"{t} thread{'s' if t > 1 else ''}: prefill {PREFILL[0]} {fmt_ratio(ll, k)} llama.cpp F32"
+                             + (f", decode after {DECODE[0]} {fmt_ratio(ld, kd)} (kiln without a KV cache)"
+                                if kd and ld else ""))
+        if parts:
+            lines.append(f"{m['name']}, kiln fp32 vs llama.cpp: " + "; ".join(parts))
+    return lines
+
+
+def report(res, w):
+    d = res.get("decoders")
+    if not d:
+        return
+    threads = d["threads"]
+    w("## Decoders: kiln and llama.cpp")
+    w("")
+    w(f"Llama-architecture models with random weights (`examples/llama/make_weights.py`), the same safetensors "
+      f"file compiled by kiln (`examples/llama/llama.kiln`, fp32) and written as GGUF for llama.cpp by "
+      f"`bench/gguf_write.py` (F32, F16, Q8_0, Q4_0: every matrix in the type, including the token embedding "
+      f"and the output; norms F32). llama.cpp: {d.get('llamacpp') or 'not available'}, the npm package's "
+      f"prebuilt CPU libraries driven through its C API by `bench/llama_peer.c`; weights read into memory "
+      f"(not mapped), its default KV cache (F16) and flash-attention setting, threads = T for both batch and "
+      f"single-token work. Prefill N: one llama_decode of N tokens into an empty cache, logits of the last "
+      f"token ({d['settings']['llama_runs']} runs after a warm-up, median). Decode after N: N tokens cached, "
+      f"then one token at position N, removed again after each step ({d['settings']['llama_steps']} steps "
+      f"after a warm-up, median). kiln: the program's `--bench` ({d['settings']['kiln_runs_prefill']} runs for "
+      f"prefill, {d['settings']['kiln_runs_decode']} for decode, after a warm-up, median); its prefill computes "
+      f"the logits of every position. **kiln has no KV cache yet: its decode after N is a full forward pass "
+      f"over N + 1 tokens**, which is what one more token costs it today; the comparison changes when the "
+      f"kv-cache work lands. kiln's int8/4-bit/bf16 weights do not exist yet (choose-quant), so only fp32 "
+      f"is compared with kiln; llama.cpp's F16/Q8_0/Q4_0 rows show what its quantized files do. "
+      f"GB/s = the bytes of weights one decode step reads (every tensor but the token embedding) ÷ the step's "
+      f"time; '% bw' divides by the memory triad bandwidth measured above at the same thread count (KV-cache "
+      f"reads not counted).")
+    w("")
+    for key, m in d["models"].items():
+        cfg = m.get("cfg")
+        if not cfg:
+            continue
+        spec = MODELS.get(key, {})
+        shape = (f"V {cfg['V']}, D {cfg['D']}, {cfg['L']} layers, {cfg['H']} heads / {cfg['KVH']} key-value heads, "
+                 f"F {cfg['F']}")
+        w(f"### {m['name']} ({shape})")
+        w("")
+        if m["bytes"]:
+            w("Files: " + ", ".join(f"{t.upper()} {mib(b['file'])} ({mib(b['step'])} read per decode step)"
+                                    for t, b in m["bytes"].items()) + f"; safetensors `{m['weights']}`.")
+            w("")
+        if not spec.get("agreement_only"):
+            cols = ([f"prefill {n}: ms (tokens/s)" for n in PREFILL]
+                    + [f"decode after {n}: ms (tokens/s, GB/s, % bw)" for n in DECODE])
+            w("| engine, weights | threads | " + " | ".join(cols) + " |")
+            w("|---|---|" + "---|" * len(cols))
+            for t in threads:
+                bw = _bw(res, t)
+                rows = [("kiln, fp32 (no KV cache: decode = full pass)", "f32", lambda kind, n: m["kiln"].get((t, kind, n)))]
+                for typ in spec.get("types", ()):
+                    rows.append((f"llama.cpp, {typ.upper()}", typ,
+                                 lambda kind, n, typ=typ: m["llama"].get((typ, t, kind, n))))
+                for label, typ, get in rows:
+                    cells = []
+                    for n in PREFILL:
+                        r = get("prefill", n)
+                        cells.append("failed" if r and "error" in r else "n/a" if not r else
+                                     f"{fmt_ms(r['median_ms'])} ({fmt(n / r['median_ms'] * 1e3)})")
+                    for n in DECODE:
+                        r = get("decode", n)
+                        if not r or "error" in r:
+                            cells.append("failed" if r else "n/a")
+                            continue
+                        step = m["bytes"].get(typ, {}).get("step")
+                        gbs = step / (r["median_ms"] * 1e6) if step else None
+                        cells.append(f"{fmt_ms(r['median_ms'])} ({fmt(1e3 / r['median_ms'])}, {fmt(gbs)}, "
+                                     + (f"{100 * gbs / bw:.0f}%" if gbs and bw else "n/a") + ")")
+                    w(f"| {label} | {t} | " + " | ".join(cells) + " |")
+            w("")
+            ratios = []
+            for t in threads:
+                parts = []
+                for kind, ns in (("prefill", PREFILL), ("decode", DECODE)):
+                    for n in ns:
+                        k = m["kiln"].get((t, kind, n), {}).get("median_ms")
+                        ll = m["llama"].get(("f32", t, kind, n), {}).get("median_ms")
+                        if k and ll:
+                            parts.append(f"{kind} {n} {fmt_ratio(ll, k)}")
+                if parts:
+                    ratios.append(f"{t} thread{'s' if t > 1 else ''}: " + ", ".join(parts))
+            if ratios:
+                w("kiln fp32's speed relative to llama.cpp F32 (llama.cpp time ÷ kiln time; issue 18's targets: "
+                  "prefill >= 1.5x, decode >= 1.0x): " + "; ".join(ratios) + ".")
+                w("")
+        if m["agree"]:
+            w(f"Logits on {m.get('agree_T')} tokens of the fp32 weights (max |a − b| ÷ max |b| over all "
+              f"positions and the vocabulary; top-1: the share of positions whose largest logit is the same "
+              f"token); PyTorch is examples/llama/model.py in {m.get('torch_dtype', '?')}, llama.cpp keeps its "
+              f"KV cache in F16: " + "; ".join(f"{k} {v['rel']:.1e} (top-1 {100 * v['top1']:.0f}%)"
+                                               for k, v in m["agree"].items()) + ".")
+            w("")
