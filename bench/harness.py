@@ -219,6 +219,18 @@ def peer_info(res, tools):
         for lib in ("openblas", "dnnl"):
             rc, out, err, _ = run([tools["gemm_peers"], "--lib", lib, "--info"])
             info[lib] = out.strip() if rc == 0 else "failed: " + reason(rc, out, err)
+        # Debian's OpenBLAS 0.3.21 does not know CPUs newer than it (Emerald Rapids, family 6 model 207,
+        # is taken for a "Prescott", SSE3 only: 6 GFLOP/s) and so neither does PyTorch, which calls it.
+        # Measure the peer at its best: tell it the newest AVX-512 core it has kernels for.
+        flags = set(res["machine"]["cpu"]["flags"])
+        if ("openblas corename: Prescott" in info.get("openblas", "") and "avx512f" in flags
+                and not os.environ.get("OPENBLAS_CORETYPE")):
+            core = "Cooperlake" if "avx512_bf16" in flags else "SkylakeX"
+            os.environ["OPENBLAS_CORETYPE"] = core
+            res["openblas_coretype"] = (core, "OpenBLAS took this AVX-512 CPU for a Prescott (SSE3)")
+            COMMANDS.append((SECTION[0], f"export OPENBLAS_CORETYPE={core}  # OpenBLAS detected a Prescott"))
+            rc, out, err, _ = run([tools["gemm_peers"], "--lib", "openblas", "--info"])
+            info["openblas"] = out.strip() if rc == 0 else "failed: " + reason(rc, out, err)
     rc, out, err, _ = run(["node", "-e", "const o=require('./bench/node_modules/onnxruntime-node');"
                            "console.log(o.env.versions.common)"])
     info["ort"] = out.strip() if rc == 0 else "not loadable: " + reason(rc, out, err)
@@ -846,7 +858,11 @@ def write_report(res, path):
          + ". **Numbers, the 2-thread ones above all, are perturbed by them.**"))
     env = mi["openblas_env"]
     w("- environment: " + ", ".join(f"{k}={'unset' if v is None else v}" for k, v in env.items())
-      + ". The harness sets none of OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; it sets OPENBLAS_NUM_THREADS and "
+      + (f". {res['openblas_coretype'][1]}, so the harness set OPENBLAS_CORETYPE={res['openblas_coretype'][0]} for "
+         "every process it started (OpenBLAS and PyTorch); it sets no OPENBLAS_L2_SIZE"
+         if res.get("openblas_coretype") else
+         ". The harness sets none of OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE")
+      + "; it sets OPENBLAS_NUM_THREADS and "
       "OMP_NUM_THREADS to the thread count for every peer process, and passes `--threads T` to kiln's programs.")
     peers = res.get("peers", {})
     w("- peers:")
