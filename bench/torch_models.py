@@ -96,7 +96,7 @@ class Gpt2F32(torch.nn.Module):
     def forward(self, tokens):
         M, W = self.M, self.w.dict()
         T = tokens.shape[0]
-        x = W["wte"][tokens.long()] + W["wpe"][:T]
+        x = W["wte.weight"][tokens.long()] + W["wpe.weight"][:T]
         for i in range(self.L):
             p = f"h.{i}."
             x = x + M.attention(M.layer_norm(x, W[p + "ln_1.weight"], W[p + "ln_1.bias"]),
@@ -105,7 +105,7 @@ class Gpt2F32(torch.nn.Module):
             h = M.gelu_tanh(h @ W[p + "mlp.c_fc.weight"] + W[p + "mlp.c_fc.bias"])
             x = x + h @ W[p + "mlp.c_proj.weight"] + W[p + "mlp.c_proj.bias"]
         x = M.layer_norm(x, W["ln_f.weight"], W["ln_f.bias"])
-        return x @ W["wte"].T
+        return x @ W["wte.weight"].T
 
 
 class Batch1(torch.nn.Module):

@@ -63,9 +63,9 @@ static const char *usage_text =
     "options for every command:\n"
     "  --weights FILE      use this safetensors file instead of the model's `weights`\n"
     "  -D NAME=VALUE       override the const NAME of the model file\n"
-    "  --passes LIST       the passes to run, comma-separated (canonicalize, fuse-attention, fuse-ops),\n"
-    "                      or none (default: all); plan-memory, which lays out the activation arena,\n"
-    "                      runs last unless the list is none\n"
+    "  --passes LIST       the passes to run, comma-separated, or none (default: the default pipeline);\n"
+    "                      plan-memory, which lays out the activation arena, runs last unless the list\n"
+    "                      is none. The passes, in order: @PASSES@\n"
     "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
     "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not\n"
     "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue)\n"
@@ -86,8 +86,7 @@ static const char *help_ir =
     "\n"
     "Prints the IR of MODEL after the passes in kiln's text form, which every kiln command also reads\n"
     "back (files ending in .kir). --passes none prints it as the frontend made it; --print-after PASS\n"
-    "prints it after that pass instead (all: after each). The passes, in order: canonicalize,\n"
-    "fuse-attention.\n";
+    "prints it after that pass instead (all: after each). The passes, in order: @PASSES@.\n";
 
 static const char *help_run =
     "usage: kiln run MODEL --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--interp]\n"
@@ -113,6 +112,23 @@ static const char *help_build =
     "  dot      the graph for Graphviz\n"
     "Weights are embedded in the output when they are under 256 MiB, else written to OUT.weights\n"
     "and mapped when the program starts; --weights-mode chooses. -O2 is the default.\n";
+
+/* Writes a help text with @PASSES@ replaced by the pipeline's pass names, so --help lists the passes
+ * that exist (from passes/pipeline.c's table), not a copy that goes stale. */
+static void print_help(const char *text, FILE *f)
+{
+    const char *mark = "@PASSES@";
+    for (const char *p = text; *p;) {
+        const char *q = strstr(p, mark);
+        if (!q) {
+            fputs(p, f);
+            break;
+        }
+        fwrite(p, 1, (size_t)(q - p), f);
+        fputs(pass_names(), f);
+        p = q + strlen(mark);
+    }
+}
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -145,7 +161,7 @@ static int parse_options(int argc, char **argv, Options *o)
                           : !strcmp(o->cmd, "ir")    ? help_ir
                           : !strcmp(o->cmd, "build") ? help_build
                                                      : help_run;
-            fputs(h, stdout);
+            print_help(h, stdout);
             return -1;
         } else if (!strcmp(a, "--weights")) {
             if (!val)
@@ -565,7 +581,7 @@ done:
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
+        print_help(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {

@@ -152,9 +152,14 @@ class GPT(nn.Module):
         return self.ln_f(x) @ self.wte.t()
 
     def save(self, path, vocab):
-        tensors = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+        # Hugging Face's GPT-2 names: the embeddings are modules there, so their tensors are wte.weight
+        # and wpe.weight (the same names gpt2.kiln reads)
+        tensors = {HF_NAMES.get(k, k): v.detach().cpu().numpy() for k, v in self.state_dict().items()}
         meta = {"vocab": vocab, "config": json.dumps(self.config)}
         st.save(path, tensors, meta)
+
+
+HF_NAMES = {"wte": "wte.weight", "wpe": "wpe.weight"}
 
 
 def load(path):
@@ -162,7 +167,8 @@ def load(path):
     tensors, meta = st.load(path)
     cfg = json.loads(meta["config"])
     m = GPT(cfg["V"], cfg["D"], cfg["H"], cfg["L"], cfg["CTX"])
-    m.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
+    back = {v: k for k, v in HF_NAMES.items()}
+    m.load_state_dict({back.get(k, k): torch.from_numpy(v) for k, v in tensors.items()})
     m.eval()
     return m, meta["vocab"]
 

@@ -13,9 +13,9 @@ import torch
 
 def config_from_weights(w):
     """Infer V, D, CTX, L from tensor shapes (H must come from metadata)."""
-    V, D = w["wte"].shape
+    V, D = w["wte.weight"].shape
     L = 1 + max(int(k.split(".")[1]) for k in w if k.startswith("h."))
-    return dict(V=V, D=D, CTX=w["wpe"].shape[0], L=L)
+    return dict(V=V, D=D, CTX=w["wpe.weight"].shape[0], L=L)
 
 
 def layer_norm(x, w, b, eps=1e-5):
@@ -45,8 +45,8 @@ def forward(weights, tokens, n_head):
     tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
     T = tokens.shape[0]
     L = config_from_weights(weights)["L"]
-    assert T <= W["wpe"].shape[0], "sequence longer than CTX"
-    x = W["wte"][tokens] + W["wpe"][:T]
+    assert T <= W["wpe.weight"].shape[0], "sequence longer than CTX"
+    x = W["wte.weight"][tokens] + W["wpe.weight"][:T]
     for i in range(L):
         p = f"h.{i}."
         x = x + attention(layer_norm(x, W[p + "ln_1.weight"], W[p + "ln_1.bias"]),
@@ -55,4 +55,4 @@ def forward(weights, tokens, n_head):
         h = gelu_tanh(h @ W[p + "mlp.c_fc.weight"] + W[p + "mlp.c_fc.bias"])
         x = x + h @ W[p + "mlp.c_proj.weight"] + W[p + "mlp.c_proj.bias"]
     x = layer_norm(x, W["ln_f.weight"], W["ln_f.bias"])
-    return (x @ W["wte"].T).float().numpy()
+    return (x @ W["wte.weight"].T).float().numpy()

@@ -30,3 +30,15 @@ for t in 1 64; do
         --input tokens=tests/models/gpt2/tokens_$t.npy --output logits="$OUT/native_$t.npy"
     "$NPYCMP" --maxrel 1e-4 "$OUT/native_$t.npy" tests/models/gpt2/logits_$t.npy
 done
+# Hugging Face's own checkpoint layout: exactly the key set of a GPT-2 checkpoint of 2 layers
+# (tests/models/gpt2/hf_keys.txt, with the h.N.attn.bias and h.N.attn.masked_bias buffers older files
+# carry, which the model does not read and which are not an error), the same logits
+HF=tests/models/gpt2/gpt2-tiny-hf.safetensors
+head -c 65536 "$HF" | grep -ao '"[A-Za-z0-9_.]*": *{"dtype"' | sed 's/^"\([^"]*\)".*/\1/' | LC_ALL=C sort >"$OUT/keys.txt"
+diff "$OUT/keys.txt" tests/models/gpt2/hf_keys.txt
+"$KILN" run examples/gpt2/gpt2.kiln $G --weights "$HF" --interp \
+    --input tokens=tests/models/gpt2/tokens_16.npy --output logits="$OUT/hf_interp.npy"
+"$NPYCMP" --maxrel 1e-4 "$OUT/hf_interp.npy" tests/models/gpt2/logits_16.npy
+"$KILN" run examples/gpt2/gpt2.kiln $G --weights "$HF" \
+    --input tokens=tests/models/gpt2/tokens_16.npy --output logits="$OUT/hf_native.npy"
+"$NPYCMP" --maxrel 1e-4 "$OUT/hf_native.npy" tests/models/gpt2/logits_16.npy
