@@ -180,24 +180,11 @@ static int arg_ints(Lower *L, Args *a, int from, int *out, int *n, SrcLoc loc)
 
 /* ---------------------------------------------------------------- elementwise */
 
+/* Numbers fold with the interpreter's own definition of the op (ir_eval_scalar), so that relu(nan)
+ * written with numbers is what the same relu computes on a tensor. */
 static double fold1(Op op, double x)
 {
-    switch (op) {
-    case OP_NEG: return -x;
-    case OP_ABS: return fabs(x);
-    case OP_EXP: return exp(x);
-    case OP_LOG: return log(x);
-    case OP_SQRT: return sqrt(x);
-    case OP_RSQRT: return 1 / sqrt(x);
-    case OP_TANH: return tanh(x);
-    case OP_ERF: return erf(x);
-    case OP_SIGMOID: return 1 / (1 + exp(-x));
-    case OP_RELU: return x > 0 ? x : 0;
-    case OP_SILU: return x / (1 + exp(-x));
-    case OP_SIN: return sin(x);
-    case OP_COS: return cos(x);
-    default: UNREACHABLE();
-    }
+    return ir_eval_scalar(op, NULL, DT_F64, 1, &x);
 }
 
 static Value b_unary(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
@@ -233,7 +220,7 @@ static Value b_binary(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
     int nx = x.k == V_INT || x.k == V_FLOAT, ny = y.k == V_INT || y.k == V_FLOAT;
     if (nx && ny) {
         double p = x.k == V_FLOAT ? x.f : (double)x.i, q = y.k == V_FLOAT ? y.f : (double)y.i;
-        double r = b->op == OP_MAXIMUM ? fmax(p, q) : b->op == OP_MINIMUM ? fmin(p, q) : pow(p, q);
+        double r = ir_eval_scalar(b->op, NULL, DT_F64, 2, (double[]){p, q});
         return x.k == V_INT && y.k == V_INT && b->op != OP_POW ? v_int((int64_t)r) : v_float(r);
     }
     Node *tx = nx ? NULL : arg_tensor(L, a, 0), *ty = ny ? NULL : arg_tensor(L, a, 1);

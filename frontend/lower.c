@@ -495,21 +495,32 @@ static Value call_fn(Lower *L, const Ast *fn, Args *args, SrcLoc loc);
 static int is_number(Value v) { return v.k == V_INT || v.k == V_FLOAT || v.k == V_BOOL; }
 static double num(Value v) { return v.k == V_FLOAT ? v.f : (double)v.i; }
 
+static Op binop_to_op(int op);
+
+/* Operators on numbers. Integers stay exact 64-bit integers (sizes, counts, D / H when it divides);
+ * anything else is computed by the interpreter's definition of the op (ir_eval_scalar), so that a
+ * folded expression gives what the same op gives on tensors (NaN, infinities and -0 included). What
+ * the language adds: a number divided by zero is an error, and '%' is for integers. */
 static Value fold_numbers(Lower *L, int op, Value a, Value b, SrcLoc loc)
 {
     int ints = a.k != V_FLOAT && b.k != V_FLOAT;
     double x = num(a), y = num(b);
     switch (op) {
-    case '+': return ints ? v_int(a.i + b.i) : v_float(x + y);
-    case '-': return ints ? v_int(a.i - b.i) : v_float(x - y);
-    case '*': return ints ? v_int(a.i * b.i) : v_float(x * y);
+    case '+':
+    case '-':
+    case '*':
+        if (ints)
+            return v_int(op == '+' ? a.i + b.i : op == '-' ? a.i - b.i : a.i * b.i);
+        break;
     case '/':
         if (y == 0) {
             ERR(loc, "division by zero");
             return v_none();
         }
         /* integers divide exactly to an integer (D / H), otherwise to a number */
-        return ints && a.i % b.i == 0 ? v_int(a.i / b.i) : v_float(x / y);
+        if (ints && a.i % b.i == 0)
+            return v_int(a.i / b.i);
+        break;
     case '%':
         if (!ints || b.i == 0) {
             ERR(loc, ints ? "modulo by zero" : "'%%' needs integers");
@@ -523,15 +534,18 @@ static Value fold_numbers(Lower *L, int op, Value a, Value b, SrcLoc loc)
                 r *= a.i;
             return v_int(r);
         }
-        return v_float(pow(x, y));
-    case '<': return v_bool(x < y);
-    case '>': return v_bool(x > y);
-    case LE: return v_bool(x <= y);
-    case GE: return v_bool(x >= y);
-    case EQ: return v_bool(x == y);
-    case NE: return v_bool(x != y);
+        break;
+    case '<':
+    case '>':
+    case LE:
+    case GE:
+    case EQ:
+    case NE: break;
+    default: UNREACHABLE();
     }
-    UNREACHABLE();
+    Op o = binop_to_op(op);
+    double r = ir_eval_scalar(o, NULL, DT_F64, 2, (double[]){x, y});
+    return op_info[o].flags & F_CMP ? v_bool(r != 0) : v_float(r);
 }
 
 static Op binop_to_op(int op)
@@ -889,7 +903,7 @@ static Value eval(Lower *L, Env *env, const Ast *e)
         if (v.k == V_INT || v.k == V_BOOL)
             return v_int(-v.i);
         if (v.k == V_FLOAT)
-            return v_float(-v.f);
+            return v_float(ir_eval_scalar(OP_NEG, NULL, DT_F64, 1, &v.f));
         if (v.k == V_DIM) {
             Dim r;
             dim_mul(v.dim, dim_const(-1), &r);

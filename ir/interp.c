@@ -210,9 +210,9 @@ static double sigmoid(double x)
     return 1.0 / (1.0 + exp(-x));
 }
 
-static double ew1(const Node *n, double x)
+static double ew1(Op op, const Attrs *at, double x)
 {
-    switch (n->op) {
+    switch (op) {
     case OP_NEG: return -x;
     case OP_ABS: return fabs(x);
     case OP_EXP: return exp(x);
@@ -224,7 +224,7 @@ static double ew1(const Node *n, double x)
     case OP_SIGMOID: return sigmoid(x);
     case OP_RELU: return x < 0 ? 0.0 : x; /* NaN stays NaN, as in PyTorch */
     case OP_GELU:
-        if (n->at.approx)
+        if (at && at->approx)
             return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
         return 0.5 * x * (1.0 + erf(x / M_SQRT2));
     case OP_SILU: return x * sigmoid(x);
@@ -249,9 +249,9 @@ static double int_div(double a, double b)
     return trunc(a / b);
 }
 
-static double ew2(const Node *n, int intdiv, double a, double b)
+static double ew2(Op op, int intdiv, double a, double b)
 {
-    switch (n->op) {
+    switch (op) {
     case OP_ADD: return a + b;
     case OP_SUB: return a - b;
     case OP_MUL: return a * b;
@@ -267,6 +267,17 @@ static double ew2(const Node *n, int intdiv, double a, double b)
     case OP_NE: return a != b;
     default: UNREACHABLE();
     }
+}
+
+double ir_eval_scalar(Op op, const Attrs *at, DType dt, int nin, const double *x)
+{
+    KILN_ASSERT(op_info[op].flags & F_EW);
+    if (nin == 1)
+        return ew1(op, at, x[0]);
+    if (nin == 2)
+        return ew2(op, dtype_traits[dt].is_int, x[0], x[1]);
+    KILN_ASSERT(op == OP_WHERE && nin == 3);
+    return x[0] != 0 ? x[1] : x[2];
 }
 
 /* Strides (in elements) with which an input of shape in[ri] is read for each dimension of an
@@ -339,15 +350,12 @@ static int eval_ew(Interp *I, const Node *n, double *y)
                        shape_str(r, dims, b, sizeof b));
         }
     }
-    int intdiv = dtype_traits[n->dtype].is_int;
     int64_t ne = I->numel[n->id];
     for (int64_t e = 0; e < ne; e++) {
-        if (nin == 1)
-            y[e] = ew1(n, x[0][off[0]]);
-        else if (nin == 2)
-            y[e] = ew2(n, intdiv, x[0][off[0]], x[1][off[1]]);
-        else
-            y[e] = x[0][off[0]] != 0 ? x[1][off[1]] : x[2][off[2]];
+        double v[3];
+        for (int j = 0; j < nin; j++)
+            v[j] = x[j][off[j]];
+        y[e] = ir_eval_scalar(n->op, &n->at, n->dtype, nin, v);
         step(r, dims, idx, nin, st, off);
     }
     return 0;

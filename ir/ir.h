@@ -408,4 +408,12 @@ int ir_bind_inputs(const Graph *g, const HostTensor *inputs, int64_t *vals, Diag
  * to each node's dtype after it is computed. */
 int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Diag *d);
 
+/* One elementwise op (F_EW) on one element: the single definition of what each op computes, which
+ * the interpreter runs and every constant folder calls, so that folding never gives a value the graph
+ * would not (relu(NaN) is NaN, maximum with a NaN is NaN, -0 keeps its sign). x holds nin values (for
+ * where: the condition, then the two values); at may be NULL (gelu's erf form); dt is the node's dtype:
+ * an integer DIV truncates toward zero and gives 0 when dividing by zero. The result is not yet
+ * rounded to dt (dtype_round does that). Comparisons give 0 or 1; cast gives x. */
+double ir_eval_scalar(Op op, const Attrs *at, DType dt, int nin, const double *x);
+
 #endif
