@@ -143,6 +143,11 @@ static int infer_source(const Graph *g, Op op, IrType *t, IrWhy *w)
         if (t->dtype == DT_BOOL)
             return refuse(w, -1, "arange must be numeric, not bool");
         return 1;
+    case OP_STATE: /* its declared type: the verifier checks the name and the declaration */
+        for (int i = 0; i < t->rank; i++)
+            if (!dim_is_const(t->shape[i]))
+                return refuse(w, -1, "a state must have a static shape, not %s", shp(g, t->dtype, t->rank, t->shape));
+        return 1;
     case OP_CAUSAL_MASK:
         if (t->rank != 2)
             return refuse(w, -1, "causal_mask is rank 2 [T, S], not %s", shp(g, t->dtype, t->rank, t->shape));
@@ -484,6 +489,31 @@ static int infer_move(const Graph *g, Op op, const Attrs *at, int nin, Node *con
     }
 }
 
+/* scatter(base, index[n], values) {axis} (ir/entry.c): base's type; index i32 or i64 of rank 1;
+ * values base's shape with n along axis, base's dtype */
+static int infer_scatter(const Graph *g, const Attrs *at, Node *const *in, IrType *t, IrWhy *w)
+{
+    const Node *base = in[0], *ix = in[1], *val = in[2];
+    if ((ix->dtype != DT_I32 && ix->dtype != DT_I64) || ix->rank != 1)
+        return refuse(w, 1, "the index of a scatter must be i32 or i64 of rank 1, not %s", ty(g, ix));
+    if (!axis_ok(w, at->axis, base->rank))
+        return 0;
+    if (val->dtype != base->dtype)
+        return refuse(w, 2, "scatter: the values are %s but the base is %s", ty(g, val), ty(g, base));
+    Dim want[IR_MAX_RANK];
+    memcpy(want, base->shape, sizeof(Dim) * (size_t)base->rank);
+    want[at->axis] = ix->shape[0];
+    int same = val->rank == base->rank;
+    for (int i = 0; same && i < base->rank; i++)
+        same = dim_eq(val->shape[i], want[i]);
+    if (!same)
+        return refuse(w, 2, "scatter: the values are %s but must be %s (the index's length along axis %d)",
+                      ty(g, val), shp(g, val->dtype, base->rank, want), at->axis);
+    t->dtype = base->dtype;
+    set_shape(t, base->rank, base->shape);
+    return 1;
+}
+
 /* ---------------------------------------------------------------- inference */
 
 int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, IrType *t, IrWhy *w)
@@ -521,6 +551,7 @@ int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, I
     case OP_MATMUL: return infer_matmul(g, in[0], in[1], t, w);
     case OP_CONV2D: return infer_conv(g, at, nin, in, t, w);
     case OP_ATTENTION: return infer_attention(g, at, nin, in, t, w);
+    case OP_SCATTER: return infer_scatter(g, at, in, t, w);
     default: return refuse(w, -1, "no shape rule for op %s (add one to ir/build.c)", op_info[op].name);
     }
 }

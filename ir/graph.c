@@ -399,6 +399,8 @@ void ir_graph_free(Graph *g)
         free(g->nodes);
         free(g->inputs);
         free(g->outputs);
+        free(g->states);
+        free(g->entries);
         arena_free(g->arena);
     }
 }
@@ -440,6 +442,7 @@ Node *ir_node(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, No
     if (op == OP_INPUT) {
         grow((void **)&g->inputs, &g->capinput, g->ninput + 1, sizeof(Node *));
         g->inputs[g->ninput++] = n;
+        n->entry = g->nentry ? g->nentry - 1 : 0;
     }
     return n;
 }
@@ -458,7 +461,7 @@ int ir_sym(Graph *g, const char *name, int64_t bound)
 void ir_add_output(Graph *g, const char *name, Node *n)
 {
     grow((void **)&g->outputs, &g->capoutput, g->noutput + 1, sizeof(Output));
-    g->outputs[g->noutput++] = (Output){arena_strdup(g->arena, name), n};
+    g->outputs[g->noutput++] = (Output){arena_strdup(g->arena, name), n, g->nentry ? g->nentry - 1 : 0, 0};
 }
 
 void ir_compact(Graph *g)

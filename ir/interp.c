@@ -47,8 +47,15 @@ typedef struct Interp {
     int64_t *numel;                /* (nnode) */
     double **val;                  /* (nnode) NULL when not (or no longer) held */
     int *last;                     /* (nnode) index of the last reader; nnode for outputs, -1: none */
-    int *input_ix;                 /* (nnode) position in g->inputs for INPUT nodes */
+    int *input_ix;                 /* (nnode) position in the inputs given for INPUT nodes */
+    IrState *st;                   /* the states' values (ir_interp_entry), or NULL */
 } Interp;
+
+struct IrState {
+    const Graph *g;
+    void **data; /* (g->nstate) each state's bytes */
+    size_t *bytes;
+};
 
 /* Reports a problem with node n at its source location; returns -1 for `return bad(...)`. */
 __attribute__((format(printf, 3, 4))) static int bad(Interp *I, const Node *n, const char *fmt, ...)
@@ -88,10 +95,12 @@ static int is_lazy(const Node *n)
 
 /* ---------------------------------------------------------------- binding the symbols */
 
-static int sym_used(const Graph *g, int s)
+static int sym_used(const Graph *g, int s, const unsigned char *need)
 {
     for (int i = 0; i < g->nnode; i++) {
         const Node *n = g->nodes[i];
+        if (need && !need[i])
+            continue;
         for (int k = 0; k < n->rank; k++)
             if (n->shape[k].sym == s && n->shape[k].a != 0)
                 return 1;
@@ -118,18 +127,27 @@ static void expected_str(const Graph *g, const Node *n, char *buf, size_t len)
     }
 }
 
-int ir_bind_inputs(const Graph *g, const HostTensor *inputs, int64_t *vals, Diag *d)
+/* Binds from the inputs of entry e (e < 0: every input of g, in order), inputs[k] being the k-th of
+ * them; need (NULL: every node) says which nodes must have their symbols bound. */
+static int bind_entry(const Graph *g, int e, const unsigned char *need, const HostTensor *inputs,
+                      int64_t *vals, Diag *d)
 {
     int bound[IR_MAX_SYMS] = {0};     /* 1 + the input that fixed the symbol, 0: not yet */
     int nerr = 0;
     for (int s = 0; s < IR_MAX_SYMS; s++)
         vals[s] = 0;
-    if (g->ninput && !inputs) {
-        diag_fatal(d, "the model has %d inputs but none were given", g->ninput);
+    int nin = 0, ix[256];
+    for (int k = 0; k < g->ninput; k++)
+        if (e < 0 || g->inputs[k]->entry == e) {
+            KILN_ASSERT(nin < 256);
+            ix[nin++] = k;
+        }
+    if (nin && !inputs) {
+        diag_fatal(d, "the model has %d inputs but none were given", nin);
         return -1;
     }
-    for (int k = 0; k < g->ninput; k++) {
-        const Node *n = g->inputs[k];
+    for (int k = 0; k < nin; k++) {
+        const Node *n = g->inputs[ix[k]];
         const HostTensor *t = &inputs[k];
         const char *name = n->name ? n->name : "?";
         char want[512], got[512], why[256] = "";
@@ -172,7 +190,7 @@ int ir_bind_inputs(const Graph *g, const HostTensor *inputs, int64_t *vals, Diag
                     ok = 0;
                 } else if (bound[dm.sym] && vals[dm.sym] != v) {
                     snprintf(why, sizeof why, " (%s = %lld from input '%s')", sy->name,
-                             (long long)vals[dm.sym], g->inputs[bound[dm.sym] - 1]->name);
+                             (long long)vals[dm.sym], g->inputs[ix[bound[dm.sym] - 1]]->name);
                     ok = 0;
                 } else {
                     vals[dm.sym] = v;
@@ -196,11 +214,16 @@ int ir_bind_inputs(const Graph *g, const HostTensor *inputs, int64_t *vals, Diag
     if (nerr)
         return -1;
     for (int s = 0; s < g->nsym; s++)
-        if (!bound[s] && sym_used(g, s)) {
+        if (!bound[s] && sym_used(g, s, need)) {
             diag_fatal(d, "symbol '%s' is not determined by the shape of any input", g->syms[s].name);
             nerr++;
         }
     return nerr ? -1 : 0;
+}
+
+int ir_bind_inputs(const Graph *g, const HostTensor *inputs, int64_t *vals, Diag *d)
+{
+    return bind_entry(g, -1, NULL, inputs, vals, d);
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -833,6 +856,31 @@ static int eval_gather(Interp *I, const Node *n, double *y)
     return 0;
 }
 
+/* scatter(base, index, values) {axis}: rows written in the index's order (a repeated index: the
+ * last write wins); an index outside [0, len) is an error, as for gather */
+static int eval_scatter(Interp *I, const Node *n, double *y)
+{
+    const Node *bn = n->in[0], *xn = n->in[1], *vn = n->in[2];
+    int axis = n->at.axis;
+    int64_t outer, len, inner;
+    if (split_axis(I, n, axis, &outer, &len, &inner))
+        return -1;
+    int64_t nidx = I->numel[xn->id];
+    if (I->numel[bn->id] != I->numel[n->id] || I->numel[vn->id] != outer * nidx * inner)
+        return bad(I, n, "scatter: base, index and values do not fit the node");
+    const double *idx = I->val[xn->id], *v = I->val[vn->id];
+    memcpy(y, I->val[bn->id], sizeof(double) * (size_t)I->numel[n->id]);
+    for (int64_t k = 0; k < nidx; k++) {
+        double r = idx[k];
+        if (!(r >= 0 && r < (double)len && r == floor(r)))
+            return bad(I, n, "scatter: index %.17g (at position %lld of the index) is out of range [0, %lld) "
+                       "for axis %d", r, (long long)k, (long long)len, axis);
+        for (int64_t o = 0; o < outer; o++)
+            memcpy(y + (o * len + (int64_t)r) * inner, v + (o * nidx + k) * inner, sizeof(double) * (size_t)inner);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- sources and dispatch */
 
 /* y[0..n) = the n elements at p, of dtype t (float32 without a call per element: weights) */
@@ -867,6 +915,16 @@ static int eval_source(Interp *I, const Node *n, double *y)
     case OP_INPUT: {
         const HostTensor *t = &I->inputs[I->input_ix[n->id]];
         load_all(y, t->dtype, t->data, ne);
+        return 0;
+    }
+    case OP_STATE: {
+        int st = n->name ? ir_find_state(I->g, n->name) : -1;
+        if (st < 0 || !I->st)
+            return bad(I, n, "state \"%s\" has no value here (run the graph with ir_interp_entry)",
+                       n->name ? n->name : "");
+        if ((size_t)ne * (size_t)dtype_traits[n->dtype].size != I->st->bytes[st])
+            return bad(I, n, "state \"%s\" does not have the node's size", n->name);
+        load_all(y, n->dtype, I->st->data[st], ne);
         return 0;
     }
     case OP_WEIGHT:
@@ -905,7 +963,9 @@ static int eval(Interp *I, const Node *n, double *y)
     case OP_WEIGHT:
     case OP_CONST:
     case OP_ARANGE:
+    case OP_STATE:
     case OP_CAUSAL_MASK: return eval_source(I, n, y);
+    case OP_SCATTER: return eval_scatter(I, n, y);
     case OP_SUM:
     case OP_MEAN:
     case OP_RMAX:
@@ -989,13 +1049,22 @@ static int check_order(const Graph *g, Diag *d)
     return 0;
 }
 
-int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Diag *d)
+/* Runs entry e (e < 0: the whole graph, every input and output, as ir_interp) with state st. */
+static int run(const Graph *g, int e, IrState *st, const HostTensor *inputs, HostTensor *outputs, Diag *d)
 {
     if (check_order(g, d))
         return -1;
-    Interp I = {.g = g, .inputs = inputs, .d = d};
-    if (ir_bind_inputs(g, inputs, I.vals, d))
+    Interp I = {.g = g, .inputs = inputs, .d = d, .st = st};
+    unsigned char *need = e >= 0 ? ir_entry_needs((Graph *)g, e) : NULL;
+    int nupd = 0, *upd = malloc(sizeof(int) * ((size_t)g->noutput + 1));
+    void **newval = calloc((size_t)g->noutput + 1, sizeof(void *));
+    KILN_ASSERT(upd && newval);
+    if (bind_entry(g, e, need, inputs, I.vals, d)) {
+        free(need);
+        free(upd);
+        free(newval);
         return -1;
+    }
     size_t nn = (size_t)g->nnode + 1;
     I.shape = calloc(nn, sizeof *I.shape);
     I.numel = calloc(nn, sizeof *I.numel);
@@ -1013,6 +1082,8 @@ int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Dia
         const Node *n = g->nodes[i];
         I.numel[i] = 1;
         I.last[i] = -1;
+        if (need && !need[i])
+            continue;
         for (int k = 0; k < n->rank; k++) {
             int64_t v = dim_eval(n->shape[k], I.vals);
             if (v < 0) {
@@ -1026,13 +1097,17 @@ int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Dia
         for (int j = 0; j < n->nin; j++)
             I.last[n->in[j]->id] = i;
     }
-    for (int k = 0; k < g->ninput; k++)
-        I.input_ix[g->inputs[k]->id] = k;
+    for (int k = 0, j = 0; k < g->ninput; k++)
+        if (e < 0 || g->inputs[k]->entry == e)
+            I.input_ix[g->inputs[k]->id] = j++;
     for (int k = 0; k < g->noutput; k++)
-        I.last[g->outputs[k].node->id] = g->nnode;
+        if (e < 0 || g->outputs[k].entry == e)
+            I.last[g->outputs[k].node->id] = g->nnode;
 
     for (int i = 0; i < g->nnode; i++) {
         const Node *n = g->nodes[i];
+        if (need && !need[i])
+            continue;
         if (is_lazy(n) && I.last[i] < g->nnode)
             continue; /* converted when a reader needs it */
         for (int j = 0; j < n->nin; j++)
@@ -1053,9 +1128,29 @@ int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Dia
         }
     }
 
-    for (nout = 0; nout < g->noutput; nout++) {
-        const Node *n = g->outputs[nout].node;
-        HostTensor *t = &outputs[nout];
+    for (int k = 0; k < g->noutput; k++) {
+        const Output *o = &g->outputs[k];
+        if ((e >= 0 && o->entry != e) || !o->update)
+            continue;
+        int s = ir_find_state(g, o->name);
+        if (s < 0 || !st) {
+            diag_fatal(d, "interpreter: update of state '%s', which has no value here", o->name);
+            goto done;
+        }
+        if (!(newval[nupd] = malloc(st->bytes[s] + 1))) {
+            diag_fatal(d, "interpreter: out of memory for state '%s'", o->name);
+            goto done;
+        }
+        upd[nupd] = s;
+        for (int64_t x = 0; x < I.numel[o->node->id]; x++)
+            dtype_store(o->node->dtype, newval[nupd], (size_t)x, I.val[o->node->id][x]);
+        nupd++;
+    }
+    for (int k = 0; k < g->noutput; k++) {
+        if ((e >= 0 && g->outputs[k].entry != e) || g->outputs[k].update)
+            continue;
+        const Node *n = g->outputs[k].node;
+        HostTensor *t = &outputs[nout++];
         int64_t ne = I.numel[n->id];
         size_t sz = (size_t)dtype_traits[n->dtype].size;
         t->dtype = n->dtype;
@@ -1063,11 +1158,16 @@ int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Dia
         memcpy(t->shape, I.shape[n->id], sizeof t->shape);
         t->data = (uint64_t)ne > SIZE_MAX / sz ? NULL : malloc(ne ? (size_t)ne * sz : 1);
         if (!t->data) {
-            diag_fatal(d, "interpreter: out of memory for output '%s'", g->outputs[nout].name);
+            nout--;
+            diag_fatal(d, "interpreter: out of memory for output '%s'", g->outputs[k].name);
             goto done;
         }
-        for (int64_t e = 0; e < ne; e++)
-            dtype_store(n->dtype, t->data, (size_t)e, I.val[n->id][e]);
+        for (int64_t x = 0; x < ne; x++)
+            dtype_store(n->dtype, t->data, (size_t)x, I.val[n->id][x]);
+    }
+    /* the updates take effect together, once nothing can fail */
+    for (int k = 0; k < nupd; k++) {
+        memcpy(st->data[upd[k]], newval[k], st->bytes[upd[k]]);
     }
     rc = 0;
 
@@ -1085,5 +1185,63 @@ done:
     free(I.val);
     free(I.last);
     free(I.input_ix);
+    for (int k = 0; k < nupd; k++)
+        free(newval[k]);
+    free(newval);
+    free(upd);
+    free(need);
     return rc;
+}
+
+int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Diag *d)
+{
+    return run(g, -1, NULL, inputs, outputs, d);
+}
+
+int ir_interp_entry(const Graph *g, int e, IrState *st, const HostTensor *inputs, HostTensor *outputs, Diag *d)
+{
+    KILN_ASSERT(e >= 0 && e < ir_nentries(g) && st && st->g == g);
+    return run(g, e, st, inputs, outputs, d);
+}
+
+IrState *ir_state_new(const Graph *g)
+{
+    IrState *s = calloc(1, sizeof *s);
+    KILN_ASSERT(s);
+    s->g = g;
+    s->data = calloc((size_t)g->nstate + 1, sizeof(void *));
+    s->bytes = calloc((size_t)g->nstate + 1, sizeof(size_t));
+    KILN_ASSERT(s->data && s->bytes);
+    for (int i = 0; i < g->nstate; i++) {
+        const StateDecl *sd = &g->states[i];
+        size_t b = (size_t)dtype_traits[sd->dtype].size;
+        for (int k = 0; k < sd->rank; k++)
+            b *= (size_t)sd->shape[k].b;
+        s->bytes[i] = b;
+        s->data[i] = calloc(b + 1, 1);
+        KILN_ASSERT(s->data[i]);
+    }
+    return s;
+}
+
+void ir_state_reset(IrState *s)
+{
+    for (int i = 0; i < s->g->nstate; i++)
+        memset(s->data[i], 0, s->bytes[i]);
+}
+
+void ir_state_free(IrState *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->g->nstate; i++)
+        free(s->data[i]);
+    free(s->data);
+    free(s->bytes);
+    free(s);
+}
+
+void *ir_state_data(IrState *s, int i)
+{
+    return s->data[i];
 }

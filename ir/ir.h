@@ -220,12 +220,30 @@ struct Node {
     int64_t arena;          /* plan-memory: byte offset of its buffer in the activation arena, -1 when it
                                has none (valid while Graph.planned) */
     int inplace;            /* plan-memory: its buffer is that of one of the values it reads */
+    int entry;              /* INPUT: the entry it belongs to (index in Graph.entries; 0 without) */
 };
 
 typedef struct Output {
-    const char *name;
+    const char *name;       /* the output's name; for a state update, the state's name */
     Node *node;
+    int entry;              /* the entry it belongs to (index in Graph.entries; 0 without) */
+    int update;             /* a state update: the state holds node's value after the call */
 } Output;
+
+/* A persistent tensor of the model (a KV cache, a position counter): it survives between calls,
+ * is zero when the model is opened and after a reset, and has a static shape. See ir/entry.c. */
+typedef struct StateDecl {
+    const char *name;
+    DType dtype;
+    int rank;
+    Dim shape[IR_MAX_RANK]; /* (rank) constants */
+} StateDecl;
+
+/* An entry point (prefill, decode): its inputs are the INPUT nodes whose Node.entry is its index,
+ * its outputs and state updates the Outputs whose Output.entry is. */
+typedef struct Entry {
+    const char *name;
+} Entry;
 
 typedef struct Weights Weights; /* frontend/safetensors.c */
 
@@ -245,6 +263,11 @@ typedef struct Graph {
     Node **inputs;            /* (ninput) INPUT nodes in declaration order */
     int noutput, capoutput;
     Output *outputs;          /* (noutput) in declaration order */
+    int nstate, capstate;
+    StateDecl *states;        /* (nstate) in declaration order */
+    int nentry, capentry;
+    Entry *entries;           /* (nentry) entry points; none: one entry "run" with every input and
+                                 output and no state updates (the classic graph) */
     int planned;              /* plan-memory ran after the last change: Node.arena and arena_bytes hold */
     int64_t arena_bytes;      /* the activation arena, every symbol at its bound */
 } Graph;
@@ -369,6 +392,36 @@ Node *ir_const(Graph *g, DType dt, int rank, const Dim *shape, const void *data,
 Node *ir_scalar(Graph *g, DType dt, double v, SrcLoc loc);
 /* input, weight, arange, causal_mask: the caller sets name and data. */
 Node *ir_source(Graph *g, Op op, DType dt, int rank, const Dim *shape, SrcLoc loc);
+/* ---------------------------------------------------------------- entry.c
+ *
+ * State and several entry points. A graph with entries has one node list for all of them (weights
+ * and common subexpressions are shared); each entry computes the nodes its outputs and updates need,
+ * in graph order. Inputs and outputs added after ir_add_entry belong to that entry. */
+
+/* Declares a state (zero at open and reset); returns its index, or -1 when the name is taken. */
+int ir_add_state(Graph *g, const char *name, DType dt, int rank, const Dim *shape);
+int ir_find_state(const Graph *g, const char *name); /* -1 when none */
+/* Adds an entry and makes it the one later inputs and outputs belong to; returns its index, or -1
+ * when the name is taken. */
+int ir_add_entry(Graph *g, const char *name);
+int ir_find_entry(const Graph *g, const char *name); /* -1 when none */
+/* The state named state holds n's value after a call of the current entry. */
+void ir_add_update(Graph *g, const char *state, Node *n);
+/* The number of entries: 1 for a graph without declared entries. */
+int ir_nentries(const Graph *g);
+const char *ir_entry_name(const Graph *g, int e); /* "run" without declared entries */
+/* need[i] = 1 when entry e computes node i (its outputs and updates depend on it, or it is one of
+ * its inputs); malloc'ed, g->nnode entries; renumbers the nodes by position first. */
+unsigned char *ir_entry_needs(Graph *g, int e);
+/* The entry's inputs (as ordered in g->inputs) and outputs and updates (as ordered in g->outputs):
+ * each writes the indices into g->inputs / g->outputs to ix (room for g->ninput / g->noutput) and
+ * returns the count. */
+int ir_entry_inputs(const Graph *g, int e, int *ix);
+int ir_entry_outputs(const Graph *g, int e, int update, int *ix);
+/* Bytes of each state 64-byte aligned, in declaration order (offsets into one state buffer); the
+ * offset of state s is written to *off when not NULL. */
+int64_t ir_state_bytes(const Graph *g, int s, int64_t *off);
+int64_t ir_states_bytes(const Graph *g);
 
 /* ---------------------------------------------------------------- print.c */
 
@@ -415,5 +468,18 @@ int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Dia
  * an integer DIV truncates toward zero and gives 0 when dividing by zero. The result is not yet
  * rounded to dt (dtype_round does that). Comparisons give 0 or 1; cast gives x. */
 double ir_eval_scalar(Op op, const Attrs *at, DType dt, int nin, const double *x);
+
+/* The values of a graph's states between calls (ir_interp_entry). */
+typedef struct IrState IrState;
+IrState *ir_state_new(const Graph *g); /* every state zero */
+void ir_state_reset(IrState *s);        /* every state zero again */
+void ir_state_free(IrState *s);
+/* The current value of state i: its bytes, in the state's dtype and shape. */
+void *ir_state_data(IrState *s, int i);
+/* Runs entry e (ir_find_entry) of g with state st: inputs are the entry's (ir_entry_inputs order),
+ * outputs receive the entry's outputs (ir_entry_outputs order, data malloc'ed); then each state the
+ * entry updates takes its new value. On an error nothing in st changes. Returns 0 on success. */
+int ir_interp_entry(const Graph *g, int e, IrState *st, const HostTensor *inputs, HostTensor *outputs,
+                    Diag *d);
 
 #endif

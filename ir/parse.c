@@ -7,6 +7,7 @@
  *   file     := { stmt? NL }
  *   stmt     := 'model' name | 'source' STRING | 'weights' STRING | 'sym' IDENT '<=' INT
  *             | 'output' name '=' REF
+ *             | 'state' name ':' type | 'entry' name '(' [REF {',' REF}] ')' | 'update' name '=' REF
  *             | REF '=' IDENT [STRING] ['(' [REF {',' REF}] ')'] ['{' attr {',' attr} '}']
  *               ':' type ['@' INT ':' INT]
  *   name     := IDENT | STRING
@@ -18,6 +19,11 @@
  *             | 'data' '=' '[' [number {',' number}] ']' | 'inline'
  *   int      := ['-'] INT          bool := 'true' | 'false' | INT
  *   number   := ['-'] (INT | FLOAT | 'inf' | 'nan') | 'true' | 'false'
+ *
+ * State and entries (ir/entry.c): a `state` line declares a state before any node reads it (`%N =
+ * state "NAME"`, whose type must be the state's); an `entry` line starts an entry, lists its inputs
+ * (INPUT nodes, each in exactly one entry) and owns the `output` and `update` lines after it, up to
+ * the next `entry` line. Without `entry` lines, outputs and updates belong to the one entry "run".
  *
  * Comments run from '#' to the end of the line; blank lines are ignored. REF is %N. The header
  * statements may come in any order but each at most once; a `sym` must come before its first use.
@@ -103,6 +109,8 @@ typedef struct Parser {
     unsigned char *inText; /* defined anywhere in the text (found before parsing) */
     int capid;
     int seen_model, seen_source, seen_weights;
+    int seen_result;        /* line of an output or update before any entry line, 0: none */
+    unsigned char *listed;  /* (capid) INPUT nodes named by an entry line, by %id of the text */
     PendingWeight *pw;
     int npw, cappw;
     unsigned char *badline; /* (lines + 2) lines with a lexical error: not parsed, so no cascade */
@@ -540,6 +548,8 @@ static void grow_ids(Parser *p, int64_t id)
     p->state = xrealloc(p->state, (size_t)c);
     p->defline = xrealloc(p->defline, sizeof(int) * (size_t)c);
     p->inText = xrealloc(p->inText, (size_t)c);
+    p->listed = xrealloc(p->listed, (size_t)c);
+    memset(p->listed + p->capid, 0, (size_t)(c - p->capid));
     memset(p->byid + p->capid, 0, sizeof(Node *) * (size_t)(c - p->capid));
     memset(p->state + p->capid, 0, (size_t)(c - p->capid));
     memset(p->defline + p->capid, 0, sizeof(int) * (size_t)(c - p->capid));
@@ -950,11 +960,17 @@ static int parse_node_rest(Parser *p, Tok *idtok, NodeAttrs *na)
     }
     Op op = (Op)opk;
     const char *name = NULL;
-    if (op == OP_INPUT || op == OP_WEIGHT) {
-        if (!parse_string(p, &name, op == OP_INPUT ? "the input's name" : "the weight's tensor name"))
+    if (op == OP_INPUT || op == OP_WEIGHT || op == OP_STATE) {
+        if (!parse_string(p, &name, op == OP_INPUT    ? "the input's name"
+                                    : op == OP_WEIGHT ? "the weight's tensor name"
+                                                      : "the state's name"))
             return 0;
+        if (op == OP_STATE && ir_find_state(p->g, name) < 0) {
+            perr(p, optok, "unknown state \"%s\" (declare it with `state NAME : TYPE` first)", name);
+            return 0;
+        }
     } else if (peek(p)->kind == TK_STR) {
-        perr(p, peek(p), "only input and weight nodes take a name");
+        perr(p, peek(p), "only input, weight and state nodes take a name");
         return 0;
     }
 
@@ -1086,6 +1102,104 @@ static int parse_node(Parser *p)
     return ok;
 }
 
+/* state NAME : TYPE (a static shape) */
+static int parse_state_decl(Parser *p)
+{
+    Tok *at = peek(p);
+    const char *name;
+    DType dt;
+    int rank;
+    Dim shape[IR_MAX_RANK];
+    if (!parse_name(p, &name, "the state's name") || !expect(p, ':', "after the state's name") ||
+        !parse_type(p, &dt, &rank, shape))
+        return 0;
+    for (int i = 0; i < rank; i++)
+        if (!dim_is_const(shape[i])) {
+            perr(p, at, "state \"%s\" must have a static shape", name);
+            return 0;
+        }
+    if (ir_add_state(p->g, name, dt, rank, shape) < 0) {
+        perr(p, at, "state \"%s\" declared twice", name);
+        return 0;
+    }
+    return 1;
+}
+
+/* entry NAME(%a, %b, ...): the inputs are INPUT nodes not listed by another entry */
+static int parse_entry(Parser *p, Tok *kw)
+{
+    const char *name;
+    if (p->seen_result) {
+        perr(p, kw, "an entry line must come before the outputs and updates it owns (line %d has one "
+                    "before any entry)", p->seen_result);
+        return 0;
+    }
+    Tok *nt = peek(p);
+    if (!parse_name(p, &name, "the entry's name"))
+        return 0;
+    int e = ir_add_entry(p->g, name);
+    if (e < 0) {
+        perr(p, nt, "entry \"%s\" declared twice", name);
+        return 0;
+    }
+    if (!expect(p, '(', "before the entry's inputs"))
+        return 0;
+    while (!is_punct(peek(p), ')')) {
+        Tok *t = peek(p);
+        Node *n;
+        if (t->kind != TK_REF) {
+            char buf[64];
+            perr(p, t, "expected an input (%%N), found %s", tok_desc(t, buf, sizeof buf));
+            return 0;
+        }
+        next(p);
+        int r = use_ref(p, t, &n);
+        if (r <= 0)
+            return 0;
+        if (n->op != OP_INPUT) {
+            perr(p, t, "%%%lld is not an input node", (long long)t->ref);
+            return 0;
+        }
+        if (p->listed[t->ref]) {
+            perr(p, t, "input %%%lld is listed by two entries", (long long)t->ref);
+            return 0;
+        }
+        p->listed[t->ref] = 1;
+        n->entry = e;
+        if (!is_punct(peek(p), ','))
+            break;
+        next(p);
+    }
+    return expect(p, ')', "to close the entry's inputs");
+}
+
+/* update NAME = %N */
+static int parse_update(Parser *p, Tok *kw)
+{
+    const char *name;
+    Tok *nt = peek(p);
+    if (!parse_name(p, &name, "the state's name") || !expect(p, '=', "after the state's name"))
+        return 0;
+    if (ir_find_state(p->g, name) < 0) {
+        perr(p, nt, "unknown state \"%s\"", name);
+        return 0;
+    }
+    Tok *t = peek(p);
+    if (t->kind != TK_REF) {
+        char buf[64];
+        perr(p, t, "expected a node (%%N) for the update, found %s", tok_desc(t, buf, sizeof buf));
+        return 0;
+    }
+    next(p);
+    Node *n;
+    if (use_ref(p, t, &n) != 1)
+        return 0;
+    if (!p->g->nentry && !p->seen_result)
+        p->seen_result = kw->line;
+    ir_add_update(p->g, name, n);
+    return 1;
+}
+
 static void parse_stmt(Parser *p)
 {
     Tok *t = peek(p);
@@ -1109,9 +1223,21 @@ static void parse_stmt(Parser *p)
         ok = parse_sym(p, t);
     } else if (is_word(t, "output")) {
         next(p);
+        if (!p->g->nentry && !p->seen_result)
+            p->seen_result = t->line;
         ok = parse_output(p);
+    } else if (is_word(t, "state")) {
+        next(p);
+        ok = parse_state_decl(p);
+    } else if (is_word(t, "entry")) {
+        next(p);
+        ok = parse_entry(p, t);
+    } else if (is_word(t, "update")) {
+        next(p);
+        ok = parse_update(p, t);
     } else {
-        perr(p, t, "expected a statement (model, source, weights, sym, output or %%N = ...), found %s",
+        perr(p, t, "expected a statement (model, source, weights, sym, state, output, update, entry or "
+                   "%%N = ...), found %s",
              tok_desc(t, buf, sizeof buf));
         ok = 0;
     }
@@ -1209,6 +1335,13 @@ Graph *ir_parse(const char *path, const char *text, const char *weights_override
             next(&p);
     }
     Graph *g = p.g;
+    if (g->nentry && !p.nerr)
+        for (int id = 0; id < p.capid; id++)
+            if (p.state[id] == 1 && p.byid[id]->op == OP_INPUT && !p.listed[id]) {
+                diag_error(d, (SrcLoc){p.file, p.defline[id], 1},
+                           "input \"%s\" is in no entry (list it in an `entry` line)", p.byid[id]->name);
+                p.nerr++;
+            }
     /* node locations are in the model file named by `source` */
     int srcfile = g->source ? diag_add_file(d, g->source, NULL) : 0;
     for (int i = 0; i < g->nnode; i++)
@@ -1225,6 +1358,7 @@ Graph *ir_parse(const char *path, const char *text, const char *weights_override
     free(p.state);
     free(p.defline);
     free(p.inText);
+    free(p.listed);
     free(p.pw);
     free(p.badline);
     if (p.nerr) {

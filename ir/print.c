@@ -7,14 +7,18 @@
  *   source "examples/gpt2/gpt2.kiln"             only when Graph.source is set
  *   weights "examples/gpt2/gpt2.safetensors"     only when Graph.weights_path is set
  *   sym T <= 1024                                one per symbol, in index order
+ *   state kv : f32[2, 64, 16]                    one per state (ir/entry.c), in declaration order
  *   %0 = input "tokens" : i32[T]                 one per node, in graph order
  *   %2 = gather(%1, %0) {axis=0} : f32[T, 768]   @12:5
  *   output logits = %57                          one per output, in declaration order
+ *   update kv = %40                              one per state update, among the outputs
+ *   entry decode(%41, %42)                       with declared entries: before the outputs and
+ *                                                updates of each entry, naming its inputs
  *
  * A node line is `%ID = OP ["NAME"] [(%A, %B, ...)] [{ATTRS}] : TYPE [@LINE:COL]`:
  *   - ID is the node's position in Graph.nodes, and inputs are referred to by their positions, so a
  *     graph whose ids are stale after a pass still prints consistently.
- *   - the quoted NAME appears for input and weight only; the parentheses are left out for source ops
+ *   - the quoted NAME appears for input, weight and state only; the parentheses are left out for source ops
  *     (no inputs), so `%4 = arange : i64[T]`.
  *   - ATTRS are exactly the attributes op_info[op].attrs names, in attrs.def's order, each printed as
  *     its kind says (axis=N, keepdims=true|false, perm=[...] one entry per output dimension,
@@ -277,7 +281,7 @@ void ir_print_node(FILE *f, const Graph *g, const Node *n)
         return;
     }
     fprintf(f, " = %s", op_info[n->op].name);
-    if (n->op == OP_INPUT || n->op == OP_WEIGHT) {
+    if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_STATE) {
         fputc(' ', f);
         print_string(f, n->name ? n->name : "");
     }
@@ -326,13 +330,35 @@ void ir_print(FILE *f, const Graph *g)
     }
     for (int i = 0; i < g->nsym; i++)
         fprintf(f, "sym %s <= %lld\n", g->syms[i].name, (long long)g->syms[i].bound);
+    for (int i = 0; i < g->nstate; i++) {
+        char buf[IR_MAX_RANK * 96 + 16];
+        const StateDecl *s = &g->states[i];
+        fputs("state ", f);
+        print_name(f, s->name);
+        fprintf(f, " : %s\n", type_str(g, s->dtype, s->rank, s->shape, buf, sizeof buf));
+    }
     for (int i = 0; i < g->nnode; i++)
         ir_print_node(f, g, g->nodes[i]);
-    for (int i = 0; i < g->noutput; i++) {
-        fputs("output ", f);
-        print_name(f, g->outputs[i].name);
-        fputs(" = ", f);
-        print_ref(f, g, g->outputs[i].node);
-        fputc('\n', f);
+    for (int e = 0; e < ir_nentries(g); e++) {
+        if (g->nentry) {
+            fputs("entry ", f);
+            print_name(f, g->entries[e].name);
+            fputc('(', f);
+            for (int i = 0, k = 0; i < g->ninput; i++)
+                if (g->inputs[i]->entry == e) {
+                    fputs(k++ ? ", " : "", f);
+                    print_ref(f, g, g->inputs[i]);
+                }
+            fputs(")\n", f);
+        }
+        for (int i = 0; i < g->noutput; i++) {
+            if (g->outputs[i].entry != e)
+                continue;
+            fputs(g->outputs[i].update ? "update " : "output ", f);
+            print_name(f, g->outputs[i].name);
+            fputs(" = ", f);
+            print_ref(f, g, g->outputs[i].node);
+            fputc('\n', f);
+        }
     }
 }

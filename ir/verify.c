@@ -20,8 +20,10 @@
  *      (reshape, expand, cast, sources) the node's own type is checked instead (element counts,
  *      broadcastability, static shapes of weights and consts). Sources also need their name and data.
  * And for the graph: symbols have names and bounds >= 1; g->inputs are INPUT nodes of the graph and
- * every INPUT node is in g->inputs; input names and output names are unique; each output names a node
- * of the graph.
+ * every INPUT node is in g->inputs; input names and output names are unique within an entry; each
+ * output names a node of the graph; a state node names a declared state and has its type; states
+ * have static shapes; an update names a declared state (at most once per entry) and has its type;
+ * an entry needs no input of another entry and no size its inputs do not give (ir/entry.c).
  */
 #include "ir.h"
 
@@ -138,6 +140,16 @@ static void check_source(Verifier *v)
         if (!n->at.data)
             bad(v, "const has no data");
         break;
+    case OP_STATE: {
+        int s = n->name ? ir_find_state(g, n->name) : -1;
+        if (s < 0)
+            bad(v, "state \"%s\" is not declared", n->name ? n->name : "");
+        else if (g->states[s].dtype != n->dtype ||
+                 !shape_eq(n->rank, n->shape, g->states[s].rank, g->states[s].shape))
+            bad(v, "state \"%s\" is declared %s, not %s", n->name,
+                shp(v, g->states[s].dtype, g->states[s].rank, g->states[s].shape), ty(v, n));
+        break;
+    }
     default: break;
     }
 }
@@ -244,8 +256,11 @@ static void check_graph(Verifier *v)
             bad(v, "graph input %d is not an input node of the graph", i);
             continue;
         }
+        if (n->entry < 0 || n->entry >= ir_nentries(g))
+            bad(v, "input \"%s\" belongs to entry %d, which does not exist", n->name ? n->name : "", n->entry);
         for (int j = 0; j < i; j++)
-            if (g->inputs[j] && g->inputs[j]->name && n->name && !strcmp(g->inputs[j]->name, n->name))
+            if (g->inputs[j] && g->inputs[j]->name && n->name && !strcmp(g->inputs[j]->name, n->name) &&
+                g->inputs[j]->entry == n->entry)
                 bad(v, "two inputs are named \"%s\"", n->name);
     }
     for (int i = 0; i < g->noutput; i++) {
@@ -254,10 +269,102 @@ static void check_graph(Verifier *v)
             bad(v, "output %d has no name", i);
         if (node_in_graph(g, o->node) < 0)
             bad(v, "output %s is not a node of the graph", o->name ? o->name : "");
+        if (o->entry < 0 || o->entry >= ir_nentries(g))
+            bad(v, "output %s belongs to entry %d, which does not exist", o->name ? o->name : "", o->entry);
         for (int j = 0; j < i; j++)
-            if (o->name && g->outputs[j].name && !strcmp(o->name, g->outputs[j].name))
-                bad(v, "two outputs are named \"%s\"", o->name);
+            if (o->name && g->outputs[j].name && !strcmp(o->name, g->outputs[j].name) &&
+                g->outputs[j].entry == o->entry && g->outputs[j].update == o->update)
+                {
+                if (o->update)
+                    bad(v, "entry %s updates state \"%s\" twice", ir_entry_name(g, o->entry), o->name);
+                else
+                    bad(v, "two outputs are named \"%s\" (entry %s)", o->name, ir_entry_name(g, o->entry));
+            }
+        if (o->update && o->name && node_in_graph(g, o->node) >= 0) {
+            int s = ir_find_state(g, o->name);
+            const Node *x = o->node;
+            if (s < 0)
+                bad(v, "update of state \"%s\", which is not declared", o->name);
+            else if (x->dtype != g->states[s].dtype ||
+                     !shape_eq(x->rank, x->shape, g->states[s].rank, g->states[s].shape))
+                bad(v, "state \"%s\" is %s but is updated with %%%d: %s", o->name,
+                    shp(v, g->states[s].dtype, g->states[s].rank, g->states[s].shape), x->id, ty(v, x));
+        }
     }
+    for (int i = 0; i < g->nstate; i++) {
+        const StateDecl *s = &g->states[i];
+        if (!s->name || s->dtype < 0 || s->dtype >= DT_COUNT || s->rank < 0 || s->rank > IR_MAX_RANK) {
+            bad(v, "state %d is malformed", i);
+            continue;
+        }
+        for (int k = 0; k < s->rank; k++)
+            if (!dim_is_const(s->shape[k]) || s->shape[k].b < 0)
+                bad(v, "state \"%s\" needs a static shape, not %s", s->name, shp(v, s->dtype, s->rank, s->shape));
+    }
+}
+
+/* Each entry computes what its outputs and updates need: none of that may read another entry's
+ * inputs. Runs once the nodes are known to be sound. */
+static void check_entries(Verifier *v)
+{
+    const Graph *g = v->g;
+    if (!g->nentry)
+        return;
+    int n = g->nnode;
+    unsigned char *need = malloc((size_t)n + 1);
+    KILN_ASSERT(need);
+    for (int e = 0; e < g->nentry; e++) {
+        memset(need, 0, (size_t)n + 1);
+        for (int k = 0; k < g->noutput; k++)
+            if (g->outputs[k].entry == e)
+                need[g->outputs[k].node->id] = 1;
+        for (int i = n - 1; i >= 0; i--) {
+            const Node *x = g->nodes[i];
+            if (!need[i])
+                continue;
+            if (x->op == OP_INPUT && x->entry != e) {
+                v->n = x;
+                v->pos = i;
+                bad(v, "entry %s needs input \"%s\" of entry %s", g->entries[e].name, x->name ? x->name : "",
+                    ir_entry_name(g, x->entry));
+            }
+            for (int j = 0; j < x->nin; j++)
+                need[x->in[j]->id] = 1;
+        }
+    }
+    free(need);
+}
+
+/* Each entry computes what its outputs and updates need: none of that may read another entry's
+ * inputs. Runs once the nodes are known to be sound. */
+static void check_entries(Verifier *v)
+{
+    const Graph *g = v->g;
+    if (!g->nentry)
+        return;
+    int n = g->nnode;
+    unsigned char *need = malloc((size_t)n + 1);
+    KILN_ASSERT(need);
+    for (int e = 0; e < g->nentry; e++) {
+        memset(need, 0, (size_t)n + 1);
+        for (int k = 0; k < g->noutput; k++)
+            if (g->outputs[k].entry == e)
+                need[g->outputs[k].node->id] = 1;
+        for (int i = n - 1; i >= 0; i--) {
+            const Node *x = g->nodes[i];
+            if (!need[i])
+                continue;
+            if (x->op == OP_INPUT && x->entry != e) {
+                v->n = x;
+                v->pos = i;
+                bad(v, "entry %s needs input \"%s\" of entry %s", g->entries[e].name, x->name ? x->name : "",
+                    ir_entry_name(g, x->entry));
+            }
+            for (int j = 0; j < x->nin; j++)
+                need[x->in[j]->id] = 1;
+        }
+    }
+    free(need);
 }
 
 /* Node.inl: the node has one consumer (which may read it more than once), an elementwise node of
@@ -335,5 +442,7 @@ int ir_verify(const Graph *g, Diag *d)
     }
     if (!v.nerr)
         check_inline(&v);
+    if (!v.nerr)
+        check_entries(&v);
     return v.nerr;
 }

@@ -29,7 +29,7 @@ static int same_node(const Node *a, const Node *b)
 {
     if (a->op != b->op || a->nin != b->nin || !same_type(a, b) || a->op == OP_INPUT)
         return 0;
-    if (a->op == OP_WEIGHT)
+    if (a->op == OP_WEIGHT || a->op == OP_STATE) /* a state read: the same state's value */
         return !strcmp(a->name, b->name);
     for (int i = 0; i < a->nin; i++)
         if (a->in[i] != b->in[i])

@@ -222,9 +222,20 @@ static Graph *build_full(void)
     Node *ga = mk(g, OP_GATHER, DT_F32, SH(T, B, T), INS(x, idx));
     ga->at.axis = 1;
 
+    /* a state (ir/entry.c) read and updated by a scatter of two rows */
+    ir_add_state(g, "kv", DT_F32, SH(c4, c8));
+    Node *st = mk(g, OP_STATE, DT_F32, SH(c4, c8), 0, NULL);
+    st->name = "kv";
+    int32_t rows[2] = {3, 0};
+    Node *ri = cnst(g, DT_I32, SH(c2), rows, sizeof rows);
+    Node *rv = input(g, "rows", DT_F32, SH(c2, c8));
+    Node *sc = mk(g, OP_SCATTER, DT_F32, SH(c4, c8), INS(st, ri, rv));
+    sc->at.axis = 0;
+
     ir_add_output(g, "logits", logits);
     ir_add_output(g, "y.2", cat1);
     ir_add_output(g, "conv", conv);
+    ir_add_update(g, "kv", sc);
     return g;
 }
 
