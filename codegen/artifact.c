@@ -3,7 +3,9 @@
  * Executables and libraries are linked with the system's C compiler driver (cc) and ar, against the
  * runtime library built with kiln (its path is fixed at kiln's build time, KILN_RT_LIB). A library
  * comes with a generated C header: size constants, the raw entry, and typed wrappers over the
- * runtime's rt_open/rt_run/rt_close.
+ * runtime's rt_open/rt_run/rt_close. A model with state or several entries (ir/entry.c) gets one raw
+ * function and one typed function per entry (NAME_prefill, NAME_decode) over rt_run_entry, NAME_reset,
+ * and NAME_STATE_BYTES for the caller-owned state buffer of the raw functions.
  */
 #include "codegen/codegen.h"
 #include "runtime/kiln_rt.h"
@@ -56,56 +58,111 @@ int cg_write_header(const Graph *g, const Plan *p, const char *x, const char *pa
     fprintf(f, "/* Sizes in bytes of the buffers the raw entry takes (every symbolic size at its bound). */\n");
     fprintf(f, "#define %s_WEIGHTS_BYTES %lldLL\n", up, (long long)p->weights_bytes);
     fprintf(f, "#define %s_ACTIVATIONS_BYTES %lldLL\n", up, (long long)p->arena_bytes);
-    fprintf(f, "#define %s_STATE_BYTES 0LL\n\n", up);
+    fprintf(f, "#define %s_STATE_BYTES %lldLL\n\n", up, (long long)ir_states_bytes(g));
     for (int i = 0; i < g->nsym; i++)
         fprintf(f, "#define %s_MAX_%s %lldLL /* bound of the symbolic size %s */\n", up, g->syms[i].name,
                 (long long)g->syms[i].bound, g->syms[i].name);
-    fprintf(f, "\n/* The raw entry: caller-owned buffers, 64-byte aligned. weights: the blob (embedded: see\n"
-               " * %s_open; external: the file after its 64-byte header); syms: the symbolic sizes in the\n"
-               " * order above; inputs/outputs: one pointer each, C order. Returns 0, or non-zero when an\n"
-               " * index input is out of range. */\n", x);
-    fprintf(f, "int kiln_%s_run_raw(const void *weights, void *activations, const int64_t *syms,\n"
-               "                   void *const *inputs, void *const *outputs, void *pool);\n\n", x);
+    int stateful = g->nentry || g->nstate, ne = ir_nentries(g);
+    if (!stateful) {
+        fprintf(f, "\n/* The raw entry: caller-owned buffers, 64-byte aligned. weights: the blob (embedded: see\n"
+                   " * %s_open; external: the file after its 64-byte header); syms: the symbolic sizes in the\n"
+                   " * order above; inputs/outputs: one pointer each, C order. Returns 0, or non-zero when an\n"
+                   " * index input is out of range. */\n", x);
+        fprintf(f, "int kiln_%s_run_raw(const void *weights, void *activations, const int64_t *syms,\n"
+                   "                   void *const *inputs, void *const *outputs, void *pool);\n\n", x);
+    } else {
+        fprintf(f, "\n/* The raw entries: caller-owned buffers, 64-byte aligned. weights: the blob (embedded: see\n"
+                   " * %s_open; external: the file after its 64-byte header); state: %s_STATE_BYTES, zero\n"
+                   " * before the first call (the model's state, kept between calls: one buffer per instance);\n"
+                   " * syms: the symbolic sizes in the order above (those an entry's inputs do not use: 0);\n"
+                   " * inputs/outputs: one pointer each, C order, as the typed functions below list them.\n"
+                   " * Returns 0, or non-zero when an index is out of range (the state may then be partly\n"
+                   " * updated: zero it). */\n", x, up);
+        for (int e = 0; e < ne; e++)
+            fprintf(f, "int kiln_%s_%s_raw(const void *weights, void *activations, void *state, const int64_t *syms,\n"
+                       "                   void *const *inputs, void *const *outputs, void *pool);\n", x,
+                    ir_entry_name(g, e));
+        fputc('\n', f);
+    }
     /* the runtime's declarations, repeated so the header stands alone (compatible with kiln_rt.h) */
     fprintf(f, "/* The typed API. */\ntypedef struct %s %s;\n", x, x);
     fprintf(f, "struct RtModel;\nstruct RtInstance;\nextern const struct RtModel kiln_model_%s;\n", x);
     fprintf(f, "struct RtInstance *rt_open(const struct RtModel *m, const char *weights_path, int threads, char *err,\n"
                "                           size_t errlen);\n");
     fprintf(f, "void rt_close(struct RtInstance *inst);\n");
-    fprintf(f, "int rt_run(struct RtInstance *inst, const int64_t *syms, void *const *inputs, void *const *outputs);\n\n");
+    if (!stateful)
+        fprintf(f, "int rt_run(struct RtInstance *inst, const int64_t *syms, void *const *inputs, void *const *outputs);\n\n");
+    else
+        fprintf(f, "int rt_run_entry(struct RtInstance *inst, int e, const int64_t *syms, void *const *inputs,\n"
+                   "                 void *const *outputs);\nvoid rt_reset(struct RtInstance *inst);\n\n");
     fprintf(f, "/* Opens the model: weights_path NULL for weights embedded in the library, else the file\n"
                " * written by --weights-mode external. threads 0: KILN_THREADS or the number of CPUs.\n"
-               " * On failure returns NULL with a message in err. */\n");
+               " * On failure returns NULL with a message in err.%s */\n",
+            stateful ? " Each instance has its own state, zero when opened." : "");
     fprintf(f, "static inline %s *%s_open(const char *weights_path, int threads, char *err, size_t errlen)\n{\n"
                "    return (%s *)rt_open(&kiln_model_%s, weights_path, threads, err, errlen);\n}\n\n", x, x, x, x);
     fprintf(f, "static inline void %s_close(%s *m)\n{\n    rt_close((struct RtInstance *)m);\n}\n\n", x, x);
-    fprintf(f, "/* Runs once. Sizes: ");
-    for (int i = 0; i < g->nsym; i++)
-        fprintf(f, "%s%s", i ? ", " : "", g->syms[i].name);
-    fprintf(f, "%s. */\nstatic inline int %s_run(%s *m", g->nsym ? "" : "none", x, x);
-    char buf[256];
-    for (int i = 0; i < g->ninput; i++)
-        fprintf(f, ",\n    const %s *%s /* %s */", c_type(g->inputs[i]->dtype), g->inputs[i]->name,
-                node_type_str(g, g->inputs[i], buf, sizeof buf));
-    for (int i = 0; i < g->noutput; i++)
-        fprintf(f, ",\n    %s *%s /* %s */", c_type(g->outputs[i].node->dtype), g->outputs[i].name,
-                node_type_str(g, g->outputs[i].node, buf, sizeof buf));
-    for (int i = 0; i < g->nsym; i++)
-        fprintf(f, ",\n    int64_t %s", g->syms[i].name);
-    fprintf(f, ")\n{\n    const int64_t syms[%d] = {", g->nsym ? g->nsym : 1);
-    for (int i = 0; i < g->nsym; i++)
-        fprintf(f, "%s%s", i ? ", " : "", g->syms[i].name);
-    fprintf(f, "%s};\n    void *const in[%d] = {", g->nsym ? "" : "0", g->ninput ? g->ninput : 1);
-    for (int i = 0; i < g->ninput; i++)
-        fprintf(f, "%s(void *)%s", i ? ", " : "", g->inputs[i]->name);
-    fprintf(f, "%s};\n    void *const out[%d] = {", g->ninput ? "" : "0", g->noutput);
-    for (int i = 0; i < g->noutput; i++)
-        fprintf(f, "%s%s", i ? ", " : "", g->outputs[i].name);
-    fprintf(f, "};\n");
-    for (int i = 0; i < g->nsym; i++)
-        fprintf(f, "    if (%s < 1 || %s > %s_MAX_%s)\n        return -1;\n", g->syms[i].name, g->syms[i].name, up,
-                g->syms[i].name);
-    fprintf(f, "    return rt_run((struct RtInstance *)m, syms, in, out);\n}\n\n");
+    if (stateful)
+        fprintf(f, "/* Sets the instance's state to zero, as when it was opened. */\n"
+                   "static inline void %s_reset(%s *m)\n{\n    rt_reset((struct RtInstance *)m);\n}\n\n", x, x);
+    int *ins = malloc(sizeof(int) * ((size_t)g->ninput + 1)), *outs = malloc(sizeof(int) * ((size_t)g->noutput + 1));
+    KILN_ASSERT(ins && outs);
+    for (int e = 0; e < ne; e++) {
+        int nin = ir_entry_inputs(g, e, ins), nout = ir_entry_outputs(g, e, 0, outs);
+        int used[IR_MAX_SYMS] = {0}, nused = 0; /* the sizes its inputs give */
+        for (int i = 0; i < nin; i++)
+            for (int j = 0; j < g->inputs[ins[i]]->rank; j++) {
+                Dim dm = g->inputs[ins[i]]->shape[j];
+                if (dm.sym >= 0 && dm.a && !used[dm.sym]) {
+                    used[dm.sym] = 1;
+                    nused++;
+                }
+            }
+        if (!stateful)
+            for (int i = 0; i < g->nsym; i++)
+                nused += !used[i], used[i] = 1;
+        const char *en = stateful ? ir_entry_name(g, e) : "run";
+        if (stateful)
+            fprintf(f, "/* Calls entry %s once. Sizes: ", en);
+        else
+            fprintf(f, "/* Runs once. Sizes: ");
+        for (int i = 0, k = 0; i < g->nsym; i++)
+            if (used[i])
+                fprintf(f, "%s%s", k++ ? ", " : "", g->syms[i].name);
+        fprintf(f, "%s. */\nstatic inline int %s_%s(%s *m", nused ? "" : "none", x, en, x);
+        char buf[256];
+        for (int i = 0; i < nin; i++) {
+            const Node *n = g->inputs[ins[i]];
+            fprintf(f, ",\n    const %s *%s /* %s */", c_type(n->dtype), n->name, node_type_str(g, n, buf, sizeof buf));
+        }
+        for (int i = 0; i < nout; i++) {
+            const Output *o = &g->outputs[outs[i]];
+            fprintf(f, ",\n    %s *%s /* %s */", c_type(o->node->dtype), o->name, node_type_str(g, o->node, buf, sizeof buf));
+        }
+        for (int i = 0; i < g->nsym; i++)
+            if (used[i])
+                fprintf(f, ",\n    int64_t %s", g->syms[i].name);
+        fprintf(f, ")\n{\n    const int64_t syms[%d] = {", g->nsym ? g->nsym : 1);
+        for (int i = 0; i < g->nsym; i++)
+            fprintf(f, "%s%s", i ? ", " : "", used[i] ? g->syms[i].name : "0");
+        fprintf(f, "%s};\n    void *const in[%d] = {", g->nsym ? "" : "0", nin ? nin : 1);
+        for (int i = 0; i < nin; i++)
+            fprintf(f, "%s(void *)%s", i ? ", " : "", g->inputs[ins[i]]->name);
+        fprintf(f, "%s};\n    void *const out[%d] = {", nin ? "" : "0", nout ? nout : 1);
+        for (int i = 0; i < nout; i++)
+            fprintf(f, "%s%s", i ? ", " : "", g->outputs[outs[i]].name);
+        fprintf(f, "%s};\n", nout ? "" : "0");
+        for (int i = 0; i < g->nsym; i++)
+            if (used[i])
+                fprintf(f, "    if (%s < 1 || %s > %s_MAX_%s)\n        return -1;\n", g->syms[i].name, g->syms[i].name,
+                        up, g->syms[i].name);
+        if (stateful)
+            fprintf(f, "    return rt_run_entry((struct RtInstance *)m, %d, syms, in, out);\n}\n\n", e);
+        else
+            fprintf(f, "    return rt_run((struct RtInstance *)m, syms, in, out);\n}\n\n");
+    }
+    free(ins);
+    free(outs);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n#endif\n");
     if (fclose(f)) {
         diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));

@@ -48,6 +48,7 @@ typedef enum Home {
     HOME_ARENA,    /* offset in the activation arena */
     HOME_INPUT,    /* inputs[index] */
     HOME_OUTPUT,   /* outputs[index] */
+    HOME_STATE,    /* offset in the state buffer (ir/entry.c) */
 } Home;
 
 typedef struct Place {
@@ -130,6 +131,11 @@ char *cg_ident(const char *name);
  * success. */
 int cg_plan(Cg *cg);
 void cg_plan_free(Plan *p);
+
+/* ---------------------------------------------------------------- state.c */
+
+/* scatter(base, index, values) {axis} (ir/entry.c's state updates): in place when out is base. */
+int cg_scatter(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 
 /* ---------------------------------------------------------------- entry.c */
 

@@ -1,10 +1,17 @@
-/* entry.c: the entry function, the node functions it calls, and the RtModel descriptor.
+/* entry.c: the entry functions, the node functions they call, and the RtModel descriptor.
  *
  * The entry `kiln_<name>_run_raw(weights, activations, syms, inputs, outputs, pool)` computes each
  * node's buffer from the plan (blob offset, arena offset, caller's input or output) and calls the
  * node's function in graph order. Node functions are internal, so LLVM may inline them; each
  * returns 0, or a non-zero code when a run-time check fails (an index out of range), which the
  * entry returns at once.
+ *
+ * A graph with state or declared entries (ir/entry.c) gets one function per entry instead,
+ * `kiln_<name>_<entry>_raw(weights, activations, state, syms, inputs, outputs, pool)`: it calls the
+ * functions of the nodes that entry needs, in graph order (node functions are shared between
+ * entries), reads states and writes the updates plan-memory put there through the state pointer,
+ * then copies its outputs and updates that live elsewhere, outputs first. The descriptor lists the
+ * entries and the states (RtModel.entries, states, state_bytes) and leaves RtModel.run NULL.
  */
 #include "codegen/codegen.h"
 #include "passes/passes.h"
@@ -25,13 +32,15 @@ static LLVMValueRef global_string(Cg *cg, const char *s, const char *name)
     return g;
 }
 
-/* The pointer to a node's buffer inside the entry function. */
+/* The pointer to a node's buffer inside the entry function: args are (weights, activations, syms,
+ * inputs, outputs, pool, state), state NULL without state. */
 static LLVMValueRef place_ptr(Cg *cg, const Place *pl, LLVMValueRef *args)
 {
     LLVMValueRef base;
     switch (pl->home) {
     case HOME_WEIGHTS: base = args[0]; break;
     case HOME_ARENA: base = args[1]; break;
+    case HOME_STATE: base = args[6]; break;
     case HOME_INPUT:
     case HOME_OUTPUT: {
         LLVMValueRef arr = pl->home == HOME_INPUT ? args[3] : args[4];
@@ -60,6 +69,7 @@ static int emit_kernel(Cg *cg, const Node *n, const Fused *f, LLVMValueRef out, 
     case OP_MATMUL: return cg_matmul(cg, n, out, in);
     case OP_CONV2D: return cg_conv2d(cg, n, out, in);
     case OP_ATTENTION: return cg_attention(cg, n, out, in);
+    case OP_SCATTER: return cg_scatter(cg, n, out, in);
     default: break;
     }
     if (flags & F_EW)
@@ -182,7 +192,7 @@ static char *node_key(Cg *cg, const Node *n, const Fused *fu, const Node *const 
         fprintf(f, "|%s", node_type_str(cg->g, ops[j], tb, sizeof tb));
     const Node *mm = fu ? fu->mm : n;
     fprintf(f, "|packed %d|inplace %d|gather %d", mm && cg->plan.packed[mm->id] >= 0, n->inplace,
-            n->op == OP_GATHER ? n->id : -1);
+            n->op == OP_GATHER || n->op == OP_SCATTER ? n->id : -1);
     if (n->inplace) { /* which value is overwritten: the loop reads it through the output's pointer */
         const Place *o = &cg->plan.place[n->id];
         for (int j = 0; j < nops; j++) {
@@ -196,7 +206,8 @@ static char *node_key(Cg *cg, const Node *n, const Fused *fu, const Node *const 
 
 static int needs_kernel(const Cg *cg, const Node *n)
 {
-    if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST || cg->plan.folded[n->id] || n->inl)
+    if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST || n->op == OP_STATE || cg->plan.folded[n->id] ||
+        n->inl)
         return 0;
     /* a reshape sharing its input's storage costs nothing, nor a slice that is a block of it */
     if (n->op == OP_RESHAPE || n->op == OP_SLICE) {
@@ -207,13 +218,20 @@ static int needs_kernel(const Cg *cg, const Node *n)
     return 1;
 }
 
-static LLVMValueRef descriptor_tensors(Cg *cg, LLVMTypeRef tdesc, LLVMTypeRef rdim, int n, Node *const *nodes,
+/* A tensor's type for the descriptor: a node's, or a state's. */
+typedef struct TensorType {
+    DType dtype;
+    int rank;
+    const Dim *shape;
+} TensorType;
+
+static LLVMValueRef descriptor_tensors(Cg *cg, LLVMTypeRef tdesc, LLVMTypeRef rdim, int n, const TensorType *types,
                                        const char *const *names, const char *what)
 {
     LLVMValueRef *elems = calloc((size_t)n + 1, sizeof *elems);
     KILN_ASSERT(elems);
     for (int i = 0; i < n; i++) {
-        const Node *x = nodes[i];
+        const TensorType *x = &types[i];
         LLVMValueRef dims[RT_MAX_RANK];
         for (int k = 0; k < RT_MAX_RANK; k++) {
             Dim d = k < x->rank ? x->shape[k] : dim_const(0);
@@ -238,9 +256,10 @@ static LLVMValueRef descriptor_tensors(Cg *cg, LLVMTypeRef tdesc, LLVMTypeRef rd
     return g;
 }
 
-static void descriptor(Cg *cg, LLVMValueRef entry)
+static void descriptor(Cg *cg, LLVMValueRef *entries)
 {
     const Graph *g = cg->g;
+    int stateful = g->nentry || g->nstate, ne = ir_nentries(g);
     LLVMTypeRef rdim = LLVMStructCreateNamed(cg->ctx, "RtDim");
     LLVMStructSetBody(rdim, (LLVMTypeRef[]){cg->i64, cg->i64, cg->i64}, 3, 0);
     LLVMTypeRef tdesc = LLVMStructCreateNamed(cg->ctx, "RtTensorDesc");
@@ -248,17 +267,59 @@ static void descriptor(Cg *cg, LLVMValueRef entry)
     LLVMTypeRef sdesc = LLVMStructCreateNamed(cg->ctx, "RtSymDesc");
     LLVMStructSetBody(sdesc, (LLVMTypeRef[]){cg->ptr, cg->i64}, 2, 0);
 
-    const char *in_names[256], *out_names[256];
-    Node *outs[256];
-    KILN_ASSERT(g->ninput <= 256 && g->noutput <= 256);
-    for (int i = 0; i < g->ninput; i++)
-        in_names[i] = g->inputs[i]->name;
-    for (int i = 0; i < g->noutput; i++) {
-        out_names[i] = g->outputs[i].name;
-        outs[i] = g->outputs[i].node;
+    /* each entry's inputs and outputs (a model without state: its one entry, described in RtModel) */
+    LLVMTypeRef edesc = LLVMStructCreateNamed(cg->ctx, "RtEntryDesc");
+    LLVMStructSetBody(edesc, (LLVMTypeRef[]){cg->ptr, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr}, 6, 0);
+    LLVMValueRef *edescs = calloc((size_t)ne, sizeof *edescs), ins = NULL, outv = NULL;
+    int *ix = malloc(sizeof(int) * ((size_t)g->ninput + (size_t)g->noutput + 1));
+    const char **names = malloc(sizeof(char *) * ((size_t)g->ninput + (size_t)g->noutput + (size_t)g->nstate + 1));
+    TensorType *types = malloc(sizeof(TensorType) * ((size_t)g->ninput + (size_t)g->noutput + (size_t)g->nstate + 1));
+    KILN_ASSERT(edescs && ix && names && types);
+    int nin0 = 0, nout0 = 0;
+    for (int e = 0; e < ne; e++) {
+        char what[96];
+        int nin = ir_entry_inputs(g, e, ix);
+        for (int i = 0; i < nin; i++) {
+            const Node *x = g->inputs[ix[i]];
+            names[i] = x->name;
+            types[i] = (TensorType){x->dtype, x->rank, x->shape};
+        }
+        snprintf(what, sizeof what, e ? "inputs%d" : "inputs", e);
+        LLVMValueRef iv = descriptor_tensors(cg, tdesc, rdim, nin, types, names, what);
+        int nout = ir_entry_outputs(g, e, 0, ix);
+        for (int i = 0; i < nout; i++) {
+            const Node *x = g->outputs[ix[i]].node;
+            names[i] = g->outputs[ix[i]].name;
+            types[i] = (TensorType){x->dtype, x->rank, x->shape};
+        }
+        snprintf(what, sizeof what, e ? "outputs%d" : "outputs", e);
+        LLVMValueRef ov = descriptor_tensors(cg, tdesc, rdim, nout, types, names, what);
+        if (!e) {
+            ins = iv;
+            outv = ov;
+            nin0 = nin;
+            nout0 = nout;
+        }
+        char gname[96];
+        snprintf(gname, sizeof gname, ".entry%d", e);
+        LLVMValueRef f[6] = {global_string(cg, ir_entry_name(g, e), gname), cg_i64(cg, nin), cg_i64(cg, nout), iv, ov,
+                             entries[e]};
+        edescs[e] = LLVMConstNamedStruct(edesc, f, 6);
     }
-    LLVMValueRef ins = descriptor_tensors(cg, tdesc, rdim, g->ninput, g->inputs, in_names, "inputs");
-    LLVMValueRef outv = descriptor_tensors(cg, tdesc, rdim, g->noutput, outs, out_names, "outputs");
+    for (int i = 0; i < g->nstate; i++) {
+        names[i] = g->states[i].name;
+        types[i] = (TensorType){g->states[i].dtype, g->states[i].rank, g->states[i].shape};
+    }
+    LLVMValueRef statev = descriptor_tensors(cg, tdesc, rdim, g->nstate, types, names, "states");
+    LLVMValueRef einit = LLVMConstArray2(edesc, edescs, (uint64_t)ne);
+    LLVMValueRef eg = LLVMAddGlobal(cg->mod, LLVMTypeOf(einit), ".entries");
+    LLVMSetInitializer(eg, einit);
+    LLVMSetGlobalConstant(eg, 1);
+    LLVMSetLinkage(eg, LLVMPrivateLinkage);
+    free(edescs);
+    free(ix);
+    free(names);
+    free(types);
     LLVMValueRef syms[IR_MAX_SYMS + 1];
     for (int i = 0; i < g->nsym; i++) {
         char gname[32];
@@ -285,39 +346,58 @@ static void descriptor(Cg *cg, LLVMValueRef entry)
         LLVMSetAlignment(blob, 64);
     }
     LLVMTypeRef mty = LLVMStructCreateNamed(cg->ctx, "RtModel");
-    LLVMTypeRef mf[14] = {cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr,
-                          cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
-    LLVMStructSetBody(mty, mf, 14, 0);
+    LLVMTypeRef mf[19] = {cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr,
+                          cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr,
+                          cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64};
+    LLVMStructSetBody(mty, mf, 19, 0);
     LLVMValueRef vocab = g->vocab ? global_string(cg, g->vocab, ".vocab") : LLVMConstNull(cg->ptr);
-    LLVMValueRef mv[14] = {cg_i64(cg, RT_ABI_VERSION), global_string(cg, g->model ? g->model : "model", ".name"),
-                           cg_i64(cg, g->ninput), cg_i64(cg, g->noutput), cg_i64(cg, g->nsym), ins, outv, sg,
+    LLVMValueRef mv[19] = {cg_i64(cg, RT_ABI_VERSION), global_string(cg, g->model ? g->model : "model", ".name"),
+                           cg_i64(cg, nin0), cg_i64(cg, nout0), cg_i64(cg, g->nsym), ins, outv, sg,
                            cg_i64(cg, cg->plan.weights_bytes), cg_i64(cg, cg->plan.arena_bytes),
-                           LLVMConstInt(cg->i64, cg->plan.weights_hash, 0), blob, entry, vocab};
+                           LLVMConstInt(cg->i64, cg->plan.weights_hash, 0), blob,
+                           stateful ? LLVMConstNull(cg->ptr) : entries[0], vocab,
+                           cg_i64(cg, stateful ? ne : 0), stateful ? eg : LLVMConstNull(cg->ptr),
+                           cg_i64(cg, g->nstate), statev, cg_i64(cg, ir_states_bytes(g))};
     char gname[128];
     snprintf(gname, sizeof gname, "kiln_model_%s", cg->prefix);
     LLVMValueRef m = LLVMAddGlobal(cg->mod, mty, gname);
-    LLVMSetInitializer(m, LLVMConstNamedStruct(mty, mv, 14));
+    LLVMSetInitializer(m, LLVMConstNamedStruct(mty, mv, 19));
     LLVMSetGlobalConstant(m, 1);
 }
 
-void cg_entry(Cg *cg)
+/* Node functions shared by every entry: their keys (node_key) and functions. */
+typedef struct Shared {
+    char **keys;
+    LLVMValueRef *fns;
+    int n;
+} Shared;
+
+/* Builds entry e's function (e < 0: the classic `run_raw` of a graph without state, every node). */
+static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
 {
-    const Graph *g = cg->g;
-    LLVMTypeRef params[6] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
-    LLVMTypeRef fty = LLVMFunctionType(cg->i32, params, 6, 0);
-    char name[128];
-    snprintf(name, sizeof name, "kiln_%s_run_raw", cg->prefix);
+    Graph *g = (Graph *)cg->g;
+    int stateful = e >= 0;
+    LLVMTypeRef params[7] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
+    LLVMTypeRef fty = LLVMFunctionType(cg->i32, params, stateful ? 7 : 6, 0);
+    char name[256];
+    if (stateful)
+        snprintf(name, sizeof name, "kiln_%s_%s_raw", cg->prefix, ir_entry_name(g, e));
+    else
+        snprintf(name, sizeof name, "kiln_%s_run_raw", cg->prefix);
     LLVMValueRef entry = LLVMAddFunction(cg->mod, name, fty);
-    LLVMValueRef args[6];
-    for (int i = 0; i < 6; i++)
-        args[i] = LLVMGetParam(entry, (unsigned)i);
+    /* args in one order for both forms: weights, activations, syms, inputs, outputs, pool, state */
+    static const int classic[7] = {0, 1, 2, 3, 4, 5, -1}, withstate[7] = {0, 1, 3, 4, 5, 6, 2};
+    LLVMValueRef args[7];
+    for (int i = 0; i < 7; i++) {
+        int p = (stateful ? withstate : classic)[i];
+        args[i] = p < 0 ? LLVMConstNull(cg->ptr) : LLVMGetParam(entry, (unsigned)p);
+    }
+    unsigned char *need = stateful ? ir_entry_needs(g, e) : NULL;
     LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(cg->ctx, entry, "entry");
     LLVMPositionBuilderAtEnd(cg->b, bb);
     LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, entry, "fail");
-    LLVMValueRef *ptrs = calloc((size_t)g->nnode + 1, sizeof *ptrs), *fns = calloc((size_t)g->nnode + 1, sizeof *fns);
-    char **keys = calloc((size_t)g->nnode + 1, sizeof *keys);
-    int nfns = 0;
-    KILN_ASSERT(ptrs && fns && keys);
+    LLVMValueRef *ptrs = calloc((size_t)g->nnode + 1, sizeof *ptrs);
+    KILN_ASSERT(ptrs);
     LLVMValueRef fail_phi_vals[1024];
     LLVMBasicBlockRef fail_phi_bbs[1024];
     int nfail = 0;
@@ -327,7 +407,8 @@ void cg_entry(Cg *cg)
     LLVMPositionBuilderAtEnd(cg->b, bb);
     for (int i = 0; i < g->nnode; i++) {
         const Node *n = g->nodes[i];
-        if (cg->plan.folded[i] || n->inl) /* read only through packed copies, or computed in a loop */
+        if (cg->plan.folded[i] || n->inl || (need && !need[i])) /* read only through packed copies, computed
+                                                                  in a loop, or another entry's */
             continue;
         ptrs[i] = place_ptr(cg, &cg->plan.place[i], args);
         if (!needs_kernel(cg, n))
@@ -348,15 +429,15 @@ void cg_entry(Cg *cg)
         }
         char *key = node_key(cg, n, fused ? &fu : NULL, ops, nops);
         LLVMValueRef f = NULL;
-        for (int k = 0; k < nfns && !f; k++)
-            if (!strcmp(keys[k], key))
-                f = fns[k];
+        for (int k = 0; k < sh->n && !f; k++)
+            if (!strcmp(sh->keys[k], key))
+                f = sh->fns[k];
         if (f) {
             free(key);
         } else {
             f = node_function(cg, n, fused ? &fu : NULL, nops);
-            keys[nfns] = key;
-            fns[nfns++] = f;
+            sh->keys[sh->n] = key;
+            sh->fns[sh->n++] = f;
         }
         LLVMValueRef call_args[72 + 3];
         int k = 0;
@@ -371,7 +452,7 @@ void cg_entry(Cg *cg)
         call_args[k++] = args[2];
         call_args[k++] = args[5];
         LLVMValueRef rc = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, call_args, (unsigned)k, "");
-        if (n->op == OP_GATHER) { /* the only kernel with a run-time check */
+        if (n->op == OP_GATHER || n->op == OP_SCATTER) { /* the kernels with a run-time check */
             LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, entry, "next");
             LLVMValueRef bad = LLVMBuildICmp(cg->b, LLVMIntNE, rc, LLVMConstInt(cg->i32, 0, 0), "");
             if (nfail < 1024) {
@@ -383,30 +464,54 @@ void cg_entry(Cg *cg)
             LLVMPositionBuilderAtEnd(cg->b, next);
         }
     }
-    /* outputs that live elsewhere (an input, a weight, another output) are copied */
-    for (int k = 0; k < g->noutput; k++) {
-        if (!cg->plan.copy_out[k])
-            continue;
-        const Node *n = g->outputs[k].node;
-        Place out = {HOME_OUTPUT, k, 0};
-        LLVMValueRef dst = place_ptr(cg, &out, args);
-        LLVMValueRef dims[IR_MAX_RANK];
-        cg->syms = args[2];
-        cg_shape(cg, n, dims);
-        LLVMValueRef bytes = LLVMBuildMul(cg->b, cg_numel(cg, n->rank, dims), cg_i64(cg, dtype_traits[n->dtype].size), "");
-        LLVMBuildMemCpy(cg->b, dst, 1, ptrs[n->id], 1, bytes);
-    }
+    /* outputs that live elsewhere (an input, a weight, a state, another output) are copied, then the
+     * updates that plan-memory did not write straight into their state */
+    for (int upd = 0; upd < 2; upd++)
+        for (int k = 0, local = 0; k < g->noutput; k++) {
+            const Output *o = &g->outputs[k];
+            if ((stateful && o->entry != e) || o->update != upd)
+                continue;
+            int at = local++;
+            if (!cg->plan.copy_out[k])
+                continue;
+            const Node *n = o->node;
+            Place out = {HOME_OUTPUT, at, 0};
+            if (upd) {
+                out.home = HOME_STATE;
+                ir_state_bytes(g, ir_find_state(g, o->name), &out.offset);
+            }
+            LLVMValueRef dst = place_ptr(cg, &out, args);
+            LLVMValueRef dims[IR_MAX_RANK];
+            cg->syms = args[2];
+            cg_shape(cg, n, dims);
+            LLVMValueRef bytes = LLVMBuildMul(cg->b, cg_numel(cg, n->rank, dims), cg_i64(cg, dtype_traits[n->dtype].size), "");
+            LLVMBuildMemCpy(cg->b, dst, 1, ptrs[n->id], 1, bytes);
+        }
     LLVMBuildRet(cg->b, LLVMConstInt(cg->i32, 0, 0));
     if (nfail)
         LLVMAddIncoming(fail_phi, fail_phi_vals, fail_phi_bbs, (unsigned)nfail);
     else
         LLVMDeleteBasicBlock(fail);
     free(ptrs);
-    for (int k = 0; k < nfns; k++)
-        free(keys[k]);
-    free(keys);
-    free(fns);
-    descriptor(cg, entry);
+    free(need);
+    return entry;
+}
+
+void cg_entry(Cg *cg)
+{
+    const Graph *g = cg->g;
+    int stateful = g->nentry || g->nstate, ne = ir_nentries(g);
+    Shared sh = {calloc((size_t)g->nnode + 1, sizeof(char *)), calloc((size_t)g->nnode + 1, sizeof(LLVMValueRef)), 0};
+    LLVMValueRef *entries = calloc((size_t)ne, sizeof *entries);
+    KILN_ASSERT(sh.keys && sh.fns && entries);
+    for (int e = 0; e < ne; e++)
+        entries[e] = build_entry(cg, stateful ? e : -1, &sh);
+    for (int k = 0; k < sh.n; k++)
+        free(sh.keys[k]);
+    free(sh.keys);
+    free(sh.fns);
+    descriptor(cg, entries);
+    free(entries);
 }
 
 void cg_add_main(Cg *cg)

@@ -86,16 +86,35 @@ int cg_plan(Cg *cg)
         h = (h ^ p->weights[i]) * 1099511628211ull;
     p->weights_hash = h;
 
-    /* inputs and outputs */
+    /* inputs and outputs (indices within their entry), states and the updates written straight into
+     * them (plan_memory decided which: they are the updates it left without an arena buffer) */
+    int *at = calloc((size_t)ir_nentries(g), sizeof(int));
+    KILN_ASSERT(at);
     for (int i = 0; i < g->ninput; i++)
-        p->place[g->inputs[i]->id] = (Place){HOME_INPUT, i, 0};
+        p->place[g->inputs[i]->id] = (Place){HOME_INPUT, at[g->inputs[i]->entry]++, 0};
+    for (int i = 0; i < n; i++)
+        if (g->nodes[i]->op == OP_STATE) {
+            int64_t off;
+            ir_state_bytes(g, ir_find_state(g, g->nodes[i]->name), &off);
+            p->place[i] = (Place){HOME_STATE, 0, off};
+        }
+    memset(at, 0, sizeof(int) * (size_t)ir_nentries(g));
     for (int k = 0; k < g->noutput; k++) {
-        const Node *x = g->outputs[k].node;
-        if (p->place[x->id].home == HOME_NONE)
-            p->place[x->id] = (Place){HOME_OUTPUT, k, 0};
-        else
-            p->copy_out[k] = 1; /* an input, a weight, or a node that is already another output */
+        const Output *o = &g->outputs[k];
+        const Node *x = o->node;
+        int local = o->update ? -1 : at[o->entry]++;
+        if (p->place[x->id].home != HOME_NONE || p->folded[x->id] || x->inl ||
+            !(o->update ? plan_update_direct((Graph *)g, k) : plan_output_single(g, k))) {
+            p->copy_out[k] = 1; /* an input, a weight, a state, or a node with another home */
+        } else if (o->update) {
+            int64_t off;
+            ir_state_bytes(g, ir_find_state(g, o->name), &off);
+            p->place[x->id] = (Place){HOME_STATE, 0, off};
+        } else {
+            p->place[x->id] = (Place){HOME_OUTPUT, local, 0};
+        }
     }
+    free(at);
 
     /* the arena, as plan-memory laid it out; a reshape outside it shares its input's place */
     int64_t top = 0;

@@ -389,6 +389,10 @@ static int cmd_run(const Options *o, Diag *d)
         if (!found)
             diag_fatal(d, "--output %s: the model has no output '%s'", o->outputs[k].name, o->outputs[k].name);
     }
+    if (g->nentry || g->nstate)
+        diag_fatal(d, "%s: kiln run runs a model without state and with one entry; this one has %d state%s and "
+                   "%d entr%s: build it with kiln build --emit lib and call its entries", o->model, g->nstate,
+                   g->nstate == 1 ? "" : "s", ir_nentries(g), ir_nentries(g) == 1 ? "y" : "ies");
     if (diag_errors(d))
         goto done;
     if (o->interp) {

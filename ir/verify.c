@@ -331,6 +331,30 @@ static void check_entries(Verifier *v)
             for (int j = 0; j < x->nin; j++)
                 need[x->in[j]->id] = 1;
         }
+        /* the sizes its nodes use are known from its inputs' shapes when it is called */
+        int bound[IR_MAX_SYMS] = {0};
+        for (int k = 0; k < g->ninput; k++)
+            for (int d = 0; g->inputs[k]->entry == e && d < g->inputs[k]->rank; d++)
+                if (g->inputs[k]->shape[d].sym >= 0 && g->inputs[k]->shape[d].a)
+                    bound[g->inputs[k]->shape[d].sym] = 1;
+        for (int i = 0; i < n; i++) {
+            const Node *x = g->nodes[i];
+            Dim ds[IR_MAX_RANK + 2];
+            int nd = x->rank;
+            memcpy(ds, x->shape, sizeof(Dim) * (size_t)nd);
+            if (op_info[x->op].attrs & A_RANGE) {
+                ds[nd++] = x->at.start;
+                ds[nd++] = x->at.end;
+            }
+            for (int d = 0; need[i] && d < nd; d++)
+                if (ds[d].sym >= 0 && ds[d].a && !bound[ds[d].sym]) {
+                    v->n = x;
+                    v->pos = i;
+                    bad(v, "entry %s uses size %s, which none of its inputs' shapes gives", g->entries[e].name,
+                        g->syms[ds[d].sym].name);
+                    bound[ds[d].sym] = 1; /* once */
+                }
+        }
     }
     free(need);
 }

@@ -58,5 +58,12 @@ int64_t plan_slice_shift(const Node *x);
  * be NULL): for a gather whose table is a weight some matmul packs transposed (tied embeddings), the
  * id of that matmul, whose packed copy the gather then reads instead of the weight; else -1. */
 void plan_folded(const Graph *g, unsigned char *folded, int *gather_from);
+/* State updates and outputs (ir/entry.c). plan_update_direct: whether update k (Graph.outputs) is
+ * computed straight into its state: nothing after it in an entry that computes it reads the state's
+ * old value, it reads that value only as the base of a scatter (then in place), and it is no other
+ * result. plan_output_single: whether output k is its node's only result (one entry, no update), so
+ * the node is computed straight into the caller's buffer. */
+int plan_update_direct(Graph *g, int k);
+int plan_output_single(const Graph *g, int k);
 
 #endif

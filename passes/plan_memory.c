@@ -16,6 +16,12 @@
  * loop reads each element before it writes the same element). Not under a matmul epilogue, whose
  * product is written to the buffer before the epilogue reads the other values.
  *
+ * State (ir/entry.c): a `state` node reads the state buffer, outside the arena. A state update is
+ * written straight into the state when that is safe (plan_update_direct), a scatter whose base is the
+ * state's read then in place (only the written rows are copied); otherwise the update gets an arena
+ * buffer and the entry copies it into the state at its end. An output of several entries lives in the
+ * arena and is copied into each entry's output buffer.
+ *
  * Results: Node.arena (offset, or -1), Node.inplace, Graph.arena_bytes, Graph.planned. The code
  * generator places buffers from them (codegen/plan.c runs plan_memory itself on a graph that did not
  * go through this pass), and `kiln check` reports the arena's size.
@@ -95,6 +101,65 @@ int64_t plan_slice_shift(const Node *x)
     return x->at.start.b * inner;
 }
 
+/* Whether x's storage is that of state `name`: its read, or a view (reshape, slice) of it. */
+static int views_state(const Node *x, const char *name)
+{
+    while (x->op == OP_RESHAPE || x->op == OP_SLICE)
+        x = x->in[0];
+    return x->op == OP_STATE && !strcmp(x->name, name);
+}
+
+/* Whether computing x reads the storage of state `name` (through inline nodes). */
+static int reads_state(const Node *x, const char *name)
+{
+    for (int j = 0; j < x->nin; j++)
+        if (views_state(x->in[j], name) || (x->in[j]->inl && reads_state(x->in[j], name)))
+            return 1;
+    return 0;
+}
+
+int plan_update_direct(Graph *g, int k)
+{
+    const Output *o = &g->outputs[k];
+    Node *u = o->node;
+    const char *name = o->name;
+    if (!o->update || u->inl || (op_info[u->op].flags & F_SOURCE) || u->op == OP_RESHAPE || u->op == OP_SLICE)
+        return 0;
+    /* one home: u is no other result than updates of this one state */
+    for (int j = 0; j < g->noutput; j++)
+        if (g->outputs[j].node == u && (!g->outputs[j].update || strcmp(g->outputs[j].name, name)))
+            return 0;
+    /* u may read the state only as the base of a scatter, which it then updates in place */
+    for (int j = 0; j < u->nin; j++)
+        if (views_state(u->in[j], name) || (u->in[j]->inl && reads_state(u->in[j], name)))
+            if (!(u->op == OP_SCATTER && j == 0 && u->in[0]->op == OP_STATE))
+                return 0;
+    /* nothing an entry computing u runs after it, nor any result it copies at its end, reads the old value */
+    int direct = 1;
+    for (int e = 0; e < ir_nentries(g) && direct; e++) {
+        unsigned char *need = ir_entry_needs(g, e);
+        if (need[u->id]) {
+            for (int i = u->id + 1; i < g->nnode && direct; i++)
+                if (need[i] && !g->nodes[i]->inl && reads_state(g->nodes[i], name))
+                    direct = 0;
+            for (int j = 0; j < g->noutput && direct; j++)
+                if (g->outputs[j].entry == e && g->outputs[j].node != u && views_state(g->outputs[j].node, name))
+                    direct = 0;
+        }
+        free(need);
+    }
+    return direct;
+}
+
+int plan_output_single(const Graph *g, int k)
+{
+    const Output *o = &g->outputs[k];
+    for (int j = 0; j < g->noutput; j++)
+        if (g->outputs[j].node == o->node && (g->outputs[j].update || g->outputs[j].entry != o->entry))
+            return 0;
+    return !o->update;
+}
+
 typedef struct Block {
     int64_t off, size;
     int last; /* node index of the last use */
@@ -132,15 +197,19 @@ int plan_memory(Graph *g)
     /* what lives outside the arena: sources, inputs, the caller's output buffers */
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
-        elsewhere[i] = x->op == OP_INPUT || x->op == OP_WEIGHT || x->op == OP_CONST;
+        elsewhere[i] = x->op == OP_INPUT || x->op == OP_WEIGHT || x->op == OP_CONST || x->op == OP_STATE;
     }
     int *copied = calloc((size_t)n + 1, sizeof(int)); /* an output read from elsewhere at the end */
-    KILN_ASSERT(copied);
+    unsigned char *direct = calloc((size_t)g->noutput + 1, 1);
+    KILN_ASSERT(copied && direct);
+    for (int k = 0; k < g->noutput; k++)
+        direct[k] = g->outputs[k].update ? plan_update_direct(g, k) : plan_output_single(g, k);
     for (int k = 0; k < g->noutput; k++) {
         int id = g->outputs[k].node->id;
-        if (elsewhere[id])
+        if (elsewhere[id] || !direct[k])
             copied[id] = 1;
-        elsewhere[id] = 1;
+        else
+            elsewhere[id] = 1;
     }
 
     /* reshapes share storage; an inline node is computed where its host is */
@@ -233,6 +302,11 @@ int plan_memory(Graph *g)
         if (off + size > top)
             top = off + size;
     }
+    /* a scatter written straight into the state it reads as its base overwrites that base */
+    for (int k = 0; k < g->noutput; k++)
+        if (direct[k] && g->outputs[k].update && g->outputs[k].node->op == OP_SCATTER)
+            g->outputs[k].node->inplace = 1;
+    free(direct);
     g->arena_bytes = top;
     g->planned = 1;
     free(folded);

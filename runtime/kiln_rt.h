@@ -51,7 +51,7 @@ void rt_npy_free(RtNpy *a);
  * KILN_DTYPES as ir/ir.h's DType is.
  */
 enum {
-    RT_ABI_VERSION = 2,
+    RT_ABI_VERSION = 3, /* 3: state and several entries (RtModel.nentries ... state_bytes) */
 };
 
 /* Dtype codes: the rows of KILN_DTYPES (kiln_dtype.h), the compiler's DType codes too. */
@@ -94,6 +94,22 @@ typedef struct RtPool RtPool;
 typedef int (*RtEntry)(const void *weights, void *activations, const int64_t *syms, void *const *inputs,
                        void *const *outputs, RtPool *pool);
 
+/* An entry of a model with state or several entries (ir/entry.c): as RtEntry, plus state, the
+ * instance's state buffer (RtModel.state_bytes, 64-byte aligned; zero when opened and after a reset)
+ * that the entry reads and updates. A run that fails (a non-zero code) may leave the state partly
+ * updated: reset it. */
+typedef int (*RtStateEntry)(const void *weights, void *activations, void *state, const int64_t *syms,
+                            void *const *inputs, void *const *outputs, RtPool *pool);
+
+typedef struct RtEntryDesc {
+    const char *name;            /* "prefill", "decode"; "run" for a model whose one entry has state */
+    int64_t ninputs;
+    int64_t noutputs;
+    const RtTensorDesc *inputs;  /* (ninputs) */
+    const RtTensorDesc *outputs; /* (noutputs) */
+    RtStateEntry run;
+} RtEntryDesc;
+
 typedef struct RtModel {
     int64_t abi_version;        /* RT_ABI_VERSION */
     const char *name;
@@ -107,10 +123,17 @@ typedef struct RtModel {
     int64_t activations_bytes;   /* size of the activation arena, every size at its bound */
     uint64_t weights_hash;       /* identifies the blob the code was compiled against */
     const void *embedded_weights; /* the blob inside the program, or NULL when it is a separate file */
-    RtEntry run;
+    RtEntry run;                 /* NULL when the model has state or several entries (see entries) */
     const char *vocab;           /* a character-level language model's characters by token id (its
                                     length is the vocabulary size), or NULL; enables rt_main's text
                                     options (--prompt, --eval) */
+    int64_t nentries;            /* 0 for a model without state and with one entry (run above); else
+                                    its entries, the first also described by ninputs ... outputs */
+    const RtEntryDesc *entries;  /* (nentries) */
+    int64_t nstates;
+    const RtTensorDesc *states;  /* (nstates) static shapes, in the order they lie in the state buffer,
+                                    each 64-byte aligned */
+    int64_t state_bytes;         /* size of the state buffer */
 } RtModel;
 
 /* A weights file written by `kiln build --weights-mode external`: this header, zero padding to 64
@@ -149,8 +172,27 @@ void rt_close(RtInstance *inst);
 int rt_bind(const RtModel *m, const int64_t *const *shapes, int64_t *syms, char *err, size_t errlen);
 /* The shape of output i for the given symbol values. */
 void rt_output_shape(const RtModel *m, int i, const int64_t *syms, int64_t *shape);
-/* Runs once: inputs and outputs as for RtEntry; syms from rt_bind. Returns 0. */
+/* Runs once: inputs and outputs as for RtEntry; syms from rt_bind. Returns 0, or the entry's code.
+ * For a model with entries, runs the first. */
 int rt_run(RtInstance *inst, const int64_t *syms, void *const *inputs, void *const *outputs);
+/* Models with state or several entries: the index of the entry named name, or -1. A model without
+ * them has one entry, "run" (index 0). */
+int rt_entry_index(const RtModel *m, const char *name);
+int rt_entry_count(const RtModel *m);
+/* The entry's inputs and outputs (for index 0 of a model without entries: m->inputs, m->outputs). */
+const RtTensorDesc *rt_entry_inputs(const RtModel *m, int e, int64_t *n);
+const RtTensorDesc *rt_entry_outputs(const RtModel *m, int e, int64_t *n);
+/* rt_bind for entry e: the symbols its inputs do not use stay 0 (its code does not read them). */
+int rt_bind_entry(const RtModel *m, int e, const int64_t *const *shapes, int64_t *syms, char *err,
+                  size_t errlen);
+/* rt_output_shape for output i of entry e. */
+void rt_entry_output_shape(const RtModel *m, int e, int i, const int64_t *syms, int64_t *shape);
+/* Runs entry e on the instance's state. Returns 0, or the entry's code (see RtStateEntry). */
+int rt_run_entry(RtInstance *inst, int e, const int64_t *syms, void *const *inputs, void *const *outputs);
+/* Sets the instance's state to zero, as when it was opened. */
+void rt_reset(RtInstance *inst);
+/* The instance's state buffer (RtModel.state_bytes), or NULL when the model has none. */
+void *rt_state(RtInstance *inst);
 const RtModel *rt_model(const RtInstance *inst);
 /* Writes the declared shape of a tensor of m with symbol names: "[T, 768]". */
 void rt_shape_desc(const RtModel *m, const RtTensorDesc *t, char *buf, size_t n);

@@ -11,6 +11,9 @@
  * offsets), the size, and that the file really holds that many bytes (mapping a truncated file
  * would turn a bad file into SIGBUS in the middle of a run).
  *
+ * A model with state (ir/entry.c) gets its state buffer here too, zeroed, of RtModel.state_bytes;
+ * rt_reset zeroes it again, and rt_run_entry hands it to an entry. Two instances have two states.
+ *
  * rt_bind solves each symbolic dimension a*S+b for S from the inputs' actual shapes, and checks
  * that every solution is a whole number from 1 to the bound and the same wherever S appears.
  *
@@ -37,6 +40,7 @@ struct RtInstance {
     void *map;           /* the mapped weights file, or NULL */
     size_t map_len;
     void *activations; /* (activations_bytes rounded up to 64, at least 64) */
+    void *state;       /* (state_bytes rounded up to 64), or NULL without state */
     RtPool *pool;
 };
 
@@ -183,7 +187,8 @@ RtInstance *rt_open(const RtModel *m, const char *weights_path, int threads, cha
         return NULL;
     }
     if (m->weights_bytes < 0 || m->activations_bytes < 0 || m->ninputs < 0 || m->noutputs < 0 ||
-        m->nsyms < 0 || !m->run) {
+        m->nsyms < 0 || m->nentries < 0 || m->nstates < 0 || m->state_bytes < 0 ||
+        (m->nentries ? !m->entries : !m->run)) {
         model_fail(err, errlen, "model '%s' is malformed (negative sizes or no entry point)",
                    m->name);
         return NULL;
@@ -227,6 +232,21 @@ RtInstance *rt_open(const RtModel *m, const char *weights_path, int threads, cha
         goto fail;
     }
 
+    if (m->state_bytes > 0) {
+        if ((uint64_t)m->state_bytes > SIZE_MAX - 63) {
+            model_fail(err, errlen, "model '%s' needs %lld bytes of state, too many to allocate", m->name,
+                       (long long)m->state_bytes);
+            goto fail;
+        }
+        size_t sb = ((size_t)m->state_bytes + 63) / 64 * 64;
+        inst->state = aligned_alloc(64, sb);
+        if (!inst->state) {
+            model_fail(err, errlen, "out of memory: model '%s' needs %zu bytes of state", m->name, sb);
+            goto fail;
+        }
+        memset(inst->state, 0, sb);
+    }
+
     inst->pool = rt_pool_new(threads > 0 ? threads : rt_default_threads());
     if (!inst->pool) {
         model_fail(err, errlen, "out of memory creating the thread pool for model '%s'", m->name);
@@ -245,6 +265,7 @@ void rt_close(RtInstance *inst)
         return;
     rt_pool_free(inst->pool);
     free(inst->activations);
+    free(inst->state);
     if (inst->map)
         munmap(inst->map, inst->map_len);
     free(inst);
@@ -273,7 +294,9 @@ static int64_t model_first_use(const RtModel *m, const int64_t *const *shapes, i
     return 0;
 }
 
-int rt_bind(const RtModel *m, const int64_t *const *shapes, int64_t *syms, char *err, size_t errlen)
+/* rt_bind over the inputs m->inputs[0, m->ninputs); strict: every symbol must be bound. */
+static int model_bind(const RtModel *m, const int64_t *const *shapes, int64_t *syms, int strict, char *err,
+                      size_t errlen)
 {
     for (int64_t s = 0; s < m->nsyms; s++)
         syms[s] = 0; /* unbound; every bound value is >= 1 */
@@ -354,11 +377,62 @@ int rt_bind(const RtModel *m, const int64_t *const *shapes, int64_t *syms, char 
         }
     }
     for (int64_t s = 0; s < m->nsyms; s++)
-        if (!syms[s])
+        if (!syms[s] && strict)
             return model_fail(err, errlen,
                               "model '%s' is malformed: size '%s' appears in no input's shape, so it "
                               "cannot be known", m->name, model_sym_name(m, s));
     return 0;
+}
+
+int rt_bind(const RtModel *m, const int64_t *const *shapes, int64_t *syms, char *err, size_t errlen)
+{
+    return model_bind(m, shapes, syms, !m->nentries, err, errlen);
+}
+
+int rt_entry_count(const RtModel *m)
+{
+    return m->nentries ? (int)m->nentries : 1;
+}
+
+int rt_entry_index(const RtModel *m, const char *name)
+{
+    if (!m->nentries)
+        return strcmp(name, "run") ? -1 : 0;
+    for (int64_t e = 0; e < m->nentries; e++)
+        if (!strcmp(m->entries[e].name, name))
+            return (int)e;
+    return -1;
+}
+
+const RtTensorDesc *rt_entry_inputs(const RtModel *m, int e, int64_t *n)
+{
+    *n = m->nentries ? m->entries[e].ninputs : m->ninputs;
+    return m->nentries ? m->entries[e].inputs : m->inputs;
+}
+
+const RtTensorDesc *rt_entry_outputs(const RtModel *m, int e, int64_t *n)
+{
+    *n = m->nentries ? m->entries[e].noutputs : m->noutputs;
+    return m->nentries ? m->entries[e].outputs : m->outputs;
+}
+
+int rt_bind_entry(const RtModel *m, int e, const int64_t *const *shapes, int64_t *syms, char *err, size_t errlen)
+{
+    if (e < 0 || e >= rt_entry_count(m))
+        return model_fail(err, errlen, "model '%s' has no entry %d", m->name, e);
+    RtModel v = *m; /* the same model seen through the entry's inputs */
+    v.inputs = rt_entry_inputs(m, e, &v.ninputs);
+    return model_bind(&v, shapes, syms, !m->nentries, err, errlen);
+}
+
+void rt_entry_output_shape(const RtModel *m, int e, int i, const int64_t *syms, int64_t *shape)
+{
+    int64_t n;
+    const RtTensorDesc *t = &rt_entry_outputs(m, e, &n)[i];
+    for (int64_t d = 0; d < t->rank; d++) {
+        const RtDim *dim = &t->dims[d];
+        shape[d] = dim->sym < 0 ? dim->b : dim->a * syms[dim->sym] + dim->b;
+    }
 }
 
 void rt_output_shape(const RtModel *m, int i, const int64_t *syms, int64_t *shape)
@@ -374,5 +448,26 @@ void rt_output_shape(const RtModel *m, int i, const int64_t *syms, int64_t *shap
 
 int rt_run(RtInstance *inst, const int64_t *syms, void *const *inputs, void *const *outputs)
 {
+    if (inst->m->nentries)
+        return rt_run_entry(inst, 0, syms, inputs, outputs);
     return inst->m->run(inst->weights, inst->activations, syms, inputs, outputs, inst->pool);
+}
+
+int rt_run_entry(RtInstance *inst, int e, const int64_t *syms, void *const *inputs, void *const *outputs)
+{
+    const RtModel *m = inst->m;
+    if (!m->nentries)
+        return m->run(inst->weights, inst->activations, syms, inputs, outputs, inst->pool);
+    return m->entries[e].run(inst->weights, inst->activations, inst->state, syms, inputs, outputs, inst->pool);
+}
+
+void rt_reset(RtInstance *inst)
+{
+    if (inst->state)
+        memset(inst->state, 0, ((size_t)inst->m->state_bytes + 63) / 64 * 64);
+}
+
+void *rt_state(RtInstance *inst)
+{
+    return inst->state;
 }

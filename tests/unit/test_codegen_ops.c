@@ -41,7 +41,8 @@
  *              which costs half an ulp; rounding every partial sum to f16 costs far more.
  *
  * The test fails if an op of ops.def other than the sources INPUT, WEIGHT and CONST (which every
- * case exercises) has no case, so a new op cannot skip this test. Two more cases give gather an
+ * case exercises) and STATE (a state's read needs an instance: tests/models/state.sh) has no case, so
+ * a new op cannot skip this test. Two more cases give gather an
  * index out of range (past the end, negative): the interpreter and cg_jit_run must both return
  * non-zero with an error, and nothing may crash.
  *
@@ -1370,6 +1371,28 @@ static void movement_cases(void)
                "output y = %2\n", 1});
 }
 
+/* scatter (ir/entry.c's state updates): rows along axis 0 and 1, i32 and i64 indices, a symbolic
+ * count with repeated indices (the last write wins), integer data; an index out of range fails */
+static void scatter_cases(void)
+{
+    Gen g = UNI(-1, 1);
+    run((Spec){"scatter", EXACT, TS3, {g, INT(0, 7), g},
+               "%0 = input \"b\" : f32[8, 5]\n%1 = input \"i\" : i32[T]\n%2 = input \"v\" : f32[T, 5]\n"
+               "%3 = scatter(%0, %1, %2) {axis=0} : f32[8, 5]\noutput y = %3\n", 0});
+    run((Spec){"scatter", EXACT, NULL, {g, INT(0, 5), g},
+               "%0 = input \"b\" : f32[2, 6, 3]\n%1 = input \"i\" : i64[4]\n%2 = input \"v\" : f32[2, 4, 3]\n"
+               "%3 = scatter(%0, %1, %2) {axis=1} : f32[2, 6, 3]\noutput y = %3\n", 0});
+    run((Spec){"scatter", EXACT, NULL, {INT(-9, 9), INT(0, 3), INT(-9, 9)},
+               "%0 = input \"b\" : i32[3, 4]\n%1 = input \"i\" : i32[2]\n%2 = input \"v\" : i32[3, 2]\n"
+               "%3 = scatter(%0, %1, %2) {axis=1} : i32[3, 4]\noutput y = %3\n", 0});
+    run((Spec){"scatter", EXACT, NULL, {g, INT(8, 8), g},
+               "%0 = input \"b\" : f32[8, 5]\n%1 = input \"i\" : i32[2]\n%2 = input \"v\" : f32[2, 5]\n"
+               "%3 = scatter(%0, %1, %2) {axis=0} : f32[8, 5]\noutput y = %3\n", 1});
+    run((Spec){"scatter", EXACT, NULL, {g, INT(-1, -1), g},
+               "%0 = input \"b\" : f32[2, 6]\n%1 = input \"i\" : i64[1]\n%2 = input \"v\" : f32[2, 1]\n"
+               "%3 = scatter(%0, %1, %2) {axis=1} : f32[2, 6]\noutput y = %3\n", 1});
+}
+
 static void source_cases(void)
 {
     Gen g = UNI(0, 1);
@@ -1421,9 +1444,11 @@ int main(int argc, char **argv)
     conv_cases();
     movement_cases();
     source_cases();
+    scatter_cases();
 
     for (int op = 0; op < OP_COUNT; op++) {
-        if (op == OP_INPUT || op == OP_WEIGHT || op == OP_CONST || covered[op])
+        if (op == OP_INPUT || op == OP_WEIGHT || op == OP_CONST || op == OP_STATE /* tests/models/state.sh */ ||
+            covered[op])
             continue;
         printf("FAIL op '%s' of ops.def has no case\n", op_info[op].name);
         nfail++;

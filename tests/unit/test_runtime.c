@@ -103,7 +103,7 @@ static const RtTensorDesc axpy_inputs[] = {
 static const RtTensorDesc axpy_outputs[] = {{"z", RT_F32, 1, {{0, 1, 0}}}};
 static const RtModel axpy_model = {
     RT_ABI_VERSION, "axpy", 2, 1, 1, axpy_inputs, axpy_outputs, axpy_syms,
-    sizeof axpy_weights, AXPY_T * sizeof(float), axpy_hash, axpy_weights, axpy_run, NULL,
+    sizeof axpy_weights, AXPY_T * sizeof(float), axpy_hash, axpy_weights, axpy_run, NULL, 0, NULL, 0, NULL, 0,
 };
 
 static void axpy_expect(int64_t t, const float *x, const float *y, float *z)
@@ -130,7 +130,7 @@ static const RtTensorDesc shapes_inputs[] = {
 static const RtTensorDesc shapes_outputs[] = {{"o", RT_F32, 3, {{1, 1, 0}, {0, 2, -1}, {-1, 0, 5}}}};
 static const RtModel shapes_model = {
     RT_ABI_VERSION, "shapes", 3, 1, 2, shapes_inputs, shapes_outputs, shapes_syms,
-    0, 0, 1, NULL, nop_run, NULL,
+    0, 0, 1, NULL, nop_run, NULL, 0, NULL, 0, NULL, 0,
 };
 
 /* ---------------------------------------------------------------- rt_parallel_for */
@@ -469,7 +469,7 @@ static const RtTensorDesc types_outputs[] = {
 };
 static const RtModel types_model = {
     RT_ABI_VERSION, "types", 1, 7, 1, types_inputs, types_outputs, types_syms, 0, 0, 2, NULL,
-    types_run, NULL,
+    types_run, NULL, 0, NULL, 0, NULL, 0,
 };
 
 static int fail_run(const void *weights, void *activations, const int64_t *syms,
