@@ -359,38 +359,6 @@ static void check_entries(Verifier *v)
     free(need);
 }
 
-/* Each entry computes what its outputs and updates need: none of that may read another entry's
- * inputs. Runs once the nodes are known to be sound. */
-static void check_entries(Verifier *v)
-{
-    const Graph *g = v->g;
-    if (!g->nentry)
-        return;
-    int n = g->nnode;
-    unsigned char *need = malloc((size_t)n + 1);
-    KILN_ASSERT(need);
-    for (int e = 0; e < g->nentry; e++) {
-        memset(need, 0, (size_t)n + 1);
-        for (int k = 0; k < g->noutput; k++)
-            if (g->outputs[k].entry == e)
-                need[g->outputs[k].node->id] = 1;
-        for (int i = n - 1; i >= 0; i--) {
-            const Node *x = g->nodes[i];
-            if (!need[i])
-                continue;
-            if (x->op == OP_INPUT && x->entry != e) {
-                v->n = x;
-                v->pos = i;
-                bad(v, "entry %s needs input \"%s\" of entry %s", g->entries[e].name, x->name ? x->name : "",
-                    ir_entry_name(g, x->entry));
-            }
-            for (int j = 0; j < x->nin; j++)
-                need[x->in[j]->id] = 1;
-        }
-    }
-    free(need);
-}
-
 /* Node.inl: the node has one consumer (which may read it more than once), an elementwise node of
  * its shape, and is no output; an inline matmul computes in f32, and the elementwise node that stores
  * (the first consumer up the chain that is not inline) has one inline matmul under it at most and

@@ -256,7 +256,7 @@ static void test_errors(void)
     expect_error("a state updated twice", t, "updates state \"buf\" twice");
     free(t);
     t = edit(text, "%2 = state", "%2 = state \"buf\" : f32[8, 3]");
-    expect_error("state node of the wrong type", t, "state's declaration gives f32[8, 2]");
+    expect_error("state node of the wrong type", t, "state \"buf\" is declared f32[8, 2], not f32[8, 3]");
     free(t);
     t = edit(text, "%10 = mul", "%10 = mul(%0, %9) : f32[T, 2]");
     expect_error("an entry reading another's input", t, "needs input \"x\" of entry append");
@@ -277,10 +277,10 @@ static void test_errors(void)
     expect_error("a state with a symbolic shape", t, "must have a static shape");
     free(t);
     t = edit(text, "%5 = scatter", "%5 = scatter(%2, %4, %0) {axis=0} : f32[8, 3]");
-    expect_error("scatter of the wrong type", t, "base %2 is f32[8, 2] but the node is f32[8, 3]");
+    expect_error("scatter of the wrong type", t, "give f32[8, 2] but the node is f32[8, 3]");
     free(t);
     t = edit(text, "%5 = scatter", "%5 = scatter(%2, %0, %0) {axis=0} : f32[8, 2]");
-    expect_error("scatter with a float index", t, "the index must be i32 or i64");
+    expect_error("scatter with a float index", t, "the index of a scatter must be i32 or i64");
     free(t);
     expect_error("outputs before the first entry", "model m\nstate s : f32[1]\n%0 = state \"s\" : f32[1]\n"
                  "output y = %0\nentry e()\n", "an entry line must come before");
