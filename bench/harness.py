@@ -832,8 +832,8 @@ def write_report(res, path):
         w(res["only_note"])
         w("")
     if res.get("quick"):
-        w("**This report is from a `--quick` run: few repetitions, two GEMM shapes and attention at two "
-          "sequence lengths. Do not quote it.**")
+        w("**This report is from a `--quick` run: few repetitions, two GEMM shapes, attention at two "
+          "sequence lengths, decoders without the TinyLlama-sized model. Do not quote it.**")
         w("")
     headline(res, w)
     w("## This run")

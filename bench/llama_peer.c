@@ -2,13 +2,17 @@
  * and writes its logits for a given token sequence (for the agreement check against kiln and PyTorch).
  *
  *   llama_peer --lib DIR --model FILE.gguf --threads T [--prefill 128,512] [--decode 128,1024]
- *              [--runs N] [--steps N] [--logits TOKENS.i32 --logits-out LOGITS.f32] [--verbose]
+ *              [--runs N] [--steps N] [--poll P] [--logits TOKENS.i32 --logits-out LOGITS.f32] [--verbose]
  *
  * DIR holds llama.cpp's shared libraries (npm's @node-llama-cpp/linux-x64 ships them, with one CPU
  * backend library per x86 level: ggml_backend_load_all_from_path picks the best one this CPU runs).
  * The weights are read into memory (load mode NONE, not mmap): llama.cpp's default of mapping the file
  * was several times slower for large files in earlier measurements here, and the peer is measured at
  * its best. Tokens are ids fed directly (no tokenizer): a fixed pseudo-random sequence over [3, V).
+ * One ggml thread pool of T threads is made and attached to the context, as llama-bench and llama.cpp's
+ * tools do (without one, ggml makes a pool per graph); --poll sets how long its idle threads spin
+ * before sleeping (ggml's polling level, 0-100; 50, ggml's default, unless given): spinning is fastest
+ * on an idle machine, not when other processes want the cores.
  *
  * - prefill N: the KV cache cleared, one llama_decode of N tokens (one batch, logits of the last token
  *   only, as an application generating text asks for), llama_synchronize; one warm-up, then N runs
@@ -101,7 +105,7 @@ static int decode(struct llama_context *ctx, const llama_token *tok, int n, int 
 int main(int argc, char **argv)
 {
     const char *lib = NULL, *model_path = NULL, *logits_in = NULL, *logits_out = NULL;
-    int threads = 1, runs = 5, steps = 16;
+    int threads = 1, runs = 5, steps = 16, poll = 50;
     int prefill[8], decodes[8], np = 0, nd = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -122,6 +126,8 @@ int main(int argc, char **argv)
             threads = atoi(v);
         else if (!strcmp(a, "--runs"))
             runs = atoi(v);
+        else if (!strcmp(a, "--poll"))
+            poll = atoi(v);
         else if (!strcmp(a, "--steps"))
             steps = atoi(v);
         else if (!strcmp(a, "--prefill"))
@@ -218,13 +224,33 @@ int main(int argc, char **argv)
     }
     llama_memory_t mem = llama_get_memory(ctx);
 
+    /* the CPU backend is a library loaded at run time: its thread pool functions by name */
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    ggml_backend_reg_t reg = cpu ? ggml_backend_dev_backend_reg(cpu) : NULL;
+    typedef struct ggml_threadpool *(*tp_new_fn)(struct ggml_threadpool_params *);
+    typedef void (*tp_free_fn)(struct ggml_threadpool *);
+    tp_new_fn tp_new = reg ? (tp_new_fn)ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new") : NULL;
+    tp_free_fn tp_free = reg ? (tp_free_fn)ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free") : NULL;
+    if (!tp_new || !tp_free) {
+        fprintf(stderr, "llama_peer: the CPU backend does not export ggml_threadpool_new/free\n");
+        return 1;
+    }
+    struct ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+    tpp.poll = (uint32_t)(poll < 0 ? 0 : poll > 100 ? 100 : poll);
+    struct ggml_threadpool *pool = tp_new(&tpp);
+    if (!pool) {
+        fprintf(stderr, "llama_peer: could not make a thread pool of %d threads\n", threads);
+        return 1;
+    }
+    llama_attach_threadpool(ctx, pool, pool);
+
     char desc[256];
     llama_model_desc(model, desc, sizeof desc);
     const char *sys = llama_print_system_info();
     printf("{\"what\": \"model\", \"desc\": \"%s\", \"params\": %llu, \"bytes\": %llu, \"vocab\": %d, "
-           "\"load_ms\": %.1f, \"n_ctx\": %u, \"n_ubatch\": %u, \"threads\": %d, \"system\": \"",
+           "\"load_ms\": %.1f, \"n_ctx\": %u, \"n_ubatch\": %u, \"threads\": %d, \"poll\": %u, \"system\": \"",
            desc, (unsigned long long)llama_model_n_params(model), (unsigned long long)llama_model_size(model), V,
-           load_ms, cp.n_ctx, cp.n_ubatch, threads);
+           load_ms, cp.n_ctx, cp.n_ubatch, threads, tpp.poll);
     for (const char *c = sys; *c; c++)
         if (*c != '"' && *c != '\\' && *c != '\n')
             putchar(*c);
@@ -310,7 +336,9 @@ int main(int argc, char **argv)
     free(ms);
     free(tok);
     free(ltok);
+    llama_detach_threadpool(ctx);
     llama_free(ctx);
+    tp_free(pool);
     llama_model_free(model);
     llama_backend_free();
     return 0;
