@@ -61,6 +61,14 @@ def cpu_identity(path="/proc/cpuinfo"):
             "label": f"{name} ({vendor}, family {family}, model {model}: {uarch}, {vec})"}
 
 
+def l3_mib(text):
+    """lscpu's "260 MiB (1 instance)" -> 260.0 (None when unreadable)."""
+    m = re.match(r"\s*([\d.]+)\s*([KMG])i?B", text or "")
+    if not m:
+        return None
+    return float(m.group(1)) * {"K": 1 / 1024, "M": 1, "G": 1024}[m.group(2)]
+
+
 BEGIN = "<!-- cpu-section: {key} -->"
 END = "<!-- end cpu-section: {key} -->"
 SECTION_RE = re.compile(r"<!-- cpu-section: (\S+) -->\n(.*?)<!-- end cpu-section: \1 -->\n?", re.S)

@@ -30,6 +30,7 @@ import struct
 
 import numpy as np
 
+import cpu
 import gguf_write
 from benchlib import (BENCH, COMMANDS, OUT, PY, ROOT, SECTION, fail, fmt, fmt_ms, fmt_ratio, kiln_bench,
                       kiln_build, mib, rel, run, say)
@@ -337,9 +338,13 @@ def bench(res, kiln, threads, quick, only_models=None):
 # report
 
 
-def _bw(res, t):
-    s = res.get("machine_meas", {}).get("stream", {}).get(f"dram_{t}")
-    return s["triad"] if s else None
+def _bw(res, t, nbytes):
+    """(triad GB/s, "mem" or "L3") of where nbytes of weights live between decode steps: the L3 when they
+    fit in it (the steps reuse them), else memory."""
+    l3 = cpu.l3_mib(res.get("machine", {}).get("l3", ""))
+    where = "l3" if l3 and nbytes and nbytes < l3 * 2 ** 20 else "dram"
+    s = res.get("machine_meas", {}).get("stream", {}).get(f"{where}_{t}")
+    return (s["triad"] if s else None), ("L3" if where == "l3" else "mem")
 
 
 def headline(d, threads):
@@ -385,8 +390,9 @@ def report(res, w):
       f"kv-cache work lands. kiln's int8/4-bit/bf16 weights do not exist yet (choose-quant), so only fp32 "
       f"is compared with kiln; llama.cpp's F16/Q8_0/Q4_0 rows show what its quantized files do. "
       f"GB/s = the bytes of weights one decode step reads (every tensor but the token embedding) ÷ the step's "
-      f"time; '% bw' divides by the memory triad bandwidth measured above at the same thread count (KV-cache "
-      f"reads not counted).")
+      f"time; '% bw' divides by the triad bandwidth measured above at the same thread count, of the L3 ('L3') "
+      f"when those bytes fit in it (the steps reuse them, so they stay there) or else of memory ('mem'); "
+      f"KV-cache reads are not counted.")
     w("")
     for key, m in d["models"].items():
         cfg = m.get("cfg")
@@ -411,7 +417,6 @@ def report(res, w):
             w("| engine, weights | threads | " + " | ".join(cols) + " |")
             w("|---|---|" + "---|" * len(cols))
             for t in threads:
-                bw = _bw(res, t)
                 rows = [("kiln, fp32 (no KV cache: decode = full pass)", "f32", lambda kind, n: m["kiln"].get((t, kind, n)))]
                 for typ in spec.get("types", ()):
                     rows.append((f"llama.cpp, {typ.upper()}", typ,
@@ -430,8 +435,9 @@ def report(res, w):
                             continue
                         step = m["bytes"].get(typ, {}).get("step")
                         gbs = step / (r["median_ms"] * 1e6) if step else None
+                        bw, where = _bw(res, t, step)
                         cells.append(f"{fmt_ms(r['median_ms'])} ({fmt(1e3 / r['median_ms'])}, {fmt(gbs)}, "
-                                     + (f"{100 * gbs / bw:.0f}%" if gbs and bw else "n/a") + ")"
+                                     + (f"{100 * gbs / bw:.0f}% {where}" if gbs and bw else "n/a") + ")"
                                      + (" ns" if r.get("variant") == "no spin" else ""))
                     w(f"| {label} | {t} | " + " | ".join(cells) + " |")
             w("")

@@ -162,14 +162,6 @@ def parse_kv(text):
     return d
 
 
-def l3_mib(text):
-    """lscpu's "260 MiB (1 instance)" -> 260.0 (None when unreadable)."""
-    m = re.match(r"\s*([\d.]+)\s*([KMG])i?B", text or "")
-    if not m:
-        return None
-    return float(m.group(1)) * {"K": 1 / 1024, "M": 1, "G": 1024}[m.group(2)]
-
-
 def measure_machine(res, tools, threads):
     SECTION[0] = "machine: clock, FMA peak, memory bandwidth"
     m = {}
@@ -198,7 +190,7 @@ def measure_machine(res, tools, threads):
     m["stream"] = {}
     # memory: three arrays each at least as large as the L3 (so at most a third of the data can be
     # cached), 256 MiB at least; cache: three 4 MiB arrays (past the L2s of the cores here, inside L3)
-    l3 = l3_mib(res["machine"].get("l3", ""))
+    l3 = cpu.l3_mib(res["machine"].get("l3", ""))
     m["stream_mib"] = {"dram": max(256, int(l3 or 0)), "l3": 4}
     for t in threads:
         for label, size in m["stream_mib"].items():
@@ -705,7 +697,7 @@ def targets11_report(res, w):
             for s in [s for s in g["shapes"] if s[0] == 1 and (s, t) in g["kiln"]]:
                 gbs = 4.0 * s[1] * s[2] / (g["kiln"][(s, t)]["median_ms"] * 1e6)
                 # the timed loop reuses the weights: they live in the L3 when they fit in it
-                l3 = l3_mib(res["machine"].get("l3", ""))
+                l3 = cpu.l3_mib(res["machine"].get("l3", ""))
                 where = "l3" if l3 and 4.0 * s[1] * s[2] < l3 * 2 ** 20 else "dram"
                 bw = (st.get(f"{where}_{t}") or {}).get("triad")
                 if bw:
