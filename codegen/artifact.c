@@ -178,21 +178,11 @@ int cg_write_dot(const Graph *g, const char *path, Diag *d)
         diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));
         return -1;
     }
-    fprintf(f, "digraph \"%s\" {\n  node [shape=box, fontname=\"monospace\"];\n", g->model);
-    char buf[256];
-    for (int i = 0; i < g->nnode; i++) {
-        const Node *n = g->nodes[i];
-        const char *color = n->op == OP_INPUT ? "lightblue" : n->op == OP_WEIGHT ? "lightgrey" : "white";
-        fprintf(f, "  n%d [label=\"%%%d %s%s%s\\n%s\", style=filled, fillcolor=%s];\n", i, i, op_info[n->op].name,
-                n->name ? " " : "", n->name ? n->name : "", node_type_str(g, n, buf, sizeof buf), color);
-        for (int j = 0; j < n->nin; j++)
-            fprintf(f, "  n%d -> n%d;\n", n->in[j]->id, i);
+    ir_print_dot(f, g);
+    if (fclose(f)) {
+        diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));
+        return -1;
     }
-    for (int k = 0; k < g->noutput; k++)
-        fprintf(f, "  out%d [label=\"%s\", shape=ellipse];\n  n%d -> out%d;\n", k, g->outputs[k].name,
-                g->outputs[k].node->id, k);
-    fprintf(f, "}\n");
-    fclose(f);
     return 0;
 }
 

@@ -287,7 +287,7 @@ int cg_gemm_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
 /* ---------------------------------------------------------------- artifact.c */
 
 typedef enum Emit {
-    EMIT_EXE, EMIT_LIB, EMIT_SHARED, EMIT_OBJ, EMIT_LLVM, EMIT_ASM, EMIT_IR, EMIT_DOT
+    EMIT_EXE, EMIT_LIB, EMIT_SHARED, EMIT_OBJ, EMIT_LLVM, EMIT_ASM, EMIT_IR, EMIT_DOT, EMIT_SVG
 } Emit;
 
 /* Writes the C header of a library build: typed open/run/close and the raw entry. */

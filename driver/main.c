@@ -109,7 +109,10 @@ static const char *help_build =
     "  shared   a shared library libNAME.so and its header NAME.h\n"
     "  obj      an object file     asm   assembly     ir   kiln IR after the passes\n"
     "  llvm     LLVM IR after optimisation (OUT) and before it (OUT with .unopt.ll)\n"
-    "  dot      the graph for Graphviz\n"
+    "  dot      the graph for Graphviz after the passes (OUT) and before them (OUT.before.dot):\n"
+    "           nodes coloured by op family, each fused loop or matmul epilogue one cluster, edges\n"
+    "           labelled with type and size\n"
+    "  svg      the same drawn as SVG by Graphviz's dot (apt-get install graphviz)\n"
     "Weights are embedded in the output when they are under 256 MiB, else written to OUT.weights\n"
     "and mapped when the program starts; --weights-mode chooses. -O2 is the default.\n";
 
@@ -211,12 +214,12 @@ static int parse_options(int argc, char **argv, Options *o)
                     return usage_error("--weights-mode is embed or external, not '%s'", val);
                 o->weights_mode = !strcmp(val, "embed") ? 1 : 2;
             } else {
-                static const char *kinds[] = {"exe", "lib", "shared", "obj", "llvm", "asm", "ir", "dot"};
+                static const char *kinds[] = {"exe", "lib", "shared", "obj", "llvm", "asm", "ir", "dot", "svg"};
                 int k = 0;
-                while (k < 8 && strcmp(kinds[k], val))
+                while (k < 9 && strcmp(kinds[k], val))
                     k++;
-                if (k == 8)
-                    return usage_error("--emit is one of exe, lib, shared, obj, llvm, asm, ir, dot; not '%s'", val);
+                if (k == 9)
+                    return usage_error("--emit is one of exe, lib, shared, obj, llvm, asm, ir, dot, svg; not '%s'", val);
                 o->emit = (Emit)k;
             }
         } else if ((!strcmp(a, "--input") || !strcmp(a, "--output")) && !strcmp(o->cmd, "run")) {
@@ -482,6 +485,63 @@ static char *path_with(const char *base, const char *suffix)
     return p;
 }
 
+/* OUT with its extension (if any) replaced: "g.dot" -> "g.before.dot". */
+static char *path_variant(const char *out, const char *ext, const char *variant)
+{
+    size_t n = strlen(out), e = strlen(ext);
+    size_t keep = n >= e && !strcmp(out + n - e, ext) ? n - e : n;
+    size_t len = keep + strlen(variant) + e + 1;
+    char *p = malloc(len);
+    KILN_ASSERT(p);
+    snprintf(p, len, "%.*s%s%s", (int)keep, out, variant, ext);
+    return p;
+}
+
+/* --emit dot|svg: the graph after the passes in OUT and before them (as the frontend made it) in
+ * OUT.before.dot|svg; svg through Graphviz's `dot`, which must be installed. Returns the status. */
+static int write_pictures(const Options *o, Graph *g, const char *out, Diag *d)
+{
+    int svg = o->emit == EMIT_SVG;
+    const char *ext = svg ? ".svg" : ".dot";
+    if (svg && system("command -v dot >/dev/null 2>&1")) {
+        diag_fatal(d, "--emit svg needs Graphviz's `dot` on the PATH (apt-get install graphviz), or use --emit dot");
+        return 1;
+    }
+    Options before = *o;
+    before.passes = "none";
+    before.print_after = NULL;
+    before.verbose = 0;
+    before.explain = NULL;
+    Graph *g0 = load(&before, d);
+    if (!g0)
+        return 1;
+    char *out0 = path_variant(out, ext, ".before");
+    const Graph *graphs[2] = {g, g0};
+    const char *paths[2] = {out, out0};
+    int status = 0;
+    for (int k = 0; k < 2 && !status; k++) {
+        char *dotfile = svg ? path_with(paths[k], ".tmp.dot") : strdup(paths[k]);
+        KILN_ASSERT(dotfile);
+        status = cg_write_dot(graphs[k], dotfile, d) ? 1 : 0;
+        if (!status && svg) {
+            size_t n = strlen(dotfile) + strlen(paths[k]) + 64;
+            char *cmd = malloc(n);
+            KILN_ASSERT(cmd);
+            snprintf(cmd, n, "dot -Tsvg -o '%s' '%s'", paths[k], dotfile);
+            if (strchr(paths[k], '\'') || system(cmd)) {
+                diag_fatal(d, "Graphviz's dot could not draw '%s'", paths[k]);
+                status = 1;
+            }
+            free(cmd);
+            remove(dotfile);
+        }
+        free(dotfile);
+    }
+    free(out0);
+    unload(g0);
+    return status;
+}
+
 static int cmd_build(Options *o, Diag *d)
 {
     Graph *g = load(o, d);
@@ -490,7 +550,7 @@ static int cmd_build(Options *o, Diag *d)
     char *ident = cg_ident(g->model ? g->model : "model");
     char *out = NULL, *tmp = NULL, *header = NULL, *wfile = NULL;
     int status = 1;
-    static const char *default_suffix[] = {"", ".a", ".so", ".o", ".ll", ".s", ".kir", ".dot"};
+    static const char *default_suffix[] = {"", ".a", ".so", ".o", ".ll", ".s", ".kir", ".dot", ".svg"};
     if (o->out)
         out = strdup(o->out);
     else if (o->emit == EMIT_LIB || o->emit == EMIT_SHARED) {
@@ -500,9 +560,9 @@ static int cmd_build(Options *o, Diag *d)
     }
     else
         out = path_with(ident, default_suffix[o->emit]);
-    if (o->emit == EMIT_IR || o->emit == EMIT_DOT) {
-        if (o->emit == EMIT_DOT) {
-            status = cg_write_dot(g, out, d) ? 1 : 0;
+    if (o->emit == EMIT_IR || o->emit == EMIT_DOT || o->emit == EMIT_SVG) {
+        if (o->emit == EMIT_DOT || o->emit == EMIT_SVG) {
+            status = write_pictures(o, g, out, d);
         } else {
             FILE *f = fopen(out, "w");
             if (!f)

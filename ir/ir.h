@@ -429,6 +429,13 @@ int64_t ir_states_bytes(const Graph *g);
 void ir_print(FILE *f, const Graph *g);
 void ir_print_node(FILE *f, const Graph *g, const Node *n);
 
+/* ---------------------------------------------------------------- dot.c */
+
+/* The graph for Graphviz: nodes coloured by op family, each edge labelled with its type and size at
+ * the symbols' bounds, what fuse-ops computes in one loop (a stored node and its inline nodes) drawn
+ * as one cluster. Renumbers the nodes by position. */
+void ir_print_dot(FILE *f, const Graph *g);
+
 /* ---------------------------------------------------------------- parse.c */
 
 /* Reads the text form. Errors go to d with their positions in the text; weights named by the

@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="gcc cmake ninja-build flex bison libcjson-dev llvm-19-dev llvm-19-tools"
+PACKAGES="gcc cmake ninja-build flex bison libcjson-dev llvm-19-dev llvm-19-tools graphviz"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
