@@ -1,0 +1,40 @@
+#!/bin/sh
+# Builds one fuzz target with clang-19, libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
+# (in build-fuzz/) and runs it for SECONDS at the lowest priority, on one core.
+#   sh tests/fuzz/run.sh TARGET SECONDS [libFuzzer options...]
+# TARGET is model, ir, safetensors, npy or program (see tests/fuzz/fuzz_TARGET.c). The working corpus
+# (build-fuzz/corpus/TARGET) starts from the committed one (tests/fuzz/TARGET/) and the repository's
+# seed files; crashing inputs go to build-fuzz/crashes/TARGET/. Commit each crash, once fixed, into
+# tests/fuzz/TARGET/: ctest replays that directory. The last lines printed are libFuzzer's figures
+# ("Done N runs in S second(s)"). Needs clang-19 and libclang-rt-19-dev (apt-get install).
+set -eu
+cd "$(dirname "$0")/../.."
+[ $# -ge 2 ] || { echo "usage: sh tests/fuzz/run.sh TARGET SECONDS [libFuzzer options...]" >&2; exit 2; }
+T=$1 SECS=$2
+shift 2
+case $T in model|ir|safetensors|npy|program) ;; *) echo "run.sh: unknown target '$T'" >&2; exit 2 ;; esac
+command -v clang-19 >/dev/null || { echo "run.sh: needs clang-19: apt-get install clang-19 libclang-rt-19-dev" >&2; exit 1; }
+
+B=${KILN_FUZZ_BUILD_DIR:-build-fuzz}
+if [ ! -f "$B/build.ninja" ]; then
+    cmake -S . -B "$B" -G Ninja -DCMAKE_C_COMPILER=clang-19 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DKILN_SANITIZE=ON -DKILN_FUZZ=ON -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
+fi
+nice -n 19 cmake --build "$B" --target "fuzz_$T"
+
+# seeds: the same files ctest replays (tests/fuzz/CMakeLists.txt)
+case $T in
+model)       SEEDS="examples/*/*.kiln tests/lit/*.kiln tests/lit/*/*.kiln tests/diag/*.kiln tests/fuzz/program.kiln"
+             DICT=tests/fuzz/model.dict MAXLEN=16384 ;;
+ir)          SEEDS="tests/lit/*.kir tests/lit/*/*.kir" DICT=tests/fuzz/ir.dict MAXLEN=16384 ;;
+safetensors) SEEDS="examples/gpt2/gpt2-tiny.safetensors examples/llama/llama-tiny.safetensors" DICT= MAXLEN=4096 ;;
+npy)         SEEDS="tests/ops/ref/*.npy" DICT= MAXLEN=4096 ;;
+program)     SEEDS="" DICT= MAXLEN=4096 ;;
+esac
+C=$B/corpus/$T
+mkdir -p "$C" "$B/crashes/$T" "$B/seeds/$T"
+for f in $SEEDS; do [ -f "$f" ] && cp "$f" "$B/seeds/$T/"; done
+# shellcheck disable=SC2086
+exec nice -n 19 "$B/tests/fuzz/fuzz_$T" "$C" "tests/fuzz/$T" "$B/seeds/$T" \
+    -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=$MAXLEN \
+    -artifact_prefix="$B/crashes/$T/" -print_final_stats=1 ${DICT:+-dict=$DICT} "$@"
