@@ -531,7 +531,8 @@ void ir_toposort(Graph *g)
     int k = 0;
     for (int i = 0; i < g->nnode; i++)
         topo_visit(g->nodes[i], state, out, &k);
-    memcpy(g->nodes, out, sizeof(Node *) * (size_t)k);
+    if (k) /* an empty graph has no node array */
+        memcpy(g->nodes, out, sizeof(Node *) * (size_t)k);
     for (int i = 0; i < k; i++)
         g->nodes[i]->id = i;
     free(state);
