@@ -190,6 +190,14 @@ static char *node_key(Cg *cg, const Node *n, const Fused *fu, const Node *const 
     char tb[IR_MAX_RANK * 96 + 16];
     for (int j = 0; j < nops; j++)
         fprintf(f, "|%s", node_type_str(cg->g, ops[j], tb, sizeof tb));
+    /* an elementwise kernel reads an operand given twice once (x * x has one leaf), so which
+     * operands are the same value is part of the function: x * x must not serve a * b */
+    for (int j = 0; j < nops; j++)
+        for (int i = 0; i < j; i++)
+            if (ops[i] == ops[j]) {
+                fprintf(f, "|same %d %d", i, j);
+                break;
+            }
     const Node *mm = fu ? fu->mm : n;
     fprintf(f, "|packed %d|inplace %d|gather %d", mm && cg->plan.packed[mm->id] >= 0, n->inplace,
             n->op == OP_GATHER || n->op == OP_SCATTER ? n->id : -1);
