@@ -29,7 +29,7 @@ model)       SEEDS="examples/*/*.kiln tests/lit/*.kiln tests/lit/*/*.kiln tests/
 ir)          SEEDS="tests/lit/*.kir tests/lit/*/*.kir" DICT=tests/fuzz/ir.dict MAXLEN=16384 ;;
 safetensors) SEEDS="examples/gpt2/gpt2-tiny.safetensors examples/llama/llama-tiny.safetensors" DICT= MAXLEN=4096 ;;
 npy)         SEEDS="tests/ops/ref/*.npy" DICT= MAXLEN=4096 ;;
-program)     SEEDS="" DICT= MAXLEN=4096 ;;
+program)     SEEDS="" DICT= MAXLEN=4096 QUIET=-close_fd_mask=3 ;; # rt_main prints; crash reports still show
 esac
 C=$B/corpus/$T
 mkdir -p "$C" "$B/crashes/$T" "$B/seeds/$T"
@@ -37,4 +37,4 @@ for f in $SEEDS; do [ -f "$f" ] && cp "$f" "$B/seeds/$T/"; done
 # shellcheck disable=SC2086
 exec nice -n 19 "$B/tests/fuzz/fuzz_$T" "$C" "tests/fuzz/$T" "$B/seeds/$T" \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=$MAXLEN \
-    -artifact_prefix="$B/crashes/$T/" -print_final_stats=1 ${DICT:+-dict=$DICT} "$@"
+    -artifact_prefix="$B/crashes/$T/" -print_final_stats=1 ${DICT:+-dict=$DICT} ${QUIET:-} "$@"
