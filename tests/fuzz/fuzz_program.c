@@ -7,12 +7,14 @@
  * `k.npy` in the scratch directory, and "@k" in an argument is replaced by that file's path, so
  * `--input x=@0` reads the second piece. Inputs that could leave the scratch directory or take long
  * are skipped, not run: an argument holding '/' (the fuzzer must not write files elsewhere with
- * --output), or a number above 4 in --threads or --bench.
+ * --output), or a number above 4 in --threads or --bench. rt_main runs with the scratch directory
+ * as the working directory, so that a relative --output NAME lands there too.
  */
 #include "fuzz.h"
 
 #include "runtime/kiln_rt.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -89,12 +91,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* rt_main prints the outputs: not to the fuzzer's terminal. Its one-line errors stay on
          * stderr, where a sanitizer's report must go too. */
         fflush(stdout);
-        int out = dup(1);
+        int out = dup(1), cwd = open(".", O_RDONLY | O_DIRECTORY);
         dup2(fileno(fuzz_null()), 1);
+        if (cwd < 0 || chdir(fuzz_dir()))
+            abort();
         rt_main(&kiln_model_fuzzprog, argc, argv);
+        if (fchdir(cwd))
+            abort();
         fflush(stdout);
         dup2(out, 1);
         close(out);
+        close(cwd);
     }
     for (int i = 0; i < argc; i++)
         free(argv[i]);
