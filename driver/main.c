@@ -4,8 +4,10 @@
  *   kiln ir    MODEL   print the IR
  *   kiln build MODEL   compile to an executable, a library, an object, assembly, LLVM IR, ...
  *   kiln run   MODEL   run on .npy inputs: compiled in memory (JIT), or with the interpreter
+ *   kiln import MODEL.onnx -o NAME.kiln   write an ONNX model as a model file and a weights file
  *
- * MODEL is a model file (.kiln) or kiln IR in its text form (.kir). Every subcommand takes -D NAME=VALUE
+ * MODEL is a model file (.kiln), kiln IR in its text form (.kir) or an ONNX model (.onnx, imported in
+ * memory: the model text the import writes is what gets compiled). Every subcommand takes -D NAME=VALUE
  * to override a const of the model file and --weights FILE to replace its weights file. Errors go to
  * stderr in the form file:line:col: error: ...; the exit status is 1 after an error in the model or
  * its data, 2 after a usage error.
@@ -44,6 +46,8 @@ typedef struct Options {
     const char *print_after; /* --print-after PASS */
     int verbose;             /* -v: what each pass did */
     const char *explain;     /* --explain PASS */
+    int nbound;
+    OnnxBound bounds[16];    /* --bound NAME=N: the largest value of an ONNX dimension NAME */
 } Options;
 
 static const char *usage_text =
@@ -57,8 +61,10 @@ static const char *usage_text =
     "  ir MODEL        print the model's IR in its text form\n"
     "  build MODEL     compile the model: executable, library, object, assembly, LLVM IR, ...\n"
     "  run MODEL       run the model on .npy inputs: compiled in memory, or --interp\n"
+    "  import MODEL.onnx -o NAME.kiln\n"
+    "                  write an ONNX model as a model file and a weights file (NAME.safetensors)\n"
     "\n"
-    "MODEL is a model file (.kiln) or kiln IR text (.kir).\n"
+    "MODEL is a model file (.kiln), kiln IR text (.kir) or an ONNX model (.onnx).\n"
     "\n"
     "options for every command:\n"
     "  --weights FILE      use this safetensors file instead of the model's `weights`\n"
@@ -70,6 +76,7 @@ static const char *usage_text =
     "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not\n"
     "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue)\n"
     "  -v                  say what each pass did\n"
+    "  --bound NAME=N      an ONNX model's dimension NAME (a dim_param) is at most N: a symbolic size\n"
     "\n"
     "  kiln --version      print the version\n"
     "  kiln COMMAND --help describe one command\n";
@@ -133,6 +140,16 @@ static void print_help(const char *text, FILE *f)
     }
 }
 
+static const char *help_import =
+    "usage: kiln import MODEL.onnx [-o NAME.kiln] [--bound NAME=N ...]\n"
+    "\n"
+    "Writes the ONNX model as a model file in kiln's language (NAME.kiln; the ONNX node of each line in\n"
+    "a comment) and its initializers, with the constants the file computes, as NAME.safetensors beside\n"
+    "it. Shape computations (Shape, Gather, Concat ... feeding Reshape) are folded to constants. A\n"
+    "dimension the file leaves open (a dim_param) needs --bound NAME=N and becomes a symbolic size. The\n"
+    "supported ops are listed in docs/ONNX.md; any other op, attribute, dtype or opset is an error\n"
+    "naming the node. The default output is the ONNX file's name with .kiln.\n";
+
 static int usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "kiln: error: ");
@@ -162,6 +179,7 @@ static int parse_options(int argc, char **argv, Options *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             const char *h = !strcmp(o->cmd, "check") ? help_check
                           : !strcmp(o->cmd, "ir")    ? help_ir
+                          : !strcmp(o->cmd, "import") ? help_import
                           : !strcmp(o->cmd, "build") ? help_build
                                                      : help_run;
             print_help(h, stdout);
@@ -185,6 +203,21 @@ static int parse_options(int argc, char **argv, Options *o)
             if (!val)
                 return usage_error("%s needs a value", a);
             *(!strcmp(a, "--passes") ? &o->passes : !strcmp(a, "--explain") ? &o->explain : &o->print_after) = val;
+            i++;
+        } else if (!strcmp(a, "--bound")) {
+            const char *eq = val ? strchr(val, '=') : NULL;
+            char *end = NULL;
+            long long b = eq ? strtoll(eq + 1, &end, 10) : 0;
+            if (!val || !eq || eq == val || !end || *end || b < 1)
+                return usage_error("--bound expects NAME=N with N at least 1, got '%s'", val ? val : "");
+            if (o->nbound == 16)
+                return usage_error("too many --bound options%s", "");
+            o->bounds[o->nbound++] = (OnnxBound){strndup(val, (size_t)(eq - val)), b};
+            i++;
+        } else if (!strcmp(a, "-o") && !strcmp(o->cmd, "import")) {
+            if (!val)
+                return usage_error("%s needs a value", a);
+            o->out = val;
             i++;
         } else if (!strcmp(a, "-v")) {
             o->verbose = 1;
@@ -284,6 +317,10 @@ static Graph *load(const Options *o, Diag *d)
             return NULL;
         g = ir_parse(o->model, text, o->weights, d);
         free(text);
+    } else if (ends_with(o->model, ".onnx")) {
+        FrontendOptions fo = {.weights_override = o->weights, .ndefine = o->ndefine, .defines = o->defines};
+        OnnxOptions oo = {.nbound = o->nbound, .bounds = o->bounds};
+        g = onnx_compile(o->model, &oo, &fo, d);
     } else {
         FrontendOptions fo = {.weights_override = o->weights, .ndefine = o->ndefine, .defines = o->defines};
         g = fe_compile(o->model, &fo, d);
@@ -642,6 +679,43 @@ done:
     return status;
 }
 
+static int cmd_import(const Options *o, Diag *d)
+{
+    if (!ends_with(o->model, ".onnx")) {
+        diag_fatal(d, "kiln import reads ONNX models (.onnx), not '%s'", o->model);
+        return 1;
+    }
+    /* NAME.kiln and NAME.safetensors: the model file names its weights relative to itself */
+    char *kiln = o->out ? strdup(o->out) : NULL;
+    if (!kiln) {
+        size_t n = strlen(o->model) - 5;
+        kiln = malloc(n + 6);
+        KILN_ASSERT(kiln);
+        memcpy(kiln, o->model, n);
+        strcpy(kiln + n, ".kiln");
+    }
+    size_t n = ends_with(kiln, ".kiln") ? strlen(kiln) - 5 : strlen(kiln);
+    char *wpath = malloc(n + sizeof ".safetensors");
+    KILN_ASSERT(wpath);
+    memcpy(wpath, kiln, n);
+    strcpy(wpath + n, ".safetensors");
+    const char *wname = strrchr(wpath, '/') ? strrchr(wpath, '/') + 1 : wpath;
+    OnnxOptions oo = {.nbound = o->nbound, .bounds = o->bounds};
+    OnnxModel *m = onnx_import(o->model, wname, &oo, d);
+    int status = 1;
+    if (m && !onnx_write(m, kiln, wpath, d)) {
+        fprintf(stderr, "kiln: wrote %s", kiln);
+        if (m->nweights)
+            fprintf(stderr, " and %s (%d tensors)", wpath, m->nweights);
+        fprintf(stderr, "\n");
+        status = 0;
+    }
+    onnx_model_free(m);
+    free(kiln);
+    free(wpath);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -653,7 +727,8 @@ int main(int argc, char **argv)
         return 0;
     }
     Options o = {.cmd = argv[1], .print_limit = 8, .opt = 2};
-    if (strcmp(o.cmd, "check") && strcmp(o.cmd, "ir") && strcmp(o.cmd, "run") && strcmp(o.cmd, "build"))
+    if (strcmp(o.cmd, "check") && strcmp(o.cmd, "ir") && strcmp(o.cmd, "run") && strcmp(o.cmd, "build") &&
+        strcmp(o.cmd, "import"))
         return usage_error("unknown command '%s'", o.cmd);
     int st = parse_options(argc, argv, &o);
     if (st)
@@ -662,6 +737,8 @@ int main(int argc, char **argv)
     int status = 0;
     if (!strcmp(o.cmd, "run")) {
         status = cmd_run(&o, d);
+    } else if (!strcmp(o.cmd, "import")) {
+        status = cmd_import(&o, d);
     } else if (!strcmp(o.cmd, "build")) {
         status = cmd_build(&o, d);
     } else {
@@ -683,5 +760,7 @@ int main(int argc, char **argv)
         free((char *)o.inputs[i].name);
     for (int i = 0; i < o.noutput; i++)
         free((char *)o.outputs[i].name);
+    for (int i = 0; i < o.nbound; i++)
+        free((char *)o.bounds[i].name);
     return status;
 }

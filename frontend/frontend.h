@@ -8,6 +8,8 @@
  *                  shapes and dtypes checked
  *   builtins.c     the builtin functions and methods of the language
  *   safetensors.c  weights files: memory-mapped, every header field checked
+ *   onnx.c         ONNX files: read with protobuf-c, written out as a model file and a weights file
+ *   onnx_ops.c     how each ONNX op is written in the model language (private header: onnx.h)
  */
 #ifndef KILN_FRONTEND_H
 #define KILN_FRONTEND_H
@@ -136,6 +138,57 @@ typedef struct FrontendOptions {
 /* Reads, parses and lowers a model file. Every error goes to d; returns NULL when there were any.
  * The graph's weights file (g->weights, when not NULL) is the caller's to close with st_close. */
 Graph *fe_compile(const char *path, const FrontendOptions *o, Diag *d);
+/* The same for a model file's text already in memory (path names it in errors and resolves its
+ * relative weights path). */
+Graph *fe_compile_text(const char *path, const char *text, const FrontendOptions *o, Diag *d);
+
+/* ---------------------------------------------------------------- onnx.c
+ *
+ * An ONNX model is imported as the text of a model file plus the tensors of a weights file (the
+ * initializers and the constants the file computes), so the model language stays the one way into
+ * the IR: `kiln import` writes both; the other commands compile the text in memory. */
+
+typedef struct OnnxBound {
+    const char *name; /* a dim_param of the ONNX file, "batch" */
+    int64_t bound;    /* its upper bound (--bound batch=8) */
+} OnnxBound;
+
+typedef struct OnnxOptions {
+    int nbound;
+    const OnnxBound *bounds;
+    /* Graph inputs to take as constants where an op needs its operand at import time (a shape, axes,
+     * a split): ONNX's node tests pass those as inputs. Data operands stay run-time inputs. */
+    int nconst;
+    const char *const *const_names; /* (nconst) ONNX input names */
+    const HostTensor *const_values; /* (nconst) */
+} OnnxOptions;
+
+typedef struct OnnxModel {
+    char *text;          /* the model file */
+    int nweights;
+    WTensor *weights;    /* (nweights) data owned by the OnnxModel */
+    int ninput;
+    char **input_onnx;   /* (ninput) the ONNX graph's inputs ... */
+    char **input_var;    /* ... and the model file's input for each, NULL when none was needed */
+} OnnxModel;
+
+/* Reads an ONNX file and writes it in the model language; weights_name is the weights file the text
+ * names. Every problem is an error naming the file (and the node, its op and what is missing);
+ * returns NULL after any. */
+OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOptions *o, Diag *d);
+void onnx_model_free(OnnxModel *m);
+/* Writes the model file and (when there are weights) the weights file. Returns 0 on success. */
+int onnx_write(const OnnxModel *m, const char *kiln_path, const char *weights_path, Diag *d);
+/* Compiles an imported model in memory (weights through a temporary file, removed once mapped);
+ * path names the ONNX file in errors. */
+Graph *onnx_compile_model(const OnnxModel *m, const char *path, const FrontendOptions *fo, Diag *d);
+/* Imports and compiles in memory. */
+Graph *onnx_compile(const char *path, const OnnxOptions *oo, const FrontendOptions *fo, Diag *d);
+/* Reads a serialised TensorProto (ONNX's test data, input_0.pb); data malloc'ed. Returns 0 on
+ * success; otherwise reports one sentence naming the file. */
+int onnx_read_tensor(const char *path, HostTensor *t, Diag *d);
+/* Whether the importer writes this op of the default domain (any of the opsets it reads). */
+int onnx_op_supported(const char *op);
 
 /* ---------------------------------------------------------------- lower.c and builtins.c internals
  *

@@ -1307,19 +1307,25 @@ static const char *resolve_relative(Lower *L, const char *path)
 
 Graph *fe_compile(const char *path, const FrontendOptions *o, Diag *d)
 {
-    static const FrontendOptions none = {0};
-    if (!o)
-        o = &none;
     char *text = read_file(path, d);
     if (!text)
         return NULL;
+    Graph *g = fe_compile_text(path, text, o, d);
+    free(text);
+    return g;
+}
+
+Graph *fe_compile_text(const char *path, const char *text, const FrontendOptions *o, Diag *d)
+{
+    static const FrontendOptions none = {0};
+    if (!o)
+        o = &none;
     Graph *g = ir_graph_new();
     Lower L0 = {.g = g, .d = d, .a = g->arena, .o = o}, *L = &L0;
     g->source = arena_strdup(g->arena, path);
     const char *slash = strrchr(path, '/');
     L->dir = slash ? arena_strndup(g->arena, path, (size_t)(slash - path)) : NULL;
     const Ast *root = parse_file(path, text, g->arena, d, &L->file);
-    free(text);
     if (!root) {
         ir_graph_free(g);
         return NULL;

@@ -6,7 +6,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="gcc cmake ninja-build flex bison libcjson-dev llvm-19-dev llvm-19-tools graphviz"
+PACKAGES="gcc cmake ninja-build flex bison libcjson-dev llvm-19-dev llvm-19-tools graphviz
+          libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,0 +1,89 @@
+/* onnx.h: what onnx.c (the reader and the writer of the model text) shares with onnx_ops.c (one
+ * handler per ONNX op). Private to those two files.
+ *
+ * Every ONNX value (a graph input, an initializer, a node output) is an OVal: its dtype and shape as
+ * the importer infers them, and either its data, when it is known at import time (initializers,
+ * Constant nodes, and what shape subgraphs compute from them: folded here, never emitted), or the
+ * model-file variable that holds it at run time. A constant that a run-time op reads is written to
+ * the weights file and bound to its variable once (`c = w.c`).
+ */
+#ifndef KILN_ONNX_H
+#define KILN_ONNX_H
+
+#include "frontend/frontend.h"
+#include "onnx.pb-c.h"
+
+typedef struct OVal {
+    const char *name;   /* ONNX name */
+    const char *var;    /* model-file variable, NULL until the value exists at run time */
+    int odt;            /* ONNX elem type */
+    int dt;             /* kiln DType, -1 when kiln has none for odt */
+    int rank;
+    int64_t dims[IR_MAX_RANK];       /* (rank) static sizes; for a symbolic one, its bound */
+    const char *sym[IR_MAX_RANK];    /* (rank) the symbolic size's name, or NULL */
+    int is_const;       /* data holds the value */
+    void *data;         /* numel elements of dt (is_const) */
+    int graph_input;    /* index among the graph's inputs + 1, or 0 */
+} OVal;
+
+typedef struct Imp {
+    const char *path;       /* the ONNX file */
+    const char *dir;        /* its directory, for external data */
+    Diag *d;
+    Arena *a;
+    const OnnxOptions *o;
+    int opset;              /* of the default domain */
+    OVal **vals;            /* every value, by name (hash table, open addressing) */
+    int capvals, nvals;
+    char *body;             /* the computation, in order */
+    size_t nbody, capbody;
+    const char **names;     /* every variable and weight name in use (hash table) */
+    int capnames, nnames;
+    WTensor *w;             /* weights to write */
+    int nw, capw;
+    const Onnx__NodeProto *node; /* the node being written, for errors */
+    int errors;
+    int internal;           /* ox_fresh: the hint is the writer's own (t_..., c_...) */
+} Imp;
+
+/* onnx.c: services for the handlers */
+int ox_err(Imp *I, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ox_emit(Imp *I, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int64_t ox_numel(const OVal *v);
+/* The value as a run-time tensor: its variable, after writing a constant to the weights file. */
+const char *ox_tensor(Imp *I, OVal *v);
+/* Constant operands: NULL with an error naming what when v is not known at import time (a graph
+ * input listed in OnnxOptions.const_names becomes a constant here). */
+OVal *ox_const(Imp *I, OVal *v, const char *what);
+int64_t ox_int(const OVal *v, int64_t i);
+double ox_f(const OVal *v, int64_t i);
+/* Sets v's type; returns v. */
+OVal *ox_type(OVal *v, int dt, int rank, const int64_t *dims, const char *const *sym);
+/* Gives v data (allocated here, zeroed, numel of its shape) and makes it a constant. */
+void *ox_alloc(Imp *I, OVal *v);
+/* v = EXPR: gives v its variable and writes the assignment. */
+void ox_assign(Imp *I, OVal *v, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A dimension as model text: "T" or "768". */
+const char *ox_dim(Imp *I, const OVal *v, int i);
+/* "f32[T, 768]" */
+const char *ox_type_str(Imp *I, const OVal *v);
+/* A number as model text (a float literal when dt is a float dtype: "2.0", "-inf"). */
+const char *ox_num(Imp *I, double x, int dt);
+/* Fills v from a TensorProto (raw, typed or external data); what names it in errors. */
+int ox_tensor_data(Imp *I, const Onnx__TensorProto *t, OVal *v, const char *what);
+int ox_onnx_dtype(int onnx_elem_type); /* kiln DType or -1 */
+const char *ox_onnx_dtype_name(int onnx_elem_type);
+/* A fresh variable name based on hint (an ONNX name; ox_temp: the writer's own, t_...). */
+const char *ox_temp(Imp *I, const char *hint);
+const char *ox_fresh(Imp *I, const char *hint);
+
+/* onnx_ops.c */
+typedef int (*OxHandler)(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout);
+/* The handler of an op of the default domain, NULL when kiln has none. */
+OxHandler ox_handler(const char *op);
+/* Attributes of the current node */
+const Onnx__AttributeProto *ox_attr(const Onnx__NodeProto *n, const char *name);
+int64_t ox_attr_i(const Onnx__NodeProto *n, const char *name, int64_t def);
+double ox_attr_f(const Onnx__NodeProto *n, const char *name, double def);
+
+#endif
