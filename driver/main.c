@@ -48,6 +48,7 @@ typedef struct Options {
     const char *explain;     /* --explain PASS */
     int nbound;
     OnnxBound bounds[16];    /* --bound NAME=N: the largest value of an ONNX dimension NAME */
+    const char *kv_cache;    /* --kv-cache POLICY */
 } Options;
 
 static const char *usage_text =
@@ -75,6 +76,10 @@ static const char *usage_text =
     "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
     "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not\n"
     "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue)\n"
+    "  --kv-cache POLICY   derive prefill and decode entries with a KV cache from a causal decoder\n"
+    "                      (one input of token ids [T]); POLICY: full (the bound of T slots), full:B,\n"
+    "                      window:W (the last W tokens) or sinks:S,window:W (the first S and the\n"
+    "                      last W, as StreamingLLM); see docs/PASSES.md\n"
     "  -v                  say what each pass did\n"
     "  --bound NAME=N      an ONNX model's dimension NAME (a dim_param) is at most N: a symbolic size\n"
     "\n"
@@ -199,10 +204,14 @@ static int parse_options(int argc, char **argv, Options *o)
             if (o->ndefine == 64)
                 return usage_error("too many -D options%s", "");
             o->defines[o->ndefine++] = (Define){strndup(def, (size_t)(eq - def)), eq + 1};
-        } else if (!strcmp(a, "--passes") || !strcmp(a, "--print-after") || !strcmp(a, "--explain")) {
+        } else if (!strcmp(a, "--passes") || !strcmp(a, "--print-after") || !strcmp(a, "--explain") ||
+                   !strcmp(a, "--kv-cache")) {
             if (!val)
                 return usage_error("%s needs a value", a);
-            *(!strcmp(a, "--passes") ? &o->passes : !strcmp(a, "--explain") ? &o->explain : &o->print_after) = val;
+            *(!strcmp(a, "--passes")    ? &o->passes
+              : !strcmp(a, "--explain") ? &o->explain
+              : !strcmp(a, "--kv-cache") ? &o->kv_cache
+                                        : &o->print_after) = val;
             i++;
         } else if (!strcmp(a, "--bound")) {
             const char *eq = val ? strchr(val, '=') : NULL;
@@ -325,7 +334,7 @@ static Graph *load(const Options *o, Diag *d)
         FrontendOptions fo = {.weights_override = o->weights, .ndefine = o->ndefine, .defines = o->defines};
         g = fe_compile(o->model, &fo, d);
     }
-    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain};
+    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain, .kv_cache = o->kv_cache};
     if (g && (ir_verify(g, d) || pass_pipeline(g, o->passes, o->print_after, stdout, &po))) {
         if (g->weights)
             st_close(g->weights);

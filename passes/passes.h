@@ -11,6 +11,7 @@
  *   fuse_ops.c        layernorm, RMSNorm, GELU, SiLU and sigmoid from their primitive spellings -> their ops;
  *                     then fuse_loops.c's grouping
  *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
+ *   kv_cache.c        prefill and decode entries with a bounded KV cache (--kv-cache POLICY)
  *   plan_memory.c     the activation arena: an offset per stored intermediate, in place where legal
  */
 #ifndef KILN_PASSES_H
@@ -23,6 +24,7 @@ typedef struct PassOptions {
     FILE *log;   /* what each pass did, one line per pass (NULL: quiet) */
     const char *explain; /* the pass that says, as notes at the source, why it left something alone
                             (--explain PASS), or NULL */
+    const char *kv_cache; /* kv-cache's policy (--kv-cache POLICY), or NULL: the pass does not run */
 } PassOptions;
 
 /* ---------------------------------------------------------------- pipeline.c */
@@ -40,6 +42,9 @@ const char *pass_names(void);
 int pass_canonicalize(Graph *g, const PassOptions *o);
 int pass_fuse_attention(Graph *g, const PassOptions *o);
 int pass_fuse_ops(Graph *g, const PassOptions *o);
+/* Runs only with o->kv_cache; errors (a model it cannot derive, with the node that stops it) are
+ * reported through o->d, and the pipeline stops. */
+int pass_kv_cache(Graph *g, const PassOptions *o);
 /* The second half of fuse-ops (fuse_loops.c): marks the nodes that are computed inside the loop of
  * their one consumer (Node.inl). Returns the number of nodes marked. */
 int fuse_loops(Graph *g, const PassOptions *o);

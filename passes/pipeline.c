@@ -11,12 +11,14 @@
 typedef struct Pass {
     const char *name;
     int (*run)(Graph *g, const PassOptions *o);
-    int on_by_default; /* 2: always (plan-memory: the code generator needs a plan), unless "none" */
+    int on_by_default; /* 2: always (plan-memory: the code generator needs a plan), unless "none";
+                          3: when its option is given (kv-cache: --kv-cache POLICY), unless "none" */
 } Pass;
 
 static const Pass pipeline[] = {
     {"canonicalize", pass_canonicalize, 1},
     {"fuse-attention", pass_fuse_attention, 1},
+    {"kv-cache", pass_kv_cache, 3},
     {"fuse-ops", pass_fuse_ops, 1},
     {"plan-memory", pass_plan_memory, 2},
 };
@@ -80,10 +82,13 @@ int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *pri
         const Pass *p = &pipeline[i];
         if (list && !strcmp(list, "none"))
             break;
-        if (all ? !p->on_by_default : !listed(list, p->name) && p->on_by_default != 2)
+        if (p->on_by_default == 3 ? !o->kv_cache : all ? !p->on_by_default : !listed(list, p->name) && p->on_by_default != 2)
             continue;
         g->planned = 0; /* any pass may move what plan-memory planned */
+        int errors = diag_errors(o->d);
         int changes = p->run(g, o);
+        if (diag_errors(o->d) > errors)
+            return -1; /* the pass said why it cannot run (kv-cache on a model it cannot derive) */
         if (o->log)
             fprintf(o->log, "pass %s: %d change%s, %d nodes\n", p->name, changes, changes == 1 ? "" : "s", g->nnode);
         if (ir_verify(g, o->d)) {

@@ -1,0 +1,410 @@
+/* kv_cache.c: the kv-cache pass: prefill and decode entries with a bounded KV cache, from a causal
+ * decoder written once.
+ *
+ * What it expects: a graph with one entry and no state, one input of token ids `[T]` (an integer
+ * dtype, T a symbol), and every attention fused by fuse-attention into causal `attention(q, k, v)`
+ * nodes whose k and v have T as their second-to-last dimension and static dimensions elsewhere. What
+ * it makes (ir/entry.c's state and entries):
+ *
+ *   states   `count` i64[1]: the tokens the cache has seen plus one (0: nothing prefilled yet), and
+ *            per attention l, `cache.l.k` and `cache.l.v`: k's and v's shape with T replaced by the
+ *            cache's budget B (its slots).
+ *   prefill  the graph as it was (tokens [T], every output over the T tokens: the prompt attends to
+ *            the whole prompt), plus: each layer's k and v scattered into the slots of positions
+ *            0..T-1 (a repeated slot: the later position wins, so a window keeps the last tokens),
+ *            and count = T + 1. It always starts from an empty cache.
+ *   decode   the graph again for one token (input `token` [1]) at position p = count - 1: every
+ *            size T becomes 1, a position table sliced [0:T] becomes its row p (a gather), an arange
+ *            [T] (positions, rotary angles) becomes p, and each attention writes the new k and v
+ *            into slot(p) of the cache and attends over all B slots with an additive mask that
+ *            keeps the slots holding a token (slot j holds one when j <= p: slots fill in order).
+ *            count = count + 1. Before any prefill p is -1, an index out of range: decode fails.
+ *
+ * Policies (slot(p) for position p, B the slots):
+ *   full            slot = p, B = the bound of T (or `full:B`); past B, decode fails (the scatter's
+ *                   index out of range): a clear error, never a silently wrong answer.
+ *   window:W        the last W tokens: slot = p mod W, B = W.
+ *   sinks:S,window:W (StreamingLLM) the first S tokens kept and the last W: slot = p below S, else
+ *                   S + (p - S) mod W; B = S + W.
+ * The cache holds k and v as the model computes them, after rotary embedding when there is one: a
+ * token keeps the position it was given. A learned position table (GPT-2's wpe) is read at p, so
+ * past its last row decode fails (gather's index out of range), whatever the policy.
+ *
+ * What it does not do yet (docs/PASSES.md): h2o, tova and cascade; positions assigned within the
+ * cache for rotary models; attention that reads only the filled slots (decode reads all B slots,
+ * masked).
+ */
+#include "passes/passes.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Policy {
+    enum { KV_FULL, KV_WINDOW, KV_SINKS } kind;
+    int64_t budget; /* B: slots per layer */
+    int64_t sinks, window;
+} Policy;
+
+typedef struct Kv {
+    Graph *g;
+    Diag *d;
+    Policy pol;
+    int tsym;        /* the symbol T */
+    Node **map;      /* (nodes before the pass) decode's node for each, or NULL */
+    int n0;          /* nodes before the pass */
+    Node *p;         /* decode: the position, i64[1] */
+    Node *slot;      /* decode: slot(p), i64[1] */
+    Node *mask;      /* decode: f32[1, B] additive mask, made on first use */
+} Kv;
+
+/* "full", "full:B", "window:W", "sinks:S,window:W"; 0 on success */
+static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
+{
+    memset(p, 0, sizeof *p);
+    char *end;
+    if (!strcmp(s, "full")) {
+        p->kind = KV_FULL;
+        p->budget = bound;
+        return 0;
+    }
+    if (!strncmp(s, "full:", 5)) {
+        p->kind = KV_FULL;
+        p->budget = strtoll(s + 5, &end, 10);
+        if (*end || p->budget < 1)
+            goto bad;
+        return 0;
+    }
+    if (!strncmp(s, "window:", 7)) {
+        p->kind = KV_WINDOW;
+        p->window = p->budget = strtoll(s + 7, &end, 10);
+        if (*end || p->window < 1)
+            goto bad;
+        return 0;
+    }
+    if (!strncmp(s, "sinks:", 6)) {
+        p->kind = KV_SINKS;
+        p->sinks = strtoll(s + 6, &end, 10);
+        if (p->sinks < 0 || strncmp(end, ",window:", 8))
+            goto bad;
+        p->window = strtoll(end + 8, &end, 10);
+        if (*end || p->window < 1)
+            goto bad;
+        p->budget = p->sinks + p->window;
+        return 0;
+    }
+bad:
+    diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W or sinks:S,window:W; "
+                  "B, W >= 1, S >= 0)", s);
+    return -1;
+}
+
+static Node *mk(Kv *kv, Op op, DType dt, int rank, const Dim *shape, int nin, Node *const *in, SrcLoc loc)
+{
+    return ir_node(kv->g, op, dt, rank, shape, nin, in, loc);
+}
+
+static Node *const_i64(Kv *kv, int64_t v)
+{
+    Node *c = mk(kv, OP_CONST, DT_I64, 0, NULL, 0, NULL, (SrcLoc){0, 0, 0});
+    int64_t *data = arena_alloc(kv->g->arena, sizeof v);
+    *data = v;
+    c->at.data = data;
+    return c;
+}
+
+static Node *const_f32(Kv *kv, float v)
+{
+    Node *c = mk(kv, OP_CONST, DT_F32, 0, NULL, 0, NULL, (SrcLoc){0, 0, 0});
+    float *data = arena_alloc(kv->g->arena, sizeof v);
+    *data = v;
+    c->at.data = data;
+    return c;
+}
+
+/* a op b for i64 x (any shape) and a constant b */
+static Node *op_k(Kv *kv, Op op, Node *x, int64_t b)
+{
+    Node *in[2] = {x, const_i64(kv, b)};
+    return mk(kv, op, op_info[op].flags & F_CMP ? DT_BOOL : DT_I64, x->rank, x->shape, 2, in, x->loc);
+}
+
+/* slot(p) elementwise for i64 positions p (p >= 0, or -1 before a prefill, which stays -1) */
+static Node *slot_of(Kv *kv, Node *p)
+{
+    const Policy *pol = &kv->pol;
+    if (pol->kind == KV_FULL)
+        return p;
+    if (pol->kind == KV_WINDOW) /* p - (p / W) * W: p mod W for p >= 0, -1 for -1 */
+        return mk(kv, OP_SUB, DT_I64, p->rank, p->shape, 2,
+                  (Node *[]){p, op_k(kv, OP_MUL, op_k(kv, OP_DIV, p, pol->window), pol->window)}, p->loc);
+    Node *q = op_k(kv, OP_SUB, p, pol->sinks); /* S + (p - S) mod W, or p below S */
+    Node *wrapped = op_k(kv, OP_ADD,
+                         mk(kv, OP_SUB, DT_I64, p->rank, p->shape, 2,
+                            (Node *[]){q, op_k(kv, OP_MUL, op_k(kv, OP_DIV, q, pol->window), pol->window)}, p->loc),
+                         pol->sinks);
+    return mk(kv, OP_WHERE, DT_I64, p->rank, p->shape, 3, (Node *[]){op_k(kv, OP_LT, p, pol->sinks), p, wrapped}, p->loc);
+}
+
+/* The shape of a cache: x's with its dimension `axis` (T) replaced by B. */
+static void cache_shape(const Kv *kv, const Node *x, int axis, Dim *shape)
+{
+    memcpy(shape, x->shape, sizeof(Dim) * (size_t)x->rank);
+    shape[axis] = dim_const(kv->pol.budget);
+}
+
+static int is_t(const Kv *kv, Dim d)
+{
+    return d.sym == kv->tsym && d.a == 1 && d.b == 0;
+}
+
+/* d with T = 1; 0 when d uses another symbol */
+static int subst(const Kv *kv, Dim d, Dim *out)
+{
+    if (dim_is_const(d)) {
+        *out = d;
+        return 1;
+    }
+    if (d.sym != kv->tsym)
+        return 0;
+    *out = dim_const(d.a + d.b);
+    return 1;
+}
+
+static int uses_t(const Kv *kv, const Node *x)
+{
+    for (int i = 0; i < x->rank; i++)
+        if (!dim_is_const(x->shape[i]))
+            return 1;
+    if ((op_info[x->op].attrs & A_RANGE) && (!dim_is_const(x->at.start) || !dim_is_const(x->at.end)))
+        return 1;
+    (void)kv;
+    return 0;
+}
+
+/* Whether an attention node is one the pass can cache: causal, no mask, k and v [..., T, d] with
+ * static batch dims, q [..., T, d]. */
+static const char *attention_problem(const Kv *kv, const Node *a)
+{
+    if (a->nin != 3)
+        return "it has a mask input";
+    if (!a->at.causal)
+        return "it is not causal";
+    for (int j = 0; j < 3; j++) {
+        const Node *x = a->in[j];
+        if (x->rank < 2 || !is_t(kv, x->shape[x->rank - 2]))
+            return "its q, k or v does not have the tokens T as its second-to-last dimension";
+        for (int i = 0; i < x->rank; i++)
+            if (i != x->rank - 2 && !dim_is_const(x->shape[i]))
+                return "its q, k or v has a symbolic size besides T";
+    }
+    return NULL;
+}
+
+/* decode: the additive mask [1, B]: 0 for the slots that hold a token (j <= p), -inf for the others */
+static Node *decode_mask(Kv *kv, SrcLoc loc)
+{
+    if (kv->mask)
+        return kv->mask;
+    int64_t B = kv->pol.budget;
+    Node *j = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(B)}, 0, NULL, loc);
+    Node *keep = mk(kv, OP_LE, DT_BOOL, 1, j->shape, 2, (Node *[]){j, kv->p}, loc);
+    Node *m = mk(kv, OP_WHERE, DT_F32, 1, j->shape, 3, (Node *[]){keep, const_f32(kv, 0), const_f32(kv, -INFINITY)}, loc);
+    kv->mask = mk(kv, OP_RESHAPE, DT_F32, 2, (Dim[]){dim_const(1), dim_const(B)}, 1, &m, loc);
+    return kv->mask;
+}
+
+/* The decode version of node x (its inputs already mapped); NULL after an error (reported). */
+static Node *clone(Kv *kv, Node *x, int layer_of_attention)
+{
+    Graph *g = kv->g;
+    if (!uses_t(kv, x)) {
+        int shared = 1; /* the same value in both entries: a weight, or computed from weights alone */
+        for (int j = 0; j < x->nin; j++)
+            shared &= kv->map[x->in[j]->id] == x->in[j];
+        if (shared && x->op != OP_INPUT)
+            return x;
+    }
+    Node *in[256];
+    KILN_ASSERT(x->nin <= 256);
+    for (int j = 0; j < x->nin; j++)
+        in[j] = kv->map[x->in[j]->id];
+    Dim shape[IR_MAX_RANK];
+    for (int i = 0; i < x->rank; i++)
+        if (!subst(kv, x->shape[i], &shape[i])) {
+            diag_error(kv->d, x->loc, "kv-cache: node %%%d (%s) has a size that depends on a symbol other than %s",
+                       x->id, op_info[x->op].name, g->syms[kv->tsym].name);
+            return NULL;
+        }
+    switch (x->op) {
+    case OP_INPUT: {
+        Node *t = mk(kv, OP_INPUT, x->dtype, 1, (Dim[]){dim_const(1)}, 0, NULL, x->loc);
+        t->name = "token";
+        return t;
+    }
+    case OP_ARANGE: /* positions 0..T-1: the token's position */
+        if (x->dtype == DT_I64)
+            return kv->p;
+        return mk(kv, OP_CAST, x->dtype, 1, shape, 1, &kv->p, x->loc);
+    case OP_CAUSAL_MASK:
+        diag_error(kv->d, x->loc, "kv-cache: a causal_mask that fuse-attention did not fuse (%%%d): the pass needs "
+                   "every attention fused (see --explain fuse-attention)", x->id);
+        return NULL;
+    case OP_SLICE:
+        if (!uses_t(kv, x->in[0])) { /* a position table sliced [0:T]: its row p */
+            if (!dim_eq(x->at.start, dim_const(0)) || !is_t(kv, x->at.end)) {
+                diag_error(kv->d, x->loc, "kv-cache: slice %%%d of a table by the token count is not [0:%s]",
+                           x->id, g->syms[kv->tsym].name);
+                return NULL;
+            }
+            Node *r = mk(kv, OP_GATHER, x->dtype, x->rank, shape, 2, (Node *[]){in[0], kv->p}, x->loc);
+            r->at.axis = x->at.axis;
+            return r;
+        }
+        break;
+    case OP_ATTENTION: {
+        /* the new k and v into their slot, then attention over every slot */
+        Node *cached[2];
+        for (int j = 1; j <= 2; j++) {
+            const Node *orig = x->in[j];
+            int axis = orig->rank - 2;
+            Dim cs[IR_MAX_RANK];
+            cache_shape(kv, orig, axis, cs);
+            char name[64];
+            snprintf(name, sizeof name, "cache.%d.%c", layer_of_attention, j == 1 ? 'k' : 'v');
+            Node *st = mk(kv, OP_STATE, orig->dtype, orig->rank, cs, 0, NULL, x->loc);
+            st->name = arena_strdup(g->arena, name);
+            cached[j - 1] = mk(kv, OP_SCATTER, orig->dtype, orig->rank, cs, 3, (Node *[]){st, kv->slot, in[j]}, x->loc);
+            cached[j - 1]->at.axis = axis;
+            ir_add_update(g, name, cached[j - 1]);
+        }
+        Node *a = mk(kv, OP_ATTENTION, x->dtype, x->rank, shape, 4,
+                     (Node *[]){in[0], cached[0], cached[1], decode_mask(kv, x->loc)}, x->loc);
+        a->at = x->at;
+        a->at.causal = 0;
+        return a;
+    }
+    default: break;
+    }
+    Node *y = mk(kv, x->op, x->dtype, x->rank, shape, x->nin, in, x->loc);
+    y->at = x->at;
+    y->name = x->name;
+    if ((op_info[x->op].attrs & A_RANGE) && (!subst(kv, x->at.start, &y->at.start) || !subst(kv, x->at.end, &y->at.end))) {
+        diag_error(kv->d, x->loc, "kv-cache: node %%%d has a range that depends on another symbol", x->id);
+        return NULL;
+    }
+    return y;
+}
+
+int pass_kv_cache(Graph *g, const PassOptions *o)
+{
+    if (!o->kv_cache)
+        return 0;
+    Kv kv = {.g = g, .d = o->d, .n0 = g->nnode};
+    SrcLoc noloc = {0, 0, 0};
+    /* what the pass needs of the model */
+    if (g->nentry || g->nstate) {
+        diag_fatal(o->d, "kv-cache: the model already has state or entries");
+        return 0;
+    }
+    const Node *tok = g->ninput == 1 ? g->inputs[0] : NULL;
+    if (!tok || !dtype_traits[tok->dtype].is_int || tok->rank != 1 || tok->shape[0].sym < 0 || tok->shape[0].a != 1 ||
+        tok->shape[0].b != 0) {
+        diag_fatal(o->d, "kv-cache: a model with a cache has one input, its token ids: an integer tensor [T] "
+                         "with a symbolic T (this one has %d input%s)", g->ninput, g->ninput == 1 ? "" : "s");
+        return 0;
+    }
+    kv.tsym = tok->shape[0].sym;
+    if (parse_policy(o->kv_cache, g->syms[kv.tsym].bound, &kv.pol, o->d))
+        return 0;
+    int nattn = 0;
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *x = g->nodes[i];
+        const char *why = x->op == OP_ATTENTION ? attention_problem(&kv, x) : NULL;
+        if (x->op == OP_CAUSAL_MASK)
+            why = "it is a causal_mask that fuse-attention did not fuse into an attention (see --explain "
+                  "fuse-attention)";
+        if (why) {
+            diag_error(o->d, x->loc, "kv-cache: %s %%%d stops the pass: %s", op_info[x->op].name, i, why);
+            return 0;
+        }
+        nattn += x->op == OP_ATTENTION;
+    }
+    if (!nattn) {
+        diag_fatal(o->d, "kv-cache: the model has no causal attention (after fuse-attention) whose keys and "
+                         "values could be cached");
+        return 0;
+    }
+    int64_t B = kv.pol.budget;
+
+    /* prefill: the model as it is, filling the cache */
+    ir_add_entry(g, "prefill");
+    ir_add_state(g, "count", DT_I64, 1, (Dim[]){dim_const(1)});
+    for (int i = 0, l = 0; i < kv.n0; i++) {
+        Node *a = g->nodes[i];
+        if (a->op != OP_ATTENTION)
+            continue;
+        for (int j = 1; j <= 2; j++) {
+            Node *x = a->in[j];
+            Dim cs[IR_MAX_RANK];
+            cache_shape(&kv, x, x->rank - 2, cs);
+            char name[64];
+            snprintf(name, sizeof name, "cache.%d.%c", l, j == 1 ? 'k' : 'v');
+            ir_add_state(g, name, x->dtype, x->rank, cs);
+        }
+        l++;
+    }
+    Node *pos = mk(&kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_sym(kv.tsym)}, 0, NULL, noloc);
+    Node *slots = slot_of(&kv, pos);
+    for (int i = 0, l = 0; i < kv.n0; i++) {
+        Node *a = g->nodes[i];
+        if (a->op != OP_ATTENTION)
+            continue;
+        for (int j = 1; j <= 2; j++) {
+            Node *x = a->in[j];
+            char name[64];
+            snprintf(name, sizeof name, "cache.%d.%c", l, j == 1 ? 'k' : 'v');
+            int s = ir_find_state(g, name);
+            Node *st = mk(&kv, OP_STATE, x->dtype, x->rank, g->states[s].shape, 0, NULL, a->loc);
+            st->name = g->states[s].name;
+            Node *w = mk(&kv, OP_SCATTER, x->dtype, x->rank, g->states[s].shape, 3, (Node *[]){st, slots, x}, a->loc);
+            w->at.axis = x->rank - 2;
+            ir_add_update(g, name, w);
+        }
+        l++;
+    }
+    Node *last = mk(&kv, OP_RMAX, DT_I64, 1, (Dim[]){dim_const(1)}, 1, &pos, noloc);
+    last->at.axis = 0;
+    last->at.keepdims = 1;
+    ir_add_update(g, "count", op_k(&kv, OP_ADD, op_k(&kv, OP_ADD, last, 1), 1)); /* T + 1 */
+
+    /* decode: the model again for one token at position p = count - 1 */
+    ir_add_entry(g, "decode");
+    Node *count = mk(&kv, OP_STATE, DT_I64, 1, (Dim[]){dim_const(1)}, 0, NULL, noloc);
+    count->name = "count";
+    kv.p = op_k(&kv, OP_SUB, count, 1);
+    kv.slot = slot_of(&kv, kv.p);
+    kv.map = calloc((size_t)kv.n0 + 1, sizeof(Node *));
+    KILN_ASSERT(kv.map);
+    int nout0 = g->noutput;
+    int ok = 1;
+    for (int i = 0, l = 0; i < kv.n0 && ok; i++) {
+        Node *x = g->nodes[i];
+        kv.map[i] = clone(&kv, x, l);
+        ok = kv.map[i] != NULL;
+        l += x->op == OP_ATTENTION;
+    }
+    if (ok) {
+        for (int k = 0; k < nout0; k++)
+            if (g->outputs[k].entry == 0 && !g->outputs[k].update)
+                ir_add_output(g, g->outputs[k].name, kv.map[g->outputs[k].node->id]);
+        ir_add_update(g, "count", op_k(&kv, OP_ADD, count, 1));
+    }
+    free(kv.map);
+    if (!ok)
+        return 0;
+    ir_compact(g);
+    if (o->log)
+        fprintf(o->log, "kv-cache: policy %s, %lld slots per layer, %d layers cached\n", o->kv_cache, (long long)B, nattn);
+    return nattn;
+}
