@@ -75,7 +75,8 @@ static const char *usage_text =
     "                      is none. The passes, in order: @PASSES@\n"
     "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
     "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not\n"
-    "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue)\n"
+    "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue;\n"
+    "                      kv-cache: the node that stops it, which it always says)\n"
     "  --kv-cache POLICY   derive prefill and decode entries with a KV cache from a causal decoder\n"
     "                      (one input of token ids [T]); POLICY: full (the bound of T slots), full:B,\n"
     "                      window:W (the last W tokens) or sinks:S,window:W (the first S and the\n"
@@ -283,8 +284,9 @@ static int parse_options(int argc, char **argv, Options *o)
     }
     if (!o->model)
         return usage_error("%s: no model file given", o->cmd);
-    if (o->explain && strcmp(o->explain, "fuse-attention") && strcmp(o->explain, "fuse-ops"))
-        return usage_error("--explain: fuse-attention and fuse-ops explain themselves, not '%s'", o->explain);
+    if (o->explain && strcmp(o->explain, "fuse-attention") && strcmp(o->explain, "fuse-ops") &&
+        strcmp(o->explain, "kv-cache"))
+        return usage_error("--explain: fuse-attention, fuse-ops and kv-cache explain themselves, not '%s'", o->explain);
     return 0;
 }
 

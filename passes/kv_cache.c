@@ -155,7 +155,7 @@ static void cache_shape(const Kv *kv, const Node *x, int axis, Dim *shape)
 
 static int is_t(const Kv *kv, Dim d)
 {
-    return d.sym == kv->tsym && d.a == 1 && d.b == 0;
+    return d.sym >= 0 && (kv->tsym < 0 || d.sym == kv->tsym) && d.a == 1 && d.b == 0;
 }
 
 /* d with T = 1; 0 when d uses another symbol */
@@ -300,23 +300,13 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
 {
     if (!o->kv_cache)
         return 0;
-    Kv kv = {.g = g, .d = o->d, .n0 = g->nnode};
+    Kv kv = {.g = g, .d = o->d, .n0 = g->nnode, .tsym = -1};
     SrcLoc noloc = {0, 0, 0};
     /* what the pass needs of the model */
     if (g->nentry || g->nstate) {
         diag_fatal(o->d, "kv-cache: the model already has state or entries");
         return 0;
     }
-    const Node *tok = g->ninput == 1 ? g->inputs[0] : NULL;
-    if (!tok || !dtype_traits[tok->dtype].is_int || tok->rank != 1 || tok->shape[0].sym < 0 || tok->shape[0].a != 1 ||
-        tok->shape[0].b != 0) {
-        diag_fatal(o->d, "kv-cache: a model with a cache has one input, its token ids: an integer tensor [T] "
-                         "with a symbolic T (this one has %d input%s)", g->ninput, g->ninput == 1 ? "" : "s");
-        return 0;
-    }
-    kv.tsym = tok->shape[0].sym;
-    if (parse_policy(o->kv_cache, g->syms[kv.tsym].bound, &kv.pol, o->d))
-        return 0;
     int nattn = 0;
     for (int i = 0; i < g->nnode; i++) {
         const Node *x = g->nodes[i];
@@ -335,6 +325,22 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
                          "values could be cached");
         return 0;
     }
+    const Node *tok = g->ninput == 1 ? g->inputs[0] : NULL;
+    if (!tok || !dtype_traits[tok->dtype].is_int || tok->rank != 1 || tok->shape[0].sym < 0 || tok->shape[0].a != 1 ||
+        tok->shape[0].b != 0) {
+        diag_fatal(o->d, "kv-cache: a model with a cache has one input, its token ids: an integer tensor [T] "
+                         "with a symbolic T (this one has %d input%s)", g->ninput, g->ninput == 1 ? "" : "s");
+        return 0;
+    }
+    kv.tsym = tok->shape[0].sym;
+    for (int i = 0; i < g->nnode; i++) /* again, now that T is the tokens' symbol */
+        if (g->nodes[i]->op == OP_ATTENTION && attention_problem(&kv, g->nodes[i])) {
+            diag_error(o->d, g->nodes[i]->loc, "kv-cache: attention %%%d stops the pass: %s", i,
+                       attention_problem(&kv, g->nodes[i]));
+            return 0;
+        }
+    if (parse_policy(o->kv_cache, g->syms[kv.tsym].bound, &kv.pol, o->d))
+        return 0;
     int64_t B = kv.pol.budget;
 
     /* prefill: the model as it is, filling the cache */

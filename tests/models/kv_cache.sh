@@ -1,0 +1,37 @@
+#!/bin/sh
+# The kv-cache pass natively: GPT-2 (learned positions), the Llama-style model (rotary, grouped-query
+# attention) and the trained charlm built with --kv-cache full as static libraries, driven by
+# tests/models/native/use_kv.c through the runtime's entry API: every decode step's logits against a
+# full recompute of the prefix (the prefill entry), 1e-5 relative to the largest logit, for prefill
+# lengths 1..CTX (charlm: every fifth up to 96); decode before prefill and past the cache's budget
+# must fail. The interpreter side is tests/unit/test_kv_cache.c. Then a model the pass cannot take
+# (ViT: no causal attention) must be refused with a message that says so.
+set -eu
+KILN=$1
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+CC=${CC:-cc}
+SAN=$(nm "$(dirname "$KILN")/libkiln_rt.a" 2>/dev/null | grep -q __asan_init && echo "-fsanitize=address,undefined" || true)
+check() { # check NAME NTOKENS VOCAB STEP KILN-ARGS...
+    name=$1 n=$2 voc=$3 step=$4
+    shift 4
+    "$KILN" build "$@" --kv-cache full --emit lib -o "$OUT/lib$name.a"
+    grep -q "int ${name}_decode(" "$OUT/$name.h"
+    grep -q "void ${name}_reset(" "$OUT/$name.h"
+    $CC -std=c11 -Wall -Werror -I. -DMODEL=kiln_model_$name tests/models/native/use_kv.c "$OUT/lib$name.a" \
+        -lm -lpthread $SAN -o "$OUT/use_kv_$name"
+    "$OUT/use_kv_$name" "$n" "$voc" "$step"
+}
+check gpt2 64 96 1 examples/gpt2/gpt2.kiln -D V=96 -D D=64 -D H=4 -D L=2 -D CTX=64 \
+    --weights examples/gpt2/gpt2-tiny.safetensors
+check llama 64 128 1 examples/llama/llama.kiln -D V=128 -D D=64 -D H=4 -D KVH=2 -D F=172 -D L=2 -D CTX=64 \
+    --weights examples/llama/llama-tiny.safetensors
+check charlm 96 65 5 examples/charlm/charlm.kiln
+
+if "$KILN" build examples/vit/vit.kiln -D D=64 -D H=4 -D L=2 -D P=8 -D IMG=32 -D CLASSES=10 \
+    --weights examples/vit/vit-small-random.safetensors --kv-cache full -o "$OUT/vit" 2>"$OUT/err"; then
+    echo "FAIL: --kv-cache accepted ViT"
+    exit 1
+fi
+grep -q "kv-cache: attention %[0-9]* stops the pass: it is not causal" "$OUT/err" || { cat "$OUT/err"; exit 1; }
+echo "all kv-cache checks passed"

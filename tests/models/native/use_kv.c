@@ -1,0 +1,121 @@
+/* use_kv.c: a language model built with `kiln build --kv-cache full --emit lib`, driven through the
+ * runtime's entry API (rt_entry_index, rt_bind_entry, rt_run_entry, rt_reset). Compiled with
+ * -DMODEL=kiln_model_NAME for the model's descriptor.
+ *
+ *   use_kv NTOKENS VOCAB [STEP]
+ * Token ids are a fixed pseudo-random sequence in [0, VOCAB). For each prefill length P in
+ * 1, 1+STEP, ... <= NTOKENS: reset, prefill tokens[0:P], then decode tokens[P..NTOKENS-1] one by one;
+ * each decode step's logits must equal a full recompute of the prefix (prefill of tokens[0:t+1] on a
+ * second instance, its last row) within 1e-5 relative to the row's largest logit. Then bad use must
+ * fail: decode before any prefill, and decode once the cache holds its budget (the bound of T).
+ * Exits non-zero on any failure.
+ */
+#include "runtime/kiln_rt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const RtModel MODEL;
+
+static int failures;
+
+static int run(RtInstance *inst, int e, const int32_t *tok, int64_t n, float *logits)
+{
+    const RtModel *m = rt_model(inst);
+    int64_t shape[1] = {n}, syms[16] = {0};
+    const int64_t *shapes[1] = {shape};
+    char err[256];
+    if (rt_bind_entry(m, e, shapes, syms, err, sizeof err)) {
+        fprintf(stderr, "use_kv: %s\n", err);
+        return -1;
+    }
+    void *const in[1] = {(void *)tok}, *const out[1] = {logits};
+    return rt_run_entry(inst, e, syms, in, out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3)
+        return 2;
+    int N = atoi(argv[1]), VOC = atoi(argv[2]), step = argc > 3 ? atoi(argv[3]) : 1;
+    const RtModel *m = &MODEL;
+    int pre = rt_entry_index(m, "prefill"), dec = rt_entry_index(m, "decode");
+    if (pre < 0 || dec < 0 || m->nsyms < 1) {
+        fprintf(stderr, "use_kv: the model has no prefill and decode entries\n");
+        return 1;
+    }
+    int64_t nout;
+    const RtTensorDesc *o = rt_entry_outputs(m, dec, &nout);
+    int64_t V = o[0].dims[o[0].rank - 1].b, B = m->syms[0].bound;
+    char err[256];
+    RtInstance *a = rt_open(m, NULL, 1, err, sizeof err), *b = rt_open(m, NULL, 2, err, sizeof err);
+    if (!a || !b) {
+        fprintf(stderr, "use_kv: %s\n", err);
+        return 1;
+    }
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)B);
+    uint32_t seed = 12345;
+    for (int64_t i = 0; i < B; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)VOC);
+    }
+    float *ref = malloc(sizeof(float) * (size_t)(V * N)), *all = malloc(sizeof(float) * (size_t)(V * B));
+    for (int t = 0; t < N; t++) {
+        if (run(b, pre, tok, t + 1, all)) {
+            fprintf(stderr, "use_kv: prefill of %d failed\n", t + 1);
+            return 1;
+        }
+        memcpy(ref + (size_t)(t * V), all + (size_t)(t * V), sizeof(float) * (size_t)V);
+    }
+    double worst = 0;
+    int steps = 0;
+    for (int P = 1; P <= N; P += step) {
+        rt_reset(a);
+        if (run(a, pre, tok, P, all)) {
+            fprintf(stderr, "use_kv: prefill of %d failed\n", P);
+            failures++;
+            continue;
+        }
+        for (int t = P; t < N; t++) {
+            if (run(a, dec, &tok[t], 1, all)) {
+                fprintf(stderr, "use_kv: decode of position %d after a prefill of %d failed\n", t, P);
+                failures++;
+                break;
+            }
+            double e = 0, mx = 0;
+            for (int64_t i = 0; i < V; i++) {
+                e = fmax(e, fabs((double)all[i] - (double)ref[t * V + i]));
+                mx = fmax(mx, fabs((double)ref[t * V + i]));
+            }
+            e = mx > 0 ? e / mx : e;
+            worst = fmax(worst, e);
+            steps++;
+            if (e > 1e-5) {
+                fprintf(stderr, "use_kv: decode of position %d after a prefill of %d: relative error %.3g\n", t, P, e);
+                failures++;
+            }
+        }
+    }
+    printf("use_kv %s: %d decode steps, worst relative error %.3g\n", m->name, steps, worst);
+    rt_reset(a);
+    if (!run(a, dec, tok, 1, all)) {
+        fprintf(stderr, "use_kv: decode before any prefill succeeded\n");
+        failures++;
+    }
+    if (run(a, pre, tok, B, all) || !run(a, dec, tok, 1, all)) {
+        fprintf(stderr, "use_kv: a full prefill failed, or a decode past the budget of %lld succeeded\n", (long long)B);
+        failures++;
+    }
+    rt_close(a);
+    rt_close(b);
+    free(tok);
+    free(ref);
+    free(all);
+    if (failures) {
+        fprintf(stderr, "use_kv: %d failures\n", failures);
+        return 1;
+    }
+    return 0;
+}

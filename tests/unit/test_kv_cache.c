@@ -1,0 +1,208 @@
+/* test_kv_cache.c: the kv-cache pass (passes/kv_cache.c) in the interpreter.
+ *
+ * For the tiny GPT-2 (learned positions), the Llama-style model (rotary, grouped-query) and the
+ * trained charlm, compiled with --kv-cache full:
+ *   - policy full: for every prefill length P in 1..CTX, prefill tokens[0:P] and then decode
+ *     tokens[P], tokens[P+1], ... up to CTX tokens; each step's logits must equal a full recompute
+ *     of the prefix (the prefill entry on tokens[0:t+1], last row) within 1e-5 relative to the
+ *     largest logit of the row. Prefill's own logits are the original model's (the same nodes).
+ *   - decode before any prefill fails, and so does a decode past the cache's budget (full) or past
+ *     GPT-2's position table.
+ *   - a model without causal attention (ViT) and a policy that cannot be read are refused with a
+ *     clear message.
+ */
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+#include "passes/passes.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+#define CHECK(c, ...)                                                              \
+    do {                                                                           \
+        if (!(c)) {                                                                \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #c); \
+            fprintf(stderr, __VA_ARGS__);                                          \
+            fputc('\n', stderr);                                                   \
+            failures++;                                                            \
+        }                                                                          \
+    } while (0)
+
+typedef struct Model {
+    const char *name, *path, *weights;
+    Define defines[8];
+    int ndefine;
+    int ctx;   /* the bound of T: the cache's budget with policy full */
+    int vocab; /* token ids drawn from [0, vocab) */
+    int ntest; /* tokens of the test sequence (<= ctx) */
+} Model;
+
+static Graph *compile(const Model *m, const char *policy, Diag *d)
+{
+    FrontendOptions fo = {.weights_override = m->weights, .ndefine = m->ndefine, .defines = m->defines};
+    Graph *g = fe_compile(m->path, &fo, d);
+    if (!g)
+        return NULL;
+    PassOptions po = {.d = d, .kv_cache = policy};
+    if (ir_verify(g, d) || pass_pipeline(g, "canonicalize,fuse-attention", NULL, NULL, &po)) {
+        if (g->weights)
+            st_close(g->weights);
+        ir_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static void release(Graph *g)
+{
+    if (g && g->weights)
+        st_close(g->weights);
+    ir_graph_free(g);
+}
+
+/* prefill(tokens[0:n]) into st; the logits' last row into row (V floats); 0 on success */
+static int prefill(const Graph *g, IrState *st, const int32_t *tokens, int n, float *row, int V, Diag *d)
+{
+    HostTensor in = {DT_I32, 1, {n}, (void *)tokens}, out[1];
+    memset(out, 0, sizeof out);
+    if (ir_interp_entry(g, ir_find_entry(g, "prefill"), st, &in, out, d))
+        return -1;
+    memcpy(row, (float *)out[0].data + (size_t)(n - 1) * (size_t)V, sizeof(float) * (size_t)V);
+    free(out[0].data);
+    return 0;
+}
+
+static int decode(const Graph *g, IrState *st, int32_t token, float *row, int V, Diag *d)
+{
+    HostTensor in = {DT_I32, 1, {1}, &token}, out[1];
+    memset(out, 0, sizeof out);
+    if (ir_interp_entry(g, ir_find_entry(g, "decode"), st, &in, out, d))
+        return -1;
+    memcpy(row, out[0].data, sizeof(float) * (size_t)V);
+    free(out[0].data);
+    return 0;
+}
+
+/* the largest |a - b| over the row, relative to the largest |b| */
+static double rel_err(const float *a, const float *b, int V)
+{
+    double e = 0, m = 0;
+    for (int i = 0; i < V; i++) {
+        e = fmax(e, fabs((double)a[i] - (double)b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return m > 0 ? e / m : e;
+}
+
+static int vocab_of(const Graph *g)
+{
+    const Output *o = &g->outputs[0];
+    return (int)o->node->shape[o->node->rank - 1].b;
+}
+
+static void test_full(const Model *m, int step)
+{
+    Diag *d = diag_new(stderr);
+    Graph *g = compile(m, "full", d);
+    CHECK(g, "%s: does not compile with --kv-cache full", m->name);
+    if (!g) {
+        diag_free(d);
+        return;
+    }
+    CHECK(g->nentry == 2 && ir_find_entry(g, "prefill") == 0 && ir_find_entry(g, "decode") == 1, "%s: entries", m->name);
+    int V = vocab_of(g), C = m->ntest;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)m->ctx);
+    uint32_t seed = 12345;
+    for (int i = 0; i < m->ctx; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
+    }
+    /* the recomputed logits of every prefix */
+    float *ref = malloc(sizeof(float) * (size_t)V * (size_t)C), *row = malloc(sizeof(float) * (size_t)V);
+    IrState *st = ir_state_new(g);
+    for (int t = 0; t < C; t++)
+        CHECK(!prefill(g, st, tok, t + 1, ref + (size_t)t * (size_t)V, V, d), "%s: prefill of %d", m->name, t + 1);
+    double worst = 0;
+    int steps = 0;
+    for (int P = 1; P <= C; P += step) {
+        ir_state_reset(st);
+        if (prefill(g, st, tok, P, row, V, d))
+            continue;
+        for (int t = P; t < C; t++) {
+            if (decode(g, st, tok[t], row, V, d)) {
+                CHECK(0, "%s: decode at %d after a prefill of %d failed", m->name, t, P);
+                break;
+            }
+            double e = rel_err(row, ref + (size_t)t * (size_t)V, V);
+            worst = fmax(worst, e);
+            steps++;
+            CHECK(e <= 1e-5, "%s: decode of position %d after a prefill of %d: relative error %.3g", m->name, t, P, e);
+        }
+    }
+    printf("%s full: %d decode steps, worst relative error %.3g\n", m->name, steps, worst);
+
+    /* bad use: decode before prefill, decode past the budget */
+    Diag *quiet = diag_new(fopen("/dev/null", "w"));
+    ir_state_reset(st);
+    CHECK(decode(g, st, tok[0], row, V, quiet) != 0, "%s: decode before prefill succeeded", m->name);
+    CHECK(!prefill(g, st, tok, m->ctx, row, V, d), "%s: prefill of %d", m->name, m->ctx);
+    CHECK(decode(g, st, tok[0], row, V, quiet) != 0, "%s: decode past the budget of %d succeeded", m->name, m->ctx);
+    diag_free(quiet);
+    ir_state_free(st);
+    free(ref);
+    free(row);
+    free(tok);
+    release(g);
+    diag_free(d);
+}
+
+static void test_refused(void)
+{
+    /* ViT: attention that is not causal */
+    Model vit = {"vit", "examples/vit/vit.kiln", "examples/vit/vit-small-random.safetensors",
+                 {{"D", "64"}, {"H", "4"}, {"L", "2"}, {"P", "8"}, {"IMG", "32"}, {"CLASSES", "10"}}, 6, 0, 0, 0};
+    char *msgs = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&msgs, &n);
+    Diag *d = diag_new(f);
+    Graph *g = compile(&vit, "full", d);
+    diag_free(d);
+    fclose(f);
+    CHECK(!g && msgs && strstr(msgs, "stops the pass: it is not causal"), "vit: --kv-cache accepted or no clear message:\n%s", msgs);
+    release(g);
+    free(msgs);
+    Model gpt2 = {"gpt2", "examples/gpt2/gpt2.kiln", "examples/gpt2/gpt2-tiny.safetensors",
+                  {{"V", "96"}, {"D", "64"}, {"H", "4"}, {"L", "2"}, {"CTX", "64"}}, 5, 64, 96, 64};
+    msgs = NULL;
+    f = open_memstream(&msgs, &n);
+    d = diag_new(f);
+    g = compile(&gpt2, "window:0", d);
+    diag_free(d);
+    fclose(f);
+    CHECK(!g && msgs && strstr(msgs, "--kv-cache: cannot read the policy 'window:0'"), "bad policy:\n%s", msgs);
+    release(g);
+    free(msgs);
+}
+
+int main(void)
+{
+    Model gpt2 = {"gpt2", "examples/gpt2/gpt2.kiln", "examples/gpt2/gpt2-tiny.safetensors",
+                  {{"V", "96"}, {"D", "64"}, {"H", "4"}, {"L", "2"}, {"CTX", "64"}}, 5, 64, 96, 64};
+    Model llama = {"llama", "examples/llama/llama.kiln", "examples/llama/llama-tiny.safetensors",
+                   {{"V", "128"}, {"D", "64"}, {"H", "4"}, {"KVH", "2"}, {"F", "172"}, {"L", "2"}, {"CTX", "64"}}, 7, 64,
+                   128, 64};
+    Model charlm = {"charlm", "examples/charlm/charlm.kiln", NULL, {{NULL, NULL}}, 0, 256, 65, 40};
+    test_full(&gpt2, 1);
+    test_full(&llama, 1);
+    test_full(&charlm, 1);
+    test_refused();
+    if (failures) {
+        fprintf(stderr, "test_kv_cache: %d failures\n", failures);
+        return 1;
+    }
+    printf("test_kv_cache: ok\n");
+    return 0;
+}
