@@ -675,8 +675,8 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
     }
     if (I->opset < 0 && m->n_opset_import == 0)
         I->opset = 1; /* IR version 2 files have no opset_import: opset 1 */
-    if (I->opset < 7 || I->opset > 17)
-        ox_err(I, "the model imports opset %d of the default domain; kiln reads opsets 7 to 17", I->opset);
+    if (I->opset < 6 || I->opset > 17)
+        ox_err(I, "the model imports opset %d of the default domain; kiln reads opsets 6 to 17", I->opset);
 
     /* initializers first, then inputs (an input with an initializer of the same name is a constant
      * with a default value: the initializer wins, as ONNX Runtime does for non-overridable ones) */

@@ -1334,37 +1334,46 @@ static int op_cumsum(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
     return 0;
 }
 
+/* Conv: 2-D, or 1-D as 2-D with a height of 1; groups as one convolution per group, concatenated. */
 static int op_conv(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
 {
     OVal *x = in[0], *w = nin > 1 ? in[1] : NULL, *b = nin > 2 ? in[2] : NULL;
     if (!x || !w || !need_dtype(I, x) || !need_dtype(I, w))
         return ERR("needs X and W");
-    if (x->rank != 4 || w->rank != 4)
-        return ERR("only 2-D convolutions ([N, C, H, W] input, [O, C, KH, KW] kernel) are supported, got %s and %s",
+    int one_d = x->rank == 3 && w->rank == 3;
+    if (!one_d && (x->rank != 4 || w->rank != 4))
+        return ERR("only 1-D and 2-D convolutions ([N, C, (H,) W] input, [O, C/group, (KH,) KW] kernel) are supported, got %s and %s",
                    ox_type_str(I, x), ox_type_str(I, w));
     if (!need_static(I, x, "Conv") || !need_static(I, w, "Conv"))
         return 1;
-    if (ox_attr_i(n, "group", 1) != 1)
-        return ERR("group %lld: only group 1 is supported", (long long)ox_attr_i(n, "group", 1));
+    int64_t group = ox_attr_i(n, "group", 1);
+    int sp = x->rank - 2; /* spatial dimensions */
     const Onnx__AttributeProto *at;
     if ((at = ox_attr(n, "dilations")))
         for (size_t i = 0; i < at->n_ints; i++)
             if (at->ints[i] != 1)
                 return ERR("dilations other than 1 are not supported");
+    /* everything in 2-D terms: (h, w); a 1-D convolution has h = kh = 1 */
     int64_t stride[2] = {1, 1}, pads[4] = {0, 0, 0, 0};
     if ((at = ox_attr(n, "strides"))) {
-        if (at->n_ints != 2)
-            return ERR("strides must have two entries");
-        stride[0] = at->ints[0], stride[1] = at->ints[1];
+        if ((int)at->n_ints != sp)
+            return ERR("strides must have %d entries", sp);
+        for (int i = 0; i < sp; i++)
+            stride[2 - sp + i] = at->ints[i];
     }
+    if (one_d)
+        stride[0] = stride[1]; /* with a height of 1 the vertical stride changes nothing */
     if (stride[0] != stride[1] || stride[0] < 1)
         return ERR("strides %lld, %lld: only equal strides are supported", (long long)stride[0], (long long)stride[1]);
-    int64_t kh = w->dims[2], kw = w->dims[3], H = x->dims[2], W = x->dims[3];
+    int64_t C = x->dims[1], O = w->dims[0];
+    int64_t kh = one_d ? 1 : w->dims[2], kw = w->dims[sp + 1], H = one_d ? 1 : x->dims[2], W = x->dims[sp + 1];
+    if (group < 1 || C % group || O % group || w->dims[1] != C / group)
+        return ERR("group %lld does not fit %s and %s", (long long)group, ox_type_str(I, x), ox_type_str(I, w));
     const Onnx__AttributeProto *ap = ox_attr(n, "auto_pad");
     const char *autopad = ap && ap->has_s ? arena_strndup(I->a, (const char *)ap->s.data, ap->s.len) : "NOTSET";
     if (!strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER")) {
         int64_t k2[2] = {kh, kw}, in2[2] = {H, W};
-        for (int i = 0; i < 2; i++) {
+        for (int i = 2 - sp; i < 2; i++) {
             int64_t o = (in2[i] + stride[0] - 1) / stride[0];
             int64_t total = (o - 1) * stride[0] + k2[i] - in2[i];
             total = total < 0 ? 0 : total;
@@ -1374,10 +1383,10 @@ static int op_conv(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **
         }
     } else if (!strcmp(autopad, "NOTSET")) {
         if ((at = ox_attr(n, "pads"))) {
-            if (at->n_ints != 4)
-                return ERR("pads must have four entries");
-            for (int i = 0; i < 4; i++)
-                pads[i] = at->ints[i];
+            if ((int)at->n_ints != 2 * sp)
+                return ERR("pads must have %d entries", 2 * sp);
+            for (int i = 0; i < sp; i++)
+                pads[2 - sp + i] = at->ints[i], pads[4 - sp + i] = at->ints[sp + i];
         }
     } else if (strcmp(autopad, "VALID"))
         return ERR("auto_pad '%s' is not supported", autopad);
@@ -1386,14 +1395,20 @@ static int op_conv(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **
     int64_t oh = (H + pads[0] + pads[2] - kh) / stride[0] + 1, ow = (W + pads[1] + pads[3] - kw) / stride[0] + 1;
     if (oh < 1 || ow < 1)
         return ERR("the kernel is larger than the padded image");
-    int64_t dims[4] = {x->dims[0], w->dims[0], oh, ow};
-    ox_type(out[0], x->dt, 4, dims, NULL);
-    const char *xt = T(x);
-    int sym = pads[0] == pads[1] && pads[0] == pads[2] && pads[0] == pads[3];
-    int64_t pad = sym ? pads[0] : 0;
-    if (!sym) {
+    int64_t dims[4] = {x->dims[0], O, oh, ow};
+    if (one_d)
+        dims[2] = ow;
+    ox_type(out[0], x->dt, x->rank, dims, NULL);
+    const char *xt = T(x), *wt = T(w);
+    if (one_d) {
+        xt = arena_printf(I->a, "%s.unsqueeze(2)", xt);
+        wt = arena_printf(I->a, "%s.unsqueeze(2)", wt);
+    }
+    int even = pads[0] == pads[1] && pads[0] == pads[2] && pads[0] == pads[3];
+    int64_t pad = even ? pads[0] : 0;
+    if (!even) {
         /* uneven padding: zeros concatenated on each side, then a convolution without padding */
-        int64_t cur[4] = {x->dims[0], x->dims[1], H, W};
+        int64_t cur[4] = {x->dims[0], C, H, W};
         for (int side = 0; side < 4; side++) {
             int axis = 2 + side % 2;
             if (!pads[side])
@@ -1411,8 +1426,27 @@ static int op_conv(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **
             cur[axis] += pads[side];
         }
     }
-    const char *bt = b ? arena_printf(I->a, ", %s", T(b)) : "";
-    ox_assign(I, out[0], "conv2d(%s, %s%s, stride=%lld, padding=%lld)", xt, T(w), bt, (long long)stride[0], (long long)pad);
+    const char *bt = b ? T(b) : NULL;
+    const char *e;
+    if (group == 1) {
+        e = arena_printf(I->a, "conv2d(%s, %s%s%s, stride=%lld, padding=%lld)", xt, wt, b ? ", " : "", b ? bt : "",
+                         (long long)stride[0], (long long)pad);
+    } else {
+        const char *xv = ox_temp(I, "t_x"), *wv = ox_temp(I, "t_w");
+        ox_emit(I, "%s = %s\n%s = %s\n", xv, xt, wv, wt);
+        char *parts = arena_strdup(I->a, "");
+        int64_t cg = C / group, og = O / group;
+        for (int64_t g = 0; g < group; g++) {
+            const char *bg = b ? arena_printf(I->a, ", slice(%s, %lld, %lld, axis=0)", bt, (long long)(g * og), (long long)((g + 1) * og)) : "";
+            parts = arena_printf(I->a, "%s%sconv2d(slice(%s, %lld, %lld, axis=1), slice(%s, %lld, %lld, axis=0)%s, stride=%lld, padding=%lld)",
+                                 parts, g ? ", " : "", xv, (long long)(g * cg), (long long)((g + 1) * cg), wv,
+                                 (long long)(g * og), (long long)((g + 1) * og), bg, (long long)stride[0], (long long)pad);
+        }
+        e = arena_printf(I->a, "concat(%s, axis=1)", parts);
+    }
+    if (one_d)
+        e = arena_printf(I->a, "(%s).squeeze(2)", e);
+    ox_assign(I, out[0], "%s", e);
     return 0;
 }
 
