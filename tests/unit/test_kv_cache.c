@@ -8,6 +8,12 @@
  *     largest logit of the row. Prefill's own logits are the original model's (the same nodes).
  *   - decode before any prefill fails, and so does a decode past the cache's budget (full) or past
  *     GPT-2's position table.
+ *   - window:W and sinks:S,window:W (GPT-2 and the Llama-style model) against an independent
+ *     step-by-step reference: which positions the cache holds after each step is simulated here with a
+ *     list (append, evict the oldest, or the oldest after the S sinks), and the model as the frontend
+ *     made it, its causal mask replaced by an input mask whose row i lets position i see exactly
+ *     those positions (the prompt's rows: the prompt, causally), gives each step's expected logits:
+ *     every layer of position i then reads what the cache would hold (masked_model).
  *   - a model without causal attention (ViT) and a policy that cannot be read are refused with a
  *     clear message.
  */
@@ -159,6 +165,111 @@ static void test_full(const Model *m, int step)
     diag_free(d);
 }
 
+/* The model with every causal_mask replaced by one input mask f32[T, T] (0: visible, -inf: not). */
+static Graph *masked_model(const Model *m, Diag *d)
+{
+    FrontendOptions fo = {.weights_override = m->weights, .ndefine = m->ndefine, .defines = m->defines};
+    Graph *g = fe_compile(m->path, &fo, d);
+    if (!g)
+        return NULL;
+    int n = g->nnode;
+    Node *mask = NULL, **cm = malloc(sizeof(Node *) * (size_t)n);
+    int ncm = 0;
+    for (int i = 0; i < n; i++)
+        if (g->nodes[i]->op == OP_CAUSAL_MASK)
+            cm[ncm++] = g->nodes[i];
+    for (int i = 0; i < ncm; i++) {
+        if (!mask) {
+            mask = ir_node(g, OP_INPUT, DT_F32, 2, cm[i]->shape, 0, NULL, cm[i]->loc);
+            mask->name = "mask";
+        }
+        ir_replace_uses(g, cm[i], mask);
+    }
+    free(cm);
+    ir_toposort(g);
+    ir_compact(g);
+    CHECK(mask && !ir_verify(g, d), "%s: no causal mask to replace, or the masked model does not verify", m->name);
+    return g;
+}
+
+/* vis[i*n + j] = 1 when position i sees position j: the prompt (i < P) causally, later positions what
+ * the cache holds once i is in it. The cache is a list in arrival order: past the budget the oldest
+ * entry goes (window), or the oldest after the first S (sinks). */
+static void simulate(int S, int W, int P, int n, unsigned char *vis)
+{
+    int *list = malloc(sizeof(int) * (size_t)(n + 1)), len = 0;
+    memset(vis, 0, (size_t)n * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        list[len++] = i;
+        if (len > S + W) {
+            memmove(&list[S], &list[S + 1], sizeof(int) * (size_t)(len - S - 1));
+            len--;
+        }
+        for (int j = 0; j <= i; j++)
+            vis[i * n + j] = i < P;
+        for (int k = 0; k < len && i >= P; k++)
+            vis[i * n + list[k]] = 1;
+    }
+    free(list);
+}
+
+static void test_policy(const Model *m, const char *policy, int S, int W)
+{
+    Diag *d = diag_new(stderr);
+    Graph *g = compile(m, policy, d), *ref = masked_model(m, d);
+    CHECK(g && ref, "%s: %s does not compile", m->name, policy);
+    int n = m->ntest, V = g ? vocab_of(g) : 0;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
+    uint32_t seed = 777;
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
+    }
+    float *mask = malloc(sizeof(float) * (size_t)n * (size_t)n), *row = malloc(sizeof(float) * (size_t)V);
+    unsigned char *vis = malloc((size_t)n * (size_t)n);
+    double worst = 0;
+    int steps = 0;
+    const int prompts[] = {1, W / 2 + 1, S + W + 3};
+    for (int pi = 0; g && ref && pi < 3; pi++) {
+        int P = prompts[pi];
+        simulate(S, W, P, n, vis);
+        for (int i = 0; i < n * n; i++)
+            mask[i] = vis[i] ? 0.0f : -INFINITY;
+        HostTensor in[2] = {{DT_I32, 1, {n}, tok}, {DT_F32, 2, {n, n}, mask}}, out[1];
+        memset(out, 0, sizeof out);
+        if (ir_interp(ref, in, out, d)) {
+            CHECK(0, "%s: the masked reference failed", m->name);
+            break;
+        }
+        const float *want = out[0].data;
+        IrState *st = ir_state_new(g);
+        CHECK(!prefill(g, st, tok, P, row, V, d), "%s %s: prefill of %d", m->name, policy, P);
+        CHECK(rel_err(row, want + (size_t)(P - 1) * (size_t)V, V) <= 1e-5, "%s %s: prefill's last row", m->name, policy);
+        for (int t = P; t < n; t++) {
+            if (decode(g, st, tok[t], row, V, d)) {
+                CHECK(0, "%s %s: decode of position %d failed", m->name, policy, t);
+                break;
+            }
+            double e = rel_err(row, want + (size_t)t * (size_t)V, V);
+            worst = fmax(worst, e);
+            steps++;
+            CHECK(e <= 1e-5, "%s %s: decode of position %d after a prompt of %d: relative error %.3g", m->name, policy,
+                  t, P, e);
+        }
+        ir_state_free(st);
+        free(out[0].data);
+    }
+    printf("%s %s: %d decode steps against the step-by-step reference, worst relative error %.3g\n", m->name, policy,
+           steps, worst);
+    free(tok);
+    free(mask);
+    free(row);
+    free(vis);
+    release(g);
+    release(ref);
+    diag_free(d);
+}
+
 static void test_refused(void)
 {
     /* ViT: attention that is not causal */
@@ -198,6 +309,10 @@ int main(void)
     test_full(&gpt2, 1);
     test_full(&llama, 1);
     test_full(&charlm, 1);
+    test_policy(&gpt2, "window:8", 0, 8);
+    test_policy(&gpt2, "sinks:2,window:6", 2, 6);
+    test_policy(&llama, "window:8", 0, 8);
+    test_policy(&llama, "sinks:4,window:5", 4, 5);
     test_refused();
     if (failures) {
         fprintf(stderr, "test_kv_cache: %d failures\n", failures);
