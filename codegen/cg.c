@@ -287,15 +287,17 @@ int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *ou
         } rt[] = {
             {"rt_parallel_for", (void (*)(void))rt_parallel_for},
             {"rt_pool_size", (void (*)(void))rt_pool_size},
+            {"rt_profile_mark", (void (*)(void))rt_profile_mark},
         };
-        LLVMOrcCSymbolMapPair pairs[2];
-        for (int i = 0; i < 2; i++) {
+        enum { NRT = sizeof rt / sizeof rt[0] };
+        LLVMOrcCSymbolMapPair pairs[NRT];
+        for (int i = 0; i < NRT; i++) {
             pairs[i].Name = LLVMOrcLLJITMangleAndIntern(jit, rt[i].name);
             pairs[i].Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)rt[i].fn;
             pairs[i].Sym.Flags.GenericFlags = LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
             pairs[i].Sym.Flags.TargetFlags = 0;
         }
-        e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(jit), LLVMOrcAbsoluteSymbols(pairs, 2));
+        e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(jit), LLVMOrcAbsoluteSymbols(pairs, NRT));
         if (e) {
             jit_error(cg, e, "cannot define the runtime's symbols");
             goto done;

@@ -20,6 +20,7 @@
  *   matmul.c      matrix multiplication and convolution
  *   attention.c   fused attention: online softmax, no T x T buffer
  *   gemm.c        fast f32 matrix multiplication: packed weights, vector micro-kernels, tiles on threads
+ *   profile.c     the table of node groups an entry reports to the runtime's profiler, and its marks
  *   artifact.c    executables, libraries, headers, Graphviz: the files `kiln build` writes
  */
 #ifndef KILN_CODEGEN_H
@@ -283,6 +284,23 @@ int cg_gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
  * of K: in = f's leaves, then mm's two operands. 0 when emitted, 1 when the product is not one this
  * kernel runs. */
 int cg_gemm_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
+
+/* ---------------------------------------------------------------- profile.c */
+
+/* A node group of an entry as the profile table describes it (runtime/kiln_rt.h's RtProfGroup). */
+typedef struct CgProfGroup {
+    char *label;        /* malloc'ed */
+    const char *kind;
+    int64_t sym;
+    double flops[3], bytes[3];
+} CgProfGroup;
+
+/* Describes the group of node n (with f: its fused loop) whose kernel reads ops[nops]. */
+void cg_profile_group(Cg *cg, const Node *n, const Fused *f, const Node *const *ops, int nops, CgProfGroup *out);
+/* Emits the constant table of n groups, a global named `name`; returns it. */
+LLVMValueRef cg_profile_table(Cg *cg, const char *name, const CgProfGroup *groups, int n);
+/* Emits rt_profile_mark(table, n, k) at the builder (skipped when the runtime is not linked). */
+void cg_profile_mark(Cg *cg, LLVMValueRef table, int n, int k);
 
 /* ---------------------------------------------------------------- artifact.c */
 

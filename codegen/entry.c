@@ -413,6 +413,15 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
     LLVMValueRef fail_phi = LLVMBuildPhi(cg->b, cg->i32, "code");
     LLVMBuildRet(cg->b, fail_phi);
     LLVMPositionBuilderAtEnd(cg->b, bb);
+    /* the profile's table of this entry's kernel calls (codegen/profile.c): counted first, made after
+     * the loop, referenced through a placeholder meanwhile */
+    int ngroup = 0;
+    for (int i = 0; i < g->nnode; i++)
+        ngroup += !(cg->plan.folded[i] || g->nodes[i]->inl || (need && !need[i])) && needs_kernel(cg, g->nodes[i]);
+    CgProfGroup *groups = calloc((size_t)ngroup + 1, sizeof *groups);
+    LLVMValueRef ptable = LLVMAddGlobal(cg->mod, cg->i8, "prof.placeholder");
+    int kgroup = 0;
+    KILN_ASSERT(groups);
     for (int i = 0; i < g->nnode; i++) {
         const Node *n = g->nodes[i];
         if (cg->plan.folded[i] || n->inl || (need && !need[i])) /* read only through packed copies, computed
@@ -459,6 +468,8 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
                                          (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[cg->plan.gather_from[i]])}, 1, "");
         call_args[k++] = args[2];
         call_args[k++] = args[5];
+        cg_profile_group(cg, n, fused ? &fu : NULL, ops, nops, &groups[kgroup]);
+        cg_profile_mark(cg, ptable, ngroup, kgroup++);
         LLVMValueRef rc = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, call_args, (unsigned)k, "");
         if (n->op == OP_GATHER || n->op == OP_SCATTER) { /* the kernels with a run-time check */
             LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, entry, "next");
@@ -495,6 +506,16 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
             LLVMValueRef bytes = LLVMBuildMul(cg->b, cg_numel(cg, n->rank, dims), cg_i64(cg, dtype_traits[n->dtype].size), "");
             LLVMBuildMemCpy(cg->b, dst, 1, ptrs[n->id], 1, bytes);
         }
+    cg_profile_mark(cg, ptable, ngroup, ngroup); /* the last group ends */
+    KILN_ASSERT(kgroup == ngroup);
+    char tname[300];
+    snprintf(tname, sizeof tname, "%s.profile", name);
+    LLVMValueRef table = cg_profile_table(cg, tname, groups, ngroup);
+    LLVMReplaceAllUsesWith(ptable, table);
+    LLVMDeleteGlobal(ptable);
+    for (int i = 0; i < ngroup; i++)
+        free(groups[i].label);
+    free(groups);
     LLVMBuildRet(cg->b, LLVMConstInt(cg->i32, 0, 0));
     if (nfail)
         LLVMAddIncoming(fail_phi, fail_phi_vals, fail_phi_bbs, (unsigned)nfail);

@@ -11,8 +11,6 @@
 
 /* ---------------------------------------------------------------- report.c */
 
-/* Floating-point operations of one node at the given symbol values (a multiply-add counts 2). */
-double report_node_flops(const Node *n, const int64_t *vals);
 /* Bytes of the largest set of intermediates alive at once when nodes run in graph order, each freed
  * after its last use (weights, constants and inputs excluded); also the sum of all intermediates. */
 void report_activation_bytes(const Graph *g, const int64_t *vals, double *peak, double *total);

@@ -33,6 +33,8 @@ typedef struct Options {
     int ndefine;
     Define defines[64];
     int interp;
+    int profile;             /* run --profile: time per node group of the compiled run */
+    const char *trace;       /* run --profile-trace FILE */
     int ninput, noutput;
     NamedFile inputs[64], outputs[64];
     int print_limit;   /* values printed per output when no --output is given */
@@ -104,12 +106,17 @@ static const char *help_ir =
 static const char *help_run =
     "usage: kiln run MODEL --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--interp]\n"
     "                [--threads N] [-O0..-O3] [--weights FILE] [-D NAME=VALUE ...]\n"
+    "                [--profile] [--profile-trace FILE]\n"
     "\n"
     "Runs MODEL on the given inputs: compiled to native code in memory (LLVM's JIT) by default, or\n"
     "with --interp by the interpreter (plain loops accumulating in double; the reference every other\n"
     "execution is tested against). Each input is a NumPy .npy file whose dtype and shape must match\n"
     "the model's declaration; symbolic sizes are taken from the inputs. --output NAME=FILE writes an\n"
-    "output as .npy; without it, each output's type and first values are printed.\n";
+    "output as .npy; without it, each output's type and first values are printed.\n"
+    "--profile prints the compiled run's time per node group (a matmul with its epilogue, an attention,\n"
+    "a fused loop, a norm, a copy): its share, GFLOP/s and GB/s, largest first; --profile-trace FILE\n"
+    "also writes the groups' times as Chrome trace JSON (chrome://tracing, Perfetto). One run is\n"
+    "timed, cold; a program built with kiln build times warm runs with --bench N --profile.\n";
 
 static const char *help_build =
     "usage: kiln build MODEL [-o OUT] [--emit KIND] [-O0..-O3] [--weights FILE]\n"
@@ -233,6 +240,14 @@ static int parse_options(int argc, char **argv, Options *o)
             o->verbose = 1;
         } else if (!strcmp(a, "--interp") && !strcmp(o->cmd, "run")) {
             o->interp = 1;
+        } else if (!strcmp(a, "--profile") && !strcmp(o->cmd, "run")) {
+            o->profile = 1;
+        } else if (!strcmp(a, "--profile-trace") && !strcmp(o->cmd, "run")) {
+            if (!val)
+                return usage_error("%s needs a file", a);
+            o->trace = val;
+            o->profile = 1;
+            i++;
         } else if (!strncmp(a, "-O", 2) && strlen(a) == 3 && a[2] >= '0' && a[2] <= '3' &&
                    (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "build"))) {
             o->opt = a[2] - '0';
@@ -469,11 +484,25 @@ static int cmd_run(const Options *o, Diag *d)
             outp[i] = t->data;
         }
         Cg *cg = compile(o, g, 0, 0, NULL, d);
-        if (!cg || cg_jit_run(cg, syms, inp, outp, o->threads)) {
+        RtProfile *prof = NULL;
+        if (cg && o->profile && !(prof = rt_profile_start(o->trace ? 1 << 20 : 0)))
+            diag_fatal(d, "out of memory for the profile");
+        if (!cg || (o->profile && !prof) || cg_jit_run(cg, syms, inp, outp, o->threads)) {
+            rt_profile_free(prof);
             cg_free(cg);
             goto done;
         }
         cg_free(cg);
+        if (prof) {
+            rt_profile_stop(prof);
+            char err[512];
+            rt_profile_report(prof, syms, stdout);
+            if (o->trace && rt_profile_write_trace(prof, o->trace, err, sizeof err))
+                diag_fatal(d, "%s", err);
+            rt_profile_free(prof);
+            if (diag_errors(d))
+                goto done;
+        }
     }
     status = 0;
     for (int i = 0; i < g->noutput; i++) {

@@ -429,6 +429,12 @@ int64_t ir_states_bytes(const Graph *g);
 void ir_print(FILE *f, const Graph *g);
 void ir_print_node(FILE *f, const Graph *g, const Node *n);
 
+/* ---------------------------------------------------------------- cost.c */
+
+/* The FLOPs of node n at the symbol values vals: a multiply-add is 2, an elementwise op 1 per
+ * element; movement, casts and sources 0. */
+double ir_node_flops(const Node *n, const int64_t *vals);
+
 /* ---------------------------------------------------------------- dot.c */
 
 /* The graph for Graphviz: nodes coloured by op family, each edge labelled with its type and size at

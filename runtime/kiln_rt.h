@@ -11,6 +11,7 @@
  *   pool.c    the thread pool: parallel-for over ranges
  *   model.c   opening a compiled model (weights embedded or mapped), binding sizes, running it
  *   main.c    rt_main: the command line of a program built with `kiln build --emit exe`
+ *   profile.c time per node group of a compiled model (--profile)
  *   text.c    the text options of a language model's program: generation and evaluation
  */
 #ifndef KILN_RT_H
@@ -18,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kiln_dtype.h"
 
@@ -217,5 +219,34 @@ int rt_text_wanted(const RtModel *m, int argc, char **argv);
  * predicts [w*CTX+1, w*CTX+CTX+1); a final partial window is dropped. It prints the mean negative
  * log-likelihood as `X.XXXX nats/char, Y.YYYY bits/char`. Returns the exit status. */
 int rt_text_main(const RtModel *m, int argc, char **argv);
+
+/* ---------------------------------------------------------------- profile.c */
+
+/* One node group of an entry function, as the compiler describes it for the profile: a kernel call
+ * (a matmul with its epilogue, an attention, a fused loop, a norm, a copy). FLOPs and bytes (the
+ * stored values read and written) are c[0] + c[1]*S + c[2]*S^2 for S = syms[sym] (sym -1: constants). */
+typedef struct RtProfGroup {
+    const char *label;  /* "%12 matmul + epilogue add f32[T, 192]" */
+    const char *kind;   /* "matmul", "attention", "loop", "norm", "reduce", "move", "other" */
+    int64_t sym;
+    double flops[3];
+    double bytes[3];
+} RtProfGroup;
+
+typedef struct RtProfile RtProfile;
+
+/* Starts profiling the runs made on the calling thread, keeping up to max_events events for a trace
+ * (0: no trace). NULL when out of memory. */
+RtProfile *rt_profile_start(int64_t max_events);
+/* Stops recording on the calling thread (the figures stay). */
+void rt_profile_stop(RtProfile *p);
+void rt_profile_free(RtProfile *p);
+/* Called by the generated entry before node group k of `groups` (n groups) and with k = n at its end. */
+void rt_profile_mark(const RtProfGroup *groups, int32_t n, int32_t k);
+/* Prints the time per group, its share, calls, GFLOP/s and GB/s at the symbol values syms (those of
+ * the runs), largest first. Returns 0, or -1 when out of memory. */
+int rt_profile_report(const RtProfile *p, const int64_t *syms, FILE *f);
+/* Writes the events as Chrome trace JSON (chrome://tracing, Perfetto). 0, or -1 with err set. */
+int rt_profile_write_trace(const RtProfile *p, const char *path, char *err, size_t errlen);
 
 #endif

@@ -31,6 +31,8 @@ typedef struct MainArgs {
     const char *weights;
     int threads; /* 0: rt_default_threads() */
     int bench;   /* timed runs; 0: one plain run */
+    int profile; /* --profile: time per node group */
+    const char *trace; /* --profile-trace FILE: Chrome trace JSON of the profiled runs */
 } MainArgs;
 
 static void main_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -73,7 +75,7 @@ static void main_usage(const RtModel *m, const char *prog, FILE *f)
     char ty[320];
     fprintf(f,
             "usage: %s --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--weights FILE]\n"
-            "       [--threads N] [--bench N]\n\n"
+            "       [--threads N] [--bench N] [--profile] [--profile-trace FILE]\n\n"
             "Runs model '%s', compiled by kiln. Outputs not written with --output are printed.\n\n"
             "inputs:\n", prog, m->name);
     for (int64_t i = 0; i < m->ninputs; i++) {
@@ -100,6 +102,11 @@ static void main_usage(const RtModel *m, const char *prog, FILE *f)
             "  --weights FILE          the weights file written by kiln build%s\n"
             "  --threads N             threads to run on (default: $KILN_THREADS, else every CPU)\n"
             "  --bench N               after one warm-up run, time N runs; print min and median\n"
+            "  --profile               print the time of each node group (matmul with its epilogue,\n"
+            "                          attention, fused loop, ...), its share, GFLOP/s and GB/s; with\n"
+            "                          --bench over the timed runs, else over the one run\n"
+            "  --profile-trace FILE    also write the groups' times as Chrome trace JSON\n"
+            "                          (chrome://tracing, Perfetto)\n"
             "  --help                  print this help\n",
             m->embedded_weights || !m->weights_bytes ? " (optional: built in)" : " (required)");
 }
@@ -181,6 +188,10 @@ static int main_parse(const RtModel *m, int argc, char **argv, MainArgs *a)
                            MAIN_MAX_THREADS, v);
                 r = 2;
             }
+        } else if (!strcmp(arg, "--profile")) {
+            a->profile = 1;
+        } else if (main_opt(argc, argv, &i, "--profile-trace", &v)) {
+            r = v ? (a->trace = v, a->profile = 1, 0) : 3;
         } else if (main_opt(argc, argv, &i, "--bench", &v)) {
             if (!v)
                 r = 3;
@@ -401,15 +412,32 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
         main_error(a->prog, "out of memory for %d bench timings", a->bench);
         return 1;
     }
+    /* the profile takes the timed runs with --bench (after the warm-up), else the one run */
+    RtProfile *prof = NULL;
+    if (a->profile && !a->bench && !(prof = rt_profile_start(a->trace ? 1 << 20 : 0))) {
+        rt_close(inst);
+        free(times);
+        main_error(a->prog, "out of memory for the profile");
+        return 1;
+    }
     int rc = rt_run(inst, syms, in, (void *const *)out);
+    if (a->profile && a->bench && !rc && !(prof = rt_profile_start(a->trace ? 1 << 20 : 0))) {
+        rt_close(inst);
+        free(times);
+        main_error(a->prog, "out of memory for the profile");
+        return 1;
+    }
     for (int r = 0; r < a->bench && !rc; r++) {
         double t0 = main_now_ms();
         rc = rt_run(inst, syms, in, (void *const *)out);
         times[r] = main_now_ms() - t0;
     }
+    if (prof)
+        rt_profile_stop(prof);
     rt_close(inst);
     if (rc) {
         free(times);
+        rt_profile_free(prof);
         main_error(a->prog, "model '%s' stopped: an index in the input is out of range (error %d: gather %%%d of the model's IR)", m->name, rc, rc - 1);
         return 1;
     }
@@ -429,6 +457,15 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
         printf("bench: %d runs, min %.3f ms, median %.3f ms\n", n, times[0], median);
     }
     free(times);
+    if (prof && !rc) {
+        if (rt_profile_report(prof, syms, stdout))
+            main_error(a->prog, "out of memory for the profile's report");
+        if (a->trace && rt_profile_write_trace(prof, a->trace, err, sizeof err)) {
+            main_error(a->prog, "%s", err);
+            status = 1;
+        }
+    }
+    rt_profile_free(prof);
     fflush(stdout);
     return status;
 }
