@@ -244,8 +244,8 @@ static int infer_norm(const Graph *g, Op op, const Attrs *at, int nin, Node *con
     for (int i = 1; i < nin; i++) {
         const Node *p = in[i];
         const char *what = i == 1 ? "weight" : "bias";
-        if (p->dtype != x->dtype)
-            return refuse(w, i, "%s: the %s %s must have the input's dtype %s", name, what, ty(g, p), dtn(x->dtype));
+        if (!is_float(p->dtype)) /* any float type: an f32 weight may scale an f16 input */
+            return refuse(w, i, "%s: the %s %s must be a float type", name, what, ty(g, p));
         if (p->rank != 1 || !dim_eq(p->shape[0], last))
             return refuse(w, i, "%s: the %s must have the shape of the last dimension of %s, got %s", name, what,
                           ty(g, x), ty(g, p));
