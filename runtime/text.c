@@ -2,8 +2,13 @@
  *
  * A model whose descriptor carries a vocabulary (RtModel.vocab, one byte per token id) and whose
  * signature is tokens: i32[T] -> logits: f32[T, V] can generate text from a prompt and score a text
- * file. Generation has no KV cache yet: every new character runs the model over the last CTX
- * characters (CTX is the bound of T), which is correct and, for the small models here, fast enough.
+ * file. Without a KV cache every new character runs the model over the last CTX characters (CTX is
+ * the bound of T). A model built with `kiln build --kv-cache POLICY` has prefill and decode entries
+ * (passes/kv_cache.c): the prompt (its last CTX characters) goes through prefill once, and each new
+ * character through decode, which reads and appends the cache; when decode fails because the cache
+ * or a learned position table is full (policy full: B tokens), the last CTX/2 characters are
+ * prefilled again and decoding goes on. Generation ends with `N tokens in S s (R tokens/s)` on
+ * stderr, the prompt's prefill included.
  * Sampling: logits / temperature, the k largest kept (top-k), softmax, one draw from a xorshift64*
  * generator seeded by --seed, so a run is reproducible; temperature 0 takes the most likely.
  */
@@ -14,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct TextArgs {
@@ -118,6 +124,7 @@ static int check_signature(const RtModel *m, const char *prog, int64_t *sym, int
 
 typedef struct Runner {
     RtInstance *inst;
+    int prefill, decode; /* the entries of a model with a KV cache, else -1 */
     int64_t nsym;
     int64_t syms[16];
     int64_t sym, ctx, V;
@@ -130,6 +137,28 @@ static int run(Runner *r, int64_t T)
     r->syms[r->sym] = T;
     void *in[1] = {r->tokens}, *out[1] = {r->logits};
     return rt_run(r->inst, r->syms, in, out);
+}
+
+/* prefill of the T tokens in r->tokens (a model with a KV cache) */
+static int run_prefill(Runner *r, int64_t T)
+{
+    r->syms[r->sym] = T;
+    void *in[1] = {r->tokens}, *out[1] = {r->logits};
+    return rt_run_entry(r->inst, r->prefill, r->syms, in, out);
+}
+
+static int run_decode(Runner *r, int32_t token)
+{
+    r->syms[r->sym] = 0;
+    void *in[1] = {&token}, *out[1] = {r->logits};
+    return rt_run_entry(r->inst, r->decode, r->syms, in, out);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint64_t next(uint64_t *s)
@@ -212,21 +241,41 @@ static int generate(Runner *r, const TextArgs *a, const int *map)
     uint64_t rng = a->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     if (!rng)
         rng = 1;
+    double t0 = now_s();
+    int cached = 0; /* a KV cache holds every token of hist but the last */
     for (int step = 0; step < a->n; step++) {
         int64_t T = len < r->ctx ? len : r->ctx;
-        memcpy(r->tokens, hist + len - T, sizeof(int32_t) * (size_t)T);
-        if (run(r, T)) {
+        const float *row = r->logits + (T - 1) * r->V;
+        int rc = 1;
+        if (r->decode >= 0 && cached) {
+            rc = run_decode(r, hist[len - 1]);
+            row = r->logits;
+            if (rc) { /* the cache, or a learned position table, is full: prefill the recent half again */
+                T = len < r->ctx / 2 ? len : (r->ctx / 2 > 0 ? r->ctx / 2 : 1);
+                cached = 0;
+            }
+        }
+        if (!cached) {
+            memcpy(r->tokens, hist + len - T, sizeof(int32_t) * (size_t)T);
+            rc = r->prefill >= 0 ? run_prefill(r, T) : run(r, T);
+            row = r->logits + (T - 1) * r->V;
+            cached = r->decode >= 0 && !rc;
+        }
+        if (rc) {
             text_error(a->prog, "model '%s' failed to run", m->name);
             free(hist);
             free(scratch);
             return 1;
         }
-        int id = sample(r->logits + (T - 1) * r->V, r->V, a, &rng, scratch);
+        int id = sample(row, r->V, a, &rng, scratch);
         hist[len++] = id;
         fputc(m->vocab[id], stdout);
         fflush(stdout);
     }
     fputc('\n', stdout);
+    double dt = now_s() - t0;
+    fprintf(stderr, "%s: %d tokens in %.3f s (%.1f tokens/s%s)\n", a->prog, a->n, dt, dt > 0 ? a->n / dt : 0.0,
+            r->decode >= 0 ? ", prefill and decode with a KV cache" : ", the model over the last CTX tokens each");
     free(hist);
     free(scratch);
     return 0;
@@ -308,7 +357,7 @@ int rt_text_main(const RtModel *m, int argc, char **argv)
     int st = parse(m, argc, argv, &a);
     if (st)
         return st;
-    Runner r = {.nsym = m->nsyms};
+    Runner r = {.nsym = m->nsyms, .prefill = -1, .decode = -1};
     if (m->nsyms > 16) {
         text_error(a.prog, "model '%s' has too many symbolic sizes for text mode", m->name);
         return 1;
@@ -316,6 +365,10 @@ int rt_text_main(const RtModel *m, int argc, char **argv)
     if (check_signature(m, a.prog, &r.sym, &r.ctx))
         return 1;
     r.V = (int64_t)strlen(m->vocab);
+    if (rt_entry_index(m, "prefill") >= 0 && rt_entry_index(m, "decode") >= 0) {
+        r.prefill = rt_entry_index(m, "prefill");
+        r.decode = rt_entry_index(m, "decode");
+    }
     int map[256];
     for (int i = 0; i < 256; i++)
         map[i] = -1;

@@ -28,6 +28,16 @@ check llama 64 128 1 examples/llama/llama.kiln -D V=128 -D D=64 -D H=4 -D KVH=2 
     --weights examples/llama/llama-tiny.safetensors
 check charlm 96 65 5 examples/charlm/charlm.kiln
 
+echo "== text generation through prefill and decode (runtime/text.c)"
+"$KILN" build examples/charlm/charlm.kiln --kv-cache full -o "$OUT/charlm_kv"
+"$OUT/charlm_kv" --prompt "ROMEO:" -n 80 --temperature 0 > "$OUT/greedy.txt" 2> "$OUT/greedy.err"
+cmp "$OUT/greedy.txt" examples/charlm/ref/greedy.txt # PyTorch's greedy text, as tests/models/charlm.sh
+grep -q "80 tokens in .* tokens/s, prefill and decode with a KV cache" "$OUT/greedy.err"
+# past the cache's 256 slots: the last 128 characters are prefilled again and decoding goes on
+"$OUT/charlm_kv" --prompt "ROMEO:" -n 600 --seed 3 > "$OUT/long.txt" 2> "$OUT/long.err"
+grep -q "600 tokens in" "$OUT/long.err"
+test "$(wc -c < "$OUT/long.txt")" -ge 606
+
 if "$KILN" build examples/vit/vit.kiln -D D=64 -D H=4 -D L=2 -D P=8 -D IMG=32 -D CLASSES=10 \
     --weights examples/vit/vit-small-random.safetensors --kv-cache full -o "$OUT/vit" 2>"$OUT/err"; then
     echo "FAIL: --kv-cache accepted ViT"
