@@ -712,8 +712,17 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
             continue;
         }
         OxHandler h = n->op_type ? ox_handler(n->op_type) : NULL;
-        if (!h) {
-            ox_err(I, "kiln does not import this op");
+        int upstream = 0; /* an input from a node that failed: one error per cause */
+        for (size_t i = 0; i < n->n_input; i++) {
+            OVal *v = n->input[i] && *n->input[i] ? val_find(I, n->input[i]) : NULL;
+            upstream |= v && v->failed;
+        }
+        if (!h || upstream) {
+            if (!upstream)
+                ox_err(I, "kiln does not import this op");
+            for (size_t i = 0; i < n->n_output; i++)
+                if (n->output[i] && *n->output[i])
+                    val_new(I, n->output[i])->failed = 1;
             continue;
         }
         OVal *in[64], *outv[64];
@@ -739,8 +748,12 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
             outv[i] = n->output[i] && *n->output[i] ? val_new(I, n->output[i]) : NULL;
         int errs = I->errors;
         h(I, n, in, (int)n->n_input, outv, (int)n->n_output);
-        if (I->errors > errs)
+        if (I->errors > errs) {
+            for (size_t i = 0; i < n->n_output; i++)
+                if (outv[i])
+                    outv[i]->failed = 1;
             continue;
+        }
         for (size_t i = 0; i < n->n_output; i++)
             KILN_ASSERT(!outv[i] || outv[i]->var || outv[i]->is_const || outv[i]->dt < 0);
     }

@@ -24,6 +24,7 @@ typedef struct OVal {
     int is_const;       /* data holds the value */
     void *data;         /* numel elements of dt (is_const) */
     int graph_input;    /* index among the graph's inputs + 1, or 0 */
+    int failed;         /* made by a node that had an error: later uses are not reported again */
 } OVal;
 
 typedef struct Imp {

@@ -174,6 +174,16 @@ static void copy_type(OVal *out, const OVal *in)
 
 /* ---------------------------------------------------------------- elementwise */
 
+/* An operand of an elementwise op whose result has rank r: a constant of one element is written as a
+ * number (it becomes a constant of the other operand's dtype, which ONNX requires to be its own), so
+ * `x / 8.0` reads as it would be written, and passes see a constant scale, not a weight. */
+static const char *operand(Imp *I, OVal *v, int r)
+{
+    if (v->is_const && ox_numel(v) == 1 && v->rank <= r && v->dt >= 0 && v->dt != DT_BOOL && v->dt != DT_I64)
+        return ox_num(I, ox_f(v, 0), v->dt);
+    return T(v);
+}
+
 static double fold1(const char *op, double x)
 {
     if (!strcmp(op, "Neg")) return -x;
@@ -292,7 +302,10 @@ static int op_binary(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
         }
         return 0;
     }
-    const char *a = T(in[0]), *b = T(in[1]);
+    /* numbers only where the other side is a tensor that decides the dtype */
+    int lit = !is_pow && !(is_int && !strcmp(op, "Div"));
+    const char *a = lit && !in[1]->is_const ? operand(I, in[0], rank) : T(in[0]);
+    const char *b = lit && !in[0]->is_const ? operand(I, in[1], rank) : T(in[1]);
     const char *dtn = dtype_traits[in[0]->dt].name;
     if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul"))
         ox_assign(I, out[0], "%s %c %s", a, op[0] == 'A' ? '+' : op[0] == 'S' ? '-' : '*', b);
@@ -345,7 +358,23 @@ static int op_where(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
         }
         return 0;
     }
-    ox_assign(I, out[0], "where(%s, %s, %s)", T(in[0]), T(in[1]), T(in[2]));
+    const char *a = in[2]->is_const ? T(in[1]) : operand(I, in[1], r), *b = in[1]->is_const ? T(in[2]) : operand(I, in[2], r);
+    ox_assign(I, out[0], "where(%s, %s, %s)", T(in[0]), a, b);
+    return 0;
+}
+
+static int op_not(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
+{
+    if (!in[0] || in[0]->dt != DT_BOOL)
+        return ERR("takes one bool input");
+    copy_type(out[0], in[0]);
+    if (in[0]->is_const) {
+        uint8_t *p = ox_alloc(I, out[0]);
+        for (int64_t i = 0; i < ox_numel(in[0]); i++)
+            p[i] = !((uint8_t *)in[0]->data)[i];
+        return 0;
+    }
+    ox_assign(I, out[0], "%s == 0", T(in[0]));
     return 0;
 }
 
@@ -1291,6 +1320,18 @@ static int op_trilu(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     if (x->dims[r - 1] == 0 || x->dims[r - 2] == 0)
         return ERR("an empty matrix; kiln has no empty tensors");
     copy_type(out[0], x);
+    if (x->is_const) { /* a mask made from a constant (exporters' causal masks): folded */
+        ox_alloc(I, out[0]);
+        size_t es = (size_t)dtype_traits[x->dt].size;
+        int64_t rows = x->dims[r - 2], cols = x->dims[r - 1];
+        for (int64_t e = 0; e < ox_numel(x); e++) {
+            int64_t j = e % cols, i = (e / cols) % rows;
+            int keep = upper ? j - i >= k : j - i <= k;
+            if (keep)
+                memcpy((char *)out[0]->data + e * (int64_t)es, (char *)x->data + e * (int64_t)es, es);
+        }
+        return 0;
+    }
     ox_assign(I, out[0], "where(arange(%s, dtype=i64).unsqueeze(0) - arange(%s, dtype=i64).unsqueeze(1) %s %lld, %s, 0)",
               ox_dim(I, x, r - 1), ox_dim(I, x, r - 2), upper ? ">=" : "<=", (long long)k, T(x));
     return 0;
@@ -1482,6 +1523,7 @@ static const struct {
     {"Min", op_binary},
     {"Mul", op_binary},
     {"Neg", op_unary},
+    {"Not", op_not},
     {"Pow", op_binary},
     {"Range", op_range},
     {"Reciprocal", op_unary},
