@@ -68,6 +68,49 @@ static void human(char *buf, size_t n, double v, const char *unit, int base)
     snprintf(buf, n, k ? "%.2f %s%s" : "%.0f %s%s", v, pre[k], unit);
 }
 
+/* Per layer (Node.layer, the iterations of the model's outermost loop): its scope (the longest
+ * dotted prefix shared by its nodes' scopes), nodes, parameters and FLOPs. */
+static void report_layers(FILE *f, const Graph *g, const int64_t *vals)
+{
+    int nl = ir_layer_count(g);
+    if (!nl)
+        return;
+    fprintf(f, "layers: %d\n", nl);
+    for (int l = 0; l < nl; l++) {
+        int k;
+        Node **ns = ir_layer_nodes(g, l, &k);
+        double params = 0, flops = 0;
+        const char *scope = NULL;
+        size_t slen = 0;
+        for (int i = 0; i < k; i++) {
+            const Node *n = ns[i];
+            if (n->op == OP_WEIGHT)
+                params += numel(n, vals);
+            flops += report_node_flops(n, vals);
+            if (!n->scope)
+                continue;
+            if (!scope) {
+                scope = n->scope;
+                slen = strlen(scope);
+                continue;
+            }
+            size_t j = 0;
+            while (j < slen && n->scope[j] == scope[j])
+                j++;
+            if (j < slen && !(n->scope[j] == 0 && scope[j] == '.'))
+                while (j > 0 && scope[j] != '.')
+                    j--; /* back to a whole component */
+            slen = j;
+        }
+        free(ns);
+        char h1[64], h2[64];
+        human(h1, sizeof h1, params, "", 1000);
+        human(h2, sizeof h2, flops, "FLOP", 1000);
+        fprintf(f, "  layer %d%s%.*s%s: %d nodes, %s parameters, %s\n", l, slen ? " (" : "", (int)slen,
+                scope ? scope : "", slen ? ")" : "", k, h1, h2);
+    }
+}
+
 void report_summary(FILE *f, const Graph *g)
 {
     int64_t vals[IR_MAX_SYMS];
@@ -162,4 +205,5 @@ void report_summary(FILE *f, const Graph *g)
                 node_type_str(g, big, buf, sizeof buf), h1);
     }
     fprintf(f, "IR: %d nodes\n", g->nnode);
+    report_layers(f, g, vals);
 }

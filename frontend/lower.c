@@ -1032,10 +1032,16 @@ static void exec_for(Lower *L, Frame *f, const Ast *s)
         ERR(s->loc, "loop of %lld iterations is too long to unroll", (long long)(to.i - from.i));
         return;
     }
+    /* the outermost loop counts the layers; an inner loop's iterations stay in its layer */
+    int outer = L->g->layer < 0;
     for (int64_t i = from.i; i < to.i && !f->returned; i++) {
+        if (outer)
+            L->g->layer = i < 0 ? -1 : i > INT32_MAX ? INT32_MAX : (int)i;
         env_set(L, f->env, s->s, v_int(i), s->loc);
         exec_block(L, f, s->c);
     }
+    if (outer)
+        L->g->layer = -1;
 }
 
 static int64_t eval_const_int(Lower *L, Env *env, const Ast *e, const char *what)
@@ -1252,10 +1258,20 @@ static Value call_fn(Lower *L, const Ast *fn, Args *args, SrcLoc loc)
     }
     if (!ok)
         return v_none();
+    /* the nodes of the call are in the scope of its first weight-path argument (block(x, w.h[3]):
+     * "h.3"), or, without one, in the caller's scope extended by the function's name */
+    const char *outer = L->g->scope, *scope = NULL;
+    for (int k = 0; k < nparam && !scope; k++)
+        if (vals[k].k == V_PATH && vals[k].s[0])
+            scope = vals[k].s;
+    if (!scope)
+        scope = outer ? arena_printf(L->a, "%s.%s", outer, fn->s) : fn->s;
+    L->g->scope = scope;
     L->stack[L->depth++] = fn;
     Frame f = {.env = env, .in_fn = 1};
     exec_block(L, &f, fn->b);
     L->depth--;
+    L->g->scope = outer;
     if (!f.returned) {
         ERR(fn->loc, "function '%s' ends without a return", fn->s);
         return v_none();

@@ -390,6 +390,7 @@ Graph *ir_graph_new(void)
     Arena *a = arena_new();
     Graph *g = arena_alloc(a, sizeof *g);
     g->arena = a;
+    g->layer = -1;
     return g;
 }
 
@@ -434,6 +435,8 @@ Node *ir_node(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, No
         memcpy(n->in, in, sizeof(Node *) * (size_t)nin);
     }
     n->loc = loc;
+    n->scope = g->scope;
+    n->layer = g->layer;
     n->arena = -1;
     g->planned = 0;
     grow((void **)&g->nodes, &g->capnode, g->nnode + 1, sizeof(Node *));
@@ -445,6 +448,53 @@ Node *ir_node(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, No
         n->entry = g->nentry ? g->nentry - 1 : 0;
     }
     return n;
+}
+
+void ir_set_origin(Graph *g, const Node *from)
+{
+    g->scope = from ? from->scope : NULL;
+    g->layer = from ? from->layer : -1;
+}
+
+int ir_layer_of(const Node *n)
+{
+    return n->layer;
+}
+
+int ir_layer_count(const Graph *g)
+{
+    int k = 0;
+    for (int i = 0; i < g->nnode; i++)
+        if (g->nodes[i]->layer + 1 > k)
+            k = g->nodes[i]->layer + 1;
+    return k;
+}
+
+Node **ir_layer_nodes(const Graph *g, int l, int *count)
+{
+    int k = 0;
+    Node **out = NULL;
+    for (int i = 0; i < g->nnode; i++)
+        if (g->nodes[i]->layer == l)
+            k++;
+    *count = k;
+    if (!k)
+        return NULL;
+    out = malloc(sizeof *out * (size_t)k);
+    KILN_ASSERT(out);
+    k = 0;
+    for (int i = 0; i < g->nnode; i++)
+        if (g->nodes[i]->layer == l)
+            out[k++] = g->nodes[i];
+    return out;
+}
+
+int ir_in_scope(const Node *n, const char *scope)
+{
+    if (!n->scope || !scope)
+        return 0;
+    size_t k = strlen(scope);
+    return !strncmp(n->scope, scope, k) && (n->scope[k] == 0 || n->scope[k] == '.');
 }
 
 int ir_sym(Graph *g, const char *name, int64_t bound)

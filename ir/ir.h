@@ -217,6 +217,11 @@ struct Node {
                                run as its epilogue. The value is the same; only where it is computed
                                changes. */
     SrcLoc loc;             /* where in the model file it came from */
+    const char *scope;      /* which part of the model made it: the weight path of the function call
+                               it was made in ("h.3.attn"; a call without a path argument adds the
+                               function's name to the caller's scope), NULL at the top level */
+    int layer;              /* the iteration of the model file's outermost loop that made it (the
+                               layer index of `for l in 0..L`), -1 outside loops */
     int64_t arena;          /* plan-memory: byte offset of its buffer in the activation arena, -1 when it
                                has none (valid while Graph.planned) */
     int inplace;            /* plan-memory: its buffer is that of one of the values it reads */
@@ -269,17 +274,31 @@ typedef struct Graph {
     Entry *entries;           /* (nentry) entry points; none: one entry "run" with every input and
                                  output and no state updates (the classic graph) */
     int planned;              /* plan-memory ran after the last change: Node.arena and arena_bytes hold */
+    const char *scope;        /* the scope and layer ir_node gives the nodes it makes from now on: */
+    int layer;                /* lowering sets them per call and loop iteration, passes with ir_set_origin */
     int64_t arena_bytes;      /* the activation arena, every symbol at its bound */
 } Graph;
 
 Graph *ir_graph_new(void);
 void ir_graph_free(Graph *g);
-/* Appends a node with the given op, dtype, shape and inputs; attributes are zero. */
+/* Appends a node with the given op, dtype, shape and inputs; attributes are zero; scope and layer are
+ * the graph's current ones (g->scope, g->layer). */
 Node *ir_node(Graph *g, Op op, DType dt, int rank, const Dim *shape, int nin, Node *const *in,
               SrcLoc loc);
 /* Returns the index of the symbol, adding it when new; -1 when the table is full. */
 int ir_sym(Graph *g, const char *name, int64_t bound);
 void ir_add_output(Graph *g, const char *name, Node *n);
+/* Nodes made from now on get from's scope and layer (none when from is NULL): a pass calls it with
+ * the node it is about to replace, so that what replaces it stays in the same layer and scope. */
+void ir_set_origin(Graph *g, const Node *from);
+/* The layer n was made in, -1 when none. */
+int ir_layer_of(const Node *n);
+/* 1 + the largest layer of any node of g; 0 when no node has one. */
+int ir_layer_count(const Graph *g);
+/* The nodes of layer l in graph order (malloc'ed, *count entries; NULL when none). */
+Node **ir_layer_nodes(const Graph *g, int l, int *count);
+/* Whether n's scope is scope or inside it: "h.3.attn" is in "h.3" and in "h.3.attn", not in "h.30". */
+int ir_in_scope(const Node *n, const char *scope);
 /* Renumbers the nodes after a pass has edited g->nodes; removes nodes no output depends on. */
 void ir_compact(Graph *g);
 /* Makes every user of old (and every output naming it) use new_ instead. */

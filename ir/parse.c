@@ -9,7 +9,7 @@
  *             | 'output' name '=' REF
  *             | 'state' name ':' type | 'entry' name '(' [REF {',' REF}] ')' | 'update' name '=' REF
  *             | REF '=' IDENT [STRING] ['(' [REF {',' REF}] ')'] ['{' attr {',' attr} '}']
- *               ':' type ['@' INT ':' INT]
+ *               ':' type ['@' INT ':' INT] ['layer' '=' INT] ['scope' '=' STRING]
  *   name     := IDENT | STRING
  *   type     := IDENT '[' [dim {',' dim}] ']'
  *   dim      := ['-'] term {('+' | '-') term}      term := factor {'*' factor}   factor := INT | IDENT
@@ -1054,6 +1054,22 @@ static int parse_node_rest(Parser *p, Tok *idtok, NodeAttrs *na)
         }
         loc = (SrcLoc){0, l, c}; /* the file is set once the whole header is known */
     }
+    int layer = -1;
+    const char *scope = NULL;
+    if (is_word(peek(p), "layer")) {
+        Tok *lt = next(p);
+        if (!expect(p, '=', "after 'layer'") || !parse_int(p, &layer, "the layer"))
+            return 0;
+        if (layer < 0) {
+            perr(p, lt, "a layer counts from 0");
+            return 0;
+        }
+    }
+    if (is_word(peek(p), "scope")) {
+        next(p);
+        if (!expect(p, '=', "after 'scope'") || !parse_string(p, &scope, "the scope"))
+            return 0;
+    }
     if ((op_info[op].attrs & A_PERM) && na->nperm != rank) {
         perr(p, na->perm_tok, "perm has %d entries but the node has rank %d", na->nperm, rank);
         return 0;
@@ -1067,6 +1083,8 @@ static int parse_node_rest(Parser *p, Tok *idtok, NodeAttrs *na)
     n->at = na->at;
     n->inl = na->inl;
     n->name = name;
+    n->layer = layer;
+    n->scope = scope;
     if (op == OP_WEIGHT) {
         if (p->npw == p->cappw) {
             p->cappw = p->cappw ? p->cappw * 2 : 32;

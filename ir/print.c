@@ -32,6 +32,8 @@
  *   - TYPE is type_str's form, f32[T, 768]; dims are dim_str's form: 768, T, T+1, T-1, 2*T, -T+3.
  *   - the location is the node's SrcLoc (line and column in the model file), three spaces after the
  *     type, when loc.line > 0. The file index is not printed: it belongs to a Diag, not to the graph.
+ *   - then where in the model the node came from, each when it has one: `layer=N` (Node.layer, the
+ *     iteration of the outermost loop) and `scope="h.3.attn"` (Node.scope, a quoted string).
  * ir_print_node writes one node line, newline included (what `--print-after` and debugging want).
  * Strings are quoted with C escapes for ", \ and control bytes (\n, \t, \r, \xHH); other bytes,
  * UTF-8 included, print as they are.
@@ -301,6 +303,12 @@ void ir_print_node(FILE *f, const Graph *g, const Node *n)
         fprintf(f, " : <bad type %d, rank %d>", (int)n->dtype, n->rank);
     if (n->loc.line > 0)
         fprintf(f, "   @%d:%d", n->loc.line, n->loc.col);
+    if (n->layer >= 0)
+        fprintf(f, " layer=%d", n->layer);
+    if (n->scope) {
+        fputs(" scope=", f);
+        print_string(f, n->scope);
+    }
     if (n->op == OP_ATTENTION && n->nin >= 3) {
         /* what the attributes do not say, as a comment the parser skips: heads are the product of
          * the batch dimensions of q and of k (grouped-query attention when they differ) */

@@ -148,12 +148,14 @@ int pass_canonicalize(Graph *g, const PassOptions *o)
         /* simplifications: a rewritten node's users take its replacement */
         for (int i = 0; i < g->nnode; i++) {
             Node *n = g->nodes[i];
+            ir_set_origin(g, n); /* what replaces n stays in its layer and scope */
             Node *r = simplify(g, n);
             if (r && r != n) {
                 ir_replace_uses(g, n, r);
                 changes++;
             }
         }
+        ir_set_origin(g, NULL);
         ir_toposort(g);
         ir_compact(g);
         /* common subexpressions: the first of equal nodes stays */

@@ -377,7 +377,10 @@ int pass_fuse_attention(Graph *g, const PassOptions *o)
             continue;
         const char *why = NULL;
         Node *sm;
-        if (try_fuse(&c, pv, &why, &sm)) {
+        ir_set_origin(g, pv); /* the fused node stays in the layer and scope of the product it replaces */
+        int ok = try_fuse(&c, pv, &why, &sm);
+        ir_set_origin(g, NULL);
+        if (ok) {
             fused++;
             done[sm->id] = 1;
         } else if (why && explain) {

@@ -710,11 +710,13 @@ int pass_fuse_ops(Graph *g, const PassOptions *o)
             if (c.dead[i] || !dtype_traits[r->dtype].is_float)
                 continue;
             c.tol = tolerance(r->dtype);
+            ir_set_origin(g, r); /* the fused node stays in the layer and scope of the root it replaces */
             if ((n = try_norm(&c, r)) || (n = try_gelu(&c, r)) || (n = try_silu(&c, r))) {
                 ir_replace_uses(g, r, n);
                 fused++;
             }
         }
+        ir_set_origin(g, NULL);
         free(c.uses);
         free(c.dead);
         if (fused == before)

@@ -153,9 +153,19 @@ static Graph *build_full(void)
     static const Op unary[] = {OP_NEG, OP_ABS, OP_EXP, OP_LOG, OP_SQRT, OP_RSQRT, OP_TANH,
                                OP_ERF, OP_SIGMOID, OP_RELU, OP_GELU, OP_SILU, OP_SIN, OP_COS};
     for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
+        if (unary[i] == OP_SIN) { /* a layer and a scope, as lowering gives the nodes of a loop's call */
+            Node h = {0};
+            h.layer = 3;
+            h.scope = "h.3.attn \"q\"";
+            ir_set_origin(g, &h);
+        }
         Node *u = mk(g, unary[i], DT_F32, SH(T, c8), INS(x));
         if (unary[i] == OP_GELU)
             u->at.approx = 1;
+        if (unary[i] == OP_SIN)
+            u->loc = (SrcLoc){0, 7, 3};
+        if (unary[i] == OP_COS)
+            ir_set_origin(g, NULL);
     }
     mk(g, OP_CAST, DT_F16, SH(T, c8), INS(x));
     static const Op binary[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAXIMUM, OP_MINIMUM};
@@ -354,6 +364,8 @@ static void test_round_trip(void)
         for (int i = 0; i < g2->nnode && i < g->nnode; i++) {
             const Node *a = g->nodes[i], *b = g2->nodes[i];
             CHECK(a->op == b->op && a->dtype == b->dtype && a->rank == b->rank, "node %d differs", i);
+            CHECK(a->layer == b->layer && (a->scope ? b->scope && !strcmp(a->scope, b->scope) : !b->scope),
+                  "node %d: layer or scope differs", i);
             if (b->op == OP_WEIGHT)
                 CHECK(b->at.data && !memcmp(a->at.data, b->at.data, sizeof(float) * (size_t)(b->shape[0].b *
                       (b->rank > 1 ? b->shape[1].b : 1))), "weight %s has the wrong data", b->name);
@@ -400,10 +412,39 @@ static void test_round_trip(void)
     CHECK(strstr(t1, "{stride=[2, 2], pad=[1, 1]} : f32[B, 3, 3, 3]"), "conv:\n%s", t1);
     CHECK(strstr(t1, "{axis=1, keepdims=true} : f32[T, 1]"), "keepdims:\n%s", t1);
     CHECK(strstr(t1, "{approx=tanh}"), "approx:\n%s", t1);
+    CHECK(strstr(t1, " = sin(%6) : f32[T, 8]   @7:3 layer=3 scope=\"h.3.attn \\\"q\\\"\"\n") &&
+              strstr(t1, " = cos(%6) : f32[T, 8] layer=3 scope=\"h.3.attn \\\"q\\\"\"\n"),
+          "layer and scope:\n%s", t1);
     CHECK(strstr(t1, "input \"we\\\"ird\\\\name\\t\\x01\""), "escapes:\n%s", t1);
     CHECK(strstr(t1, "output logits = %") && strstr(t1, "output \"y.2\" = %"), "outputs:\n%s", t1);
     CHECK(strstr(t1, " = arange : i64[T]\n") && strstr(t1, " = causal_mask : f32[T, T]\n"), "sources:\n%s", t1);
     free(t1);
+    ir_graph_free(g);
+}
+
+/* Layers and scopes: what ir_node stamps, and the helpers passes use to find a layer's nodes. */
+static void test_layers(void)
+{
+    Graph *g = ir_graph_new();
+    Node *x = input(g, "x", DT_F32, SH(dim_const(4)));
+    Node o = {0};
+    o.layer = 1;
+    o.scope = "h.1.attn";
+    ir_set_origin(g, &o);
+    Node *a = mk(g, OP_EXP, DT_F32, SH(dim_const(4)), INS(x));
+    Node *b = mk(g, OP_NEG, DT_F32, SH(dim_const(4)), INS(a));
+    ir_set_origin(g, NULL);
+    Node *c = mk(g, OP_NEG, DT_F32, SH(dim_const(4)), INS(b));
+    CHECK(x->layer == -1 && !x->scope && c->layer == -1 && !c->scope, "nodes outside any origin have none");
+    CHECK(ir_layer_of(a) == 1 && ir_layer_of(b) == 1 && !strcmp(b->scope, "h.1.attn"), "origin stamped");
+    CHECK(ir_layer_count(g) == 2, "layer count %d", ir_layer_count(g));
+    int k;
+    Node **ns = ir_layer_nodes(g, 1, &k);
+    CHECK(k == 2 && ns[0] == a && ns[1] == b, "layer 1 has a and b in graph order");
+    free(ns);
+    CHECK(!ir_layer_nodes(g, 0, &k) && k == 0, "layer 0 is empty");
+    CHECK(ir_in_scope(a, "h.1") && ir_in_scope(a, "h.1.attn") && !ir_in_scope(a, "h.1.at") &&
+              !ir_in_scope(a, "h.10") && !ir_in_scope(c, "h"), "ir_in_scope");
     ir_graph_free(g);
 }
 
@@ -626,6 +667,7 @@ int main(void)
 {
     write_weights();
     test_round_trip();
+    test_layers();
     test_hand_written();
     test_broken_graphs();
     test_broken_texts();
