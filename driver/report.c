@@ -86,7 +86,7 @@ static void report_layers(FILE *f, const Graph *g, const int64_t *vals)
             const Node *n = ns[i];
             if (n->op == OP_WEIGHT)
                 params += numel(n, vals);
-            flops += report_node_flops(n, vals);
+            flops += ir_node_flops(n, vals);
             if (!n->scope)
                 continue;
             if (!scope) {
