@@ -1491,6 +1491,385 @@ static int op_conv(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **
     return 0;
 }
 
+/* ---------------------------------------------------------------- quantization */
+
+/* Rounds the float expression e (dtype fd) half to even, as ONNX's quantizers do, from what the
+ * language has: truncation by a cast to i64, then one step away from zero when the fraction is over
+ * one half, or exactly one half and the truncated value odd. Returns the variable of the result. */
+static const char *round_even(Imp *I, const char *e, int fd)
+{
+    const char *q = ox_temp(I, "t_q"), *t = ox_temp(I, "t_trunc"), *aw = ox_temp(I, "t_away"), *r = ox_temp(I, "t_round");
+    const char *fn = dtype_traits[fd].name;
+    ox_emit(I, "%s = %s\n", q, e);
+    ox_emit(I, "%s = cast(cast(%s, i64), %s)\n", t, q, fn);
+    ox_emit(I, "%s = where(%s < 0.0, %s - 1.0, %s + 1.0)\n", aw, q, t, t);
+    ox_emit(I, "%s = where(abs(%s - %s) > 0.5, %s, where(abs(%s - %s) == 0.5, where(%s - 2.0 * cast(cast(%s * 0.5, i64), %s) != 0.0, %s, %s), %s))\n",
+            r, q, t, aw, q, t, t, t, fn, aw, t, t);
+    return r;
+}
+
+/* a per-axis parameter (1-D, n = dims[axis]) reshaped to broadcast against a tensor of rank r */
+static const char *per_axis(Imp *I, OVal *p, const OVal *x, int64_t axis, const char *text)
+{
+    if (p->rank == 0 || ox_numel(p) == 1)
+        return p->rank == 0 ? text : arena_printf(I->a, "%s.reshape([])", text);
+    int64_t dims[IR_MAX_RANK];
+    for (int i = 0; i < x->rank; i++)
+        dims[i] = i == axis ? x->dims[i] : 1;
+    return arena_printf(I->a, "%s.reshape(%s)", text, dims_text(I, x->rank, dims, NULL));
+}
+
+static int quant_param(Imp *I, OVal *p, const OVal *x, int64_t axis, const char *what)
+{
+    if (!p)
+        return 1;
+    if (p->rank > 1 || (p->rank == 1 && ox_numel(p) != 1 && p->dims[0] != x->dims[axis]))
+        return ERR("%s '%s' must be a scalar or have one value per element of axis %lld, got %s", what, p->name,
+                   (long long)axis, ox_type_str(I, p)), 0;
+    return 1;
+}
+
+static int op_quantize(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
+{
+    OVal *x = in[0], *sc = nin > 1 ? in[1] : NULL, *zp = nin > 2 ? in[2] : NULL;
+    if (!x || !sc || !need_dtype(I, x) || !need_dtype(I, sc) || (zp && !need_dtype(I, zp)))
+        return ERR("needs x and y_scale");
+    int odt = zp ? zp->dt : DT_U8;
+    if (odt != DT_U8 && odt != DT_I8)
+        return ERR("quantizes to %s; kiln handles uint8 and int8", dtype_traits[odt].name);
+    if (x->dt != DT_F32 && x->dt != DT_I32)
+        return ERR("x must be float32 or int32, got %s", ox_type_str(I, x));
+    int64_t axis = 0; /* read only for per-axis parameters */
+    if (ox_numel(sc) > 1 && !norm_axis(I, ox_attr_i(n, "axis", 1), x->rank, &axis))
+        return 1;
+    if (!quant_param(I, sc, x, axis, "y_scale") || !quant_param(I, zp, x, axis, "y_zero_point"))
+        return 1;
+    copy_type(out[0], x);
+    ox_type(out[0], odt, x->rank, x->dims, x->sym);
+    const char *xs = x->dt == DT_F32 ? T(x) : arena_printf(I->a, "cast(%s, f32)", T(x));
+    const char *r = round_even(I, arena_printf(I->a, "%s / %s", xs, per_axis(I, sc, x, axis, T(sc))), DT_F32);
+    const char *zpt = zp ? arena_printf(I->a, " + cast(%s, f32)", per_axis(I, zp, x, axis, T(zp))) : "";
+    int lo = odt == DT_U8 ? 0 : -128, hi = odt == DT_U8 ? 255 : 127;
+    ox_assign(I, out[0], "cast(minimum(maximum(%s%s, %d.0), %d.0), %s)", r, zpt, lo, hi, dtype_traits[odt].name);
+    return 0;
+}
+
+static int op_dequantize(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
+{
+    OVal *x = in[0], *sc = nin > 1 ? in[1] : NULL, *zp = nin > 2 ? in[2] : NULL;
+    if (!x || !sc || !need_dtype(I, x) || !need_dtype(I, sc) || (zp && !need_dtype(I, zp)))
+        return ERR("needs x and x_scale");
+    if (x->dt != DT_U8 && x->dt != DT_I8 && x->dt != DT_I32)
+        return ERR("x must be uint8, int8 or int32, got %s", ox_type_str(I, x));
+    if (sc->dt != DT_F32)
+        return ERR("x_scale must be float32");
+    int64_t axis = 0; /* read only for per-axis parameters */
+    if (ox_numel(sc) > 1 && !norm_axis(I, ox_attr_i(n, "axis", 1), x->rank, &axis))
+        return 1;
+    if (!quant_param(I, sc, x, axis, "x_scale") || !quant_param(I, zp, x, axis, "x_zero_point"))
+        return 1;
+    ox_type(out[0], DT_F32, x->rank, x->dims, x->sym);
+    const char *zpt = zp ? arena_printf(I->a, " - cast(%s, f32)", per_axis(I, zp, x, axis, T(zp))) : "";
+    ox_assign(I, out[0], "(cast(%s, f32)%s) * %s", T(x), zpt, per_axis(I, sc, x, axis, T(sc)));
+    return 0;
+}
+
+static int op_dynamic_quantize(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
+{
+    OVal *x = in[0];
+    if (!x || !need_dtype(I, x) || x->dt != DT_F32)
+        return ERR("x must be float32");
+    if (!need_static(I, x, "DynamicQuantizeLinear"))
+        return 1;
+    const char *xt = T(x);
+    const char *mx = ox_temp(I, "t_max"), *mn = ox_temp(I, "t_min"), *sc = ox_temp(I, "t_scale");
+    /* the range always includes 0, so that 0 is exact */
+    ox_emit(I, "%s = maximum(max(%s), 0.0)\n%s = minimum(min(%s), 0.0)\n", mx, xt, mn, xt);
+    ox_emit(I, "%s = (%s - %s) / 255.0\n", sc, mx, mn);
+    const char *zr = round_even(I, arena_printf(I->a, "(0.0 - %s) / %s", mn, sc), DT_F32);
+    const char *zp = ox_temp(I, "t_zp");
+    ox_emit(I, "%s = minimum(maximum(%s, 0.0), 255.0)\n", zp, zr);
+    const char *yr = round_even(I, arena_printf(I->a, "%s / %s", xt, sc), DT_F32);
+    ox_type(out[0], DT_U8, x->rank, x->dims, x->sym);
+    ox_assign(I, out[0], "cast(minimum(maximum(%s + %s, 0.0), 255.0), u8)", yr, zp);
+    if (nout > 1 && out[1]) {
+        ox_type(out[1], DT_F32, 0, NULL, NULL);
+        ox_assign(I, out[1], "%s", sc);
+    }
+    if (nout > 2 && out[2]) {
+        ox_type(out[2], DT_U8, 0, NULL, NULL);
+        ox_assign(I, out[2], "cast(%s, u8)", zp);
+    }
+    return 0;
+}
+
+/* integer matrix products, exact in f64 (every i32 accumulation of u8/i8 products fits) */
+static const char *centred(Imp *I, OVal *v, OVal *zp, int rows)
+{
+    const char *e = arena_printf(I->a, "cast(%s, f64)", T(v));
+    if (!zp)
+        return e;
+    const char *z = T(zp);
+    if (rows && zp->rank == 1 && ox_numel(zp) > 1)
+        z = arena_printf(I->a, "%s.unsqueeze(1)", z); /* a's zero point per row */
+    return arena_printf(I->a, "(%s - cast(%s, f64))", e, z);
+}
+
+static int int_matmul_shape(Imp *I, OVal *a, OVal *b, OVal *out, int dt)
+{
+    if (a->rank < 2 || b->rank < 2 || a->dims[a->rank - 1] != b->dims[b->rank - 2])
+        return ERR("takes matrices with matching inner dimensions, got %s and %s", ox_type_str(I, a), ox_type_str(I, b)), 0;
+    OVal ba = *a, bb = *b;
+    ba.rank -= 2, bb.rank -= 2;
+    int r;
+    int64_t dims[IR_MAX_RANK];
+    const char *sym[IR_MAX_RANK];
+    if (!broadcast(I, &ba, &bb, &r, dims, sym))
+        return 0;
+    dims[r] = a->dims[a->rank - 2], sym[r++] = a->sym[a->rank - 2];
+    dims[r] = b->dims[b->rank - 1], sym[r++] = b->sym[b->rank - 1];
+    ox_type(out, dt, r, dims, sym);
+    return 1;
+}
+
+static int op_matmul_integer(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
+{
+    OVal *a = in[0], *b = nin > 1 ? in[1] : NULL, *az = nin > 2 ? in[2] : NULL, *bz = nin > 3 ? in[3] : NULL;
+    if (!a || !b || !need_dtype(I, a) || !need_dtype(I, b))
+        return ERR("needs A and B");
+    if ((a->dt != DT_U8 && a->dt != DT_I8) || (b->dt != DT_U8 && b->dt != DT_I8))
+        return ERR("A and B must be uint8 or int8");
+    if (!int_matmul_shape(I, a, b, out[0], DT_I32))
+        return 1;
+    ox_assign(I, out[0], "cast(%s @ %s, i32)", centred(I, a, az, 1), centred(I, b, bz, 0));
+    return 0;
+}
+
+static int op_qlinear_matmul(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
+{
+    if (nin != 8)
+        return ERR("needs eight inputs");
+    for (int i = 0; i < 8; i++)
+        if (!in[i] || !need_dtype(I, in[i]))
+            return ERR("needs eight inputs");
+    OVal *a = in[0], *as = in[1], *az = in[2], *b = in[3], *bs = in[4], *bz = in[5], *ys = in[6], *yz = in[7];
+    int odt = yz->dt;
+    if ((odt != DT_U8 && odt != DT_I8) || as->dt != DT_F32 || bs->dt != DT_F32 || ys->dt != DT_F32)
+        return ERR("takes float32 scales and a uint8 or int8 output");
+    if (ox_numel(as) != 1 || ox_numel(bs) != 1 || ox_numel(ys) != 1 || ox_numel(yz) != 1)
+        return ERR("only per-tensor scales and zero points are supported");
+    if (!int_matmul_shape(I, a, b, out[0], odt))
+        return 1;
+    const char *acc = arena_printf(I->a, "%s @ %s", centred(I, a, az, 1), centred(I, b, bz, 0));
+    /* the scale multiplies in f32 as the reference does, the accumulator in f64 */
+    const char *mult = arena_printf(I->a, "cast(%s * %s / %s, f64)", T(as), T(bs), T(ys));
+    if (as->rank)
+        mult = arena_printf(I->a, "%s.reshape([])", mult);
+    const char *r = round_even(I, arena_printf(I->a, "(%s) * %s", acc, mult), DT_F64);
+    int lo = odt == DT_U8 ? 0 : -128, hi = odt == DT_U8 ? 255 : 127;
+    ox_assign(I, out[0], "cast(minimum(maximum(%s + cast(%s, f64), %d.0), %d.0), %s)", r,
+              yz->rank ? arena_printf(I->a, "%s.reshape([])", T(yz)) : T(yz), lo, hi, dtype_traits[odt].name);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- Einsum */
+
+/* Einsum, any number of operands: repeated letters of one operand become its diagonal (a gather of
+ * the flattened pair), every operand is laid out over all letters (output letters first, then the
+ * summed ones; a missing letter is a dimension of 1), the operands multiply with broadcasting and the
+ * summed letters are reduced. The 2-operand matrix forms come out as a product and a sum, which is
+ * exact but not a matmul. */
+static int op_einsum(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
+{
+    const Onnx__AttributeProto *eq = ox_attr(n, "equation");
+    if (!eq || !eq->has_s)
+        return ERR("needs an equation");
+    char buf[256];
+    size_t len = 0;
+    for (size_t i = 0; i < eq->s.len && len < sizeof buf - 1; i++)
+        if (eq->s.data[i] != ' ')
+            buf[len++] = (char)eq->s.data[i];
+    buf[len] = 0;
+    char *arrow = strstr(buf, "->");
+    char *rhs = arrow ? arrow + 2 : NULL;
+    if (arrow)
+        *arrow = 0;
+    char terms[8][64];
+    int nt = 0;
+    char ell[IR_MAX_RANK + 1] = ""; /* the letters standing for "..." */
+    int nell = -1;
+    for (char *p = buf; nt < 8;) {
+        char *c = strchr(p, ',');
+        size_t l = c ? (size_t)(c - p) : strlen(p);
+        if (nt >= nin || !in[nt] || !need_dtype(I, in[nt]))
+            return ERR("the equation has more operands than the node has inputs");
+        OVal *v = in[nt];
+        char t[64] = "";
+        size_t k = 0;
+        for (size_t i = 0; i < l; i++) {
+            if (!strncmp(p + i, "...", 3)) {
+                int named = 0;
+                for (size_t j = 0; j < l; j++)
+                    named += (p[j] >= 'a' && p[j] <= 'z') || (p[j] >= 'A' && p[j] <= 'Z');
+                int m = v->rank - named;
+                if (m < 0 || (nell >= 0 && m != nell))
+                    return ERR("the ellipsis of operand %d does not fit %s", nt, ox_type_str(I, v));
+                nell = m;
+                for (int j = 0; j < m; j++)
+                    ell[j] = (char)('0' + j), t[k++] = (char)('0' + j);
+                ell[m] = 0;
+                i += 2;
+            } else
+                t[k++] = p[i];
+        }
+        t[k] = 0;
+        if ((int)k != v->rank)
+            return ERR("term '%.*s' does not match %s", (int)l, p, ox_type_str(I, v));
+        snprintf(terms[nt++], sizeof terms[0], "%s", t);
+        if (!c)
+            break;
+        p = c + 1;
+    }
+    if (nt != nin)
+        return ERR("the equation has %d operands, the node %d inputs", nt, nin);
+    char outl[IR_MAX_RANK + 1] = "";
+    if (rhs) {
+        size_t k = 0;
+        for (size_t i = 0; rhs[i] && k < IR_MAX_RANK; i++) {
+            if (!strncmp(rhs + i, "...", 3)) {
+                for (int j = 0; j < (nell > 0 ? nell : 0); j++)
+                    outl[k++] = ell[j];
+                i += 2;
+            } else
+                outl[k++] = rhs[i];
+        }
+        outl[k] = 0;
+    } else { /* implicit: the ellipsis, then letters that appear once, in alphabetical order */
+        size_t k = 0;
+        for (int j = 0; j < (nell > 0 ? nell : 0); j++)
+            outl[k++] = ell[j];
+        for (int c = 'A'; c <= 'z'; c++) {
+            int cnt = 0;
+            for (int t = 0; t < nt; t++)
+                for (char *p = terms[t]; *p; p++)
+                    cnt += *p == c;
+            if (cnt == 1 && k < IR_MAX_RANK)
+                outl[k++] = (char)c;
+        }
+        outl[k] = 0;
+    }
+    /* all letters: output first, then the summed ones; with each one's size */
+    char all[32] = "";
+    int64_t size[128] = {0};
+    snprintf(all, sizeof all, "%s", outl);
+    const char *ops[8];
+    int64_t tdims[8][IR_MAX_RANK];
+    for (int t = 0; t < nt; t++) {
+        OVal *v = in[t];
+        if (v->dt != in[0]->dt)
+            return ERR("operands of different dtypes");
+        ops[t] = T(v);
+        /* diagonals: a letter twice in one term; the operand's dims tracked in cur */
+        int64_t cur[IR_MAX_RANK];
+        for (int i = 0; i < v->rank; i++)
+            cur[i] = v->dims[i];
+        for (;;) {
+            int p = -1, q = -1, r = (int)strlen(terms[t]);
+            for (int i = 0; i < r && p < 0; i++)
+                for (int j = i + 1; j < r; j++)
+                    if (terms[t][i] == terms[t][j]) {
+                        p = i, q = j;
+                        break;
+                    }
+            if (p < 0)
+                break;
+            if (cur[p] != cur[q])
+                return ERR("letter '%c' has sizes %lld and %lld", terms[t][p], (long long)cur[p], (long long)cur[q]);
+            int64_t d = cur[p], dims[IR_MAX_RANK];
+            int perm[IR_MAX_RANK], np = 0;
+            char nt2[IR_MAX_RANK + 1];
+            for (int i = 0; i < r; i++)
+                if (i != p && i != q)
+                    perm[np] = i, dims[np] = cur[i], nt2[np] = terms[t][i], np++;
+            char pl[64] = "";
+            for (int i = 0; i < np; i++)
+                snprintf(pl + strlen(pl), sizeof pl - strlen(pl), ", %d", perm[i]);
+            snprintf(pl + strlen(pl), sizeof pl - strlen(pl), ", %d, %d", p, q);
+            dims[np] = d * d;
+            OVal *idx = arena_alloc(I->a, sizeof *idx);
+            idx->name = arena_printf(I->a, "%s_diag", out[0]->name);
+            ox_type(idx, DT_I64, 1, &d, NULL);
+            int64_t *ip = ox_alloc(I, idx);
+            for (int64_t k = 0; k < d; k++)
+                ip[k] = k * (d + 1);
+            ops[t] = arena_printf(I->a, "gather(permute(%s%s).reshape(%s), %s, axis=%d)", ops[t], pl,
+                                  dims_text(I, np + 1, dims, NULL), T(idx), np);
+            nt2[np] = terms[t][p];
+            nt2[np + 1] = 0;
+            dims[np] = d;
+            snprintf(terms[t], sizeof terms[t], "%s", nt2);
+            for (int i = 0; i <= np; i++)
+                cur[i] = dims[i];
+        }
+        for (char *p = terms[t]; *p; p++) {
+            int64_t dsz = cur[p - terms[t]];
+            unsigned char c = (unsigned char)*p;
+            if (size[c] && size[c] != dsz && dsz != 1 && size[c] != 1)
+                return ERR("letter '%c' has sizes %lld and %lld", *p, (long long)size[c], (long long)dsz);
+            if (!size[c] || size[c] == 1)
+                size[c] = dsz;
+            if (!strchr(all, *p)) {
+                size_t l = strlen(all);
+                all[l] = *p, all[l + 1] = 0;
+            }
+        }
+        for (int i = 0; i < (int)strlen(terms[t]); i++)
+            tdims[t][i] = cur[i];
+    }
+    int na = (int)strlen(all), no = (int)strlen(outl);
+    if (na > IR_MAX_RANK)
+        return ERR("too many letters");
+    /* each operand over all letters */
+    char *prod = arena_strdup(I->a, "");
+    for (int t = 0; t < nt; t++) {
+        int r = (int)strlen(terms[t]);
+        int perm[IR_MAX_RANK], np = 0;
+        int64_t dims[IR_MAX_RANK];
+        for (int i = 0; i < na; i++) {
+            char *at = strchr(terms[t], all[i]);
+            dims[i] = at ? tdims[t][at - terms[t]] : 1;
+            if (at)
+                perm[np++] = (int)(at - terms[t]);
+        }
+        const char *e = ops[t];
+        int ident = 1;
+        for (int i = 0; i < r; i++)
+            ident &= perm[i] == i;
+        if (!ident && r >= 2) {
+            char pl[64] = "";
+            for (int i = 0; i < r; i++)
+                snprintf(pl + strlen(pl), sizeof pl - strlen(pl), ", %d", perm[i]);
+            e = arena_printf(I->a, "permute(%s%s)", e, pl);
+        }
+        if (r != na)
+            e = arena_printf(I->a, "%s.reshape(%s)", e, dims_text(I, na, dims, NULL));
+        prod = arena_printf(I->a, "%s%s%s", prod, t ? " * " : "", e);
+    }
+    int64_t odims[IR_MAX_RANK];
+    for (int i = 0; i < no; i++)
+        odims[i] = size[(unsigned char)outl[i]];
+    ox_type(out[0], in[0]->dt, no, odims, NULL);
+    const char *e = nt > 1 ? arena_printf(I->a, "(%s)", prod) : prod;
+    if (no == 0 && na > 0)
+        e = arena_printf(I->a, "sum(%s)", e);
+    else if (na > no) {
+        for (int i = na - 1; i >= no; i--)
+            e = arena_printf(I->a, "sum(%s, axis=%d)", e, i);
+    }
+    ox_assign(I, out[0], "%s", e);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the table */
 
 static const struct {
@@ -1506,7 +1885,10 @@ static const struct {
     {"ConstantOfShape", op_constant_of_shape},
     {"Conv", op_conv},
     {"CumSum", op_cumsum},
+    {"DequantizeLinear", op_dequantize},
     {"Div", op_binary},
+    {"DynamicQuantizeLinear", op_dynamic_quantize},
+    {"Einsum", op_einsum},
     {"Equal", op_binary},
     {"Erf", op_unary},
     {"Exp", op_unary},
@@ -1519,12 +1901,15 @@ static const struct {
     {"Less", op_binary},
     {"Log", op_unary},
     {"MatMul", op_matmul},
+    {"MatMulInteger", op_matmul_integer},
     {"Max", op_binary},
     {"Min", op_binary},
     {"Mul", op_binary},
     {"Neg", op_unary},
     {"Not", op_not},
     {"Pow", op_binary},
+    {"QLinearMatMul", op_qlinear_matmul},
+    {"QuantizeLinear", op_quantize},
     {"Range", op_range},
     {"Reciprocal", op_unary},
     {"ReduceMax", op_reduce},

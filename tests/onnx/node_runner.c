@@ -407,5 +407,12 @@ int main(int argc, char **argv)
     fprintf(stderr, "onnx node tests: %d cases, %d of them claimed (%d excluded); this shard ran %s, %d passed\n", n,
             nclaimed, nexcl, only ? only : "its share", npass);
     free(excl);
+    for (int i = 0; i < n; i++) {
+        free(cases[i].name);
+        free(cases[i].ops);
+        free((char *)cases[i].excluded);
+    }
+    free(cases);
+    free(names);
     return bad;
 }
