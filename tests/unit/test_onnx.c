@@ -1,0 +1,213 @@
+/* test_onnx.c: unit tests for frontend/onnx.c on ONNX files this test writes itself (protobuf-c).
+ *
+ * One model: x f32[T, 4] with T a dim_param, an initializer W f32[4, 3] stored as external data in a
+ * file beside the model, y = Softmax(MatMul(x, W)) f32[T, 3]. Checked:
+ *   - without --bound the import fails with an error that names T and says how to bound it;
+ *   - with T <= 8 the model text declares the symbolic size, compiles, and the interpreter at T = 5
+ *     matches softmax(x W) computed here in double (1e-6);
+ *   - an op kiln does not import is an error naming the node and the op;
+ *   - every truncation and every single-byte corruption of the file is either imported or rejected
+ *     with an error, never a crash (the suite also runs under ASan);
+ *   - a missing external data file is an error naming it.
+ * Temporary files live in a mkdtemp directory under /tmp, removed at the end.
+ */
+#include "frontend/frontend.h"
+#include "onnx.pb-c.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHECK(c)                                                                  \
+    do {                                                                          \
+        if (!(c)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
+            exit(1);                                                              \
+        }                                                                         \
+    } while (0)
+
+static char dir[64];
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f);
+    CHECK(n == 0 || fwrite(p, 1, n, f) == n);
+    CHECK(fclose(f) == 0);
+}
+
+/* The model's bytes (malloc'ed); op is the second node's op type. */
+static uint8_t *make_model(const char *op, size_t *len)
+{
+    Onnx__TensorShapeProto__Dimension dT = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT, d4 = dT, d3 = dT;
+    dT.value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+    dT.dim_param = "T";
+    d4.value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+    d4.dim_value = 4;
+    d3.value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+    d3.dim_value = 3;
+    Onnx__TensorShapeProto__Dimension *xd[2] = {&dT, &d4}, *yd[2] = {&dT, &d3};
+    Onnx__TensorShapeProto xs = ONNX__TENSOR_SHAPE_PROTO__INIT, ys = ONNX__TENSOR_SHAPE_PROTO__INIT;
+    xs.n_dim = 2, xs.dim = xd;
+    ys.n_dim = 2, ys.dim = yd;
+    Onnx__TypeProto__Tensor xt = ONNX__TYPE_PROTO__TENSOR__INIT, yt = ONNX__TYPE_PROTO__TENSOR__INIT;
+    xt.has_elem_type = yt.has_elem_type = 1;
+    xt.elem_type = yt.elem_type = 1; /* FLOAT */
+    xt.shape = &xs, yt.shape = &ys;
+    Onnx__TypeProto xty = ONNX__TYPE_PROTO__INIT, yty = ONNX__TYPE_PROTO__INIT;
+    xty.value_case = yty.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    xty.tensor_type = &xt, yty.tensor_type = &yt;
+    Onnx__ValueInfoProto xi = ONNX__VALUE_INFO_PROTO__INIT, yi = ONNX__VALUE_INFO_PROTO__INIT;
+    xi.name = "x", xi.type = &xty;
+    yi.name = "y", yi.type = &yty;
+
+    Onnx__StringStringEntryProto loc = ONNX__STRING_STRING_ENTRY_PROTO__INIT, off = loc, ln = loc;
+    loc.key = "location", loc.value = "w.bin";
+    off.key = "offset", off.value = "8";
+    ln.key = "length", ln.value = "48";
+    Onnx__StringStringEntryProto *ext[3] = {&loc, &off, &ln};
+    int64_t wd[2] = {4, 3};
+    Onnx__TensorProto w = ONNX__TENSOR_PROTO__INIT;
+    w.name = "W", w.has_data_type = 1, w.data_type = 1, w.n_dims = 2, w.dims = wd;
+    w.has_data_location = 1, w.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    w.n_external_data = 3, w.external_data = ext;
+    Onnx__TensorProto *inits[1] = {&w};
+
+    char *in0[2] = {"x", "W"}, *out0[1] = {"h"}, *in1[1] = {"h"}, *out1[1] = {"y"};
+    Onnx__NodeProto n0 = ONNX__NODE_PROTO__INIT, n1 = ONNX__NODE_PROTO__INIT;
+    n0.name = "proj", n0.op_type = "MatMul", n0.n_input = 2, n0.input = in0, n0.n_output = 1, n0.output = out0;
+    n1.name = "probs", n1.op_type = (char *)op, n1.n_input = 1, n1.input = in1, n1.n_output = 1, n1.output = out1;
+    Onnx__NodeProto *nodes[2] = {&n0, &n1};
+    Onnx__ValueInfoProto *ins[1] = {&xi}, *outs[1] = {&yi};
+    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+    g.name = "tiny", g.n_node = 2, g.node = nodes, g.n_initializer = 1, g.initializer = inits;
+    g.n_input = 1, g.input = ins, g.n_output = 1, g.output = outs;
+    Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT;
+    os.domain = "", os.has_version = 1, os.version = 13;
+    Onnx__OperatorSetIdProto *oss[1] = {&os};
+    Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
+    m.has_ir_version = 1, m.ir_version = 7, m.n_opset_import = 1, m.opset_import = oss, m.graph = &g;
+    *len = onnx__model_proto__get_packed_size(&m);
+    uint8_t *buf = malloc(*len);
+    CHECK(buf && onnx__model_proto__pack(&m, buf) == *len);
+    return buf;
+}
+
+/* Errors of one import, captured. */
+static char *errs;
+static size_t nerrs;
+
+static OnnxModel *import(const char *path, int64_t bound)
+{
+    free(errs);
+    errs = NULL;
+    FILE *f = open_memstream(&errs, &nerrs);
+    Diag *d = diag_new(f);
+    OnnxBound b = {"T", bound};
+    OnnxOptions o = {.nbound = bound ? 1 : 0, .bounds = &b};
+    OnnxModel *m = onnx_import(path, "tiny.safetensors", &o, d);
+    CHECK((m == NULL) == (diag_errors(d) > 0));
+    diag_free(d);
+    fclose(f);
+    return m;
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/kiln_test_onnx_XXXXXX");
+    CHECK(mkdtemp(dir));
+    char model[128], wbin[128];
+    snprintf(model, sizeof model, "%s/tiny.onnx", dir);
+    snprintf(wbin, sizeof wbin, "%s/w.bin", dir);
+    /* W after 8 bytes of something else: the offset is honoured */
+    float wfile[14];
+    for (int i = 0; i < 14; i++)
+        wfile[i] = i < 2 ? -99.0f : 0.25f * (float)((i - 2) % 5) - 0.4f * (float)((i - 2) / 5);
+    write_file(wbin, wfile, sizeof wfile);
+    size_t len;
+    uint8_t *bytes = make_model("Softmax", &len);
+    write_file(model, bytes, len);
+
+    /* an open dimension needs a bound */
+    CHECK(!import(model, 0));
+    CHECK(strstr(errs, "'T'") && strstr(errs, "--bound T=N"));
+
+    /* bounded: declared, compiled, run */
+    OnnxModel *m = import(model, 8);
+    CHECK(m);
+    CHECK(strstr(m->text, "where T <= 8"));
+    CHECK(strstr(m->text, "# proj (MatMul)") && strstr(m->text, "softmax("));
+    Diag *d = diag_new(stderr);
+    Graph *g = onnx_compile_model(m, model, NULL, d);
+    CHECK(g && diag_errors(d) == 0);
+    float x[5 * 4];
+    for (int i = 0; i < 20; i++)
+        x[i] = sinf((float)i * 0.7f);
+    HostTensor in = {.dtype = DT_F32, .rank = 2, .shape = {5, 4}, .data = x}, out = {0};
+    CHECK(ir_interp(g, &in, &out, d) == 0);
+    CHECK(out.rank == 2 && out.shape[0] == 5 && out.shape[1] == 3);
+    for (int t = 0; t < 5; t++) {
+        double h[3], mx = -INFINITY, s = 0;
+        for (int j = 0; j < 3; j++) {
+            h[j] = 0;
+            for (int k = 0; k < 4; k++)
+                h[j] += (double)x[t * 4 + k] * wfile[2 + k * 3 + j];
+            mx = h[j] > mx ? h[j] : mx;
+        }
+        for (int j = 0; j < 3; j++)
+            s += exp(h[j] - mx);
+        for (int j = 0; j < 3; j++)
+            CHECK(fabs(((float *)out.data)[t * 3 + j] - exp(h[j] - mx) / s) < 1e-6);
+    }
+    free(out.data);
+    if (g->weights)
+        st_close(g->weights);
+    ir_graph_free(g);
+    diag_free(d);
+    onnx_model_free(m);
+
+    /* every truncation and every byte corrupted: an error or a model, never a crash */
+    char bad[128];
+    snprintf(bad, sizeof bad, "%s/bad.onnx", dir);
+    for (size_t n = 0; n < len; n++) {
+        write_file(bad, bytes, n);
+        OnnxModel *b = import(bad, 8);
+        CHECK(b || strstr(errs, "bad.onnx"));
+        onnx_model_free(b);
+    }
+    uint8_t *cp = malloc(len);
+    CHECK(cp);
+    for (size_t i = 0; i < len; i++) {
+        memcpy(cp, bytes, len);
+        cp[i] ^= 0xa5;
+        write_file(bad, cp, len);
+        OnnxModel *b = import(bad, 8);
+        CHECK(b || strstr(errs, "bad.onnx"));
+        onnx_model_free(b);
+    }
+    free(cp);
+
+    /* an op kiln does not import: the node and the op are named */
+    free(bytes);
+    bytes = make_model("Hardmax", &len);
+    write_file(model, bytes, len);
+    CHECK(!import(model, 8));
+    CHECK(strstr(errs, "node 'probs' (Hardmax)") && strstr(errs, "does not import"));
+
+    /* the external data file missing */
+    bytes = (free(bytes), make_model("Softmax", &len));
+    write_file(model, bytes, len);
+    CHECK(remove(wbin) == 0);
+    CHECK(!import(model, 8));
+    CHECK(strstr(errs, "w.bin") && strstr(errs, "initializer 'W'"));
+
+    free(bytes);
+    free(errs);
+    remove(model);
+    remove(bad);
+    rmdir(dir);
+    printf("test_onnx: ok\n");
+    return 0;
+}
