@@ -21,6 +21,7 @@
  *   attention.c   fused attention: online softmax, no T x T buffer
  *   gemm.c        fast f32 matrix multiplication: packed weights, vector micro-kernels, tiles on threads
  *   profile.c     the table of node groups an entry reports to the runtime's profiler, and its marks
+ *   merge.c       token merging and pruning nodes: calls of the runtime's kernels
  *   artifact.c    executables, libraries, headers, Graphviz: the files `kiln build` writes
  */
 #ifndef KILN_CODEGEN_H
@@ -266,6 +267,8 @@ int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_matmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in); /* attention.c */
+/* tome_match, token_merge, cls_attn, evit_select: calls of runtime/tokens.c's kernels (merge.c) */
+int cg_tokens(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 
 /* ---------------------------------------------------------------- gemm.c */
 

@@ -51,6 +51,7 @@ typedef struct Options {
     int nbound;
     OnnxBound bounds[16];    /* --bound NAME=N: the largest value of an ONNX dimension NAME */
     const char *kv_cache;    /* --kv-cache POLICY */
+    const char *prune_tokens; /* --prune-tokens SPEC */
 } Options;
 
 static const char *usage_text =
@@ -78,13 +79,25 @@ static const char *usage_text =
     "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
     "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not\n"
     "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue;\n"
-    "                      kv-cache: the node that stops it, which it always says)\n"
+    "                      kv-cache: the node that stops it, which it always says; prune-tokens: each\n"
+    "                      layer or model not merged)\n"
     "  --kv-cache POLICY   derive prefill and decode entries with a KV cache from a causal decoder\n"
     "                      (one input of token ids [T]); POLICY: full (the bound of T slots), full:B,\n"
     "                      window:W (the last W tokens) or sinks:S,window:W (the first S and the\n"
     "                      last W, as StreamingLLM); see docs/PASSES.md\n"
     "  -v                  say what each pass did\n"
     "  --bound NAME=N      an ONNX model's dimension NAME (a dim_param) is at most N: a symbolic size\n"
+    "  --prune-tokens SPEC merge or prune the tokens of a vision transformer (off by default; the\n"
+    "                      pass's report, tokens and FLOPs per layer, goes to stdout with check, to\n"
+    "                      stderr with -v):\n"
+    "                        tome:r=8             ToMe, 8 tokens merged per layer\n"
+    "                        tome:r=8,16,4        r per layer (0 past the list)\n"
+    "                        tome:r=8,schedule=decreasing   ToMe's decreasing schedule (2r down to 0)\n"
+    "                        tome:r=8,inflect=X   ToMe's parse_r((r, X)), X in [-1, 1]\n"
+    "                        tome:flops=0.4       the smallest constant r removing 40% of the FLOPs\n"
+    "                        evit:keep=0.7,layers=3,6,9   EViT at those layers (from 0)\n"
+    "                      and ,cls=none (no [CLS] token to protect), ,prop=off (tome without\n"
+    "                      proportional attention)\n"
     "\n"
     "  kiln --version      print the version\n"
     "  kiln COMMAND --help describe one command\n";
@@ -236,6 +249,11 @@ static int parse_options(int argc, char **argv, Options *o)
                 return usage_error("%s needs a value", a);
             o->out = val;
             i++;
+        } else if (!strcmp(a, "--prune-tokens")) {
+            if (!val)
+                return usage_error("%s needs a method, as tome:r=8", a);
+            o->prune_tokens = val;
+            i++;
         } else if (!strcmp(a, "-v")) {
             o->verbose = 1;
         } else if (!strcmp(a, "--interp") && !strcmp(o->cmd, "run")) {
@@ -300,8 +318,9 @@ static int parse_options(int argc, char **argv, Options *o)
     if (!o->model)
         return usage_error("%s: no model file given", o->cmd);
     if (o->explain && strcmp(o->explain, "fuse-attention") && strcmp(o->explain, "fuse-ops") &&
-        strcmp(o->explain, "kv-cache"))
-        return usage_error("--explain: fuse-attention, fuse-ops and kv-cache explain themselves, not '%s'", o->explain);
+        strcmp(o->explain, "kv-cache") && strcmp(o->explain, "prune-tokens"))
+        return usage_error("--explain: fuse-attention, fuse-ops, kv-cache and prune-tokens explain themselves, not '%s'",
+                           o->explain);
     return 0;
 }
 
@@ -351,7 +370,9 @@ static Graph *load(const Options *o, Diag *d)
         FrontendOptions fo = {.weights_override = o->weights, .ndefine = o->ndefine, .defines = o->defines};
         g = fe_compile(o->model, &fo, d);
     }
-    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain, .kv_cache = o->kv_cache};
+    PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain, .kv_cache = o->kv_cache,
+                      .prune_tokens = o->prune_tokens,
+                      .report = !strcmp(o->cmd, "check") ? stdout : o->verbose ? stderr : NULL};
     if (g && (ir_verify(g, d) || pass_pipeline(g, o->passes, o->print_after, stdout, &po))) {
         if (g->weights)
             st_close(g->weights);

@@ -516,6 +516,72 @@ static int infer_scatter(const Graph *g, const Attrs *at, Node *const *in, IrTyp
 
 /* ---------------------------------------------------------------- inference */
 
+/* The token ops of prune-tokens (tokens.c): f32 values, i32 destinations, batch dims shared. token_merge's
+ * token count is the caller's (t on entry), at least 1 and at most x's. */
+static int same_lead(const Node *a, int n, const Node *b)
+{
+    if (a->rank < n || b->rank < n)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (!dim_eq(a->shape[i], b->shape[i]))
+            return 0;
+    return 1;
+}
+
+static int infer_tokens(const Graph *g, Op op, const Attrs *at, Node *const *in, int nin, IrType *t, IrWhy *w)
+{
+    const Node *x = in[0];
+    int r = x->rank;
+    const char *name = op_info[op].name;
+    if (x->dtype != DT_F32 || (op == OP_CLS_ATTN && in[1]->dtype != DT_F32))
+        return refuse(w, 0, "%s reads f32 values, not %s", name, ty(g, x));
+    if (r < (op == OP_EVIT_SELECT ? 1 : 2))
+        return refuse(w, 0, "%s needs a token axis: %s", name, ty(g, x));
+    switch (op) {
+    case OP_TOME_MATCH: /* metric [..., T, C] -> i32 [..., T] */
+        if (at->r < 0 || 2 * (int64_t)at->r > dim_max(g, x->shape[r - 2]) - (at->cls != 0))
+            return refuse(w, -1, "tome_match: r = %d is more than half the mergeable tokens of %s", at->r, ty(g, x));
+        t->dtype = DT_I32;
+        set_shape(t, r - 1, x->shape);
+        return 1;
+    case OP_EVIT_SELECT: /* attention [..., T] -> i32 [..., T] */
+        if (at->keep < 1 || (int64_t)at->keep + 1 > dim_max(g, x->shape[r - 1]))
+            return refuse(w, -1, "evit_select keeps %d tokens of %s after the first", at->keep, ty(g, x));
+        t->dtype = DT_I32;
+        set_shape(t, r, x->shape);
+        return 1;
+    case OP_CLS_ATTN: { /* q [..., Tq, d], k [..., Tk, d] -> [..., Tk] */
+        const Node *k = in[1];
+        if (k->rank != r || !same_lead(x, r - 2, k) || !dim_eq(x->shape[r - 1], k->shape[r - 1]))
+            return refuse(w, 1, "cls_attn: q %s and k %s need the same batch dims and head size", ty(g, x), ty(g, k));
+        t->dtype = DT_F32;
+        set_shape(t, r - 1, x->shape);
+        t->shape[r - 2] = k->shape[r - 2];
+        return 1;
+    }
+    case OP_TOKEN_MERGE: { /* x [..., T, D], dest i32 [..., T], w [..., T, 1]? -> [..., T2, D] */
+        const Node *dest = in[1], *wt = nin > 2 ? in[2] : NULL;
+        if (dest->dtype != DT_I32 || dest->rank != r - 1 || !same_lead(x, r - 1, dest))
+            return refuse(w, 1, "token_merge: the destinations %s must be i32 with x's batch dims and tokens (x %s)",
+                          ty(g, dest), ty(g, x));
+        if (wt && (wt->dtype != DT_F32 || wt->rank != r || !same_lead(x, r - 1, wt) ||
+                   !dim_eq(wt->shape[r - 1], dim_const(1))))
+            return refuse(w, 2, "token_merge: the weights %s must be f32 [..., T, 1] with x's tokens (x %s)", ty(g, wt),
+                          ty(g, x));
+        if (t->rank != r || !dim_is_const(t->shape[r - 2]) || t->shape[r - 2].b < 1 ||
+            !dim_le(g, t->shape[r - 2], x->shape[r - 2]))
+            return refuse(w, -1, "token_merge of %s: the result's token count must be given, static, at least 1 and at "
+                          "most x's (not %s)", ty(g, x), shp(g, t->dtype, t->rank, t->shape));
+        Dim T2 = t->shape[r - 2];
+        t->dtype = DT_F32;
+        set_shape(t, r, x->shape);
+        t->shape[r - 2] = T2;
+        return 1;
+    }
+    default: UNREACHABLE();
+    }
+}
+
 int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, IrType *t, IrWhy *w)
 {
     static const Attrs none;
@@ -552,6 +618,10 @@ int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, I
     case OP_CONV2D: return infer_conv(g, at, nin, in, t, w);
     case OP_ATTENTION: return infer_attention(g, at, nin, in, t, w);
     case OP_SCATTER: return infer_scatter(g, at, in, t, w);
+    case OP_TOME_MATCH:
+    case OP_TOKEN_MERGE:
+    case OP_CLS_ATTN:
+    case OP_EVIT_SELECT: return infer_tokens(g, op, at, in, nin, t, w);
     default: return refuse(w, -1, "no shape rule for op %s (add one to ir/build.c)", op_info[op].name);
     }
 }

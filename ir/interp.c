@@ -675,6 +675,56 @@ static int eval_attention(Interp *I, const Node *n, double *y)
     return 0;
 }
 
+/* tome_match, token_merge, cls_attn, evit_select (tokens.c): batch rows [..., T, *] one at a time; the
+ * inputs share the batch dims (the verifier checks it). */
+static int eval_tokens(Interp *I, const Node *n, double *y)
+{
+    const Node *x = n->in[0];
+    const int64_t *xs = I->shape[x->id], *os = I->shape[n->id];
+    const double *X = I->val[x->id];
+    switch (n->op) {
+    case OP_TOME_MATCH: {
+        int64_t T = xs[x->rank - 2], C = xs[x->rank - 1], nb = prod(xs, 0, x->rank - 2);
+        for (int64_t b = 0; b < nb; b++)
+            if (ir_tome_match_row(X + b * T * C, T, C, n->at.r, n->at.cls, y + b * T))
+                return bad(I, n, "out of memory");
+        return 0;
+    }
+    case OP_TOKEN_MERGE: {
+        int64_t T = xs[x->rank - 2], D = xs[x->rank - 1], nb = prod(xs, 0, x->rank - 2), T2 = os[n->rank - 2];
+        const double *dest = I->val[n->in[1]->id], *w = n->nin > 2 ? I->val[n->in[2]->id] : NULL;
+        for (int64_t i = 0; i < nb * T; i++)
+            if (!(dest[i] >= 0 && dest[i] < (double)T2))
+                return bad(I, n, "token_merge: token %lld goes to %g, outside [0, %lld)", (long long)i, dest[i],
+                           (long long)T2);
+        double *wsum = malloc(sizeof(double) * (size_t)(T2 + 1));
+        if (!wsum)
+            return bad(I, n, "out of memory");
+        for (int64_t b = 0; b < nb; b++)
+            ir_token_merge_row(X + b * T * D, dest + b * T, w ? w + b * T : NULL, T, D, T2, n->at.mode == 0,
+                               y + b * T2 * D, wsum);
+        free(wsum);
+        return 0;
+    }
+    case OP_CLS_ATTN: {
+        const Node *k = n->in[1];
+        int64_t Tq = xs[x->rank - 2], d = xs[x->rank - 1], Tk = I->shape[k->id][k->rank - 2];
+        int64_t nb = prod(xs, 0, x->rank - 2);
+        for (int64_t b = 0; b < nb; b++)
+            ir_cls_attn_row(X + b * Tq * d, I->val[k->id] + b * Tk * d, Tk, d, n->at.scale, y + b * Tk);
+        return 0;
+    }
+    case OP_EVIT_SELECT: {
+        int64_t T = xs[x->rank - 1], nb = prod(xs, 0, x->rank - 1);
+        for (int64_t b = 0; b < nb; b++)
+            if (ir_evit_select_row(X + b * T, T, n->at.keep, y + b * T))
+                return bad(I, n, "out of memory");
+        return 0;
+    }
+    default: UNREACHABLE();
+    }
+}
+
 static int eval_conv2d(Interp *I, const Node *n, double *y)
 {
     if (n->nin != 2 && n->nin != 3)
@@ -977,6 +1027,10 @@ static int eval(Interp *I, const Node *n, double *y)
     case OP_MATMUL: return eval_matmul(I, n, y);
     case OP_CONV2D: return eval_conv2d(I, n, y);
     case OP_ATTENTION: return eval_attention(I, n, y);
+    case OP_TOME_MATCH:
+    case OP_TOKEN_MERGE:
+    case OP_CLS_ATTN:
+    case OP_EVIT_SELECT: return eval_tokens(I, n, y);
     case OP_RESHAPE:
         if (I->numel[n->id] != I->numel[n->in[0]->id])
             return bad(I, n, "reshape: %lld elements to %lld", (long long)I->numel[n->in[0]->id],

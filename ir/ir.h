@@ -15,6 +15,7 @@
  *   parse.c   reading the text form back
  *   verify.c  the verifier
  *   interp.c  the interpreter: the oracle every other part is tested against
+ *   tokens.c  the interpreter's token merging and pruning ops (ToMe, EViT), one batch row at a time
  */
 #ifndef KILN_IR_H
 #define KILN_IR_H
@@ -513,5 +514,19 @@ void *ir_state_data(IrState *s, int i);
  * entry updates takes its new value. On an error nothing in st changes. Returns 0 on success. */
 int ir_interp_entry(const Graph *g, int e, IrState *st, const HostTensor *inputs, HostTensor *outputs,
                     Diag *d);
+/* ---------------------------------------------------------------- tokens.c
+ *
+ * One batch row each, in double; token destinations are stored as doubles (the interpreter's values). */
+
+/* dest[T]: tome_match of metric m[T, C] (r merged, cls: token 0 protected). -1 when out of memory. */
+int ir_tome_match_row(const double *m, int64_t T, int64_t C, int64_t r, int cls, double *dest);
+/* y[T2, D]: token_merge of x[T, D] by dest[T] with weights w[T] (NULL: ones); mean divides by the
+ * weights' sums. wsum: T2 doubles of scratch. */
+void ir_token_merge_row(const double *x, const double *dest, const double *w, int64_t T, int64_t D, int64_t T2,
+                        int mean, double *y, double *wsum);
+/* y[Tk]: softmax(q . k[j] * scale) for one query q[d] over keys k[Tk, d]. */
+void ir_cls_attn_row(const double *q, const double *k, int64_t Tk, int64_t d, double scale, double *y);
+/* dest[T]: evit_select of attention a[T] (a[0], the [CLS] token's, ignored). -1 when out of memory. */
+int ir_evit_select_row(const double *a, int64_t T, int64_t keep, double *dest);
 
 #endif

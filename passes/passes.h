@@ -12,6 +12,7 @@
  *                     then fuse_loops.c's grouping
  *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
  *   kv_cache.c        prefill and decode entries with a bounded KV cache (--kv-cache POLICY)
+ *   prune_tokens.c    token merging (ToMe) and [CLS]-attention pruning (EViT) in encoders, on request
  *   plan_memory.c     the activation arena: an offset per stored intermediate, in place where legal
  */
 #ifndef KILN_PASSES_H
@@ -25,6 +26,9 @@ typedef struct PassOptions {
     const char *explain; /* the pass that says, as notes at the source, why it left something alone
                             (--explain PASS), or NULL */
     const char *kv_cache; /* kv-cache's policy (--kv-cache POLICY), or NULL: the pass does not run */
+    const char *prune_tokens; /* --prune-tokens SPEC (prune_tokens.c): the method and its schedule; NULL:
+                                 the pass is off */
+    FILE *report;        /* where a pass writes its report (prune-tokens: tokens and FLOPs per layer), or NULL */
 } PassOptions;
 
 /* ---------------------------------------------------------------- pipeline.c */
@@ -45,6 +49,8 @@ int pass_fuse_ops(Graph *g, const PassOptions *o);
 /* Runs only with o->kv_cache; errors (a model it cannot derive, with the node that stops it) are
  * reported through o->d, and the pipeline stops. */
 int pass_kv_cache(Graph *g, const PassOptions *o);
+/* Off unless o->prune_tokens is set; returns -1 after an error in that option (reported). */
+int pass_prune_tokens(Graph *g, const PassOptions *o);
 /* The second half of fuse-ops (fuse_loops.c): marks the nodes that are computed inside the loop of
  * their one consumer (Node.inl). Returns the number of nodes marked. */
 int fuse_loops(Graph *g, const PassOptions *o);

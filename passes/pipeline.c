@@ -12,7 +12,8 @@ typedef struct Pass {
     const char *name;
     int (*run)(Graph *g, const PassOptions *o);
     int on_by_default; /* 2: always (plan-memory: the code generator needs a plan), unless "none";
-                          3: when its option is given (kv-cache: --kv-cache POLICY), unless "none" */
+                          3: when its option is given (kv-cache: --kv-cache POLICY; prune-tokens:
+                             --prune-tokens SPEC), unless "none" */
 } Pass;
 
 static const Pass pipeline[] = {
@@ -20,6 +21,7 @@ static const Pass pipeline[] = {
     {"fuse-attention", pass_fuse_attention, 1},
     {"kv-cache", pass_kv_cache, 3},
     {"fuse-ops", pass_fuse_ops, 1},
+    {"prune-tokens", pass_prune_tokens, 3},
     {"plan-memory", pass_plan_memory, 2},
 };
 
@@ -82,13 +84,15 @@ int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *pri
         const Pass *p = &pipeline[i];
         if (list && !strcmp(list, "none"))
             break;
-        if (p->on_by_default == 3 ? !o->kv_cache : all ? !p->on_by_default : !listed(list, p->name) && p->on_by_default != 2)
+        if (p->on_by_default == 3 ? !(p->run == pass_kv_cache ? o->kv_cache : o->prune_tokens)
+            : all ? !p->on_by_default : !listed(list, p->name) && p->on_by_default != 2)
             continue;
         g->planned = 0; /* any pass may move what plan-memory planned */
         int errors = diag_errors(o->d);
         int changes = p->run(g, o);
-        if (diag_errors(o->d) > errors)
-            return -1; /* the pass said why it cannot run (kv-cache on a model it cannot derive) */
+        if (diag_errors(o->d) > errors || changes < 0)
+            return -1; /* the pass said why it cannot run (kv-cache on a model it cannot derive, a wrong
+                          --prune-tokens) */
         if (o->log)
             fprintf(o->log, "pass %s: %d change%s, %d nodes\n", p->name, changes, changes == 1 ? "" : "s", g->nnode);
         if (ir_verify(g, o->d)) {

@@ -13,6 +13,7 @@
  *   main.c    rt_main: the command line of a program built with `kiln build --emit exe`
  *   profile.c time per node group of a compiled model (--profile)
  *   text.c    the text options of a language model's program: generation and evaluation
+ *   tokens.c  token merging and pruning kernels (ToMe, EViT) that compiled models call
  */
 #ifndef KILN_RT_H
 #define KILN_RT_H
@@ -248,5 +249,24 @@ void rt_profile_mark(const RtProfGroup *groups, int32_t n, int32_t k);
 int rt_profile_report(const RtProfile *p, const int64_t *syms, FILE *f);
 /* Writes the events as Chrome trace JSON (chrome://tracing, Perfetto). 0, or -1 with err set. */
 int rt_profile_write_trace(const RtProfile *p, const char *path, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- tokens.c
+ *
+ * The kernels of the nodes the prune-tokens pass makes (ir/tokens.c defines them): nb batch rows of T
+ * tokens each, C order, f32 values and i32 token destinations. */
+
+/* dest[nb, T]: where ToMe's bipartite soft matching of metric[nb, T, C] sends each token (r merged;
+ * cls: token 0 is protected). */
+void rt_tome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
+                   int32_t cls);
+/* out[nb, T2, D][j] = sum of w[i] x[i] over the tokens i with dest[i] = j, divided by the sum of the w[i]
+ * when mean is set; w[nb, T] may be NULL (every weight 1). */
+void rt_token_merge(RtPool *p, float *out, const float *x, const int32_t *dest, const float *w, int64_t nb,
+                    int64_t T, int64_t D, int64_t T2, int32_t mean);
+/* out[nb, Tk]: softmax(q[0] . k[j] * scale) over the keys, the first query's attention row. */
+void rt_cls_attn(RtPool *p, float *out, const float *q, const float *k, int64_t nb, int64_t Tq, int64_t Tk,
+                 int64_t d, float scale);
+/* dest[nb, T]: EViT's selection by attn[nb, T] (token 0 the [CLS] token): keep tokens kept, the rest fused. */
+void rt_evit_select(int32_t *dest, const float *attn, int64_t nb, int64_t T, int64_t keep);
 
 #endif

@@ -415,6 +415,124 @@ for i, (bs, axis, n, idt) in enumerate([((6, 4), 0, 2, np.int32),       # append
     case(f"scatter_{i}", "scatter", [base, idx, vals],
          lambda b, ix, v, a=axis: b.index_copy(a, ix.long(), v), axis=axis)
 
+# ------------------------------------------------------------------ token merging and pruning (prune-tokens)
+# ToMe's bipartite soft matching and merge_wavg (facebookresearch/ToMe, tome/merge.py) and EViT's
+# top-k selection with the fused token (youweiliang/evit, evit.py), written here from those definitions
+# in PyTorch and independently of ir/tokens.c. The C ops describe a merge by where each token goes
+# (dest); the references compute the merge the references' way (gather, scatter_reduce, cat) and
+# read dest off it.
+
+
+def tome_plan(metric, r, cls):
+    """metric [B, T, C] float64 -> (unm_idx [B, na-r], src_idx [B, r], dst_idx [B, r]) as ToMe makes them."""
+    metric = metric / metric.norm(dim=-1, keepdim=True)
+    a, b = metric[..., ::2, :], metric[..., 1::2, :]
+    scores = a @ b.transpose(-1, -2)
+    if cls:
+        scores[..., 0, :] = -float("inf")
+    node_max, node_idx = scores.max(dim=-1)
+    edge_idx = torch.sort(node_max, dim=-1, descending=True, stable=True)[1][..., None]
+    unm_idx = edge_idx[..., r:, :]
+    src_idx = edge_idx[..., :r, :]
+    dst_idx = node_idx[..., None].gather(dim=-2, index=src_idx)
+    if cls:
+        unm_idx = unm_idx.sort(dim=1)[0]
+    return unm_idx, src_idx, dst_idx
+
+
+def tome_merge(x, plan, r, mode):
+    """ToMe's merge(x, mode): [B, T, C] -> [B, T - r, C]."""
+    unm_idx, src_idx, dst_idx = plan
+    src, dst = x[..., ::2, :], x[..., 1::2, :]
+    n, t1, c = src.shape
+    unm = src.gather(dim=-2, index=unm_idx.expand(n, t1 - r, c))
+    src = src.gather(dim=-2, index=src_idx.expand(n, r, c))
+    dst = dst.scatter_reduce(-2, dst_idx.expand(n, r, c), src, reduce=mode)
+    return torch.cat([unm, dst], dim=1)
+
+
+def tome_dest(metric, r, cls):
+    """Where each token goes: merge the token indices themselves (every token alone in its row)."""
+    B, T, _ = metric.shape
+    plan = tome_plan(metric, r, cls)
+    onehot = torch.eye(T, dtype=torch.float64).expand(B, T, T)
+    merged = tome_merge(onehot, plan, r, "sum")   # [B, T - r, T]: row j has a 1 at each token it holds
+    return merged.argmax(dim=1).to(torch.int32)  # [B, T]: the row holding token i
+
+
+def tome_match_ref(r, cls):
+    def f(m):
+        lead = m.shape[:-2]
+        m3 = m.reshape(-1, m.shape[-2], m.shape[-1])
+        return tome_dest(m3, r, cls).reshape(*lead, m.shape[-2])
+    return f
+
+
+def merge_wavg_ref(metric, r, cls):
+    """token_merge(x, dest, size) against ToMe's merge_wavg: x = merge(x * size, sum) / merge(size, sum)."""
+    def f(x, dest, size):
+        plan = tome_plan(t64(metric), r, cls)
+        return tome_merge(x * size, plan, r, "sum") / tome_merge(size, plan, r, "sum")
+    return f
+
+
+for name, B, T, C, D, r, cls in [("tome_cls", 2, 11, 6, 5, 4, True), ("tome_nocls", 3, 10, 4, 3, 5, False),
+                                 ("tome_r1", 1, 7, 8, 4, 1, True), ("tome_odd", 2, 9, 5, 7, 3, False)]:
+    metric = randn(B, T, C)
+    case(f"{name}_match", "tome_match", [metric], tome_match_ref(r, cls), r=r, cls=int(cls), shape=(B, T))
+    dest = tome_dest(t64(metric), r, cls).numpy()
+    size = uniform(1, 4, B, T, 1).round()
+    x = randn(B, T, D)
+    case(f"{name}_merge", "token_merge", [x, dest, size], merge_wavg_ref(metric, r, cls), rtol=1e-6, mode=0,
+         shape=(B, T - r, D))
+    case(f"{name}_size", "token_merge", [size, dest], lambda s, d, m=metric, r=r, cls=cls:
+         tome_merge(s, tome_plan(t64(m), r, cls), r, "sum"), rtol=1e-6, mode=1, shape=(B, T - r, 1))
+
+
+def cls_attn_ref(scale):
+    def f(q, k):
+        return torch.softmax((q[..., :1, :] @ k.transpose(-1, -2)) * scale, dim=-1)[..., 0, :]
+    return f
+
+
+def evit_ref(keep):
+    """EViT's block after the attention: cat([x[:, :1], topk tokens, sum of the rest weighted by attention])."""
+    def f(x, dest, w):
+        B, N, C = x.shape
+        attn = cls_attn = attn_full[:, 1:]     # EViT's cls_attn: [B, N-1], the [CLS] query's attention
+        _, idx = torch.topk(attn, keep, dim=1, largest=True, sorted=True)
+        non_cls = x[:, 1:]
+        x_others = torch.gather(non_cls, dim=1, index=idx.unsqueeze(-1).expand(-1, -1, C))
+        mask = torch.ones(B, N - 1, dtype=torch.bool)
+        mask.scatter_(1, idx, False)
+        compl = torch.stack([torch.nonzero(mask[b])[:, 0] for b in range(B)])
+        non_topk = torch.gather(non_cls, dim=1, index=compl.unsqueeze(-1).expand(-1, -1, C))
+        non_topk_attn = torch.gather(cls_attn, dim=1, index=compl)
+        extra = torch.sum(non_topk * non_topk_attn.unsqueeze(-1), dim=1, keepdim=True)
+        return torch.cat([x[:, 0:1], x_others, extra], dim=1)
+    return f
+
+
+for name, shq, shk, scale in [("cls_attn", (2, 3, 9, 8), (2, 3, 9, 8), 0.35), ("cls_attn_rect", (4, 5, 6), (4, 7, 6), 0.5)]:
+    case(name, "cls_attn", [randn(*shq), randn(*shk)], cls_attn_ref(scale), rtol=1e-6, scale=scale,
+         shape=shk[:-1])
+
+for name, B, N, C, keep in [("evit_a", 2, 10, 4, 5), ("evit_b", 3, 8, 3, 6)]:
+    attn_full = torch.softmax(t64(randn(B, N)), dim=-1)
+    a32 = attn_full.numpy().astype(np.float32)
+    attn_full = t64(a32)
+    def sel(a, keep=keep):
+        idx = torch.topk(a[:, 1:], keep, dim=1, largest=True, sorted=True)[1]
+        dest = torch.full(a.shape, keep + 1, dtype=torch.int32)
+        dest[:, 0] = 0
+        dest.scatter_(1, idx + 1, torch.arange(1, keep + 1, dtype=torch.int32).expand(a.shape[0], keep).contiguous())
+        return dest
+    case(f"{name}_select", "evit_select", [a32], sel, keep=keep, shape=(B, N))
+    dest = sel(attn_full).numpy()
+    w = np.where(dest == keep + 1, a32, np.float32(1))[..., None].astype(np.float32)
+    case(f"{name}_merge", "token_merge", [randn(B, N, C), dest, w], evit_ref(keep), rtol=1e-6, mode=1,
+         shape=(B, keep + 2, C))
+
 with open(os.path.join(OUT, "cases.txt"), "w") as f:
     f.write("# Generated by tests/ops/make_refs.py; do not edit. <case> <op> [key=value ...] <rtol>\n")
     f.write("\n".join(lines) + "\n")

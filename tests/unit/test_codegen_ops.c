@@ -1016,6 +1016,48 @@ static void fused_cases(void)
                "%0 = input \"a\" : f32[]\n%1 = neg(%0) {inline} : f32[]\n%2 = sigmoid(%1) : f32[]\noutput y = %2\n", 0});
 }
 
+/* ---------------------------------------------------------------- token merging and pruning
+ *
+ * The runtime's kernels (runtime/tokens.c, called by codegen/merge.c) over batch rows T of static
+ * token counts. The destinations must be exact: the kernels compute in f32 and the interpreter in
+ * double, so inputs are kept far from ties (random scores over a dozen tokens). token_merge reads
+ * random destinations (every token somewhere in [0, T2), some rows empty: a mean over nothing is
+ * NaN on both sides). */
+static void token_cases(void)
+{
+    static const struct {
+        const char *in, *out, *attrs;
+    } m[] = {
+        {"[T, 11, 8]", "[T, 11]", "r=4, cls=true"},
+        {"[T, 12, 5]", "[T, 12]", "r=6"},
+        {"[T, 3, 17, 33]", "[T, 3, 17]", "r=1, cls=true"},
+        {"[T, 1, 7]", "[T, 1]", "r=0"},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        run((Spec){"tome_match", EXACT, TS3, {UNI(-1, 1)},
+                   ir("%%0 = input \"m\" : f32%s\n%%1 = tome_match(%%0) {%s} : i32%s\noutput y = %%1\n", m[i].in,
+                      m[i].attrs, m[i].out), 0});
+    run((Spec){"token_merge", MM, TS3, {UNI(-2, 2), INT(0, 6), UNI(0.5, 4)},
+               "%0 = input \"x\" : f32[T, 11, 70]\n%1 = input \"d\" : i32[T, 11]\n%2 = input \"w\" : f32[T, 11, 1]\n"
+               "%3 = token_merge(%0, %1, %2) {mode=mean} : f32[T, 7, 70]\noutput y = %3\n", 0});
+    run((Spec){"token_merge", MM, TS3, {UNI(-2, 2), INT(0, 4)},
+               "%0 = input \"x\" : f32[T, 9, 3]\n%1 = input \"d\" : i32[T, 9]\n"
+               "%2 = token_merge(%0, %1) {mode=sum} : f32[T, 5, 3]\noutput y = %2\n", 0});
+    run((Spec){"token_merge", MM, NULL, {UNI(-2, 2), INT(0, 190), UNI(0, 1)},
+               "%0 = input \"x\" : f32[2, 197, 768]\n%1 = input \"d\" : i32[2, 197]\n%2 = input \"w\" : f32[2, 197, 1]\n"
+               "%3 = token_merge(%0, %1, %2) {mode=sum} : f32[2, 191, 768]\noutput y = %3\n", 0});
+    run((Spec){"cls_attn", NORM, TS3, {UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"q\" : f32[T, 3, 9, 16]\n%1 = input \"k\" : f32[T, 3, 13, 16]\n"
+               "%2 = cls_attn(%0, %1) {scale=0.25} : f32[T, 3, 13]\noutput y = %2\n", 0});
+    run((Spec){"cls_attn", NORM, NULL, {UNI(-3, 3), UNI(-3, 3)},
+               "%0 = input \"q\" : f32[5, 64]\n%1 = input \"k\" : f32[197, 64]\n"
+               "%2 = cls_attn(%0, %1) {scale=0.125} : f32[197]\noutput y = %2\n", 0});
+    run((Spec){"evit_select", EXACT, TS3, {UNI(0, 1)},
+               "%0 = input \"a\" : f32[T, 13]\n%1 = evit_select(%0) {keep=7} : i32[T, 13]\noutput y = %1\n", 0});
+    run((Spec){"evit_select", EXACT, TS3, {INT(0, 3)}, /* ties: the lower index first, on both sides */
+               "%0 = input \"a\" : f32[T, 20]\n%1 = evit_select(%0) {keep=10} : i32[T, 20]\noutput y = %1\n", 0});
+}
+
 /* ---------------------------------------------------------------- fused attention */
 
 static void attention_cases(void)
@@ -1441,6 +1483,7 @@ int main(int argc, char **argv)
     matmul_cases();
     fused_cases();
     attention_cases();
+    token_cases();
     conv_cases();
     movement_cases();
     source_cases();

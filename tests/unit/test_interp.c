@@ -170,6 +170,14 @@ static int parse_case(char *line, Case *c)
             c->at.scale = strtod(v, NULL);
         else if (!strcmp(k, "causal"))
             c->at.causal = atoi(v);
+        else if (!strcmp(k, "r"))
+            c->at.r = atoi(v);
+        else if (!strcmp(k, "cls"))
+            c->at.cls = atoi(v);
+        else if (!strcmp(k, "mode"))
+            c->at.mode = atoi(v);
+        else if (!strcmp(k, "keep"))
+            c->at.keep = atoi(v);
         else if (!strcmp(k, "start"))
             c->at.start = dim_const(atoll(v));
         else if (!strcmp(k, "end"))

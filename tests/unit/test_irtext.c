@@ -231,6 +231,18 @@ static Graph *build_full(void)
     Node *idx = input(g, "idx", DT_I64, SH(B, T));
     Node *ga = mk(g, OP_GATHER, DT_F32, SH(T, B, T), INS(x, idx));
     ga->at.axis = 1;
+    /* token merging and pruning over [B, 6, 4] */
+    Node *tx = input(g, "tokx", DT_F32, SH(B, c6, c4)), *tw = input(g, "tokw", DT_F32, SH(B, c6, c1));
+    Node *match = mk(g, OP_TOME_MATCH, DT_I32, SH(B, c6), INS(tx));
+    match->at.r = 2;
+    match->at.cls = 1;
+    Node *tm = mk(g, OP_TOKEN_MERGE, DT_F32, SH(B, c4, c4), INS(tx, match, tw));
+    tm->at.mode = 1;
+    mk(g, OP_TOKEN_MERGE, DT_F32, SH(B, c4, c4), INS(tx, match));
+    Node *ca = mk(g, OP_CLS_ATTN, DT_F32, SH(B, c6), INS(tx, tx));
+    ca->at.scale = 0.125;
+    Node *ev = mk(g, OP_EVIT_SELECT, DT_I32, SH(B, c6), INS(ca));
+    ev->at.keep = 3;
 
     /* a state (ir/entry.c) read and updated by a scatter of two rows */
     ir_add_state(g, "kv", DT_F32, SH(c4, c8));

@@ -1,0 +1,204 @@
+/* tokens.c: the kernels of token merging and pruning (the prune-tokens pass), in f32.
+ *
+ * The compiled code calls these for the nodes tome_match, token_merge, cls_attn and evit_select; the
+ * definitions, and the reference implementations they follow, are in ir/tokens.c (the interpreter's
+ * versions, in double, which the tests hold these to). They are C rather than generated LLVM IR
+ * because matching and top-k are sorts over a few hundred tokens, branchy code that a vector code
+ * generator would not improve; they cost well under 1% of a layer (ToMe's matching is (T/2)^2 dot
+ * products of the head size against the layer's ~24 T D^2). Batch rows (and for the merge, column
+ * blocks) go over the pool's threads. Scratch lives on the stack, sized by the token count: nothing is
+ * allocated at run time.
+ */
+#include "runtime/kiln_rt.h"
+
+#include <math.h>
+
+/* Stable descending order of v[0..n) into ord (merge sort: ties keep the lower index first). */
+static void order_desc(const float *v, int64_t n, int32_t *ord, int32_t *tmp)
+{
+    for (int64_t i = 0; i < n; i++)
+        ord[i] = (int32_t)i;
+    for (int64_t w = 1; w < n; w *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {
+            int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int64_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                tmp[k++] = v[ord[j]] > v[ord[i]] ? ord[j++] : ord[i++];
+            while (i < mid)
+                tmp[k++] = ord[i++];
+            while (j < hi)
+                tmp[k++] = ord[j++];
+        }
+        for (int64_t i = 0; i < n; i++)
+            ord[i] = tmp[i];
+    }
+}
+
+/* ---------------------------------------------------------------- tome_match */
+
+typedef struct Match {
+    int32_t *dest;
+    const float *m;
+    int64_t T, C, r;
+    int cls;
+} Match;
+
+static void match_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const Match *a = ctx;
+    int64_t T = a->T, C = a->C, na = (T + 1) / 2, nb = T / 2, r = a->r < na ? a->r : na;
+    float inv[T > 0 ? T : 1], best[na > 0 ? na : 1];
+    int32_t bidx[na > 0 ? na : 1], ord[na > 0 ? na : 1], tmp[na > 0 ? na : 1];
+    for (int64_t row = begin; row < end; row++) {
+        const float *m = a->m + row * T * C;
+        int32_t *dest = a->dest + row * T;
+        for (int64_t i = 0; i < T; i++) {
+            float s = 0;
+            for (int64_t c = 0; c < C; c++)
+                s += m[i * C + c] * m[i * C + c];
+            inv[i] = 1.0f / sqrtf(s);
+        }
+        for (int64_t x = 0; x < na; x++) {
+            best[x] = -INFINITY;
+            bidx[x] = 0;
+            if (a->cls && x == 0)
+                continue; /* [CLS]: its row is -inf, its best the first B token, as torch.max gives */
+            const float *p = m + 2 * x * C;
+            for (int64_t y = 0; y < nb; y++) {
+                const float *q = m + (2 * y + 1) * C;
+                float s = 0;
+                for (int64_t c = 0; c < C; c++)
+                    s += p[c] * q[c];
+                s *= inv[2 * x] * inv[2 * y + 1];
+                if (s > best[x] || y == 0) {
+                    best[x] = s;
+                    bidx[x] = (int32_t)y;
+                }
+            }
+        }
+        order_desc(best, na, ord, tmp);
+        if (a->cls)
+            for (int64_t i = r + 1; i < na; i++)
+                for (int64_t j = i; j > r && ord[j - 1] > ord[j]; j--) {
+                    int32_t t = ord[j];
+                    ord[j] = ord[j - 1];
+                    ord[j - 1] = t;
+                }
+        for (int64_t k = 0; k < na; k++)
+            dest[2 * ord[k]] = (int32_t)(k >= r ? k - r : na - r + bidx[ord[k]]);
+        for (int64_t y = 0; y < nb; y++)
+            dest[2 * y + 1] = (int32_t)(na - r + y);
+    }
+}
+
+void rt_tome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
+                   int32_t cls)
+{
+    Match a = {dest, metric, T, C, r, cls};
+    rt_parallel_for(nb * T * C >= 1 << 15 ? p : NULL, nb, match_rows, &a);
+}
+
+/* ---------------------------------------------------------------- token_merge */
+
+enum { MERGE_COLS = 64 }; /* columns per work item: one row block of the output per thread */
+
+typedef struct Merge {
+    float *out;
+    const float *x, *w;
+    const int32_t *dest;
+    int64_t T, D, T2, nblk;
+    int mean;
+} Merge;
+
+static void merge_items(void *ctx, int64_t begin, int64_t end)
+{
+    const Merge *a = ctx;
+    int64_t T = a->T, D = a->D, T2 = a->T2;
+    float wsum[T2 > 0 ? T2 : 1];
+    for (int64_t it = begin; it < end; it++) {
+        int64_t row = it / a->nblk, c0 = it % a->nblk * MERGE_COLS, c1 = c0 + MERGE_COLS < D ? c0 + MERGE_COLS : D;
+        const float *x = a->x + row * T * D, *w = a->w ? a->w + row * T : NULL;
+        const int32_t *dest = a->dest + row * T;
+        float *y = a->out + row * T2 * D;
+        for (int64_t j = 0; j < T2; j++) {
+            wsum[j] = 0;
+            for (int64_t c = c0; c < c1; c++)
+                y[j * D + c] = 0;
+        }
+        for (int64_t i = 0; i < T; i++) {
+            int64_t j = dest[i];
+            if (j < 0 || j >= T2)
+                continue; /* tome_match and evit_select never make one; a bad input is not a crash */
+            float wi = w ? w[i] : 1.0f;
+            wsum[j] += wi;
+            for (int64_t c = c0; c < c1; c++)
+                y[j * D + c] += wi * x[i * D + c];
+        }
+        if (a->mean)
+            for (int64_t j = 0; j < T2; j++) {
+                float s = wsum[j];
+                for (int64_t c = c0; c < c1; c++)
+                    y[j * D + c] /= s;
+            }
+    }
+}
+
+void rt_token_merge(RtPool *p, float *out, const float *x, const int32_t *dest, const float *w, int64_t nb,
+                    int64_t T, int64_t D, int64_t T2, int32_t mean)
+{
+    Merge a = {out, x, w, dest, T, D, T2, (D + MERGE_COLS - 1) / MERGE_COLS, mean};
+    if (a.nblk == 0)
+        return;
+    rt_parallel_for(nb * T * D >= 1 << 15 ? p : NULL, nb * a.nblk, merge_items, &a);
+}
+
+/* ---------------------------------------------------------------- cls_attn */
+
+typedef struct ClsAttn {
+    float *out;
+    const float *q, *k;
+    int64_t Tq, Tk, d;
+    float scale;
+} ClsAttn;
+
+static void cls_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const ClsAttn *a = ctx;
+    for (int64_t row = begin; row < end; row++) {
+        const float *q = a->q + row * a->Tq * a->d, *k = a->k + row * a->Tk * a->d;
+        float *y = a->out + row * a->Tk, mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < a->Tk; j++) {
+            float s = 0;
+            for (int64_t e = 0; e < a->d; e++)
+                s += q[e] * k[j * a->d + e];
+            y[j] = s * a->scale;
+            mx = y[j] > mx ? y[j] : mx;
+        }
+        for (int64_t j = 0; j < a->Tk; j++)
+            sum += (y[j] = expf(y[j] - mx));
+        for (int64_t j = 0; j < a->Tk; j++)
+            y[j] /= sum;
+    }
+}
+
+void rt_cls_attn(RtPool *p, float *out, const float *q, const float *k, int64_t nb, int64_t Tq, int64_t Tk,
+                 int64_t d, float scale)
+{
+    ClsAttn a = {out, q, k, Tq, Tk, d, scale};
+    rt_parallel_for(nb * Tk * d >= 1 << 15 ? p : NULL, nb, cls_rows, &a);
+}
+
+/* ---------------------------------------------------------------- evit_select */
+
+void rt_evit_select(int32_t *dest, const float *attn, int64_t nb, int64_t T, int64_t keep)
+{
+    int64_t n = T - 1;
+    int32_t ord[n > 0 ? n : 1], tmp[n > 0 ? n : 1];
+    for (int64_t row = 0; row < nb; row++) {
+        int32_t *d = dest + row * T;
+        order_desc(attn + row * T + 1, n, ord, tmp);
+        d[0] = 0;
+        for (int64_t k = 0; k < n; k++)
+            d[1 + ord[k]] = (int32_t)(k < keep ? 1 + k : 1 + keep);
+    }
+}
