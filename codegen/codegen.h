@@ -267,7 +267,7 @@ int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_matmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in); /* attention.c */
-/* tome_match, token_merge, cls_attn, evit_select: calls of runtime/tokens.c's kernels (merge.c) */
+/* tome_match, pitome_match, token_merge, cls_attn, evit_select: calls of runtime/tokens.c's kernels (merge.c) */
 int cg_tokens(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 
 /* ---------------------------------------------------------------- gemm.c */

@@ -70,7 +70,7 @@ static int emit_kernel(Cg *cg, const Node *n, const Fused *f, LLVMValueRef out, 
     case OP_CONV2D: return cg_conv2d(cg, n, out, in);
     case OP_ATTENTION: return cg_attention(cg, n, out, in);
     case OP_SCATTER: return cg_scatter(cg, n, out, in);
-    case OP_TOME_MATCH: case OP_TOKEN_MERGE: case OP_CLS_ATTN: case OP_EVIT_SELECT: return cg_tokens(cg, n, out, in);
+    case OP_TOME_MATCH: case OP_PITOME_MATCH: case OP_TOKEN_MERGE: case OP_CLS_ATTN: case OP_EVIT_SELECT: return cg_tokens(cg, n, out, in);
     default: break;
     }
     if (flags & F_EW)

@@ -1,4 +1,5 @@
-/* merge.c: the nodes of token merging and pruning (tome_match, token_merge, cls_attn, evit_select).
+/* merge.c: the nodes of token merging and pruning (tome_match, pitome_match, token_merge, cls_attn,
+ * evit_select).
  *
  * Each node's function calls its kernel in the runtime (runtime/tokens.c) with the node's buffers, its
  * batch rows, token count and width (run-time values) and its attributes. The kernels are C, not
@@ -38,6 +39,15 @@ int cg_tokens(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         LLVMValueRef args[8] = {cg->pool, out, in[0], rows(cg, x, r - 2), cg_dim(cg, x->shape[r - 2]),
                                 cg_dim(cg, x->shape[r - 1]), cg_i64(cg, n->at.r), LLVMConstInt(W, (unsigned)n->at.cls, 0)};
         LLVMBuildCall2(cg->b, fty, rt_fn(cg, "rt_tome_match", fty), args, 8, "");
+        return 0;
+    }
+    case OP_PITOME_MATCH: {
+        LLVMTypeRef ps[10] = {P, P, P, I, I, I, I, W, cg->f32, W};
+        LLVMTypeRef fty = LLVMFunctionType(cg->void_, ps, 10, 0);
+        LLVMValueRef args[10] = {cg->pool, out, in[0], rows(cg, x, r - 2), cg_dim(cg, x->shape[r - 2]),
+                                 cg_dim(cg, x->shape[r - 1]), cg_i64(cg, n->at.r), LLVMConstInt(W, (unsigned)n->at.cls, 0),
+                                 cg_f32(cg, n->at.margin), LLVMConstInt(W, (unsigned)n->at.bsm, 0)};
+        LLVMBuildCall2(cg->b, fty, rt_fn(cg, "rt_pitome_match", fty), args, 10, "");
         return 0;
     }
     case OP_TOKEN_MERGE: {

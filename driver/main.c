@@ -95,9 +95,10 @@ static const char *usage_text =
     "                        tome:r=8,schedule=decreasing   ToMe's decreasing schedule (2r down to 0)\n"
     "                        tome:r=8,inflect=X   ToMe's parse_r((r, X)), X in [-1, 1]\n"
     "                        tome:flops=0.4       the smallest constant r removing 40% of the FLOPs\n"
+    "                        pitome:ratio=0.9     PiToMe, 90% of the tokens kept per layer\n"
     "                        evit:keep=0.7,layers=3,6,9   EViT at those layers (from 0)\n"
     "                      and ,cls=none (no [CLS] token to protect), ,prop=off (tome without\n"
-    "                      proportional attention)\n"
+    "                      proportional attention), ,prop=on (pitome with it)\n"
     "\n"
     "  kiln --version      print the version\n"
     "  kiln COMMAND --help describe one command\n";

@@ -539,8 +539,11 @@ static int infer_tokens(const Graph *g, Op op, const Attrs *at, Node *const *in,
         return refuse(w, 0, "%s needs a token axis: %s", name, ty(g, x));
     switch (op) {
     case OP_TOME_MATCH: /* metric [..., T, C] -> i32 [..., T] */
+    case OP_PITOME_MATCH:
         if (at->r < 0 || 2 * (int64_t)at->r > dim_max(g, x->shape[r - 2]) - (at->cls != 0))
-            return refuse(w, -1, "tome_match: r = %d is more than half the mergeable tokens of %s", at->r, ty(g, x));
+            return refuse(w, -1, "%s: r = %d is more than half the mergeable tokens of %s", name, at->r, ty(g, x));
+        if (op == OP_PITOME_MATCH && !isfinite(at->margin))
+            return refuse(w, -1, "pitome_match: the margin must be finite");
         t->dtype = DT_I32;
         set_shape(t, r - 1, x->shape);
         return 1;
@@ -619,6 +622,7 @@ int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, I
     case OP_ATTENTION: return infer_attention(g, at, nin, in, t, w);
     case OP_SCATTER: return infer_scatter(g, at, in, t, w);
     case OP_TOME_MATCH:
+    case OP_PITOME_MATCH:
     case OP_TOKEN_MERGE:
     case OP_CLS_ATTN:
     case OP_EVIT_SELECT: return infer_tokens(g, op, at, in, nin, t, w);

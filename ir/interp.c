@@ -690,6 +690,13 @@ static int eval_tokens(Interp *I, const Node *n, double *y)
                 return bad(I, n, "out of memory");
         return 0;
     }
+    case OP_PITOME_MATCH: {
+        int64_t T = xs[x->rank - 2], C = xs[x->rank - 1], nb = prod(xs, 0, x->rank - 2);
+        for (int64_t b = 0; b < nb; b++)
+            if (ir_pitome_match_row(X + b * T * C, T, C, n->at.r, n->at.cls, n->at.margin, n->at.bsm, y + b * T))
+                return bad(I, n, "out of memory");
+        return 0;
+    }
     case OP_TOKEN_MERGE: {
         int64_t T = xs[x->rank - 2], D = xs[x->rank - 1], nb = prod(xs, 0, x->rank - 2), T2 = os[n->rank - 2];
         const double *dest = I->val[n->in[1]->id], *w = n->nin > 2 ? I->val[n->in[2]->id] : NULL;
@@ -1028,6 +1035,7 @@ static int eval(Interp *I, const Node *n, double *y)
     case OP_CONV2D: return eval_conv2d(I, n, y);
     case OP_ATTENTION: return eval_attention(I, n, y);
     case OP_TOME_MATCH:
+    case OP_PITOME_MATCH:
     case OP_TOKEN_MERGE:
     case OP_CLS_ATTN:
     case OP_EVIT_SELECT: return eval_tokens(I, n, y);

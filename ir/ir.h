@@ -15,7 +15,7 @@
  *   parse.c   reading the text form back
  *   verify.c  the verifier
  *   interp.c  the interpreter: the oracle every other part is tested against
- *   tokens.c  the interpreter's token merging and pruning ops (ToMe, EViT), one batch row at a time
+ *   tokens.c  the interpreter's token merging and pruning ops (ToMe, PiToMe, EViT), one batch row at a time
  */
 #ifndef KILN_IR_H
 #define KILN_IR_H
@@ -520,6 +520,10 @@ int ir_interp_entry(const Graph *g, int e, IrState *st, const HostTensor *inputs
 
 /* dest[T]: tome_match of metric m[T, C] (r merged, cls: token 0 protected). -1 when out of memory. */
 int ir_tome_match_row(const double *m, int64_t T, int64_t C, int64_t r, int cls, double *dest);
+/* dest[T]: pitome_match of metric m[T, C] (r merged, cls: token 0 protected, margin of the energy, bsm:
+ * ToMe's matching between the even and odd energy ranks). -1 when out of memory. */
+int ir_pitome_match_row(const double *m, int64_t T, int64_t C, int64_t r, int cls, double margin, int bsm,
+                        double *dest);
 /* y[T2, D]: token_merge of x[T, D] by dest[T] with weights w[T] (NULL: ones); mean divides by the
  * weights' sums. wsum: T2 doubles of scratch. */
 void ir_token_merge_row(const double *x, const double *dest, const double *w, int64_t T, int64_t D, int64_t T2,

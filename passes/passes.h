@@ -12,7 +12,7 @@
  *                     then fuse_loops.c's grouping
  *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
  *   kv_cache.c        prefill and decode entries with a bounded KV cache (--kv-cache POLICY)
- *   prune_tokens.c    token merging (ToMe) and [CLS]-attention pruning (EViT) in encoders, on request
+ *   prune_tokens.c    token merging (ToMe, PiToMe) and [CLS]-attention pruning (EViT) in encoders, on request
  *   plan_memory.c     the activation arena: an offset per stored intermediate, in place where legal
  */
 #ifndef KILN_PASSES_H

@@ -1,4 +1,4 @@
-/* prune_tokens.c: token merging (ToMe) and [CLS]-attention pruning (EViT) in vision transformers.
+/* prune_tokens.c: token merging (ToMe, PiToMe) and [CLS]-attention pruning (EViT) in vision transformers.
  *
  * Off unless --prune-tokens gives a method (PassOptions.prune_tokens):
  *   tome:r=8                 ToMe, r tokens merged in every layer
@@ -7,6 +7,10 @@
  *   tome:r=8,inflect=-0.5    parse_r((r, inflect)) for any inflection in [-1, 1]
  *   tome:flops=0.4           the smallest constant r whose merging removes that share of the matmul
  *                            and attention FLOPs (the largest r when no r does)
+ *   pitome:ratio=0.9         PiToMe as the authors' ViT patch sets it up: every layer keeps that share of
+ *                            the tokens after [CLS] (r = floor(n - n * ratio)), margins 0.75 - 0.75 l / L,
+ *                            ToMe's matching between energy ranks (bsm) in the first ceil(L / 2) layers,
+ *                            no proportional attention (prop=on adds it)
  *   evit:keep=0.7,layers=3,6,9   EViT at those layers (0-based): keep ceil(keep * (N - 1)) tokens
  *   ...,cls=none             the model has no [CLS] token to protect (tome only)
  *   ...,prop=off             ToMe without proportional attention
@@ -20,6 +24,7 @@
  *          size -> token_merge(size, dest) (sum). size starts as ones, [..., T, 1]. Every attention
  *          after the first merge gets log(size) as its mask, [..., 1, 1, T]: proportional attention,
  *          the same additive term for every query, which the fused attention kernel reads per key.
+ *   PiToMe as ToMe with pitome_match (its energy-ordered matching) for tome_match.
  *   EViT   a = mean over heads of cls_attn(q, k) (the [CLS] query's probabilities, one row, never the
  *          T x T matrix); dest = evit_select(a) (keep); the fused token's weights are its tokens'
  *          attention, the kept tokens' 1; x1 -> token_merge(x1, dest, w) (sum).
@@ -46,7 +51,7 @@
 
 enum { MAXL = 256 };
 
-typedef enum Method { M_TOME, M_EVIT } Method;
+typedef enum Method { M_TOME, M_PITOME, M_EVIT } Method;
 
 typedef struct Spec {
     Method method;
@@ -55,6 +60,7 @@ typedef struct Spec {
     int have_inflect;
     double inflect;
     double flops;     /* > 0: the share of FLOPs to remove */
+    double ratio;     /* pitome: the share of tokens kept per layer */
     double keep;      /* evit */
     int nlayers;      /* evit layers= */
     int layers[MAXL];
@@ -125,11 +131,15 @@ static int parse_spec(Ctx *c, const char *opt)
     if (!strncmp(opt, "tome:", 5)) {
         s->method = M_TOME;
         p = opt + 5;
+    } else if (!strncmp(opt, "pitome:", 7)) {
+        s->method = M_PITOME;
+        s->prop_off = 1; /* the authors' ViT patch calls the attention without the sizes */
+        p = opt + 7;
     } else if (!strncmp(opt, "evit:", 5)) {
         s->method = M_EVIT;
         p = opt + 5;
     } else {
-        return spec_error(c, "'%s' names no method (tome:... or evit:...)", opt);
+        return spec_error(c, "'%s' names no method (tome:..., pitome:... or evit:...)", opt);
     }
     const char *key = NULL; /* the key a bare value continues (r=8,16 and layers=3,6) */
     size_t keylen = 0;
@@ -168,6 +178,11 @@ static int parse_spec(Ctx *c, const char *opt)
             if (!parse_double(val, vlen, &dv) || dv <= 0 || dv >= 1)
                 return spec_error(c, "flops is the share of FLOPs to remove, in (0, 1) ('%s')", val);
             s->flops = dv;
+        } else if (KEY("ratio") && s->method == M_PITOME) {
+            if (!parse_double(val, vlen, &dv) || dv < 0.5 || dv > 1)
+                return spec_error(c, "ratio is the share of tokens kept per layer, in [0.5, 1] ('%s')", val);
+            s->ratio = dv;
+            have_keep = 1;
         } else if (KEY("keep") && s->method == M_EVIT) {
             if (!parse_double(val, vlen, &dv) || dv <= 0 || dv > 1)
                 return spec_error(c, "keep is the share of tokens kept, in (0, 1] ('%s')", val);
@@ -181,15 +196,16 @@ static int parse_spec(Ctx *c, const char *opt)
             if (!(vlen == 4 && !strncmp(val, "none", 4)) && !(vlen == 4 && !strncmp(val, "auto", 4)))
                 return spec_error(c, "cls is none or auto ('%s')", val);
             s->cls_none = val[0] == 'n';
-        } else if (KEY("prop") && s->method == M_TOME) {
+        } else if (KEY("prop") && s->method != M_EVIT) {
             if (!(vlen == 3 && !strncmp(val, "off", 3)) && !(vlen == 2 && !strncmp(val, "on", 2)))
                 return spec_error(c, "prop is on or off ('%s')", val);
             s->prop_off = val[1] == 'f';
         } else {
             char k[64];
             snprintf(k, sizeof k, "%.*s", (int)(keylen < 60 ? keylen : 60), key);
-            return spec_error(c, s->method == M_TOME ? "tome takes r, schedule, inflect, flops, cls and prop, not '%s'"
-                                                     : "evit takes keep, layers and cls, not '%s'",
+            return spec_error(c, s->method == M_TOME     ? "tome takes r, schedule, inflect, flops, cls and prop, not '%s'"
+                                 : s->method == M_PITOME ? "pitome takes ratio, cls and prop, not '%s'"
+                                                         : "evit takes keep, layers and cls, not '%s'",
                               k);
         }
 #undef KEY
@@ -206,6 +222,9 @@ static int parse_spec(Ctx *c, const char *opt)
             return spec_error(c, "%s: give r= or flops=, not both", opt);
         if (s->have_inflect && s->nr > 1)
             return spec_error(c, "%s: a schedule takes one r, not a list", opt);
+    } else if (s->method == M_PITOME) {
+        if (!have_keep)
+            return spec_error(c, "%s: pitome needs ratio=", opt);
     } else {
         if (!have_keep || s->nlayers == 0)
             return spec_error(c, "%s: evit needs keep= and layers=", opt);
@@ -629,8 +648,8 @@ static Node *mean_heads(Graph *g, Node *x, int tokens_axis)
     return m;
 }
 
-/* ToMe at block b: returns the new size tensor ([..., T2, 1]). */
-static Node *tome_layer(Ctx *c, Block *b, Node *size, int r, int64_t T)
+/* ToMe (or PiToMe: pitome, its margin and bsm) at block b: returns the new size tensor ([..., T2, 1]). */
+static Node *tome_layer(Ctx *c, Block *b, Node *size, int r, int64_t T, int pitome, double margin, int bsm)
 {
     Graph *g = c->g;
     Node *x1 = b->x1, *k = b->attn->in[1];
@@ -640,9 +659,11 @@ static Node *tome_layer(Ctx *c, Block *b, Node *size, int r, int64_t T)
     Node *metric = mean_heads(g, k, k->rank - 2);
     Dim dsh[IR_MAX_RANK];
     memcpy(dsh, x1->shape, sizeof(Dim) * (size_t)(R - 1));
-    Node *dest = cnode(g, OP_TOME_MATCH, DT_I32, R - 1, dsh, 1, &metric, loc);
+    Node *dest = cnode(g, pitome ? OP_PITOME_MATCH : OP_TOME_MATCH, DT_I32, R - 1, dsh, 1, &metric, loc);
     dest->at.r = r;
     dest->at.cls = c->cls;
+    dest->at.margin = margin;
+    dest->at.bsm = bsm;
     if (!size) { /* every token its own size: ones, [..., T, 1] */
         Dim one[2] = {dim_const(T), dim_const(1)};
         size = const_f32(g, 2, one, T, 1.0f, loc);
@@ -839,8 +860,12 @@ int pass_prune_tokens(Graph *g, const PassOptions *o)
         tin[l] = tout[l] = T = cur;
         int64_t removed = 0;
         int keep = 0;
-        if (s->method == M_TOME) {
+        if (s->method == M_TOME || s->method == M_PITOME) {
             int64_t r = want[l], cap = (T - c.cls) / 2;
+            if (s->method == M_PITOME) { /* pitome_vision: r = floor(T - T * ratio), T without [CLS] */
+                double n = (double)(T - c.cls);
+                r = s->ratio < 1.0 ? (int64_t)floor(n - n * s->ratio) : 0;
+            }
             if (r > cap) {
                 capped[l] = (int)r;
                 r = cap;
@@ -856,7 +881,7 @@ int pass_prune_tokens(Graph *g, const PassOptions *o)
                 keep = 1;
             removed = T - (keep + 2); /* 0 when one token is fused into one: EViT still weighs it */
         }
-        if (s->method == M_TOME ? removed <= 0 : !want[l])
+        if (s->method != M_EVIT ? removed <= 0 : !want[l])
             continue;
         const char *why = NULL;
         const Node *where = NULL;
@@ -873,14 +898,17 @@ int pass_prune_tokens(Graph *g, const PassOptions *o)
         free(marked);
         free(axes);
         if (s->method == M_TOME)
-            size = tome_layer(&c, b, size, (int)removed, T);
+            size = tome_layer(&c, b, size, (int)removed, T, 0, 0, 0);
+        else if (s->method == M_PITOME) /* the authors' margins and the first half of the layers bsm */
+            size = tome_layer(&c, b, size, (int)removed, T, 1, 0.75 - 0.75 * ((double)l / c.nb),
+                              l < (int)ceil(c.nb * 0.5));
         else
             evit_layer(&c, b, keep, T);
         tout[l] = T = T2;
         changes++;
     }
     /* proportional attention: each attention after a merge weighs its keys by their sizes */
-    if (s->method == M_TOME && !s->prop_off) {
+    if (s->method != M_EVIT && !s->prop_off) {
         Node *logsize = NULL, *last = NULL;
         for (int l = 0; l < c.nb; l++) {
             if (!size_at[l] || c.b[l].attn->nin > 3)
@@ -904,7 +932,9 @@ int pass_prune_tokens(Graph *g, const PassOptions *o)
         const char *un = big >= 1e9 ? "GFLOP" : big >= 1e6 ? "MFLOP" : "kFLOP";
         double tb = 0, ta = 0;
         fprintf(o->report, "prune-tokens: %s, %s; layer: tokens in -> out, FLOPs (matmul and attention) before -> after\n",
-                s->method == M_TOME ? (s->prop_off ? "ToMe without proportional attention" : "ToMe") : "EViT",
+                s->method == M_TOME     ? (s->prop_off ? "ToMe without proportional attention" : "ToMe")
+                : s->method == M_PITOME ? (s->prop_off ? "PiToMe" : "PiToMe with proportional attention")
+                                        : "EViT",
                 c.cls ? "[CLS] token kept" : "no [CLS] token");
         for (int l = 0; l < c.nb; l++) {
             fprintf(o->report, "  layer %d: %lld -> %lld tokens, %.4g -> %.4g %s", l, (long long)tin[l],

@@ -13,7 +13,7 @@
  *   main.c    rt_main: the command line of a program built with `kiln build --emit exe`
  *   profile.c time per node group of a compiled model (--profile)
  *   text.c    the text options of a language model's program: generation and evaluation
- *   tokens.c  token merging and pruning kernels (ToMe, EViT) that compiled models call
+ *   tokens.c  token merging and pruning kernels (ToMe, PiToMe, EViT) that compiled models call
  */
 #ifndef KILN_RT_H
 #define KILN_RT_H
@@ -259,6 +259,10 @@ int rt_profile_write_trace(const RtProfile *p, const char *path, char *err, size
  * cls: token 0 is protected). */
 void rt_tome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
                    int32_t cls);
+/* dest[nb, T]: PiToMe's energy-ordered matching of metric[nb, T, C] (r merged; cls: token 0 protected;
+ * margin of the energy; bsm: ToMe's matching between the even and odd energy ranks). */
+void rt_pitome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
+                     int32_t cls, float margin, int32_t bsm);
 /* out[nb, T2, D][j] = sum of w[i] x[i] over the tokens i with dest[i] = j, divided by the sum of the w[i]
  * when mean is set; w[nb, T] may be NULL (every weight 1). */
 void rt_token_merge(RtPool *p, float *out, const float *x, const int32_t *dest, const float *w, int64_t nb,

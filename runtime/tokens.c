@@ -1,6 +1,6 @@
 /* tokens.c: the kernels of token merging and pruning (the prune-tokens pass), in f32.
  *
- * The compiled code calls these for the nodes tome_match, token_merge, cls_attn and evit_select; the
+ * The compiled code calls these for the nodes tome_match, pitome_match, token_merge, cls_attn and evit_select; the
  * definitions, and the reference implementations they follow, are in ir/tokens.c (the interpreter's
  * versions, in double, which the tests hold these to). They are C rather than generated LLVM IR
  * because matching and top-k are sorts over a few hundred tokens, branchy code that a vector code
@@ -96,6 +96,96 @@ void rt_tome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, in
 {
     Match a = {dest, metric, T, C, r, cls};
     rt_parallel_for(nb * T * C >= 1 << 15 ? p : NULL, nb, match_rows, &a);
+}
+
+/* ---------------------------------------------------------------- pitome_match */
+
+typedef struct Pitome {
+    int32_t *dest;
+    const float *m;
+    int64_t T, C, r;
+    int cls, bsm;
+    float margin;
+} Pitome;
+
+static float pdot(const float *x, const float *y, int64_t C)
+{
+    float s = 0;
+    for (int64_t c = 0; c < C; c++)
+        s += x[c] * y[c];
+    return s;
+}
+
+static void pitome_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const Pitome *a = ctx;
+    int64_t C = a->C, c0 = a->cls ? 1 : 0, n = a->T - c0, na = (n + 1) / 2, nb = n / 2, N = n > 0 ? n : 1;
+    float inv[N], energy[N], best[N];
+    int32_t eord[N], ord[N], tmp[N], bidx[N];
+    for (int64_t row = begin; row < end; row++) {
+        const float *m = a->m + (row * a->T + c0) * C;
+        int32_t *dest = a->dest + row * a->T;
+        for (int64_t i = 0; i < n; i++) {
+            float s = sqrtf(pdot(m + i * C, m + i * C, C));
+            inv[i] = 1.0f / (s > 1e-12f ? s : 1e-12f);
+        }
+#define SIM(i, j) (pdot(m + (int64_t)(i) * C, m + (int64_t)(j) * C, C) * inv[i] * inv[j])
+        for (int64_t i = 0; i < n; i++) {
+            float e = 0;
+            for (int64_t j = 0; j < n; j++) {
+                float x = SIM(i, j) - a->margin;
+                e += x > 0 ? x : expf(x) - 1;
+            }
+            energy[i] = e / (float)n;
+        }
+        order_desc(energy, n, eord, tmp);
+        if (a->cls)
+            dest[0] = 0;
+        if (a->bsm) {
+            for (int64_t x = 0; x < na; x++) {
+                best[x] = -INFINITY;
+                bidx[x] = 0;
+                for (int64_t y = 0; y < nb; y++) {
+                    float s = SIM(eord[2 * x], eord[2 * y + 1]);
+                    if (s > best[x] || y == 0) {
+                        best[x] = s;
+                        bidx[x] = (int32_t)y;
+                    }
+                }
+            }
+            order_desc(best, na, ord, tmp);
+            int64_t r = a->r < na ? a->r : na, base = c0 + na - r;
+            for (int64_t k = 0; k < na; k++)
+                dest[c0 + eord[2 * ord[k]]] = (int32_t)(k >= r ? c0 + k - r : base + bidx[ord[k]]);
+            for (int64_t y = 0; y < nb; y++)
+                dest[c0 + eord[2 * y + 1]] = (int32_t)(base + y);
+        } else {
+            int64_t r = 2 * a->r <= n ? a->r : n / 2, base = c0 + n - 2 * r;
+            for (int64_t k = 2 * r; k < n; k++)
+                dest[c0 + eord[k]] = (int32_t)(c0 + k - 2 * r);
+            for (int64_t k = 0; k < r; k++) {
+                float bs = -INFINITY;
+                int64_t bj = 0;
+                for (int64_t j = 0; j < r; j++) {
+                    float s = SIM(eord[2 * k], eord[2 * j + 1]);
+                    if (s > bs || j == 0) {
+                        bs = s;
+                        bj = j;
+                    }
+                }
+                dest[c0 + eord[2 * k]] = (int32_t)(base + bj);
+                dest[c0 + eord[2 * k + 1]] = (int32_t)(base + k);
+            }
+        }
+#undef SIM
+    }
+}
+
+void rt_pitome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
+                     int32_t cls, float margin, int32_t bsm)
+{
+    Pitome a = {dest, metric, T, C, r, cls, bsm, margin};
+    rt_parallel_for(nb * T * T * C >= 1 << 15 ? p : NULL, nb, pitome_rows, &a);
 }
 
 /* ---------------------------------------------------------------- token_merge */

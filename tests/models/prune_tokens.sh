@@ -1,7 +1,7 @@
 #!/bin/sh
-# prune-tokens on vit-mnist against PyTorch (tests/models/prune/make_refs.py: ToMe and EViT as their
+# prune-tokens on vit-mnist against PyTorch (tests/models/prune/make_refs.py: ToMe, PiToMe and EViT as their
 # reference implementations define them, in float64): the logits of four held-out images under each
-# method and schedule, in the interpreter (all five) and compiled (ToMe r=8 and EViT), 1e-4 relative
+# method and schedule, in the interpreter (all seven) and compiled (ToMe r=8, EViT, PiToMe), 1e-4 relative
 # to the largest logit. Then the tiny ViT (examples/vit, rank-2 tokens, no batch axis) merged, compiled
 # against the interpreter.
 set -eu
@@ -18,10 +18,13 @@ check tome_r5_noprop tome:r=5,prop=off --interp
 check tome_decreasing tome:r=6,schedule=decreasing --interp
 check tome_list tome:r=3,0,9,1 --interp
 check evit_07 evit:keep=0.7,layers=1,3,4 --interp
+check pitome_09 pitome:ratio=0.9 --interp
+check pitome_08_prop pitome:ratio=0.8,prop=on --interp
 check tome_r8 tome:r=8 ""
 check evit_07 evit:keep=0.7,layers=1,3,4 ""
+check pitome_09 pitome:ratio=0.9 ""
 V="examples/vit/vit.kiln -D D=64 -D H=4 -D L=2 -D P=8 -D IMG=32 -D CLASSES=10 --weights examples/vit/vit-small-random.safetensors"
-for spec in tome:r=3 evit:keep=0.5,layers=0,1; do
+for spec in tome:r=3 pitome:ratio=0.75 evit:keep=0.5,layers=0,1; do
     "$KILN" run $V --interp --prune-tokens $spec --input image=tests/models/vit/image.npy --output logits="$OUT/vi.npy" >/dev/null
     "$KILN" run $V --prune-tokens $spec --input image=tests/models/vit/image.npy --output logits="$OUT/vn.npy" >/dev/null
     "$NPYCMP" --maxrel 1e-4 "$OUT/vn.npy" "$OUT/vi.npy"

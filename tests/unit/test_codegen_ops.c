@@ -1037,6 +1037,18 @@ static void token_cases(void)
         run((Spec){"tome_match", EXACT, TS3, {UNI(-1, 1)},
                    ir("%%0 = input \"m\" : f32%s\n%%1 = tome_match(%%0) {%s} : i32%s\noutput y = %%1\n", m[i].in,
                       m[i].attrs, m[i].out), 0});
+    static const struct {
+        const char *in, *out, *attrs;
+    } pm[] = {
+        {"[T, 13, 8]", "[T, 13]", "r=3, cls=true, margin=0.5"},
+        {"[T, 12, 5]", "[T, 12]", "r=4, cls=true, margin=0.75, bsm=true"},
+        {"[T, 2, 10, 16]", "[T, 2, 10]", "r=5, margin=0.25"},
+        {"[T, 9, 7]", "[T, 9]", "r=2, margin=0, bsm=true"},
+    };
+    for (size_t i = 0; i < sizeof pm / sizeof pm[0]; i++)
+        run((Spec){"pitome_match", EXACT, TS3, {UNI(-1, 1)},
+                   ir("%%0 = input \"m\" : f32%s\n%%1 = pitome_match(%%0) {%s} : i32%s\noutput y = %%1\n", pm[i].in,
+                      pm[i].attrs, pm[i].out), 0});
     run((Spec){"token_merge", MM, TS3, {UNI(-2, 2), INT(0, 6), UNI(0.5, 4)},
                "%0 = input \"x\" : f32[T, 11, 70]\n%1 = input \"d\" : i32[T, 11]\n%2 = input \"w\" : f32[T, 11, 1]\n"
                "%3 = token_merge(%0, %1, %2) {mode=mean} : f32[T, 7, 70]\noutput y = %3\n", 0});

@@ -176,6 +176,10 @@ static int parse_case(char *line, Case *c)
             c->at.cls = atoi(v);
         else if (!strcmp(k, "mode"))
             c->at.mode = atoi(v);
+        else if (!strcmp(k, "margin"))
+            c->at.margin = strtod(v, NULL);
+        else if (!strcmp(k, "bsm"))
+            c->at.bsm = atoi(v);
         else if (!strcmp(k, "keep"))
             c->at.keep = atoi(v);
         else if (!strcmp(k, "start"))

@@ -236,6 +236,11 @@ static Graph *build_full(void)
     Node *match = mk(g, OP_TOME_MATCH, DT_I32, SH(B, c6), INS(tx));
     match->at.r = 2;
     match->at.cls = 1;
+    Node *pm = mk(g, OP_PITOME_MATCH, DT_I32, SH(B, c6), INS(tx));
+    pm->at.r = 2;
+    pm->at.cls = 1;
+    pm->at.margin = 0.5625;
+    pm->at.bsm = 1;
     Node *tm = mk(g, OP_TOKEN_MERGE, DT_F32, SH(B, c4, c4), INS(tx, match, tw));
     tm->at.mode = 1;
     mk(g, OP_TOKEN_MERGE, DT_F32, SH(B, c4, c4), INS(tx, match));

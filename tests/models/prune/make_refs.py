@@ -11,6 +11,10 @@ reference implementations define them, rewritten here from those definitions:
   over heads; proportional attention, log(size) added to the scores, from the layer after the first
   merge on), tome/merge.py's bipartite_soft_matching (class token protected) and merge_wavg, and
   tome/utils.py's parse_r for the schedule.
+  PiToMe (hchautran/PiToMe): algo/pitome/patch/timm.py's PiToMeBlock (the merge after the attention's
+  residual add, metric k.mean(1), the attention called without the sizes) and deit.py's apply_patch (one
+  keep ratio for every layer, margins 0.75 - 0.75 i / L, pitome_bsm in the first ceil(L / 2) layers),
+  algo/pitome/merge.py's pitome_vision, pitome, pitome_bsm and merge_wavg.
   EViT (youweiliang/evit, evit.py): at the chosen blocks, the [CLS] query's attention averaged over the
   heads, topk(ceil(keep_rate * (N - 1)), sorted) of the other tokens kept after [CLS] in that order,
   the rest fused into one token, their sum weighted by that attention (fuse_token=True).
@@ -120,6 +124,70 @@ def tome_forward(m, img, r, prop_attn=True):
     return head(m, t)
 
 
+def pitome_vision(metric, ratio, margin, class_token, use_bsm_pitome):
+    if class_token:
+        metric = metric[:, 1:, :]
+    B, T, C = metric.shape
+    if ratio >= 1.0:
+        return None
+    r = math.floor(T - T * ratio)
+    metric = F.normalize(metric, p=2, dim=-1)
+    sim = metric @ metric.transpose(-1, -2)
+    energy_score = F.elu((sim - margin), alpha=1.0).mean(dim=-1)
+    indices = torch.argsort(energy_score, descending=True)
+    batch_idx = torch.arange(B).unsqueeze_(1)
+    if use_bsm_pitome:
+        a_idx, b_idx = indices[..., ::2], indices[..., 1::2]
+        scores = sim.gather(dim=-1, index=b_idx.unsqueeze(-2).expand(B, T, b_idx.shape[-1]))
+        scores = scores.gather(dim=-2, index=a_idx.unsqueeze(-1).expand(B, a_idx.shape[-1], b_idx.shape[-1]))
+        node_max, node_idx = scores.max(dim=-1)
+        edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
+        unm_idx, src_idx = edge_idx[..., r:, :], edge_idx[..., :r, :]
+        dst_idx = node_idx[..., None].gather(dim=-2, index=src_idx)
+
+        def merge(x, mode="mean"):
+            if class_token:
+                x_cls, x = x[:, 0, :].unsqueeze(1), x[:, 1:, :]
+            src, dst = x[batch_idx, a_idx, :], x[batch_idx, b_idx, :]
+            n, t1, c = src.shape
+            unm = src.gather(dim=-2, index=unm_idx.expand(n, t1 - r, c))
+            src = src.gather(dim=-2, index=src_idx.expand(n, r, c))
+            dst = dst.scatter_reduce(-2, dst_idx.expand(n, r, c), src, reduce=mode)
+            return torch.cat([x_cls, unm, dst], dim=1) if class_token else torch.cat([unm, dst], dim=1)
+        return merge
+    merge_idx, protected_idx = indices[..., :2 * r], indices[..., 2 * r:]
+    a_idx, b_idx = merge_idx[..., ::2], merge_idx[..., 1::2]
+    scores = sim.gather(dim=-1, index=b_idx.unsqueeze(-2).expand(B, T, r))
+    scores = scores.gather(dim=-2, index=a_idx.unsqueeze(-1).expand(B, r, r))
+    _, dst_idx = scores.max(dim=-1)
+
+    def merge(x, mode="mean"):
+        if class_token:
+            x_cls, x = x[:, 0, :].unsqueeze(1), x[:, 1:, :]
+        B, T, C = x.shape
+        protected = x[batch_idx, protected_idx, :]
+        src, dst = x[batch_idx, a_idx, :], x[batch_idx, b_idx, :]
+        dst = dst.scatter_reduce(-2, dst_idx.unsqueeze(2).expand(B, r, C), src, reduce=mode)
+        return torch.cat([x_cls, protected, dst], dim=1) if class_token else torch.cat([protected, dst], dim=1)
+    return merge
+
+
+def pitome_forward(m, img, ratio, prop_attn=False):
+    t = embed(m, img)
+    L = len(m.blocks)
+    margins = [.75 - .75 * (i / L) for i in range(L)]
+    nbsm = math.ceil(L * 0.5)
+    size = None
+    for i, blk in enumerate(m.blocks):
+        a, metric, _ = attention(blk, blk.norm1(t), size if prop_attn else None)
+        t = t + a
+        merge = pitome_vision(metric, ratio, margins[i], True, i < nbsm)
+        if merge is not None:
+            t, size = merge_wavg(merge, t, size)
+        t = t + blk.mlp.ref(blk.norm2(t))
+    return head(m, t)
+
+
 def evit_forward(m, img, keep_rate, layers):
     t = embed(m, img)
     for i, blk in enumerate(m.blocks):
@@ -151,6 +219,8 @@ CASES = {
     "tome_decreasing": (tome_forward, ((6, -1.0),)),          # tome:r=6,schedule=decreasing
     "tome_list": (tome_forward, ([3, 0, 9, 1],)),             # tome:r=3,0,9,1
     "evit_07": (evit_forward, (0.7, (1, 3, 4))),              # evit:keep=0.7,layers=1,3,4
+    "pitome_09": (pitome_forward, (0.9,)),                    # pitome:ratio=0.9
+    "pitome_08_prop": (pitome_forward, (0.8, True)),          # pitome:ratio=0.8,prop=on
 }
 
 
