@@ -17,12 +17,20 @@ Ast *ast_new(ParseState *ps, AstKind k, SrcLoc loc)
 
 Ast *ast_append(Ast *head, Ast *item)
 {
-    if (!head)
+    /* the head keeps its list's last element, so that a file of n statements parses in O(n) */
+    Ast *end = item;
+    while (end && end->next)
+        end = end->next;
+    if (!head) {
+        if (item)
+            item->tail = end;
         return item;
-    Ast *t = head;
+    }
+    Ast *t = head->tail ? head->tail : head;
     while (t->next)
         t = t->next;
     t->next = item;
+    head->tail = end ? end : t;
     return head;
 }
 

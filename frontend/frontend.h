@@ -100,6 +100,7 @@ struct Ast {
     Ast *a, *b, *c;
     Ast *list;     /* first element of a list */
     Ast *next;     /* next sibling in a list */
+    Ast *tail;     /* the first element of a list: the last one (kept by ast_append) */
 };
 
 /* The parser's state, shared with the lexer through yyextra and the parser's %param. */

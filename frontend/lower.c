@@ -53,7 +53,17 @@ struct Lower {
     int depth;
     const Ast *stack[64];    /* functions being inlined, to catch recursion */
     int *define_used;        /* (o->ndefine) */
+    int nesting;             /* eval's recursion: expressions inside expressions */
+    int too_big;             /* a limit of lower_limits was reported: stop unrolling */
 };
+
+/* Limits that keep a hostile or mistyped model file from hanging the compiler or exhausting the
+ * machine: each is far above any real model's needs (GPT-2 124M lowers to about 1,000 nodes). */
+enum {
+    LW_MAX_NESTING = 2000,    /* expressions nested in expressions (a + a + ... is nested too) */
+    LW_MAX_NODES = 250000,    /* nodes made by lowering, dead ones included: unrolled loops */
+};
+#define LW_MAX_ELEMENTS ((int64_t)1 << 40) /* elements of one tensor, every symbol at its bound */
 
 Value v_none(void) { return (Value){.k = V_NONE}; }
 Value v_int(int64_t i) { return (Value){.k = V_INT, .i = i}; }
@@ -890,7 +900,24 @@ static Value eval_call(Lower *L, Env *env, const Ast *e)
     return call_fn(L, f.fn, &args, e->loc);
 }
 
+static Value eval_node(Lower *L, Env *env, const Ast *e);
+
+/* eval_node with a bound on its recursion, which otherwise follows the nesting of the file. */
 static Value eval(Lower *L, Env *env, const Ast *e)
+{
+    if (L->nesting >= LW_MAX_NESTING) {
+        if (!L->too_big)
+            ERR(e->loc, "expression nested more than %d deep", LW_MAX_NESTING);
+        L->too_big = 1;
+        return v_none();
+    }
+    L->nesting++;
+    Value v = eval_node(L, env, e);
+    L->nesting--;
+    return v;
+}
+
+static Value eval_node(Lower *L, Env *env, const Ast *e)
 {
     switch (e->kind) {
     case AST_INT: return v_int(e->i);
@@ -1034,7 +1061,12 @@ static void exec_for(Lower *L, Frame *f, const Ast *s)
     }
     /* the outermost loop counts the layers; an inner loop's iterations stay in its layer */
     int outer = L->g->layer < 0;
-    for (int64_t i = from.i; i < to.i && !f->returned; i++) {
+    for (int64_t i = from.i; i < to.i && !f->returned && !L->too_big; i++) {
+        if (L->g->nnode > LW_MAX_NODES) { /* nested loops multiply */
+            ERR(s->loc, "the model is too large: unrolling this loop makes more than %d nodes", LW_MAX_NODES);
+            L->too_big = 1;
+            break;
+        }
         if (outer)
             L->g->layer = i < 0 ? -1 : i > INT32_MAX ? INT32_MAX : (int)i;
         env_set(L, f->env, s->s, v_int(i), s->loc);
@@ -1412,6 +1444,20 @@ Graph *fe_compile_text(const char *path, const char *text, const FrontendOptions
     }
     if (!noutput && diag_errors(d) == 0)
         ERR(file_start, "the model declares no output: add `output NAME: TYPE`");
+    /* a tensor no machine holds (a hostile or mistyped shape), before anything computes its size */
+    for (int i = 0; i < g->nnode && !diag_errors(d); i++) {
+        const Node *n = g->nodes[i];
+        int64_t count = 1;
+        for (int k = 0; k < n->rank; k++) {
+            int64_t m = dim_max(g, n->shape[k]);
+            if (m < 0 || __builtin_mul_overflow(count, m, &count) || count > LW_MAX_ELEMENTS) {
+                char tb[256];
+                ERR(n->loc, "the tensor %s has more than 2^40 elements (every symbol at its bound): more than kiln compiles",
+                    node_type_str(g, n, tb, sizeof tb));
+                break;
+            }
+        }
+    }
     free(L->wref);
     if (diag_errors(d)) {
         if (L->w)

@@ -16,6 +16,7 @@
 
 %code requires {
 #include "frontend/frontend.h"
+#include <string.h>
 }
 
 %union {
@@ -242,5 +243,8 @@ void yyerror(YYLTYPE *lloc, void *scanner, ParseState *ps, const char *msg)
 {
     (void)scanner;
     /* bison says "syntax error, unexpected X, expecting Y"; keep it, it names both sides. */
+    /* bison's stack is full (YYMAXDEPTH, 10000 levels): say what that means in a model file */
+    if (!strcmp(msg, "memory exhausted"))
+        msg = "expression nested too deeply (more than 10000 levels of brackets, calls or operators)";
     diag_error(ps->diag, LOC(*lloc), "%s", msg);
 }

@@ -339,10 +339,11 @@ const char *node_type_str(const Graph *g, const Node *nd, char *buf, size_t n)
 
 int64_t shape_numel(int rank, const Dim *shape, const int64_t *vals)
 {
-    int64_t n = 1;
+    /* unsigned: a hostile shape wraps instead of overflowing (the frontend rejects it afterwards) */
+    uint64_t n = 1;
     for (int i = 0; i < rank; i++)
-        n *= dim_eval(shape[i], vals);
-    return n;
+        n *= (uint64_t)dim_eval(shape[i], vals);
+    return (int64_t)n;
 }
 
 /* The element counts are polynomials in the symbols of degree at most the rank. Two polynomials of

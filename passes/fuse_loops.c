@@ -15,14 +15,17 @@
  * A matmul is inline under the same conditions when it computes in f32 with a product the packed
  * kernel runs (a matrix or a batch of them on the right), its root stores f32 and holds no other
  * inline matmul. A root reads at most MAX_LEAVES stored values; a tree that would read more is left
- * as it was.
+ * as it was. A tree is at most MAX_DEPTH nodes deep.
  */
 #include "passes/passes.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_LEAVES = 12 }; /* codegen: CG_MAX_LEAVES */
+enum {
+    MAX_LEAVES = 12, /* codegen: CG_MAX_LEAVES */
+    MAX_DEPTH = 64,  /* inline nodes nested under a root (an unrolled chain of 100,000 adds is cut) */
+};
 
 typedef struct Uses {
     Node **user; /* the one consumer of each node, NULL when it has none or several */
@@ -105,13 +108,21 @@ int fuse_loops(Graph *g, const PassOptions *o)
 {
     Uses u = uses_of(g);
     int marked = 0;
+    /* depth[i]: inline levels under node i; a chain deeper than MAX_DEPTH is cut (stored) there, so
+     * that the recursions over trees, here and in the code generator, stay shallow on any graph */
+    int *depth = calloc((size_t)g->nnode + 1, sizeof(int));
+    KILN_ASSERT(depth);
     for (int i = 0; i < g->nnode; i++) {
         Node *x = g->nodes[i], *c = u.user[i];
+        for (int j = 0; j < x->nin; j++)
+            if (x->in[j]->inl && depth[x->in[j]->id] + 1 > depth[i])
+                depth[i] = depth[x->in[j]->id] + 1;
         if (!c || !(op_info[c->op].flags & F_EW) || !ir_same_shape(x, c) || !keeps_dtype(x->dtype))
             continue;
-        if (op_info[x->op].flags & F_EW)
+        if ((op_info[x->op].flags & F_EW) && depth[i] < MAX_DEPTH)
             x->inl = 1;
     }
+    free(depth);
     /* matmuls, once the chains above them are known: one per root */
     int explain = o->explain && !strcmp(o->explain, "fuse-ops");
     for (int i = 0; i < g->nnode; i++) {
