@@ -76,39 +76,48 @@ static void report_layers(FILE *f, const Graph *g, const int64_t *vals)
     if (!nl)
         return;
     fprintf(f, "layers: %d\n", nl);
-    for (int l = 0; l < nl; l++) {
-        int k;
-        Node **ns = ir_layer_nodes(g, l, &k);
-        double params = 0, flops = 0;
-        const char *scope = NULL;
-        size_t slen = 0;
-        for (int i = 0; i < k; i++) {
-            const Node *n = ns[i];
-            if (n->op == OP_WEIGHT)
-                params += numel(n, vals);
-            flops += ir_node_flops(n, vals);
-            if (!n->scope)
-                continue;
-            if (!scope) {
-                scope = n->scope;
-                slen = strlen(scope);
-                continue;
-            }
-            size_t j = 0;
-            while (j < slen && n->scope[j] == scope[j])
-                j++;
-            if (j < slen && !(n->scope[j] == 0 && scope[j] == '.'))
-                while (j > 0 && scope[j] != '.')
-                    j--; /* back to a whole component */
-            slen = j;
+    /* one sweep over the nodes for every layer at once (a loop of 50,000 layers is legal) */
+    double *params = calloc((size_t)nl, sizeof(double)), *flops = calloc((size_t)nl, sizeof(double));
+    int *count = calloc((size_t)nl, sizeof(int));
+    const char **scope = calloc((size_t)nl, sizeof(char *));
+    size_t *slen = calloc((size_t)nl, sizeof(size_t));
+    KILN_ASSERT(params && flops && count && scope && slen);
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *n = g->nodes[i];
+        int l = n->layer;
+        if (l < 0 || l >= nl)
+            continue;
+        count[l]++;
+        if (n->op == OP_WEIGHT)
+            params[l] += numel(n, vals);
+        flops[l] += ir_node_flops(n, vals);
+        if (!n->scope)
+            continue;
+        if (!scope[l]) {
+            scope[l] = n->scope;
+            slen[l] = strlen(n->scope);
+            continue;
         }
-        free(ns);
-        char h1[64], h2[64];
-        human(h1, sizeof h1, params, "", 1000);
-        human(h2, sizeof h2, flops, "FLOP", 1000);
-        fprintf(f, "  layer %d%s%.*s%s: %d nodes, %s parameters, %s\n", l, slen ? " (" : "", (int)slen,
-                scope ? scope : "", slen ? ")" : "", k, h1, h2);
+        size_t j = 0;
+        while (j < slen[l] && n->scope[j] == scope[l][j])
+            j++;
+        if (j < slen[l] && !(n->scope[j] == 0 && scope[l][j] == '.'))
+            while (j > 0 && scope[l][j] != '.')
+                j--; /* back to a whole component */
+        slen[l] = j;
     }
+    for (int l = 0; l < nl; l++) {
+        char h1[64], h2[64];
+        human(h1, sizeof h1, params[l], "", 1000);
+        human(h2, sizeof h2, flops[l], "FLOP", 1000);
+        fprintf(f, "  layer %d%s%.*s%s: %d nodes, %s parameters, %s\n", l, slen[l] ? " (" : "", (int)slen[l],
+                scope[l] ? scope[l] : "", slen[l] ? ")" : "", count[l], h1, h2);
+    }
+    free(params);
+    free(flops);
+    free(count);
+    free(scope);
+    free(slen);
 }
 
 void report_summary(FILE *f, const Graph *g)
