@@ -25,6 +25,9 @@ typedef struct OVal {
     void *data;         /* numel elements of dt (is_const) */
     int graph_input;    /* index among the graph's inputs + 1, or 0 */
     int failed;         /* made by a node that had an error: later uses are not reported again */
+    const char **esym;  /* (numel) of an integer constant: the symbolic size an element stands for
+                           (Shape of a symbolic dimension; data holds its bound), or NULL per element;
+                           NULL when no element is symbolic */
 } OVal;
 
 typedef struct Imp {

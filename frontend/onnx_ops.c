@@ -127,21 +127,51 @@ static void fold_same_data(Imp *I, OVal *in, OVal *out, int rank, const int64_t 
     ox_type(out, in->dt, rank, dims, NULL);
     out->odt = in->odt;
     out->data = in->data;
+    out->esym = in->esym;
     out->is_const = 1;
     (void)I;
 }
 
-/* Ints of a constant 1-D (or scalar) operand. */
-static int const_ints(Imp *I, OVal *v, const char *what, int64_t *out, int max, int *n)
+/* Symbolic elements follow data moved by a fold: element dst of out is element src of in. */
+static void move_sym(Imp *I, OVal *out, const OVal *in, int64_t dst, int64_t src, int64_t n)
+{
+    if (!in->esym)
+        return;
+    if (!out->esym)
+        out->esym = arena_alloc(I->a, sizeof(char *) * (size_t)(ox_numel(out) + 1));
+    for (int64_t k = 0; k < n; k++)
+        out->esym[dst + k] = in->esym[src + k];
+}
+
+static int has_sym(const OVal *v)
+{
+    for (int64_t i = 0; v->esym && i < ox_numel(v); i++)
+        if (v->esym[i])
+            return 1;
+    return 0;
+}
+
+/* Ints of a constant 1-D (or scalar) operand; syms (when not NULL) receives the symbolic sizes some
+ * may stand for, else a symbolic element is an error. */
+static int const_ints_sym(Imp *I, OVal *v, const char *what, int64_t *out, int max, int *n, const char **syms)
 {
     if (!ox_const(I, v, what))
         return 0;
+    if (has_sym(v) && !syms)
+        return ERR("%s ('%s') depends on a symbolic size, which this op does not take", what, v->name), 0;
+    for (int i = 0; syms && i < max; i++)
+        syms[i] = v->esym && i < ox_numel(v) ? v->esym[i] : NULL;
     if (v->rank > 1 || ox_numel(v) > max || (v->dt >= 0 && !dtype_traits[v->dt].is_int))
         return ERR("%s ('%s') must be a list of at most %d integers, got %s", what, v->name, max, ox_type_str(I, v)), 0;
     *n = (int)ox_numel(v);
     for (int i = 0; i < *n; i++)
         out[i] = ox_int(v, i);
     return 1;
+}
+
+static int const_ints(Imp *I, OVal *v, const char *what, int64_t *out, int max, int *n)
+{
+    return const_ints_sym(I, v, what, out, max, n, NULL);
 }
 
 /* axes from the attribute (older opsets) or from input k (newer), *have = 0 when absent */
@@ -284,6 +314,8 @@ static int op_binary(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
     ox_type(out[0], odt, rank, dims, sym);
     int is_int = !dtype_traits[in[0]->dt].is_float;
     if (all_const(in, nin) && nin == 2) {
+        if (has_sym(in[0]) || has_sym(in[1]))
+            return ERR("arithmetic on a symbolic size (from Shape) is not supported yet");
         ox_alloc(I, out[0]);
         int64_t idx[IR_MAX_RANK] = {0}, cnt = ox_numel(out[0]);
         for (int64_t k = 0; k < cnt; k++, next_index(rank, dims, idx)) {
@@ -389,6 +421,10 @@ static int op_cast(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **
     ox_type(out[0], dt, in[0]->rank, in[0]->dims, in[0]->sym);
     if (in[0]->is_const) {
         ox_alloc(I, out[0]);
+        if (dtype_traits[dt].is_int)
+            move_sym(I, out[0], in[0], 0, 0, ox_numel(in[0]));
+        else if (has_sym(in[0]))
+            return ERR("casting a symbolic size to %s is not supported", dtype_traits[dt].name);
         for (int64_t i = 0; i < ox_numel(in[0]); i++) {
             if (dt == DT_I64 && in[0]->dt == DT_I64)
                 ((int64_t *)out[0]->data)[i] = ox_int(in[0], i);
@@ -679,8 +715,9 @@ static int op_reshape(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal
     if (!x || nin < 2 || !in[1] || !need_dtype(I, x))
         return ERR("needs data and shape");
     int64_t shape[IR_MAX_RANK];
+    const char *ssym[IR_MAX_RANK];
     int r;
-    if (!const_ints(I, in[1], "the shape", shape, IR_MAX_RANK, &r))
+    if (!const_ints_sym(I, in[1], "the shape", shape, IR_MAX_RANK, &r, ssym))
         return 1;
     int allowzero = (int)ox_attr_i(n, "allowzero", 0);
     int64_t dims[IR_MAX_RANK];
@@ -699,6 +736,13 @@ static int op_reshape(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal
     const char *usedsym = NULL;
     for (int i = 0; i < r; i++) {
         sym[i] = NULL;
+        if (ssym[i]) { /* a symbolic size taken from a Shape */
+            if (usedsym && strcmp(usedsym, ssym[i]))
+                return ERR("the shape has two symbolic sizes, %s and %s", usedsym, ssym[i]);
+            dims[i] = shape[i];
+            sym[i] = usedsym = ssym[i];
+            continue;
+        }
         if (shape[i] == 0 && !allowzero) {
             if (i >= x->rank)
                 return ERR("shape entry %d is 0 (copy), but the input has rank %d", i, x->rank);
@@ -721,6 +765,8 @@ static int op_reshape(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal
     }
     if (insym && !usedsym && infer < 0)
         return ERR("the symbolic size %s of '%s' would disappear in the reshape", insym, x->name);
+    if (usedsym && (!insym || strcmp(usedsym, insym)))
+        return ERR("the shape has the symbolic size %s, which %s does not have", usedsym, ox_type_str(I, x));
     if (infer >= 0) {
         if (insym && !usedsym) {
             /* -1 takes the symbol (with its coefficient 1): only when the rest matches exactly */
@@ -892,6 +938,8 @@ static int op_concat(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
         for (int64_t j = 0; j < outer; j++)
             for (int k = 0; k < nin; k++) {
                 size_t len = (size_t)(in[k]->dims[axis] * inner) * es;
+                move_sym(I, out[0], in[k], (int64_t)(o - (char *)out[0]->data) / (int64_t)es, (int64_t)((size_t)j * len / es),
+                         (int64_t)(len / es));
                 memcpy(o, (char *)in[k]->data + (size_t)j * len, len);
                 o += len;
             }
@@ -971,6 +1019,8 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     if (!x || !need_dtype(I, x))
         return 1;
     int64_t st[IR_MAX_RANK], en[IR_MAX_RANK], ax[IR_MAX_RANK], sp[IR_MAX_RANK];
+    const char *esy[IR_MAX_RANK] = {0}; /* an end that is a symbolic size: [0, T) */
+    const char *osym[IR_MAX_RANK] = {0};
     int ns, ne, na, nsp;
     if (I->opset < 10) {
         const Onnx__AttributeProto *s = ox_attr(n, "starts"), *e = ox_attr(n, "ends"), *a = ox_attr(n, "axes");
@@ -983,7 +1033,7 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     } else {
         if (nin < 3 || !in[1] || !in[2])
             return ERR("needs data, starts and ends");
-        if (!const_ints(I, in[1], "starts", st, IR_MAX_RANK, &ns) || !const_ints(I, in[2], "ends", en, IR_MAX_RANK, &ne))
+        if (!const_ints(I, in[1], "starts", st, IR_MAX_RANK, &ns) || !const_ints_sym(I, in[2], "ends", en, IR_MAX_RANK, &ne, esy))
             return 1;
         na = nsp = ns;
         if (nin > 3 && in[3] && !const_ints(I, in[3], "axes", ax, IR_MAX_RANK, &na))
@@ -1015,6 +1065,13 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
         int64_t d = x->dims[a], s = st[i], e = en[i], k = sp[i];
         if (k == 0)
             return ERR("a step of 0");
+        if (esy[i]) {
+            if (s != 0 || k != 1 || e > d)
+                return ERR("a slice [%lld, %s) with step %lld of dimension %lld: only [0, %s) is supported with a symbolic end",
+                           (long long)s, esy[i], (long long)k, (long long)d, esy[i]);
+            first[a] = 0, step[a] = 1, cnt[a] = e, osym[a] = esy[i];
+            continue;
+        }
         if (s < 0)
             s += d;
         if (e < 0)
@@ -1033,8 +1090,14 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     for (int i = 0; i < x->rank; i++)
         if (cnt[i] == 0)
             return ERR("the slice is empty; kiln has no empty tensors");
-    ox_type(out[0], x->dt, x->rank, cnt, x->sym);
-    if (x->is_const) {
+    const char *rsym[IR_MAX_RANK];
+    int symbolic = 0;
+    for (int i = 0; i < x->rank; i++) {
+        rsym[i] = osym[i] ? osym[i] : x->sym[i];
+        symbolic |= osym[i] != NULL;
+    }
+    ox_type(out[0], x->dt, x->rank, cnt, rsym);
+    if (x->is_const && !symbolic) {
         ox_alloc(I, out[0]);
         size_t es = (size_t)dtype_traits[x->dt].size;
         int64_t idx[IR_MAX_RANK] = {0}, total = ox_numel(out[0]);
@@ -1043,11 +1106,16 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
             for (int i = 0; i < x->rank; i++)
                 off = off * x->dims[i] + first[i] + idx[i] * step[i];
             memcpy((char *)out[0]->data + k * (int64_t)es, (char *)x->data + off * (int64_t)es, es);
+            move_sym(I, out[0], x, k, off, 1);
         }
         return 0;
     }
     const char *e = T(x);
     for (int i = 0; i < x->rank; i++) {
+        if (osym[i]) {
+            e = arena_printf(I->a, "slice(%s, 0, %s, axis=%d)", e, osym[i], i);
+            continue;
+        }
         if (step[i] == 1 && cnt[i] == x->dims[i])
             continue;
         if (step[i] == 1) {
@@ -1112,6 +1180,7 @@ static int op_gather(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
             for (int64_t k = 0; k < ni; k++) {
                 int64_t v = ox_int(ix, k);
                 v = v < 0 ? v + d : v;
+                move_sym(I, out[0], x, (int64_t)(o - (char *)out[0]->data) / (int64_t)es, (j * d + v) * inner, inner);
                 memcpy(o, (char *)x->data + ((j * d + v) * inner) * (int64_t)es, (size_t)inner * es);
                 o += (size_t)inner * es;
             }
@@ -1190,22 +1259,25 @@ static int op_shape(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     int64_t len = e > s ? e - s : 0;
     if (!len)
         return ERR("the shape slice is empty; kiln has no empty tensors");
-    for (int64_t i = s; i < e; i++)
-        if (x->sym[i])
-            return ERR("Shape of the symbolic size %s: shapes that change at run time must not flow into "
-                       "computations (kiln folds shape arithmetic at import)", x->sym[i]);
     ox_type(out[0], DT_I64, 1, &len, NULL);
     int64_t *p = ox_alloc(I, out[0]);
-    for (int64_t i = s; i < e; i++)
+    for (int64_t i = s; i < e; i++) {
         p[i - s] = x->dims[i];
+        if (x->sym[i]) { /* the element stands for the symbol; data holds its bound */
+            if (!out[0]->esym)
+                out[0]->esym = arena_alloc(I->a, sizeof(char *) * (size_t)(len + 1));
+            out[0]->esym[i - s] = x->sym[i];
+        }
+    }
     return 0;
 }
 
 static int op_constant_of_shape(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
 {
     int64_t shape[IR_MAX_RANK];
+    const char *ssym[IR_MAX_RANK];
     int r;
-    if (!in[0] || !const_ints(I, in[0], "the shape", shape, IR_MAX_RANK, &r))
+    if (!in[0] || !const_ints_sym(I, in[0], "the shape", shape, IR_MAX_RANK, &r, ssym))
         return 1;
     for (int i = 0; i < r; i++)
         if (shape[i] <= 0)
@@ -1231,6 +1303,22 @@ static int op_constant_of_shape(Imp *I, const Onnx__NodeProto *n, OVal **in, int
         else if (t->n_int32_data)
             val = t->int32_data[0];
         (void)tmp;
+    }
+    int symbolic = 0;
+    for (int i = 0; i < r; i++)
+        symbolic |= ssym[i] != NULL;
+    if (symbolic) {
+        /* a size known at run time only: one element, expanded */
+        OVal *one = arena_alloc(I->a, sizeof *one);
+        one->name = arena_printf(I->a, "%s_value", out[0]->name);
+        int64_t ones[IR_MAX_RANK];
+        for (int i = 0; i < r; i++)
+            ones[i] = 1;
+        ox_type(one, dt, r, ones, NULL);
+        dtype_store((DType)dt, ox_alloc(I, one), 0, val);
+        ox_type(out[0], dt, r, shape, ssym);
+        ox_assign(I, out[0], "%s.expand(%s)", T(one), dims_text(I, r, shape, ssym));
+        return 0;
     }
     ox_type(out[0], dt, r, shape, NULL);
     ox_alloc(I, out[0]);

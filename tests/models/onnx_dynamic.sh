@@ -1,0 +1,19 @@
+#!/bin/sh
+# ONNX with a dynamic axis: a causal attention layer exported by torch.onnx.export with the token
+# axis dynamic (tests/onnx/dynamic/make_dynamic.py) imports with --bound T=64 as the symbolic size T
+# (its shape subgraphs folded to T), matches PyTorch at T = 10 and T = 37 in the interpreter and
+# compiled (1e-4 relative), and its attention is fused.
+set -eu
+KILN=$1 NPYCMP=$2
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+D=tests/onnx/dynamic M=tests/onnx/dynamic/dynamic.onnx
+"$KILN" import $M -o "$OUT/dyn.kiln" --bound T=64
+grep -q 'input  tokens: i64\[T\] where T <= 64' "$OUT/dyn.kiln"
+for T in 10 37; do
+    "$KILN" run $M --bound T=64 --interp --input tokens=$D/tokens_$T.npy --output logits="$OUT/i.npy"
+    "$NPYCMP" --maxrel 1e-4 "$OUT/i.npy" $D/logits_$T.npy
+    "$KILN" run $M --bound T=64 --input tokens=$D/tokens_$T.npy --output logits="$OUT/n.npy"
+    "$NPYCMP" --maxrel 1e-4 "$OUT/n.npy" $D/logits_$T.npy
+done
+[ "$("$KILN" ir $M --bound T=64 | grep -c ' = attention')" -eq 1 ]
