@@ -134,7 +134,7 @@ static void test_op(Op op)
         for (int j = 0; j < (binary ? NV : 1); j++) {
             if (op == OP_DIV && value(j) == 0)
                 continue; /* the language rejects a number divided by zero */
-            char vi[8], vj[8];
+            char vi[16], vj[16];
             snprintf(vi, sizeof vi, "v%d", i);
             snprintf(vj, sizeof vj, "v%d", j);
             char *folded = spell(sp, num_expr[i], num_expr[j]), *run = spell(sp, vi, vj);
