@@ -214,11 +214,13 @@ int rt_main(const RtModel *m, int argc, char **argv);
 int rt_text_wanted(const RtModel *m, int argc, char **argv);
 /* The command line of a character-level language model (one input i32[T], one output f32[T, V]):
  *   PROGRAM --prompt TEXT [-n N] [--temperature T] [--top-k K] [--seed S]   generate N characters
- *   PROGRAM --eval FILE                                                      score a text file
+ *   PROGRAM --eval FILE [--stream]                                           score a text file
  * with --weights FILE and --threads N as in rt_main. --eval scores the file in non-overlapping
  * windows of the model's context (the bound of T): window w feeds characters [w*CTX, w*CTX+CTX) and
  * predicts [w*CTX+1, w*CTX+CTX+1); a final partial window is dropped. It prints the mean negative
- * log-likelihood as `X.XXXX nats/char, Y.YYYY bits/char`. Returns the exit status. */
+ * log-likelihood as `X.XXXX nats/char, Y.YYYY bits/char`. With --stream (a model built with
+ * --kv-cache) it scores the whole file as one stream through prefill and decode, so the cache's policy
+ * decides what each character sees. Returns the exit status. */
 int rt_text_main(const RtModel *m, int argc, char **argv);
 
 /* ---------------------------------------------------------------- profile.c */

@@ -26,6 +26,7 @@ typedef struct TextArgs {
     const char *prog;
     const char *prompt, *eval, *weights;
     int n, top_k, threads;
+    int stream; /* --stream: --eval through prefill and decode, character by character */
     double temperature;
     uint64_t seed;
 } TextArgs;
@@ -60,6 +61,10 @@ static int parse(const RtModel *m, int argc, char **argv, TextArgs *a)
         a->prog = slash + 1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--stream")) {
+            a->stream = 1;
+            continue;
+        }
         if (!v) {
             text_error(a->prog, "%s needs a value", o);
             return 2;
@@ -91,7 +96,7 @@ static int parse(const RtModel *m, int argc, char **argv, TextArgs *a)
                 return 2;
             }
         } else {
-            text_error(a->prog, "unknown option '%s' (text mode takes --prompt TEXT or --eval FILE, -n, "
+            text_error(a->prog, "unknown option '%s' (text mode takes --prompt TEXT or --eval FILE [--stream], -n, "
                                 "--temperature, --top-k, --seed, --weights, --threads)", o);
             return 2;
         }
@@ -101,7 +106,11 @@ static int parse(const RtModel *m, int argc, char **argv, TextArgs *a)
         text_error(a->prog, "give either --prompt TEXT or --eval FILE");
         return 2;
     }
-    (void)m;
+    if (a->stream && (!a->eval || rt_entry_index(m, "decode") < 0)) {
+        text_error(a->prog, "--stream scores --eval FILE through a KV cache: build the model with kiln build "
+                            "--kv-cache POLICY");
+        return 2;
+    }
     return 0;
 }
 
@@ -281,6 +290,54 @@ static int generate(Runner *r, const TextArgs *a, const int *map)
     return 0;
 }
 
+/* -log softmax(row)[target] */
+static double nll(const float *row, int64_t V, int target)
+{
+    double mx = -INFINITY, s = 0;
+    for (int64_t v = 0; v < V; v++)
+        mx = row[v] > mx ? row[v] : mx;
+    for (int64_t v = 0; v < V; v++)
+        s += exp(row[v] - mx);
+    return mx + log(s) - row[target];
+}
+
+/* --eval --stream: character 0 prefilled, then every character decoded in turn, each predicting the
+ * next; the cache's policy decides what stays in view, so a text far longer than the context is
+ * scored as one stream. Where decode fails (policy full, or a learned position table, is full), the
+ * last CTX/2 characters are prefilled again, as generation does. */
+static int evaluate_stream(Runner *r, const TextArgs *a, const int *map, const unsigned char *text, size_t n)
+{
+    double total = 0, t0 = now_s();
+    int64_t refills = 0;
+    r->tokens[0] = map[text[0]];
+    if (run_prefill(r, 1)) {
+        text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
+        return 1;
+    }
+    total += nll(r->logits, r->V, map[text[1]]);
+    for (size_t i = 1; i + 1 < n; i++) {
+        if (run_decode(r, map[text[i]])) {
+            int64_t T = (int64_t)i + 1 < r->ctx / 2 ? (int64_t)i + 1 : (r->ctx / 2 > 0 ? r->ctx / 2 : 1);
+            for (int64_t t = 0; t < T; t++)
+                r->tokens[t] = map[text[i + 1 - (size_t)T + (size_t)t]];
+            refills++;
+            if (run_prefill(r, T)) {
+                text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
+                return 1;
+            }
+            total += nll(r->logits + (T - 1) * r->V, r->V, map[text[i + 1]]);
+        } else {
+            total += nll(r->logits, r->V, map[text[i + 1]]);
+        }
+    }
+    double dt = now_s() - t0, nats = total / (double)(n - 1);
+    printf("streamed %zu characters (%zu predicted; %lld prefilled again when the cache was full)\n", n, n - 1,
+           (long long)refills);
+    printf("%.4f nats/char, %.4f bits/char\n", nats, nats / log(2.0));
+    fprintf(stderr, "%s: %zu tokens in %.3f s (%.1f tokens/s)\n", a->prog, n - 1, dt, dt > 0 ? (double)(n - 1) / dt : 0.0);
+    return 0;
+}
+
 static int evaluate(Runner *r, const TextArgs *a, const int *map)
 {
     FILE *f = fopen(a->eval, "rb");
@@ -313,6 +370,13 @@ static int evaluate(Runner *r, const TextArgs *a, const int *map)
             free(text);
             return 1;
         }
+    if (a->stream) {
+        int st = n >= 2 ? evaluate_stream(r, a, map, text, n) : 1;
+        if (n < 2)
+            text_error(a->prog, "%s: fewer than 2 characters to score", a->eval);
+        free(text);
+        return st;
+    }
     int64_t ctx = r->ctx, nwin = n > 0 ? (int64_t)(n - 1) / ctx : 0;
     if (nwin < 1) {
         text_error(a->prog, "%s: %zu characters are fewer than one window of %lld + 1", a->eval, n, (long long)ctx);

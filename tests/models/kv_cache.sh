@@ -38,6 +38,18 @@ grep -q "80 tokens in .* tokens/s, prefill and decode with a KV cache" "$OUT/gre
 grep -q "600 tokens in" "$OUT/long.err"
 test "$(wc -c < "$OUT/long.txt")" -ge 606
 
+# --eval --stream: one window's worth (CTX + 1 = 257 characters of the held-out text) scored through
+# prefill and decode gives the figure of the ordinary windowed --eval (full recompute)
+DATA=../shared/data/tinyshakespeare.txt
+if [ -f "$DATA" ]; then
+    total=$(wc -c < "$DATA")
+    tail -c +$((total * 9 / 10 + 1)) "$DATA" | head -c 257 > "$OUT/t257.txt"
+    a=$("$OUT/charlm_kv" --eval "$OUT/t257.txt" | sed -n 's/^\([0-9.]*\) nats.*/\1/p')
+    b=$("$OUT/charlm_kv" --eval "$OUT/t257.txt" --stream 2>/dev/null | sed -n 's/^\([0-9.]*\) nats.*/\1/p')
+    echo "eval $a nats/char, streamed $b"
+    [ -n "$a" ] && [ "$a" = "$b" ]
+fi
+
 if "$KILN" build examples/vit/vit.kiln -D D=64 -D H=4 -D L=2 -D P=8 -D IMG=32 -D CLASSES=10 \
     --weights examples/vit/vit-small-random.safetensors --kv-cache full -o "$OUT/vit" 2>"$OUT/err"; then
     echo "FAIL: --kv-cache accepted ViT"
