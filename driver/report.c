@@ -131,12 +131,33 @@ void report_summary(FILE *f, const Graph *g)
         fprintf(f, " (%s)", g->source);
     fputc('\n', f);
 
-    fprintf(f, "inputs:\n");
-    for (int i = 0; i < g->ninput; i++)
-        fprintf(f, "  %s: %s\n", g->inputs[i]->name, node_type_str(g, g->inputs[i], buf, sizeof buf));
-    fprintf(f, "outputs:\n");
-    for (int i = 0; i < g->noutput; i++)
-        fprintf(f, "  %s: %s\n", g->outputs[i].name, node_type_str(g, g->outputs[i].node, buf, sizeof buf));
+    if (!g->nentry && !g->nstate) {
+        fprintf(f, "inputs:\n");
+        for (int i = 0; i < g->ninput; i++)
+            fprintf(f, "  %s: %s\n", g->inputs[i]->name, node_type_str(g, g->inputs[i], buf, sizeof buf));
+        fprintf(f, "outputs:\n");
+        for (int i = 0; i < g->noutput; i++)
+            fprintf(f, "  %s: %s\n", g->outputs[i].name, node_type_str(g, g->outputs[i].node, buf, sizeof buf));
+    } else { /* state and entries (ir/entry.c) */
+        fprintf(f, "state: %lld bytes\n", (long long)ir_states_bytes(g));
+        for (int i = 0; i < g->nstate; i++)
+            fprintf(f, "  %s: %s\n", g->states[i].name,
+                    type_str(g, g->states[i].dtype, g->states[i].rank, g->states[i].shape, buf, sizeof buf));
+        for (int e = 0; e < ir_nentries(g); e++) {
+            fprintf(f, "entry %s:\n", ir_entry_name(g, e));
+            for (int i = 0; i < g->ninput; i++)
+                if (g->inputs[i]->entry == e)
+                    fprintf(f, "  input %s: %s\n", g->inputs[i]->name, node_type_str(g, g->inputs[i], buf, sizeof buf));
+            for (int i = 0; i < g->noutput; i++)
+                if (g->outputs[i].entry == e && !g->outputs[i].update)
+                    fprintf(f, "  output %s: %s\n", g->outputs[i].name,
+                            node_type_str(g, g->outputs[i].node, buf, sizeof buf));
+            int nu = 0;
+            for (int i = 0; i < g->noutput; i++)
+                nu += g->outputs[i].entry == e && g->outputs[i].update;
+            fprintf(f, "  updates %d state%s\n", nu, nu == 1 ? "" : "s");
+        }
+    }
     if (g->nsym) {
         fprintf(f, "symbolic sizes:");
         for (int i = 0; i < g->nsym; i++)
