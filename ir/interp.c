@@ -1257,6 +1257,11 @@ done:
 
 int ir_interp(const Graph *g, const HostTensor *inputs, HostTensor *outputs, Diag *d)
 {
+    if (g->nentry || g->nstate) {
+        diag_fatal(d, "interpreter: the graph has %d state%s and %d entr%s: run an entry with ir_interp_entry",
+                   g->nstate, g->nstate == 1 ? "" : "s", ir_nentries(g), ir_nentries(g) == 1 ? "y" : "ies");
+        return -1;
+    }
     return run(g, -1, NULL, inputs, outputs, d);
 }
 

@@ -151,12 +151,14 @@ static void test_full(const Model *m, int step)
     printf("%s full: %d decode steps, worst relative error %.3g\n", m->name, steps, worst);
 
     /* bad use: decode before prefill, decode past the budget */
-    Diag *quiet = diag_new(fopen("/dev/null", "w"));
+    FILE *devnull = fopen("/dev/null", "w");
+    Diag *quiet = diag_new(devnull);
     ir_state_reset(st);
     CHECK(decode(g, st, tok[0], row, V, quiet) != 0, "%s: decode before prefill succeeded", m->name);
     CHECK(!prefill(g, st, tok, m->ctx, row, V, d), "%s: prefill of %d", m->name, m->ctx);
     CHECK(decode(g, st, tok[0], row, V, quiet) != 0, "%s: decode past the budget of %d succeeded", m->name, m->ctx);
     diag_free(quiet);
+    fclose(devnull);
     ir_state_free(st);
     free(ref);
     free(row);

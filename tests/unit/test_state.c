@@ -220,10 +220,17 @@ static void test_interp_calls(void)
     check_read(g, a, &ra, 1, "a after reset and append");
 
     /* ir_interp (no state) refuses a graph that reads state */
-    HostTensor in = {DT_F32, 1, {1}, &(float){1}}, out[2];
-    Diag *d = diag_new(fopen("/dev/null", "w"));
-    CHECK(ir_interp(g, &in, out, d) != 0, "ir_interp ran a graph with state");
+    float x[2] = {1, 2}, one = 1;
+    HostTensor in[2] = {{DT_F32, 2, {1, 2}, x}, {DT_F32, 1, {1}, &one}}, out[3];
+    char *msgs = NULL;
+    size_t nm = 0;
+    FILE *mf = open_memstream(&msgs, &nm);
+    Diag *d = diag_new(mf);
+    CHECK(ir_interp(g, in, out, d) != 0, "ir_interp ran a graph with state");
     diag_free(d);
+    fclose(mf);
+    CHECK(msgs && strstr(msgs, "run an entry with ir_interp_entry"), "ir_interp's message: %s", msgs);
+    free(msgs);
     ir_state_free(a);
     ir_state_free(b);
     ir_graph_free(g);
