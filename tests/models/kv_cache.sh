@@ -4,7 +4,8 @@
 # tests/models/native/use_kv.c through the runtime's entry API: every decode step's logits against a
 # full recompute of the prefix (the prefill entry), 1e-5 relative to the largest logit, for prefill
 # lengths 1..CTX (charlm: every fifth up to 96); decode before prefill and past the cache's budget
-# must fail. The interpreter side is tests/unit/test_kv_cache.c. Then a model the pass cannot take
+# must fail; eight instances in eight threads generate the tokens one instance alone does. The
+# interpreter side is tests/unit/test_kv_cache.c. Then a model the pass cannot take
 # (ViT: no causal attention) must be refused with a message that says so.
 set -eu
 KILN=$1

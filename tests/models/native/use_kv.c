@@ -8,11 +8,14 @@
  * each decode step's logits must equal a full recompute of the prefix (prefill of tokens[0:t+1] on a
  * second instance, its last row) within 1e-5 relative to the row's largest logit. Then bad use must
  * fail: decode before any prefill, and decode once the cache holds its budget (the bound of T).
+ * Last, eight instances in eight threads each generate NTOKENS - 4 tokens greedily (prefill of 4
+ * tokens, then decode of what they generate) and must give the tokens one instance gave alone.
  * Exits non-zero on any failure.
  */
 #include "runtime/kiln_rt.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +36,44 @@ static int run(RtInstance *inst, int e, const int32_t *tok, int64_t n, float *lo
     }
     void *const in[1] = {(void *)tok}, *const out[1] = {logits};
     return rt_run_entry(inst, e, syms, in, out);
+}
+
+typedef struct Gen {
+    const int32_t *prompt;
+    int n;         /* tokens in all */
+    int32_t *out;  /* (n) the prompt, then what was generated */
+    int rc;
+} Gen;
+
+/* greedy generation on an instance of its own */
+static void *generate(void *arg)
+{
+    Gen *g = arg;
+    const RtModel *m = &MODEL;
+    char err[256];
+    RtInstance *inst = rt_open(m, NULL, 1, err, sizeof err);
+    int64_t nout;
+    const RtTensorDesc *o = rt_entry_outputs(m, rt_entry_index(m, "decode"), &nout);
+    int64_t V = o[0].dims[o[0].rank - 1].b;
+    float *logits = malloc(sizeof(float) * (size_t)(V * 4));
+    g->rc = !inst || !logits;
+    memcpy(g->out, g->prompt, sizeof(int32_t) * 4);
+    for (int t = 4; t < g->n && !g->rc; t++) {
+        const float *row = logits;
+        if (t == 4) {
+            g->rc = run(inst, rt_entry_index(m, "prefill"), g->out, 4, logits);
+            row = logits + 3 * V;
+        } else {
+            g->rc = run(inst, rt_entry_index(m, "decode"), &g->out[t - 1], 1, logits);
+        }
+        int best = 0;
+        for (int64_t v = 1; v < V; v++)
+            best = row[v] > row[best] ? (int)v : best;
+        g->out[t] = best;
+    }
+    free(logits);
+    rt_close(inst);
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -110,6 +151,24 @@ int main(int argc, char **argv)
     }
     rt_close(a);
     rt_close(b);
+
+    /* eight instances in eight threads, against one alone */
+    Gen one = {tok, N, malloc(sizeof(int32_t) * (size_t)N), 0}, many[8];
+    generate(&one);
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        many[i] = (Gen){tok, N, malloc(sizeof(int32_t) * (size_t)N), 0};
+        pthread_create(&th[i], NULL, generate, &many[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        if (one.rc || many[i].rc || memcmp(one.out, many[i].out, sizeof(int32_t) * (size_t)N)) {
+            fprintf(stderr, "use_kv: thread %d generated other tokens than one instance alone\n", i);
+            failures++;
+        }
+        free(many[i].out);
+    }
+    free(one.out);
     free(tok);
     free(ref);
     free(all);
