@@ -11,6 +11,7 @@
  *   dtype     the dtype table (in graph.c)
  *   graph.c   nodes, graphs, dimensions and shapes
  *   build.c   shape and dtype inference (the one set of shape rules) and the typed node builders
+ *   weights.c safetensors weights files (the st_ functions): memory-mapped, every header field checked
  *   print.c   the text form of a graph
  *   parse.c   reading the text form back
  *   verify.c  the verifier
@@ -251,7 +252,7 @@ typedef struct Entry {
     const char *name;
 } Entry;
 
-typedef struct Weights Weights; /* frontend/safetensors.c */
+typedef struct Weights Weights; /* ir/weights.c */
 
 typedef struct Graph {
     Arena *arena;             /* owns every node, string and shape of the graph */
@@ -442,6 +443,42 @@ int ir_entry_outputs(const Graph *g, int e, int update, int *ix);
  * offset of state s is written to *off when not NULL. */
 int64_t ir_state_bytes(const Graph *g, int s, int64_t *off);
 int64_t ir_states_bytes(const Graph *g);
+
+/* ---------------------------------------------------------------- weights.c */
+
+typedef struct WTensor {
+    const char *name;           /* "h.0.attn.c_attn.weight" */
+    DType dtype;
+    int rank;
+    int64_t shape[IR_MAX_RANK]; /* (rank) */
+    const void *data;           /* inside the mapping */
+    size_t nbytes;
+} WTensor;
+
+struct Weights {
+    char *path;
+    void *map;          /* the whole file, mapped read-only */
+    size_t size;
+    int n;
+    WTensor *t;         /* (n) sorted by name */
+    int nmeta;
+    char **meta_keys;   /* (nmeta) the __metadata__ object: string keys ... */
+    char **meta_vals;   /* ... and string values */
+};
+
+/* Opens and checks a safetensors file: header length, JSON, dtypes, shapes, offsets in range, not
+ * overlapping, size = dtype size x element count. On any problem reports one sentence naming the
+ * file (and the tensor) and returns NULL. */
+Weights *st_open(const char *path, Diag *d);
+void st_close(Weights *w);
+const WTensor *st_find(const Weights *w, const char *name);
+/* Up to max names of the file closest to name (edit distance, ties by name); returns how many. */
+int st_closest(const Weights *w, const char *name, const char **out, int max);
+/* The value of a __metadata__ key, or NULL. */
+const char *st_meta(const Weights *w, const char *key);
+/* Writes a safetensors file (for tests and tools). Returns 0 on success. */
+int st_write(const char *path, int n, const WTensor *tensors, int nmeta, const char *const *keys,
+             const char *const *vals);
 
 /* ---------------------------------------------------------------- print.c */
 

@@ -49,7 +49,6 @@
  * after ir_graph_free). On errors nothing is left open and NULL is returned.
  */
 #include "ir.h"
-#include "frontend/frontend.h"
 
 #include <errno.h>
 #include <math.h>

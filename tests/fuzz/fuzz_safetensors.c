@@ -1,4 +1,4 @@
-/* fuzz_safetensors.c: fuzz target for the safetensors reader (frontend/safetensors.c): a file it
+/* fuzz_safetensors.c: fuzz target for the safetensors reader (ir/weights.c): a file it
  * accepts must have every tensor's bytes inside the mapping (all of them are read), and the
  * lookups must work on it. */
 #include "fuzz.h"

@@ -1,4 +1,4 @@
-/* test_safetensors.c: unit tests for frontend/safetensors.c.
+/* test_safetensors.c: unit tests for ir/weights.c (the safetensors reader).
  *
  * A round trip through st_write and st_open (data, shapes, dtypes, metadata), st_find and st_meta
  * hits and misses, the order of st_closest, then one hand-made malformed file per check st_open

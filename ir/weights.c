@@ -1,4 +1,4 @@
-/* safetensors.c: weights files, memory-mapped, every header field checked.
+/* weights.c: safetensors weights files, memory-mapped, every header field checked.
  *
  * A safetensors file is an 8-byte little-endian header length N, N bytes of JSON, then the data
  * section. The JSON is an object mapping each tensor name to {"dtype", "shape", "data_offsets"}
@@ -17,7 +17,7 @@
  * the mapping and are only as aligned as the file makes them: st_write pads the header to a
  * multiple of 8 and packs tensors in the order given.
  */
-#include "frontend/frontend.h"
+#include "ir.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
