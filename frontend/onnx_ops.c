@@ -314,12 +314,25 @@ static int op_binary(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
     ox_type(out[0], odt, rank, dims, sym);
     int is_int = !dtype_traits[in[0]->dt].is_float;
     if (all_const(in, nin) && nin == 2) {
-        if (has_sym(in[0]) || has_sym(in[1]))
+        if ((has_sym(in[0]) || has_sym(in[1])) && strcmp(op, "Equal"))
             return ERR("arithmetic on a symbolic size (from Shape) is not supported yet");
         ox_alloc(I, out[0]);
         int64_t idx[IR_MAX_RANK] = {0}, cnt = ox_numel(out[0]);
         for (int64_t k = 0; k < cnt; k++, next_index(rank, dims, idx)) {
             int64_t ia = bcast_offset(in[0], rank, idx), ib = bcast_offset(in[1], rank, idx);
+            const char *sa = in[0]->esym ? in[0]->esym[ia] : NULL, *sb = in[1]->esym ? in[1]->esym[ib] : NULL;
+            if (sa || sb) {
+                /* a symbolic size is at least 1: never equal to a constant below 1 (the -1 of exporters'
+                 * Expand shapes); equal to itself */
+                if (sa && sb)
+                    ((uint8_t *)out[0]->data)[k] = !strcmp(sa, sb);
+                else if ((sa ? ox_int(in[1], ib) : ox_int(in[0], ia)) < 1)
+                    ((uint8_t *)out[0]->data)[k] = 0;
+                else
+                    return ERR("comparing the symbolic size %s with %lld is not known at import", sa ? sa : sb,
+                               (long long)(sa ? ox_int(in[1], ib) : ox_int(in[0], ia)));
+                continue;
+            }
             if (odt == DT_I64 && strcmp(op, "Pow")) {
                 int64_t a = ox_int(in[0], ia), b = ox_int(in[1], ib), r = 0;
                 if (!strcmp(op, "Add")) r = a + b;
@@ -387,6 +400,7 @@ static int op_where(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
             int c = ox_f(in[0], bcast_offset(in[0], r, idx)) != 0;
             OVal *src = c ? in[1] : in[2];
             memcpy((char *)out[0]->data + k * (int64_t)es, (char *)src->data + bcast_offset(src, r, idx) * (int64_t)es, es);
+            move_sym(I, out[0], src, k, bcast_offset(src, r, idx), 1);
         }
         return 0;
     }
@@ -1215,21 +1229,24 @@ static int op_expand(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
     if (!x || nin < 2 || !in[1] || !need_dtype(I, x))
         return ERR("needs input and shape");
     int64_t shape[IR_MAX_RANK];
+    const char *ssym[IR_MAX_RANK];
     int r;
-    if (!const_ints(I, in[1], "the shape", shape, IR_MAX_RANK, &r))
+    if (!const_ints_sym(I, in[1], "the shape", shape, IR_MAX_RANK, &r, ssym))
         return 1;
     OVal s = {0};
-    ox_type(&s, x->dt, r, shape, NULL);
+    ox_type(&s, x->dt, r, shape, ssym);
     int rank;
     int64_t dims[IR_MAX_RANK];
     const char *sym[IR_MAX_RANK];
     if (!broadcast(I, x, &s, &rank, dims, sym))
         return 1;
     ox_type(out[0], x->dt, rank, dims, sym);
-    int same = rank == x->rank;
-    for (int i = 0; same && i < rank; i++)
-        same = dims[i] == x->dims[i];
-    if (x->is_const) {
+    int same = rank == x->rank, symbolic = 0;
+    for (int i = 0; i < rank; i++) {
+        same &= dims[i] == x->dims[i] && (sym[i] == x->sym[i] || (sym[i] && x->sym[i] && !strcmp(sym[i], x->sym[i])));
+        symbolic |= sym[i] != NULL;
+    }
+    if (x->is_const && !symbolic) {
         ox_alloc(I, out[0]);
         size_t es = (size_t)dtype_traits[x->dt].size;
         int64_t idx[IR_MAX_RANK] = {0}, total = ox_numel(out[0]);
@@ -1334,6 +1351,16 @@ static int op_range(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     int dt = in[0]->dt;
     if (dt < 0 || ox_numel(in[0]) != 1 || ox_numel(in[1]) != 1 || ox_numel(in[2]) != 1)
         return ERR("start, limit and delta must be scalars");
+    if (has_sym(in[0]) || has_sym(in[2]))
+        return ERR("a symbolic start or delta is not supported");
+    if (has_sym(in[1])) { /* Range(0, T, 1): the positions of a symbolic size */
+        if (ox_int(in[0], 0) != 0 || ox_int(in[2], 0) != 1 || (dt != DT_I64 && dt != DT_I32))
+            return ERR("with a symbolic limit only Range(0, %s, 1) of integers is supported", in[1]->esym[0]);
+        int64_t bound = ox_int(in[1], 0);
+        ox_type(out[0], dt, 1, &bound, &in[1]->esym[0]);
+        ox_assign(I, out[0], "arange(%s, dtype=%s)", in[1]->esym[0], dtype_traits[dt].name);
+        return 0;
+    }
     double s = ox_f(in[0], 0), l = ox_f(in[1], 0), d = ox_f(in[2], 0);
     if (d == 0)
         return ERR("delta is 0");

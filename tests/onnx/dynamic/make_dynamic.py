@@ -1,6 +1,7 @@
 """A causal self-attention layer with GPT-2's shape code, exported by torch.onnx.export with a dynamic
 token axis T (opset 17): Shape -> Gather -> Unsqueeze -> Concat -> Reshape, Slice of the position table
-up to T, ConstantOfShape(T, T) -> Trilu for the causal mask. Writes dynamic.onnx and, for T = 10 and
+up to T, Range(0, T) for positions, ConstantOfShape(T, T) -> Trilu -> Expand(4, T, T) for the causal
+mask. Writes dynamic.onnx and, for T = 10 and
 37, the tokens and PyTorch's logits (tests/models/onnx_dynamic.sh imports it with --bound T=64).
 
     /usr/bin/python3 tests/onnx/dynamic/make_dynamic.py
@@ -22,11 +23,11 @@ class M(torch.nn.Module):
 
     def forward(s, tokens):
         T = tokens.shape[0]
-        x = s.wte[tokens] + s.wpe[:T]
+        x = s.wte[tokens] + s.wpe[:T] * 0.5 + s.wpe[torch.arange(T)] * 0.5
         qkv = x @ s.w
         q, k, v = (t.reshape(T, 4, 16).transpose(0, 1) for t in qkv.split(64, dim=-1))
         sc = q @ k.transpose(1, 2) / 4.0
-        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        causal = torch.ones(T, T, dtype=torch.bool).tril().unsqueeze(0).expand(4, T, T)
         sc = sc.masked_fill(~causal, float("-inf")).softmax(-1)
         return (sc @ v).transpose(0, 1).reshape(T, 64) @ s.wte.T
 
