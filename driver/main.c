@@ -726,7 +726,7 @@ static int cmd_build(Options *o, Diag *d)
         if (header)
             fprintf(stderr, " and %s", header);
         if (wfile)
-            fprintf(stderr, " (weights in %s: pass --weights %s when running)", wfile, wfile);
+            fprintf(stderr, " (weights in %s: a program finds it beside itself; else pass --weights %s)", wfile, wfile);
         fprintf(stderr, "\n");
     }
     cg_free(cg);

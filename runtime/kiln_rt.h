@@ -207,6 +207,10 @@ void rt_shape_desc(const RtModel *m, const RtTensorDesc *t, char *buf, size_t n)
  *           [--bench N]
  * Returns the process's exit status. */
 int rt_main(const RtModel *m, int argc, char **argv);
+/* The weights file a program uses: `given` (--weights) when not NULL; else, for a model whose
+ * weights are not built in, PROGRAM.weights beside the running program (/proc/self/exe), written
+ * into buf, when that file exists (kiln build -o PROGRAM writes it there); else NULL. */
+const char *rt_weights_beside(const RtModel *m, const char *given, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- text.c */
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* model.c: a tensor's declared shape, "[T, 768]" */
 enum { MAIN_MAX_THREADS = 1024, MAIN_MAX_BENCH = 1000000, MAIN_SHOW = 8 };
@@ -108,7 +109,8 @@ static void main_usage(const RtModel *m, const char *prog, FILE *f)
             "  --profile-trace FILE    also write the groups' times as Chrome trace JSON\n"
             "                          (chrome://tracing, Perfetto)\n"
             "  --help                  print this help\n",
-            m->embedded_weights || !m->weights_bytes ? " (optional: built in)" : " (required)");
+            m->embedded_weights || !m->weights_bytes ? " (optional: built in)"
+                                                     : " (default: PROGRAM.weights beside the program)");
 }
 
 /* If argv[*i] is option opt, as "--opt VALUE" or "--opt=VALUE", sets *val to the value (NULL when
@@ -401,7 +403,8 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
         ocount[k] = count;
     }
 
-    RtInstance *inst = rt_open(m, a->weights, a->threads, err, sizeof err);
+    char beside[4096];
+    RtInstance *inst = rt_open(m, rt_weights_beside(m, a->weights, beside, sizeof beside), a->threads, err, sizeof err);
     if (!inst) {
         main_error(a->prog, "%s", err);
         return 1;
@@ -468,6 +471,17 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
     rt_profile_free(prof);
     fflush(stdout);
     return status;
+}
+
+const char *rt_weights_beside(const RtModel *m, const char *given, char *buf, size_t n)
+{
+    if (given || m->embedded_weights || !m->weights_bytes || n <= sizeof ".weights")
+        return given;
+    ssize_t k = readlink("/proc/self/exe", buf, n - sizeof ".weights");
+    if (k <= 0)
+        return NULL;
+    memcpy(buf + k, ".weights", sizeof ".weights");
+    return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
 int rt_main(const RtModel *m, int argc, char **argv)

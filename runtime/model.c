@@ -212,8 +212,8 @@ RtInstance *rt_open(const RtModel *m, const char *weights_path, int threads, cha
         inst->weights = m->embedded_weights;
     } else {
         model_fail(err, errlen,
-                   "this program was built with external weights: pass --weights FILE (the "
-                   "file written for model '%s' by kiln build)", m->name);
+                   "this program was built with external weights and PROGRAM.weights is not beside "
+                   "it: pass --weights FILE (the file written for model '%s' by kiln build)", m->name);
         goto fail;
     }
 

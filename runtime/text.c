@@ -439,7 +439,8 @@ int rt_text_main(const RtModel *m, int argc, char **argv)
     for (int64_t i = r.V - 1; i >= 0; i--)
         map[(unsigned char)m->vocab[i]] = (int)i;
     char err[512];
-    r.inst = rt_open(m, a.weights, a.threads, err, sizeof err);
+    char beside[4096];
+    r.inst = rt_open(m, rt_weights_beside(m, a.weights, beside, sizeof beside), a.threads, err, sizeof err);
     if (!r.inst) {
         text_error(a.prog, "%s", err);
         return 1;

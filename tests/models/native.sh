@@ -71,6 +71,12 @@ expect_fail "image" "$OUT/vit" --input image=tests/models/gpt2/logits_16.npy
 expect_fail "nonsense" "$OUT/gpt2" --input nonsense=tests/models/gpt2/tokens_16.npy
 head -c 100 "$OUT/gpt2x.weights" > "$OUT/truncated.weights"
 expect_fail "truncated.weights" "$OUT/gpt2x" --weights "$OUT/truncated.weights" --input tokens=tests/models/gpt2/tokens_16.npy
+# without --weights the program finds gpt2x.weights beside itself; moved away, it asks for one
+"$OUT/gpt2x" --input tokens=tests/models/gpt2/tokens_16.npy --output logits="$OUT/g_beside.npy"
+cmp "$OUT/g_ext.npy" "$OUT/g_beside.npy"
+echo "ok: $OUT/gpt2x found gpt2x.weights beside itself"
+mv "$OUT/gpt2x.weights" "$OUT/gpt2x.moved"
 expect_fail "--weights" "$OUT/gpt2x" --input tokens=tests/models/gpt2/tokens_16.npy
+mv "$OUT/gpt2x.moved" "$OUT/gpt2x.weights"
 expect_fail "out of range" "$OUT/gpt2" --input tokens=tests/models/native/bad_tokens.npy
 echo "all native checks passed"

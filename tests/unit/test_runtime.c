@@ -331,7 +331,9 @@ static void test_open_run(void)
     /* an external weights file */
     RtModel ext = axpy_model;
     ext.embedded_weights = NULL;
-    open_error(&ext, NULL, "this program was built with external weights: pass --weights FILE",
+    open_error(&ext, NULL,
+               "this program was built with external weights and PROGRAM.weights is not beside it: "
+               "pass --weights FILE",
                NULL);
     const char *good = tmp_path("good.weights");
     write_weights(good, "KILNWTS1", axpy_hash, sizeof axpy_weights, sizeof axpy_weights);
@@ -638,7 +640,7 @@ static void test_main(void)
     RtModel ext = axpy_model;
     ext.embedded_weights = NULL;
     run_main(&ext, 1, "--input", arg("x=%s", x5, 0), "--input", arg("y=%s", y5, 0), NULL);
-    CHECK_HAS(main_err, "this program was built with external weights: pass --weights FILE");
+    CHECK_HAS(main_err, "external weights and PROGRAM.weights is not beside it: pass --weights FILE");
     run_main(&ext, 0, "--input", arg("x=%s", x5, 0), "--input", arg("y=%s", y5, 0), "--weights",
              tmp_path("good.weights"), NULL);
     CHECK(!strcmp(main_out, "z: f32[5] = [1, 3.5, 6, 8.5, 11] (5 values)\n"));
@@ -646,7 +648,7 @@ static void test_main(void)
              tmp_path("hash.weights"), NULL);
     CHECK_HAS(main_err, "hash.weights: was written for another build of model 'axpy'");
     run_main(&ext, 0, "--help", NULL);
-    CHECK_HAS(main_out, "(required)");
+    CHECK_HAS(main_out, "(default: PROGRAM.weights beside the program)");
 
     /* every dtype printed; bf16 written as float32 */
     int32_t s[4] = {1, 2, 3, 4};
