@@ -831,7 +831,8 @@ def write_report(res, path):
     w("## This run")
     w("")
     w(f"- date: {res['date']}; total time of `sh bench/run.sh`: {res.get('total_min', '?')} (harness "
-      f"{res['elapsed_s'] / 60:.1f} min)")
+      f"{res['elapsed_s'] / 60:.1f} min"
+      + "".join(f"; {p} {sec / 60:.1f} min" for p, sec in res.get("part_s", {}).items()) + ")")
     w(f"- kiln: commit {mi['git']}" + (f" with {mi['git_dirty']} uncommitted changes in the work tree "
                                          "(other engineers work in this checkout)" if mi["git_dirty"] else "")
       + f"; `{rel(res['kiln'])}` built by `cmake -S . -B build-bench -G Ninja && cmake --build build-bench` "
@@ -1213,28 +1214,24 @@ def main():
     peer_info(res, tools)
     say("measuring clock, FMA peak and memory bandwidth")
     measure_machine(res, tools, threads)
-    if "gemm" in only:
+    parts = [("gemm", lambda: bench_gemm(res, kiln, tools, threads, a.quick)),
+             ("models", lambda: bench_models(res, kiln, threads, a.quick, a.models.split(",") if a.models else None)),
+             ("attention", lambda: attention.bench(res, kiln, threads, a.quick, [int(T) for T in a.attention_T.split(",")]
+                                                   if a.attention_T else None)),
+             ("decoders", lambda: decoders.bench(res, kiln, threads, a.quick, a.decoder_models.split(",")
+                                                 if a.decoder_models else (["llama-tiny", "llama-gpt2size"]
+                                                                           if a.quick else None)))]
+    res["part_s"] = {}
+    for part, go in parts:
+        if part not in only and not (part == "models" and "compile" in only):
+            continue
+        t0 = time.time()
         try:
-            bench_gemm(res, kiln, tools, threads, a.quick)
+            go()
         except Exception as e:  # report what was measured, and this
-            fail("the GEMM benchmarks stopped", f"{type(e).__name__}: {e}")
-    if "models" in only or "compile" in only:
-        try:
-            bench_models(res, kiln, threads, a.quick, a.models.split(",") if a.models else None)
-        except Exception as e:
-            fail("the model benchmarks stopped", f"{type(e).__name__}: {e}")
-    if "attention" in only:
-        try:
-            attention.bench(res, kiln, threads, a.quick,
-                            [int(T) for T in a.attention_T.split(",")] if a.attention_T else None)
-        except Exception as e:
-            fail("the attention benchmarks stopped", f"{type(e).__name__}: {e}")
-    if "decoders" in only:
-        try:
-            decoders.bench(res, kiln, threads, a.quick, a.decoder_models.split(",") if a.decoder_models
-                           else (["llama-tiny", "llama-gpt2size"] if a.quick else None))
-        except Exception as e:
-            fail("the decoder benchmarks stopped", f"{type(e).__name__}: {e}")
+            fail(f"the {part} benchmarks stopped", f"{type(e).__name__}: {e}")
+        res["part_s"][part] = time.time() - t0
+        say(f"{part}: done in {res['part_s'][part] / 60:.1f} min")
     rt = os.path.join(os.path.dirname(kiln), "libkiln_rt.a")
     if os.path.exists(rt):
         SECTION[0] = "runtime size"
