@@ -788,6 +788,20 @@ def targets_report(res, w):
     w("")
 
 
+def core_share(res):
+    """The smaller of the start and end shares of the cores this run got (wall-time FMA rate on the most
+    threads ÷ that many x one core's rate), or None."""
+    mm = res.get("machine_meas", {})
+    fma = mm.get("fma", {})
+    nt = max(res["threads"])
+    if nt not in fma:
+        return None
+    core = max(max(d.get("fma512_core_gflops", 0), d.get("fma256_core_gflops", 0)) for d in fma.values())
+    shares = [max(d.get("fma512_gflops", 0), d.get("fma256_gflops", 0)) / (core * nt)
+              for d in (fma[nt], mm.get("fma_end")) if d and core]
+    return min(shares) if shares else None
+
+
 def intro_lines():
     """The top of docs/PERF.md, above the sections of the CPUs measured."""
     return ["# kiln performance", "",
@@ -822,6 +836,13 @@ def write_report(res, path):
     w("")
     if res.get("only_note"):
         w(res["only_note"])
+        w("")
+    sh = core_share(res)
+    if sh is not None and sh < 0.5:
+        w(f"**The machine was loaded: other processes left this run about {100 * sh:.0f}% of the cores it used "
+          "(Machine, below). Every wall-time figure here, the 2-thread ones above all, is far from what this CPU "
+          "does when idle, and so are the ratios between peers that suffered differently. Do not quote them; rerun "
+          "on a quiet machine.**")
         w("")
     if res.get("quick"):
         w("**This report is from a `--quick` run: few repetitions, two GEMM shapes, attention at two "
