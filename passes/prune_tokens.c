@@ -656,6 +656,7 @@ static Node *tome_layer(Ctx *c, Block *b, Node *size, int r, int64_t T, int pito
     int R = x1->rank;
     int64_t T2 = T - r;
     SrcLoc loc = x1->loc;
+    ir_set_origin(g, x1); /* the merge belongs to the block's layer and scope */
     Node *metric = mean_heads(g, k, k->rank - 2);
     Dim dsh[IR_MAX_RANK];
     memcpy(dsh, x1->shape, sizeof(Dim) * (size_t)(R - 1));
@@ -695,6 +696,7 @@ static void evit_layer(Ctx *c, Block *b, int keep, int64_t T)
     Node *x1 = b->x1, *q = b->attn->in[0], *k = b->attn->in[1];
     int R = x1->rank;
     SrcLoc loc = x1->loc;
+    ir_set_origin(g, x1);
     Dim ash[IR_MAX_RANK];
     memcpy(ash, q->shape, sizeof(Dim) * (size_t)(q->rank - 2));
     ash[q->rank - 2] = k->shape[k->rank - 2];
@@ -732,6 +734,7 @@ static void evit_layer(Ctx *c, Block *b, int keep, int64_t T)
  * the same for every query and head). */
 static void add_size_mask(Graph *g, Node *a, Node *size, Node **logsize)
 {
+    ir_set_origin(g, a);
     if (!*logsize)
         *logsize = cnode(g, OP_LOG, DT_F32, size->rank, size->shape, 1, &size, size->loc);
     Node *q = a->in[0];
@@ -920,6 +923,7 @@ int pass_prune_tokens(Graph *g, const PassOptions *o)
         }
         ir_toposort(g);
     }
+    ir_set_origin(g, NULL);
     ir_compact(g);
     free(c.tax);
 
