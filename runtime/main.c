@@ -111,6 +111,15 @@ static void main_usage(const RtModel *m, const char *prog, FILE *f)
             "  --help                  print this help\n",
             m->embedded_weights || !m->weights_bytes ? " (optional: built in)"
                                                      : " (default: PROGRAM.weights beside the program)");
+    if (m->vocab)
+        fprintf(f,
+                "\ntext (a character-level language model):\n"
+                "  --prompt TEXT [-n N] [--temperature T] [--top-k K] [--seed S]\n"
+                "                          generate N characters after TEXT; prints N tokens in S s (R tokens/s)\n"
+                "                          on stderr%s\n"
+                "  --eval FILE [--stream]  score a text file in windows of the context%s\n",
+                rt_entry_index(m, "decode") >= 0 ? " (prefill once, then decode with the KV cache)" : "",
+                rt_entry_index(m, "decode") >= 0 ? "; --stream: as one stream through the KV cache" : "");
 }
 
 /* If argv[*i] is option opt, as "--opt VALUE" or "--opt=VALUE", sets *val to the value (NULL when
