@@ -2,7 +2,7 @@
 # Builds one fuzz target with clang-19, libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
 # (in build-fuzz/) and runs it for SECONDS at the lowest priority, on one core.
 #   sh tests/fuzz/run.sh TARGET SECONDS [libFuzzer options...]
-# TARGET is model, ir, safetensors, npy or program (see tests/fuzz/fuzz_TARGET.c). The working corpus
+# TARGET is model, ir, safetensors, npy, program or onnx (see tests/fuzz/fuzz_TARGET.c). The working corpus
 # (build-fuzz/corpus/TARGET) starts from the committed one (tests/fuzz/TARGET/) and the repository's
 # seed files; crashing inputs go to build-fuzz/crashes/TARGET/. Commit each crash, once fixed, into
 # tests/fuzz/TARGET/: ctest replays that directory. The last lines printed are libFuzzer's figures
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] || { echo "usage: sh tests/fuzz/run.sh TARGET SECONDS [libFuzzer options...]" >&2; exit 2; }
 T=$1 SECS=$2
 shift 2
-case $T in model|ir|safetensors|npy|program) ;; *) echo "run.sh: unknown target '$T'" >&2; exit 2 ;; esac
+case $T in model|ir|safetensors|npy|program|onnx) ;; *) echo "run.sh: unknown target '$T'" >&2; exit 2 ;; esac
 command -v clang-19 >/dev/null || { echo "run.sh: needs clang-19: apt-get install clang-19 libclang-rt-19-dev" >&2; exit 1; }
 
 B=${KILN_FUZZ_BUILD_DIR:-build-fuzz}
@@ -29,11 +29,13 @@ model)       SEEDS="examples/*/*.kiln tests/lit/*.kiln tests/lit/*/*.kiln tests/
 ir)          SEEDS="tests/lit/*.kir tests/lit/*/*.kir" DICT=tests/fuzz/ir.dict MAXLEN=16384 ;;
 safetensors) SEEDS="examples/gpt2/gpt2-tiny.safetensors examples/llama/llama-tiny.safetensors" DICT= MAXLEN=4096 ;;
 npy)         SEEDS="tests/ops/ref/*.npy" DICT= MAXLEN=4096 ;;
+onnx)        SEEDS="tests/onnx/*/*.onnx $(ls -d /usr/share/libonnx-testdata/data/node/*/model.onnx 2>/dev/null | head -300)"
+             DICT= MAXLEN=8192 ;;
 program)     SEEDS="" DICT= MAXLEN=4096 QUIET=-close_fd_mask=3 ;; # rt_main prints; crash reports still show
 esac
 C=$B/corpus/$T
 mkdir -p "$C" "$B/crashes/$T" "$B/seeds/$T"
-for f in $SEEDS; do [ -f "$f" ] && cp "$f" "$B/seeds/$T/"; done
+for f in $SEEDS; do [ -f "$f" ] && cp "$f" "$B/seeds/$T/$(echo "$f" | tr / _)"; done # node tests are all model.onnx
 # shellcheck disable=SC2086
 exec nice -n 19 "$B/tests/fuzz/fuzz_$T" "$C" "tests/fuzz/$T" "$B/seeds/$T" \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=$MAXLEN \
