@@ -314,7 +314,7 @@ void ox_assign(Imp *I, OVal *v, const char *fmt, ...)
 
 /* The weights file's name for a constant: the ONNX name when the model language can write it as a
  * path (w.encoder.layer[0].weight), else a fresh identifier. */
-static const char *weight_name(Imp *I, const char *onnx, const char **path_text)
+static const char *weight_name(Imp *I, const char *onnx, const char **path_text, int *fresh)
 {
     int ok = onnx[0] != 0;
     char path[1024];
@@ -343,11 +343,14 @@ static const char *weight_name(Imp *I, const char *onnx, const char **path_text)
     if (ok && !name_taken(I, arena_printf(I->a, "w:%s", onnx))) {
         name_add(I, arena_printf(I->a, "w:%s", onnx));
         *path_text = arena_printf(I->a, "w%s", path);
+        *fresh = 0;
         return arena_strdup(I->a, onnx);
     }
+    /* a fresh identifier, also the variable that holds it (`c_x = w.c_x`) */
     const char *id = ox_temp(I, arena_printf(I->a, "c_%s", onnx));
     name_add(I, arena_printf(I->a, "w:%s", id));
     *path_text = arena_printf(I->a, "w.%s", id);
+    *fresh = 1;
     return id;
 }
 
@@ -364,7 +367,8 @@ const char *ox_tensor(Imp *I, OVal *v)
         return "v_undefined";
     }
     const char *path;
-    const char *wname = weight_name(I, v->name, &path);
+    int fresh;
+    const char *wname = weight_name(I, v->name, &path, &fresh);
     if (I->nw == I->capw) {
         I->capw = I->capw ? I->capw * 2 : 64;
         I->w = realloc(I->w, sizeof *I->w * (size_t)I->capw);
@@ -379,7 +383,7 @@ const char *ox_tensor(Imp *I, OVal *v)
         t->shape[i] = v->dims[i];
     t->data = v->data;
     t->nbytes = (size_t)ox_numel(v) * (size_t)dtype_traits[v->dt].size;
-    v->var = ox_temp(I, arena_printf(I->a, "c_%s", v->name));
+    v->var = fresh ? wname : ox_temp(I, arena_printf(I->a, "c_%s", v->name));
     ox_emit(I, "%s = %s\n", v->var, path);
     return v->var;
 }
