@@ -872,6 +872,14 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
         free(head);
         free(tail);
     }
+    /* widest elements first: st_write packs tensors in order, so every tensor then starts at a
+     * multiple of its element size (a bool constant before an f32 would misalign it) */
+    for (int i = 1; i < I->nw; i++)
+        for (int j = i; j > 0 && dtype_traits[I->w[j].dtype].size > dtype_traits[I->w[j - 1].dtype].size; j--) {
+            WTensor t = I->w[j];
+            I->w[j] = I->w[j - 1];
+            I->w[j - 1] = t;
+        }
     out->nweights = I->nw;
     out->weights = I->w;
     I->w = NULL;
