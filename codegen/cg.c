@@ -86,6 +86,9 @@ CgTarget cg_target(const Cg *cg)
         if (!fma) /* every AVX2 CPU of the lists has FMA */
             fma = avx2 > 0 ? 1 : -1;
         k.vw = avx512 > 0 ? 16 : avx2 > 0 ? 8 : 4;
+        k.vnni = avx512 > 0 && (feature(f, "avx512vnni") > 0 ||
+                                (!feature(f, "avx512vnni") && in_list(cg->cpu, cpus_avx512) &&
+                                 strcmp(cg->cpu, "skylake-avx512") != 0 && strcmp(cg->cpu, "x86-64-v4") != 0));
         k.fma = fma > 0;
     } else if (k.arm) {
         k.fma = 1;

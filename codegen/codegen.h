@@ -22,6 +22,8 @@
  *   gemm.c        fast f32 matrix multiplication: packed weights, vector micro-kernels, tiles on threads
  *   profile.c     the table of node groups an entry reports to the runtime's profiler, and its marks
  *   merge.c       token merging and pruning nodes: calls of the runtime's kernels
+ *   quant.c       quantize, dequantize and the quantized matmul (qmatmul), portable
+ *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI: packed weights, exact i32 sums
  *   artifact.c    executables, libraries, headers, Graphviz: the files `kiln build` writes
  */
 #ifndef KILN_CODEGEN_H
@@ -106,6 +108,7 @@ typedef struct CgTarget {
     int vw;     /* 16 with AVX-512, 8 with AVX2, 4 with SSE, NEON and elsewhere */
     int fma;
     int x86, arm;
+    int vnni;   /* AVX-512 VNNI (vpdpbusd on 512-bit vectors) */
     long l1, l2;
 } CgTarget;
 CgTarget cg_target(const Cg *cg);
@@ -177,6 +180,8 @@ void cg_shape(Cg *cg, const Node *n, LLVMValueRef *dims);
 void cg_strides(Cg *cg, int rank, LLVMValueRef *dims, LLVMValueRef *strides);
 LLVMValueRef cg_numel(Cg *cg, int rank, LLVMValueRef *dims);
 
+/* Bytes of numel elements of dtype t at run time (whole blocks for the packed types: dtype_bytes). */
+LLVMValueRef cg_bytes(Cg *cg, DType t, LLVMValueRef numel);
 /* The LLVM type kernels compute in for a dtype: float for f32/f16/bf16, double for f64, i64 for
  * integers, i1 for bool. */
 LLVMTypeRef cg_ctype(Cg *cg, DType t);
@@ -304,6 +309,18 @@ void cg_profile_group(Cg *cg, const Node *n, const Fused *f, const Node *const *
 LLVMValueRef cg_profile_table(Cg *cg, const char *name, const CgProfGroup *groups, int n);
 /* Emits rt_profile_mark(table, n, k) at the builder (skipped when the runtime is not linked). */
 void cg_profile_mark(Cg *cg, LLVMValueRef table, int n, int k);
+/* ---------------------------------------------------------------- quant.c, qgemm.c */
+
+/* quantize, dequantize and qmatmul (the VNNI kernel when the plan packed the weights). */
+int cg_quant(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+/* ir_quantize1 on f32 values: never NaN. */
+LLVMValueRef cg_quantize_f32(Cg *cg, LLVMValueRef x, LLVMValueRef s, LLVMValueRef z, int lo, int hi);
+/* Bytes of the compile-time packed copy of a dynamic qmatmul's weights for the VNNI kernel (with its
+ * column sums and scales), 0 when the target has no VNNI or the weights or scales are not constant. */
+int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n);
+void cg_qgemm_pack(Cg *cg, const Node *n, void *dst);
+/* The VNNI kernel (in[1] is the packed copy): 0 when emitted, 1 when n is not one it runs. */
+int cg_qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 
 /* ---------------------------------------------------------------- artifact.c */
 

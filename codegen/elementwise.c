@@ -494,7 +494,7 @@ int cg_movement(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     }
     switch (n->op) {
     case OP_RESHAPE: {
-        LLVMValueRef bytes = LLVMBuildMul(cg->b, cg_numel(cg, n->rank, dims), cg_i64(cg, dtype_traits[n->dtype].size), "");
+        LLVMValueRef bytes = cg_bytes(cg, n->dtype, cg_numel(cg, n->rank, dims));
         LLVMBuildMemCpy(cg->b, out, 1, in[0], 1, bytes);
         return 0;
     }

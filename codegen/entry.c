@@ -69,6 +69,7 @@ static int emit_kernel(Cg *cg, const Node *n, const Fused *f, LLVMValueRef out, 
     case OP_MATMUL: return cg_matmul(cg, n, out, in);
     case OP_CONV2D: return cg_conv2d(cg, n, out, in);
     case OP_ATTENTION: return cg_attention(cg, n, out, in);
+    case OP_QUANTIZE: case OP_DEQUANTIZE: case OP_QMATMUL: return cg_quant(cg, n, out, in);
     case OP_SCATTER: return cg_scatter(cg, n, out, in);
     case OP_TOME_MATCH: case OP_PITOME_MATCH: case OP_TOKEN_MERGE: case OP_CLS_ATTN: case OP_EVIT_SELECT: return cg_tokens(cg, n, out, in);
     default: break;
@@ -463,7 +464,7 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
         for (int j = 0; j < nops; j++)
             call_args[k++] = ptrs[ops[j]->id];
         if (mm && cg->plan.packed[mm->id] >= 0) /* the kernel reads the packed copy of mm's in[1] */
-            call_args[nops] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[mm->id])}, 1, "");
+            call_args[fused ? nops : 2] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[mm->id])}, 1, "");
         if (n->op == OP_GATHER && cg->plan.gather_from[i] >= 0) /* the table's rows from a packed copy */
             call_args[1] = LLVMBuildGEP2(cg->b, cg->i8, args[0],
                                          (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[cg->plan.gather_from[i]])}, 1, "");
@@ -504,7 +505,7 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
             LLVMValueRef dims[IR_MAX_RANK];
             cg->syms = args[2];
             cg_shape(cg, n, dims);
-            LLVMValueRef bytes = LLVMBuildMul(cg->b, cg_numel(cg, n->rank, dims), cg_i64(cg, dtype_traits[n->dtype].size), "");
+            LLVMValueRef bytes = cg_bytes(cg, n->dtype, cg_numel(cg, n->rank, dims));
             LLVMBuildMemCpy(cg->b, dst, 1, ptrs[n->id], 1, bytes);
         }
     cg_profile_mark(cg, ptable, ngroup, ngroup); /* the last group ends */

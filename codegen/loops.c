@@ -80,6 +80,14 @@ LLVMValueRef cg_numel(Cg *cg, int rank, LLVMValueRef *dims)
     return n;
 }
 
+LLVMValueRef cg_bytes(Cg *cg, DType t, LLVMValueRef numel)
+{
+    int blk = dtype_traits[t].block;
+    if (blk > 1)
+        numel = LLVMBuildUDiv(cg->b, LLVMBuildAdd(cg->b, numel, cg_i64(cg, blk - 1), ""), cg_i64(cg, blk), "");
+    return LLVMBuildMul(cg->b, numel, cg_i64(cg, dtype_traits[t].block_bytes), "");
+}
+
 LLVMTypeRef cg_ctype(Cg *cg, DType t)
 {
     switch (t) {
@@ -103,14 +111,32 @@ LLVMTypeRef cg_stype(Cg *cg, DType t)
     case DT_I32: return cg->i32;
     case DT_I8:
     case DT_U8:
+    case DT_I4:
+    case DT_U4:
     case DT_BOOL: return cg->i8;
     default: UNREACHABLE();
     }
 }
 
+/* Packed 4-bit: element idx is a nibble of byte idx / 2 (the low one for even idx). */
+static LLVMValueRef nibble_shift(Cg *cg, LLVMValueRef idx)
+{
+    LLVMValueRef odd = LLVMBuildTrunc(cg->b, LLVMBuildAnd(cg->b, idx, cg_i64(cg, 1), ""), cg->i8, "");
+    return LLVMBuildShl(cg->b, odd, LLVMConstInt(cg->i8, 2, 0), "");
+}
+
 LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx)
 {
     LLVMTypeRef st = cg_stype(cg, t);
+    if (t == DT_I4 || t == DT_U4) {
+        LLVMValueRef bi = LLVMBuildLShr(cg->b, idx, cg_i64(cg, 1), "");
+        LLVMValueRef byte = LLVMBuildLoad2(cg->b, cg->i8, LLVMBuildGEP2(cg->b, cg->i8, ptr, &bi, 1, ""), "");
+        LLVMValueRef v = LLVMBuildShl(cg->b, LLVMBuildLShr(cg->b, byte, nibble_shift(cg, idx), ""),
+                                      LLVMConstInt(cg->i8, 4, 0), ""); /* the nibble in the high half */
+        v = t == DT_I4 ? LLVMBuildAShr(cg->b, v, LLVMConstInt(cg->i8, 4, 0), "")
+                       : LLVMBuildLShr(cg->b, v, LLVMConstInt(cg->i8, 4, 0), "");
+        return t == DT_I4 ? LLVMBuildSExt(cg->b, v, cg->i64, "") : LLVMBuildZExt(cg->b, v, cg->i64, "");
+    }
     LLVMValueRef p = LLVMBuildGEP2(cg->b, st, ptr, &idx, 1, "");
     LLVMValueRef v = LLVMBuildLoad2(cg->b, st, p, "");
     switch (t) {
@@ -145,6 +171,15 @@ static LLVMValueRef to_bf16(Cg *cg, LLVMValueRef f)
 void cg_store(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx, LLVMValueRef v)
 {
     LLVMTypeRef st = cg_stype(cg, t);
+    if (t == DT_I4 || t == DT_U4) { /* read, modify, write the byte: callers never split a byte between threads */
+        LLVMValueRef bi = LLVMBuildLShr(cg->b, idx, cg_i64(cg, 1), "");
+        LLVMValueRef p = LLVMBuildGEP2(cg->b, cg->i8, ptr, &bi, 1, "");
+        LLVMValueRef sh = nibble_shift(cg, idx), byte = LLVMBuildLoad2(cg->b, cg->i8, p, "");
+        LLVMValueRef x = LLVMBuildAnd(cg->b, LLVMBuildTrunc(cg->b, v, cg->i8, ""), LLVMConstInt(cg->i8, 15, 0), "");
+        LLVMValueRef keep = LLVMBuildNot(cg->b, LLVMBuildShl(cg->b, LLVMConstInt(cg->i8, 15, 0), sh, ""), "");
+        LLVMBuildStore(cg->b, LLVMBuildOr(cg->b, LLVMBuildAnd(cg->b, byte, keep, ""), LLVMBuildShl(cg->b, x, sh, ""), ""), p);
+        return;
+    }
     switch (t) {
     case DT_F16: v = LLVMBuildFPTrunc(cg->b, v, cg->f16, ""); break;
     case DT_BF16: v = to_bf16(cg, v); break;

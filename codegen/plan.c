@@ -62,10 +62,12 @@ int cg_plan(Cg *cg)
     }
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
-        int64_t bytes = cg_gemm_packed_bytes(cg, x); /* 0 unless ir_packed_rhs says so */
+        int64_t bytes = x->op == OP_QMATMUL ? cg_qgemm_packed_bytes(cg, x)
+                                            : cg_gemm_packed_bytes(cg, x); /* 0 unless ir_packed_rhs says so */
         p->packed[i] = bytes > 0 ? wbytes : -1;
         for (int j = 0; j < i && bytes > 0; j++) /* products of one operand share one copy */
-            if (p->packed[j] >= 0 && g->nodes[j]->in[1] == x->in[1]) {
+            if (p->packed[j] >= 0 && g->nodes[j]->op == x->op && g->nodes[j]->in[1] == x->in[1] &&
+                (x->op != OP_QMATMUL || g->nodes[j]->in[2] == x->in[2])) {
                 p->packed[i] = p->packed[j];
                 bytes = 0;
             }
@@ -78,7 +80,9 @@ int cg_plan(Cg *cg)
         const Node *x = g->nodes[i];
         if (p->place[i].home == HOME_WEIGHTS)
             memcpy(p->weights + p->place[i].offset, x->at.data, (size_t)ir_bytes_at_bound(g, x));
-        if (p->packed[i] >= 0) /* a shared copy is written again, the same bytes */
+        if (p->packed[i] >= 0 && x->op == OP_QMATMUL)
+            cg_qgemm_pack(cg, x, p->weights + p->packed[i]);
+        else if (p->packed[i] >= 0) /* a shared copy is written again, the same bytes */
             cg_gemm_pack(cg, x, p->weights + p->packed[i]);
     }
     uint64_t h = 1469598103934665603ull ^ (uint64_t)wbytes;

@@ -52,6 +52,7 @@ typedef struct Options {
     OnnxBound bounds[16];    /* --bound NAME=N: the largest value of an ONNX dimension NAME */
     const char *kv_cache;    /* --kv-cache POLICY */
     const char *prune_tokens; /* --prune-tokens SPEC */
+    const char *quant;       /* --quant SCHEME */
 } Options;
 
 static const char *usage_text =
@@ -99,6 +100,9 @@ static const char *usage_text =
     "                        evit:keep=0.7,layers=3,6,9   EViT at those layers (from 0)\n"
     "                      and ,cls=none (no [CLS] token to protect), ,prop=off (tome without\n"
     "                      proportional attention), ,prop=on (pitome with it)\n"
+    "  --quant SCHEME      choose-quant: every matmul with constant weights quantized with SCHEME:\n"
+    "                      int8 (i8 weights per output channel, activations per row at run time),\n"
+    "                      w8 (i8 weights only), w4 (4-bit weights in groups of 32 along K)\n"
     "\n"
     "  kiln --version      print the version\n"
     "  kiln COMMAND --help describe one command\n";
@@ -254,6 +258,10 @@ static int parse_options(int argc, char **argv, Options *o)
             if (!val)
                 return usage_error("%s needs a method, as tome:r=8", a);
             o->prune_tokens = val;
+        } else if (!strcmp(a, "--quant")) {
+            if (!val || !pass_quant_scheme_ok(val))
+                return usage_error("--quant needs a scheme: %s", pass_quant_schemes());
+            o->quant = val;
             i++;
         } else if (!strcmp(a, "-v")) {
             o->verbose = 1;
@@ -372,7 +380,7 @@ static Graph *load(const Options *o, Diag *d)
         g = fe_compile(o->model, &fo, d);
     }
     PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain, .kv_cache = o->kv_cache,
-                      .prune_tokens = o->prune_tokens,
+                      .prune_tokens = o->prune_tokens, .quant = o->quant,
                       .report = !strcmp(o->cmd, "check") ? stdout : o->verbose ? stderr : NULL};
     if (g && (ir_verify(g, d) || pass_pipeline(g, o->passes, o->print_after, stdout, &po))) {
         if (g->weights)

@@ -599,6 +599,9 @@ int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, I
         return refuse(w, -1, "%s takes %d to %d inputs, not %d", op_info[op].name, lo, hi, nin);
     }
     int flags = op_info[op].flags;
+    char qmsg[512];
+    if (!ir_quant_packed_ok(op, nin, in, op == OP_CAST ? t->dtype : DT_F32, qmsg, sizeof qmsg))
+        return refuse(w, -1, "%s", qmsg);
     if (flags & F_SOURCE)
         return infer_source(g, op, t, w);
     if (flags & F_EW) {
@@ -626,6 +629,9 @@ int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, I
     case OP_TOKEN_MERGE:
     case OP_CLS_ATTN:
     case OP_EVIT_SELECT: return infer_tokens(g, op, at, in, nin, t, w);
+    case OP_QUANTIZE:
+    case OP_DEQUANTIZE:
+    case OP_QMATMUL: return ir_quant_infer(g, op, at, nin, in, t, qmsg, sizeof qmsg) ? 1 : refuse(w, -1, "%s", qmsg);
     default: return refuse(w, -1, "no shape rule for op %s (add one to ir/build.c)", op_info[op].name);
     }
 }

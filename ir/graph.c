@@ -136,6 +136,11 @@ double dtype_load(DType t, const void *p, size_t i)
     case DT_I8: LOAD(int8_t);
     case DT_U8: LOAD(uint8_t);
     case DT_BOOL: return ((const uint8_t *)p)[i] != 0;
+    case DT_I4:
+    case DT_U4: {
+        int v = (((const uint8_t *)p)[i / 2] >> (i % 2 * 4)) & 15;
+        return t == DT_I4 && v > 7 ? v - 16 : v;
+    }
     case DT_F16:
     case DT_BF16: {
         uint16_t h;
@@ -178,14 +183,26 @@ void dtype_store(DType t, void *p, size_t i, double v)
     case DT_I8: STORE(int8_t, (int8_t)(uint8_t)to_i64(v));
     case DT_U8: STORE(uint8_t, (uint8_t)to_i64(v));
     case DT_BOOL: STORE(uint8_t, v != 0);
+    case DT_I4:
+    case DT_U4: { /* wraps to 4 bits like the other integers; the other nibble is kept */
+        uint8_t *b = (uint8_t *)p + i / 2;
+        unsigned sh = (unsigned)(i % 2 * 4), x = (unsigned)to_i64(v) & 15;
+        *b = (uint8_t)((*b & ~(15u << sh)) | x << sh);
+        return;
+    }
     default: UNREACHABLE();
     }
 }
 #undef STORE
 
+int64_t dtype_bytes(DType t, int64_t n)
+{
+    return kiln_dtype_bytes(&dtype_traits[t], n);
+}
+
 double dtype_round(DType t, double v)
 {
-    _Alignas(8) unsigned char buf[8];
+    _Alignas(8) unsigned char buf[8] = {0};
     dtype_store(t, buf, 0, v);
     return dtype_load(t, buf, 0);
 }
@@ -642,10 +659,10 @@ int *ir_use_counts(Graph *g)
 
 int64_t ir_bytes_at_bound(const Graph *g, const Node *n)
 {
-    int64_t k = dtype_traits[n->dtype].size;
+    int64_t k = 1;
     for (int i = 0; i < n->rank; i++)
         k *= dim_max(g, n->shape[i]);
-    return k;
+    return dtype_bytes(n->dtype, k);
 }
 
 /* ---- attributes */
@@ -681,7 +698,7 @@ int ir_attr_eq(const Node *a, const Node *b, int ai)
             return 1;
         if (!p || !q || k < 0 || a->dtype != b->dtype || k != ir_static_numel(b))
             return 0;
-        return !memcmp(p, q, (size_t)k * (size_t)dtype_traits[a->dtype].size);
+        return !memcmp(p, q, (size_t)dtype_bytes(a->dtype, k));
     }
     }
     UNREACHABLE();

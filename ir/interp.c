@@ -1050,6 +1050,18 @@ static int eval(Interp *I, const Node *n, double *y)
     case OP_SLICE: return eval_slice(I, n, y);
     case OP_CONCAT: return eval_concat(I, n, y);
     case OP_GATHER: return eval_gather(I, n, y);
+    case OP_QUANTIZE:
+    case OP_DEQUANTIZE:
+    case OP_QMATMUL: {
+        const int64_t *shape[5] = {I->shape[n->id]};
+        const double *in[4] = {0};
+        char err[256] = "more than 4 inputs";
+        for (int j = 0; j < n->nin && j < 4; j++) {
+            shape[1 + j] = I->shape[n->in[j]->id];
+            in[j] = I->val[n->in[j]->id];
+        }
+        return n->nin > 4 || ir_quant_eval(n, shape, in, y, err, sizeof err) ? bad(I, n, "%s", err) : 0;
+    }
     default:
         /* A new op in ops.def: tests/unit/test_interp.c fails until it is implemented here. */
         return bad(I, n, "the interpreter does not implement op '%s'", op_info[n->op].name);
@@ -1218,7 +1230,7 @@ static int run(const Graph *g, int e, IrState *st, const HostTensor *inputs, Hos
         t->dtype = n->dtype;
         t->rank = n->rank;
         memcpy(t->shape, I.shape[n->id], sizeof t->shape);
-        t->data = (uint64_t)ne > SIZE_MAX / sz ? NULL : malloc(ne ? (size_t)ne * sz : 1);
+        t->data = (uint64_t)ne > SIZE_MAX / sz ? NULL : calloc(ne ? (size_t)ne : 1, sz); /* zeroed: packed stores keep the other nibble */
         if (!t->data) {
             nout--;
             diag_fatal(d, "interpreter: out of memory for output '%s'", g->outputs[k].name);

@@ -104,6 +104,8 @@ int dtype_from_npy(const char *descr);
 /* Element conversions through double (the interpreter's working type). */
 double dtype_load(DType t, const void *p, size_t i);
 void dtype_store(DType t, void *p, size_t i, double v);
+/* Bytes of n elements of dtype t (whole blocks for the packed types): kiln_dtype_bytes. */
+int64_t dtype_bytes(DType t, int64_t n);
 /* Rounds v to what dtype t can hold (f32 rounding, f16, bf16, integer wrap, bool 0/1). */
 double dtype_round(DType t, double v);
 
@@ -569,5 +571,28 @@ void ir_token_merge_row(const double *x, const double *dest, const double *w, in
 void ir_cls_attn_row(const double *q, const double *k, int64_t Tk, int64_t d, double scale, double *y);
 /* dest[T]: evit_select of attention a[T] (a[0], the [CLS] token's, ignored). -1 when out of memory. */
 int ir_evit_select_row(const double *a, int64_t T, int64_t keep, double *dest);
+
+/* ---------------------------------------------------------------- quant.c */
+
+/* The range of a quantized dtype (i8, u8, i4, u4); 0 for other dtypes. */
+int ir_quant_range(DType t, int *lo, int *hi);
+/* One element, as quant.c's header defines: clamp(rint(x / s) + z, lo, hi); z when s == 0 or x / s is NaN. */
+float ir_quantize1(float x, float s, float z, int lo, int hi);
+float ir_dequantize1(float q, float s, float z);
+/* Scales (and zero points, when zero is not NULL and t is unsigned) for a weight w[K, N] quantized to t
+ * in groups of `group` along K (0: one per column): symmetric max|w| / hi for i8 and i4, (max - min) / hi
+ * with z = quantize(-min) for u8 and u4. scale and zero hold ceil(K / group) (or 1) rows of N. */
+void ir_quant_scales(const float *w, int64_t K, int64_t N, int group, DType t, float *scale, float *zero);
+/* Shape and dtype inference for quantize, dequantize and qmatmul (ir_infer's rule; t->dtype is the
+ * caller's for quantize): 1, or 0 with the reason in msg. */
+int ir_quant_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, IrType *t, char *msg,
+                   size_t len);
+/* Whether an op may read (as input j) or make values of a packed dtype: only the quantization ops,
+ * reshape and the sources; 0 with the reason in msg otherwise. */
+int ir_quant_packed_ok(Op op, int nin, Node *const *in, DType out, char *msg, size_t len);
+/* The interpreter's rule: shape[0] is n's concrete shape, shape[1 + j] and in[j] input j's shape and
+ * values. 0, or -1 with the problem in err. */
+int ir_quant_eval(const Node *n, const int64_t *const *shape, const double *const *in, double *y, char *err,
+                  size_t len);
 
 #endif

@@ -13,6 +13,7 @@
  *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
  *   kv_cache.c        prefill and decode entries with a bounded KV cache (--kv-cache POLICY)
  *   prune_tokens.c    token merging (ToMe, PiToMe) and [CLS]-attention pruning (EViT) in encoders, on request
+ *   choose_quant.c    matmuls with constant weights -> qmatmul with quantized weights (--quant)
  *   plan_memory.c     the activation arena: an offset per stored intermediate, in place where legal
  */
 #ifndef KILN_PASSES_H
@@ -29,6 +30,7 @@ typedef struct PassOptions {
     const char *prune_tokens; /* --prune-tokens SPEC (prune_tokens.c): the method and its schedule; NULL:
                                  the pass is off */
     FILE *report;        /* where a pass writes its report (prune-tokens: tokens and FLOPs per layer), or NULL */
+    const char *quant;   /* choose-quant's scheme for every layer (--quant int8|w8|w4), or NULL: none */
 } PassOptions;
 
 /* ---------------------------------------------------------------- pipeline.c */
@@ -51,6 +53,11 @@ int pass_fuse_ops(Graph *g, const PassOptions *o);
 int pass_kv_cache(Graph *g, const PassOptions *o);
 /* Off unless o->prune_tokens is set; returns -1 after an error in that option (reported). */
 int pass_prune_tokens(Graph *g, const PassOptions *o);
+/* Does nothing unless o->quant names a scheme. */
+int pass_choose_quant(Graph *g, const PassOptions *o);
+/* The schemes --quant takes, ", "-separated (for --help and errors), and whether name is one. */
+const char *pass_quant_schemes(void);
+int pass_quant_scheme_ok(const char *name);
 /* The second half of fuse-ops (fuse_loops.c): marks the nodes that are computed inside the loop of
  * their one consumer (Node.inl). Returns the number of nodes marked. */
 int fuse_loops(Graph *g, const PassOptions *o);

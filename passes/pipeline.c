@@ -13,13 +13,14 @@ typedef struct Pass {
     int (*run)(Graph *g, const PassOptions *o);
     int on_by_default; /* 2: always (plan-memory: the code generator needs a plan), unless "none";
                           3: when its option is given (kv-cache: --kv-cache POLICY; prune-tokens:
-                             --prune-tokens SPEC), unless "none" */
+                             --prune-tokens SPEC; choose-quant: --quant SCHEME), unless "none" */
 } Pass;
 
 static const Pass pipeline[] = {
     {"canonicalize", pass_canonicalize, 1},
     {"fuse-attention", pass_fuse_attention, 1},
     {"kv-cache", pass_kv_cache, 3},
+    {"choose-quant", pass_choose_quant, 3}, /* before fuse-ops makes epilogues */
     {"fuse-ops", pass_fuse_ops, 1},
     {"prune-tokens", pass_prune_tokens, 3},
     {"plan-memory", pass_plan_memory, 2},
@@ -84,7 +85,7 @@ int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *pri
         const Pass *p = &pipeline[i];
         if (list && !strcmp(list, "none"))
             break;
-        if (p->on_by_default == 3 ? !(p->run == pass_kv_cache ? o->kv_cache : o->prune_tokens)
+        if (p->on_by_default == 3 ? !(p->run == pass_kv_cache ? o->kv_cache : p->run == pass_choose_quant ? o->quant : o->prune_tokens)
             : all ? !p->on_by_default : !listed(list, p->name) && p->on_by_default != 2)
             continue;
         g->planned = 0; /* any pass may move what plan-memory planned */

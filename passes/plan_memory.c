@@ -92,6 +92,8 @@ int64_t plan_slice_shift(const Node *x)
     for (int i = 0; i < x->at.axis; i++)
         if (!dim_eq(in->shape[i], dim_const(1)))
             return -1;
+    if (dtype_traits[in->dtype].block > 1) /* packed: an element may start mid-byte */
+        return -1;
     int64_t inner = dtype_traits[in->dtype].size;
     for (int i = x->at.axis + 1; i < in->rank; i++) {
         if (!dim_is_const(in->shape[i]))

@@ -3,13 +3,16 @@
  * KILN_DTYPES is an X-macro: each row is one dtype, and every table of dtypes (the compiler's DType
  * enum and dtype_traits in ir/ir.h and ir/graph.c, the runtime's RtDType codes and rt_dtypes in
  * runtime/dtype.c) is generated from it, so the codes a compiled model's descriptor carries and the
- * ones the runtime reads cannot drift apart. A new dtype is one new row at the end (the codes are
+ * ones the runtime reads cannot drift apart. The packed 4-bit types hold two values per byte,
+ * element 2i in the low nibble of byte i and 2i+1 in the high one; only quantize, dequantize, qmatmul,
+ * reshape, const and weight nodes have them (ir_infer), never a model's inputs or outputs. A new dtype is one new row at the end (the codes are
  * part of the ABI: never reorder).
  *
  * Columns:
  *   E            the enum's suffix: DT_E in the compiler, RT_E in the runtime
  *   name         as written in model files, the IR text and the generated header: "f32"
- *   size         bytes per element (for a packed type: 0; use block and block_bytes)
+ *   size         bytes per element; for a packed type 1, an upper bound (n * size over-allocates, never
+ *                under-allocates; kiln_dtype_bytes gives the exact count)
  *   block        elements per block of a packed type (several values share bytes), 1 otherwise
  *   block_bytes  bytes per block (= size for unpacked types)
  *   is_float, is_int, is_signed
@@ -33,7 +36,9 @@
     X(I32,  "i32",  4,   1,    4,    0,    1,  1,     "<i4",  "int32")             \
     X(I8,   "i8",   1,   1,    1,    0,    1,  1,     "|i1",  "int8")              \
     X(U8,   "u8",   1,   1,    1,    0,    1,  0,     "|u1",  "uint8")             \
-    X(BOOL, "bool", 1,   1,    1,    0,    0,  0,     "|b1",  "bool_")
+    X(BOOL, "bool", 1,   1,    1,    0,    0,  0,     "|b1",  "bool_")             \
+    X(I4,   "i4",   1,   2,    1,    0,    1,  1,     NULL,   NULL) /* -8..7 */    \
+    X(U4,   "u4",   1,   2,    1,    0,    1,  0,     NULL,   NULL) /* 0..15 */
 
 /* One dtype's traits, a row of KILN_DTYPES. */
 typedef struct KilnDTypeInfo {

@@ -182,6 +182,10 @@ static int parse_case(char *line, Case *c)
             c->at.bsm = atoi(v);
         else if (!strcmp(k, "keep"))
             c->at.keep = atoi(v);
+        else if (!strcmp(k, "group"))
+            c->at.group = atoi(v);
+        else if (!strcmp(k, "dynamic"))
+            c->at.dynamic = atoi(v);
         else if (!strcmp(k, "start"))
             c->at.start = dim_const(atoll(v));
         else if (!strcmp(k, "end"))
@@ -556,6 +560,8 @@ static void test_rounding(void)
             case DT_I8: want = (double)(int8_t)(uint8_t)tr; break;
             case DT_U8: want = (double)(uint8_t)tr; break;
             case DT_BOOL: want = x[i] != 0; break;
+            case DT_I4: want = (double)((int)((tr & 15) ^ 8) - 8); break; /* the interpreter wraps them too */
+            case DT_U4: want = (double)(tr & 15); break;
             default: want = NAN; CHECK(0, "dtype %s has no expectation here: add one", dtype_traits[t].name);
             }
             CHECK(at(&o1, (size_t)i) == want, "%s round trip of %.9g: %.17g, want %.17g", dtype_traits[t].name,

@@ -259,6 +259,33 @@ static Graph *build_full(void)
     Node *sc = mk(g, OP_SCATTER, DT_F32, SH(c4, c8), INS(st, ri, rv));
     sc->at.axis = 0;
 
+    /* quantization: x to i8 per column and back; a product with 4-bit weights in groups of 5 along
+     * K = 8 (the last group short) with a zero point, and a dynamic W8A8 one */
+    float qs[8] = {0.5f, 0.25f, 0, 1e-3f, 2, 0.125f, 3, 0.01f};
+    Node *qsc = cnst(g, DT_F32, SH(c1, c8), qs, sizeof qs);
+    Node *xq = mk(g, OP_QUANTIZE, DT_I8, SH(T, c8), INS(x, qsc));
+    mk(g, OP_DEQUANTIZE, DT_F32, SH(T, c8), INS(xq, qsc));
+    Node *x4 = mk(g, OP_QUANTIZE, DT_I4, SH(T, c8), INS(x, cnst(g, DT_F32, SH(c1, c2), qs, 8)));
+    x4->at.axis = 1;
+    x4->at.group = 5; /* 8 columns in groups of 5: two scales */
+    uint8_t w4[16], z4[4];
+    for (int i = 0; i < 32; i++)
+        dtype_store(DT_U4, w4, (size_t)i, (i * 7) % 16);
+    for (int i = 0; i < 8; i++)
+        dtype_store(DT_U4, z4, (size_t)i, 8 - i);
+    float s4[8] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f};
+    Node *qw = cnst(g, DT_U4, SH(c8, c4), w4, sizeof w4);
+    Node *qm = mk(g, OP_QMATMUL, DT_F32, SH(T, c4),
+                  INS(x, qw, cnst(g, DT_F32, SH(c2, c4), s4, sizeof s4), cnst(g, DT_U4, SH(c2, c4), z4, 4)));
+    qm->at.group = 5;
+    int8_t w8[32];
+    for (int i = 0; i < 32; i++)
+        w8[i] = (int8_t)(i * 37 - 128);
+    Node *qd = mk(g, OP_QMATMUL, DT_F32, SH(T, c4), INS(x, cnst(g, DT_I8, SH(c8, c4), w8, sizeof w8),
+                                                       cnst(g, DT_F32, SH(c1, c4), s4, 16)));
+    qd->at.dynamic = 1;
+    ir_add_output(g, "q4", qm);
+
     ir_add_output(g, "logits", logits);
     ir_add_output(g, "y.2", cat1);
     ir_add_output(g, "conv", conv);

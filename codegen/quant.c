@@ -1,0 +1,201 @@
+/* quant.c: kernels of the quantization ops: quantize, dequantize and qmatmul (ir/quant.c defines
+ * them; the interpreter is the oracle and every kernel reproduces its float32 steps exactly).
+ *
+ * quantize and dequantize are one serial loop nest over the elements: they convert activations at
+ * the edges of a quantized region, cheap next to the products between, and a packed 4-bit output is
+ * written a nibble at a time (read, modify, write), which a split over threads could tear.
+ *
+ * qmatmul, portable form: the rows of a (every dimension but the last, flattened) are split over the
+ * runtime's threads. A row accumulates as a sum of rows of w scaled by elements of a (k outer, n
+ * inner, so the inner loop walks w and the output contiguously and LLVM vectorises it):
+ *   - weight-only: each weight is dequantised in registers as it is read, (q - z) * s in f32, the
+ *     product accumulated in f32 in the output row;
+ *   - dynamic (W8A8): the row's largest |a| gives its scale, the row is quantized into an i8 buffer
+ *     on the stack (K is static), the integer products accumulate exactly in i32 in the output row,
+ *     which is then rescaled in place: ((float)acc * sa) * s[n]. Identical bits to the interpreter.
+ */
+#include "codegen/codegen.h"
+
+/* ---------------------------------------------------------------- scalar steps (ir/quant.c) */
+
+static LLVMValueRef fconst(Cg *cg, double v)
+{
+    return LLVMConstReal(cg->f32, v);
+}
+
+static LLVMValueRef clampf(Cg *cg, LLVMValueRef r, int lo, int hi)
+{
+    LLVMValueRef l = fconst(cg, lo), h = fconst(cg, hi);
+    r = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, r, l, ""), l, r, "");
+    return LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, r, h, ""), h, r, "");
+}
+
+/* ir_quantize1: z when s == 0 or x / s is NaN, else clamp(roundeven(x / s) + z); f32 in, f32 out
+ * (never NaN, so the conversion to an integer that follows is defined). */
+LLVMValueRef cg_quantize_f32(Cg *cg, LLVMValueRef x, LLVMValueRef s, LLVMValueRef z, int lo, int hi)
+{
+    LLVMValueRef d = LLVMBuildFDiv(cg->b, x, s, "");
+    LLVMValueRef q = LLVMBuildFAdd(cg->b, cg_intrinsic(cg, "llvm.roundeven", &d, 1), z, "");
+    LLVMValueRef none = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOEQ, s, LLVMConstNull(cg->f32), ""),
+                                    LLVMBuildFCmp(cg->b, LLVMRealUNO, d, d, ""), "");
+    return clampf(cg, LLVMBuildSelect(cg->b, none, z, q, ""), lo, hi);
+}
+
+/* An integer (i64, as cg_load gives) as f32. */
+static LLVMValueRef itof(Cg *cg, LLVMValueRef v)
+{
+    return LLVMBuildSIToFP(cg->b, v, cg->f32, "");
+}
+
+/* ---------------------------------------------------------------- quantize, dequantize */
+
+typedef struct QCtx {
+    const Node *n;
+    LLVMValueRef out, x, s, z;
+    LLVMValueRef xstride[IR_MAX_RANK], sstride[IR_MAX_RANK], sdims[IR_MAX_RANK];
+} QCtx;
+
+static void quant_body(Cg *cg, void *ctx, LLVMValueRef *idx)
+{
+    QCtx *c = ctx;
+    const Node *n = c->n, *x = n->in[0], *s = n->in[1];
+    LLVMValueRef e = cg_i64(cg, 0), p = cg_i64(cg, 0);
+    for (int i = 0; i < x->rank; i++) {
+        e = LLVMBuildAdd(cg->b, e, LLVMBuildMul(cg->b, idx[i], c->xstride[i], ""), "");
+        if (!s->rank)
+            continue;
+        /* the scale's index along i: 0 where it has size 1, k / G along the group axis, else k */
+        LLVMValueRef k = idx[i];
+        if (n->at.group > 0 && i == n->at.axis)
+            k = LLVMBuildUDiv(cg->b, k, cg_i64(cg, n->at.group), "");
+        LLVMValueRef one = LLVMBuildICmp(cg->b, LLVMIntEQ, c->sdims[i], cg_i64(cg, 1), "");
+        k = LLVMBuildSelect(cg->b, one, cg_i64(cg, 0), k, "");
+        p = LLVMBuildAdd(cg->b, p, LLVMBuildMul(cg->b, k, c->sstride[i], ""), "");
+    }
+    DType qt = n->op == OP_QUANTIZE ? n->dtype : x->dtype;
+    int lo = 0, hi = 0;
+    KILN_ASSERT(ir_quant_range(qt, &lo, &hi));
+    LLVMValueRef sv = cg_load(cg, c->s, DT_F32, p);
+    LLVMValueRef zv = c->z ? itof(cg, cg_load(cg, c->z, qt, p)) : LLVMConstNull(cg->f32);
+    if (n->op == OP_QUANTIZE) {
+        LLVMValueRef q = cg_quantize_f32(cg, cg_load(cg, c->x, DT_F32, e), sv, zv, lo, hi);
+        cg_store(cg, c->out, qt, e, LLVMBuildFPToSI(cg->b, q, cg->i64, ""));
+    } else {
+        LLVMValueRef q = itof(cg, cg_load(cg, c->x, qt, e));
+        cg_store(cg, c->out, DT_F32, e, LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, q, zv, ""), sv, ""));
+    }
+}
+
+static int quant_elementwise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    QCtx c = {.n = n, .out = out, .x = in[0], .s = in[1], .z = n->nin > 2 ? in[2] : NULL};
+    LLVMValueRef dims[IR_MAX_RANK];
+    cg_shape(cg, n->in[0], dims);
+    cg_strides(cg, n->rank, dims, c.xstride);
+    if (n->in[1]->rank) {
+        cg_shape(cg, n->in[1], c.sdims);
+        cg_strides(cg, n->in[1]->rank, c.sdims, c.sstride);
+    }
+    cg_nest(cg, n->rank, dims, quant_body, &c);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- qmatmul, portable */
+
+/* Rows [begin, end) of a qmatmul. cap: out, a, w, s, z (z may be a null pointer). */
+static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    const Node *n = ctx, *w = n->in[1];
+    int64_t K = w->shape[0].b, N = w->shape[1].b, G = n->at.group > 0 ? n->at.group : K;
+    LLVMValueRef out = cap[0], a = cap[1], wp = cap[2], s = cap[3], z = n->nin > 3 ? cap[4] : NULL;
+    LLVMValueRef cK = cg_i64(cg, K), cN = cg_i64(cg, N);
+    Loop lm = cg_loop_begin(cg, begin, end, "row");
+    LLVMValueRef arow = LLVMBuildMul(cg->b, lm.iv, cK, ""), orow = LLVMBuildMul(cg->b, lm.iv, cN, "");
+    if (!n->at.dynamic) {
+        Loop lz = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
+        cg_store(cg, out, DT_F32, LLVMBuildAdd(cg->b, orow, lz.iv, ""), LLVMConstNull(cg->f32));
+        cg_loop_end(cg, &lz);
+        Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
+        LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, lk.iv, ""));
+        LLVMValueRef srow = LLVMBuildMul(cg->b, LLVMBuildUDiv(cg->b, lk.iv, cg_i64(cg, G), ""), cN, "");
+        LLVMValueRef wrow = LLVMBuildMul(cg->b, lk.iv, cN, "");
+        Loop ln = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
+        LLVMValueRef sp = LLVMBuildAdd(cg->b, srow, ln.iv, "");
+        LLVMValueRef q = itof(cg, cg_load(cg, wp, w->dtype, LLVMBuildAdd(cg->b, wrow, ln.iv, "")));
+        if (z)
+            q = LLVMBuildFSub(cg->b, q, itof(cg, cg_load(cg, z, w->dtype, sp)), "");
+        LLVMValueRef wd = LLVMBuildFMul(cg->b, q, cg_load(cg, s, DT_F32, sp), "");
+        LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, ln.iv, "");
+        LLVMValueRef acc = cg_load(cg, out, DT_F32, oi);
+        cg_store(cg, out, DT_F32, oi, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){av, wd, acc}, 3));
+        cg_loop_end(cg, &ln);
+        cg_loop_end(cg, &lk);
+        cg_loop_end(cg, &lm);
+        return;
+    }
+    /* dynamic: the row's scale, the row in i8, exact i32 sums in the output row, then the rescale */
+    LLVMValueRef amax = cg_alloca(cg, cg->f32, "amax");
+    LLVMTypeRef qt = LLVMArrayType2(cg->i8, (uint64_t)(K ? K : 1));
+    LLVMValueRef qa = cg_alloca(cg, qt, "qa");
+    LLVMBuildStore(cg->b, LLVMConstNull(cg->f32), amax);
+    Loop la = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
+    LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, la.iv, ""));
+    LLVMValueRef mx = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){LLVMBuildLoad2(cg->b, cg->f32, amax, ""),
+                                                                     cg_intrinsic(cg, "llvm.fabs", &av, 1)}, 2);
+    LLVMBuildStore(cg->b, mx, amax);
+    cg_loop_end(cg, &la);
+    LLVMValueRef sa = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->f32, amax, ""), fconst(cg, 127), "");
+    Loop lq = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
+    av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, lq.iv, ""));
+    LLVMValueRef q = cg_quantize_f32(cg, av, sa, LLVMConstNull(cg->f32), -127, 127);
+    LLVMBuildStore(cg->b, LLVMBuildFPToSI(cg->b, q, cg->i8, ""), LLVMBuildGEP2(cg->b, cg->i8, qa, &lq.iv, 1, ""));
+    cg_loop_end(cg, &lq);
+    Loop lz = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
+    LLVMBuildStore(cg->b, LLVMConstInt(cg->i32, 0, 0),
+                   LLVMBuildGEP2(cg->b, cg->i32, out, (LLVMValueRef[]){LLVMBuildAdd(cg->b, orow, lz.iv, "")}, 1, ""));
+    cg_loop_end(cg, &lz);
+    Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
+    LLVMValueRef qv = LLVMBuildSExt(cg->b, LLVMBuildLoad2(cg->b, cg->i8, LLVMBuildGEP2(cg->b, cg->i8, qa, &lk.iv, 1, ""), ""),
+                                    cg->i32, "");
+    LLVMValueRef wrow = LLVMBuildMul(cg->b, lk.iv, cN, "");
+    Loop ln = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
+    LLVMValueRef wv = LLVMBuildTrunc(cg->b, cg_load(cg, wp, DT_I8, LLVMBuildAdd(cg->b, wrow, ln.iv, "")), cg->i32, "");
+    LLVMValueRef op = LLVMBuildGEP2(cg->b, cg->i32, out, (LLVMValueRef[]){LLVMBuildAdd(cg->b, orow, ln.iv, "")}, 1, "");
+    LLVMBuildStore(cg->b, LLVMBuildAdd(cg->b, LLVMBuildLoad2(cg->b, cg->i32, op, ""), LLVMBuildMul(cg->b, qv, wv, ""), ""), op);
+    cg_loop_end(cg, &ln);
+    cg_loop_end(cg, &lk);
+    Loop lr = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
+    LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, lr.iv, "");
+    LLVMValueRef acc = LLVMBuildSIToFP(cg->b, LLVMBuildLoad2(cg->b, cg->i32, LLVMBuildGEP2(cg->b, cg->i32, out, &oi, 1, ""), ""),
+                                       cg->f32, "");
+    LLVMValueRef y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, acc, sa, ""), cg_load(cg, s, DT_F32, lr.iv), "");
+    cg_store(cg, out, DT_F32, oi, y);
+    cg_loop_end(cg, &lr);
+    cg_loop_end(cg, &lm);
+}
+
+static int qmatmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    if (!cg_qgemm(cg, n, out, in)) /* VNNI with packed weights */
+        return 0;
+    const Node *a = n->in[0], *w = n->in[1];
+    LLVMValueRef dims[IR_MAX_RANK];
+    cg_shape(cg, a, dims);
+    LLVMValueRef rows = cg_numel(cg, a->rank - 1, dims);
+    LLVMValueRef cap[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr)};
+    LLVMValueRef work = LLVMBuildMul(cg->b, rows, cg_i64(cg, w->shape[0].b * w->shape[1].b), "");
+    char name[64];
+    snprintf(name, sizeof name, "node%d_qmatmul_rows", n->id);
+    cg_parallel_work(cg, rows, work, 5, cap, qmm_rows, (void *)n, name);
+    return 0;
+}
+
+int cg_quant(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    switch (n->op) {
+    case OP_QUANTIZE:
+    case OP_DEQUANTIZE: return quant_elementwise(cg, n, out, in);
+    case OP_QMATMUL: return qmatmul(cg, n, out, in);
+    default: UNREACHABLE();
+    }
+}
