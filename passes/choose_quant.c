@@ -108,7 +108,9 @@ int pass_choose_quant(Graph *g, const PassOptions *o)
         Node *n = g->nodes[i];
         if (n->op != OP_MATMUL)
             continue;
+        ir_set_origin(g, n); /* the qmatmul and its constants stay in the matmul's layer and scope */
         Node *qm = quantize_matmul(g, n, s);
+        ir_set_origin(g, NULL);
         if (!qm)
             continue;
         ir_replace_uses(g, n, qm);
