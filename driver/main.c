@@ -258,6 +258,7 @@ static int parse_options(int argc, char **argv, Options *o)
             if (!val)
                 return usage_error("%s needs a method, as tome:r=8", a);
             o->prune_tokens = val;
+            i++;
         } else if (!strcmp(a, "--quant")) {
             if (!val || !pass_quant_scheme_ok(val))
                 return usage_error("--quant needs a scheme: %s", pass_quant_schemes());
