@@ -269,6 +269,12 @@ static double fold2(const char *op, double a, double b, int is_int)
     if (!strcmp(op, "Min")) return a < b || isnan(a) ? a : b;
     if (!strcmp(op, "Equal")) return a == b;
     if (!strcmp(op, "Less")) return a < b;
+    if (!strcmp(op, "Greater")) return a > b;
+    if (!strcmp(op, "LessOrEqual")) return a <= b;
+    if (!strcmp(op, "GreaterOrEqual")) return a >= b;
+    if (!strcmp(op, "And")) return a != 0 && b != 0;
+    if (!strcmp(op, "Or")) return a != 0 || b != 0;
+    if (!strcmp(op, "Xor")) return (a != 0) != (b != 0);
     return NAN;
 }
 
@@ -282,7 +288,13 @@ static int op_binary(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
     for (int i = 0; i < nin; i++)
         if (!in[i] || !need_dtype(I, in[i]))
             return 1;
-    int is_pow = !strcmp(op, "Pow"), cmp = !strcmp(op, "Equal") || !strcmp(op, "Less");
+    int is_pow = !strcmp(op, "Pow");
+    int cmp = !strcmp(op, "Equal") || !strcmp(op, "Less") || !strcmp(op, "Greater") || !strcmp(op, "LessOrEqual") ||
+              !strcmp(op, "GreaterOrEqual");
+    int logic = !strcmp(op, "And") || !strcmp(op, "Or") || !strcmp(op, "Xor");
+    if (logic && in[0]->dt != DT_BOOL)
+        return ERR("takes bool inputs, got %s", ox_type_str(I, in[0]));
+    cmp |= logic;
     for (int i = 1; i < nin; i++)
         if (in[i]->dt != in[0]->dt && !is_pow)
             return ERR("inputs '%s' and '%s' have different dtypes (%s and %s)", in[0]->name, in[i]->name,
@@ -364,6 +376,19 @@ static int op_binary(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
         ox_assign(I, out[0], "%s == %s", a, b);
     else if (!strcmp(op, "Less"))
         ox_assign(I, out[0], "%s < %s", a, b);
+    else if (!strcmp(op, "Greater"))
+        ox_assign(I, out[0], "%s > %s", a, b);
+    else if (!strcmp(op, "LessOrEqual"))
+        ox_assign(I, out[0], "%s <= %s", a, b);
+    else if (!strcmp(op, "GreaterOrEqual"))
+        ox_assign(I, out[0], "%s >= %s", a, b);
+    /* bools: the language has no logical operators, but bool arithmetic counts in i32 */
+    else if (!strcmp(op, "And"))
+        ox_assign(I, out[0], "%s * %s != 0", a, b);
+    else if (!strcmp(op, "Or"))
+        ox_assign(I, out[0], "%s + %s != 0", a, b);
+    else if (!strcmp(op, "Xor"))
+        ox_assign(I, out[0], "%s != %s", a, b);
     else {
         /* Max, Min: a chain */
         const char *fn = op[1] == 'a' ? "maximum" : "minimum";
@@ -1993,6 +2018,7 @@ static const struct {
 } handlers[] = {
     {"Abs", op_unary},
     {"Add", op_binary},
+    {"And", op_binary},
     {"Cast", op_cast},
     {"Clip", op_clip},
     {"Concat", op_concat},
@@ -2010,10 +2036,13 @@ static const struct {
     {"Expand", op_expand},
     {"Flatten", op_flatten},
     {"Gather", op_gather},
+    {"Greater", op_binary},
+    {"GreaterOrEqual", op_binary},
     {"Gemm", op_gemm},
     {"Identity", op_identity},
     {"LayerNormalization", op_layernorm},
     {"Less", op_binary},
+    {"LessOrEqual", op_binary},
     {"Log", op_unary},
     {"MatMul", op_matmul},
     {"MatMulInteger", op_matmul_integer},
@@ -2022,6 +2051,7 @@ static const struct {
     {"Mul", op_binary},
     {"Neg", op_unary},
     {"Not", op_not},
+    {"Or", op_binary},
     {"Pow", op_binary},
     {"QLinearMatMul", op_qlinear_matmul},
     {"QuantizeLinear", op_quantize},
@@ -2045,6 +2075,7 @@ static const struct {
     {"Trilu", op_trilu},
     {"Unsqueeze", op_squeeze},
     {"Where", op_where},
+    {"Xor", op_binary},
 };
 
 OxHandler ox_handler(const char *op)
