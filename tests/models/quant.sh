@@ -4,7 +4,8 @@
 # against the interpreter running the same quantized graph (1e-4 relative to the largest logit: the
 # quantized products are the same integers on both sides, the rest differs as in fp32); and the int8
 # program's held-out accuracy (images 8000..9999) within 0.2 point of PyTorch's fp32 accuracy
-# (examples/vit-mnist/ref/heldout_correct.txt). A scheme that does not exist is refused.
+# (examples/vit-mnist/ref/heldout_correct.txt); charlm int8 within +0.01 nats/char of charlm fp32 on
+# part of its held-out text. A scheme that does not exist is refused.
 set -eu
 KILN=$1 NPYCMP=$2
 OUT=$(mktemp -d)
@@ -25,3 +26,14 @@ MNIST="$(dirname "$NPYCMP")/mnist" examples/vit-mnist/eval "$OUT/vit-int8" --thr
 got=$(sed -n 's/.*(\([0-9]*\) of 2000)/\1/p' "$OUT/eval.txt")
 want=$(cat $R/heldout_correct.txt)
 awk -v g="$got" -v w="$want" 'BEGIN { d = (g - w) / 20; if (d < 0) d = -d; printf "int8 accuracy %.2f%%, PyTorch fp32 %.2f%%: %.2f points apart (at most 0.2)\n", g / 20, w / 20, d; exit !(d <= 0.2) }'
+# charlm int8 against charlm fp32, both compiled, on the first 28000 held-out characters (109 windows
+# of 256; the whole held-out set is examples/charlm/eval's): within +0.01 nats/char
+C=examples/charlm/charlm.kiln
+DATA=../shared/data/tinyshakespeare.txt
+total=$(wc -c < "$DATA")
+tail -c +$((total * 9 / 10 + 1)) "$DATA" | head -c 28000 > "$OUT/heldout.txt"
+"$KILN" build $C -o "$OUT/charlm"
+"$KILN" build $C --quant int8 -o "$OUT/charlm-int8"
+f=$("$OUT/charlm" --eval "$OUT/heldout.txt" --threads 2 | sed -n 's/^\([0-9.]*\) nats\/char.*/\1/p')
+q=$("$OUT/charlm-int8" --eval "$OUT/heldout.txt" --threads 2 | sed -n 's/^\([0-9.]*\) nats\/char.*/\1/p')
+awk -v f="$f" -v q="$q" 'BEGIN { printf "charlm int8 %s nats/char, fp32 %s: %+.4f (at most +0.01)\n", q, f, q - f; exit !(q - f <= 0.01) }'
