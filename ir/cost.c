@@ -15,7 +15,7 @@ double ir_node_flops(const Node *n, const int64_t *vals)
     const OpInfo *oi = &op_info[n->op];
     if (oi->flags & (F_SOURCE | F_MOVE) || n->op == OP_CAST)
         return 0;
-    if (n->op == OP_MATMUL) {
+    if (n->op == OP_MATMUL || n->op == OP_QMATMUL) { /* a quantized product counts as the product */
         const Node *a = n->in[0];
         return 2.0 * numel(n, vals) * (double)dim_eval(a->shape[a->rank - 1], vals);
     }
