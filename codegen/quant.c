@@ -8,8 +8,9 @@
  * qmatmul, portable form: the rows of a (every dimension but the last, flattened) are split over the
  * runtime's threads. A row accumulates as a sum of rows of w scaled by elements of a (k outer, n
  * inner, so the inner loop walks w and the output contiguously and LLVM vectorises it):
- *   - weight-only: each weight is dequantised in registers as it is read, (q - z) * s in f32, the
- *     product accumulated in f32 in the output row;
+ *   - weight-only: each row of w is dequantised once per block of RB rows of a into a stack buffer,
+ *     (q - z) * s in f32, and accumulated in f32 into the block's output rows (per element, without
+ *     the buffer, when a row of w exceeds WBUF bytes);
  *   - dynamic (W8A8): the row's largest |a| gives its scale, the row is quantized into an i8 buffer
  *     on the stack (K is static), the integer products accumulate exactly in i32 in the output row,
  *     which is then rescaled in place: ((float)acc * sa) * s[n]. Identical bits to the interpreter.
@@ -102,6 +103,11 @@ static int quant_elementwise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueR
 
 /* ---------------------------------------------------------------- qmatmul, portable */
 
+enum {
+    RB = 8,            /* weight-only: output rows that share each dequantised row of w */
+    WBUF = 64 << 10,   /* ... when that row takes at most this many bytes (else per element) */
+};
+
 /* Rows [begin, end) of a qmatmul. cap: out, a, w, s, z (z may be a null pointer). */
 static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
@@ -109,6 +115,43 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
     int64_t K = w->shape[0].b, N = w->shape[1].b, G = n->at.group > 0 ? n->at.group : K;
     LLVMValueRef out = cap[0], a = cap[1], wp = cap[2], s = cap[3], z = n->nin > 3 ? cap[4] : NULL;
     LLVMValueRef cK = cg_i64(cg, K), cN = cg_i64(cg, N);
+    if (!n->at.dynamic && N * 4 <= WBUF) {
+        /* weight-only, blocks of RB rows: each row k of w dequantised once into a stack buffer, then
+         * added into the block's RB output rows (a contiguous, vectorisable loop) */
+        LLVMValueRef wbuf = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)N), "wrow");
+        LLVMValueRef nrows = LLVMBuildSub(cg->b, end, begin, "");
+        LLVMValueRef nblk = LLVMBuildUDiv(cg->b, LLVMBuildAdd(cg->b, nrows, cg_i64(cg, RB - 1), ""), cg_i64(cg, RB), "");
+        Loop lb = cg_loop_begin(cg, cg_i64(cg, 0), nblk, "blk");
+        LLVMValueRef r0 = LLVMBuildAdd(cg->b, begin, LLVMBuildMul(cg->b, lb.iv, cg_i64(cg, RB), ""), "");
+        LLVMValueRef r1 = LLVMBuildAdd(cg->b, r0, cg_i64(cg, RB), "");
+        r1 = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntULT, r1, end, ""), r1, end, "");
+        Loop lz = cg_loop_begin(cg, LLVMBuildMul(cg->b, r0, cN, ""), LLVMBuildMul(cg->b, r1, cN, ""), "zero");
+        cg_store(cg, out, DT_F32, lz.iv, LLVMConstNull(cg->f32));
+        cg_loop_end(cg, &lz);
+        Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
+        LLVMValueRef srow = LLVMBuildMul(cg->b, LLVMBuildUDiv(cg->b, lk.iv, cg_i64(cg, G), ""), cN, "");
+        LLVMValueRef wrow = LLVMBuildMul(cg->b, lk.iv, cN, "");
+        Loop ld = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
+        LLVMValueRef sp = LLVMBuildAdd(cg->b, srow, ld.iv, "");
+        LLVMValueRef q = itof(cg, cg_load(cg, wp, w->dtype, LLVMBuildAdd(cg->b, wrow, ld.iv, "")));
+        if (z)
+            q = LLVMBuildFSub(cg->b, q, itof(cg, cg_load(cg, z, w->dtype, sp)), "");
+        cg_store(cg, wbuf, DT_F32, ld.iv, LLVMBuildFMul(cg->b, q, cg_load(cg, s, DT_F32, sp), ""));
+        cg_loop_end(cg, &ld);
+        Loop lr = cg_loop_begin(cg, r0, r1, "row");
+        LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lr.iv, cK, ""), lk.iv, ""));
+        LLVMValueRef orow = LLVMBuildMul(cg->b, lr.iv, cN, "");
+        Loop ln = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
+        LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, ln.iv, "");
+        LLVMValueRef acc = cg_load(cg, out, DT_F32, oi);
+        cg_store(cg, out, DT_F32, oi,
+                 cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){av, cg_load(cg, wbuf, DT_F32, ln.iv), acc}, 3));
+        cg_loop_end(cg, &ln);
+        cg_loop_end(cg, &lr);
+        cg_loop_end(cg, &lk);
+        cg_loop_end(cg, &lb);
+        return;
+    }
     Loop lm = cg_loop_begin(cg, begin, end, "row");
     LLVMValueRef arow = LLVMBuildMul(cg->b, lm.iv, cK, ""), orow = LLVMBuildMul(cg->b, lm.iv, cN, "");
     if (!n->at.dynamic) {
