@@ -519,8 +519,16 @@ static Value fold_numbers(Lower *L, int op, Value a, Value b, SrcLoc loc)
     case '+':
     case '-':
     case '*':
-        if (ints)
-            return v_int(op == '+' ? a.i + b.i : op == '-' ? a.i - b.i : a.i * b.i);
+        if (ints) {
+            int64_t r;
+            if (op == '+' ? __builtin_add_overflow(a.i, b.i, &r)
+                : op == '-' ? __builtin_sub_overflow(a.i, b.i, &r)
+                            : __builtin_mul_overflow(a.i, b.i, &r)) {
+                ERR(loc, "integer overflow: %lld %c %lld does not fit in 64 bits", (long long)a.i, op, (long long)b.i);
+                return v_none();
+            }
+            return v_int(r);
+        }
         break;
     case '/':
         if (y == 0) {
@@ -528,7 +536,9 @@ static Value fold_numbers(Lower *L, int op, Value a, Value b, SrcLoc loc)
             return v_none();
         }
         /* integers divide exactly to an integer (D / H), otherwise to a number */
-        if (ints && a.i % b.i == 0)
+        if (ints && b.i == -1 && a.i != INT64_MIN) /* INT64_MIN / -1 does not fit: as a number */
+            return v_int(-a.i);
+        if (ints && b.i != -1 && a.i % b.i == 0)
             return v_int(a.i / b.i);
         break;
     case '%':
@@ -536,12 +546,17 @@ static Value fold_numbers(Lower *L, int op, Value a, Value b, SrcLoc loc)
             ERR(loc, ints ? "modulo by zero" : "'%%' needs integers");
             return v_none();
         }
-        return v_int(((a.i % b.i) + b.i) % b.i);
+        if (b.i == -1)
+            return v_int(0);
+        return v_int(((a.i % b.i) + b.i) % b.i); /* |a % b| < |b|: no overflow */
     case POW:
         if (ints && b.i >= 0 && b.i < 63) {
             int64_t r = 1;
             for (int64_t i = 0; i < b.i; i++)
-                r *= a.i;
+                if (__builtin_mul_overflow(r, a.i, &r)) {
+                    ERR(loc, "integer overflow: %lld ** %lld does not fit in 64 bits", (long long)a.i, (long long)b.i);
+                    return v_none();
+                }
             return v_int(r);
         }
         break;
@@ -551,6 +566,9 @@ static Value fold_numbers(Lower *L, int op, Value a, Value b, SrcLoc loc)
     case GE:
     case EQ:
     case NE: break;
+    case '@': /* found by fuzz_model: `N @ 1` */
+        ERR(loc, "'@' multiplies tensors, and both operands here are numbers");
+        return v_none();
     default: UNREACHABLE();
     }
     Op o = binop_to_op(op);
