@@ -729,7 +729,7 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
                     val_new(I, n->output[i])->failed = 1;
             continue;
         }
-        OVal *in[64], *outv[64];
+        OVal *in[64] = {0}, *outv[64];
         if (n->n_input > 64 || n->n_output > 64) {
             ox_err(I, "too many inputs or outputs");
             continue;
@@ -748,8 +748,12 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
         if (bad)
             continue;
         ox_emit(I, "# %s (%s)\n", n->name && *n->name ? n->name : "(unnamed)", n->op_type);
-        for (size_t i = 0; i < n->n_output; i++)
-            outv[i] = n->output[i] && *n->output[i] ? val_new(I, n->output[i]) : NULL;
+        for (size_t i = 0; i < 64; i++) /* slots past the node's outputs are NULL, not stale */
+            outv[i] = i < n->n_output && n->output[i] && *n->output[i] ? val_new(I, n->output[i]) : NULL;
+        if (!outv[0]) { /* found by fuzz_onnx: a Cast whose output name is empty */
+            ox_err(I, "its first output has no name");
+            continue;
+        }
         int errs = I->errors;
         h(I, n, in, (int)n->n_input, outv, (int)n->n_output);
         if (I->errors > errs) {
