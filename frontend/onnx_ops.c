@@ -1826,9 +1826,12 @@ static int op_einsum(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
         return ERR("needs an equation");
     char buf[256];
     size_t len = 0;
-    for (size_t i = 0; i < eq->s.len && len < sizeof buf - 1; i++)
+    for (size_t i = 0; i < eq->s.len && len < sizeof buf - 1; i++) {
+        if (eq->s.data[i] >= 128 || !eq->s.data[i]) /* letters index tables of 128 (found by fuzz_onnx) */
+            return ERR("the equation has a byte outside ASCII");
         if (eq->s.data[i] != ' ')
             buf[len++] = (char)eq->s.data[i];
+    }
     buf[len] = 0;
     char *arrow = strstr(buf, "->");
     char *rhs = arrow ? arrow + 2 : NULL;
