@@ -42,10 +42,10 @@
  * would compute mostly empty lanes. It needs d and dv known at compile time (else the block kernel
  * does every row, just slower).
  *
- * Work. The work items are (batch index, query block). rt_parallel_for starts one range per
- * thread (a function emitted once for all the nodes of the same shapes, as a model's layers are),
- * and the threads take items one at a time from a counter on the node's stack (an atomic add each): a thread that was descheduled, or whose blocks cost more, does fewer, rather than the
- * others waiting for its fixed share. A batch index's blocks are taken together (its K and V stay
+ * Work. The work items are (batch index, query block), run by cg_parallel's CG_ITEMS (parallel.c):
+ * the threads take items one at a time from a shared counter, so that a thread that was
+ * descheduled, or whose blocks cost more, does fewer, rather than the others waiting for its fixed
+ * share; the body is one function for all the nodes of the same shapes, as a model's layers are. A batch index's blocks are taken together (its K and V stay
  * in cache); under the causal mask, where block b costs about b, the last first, so that the
  * items left at the end are the small ones. Decoding (every row to the row kernel, fewer than two
  * rows per thread: one token with few heads, or one sequence) also splits the keys, into chunks of
@@ -77,7 +77,6 @@
 #include <string.h>
 
 enum {
-    MAX_VW = 16,
     MAX_SB = 16,       /* keys per step of the score loop, at most */
     MAX_EC = 32,       /* value columns per pass of p v, at most */
     MAX_ROW_VECS = 32, /* registers of q (and of the accumulator) the row kernel may use */
@@ -108,9 +107,10 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
     CgTarget tg = cg_target(cg);
     k.vw = tg.vw;
     k.fma = tg.fma;
-    int regs32 = k.vw == 16 || tg.arm;
-    k.sb = regs32 ? 8 : 4;
-    k.ec = regs32 ? 16 : 8;
+    /* a quarter of the vector registers hold the score loop's sums (each with a partial sum beside
+     * it, see DC), half the p v loop's accumulators */
+    k.sb = tg.regs / 4;
+    k.ec = tg.regs / 2;
     k.minrows = k.vw / 2 > 1 ? k.vw / 2 : 2;
     k.chunk = 256;
     const Node *q = n->in[0], *v = n->in[2];
@@ -161,7 +161,25 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
     return k;
 }
 
-/* ---------------------------------------------------------------- IR helpers */
+void cg_attention_explain(Cg *cg, const Node *n, FILE *out)
+{
+    AttnCfg k = attn_config(cg, n);
+    CgTarget t = cg_target(cg);
+    const Node *q = n->in[0], *v = n->in[2];
+    int64_t d = dim_max(cg->g, q->shape[q->rank - 1]), dv = dim_max(cg->g, v->shape[v->rank - 1]);
+    const char *env = getenv("KILN_ATTN");
+    fprintf(out, "codegen: attention (d %lld, dv %lld%s): blocks of %d query rows (one a lane), %d keys a step of the "
+                 "scores and %d value columns a pass (1/4 and 1/2 of the %d registers), tiles of %d keys (Qt, O^T "
+                 "and the scores in 3/4 of L1)",
+            (long long)d, (long long)dv, n->at.causal ? ", causal" : "", k.vw, k.sb, k.ec, t.regs, k.bc);
+    if (k.rows)
+        fprintf(out, "; blocks of fewer than %d rows one row at a time, in tiles of %d keys (K and V in half of L1); "
+                     "decoding splits the keys into chunks of at least %d",
+                k.minrows, k.rbc, k.chunk);
+    fprintf(out, "%s%s\n", env ? "; KILN_ATTN=" : "", env ? env : "");
+}
+
+/* ---------------------------------------------------------------- IR helpers (the vector ones are vec.c's) */
 
 /* What the kernels of one node share: the node, its operands and sizes as values of the function
  * being built, and the vector types. */
@@ -169,7 +187,8 @@ typedef struct Attn {
     Cg *cg;
     const Node *n;
     AttnCfg k;
-    LLVMTypeRef vt, it;      /* <vw x float>, <vw x i32> */
+    CgVec V;                 /* the vector helpers (vec.c) at width vw */
+    LLVMTypeRef vt, it;      /* <vw x float>, <vw x i32> (V's) */
     LLVMValueRef out, q, kk, v, mask;
     LLVMValueRef Tq, Tk, D, Dv, off; /* off = Tk - Tq */
     LLVMValueRef lanes;              /* <0, 1, ..., vw-1> as i32 */
@@ -197,43 +216,9 @@ static LLVMValueRef mul(Attn *a, LLVMValueRef x, LLVMValueRef y)
     return LLVMBuildMul(a->cg->b, x, y, "");
 }
 
-static LLVMValueRef smin(Attn *a, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildSelect(a->cg->b, LLVMBuildICmp(a->cg->b, LLVMIntSLT, x, y, ""), x, y, "");
-}
-
-static LLVMValueRef smax(Attn *a, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildSelect(a->cg->b, LLVMBuildICmp(a->cg->b, LLVMIntSGT, x, y, ""), x, y, "");
-}
-
-/* ceil(x / y) for x >= 0, y > 0 */
-static LLVMValueRef ceil_div(Attn *a, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildSDiv(a->cg->b, sub(a, add(a, x, y), i64c(a, 1)), y, "");
-}
-
-/* p + i floats */
-static LLVMValueRef fptr(Attn *a, LLVMValueRef p, LLVMValueRef i)
-{
-    return LLVMBuildGEP2(a->cg->b, a->cg->f32, p, &i, 1, "");
-}
-
 static LLVMValueRef fload(Attn *a, LLVMValueRef p)
 {
     return LLVMBuildLoad2(a->cg->b, a->cg->f32, p, "");
-}
-
-static LLVMValueRef vload(Attn *a, LLVMValueRef p, unsigned align)
-{
-    LLVMValueRef x = LLVMBuildLoad2(a->cg->b, a->vt, p, "");
-    LLVMSetAlignment(x, align);
-    return x;
-}
-
-static void vstore(Attn *a, LLVMValueRef x, LLVMValueRef p, unsigned align)
-{
-    LLVMSetAlignment(LLVMBuildStore(a->cg->b, x, p), align);
 }
 
 /* A value of a stack slot. */
@@ -247,139 +232,12 @@ static void set(Attn *a, LLVMValueRef slot, LLVMValueRef x)
     LLVMBuildStore(a->cg->b, x, slot);
 }
 
-/* Calls an intrinsic overloaded on the given types. */
-static LLVMValueRef intrinsic(Attn *a, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args, int nargs)
-{
-    Cg *cg = a->cg;
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    KILN_ASSERT(id);
-    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, (size_t)ntys);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, tys, (size_t)ntys);
-    return LLVMBuildCall2(cg->b, fty, f, args, (unsigned)nargs, "");
-}
-
-static LLVMValueRef splat(Attn *a, LLVMValueRef x)
-{
-    Cg *cg = a->cg;
-    LLVMTypeRef t = LLVMVectorType(LLVMTypeOf(x), (unsigned)a->k.vw);
-    LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetPoison(t), x, LLVMConstInt(cg->i32, 0, 0), "");
-    return LLVMBuildShuffleVector(cg->b, one, LLVMGetPoison(t), LLVMConstNull(a->it), "");
-}
-
-/* A constant vector of floats, every lane x. */
-static LLVMValueRef vconst(Attn *a, double x)
-{
-    LLVMValueRef e[MAX_VW];
-    for (int i = 0; i < a->k.vw; i++)
-        e[i] = LLVMConstReal(a->cg->f32, x);
-    return LLVMConstVector(e, (unsigned)a->k.vw);
-}
-
-static LLVMValueRef iconst(Attn *a, LLVMTypeRef et, int64_t x)
-{
-    LLVMValueRef e[MAX_VW];
-    for (int i = 0; i < a->k.vw; i++)
-        e[i] = LLVMConstInt(et, (unsigned long long)x, 1);
-    return LLVMConstVector(e, (unsigned)a->k.vw);
-}
-
-/* x * y + z, vectors or scalars */
-static LLVMValueRef fma3(Attn *a, LLVMValueRef x, LLVMValueRef y, LLVMValueRef z)
-{
-    return cg_intrinsic(a->cg, a->k.fma ? "llvm.fma" : "llvm.fmuladd", (LLVMValueRef[]){x, y, z}, 3);
-}
-
-/* The larger of x and y, -inf included; no NaN reaches it (scores of finite inputs, -inf for
- * masked keys), so it need not be propagated or ignored: one instruction (vmaxps). */
-static LLVMValueRef fmaxv(Attn *a, LLVMValueRef x, LLVMValueRef y)
-{
-    LLVMValueRef r = cg_intrinsic(a->cg, "llvm.maxnum", (LLVMValueRef[]){x, y}, 2);
-    LLVMSetFastMathFlags(r, LLVMFastMathNoNaNs);
-    return r;
-}
-
-static LLVMValueRef hsum(Attn *a, LLVMValueRef x)
-{
-    LLVMTypeRef t = LLVMTypeOf(x);
-    LLVMValueRef r = intrinsic(a, "llvm.vector.reduce.fadd", &t, 1, (LLVMValueRef[]){LLVMConstReal(a->cg->f32, -0.0), x}, 2);
-    LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc);
-    return r;
-}
-
-static LLVMValueRef hmax(Attn *a, LLVMValueRef x)
-{
-    LLVMTypeRef t = LLVMTypeOf(x);
-    LLVMValueRef r = intrinsic(a, "llvm.vector.reduce.fmax", &t, 1, &x, 1);
-    LLVMSetFastMathFlags(r, LLVMFastMathNoNaNs);
-    return r;
-}
-
-/* The lanes below n (an i64) as a <vw x i1> mask. */
-static LLVMValueRef lanes_below(Attn *a, LLVMValueRef n)
-{
-    LLVMValueRef n32 = LLVMBuildTrunc(a->cg->b, smin(a, smax(a, n, i64c(a, 0)), i64c(a, a->k.vw)), a->cg->i32, "");
-    return LLVMBuildICmp(a->cg->b, LLVMIntSLT, a->lanes, splat(a, n32), "");
-}
-
-static LLVMValueRef masked_load(Attn *a, LLVMValueRef p, LLVMValueRef m)
-{
-    LLVMTypeRef tys[2] = {a->vt, a->cg->ptr};
-    LLVMValueRef args[4] = {p, LLVMConstInt(a->cg->i32, 4, 0), m, LLVMConstNull(a->vt)};
-    return intrinsic(a, "llvm.masked.load", tys, 2, args, 4);
-}
-
-static void masked_store(Attn *a, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m)
-{
-    LLVMTypeRef tys[2] = {a->vt, a->cg->ptr};
-    LLVMValueRef args[4] = {x, p, LLVMConstInt(a->cg->i32, 4, 0), m};
-    intrinsic(a, "llvm.masked.store", tys, 2, args, 4);
-}
-
-/* Lanes of p + idx[lane] floats (idx: <vw x i32>), where m is set (0 elsewhere). */
-static LLVMValueRef gather(Attn *a, LLVMValueRef p, LLVMValueRef idx, LLVMValueRef m)
-{
-    LLVMValueRef ptrs = LLVMBuildGEP2(a->cg->b, a->cg->f32, p, &idx, 1, "");
-    LLVMTypeRef tys[2] = {a->vt, LLVMTypeOf(ptrs)};
-    LLVMValueRef args[4] = {ptrs, LLVMConstInt(a->cg->i32, 4, 0), m, LLVMConstNull(a->vt)};
-    return intrinsic(a, "llvm.masked.gather", tys, 2, args, 4);
-}
-
 /* lane * x + y as <vw x i32> offsets, x and y i64 (small: within one block of rows) */
 static LLVMValueRef lane_offsets(Attn *a, LLVMValueRef x, LLVMValueRef y)
 {
     LLVMBuilderRef b = a->cg->b;
     LLVMValueRef x32 = LLVMBuildTrunc(b, x, a->cg->i32, ""), y32 = LLVMBuildTrunc(b, y, a->cg->i32, "");
-    return LLVMBuildAdd(b, LLVMBuildMul(b, a->lanes, splat(a, x32), ""), splat(a, y32), "");
-}
-
-/* e^x lane by lane for x <= 0 (a score minus a maximum at least as large), about 2 ulp, the way
- * loops.c's cg_exp does it (x = n ln2 + r, |r| <= ln2/2, ln2 in two parts) but cheaper, since it
- * runs once per key and block: n rounded by adding 1.5 * 2^23 (whose low bits then hold n, which
- * become 2^n with an integer add and shift), e^r by a degree-5 polynomial fitted for relative
- * error on [-ln2/2, ln2/2] (1.8e-7 in f32). Clamped below at -87.3, so that 2^n is a normal float
- * (n >= -126) and no result is subnormal (which some CPUs multiply slowly): exp(x < -87.3) =
- * exp(-87.3) = 1.2e-38 rather than 0, -inf included. Nothing is lost: a row's sum has a 1 in it
- * (its maximum), and a row with no visible key is zeroed by its maximum, not by its sum. exp(0) = 1
- * exactly. Without FMA (x86-64 before Haswell) the fused steps are a multiply and an add: the
- * rounding still rounds, and n * 0.693359375 is exact. */
-static LLVMValueRef vexp(Attn *a, LLVMValueRef x)
-{
-    Cg *cg = a->cg;
-    LLVMBuilderRef b = cg->b;
-    LLVMValueRef xc = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){x, vconst(a, -87.3)}, 2);
-    LLVMSetFastMathFlags(xc, LLVMFastMathNoNaNs);
-    LLVMValueRef magic = vconst(a, 12582912.0); /* 1.5 * 2^23 */
-    LLVMValueRef t = fma3(a, xc, vconst(a, 1.44269504088896341), magic);
-    LLVMValueRef n = LLVMBuildFSub(b, t, magic, "");
-    LLVMValueRef r = fma3(a, n, vconst(a, -0.693359375), xc);
-    r = fma3(a, n, vconst(a, 2.12194440e-4), r);
-    static const double c[] = {0.00831269, 0.04189021, 0.16667113, 0.49999231, 1.0, 1.0};
-    LLVMValueRef p = vconst(a, c[0]);
-    for (int i = 1; i < 6; i++)
-        p = fma3(a, p, r, vconst(a, c[i]));
-    LLVMValueRef bits = LLVMBuildAdd(b, LLVMBuildBitCast(b, t, a->it, ""), iconst(a, cg->i32, 127), "");
-    bits = LLVMBuildShl(b, bits, iconst(a, cg->i32, 23), "");
-    return LLVMBuildFMul(b, p, LLVMBuildBitCast(b, bits, a->vt, ""), "");
+    return LLVMBuildAdd(b, LLVMBuildMul(b, a->lanes, cg_vsplat(&a->V, x32), ""), cg_vsplat(&a->V, y32), "");
 }
 
 /* A stack slot of n floats, 64-byte aligned. */
@@ -388,42 +246,6 @@ static LLVMValueRef stack_floats(Attn *a, int64_t n, const char *name)
     LLVMValueRef s = cg_alloca(a->cg, LLVMArrayType2(a->cg->f32, (uint64_t)(n > 0 ? n : 1)), name);
     LLVMSetAlignment(s, 64);
     return s;
-}
-
-/* Closes a loop of cg_loop_begin with a step other than 1. */
-static void loop_end_step(Cg *cg, Loop *l, LLVMValueRef next)
-{
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
-    LLVMAddIncoming(l->phi, &next, &latch, 1);
-    LLVMBuildBr(cg->b, l->head);
-    LLVMPositionBuilderAtEnd(cg->b, l->exit);
-}
-
-/* if (c) { ... }: returns the block to continue in; the builder is left in the then-block. */
-static LLVMBasicBlockRef begin_if(Attn *a, LLVMValueRef c, const char *name)
-{
-    Cg *cg = a->cg;
-    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "endif");
-    LLVMBuildCondBr(cg->b, c, then, done);
-    LLVMPositionBuilderAtEnd(cg->b, then);
-    return done;
-}
-
-static void end_if(Attn *a, LLVMBasicBlockRef done)
-{
-    LLVMBuildBr(a->cg->b, done);
-    LLVMPositionBuilderAtEnd(a->cg->b, done);
-}
-
-/* 512-bit vectors stay whole on x86 CPUs that prefer 256 bits (as in gemm.c). */
-static void vector_width_attr(Attn *a, LLVMValueRef f)
-{
-    char bits[16];
-    snprintf(bits, sizeof bits, "%d", a->k.vw * 32);
-    const char *key = "min-legal-vector-width";
-    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                            LLVMCreateStringAttribute(a->cg->ctx, key, (unsigned)strlen(key), bits, (unsigned)strlen(bits)));
 }
 
 /* ---------------------------------------------------------------- sizes and offsets */
@@ -450,8 +272,10 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
     a->cg = cg;
     a->n = n;
     a->k = attn_config(cg, n);
-    a->vt = LLVMVectorType(cg->f32, (unsigned)a->k.vw);
-    a->it = LLVMVectorType(cg->i32, (unsigned)a->k.vw);
+    a->V = cg_vec(cg, a->k.vw, a->k.fma);
+    a->vt = a->V.vt;
+    a->it = a->V.it;
+    a->lanes = a->V.lanes;
     a->out = ops[0];
     a->q = ops[1];
     a->kk = ops[2];
@@ -463,10 +287,6 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
     a->Tk = cg_dim(cg, k->shape[k->rank - 2]);
     a->Dv = cg_dim(cg, v->shape[v->rank - 1]);
     a->off = sub(a, a->Tk, a->Tq);
-    LLVMValueRef l32[MAX_VW];
-    for (int i = 0; i < a->k.vw; i++)
-        l32[i] = LLVMConstInt(cg->i32, (unsigned long long)i, 0);
-    a->lanes = LLVMConstVector(l32, (unsigned)a->k.vw);
     batch_strides(cg, q, a->nbatch, a->qs);
     batch_strides(cg, k, a->nbatch, a->ks);
     batch_strides(cg, v, a->nbatch, a->vs);
@@ -512,7 +332,7 @@ static LLVMValueRef keys_end(Attn *a, LLVMValueRef i)
 {
     if (!a->n->at.causal)
         return a->Tk;
-    return smax(a, smin(a, a->Tk, add(a, add(a, i, a->off), i64c(a, 1))), i64c(a, 0));
+    return cg_smax(a->cg, cg_smin(a->cg, a->Tk, add(a, add(a, i, a->off), i64c(a, 1))), i64c(a, 0));
 }
 
 /* ---------------------------------------------------------------- the row kernel */
@@ -528,14 +348,14 @@ static LLVMValueRef tail_mask(Attn *a, int64_t n)
 {
     if (n % a->k.vw == 0)
         return NULL;
-    return lanes_below(a, i64c(a, n % a->k.vw));
+    return cg_vlanes_below(&a->V, i64c(a, n % a->k.vw));
 }
 
 /* Vector x of a row at p with n floats: masked beyond the end. */
 static LLVMValueRef row_load(Attn *a, LLVMValueRef p, int x, int nvec, LLVMValueRef tail)
 {
-    LLVMValueRef px = fptr(a, p, i64c(a, (int64_t)x * a->k.vw));
-    return x == nvec - 1 && tail ? masked_load(a, px, tail) : vload(a, px, 4);
+    LLVMValueRef px = cg_fptr(a->cg, p, i64c(a, (int64_t)x * a->k.vw));
+    return x == nvec - 1 && tail ? cg_vmasked_load(&a->V, px, tail) : cg_vload(&a->V, px, 4);
 }
 
 static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, LLVMValueRef jb, RowAcc *r)
@@ -557,71 +377,71 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
         set(a, r->acc[x], LLVMConstNull(a->vt));
     }
     /* q, scaled, in registers */
-    LLVMValueRef qrow = fptr(a, a->q, add(a, bt->qo, mul(a, i, a->D)));
+    LLVMValueRef qrow = cg_fptr(a->cg, a->q, add(a, bt->qo, mul(a, i, a->D)));
     LLVMValueRef qv[MAX_ROW_VECS];
     for (int x = 0; x < k->dq; x++)
-        qv[x] = LLVMBuildFMul(cg->b, row_load(a, qrow, x, k->dq, dtail), vconst(a, a->n->at.scale), "");
+        qv[x] = LLVMBuildFMul(cg->b, row_load(a, qrow, x, k->dq, dtail), cg_vconst(&a->V, a->n->at.scale), "");
     LLVMValueRef mrow = NULL;
     if (a->mask)
         mrow = add(a, bt->mo, mul(a, i, a->ms[a->nbatch]));
 
     Loop lt = cg_loop_begin(cg, ja, jb, "rtile");
-    LLVMValueRef j0 = lt.iv, jn = smin(a, i64c(a, k->rbc), sub(a, jb, j0));
+    LLVMValueRef j0 = lt.iv, jn = cg_smin(a->cg, i64c(a, k->rbc), sub(a, jb, j0));
     /* 1. the scores of the tile, and -inf up to a whole vector */
     Loop ls = cg_loop_begin(cg, i64c(a, 0), jn, "rkey");
     LLVMValueRef j = add(a, j0, ls.iv);
-    LLVMValueRef krow = fptr(a, a->kk, add(a, bt->ko, mul(a, j, a->D)));
+    LLVMValueRef krow = cg_fptr(a->cg, a->kk, add(a, bt->ko, mul(a, j, a->D)));
     LLVMValueRef dot[2] = {NULL, NULL};
     for (int x = 0; x < k->dq; x++) {
         LLVMValueRef kv = row_load(a, krow, x, k->dq, dtail);
-        dot[x & 1] = dot[x & 1] ? fma3(a, qv[x], kv, dot[x & 1]) : LLVMBuildFMul(cg->b, qv[x], kv, "");
+        dot[x & 1] = dot[x & 1] ? cg_vfma(&a->V, qv[x], kv, dot[x & 1]) : LLVMBuildFMul(cg->b, qv[x], kv, "");
     }
     LLVMValueRef dv2 = dot[1] ? LLVMBuildFAdd(cg->b, dot[0], dot[1], "") : dot[0];
-    LLVMValueRef s = dv2 ? hsum(a, dv2) : LLVMConstReal(f, 0);
+    LLVMValueRef s = dv2 ? cg_vhsum(&a->V, dv2) : LLVMConstReal(f, 0);
     if (a->mask) {
         LLVMValueRef mi = add(a, mrow, mul(a, j, a->ms[a->nbatch + 1]));
-        s = LLVMBuildFAdd(cg->b, s, fload(a, fptr(a, a->mask, mi)), "");
+        s = LLVMBuildFAdd(cg->b, s, fload(a, cg_fptr(a->cg, a->mask, mi)), "");
     }
-    LLVMBuildStore(cg->b, s, fptr(a, sbuf, ls.iv));
+    LLVMBuildStore(cg->b, s, cg_fptr(a->cg, sbuf, ls.iv));
     cg_loop_end(cg, &ls);
-    LLVMValueRef nvec = ceil_div(a, jn, i64c(a, k->vw)), jpad = mul(a, nvec, i64c(a, k->vw));
+    LLVMValueRef nvec = cg_ceil_div(a->cg, jn, i64c(a, k->vw)), jpad = mul(a, nvec, i64c(a, k->vw));
     Loop lp = cg_loop_begin(cg, jn, jpad, "rpad");
-    LLVMBuildStore(cg->b, ninf, fptr(a, sbuf, lp.iv));
+    LLVMBuildStore(cg->b, ninf, cg_fptr(a->cg, sbuf, lp.iv));
     cg_loop_end(cg, &lp);
     /* 2. the tile's maximum; a tile with every key masked changes nothing */
-    set(a, tmax, vconst(a, -INFINITY));
+    set(a, tmax, cg_vconst(&a->V, -INFINITY));
     Loop lm = cg_loop_begin(cg, i64c(a, 0), nvec, "rmax");
-    set(a, tmax, fmaxv(a, get(a, tmax, a->vt), vload(a, fptr(a, sbuf, mul(a, lm.iv, i64c(a, k->vw))), 64)));
+    set(a, tmax, cg_vmax(&a->V, get(a, tmax, a->vt), cg_vload(&a->V, cg_fptr(a->cg, sbuf, mul(a, lm.iv, i64c(a, k->vw))), 64)));
     cg_loop_end(cg, &lm);
-    LLVMValueRef tm = hmax(a, get(a, tmax, a->vt));
-    LLVMBasicBlockRef skip = begin_if(a, LLVMBuildFCmp(cg->b, LLVMRealOGT, tm, ninf, ""), "rlive");
+    LLVMValueRef tm = cg_vhmax(&a->V, get(a, tmax, a->vt));
+    LLVMBasicBlockRef skip = cg_if_begin(a->cg, LLVMBuildFCmp(cg->b, LLVMRealOGT, tm, ninf, ""), "rlive");
     /* 3. a new maximum rescales what was accumulated */
     LLVMValueRef mold = get(a, r->m, f);
     LLVMValueRef mnew = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, tm, mold, ""), tm, mold, "");
     LLVMValueRef corr = cg_exp(cg, LLVMBuildFSub(cg->b, mold, mnew, "")); /* 0 on the first live tile */
     set(a, r->m, mnew);
-    LLVMValueRef vcorr = splat(a, corr);
+    LLVMValueRef vcorr = cg_vsplat(&a->V, corr);
     for (int x = 0; x < k->dvv; x++)
         set(a, r->acc[x], LLVMBuildFMul(cg->b, get(a, r->acc[x], a->vt), vcorr, ""));
-    /* 4. probabilities (masked keys and padding: 1e-38, see vexp) and their sum */
+    /* 4. probabilities (masked keys and padding: 1e-38, see cg_vexp_neg) and their sum */
     set(a, tsum, LLVMConstNull(a->vt));
-    LLVMValueRef vm = splat(a, mnew);
+    LLVMValueRef vm = cg_vsplat(&a->V, mnew);
     Loop le = cg_loop_begin(cg, i64c(a, 0), nvec, "rexp");
-    LLVMValueRef ps = fptr(a, sbuf, mul(a, le.iv, i64c(a, k->vw)));
-    LLVMValueRef p = vexp(a, LLVMBuildFSub(cg->b, vload(a, ps, 64), vm, ""));
-    vstore(a, p, ps, 64);
+    LLVMValueRef ps = cg_fptr(a->cg, sbuf, mul(a, le.iv, i64c(a, k->vw)));
+    LLVMValueRef p = cg_vexp_neg(&a->V, LLVMBuildFSub(cg->b, cg_vload(&a->V, ps, 64), vm, ""));
+    cg_vstore(&a->V, p, ps, 64);
     set(a, tsum, LLVMBuildFAdd(cg->b, get(a, tsum, a->vt), p, ""));
     cg_loop_end(cg, &le);
-    set(a, r->l, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, get(a, r->l, f), corr, ""), hsum(a, get(a, tsum, a->vt)), ""));
+    set(a, r->l, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, get(a, r->l, f), corr, ""), cg_vhsum(&a->V, get(a, tsum, a->vt)), ""));
     /* 5. acc += p v over the tile's keys */
     Loop la = cg_loop_begin(cg, i64c(a, 0), jn, "rpv");
-    LLVMValueRef pj = splat(a, fload(a, fptr(a, sbuf, la.iv)));
-    LLVMValueRef vrow = fptr(a, a->v, add(a, bt->vo, mul(a, add(a, j0, la.iv), a->Dv)));
+    LLVMValueRef pj = cg_vsplat(&a->V, fload(a, cg_fptr(a->cg, sbuf, la.iv)));
+    LLVMValueRef vrow = cg_fptr(a->cg, a->v, add(a, bt->vo, mul(a, add(a, j0, la.iv), a->Dv)));
     for (int x = 0; x < k->dvv; x++)
-        set(a, r->acc[x], fma3(a, pj, row_load(a, vrow, x, k->dvv, vtail), get(a, r->acc[x], a->vt)));
+        set(a, r->acc[x], cg_vfma(&a->V, pj, row_load(a, vrow, x, k->dvv, vtail), get(a, r->acc[x], a->vt)));
     cg_loop_end(cg, &la);
-    end_if(a, skip);
-    loop_end_step(cg, &lt, add(a, j0, i64c(a, k->rbc)));
+    cg_if_end(a->cg, skip);
+    cg_loop_end_step(cg, &lt, add(a, j0, i64c(a, k->rbc)));
 }
 
 /* out[row] = acc / l, or 0 when no key was visible. */
@@ -633,15 +453,15 @@ static void row_store(Attn *a, LLVMValueRef row, RowAcc *r)
     LLVMValueRef m = get(a, r->m, cg->f32), l = get(a, r->l, cg->f32);
     LLVMValueRef inv = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, m, LLVMConstReal(cg->f32, -INFINITY), ""),
                                        LLVMBuildFDiv(cg->b, LLVMConstReal(cg->f32, 1), l, ""), LLVMConstReal(cg->f32, 0), "");
-    LLVMValueRef vinv = splat(a, inv);
-    LLVMValueRef orow = fptr(a, a->out, mul(a, row, a->Dv));
+    LLVMValueRef vinv = cg_vsplat(&a->V, inv);
+    LLVMValueRef orow = cg_fptr(a->cg, a->out, mul(a, row, a->Dv));
     for (int x = 0; x < a->k.dvv; x++) {
         LLVMValueRef y = LLVMBuildFMul(cg->b, get(a, r->acc[x], a->vt), vinv, "");
-        LLVMValueRef p = fptr(a, orow, i64c(a, (int64_t)x * a->k.vw));
+        LLVMValueRef p = cg_fptr(a->cg, orow, i64c(a, (int64_t)x * a->k.vw));
         if (x == a->k.dvv - 1 && vtail)
-            masked_store(a, y, p, vtail);
+            cg_vmasked_store(&a->V, y, p, vtail);
         else
-            vstore(a, y, p, 4);
+            cg_vstore(&a->V, y, p, 4);
     }
 }
 
@@ -653,7 +473,7 @@ static void transpose(Attn *a, LLVMValueRef *r)
 {
     int vw = a->k.vw;
     for (int h = vw / 2; h >= 1; h /= 2) {
-        LLVMValueRef lo[MAX_VW], hi[MAX_VW];
+        LLVMValueRef lo[CG_MAX_VW], hi[CG_MAX_VW];
         for (int j = 0; j < vw; j++) {
             /* row i (bit h clear) keeps its lanes without bit h and takes row i+h's lanes j-h */
             lo[j] = LLVMConstInt(a->cg->i32, (unsigned long long)(j & h ? vw + j - h : j), 0);
@@ -717,7 +537,7 @@ static Block block_buffers(Attn *a)
 /* Vector x of a [*][vw] stack buffer. */
 static LLVMValueRef slot(Attn *a, LLVMValueRef buf, LLVMValueRef x)
 {
-    return fptr(a, buf, mul(a, x, i64c(a, a->k.vw)));
+    return cg_fptr(a->cg, buf, mul(a, x, i64c(a, a->k.vw)));
 }
 
 /* O^T[c0 + e] = O^T[c0 + e] * corr + sum over the tile's keys of splat(v[j, c0 + e]) * P^T[j], for
@@ -727,21 +547,21 @@ static void block_pv(Attn *a, Block *B, const Batch *bt, LLVMValueRef j0, LLVMVa
 {
     Cg *cg = a->cg;
     for (int e = 0; e < nacc; e++)
-        set(a, B->acc[e], LLVMBuildFMul(cg->b, vload(a, slot(a, B->ot, add(a, c0, i64c(a, e))), 64), corr, ""));
+        set(a, B->acc[e], LLVMBuildFMul(cg->b, cg_vload(&a->V, slot(a, B->ot, add(a, c0, i64c(a, e))), 64), corr, ""));
     LLVMValueRef last = sub(a, a->Dv, i64c(a, 1));
     Loop lj = cg_loop_begin(cg, i64c(a, 0), jn, "pv");
-    LLVMValueRef p = vload(a, slot(a, B->st, lj.iv), 64);
-    LLVMValueRef vrow = fptr(a, a->v, add(a, bt->vo, mul(a, add(a, j0, lj.iv), a->Dv)));
+    LLVMValueRef p = cg_vload(&a->V, slot(a, B->st, lj.iv), 64);
+    LLVMValueRef vrow = cg_fptr(a->cg, a->v, add(a, bt->vo, mul(a, add(a, j0, lj.iv), a->Dv)));
     for (int e = 0; e < nacc; e++) {
         LLVMValueRef col = add(a, c0, i64c(a, e));
         if (clamp)
-            col = smin(a, col, last);
-        LLVMValueRef x = splat(a, fload(a, fptr(a, vrow, col)));
-        set(a, B->acc[e], fma3(a, x, p, get(a, B->acc[e], a->vt)));
+            col = cg_smin(a->cg, col, last);
+        LLVMValueRef x = cg_vsplat(&a->V, fload(a, cg_fptr(a->cg, vrow, col)));
+        set(a, B->acc[e], cg_vfma(&a->V, x, p, get(a, B->acc[e], a->vt)));
     }
     cg_loop_end(cg, &lj);
     for (int e = 0; e < nacc; e++)
-        vstore(a, get(a, B->acc[e], a->vt), slot(a, B->ot, add(a, c0, i64c(a, e))), 64);
+        cg_vstore(&a->V, get(a, B->acc[e], a->vt), slot(a, B->ot, add(a, c0, i64c(a, e))), 64);
 }
 
 /* Query rows [i0, i0 + nr) of batch bt, nr <= vw. */
@@ -750,56 +570,56 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     Cg *cg = a->cg;
     const AttnCfg *k = &a->k;
     const Node *n = a->n;
-    LLVMValueRef live = lanes_below(a, nr);
+    LLVMValueRef live = cg_vlanes_below(&a->V, nr);
     /* Qt[c] = q[i0 + lane, c] * scale: vw columns at a time, the block's rows loaded (the last row
      * again for lanes past nr, columns past d masked) and transposed in registers */
-    LLVMValueRef qblk = fptr(a, a->q, add(a, bt->qo, mul(a, i0, a->D)));
-    LLVMValueRef vscale = vconst(a, n->at.scale);
+    LLVMValueRef qblk = cg_fptr(a->cg, a->q, add(a, bt->qo, mul(a, i0, a->D)));
+    LLVMValueRef vscale = cg_vconst(&a->V, n->at.scale);
     LLVMValueRef rlast = sub(a, nr, i64c(a, 1));
-    LLVMValueRef rowp[MAX_VW];
+    LLVMValueRef rowp[CG_MAX_VW];
     for (int r = 0; r < k->vw; r++)
-        rowp[r] = fptr(a, qblk, mul(a, smin(a, i64c(a, r), rlast), a->D));
-    Loop lq = cg_loop_begin(cg, i64c(a, 0), ceil_div(a, a->D, i64c(a, k->vw)), "qt");
+        rowp[r] = cg_fptr(a->cg, qblk, mul(a, cg_smin(a->cg, i64c(a, r), rlast), a->D));
+    Loop lq = cg_loop_begin(cg, i64c(a, 0), cg_ceil_div(a->cg, a->D, i64c(a, k->vw)), "qt");
     LLVMValueRef qc0 = mul(a, lq.iv, i64c(a, k->vw));
-    LLVMValueRef cm = lanes_below(a, sub(a, a->D, qc0));
-    LLVMValueRef rv[MAX_VW];
+    LLVMValueRef cm = cg_vlanes_below(&a->V, sub(a, a->D, qc0));
+    LLVMValueRef rv[CG_MAX_VW];
     for (int r = 0; r < k->vw; r++)
-        rv[r] = masked_load(a, fptr(a, rowp[r], qc0), cm);
+        rv[r] = cg_vmasked_load(&a->V, cg_fptr(a->cg, rowp[r], qc0), cm);
     transpose(a, rv);
     for (int c = 0; c < k->vw; c++) {
         /* column qc0 + c exists: store it */
-        LLVMBasicBlockRef skip = begin_if(a, LLVMBuildICmp(cg->b, LLVMIntSLT, add(a, qc0, i64c(a, c)), a->D, ""), "qcol");
-        vstore(a, LLVMBuildFMul(cg->b, rv[c], vscale, ""), slot(a, B->qt, add(a, qc0, i64c(a, c))), 64);
-        end_if(a, skip);
+        LLVMBasicBlockRef skip = cg_if_begin(a->cg, LLVMBuildICmp(cg->b, LLVMIntSLT, add(a, qc0, i64c(a, c)), a->D, ""), "qcol");
+        cg_vstore(&a->V, LLVMBuildFMul(cg->b, rv[c], vscale, ""), slot(a, B->qt, add(a, qc0, i64c(a, c))), 64);
+        cg_if_end(a->cg, skip);
     }
     cg_loop_end(cg, &lq);
     /* O^T = 0, m = -inf, l = 0 */
-    LLVMValueRef ncol = mul(a, ceil_div(a, a->Dv, i64c(a, ot_unit(a))), i64c(a, ot_unit(a)));
+    LLVMValueRef ncol = mul(a, cg_ceil_div(a->cg, a->Dv, i64c(a, ot_unit(a))), i64c(a, ot_unit(a)));
     Loop lz = cg_loop_begin(cg, i64c(a, 0), ncol, "otz");
-    vstore(a, LLVMConstNull(a->vt), slot(a, B->ot, lz.iv), 64);
+    cg_vstore(&a->V, LLVMConstNull(a->vt), slot(a, B->ot, lz.iv), 64);
     cg_loop_end(cg, &lz);
-    set(a, B->m, vconst(a, -INFINITY));
+    set(a, B->m, cg_vconst(&a->V, -INFINITY));
     set(a, B->l, LLVMConstNull(a->vt));
     LLVMValueRef mblk = NULL, midx = NULL;
     if (a->mask) {
-        mblk = fptr(a, a->mask, add(a, bt->mo, mul(a, i0, a->ms[a->nbatch])));
+        mblk = cg_fptr(a->cg, a->mask, add(a, bt->mo, mul(a, i0, a->ms[a->nbatch])));
         midx = lane_offsets(a, a->ms[a->nbatch], i64c(a, 0));
     }
     /* keys: those the last row sees; lane r sees key j when j <= i0 + r + off */
     LLVMValueRef jend = keys_end(a, sub(a, add(a, i0, nr), i64c(a, 1)));
     LLVMValueRef diag = add(a, i0, a->off); /* key j is visible to lanes >= j - i0 - off */
-    LLVMValueRef ninf = vconst(a, -INFINITY);
+    LLVMValueRef ninf = cg_vconst(&a->V, -INFINITY);
 
     Loop lt = cg_loop_begin(cg, i64c(a, 0), jend, "tile");
-    LLVMValueRef j0 = lt.iv, jn = smin(a, i64c(a, k->bc), sub(a, jend, j0));
+    LLVMValueRef j0 = lt.iv, jn = cg_smin(a->cg, i64c(a, k->bc), sub(a, jend, j0));
     LLVMValueRef jlast = sub(a, jend, i64c(a, 1));
     set(a, B->tmax, ninf);
     /* 1. S^T for sb keys at a time (past the end: the last key again, which changes no maximum) */
     Loop ls = cg_loop_begin(cg, i64c(a, 0), jn, "keys");
     LLVMValueRef kp[MAX_SB], jj[MAX_SB], part[MAX_SB];
     for (int t = 0; t < k->sb; t++) {
-        jj[t] = smin(a, add(a, add(a, j0, ls.iv), i64c(a, t)), jlast);
-        kp[t] = fptr(a, a->kk, add(a, bt->ko, mul(a, jj[t], a->D)));
+        jj[t] = cg_smin(a->cg, add(a, add(a, j0, ls.iv), i64c(a, t)), jlast);
+        kp[t] = cg_fptr(a->cg, a->kk, add(a, bt->ko, mul(a, jj[t], a->D)));
         set(a, B->acc[t], LLVMConstNull(a->vt));
     }
     /* DC columns of d straight-line into fresh partial sums, added to the keys' sums after each
@@ -809,20 +629,20 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     Loop ld = cg_loop_begin(cg, i64c(a, 0), dfull, "d");
     for (int c = 0; c < DC; c++) {
         LLVMValueRef dc = add(a, ld.iv, i64c(a, c));
-        LLVMValueRef qv = vload(a, slot(a, B->qt, dc), 64);
+        LLVMValueRef qv = cg_vload(&a->V, slot(a, B->qt, dc), 64);
         for (int t = 0; t < k->sb; t++) {
-            LLVMValueRef kx = splat(a, fload(a, fptr(a, kp[t], dc)));
-            part[t] = c ? fma3(a, kx, qv, part[t]) : LLVMBuildFMul(cg->b, kx, qv, "");
+            LLVMValueRef kx = cg_vsplat(&a->V, fload(a, cg_fptr(a->cg, kp[t], dc)));
+            part[t] = c ? cg_vfma(&a->V, kx, qv, part[t]) : LLVMBuildFMul(cg->b, kx, qv, "");
         }
     }
     for (int t = 0; t < k->sb; t++)
         set(a, B->acc[t], LLVMBuildFAdd(cg->b, get(a, B->acc[t], a->vt), part[t], ""));
-    loop_end_step(cg, &ld, add(a, ld.iv, i64c(a, DC)));
+    cg_loop_end_step(cg, &ld, add(a, ld.iv, i64c(a, DC)));
     Loop lr = cg_loop_begin(cg, dfull, a->D, "drest");
-    LLVMValueRef qv = vload(a, slot(a, B->qt, lr.iv), 64);
+    LLVMValueRef qv = cg_vload(&a->V, slot(a, B->qt, lr.iv), 64);
     for (int t = 0; t < k->sb; t++) {
-        LLVMValueRef kx = splat(a, fload(a, fptr(a, kp[t], lr.iv)));
-        set(a, B->acc[t], fma3(a, kx, qv, get(a, B->acc[t], a->vt)));
+        LLVMValueRef kx = cg_vsplat(&a->V, fload(a, cg_fptr(a->cg, kp[t], lr.iv)));
+        set(a, B->acc[t], cg_vfma(&a->V, kx, qv, get(a, B->acc[t], a->vt)));
     }
     cg_loop_end(cg, &lr);
     for (int t = 0; t < k->sb; t++) {
@@ -830,34 +650,34 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
         if (a->mask) {
             /* the mask's values of key jj[t] for the block's rows: one value when the mask is the
              * same for every query (a padding mask, [batch, 1, 1, Tk]), else a gather */
-            LLVMValueRef mp = fptr(a, mblk, mul(a, jj[t], a->ms[a->nbatch + 1]));
-            LLVMValueRef mv = mask_rows_same(a) ? splat(a, fload(a, mp)) : gather(a, mp, midx, live);
+            LLVMValueRef mp = cg_fptr(a->cg, mblk, mul(a, jj[t], a->ms[a->nbatch + 1]));
+            LLVMValueRef mv = mask_rows_same(a) ? cg_vsplat(&a->V, fload(a, mp)) : cg_vgather(&a->V, mp, midx, live);
             s = LLVMBuildFAdd(cg->b, s, mv, "");
         }
         if (n->at.causal) {
             LLVMValueRef lim = LLVMBuildTrunc(cg->b, sub(a, jj[t], diag), cg->i32, "");
-            s = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, a->lanes, splat(a, lim), ""), s, ninf, "");
+            s = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, a->lanes, cg_vsplat(&a->V, lim), ""), s, ninf, "");
         }
-        set(a, B->tmax, fmaxv(a, get(a, B->tmax, a->vt), s));
-        vstore(a, s, slot(a, B->st, add(a, ls.iv, i64c(a, t))), 64);
+        set(a, B->tmax, cg_vmax(&a->V, get(a, B->tmax, a->vt), s));
+        cg_vstore(&a->V, s, slot(a, B->st, add(a, ls.iv, i64c(a, t))), 64);
     }
-    loop_end_step(cg, &ls, add(a, ls.iv, i64c(a, k->sb)));
+    cg_loop_end_step(cg, &ls, add(a, ls.iv, i64c(a, k->sb)));
     /* 2. new maxima (per lane), the correction of what was accumulated, and the probabilities. A lane
      * that has seen no visible key keeps m = -inf and subtracts 0 (its probabilities are 1e-38, see
-     * vexp, and its output is set to 0 at the end). */
+     * cg_vexp_neg, and its output is set to 0 at the end). */
     LLVMValueRef mold = get(a, B->m, a->vt);
-    LLVMValueRef mnew = fmaxv(a, mold, get(a, B->tmax, a->vt));
+    LLVMValueRef mnew = cg_vmax(&a->V, mold, get(a, B->tmax, a->vt));
     LLVMValueRef msub = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOEQ, mnew, ninf, ""), LLVMConstNull(a->vt), mnew, "");
-    LLVMValueRef corr = vexp(a, LLVMBuildFSub(cg->b, mold, msub, ""));
+    LLVMValueRef corr = cg_vexp_neg(&a->V, LLVMBuildFSub(cg->b, mold, msub, ""));
     set(a, B->m, mnew);
     set(a, B->tsum, LLVMConstNull(a->vt));
     Loop le = cg_loop_begin(cg, i64c(a, 0), jn, "exp");
     LLVMValueRef ps = slot(a, B->st, le.iv);
-    LLVMValueRef p = vexp(a, LLVMBuildFSub(cg->b, vload(a, ps, 64), msub, ""));
-    vstore(a, p, ps, 64);
+    LLVMValueRef p = cg_vexp_neg(&a->V, LLVMBuildFSub(cg->b, cg_vload(&a->V, ps, 64), msub, ""));
+    cg_vstore(&a->V, p, ps, 64);
     set(a, B->tsum, LLVMBuildFAdd(cg->b, get(a, B->tsum, a->vt), p, ""));
     cg_loop_end(cg, &le);
-    set(a, B->l, fma3(a, get(a, B->l, a->vt), corr, get(a, B->tsum, a->vt)));
+    set(a, B->l, cg_vfma(&a->V, get(a, B->l, a->vt), corr, get(a, B->tsum, a->vt)));
     /* 3. O^T = O^T * corr + P V, ec columns at a time, then the columns left */
     const Node *vn = n->in[2];
     Dim dvd = vn->shape[vn->rank - 1];
@@ -870,78 +690,34 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
         if (dvd.b % k->ec)
             block_pv(a, B, bt, j0, jn, c0, (int)(dvd.b % k->ec), 0, corr);
     } else {
-        LLVMBasicBlockRef done = begin_if(a, LLVMBuildICmp(cg->b, LLVMIntSLT, c0, a->Dv, ""), "cols_left");
+        LLVMBasicBlockRef done = cg_if_begin(a->cg, LLVMBuildICmp(cg->b, LLVMIntSLT, c0, a->Dv, ""), "cols_left");
         block_pv(a, B, bt, j0, jn, c0, k->ec, 1, corr);
-        end_if(a, done);
+        cg_if_end(a->cg, done);
     }
-    loop_end_step(cg, &lt, add(a, j0, i64c(a, k->bc)));
+    cg_loop_end_step(cg, &lt, add(a, j0, i64c(a, k->bc)));
 
     /* out[i0 + r, :] = column r of O^T / l[r] (0 for a row that saw no key): vw columns of O^T at a
      * time transposed in registers into vw pieces of output rows (a scatter would write 16 lines) */
     LLVMValueRef seen = LLVMBuildFCmp(cg->b, LLVMRealOGT, get(a, B->m, a->vt), ninf, "");
-    LLVMValueRef inv = LLVMBuildSelect(cg->b, seen, LLVMBuildFDiv(cg->b, vconst(a, 1.0), get(a, B->l, a->vt), ""),
+    LLVMValueRef inv = LLVMBuildSelect(cg->b, seen, LLVMBuildFDiv(cg->b, cg_vconst(&a->V, 1.0), get(a, B->l, a->vt), ""),
                                        LLVMConstNull(a->vt), "");
-    LLVMValueRef oblk = fptr(a, a->out, mul(a, add(a, mul(a, bt->b, a->Tq), i0), a->Dv));
-    Loop lo = cg_loop_begin(cg, i64c(a, 0), ceil_div(a, a->Dv, i64c(a, k->vw)), "ocol");
+    LLVMValueRef oblk = cg_fptr(a->cg, a->out, mul(a, add(a, mul(a, bt->b, a->Tq), i0), a->Dv));
+    Loop lo = cg_loop_begin(cg, i64c(a, 0), cg_ceil_div(a->cg, a->Dv, i64c(a, k->vw)), "ocol");
     LLVMValueRef e0 = mul(a, lo.iv, i64c(a, k->vw));
-    LLVMValueRef em = lanes_below(a, sub(a, a->Dv, e0));
-    LLVMValueRef ov[MAX_VW];
+    LLVMValueRef em = cg_vlanes_below(&a->V, sub(a, a->Dv, e0));
+    LLVMValueRef ov[CG_MAX_VW];
     for (int e = 0; e < k->vw; e++) /* O^T's columns past dv: its zeroed padding, not stored */
-        ov[e] = LLVMBuildFMul(cg->b, vload(a, slot(a, B->ot, add(a, e0, i64c(a, e))), 64), inv, "");
+        ov[e] = LLVMBuildFMul(cg->b, cg_vload(&a->V, slot(a, B->ot, add(a, e0, i64c(a, e))), 64), inv, "");
     transpose(a, ov);
     for (int r = 0; r < k->vw; r++) {
-        LLVMBasicBlockRef skip = begin_if(a, LLVMBuildICmp(cg->b, LLVMIntSLT, i64c(a, r), nr, ""), "orow");
-        masked_store(a, ov[r], fptr(a, oblk, add(a, mul(a, i64c(a, r), a->Dv), e0)), em);
-        end_if(a, skip);
+        LLVMBasicBlockRef skip = cg_if_begin(a->cg, LLVMBuildICmp(cg->b, LLVMIntSLT, i64c(a, r), nr, ""), "orow");
+        cg_vmasked_store(&a->V, ov[r], cg_fptr(a->cg, oblk, add(a, mul(a, i64c(a, r), a->Dv), e0)), em);
+        cg_if_end(a->cg, skip);
     }
     cg_loop_end(cg, &lo);
 }
 
 /* ---------------------------------------------------------------- work split */
-
-/* The pool's threads: 1 without the runtime's pool. */
-static LLVMValueRef pool_threads(Attn *a)
-{
-    Cg *cg = a->cg;
-    LLVMTypeRef fty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
-    LLVMValueRef f = cg_runtime_function(cg, "rt_pool_size", fty);
-    LLVMValueRef slot = cg_alloca(cg, cg->i64, "nthreads");
-    set(a, slot, i64c(a, 1));
-    LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, f, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
-    LLVMBasicBlockRef done = begin_if(a, have, "pool_size");
-    set(a, slot, LLVMBuildSExt(cg->b, LLVMBuildCall2(cg->b, fty, f, &cg->pool, 1, ""), cg->i64, ""));
-    end_if(a, done);
-    return get(a, slot, cg->i64);
-}
-
-/* Work items taken one at a time from a counter the threads share (an atomic add each), until
- * there are none left: a thread that was descheduled, or whose items cost more (the late blocks
- * under the causal mask), does fewer, instead of the others waiting for its fixed share. */
-typedef struct Items {
-    LLVMBasicBlockRef head, exit;
-    LLVMValueRef item; /* i64 */
-} Items;
-
-static Items items_begin(Attn *a, LLVMValueRef counter, LLVMValueRef n)
-{
-    Cg *cg = a->cg;
-    Items it;
-    it.head = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "take");
-    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "item");
-    it.exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "items_done");
-    LLVMBuildBr(cg->b, it.head);
-    LLVMPositionBuilderAtEnd(cg->b, it.head);
-    it.item = LLVMBuildAtomicRMW(cg->b, LLVMAtomicRMWBinOpAdd, counter, i64c(a, 1), LLVMAtomicOrderingMonotonic, 0);
-    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, it.item, n, ""), body, it.exit);
-    LLVMPositionBuilderAtEnd(cg->b, body);
-    return it;
-}
-
-static void items_end(Attn *a, Items *it)
-{
-    LLVMBuildBr(a->cg->b, it->head);
-    LLVMPositionBuilderAtEnd(a->cg->b, it->exit);
-}
 
 /* The name of a node's kernel function: its kind and a hash of all the emitted code depends on
  * (the dtypes and shapes, symbols included, of the operands and the output, the scale, causal), so
@@ -968,90 +744,30 @@ static void kernel_name(const Node *n, const char *kind, char *buf, size_t len)
     snprintf(buf, len, "kiln_attention_%s_%016llx", kind, (unsigned long long)h);
 }
 
-/* Runs body on min(threads, n) threads, which share the n items through a counter on this
- * function's stack: cap[ncap] is the counter, cap[ncap + 1] is n (cap has room for both). body is
- * emitted once per kind and hash of the node (kernel_name) into void f(ptr ctx, i64 begin, i64
- * end), which sees cap (loaded from ctx, then cg->syms) as cg_parallel_for's bodies do; the pool
- * runs one range per thread. */
+/* Runs body over n items taken one at a time from a shared counter (cg_parallel's CG_ITEMS); body is
+ * emitted once per kind and hash of the node (kernel_name), for every node alike. */
 static void parallel_items(Attn *a, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, const char *kind)
 {
-    Cg *cg = a->cg;
-    LLVMValueRef counter = cg_alloca(cg, cg->i64, "next_item");
-    set(a, counter, i64c(a, 0));
-    cap[ncap] = counter;
-    cap[ncap + 1] = n;
-    int ntot = ncap + 2;
-    LLVMTypeRef tys[16];
-    KILN_ASSERT(ntot < 16);
-    for (int i = 0; i < ntot; i++)
-        tys[i] = LLVMTypeOf(cap[i]);
-    tys[ntot] = cg->ptr;
-    LLVMTypeRef st = LLVMStructTypeInContext(cg->ctx, tys, (unsigned)ntot + 1, 0);
-    LLVMValueRef blk = cg_alloca(cg, st, "attention_ctx");
-    for (int i = 0; i <= ntot; i++)
-        set(a, LLVMBuildStructGEP2(cg->b, st, blk, (unsigned)i, ""), i < ntot ? cap[i] : cg->syms);
-
     char name[96];
     kernel_name(a->n, kind, name, sizeof name);
-    LLVMTypeRef params[3] = {cg->ptr, cg->i64, cg->i64};
-    LLVMTypeRef fty = LLVMFunctionType(cg->void_, params, 3, 0);
-    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
-    if (!f) {
-        f = LLVMAddFunction(cg->mod, name, fty);
-        LLVMSetLinkage(f, LLVMInternalLinkage);
-        LLVMValueRef saved_fn = cg->fn, saved_syms = cg->syms, saved_status = cg->status, saved_pool = cg->pool;
-        LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(cg->b);
-        cg->fn = f;
-        LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
-        LLVMValueRef in[16];
-        for (int i = 0; i <= ntot; i++)
-            in[i] = LLVMBuildLoad2(cg->b, tys[i], LLVMBuildStructGEP2(cg->b, st, LLVMGetParam(f, 0), (unsigned)i, ""), "");
-        cg->syms = in[ntot];
-        cg->status = cg_alloca(cg, cg->i32, "status");
-        cg->pool = LLVMConstNull(cg->ptr);
-        body(cg, (void *)a->n, in, LLVMGetParam(f, 1), LLVMGetParam(f, 2));
-        LLVMBuildRetVoid(cg->b);
-        cg->fn = saved_fn;
-        cg->syms = saved_syms;
-        cg->status = saved_status;
-        cg->pool = saved_pool;
-        LLVMPositionBuilderAtEnd(cg->b, saved_bb);
-    }
-    /* on the pool when there is one, else here */
-    LLVMTypeRef pf[4] = {cg->ptr, cg->i64, cg->ptr, cg->ptr};
-    LLVMTypeRef pfty = LLVMFunctionType(cg->void_, pf, 4, 0);
-    LLVMValueRef pfor = cg_runtime_function(cg, "rt_parallel_for", pfty);
-    LLVMValueRef have = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, pfor, ""), LLVMBuildIsNotNull(cg->b, cg->pool, ""), "");
-    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "pool");
-    LLVMBasicBlockRef no = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "serial");
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "dispatched");
-    LLVMBuildCondBr(cg->b, have, yes, no);
-    LLVMPositionBuilderAtEnd(cg->b, yes);
-    LLVMBuildCall2(cg->b, pfty, pfor, (LLVMValueRef[]){cg->pool, smin(a, pool_threads(a), n), f, blk}, 4, "");
-    LLVMBuildBr(cg->b, done);
-    LLVMPositionBuilderAtEnd(cg->b, no);
-    LLVMBuildCall2(cg->b, fty, f, (LLVMValueRef[]){blk, i64c(a, 0), i64c(a, 1)}, 3, "");
-    LLVMBuildBr(cg->b, done);
-    LLVMPositionBuilderAtEnd(cg->b, done);
+    CgPar p = {.split = CG_ITEMS, .n = n, .name = name, .shared = 1, .vw = a->k.vw};
+    cg_parallel(a->cg, &p, ncap, cap, body, (void *)a->n);
 }
 
-/* One thread's share of the items (batch index, query block): cap[5] is the counter, cap[6] the
- * number of items. In the function parallel_items made (begin and end count threads). */
+/* The item (batch index, query block) begin, in the function parallel_items made. */
 static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     Attn A, *a = &A;
     setup(a, cg, ctx, cap);
-    vector_width_attr(a, cg->fn);
     Block B = block_buffers(a);
-    LLVMValueRef nqb = ceil_div(a, a->Tq, i64c(a, a->k.vw));
-    Items it = items_begin(a, cap[5], cap[6]);
-    LLVMValueRef b = LLVMBuildSDiv(cg->b, it.item, nqb, ""), t = LLVMBuildSRem(cg->b, it.item, nqb, "");
+    LLVMValueRef nqb = cg_ceil_div(a->cg, a->Tq, i64c(a, a->k.vw));
+    LLVMValueRef b = LLVMBuildSDiv(cg->b, begin, nqb, ""), t = LLVMBuildSRem(cg->b, begin, nqb, "");
     /* A batch index's blocks are taken together (its K and V stay in cache), under the causal mask
      * the last (largest) first, so that the items left at the end are small. */
     LLVMValueRef qb = a->n->at.causal ? sub(a, sub(a, nqb, i64c(a, 1)), t) : t;
     Batch bt = batch_at(a, b);
     LLVMValueRef i0 = mul(a, qb, i64c(a, a->k.vw));
-    LLVMValueRef nr = smin(a, i64c(a, a->k.vw), sub(a, a->Tq, i0));
+    LLVMValueRef nr = cg_smin(a->cg, i64c(a, a->k.vw), sub(a, a->Tq, i0));
     if (a->k.rows) {
         LLVMBasicBlockRef blk = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "block");
         LLVMBasicBlockRef rows = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rows");
@@ -1072,7 +788,6 @@ static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
     } else {
         block_rows(a, &B, &bt, i0, nr);
     }
-    items_end(a, &it);
 }
 
 /* Scratch of one (row, chunk) item of a split: the accumulator (whole vectors), then m and l. */
@@ -1081,29 +796,26 @@ static int64_t split_stride(const AttnCfg *k)
     return (int64_t)k->dvv * k->vw + k->vw;
 }
 
-/* One thread's share of the items (row, chunk): cap[5] is the scratch, cap[6] the chunks per row,
- * cap[7] the keys per chunk, cap[8] the counter, cap[9] the number of items. */
+/* The item (row, chunk) begin: cap[5] is the scratch, cap[6] the chunks per row, cap[7] the keys per
+ * chunk. */
 static void split_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     Attn A, *a = &A;
     setup(a, cg, ctx, cap);
-    vector_width_attr(a, cg->fn);
     LLVMValueRef scratch = cap[5], nchunk = cap[6], cs = cap[7];
-    Items it = items_begin(a, cap[8], cap[9]);
-    LLVMValueRef row = LLVMBuildSDiv(cg->b, it.item, nchunk, ""), c = LLVMBuildSRem(cg->b, it.item, nchunk, "");
+    LLVMValueRef row = LLVMBuildSDiv(cg->b, begin, nchunk, ""), c = LLVMBuildSRem(cg->b, begin, nchunk, "");
     LLVMValueRef b = LLVMBuildSDiv(cg->b, row, a->Tq, ""), i = LLVMBuildSRem(cg->b, row, a->Tq, "");
     Batch bt = batch_at(a, b);
     LLVMValueRef ja = mul(a, c, cs);
-    LLVMValueRef jb = smin(a, keys_end(a, i), add(a, ja, cs));
+    LLVMValueRef jb = cg_smin(a->cg, keys_end(a, i), add(a, ja, cs));
     RowAcc r;
     row_pass(a, &bt, i, ja, jb, &r);
-    LLVMValueRef s = fptr(a, scratch, mul(a, it.item, i64c(a, split_stride(&a->k))));
+    LLVMValueRef s = cg_fptr(a->cg, scratch, mul(a, begin, i64c(a, split_stride(&a->k))));
     for (int x = 0; x < a->k.dvv; x++)
-        vstore(a, get(a, r.acc[x], a->vt), fptr(a, s, i64c(a, (int64_t)x * a->k.vw)), 4);
-    LLVMValueRef ms = fptr(a, s, i64c(a, (int64_t)a->k.dvv * a->k.vw));
+        cg_vstore(&a->V, get(a, r.acc[x], a->vt), cg_fptr(a->cg, s, i64c(a, (int64_t)x * a->k.vw)), 4);
+    LLVMValueRef ms = cg_fptr(a->cg, s, i64c(a, (int64_t)a->k.dvv * a->k.vw));
     LLVMBuildStore(cg->b, get(a, r.m, cg->f32), ms);
-    LLVMBuildStore(cg->b, get(a, r.l, cg->f32), fptr(a, ms, i64c(a, 1)));
-    items_end(a, &it);
+    LLVMBuildStore(cg->b, get(a, r.l, cg->f32), cg_fptr(a->cg, ms, i64c(a, 1)));
 }
 
 /* After a split: each row from its chunks, in the node's function. */
@@ -1123,7 +835,7 @@ static void split_merge(Attn *a, LLVMValueRef scratch, LLVMValueRef rows, LLVMVa
     LLVMValueRef base = mul(a, mul(a, lr.iv, nchunk), i64c(a, stride));
     set(a, M, ninf);
     Loop l1 = cg_loop_begin(cg, i64c(a, 0), nchunk, "mc");
-    LLVMValueRef mc = fload(a, fptr(a, scratch, add(a, base, add(a, mul(a, l1.iv, i64c(a, stride)), i64c(a, mo)))));
+    LLVMValueRef mc = fload(a, cg_fptr(a->cg, scratch, add(a, base, add(a, mul(a, l1.iv, i64c(a, stride)), i64c(a, mo)))));
     LLVMValueRef cur = get(a, M, f);
     set(a, M, LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, mc, cur, ""), mc, cur, ""));
     cg_loop_end(cg, &l1);
@@ -1134,13 +846,13 @@ static void split_merge(Attn *a, LLVMValueRef scratch, LLVMValueRef rows, LLVMVa
     for (int x = 0; x < a->k.dvv; x++)
         set(a, r.acc[x], LLVMConstNull(a->vt));
     Loop l2 = cg_loop_begin(cg, i64c(a, 0), nchunk, "mc");
-    LLVMValueRef s = fptr(a, scratch, add(a, base, mul(a, l2.iv, i64c(a, stride))));
-    LLVMValueRef ms = fptr(a, s, i64c(a, mo));
+    LLVMValueRef s = cg_fptr(a->cg, scratch, add(a, base, mul(a, l2.iv, i64c(a, stride))));
+    LLVMValueRef ms = cg_fptr(a->cg, s, i64c(a, mo));
     LLVMValueRef w = cg_exp(cg, LLVMBuildFSub(cg->b, fload(a, ms), msub, "")); /* a chunk with m = -inf: 0 */
-    set(a, L, fma3(a, w, fload(a, fptr(a, ms, i64c(a, 1))), get(a, L, f)));
-    LLVMValueRef vwt = splat(a, w);
+    set(a, L, cg_vfma(&a->V, w, fload(a, cg_fptr(a->cg, ms, i64c(a, 1))), get(a, L, f)));
+    LLVMValueRef vwt = cg_vsplat(&a->V, w);
     for (int x = 0; x < a->k.dvv; x++)
-        set(a, r.acc[x], fma3(a, vwt, vload(a, fptr(a, s, i64c(a, (int64_t)x * a->k.vw)), 4), get(a, r.acc[x], a->vt)));
+        set(a, r.acc[x], cg_vfma(&a->V, vwt, cg_vload(&a->V, cg_fptr(a->cg, s, i64c(a, (int64_t)x * a->k.vw)), 4), get(a, r.acc[x], a->vt)));
     cg_loop_end(cg, &l2);
     row_store(a, lr.iv, &r);
     cg_loop_end(cg, &lr);
@@ -1155,11 +867,11 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMValueRef ops[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr)};
     Attn A, *a = &A;
     setup(a, cg, n, ops);
-    vector_width_attr(a, cg->fn);
+    cg_vector_width_attr(a->cg, cg->fn, a->k.vw);
     LLVMValueRef od[IR_MAX_RANK];
     cg_shape(cg, n, od);
     LLVMValueRef nb = cg_numel(cg, n->rank - 2, od); /* batch indices */
-    LLVMValueRef items = mul(a, nb, ceil_div(a, a->Tq, i64c(a, a->k.vw)));
+    LLVMValueRef items = mul(a, nb, cg_ceil_div(a->cg, a->Tq, i64c(a, a->k.vw)));
     LLVMValueRef cap[10] = {ops[0], ops[1], ops[2], ops[3], ops[4]};
     if (!a->k.rows) {
         parallel_items(a, items, 5, cap, blocks_range, "blocks");
@@ -1170,10 +882,10 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     int64_t nsplit = SPLIT_BYTES / 4 / split_stride(&a->k);
     nsplit = nsplit < MAX_SPLIT ? nsplit : MAX_SPLIT;
     LLVMValueRef one = i64c(a, 1);
-    LLVMValueRef rows = mul(a, nb, a->Tq), rows1 = smax(a, rows, one);
-    LLVMValueRef nchunk = ceil_div(a, smax(a, mul(a, i64c(a, 2), pool_threads(a)), i64c(a, a->k.split)), rows1);
-    nchunk = smin(a, nchunk, LLVMBuildSDiv(cg->b, a->Tk, i64c(a, a->k.chunk), ""));
-    nchunk = smin(a, nchunk, LLVMBuildSDiv(cg->b, i64c(a, nsplit), rows1, ""));
+    LLVMValueRef rows = mul(a, nb, a->Tq), rows1 = cg_smax(a->cg, rows, one);
+    LLVMValueRef nchunk = cg_ceil_div(a->cg, cg_smax(a->cg, mul(a, i64c(a, 2), cg_pool_threads(a->cg)), i64c(a, a->k.split)), rows1);
+    nchunk = cg_smin(a->cg, nchunk, LLVMBuildSDiv(cg->b, a->Tk, i64c(a, a->k.chunk), ""));
+    nchunk = cg_smin(a->cg, nchunk, LLVMBuildSDiv(cg->b, i64c(a, nsplit), rows1, ""));
     LLVMValueRef split = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, a->Tq, i64c(a, a->k.minrows), ""),
                                       LLVMBuildICmp(cg->b, LLVMIntSGT, nchunk, one, ""), "");
     LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "split");
@@ -1188,7 +900,7 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     /* the widest key range of a row, in nchunk chunks */
     cap[5] = scratch;
     cap[6] = nchunk;
-    cap[7] = ceil_div(a, smax(a, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
+    cap[7] = cg_ceil_div(a->cg, cg_smax(a->cg, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
     parallel_items(a, mul(a, rows, nchunk), 8, cap, split_range, "split");
     split_merge(a, scratch, rows, nchunk);
     LLVMBuildBr(cg->b, done);

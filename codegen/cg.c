@@ -37,73 +37,6 @@ static void init_targets(void)
     LLVMInitializeAllAsmParsers();
 }
 
-/* +1 when the comma-separated feature list enables name, -1 when it disables it, 0 when silent. */
-static int feature(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    int r = 0;
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n + 1 && (p[0] == '+' || p[0] == '-') && !strncmp(p + 1, name, n))
-            r = p[0] == '+' ? 1 : -1;
-        p = e ? e + 1 : NULL;
-    }
-    return r;
-}
-
-static int in_list(const char *s, const char *const *list)
-{
-    for (; s && *list; list++)
-        if (!strcmp(s, *list))
-            return 1;
-    return 0;
-}
-
-CgTarget cg_target(const Cg *cg)
-{
-    /* CPUs named with --cpu and no feature list: what their names imply */
-    static const char *const cpus_avx512[] = {
-        "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
-        "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
-        "diamondrapids", "znver4", "znver5", "x86-64-v4", NULL};
-    static const char *const cpus_avx2[] = {
-        "haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake",
-        "arrowlake-s", "lunarlake", "gracemont", "pantherlake", "znver1", "znver2", "znver3", "bdver4",
-        "x86-64-v3", "core-avx2", NULL};
-    CgTarget k = {.vw = 4, .l1 = 32L << 10, .l2 = 1L << 20};
-    const char *t = cg->triple ? cg->triple : "", *f = cg->features ? cg->features : "";
-    k.x86 = !strncmp(t, "x86_64", 6) || (t[0] == 'i' && !strncmp(t + 2, "86", 2));
-    k.arm = !strncmp(t, "aarch64", 7) || !strncmp(t, "arm64", 5);
-    if (k.x86) {
-        int avx512 = feature(f, "avx512f"), avx2 = feature(f, "avx2"), fma = feature(f, "fma");
-        if (!avx512)
-            avx512 = in_list(cg->cpu, cpus_avx512) ? 1 : -1;
-        if (feature(f, "evex512") < 0) /* AVX10/256: no 512-bit registers */
-            avx512 = -1;
-        if (!avx2)
-            avx2 = avx512 > 0 || in_list(cg->cpu, cpus_avx2) ? 1 : -1;
-        if (!fma) /* every AVX2 CPU of the lists has FMA */
-            fma = avx2 > 0 ? 1 : -1;
-        k.vw = avx512 > 0 ? 16 : avx2 > 0 ? 8 : 4;
-        k.vnni = avx512 > 0 && (feature(f, "avx512vnni") > 0 ||
-                                (!feature(f, "avx512vnni") && in_list(cg->cpu, cpus_avx512) &&
-                                 strcmp(cg->cpu, "skylake-avx512") != 0 && strcmp(cg->cpu, "x86-64-v4") != 0));
-        k.fma = fma > 0;
-    } else if (k.arm) {
-        k.fma = 1;
-    }
-    if (!cg->opt.triple && !cg->opt.cpu) { /* compiling for this machine: its caches */
-        long v = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-        if (v >= 4096)
-            k.l1 = v;
-        v = sysconf(_SC_LEVEL2_CACHE_SIZE);
-        if (v >= 65536)
-            k.l2 = v;
-    }
-    return k;
-}
-
 char *cg_ident(const char *name)
 {
     size_t n = strlen(name);
@@ -205,6 +138,8 @@ int cg_build(Cg *cg, const Graph *g)
         return -1;
     int before = diag_errors(cg->d);
     cg_entry(cg);
+    if (cg->opt.explain)
+        cg_explain(cg, cg->opt.explain);
     return diag_errors(cg->d) > before ? -1 : 0;
 }
 

@@ -12,6 +12,7 @@
  *
  * Sections, by source file:
  *   cg.c          the context, targets, optimisation, emission, the JIT
+ *   target.c      the target's vector width, registers and caches; the known cores; --explain codegen
  *   plan.c        where every node's result lives: weights blob, arena offsets, inputs, outputs
  *   entry.c       the entry function, the RtModel descriptor, the weights blob
  *   loops.c       loop nests, dimensions, element loads and stores, dtype conversions
@@ -24,6 +25,8 @@
  *   merge.c       token merging and pruning nodes: calls of the runtime's kernels
  *   quant.c       quantize, dequantize and the quantized matmul (qmatmul), portable
  *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI: packed weights, exact i32 sums
+ *   parallel.c    work over the runtime's threads: ranges or shared-counter items, serial when small
+ *   vec.c         vector-IR helpers the kernels share, the exponentials
  *   artifact.c    executables, libraries, headers, Graphviz: the files `kiln build` writes
  */
 #ifndef KILN_CODEGEN_H
@@ -43,6 +46,7 @@ typedef struct CgOptions {
     const char *features; /* NULL: the host CPU's features (or none when cross-compiling) */
     int opt;              /* 0..3 */
     int embed_weights;    /* the weights blob inside the object */
+    FILE *explain;        /* when set, cg_build prints what the kernels chose and why (cg_explain) */
 } CgOptions;
 
 /* Where a node's result lives at run time. */
@@ -100,18 +104,29 @@ typedef struct Cg {
     LLVMValueRef status;      /* i32 alloca: 0, or an error code set by a kernel */
 } Cg;
 
-/* What the kernels need to know of the target: the widest float vector (floats), fused multiply-add,
- * the architecture, and the L1 data and L2 cache sizes (the host's, from sysconf, when compiling for
- * the host; 32 KiB and 1 MiB otherwise). Read from the feature list first, then from what a CPU named
- * with --cpu implies. */
+/* ---------------------------------------------------------------- target.c */
+
+/* What the kernels need to know of the target (target.c says where each fact comes from): the
+ * widest float vector, fused multiply-add, the vector registers, the architecture, and the L1 data
+ * and L2 cache sizes per core (this machine's when compiling for it, else a known core's from the
+ * table, else 32 KiB and 1 MiB). */
 typedef struct CgTarget {
-    int vw;     /* 16 with AVX-512, 8 with AVX2, 4 with SSE, NEON and elsewhere */
+    int vw;     /* floats per vector: 16 with AVX-512, 8 with AVX2, 4 with SSE, NEON and elsewhere */
     int fma;
+    int regs;   /* vector registers: 32 with AVX-512 and on aarch64, 16 otherwise */
     int x86, arm;
     int vnni;   /* AVX-512 VNNI (vpdpbusd on 512-bit vectors) */
     long l1, l2;
+    const char *isa;        /* "AVX-512", "AVX2", "SSE", "NEON", "generic vectors" */
+    const char *core;       /* the known core the CPU is (target.c's table), or NULL */
+    int fma_pipes, fma_bits; /* the known core's vector FMA pipes and their width; 0 when unknown */
+    const char *vec_from;   /* where vw, fma and regs came from */
+    const char *cache_from; /* where l1 and l2 came from */
 } CgTarget;
 CgTarget cg_target(const Cg *cg);
+/* Prints the target facts, and the kernel parameters chosen from them (the GEMM's, each kind of
+ * attention node's of the graph built) with the reasons: `kiln build --explain codegen`. */
+void cg_explain(Cg *cg, FILE *out);
 
 /* Creates the context and target machine. NULL after an error (reported). */
 Cg *cg_new(const CgOptions *o, Diag *d);
@@ -194,8 +209,6 @@ void cg_store(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx, LLVMValueRef 
 LLVMValueRef cg_convert(Cg *cg, LLVMValueRef v, DType from, DType to);
 /* Calls an LLVM intrinsic overloaded on the type of args[0]. */
 LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMValueRef *args, int nargs);
-/* e^x without a library call for f32 (vectorisable, about 1 ulp); other types use llvm.exp. */
-LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
 /* tanh and erf likewise: polynomial code for f32 (a few ulp), the C library for other types. */
 LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x);
@@ -204,21 +217,6 @@ LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x);
 
 /* A stack slot in the entry block of the function being built (promoted to a register by LLVM). */
 LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef t, const char *name);
-/* A function of the runtime (rt_parallel_for, rt_pool_size), declared once per module and referenced
- * weakly: a process that runs the code without the runtime's pool (a JIT in a program that does not
- * export it) sees a null address, which gemm.c and attention.c test to run serially. Any program
- * that made a pool has linked pool.c. */
-LLVMValueRef cg_runtime_function(Cg *cg, const char *name, LLVMTypeRef fty);
-/* Runs body over [0, n) split across the runtime's threads (rt_parallel_for on cg->pool). body is
- * emitted into a separate function: it sees the captured values cap[ncap] (re-loaded there: values of
- * the calling function are not visible in it) and cg->syms, and emits the work for [begin, end). */
-typedef void (*CgRange)(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end);
-void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, void *ctx, const char *name);
-/* The same, on the calling thread alone when work (elements touched, say) is under CG_PARALLEL_WORK,
- * where waking the pool would cost more than it saves. */
-enum { CG_PARALLEL_WORK = 1 << 15 };
-void cg_parallel_work(Cg *cg, LLVMValueRef n, LLVMValueRef work, int ncap, LLVMValueRef *cap, CgRange body, void *ctx,
-                      const char *name);
 /* Loops over dims[rank] and calls body(cg, ctx, idx) with the indices of the innermost point. */
 typedef void (*CgBody)(Cg *cg, void *ctx, LLVMValueRef *idx);
 void cg_nest(Cg *cg, int rank, LLVMValueRef *dims, CgBody body, void *ctx);
@@ -237,6 +235,92 @@ LLVMValueRef cg_view_index(Cg *cg, const View *v, int rank, LLVMValueRef *idx);
 /* A view of node n (pointer p, C-order) iterated by an output of rank `rank` under NumPy
  * broadcasting (n's dims aligned to the right; size-1 dims get stride 0). */
 View cg_view_broadcast(Cg *cg, const Node *n, LLVMValueRef p, int rank);
+
+/* ---------------------------------------------------------------- parallel.c */
+
+/* A function of the runtime (rt_parallel_for, rt_pool_size, rt_profile_mark), declared once per
+ * module, weakly (NULL where the process that runs the code lacks it; see parallel.c). */
+LLVMValueRef cg_runtime_function(Cg *cg, const char *name, LLVMTypeRef fty);
+/* The pool's threads (i64; 1 when cg->pool is NULL). */
+LLVMValueRef cg_pool_threads(Cg *cg);
+/* A body of work: emitted into a function of its own, it sees the captured values cap[ncap]
+ * (re-loaded there: values of the calling function are not visible in it) and cg->syms, and emits
+ * the work for [begin, end). */
+typedef void (*CgRange)(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end);
+typedef enum CgSplit {
+    CG_RANGES, /* contiguous ranges of [0, n), one per thread */
+    CG_ITEMS,  /* items of [0, n) taken one at a time from a shared counter: body(item, item + 1) */
+} CgSplit;
+typedef struct CgPar {
+    CgSplit split;
+    LLVMValueRef n;     /* i64: indices or items */
+    LLVMValueRef work;  /* i64 or NULL: under min_work the calling thread does everything */
+    int64_t min_work;
+    const char *name;   /* the body's function */
+    int shared;         /* a function of that name already in the module is this body: called, not emitted
+                           again (the name must then say everything the body's code depends on) */
+    int vw;             /* floats per vector the body keeps whole (cg_vector_width_attr), 0: none */
+} CgPar;
+/* Runs body over the pool's threads as p says (rt_parallel_for on cg->pool). */
+void cg_parallel(Cg *cg, const CgPar *p, int ncap, LLVMValueRef *cap, CgRange body, void *ctx);
+/* CG_RANGES over [0, n), always on the pool; and on the calling thread alone when work (elements
+ * touched, say) is under CG_PARALLEL_WORK, where waking the pool would cost more than it saves. */
+enum { CG_PARALLEL_WORK = 1 << 15 };
+void cg_parallel_for(Cg *cg, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, void *ctx, const char *name);
+void cg_parallel_work(Cg *cg, LLVMValueRef n, LLVMValueRef work, int ncap, LLVMValueRef *cap, CgRange body, void *ctx,
+                      const char *name);
+
+/* ---------------------------------------------------------------- vec.c */
+
+enum { CG_MAX_VW = 16 }; /* floats per vector, at most (AVX-512) */
+
+/* A vector width and what the vector helpers need with it. */
+typedef struct CgVec {
+    Cg *cg;
+    int vw;             /* lanes */
+    int fma;            /* llvm.fma, else llvm.fmuladd (targets without fused multiply-add) */
+    LLVMTypeRef vt, it; /* <vw x float>, <vw x i32> */
+    LLVMValueRef lanes; /* <0, 1, ..., vw-1> as i32 */
+} CgVec;
+CgVec cg_vec(Cg *cg, int vw, int fma);
+/* Calls an intrinsic overloaded on several types (cg_intrinsic: on the first argument's). */
+LLVMValueRef cg_call_intrinsic(Cg *cg, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args, int nargs);
+/* Keeps vw-float vectors whole in f (x86 splits 512-bit vectors on CPUs that prefer 256 bits). */
+void cg_vector_width_attr(Cg *cg, LLVMValueRef f, int vw);
+/* i64 min, max and ceil(x / y) (x >= 0, y > 0); p + i floats. */
+LLVMValueRef cg_smin(Cg *cg, LLVMValueRef x, LLVMValueRef y);
+LLVMValueRef cg_smax(Cg *cg, LLVMValueRef x, LLVMValueRef y);
+LLVMValueRef cg_ceil_div(Cg *cg, LLVMValueRef x, LLVMValueRef y);
+LLVMValueRef cg_fptr(Cg *cg, LLVMValueRef p, LLVMValueRef i);
+/* Closes a loop of cg_loop_begin whose induction variable goes to next (a step other than 1). */
+void cg_loop_end_step(Cg *cg, Loop *l, LLVMValueRef next);
+/* if (c) { ... }: cg_if_begin leaves the builder in the then-block and returns the block to
+ * continue in, which cg_if_end branches to. */
+LLVMBasicBlockRef cg_if_begin(Cg *cg, LLVMValueRef c, const char *name);
+void cg_if_end(Cg *cg, LLVMBasicBlockRef done);
+/* Every lane x (any scalar type); constant vectors of f32 and of integers of type et. */
+LLVMValueRef cg_vsplat(const CgVec *v, LLVMValueRef x);
+LLVMValueRef cg_vconst(const CgVec *v, double x);
+LLVMValueRef cg_viconst(const CgVec *v, LLVMTypeRef et, int64_t x);
+/* x * y + z (vectors or scalars); the larger of x and y for inputs that are never NaN (one vmaxps). */
+LLVMValueRef cg_vfma(const CgVec *v, LLVMValueRef x, LLVMValueRef y, LLVMValueRef z);
+LLVMValueRef cg_vmax(const CgVec *v, LLVMValueRef x, LLVMValueRef y);
+/* The sum (reassociated) and the maximum (no NaN) of the lanes. */
+LLVMValueRef cg_vhsum(const CgVec *v, LLVMValueRef x);
+LLVMValueRef cg_vhmax(const CgVec *v, LLVMValueRef x);
+LLVMValueRef cg_vload(const CgVec *v, LLVMValueRef p, unsigned align);
+void cg_vstore(const CgVec *v, LLVMValueRef x, LLVMValueRef p, unsigned align);
+/* The lanes below n (i64, clamped to [0, vw]) as <vw x i1>. */
+LLVMValueRef cg_vlanes_below(const CgVec *v, LLVMValueRef n);
+/* Loads and stores of the lanes where m is set (0 elsewhere); lanes of p + idx[lane] floats. */
+LLVMValueRef cg_vmasked_load(const CgVec *v, LLVMValueRef p, LLVMValueRef m);
+void cg_vmasked_store(const CgVec *v, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m);
+LLVMValueRef cg_vgather(const CgVec *v, LLVMValueRef p, LLVMValueRef idx, LLVMValueRef m);
+/* e^x without a library call for f32 and vectors of it (about 1 ulp, the whole range); other types
+ * use llvm.exp. */
+LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
+/* e^x for x <= 0 lane by lane, cheaper (about 2 ulp; never subnormal: 1.2e-38 below -87.3). */
+LLVMValueRef cg_vexp_neg(const CgVec *v, LLVMValueRef x);
 
 /* ---------------------------------------------------------------- fused loops (elementwise.c) */
 
@@ -274,6 +358,8 @@ int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in); /* attention.c */
 /* tome_match, pitome_match, token_merge, cls_attn, evit_select: calls of runtime/tokens.c's kernels (merge.c) */
 int cg_tokens(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+/* Attention node n's tiles and work split, and why (--explain codegen). */
+void cg_attention_explain(Cg *cg, const Node *n, FILE *out);
 
 /* ---------------------------------------------------------------- gemm.c */
 
@@ -283,6 +369,8 @@ int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n);
 /* Columns per panel of a packed copy: column j of B (row j of a transposed weight) starts at float
  * (j / NR) * K * NR + j % NR, and its elements are NR floats apart. */
 int cg_gemm_panel_width(Cg *cg);
+/* The GEMM's register and cache blocking and thread split, and why (--explain codegen). */
+void cg_gemm_explain(Cg *cg, FILE *out);
 /* Writes that packed copy (cg_gemm_packed_bytes(cg, n) bytes) to dst. */
 void cg_gemm_pack(Cg *cg, const Node *n, void *dst);
 /* The f32 matmul kernel (in[1] is the packed copy when Plan.packed has one): 0 when emitted, 1 when

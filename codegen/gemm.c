@@ -35,14 +35,13 @@
  * nv=2") overrides them at compile time (mr and nv change the packed layout too).
  *
  * Threads. The work is cut into tiles: per batch, n-blocks of NCP panels times m-blocks of MCB rows
- * (MC at most), ordered batch, n-block, m-block. The tile loop is its own function (ctx, begin, end)
- * handed to rt_parallel_for, which gives each thread one contiguous range of tiles; the m-blocks of
+ * (MC at most), ordered batch, n-block, m-block. The tile loop is a body of cg_parallel's CG_RANGES,
+ * which gives each thread one contiguous range of tiles; the m-blocks of
  * one n-block that fall in a range are done as one block of rows, so that each K-block of B goes
  * through L2 once per range. The number of n-blocks is a multiple of the pool's size when N allows,
  * so that threads get equal shares of B: with M = 1 each streams its own part of the weights.
  * Products of fewer than 2^17 multiply-adds stay on the calling thread, where a dispatch would cost
- * more than it saves. rt_parallel_for and rt_pool_size are referenced weakly: a process without the
- * runtime's pool (a JIT in a program that does not export it) runs the product on one thread.
+ * more than it saves (cg_parallel, parallel.c, does the dispatch).
  *
  * Batched products ([H, T, d] @ [H, d, T]) use the same tiles with a batch index; the offsets of a
  * batch in A, B and C come from per-dimension strides, 0 where a batch dimension broadcasts.
@@ -97,11 +96,12 @@ enum {
 static GemmCfg gemm_config(const Cg *cg)
 {
     CgTarget t = cg_target(cg);
-    GemmCfg k = {.vw = t.vw, .nv = 2, .mr = 4, .fma = t.fma};
-    if (t.x86) /* 24 of AVX-512's 32 registers accumulate; 12 of 16 with AVX2 or SSE */
-        k.mr = t.vw == 16 ? 12 : 6;
-    else if (t.arm) /* NEON: 24 of 32 */
-        k = (GemmCfg){.vw = 4, .nv = 4, .mr = 6, .fma = 1};
+    /* Three quarters of the vector registers accumulate (24 of AVX-512's or NEON's 32, 12 of 16 with
+     * AVX2 or SSE); the rest hold the nv vectors of B, the broadcast of A and what the compiler
+     * needs around them. NR = 2 vectors on x86 (one load port's worth per FMA pair), 4 of NEON's
+     * narrow ones, so that a row of the micro-tile is 16 or 32 floats. */
+    GemmCfg k = {.vw = t.vw, .nv = t.arm ? 4 : 2, .fma = t.fma};
+    k.mr = t.regs * 3 / 4 / k.nv;
     long l1 = t.l1, l2 = t.l2;
     const char *env = getenv("KILN_GEMM");
     for (const char *p = env; p && *p;) {
@@ -135,6 +135,24 @@ static GemmCfg gemm_config(const Cg *cg)
         k.mc = 8 * k.mr;
     k.mc = k.mc < k.mr ? k.mr : (k.mc + k.mr - 1) / k.mr * k.mr;
     return k;
+}
+
+void cg_gemm_explain(Cg *cg, FILE *out)
+{
+    CgTarget t = cg_target(cg);
+    GemmCfg k = gemm_config(cg);
+    int nr = k.vw * k.nv;
+    const char *env = getenv("KILN_GEMM");
+    fprintf(out, "codegen: GEMM micro-tile %d x %d (%d rows, %d vectors of %d floats): %d accumulators, 3/4 of the %d "
+                 "vector registers, the rest for B's vectors and A's broadcast\n",
+            k.mr, nr, k.mr, k.nv, k.vw, k.mr * k.nv, t.regs);
+    fprintf(out, "codegen: GEMM KC %d (the A micro-panel, %d x %d floats, fills half of L1), NC %d (a K-block of B, "
+                 "%d x %d floats, fills half of L2), MC %d (%d micro-tiles a unit of rows)%s%s\n",
+            k.kc, k.mr, k.kc, k.nc, k.kc, k.nc, k.mc, k.mc / k.mr, env ? "; KILN_GEMM=" : "", env ? env : "");
+    fprintf(out, "codegen: GEMM threads: n-blocks a multiple of the threads when N allows (each thread streams its own "
+                 "share of the weights), at most %d columns on several threads (NC / 4: steadier on two threads), "
+                 "ranges of tiles per thread; under %d multiply-adds on the calling thread\n",
+            k.nc / nr / 4 > 0 ? k.nc / nr / 4 * nr : nr, SERIAL_WORK);
 }
 
 /* ---------------------------------------------------------------- which matmuls */
@@ -195,48 +213,11 @@ static LLVMValueRef mul(Cg *cg, LLVMValueRef x, LLVMValueRef y)
     return LLVMBuildMul(cg->b, x, y, "");
 }
 
-static LLVMValueRef min64(Cg *cg, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, y, ""), x, y, "");
-}
-
-static LLVMValueRef max64(Cg *cg, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, x, y, ""), x, y, "");
-}
-
-/* ceil(x / y) for x >= 0, y > 0 */
-static LLVMValueRef ceil_div(Cg *cg, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, add(cg, x, y), i64c(cg, 1), ""), y, "");
-}
-
-/* p + i floats */
-static LLVMValueRef fptr(Cg *cg, LLVMValueRef p, LLVMValueRef i)
-{
-    return LLVMBuildGEP2(cg->b, cg->f32, p, &i, 1, "");
-}
-
 static LLVMValueRef load_aligned(Cg *cg, LLVMTypeRef t, LLVMValueRef p, unsigned align)
 {
     LLVMValueRef v = LLVMBuildLoad2(cg->b, t, p, "");
     LLVMSetAlignment(v, align);
     return v;
-}
-
-static void store_aligned(Cg *cg, LLVMValueRef v, LLVMValueRef p, unsigned align)
-{
-    LLVMSetAlignment(LLVMBuildStore(cg->b, v, p), align);
-}
-
-/* Calls an intrinsic overloaded on several types. */
-static LLVMValueRef intrinsic(Cg *cg, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args, int nargs)
-{
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    KILN_ASSERT(id);
-    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, (size_t)ntys);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, tys, (size_t)ntys);
-    return LLVMBuildCall2(cg->b, fty, f, args, (unsigned)nargs, "");
 }
 
 static void set_attr(Cg *cg, LLVMValueRef f, unsigned idx, const char *name)
@@ -266,10 +247,7 @@ static LLVMValueRef begin_function(Cg *cg, const GemmCfg *k, const char *name, L
     LLVMValueRef f = LLVMAddFunction(cg->mod, name, fty);
     LLVMSetLinkage(f, LLVMInternalLinkage);
     set_attr(cg, f, LLVMAttributeFunctionIndex, "nounwind");
-    /* without it x86 may split 512-bit vectors into two halves on CPUs that prefer 256 bits */
-    char bits[16];
-    snprintf(bits, sizeof bits, "%d", k->vw * 32);
-    set_str_attr(cg, f, "min-legal-vector-width", bits);
+    cg_vector_width_attr(cg, f, k->vw);
     /* the copy loops of the A micro-panel stay loops, not calls to memcpy */
     set_str_attr(cg, f, "no-builtins", "");
     cg->fn = f;
@@ -284,15 +262,6 @@ static void end_function(Cg *cg, const Saved *s)
         LLVMPositionBuilderAtEnd(cg->b, s->block);
 }
 
-/* Closes a loop of cg_loop_begin with a step other than 1. */
-static void loop_end_next(Cg *cg, Loop *l, LLVMValueRef next)
-{
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
-    LLVMAddIncoming(l->phi, &next, &latch, 1);
-    LLVMBuildBr(cg->b, l->head);
-    LLVMPositionBuilderAtEnd(cg->b, l->exit);
-}
-
 /* ---------------------------------------------------------------- the micro-kernel
  *
  * void ukr<mr>[_edge](ptr a, ptr b, i64 ldb, ptr c, i64 ldc, i64 kc, i64 first, i64 nrem)
@@ -305,7 +274,8 @@ typedef struct Ukr {
     Cg *cg;
     const GemmCfg *k;
     int mr, sets, edge;
-    LLVMTypeRef vt;
+    CgVec V;
+    LLVMTypeRef vt; /* V.vt */
     LLVMValueRef a, b, ldb, c, ldc;
     LLVMValueRef mask[8];
     LLVMValueRef acc[4 * 16 * 8]; /* [set][row][vector] allocas */
@@ -316,26 +286,18 @@ static LLVMValueRef *acc_slot(Ukr *u, int s, int r, int v)
     return &u->acc[(s * u->mr + r) * u->k->nv + v];
 }
 
-static LLVMValueRef vload(Ukr *u, LLVMValueRef p, int v)
+/* Vector v of a row of B or C: masked in the _edge variant. */
+static LLVMValueRef ukr_load(Ukr *u, LLVMValueRef p, int v)
 {
-    Cg *cg = u->cg;
-    if (!u->edge)
-        return load_aligned(cg, u->vt, p, 4);
-    LLVMTypeRef tys[2] = {u->vt, cg->ptr};
-    LLVMValueRef args[4] = {p, LLVMConstInt(cg->i32, 4, 0), u->mask[v], LLVMConstNull(u->vt)};
-    return intrinsic(cg, "llvm.masked.load", tys, 2, args, 4);
+    return u->edge ? cg_vmasked_load(&u->V, p, u->mask[v]) : cg_vload(&u->V, p, 4);
 }
 
-static void vstore(Ukr *u, LLVMValueRef x, LLVMValueRef p, int v)
+static void ukr_store(Ukr *u, LLVMValueRef x, LLVMValueRef p, int v)
 {
-    Cg *cg = u->cg;
-    if (!u->edge) {
-        store_aligned(cg, x, p, 4);
-        return;
-    }
-    LLVMTypeRef tys[2] = {u->vt, cg->ptr};
-    LLVMValueRef args[4] = {x, p, LLVMConstInt(cg->i32, 4, 0), u->mask[v]};
-    intrinsic(cg, "llvm.masked.store", tys, 2, args, 4);
+    if (u->edge)
+        cg_vmasked_store(&u->V, x, p, u->mask[v]);
+    else
+        cg_vstore(&u->V, x, p, 4);
 }
 
 /* One step of k into accumulator set s. */
@@ -346,16 +308,13 @@ static void ukr_step(Ukr *u, LLVMValueRef kk, int s, int lda)
     LLVMValueRef bv[8];
     LLVMValueRef brow = mul(cg, kk, u->ldb);
     for (int v = 0; v < k->nv; v++)
-        bv[v] = vload(u, fptr(cg, u->b, add(cg, brow, i64c(cg, v * k->vw))), v);
-    LLVMValueRef zero = LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)k->vw));
+        bv[v] = ukr_load(u, cg_fptr(cg, u->b, add(cg, brow, i64c(cg, v * k->vw))), v);
     for (int r = 0; r < u->mr; r++) {
-        LLVMValueRef x = load_aligned(cg, cg->f32, fptr(cg, u->a, add(cg, kk, i64c(cg, (int64_t)r * lda))), 4);
-        LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetPoison(u->vt), x, LLVMConstInt(cg->i32, 0, 0), "");
-        LLVMValueRef bc = LLVMBuildShuffleVector(cg->b, one, LLVMGetPoison(u->vt), zero, "");
+        LLVMValueRef x = load_aligned(cg, cg->f32, cg_fptr(cg, u->a, add(cg, kk, i64c(cg, (int64_t)r * lda))), 4);
+        LLVMValueRef bc = cg_vsplat(&u->V, x);
         for (int v = 0; v < k->nv; v++) {
             LLVMValueRef slot = *acc_slot(u, s, r, v);
-            LLVMValueRef args[3] = {bc, bv[v], LLVMBuildLoad2(cg->b, u->vt, slot, "")};
-            LLVMBuildStore(cg->b, cg_intrinsic(cg, k->fma ? "llvm.fma" : "llvm.fmuladd", args, 3), slot);
+            LLVMBuildStore(cg->b, cg_vfma(&u->V, bc, bv[v], LLVMBuildLoad2(cg->b, u->vt, slot, "")), slot);
         }
     }
 }
@@ -376,7 +335,8 @@ static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
     set_attr(cg, f, 1, "noalias");
     set_attr(cg, f, 2, "noalias");
     set_attr(cg, f, 4, "noalias");
-    Ukr u = {.cg = cg, .k = k, .mr = mr, .edge = edge, .vt = LLVMVectorType(cg->f32, (unsigned)k->vw)};
+    Ukr u = {.cg = cg, .k = k, .mr = mr, .edge = edge, .V = cg_vec(cg, k->vw, k->fma)};
+    u.vt = u.V.vt;
     u.a = LLVMGetParam(f, 0);
     u.b = LLVMGetParam(f, 1);
     u.ldb = LLVMGetParam(f, 2);
@@ -415,8 +375,8 @@ static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
         LLVMBuildStore(cg->b, LLVMConstNull(u.vt), u.acc[i]);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < k->nv; v++) {
-            LLVMValueRef p = fptr(cg, u.c, add(cg, mul(cg, i64c(cg, r), u.ldc), i64c(cg, v * k->vw)));
-            LLVMBuildStore(cg->b, vload(&u, p, v), *acc_slot(&u, 0, r, v));
+            LLVMValueRef p = cg_fptr(cg, u.c, add(cg, mul(cg, i64c(cg, r), u.ldc), i64c(cg, v * k->vw)));
+            LLVMBuildStore(cg->b, ukr_load(&u, p, v), *acc_slot(&u, 0, r, v));
         }
     LLVMBuildBr(cg->b, mb);
     LLVMPositionBuilderAtEnd(cg->b, mb);
@@ -424,7 +384,7 @@ static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
     Loop l4 = cg_loop_begin(cg, i64c(cg, 0), LLVMBuildSub(cg->b, kc, i64c(cg, UNROLL - 1), ""), "k4");
     for (int s = 0; s < UNROLL; s++)
         ukr_step(&u, add(cg, l4.iv, i64c(cg, s)), s % u.sets, lda);
-    loop_end_next(cg, &l4, add(cg, l4.iv, i64c(cg, UNROLL)));
+    cg_loop_end_step(cg, &l4, add(cg, l4.iv, i64c(cg, UNROLL)));
     Loop l1 = cg_loop_begin(cg, l4.phi, kc, "k1");
     ukr_step(&u, l1.iv, 0, lda);
     cg_loop_end(cg, &l1);
@@ -433,8 +393,8 @@ static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
             LLVMValueRef sum = LLVMBuildLoad2(cg->b, u.vt, *acc_slot(&u, 0, r, v), "");
             for (int s = 1; s < u.sets; s++)
                 sum = LLVMBuildFAdd(cg->b, sum, LLVMBuildLoad2(cg->b, u.vt, *acc_slot(&u, s, r, v), ""), "");
-            LLVMValueRef p = fptr(cg, u.c, add(cg, mul(cg, i64c(cg, r), u.ldc), i64c(cg, v * k->vw)));
-            vstore(&u, sum, p, v);
+            LLVMValueRef p = cg_fptr(cg, u.c, add(cg, mul(cg, i64c(cg, r), u.ldc), i64c(cg, v * k->vw)));
+            ukr_store(&u, sum, p, v);
         }
     LLVMBuildRetVoid(cg->b);
     end_function(cg, &saved);
@@ -443,68 +403,46 @@ static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
 
 /* ---------------------------------------------------------------- the tile loop */
 
-/* {a, b, c, i64 fields[CX_COUNT], the epilogue's leaves (ptr to their pointers), the symbols} */
-static LLVMTypeRef ctx_type(Cg *cg)
-{
-    LLVMTypeRef f[6] = {cg->ptr, cg->ptr, cg->ptr, LLVMArrayType2(cg->i64, CX_COUNT), cg->ptr, cg->ptr};
-    return LLVMStructTypeInContext(cg->ctx, f, 6, 0);
-}
+/* What the tile loop's body is emitted for. */
+typedef struct Tiles {
+    const GemmCfg *k;
+    uint64_t variants; /* bit (mr-1)*2+edge for each micro-kernel the shapes may need (variants()) */
+    const Fused *fused;
+} Tiles;
 
-static LLVMValueRef ctx_field_ptr(Cg *cg, LLVMValueRef ctx, int field)
+/* The tiles [begin, end) of a product, the body of cg_parallel's CG_RANGES, in a function named
+ * kiln_gemm_tiles_<variants> shared by every product (with static sizes only a few micro-kernels are
+ * needed, which keeps the module small); cap = {a, b, c, the epilogue's leaves (ptr to their
+ * pointers), the i64 fields [CX_COUNT]}. With an epilogue (cg_fused_epilogue) the function is the
+ * node's own: each micro-tile, once its last block of K is stored, goes through the epilogue while
+ * it is in L1. */
+static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
-    LLVMValueRef idx[3] = {LLVMConstInt(cg->i32, 0, 0), LLVMConstInt(cg->i32, 3, 0), i64c(cg, field)};
-    return LLVMBuildGEP2(cg->b, ctx_type(cg), ctx, idx, 3, "");
-}
-
-static LLVMValueRef ctx_operand_ptr(Cg *cg, LLVMValueRef ctx, int i)
-{
-    return LLVMBuildStructGEP2(cg->b, ctx_type(cg), ctx, (unsigned)i, "");
-}
-
-/* void kiln_gemm_tiles_<variants>(ptr ctx, i64 begin, i64 end): tiles [begin, end) of the product in
- * ctx. variants has bit (mr-1)*2+edge set for each micro-kernel the shapes may need: with static
- * sizes only a few are, which keeps the module small. With an epilogue (cg_fused_epilogue) the
- * function is the node's own: each micro-tile, once its last block of K is stored, goes through the
- * epilogue while it is in L1. */
-static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, const Fused *fused)
-{
-    char name[64];
-    if (fused)
-        snprintf(name, sizeof name, "node%d_gemm_tiles_%llx", fused->root->id, (unsigned long long)variants);
-    else
-        snprintf(name, sizeof name, "kiln_gemm_tiles_%llx", (unsigned long long)variants);
-    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
-    if (f)
-        return f;
-    LLVMTypeRef params[3] = {cg->ptr, cg->i64, cg->i64};
-    Saved saved;
-    f = begin_function(cg, k, name, LLVMFunctionType(cg->void_, params, 3, 0), &saved);
-    LLVMValueRef ctx = LLVMGetParam(f, 0);
-    LLVMValueRef x[CX_COUNT], a, b, c;
+    const Tiles *tl = ctx;
+    const GemmCfg *k = tl->k;
+    const Fused *fused = tl->fused;
+    LLVMValueRef f = cg->fn;
+    /* the copy loops of the A micro-panel stay loops, not calls to memcpy */
+    set_str_attr(cg, f, "no-builtins", "");
+    LLVMValueRef x[CX_COUNT], a = cap[0], b = cap[1], c = cap[2];
     for (int i = 0; i < CX_COUNT; i++)
-        x[i] = LLVMBuildLoad2(cg->b, cg->i64, ctx_field_ptr(cg, ctx, i), "");
-    a = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 0), "a");
-    b = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 1), "b");
-    c = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 2), "c");
-    LLVMValueRef epi = fused ? cg_fused_epilogue(cg, fused) : NULL, eleaves = NULL, esyms = NULL;
-    if (fused) {
-        eleaves = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 4), "leaves");
-        esyms = LLVMBuildLoad2(cg->b, cg->ptr, ctx_operand_ptr(cg, ctx, 5), "syms");
-    }
+        x[i] = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildGEP2(cg->b, cg->i64, cap[4], (LLVMValueRef[]){i64c(cg, i)}, 1, ""), "");
+    LLVMValueRef epi = fused ? cg_fused_epilogue(cg, fused) : NULL, eleaves = cap[3], esyms = cg->syms;
+    uint64_t variants = tl->variants;
     int nr = k->vw * k->nv, lda_p = k->kc + APAD;
     LLVMValueRef abuf = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)k->mr * lda_p), "apanel");
     LLVMSetAlignment(abuf, 64);
     LLVMValueRef M = x[CX_M], N = x[CX_N], K = x[CX_K];
-    LLVMValueRef np = ceil_div(cg, N, i64c(cg, nr));
+    LLVMValueRef np = cg_ceil_div(cg, N, i64c(cg, nr));
     LLVMValueRef per = mul(cg, x[CX_TM], x[CX_TN]);
     /* blocks of K of equal depth (rounded up to 16), at most kc */
-    LLVMValueRef kblocks = max64(cg, ceil_div(cg, K, i64c(cg, k->kc)), i64c(cg, 1));
-    LLVMValueRef kcb = LLVMBuildAnd(cg->b, add(cg, ceil_div(cg, K, kblocks), i64c(cg, 15)), i64c(cg, ~(int64_t)15), "");
+    LLVMValueRef kblocks = cg_smax(cg, cg_ceil_div(cg, K, i64c(cg, k->kc)), i64c(cg, 1));
+    LLVMValueRef kcb = LLVMBuildAnd(cg->b, add(cg, cg_ceil_div(cg, K, kblocks), i64c(cg, 15)), i64c(cg, ~(int64_t)15), "");
 
     /* Consecutive tiles of one batch and n-block (a run of m-blocks) are done as one block of rows:
      * then every block of K of B is loaded into L2 once per run, not once per m-block. */
-    Loop lt = cg_loop_begin(cg, LLVMGetParam(f, 1), LLVMGetParam(f, 2), "tile");
-    LLVMValueRef run_end = min64(cg, LLVMGetParam(f, 2), mul(cg, add(cg, LLVMBuildSDiv(cg->b, lt.iv, x[CX_TM], ""),
+    Loop lt = cg_loop_begin(cg, begin, end, "tile");
+    LLVMValueRef run_end = cg_smin(cg, end, mul(cg, add(cg, LLVMBuildSDiv(cg->b, lt.iv, x[CX_TM], ""),
                                                                     i64c(cg, 1)), x[CX_TM]));
     LLVMValueRef bi = LLVMBuildSDiv(cg->b, lt.iv, per, "");
     LLVMValueRef rem = LLVMBuildSub(cg->b, lt.iv, mul(cg, bi, per), "");
@@ -520,10 +458,10 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, 
         bo = add(cg, bo, mul(cg, id, x[CX_BSTR + d]));
         co = add(cg, co, mul(cg, id, x[CX_CSTR + d]));
     }
-    LLVMValueRef at = fptr(cg, a, ao), bt = fptr(cg, b, bo), ct = fptr(cg, c, co);
+    LLVMValueRef at = cg_fptr(cg, a, ao), bt = cg_fptr(cg, b, bo), ct = cg_fptr(cg, c, co);
     LLVMValueRef i0 = mul(cg, mb, x[CX_MCB]);
-    LLVMValueRef i1 = min64(cg, M, add(cg, i0, mul(cg, LLVMBuildSub(cg->b, run_end, lt.iv, ""), x[CX_MCB])));
-    LLVMValueRef p0 = mul(cg, nb, x[CX_NCP]), p1 = min64(cg, np, add(cg, p0, x[CX_NCP]));
+    LLVMValueRef i1 = cg_smin(cg, M, add(cg, i0, mul(cg, LLVMBuildSub(cg->b, run_end, lt.iv, ""), x[CX_MCB])));
+    LLVMValueRef p0 = mul(cg, nb, x[CX_NCP]), p1 = cg_smin(cg, np, add(cg, p0, x[CX_NCP]));
 
     /* blocks of K: at least one, so that K = 0 still writes zeros (kc = 0, first = 1) */
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
@@ -533,30 +471,30 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, 
     LLVMValueRef kbi = LLVMBuildPhi(cg->b, cg->i64, "kbi");
     LLVMValueRef zero = i64c(cg, 0);
     LLVMAddIncoming(kbi, &zero, &pre, 1);
-    LLVMValueRef nkb = max64(cg, ceil_div(cg, K, max64(cg, kcb, i64c(cg, 1))), i64c(cg, 1));
+    LLVMValueRef nkb = cg_smax(cg, cg_ceil_div(cg, K, cg_smax(cg, kcb, i64c(cg, 1))), i64c(cg, 1));
     LLVMValueRef pc = mul(cg, kbi, kcb);
-    LLVMValueRef kc = min64(cg, kcb, LLVMBuildSub(cg->b, K, pc, ""));
+    LLVMValueRef kc = cg_smin(cg, kcb, LLVMBuildSub(cg->b, K, pc, ""));
     LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, kbi, zero, ""), cg->i64, "");
     LLVMValueRef kbytes = mul(cg, kc, i64c(cg, 4));
 
     Loop li = cg_loop_begin(cg, i0, i1, "ir");
-    LLVMValueRef mr = min64(cg, i64c(cg, k->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
+    LLVMValueRef mr = cg_smin(cg, i64c(cg, k->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
     /* the A micro-panel: rows ir..ir+mr, columns pc..pc+kc */
     Loop lr = cg_loop_begin(cg, zero, mr, "pack");
-    LLVMValueRef src = fptr(cg, at, add(cg, mul(cg, add(cg, li.iv, lr.iv), x[CX_LDA]), pc));
-    LLVMValueRef dst = fptr(cg, abuf, mul(cg, lr.iv, i64c(cg, lda_p)));
+    LLVMValueRef src = cg_fptr(cg, at, add(cg, mul(cg, add(cg, li.iv, lr.iv), x[CX_LDA]), pc));
+    LLVMValueRef dst = cg_fptr(cg, abuf, mul(cg, lr.iv, i64c(cg, lda_p)));
     /* vectors of vw floats, then the rest one by one (no library call: rows are short) */
     LLVMTypeRef vt = LLVMVectorType(cg->f32, (unsigned)k->vw);
     LLVMValueRef kvec = LLVMBuildAnd(cg->b, kc, i64c(cg, ~(int64_t)(k->vw - 1)), "");
     Loop lv = cg_loop_begin(cg, zero, LLVMBuildSDiv(cg->b, kvec, i64c(cg, k->vw), ""), "copyv");
     LLVMValueRef off = mul(cg, lv.iv, i64c(cg, k->vw));
-    LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, fptr(cg, src, off), "");
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, cg_fptr(cg, src, off), "");
     LLVMSetAlignment(v, 4);
-    LLVMSetAlignment(LLVMBuildStore(cg->b, v, fptr(cg, dst, off)), 4);
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, cg_fptr(cg, dst, off)), 4);
     cg_loop_end(cg, &lv);
     Loop ls = cg_loop_begin(cg, kvec, kc, "copys");
-    LLVMValueRef e = LLVMBuildLoad2(cg->b, cg->f32, fptr(cg, src, ls.iv), "");
-    LLVMBuildStore(cg->b, e, fptr(cg, dst, ls.iv));
+    LLVMValueRef e = LLVMBuildLoad2(cg->b, cg->f32, cg_fptr(cg, src, ls.iv), "");
+    LLVMBuildStore(cg->b, e, cg_fptr(cg, dst, ls.iv));
     cg_loop_end(cg, &ls);
     cg_loop_end(cg, &lr);
     (void)kbytes;
@@ -564,8 +502,8 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, 
     Loop lj = cg_loop_begin(cg, p0, p1, "jr");
     LLVMValueRef nrem = LLVMBuildSub(cg->b, N, mul(cg, lj.iv, i64c(cg, nr)), "");
     LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, i64c(cg, nr), ""), cg->i64, "");
-    LLVMValueRef bp = fptr(cg, bt, add(cg, mul(cg, lj.iv, x[CX_BPANEL]), mul(cg, pc, x[CX_LDB])));
-    LLVMValueRef cp = fptr(cg, ct, add(cg, mul(cg, li.iv, x[CX_LDC]), mul(cg, lj.iv, i64c(cg, nr))));
+    LLVMValueRef bp = cg_fptr(cg, bt, add(cg, mul(cg, lj.iv, x[CX_BPANEL]), mul(cg, pc, x[CX_LDB])));
+    LLVMValueRef cp = cg_fptr(cg, ct, add(cg, mul(cg, li.iv, x[CX_LDC]), mul(cg, lj.iv, i64c(cg, nr))));
     LLVMValueRef key = add(cg, mul(cg, LLVMBuildSub(cg->b, mr, i64c(cg, 1), ""), i64c(cg, 2)), edge);
     LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->ctx, f, "bad");
     LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, f, "next");
@@ -595,13 +533,13 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, 
         LLVMPositionBuilderAtEnd(cg->b, run);
         LLVMValueRef row0 = add(cg, LLVMBuildSDiv(cg->b, co, N, ""), li.iv);
         LLVMValueRef col0 = mul(cg, lj.iv, i64c(cg, nr));
-        LLVMValueRef eargs[7] = {c, eleaves, esyms, row0, add(cg, row0, mr), col0, min64(cg, N, add(cg, col0, i64c(cg, nr)))};
+        LLVMValueRef eargs[7] = {c, eleaves, esyms, row0, add(cg, row0, mr), col0, cg_smin(cg, N, add(cg, col0, i64c(cg, nr)))};
         LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(epi), epi, eargs, 7, "");
         LLVMBuildBr(cg->b, after);
         LLVMPositionBuilderAtEnd(cg->b, after);
     }
     cg_loop_end(cg, &lj);
-    loop_end_next(cg, &li, add(cg, li.iv, i64c(cg, k->mr)));
+    cg_loop_end_step(cg, &li, add(cg, li.iv, i64c(cg, k->mr)));
 
     LLVMValueRef knext = add(cg, kbi, i64c(cg, 1));
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
@@ -609,15 +547,12 @@ static LLVMValueRef tiles_function(Cg *cg, const GemmCfg *k, uint64_t variants, 
     LLVMBasicBlockRef kdone = LLVMAppendBasicBlockInContext(cg->ctx, f, "kdone");
     LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, knext, nkb, ""), kb, kdone);
     LLVMPositionBuilderAtEnd(cg->b, kdone);
-    loop_end_next(cg, &lt, run_end);
-    LLVMBuildRetVoid(cg->b);
-    end_function(cg, &saved);
-    return f;
+    cg_loop_end_step(cg, &lt, run_end);
 }
 
 /* ---------------------------------------------------------------- the node */
 
-/* The micro-kernels a product may call (bits as for tiles_function): rows of the last micro-tile
+/* The micro-kernels a product may call (bits as in Tiles): rows of the last micro-tile
  * and whether there is a partial panel, when the sizes say; every one when they are symbolic. */
 static uint64_t variants(const GemmCfg *k, const Node *n)
 {
@@ -700,76 +635,47 @@ static int gemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in, const
     x[CX_BPANEL] = packed ? mul(cg, K, i64c(cg, nr)) : i64c(cg, nr);
 
     /* tiles: n-blocks in a multiple of the threads when N allows, each at most nc wide */
-    LLVMTypeRef size_ty = LLVMFunctionType(cg->i32, &cg->ptr, 1, 0);
-    LLVMTypeRef pf[4] = {cg->ptr, cg->i64, cg->ptr, cg->ptr};
-    LLVMTypeRef pfty = LLVMFunctionType(cg->void_, pf, 4, 0);
-    LLVMValueRef pfor = cg_runtime_function(cg, "rt_parallel_for", pfty);
-    LLVMValueRef psize = cg_runtime_function(cg, "rt_pool_size", size_ty);
-    LLVMValueRef have_pool = LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, pfor, ""),
-                                          LLVMBuildAnd(cg->b, LLVMBuildIsNotNull(cg->b, psize, ""),
-                                                       LLVMBuildIsNotNull(cg->b, cg->pool, ""), ""), "");
     LLVMValueRef one = i64c(cg, 1);
-    LLVMValueRef nthr = cg_alloca(cg, cg->i64, "nthreads");
-    LLVMBuildStore(cg->b, one, nthr);
-    LLVMBasicBlockRef ask = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "pool_size");
-    LLVMBasicBlockRef sized = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "sized");
-    LLVMBuildCondBr(cg->b, have_pool, ask, sized);
-    LLVMPositionBuilderAtEnd(cg->b, ask);
-    LLVMValueRef size = LLVMBuildCall2(cg->b, size_ty, psize, &cg->pool, 1, "");
-    LLVMBuildStore(cg->b, LLVMBuildSExt(cg->b, size, cg->i64, ""), nthr);
-    LLVMBuildBr(cg->b, sized);
-    LLVMPositionBuilderAtEnd(cg->b, sized);
-    nthr = LLVMBuildLoad2(cg->b, cg->i64, nthr, "");
-    LLVMValueRef np = ceil_div(cg, N, i64c(cg, nr));
+    LLVMValueRef nthr = cg_pool_threads(cg);
+    LLVMValueRef np = cg_ceil_div(cg, N, i64c(cg, nr));
     /* On several threads n-blocks a quarter as wide: measured on Zen 4 (two threads, M = 128 and
      * 197, K = N = 768) they kept 95% of oneDNN's speed where nc-wide ones varied between 85% and
      * 98% from one minute to the next; on one thread nc-wide ones are 3% faster. */
     LLVMValueRef ncmax = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, nthr, one, ""),
                                          i64c(cg, k.nc / nr / 4 > 0 ? k.nc / nr / 4 : 1), i64c(cg, k.nc / nr), "");
-    LLVMValueRef want = mul(cg, nthr, ceil_div(cg, np, mul(cg, nthr, ncmax)));
-    LLVMValueRef ncp = max64(cg, ceil_div(cg, np, want), one);
+    LLVMValueRef want = mul(cg, nthr, cg_ceil_div(cg, np, mul(cg, nthr, ncmax)));
+    LLVMValueRef ncp = cg_smax(cg, cg_ceil_div(cg, np, want), one);
     x[CX_NCP] = ncp;
-    x[CX_TN] = ceil_div(cg, np, ncp);
+    x[CX_TN] = cg_ceil_div(cg, np, ncp);
     /* m-blocks, the units of rows a thread takes: of equal height in micro-tiles, at most mc */
     LLVMValueRef mr = i64c(cg, k.mr);
-    LLVMValueRef tm = max64(cg, ceil_div(cg, M, i64c(cg, k.mc)), one);
-    LLVMValueRef mcb = max64(cg, mul(cg, ceil_div(cg, ceil_div(cg, M, tm), mr), mr), mr);
+    LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, i64c(cg, k.mc)), one);
+    LLVMValueRef mcb = cg_smax(cg, mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
     x[CX_MCB] = mcb;
-    x[CX_TM] = ceil_div(cg, M, mcb);
+    x[CX_TM] = cg_ceil_div(cg, M, mcb);
     LLVMValueRef ntiles = mul(cg, nbatch, mul(cg, x[CX_TM], x[CX_TN]));
 
-    LLVMValueRef ctx = cg_alloca(cg, ctx_type(cg), "gemm");
+    LLVMValueRef fields = cg_alloca(cg, LLVMArrayType2(cg->i64, CX_COUNT), "gemm");
+    for (int i = 0; i < CX_COUNT; i++)
+        LLVMBuildStore(cg->b, x[i], LLVMBuildGEP2(cg->b, cg->i64, fields, (LLVMValueRef[]){i64c(cg, i)}, 1, ""));
     LLVMValueRef leaves = LLVMConstNull(cg->ptr);
     if (f && f->nleaf) {
         leaves = cg_alloca(cg, LLVMArrayType2(cg->ptr, (uint64_t)f->nleaf), "leaves");
         for (int i = 0; i < f->nleaf; i++)
             LLVMBuildStore(cg->b, leafp[i], LLVMBuildGEP2(cg->b, cg->ptr, leaves, (LLVMValueRef[]){i64c(cg, i)}, 1, ""));
     }
-    LLVMValueRef ops[6] = {in[0], in[1], out, NULL, leaves, cg->syms};
-    for (int i = 0; i < 6; i++)
-        if (i != 3)
-            LLVMBuildStore(cg->b, ops[i], ctx_operand_ptr(cg, ctx, i));
-    for (int i = 0; i < CX_COUNT; i++)
-        LLVMBuildStore(cg->b, x[i], ctx_field_ptr(cg, ctx, i));
-    LLVMValueRef tiles = tiles_function(cg, &k, variants(&k, n), f);
-
+    LLVMValueRef cap[5] = {in[0], in[1], out, leaves, fields};
+    Tiles tl = {&k, variants(&k, n), f};
+    char name[64];
+    if (f)
+        snprintf(name, sizeof name, "node%d_gemm_tiles_%llx", f->root->id, (unsigned long long)tl.variants);
+    else
+        snprintf(name, sizeof name, "kiln_gemm_tiles_%llx", (unsigned long long)tl.variants);
     /* small products on this thread; the rest over the pool */
-    LLVMValueRef work = mul(cg, mul(cg, mul(cg, M, N), max64(cg, K, one)), nbatch);
-    LLVMBasicBlockRef serial = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "serial");
-    LLVMBasicBlockRef parallel = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "parallel");
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
-    LLVMValueRef small = LLVMBuildICmp(cg->b, LLVMIntSLT, work, i64c(cg, SERIAL_WORK), "");
-    LLVMValueRef alone = LLVMBuildICmp(cg->b, LLVMIntSLE, nthr, one, "");
-    LLVMBuildCondBr(cg->b, LLVMBuildOr(cg->b, small, alone, ""), serial, parallel);
-    LLVMPositionBuilderAtEnd(cg->b, serial);
-    LLVMValueRef sargs[3] = {ctx, i64c(cg, 0), ntiles};
-    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tiles), tiles, sargs, 3, "");
-    LLVMBuildBr(cg->b, done);
-    LLVMPositionBuilderAtEnd(cg->b, parallel);
-    LLVMValueRef pargs[4] = {cg->pool, ntiles, tiles, ctx};
-    LLVMBuildCall2(cg->b, pfty, pfor, pargs, 4, "");
-    LLVMBuildBr(cg->b, done);
-    LLVMPositionBuilderAtEnd(cg->b, done);
+    LLVMValueRef work = mul(cg, mul(cg, mul(cg, M, N), cg_smax(cg, K, one)), nbatch);
+    CgPar p = {.split = CG_RANGES, .n = ntiles, .work = work, .min_work = SERIAL_WORK, .name = name, .shared = 1,
+               .vw = k.vw};
+    cg_parallel(cg, &p, 5, cap, tiles_body, &tl);
     return 0;
 }
 

@@ -81,7 +81,9 @@ static const char *usage_text =
     "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not\n"
     "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue;\n"
     "                      kv-cache: the node that stops it, which it always says; prune-tokens: each\n"
-    "                      layer or model not merged)\n"
+    "                      layer or model not merged; codegen (build, run): the target's vector width,\n"
+    "                      registers and caches, and the kernels' blocking, tiles and thread split\n"
+    "                      chosen from them)\n"
     "  --kv-cache POLICY   derive prefill and decode entries with a KV cache from a causal decoder\n"
     "                      (one input of token ids [T]); POLICY: full (the bound of T slots), full:B,\n"
     "                      window:W (the last W tokens) or sinks:S,window:W (the first S and the\n"
@@ -328,8 +330,9 @@ static int parse_options(int argc, char **argv, Options *o)
     if (!o->model)
         return usage_error("%s: no model file given", o->cmd);
     if (o->explain && strcmp(o->explain, "fuse-attention") && strcmp(o->explain, "fuse-ops") &&
-        strcmp(o->explain, "kv-cache") && strcmp(o->explain, "prune-tokens"))
-        return usage_error("--explain: fuse-attention, fuse-ops, kv-cache and prune-tokens explain themselves, not '%s'",
+        strcmp(o->explain, "kv-cache") && strcmp(o->explain, "prune-tokens") && strcmp(o->explain, "codegen"))
+        return usage_error("--explain: fuse-attention, fuse-ops, kv-cache, prune-tokens and codegen explain themselves, "
+                           "not '%s'",
                            o->explain);
     return 0;
 }
@@ -415,7 +418,8 @@ static void print_values(const HostTensor *t, int limit)
 /* Compiles g into cg's module (optimised); NULL after an error. */
 static Cg *compile(const Options *o, const Graph *g, int embed, int exe_main, const char *unopt_path, Diag *d)
 {
-    CgOptions co = {.triple = o->target, .cpu = o->cpu, .opt = o->opt, .embed_weights = embed};
+    CgOptions co = {.triple = o->target, .cpu = o->cpu, .opt = o->opt, .embed_weights = embed,
+                    .explain = o->explain && !strcmp(o->explain, "codegen") ? stderr : NULL};
     Cg *cg = cg_new(&co, d);
     if (!cg)
         return NULL;
