@@ -8,10 +8,10 @@
  * in f32, the interpreter in double; over K <= 700 terms of size ~1 that is a few 1e-7). Outputs are
  * filled with NaN before a run and followed by guard bytes that must stay untouched.
  *
- * The runs go through a JIT made here like cg_jit_run's, with one difference: the runtime's
- * rt_parallel_for and rt_pool_size are given to it as absolute symbols, because a unit test does
- * not export its symbols to the JIT and the kernel would run serially (gemm.c references them
- * weakly). Every fourth case also runs through cg_jit_run itself, which covers that serial path.
+ * The runs go through a JIT made here like cg_jit_run's, which is given the runtime's
+ * rt_parallel_for and rt_pool_size as absolute symbols (a unit test does not export its symbols to
+ * the JIT), so that one compilation runs on one and on two threads. Every fourth case also runs
+ * through cg_jit_run itself, on two threads.
  *
  * Coverage:
  *   - every (N, K) of SIZES x SIZES with an M of SIZES, transposed and untransposed weights
@@ -218,8 +218,8 @@ static void counted_parallel_for(RtPool *p, int64_t n, void (*fn)(void *, int64_
     rt_parallel_for(p, n, fn, ctx);
 }
 
-/* Runs g at syms through jit (on one thread and on two) or through cg_jit_run (two threads asked
- * for; it runs serially), and compares every output with the interpreter's. */
+/* Runs g at syms through jit (on one thread and on two) or through cg_jit_run (two threads), and
+ * compares every output with the interpreter's. */
 static int check_at(Graph *g, Cg *cg, Jit *jit, const int64_t *syms, Diag *d, double *worst)
 {
     HostTensor in[MAX_IO] = {{0}}, want[MAX_IO] = {{0}};
