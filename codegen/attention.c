@@ -70,6 +70,7 @@
  * with a gather per key and block.
  */
 #include "codegen/codegen.h"
+#include "passes/passes.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -193,7 +194,8 @@ typedef struct Attn {
     LLVMValueRef Tq, Tk, D, Dv, off; /* off = Tk - Tq */
     LLVMValueRef lanes;              /* <0, 1, ..., vw-1> as i32 */
     int nbatch;
-    LLVMValueRef qs[IR_MAX_RANK], ks[IR_MAX_RANK], vs[IR_MAX_RANK], ms[IR_MAX_RANK + 2];
+    LLVMValueRef qs[IR_MAX_RANK], ks[IR_MAX_RANK], vs[IR_MAX_RANK], ms[IR_MAX_RANK + 2], os[IR_MAX_RANK];
+    LLVMValueRef qrs, krs, vrs, ors; /* elements between rows of q, k, v and the output */
 } Attn;
 
 static LLVMValueRef i64c(Attn *a, int64_t x)
@@ -250,17 +252,61 @@ static LLVMValueRef stack_floats(Attn *a, int64_t n, const char *name)
 
 /* ---------------------------------------------------------------- sizes and offsets */
 
-/* Strides in elements of each batch dim of operand x (rank-2 batch dims, right-aligned against
- * the output's nbatch), 0 where x broadcasts. */
-static void batch_strides(Cg *cg, const Node *x, int nbatch, LLVMValueRef *st)
+/* The strides of q, k, v (in[0..2]) and of the result (in[-1]), in elements, as constants when the
+ * plan has them read or written through a view (Plan.view, Plan.writes_into), else C order. Returns
+ * 1 and st[] (x's rank) for a view, 0 otherwise. */
+static int layout(const Cg *cg, const Node *n, int j, int64_t *st)
 {
+    const Node *x = j < 0 ? n : n->in[j];
+    PlanView v;
+    if (j >= 0 && cg->plan.view && cg->plan.view[x->id]) {
+        KILN_ASSERT(plan_view(x, &v));
+        memcpy(st, v.stride, sizeof v.stride);
+        return 1;
+    }
+    if (j < 0 && cg->plan.writes_into && cg->plan.writes_into[n->id] >= 0) {
+        plan_write_strides(n, cg->g->nodes[cg->plan.writes_into[n->id]], st);
+        return 1;
+    }
+    return 0;
+}
+
+void cg_attention_layout(FILE *f, const Cg *cg, const Node *n)
+{
+    int64_t st[IR_MAX_RANK];
+    for (int j = -1; j < 3; j++) {
+        int rank = j < 0 ? n->rank : n->in[j]->rank;
+        if (!layout(cg, n, j, st)) {
+            fputs("|c", f);
+            continue;
+        }
+        fputs("|s", f);
+        for (int d = 0; d < rank; d++)
+            fprintf(f, " %lld", (long long)st[d]);
+    }
+}
+
+/* Operand j's (or the result's, j = -1) strides: per batch dimension of the output (right-aligned; 0
+ * where the operand broadcasts) and between rows. The last dimension is contiguous. */
+static void strides_of(Attn *a, int j, LLVMValueRef *bst, LLVMValueRef *rs)
+{
+    Cg *cg = a->cg;
+    const Node *x = j < 0 ? a->n : a->n->in[j];
     LLVMValueRef dims[IR_MAX_RANK], strides[IR_MAX_RANK];
-    cg_shape(cg, x, dims);
-    cg_strides(cg, x->rank, dims, strides);
+    int64_t st[IR_MAX_RANK];
+    if (layout(cg, a->n, j, st)) {
+        KILN_ASSERT(st[x->rank - 1] == 1);
+        for (int d = 0; d < x->rank; d++)
+            strides[d] = cg_i64(cg, st[d]);
+    } else {
+        cg_shape(cg, x, dims);
+        cg_strides(cg, x->rank, dims, strides);
+    }
+    *rs = strides[x->rank - 2];
     int xb = x->rank - 2;
-    for (int i = 0; i < nbatch; i++) {
-        int j = i - (nbatch - xb);
-        st[i] = j < 0 || dim_eq(x->shape[j], dim_const(1)) ? cg_i64(cg, 0) : strides[j];
+    for (int i = 0; i < a->nbatch; i++) {
+        int d = i - (a->nbatch - xb);
+        bst[i] = d < 0 || dim_eq(x->shape[d], dim_const(1)) ? cg_i64(cg, 0) : strides[d];
     }
 }
 
@@ -287,9 +333,10 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
     a->Tk = cg_dim(cg, k->shape[k->rank - 2]);
     a->Dv = cg_dim(cg, v->shape[v->rank - 1]);
     a->off = sub(a, a->Tk, a->Tq);
-    batch_strides(cg, q, a->nbatch, a->qs);
-    batch_strides(cg, k, a->nbatch, a->ks);
-    batch_strides(cg, v, a->nbatch, a->vs);
+    strides_of(a, 0, a->qs, &a->qrs);
+    strides_of(a, 1, a->ks, &a->krs);
+    strides_of(a, 2, a->vs, &a->vrs);
+    strides_of(a, -1, a->os, &a->ors);
     if (a->mask) {
         /* the mask broadcast over batch + [Tq, Tk] */
         View mv = cg_view_broadcast(cg, n->in[3], a->mask, a->nbatch + 2);
@@ -300,12 +347,12 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
 
 /* Where batch index b (flattened over the output's batch dims) starts in each operand. */
 typedef struct Batch {
-    LLVMValueRef b, qo, ko, vo, mo;
+    LLVMValueRef b, qo, ko, vo, mo, oo;
 } Batch;
 
 static Batch batch_at(Attn *a, LLVMValueRef b)
 {
-    Batch r = {b, i64c(a, 0), i64c(a, 0), i64c(a, 0), i64c(a, 0)};
+    Batch r = {b, i64c(a, 0), i64c(a, 0), i64c(a, 0), i64c(a, 0), i64c(a, 0)};
     LLVMValueRef rest = b;
     for (int d = a->nbatch - 1; d >= 0; d--) {
         LLVMValueRef size = cg_dim(a->cg, a->n->shape[d]);
@@ -314,6 +361,7 @@ static Batch batch_at(Attn *a, LLVMValueRef b)
         r.qo = add(a, r.qo, mul(a, bi, a->qs[d]));
         r.ko = add(a, r.ko, mul(a, bi, a->ks[d]));
         r.vo = add(a, r.vo, mul(a, bi, a->vs[d]));
+        r.oo = add(a, r.oo, mul(a, bi, a->os[d]));
         if (a->mask)
             r.mo = add(a, r.mo, mul(a, bi, a->ms[d]));
     }
@@ -377,7 +425,7 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
         set(a, r->acc[x], LLVMConstNull(a->vt));
     }
     /* q, scaled, in registers */
-    LLVMValueRef qrow = cg_fptr(a->cg, a->q, add(a, bt->qo, mul(a, i, a->D)));
+    LLVMValueRef qrow = cg_fptr(a->cg, a->q, add(a, bt->qo, mul(a, i, a->qrs)));
     LLVMValueRef qv[MAX_ROW_VECS];
     for (int x = 0; x < k->dq; x++)
         qv[x] = LLVMBuildFMul(cg->b, row_load(a, qrow, x, k->dq, dtail), cg_vconst(&a->V, a->n->at.scale), "");
@@ -390,7 +438,7 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
     /* 1. the scores of the tile, and -inf up to a whole vector */
     Loop ls = cg_loop_begin(cg, i64c(a, 0), jn, "rkey");
     LLVMValueRef j = add(a, j0, ls.iv);
-    LLVMValueRef krow = cg_fptr(a->cg, a->kk, add(a, bt->ko, mul(a, j, a->D)));
+    LLVMValueRef krow = cg_fptr(a->cg, a->kk, add(a, bt->ko, mul(a, j, a->krs)));
     LLVMValueRef dot[2] = {NULL, NULL};
     for (int x = 0; x < k->dq; x++) {
         LLVMValueRef kv = row_load(a, krow, x, k->dq, dtail);
@@ -436,7 +484,7 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
     /* 5. acc += p v over the tile's keys */
     Loop la = cg_loop_begin(cg, i64c(a, 0), jn, "rpv");
     LLVMValueRef pj = cg_vsplat(&a->V, fload(a, cg_fptr(a->cg, sbuf, la.iv)));
-    LLVMValueRef vrow = cg_fptr(a->cg, a->v, add(a, bt->vo, mul(a, add(a, j0, la.iv), a->Dv)));
+    LLVMValueRef vrow = cg_fptr(a->cg, a->v, add(a, bt->vo, mul(a, add(a, j0, la.iv), a->vrs)));
     for (int x = 0; x < k->dvv; x++)
         set(a, r->acc[x], cg_vfma(&a->V, pj, row_load(a, vrow, x, k->dvv, vtail), get(a, r->acc[x], a->vt)));
     cg_loop_end(cg, &la);
@@ -444,8 +492,8 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
     cg_loop_end_step(cg, &lt, add(a, j0, i64c(a, k->rbc)));
 }
 
-/* out[row] = acc / l, or 0 when no key was visible. */
-static void row_store(Attn *a, LLVMValueRef row, RowAcc *r)
+/* out[batch bt, row i] = acc / l, or 0 when no key was visible. */
+static void row_store(Attn *a, const Batch *bt, LLVMValueRef i, RowAcc *r)
 {
     Cg *cg = a->cg;
     int64_t dv = a->n->in[2]->shape[a->n->in[2]->rank - 1].b;
@@ -454,7 +502,7 @@ static void row_store(Attn *a, LLVMValueRef row, RowAcc *r)
     LLVMValueRef inv = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, m, LLVMConstReal(cg->f32, -INFINITY), ""),
                                        LLVMBuildFDiv(cg->b, LLVMConstReal(cg->f32, 1), l, ""), LLVMConstReal(cg->f32, 0), "");
     LLVMValueRef vinv = cg_vsplat(&a->V, inv);
-    LLVMValueRef orow = cg_fptr(a->cg, a->out, mul(a, row, a->Dv));
+    LLVMValueRef orow = cg_fptr(a->cg, a->out, add(a, bt->oo, mul(a, i, a->ors)));
     for (int x = 0; x < a->k.dvv; x++) {
         LLVMValueRef y = LLVMBuildFMul(cg->b, get(a, r->acc[x], a->vt), vinv, "");
         LLVMValueRef p = cg_fptr(a->cg, orow, i64c(a, (int64_t)x * a->k.vw));
@@ -551,7 +599,7 @@ static void block_pv(Attn *a, Block *B, const Batch *bt, LLVMValueRef j0, LLVMVa
     LLVMValueRef last = sub(a, a->Dv, i64c(a, 1));
     Loop lj = cg_loop_begin(cg, i64c(a, 0), jn, "pv");
     LLVMValueRef p = cg_vload(&a->V, slot(a, B->st, lj.iv), 64);
-    LLVMValueRef vrow = cg_fptr(a->cg, a->v, add(a, bt->vo, mul(a, add(a, j0, lj.iv), a->Dv)));
+    LLVMValueRef vrow = cg_fptr(a->cg, a->v, add(a, bt->vo, mul(a, add(a, j0, lj.iv), a->vrs)));
     for (int e = 0; e < nacc; e++) {
         LLVMValueRef col = add(a, c0, i64c(a, e));
         if (clamp)
@@ -573,12 +621,12 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     LLVMValueRef live = cg_vlanes_below(&a->V, nr);
     /* Qt[c] = q[i0 + lane, c] * scale: vw columns at a time, the block's rows loaded (the last row
      * again for lanes past nr, columns past d masked) and transposed in registers */
-    LLVMValueRef qblk = cg_fptr(a->cg, a->q, add(a, bt->qo, mul(a, i0, a->D)));
+    LLVMValueRef qblk = cg_fptr(a->cg, a->q, add(a, bt->qo, mul(a, i0, a->qrs)));
     LLVMValueRef vscale = cg_vconst(&a->V, n->at.scale);
     LLVMValueRef rlast = sub(a, nr, i64c(a, 1));
     LLVMValueRef rowp[CG_MAX_VW];
     for (int r = 0; r < k->vw; r++)
-        rowp[r] = cg_fptr(a->cg, qblk, mul(a, cg_smin(a->cg, i64c(a, r), rlast), a->D));
+        rowp[r] = cg_fptr(a->cg, qblk, mul(a, cg_smin(a->cg, i64c(a, r), rlast), a->qrs));
     Loop lq = cg_loop_begin(cg, i64c(a, 0), cg_ceil_div(a->cg, a->D, i64c(a, k->vw)), "qt");
     LLVMValueRef qc0 = mul(a, lq.iv, i64c(a, k->vw));
     LLVMValueRef cm = cg_vlanes_below(&a->V, sub(a, a->D, qc0));
@@ -619,7 +667,7 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     LLVMValueRef kp[MAX_SB], jj[MAX_SB], part[MAX_SB];
     for (int t = 0; t < k->sb; t++) {
         jj[t] = cg_smin(a->cg, add(a, add(a, j0, ls.iv), i64c(a, t)), jlast);
-        kp[t] = cg_fptr(a->cg, a->kk, add(a, bt->ko, mul(a, jj[t], a->D)));
+        kp[t] = cg_fptr(a->cg, a->kk, add(a, bt->ko, mul(a, jj[t], a->krs)));
         set(a, B->acc[t], LLVMConstNull(a->vt));
     }
     /* DC columns of d straight-line into fresh partial sums, added to the keys' sums after each
@@ -701,7 +749,7 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     LLVMValueRef seen = LLVMBuildFCmp(cg->b, LLVMRealOGT, get(a, B->m, a->vt), ninf, "");
     LLVMValueRef inv = LLVMBuildSelect(cg->b, seen, LLVMBuildFDiv(cg->b, cg_vconst(&a->V, 1.0), get(a, B->l, a->vt), ""),
                                        LLVMConstNull(a->vt), "");
-    LLVMValueRef oblk = cg_fptr(a->cg, a->out, mul(a, add(a, mul(a, bt->b, a->Tq), i0), a->Dv));
+    LLVMValueRef oblk = cg_fptr(a->cg, a->out, add(a, bt->oo, mul(a, i0, a->ors)));
     Loop lo = cg_loop_begin(cg, i64c(a, 0), cg_ceil_div(a->cg, a->Dv, i64c(a, k->vw)), "ocol");
     LLVMValueRef e0 = mul(a, lo.iv, i64c(a, k->vw));
     LLVMValueRef em = cg_vlanes_below(&a->V, sub(a, a->Dv, e0));
@@ -711,7 +759,7 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     transpose(a, ov);
     for (int r = 0; r < k->vw; r++) {
         LLVMBasicBlockRef skip = cg_if_begin(a->cg, LLVMBuildICmp(cg->b, LLVMIntSLT, i64c(a, r), nr, ""), "orow");
-        cg_vmasked_store(&a->V, ov[r], cg_fptr(a->cg, oblk, add(a, mul(a, i64c(a, r), a->Dv), e0)), em);
+        cg_vmasked_store(&a->V, ov[r], cg_fptr(a->cg, oblk, add(a, mul(a, i64c(a, r), a->ors), e0)), em);
         cg_if_end(a->cg, skip);
     }
     cg_loop_end(cg, &lo);
@@ -720,9 +768,10 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
 /* ---------------------------------------------------------------- work split */
 
 /* The name of a node's kernel function: its kind and a hash of all the emitted code depends on
- * (the dtypes and shapes, symbols included, of the operands and the output, the scale, causal), so
- * that alike nodes (every layer of a model) share one function: less code, less compile time. */
-static void kernel_name(const Node *n, const char *kind, char *buf, size_t len)
+ * (the dtypes and shapes, symbols included, of the operands and the output, the scale, causal, the
+ * strides of views read or written), so that alike nodes (every layer of a model) share one function:
+ * less code, less compile time. */
+static void kernel_name(const Cg *cg, const Node *n, const char *kind, char *buf, size_t len)
 {
     uint64_t h = 0x9E3779B97F4A7C15ull, bits;
 #define MIX(x) (h = (h ^ (uint64_t)(x)) * 0x100000001B3ull, h ^= h >> 29)
@@ -740,6 +789,13 @@ static void kernel_name(const Node *n, const char *kind, char *buf, size_t len)
             MIX(x->shape[d].b);
         }
     }
+    for (int j = -1; j < 3; j++) {
+        int64_t st[IR_MAX_RANK];
+        int rank = j < 0 ? n->rank : n->in[j]->rank, v = layout(cg, n, j, st);
+        MIX(v);
+        for (int d = 0; v && d < rank; d++)
+            MIX(st[d]);
+    }
 #undef MIX
     snprintf(buf, len, "kiln_attention_%s_%016llx", kind, (unsigned long long)h);
 }
@@ -749,7 +805,7 @@ static void kernel_name(const Node *n, const char *kind, char *buf, size_t len)
 static void parallel_items(Attn *a, LLVMValueRef n, int ncap, LLVMValueRef *cap, CgRange body, const char *kind)
 {
     char name[96];
-    kernel_name(a->n, kind, name, sizeof name);
+    kernel_name(a->cg, a->n, kind, name, sizeof name);
     CgPar p = {.split = CG_ITEMS, .n = n, .name = name, .shared = 1, .vw = a->k.vw};
     cg_parallel(a->cg, &p, ncap, cap, body, (void *)a->n);
 }
@@ -778,7 +834,7 @@ static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
         LLVMValueRef i = add(a, i0, lr.iv);
         RowAcc r;
         row_pass(a, &bt, i, i64c(a, 0), keys_end(a, i), &r);
-        row_store(a, add(a, mul(a, b, a->Tq), i), &r);
+        row_store(a, &bt, i, &r);
         cg_loop_end(cg, &lr);
         LLVMBuildBr(cg->b, next);
         LLVMPositionBuilderAtEnd(cg->b, blk);
@@ -854,7 +910,8 @@ static void split_merge(Attn *a, LLVMValueRef scratch, LLVMValueRef rows, LLVMVa
     for (int x = 0; x < a->k.dvv; x++)
         set(a, r.acc[x], cg_vfma(&a->V, vwt, cg_vload(&a->V, cg_fptr(a->cg, s, i64c(a, (int64_t)x * a->k.vw)), 4), get(a, r.acc[x], a->vt)));
     cg_loop_end(cg, &l2);
-    row_store(a, lr.iv, &r);
+    Batch bt = batch_at(a, LLVMBuildSDiv(cg->b, lr.iv, a->Tq, ""));
+    row_store(a, &bt, LLVMBuildSRem(cg->b, lr.iv, a->Tq, ""), &r);
     cg_loop_end(cg, &lr);
 }
 

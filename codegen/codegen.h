@@ -79,6 +79,11 @@ typedef struct Plan {
     int *gather_from;         /* (g->nnode) for a gather whose table is a weight a matmul packs transposed
                                  (tied embeddings): that matmul's id, and the gather reads its rows from
                                  the packed copy; else -1 (plan_folded) */
+    unsigned char *view;      /* (g->nnode) 1: a slice, reshape or transpose attention reads through strides
+                                 from its base (plan_views): no kernel, no buffer */
+    int *writes_into;         /* (g->nnode) for an attention, the transpose reading it whose storage it writes
+                                 in that transpose's layout (plan_views), else -1 */
+    int *written_by;          /* (g->nnode) the inverse: for that transpose, the attention; else -1 */
 } Plan;
 
 typedef struct Cg {
@@ -358,6 +363,9 @@ int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in); /* attention.c */
 /* tome_match, pitome_match, token_merge, cls_attn, evit_select: calls of runtime/tokens.c's kernels (merge.c) */
 int cg_tokens(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+/* What attention node n's code depends on beyond its type: the strides it reads its operands and
+ * writes its result with (Plan.view, Plan.writes_into), printed to f for node function keys. */
+void cg_attention_layout(FILE *f, const Cg *cg, const Node *n);
 /* Attention node n's tiles and work split, and why (--explain codegen). */
 void cg_attention_explain(Cg *cg, const Node *n, FILE *out);
 

@@ -203,6 +203,8 @@ static char *node_key(Cg *cg, const Node *n, const Fused *fu, const Node *const 
     const Node *mm = fu ? fu->mm : n;
     fprintf(f, "|packed %d|inplace %d|gather %d", mm && cg->plan.packed[mm->id] >= 0, n->inplace,
             n->op == OP_GATHER || n->op == OP_SCATTER ? n->id : -1);
+    if (n->op == OP_ATTENTION) /* operands read, and the result written, through strides */
+        cg_attention_layout(f, cg, n);
     if (n->inplace) { /* which value is overwritten: the loop reads it through the output's pointer */
         const Place *o = &cg->plan.place[n->id];
         for (int j = 0; j < nops; j++) {
@@ -218,6 +220,8 @@ static int needs_kernel(const Cg *cg, const Node *n)
 {
     if (n->op == OP_INPUT || n->op == OP_WEIGHT || n->op == OP_CONST || n->op == OP_STATE || cg->plan.folded[n->id] ||
         n->inl)
+        return 0;
+    if (cg->plan.view[n->id] || cg->plan.written_by[n->id] >= 0) /* attention reads or writes it in place */
         return 0;
     /* a reshape sharing its input's storage costs nothing, nor a slice that is a block of it */
     if (n->op == OP_RESHAPE || n->op == OP_SLICE) {
@@ -429,6 +433,12 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
         if (cg->plan.folded[i] || n->inl || (need && !need[i])) /* read only through packed copies, computed
                                                                   in a loop, or another entry's */
             continue;
+        if (cg->plan.view[i]) { /* its base's storage, from where its first element is */
+            PlanView v;
+            KILN_ASSERT(plan_view(n, &v) && ptrs[v.base->id]);
+            ptrs[i] = LLVMBuildGEP2(cg->b, cg->f32, ptrs[v.base->id], (LLVMValueRef[]){cg_i64(cg, v.offset)}, 1, "");
+            continue;
+        }
         ptrs[i] = place_ptr(cg, &cg->plan.place[i], args);
         if (!needs_kernel(cg, n))
             continue;

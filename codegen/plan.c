@@ -33,6 +33,9 @@ void cg_plan_free(Plan *p)
     free(p->packed);
     free(p->folded);
     free(p->gather_from);
+    free(p->view);
+    free(p->writes_into);
+    free(p->written_by);
     memset(p, 0, sizeof *p);
 }
 
@@ -50,6 +53,16 @@ int cg_plan(Cg *cg)
     if (!g->planned) /* the graph did not go through plan-memory (--passes without it, a .kir file) */
         plan_memory((Graph *)g);
     plan_folded(g, p->folded, p->gather_from);
+    p->view = malloc((size_t)n + 1);
+    p->writes_into = malloc(sizeof(int) * ((size_t)n + 1));
+    p->written_by = malloc(sizeof(int) * ((size_t)n + 1));
+    KILN_ASSERT(p->view && p->writes_into && p->written_by);
+    plan_views(g, p->view, p->writes_into);
+    for (int i = 0; i < n; i++)
+        p->written_by[i] = -1;
+    for (int i = 0; i < n; i++)
+        if (p->writes_into[i] >= 0)
+            p->written_by[p->writes_into[i]] = i;
 
     /* weights and constants that kernels read, then the packed copies: the blob */
     int64_t wbytes = 0;
@@ -124,7 +137,7 @@ int cg_plan(Cg *cg)
     int64_t top = 0;
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
-        if (p->place[i].home != HOME_NONE || p->folded[i] || x->inl)
+        if (p->place[i].home != HOME_NONE || p->folded[i] || x->inl || p->view[i])
             continue;
         if (x->arena >= 0) {
             p->place[i] = (Place){HOME_ARENA, 0, x->arena};

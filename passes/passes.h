@@ -72,6 +72,27 @@ int plan_memory(Graph *g);
  * dimensions before the axis are 1, the start and the later dimensions static), else -1; plan-memory
  * then makes it a view of an intermediate rather than a copy. */
 int64_t plan_slice_shift(const Node *x);
+/* Node x as a strided view of a stored node: through slices (static start), reshapes and transposes
+ * down to the first node of another op, whose storage is in C order. */
+typedef struct PlanView {
+    const Node *base;            /* the stored node whose storage x's elements are in */
+    int64_t offset;              /* elements into base's storage where x[0, ..., 0] is */
+    int64_t stride[IR_MAX_RANK]; /* elements between neighbours along each dimension of x */
+} PlanView;
+/* 1 and *v when every stride is a constant (base's dimensions after the first static, each reshape
+ * one that moves no element), else 0. */
+int plan_view(const Node *x, PlanView *v);
+/* The copies around attention that are never made (filled by plan_views, asked by plan-memory and by
+ * codegen; either may be NULL-free arrays of g->nnode entries):
+ *   view[i] = 1: node i (a slice, reshape or transpose) is read only by attention nodes, as q, k or v,
+ *     or by other such nodes, and is a view (plan_view) with contiguous rows: no kernel, no buffer;
+ *     the attention reads its base through the view's strides.
+ *   writes_into[a] = c: attention a's only reader is c = transpose(a) keeping the last axis, and a
+ *     writes its result straight into c's storage, in c's layout (c: no kernel; its buffer is a's);
+ *     else -1. */
+void plan_views(const Graph *g, unsigned char *view, int *writes_into);
+/* The strides, in its consumer c's C-order storage, of attention a's result (writes_into[a] = c). */
+void plan_write_strides(const Node *a, const Node *c, int64_t *stride);
 /* folded[i] = 1 when only compile-time packing reads node i (no kernel, no buffer). gather_from (may
  * be NULL): for a gather whose table is a weight some matmul packs transposed (tied embeddings), the
  * id of that matmul, whose packed copy the gather then reads instead of the weight; else -1. */

@@ -162,6 +162,171 @@ int plan_output_single(const Graph *g, int k)
     return !o->update;
 }
 
+/* ---------------------------------------------------------------- views around attention */
+
+/* C-order strides of x when its dimensions after the first are static. */
+static int c_strides(const Node *x, int64_t *st)
+{
+    int64_t s = 1;
+    for (int i = x->rank - 1; i >= 0; i--) {
+        st[i] = s;
+        if (i > 0) {
+            if (!dim_is_const(x->shape[i]))
+                return 0;
+            s *= x->shape[i].b;
+        }
+    }
+    return 1;
+}
+
+static int is_one(Dim d)
+{
+    return dim_eq(d, dim_const(1));
+}
+
+/* The strides of reshape y of a view of x with strides is, when the reshape moves no element: each
+ * group of dimensions that y splits or merges (static sizes of equal products) is contiguous in x. */
+static int reshape_strides(const Node *x, const Node *y, const int64_t *is, int64_t *os)
+{
+    int i = 0, j = 0;
+    for (;;) {
+        while (i < x->rank && is_one(x->shape[i]))
+            i++;
+        while (j < y->rank && is_one(y->shape[j]))
+            os[j++] = 0; /* never stepped along */
+        if (i == x->rank || j == y->rank)
+            return i == x->rank && j == y->rank;
+        if (dim_eq(x->shape[i], y->shape[j])) {
+            os[j++] = is[i++];
+            continue;
+        }
+        if (!dim_is_const(x->shape[i]) || !dim_is_const(y->shape[j]))
+            return 0;
+        int i0 = i, j0 = j;
+        int64_t pi = x->shape[i++].b, pj = y->shape[j++].b;
+        while (pi != pj) {
+            if (pi < pj) {
+                if (i == x->rank || !dim_is_const(x->shape[i]))
+                    return 0;
+                pi *= x->shape[i++].b;
+            } else {
+                if (j == y->rank || !dim_is_const(y->shape[j]))
+                    return 0;
+                pj *= y->shape[j++].b;
+            }
+        }
+        /* x's group [i0, i) contiguous (size-1 dimensions aside), then y's group from its innermost stride */
+        int64_t inner = -1, want = -1;
+        for (int k = i - 1; k >= i0; k--) {
+            if (x->shape[k].b == 1)
+                continue;
+            if (want >= 0 && is[k] != want)
+                return 0;
+            if (inner < 0)
+                inner = is[k];
+            want = is[k] * x->shape[k].b;
+        }
+        int64_t s = inner < 0 ? 1 : inner;
+        for (int k = j - 1; k >= j0; k--) {
+            os[k] = s;
+            s *= y->shape[k].b;
+        }
+    }
+}
+
+int plan_view(const Node *x, PlanView *v)
+{
+    if (x->op != OP_SLICE && x->op != OP_RESHAPE && x->op != OP_TRANSPOSE) {
+        v->base = x;
+        v->offset = 0;
+        return c_strides(x, v->stride);
+    }
+    const Node *in = x->in[0];
+    if (!plan_view(in, v))
+        return 0;
+    int64_t st[IR_MAX_RANK];
+    switch (x->op) {
+    case OP_TRANSPOSE:
+        for (int k = 0; k < x->rank; k++)
+            st[k] = v->stride[x->at.perm[k]];
+        memcpy(v->stride, st, sizeof st);
+        return 1;
+    case OP_SLICE:
+        if (!dim_is_const(x->at.start))
+            return 0;
+        v->offset += x->at.start.b * v->stride[x->at.axis];
+        return 1;
+    default:
+        if (!reshape_strides(in, x, v->stride, st))
+            return 0;
+        memcpy(v->stride, st, sizeof st);
+        return 1;
+    }
+}
+
+void plan_write_strides(const Node *a, const Node *c, int64_t *stride)
+{
+    int64_t sc[IR_MAX_RANK];
+    KILN_ASSERT(c_strides(c, sc));
+    for (int k = 0; k < c->rank; k++)
+        stride[c->at.perm[k]] = sc[k];
+}
+
+void plan_views(const Graph *g, unsigned char *view, int *writes_into)
+{
+    int n = g->nnode;
+    int *uses = calloc((size_t)n + 1, sizeof(int)), *reader = malloc(sizeof(int) * ((size_t)n + 1));
+    unsigned char *out = calloc((size_t)n + 1, 1), *based = calloc((size_t)n + 1, 1);
+    KILN_ASSERT(uses && reader && out && based);
+    for (int k = 0; k < g->noutput; k++)
+        out[g->outputs[k].node->id] = 1;
+    for (int i = 0; i < n; i++) {
+        view[i] = 0;
+        writes_into[i] = -1;
+        reader[i] = -1;
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++) {
+            uses[g->nodes[i]->in[j]->id]++;
+            reader[g->nodes[i]->in[j]->id] = i;
+        }
+    /* readers come after what they read: walking backwards settles every reader of a node first. The
+     * base is read when the attention runs, not where the view was: so not a state or an output,
+     * whose storage an update may overwrite in between (an arena buffer lives until its last reader) */
+    for (int i = n - 1; i >= 0; i--) {
+        const Node *x = g->nodes[i];
+        PlanView v;
+        if ((x->op != OP_SLICE && x->op != OP_RESHAPE && x->op != OP_TRANSPOSE) || out[i] || x->inl || !uses[i] ||
+            x->dtype != DT_F32 || !plan_view(x, &v) || v.stride[x->rank - 1] != 1 || v.base->inl ||
+            v.base->op == OP_WEIGHT || v.base->op == OP_CONST || v.base->op == OP_STATE || out[v.base->id])
+            continue;
+        int ok = 1;
+        for (int r = i + 1; r < n && ok; r++) {
+            const Node *c = g->nodes[r];
+            for (int j = 0; j < c->nin; j++)
+                if (c->in[j] == x && !(view[r] || (c->op == OP_ATTENTION && c->dtype == DT_F32 && j <= 2)))
+                    ok = 0;
+        }
+        view[i] = (unsigned char)ok;
+        if (ok)
+            based[v.base->id] = 1; /* its storage must stay in its own C order */
+    }
+    for (int i = 0; i < n; i++) {
+        const Node *a = g->nodes[i];
+        if (a->op != OP_ATTENTION || a->dtype != DT_F32 || out[i] || uses[i] != 1 || based[i])
+            continue;
+        const Node *c = g->nodes[reader[i]];
+        int64_t sc[IR_MAX_RANK];
+        if (c->op == OP_TRANSPOSE && !out[c->id] && !c->inl && !view[c->id] && c->at.perm[c->rank - 1] == c->rank - 1 &&
+            c_strides(c, sc))
+            writes_into[i] = c->id;
+    }
+    free(uses);
+    free(reader);
+    free(out);
+    free(based);
+}
+
 typedef struct Block {
     int64_t off, size;
     int last; /* node index of the last use */
@@ -193,8 +358,16 @@ int plan_memory(Graph *g)
     int *host = malloc(sizeof(int) * ((size_t)n + 1));
     int64_t *shift = calloc((size_t)n + 1, sizeof(int64_t)); /* bytes into the storage of root */
     Block *live = malloc(sizeof(Block) * ((size_t)n + 1));
-    KILN_ASSERT(folded && elsewhere && root && last && host && live && shift);
+    unsigned char *view = malloc((size_t)n + 1);
+    int *writes_into = malloc(sizeof(int) * ((size_t)n + 1)), *written_by = malloc(sizeof(int) * ((size_t)n + 1));
+    KILN_ASSERT(folded && elsewhere && root && last && host && live && shift && view && writes_into && written_by);
     plan_folded(g, folded, NULL);
+    plan_views(g, view, writes_into);
+    for (int i = 0; i < n; i++)
+        written_by[i] = -1;
+    for (int i = 0; i < n; i++)
+        if (writes_into[i] >= 0)
+            written_by[writes_into[i]] = i;
 
     /* what lives outside the arena: sources, inputs, the caller's output buffers */
     for (int i = 0; i < n; i++) {
@@ -218,6 +391,14 @@ int plan_memory(Graph *g)
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
         root[i] = i;
+        /* a view attention reads through strides is its base's storage; a transpose an attention
+         * writes into is that attention's */
+        if (view[i] || written_by[i] >= 0) {
+            root[i] = view[i] ? root[x->in[0]->id] : root[written_by[i]];
+            last[i] = i;
+            host[i] = i;
+            continue;
+        }
         if (!elsewhere[i] && x->op == OP_RESHAPE) {
             root[i] = root[x->in[0]->id];
             shift[i] = shift[x->in[0]->id];
@@ -257,7 +438,7 @@ int plan_memory(Graph *g)
             if (live[j].last >= i)
                 live[k++] = live[j];
         nlive = k;
-        if (elsewhere[i] || folded[i] || x->inl)
+        if (elsewhere[i] || folded[i] || x->inl || view[i])
             continue;
         if (root[i] != i) {
             x->arena = g->nodes[root[i]]->arena + shift[i];
@@ -319,6 +500,9 @@ int plan_memory(Graph *g)
     free(host);
     free(shift);
     free(live);
+    free(view);
+    free(writes_into);
+    free(written_by);
     return ninplace;
 }
 

@@ -1156,6 +1156,49 @@ static void attention_cases(void)
                "%3 = attention(%0, %1, %2) {scale=0.15811388300841897, causal=true} : f32[3, T, 40]\noutput y = %3\n", 0});
     unsetenv("KILN_ATTN");
 
+    /* q, k and v read through strides from where they lie (codegen/plan.c's Plan.view), and the
+     * result written through strides into its transpose's storage (Plan.writes_into): GPT-2's
+     * slices of one [T, 3D] product, reshaped to heads and transposed; ViT's reshape to [T, 3, H, d],
+     * one transpose and slices along the first axis; the same with q also an output (so q is
+     * stored, k and v are not) and no causal mask; d = 24 over 2 heads with a mask. */
+    run((Spec){"attention", MM, TS5, {UNI(-1, 1)}, "%0 = input \"x\" : f32[T, 144]\n"
+        "%1 = slice(%0) {axis=1, start=0, end=48} : f32[T, 48]\n%2 = slice(%0) {axis=1, start=48, end=96} : f32[T, 48]\n"
+        "%3 = slice(%0) {axis=1, start=96, end=144} : f32[T, 48]\n"
+        "%4 = reshape(%1) : f32[T, 3, 16]\n%5 = transpose(%4) {perm=[1, 0, 2]} : f32[3, T, 16]\n"
+        "%6 = reshape(%2) : f32[T, 3, 16]\n%7 = transpose(%6) {perm=[1, 0, 2]} : f32[3, T, 16]\n"
+        "%8 = reshape(%3) : f32[T, 3, 16]\n%9 = transpose(%8) {perm=[1, 0, 2]} : f32[3, T, 16]\n"
+        "%10 = attention(%5, %7, %9) {scale=0.25, causal=true} : f32[3, T, 16]\n"
+        "%11 = transpose(%10) {perm=[1, 0, 2]} : f32[T, 3, 16]\n%12 = reshape(%11) : f32[T, 48]\noutput y = %12\n", 0});
+    run((Spec){"attention", MM, TS3, {UNI(-1, 1)},
+               "%0 = input \"x\" : f32[T, 144]\n%1 = reshape(%0) : f32[T, 3, 3, 16]\n"
+               "%2 = transpose(%1) {perm=[1, 2, 0, 3]} : f32[3, 3, T, 16]\n"
+               "%3 = slice(%2) {axis=0, start=0, end=1} : f32[1, 3, T, 16]\n%4 = reshape(%3) : f32[3, T, 16]\n"
+               "%5 = slice(%2) {axis=0, start=1, end=2} : f32[1, 3, T, 16]\n%6 = reshape(%5) : f32[3, T, 16]\n"
+               "%7 = slice(%2) {axis=0, start=2, end=3} : f32[1, 3, T, 16]\n%8 = reshape(%7) : f32[3, T, 16]\n"
+               "%9 = attention(%4, %6, %8) {scale=0.25, causal=false} : f32[3, T, 16]\n"
+               "%10 = transpose(%9) {perm=[1, 0, 2]} : f32[T, 3, 16]\n%11 = reshape(%10) : f32[T, 48]\noutput y = %11\n",
+               0});
+    run((Spec){"attention", MM, TS3, {UNI(-1, 1)},
+               "%0 = input \"x\" : f32[T, 144]\n"
+               "%1 = slice(%0) {axis=1, start=0, end=48} : f32[T, 48]\n%2 = slice(%0) {axis=1, start=48, end=96} : f32[T, 48]\n"
+               "%3 = slice(%0) {axis=1, start=96, end=144} : f32[T, 48]\n"
+               "%4 = reshape(%1) : f32[T, 3, 16]\n%5 = transpose(%4) {perm=[1, 0, 2]} : f32[3, T, 16]\n"
+               "%6 = reshape(%2) : f32[T, 3, 16]\n%7 = transpose(%6) {perm=[1, 0, 2]} : f32[3, T, 16]\n"
+               "%8 = reshape(%3) : f32[T, 3, 16]\n%9 = transpose(%8) {perm=[1, 0, 2]} : f32[3, T, 16]\n"
+               "%10 = attention(%5, %7, %9) {scale=0.25, causal=false} : f32[3, T, 16]\n"
+               "%11 = transpose(%10) {perm=[1, 0, 2]} : f32[T, 3, 16]\n%12 = reshape(%11) : f32[T, 48]\n"
+               "output y = %12\noutput q = %5\n",
+               0});
+    run((Spec){"attention", MM, TS3, {UNI(-1, 1), NINF(-2, 2, 1)},
+               "%0 = input \"x\" : f32[T, 144]\n%1 = input \"m\" : f32[T, T]\n%2 = reshape(%0) : f32[T, 3, 2, 24]\n"
+               "%3 = transpose(%2) {perm=[1, 2, 0, 3]} : f32[3, 2, T, 24]\n"
+               "%4 = slice(%3) {axis=0, start=0, end=1} : f32[1, 2, T, 24]\n%5 = reshape(%4) : f32[2, T, 24]\n"
+               "%6 = slice(%3) {axis=0, start=1, end=2} : f32[1, 2, T, 24]\n%7 = reshape(%6) : f32[2, T, 24]\n"
+               "%8 = slice(%3) {axis=0, start=2, end=3} : f32[1, 2, T, 24]\n%9 = reshape(%8) : f32[2, T, 24]\n"
+               "%10 = attention(%5, %7, %9, %1) {scale=0.2, causal=true} : f32[2, T, 24]\n"
+               "%11 = transpose(%10) {perm=[1, 0, 2]} : f32[T, 2, 24]\n%12 = reshape(%11) : f32[T, 48]\noutput y = %12\n",
+               0});
+
     /* The same comparison on two threads (run() uses one): one or two decoding rows split over the
      * threads by keys, and blocks of rows shared out. In a child process, as run() does. */
     static const char *const two[] = {
@@ -1166,6 +1209,15 @@ static void attention_cases(void)
         "%4 = attention(%0, %1, %2, %3) {scale=0.15811388300841897, causal=true} : f32[2, 1, 40]\noutput y = %4\n",
         "%0 = input \"q\" : f32[3, 45, 64]\n%1 = input \"k\" : f32[3, 45, 64]\n%2 = input \"v\" : f32[3, 45, 64]\n"
         "%3 = attention(%0, %1, %2) {scale=0.125, causal=true} : f32[3, 45, 64]\noutput y = %3\n",
+        /* q, k, v and the result through strides (GPT-2's layout) */
+        "%0 = input \"x\" : f32[40, 144]\n"
+        "%1 = slice(%0) {axis=1, start=0, end=48} : f32[40, 48]\n%2 = slice(%0) {axis=1, start=48, end=96} : f32[40, 48]\n"
+        "%3 = slice(%0) {axis=1, start=96, end=144} : f32[40, 48]\n"
+        "%4 = reshape(%1) : f32[40, 3, 16]\n%5 = transpose(%4) {perm=[1, 0, 2]} : f32[3, 40, 16]\n"
+        "%6 = reshape(%2) : f32[40, 3, 16]\n%7 = transpose(%6) {perm=[1, 0, 2]} : f32[3, 40, 16]\n"
+        "%8 = reshape(%3) : f32[40, 3, 16]\n%9 = transpose(%8) {perm=[1, 0, 2]} : f32[3, 40, 16]\n"
+        "%10 = attention(%5, %7, %9) {scale=0.25, causal=true} : f32[3, 40, 16]\n"
+        "%11 = transpose(%10) {perm=[1, 0, 2]} : f32[40, 3, 16]\n%12 = reshape(%11) : f32[40, 48]\noutput y = %12\n",
     };
     for (size_t c = 0; c < sizeof two / sizeof two[0]; c++) {
         int num = ++ncase;
