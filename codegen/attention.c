@@ -62,6 +62,13 @@
  * whatever the threads). On Zen 4, BC from 64 to 256, SB 6 to 12 and EC 16 to 32 all measure
  * within 2% of each other at T = 1024.
  *
+ * Layout. Rows of q, k, v and of the output are contiguous, but rows and batch indices may be any
+ * distance apart: the plan (plan_views) has attention read q, k and v through the strides of the
+ * slices, reshapes and transposes that made them (GPT-2's and ViT's heads cut out of one qkv
+ * product, never copied) and write its result in the layout of the transpose that reads it, with
+ * the strides as constants of the kernel (its name hashes them). Otherwise the strides are the C
+ * order of the operands' shapes.
+ *
  * Rounding: the scale is applied to q before the product (exact when it is a power of two), and
  * sums are reassociated; both are within the tolerance of an f32 accumulation.
  *

@@ -11,6 +11,11 @@
  * that computes the inline one); intervals are packed first-fit at the lowest offset free for their
  * whole lifetime, every buffer sized for every symbol at its bound and 64-byte aligned.
  *
+ * Views around attention (plan_views): a slice, reshape or transpose that only attention nodes read as
+ * q, k or v is a strided view of what lies below it, so it is not stored (it shares its base's
+ * storage, whose lifetime extends to the attention); a transpose that is an attention's only reader
+ * shares that attention's buffer, which the attention writes in the transpose's layout.
+ *
  * In place: a stored elementwise node writes over one of the values its loop reads when that value
  * has exactly its shape and element size, lives in the arena, and this node is its last reader (the
  * loop reads each element before it writes the same element). Not under a matmul epilogue, whose
