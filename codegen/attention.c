@@ -267,7 +267,7 @@ static int layout(const Cg *cg, const Node *n, int j, int64_t *st)
     const Node *x = j < 0 ? n : n->in[j];
     PlanView v;
     if (j >= 0 && cg->plan.view && cg->plan.view[x->id]) {
-        KILN_ASSERT(plan_view(x, &v));
+        KILN_ASSERT(plan_view(x, cg->plan.view, &v));
         memcpy(st, v.stride, sizeof v.stride);
         return 1;
     }

@@ -435,7 +435,7 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
             continue;
         if (cg->plan.view[i]) { /* its base's storage, from where its first element is */
             PlanView v;
-            KILN_ASSERT(plan_view(n, &v) && ptrs[v.base->id]);
+            KILN_ASSERT(plan_view(n, cg->plan.view, &v) && ptrs[v.base->id]);
             ptrs[i] = LLVMBuildGEP2(cg->b, cg->f32, ptrs[v.base->id], (LLVMValueRef[]){cg_i64(cg, v.offset)}, 1, "");
             continue;
         }

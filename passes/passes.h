@@ -72,8 +72,9 @@ int plan_memory(Graph *g);
  * dimensions before the axis are 1, the start and the later dimensions static), else -1; plan-memory
  * then makes it a view of an intermediate rather than a copy. */
 int64_t plan_slice_shift(const Node *x);
-/* Node x as a strided view of a stored node: through slices (static start), reshapes and transposes
- * down to the first node of another op, whose storage is in C order. */
+/* Node x (a slice, reshape or transpose) as a strided view of a stored node: through x and the views
+ * below it (view[], as plan_views sets it; slices of static start, reshapes that move no element,
+ * transposes) down to the first node that is not a view, whose storage is in C order. */
 typedef struct PlanView {
     const Node *base;            /* the stored node whose storage x's elements are in */
     int64_t offset;              /* elements into base's storage where x[0, ..., 0] is */
@@ -81,7 +82,7 @@ typedef struct PlanView {
 } PlanView;
 /* 1 and *v when every stride is a constant (base's dimensions after the first static, each reshape
  * one that moves no element), else 0. */
-int plan_view(const Node *x, PlanView *v);
+int plan_view(const Node *x, const unsigned char *view, PlanView *v);
 /* The copies around attention that are never made (filled by plan_views, asked by plan-memory and by
  * codegen; either may be NULL-free arrays of g->nnode entries):
  *   view[i] = 1: node i (a slice, reshape or transpose) is read only by attention nodes, as q, k or v,

@@ -239,7 +239,7 @@ static int reshape_strides(const Node *x, const Node *y, const int64_t *is, int6
     }
 }
 
-int plan_view(const Node *x, PlanView *v)
+int plan_view(const Node *x, const unsigned char *view, PlanView *v)
 {
     if (x->op != OP_SLICE && x->op != OP_RESHAPE && x->op != OP_TRANSPOSE) {
         v->base = x;
@@ -247,8 +247,14 @@ int plan_view(const Node *x, PlanView *v)
         return c_strides(x, v->stride);
     }
     const Node *in = x->in[0];
-    if (!plan_view(in, v))
+    if (!view[in->id]) { /* a stored input is the base: its storage is in its own C order */
+        if (!c_strides(in, v->stride))
+            return 0;
+        v->base = in;
+        v->offset = 0;
+    } else if (!plan_view(in, view, v)) {
         return 0;
+    }
     int64_t st[IR_MAX_RANK];
     switch (x->op) {
     case OP_TRANSPOSE:
@@ -295,25 +301,41 @@ void plan_views(const Graph *g, unsigned char *view, int *writes_into)
             uses[g->nodes[i]->in[j]->id]++;
             reader[g->nodes[i]->in[j]->id] = i;
         }
-    /* readers come after what they read: walking backwards settles every reader of a node first. The
-     * base is read when the attention runs, not where the view was: so not a state or an output,
-     * whose storage an update may overwrite in between (an arena buffer lives until its last reader) */
-    for (int i = n - 1; i >= 0; i--) {
+    /* Every candidate first, then candidates dropped until what is left is consistent: each view is
+     * read only by attention (as q, k or v) and by other views, and is a view (contiguous rows) of the
+     * first node below it that is not a view, which is stored. The base is read when the attention
+     * runs, not where the view was: so not a state or an output, whose storage an update may overwrite
+     * in between (an arena buffer lives until its last reader). Dropping only ever removes views, so
+     * this ends. */
+    for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
-        PlanView v;
-        if ((x->op != OP_SLICE && x->op != OP_RESHAPE && x->op != OP_TRANSPOSE) || out[i] || x->inl || !uses[i] ||
-            x->dtype != DT_F32 || !plan_view(x, &v) || v.stride[x->rank - 1] != 1 || v.base->inl ||
-            v.base->op == OP_WEIGHT || v.base->op == OP_CONST || v.base->op == OP_STATE || out[v.base->id])
-            continue;
-        int ok = 1;
-        for (int r = i + 1; r < n && ok; r++) {
-            const Node *c = g->nodes[r];
-            for (int j = 0; j < c->nin; j++)
-                if (c->in[j] == x && !(view[r] || (c->op == OP_ATTENTION && c->dtype == DT_F32 && j <= 2)))
-                    ok = 0;
+        view[i] = (x->op == OP_SLICE || x->op == OP_RESHAPE || x->op == OP_TRANSPOSE) && !out[i] && !x->inl &&
+                  uses[i] && x->dtype == DT_F32;
+    }
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = n - 1; i >= 0; i--) {
+            const Node *x = g->nodes[i];
+            PlanView v;
+            if (!view[i])
+                continue;
+            int ok = plan_view(x, view, &v) && v.stride[x->rank - 1] == 1 && !v.base->inl && v.base->op != OP_WEIGHT &&
+                     v.base->op != OP_CONST && v.base->op != OP_STATE && !out[v.base->id];
+            for (int r = i + 1; r < n && ok; r++) {
+                const Node *c = g->nodes[r];
+                for (int j = 0; j < c->nin; j++)
+                    if (c->in[j] == x && !(view[r] || (c->op == OP_ATTENTION && c->dtype == DT_F32 && j <= 2)))
+                        ok = 0;
+            }
+            if (!ok) {
+                view[i] = 0;
+                changed = 1;
+            }
         }
-        view[i] = (unsigned char)ok;
-        if (ok)
+    }
+    for (int i = 0; i < n; i++) {
+        PlanView v;
+        if (view[i] && plan_view(g->nodes[i], view, &v))
             based[v.base->id] = 1; /* its storage must stay in its own C order */
     }
     for (int i = 0; i < n; i++) {

@@ -1178,6 +1178,19 @@ static void attention_cases(void)
                "%9 = attention(%4, %6, %8) {scale=0.25, causal=false} : f32[3, T, 16]\n"
                "%10 = transpose(%9) {perm=[1, 0, 2]} : f32[T, 3, 16]\n%11 = reshape(%10) : f32[T, 48]\noutput y = %11\n",
                0});
+    /* ViT's layout with q also an output: the transpose to [3, H, T, d] is stored (q's slice reads it),
+     * and k and v are views of that stored transpose, not of the product below it (whose buffer is
+     * free once the transpose has read it) */
+    run((Spec){"attention", MM, TS3, {UNI(-1, 1)},
+               "%0 = input \"x\" : f32[T, 144]\n%12 = neg(%0) : f32[T, 144]\n%1 = reshape(%12) : f32[T, 3, 3, 16]\n"
+               "%2 = transpose(%1) {perm=[1, 2, 0, 3]} : f32[3, 3, T, 16]\n"
+               "%3 = slice(%2) {axis=0, start=0, end=1} : f32[1, 3, T, 16]\n%4 = reshape(%3) : f32[3, T, 16]\n"
+               "%5 = slice(%2) {axis=0, start=1, end=2} : f32[1, 3, T, 16]\n%6 = reshape(%5) : f32[3, T, 16]\n"
+               "%7 = slice(%2) {axis=0, start=2, end=3} : f32[1, 3, T, 16]\n%8 = reshape(%7) : f32[3, T, 16]\n"
+               "%9 = attention(%4, %6, %8) {scale=0.25, causal=true} : f32[3, T, 16]\n"
+               "%10 = transpose(%9) {perm=[1, 0, 2]} : f32[T, 3, 16]\n%11 = reshape(%10) : f32[T, 48]\n"
+               "output y = %11\noutput q = %4\n",
+               0});
     run((Spec){"attention", MM, TS3, {UNI(-1, 1)},
                "%0 = input \"x\" : f32[T, 144]\n"
                "%1 = slice(%0) {axis=1, start=0, end=48} : f32[T, 48]\n%2 = slice(%0) {axis=1, start=48, end=96} : f32[T, 48]\n"
