@@ -1,0 +1,162 @@
+"""A Llama-style character model in PyTorch: RMSNorm, rotary position embeddings (Hugging Face's
+rotate_half layout), grouped-query attention, SiLU-gated MLP, untied head, no biases.
+
+Its weights use Hugging Face's LlamaForCausalLM names (model.embed_tokens.weight,
+model.layers.N.self_attn.q_proj.weight, ..., model.norm.weight, lm_head.weight), so
+examples/llama/llama.kiln compiles it with -D sizes (see llamachar.kiln). Data, vocabulary and split
+are charlm's (../charlm/model.py: load_text, heldout_nll's windows).
+"""
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "charlm"))
+import st  # noqa: E402
+
+DATA = os.path.join(HERE, "..", "..", "..", "shared", "data", "tinyshakespeare.txt")
+
+
+def load_text(path=DATA):
+    """charlm's data: (text, vocab string, train ids, held-out ids); the first 90% trains."""
+    with open(path, "r", encoding="utf-8") as f:
+        text = f.read()
+    vocab = "".join(sorted(set(text)))
+    stoi = {c: i for i, c in enumerate(vocab)}
+    ids = np.array([stoi[c] for c in text], dtype=np.int64)
+    n = int(0.9 * len(ids))
+    return text, vocab, ids[:n], ids[n:]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rotary(T, hd, theta=10000.0, device=None):
+    inv = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float32, device=device) / hd)
+    ang = torch.outer(torch.arange(T, dtype=torch.float32, device=device), inv)
+    ang = torch.cat((ang, ang), dim=-1)
+    return ang.cos(), ang.sin()
+
+
+class Attention(nn.Module):
+    def __init__(self, D, H, KVH):
+        super().__init__()
+        self.H, self.KVH, self.hd = H, KVH, D // H
+        self.q_proj = nn.Linear(D, H * self.hd, bias=False)
+        self.k_proj = nn.Linear(D, KVH * self.hd, bias=False)
+        self.v_proj = nn.Linear(D, KVH * self.hd, bias=False)
+        self.o_proj = nn.Linear(H * self.hd, D, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.H, self.hd).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.KVH, self.hd).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.KVH, self.hd).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        rep = self.H // self.KVH
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+        s = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        o = s.masked_fill(~causal, float("-inf")).softmax(-1) @ v
+        return self.o_proj(o.transpose(1, 2).reshape(B, T, self.H * self.hd))
+
+
+class MLP(nn.Module):
+    def __init__(self, D, Fh):
+        super().__init__()
+        self.gate_proj = nn.Linear(D, Fh, bias=False)
+        self.up_proj = nn.Linear(D, Fh, bias=False)
+        self.down_proj = nn.Linear(Fh, D, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, D, H, KVH, Fh):
+        super().__init__()
+        self.input_layernorm = RMSNorm(D)
+        self.self_attn = Attention(D, H, KVH)
+        self.post_attention_layernorm = RMSNorm(D)
+        self.mlp = MLP(D, Fh)
+
+    def forward(self, x, cos, sin):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Llama(nn.Module):
+    def __init__(self, V, D, H, KVH, Fh, L, CTX):
+        super().__init__()
+        self.config = dict(V=V, D=D, H=H, KVH=KVH, F=Fh, L=L, CTX=CTX)
+        self.embed_tokens = nn.Embedding(V, D)
+        self.layers = nn.ModuleList([Layer(D, H, KVH, Fh) for _ in range(L)])
+        self.norm = RMSNorm(D)
+        self.lm_head = nn.Linear(D, V, bias=False)
+        for n, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, idx):
+        """idx [B, T] -> logits [B, T, V]"""
+        T = idx.shape[1]
+        cos, sin = rotary(T, self.layers[0].self_attn.hd, device=idx.device)
+        x = self.embed_tokens(idx)
+        for layer in self.layers:
+            x = layer(x, cos, sin)
+        return self.lm_head(self.norm(x))
+
+    def logits_cf(self, idx):
+        """[B, V, T], the layout cross_entropy wants"""
+        return self.forward(idx).transpose(1, 2)
+
+    def save(self, path, vocab):
+        """Hugging Face names: everything but lm_head under "model."."""
+        t = {}
+        for k, v in self.state_dict().items():
+            t[k if k.startswith("lm_head") else "model." + k] = v.detach().cpu().numpy()
+        st.save(path, t, {"vocab": vocab, "config": json.dumps(self.config)})
+
+
+def load(path):
+    """Returns (model in eval mode, vocab string)."""
+    t, meta = st.load(path)
+    cfg = json.loads(meta["config"])
+    m = Llama(cfg["V"], cfg["D"], cfg["H"], cfg["KVH"], cfg["F"], cfg["L"], cfg["CTX"])
+    m.load_state_dict({k[len("model."):] if k.startswith("model.") else k: torch.from_numpy(v) for k, v in t.items()})
+    m.eval()
+    return m, meta["vocab"]
+
+
+@torch.no_grad()
+def heldout_nll(model, val, ctx=256, batch=16):
+    """charlm's measure: mean NLL (nats/char) over non-overlapping windows of ctx + 1 characters."""
+    nwin = (len(val) - 1) // ctx
+    total, count = 0.0, 0
+    for s in range(0, nwin, batch):
+        ws = range(s, min(nwin, s + batch))
+        x = torch.from_numpy(np.stack([val[w * ctx:w * ctx + ctx] for w in ws]))
+        y = torch.from_numpy(np.stack([val[w * ctx + 1:w * ctx + ctx + 1] for w in ws]))
+        total += F.cross_entropy(model.logits_cf(x), y, reduction="sum").item()
+        count += y.numel()
+    return total / count, count
