@@ -21,7 +21,16 @@ sys.path.insert(0, HERE)
 import model as M  # noqa: E402
 
 
-def main():
+def build_gpt(a, V):
+    """charlm's model; the weight decay skips 1-D parameters and the position table wpe."""
+    model = M.GPT(V, a.D, a.H, a.L, a.ctx, dropout=a.dropout)
+    return model, f"D={a.D} H={a.H} L={a.L} CTX={a.ctx}", lambda n, p: p.dim() >= 2 and n != "wpe"
+
+
+def main(mod=M, build=build_gpt, extra=(), defaults=None, out="charlm.safetensors"):
+    """The training loop, shared with ../llamachar/train.py: mod gives load_text, heldout_nll and
+    load; build(args, V) gives (model, config text, decay(name, param)); extra adds (flag, default)
+    integer options; defaults replaces option defaults."""
     p = argparse.ArgumentParser()
     p.add_argument("--iters", type=int, default=2500)
     p.add_argument("--batch", type=int, default=16)
@@ -37,23 +46,26 @@ def main():
     p.add_argument("--eval_every", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--out", default=os.path.join(HERE, "charlm.safetensors"))
+    p.add_argument("--out", default=os.path.join(HERE, out))
     p.add_argument("--bench", type=int, default=0, help="only time this many iterations")
+    for flag, value in extra:
+        p.add_argument(flag, type=int, default=value)
+    p.set_defaults(**(defaults or {}))
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
 
-    _, vocab, train, val = M.load_text()
+    _, vocab, train, val = mod.load_text()
     V = len(vocab)
     print(f"V={V} train={len(train)} heldout={len(val)}", flush=True)
-    model = M.GPT(V, a.D, a.H, a.L, a.ctx, dropout=a.dropout)
+    model, config, decays = build(a, V)
     nparams = sum(p.numel() for p in model.parameters())
-    print(f"config D={a.D} H={a.H} L={a.L} CTX={a.ctx} params={nparams}", flush=True)
+    print(f"config {config} params={nparams}", flush=True)
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n != "wpe"]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and n != "wpe")]
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.wd},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.99))
@@ -88,7 +100,7 @@ def main():
                   f"{time.time() - t0:.0f}s", flush=True)
         if (it + 1) % a.eval_every == 0 and it + 1 < iters:
             model.eval()
-            nll, _ = M.heldout_nll(model, val, a.ctx)
+            nll, _ = mod.heldout_nll(model, val, a.ctx)
             print(f"  heldout {nll:.4f} nats/char", flush=True)
     if a.bench:
         print(f"{(time.time() - t0) / iters:.3f} s/iter", flush=True)
@@ -96,8 +108,8 @@ def main():
     train_time = time.time() - t0
     model.eval()
     model.save(a.out, vocab)
-    m2, _ = M.load(a.out)
-    nll, n = M.heldout_nll(m2, val, a.ctx)
+    m2, _ = mod.load(a.out)
+    nll, n = mod.heldout_nll(m2, val, a.ctx)
     print(f"training time {train_time:.0f}s", flush=True)
     print(f"final heldout {nll:.4f} nats/char = {nll / math.log(2):.4f} bits/char "
           f"over {n} predicted chars", flush=True)
