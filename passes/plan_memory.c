@@ -310,7 +310,7 @@ void plan_views(const Graph *g, unsigned char *view, int *writes_into)
     for (int i = 0; i < n; i++) {
         const Node *x = g->nodes[i];
         view[i] = (x->op == OP_SLICE || x->op == OP_RESHAPE || x->op == OP_TRANSPOSE) && !out[i] && !x->inl &&
-                  uses[i] && x->dtype == DT_F32;
+                  uses[i] && x->dtype == DT_F32 && x->rank > 0; /* attention's operands have rank >= 2 */
     }
     for (int changed = 1; changed;) {
         changed = 0;
