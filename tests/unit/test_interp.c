@@ -34,17 +34,7 @@
 #define REF_DIR "tests/ops/ref"
 #define ATOL 1e-6
 
-static int failures;
-
-#define CHECK(c, ...)                                                     \
-    do {                                                                  \
-        if (!(c)) {                                                       \
-            failures++;                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);          \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-        }                                                                 \
-    } while (0)
+#include "tests/unit/check.h"
 
 static const SrcLoc NOLOC = {0, 0, 0};
 
