@@ -3,15 +3,15 @@ rotate_half layout), grouped-query attention, SiLU-gated MLP, untied head, no bi
 
 Its weights use Hugging Face's LlamaForCausalLM names (model.embed_tokens.weight,
 model.layers.N.self_attn.q_proj.weight, ..., model.norm.weight, lm_head.weight), so
-examples/llama/llama.kiln compiles it with -D sizes (see llamachar.kiln). Data, vocabulary and split
-are charlm's (../charlm/model.py: load_text, heldout_nll's windows).
+examples/llama/llama.kiln compiles it with -D sizes (see llamachar.kiln). Data, vocabulary, split and the
+held-out measure are charlm's (../charlm/model.py: load_text, heldout_nll).
 """
+import importlib.util
 import json
 import math
 import os
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,18 +20,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "charlm"))
 import st  # noqa: E402
 
-DATA = os.path.join(HERE, "..", "..", "..", "shared", "data", "tinyshakespeare.txt")
-
-
-def load_text(path=DATA):
-    """charlm's data: (text, vocab string, train ids, held-out ids); the first 90% trains."""
-    with open(path, "r", encoding="utf-8") as f:
-        text = f.read()
-    vocab = "".join(sorted(set(text)))
-    stoi = {c: i for i, c in enumerate(vocab)}
-    ids = np.array([stoi[c] for c in text], dtype=np.int64)
-    n = int(0.9 * len(ids))
-    return text, vocab, ids[:n], ids[n:]
+# charlm's data, vocabulary, split and held-out measure, from its model.py loaded by path (this
+# folder's model.py has the same module name)
+_spec = importlib.util.spec_from_file_location("charlm_model", os.path.join(HERE, "..", "charlm", "model.py"))
+_charlm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_charlm)
+load_text = _charlm.load_text
+heldout_nll = _charlm.heldout_nll
 
 
 class RMSNorm(nn.Module):
@@ -146,17 +141,3 @@ def load(path):
     m.load_state_dict({k[len("model."):] if k.startswith("model.") else k: torch.from_numpy(v) for k, v in t.items()})
     m.eval()
     return m, meta["vocab"]
-
-
-@torch.no_grad()
-def heldout_nll(model, val, ctx=256, batch=16):
-    """charlm's measure: mean NLL (nats/char) over non-overlapping windows of ctx + 1 characters."""
-    nwin = (len(val) - 1) // ctx
-    total, count = 0.0, 0
-    for s in range(0, nwin, batch):
-        ws = range(s, min(nwin, s + batch))
-        x = torch.from_numpy(np.stack([val[w * ctx:w * ctx + ctx] for w in ws]))
-        y = torch.from_numpy(np.stack([val[w * ctx + 1:w * ctx + ctx + 1] for w in ws]))
-        total += F.cross_entropy(model.logits_cf(x), y, reduction="sum").item()
-        count += y.numel()
-    return total / count, count
