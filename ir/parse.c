@@ -924,20 +924,26 @@ static int parse_sym(Parser *p, Tok *kw)
     return 1;
 }
 
+/* The %N an output or update line names (what: "output" or "update"); 0 after an error. */
+static int parse_result_ref(Parser *p, const char *what, Node **n)
+{
+    Tok *t = peek(p);
+    if (t->kind != TK_REF) {
+        char buf[64];
+        perr(p, t, "expected a node (%%N) for the %s, found %s", what, tok_desc(t, buf, sizeof buf));
+        return 0;
+    }
+    next(p);
+    return use_ref(p, t, n) == 1;
+}
+
 static int parse_output(Parser *p)
 {
     const char *name;
     if (!parse_name(p, &name, "the output's name") || !expect(p, '=', "after the output's name"))
         return 0;
-    Tok *t = peek(p);
-    if (t->kind != TK_REF) {
-        char buf[64];
-        perr(p, t, "expected a node (%%N) for the output, found %s", tok_desc(t, buf, sizeof buf));
-        return 0;
-    }
-    next(p);
     Node *n;
-    if (use_ref(p, t, &n) != 1)
+    if (!parse_result_ref(p, "output", &n))
         return 0;
     ir_add_output(p->g, name, n);
     return 1;
@@ -1202,15 +1208,8 @@ static int parse_update(Parser *p, Tok *kw)
         perr(p, nt, "unknown state \"%s\"", name);
         return 0;
     }
-    Tok *t = peek(p);
-    if (t->kind != TK_REF) {
-        char buf[64];
-        perr(p, t, "expected a node (%%N) for the update, found %s", tok_desc(t, buf, sizeof buf));
-        return 0;
-    }
-    next(p);
     Node *n;
-    if (use_ref(p, t, &n) != 1)
+    if (!parse_result_ref(p, "update", &n))
         return 0;
     if (!p->g->nentry && !p->seen_result)
         p->seen_result = kw->line;
