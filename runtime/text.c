@@ -27,6 +27,7 @@ typedef struct TextArgs {
     const char *prompt, *eval, *weights;
     int n, top_k, threads;
     int stream; /* --stream: --eval through prefill and decode, character by character */
+    int window; /* --window W: --eval predicting every character from the W before it, recomputed */
     double temperature;
     uint64_t seed;
 } TextArgs;
@@ -76,13 +77,17 @@ static int parse(const RtModel *m, int argc, char **argv, TextArgs *a)
             a->eval = v;
         else if (!strcmp(o, "--weights"))
             a->weights = v;
-        else if (!strcmp(o, "-n") || !strcmp(o, "--top-k") || !strcmp(o, "--threads")) {
+        else if (!strcmp(o, "-n") || !strcmp(o, "--top-k") || !strcmp(o, "--threads") || !strcmp(o, "--window")) {
             long x = strtol(v, &end, 10);
-            if (*end || x < 0 || x > 100000000 || (!strcmp(o, "--threads") && x < 1)) {
-                text_error(a->prog, "%s needs a non-negative integer, got '%s'", o, v);
+            int positive = !strcmp(o, "--threads") || !strcmp(o, "--window");
+            if (*end || x < 0 || x > 100000000 || (positive && x < 1)) {
+                text_error(a->prog, "%s needs a %s integer, got '%s'", o, positive ? "positive" : "non-negative", v);
                 return 2;
             }
-            *(!strcmp(o, "-n") ? &a->n : !strcmp(o, "--top-k") ? &a->top_k : &a->threads) = (int)x;
+            *(!strcmp(o, "-n")        ? &a->n
+              : !strcmp(o, "--top-k") ? &a->top_k
+              : !strcmp(o, "--window") ? &a->window
+                                      : &a->threads) = (int)x;
         } else if (!strcmp(o, "--temperature")) {
             a->temperature = strtod(v, &end);
             if (*end || !(a->temperature >= 0)) {
@@ -96,7 +101,7 @@ static int parse(const RtModel *m, int argc, char **argv, TextArgs *a)
                 return 2;
             }
         } else {
-            text_error(a->prog, "unknown option '%s' (text mode takes --prompt TEXT or --eval FILE [--stream], -n, "
+            text_error(a->prog, "unknown option '%s' (text mode takes --prompt TEXT or --eval FILE [--stream | --window W], -n, "
                                 "--temperature, --top-k, --seed, --weights, --threads)", o);
             return 2;
         }
@@ -109,6 +114,11 @@ static int parse(const RtModel *m, int argc, char **argv, TextArgs *a)
     if (a->stream && (!a->eval || rt_entry_index(m, "decode") < 0)) {
         text_error(a->prog, "--stream scores --eval FILE through a KV cache: build the model with kiln build "
                             "--kv-cache POLICY");
+        return 2;
+    }
+    if (a->window && (!a->eval || a->stream)) {
+        text_error(a->prog, "--window W scores --eval FILE by recomputing the last W characters for each one; it "
+                            "does not go with --prompt or --stream");
         return 2;
     }
     return 0;
@@ -338,6 +348,35 @@ static int evaluate_stream(Runner *r, const TextArgs *a, const int *map, const u
     return 0;
 }
 
+/* --eval --window W: every character i >= 1 predicted from the W characters before it (fewer at the
+ * start), the model run over them again for each: StreamingLLM's "sliding window with
+ * re-computation", the baseline a KV cache's policy is measured against. n - 1 runs of up to W
+ * tokens: slow by design. */
+static int evaluate_window(Runner *r, const TextArgs *a, const int *map, const unsigned char *text, size_t n)
+{
+    double total = 0, t0 = now_s();
+    int tty = isatty(2);
+    for (size_t i = 1; i < n; i++) {
+        int64_t T = (int64_t)i < a->window ? (int64_t)i : a->window;
+        for (int64_t t = 0; t < T; t++)
+            r->tokens[t] = map[text[i - (size_t)T + (size_t)t]];
+        if (r->prefill >= 0 ? run_prefill(r, T) : run(r, T)) {
+            text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
+            return 1;
+        }
+        total += nll(r->logits + (T - 1) * r->V, r->V, map[text[i]]);
+        if (tty && i % 256 == 0)
+            fprintf(stderr, "\r%s: character %zu of %zu", a->prog, i, n - 1);
+    }
+    if (tty)
+        fputc('\n', stderr);
+    double dt = now_s() - t0, nats = total / (double)(n - 1);
+    printf("%zu characters, each predicted from the %d before it (%zu predicted)\n", n, a->window, n - 1);
+    printf("%.4f nats/char, %.4f bits/char\n", nats, nats / log(2.0));
+    fprintf(stderr, "%s: %zu tokens in %.3f s (%.1f tokens/s)\n", a->prog, n - 1, dt, dt > 0 ? (double)(n - 1) / dt : 0.0);
+    return 0;
+}
+
 static int evaluate(Runner *r, const TextArgs *a, const int *map)
 {
     FILE *f = fopen(a->eval, "rb");
@@ -370,8 +409,13 @@ static int evaluate(Runner *r, const TextArgs *a, const int *map)
             free(text);
             return 1;
         }
-    if (a->stream) {
-        int st = n >= 2 ? evaluate_stream(r, a, map, text, n) : 1;
+    if (a->window > r->ctx) {
+        text_error(a->prog, "--window %d is longer than the model's context of %lld", a->window, (long long)r->ctx);
+        free(text);
+        return 1;
+    }
+    if (a->stream || a->window) {
+        int st = n < 2 ? 1 : a->stream ? evaluate_stream(r, a, map, text, n) : evaluate_window(r, a, map, text, n);
         if (n < 2)
             text_error(a->prog, "%s: fewer than 2 characters to score", a->eval);
         free(text);
