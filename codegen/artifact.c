@@ -1,7 +1,8 @@
 /* artifact.c: the files `kiln build` writes besides objects and assembly.
  *
  * Executables and libraries are linked with the system's C compiler driver (cc) and ar, against the
- * runtime library built with kiln (its path is fixed at kiln's build time, KILN_RT_LIB). A library
+ * runtime library: the installed one beside the kiln binary (KILN_RT_RELATIVE from the binary's
+ * directory, as `cmake --install` lays it out), else the one in kiln's build tree (KILN_RT_LIB). A library
  * comes with a generated C header: size constants, the raw entry, and typed wrappers over the
  * runtime's rt_open/rt_run/rt_close. A model with state or several entries (ir/entry.c) gets one raw
  * function and one typed function per entry (NAME_prefill, NAME_decode) over rt_run_entry, NAME_reset,
@@ -18,6 +19,9 @@
 
 #ifndef KILN_RT_LIB
 #define KILN_RT_LIB "libkiln_rt.a"
+#endif
+#ifndef KILN_RT_RELATIVE
+#define KILN_RT_RELATIVE "../lib/libkiln_rt.a"
 #endif
 #ifndef KILN_RT_LINK_FLAGS
 #define KILN_RT_LINK_FLAGS "-lm" /* a harmless placeholder when the runtime needs nothing more */
@@ -231,18 +235,45 @@ static int run(char *const *argv, Diag *d)
     return 0;
 }
 
+/* The runtime library to link: the installed copy relative to the running kiln (so an installed
+ * kiln works wherever its prefix is moved), else the build tree's. The build tree's path is kept
+ * second so that a kiln installed over an old build never links the build's newer runtime. NULL,
+ * with an error naming both places, when neither exists. */
+static const char *rt_library(Diag *d)
+{
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n > 0) {
+        path[n] = 0;
+        char *slash = strrchr(path, '/');
+        if (slash && (size_t)(slash + 1 - path) + sizeof KILN_RT_RELATIVE <= sizeof path) {
+            strcpy(slash + 1, KILN_RT_RELATIVE);
+            if (access(path, R_OK) == 0)
+                return path;
+        }
+    }
+    if (access(KILN_RT_LIB, R_OK) == 0)
+        return KILN_RT_LIB;
+    diag_fatal(d, "cannot find kiln's runtime library: neither %s beside the kiln program nor %s exists "
+                  "(reinstall kiln, or rebuild it)", KILN_RT_RELATIVE, KILN_RT_LIB);
+    return NULL;
+}
+
 int cg_link(Emit kind, const char *obj, const char *out, Diag *d)
 {
     const char *cc = getenv("CC");
     if (!cc || !*cc)
         cc = "cc";
+    char *rt = (char *)rt_library(d);
+    if (!rt)
+        return -1;
     switch (kind) {
     case EMIT_EXE: {
-        char *argv[] = {(char *)cc, "-o", (char *)out, (char *)obj, KILN_RT_LIB, "-lm", "-lpthread", KILN_RT_LINK_FLAGS, NULL};
+        char *argv[] = {(char *)cc, "-o", (char *)out, (char *)obj, rt, "-lm", "-lpthread", KILN_RT_LINK_FLAGS, NULL};
         return run(argv, d);
     }
     case EMIT_SHARED: {
-        char *argv[] = {(char *)cc, "-shared", "-o", (char *)out, (char *)obj, "-Wl,--whole-archive", KILN_RT_LIB,
+        char *argv[] = {(char *)cc, "-shared", "-o", (char *)out, (char *)obj, "-Wl,--whole-archive", rt,
                         "-Wl,--no-whole-archive", "-lm", "-lpthread", KILN_RT_LINK_FLAGS, NULL};
         return run(argv, d);
     }
@@ -258,7 +289,7 @@ int cg_link(Emit kind, const char *obj, const char *out, Diag *d)
         snprintf(cmd, sizeof cmd,
                  "set -e; d='%s'; (cd \"$d\" && ar x '%s' && ar rcs lib.a *.o); ar rs \"$d/lib.a\" '%s'; "
                  "mv \"$d/lib.a\" '%s'; rm -rf \"$d\"",
-                 dir, KILN_RT_LIB, obj, out);
+                 dir, rt, obj, out);
         char *argv[] = {"sh", "-c", cmd, NULL};
         return run(argv, d);
     }
