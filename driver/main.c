@@ -5,6 +5,7 @@
  *   kiln build MODEL   compile to an executable, a library, an object, assembly, LLVM IR, ...
  *   kiln run   MODEL   run on .npy inputs: compiled in memory (JIT), or with the interpreter
  *   kiln import MODEL.onnx -o NAME.kiln   write an ONNX model as a model file and a weights file
+ *   kiln explore MODEL ...   sweep one option's values: FLOPs, bytes, time, quality (explore.c)
  *
  * MODEL is a model file (.kiln), kiln IR in its text form (.kir) or an ONNX model (.onnx, imported in
  * memory: the model text the import writes is what gets compiled). Every subcommand takes -D NAME=VALUE
@@ -68,6 +69,8 @@ static const char *usage_text =
     "  run MODEL       run the model on .npy inputs: compiled in memory, or --interp\n"
     "  import MODEL.onnx -o NAME.kiln\n"
     "                  write an ONNX model as a model file and a weights file (NAME.safetensors)\n"
+    "  explore MODEL   sweep one knob of a pass (e.g. --prune-tokens 'tome:r=[0,4,8]'): FLOPs, bytes,\n"
+    "                  time and accuracy or nats/char for each value, as a table and a plot\n"
     "\n"
     "MODEL is a model file (.kiln), kiln IR text (.kir) or an ONNX model (.onnx).\n"
     "\n"
@@ -801,6 +804,8 @@ int main(int argc, char **argv)
         printf("kiln %s\n", KILN_VERSION);
         return 0;
     }
+    if (!strcmp(argv[1], "explore"))
+        return explore_main(argc, argv);
     Options o = {.cmd = argv[1], .print_limit = 8, .opt = 2};
     if (strcmp(o.cmd, "check") && strcmp(o.cmd, "ir") && strcmp(o.cmd, "run") && strcmp(o.cmd, "build") &&
         strcmp(o.cmd, "import"))

@@ -7,6 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="gcc cmake ninja-build flex bison libcjson-dev llvm-19-dev llvm-19-tools graphviz pkg-config dpkg-dev
+          gnuplot-nox
           libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata"
 missing=""
 for p in $PACKAGES; do
