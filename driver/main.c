@@ -219,6 +219,10 @@ static int parse_options(int argc, char **argv, Options *o)
                           : !strcmp(o->cmd, "build") ? help_build
                                                      : help_run;
             print_help(h, stdout);
+            if (h != help_import) /* the pass options below the usage line are not repeated per command */
+                fputs("\nThe options for every command that `kiln --help` lists (--passes, --print-after, --explain,\n"
+                      "--kv-cache, --prune-tokens, --quant, --bound, -v, ...) apply here too.\n",
+                      stdout);
             return -1;
         } else if (!strcmp(a, "--weights")) {
             if (!val)
