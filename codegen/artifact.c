@@ -117,9 +117,10 @@ int cg_write_header(const Graph *g, const Plan *p, const char *x, const char *pa
         for (int i = 0; i < nin; i++)
             for (int j = 0; j < g->inputs[ins[i]]->rank; j++) {
                 Dim dm = g->inputs[ins[i]]->shape[j];
-                if (dm.sym >= 0 && dm.a && !used[dm.sym]) {
-                    used[dm.sym] = 1;
-                    nused++;
+                for (int t = 0; t < dim_nterms(dm); t++) {
+                    int s = dim_term(dm, t, NULL);
+                    nused += !used[s];
+                    used[s] = 1;
                 }
             }
         if (!stateful)

@@ -418,7 +418,7 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
     Cg *cg = a->cg;
     const AttnCfg *k = &a->k;
     LLVMTypeRef f = cg->f32;
-    int64_t d = a->n->in[0]->shape[a->n->in[0]->rank - 1].b, dv = a->n->in[2]->shape[a->n->in[2]->rank - 1].b;
+    int64_t d = dim_value(a->n->in[0]->shape[a->n->in[0]->rank - 1]), dv = dim_value(a->n->in[2]->shape[a->n->in[2]->rank - 1]);
     LLVMValueRef dtail = tail_mask(a, d), vtail = tail_mask(a, dv);
     LLVMValueRef sbuf = stack_floats(a, k->rbc, "scores");
     LLVMValueRef tmax = cg_alloca(cg, a->vt, "tmax"), tsum = cg_alloca(cg, a->vt, "tsum");
@@ -503,7 +503,7 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
 static void row_store(Attn *a, const Batch *bt, LLVMValueRef i, RowAcc *r)
 {
     Cg *cg = a->cg;
-    int64_t dv = a->n->in[2]->shape[a->n->in[2]->rank - 1].b;
+    int64_t dv = dim_value(a->n->in[2]->shape[a->n->in[2]->rank - 1]);
     LLVMValueRef vtail = tail_mask(a, dv);
     LLVMValueRef m = get(a, r->m, cg->f32), l = get(a, r->l, cg->f32);
     LLVMValueRef inv = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, m, LLVMConstReal(cg->f32, -INFINITY), ""),
@@ -742,8 +742,8 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     cg_loop_end(cg, &lc);
     LLVMValueRef c0 = mul(a, full, i64c(a, k->ec));
     if (dim_is_const(dvd)) {
-        if (dvd.b % k->ec)
-            block_pv(a, B, bt, j0, jn, c0, (int)(dvd.b % k->ec), 0, corr);
+        if (dim_value(dvd) % k->ec)
+            block_pv(a, B, bt, j0, jn, c0, (int)(dim_value(dvd) % k->ec), 0, corr);
     } else {
         LLVMBasicBlockRef done = cg_if_begin(a->cg, LLVMBuildICmp(cg->b, LLVMIntSLT, c0, a->Dv, ""), "cols_left");
         block_pv(a, B, bt, j0, jn, c0, k->ec, 1, corr);
@@ -790,11 +790,8 @@ static void kernel_name(const Cg *cg, const Node *n, const char *kind, char *buf
         const Node *x = i < 0 ? n : n->in[i];
         MIX(x->dtype);
         MIX(x->rank);
-        for (int d = 0; d < x->rank; d++) {
-            MIX(x->shape[d].sym);
-            MIX(x->shape[d].a);
-            MIX(x->shape[d].b);
-        }
+        for (int d = 0; d < x->rank; d++)
+            MIX(dim_hash(x->shape[d]));
     }
     for (int j = -1; j < 3; j++) {
         int64_t st[IR_MAX_RANK];

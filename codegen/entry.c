@@ -249,8 +249,10 @@ static LLVMValueRef descriptor_tensors(Cg *cg, LLVMTypeRef tdesc, LLVMTypeRef rd
         LLVMValueRef dims[RT_MAX_RANK];
         for (int k = 0; k < RT_MAX_RANK; k++) {
             Dim d = k < x->rank ? x->shape[k] : dim_const(0);
-            int sym = dim_is_const(d) ? -1 : d.sym;
-            LLVMValueRef f[3] = {cg_i64(cg, sym), cg_i64(cg, sym < 0 ? 0 : d.a), cg_i64(cg, d.b)};
+            int sym = -1;
+            int64_t coef = 0, off = dim_value(d);
+            KILN_ASSERT(dim_is_const(d) || dim_sym1(d, &sym, &coef, &off));
+            LLVMValueRef f[3] = {cg_i64(cg, sym), cg_i64(cg, coef), cg_i64(cg, off)};
             dims[k] = LLVMConstNamedStruct(rdim, f, 3);
         }
         char gname[64];

@@ -163,7 +163,7 @@ int64_t cg_gemm_packed_bytes(Cg *cg, const Node *n)
     if (!ir_packed_rhs(n, &trans))
         return 0;
     GemmCfg k = gemm_config(cg);
-    int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, nr = k.vw * k.nv;
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), nr = k.vw * k.nv;
     return (N + nr - 1) / nr * K * nr * (int64_t)sizeof(float);
 }
 
@@ -179,7 +179,7 @@ void cg_gemm_pack(Cg *cg, const Node *n, void *dst)
     const Node *src = ir_packed_rhs(n, &trans);
     KILN_ASSERT(src);
     GemmCfg k = gemm_config(cg);
-    int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, nr = k.vw * k.nv;
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), nr = k.vw * k.nv;
     const void *w = src->at.data;
     DType wt = src->dtype;
     float *out = dst;
@@ -560,9 +560,9 @@ static uint64_t variants(const GemmCfg *k, const Node *n)
     int64_t M = 1, N = -1, nr = k->vw * k->nv;
     int mdims = b->rank == 2 ? a->rank - 1 : 1; /* the dims of A that make the rows */
     for (int i = a->rank - 1 - mdims; i < a->rank - 1; i++)
-        M = M < 0 || !dim_is_const(a->shape[i]) ? -1 : M * a->shape[i].b;
+        M = M < 0 || !dim_is_const(a->shape[i]) ? -1 : M * dim_value(a->shape[i]);
     if (dim_is_const(b->shape[b->rank - 1]))
-        N = b->shape[b->rank - 1].b;
+        N = dim_value(b->shape[b->rank - 1]);
     uint64_t rows = 0, edges = 0;
     if (M < 0)
         rows = (1ull << k->mr) - 1;

@@ -49,12 +49,19 @@ void cg_loop_end(Cg *cg, Loop *l)
 
 LLVMValueRef cg_dim(Cg *cg, Dim d)
 {
-    if (dim_is_const(d))
-        return cg_i64(cg, d.b);
-    LLVMValueRef p = LLVMBuildGEP2(cg->b, cg->i64, cg->syms, (LLVMValueRef[]){cg_i64(cg, d.sym)}, 1, "");
-    LLVMValueRef s = LLVMBuildLoad2(cg->b, cg->i64, p, "");
-    LLVMValueRef v = d.a == 1 ? s : LLVMBuildMul(cg->b, s, cg_i64(cg, d.a), "");
-    return d.b ? LLVMBuildAdd(cg->b, v, cg_i64(cg, d.b), "") : v;
+    /* b + sum of coef * syms[sym], terms in ascending order of symbols */
+    LLVMValueRef v = NULL;
+    for (int i = 0; i < dim_nterms(d); i++) {
+        int64_t coef;
+        int sym = dim_term(d, i, &coef);
+        LLVMValueRef p = LLVMBuildGEP2(cg->b, cg->i64, cg->syms, (LLVMValueRef[]){cg_i64(cg, sym)}, 1, "");
+        LLVMValueRef s = LLVMBuildLoad2(cg->b, cg->i64, p, "");
+        LLVMValueRef t = coef == 1 ? s : LLVMBuildMul(cg->b, s, cg_i64(cg, coef), "");
+        v = v ? LLVMBuildAdd(cg->b, v, t, "") : t;
+    }
+    if (!v)
+        return cg_i64(cg, dim_value(d));
+    return dim_value(d) ? LLVMBuildAdd(cg->b, v, cg_i64(cg, dim_value(d)), "") : v;
 }
 
 void cg_shape(Cg *cg, const Node *n, LLVMValueRef *dims)

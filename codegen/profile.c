@@ -63,7 +63,7 @@ static int first_symbol(const Node *const *nodes, int k, const Node *const *ops,
         const Node *x = i < k ? nodes[i] : ops[i - k];
         for (int d = 0; d < x->rank; d++)
             if (!dim_is_const(x->shape[d]))
-                return x->shape[d].sym;
+                return dim_term(x->shape[d], 0, NULL);
     }
     return -1;
 }

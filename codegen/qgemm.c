@@ -38,7 +38,7 @@ static int takes(const Cg *cg, const Node *n)
         return 0;
     if ((s->op != OP_CONST && s->op != OP_WEIGHT) || !s->at.data)
         return 0;
-    if (w->shape[0].b < 1 || w->shape[0].b >= (1 << 16) || w->shape[1].b < 1)
+    if (dim_value(w->shape[0]) < 1 || dim_value(w->shape[0]) >= (1 << 16) || dim_value(w->shape[1]) < 1)
         return 0;
     return cg_target(cg).vnni;
 }
@@ -47,7 +47,7 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 {
     if (!takes(cg, n))
         return 0;
-    int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, Kp = pad(K, 4), Np = pad(N, NR);
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, 4), Np = pad(N, NR);
     return Kp * Np + 8 * Np;
 }
 
@@ -55,7 +55,7 @@ void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 {
     (void)cg;
     const Node *w = n->in[1], *s = n->in[2];
-    int64_t K = w->shape[0].b, N = w->shape[1].b, Kp = pad(K, 4), Np = pad(N, NR);
+    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), Kp = pad(K, 4), Np = pad(N, NR);
     const int8_t *wd = w->at.data;
     int8_t *p = dst;
     memset(dst, 0, (size_t)(Kp * Np + 8 * Np));
@@ -99,7 +99,7 @@ static LLVMValueRef splat(Cg *cg, LLVMValueRef x, LLVMTypeRef vt)
 static void rows_block(Cg *cg, const Node *n, LLVMValueRef *cap, LLVMValueRef m0, int mr, LLVMValueRef qa,
                        LLVMValueRef sas)
 {
-    int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b, Kp = pad(K, 4), Np = pad(N, NR);
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, 4), Np = pad(N, NR);
     LLVMValueRef out = cap[0], a = cap[1], pk = cap[2];
     LLVMTypeRef vi = LLVMVectorType(cg->i32, NR), vf = LLVMVectorType(cg->f32, NR);
     LLVMValueRef amax = cg_alloca(cg, cg->f32, "amax");
@@ -186,7 +186,7 @@ static void rows_block(Cg *cg, const Node *n, LLVMValueRef *cap, LLVMValueRef m0
 static void qgemm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     const Node *n = ctx;
-    int64_t Kp = pad(n->in[1]->shape[0].b, 4);
+    int64_t Kp = pad(dim_value(n->in[1]->shape[0]), 4);
     LLVMValueRef qa = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(MR * Kp)), "qa");
     LLVMSetAlignment(qa, 64);
     LLVMValueRef sas = cg_alloca(cg, LLVMArrayType2(cg->f32, MR), "sa");
@@ -209,7 +209,7 @@ int cg_qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     cg_shape(cg, a, dims);
     LLVMValueRef rows = cg_numel(cg, a->rank - 1, dims);
     LLVMValueRef cap[3] = {out, in[0], in[1]}; /* in[1]: the packed copy */
-    LLVMValueRef work = LLVMBuildMul(cg->b, rows, cg_i64(cg, n->in[1]->shape[0].b * n->in[1]->shape[1].b), "");
+    LLVMValueRef work = LLVMBuildMul(cg->b, rows, cg_i64(cg, dim_value(n->in[1]->shape[0]) * dim_value(n->in[1]->shape[1])), "");
     char name[64];
     snprintf(name, sizeof name, "node%d_qgemm_rows", n->id);
     cg_parallel_work(cg, rows, work, 3, cap, qgemm_rows, (void *)n, name);

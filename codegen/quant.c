@@ -112,7 +112,7 @@ enum {
 static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     const Node *n = ctx, *w = n->in[1];
-    int64_t K = w->shape[0].b, N = w->shape[1].b, G = n->at.group > 0 ? n->at.group : K;
+    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), G = n->at.group > 0 ? n->at.group : K;
     LLVMValueRef out = cap[0], a = cap[1], wp = cap[2], s = cap[3], z = n->nin > 3 ? cap[4] : NULL;
     LLVMValueRef cK = cg_i64(cg, K), cN = cg_i64(cg, N);
     if (!n->at.dynamic && N * 4 <= WBUF) {
@@ -226,7 +226,7 @@ static int qmatmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     cg_shape(cg, a, dims);
     LLVMValueRef rows = cg_numel(cg, a->rank - 1, dims);
     LLVMValueRef cap[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr)};
-    LLVMValueRef work = LLVMBuildMul(cg->b, rows, cg_i64(cg, w->shape[0].b * w->shape[1].b), "");
+    LLVMValueRef work = LLVMBuildMul(cg->b, rows, cg_i64(cg, dim_value(w->shape[0]) * dim_value(w->shape[1])), "");
     char name[64];
     snprintf(name, sizeof name, "node%d_qmatmul_rows", n->id);
     cg_parallel_work(cg, rows, work, 5, cap, qmm_rows, (void *)n, name);

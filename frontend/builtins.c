@@ -147,8 +147,8 @@ static int arg_dims(Lower *L, Args *a, int from, Dim *out, int *n, SrcLoc loc, i
         }
         if (!lw_dim(L, vs[i], l, &out[i]))
             return 0;
-        if (dim_is_const(out[i]) && out[i].b < 0) {
-            ERR(l, "a dimension cannot be negative (%lld)", (long long)out[i].b);
+        if (dim_is_const(out[i]) && dim_value(out[i]) < 0) {
+            ERR(l, "a dimension cannot be negative (%lld)", (long long)dim_value(out[i]));
             return 0;
         }
     }
@@ -621,8 +621,8 @@ static Value b_arange(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         return v_none();
     }
     if (step != 1)
-        n = dim_const((n.b + step - 1) / step);
-    if (dim_is_const(n) && n.b < 1) {
+        n = dim_const((dim_value(n) + step - 1) / step);
+    if (dim_is_const(n) && dim_value(n) < 1) {
         ERR(loc, "arange: the range is empty");
         return v_none();
     }
@@ -643,12 +643,12 @@ static Value b_arange(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         return v_none();
     if (step != 1)
         r = lw_binary(L, OP_MUL, r, lw_scalar(L, (DType)dt, (double)step, loc), loc);
-    if (!dim_is_const(lo) || lo.b != 0) {
+    if (!dim_is_const(lo) || dim_value(lo) != 0) {
         if (!dim_is_const(lo)) {
             ERR(loc, "arange: a symbolic start is not supported");
             return v_none();
         }
-        r = lw_binary(L, OP_ADD, r, lw_scalar(L, (DType)dt, (double)lo.b, loc), loc);
+        r = lw_binary(L, OP_ADD, r, lw_scalar(L, (DType)dt, (double)dim_value(lo), loc), loc);
     }
     return v_tensor(r);
 }
@@ -711,7 +711,7 @@ static Value b_attention(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
         ERR(a->loc[0], "attention: the head size (last dimension of q) must be a constant, got a symbolic size");
         return v_none();
     }
-    if (!kw_float(L, a, "scale", 1.0 / sqrt((double)d.b), &scale))
+    if (!kw_float(L, a, "scale", 1.0 / sqrt((double)dim_value(d)), &scale))
         return v_none();
     int perm[IR_MAX_RANK];
     for (int i = 0; i < k->rank; i++)
@@ -861,7 +861,7 @@ Value builtin_property(Lower *L, Node *x, const char *name, SrcLoc loc)
     Value t = {.k = V_TUPLE, .n = x->rank};
     t.items = arena_alloc(lower_graph(L)->arena, sizeof(Value) * (size_t)(x->rank + 1));
     for (int i = 0; i < x->rank; i++)
-        t.items[i] = dim_is_const(x->shape[i]) ? v_int(x->shape[i].b) : (Value){.k = V_DIM, .dim = x->shape[i]};
+        t.items[i] = dim_is_const(x->shape[i]) ? v_int(dim_value(x->shape[i])) : (Value){.k = V_DIM, .dim = x->shape[i]};
     return t;
 }
 

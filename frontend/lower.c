@@ -70,7 +70,7 @@ Value v_int(int64_t i) { return (Value){.k = V_INT, .i = i}; }
 Value v_float(double f) { return (Value){.k = V_FLOAT, .f = f}; }
 Value v_tensor(Node *t) { return t ? (Value){.k = V_TENSOR, .t = t} : v_none(); }
 static Value v_bool(int b) { return (Value){.k = V_BOOL, .i = b != 0}; }
-static Value v_dim(Dim d) { return dim_is_const(d) ? v_int(d.b) : (Value){.k = V_DIM, .dim = d}; }
+static Value v_dim(Dim d) { return dim_is_const(d) ? v_int(dim_value(d)) : (Value){.k = V_DIM, .dim = d}; }
 
 Graph *lower_graph(Lower *L) { return L->g; }
 Diag *lower_diag(Lower *L) { return L->d; }
@@ -412,7 +412,7 @@ static int dim_may_exceed(Lower *L, Dim hi, Dim lim)
     if (dim_sub(lim, hi, &diff))
         return dim_min(L->g, diff) < 0;
     if (dim_is_const(lim))
-        return dim_max(L->g, hi) > lim.b;
+        return dim_max(L->g, hi) > dim_value(lim);
     return 0; /* symbolic limit, other symbol: checked at run time */
 }
 
@@ -724,14 +724,14 @@ static Value index_tensor(Lower *L, Env *env, Node *x, const Ast *items, SrcLoc 
                 Value v = eval(L, env, it->a);
                 if (!lw_dim(L, v, it->a->loc, &lo))
                     return v_none();
-                if (dim_is_const(lo) && lo.b < 0 && !dim_add(size, lo, &lo))
+                if (dim_is_const(lo) && dim_value(lo) < 0 && !dim_add(size, lo, &lo))
                     return v_none();
             }
             if (it->b) {
                 Value v = eval(L, env, it->b);
                 if (!lw_dim(L, v, it->b->loc, &hi))
                     return v_none();
-                if (dim_is_const(hi) && hi.b < 0 && !dim_add(size, hi, &hi))
+                if (dim_is_const(hi) && dim_value(hi) < 0 && !dim_add(size, hi, &hi))
                     return v_none();
             }
             cur = lw_slice(L, cur, axis, lo, hi, it->loc);
@@ -747,7 +747,7 @@ static Value index_tensor(Lower *L, Env *env, Node *x, const Ast *items, SrcLoc 
         if (v.k == V_INT || v.k == V_DIM) {
             Dim i, end;
             lw_dim(L, v, it->loc, &i);
-            if (dim_is_const(i) && i.b < 0 && !dim_add(size, i, &i))
+            if (dim_is_const(i) && dim_value(i) < 0 && !dim_add(size, i, &i))
                 return v_none();
             dim_add(i, dim_const(1), &end);
             if (dim_min(L->g, i) < 0 || dim_may_exceed(L, end, size)) {
@@ -1157,8 +1157,8 @@ static void decl_input(Lower *L, Frame *f, const Ast *s)
         Value v = eval(L, f->env, d);
         if (!lw_dim(L, v, d->loc, &shape[rank++]))
             ok = 0;
-        else if (dim_is_const(shape[rank - 1]) && shape[rank - 1].b < 1) {
-            ERR(d->loc, "a dimension must be at least 1, got %lld", (long long)shape[rank - 1].b);
+        else if (dim_is_const(shape[rank - 1]) && dim_value(shape[rank - 1]) < 1) {
+            ERR(d->loc, "a dimension must be at least 1, got %lld", (long long)dim_value(shape[rank - 1]));
             ok = 0;
         }
     }

@@ -287,9 +287,9 @@ static int conv_out(Dim h, Dim k, int pad, int stride, Dim *out)
     if (!dim_add(h, dim_const(2 * (int64_t)pad), &t) || !dim_sub(t, k, &t))
         return 0;
     if (dim_is_const(t)) {
-        if (t.b < 0)
+        if (dim_value(t) < 0)
             return 0;
-        *out = dim_const(t.b / stride + 1);
+        *out = dim_const(dim_value(t) / stride + 1);
         return 1;
     }
     if (!dim_div(t, dim_const(stride), &t))
@@ -323,7 +323,7 @@ static int infer_conv(const Graph *g, const Attrs *at, int nin, Node *const *in,
     t->shape[t->rank++] = k->shape[0];
     for (int i = 0; i < 2; i++) {
         Dim h = x->shape[c + 1 + i], kk = k->shape[2 + i], o;
-        if (dim_is_const(h) && dim_is_const(kk) && h.b + 2 * (int64_t)at->pad[i] < kk.b)
+        if (dim_is_const(h) && dim_is_const(kk) && dim_value(h) + 2 * (int64_t)at->pad[i] < dim_value(kk))
             return refuse(w, -1, "conv2d: the kernel is larger than the padded image");
         if (!conv_out(h, kk, at->pad[i], at->stride[i], &o))
             return refuse(w, -1, "conv2d: the %s of %s with kernel %s, stride %d and pad %d is not of the form a*S+b",
@@ -385,21 +385,20 @@ static int infer_slice(const Graph *g, const Attrs *at, const Node *x, IrType *t
     int ax = at->axis;
     Dim s = at->start, e = at->end, size = x->shape[ax], len;
     for (int i = 0; i < 2; i++) {
-        Dim d = i ? e : s;
-        if (d.sym >= g->nsym && d.a)
+        if (!dim_in_graph(g, i ? e : s))
             return refuse(w, -1, "slice: the %s names a symbol the graph does not have", i ? "end" : "start");
     }
     if (!dim_le(g, dim_const(0), s)) {
         if (dim_is_const(s))
-            return refuse(w, -1, "slice start %lld is negative", (long long)s.b);
-        const char *S = g->syms[s.sym].name;
+            return refuse(w, -1, "slice start %lld is negative", (long long)dim_value(s));
+        const char *S = g->syms[dim_term(s, 0, NULL)].name;
         return refuse(w, -1, "slice start %s is negative when %s is small (%s >= 1)", ds(g, s), S, S);
     }
     if (!dim_le(g, e, size)) {
         if (dim_is_const(e))
             return refuse(w, -1, "slice end %s is past the end of dimension %d of %s", ds(g, e), ax, ty(g, x));
         return refuse(w, -1, "slice end %s can reach %lld (%s <= %lld) but dimension %d of %s has size %s", ds(g, e),
-                      (long long)dim_max(g, e), g->syms[e.sym].name, (long long)g->syms[e.sym].bound, ax, ty(g, x),
+                      (long long)dim_max(g, e), g->syms[dim_term(e, 0, NULL)].name, (long long)g->syms[dim_term(e, 0, NULL)].bound, ax, ty(g, x),
                       ds(g, size));
     }
     if (!dim_le(g, s, e) || !dim_sub(e, s, &len))
@@ -571,7 +570,7 @@ static int infer_tokens(const Graph *g, Op op, const Attrs *at, Node *const *in,
                    !dim_eq(wt->shape[r - 1], dim_const(1))))
             return refuse(w, 2, "token_merge: the weights %s must be f32 [..., T, 1] with x's tokens (x %s)", ty(g, wt),
                           ty(g, x));
-        if (t->rank != r || !dim_is_const(t->shape[r - 2]) || t->shape[r - 2].b < 1 ||
+        if (t->rank != r || !dim_is_const(t->shape[r - 2]) || dim_value(t->shape[r - 2]) < 1 ||
             !dim_le(g, t->shape[r - 2], x->shape[r - 2]))
             return refuse(w, -1, "token_merge of %s: the result's token count must be given, static, at least 1 and at "
                           "most x's (not %s)", ty(g, x), shp(g, t->dtype, t->rank, t->shape));

@@ -137,7 +137,7 @@ int64_t ir_state_bytes(const Graph *g, int s, int64_t *off)
         at += bytes;
         bytes = dtype_traits[d->dtype].size;
         for (int k = 0; k < d->rank; k++)
-            bytes *= d->shape[k].b;
+            bytes *= dim_value(d->shape[k]);
         bytes = (bytes + 63) & ~(int64_t)63;
     }
     if (off)

@@ -231,6 +231,83 @@ static Dim dim_norm(Dim d)
     return d;
 }
 
+int64_t dim_value(Dim d)
+{
+    return d.b;
+}
+
+int dim_nterms(Dim d)
+{
+    return dim_is_const(d) ? 0 : 1;
+}
+
+int dim_term(Dim d, int i, int64_t *coef)
+{
+    KILN_ASSERT(i >= 0 && i < dim_nterms(d));
+    if (coef)
+        *coef = d.a;
+    return d.sym;
+}
+
+int64_t dim_coef(Dim d, int sym)
+{
+    d = dim_norm(d);
+    return d.sym >= 0 && d.sym == sym ? d.a : 0;
+}
+
+int dim_sym1(Dim d, int *sym, int64_t *coef, int64_t *off)
+{
+    if (dim_nterms(d) != 1)
+        return 0;
+    if (sym)
+        *sym = d.sym;
+    if (coef)
+        *coef = d.a;
+    if (off)
+        *off = d.b;
+    return 1;
+}
+
+int dim_is_sym(Dim d, int sym)
+{
+    int s;
+    int64_t a, b;
+    return dim_sym1(d, &s, &a, &b) && a == 1 && b == 0 && (sym < 0 || s == sym);
+}
+
+Dim dim_add_const(Dim d, int64_t k)
+{
+    d = dim_norm(d);
+    d.b += k;
+    return d;
+}
+
+Dim dim_mul_const(Dim d, int64_t k)
+{
+    d = dim_norm(d);
+    d.a *= k;
+    d.b *= k;
+    return dim_norm(d);
+}
+
+int dim_in_graph(const Graph *g, Dim d)
+{
+    for (int i = 0; i < dim_nterms(d); i++)
+        if (dim_term(d, i, NULL) >= g->nsym)
+            return 0;
+    return 1;
+}
+
+uint64_t dim_hash(Dim d)
+{
+    d = dim_norm(d);
+    uint64_t h = 1469598103934665603ull;
+    int64_t parts[3] = {d.sym, d.a, d.b};
+    for (int i = 0; i < 3; i++)
+        h = (h ^ (uint64_t)parts[i]) * 0x100000001B3ull;
+    return h;
+}
+
 int dim_eq(Dim x, Dim y)
 {
     x = dim_norm(x);

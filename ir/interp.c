@@ -102,10 +102,9 @@ static int sym_used(const Graph *g, int s, const unsigned char *need)
         if (need && !need[i])
             continue;
         for (int k = 0; k < n->rank; k++)
-            if (n->shape[k].sym == s && n->shape[k].a != 0)
+            if (dim_coef(n->shape[k], s))
                 return 1;
-        if ((op_info[n->op].attrs & A_RANGE) &&
-            ((n->at.start.sym == s && n->at.start.a) || (n->at.end.sym == s && n->at.end.a)))
+        if ((op_info[n->op].attrs & A_RANGE) && (dim_coef(n->at.start, s) || dim_coef(n->at.end, s)))
             return 1;
     }
     return 0;
@@ -116,15 +115,16 @@ static void expected_str(const Graph *g, const Node *n, char *buf, size_t len)
 {
     node_type_str(g, n, buf, len);
     int seen = 0;
-    for (int i = 0; i < n->rank; i++) {
-        Dim dm = n->shape[i];
-        if (dm.sym < 0 || dm.a == 0 || dm.sym >= g->nsym || (seen & (1 << dm.sym)))
-            continue;
-        size_t k = strlen(buf);
-        snprintf(buf + k, len - k, "%s%s <= %lld", seen ? ", " : " with ", g->syms[dm.sym].name,
-                 (long long)g->syms[dm.sym].bound);
-        seen |= 1 << dm.sym;
-    }
+    for (int i = 0; i < n->rank; i++)
+        for (int t = 0; t < dim_nterms(n->shape[i]); t++) {
+            int s = dim_term(n->shape[i], t, NULL);
+            if (s >= g->nsym || (seen & (1 << s)))
+                continue;
+            size_t k = strlen(buf);
+            snprintf(buf + k, len - k, "%s%s <= %lld", seen ? ", " : " with ", g->syms[s].name,
+                     (long long)g->syms[s].bound);
+            seen |= 1 << s;
+        }
 }
 
 /* Binds from the inputs of entry e (e < 0: every input of g, in order), inputs[k] being the k-th of
@@ -166,35 +166,38 @@ static int bind_entry(const Graph *g, int e, const unsigned char *need, const Ho
         for (int i = 0; ok && i < n->rank; i++) {
             Dim dm = n->shape[i];
             int64_t act = t->shape[i];
+            int sym;
+            int64_t coef, off;
             if (act < 0) {
                 ok = 0;
-            } else if (dm.sym < 0 || dm.a == 0) {
-                ok = act == dm.b;
+            } else if (dim_is_const(dm)) {
+                ok = act == dim_value(dm);
             } else {
-                if (dm.sym >= g->nsym) {
+                KILN_ASSERT(dim_sym1(dm, &sym, &coef, &off));
+                if (sym >= g->nsym) {
                     ok = 0;
                     break;
                 }
-                const Sym *sy = &g->syms[dm.sym];
-                int64_t num = act - dm.b;
-                if (num % dm.a != 0) {
+                const Sym *sy = &g->syms[sym];
+                int64_t num = act - off;
+                if (num % coef != 0) {
                     char ds[64];
                     snprintf(why, sizeof why, " (no whole %s makes %s = %lld)", sy->name,
                              dim_str(g, dm, ds, sizeof ds), (long long)act);
                     ok = 0;
                     break;
                 }
-                int64_t v = num / dm.a;
+                int64_t v = num / coef;
                 if (v < 1 || v > sy->bound) {
                     snprintf(why, sizeof why, " (%s would be %lld)", sy->name, (long long)v);
                     ok = 0;
-                } else if (bound[dm.sym] && vals[dm.sym] != v) {
+                } else if (bound[sym] && vals[sym] != v) {
                     snprintf(why, sizeof why, " (%s = %lld from input '%s')", sy->name,
-                             (long long)vals[dm.sym], g->inputs[ix[bound[dm.sym] - 1]]->name);
+                             (long long)vals[sym], g->inputs[ix[bound[sym] - 1]]->name);
                     ok = 0;
                 } else {
-                    vals[dm.sym] = v;
-                    bound[dm.sym] = k + 1;
+                    vals[sym] = v;
+                    bound[sym] = k + 1;
                 }
             }
         }
@@ -1295,7 +1298,7 @@ IrState *ir_state_new(const Graph *g)
         const StateDecl *sd = &g->states[i];
         size_t b = (size_t)dtype_traits[sd->dtype].size;
         for (int k = 0; k < sd->rank; k++)
-            b *= (size_t)sd->shape[k].b;
+            b *= (size_t)dim_value(sd->shape[k]);
         s->bytes[i] = b;
         s->data[i] = calloc(b + 1, 1);
         KILN_ASSERT(s->data[i]);

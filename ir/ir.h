@@ -333,9 +333,29 @@ int *ir_use_counts(Graph *g);
  * grows, like 40 - T, so "every symbol at its bound" is not always the largest). */
 int64_t ir_bytes_at_bound(const Graph *g, const Node *n);
 
+/* Dims are read and made only through these functions (graph.c): no other file touches the fields. */
 Dim dim_const(int64_t v);
 Dim dim_sym(int sym);
 int dim_is_const(Dim d);
+/* The constant term of d: its value when dim_is_const(d). */
+int64_t dim_value(Dim d);
+/* The symbolic terms of d (0 for a constant); term i's symbol, in ascending order of symbols, and
+ * its coefficient (never 0) in *coef when coef is not NULL. */
+int dim_nterms(Dim d);
+int dim_term(Dim d, int i, int64_t *coef);
+/* The coefficient of symbol sym in d; 0 when d does not use it. */
+int64_t dim_coef(Dim d, int sym);
+/* Whether d is coef * S + off for exactly one symbol S: then 1 and the three parts (each pointer
+ * may be NULL). */
+int dim_sym1(Dim d, int *sym, int64_t *coef, int64_t *off);
+/* Whether d is exactly the symbol sym (sym < 0: any one symbol), as the declaration `x: i32[T]` gives. */
+int dim_is_sym(Dim d, int sym);
+Dim dim_add_const(Dim d, int64_t k);
+Dim dim_mul_const(Dim d, int64_t k);
+/* Whether every symbol d uses is one of g's. */
+int dim_in_graph(const Graph *g, Dim d);
+/* A hash of d's value as an expression (equal dims hash equally). */
+uint64_t dim_hash(Dim d);
 int dim_eq(Dim x, Dim y);
 /* The value of d given the symbols' values (vals[sym]). */
 int64_t dim_eval(Dim d, const int64_t *vals);

@@ -84,7 +84,13 @@ enum { MAX_REF = 1 << 24 }; /* largest %id accepted */
 
 static int dim_in_limit(Dim d)
 {
-    return d.a >= -DIM_LIMIT && d.a <= DIM_LIMIT && d.b >= -DIM_LIMIT && d.b <= DIM_LIMIT;
+    for (int i = 0; i < dim_nterms(d); i++) {
+        int64_t a;
+        dim_term(d, i, &a);
+        if (a < -DIM_LIMIT || a > DIM_LIMIT)
+            return 0;
+    }
+    return dim_value(d) >= -DIM_LIMIT && dim_value(d) <= DIM_LIMIT;
 }
 
 typedef struct PendingWeight {
@@ -785,7 +791,7 @@ static int store_data(Parser *p, DType t, int rank, const Dim *shape, NodeAttrs 
             perr(p, na->data_tok, "const data needs a static shape");
             return 0;
         }
-        if (__builtin_mul_overflow(numel, shape[i].b < 0 ? 0 : shape[i].b, &numel) || numel > INT32_MAX) {
+        if (__builtin_mul_overflow(numel, dim_value(shape[i]) < 0 ? 0 : dim_value(shape[i]), &numel) || numel > INT32_MAX) {
             perr(p, na->data_tok, "const data of more than 2^31 elements");
             return 0;
         }
@@ -1313,7 +1319,7 @@ static Weights *resolve_weights(Parser *p, const char *override)
         shape_text(have, sizeof have, wt->dtype, wt->rank, wt->shape);
         int same = wt->dtype == n->dtype && wt->rank == n->rank;
         for (int j = 0; same && j < n->rank; j++)
-            same = dim_is_const(n->shape[j]) && n->shape[j].b == wt->shape[j];
+            same = dim_is_const(n->shape[j]) && dim_value(n->shape[j]) == wt->shape[j];
         if (!same) {
             diag_error(p->d, at, "weight \"%s\" is declared %s but is %s in %s", n->name, want, have, path);
             p->nerr++;

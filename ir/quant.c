@@ -103,9 +103,9 @@ static int params_fit(const Node *x, const Node *s, int axis, int group)
         Dim d = s->shape[i];
         if (group > 0 && i == axis) {
             if (!dim_is_const(x->shape[i]) || !dim_is_const(d) ||
-                d.b != (x->shape[i].b + group - 1) / group)
+                dim_value(d) != (dim_value(x->shape[i]) + group - 1) / group)
                 return 0;
-        } else if (!(dim_is_const(d) && d.b == 1) && !dim_eq(d, x->shape[i])) {
+        } else if (!(dim_is_const(d) && dim_value(d) == 1) && !dim_eq(d, x->shape[i])) {
             return 0;
         }
     }
@@ -153,14 +153,14 @@ int ir_quant_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const 
     if (!is_quant(w->dtype) || w->rank != 2 || !dim_is_const(w->shape[0]) || !dim_is_const(w->shape[1]))
         return snprintf(msg, len, "qmatmul: w is %s, not a static [K, N] of i8, u8, i4 or u4",
                         tstr(g, w, t0, sizeof t0)), 0;
-    int64_t K = w->shape[0].b, N = w->shape[1].b, G = at->group;
+    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), G = at->group;
     if (!dim_eq(a->shape[a->rank - 1], w->shape[0]))
         return snprintf(msg, len, "qmatmul: a %s and w %s differ in K", tstr(g, a, t0, sizeof t0),
                         tstr(g, w, t1, sizeof t1)), 0;
     if (G < 0)
         return snprintf(msg, len, "qmatmul: group %d is negative", at->group), 0;
     int64_t ng = G > 0 ? (K + G - 1) / G : 1;
-    if (s->dtype != DT_F32 || s->rank != 2 || !dim_is_const(s->shape[0]) || s->shape[0].b != ng ||
+    if (s->dtype != DT_F32 || s->rank != 2 || !dim_is_const(s->shape[0]) || dim_value(s->shape[0]) != ng ||
         !dim_eq(s->shape[1], w->shape[1]))
         return snprintf(msg, len, "qmatmul: scale %s is not f32[%lld, %lld] (group %d)", tstr(g, s, t0, sizeof t0),
                         (long long)ng, (long long)N, at->group), 0;

@@ -84,10 +84,6 @@ static const char *dtn(DType t)
 
 /* ---- dims over the symbols' ranges */
 
-static int dim_ok(const Graph *g, Dim d)
-{
-    return d.sym < 0 || d.a == 0 || (d.sym < g->nsym);
-}
 
 static int shape_eq(int ra, const Dim *a, int rb, const Dim *b)
 {
@@ -196,8 +192,8 @@ static int check_structure(Verifier *v, const Node *n, int pos)
         return 0;
     }
     for (int i = 0; i < n->rank; i++) {
-        if (!dim_ok(g, n->shape[i])) {
-            bad(v, "dimension %d names symbol %d; the graph has %d", i, n->shape[i].sym, g->nsym);
+        if (!dim_in_graph(g, n->shape[i])) {
+            bad(v, "dimension %d names a symbol past the graph's %d", i, g->nsym);
             return 0;
         }
     }
@@ -298,7 +294,7 @@ static void check_graph(Verifier *v)
             continue;
         }
         for (int k = 0; k < s->rank; k++)
-            if (!dim_is_const(s->shape[k]) || s->shape[k].b < 0)
+            if (!dim_is_const(s->shape[k]) || dim_value(s->shape[k]) < 0)
                 bad(v, "state \"%s\" needs a static shape, not %s", s->name, shp(v, s->dtype, s->rank, s->shape));
     }
 }
@@ -335,8 +331,8 @@ static void check_entries(Verifier *v)
         int bound[IR_MAX_SYMS] = {0};
         for (int k = 0; k < g->ninput; k++)
             for (int d = 0; g->inputs[k]->entry == e && d < g->inputs[k]->rank; d++)
-                if (g->inputs[k]->shape[d].sym >= 0 && g->inputs[k]->shape[d].a)
-                    bound[g->inputs[k]->shape[d].sym] = 1;
+                for (int t = 0; t < dim_nterms(g->inputs[k]->shape[d]); t++)
+                    bound[dim_term(g->inputs[k]->shape[d], t, NULL)] = 1;
         for (int i = 0; i < n; i++) {
             const Node *x = g->nodes[i];
             Dim ds[IR_MAX_RANK + 2];
@@ -347,12 +343,15 @@ static void check_entries(Verifier *v)
                 ds[nd++] = x->at.end;
             }
             for (int d = 0; need[i] && d < nd; d++)
-                if (ds[d].sym >= 0 && ds[d].a && !bound[ds[d].sym]) {
+                for (int t = 0; t < dim_nterms(ds[d]); t++) {
+                    int s = dim_term(ds[d], t, NULL);
+                    if (bound[s])
+                        continue;
                     v->n = x;
                     v->pos = i;
                     bad(v, "entry %s uses size %s, which none of its inputs' shapes gives", g->entries[e].name,
-                        g->syms[ds[d].sym].name);
-                    bound[ds[d].sym] = 1; /* once */
+                        g->syms[s].name);
+                    bound[s] = 1; /* once */
                 }
         }
     }

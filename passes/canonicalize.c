@@ -60,12 +60,12 @@ static Node *patch_conv(Graph *g, Node *n)
     int b = x->rank == 4;
     if (n->dtype != DT_F32 || !dim_is_const(w->shape[2]) || !dim_is_const(w->shape[3]))
         return NULL;
-    int64_t P = w->shape[2].b, Q = w->shape[3].b, C = w->shape[1].b, O = w->shape[0].b;
+    int64_t P = dim_value(w->shape[2]), Q = dim_value(w->shape[3]), C = dim_value(w->shape[1]), O = dim_value(w->shape[0]);
     Dim H = x->shape[b + 1], W = x->shape[b + 2];
     if (n->at.stride[0] != P || n->at.stride[1] != Q || n->at.pad[0] || n->at.pad[1] || !dim_is_const(H) ||
-        !dim_is_const(W) || H.b % P || W.b % Q)
+        !dim_is_const(W) || dim_value(H) % P || dim_value(W) % Q)
         return NULL;
-    int64_t HP = H.b / P, WQ = W.b / Q;
+    int64_t HP = dim_value(H) / P, WQ = dim_value(W) / Q;
     SrcLoc loc = n->loc;
     Dim bd = b ? x->shape[0] : dim_const(1);
     /* [B, C, HP, P, WQ, Q] -> [B, HP, WQ, C, P, Q] -> [B, HP*WQ, C*P*Q] */
@@ -150,11 +150,8 @@ static uint64_t node_hash(const Node *n)
     MIX(n->op);
     MIX(n->dtype);
     MIX(n->rank);
-    for (int i = 0; i < n->rank; i++) {
-        MIX(n->shape[i].sym);
-        MIX(n->shape[i].a);
-        MIX(n->shape[i].b);
-    }
+    for (int i = 0; i < n->rank; i++)
+        MIX(dim_hash(n->shape[i]));
     for (int i = 0; i < n->nin; i++)
         MIX(n->in[i]->id);
     if (n->name)

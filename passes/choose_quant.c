@@ -63,7 +63,7 @@ static Node *quantize_matmul(Graph *g, Node *n, const Scheme *s)
     const Node *b = ir_packed_rhs(n, &trans);
     if (!b || n->in[0]->rank < 2 || n->rank != n->in[0]->rank)
         return NULL;
-    int64_t K = n->in[1]->shape[0].b, N = n->in[1]->shape[1].b;
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]);
     if (K < 1 || N < 1)
         return NULL;
     int group = s->group && K > s->group ? s->group : 0;

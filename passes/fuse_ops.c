@@ -116,7 +116,7 @@ static int const_value_dt(const Node *n, double *v, DType *dt)
     for (int i = 0; i < n->rank; i++) {
         if (!dim_is_const(n->shape[i]))
             return 0;
-        k *= n->shape[i].b;
+        k *= dim_value(n->shape[i]);
     }
     if (k < 1 || k > 4096)
         return 0;
@@ -264,9 +264,9 @@ static Node *mean_of(const Ctx *c, Node *m, Set *s)
         if (sum->op != OP_SUM || !sum->at.keepdims || sum->at.axis != sum->rank - 1 || !ir_same_shape(sum, m))
             continue;
         Dim d = sum->in[0]->shape[sum->rank - 1];
-        if (!dim_is_const(d) || d.b < 1)
+        if (!dim_is_const(d) || dim_value(d) < 1)
             continue;
-        if (is_const_near(c, k, m->op == OP_DIV ? (double)d.b : 1.0 / (double)d.b)) {
+        if (is_const_near(c, k, m->op == OP_DIV ? (double)dim_value(d) : 1.0 / (double)dim_value(d))) {
             set_add(s, m);
             set_add(s, sum);
             return sum->in[0];

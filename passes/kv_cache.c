@@ -155,7 +155,7 @@ static void cache_shape(const Kv *kv, const Node *x, int axis, Dim *shape)
 
 static int is_t(const Kv *kv, Dim d)
 {
-    return d.sym >= 0 && (kv->tsym < 0 || d.sym == kv->tsym) && d.a == 1 && d.b == 0;
+    return dim_is_sym(d, kv->tsym);
 }
 
 /* d with T = 1; 0 when d uses another symbol */
@@ -165,9 +165,11 @@ static int subst(const Kv *kv, Dim d, Dim *out)
         *out = d;
         return 1;
     }
-    if (d.sym != kv->tsym)
+    int sym;
+    int64_t coef, off;
+    if (!dim_sym1(d, &sym, &coef, &off) || sym != kv->tsym)
         return 0;
-    *out = dim_const(d.a + d.b);
+    *out = dim_const(coef + off);
     return 1;
 }
 
@@ -326,13 +328,12 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
         return 0;
     }
     const Node *tok = g->ninput == 1 ? g->inputs[0] : NULL;
-    if (!tok || !dtype_traits[tok->dtype].is_int || tok->rank != 1 || tok->shape[0].sym < 0 || tok->shape[0].a != 1 ||
-        tok->shape[0].b != 0) {
+    if (!tok || !dtype_traits[tok->dtype].is_int || tok->rank != 1 || !dim_is_sym(tok->shape[0], -1)) {
         diag_fatal(o->d, "kv-cache: a model with a cache has one input, its token ids: an integer tensor [T] "
                          "with a symbolic T (this one has %d input%s)", g->ninput, g->ninput == 1 ? "" : "s");
         return 0;
     }
-    kv.tsym = tok->shape[0].sym;
+    kv.tsym = dim_term(tok->shape[0], 0, NULL);
     for (int i = 0; i < g->nnode; i++) /* again, now that T is the tokens' symbol */
         if (g->nodes[i]->op == OP_ATTENTION && attention_problem(&kv, g->nodes[i])) {
             diag_error(o->d, g->nodes[i]->loc, "kv-cache: attention %%%d stops the pass: %s", i,

@@ -103,9 +103,9 @@ int64_t plan_slice_shift(const Node *x)
     for (int i = x->at.axis + 1; i < in->rank; i++) {
         if (!dim_is_const(in->shape[i]))
             return -1;
-        inner *= in->shape[i].b;
+        inner *= dim_value(in->shape[i]);
     }
-    return x->at.start.b * inner;
+    return dim_value(x->at.start) * inner;
 }
 
 /* Whether x's storage is that of state `name`: its read, or a view (reshape, slice) of it. */
@@ -178,7 +178,7 @@ static int c_strides(const Node *x, int64_t *st)
         if (i > 0) {
             if (!dim_is_const(x->shape[i]))
                 return 0;
-            s *= x->shape[i].b;
+            s *= dim_value(x->shape[i]);
         }
     }
     return 1;
@@ -208,33 +208,33 @@ static int reshape_strides(const Node *x, const Node *y, const int64_t *is, int6
         if (!dim_is_const(x->shape[i]) || !dim_is_const(y->shape[j]))
             return 0;
         int i0 = i, j0 = j;
-        int64_t pi = x->shape[i++].b, pj = y->shape[j++].b;
+        int64_t pi = dim_value(x->shape[i++]), pj = dim_value(y->shape[j++]);
         while (pi != pj) {
             if (pi < pj) {
                 if (i == x->rank || !dim_is_const(x->shape[i]))
                     return 0;
-                pi *= x->shape[i++].b;
+                pi *= dim_value(x->shape[i++]);
             } else {
                 if (j == y->rank || !dim_is_const(y->shape[j]))
                     return 0;
-                pj *= y->shape[j++].b;
+                pj *= dim_value(y->shape[j++]);
             }
         }
         /* x's group [i0, i) contiguous (size-1 dimensions aside), then y's group from its innermost stride */
         int64_t inner = -1, want = -1;
         for (int k = i - 1; k >= i0; k--) {
-            if (x->shape[k].b == 1)
+            if (dim_value(x->shape[k]) == 1)
                 continue;
             if (want >= 0 && is[k] != want)
                 return 0;
             if (inner < 0)
                 inner = is[k];
-            want = is[k] * x->shape[k].b;
+            want = is[k] * dim_value(x->shape[k]);
         }
         int64_t s = inner < 0 ? 1 : inner;
         for (int k = j - 1; k >= j0; k--) {
             os[k] = s;
-            s *= y->shape[k].b;
+            s *= dim_value(y->shape[k]);
         }
     }
 }
@@ -265,7 +265,7 @@ int plan_view(const Node *x, const unsigned char *view, PlanView *v)
     case OP_SLICE:
         if (!dim_is_const(x->at.start))
             return 0;
-        v->offset += x->at.start.b * v->stride[x->at.axis];
+        v->offset += dim_value(x->at.start) * v->stride[x->at.axis];
         return 1;
     default:
         if (!reshape_strides(in, x, v->stride, st))

@@ -488,7 +488,7 @@ static int node_tax(Ctx *c, const Node *n, int64_t T, const char **why)
     case OP_SLICE:
         if (n->at.axis != xa)
             return xa;
-        if (dim_is_const(n->at.end) && n->at.end.b <= 1) {
+        if (dim_is_const(n->at.end) && dim_value(n->at.end) <= 1) {
             return -1; /* the [CLS] token (x[:, 0]): kept first by every method */
         }
         *why = "a slice of the tokens other than the first";
@@ -810,7 +810,7 @@ int pass_prune_tokens(Graph *g, const PassOptions *o)
 
     double before[MAXL + 1], after[MAXL + 1], pre[MAXL + 1], att[MAXL + 1], post[MAXL + 1];
     layer_flops(&c, before, pre, att, post);
-    int64_t T0 = first->x1->shape[first->x1->rank - 2].b;
+    int64_t T0 = dim_value(first->x1->shape[first->x1->rank - 2]);
 
     /* the schedule: tokens removed per layer */
     int want[MAXL] = {0};
@@ -859,7 +859,7 @@ int pass_prune_tokens(Graph *g, const PassOptions *o)
                 explain(&c, b->attn, "prune-tokens: layer %d left alone: %s", l, b->why);
             continue;
         }
-        int64_t cur = b->x1->shape[b->x1->rank - 2].b;
+        int64_t cur = dim_value(b->x1->shape[b->x1->rank - 2]);
         tin[l] = tout[l] = T = cur;
         int64_t removed = 0;
         int keep = 0;

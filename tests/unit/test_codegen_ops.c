@@ -1254,7 +1254,7 @@ static void attention_cases(void)
                 in[k].rank = x->rank;
                 int64_t ne = 1;
                 for (int i = 0; i < x->rank; i++)
-                    ne *= in[k].shape[i] = x->shape[i].b;
+                    ne *= in[k].shape[i] = dim_value(x->shape[i]);
                 in[k].data = calloc((size_t)ne, sizeof(float));
                 KILN_ASSERT(in[k].data);
                 Gen gen = k == 3 ? NINF(-2, 2, 0) : UNI(-1, 1);
@@ -1266,7 +1266,7 @@ static void attention_cases(void)
             got.rank = y->rank;
             int64_t ne = 1;
             for (int i = 0; i < y->rank; i++)
-                ne *= got.shape[i] = y->shape[i].b;
+                ne *= got.shape[i] = dim_value(y->shape[i]);
             got.data = malloc((size_t)ne * sizeof(float));
             KILN_ASSERT(got.data);
             memset(got.data, 0xff, (size_t)ne * sizeof(float));

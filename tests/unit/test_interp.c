@@ -257,7 +257,7 @@ static int run_case(const Case *c)
     Node *y = ir_build(g, (Op)c->op, &c->at, nin, ins, &want, NOLOC, &why);
     int fits = y && y->rank == out.rank && y->dtype == odt;
     for (int k = 0; fits && k < y->rank; k++)
-        fits = dim_is_const(y->shape[k]) && y->shape[k].b == out.shape[k];
+        fits = dim_is_const(y->shape[k]) && dim_value(y->shape[k]) == out.shape[k];
     if (!fits) {
         char b1[256];
         CHECK(0, "%s: shape inference gives %s for %s, PyTorch %d dimensions", c->name,

@@ -401,12 +401,12 @@ static void test_round_trip(void)
             CHECK(a->layer == b->layer && (a->scope ? b->scope && !strcmp(a->scope, b->scope) : !b->scope),
                   "node %d: layer or scope differs", i);
             if (b->op == OP_WEIGHT)
-                CHECK(b->at.data && !memcmp(a->at.data, b->at.data, sizeof(float) * (size_t)(b->shape[0].b *
-                      (b->rank > 1 ? b->shape[1].b : 1))), "weight %s has the wrong data", b->name);
+                CHECK(b->at.data && !memcmp(a->at.data, b->at.data, sizeof(float) * (size_t)(dim_value(b->shape[0]) *
+                      (b->rank > 1 ? dim_value(b->shape[1]) : 1))), "weight %s has the wrong data", b->name);
             if (b->op == OP_CONST) {
                 int64_t numel = 1;
                 for (int j = 0; j < b->rank; j++)
-                    numel *= b->shape[j].b;
+                    numel *= dim_value(b->shape[j]);
                 size_t sz = (size_t)dtype_traits[b->dtype].size;
                 int same = 1;
                 for (int64_t j = 0; j < numel; j++) {

@@ -98,7 +98,7 @@ static double rel_err(const float *a, const float *b, int V)
 static int vocab_of(const Graph *g)
 {
     const Output *o = &g->outputs[0];
-    return (int)o->node->shape[o->node->rank - 1].b;
+    return (int)dim_value(o->node->shape[o->node->rank - 1]);
 }
 
 static void test_full(const Model *m, int step)
