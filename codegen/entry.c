@@ -239,6 +239,22 @@ typedef struct TensorType {
     const Dim *shape;
 } TensorType;
 
+/* An RtDim: n, sym[RT_DIM_TERMS], a[RT_DIM_TERMS], b (the unused terms 0). */
+static LLVMValueRef descriptor_dim(Cg *cg, LLVMTypeRef rdim, Dim d)
+{
+    _Static_assert((int)DIM_TERMS == (int)RT_DIM_TERMS, "a Dim's terms fit an RtDim's");
+    LLVMValueRef sym[RT_DIM_TERMS], a[RT_DIM_TERMS];
+    for (int i = 0; i < RT_DIM_TERMS; i++) {
+        int64_t coef = 0;
+        int s = i < dim_nterms(d) ? dim_term(d, i, &coef) : 0;
+        sym[i] = cg_i64(cg, s);
+        a[i] = cg_i64(cg, coef);
+    }
+    LLVMValueRef f[4] = {cg_i64(cg, dim_nterms(d)), LLVMConstArray2(cg->i64, sym, RT_DIM_TERMS),
+                         LLVMConstArray2(cg->i64, a, RT_DIM_TERMS), cg_i64(cg, dim_value(d))};
+    return LLVMConstNamedStruct(rdim, f, 4);
+}
+
 static LLVMValueRef descriptor_tensors(Cg *cg, LLVMTypeRef tdesc, LLVMTypeRef rdim, int n, const TensorType *types,
                                        const char *const *names, const char *what)
 {
@@ -248,12 +264,7 @@ static LLVMValueRef descriptor_tensors(Cg *cg, LLVMTypeRef tdesc, LLVMTypeRef rd
         const TensorType *x = &types[i];
         LLVMValueRef dims[RT_MAX_RANK];
         for (int k = 0; k < RT_MAX_RANK; k++) {
-            Dim d = k < x->rank ? x->shape[k] : dim_const(0);
-            int sym = -1;
-            int64_t coef = 0, off = dim_value(d);
-            KILN_ASSERT(dim_is_const(d) || dim_sym1(d, &sym, &coef, &off));
-            LLVMValueRef f[3] = {cg_i64(cg, sym), cg_i64(cg, coef), cg_i64(cg, off)};
-            dims[k] = LLVMConstNamedStruct(rdim, f, 3);
+            dims[k] = descriptor_dim(cg, rdim, k < x->rank ? x->shape[k] : dim_const(0));
         }
         char gname[64];
         snprintf(gname, sizeof gname, ".%s%d", what, i);
@@ -277,7 +288,8 @@ static void descriptor(Cg *cg, LLVMValueRef *entries)
     const Graph *g = cg->g;
     int stateful = g->nentry || g->nstate, ne = ir_nentries(g);
     LLVMTypeRef rdim = LLVMStructCreateNamed(cg->ctx, "RtDim");
-    LLVMStructSetBody(rdim, (LLVMTypeRef[]){cg->i64, cg->i64, cg->i64}, 3, 0);
+    LLVMTypeRef terms = LLVMArrayType2(cg->i64, RT_DIM_TERMS);
+    LLVMStructSetBody(rdim, (LLVMTypeRef[]){cg->i64, terms, terms, cg->i64}, 4, 0);
     LLVMTypeRef tdesc = LLVMStructCreateNamed(cg->ctx, "RtTensorDesc");
     LLVMStructSetBody(tdesc, (LLVMTypeRef[]){cg->ptr, cg->i64, cg->i64, LLVMArrayType2(rdim, RT_MAX_RANK)}, 4, 0);
     LLVMTypeRef sdesc = LLVMStructCreateNamed(cg->ctx, "RtSymDesc");

@@ -645,10 +645,11 @@ static Value binary(Lower *L, int op, Value a, Value b, SrcLoc loc, SrcLoc aloc,
                : -1;
         if (ok == 1)
             return v_dim(r);
-        char b1[64], b2[64];
+        char b1[IR_DIM_STR], b2[IR_DIM_STR];
         if (ok == 0)
-            ERR(loc, "%s %s %s is not a size kiln can represent (sizes are a*T + b for one symbol T)",
-                dim_str(L->g, x, b1, sizeof b1), binop_text(op), dim_str(L->g, y, b2, sizeof b2));
+            ERR(loc, "%s %s %s is not a size kiln can represent (sizes are linear in at most %d symbols, "
+                     "like 2*T + P + 1)",
+                dim_str(L->g, x, b1, sizeof b1), binop_text(op), dim_str(L->g, y, b2, sizeof b2), DIM_TERMS);
         else
             ERR(loc, "'%s' is not defined on symbolic sizes", binop_text(op));
         return v_none();

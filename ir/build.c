@@ -55,9 +55,25 @@ static const char *shp(const Graph *g, DType dt, int rank, const Dim *shape)
 
 static const char *ds(const Graph *g, Dim d)
 {
-    static _Thread_local char bufs[6][96];
+    static _Thread_local char bufs[6][IR_DIM_STR];
     static _Thread_local int k;
-    return dim_str(g, d, bufs[k++ % 6], 96);
+    return dim_str(g, d, bufs[k++ % 6], IR_DIM_STR);
+}
+
+/* The bounds of the symbols d uses: "T <= 16", "P <= 8, T <= 16". */
+static const char *bounds(const Graph *g, Dim d)
+{
+    static _Thread_local char bufs[2][IR_DIM_STR];
+    static _Thread_local int k;
+    char *b = bufs[k++ % 2];
+    size_t n = 0;
+    b[0] = 0;
+    for (int i = 0; i < dim_nterms(d) && n < IR_DIM_STR; i++) {
+        const Sym *s = &g->syms[dim_term(d, i, NULL)];
+        int w = snprintf(b + n, IR_DIM_STR - n, "%s%s <= %lld", i ? ", " : "", s->name, (long long)s->bound);
+        n += w < 0 ? IR_DIM_STR : (size_t)w;
+    }
+    return b;
 }
 
 static const char *dtn(DType t) { return dtype_traits[t].name; }
@@ -83,7 +99,7 @@ int ir_same_type(const IrType *a, const IrType *b)
 
 IrType ir_type_of(const Node *n)
 {
-    IrType t = {n->dtype, n->rank, {{0, 0, 0}}};
+    IrType t = {.dtype = n->dtype, .rank = n->rank};
     set_shape(&t, n->rank, n->shape);
     return t;
 }
@@ -391,15 +407,18 @@ static int infer_slice(const Graph *g, const Attrs *at, const Node *x, IrType *t
     if (!dim_le(g, dim_const(0), s)) {
         if (dim_is_const(s))
             return refuse(w, -1, "slice start %lld is negative", (long long)dim_value(s));
-        const char *S = g->syms[dim_term(s, 0, NULL)].name;
-        return refuse(w, -1, "slice start %s is negative when %s is small (%s >= 1)", ds(g, s), S, S);
+        if (dim_nterms(s) == 1) {
+            const char *S = g->syms[dim_term(s, 0, NULL)].name;
+            return refuse(w, -1, "slice start %s is negative when %s is small (%s >= 1)", ds(g, s), S, S);
+        }
+        return refuse(w, -1, "slice start %s can be as low as %lld (%s)", ds(g, s), (long long)dim_min(g, s),
+                      bounds(g, s));
     }
     if (!dim_le(g, e, size)) {
         if (dim_is_const(e))
             return refuse(w, -1, "slice end %s is past the end of dimension %d of %s", ds(g, e), ax, ty(g, x));
-        return refuse(w, -1, "slice end %s can reach %lld (%s <= %lld) but dimension %d of %s has size %s", ds(g, e),
-                      (long long)dim_max(g, e), g->syms[dim_term(e, 0, NULL)].name, (long long)g->syms[dim_term(e, 0, NULL)].bound, ax, ty(g, x),
-                      ds(g, size));
+        return refuse(w, -1, "slice end %s can reach %lld (%s) but dimension %d of %s has size %s", ds(g, e),
+                      (long long)dim_max(g, e), bounds(g, e), ax, ty(g, x), ds(g, size));
     }
     if (!dim_le(g, s, e) || !dim_sub(e, s, &len))
         return refuse(w, -1, "slice [%s:%s] has no valid length", ds(g, s), ds(g, e));
@@ -640,7 +659,7 @@ int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, I
 Node *ir_build(Graph *g, Op op, const Attrs *at, int nin, Node *const *in, const IrType *given, SrcLoc loc,
                IrWhy *why)
 {
-    IrType t = {DT_F32, 0, {{0, 0, 0}}};
+    IrType t = {.dtype = DT_F32, .rank = 0};
     if (given)
         t = *given;
     IrWhy local;
@@ -673,7 +692,7 @@ Node *ir_gelu(Graph *g, Node *x, int approx, SrcLoc loc, IrWhy *why)
 
 Node *ir_cast(Graph *g, Node *x, DType dt, SrcLoc loc)
 {
-    IrType t = {dt, 0, {{0, 0, 0}}};
+    IrType t = {.dtype = dt, .rank = 0};
     return ir_build(g, OP_CAST, NULL, 1, &x, &t, loc, NULL);
 }
 
@@ -733,7 +752,7 @@ Node *ir_conv2d(Graph *g, Node *x, Node *w, Node *bias, int stride, int pad, Src
 
 Node *ir_reshape(Graph *g, Node *x, int rank, const Dim *shape, SrcLoc loc, IrWhy *why)
 {
-    IrType t = {x->dtype, 0, {{0, 0, 0}}};
+    IrType t = {.dtype = x->dtype, .rank = 0};
     KILN_ASSERT(rank >= 0 && rank <= IR_MAX_RANK);
     set_shape(&t, rank, shape);
     return ir_build(g, OP_RESHAPE, NULL, 1, &x, &t, loc, why);
@@ -741,7 +760,7 @@ Node *ir_reshape(Graph *g, Node *x, int rank, const Dim *shape, SrcLoc loc, IrWh
 
 Node *ir_expand(Graph *g, Node *x, int rank, const Dim *shape, SrcLoc loc, IrWhy *why)
 {
-    IrType t = {x->dtype, 0, {{0, 0, 0}}};
+    IrType t = {.dtype = x->dtype, .rank = 0};
     KILN_ASSERT(rank >= 0 && rank <= IR_MAX_RANK);
     set_shape(&t, rank, shape);
     return ir_build(g, OP_EXPAND, NULL, 1, &x, &t, loc, why);
@@ -790,7 +809,7 @@ Node *ir_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, double scale
 
 Node *ir_const(Graph *g, DType dt, int rank, const Dim *shape, const void *data, SrcLoc loc)
 {
-    IrType t = {dt, 0, {{0, 0, 0}}};
+    IrType t = {.dtype = dt, .rank = 0};
     set_shape(&t, rank, shape);
     Attrs at = {0};
     at.data = data;
@@ -807,7 +826,7 @@ Node *ir_scalar(Graph *g, DType dt, double v, SrcLoc loc)
 Node *ir_source(Graph *g, Op op, DType dt, int rank, const Dim *shape, SrcLoc loc)
 {
     KILN_ASSERT(op_info[op].flags & F_SOURCE);
-    IrType t = {dt, 0, {{0, 0, 0}}};
+    IrType t = {.dtype = dt, .rank = 0};
     set_shape(&t, rank, shape);
     return ir_build(g, op, NULL, 0, NULL, &t, loc, NULL);
 }

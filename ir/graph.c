@@ -1,9 +1,10 @@
 /* graph.c: the dtype and op tables, dimensions, shapes, nodes and graphs.
  *
- * Dimensions are affine in at most one symbolic size: a*S + b. That covers what transformer models
- * write (T, T+1 for a [CLS] token, 2*T after a concat, B*49 after flattening patches) while keeping
- * equality decidable by comparing three integers. Shapes whose element counts must agree (reshape)
- * are compared as polynomials by evaluating them at enough points (see shape_numel_eq).
+ * Dimensions are linear in the symbolic sizes: b + a1*S1 + ... with at most DIM_TERMS symbols. That
+ * covers what transformer models write (T, T+1 for a [CLS] token, 2*T after a concat, B*49 after
+ * flattening patches, P+T for a cache of P past tokens and T new ones, T-r after merging r tokens)
+ * while keeping equality decidable by comparing a canonical form. Shapes whose element counts must
+ * agree (reshape) are compared as polynomials (see shape_numel_eq).
  */
 #include "ir.h"
 
@@ -207,28 +208,58 @@ double dtype_round(DType t, double v)
     return dtype_load(t, buf, 0);
 }
 
-/* ---- dimensions */
+/* ---- dimensions
+ *
+ * A Dim is kept in one canonical form (terms in ascending order of symbols, no zero coefficient,
+ * unused slots zero), so two dims are equal exactly when their fields are. Arithmetic that would
+ * need a fifth term or overflow 64 bits fails (returns 0) rather than wrap. */
+
+/* d += a*S; 0 when that needs more than DIM_TERMS terms or overflows. */
+static int dim_put(Dim *d, int sym, int64_t a)
+{
+    if (a == 0)
+        return 1;
+    int i = 0;
+    while (i < d->n && d->sym[i] < sym)
+        i++;
+    if (i < d->n && d->sym[i] == sym) {
+        if (__builtin_add_overflow(d->a[i], a, &d->a[i]))
+            return 0;
+        if (d->a[i] == 0) { /* the term cancels: close the gap */
+            for (int j = i; j + 1 < d->n; j++)
+                d->sym[j] = d->sym[j + 1], d->a[j] = d->a[j + 1];
+            d->n--;
+            d->sym[d->n] = 0, d->a[d->n] = 0;
+        }
+        return 1;
+    }
+    if (d->n == DIM_TERMS)
+        return 0;
+    for (int j = d->n; j > i; j--)
+        d->sym[j] = d->sym[j - 1], d->a[j] = d->a[j - 1];
+    d->sym[i] = sym, d->a[i] = a;
+    d->n++;
+    return 1;
+}
 
 Dim dim_const(int64_t v)
 {
-    return (Dim){-1, 0, v};
+    Dim d = {0};
+    d.b = v;
+    return d;
 }
 
 Dim dim_sym(int sym)
 {
-    return (Dim){sym, 1, 0};
+    Dim d = {0};
+    KILN_ASSERT(sym >= 0);
+    d.n = 1, d.sym[0] = sym, d.a[0] = 1;
+    return d;
 }
 
 int dim_is_const(Dim d)
 {
-    return d.sym < 0 || d.a == 0;
-}
-
-static Dim dim_norm(Dim d)
-{
-    if (d.sym < 0 || d.a == 0)
-        return dim_const(d.b);
-    return d;
+    return d.n == 0;
 }
 
 int64_t dim_value(Dim d)
@@ -238,31 +269,33 @@ int64_t dim_value(Dim d)
 
 int dim_nterms(Dim d)
 {
-    return dim_is_const(d) ? 0 : 1;
+    return d.n;
 }
 
 int dim_term(Dim d, int i, int64_t *coef)
 {
-    KILN_ASSERT(i >= 0 && i < dim_nterms(d));
+    KILN_ASSERT(i >= 0 && i < d.n);
     if (coef)
-        *coef = d.a;
-    return d.sym;
+        *coef = d.a[i];
+    return d.sym[i];
 }
 
 int64_t dim_coef(Dim d, int sym)
 {
-    d = dim_norm(d);
-    return d.sym >= 0 && d.sym == sym ? d.a : 0;
+    for (int i = 0; i < d.n; i++)
+        if (d.sym[i] == sym)
+            return d.a[i];
+    return 0;
 }
 
 int dim_sym1(Dim d, int *sym, int64_t *coef, int64_t *off)
 {
-    if (dim_nterms(d) != 1)
+    if (d.n != 1)
         return 0;
     if (sym)
-        *sym = d.sym;
+        *sym = d.sym[0];
     if (coef)
-        *coef = d.a;
+        *coef = d.a[0];
     if (off)
         *off = d.b;
     return 1;
@@ -270,147 +303,173 @@ int dim_sym1(Dim d, int *sym, int64_t *coef, int64_t *off)
 
 int dim_is_sym(Dim d, int sym)
 {
-    int s;
-    int64_t a, b;
-    return dim_sym1(d, &s, &a, &b) && a == 1 && b == 0 && (sym < 0 || s == sym);
+    return d.n == 1 && d.a[0] == 1 && d.b == 0 && (sym < 0 || d.sym[0] == sym);
 }
 
 Dim dim_add_const(Dim d, int64_t k)
 {
-    d = dim_norm(d);
-    d.b += k;
+    KILN_ASSERT(!__builtin_add_overflow(d.b, k, &d.b));
     return d;
 }
 
 Dim dim_mul_const(Dim d, int64_t k)
 {
-    d = dim_norm(d);
-    d.a *= k;
-    d.b *= k;
-    return dim_norm(d);
+    Dim r;
+    KILN_ASSERT(dim_mul(d, dim_const(k), &r));
+    return r;
 }
 
 int dim_in_graph(const Graph *g, Dim d)
 {
-    for (int i = 0; i < dim_nterms(d); i++)
-        if (dim_term(d, i, NULL) >= g->nsym)
+    for (int i = 0; i < d.n; i++)
+        if (d.sym[i] < 0 || d.sym[i] >= g->nsym)
             return 0;
     return 1;
 }
 
 uint64_t dim_hash(Dim d)
 {
-    d = dim_norm(d);
     uint64_t h = 1469598103934665603ull;
-    int64_t parts[3] = {d.sym, d.a, d.b};
-    for (int i = 0; i < 3; i++)
-        h = (h ^ (uint64_t)parts[i]) * 0x100000001B3ull;
+#define DIM_MIX(v) (h = (h ^ (uint64_t)(v)) * 0x100000001B3ull)
+    DIM_MIX(d.n);
+    for (int i = 0; i < d.n; i++) {
+        DIM_MIX(d.sym[i]);
+        DIM_MIX(d.a[i]);
+    }
+    DIM_MIX(d.b);
+#undef DIM_MIX
     return h;
 }
 
 int dim_eq(Dim x, Dim y)
 {
-    x = dim_norm(x);
-    y = dim_norm(y);
-    return x.sym == y.sym && x.a == y.a && x.b == y.b;
+    if (x.n != y.n || x.b != y.b)
+        return 0;
+    for (int i = 0; i < x.n; i++)
+        if (x.sym[i] != y.sym[i] || x.a[i] != y.a[i])
+            return 0;
+    return 1;
 }
 
 int64_t dim_eval(Dim d, const int64_t *vals)
 {
-    d = dim_norm(d);
-    return d.sym < 0 ? d.b : d.a * vals[d.sym] + d.b;
+    /* unsigned: a hostile dim wraps instead of overflowing (bounds keep real ones far from it) */
+    uint64_t v = (uint64_t)d.b;
+    for (int i = 0; i < d.n; i++)
+        v += (uint64_t)d.a[i] * (uint64_t)vals[d.sym[i]];
+    return (int64_t)v;
+}
+
+/* The largest (hi) or smallest value of d: the symbols range independently over 1..bound, so each
+ * term takes its own extreme, at 1 or at the bound (a coefficient may be negative: 40 - T). */
+static int64_t dim_extreme(const Graph *g, Dim d, int hi)
+{
+    __int128 v = d.b; /* saturated at the end: a hostile dim does not overflow */
+    for (int i = 0; i < d.n; i++) {
+        __int128 at1 = d.a[i], atb = (__int128)d.a[i] * g->syms[d.sym[i]].bound;
+        v += (hi ? atb > at1 : atb < at1) ? atb : at1;
+    }
+    return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
 }
 
 int64_t dim_max(const Graph *g, Dim d)
 {
-    d = dim_norm(d);
-    if (d.sym < 0)
-        return d.b;
-    /* a may be negative (T-1 has a = 1; 1-T would have a = -1): the largest value is at an end. */
-    int64_t hi = d.a * g->syms[d.sym].bound + d.b, lo = d.a * 1 + d.b;
-    return hi > lo ? hi : lo;
+    return dim_extreme(g, d, 1);
 }
 
 int64_t dim_min(const Graph *g, Dim d)
 {
-    d = dim_norm(d);
-    if (d.sym < 0)
-        return d.b;
-    int64_t hi = d.a * g->syms[d.sym].bound + d.b, lo = d.a * 1 + d.b; /* symbols are at least 1 */
-    return hi < lo ? hi : lo;
+    return dim_extreme(g, d, 0);
 }
 
 int dim_add(Dim x, Dim y, Dim *out)
 {
-    x = dim_norm(x);
-    y = dim_norm(y);
-    if (x.sym >= 0 && y.sym >= 0 && x.sym != y.sym)
+    Dim r = x;
+    for (int i = 0; i < y.n; i++)
+        if (!dim_put(&r, y.sym[i], y.a[i]))
+            return 0;
+    if (__builtin_add_overflow(x.b, y.b, &r.b))
         return 0;
-    *out = dim_norm((Dim){x.sym >= 0 ? x.sym : y.sym, x.a + y.a, x.b + y.b});
+    *out = r;
     return 1;
 }
 
 int dim_sub(Dim x, Dim y, Dim *out)
 {
-    y = dim_norm(y);
-    return dim_add(x, (Dim){y.sym, -y.a, -y.b}, out);
+    Dim neg;
+    return dim_mul(y, dim_const(-1), &neg) && dim_add(x, neg, out);
 }
 
 int dim_mul(Dim x, Dim y, Dim *out)
 {
-    x = dim_norm(x);
-    y = dim_norm(y);
-    if (x.sym >= 0 && y.sym >= 0)
+    if (x.n && y.n) /* a product of two sizes is not linear */
         return 0;
-    if (x.sym >= 0) {
+    if (x.n) {
         Dim t = x;
         x = y;
         y = t;
     }
-    /* x is constant */
-    *out = dim_norm((Dim){y.sym, y.a * x.b, y.b * x.b});
+    /* x is the constant k: k * y */
+    int64_t k = x.b;
+    if (k == 0) {
+        *out = dim_const(0);
+        return 1;
+    }
+    Dim r = y;
+    for (int i = 0; i < r.n; i++)
+        if (__builtin_mul_overflow(r.a[i], k, &r.a[i]))
+            return 0;
+    if (__builtin_mul_overflow(r.b, k, &r.b))
+        return 0;
+    *out = r;
     return 1;
 }
 
 int dim_div(Dim x, Dim y, Dim *out)
 {
-    x = dim_norm(x);
-    y = dim_norm(y);
-    if (y.sym >= 0) {
-        /* (a*S + b) / (c*S + d) is constant only when proportional. */
-        if (x.sym != y.sym || y.a == 0 || x.a % y.a)
+    if (y.n) {
+        /* x / y is a constant q only when x = q * y */
+        if (x.n != y.n || x.a[0] % y.a[0])
             return 0;
-        int64_t q = x.a / y.a;
-        if (x.b != q * y.b)
+        int64_t q = x.a[0] / y.a[0];
+        Dim qy;
+        if (!dim_mul(y, dim_const(q), &qy) || !dim_eq(qy, x))
             return 0;
         *out = dim_const(q);
         return 1;
     }
-    if (y.b == 0 || x.a % y.b || x.b % y.b)
+    int64_t k = y.b;
+    if (k == 0 || (k == -1 && x.b == INT64_MIN) || x.b % k)
         return 0;
-    *out = dim_norm((Dim){x.sym, x.a / y.b, x.b / y.b});
+    Dim r = x;
+    for (int i = 0; i < r.n; i++) {
+        if (r.a[i] % k || (k == -1 && r.a[i] == INT64_MIN))
+            return 0;
+        r.a[i] /= k;
+    }
+    r.b /= k;
+    *out = r;
     return 1;
 }
 
 const char *dim_str(const Graph *g, Dim d, char *buf, size_t n)
 {
-    d = dim_norm(d);
-    if (d.sym < 0) {
-        snprintf(buf, n, "%lld", (long long)d.b);
-        return buf;
+    size_t k = 0;
+    if (n)
+        buf[0] = 0;
+    for (int i = 0; i < d.n && k < n; i++) {
+        const char *s = g && d.sym[i] < g->nsym ? g->syms[d.sym[i]].name : "?";
+        /* unsigned magnitudes: -INT64_MIN is not an int64_t */
+        uint64_t m = d.a[i] < 0 ? -(uint64_t)d.a[i] : (uint64_t)d.a[i];
+        const char *sign = d.a[i] < 0 ? "-" : i ? "+" : "";
+        int w = m == 1 ? snprintf(buf + k, n - k, "%s%s", sign, s)
+                       : snprintf(buf + k, n - k, "%s%llu*%s", sign, (unsigned long long)m, s);
+        k += w < 0 ? n - k : (size_t)w;
     }
-    const char *s = g && d.sym < g->nsym ? g->syms[d.sym].name : "?";
-    char coef[32] = "";
-    if (d.a == -1)
-        snprintf(coef, sizeof coef, "-");
-    else if (d.a != 1)
-        snprintf(coef, sizeof coef, "%lld*", (long long)d.a);
-    if (d.b > 0)
-        snprintf(buf, n, "%s%s+%lld", coef, s, (long long)d.b);
-    else if (d.b < 0)
-        snprintf(buf, n, "%s%s-%lld", coef, s, (long long)-d.b);
-    else
-        snprintf(buf, n, "%s%s", coef, s);
+    if (k < n && (d.n == 0 || d.b != 0)) {
+        uint64_t m = d.b < 0 ? -(uint64_t)d.b : (uint64_t)d.b;
+        snprintf(buf + k, n - k, "%s%llu", d.b < 0 ? "-" : d.n ? "+" : "", (unsigned long long)m);
+    }
     return buf;
 }
 
@@ -418,7 +477,7 @@ const char *type_str(const Graph *g, DType dt, int rank, const Dim *shape, char 
 {
     size_t k = (size_t)snprintf(buf, n, "%s[", dtype_traits[dt].name);
     for (int i = 0; i < rank && k < n; i++) {
-        char d[64];
+        char d[IR_DIM_STR];
         k += (size_t)snprintf(buf + k, n - k, "%s%s", i ? ", " : "", dim_str(g, shape[i], d, sizeof d));
     }
     if (k < n)
@@ -440,20 +499,53 @@ int64_t shape_numel(int rank, const Dim *shape, const int64_t *vals)
     return (int64_t)n;
 }
 
-/* The element counts are polynomials in the symbols of degree at most the rank. Two polynomials of
- * degree <= r in one variable that agree at r+1 points are equal; with several symbols we evaluate
- * on a grid of distinct values per symbol, which has the same guarantee per variable. To keep it
- * cheap we use points where every symbol takes a distinct value from a small set, varied jointly;
- * this is exact for the single-symbol case and for products of distinct symbols in practice. */
+/* Arithmetic modulo the prime 2^61 - 1, for shape_numel_eq. */
+static const uint64_t NUMEL_P = (1ull << 61) - 1;
+
+static uint64_t mod_p(int64_t x)
+{
+    uint64_t m = (x < 0 ? -(uint64_t)x : (uint64_t)x) % NUMEL_P;
+    return x < 0 && m ? NUMEL_P - m : m;
+}
+
+static uint64_t mul_p(uint64_t x, uint64_t y)
+{
+    return (uint64_t)((unsigned __int128)x * y % NUMEL_P);
+}
+
+static uint64_t numel_p(int rank, const Dim *shape, const uint64_t *vals)
+{
+    uint64_t n = 1;
+    for (int i = 0; i < rank; i++) {
+        uint64_t v = mod_p(dim_value(shape[i]));
+        for (int t = 0; t < dim_nterms(shape[i]); t++) {
+            int64_t a;
+            int s = dim_term(shape[i], t, &a);
+            v = (v + mul_p(mod_p(a), vals[s])) % NUMEL_P;
+        }
+        n = mul_p(n, v);
+    }
+    return n;
+}
+
+/* The element counts are polynomials in the symbols, products of at most IR_MAX_RANK linear factors.
+ * Two different ones agree at a random point modulo a prime p with probability at most their degree
+ * over p (Schwartz-Zippel: here 8 / 2^61), so four fixed points drawn by a hash, which no shape has
+ * any structure in common with, tell them apart; equal ones agree everywhere. Exact in practice,
+ * and cheap for any number of symbols. */
 int shape_numel_eq(const Graph *g, int ra, const Dim *a, int rb, const Dim *b)
 {
-    int nsym = g ? g->nsym : IR_MAX_SYMS;
-    int points = (ra > rb ? ra : rb) + 2;
-    for (int p = 0; p < points; p++) {
-        int64_t vals[IR_MAX_SYMS];
-        for (int s = 0; s < nsym && s < IR_MAX_SYMS; s++)
-            vals[s] = 3 + p * (s + 2) + s * 7;
-        if (shape_numel(ra, a, vals) != shape_numel(rb, b, vals))
+    (void)g;
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (int p = 0; p < 4; p++) {
+        uint64_t vals[IR_MAX_SYMS];
+        for (int s = 0; s < IR_MAX_SYMS; s++) { /* splitmix64 */
+            uint64_t z = (h += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            vals[s] = (z ^ (z >> 31)) % NUMEL_P;
+        }
+        if (numel_p(ra, a, vals) != numel_p(rb, b, vals))
             return 0;
     }
     return 1;

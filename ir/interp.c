@@ -127,6 +127,33 @@ static void expected_str(const Graph *g, const Node *n, char *buf, size_t len)
         }
 }
 
+/* The dims of input n that use several symbols (P+T) against tensor t, once the inputs' other dims
+ * have bound the symbols (a symbol no dim binds alone is reported by the caller). The number of errors. */
+static int check_sums(const Graph *g, const Node *n, const HostTensor *t, const int *bound, const int64_t *vals,
+                      Diag *d)
+{
+    for (int i = 0; i < n->rank; i++) {
+        Dim dm = n->shape[i];
+        int known = dim_nterms(dm) > 1;
+        for (int j = 0; j < dim_nterms(dm); j++)
+            known &= bound[dim_term(dm, j, NULL)] != 0;
+        if (!known || dim_eval(dm, vals) == t->shape[i])
+            continue;
+        char want[512], ds[IR_DIM_STR], with[256] = "";
+        expected_str(g, n, want, sizeof want);
+        for (int j = 0, k = 0; j < dim_nterms(dm) && k < (int)sizeof with; j++) {
+            int s = dim_term(dm, j, NULL);
+            k += snprintf(with + k, sizeof with - (size_t)k, "%s%s = %lld", j ? ", " : "", g->syms[s].name,
+                          (long long)vals[s]);
+        }
+        diag_fatal(d, "input '%s': expected %s, but dimension %d is %lld where %s = %lld (%s)",
+                   n->name ? n->name : "?", want, i, (long long)t->shape[i], dim_str(g, dm, ds, sizeof ds),
+                   (long long)dim_eval(dm, vals), with);
+        return 1;
+    }
+    return 0;
+}
+
 /* Binds from the inputs of entry e (e < 0: every input of g, in order), inputs[k] being the k-th of
  * them; need (NULL: every node) says which nodes must have their symbols bound. */
 static int bind_entry(const Graph *g, int e, const unsigned char *need, const HostTensor *inputs,
@@ -172,8 +199,9 @@ static int bind_entry(const Graph *g, int e, const unsigned char *need, const Ho
                 ok = 0;
             } else if (dim_is_const(dm)) {
                 ok = act == dim_value(dm);
-            } else {
-                KILN_ASSERT(dim_sym1(dm, &sym, &coef, &off));
+            } else if (!dim_in_graph(g, dm)) {
+                ok = 0;
+            } else if (dim_sym1(dm, &sym, &coef, &off)) {
                 if (sym >= g->nsym) {
                     ok = 0;
                     break;
@@ -181,7 +209,7 @@ static int bind_entry(const Graph *g, int e, const unsigned char *need, const Ho
                 const Sym *sy = &g->syms[sym];
                 int64_t num = act - off;
                 if (num % coef != 0) {
-                    char ds[64];
+                    char ds[IR_DIM_STR];
                     snprintf(why, sizeof why, " (no whole %s makes %s = %lld)", sy->name,
                              dim_str(g, dm, ds, sizeof ds), (long long)act);
                     ok = 0;
@@ -199,7 +227,7 @@ static int bind_entry(const Graph *g, int e, const unsigned char *need, const Ho
                     vals[sym] = v;
                     bound[sym] = k + 1;
                 }
-            }
+            } /* else a dim of several symbols (P+T): checked below, once every input has been read */
         }
         if (!ok) {
             diag_fatal(d, "input '%s': expected %s, got %s%s", name, want, got, why);
@@ -216,6 +244,8 @@ static int bind_entry(const Graph *g, int e, const unsigned char *need, const Ho
     }
     if (nerr)
         return -1;
+    for (int k = 0; k < nin; k++)
+        nerr += check_sums(g, g->inputs[ix[k]], &inputs[k], bound, vals, d);
     for (int s = 0; s < g->nsym; s++)
         if (!bound[s] && sym_used(g, s, need)) {
             diag_fatal(d, "symbol '%s' is not determined by the shape of any input", g->syms[s].name);

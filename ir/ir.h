@@ -1,7 +1,7 @@
 /* ir.h: kiln's intermediate representation and the services every phase shares.
  *
  * The IR is a dataflow graph in SSA form. Each Node has an op from ops.def, a dtype, a shape (static
- * or symbolic: a*S + b for one symbolic size S with an upper bound), its inputs, the attributes its op
+ * or symbolic: each dim linear in symbolic sizes with upper bounds, like P+T), its inputs, the attributes its op
  * uses, a name and the source location it came from. Graph.nodes is always in topological order: a
  * node's inputs come before it.
  *
@@ -39,6 +39,8 @@ _Noreturn void kiln_panic(const char *file, int line, const char *fmt, ...);
 enum {
     IR_MAX_RANK = 8,  /* most dimensions a tensor may have */
     IR_MAX_SYMS = 16, /* most symbolic sizes a graph may have */
+    DIM_TERMS = 4,
+    IR_DIM_STR = 256, /* a buffer dim_str fills (see there) */    /* most symbolic sizes one dimension may use (P+T needs 2) */
 };
 
 /* ---------------------------------------------------------------- arena.c */
@@ -174,11 +176,14 @@ int op_from_name(const char *name); /* -1 when unknown */
 
 /* ---------------------------------------------------------------- graph.c */
 
-/* A dimension: b when sym < 0, otherwise a * S + b for the symbolic size S = Graph.syms[sym]. */
+/* A dimension: b + a[0]*S0 + ... + a[n-1]*S(n-1), a linear expression in at most DIM_TERMS of the
+ * symbolic sizes Graph.syms (P+T, T-1, 2*T+P, 768). Always canonical: symbols in ascending order, no
+ * zero coefficient, unused slots zero; read and made only through the dim_ functions (graph.c). */
 typedef struct Dim {
-    int sym;   /* index into Graph.syms, or -1 for a constant */
-    int64_t a; /* coefficient of the symbol (0 when constant) */
-    int64_t b; /* constant term */
+    int n;                  /* number of symbolic terms; 0: a constant */
+    int sym[DIM_TERMS];     /* (n) indices into Graph.syms, ascending */
+    int64_t a[DIM_TERMS];   /* (n) their coefficients, never 0 */
+    int64_t b;              /* constant term */
 } Dim;
 
 typedef struct Sym {
@@ -359,16 +364,19 @@ uint64_t dim_hash(Dim d);
 int dim_eq(Dim x, Dim y);
 /* The value of d given the symbols' values (vals[sym]). */
 int64_t dim_eval(Dim d, const int64_t *vals);
-/* The largest value of d: every symbol at its bound. */
+/* The largest value of d: each symbol at 1 or at its bound, whichever makes its term larger (the
+ * symbols vary independently, so this value is reached). */
 int64_t dim_max(const Graph *g, Dim d);
-/* The smallest value of d: every symbol at 1 or at its bound. */
+/* The smallest value of d, likewise. */
 int64_t dim_min(const Graph *g, Dim d);
-/* Arithmetic; each returns 0 when the result is not of the form a*S + b (then *out is unchanged). */
+/* Arithmetic; each returns 0 when the result is not linear (a product of two symbolic dims), needs more
+ * than DIM_TERMS symbols or overflows 64 bits (then *out is unchanged). */
 int dim_add(Dim x, Dim y, Dim *out);
 int dim_sub(Dim x, Dim y, Dim *out);
 int dim_mul(Dim x, Dim y, Dim *out);
 int dim_div(Dim x, Dim y, Dim *out); /* exact division only */
-/* Writes "T", "2*T+1", "768" into buf. */
+/* Writes "T", "2*T+1", "P+T-1", "768" into buf (symbols in index order; IR_DIM_STR bytes hold any
+ * dim of symbols with names up to 48 characters). */
 const char *dim_str(const Graph *g, Dim d, char *buf, size_t n);
 /* Writes "f32[T, 768]" into buf. */
 const char *type_str(const Graph *g, DType dt, int rank, const Dim *shape, char *buf, size_t n);

@@ -34,7 +34,7 @@
  * for a fixed-arity op, none for a variadic one; references to undefined %ids or to ids defined
  * further down (the text must be in topological order); duplicate %ids; a perm whose length is not
  * the node's rank; const data whose count is not the (static) element count or whose values do not
- * fit the dtype; dims that are not a*S + b for one symbol.
+ * fit the dtype; dims that are not linear (T*S) or use more than DIM_TERMS symbols.
  *
  * The %ids of the text need not be 0, 1, 2...: nodes are renumbered by position, as printed.
  *
@@ -78,7 +78,7 @@ typedef struct Tok {
 } Tok;
 
 enum { MAX_REF = 1 << 24 }; /* largest %id accepted */
-/* Largest number in a dim, a coefficient or a symbol's bound. Keeping every part of a*S+b and
+/* Largest number in a dim, a coefficient or a symbol's bound. Keeping every part of b + a*S + ... and
  * every bound below 2^31 means no product the dim arithmetic or the verifier forms can overflow. */
 #define DIM_LIMIT ((int64_t)0x7fffffff)
 
@@ -464,8 +464,8 @@ static int parse_term(Parser *p, Dim *out)
         Dim f;
         if (!parse_factor(p, &f))
             return 0;
-        if (!dim_mul(*out, f, out)) {
-            perr(p, start, "a dimension must be of the form a*S+b for one symbol S");
+        if (!dim_mul(*out, f, out)) { /* parts within DIM_LIMIT: only a product of symbols fails */
+            perr(p, start, "a dimension must be linear in the symbols (like 2*T+P+1): it cannot multiply two of them");
             return 0;
         }
         if (!dim_in_limit(*out)) {
@@ -493,8 +493,8 @@ static int parse_dim(Parser *p, Dim *out)
         Dim t;
         if (!parse_term(p, &t))
             return 0;
-        if (!(minus ? dim_sub(*out, t, out) : dim_add(*out, t, out))) {
-            perr(p, start, "a dimension must be of the form a*S+b for one symbol S");
+        if (!(minus ? dim_sub(*out, t, out) : dim_add(*out, t, out))) { /* within DIM_LIMIT: too many terms */
+            perr(p, start, "a dimension may use at most %d symbols", DIM_TERMS);
             return 0;
         }
         if (!dim_in_limit(*out)) {

@@ -29,7 +29,7 @@
  *     node's dtype (at most 17 digits for f64, 9 for f32, fewer for f16 and bf16), except that
  *     whole numbers below 1e15 print without exponent (65504, not 6.55e+04); and inf, -inf, nan
  *     (NaN payloads are not kept). Integer dtypes print exactly; bool prints true/false.
- *   - TYPE is type_str's form, f32[T, 768]; dims are dim_str's form: 768, T, T+1, T-1, 2*T, -T+3.
+ *   - TYPE is type_str's form, f32[T, 768]; dims are dim_str's form: 768, T, T+1, T-1, 2*T, -T+3, P+T.
  *   - the location is the node's SrcLoc (line and column in the model file), three spaces after the
  *     type, when loc.line > 0. The file index is not printed: it belongs to a Diag, not to the graph.
  *   - then where in the model the node came from, each when it has one: `layer=N` (Node.layer, the
@@ -109,8 +109,20 @@ static void print_ref(FILE *f, const Graph *g, const Node *n)
 
 static void print_dim(FILE *f, const Graph *g, Dim d)
 {
-    char buf[96];
+    char buf[4 * IR_DIM_STR]; /* never truncated, so that the text reads back: symbol names are short */
     fputs(dim_str(g, d, buf, sizeof buf), f);
+}
+
+/* type_str's form, f32[P+T, 768], without its buffer's limit. */
+static void print_type(FILE *f, const Graph *g, DType dt, int rank, const Dim *shape)
+{
+    fprintf(f, "%s[", dtype_traits[dt].name);
+    for (int i = 0; i < rank; i++) {
+        if (i)
+            fputs(", ", f);
+        print_dim(f, g, shape[i]);
+    }
+    fputc(']', f);
 }
 
 /* Element i of data (dtype t) as the shortest decimal that reads back, through strtod and
@@ -271,7 +283,6 @@ static const char *batch_str(const Graph *g, const Node *x, char *buf, size_t n)
 
 void ir_print_node(FILE *f, const Graph *g, const Node *n)
 {
-    char buf[IR_MAX_RANK * 96 + 16];
     fputc('%', f);
     int p = node_pos(g, n);
     if (p >= 0)
@@ -298,7 +309,7 @@ void ir_print_node(FILE *f, const Graph *g, const Node *n)
     }
     print_attrs(f, g, n);
     if (n->dtype >= 0 && n->dtype < DT_COUNT && n->rank >= 0 && n->rank <= IR_MAX_RANK)
-        fprintf(f, " : %s", node_type_str(g, n, buf, sizeof buf));
+        fputs(" : ", f), print_type(f, g, n->dtype, n->rank, n->shape);
     else
         fprintf(f, " : <bad type %d, rank %d>", (int)n->dtype, n->rank);
     if (n->loc.line > 0)
@@ -312,7 +323,7 @@ void ir_print_node(FILE *f, const Graph *g, const Node *n)
     if (n->op == OP_ATTENTION && n->nin >= 3) {
         /* what the attributes do not say, as a comment the parser skips: heads are the product of
          * the batch dimensions of q and of k (grouped-query attention when they differ) */
-        char b1[64], b2[64];
+        char b1[IR_DIM_STR], b2[IR_DIM_STR];
         fprintf(f, "   # heads %s, kv heads %s, mask %s", batch_str(g, n->in[0], b1, sizeof b1),
                 batch_str(g, n->in[1], b2, sizeof b2), n->nin > 3 ? "additive" : n->at.causal ? "causal" : "none");
     }
@@ -339,11 +350,10 @@ void ir_print(FILE *f, const Graph *g)
     for (int i = 0; i < g->nsym; i++)
         fprintf(f, "sym %s <= %lld\n", g->syms[i].name, (long long)g->syms[i].bound);
     for (int i = 0; i < g->nstate; i++) {
-        char buf[IR_MAX_RANK * 96 + 16];
         const StateDecl *s = &g->states[i];
         fputs("state ", f);
         print_name(f, s->name);
-        fprintf(f, " : %s\n", type_str(g, s->dtype, s->rank, s->shape, buf, sizeof buf));
+        fputs(" : ", f), print_type(f, g, s->dtype, s->rank, s->shape), fputc('\n', f);
     }
     for (int i = 0; i < g->nnode; i++)
         ir_print_node(f, g, g->nodes[i]);

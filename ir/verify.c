@@ -327,12 +327,13 @@ static void check_entries(Verifier *v)
             for (int j = 0; j < x->nin; j++)
                 need[x->in[j]->id] = 1;
         }
-        /* the sizes its nodes use are known from its inputs' shapes when it is called */
-        int bound[IR_MAX_SYMS] = {0};
+        /* the sizes its nodes use are known from its inputs' shapes when it is called: from a dim
+         * that uses that one symbol (T, 2*T+1; P+T is checked against P and T, it does not give them) */
+        int bound[IR_MAX_SYMS] = {0}, sy;
         for (int k = 0; k < g->ninput; k++)
             for (int d = 0; g->inputs[k]->entry == e && d < g->inputs[k]->rank; d++)
-                for (int t = 0; t < dim_nterms(g->inputs[k]->shape[d]); t++)
-                    bound[dim_term(g->inputs[k]->shape[d], t, NULL)] = 1;
+                if (dim_sym1(g->inputs[k]->shape[d], &sy, NULL, NULL))
+                    bound[sy] = 1;
         for (int i = 0; i < n; i++) {
             const Node *x = g->nodes[i];
             Dim ds[IR_MAX_RANK + 2];

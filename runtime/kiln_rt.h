@@ -24,7 +24,10 @@
 
 #include "kiln_dtype.h"
 
-enum { RT_MAX_RANK = 8 };
+enum {
+    RT_MAX_RANK = 8,  /* most dimensions of a tensor */
+    RT_DIM_TERMS = 4, /* most symbolic sizes one dimension uses (the compiler's DIM_TERMS) */
+};
 
 /* ---------------------------------------------------------------- npy.c */
 
@@ -54,7 +57,8 @@ void rt_npy_free(RtNpy *a);
  * KILN_DTYPES as ir/ir.h's DType is.
  */
 enum {
-    RT_ABI_VERSION = 3, /* 3: state and several entries (RtModel.nentries ... state_bytes) */
+    RT_ABI_VERSION = 4, /* 3: state and several entries (RtModel.nentries ... state_bytes);
+                           4: a dimension is linear in several symbols (RtDim) */
 };
 
 /* Dtype codes: the rows of KILN_DTYPES (kiln_dtype.h), the compiler's DType codes too. */
@@ -68,11 +72,12 @@ typedef enum RtDType {
 /* Each dtype's traits, indexed by RtDType (runtime/dtype.c). */
 extern const KilnDTypeInfo rt_dtypes[RT_DTYPE_COUNT];
 
-/* A dimension: b when sym < 0, else a * syms[sym] + b. */
+/* A dimension: b + a[0] * syms[sym[0]] + ... + a[n-1] * syms[sym[n-1]] (P+T, 2*T+1, 768). */
 typedef struct RtDim {
-    int64_t sym;
-    int64_t a;
-    int64_t b;
+    int64_t n;                 /* number of symbolic terms, 0..RT_DIM_TERMS; 0: the constant b */
+    int64_t sym[RT_DIM_TERMS]; /* (n) indices into RtModel.syms, ascending; the rest 0 */
+    int64_t a[RT_DIM_TERMS];   /* (n) their coefficients, never 0; the rest 0 */
+    int64_t b;                 /* constant term */
 } RtDim;
 
 typedef struct RtTensorDesc {
@@ -173,6 +178,8 @@ void rt_close(RtInstance *inst);
 /* Binds the symbolic sizes from the inputs' shapes (shapes[i] has m->inputs[i].rank entries) and
  * checks every static size and bound; 0 on success, else -1 with a sentence naming the input. */
 int rt_bind(const RtModel *m, const int64_t *const *shapes, int64_t *syms, char *err, size_t errlen);
+/* The value of dimension d for the given symbol values. */
+int64_t rt_dim_value(const RtDim *d, const int64_t *syms);
 /* The shape of output i for the given symbol values. */
 void rt_output_shape(const RtModel *m, int i, const int64_t *syms, int64_t *shape);
 /* Runs once: inputs and outputs as for RtEntry; syms from rt_bind. Returns 0, or the entry's code.

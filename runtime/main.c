@@ -66,8 +66,9 @@ static int main_sym_first(const RtModel *m, int64_t i, int64_t s)
 {
     for (int64_t j = 0; j <= i; j++)
         for (int64_t d = 0; d < m->inputs[j].rank; d++)
-            if (m->inputs[j].dims[d].sym == s)
-                return j == i;
+            for (int64_t t = 0; t < m->inputs[j].dims[d].n && t < RT_DIM_TERMS; t++)
+                if (m->inputs[j].dims[d].sym[t] == s)
+                    return j == i;
     return 0;
 }
 

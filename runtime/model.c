@@ -78,17 +78,38 @@ static const char *model_sym_name(const RtModel *m, int64_t s)
     return s >= 0 && s < m->nsyms && m->syms[s].name ? m->syms[s].name : "?";
 }
 
+/* The terms of d that can be read: a malformed count reads as none. */
+static int64_t model_nterms(const RtDim *d)
+{
+    return d->n > 0 && d->n <= RT_DIM_TERMS ? d->n : 0;
+}
+
+/* As the compiler prints dims: "T", "2*T+1", "P+T", "-T+3", "768". */
 static void model_put_dim(const RtModel *m, RtDim d, char *buf, size_t n, size_t *k)
 {
-    if (d.sym < 0) {
-        model_put(buf, n, k, "%lld", (long long)d.b);
-        return;
+    int64_t nt = model_nterms(&d);
+    for (int64_t i = 0; i < nt; i++) {
+        if (d.a[i] == -1)
+            model_put(buf, n, k, "-");
+        else if (d.a[i] != 1)
+            model_put(buf, n, k, i ? "%+lld*" : "%lld*", (long long)d.a[i]);
+        else if (i)
+            model_put(buf, n, k, "+");
+        model_put(buf, n, k, "%s", model_sym_name(m, d.sym[i]));
     }
-    if (d.a != 1)
-        model_put(buf, n, k, "%lld*", (long long)d.a);
-    model_put(buf, n, k, "%s", model_sym_name(m, d.sym));
-    if (d.b)
+    if (!nt)
+        model_put(buf, n, k, "%lld", (long long)d.b);
+    else if (d.b)
         model_put(buf, n, k, "%+lld", (long long)d.b);
+}
+
+int64_t rt_dim_value(const RtDim *d, const int64_t *syms)
+{
+    /* unsigned: a hostile descriptor wraps instead of overflowing */
+    uint64_t v = (uint64_t)d->b;
+    for (int64_t i = 0; i < model_nterms(d); i++)
+        v += (uint64_t)d->a[i] * (uint64_t)syms[d->sym[i]];
+    return (int64_t)v;
 }
 
 /* A tensor's shape as the model declares it: "[T, 768]", "[2*T+1]", "[]". main.c uses it too; it
@@ -278,19 +299,54 @@ const RtModel *rt_model(const RtInstance *inst)
 
 /* ---- binding sizes */
 
-/* For an error message: the first input whose shape uses sym s (its index into *where) and the
- * value that dimension gives s. */
+/* Whether dim gives one symbol alone (a*S + b): then its index. */
+static int model_sym1(const RtDim *dim, int64_t *s)
+{
+    if (model_nterms(dim) != 1)
+        return 0;
+    *s = dim->sym[0];
+    return 1;
+}
+
+/* For an error message: the first input whose shape gives sym s alone (its index into *where) and
+ * the value that dimension gives s. */
 static int64_t model_first_use(const RtModel *m, const int64_t *const *shapes, int64_t s,
                                int64_t *where)
 {
     for (int64_t i = 0; i < m->ninputs; i++)
-        for (int64_t d = 0; d < m->inputs[i].rank; d++)
-            if (m->inputs[i].dims[d].sym == s) {
+        for (int64_t d = 0; d < m->inputs[i].rank; d++) {
+            const RtDim *dim = &m->inputs[i].dims[d];
+            int64_t ds;
+            if (model_sym1(dim, &ds) && ds == s) {
                 *where = i;
-                const RtDim *dim = &m->inputs[i].dims[d];
-                return (shapes[i][d] - dim->b) / dim->a;
+                return (shapes[i][d] - dim->b) / dim->a[0];
             }
+        }
     *where = -1;
+    return 0;
+}
+
+/* The dims of input t that use several symbols (P+T), once the single-symbol dims have bound them. */
+static int model_check_sums(const RtModel *m, const RtTensorDesc *t, const int64_t *shape, const int64_t *syms,
+                            char *err, size_t errlen)
+{
+    for (int64_t d = 0; d < t->rank; d++) {
+        const RtDim *dim = &t->dims[d];
+        int known = dim->n > 1;
+        for (int64_t i = 0; known && i < dim->n; i++)
+            known = syms[dim->sym[i]] != 0; /* unbound: reported by the caller */
+        int64_t v = known ? rt_dim_value(dim, syms) : 0;
+        if (!known || v == shape[d])
+            continue;
+        char form[160], with[160];
+        size_t k = 0, kw = 0;
+        model_put_dim(m, *dim, form, sizeof form, &k);
+        for (int64_t i = 0; i < dim->n; i++)
+            model_put(with, sizeof with, &kw, "%s%s = %lld", i ? ", " : "", model_sym_name(m, dim->sym[i]),
+                      (long long)syms[dim->sym[i]]);
+        return model_fail(err, errlen, "input '%s': dimension %lld is %lld but %s = %lld (%s)", t->name,
+                          (long long)d, (long long)shape[d], form, (long long)v, with);
+    }
     return 0;
 }
 
@@ -306,10 +362,21 @@ static int model_bind(const RtModel *m, const int64_t *const *shapes, int64_t *s
         if (t->rank < 0 || t->rank > RT_MAX_RANK)
             return model_fail(err, errlen, "model '%s' is malformed: input '%s' has rank %lld",
                               m->name, t->name, (long long)t->rank);
+        for (int64_t d = 0; d < t->rank; d++) {
+            const RtDim *dim = &t->dims[d];
+            int ok = dim->n >= 0 && dim->n <= RT_DIM_TERMS;
+            for (int64_t j = 0; ok && j < dim->n; j++)
+                ok = dim->sym[j] >= 0 && dim->sym[j] < m->nsyms && dim->a[j] != 0;
+            if (!ok)
+                return model_fail(err, errlen,
+                                  "model '%s' is malformed: dimension %lld of input '%s' is not a sum of at "
+                                  "most %d terms a*S over its %lld symbols", m->name, (long long)d, t->name,
+                                  RT_DIM_TERMS, (long long)m->nsyms);
+        }
         /* static dimensions first, so that a wrong shape reads as one */
         for (int64_t d = 0; d < t->rank; d++) {
             const RtDim *dim = &t->dims[d];
-            if ((dim->sym < 0 || dim->a == 0) && shapes[i][d] != dim->b) {
+            if (dim->n <= 0 && shapes[i][d] != dim->b) {
                 char want[256], got[256];
                 rt_shape_desc(m, t, want, sizeof want);
                 model_shape_str(shapes[i], t->rank, got, sizeof got);
@@ -319,26 +386,26 @@ static int model_bind(const RtModel *m, const int64_t *const *shapes, int64_t *s
         }
         for (int64_t d = 0; d < t->rank; d++) {
             const RtDim *dim = &t->dims[d];
-            if (dim->sym < 0 || dim->a == 0)
+            int64_t s;
+            if (!model_sym1(dim, &s)) /* a constant, or several symbols: model_check_sums */
                 continue;
-            if (dim->sym >= m->nsyms || dim->a < 0)
+            if (dim->a[0] < 0)
                 return model_fail(err, errlen,
                                   "model '%s' is malformed: dimension %lld of input '%s' is "
-                                  "%lld*S%+lld with S symbol %lld of %lld", m->name, (long long)d,
-                                  t->name, (long long)dim->a, (long long)dim->b,
-                                  (long long)dim->sym, (long long)m->nsyms);
-            const RtSymDesc *sd = &m->syms[dim->sym];
+                                  "%lld*S%+lld", m->name, (long long)d, t->name, (long long)dim->a[0],
+                                  (long long)dim->b);
+            const RtSymDesc *sd = &m->syms[s];
             int64_t x = shapes[i][d], diff;
             char form[96];
             size_t k = 0;
             model_put_dim(m, *dim, form, sizeof form, &k);
-            int plain = dim->a == 1 && dim->b == 0;
-            if (__builtin_sub_overflow(x, dim->b, &diff) || diff % dim->a != 0)
+            int plain = dim->a[0] == 1 && dim->b == 0;
+            if (__builtin_sub_overflow(x, dim->b, &diff) || diff % dim->a[0] != 0)
                 return model_fail(err, errlen,
                                   "input '%s': dimension %lld is %lld but must be %s for a whole "
                                   "number %s", t->name, (long long)d, (long long)x, form,
                                   sd->name);
-            int64_t v = diff / dim->a;
+            int64_t v = diff / dim->a[0];
             if (v < 1) {
                 if (plain)
                     return model_fail(err, errlen,
@@ -359,9 +426,9 @@ static int model_bind(const RtModel *m, const int64_t *const *shapes, int64_t *s
                                   "%lld", t->name, (long long)d, (long long)x, form, sd->name,
                                   (long long)v, sd->name, (long long)sd->bound);
             }
-            if (syms[dim->sym] && syms[dim->sym] != v) {
+            if (syms[s] && syms[s] != v) {
                 int64_t where;
-                int64_t first = model_first_use(m, shapes, dim->sym, &where);
+                int64_t first = model_first_use(m, shapes, s, &where);
                 const char *other = where >= 0 ? m->inputs[where].name : "?";
                 if (plain)
                     return model_fail(err, errlen,
@@ -373,14 +440,17 @@ static int model_bind(const RtModel *m, const int64_t *const *shapes, int64_t *s
                                   "'%s' gives %s = %lld", t->name, (long long)d, (long long)x,
                                   form, sd->name, (long long)v, other, sd->name, (long long)first);
             }
-            syms[dim->sym] = v;
+            syms[s] = v;
         }
     }
+    for (int64_t i = 0; i < m->ninputs; i++)
+        if (model_check_sums(m, &m->inputs[i], shapes[i], syms, err, errlen))
+            return -1;
     for (int64_t s = 0; s < m->nsyms; s++)
         if (!syms[s] && strict)
             return model_fail(err, errlen,
-                              "model '%s' is malformed: size '%s' appears in no input's shape, so it "
-                              "cannot be known", m->name, model_sym_name(m, s));
+                              "model '%s' is malformed: size '%s' is in no input's shape on its own, so "
+                              "it cannot be known", m->name, model_sym_name(m, s));
     return 0;
 }
 
@@ -430,8 +500,7 @@ void rt_entry_output_shape(const RtModel *m, int e, int i, const int64_t *syms, 
     int64_t n;
     const RtTensorDesc *t = &rt_entry_outputs(m, e, &n)[i];
     for (int64_t d = 0; d < t->rank; d++) {
-        const RtDim *dim = &t->dims[d];
-        shape[d] = dim->sym < 0 ? dim->b : dim->a * syms[dim->sym] + dim->b;
+        shape[d] = rt_dim_value(&t->dims[d], syms);
     }
 }
 
@@ -439,8 +508,7 @@ void rt_output_shape(const RtModel *m, int i, const int64_t *syms, int64_t *shap
 {
     const RtTensorDesc *t = &m->outputs[i];
     for (int64_t d = 0; d < t->rank; d++) {
-        const RtDim *dim = &t->dims[d];
-        shape[d] = dim->sym < 0 ? dim->b : dim->a * syms[dim->sym] + dim->b;
+        shape[d] = rt_dim_value(&t->dims[d], syms);
     }
 }
 

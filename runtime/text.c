@@ -129,14 +129,14 @@ static int check_signature(const RtModel *m, const char *prog, int64_t *sym, int
 {
     int64_t V = (int64_t)strlen(m->vocab);
     const RtTensorDesc *in = m->ninputs == 1 ? &m->inputs[0] : NULL, *out = m->noutputs == 1 ? &m->outputs[0] : NULL;
-    if (!in || !out || in->dtype != RT_I32 || in->rank != 1 || in->dims[0].sym < 0 || in->dims[0].a != 1 ||
-        in->dims[0].b != 0 || out->dtype != RT_F32 || out->rank != 2 || out->dims[1].sym >= 0 ||
-        out->dims[1].b != V || out->dims[0].sym != in->dims[0].sym) {
+    if (!in || !out || in->dtype != RT_I32 || in->rank != 1 || in->dims[0].n != 1 || in->dims[0].a[0] != 1 ||
+        in->dims[0].b != 0 || out->dtype != RT_F32 || out->rank != 2 || out->dims[1].n != 0 ||
+        out->dims[1].b != V || memcmp(&out->dims[0], &in->dims[0], sizeof(RtDim))) {
         text_error(prog, "model '%s' is not a character model of the form tokens: i32[T] -> logits: f32[T, %lld]",
                    m->name, (long long)V);
         return 1;
     }
-    *sym = in->dims[0].sym;
+    *sym = in->dims[0].sym[0];
     *ctx = m->syms[*sym].bound;
     return 0;
 }

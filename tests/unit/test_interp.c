@@ -250,7 +250,7 @@ static int run_case(const Case *c)
     }
     /* the IR's shape inference (ir/build.c) gives the node's type; it must be PyTorch's. Reshape
      * and expand take theirs from the case, cast its dtype from the reference. */
-    IrType want = {odt, c->shape_rank, {{0, 0, 0}}};
+    IrType want = {.dtype = odt, .rank = c->shape_rank};
     for (int k = 0; c->has_shape && k < c->shape_rank; k++)
         want.shape[k] = dim_const(c->shape[k]);
     IrWhy why;
@@ -397,7 +397,7 @@ static void test_symbols(void)
     /* x: f32[2*T+1], z: f32[T]; out = x[0:T] + z */
     g = ir_graph_new();
     T = ir_sym(g, "T", 4);
-    Dim d2[1] = {{T, 2, 1}}, d1[1] = {dim_sym(T)};
+    Dim d2[1] = {dim_add_const(dim_mul_const(dim_sym(T), 2), 1)}, d1[1] = {dim_sym(T)};
     Node *x = input(g, "x", DT_F32, 1, d2), *z = input(g, "z", DT_F32, 1, d1);
     Node *xs = node1(g, OP_SLICE, DT_F32, 1, d1, x);
     xs->at.start = dim_const(0);
@@ -465,7 +465,7 @@ static void test_sources(void)
 {
     Graph *g = ir_graph_new();
     int T = ir_sym(g, "T", 16);
-    Dim dm[2] = {dim_const(3), dim_const(5)}, da[1] = {dim_sym(T)}, dc[2] = {dim_sym(T), {T, 1, 2}};
+    Dim dm[2] = {dim_const(3), dim_const(5)}, da[1] = {dim_sym(T)}, dc[2] = {dim_sym(T), dim_add_const(dim_sym(T), 2)};
     Node *x = input(g, "x", DT_F32, 1, da);
     ir_add_output(g, "mask", ir_node(g, OP_CAUSAL_MASK, DT_F32, 2, dm, 0, NULL, NOLOC));
     ir_add_output(g, "ar", ir_node(g, OP_ARANGE, DT_I32, 1, da, 0, NULL, NOLOC));

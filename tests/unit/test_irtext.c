@@ -675,8 +675,11 @@ static void test_broken_texts(void)
     expect_parse_error("no weights line", "%0 = weight \"wte\" : f32[10, 8]\n",
                        WORDS("t.kir:1:1:", "no `weights \"FILE\"` line"));
     expect_parse_error("bad token", "%0 = input \"x\" : f32[2] ; \n", WORDS("unexpected character ';'"));
-    expect_parse_error("two symbols", "sym T <= 4\nsym S <= 4\n%0 = input \"x\" : f32[T+S]\n",
-                       WORDS("a*S+b for one symbol"));
+    expect_parse_error("product of symbols", "sym T <= 4\nsym S <= 4\n%0 = input \"x\" : f32[2*T*S]\n",
+                       WORDS("t.kir:3:22:", "cannot multiply two of them"));
+    expect_parse_error("five symbols",
+                       "sym A <= 4\nsym B <= 4\nsym C <= 4\nsym D <= 4\nsym E <= 4\n%0 = input \"x\" : f32[A+B+C+D+E]\n",
+                       WORDS("t.kir:6:22:", "at most 4 symbols"));
 
     snprintf(buf, sizeof buf, "weights \"%s\"\n%%0 = weight \"wtf\" : f32[10, 8]\n", wpath);
     expect_parse_error("weight missing", buf, WORDS("t.kir:2:1:", "weight \"wtf\" is not in", "closest: \"wte\""));

@@ -97,10 +97,10 @@ static int axpy_run(const void *weights, void *activations, const int64_t *syms,
 
 static const RtSymDesc axpy_syms[] = {{"T", AXPY_T}};
 static const RtTensorDesc axpy_inputs[] = {
-    {"x", RT_F32, 1, {{0, 1, 0}}},
-    {"y", RT_F32, 1, {{0, 1, 0}}},
+    {"x", RT_F32, 1, {{1, {0}, {1}, 0}}},
+    {"y", RT_F32, 1, {{1, {0}, {1}, 0}}},
 };
-static const RtTensorDesc axpy_outputs[] = {{"z", RT_F32, 1, {{0, 1, 0}}}};
+static const RtTensorDesc axpy_outputs[] = {{"z", RT_F32, 1, {{1, {0}, {1}, 0}}}};
 static const RtModel axpy_model = {
     RT_ABI_VERSION, "axpy", 2, 1, 1, axpy_inputs, axpy_outputs, axpy_syms,
     sizeof axpy_weights, AXPY_T * sizeof(float), axpy_hash, axpy_weights, axpy_run, NULL, 0, NULL, 0, NULL, 0,
@@ -123,11 +123,11 @@ static int nop_run(const void *weights, void *activations, const int64_t *syms,
 /* a: f32[T, 3], b: f32[2*T+1], c: i32[S, 4]; o: f32[S, 2*T-1, 5] */
 static const RtSymDesc shapes_syms[] = {{"T", 8}, {"S", 4}};
 static const RtTensorDesc shapes_inputs[] = {
-    {"a", RT_F32, 2, {{0, 1, 0}, {-1, 0, 3}}},
-    {"b", RT_F32, 1, {{0, 2, 1}}},
-    {"c", RT_I32, 2, {{1, 1, 0}, {-1, 0, 4}}},
+    {"a", RT_F32, 2, {{1, {0}, {1}, 0}, {0, {0}, {0}, 3}}},
+    {"b", RT_F32, 1, {{1, {0}, {2}, 1}}},
+    {"c", RT_I32, 2, {{1, {1}, {1}, 0}, {0, {0}, {0}, 4}}},
 };
-static const RtTensorDesc shapes_outputs[] = {{"o", RT_F32, 3, {{1, 1, 0}, {0, 2, -1}, {-1, 0, 5}}}};
+static const RtTensorDesc shapes_outputs[] = {{"o", RT_F32, 3, {{1, {1}, {1}, 0}, {1, {0}, {2}, -1}, {0, {0}, {0}, 5}}}};
 static const RtModel shapes_model = {
     RT_ABI_VERSION, "shapes", 3, 1, 2, shapes_inputs, shapes_outputs, shapes_syms,
     0, 0, 1, NULL, nop_run, NULL, 0, NULL, 0, NULL, 0,
@@ -260,7 +260,57 @@ static void test_bind(void)
     RtModel m = shapes_model;
     m.ninputs = 2;
     CHECK(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
-    CHECK_HAS(err, "'S' appears in no input");
+    CHECK_HAS(err, "'S' is in no input's shape on its own");
+}
+
+/* p: f32[P], x: f32[T, 2], y: f32[P+T, 2]; o: f32[P+T-1]: a dim of two symbols is checked, not bound */
+static const RtSymDesc sums_syms[] = {{"P", 8}, {"T", 8}};
+static const RtTensorDesc sums_inputs[] = {
+    {"p", RT_F32, 1, {{1, {0}, {1}, 0}}},
+    {"x", RT_F32, 2, {{1, {1}, {1}, 0}, {0, {0}, {0}, 2}}},
+    {"y", RT_F32, 2, {{2, {0, 1}, {1, 1}, 0}, {0, {0}, {0}, 2}}},
+};
+static const RtTensorDesc sums_outputs[] = {{"o", RT_F32, 1, {{2, {0, 1}, {1, 1}, -1}}}};
+static const RtModel sums_model = {
+    RT_ABI_VERSION, "sums", 3, 1, 2, sums_inputs, sums_outputs, sums_syms, 0, 0, 1, NULL, nop_run, NULL, 0, NULL, 0, NULL, 0,
+};
+
+static void test_bind_sums(void)
+{
+    int64_t p[1] = {3}, x[2] = {5, 2}, y[2] = {8, 2}, syms[2], o[1];
+    const int64_t *shapes[3] = {p, x, y};
+    char err[256] = "", want[256];
+    CHECK(rt_bind(&sums_model, shapes, syms, err, sizeof err) == 0);
+    CHECK(syms[0] == 3 && syms[1] == 5);
+    rt_output_shape(&sums_model, 0, syms, o);
+    CHECK(o[0] == 7);
+    CHECK(rt_dim_value(&sums_outputs[0].dims[0], syms) == 7);
+    rt_shape_desc(&sums_model, &sums_inputs[2], want, sizeof want);
+    CHECK(!strcmp(want, "[P+T, 2]"));
+
+    y[0] = 9; /* P+T is 8 */
+    CHECK(rt_bind(&sums_model, shapes, syms, err, sizeof err) == -1);
+    CHECK(!strcmp(err, "input 'y': dimension 0 is 9 but P+T = 8 (P = 3, T = 5)"));
+
+    /* P given by no input alone: the compiler's bug, reported as such */
+    RtModel m = sums_model;
+    m.inputs = sums_inputs + 1, m.ninputs = 2;
+    const int64_t *xy[2] = {x, y};
+    CHECK(rt_bind(&m, xy, syms, err, sizeof err) == -1);
+    CHECK_HAS(err, "'P' is in no input's shape on its own");
+
+    /* a malformed descriptor: too many terms, a symbol out of range */
+    RtTensorDesc bad[3];
+    memcpy(bad, sums_inputs, sizeof bad);
+    m = sums_model;
+    m.inputs = bad;
+    bad[2].dims[0].n = RT_DIM_TERMS + 1;
+    y[0] = 8;
+    CHECK(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
+    CHECK_HAS(err, "is malformed");
+    bad[2].dims[0].n = 2, bad[2].dims[0].sym[1] = 2;
+    CHECK(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
+    CHECK_HAS(err, "is malformed");
 }
 
 /* ---------------------------------------------------------------- rt_open, rt_run */
@@ -463,11 +513,11 @@ static int types_run(const void *weights, void *activations, const int64_t *syms
 }
 
 static const RtSymDesc types_syms[] = {{"N", 4}};
-static const RtTensorDesc types_inputs[] = {{"s", RT_I32, 1, {{0, 1, 0}}}};
+static const RtTensorDesc types_inputs[] = {{"s", RT_I32, 1, {{1, {0}, {1}, 0}}}};
 static const RtTensorDesc types_outputs[] = {
-    {"h", RT_F16, 1, {{0, 1, 0}}}, {"bh", RT_BF16, 1, {{0, 1, 0}}}, {"d", RT_F64, 1, {{0, 1, 0}}},
-    {"l", RT_I64, 1, {{0, 1, 0}}}, {"b", RT_I8, 1, {{0, 1, 0}}},    {"u", RT_U8, 1, {{0, 1, 0}}},
-    {"q", RT_BOOL, 1, {{0, 1, 0}}},
+    {"h", RT_F16, 1, {{1, {0}, {1}, 0}}}, {"bh", RT_BF16, 1, {{1, {0}, {1}, 0}}}, {"d", RT_F64, 1, {{1, {0}, {1}, 0}}},
+    {"l", RT_I64, 1, {{1, {0}, {1}, 0}}}, {"b", RT_I8, 1, {{1, {0}, {1}, 0}}},    {"u", RT_U8, 1, {{1, {0}, {1}, 0}}},
+    {"q", RT_BOOL, 1, {{1, {0}, {1}, 0}}},
 };
 static const RtModel types_model = {
     RT_ABI_VERSION, "types", 1, 7, 1, types_inputs, types_outputs, types_syms, 0, 0, 2, NULL,
@@ -690,6 +740,7 @@ int main(void)
     test_parallel_for();
     test_default_threads();
     test_bind();
+    test_bind_sums();
     test_open_run();
     test_concurrent();
     test_main();
