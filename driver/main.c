@@ -54,6 +54,9 @@ typedef struct Options {
     const char *kv_cache;    /* --kv-cache POLICY */
     const char *prune_tokens; /* --prune-tokens SPEC */
     const char *quant;       /* --quant SCHEME */
+    int ncalib, nheldout;    /* --calibrate FILE..., --quant-heldout FILE... */
+    const char *calib[256], *heldout[256];
+    const char *quant_budget, *quant_report, *quant_overrides; /* --quant-budget, -report, -overrides */
 } Options;
 
 static const char *usage_text =
@@ -86,7 +89,7 @@ static const char *usage_text =
     "                      kv-cache: the node that stops it, which it always says; prune-tokens: each\n"
     "                      layer or model not merged; codegen (build, run): the target's vector width,\n"
     "                      registers and caches, and the kernels' blocking, tiles and thread split\n"
-    "                      chosen from them)\n"
+    "                      chosen from them; choose-quant: its table per layer)\n"
     "  --kv-cache POLICY   derive prefill and decode entries with a KV cache from a causal decoder\n"
     "                      (one input of token ids [T]); POLICY: full (the bound of T slots), full:B,\n"
     "                      window:W (the last W tokens) or sinks:S,window:W (the first S and the\n"
@@ -108,6 +111,20 @@ static const char *usage_text =
     "  --quant SCHEME      choose-quant: every matmul with constant weights quantized with SCHEME:\n"
     "                      int8 (i8 weights per output channel, activations per row at run time),\n"
     "                      w8 (i8 weights only), w4 (4-bit weights in groups of 32 along K)\n"
+    "  --calibrate FILE... choose-quant's calibration runs (the files up to the next option): FILE.npy\n"
+    "                      is one run of a model with one input; any other file is text for a\n"
+    "                      character language model, cut into windows of the input's bound. The\n"
+    "                      interpreter records the ranges of the matmuls' inputs and each layer's\n"
+    "                      loss alone under int8, w8 and w4 (mean KL divergence of the softmax of an\n"
+    "                      output named *logits*, else relative error); the last quarter is held out\n"
+    "  --quant-budget B    choose a scheme per layer (needs --calibrate): loss=X (the first output's\n"
+    "                      loss against fp32 at most X on the held-out runs), size=MB (the weights at\n"
+    "                      most MB x 10^6 bytes), or both: loss=0.01,size=2\n"
+    "  --quant-heldout FILE...  verify the choice on these runs instead of the last quarter\n"
+    "  --quant-report FILE write choose-quant's table (layer, scope, scheme, losses, bytes, MFLOP);\n"
+    "                      --explain choose-quant prints it to stderr\n"
+    "  --quant-overrides FILE  pin layers: lines LAYER SCHEME (a report's first two columns; SCHEME\n"
+    "                      fp32, int8, w8 or w4); the other layers as chosen, as --quant, or fp32\n"
     "\n"
     "  kiln --version      print the version\n"
     "  kiln COMMAND --help describe one command\n";
@@ -273,6 +290,26 @@ static int parse_options(int argc, char **argv, Options *o)
                 return usage_error("--quant needs a scheme: %s", pass_quant_schemes());
             o->quant = val;
             i++;
+        } else if (!strcmp(a, "--calibrate") || !strcmp(a, "--quant-heldout")) {
+            int held = !strcmp(a, "--quant-heldout"), *n = held ? &o->nheldout : &o->ncalib;
+            const char **files = held ? o->heldout : o->calib;
+            if (!val || val[0] == '-')
+                return usage_error("%s needs one or more files", a);
+            while (i + 1 < argc && argv[i + 1][0] != '-') {
+                if (*n == 256)
+                    return usage_error("%s: more than 256 files", a);
+                files[(*n)++] = argv[++i];
+            }
+        } else if (!strcmp(a, "--quant-budget") || !strcmp(a, "--quant-report") || !strcmp(a, "--quant-overrides")) {
+            double loss, size;
+            if (!val)
+                return usage_error("%s needs a value", a);
+            if (!strcmp(a, "--quant-budget") && !pass_quant_budget(val, &loss, &size))
+                return usage_error("--quant-budget expects loss=X, size=MB or both (loss=0.01,size=2), not '%s'", val);
+            *(!strcmp(a, "--quant-budget") ? &o->quant_budget
+              : !strcmp(a, "--quant-report") ? &o->quant_report
+                                             : &o->quant_overrides) = val;
+            i++;
         } else if (!strcmp(a, "-v")) {
             o->verbose = 1;
         } else if (!strcmp(a, "--interp") && !strcmp(o->cmd, "run")) {
@@ -337,10 +374,15 @@ static int parse_options(int argc, char **argv, Options *o)
     if (!o->model)
         return usage_error("%s: no model file given", o->cmd);
     if (o->explain && strcmp(o->explain, "fuse-attention") && strcmp(o->explain, "fuse-ops") &&
-        strcmp(o->explain, "kv-cache") && strcmp(o->explain, "prune-tokens") && strcmp(o->explain, "codegen"))
-        return usage_error("--explain: fuse-attention, fuse-ops, kv-cache, prune-tokens and codegen explain themselves, "
-                           "not '%s'",
+        strcmp(o->explain, "kv-cache") && strcmp(o->explain, "prune-tokens") && strcmp(o->explain, "codegen") &&
+        strcmp(o->explain, "choose-quant"))
+        return usage_error("--explain: fuse-attention, fuse-ops, kv-cache, prune-tokens, choose-quant and codegen "
+                           "explain themselves, not '%s'",
                            o->explain);
+    if ((o->quant_budget || o->nheldout) && !o->ncalib)
+        return usage_error("%s needs --calibrate FILE...", o->quant_budget ? "--quant-budget" : "--quant-heldout");
+    if (o->quant_budget && o->quant)
+        return usage_error("--quant %s sets every layer; --quant-budget chooses per layer: give one", o->quant);
     return 0;
 }
 
@@ -391,7 +433,10 @@ static Graph *load(const Options *o, Diag *d)
         g = fe_compile(o->model, &fo, d);
     }
     PassOptions po = {.d = d, .log = o->verbose ? stderr : NULL, .explain = o->explain, .kv_cache = o->kv_cache,
-                      .prune_tokens = o->prune_tokens, .quant = o->quant,
+                      .prune_tokens = o->prune_tokens, .quant = o->quant, .ncalib = o->ncalib,
+                      .calib = o->calib, .nheldout = o->nheldout, .heldout = o->heldout,
+                      .quant_budget = o->quant_budget, .quant_report = o->quant_report,
+                      .quant_overrides = o->quant_overrides,
                       .report = !strcmp(o->cmd, "check") ? stdout : o->verbose ? stderr : NULL};
     if (g && (ir_verify(g, d) || pass_pipeline(g, o->passes, o->print_after, stdout, &po))) {
         if (g->weights)

@@ -1,12 +1,14 @@
-/* choose_quant.c: the choose-quant pass, first form: one quantization scheme for every layer
- * (`--quant int8|w8|w4`).
+/* choose_quant.c: the choose-quant pass: a quantization scheme for every layer's matmuls, fixed
+ * (`--quant int8|w8|w4`), pinned by hand (`--quant-overrides FILE`), or chosen from calibration runs
+ * under a budget (`--calibrate FILE... --quant-budget loss=X,size=MB`).
  *
- * What it does: every f32 matmul whose right operand is a constant matrix (a weight or const,
+ * What is quantized: every f32 matmul whose right operand is a constant matrix (a weight or const,
  * through reshapes, one cast from f16/bf16 and one 2-D transpose: ir_packed_rhs, the operands the
  * GEMM would pack) and whose left operand has rank >= 2 becomes a qmatmul reading a new constant
  * holding the quantized weight [K, N] and its scales, computed here at compile time with
  * ir_quant_scales and ir_quantize1 (ir/quant.c), so the interpreter and the compiled code run the
- * same integers:
+ * same integers. The schemes:
+ *   fp32  left alone;
  *   int8  W8A8: i8 weights with one symmetric scale per output column (max|w| / 127), activations
  *         quantized per row at run time (qmatmul's dynamic mode);
  *   w8    weight-only i8, one scale per output column;
@@ -14,27 +16,61 @@
  *         K <= 32).
  * Matmuls of two activations (attention's scores) and vector products stay f32.
  *
+ * Layers: the matmuls with the same Node.layer (the iteration of the model's outermost loop) form
+ * one layer and take one scheme together; matmuls outside the loop form one layer per scope (`head`),
+ * those without a scope the layer `top`.
+ *
+ * Choosing (with --calibrate): the runs of the calibration files (quant_calib.c) are split into a
+ * calibration part and a held-out part (the last quarter, or the runs of --quant-heldout). Then:
+ *   1. the fp32 model runs on every run: its first output is the reference, and the left operand of
+ *      every quantizable matmul is recorded (min, max, 99.9th percentile of |x|);
+ *   2. sensitivity: for each layer and each scheme, a copy of the graph with only that layer
+ *      quantized runs the calibration part; its loss is the change of the first output (mean KL of
+ *      the softmax for an output named *logits*, else relative error);
+ *   3. choice, greedy for the multiple-choice knapsack: from every layer at fp32 (or as pinned), take
+ *      the move of one layer to a smaller scheme with the least loss per byte saved, as long as the
+ *      sum of the layers' losses stays within loss=X, and (with size=MB only) until the weights fit;
+ *      the sum is only an estimate, since the layers' errors interact;
+ *   4. verification: the copy with the whole choice runs the held-out part; while its loss exceeds
+ *      loss=X, the quantized layer that alone loses most on the held-out part (measured then, once
+ *      per layer and scheme) moves back up (w4 to the better of int8 and w8, those to fp32), and the
+ *      copy runs again;
+ *   5. the table (layer, scheme, scope, the losses, bytes, MFLOP) goes to --quant-report FILE, to
+ *      stdout with `kiln check`, to stderr with -v or --explain choose-quant; the overrides reader
+ *      takes that file back (its first two columns).
+ * A budget no choice meets (the weights cannot fit size=MB, or pinned layers alone break loss=X) is
+ * an error that says so; the table of the closest choice is still written.
+ * The copies run in the interpreter, so calibrating costs (1 + 3 x layers) x calibration runs plus the
+ * verifications' held-out runs of the interpreter: calibration sets are meant to be small.
+ *
  * Where it runs: after fuse-attention and before fuse-ops, because fuse-ops makes a matmul's
  * consumers its epilogue (Node.inl) and a qmatmul has no epilogue yet: its bias and activation run as
- * their own loop. What it does not do yet (issue 15): calibration, per-layer sensitivity, a budget,
- * verification on held-out inputs, reports and overrides, bf16.
+ * their own loop. Not done (issue 15): bf16, static (calibrated) activation scales (the ranges are
+ * recorded and reported, the int8 kernels quantize each row at run time), a speed budget and a time
+ * estimate per layer.
  */
 #include "passes/passes.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct Scheme {
     const char *name;
     DType dt;
     int group;   /* along K; 0: one scale per column */
     int dynamic; /* activations quantized per row at run time */
+    int kind;    /* which quantized copy of the weight it reads (Cand.qw), -1: none */
 } Scheme;
 
-static const Scheme schemes[] = {
-    {"int8", DT_I8, 0, 1},
-    {"w8", DT_I8, 0, 0},
-    {"w4", DT_I4, 32, 0},
+enum { S_FP32, S_INT8, S_W8, S_W4, NSCHEME };
+
+static const Scheme schemes[NSCHEME] = {
+    {"fp32", DT_F32, 0, 0, -1},
+    {"int8", DT_I8, 0, 1, 0},
+    {"w8", DT_I8, 0, 0, 0}, /* the same weights as int8 */
+    {"w4", DT_I4, 32, 0, 1},
 };
 
 const char *pass_quant_schemes(void)
@@ -42,83 +78,771 @@ const char *pass_quant_schemes(void)
     return "int8, w8, w4";
 }
 
+/* fp32 is a scheme of the overrides file, not of --quant (which would then do nothing). */
+static int scheme_index(const char *name, size_t len)
+{
+    for (int i = 0; i < NSCHEME; i++)
+        if (strlen(schemes[i].name) == len && !strncmp(schemes[i].name, name, len))
+            return i;
+    return -1;
+}
+
 int pass_quant_scheme_ok(const char *name)
 {
-    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-        if (!strcmp(schemes[i].name, name))
+    return scheme_index(name, strlen(name)) > S_FP32;
+}
+
+int pass_quant_on(const PassOptions *o)
+{
+    return o->quant || o->ncalib || o->quant_overrides;
+}
+
+int pass_quant_budget(const char *spec, double *loss, double *size_mb)
+{
+    *loss = *size_mb = -1;
+    for (const char *p = spec; *p;) {
+        size_t len = strcspn(p, ",");
+        char *end;
+        double *v = !strncmp(p, "loss=", 5) ? loss : !strncmp(p, "size=", 5) ? size_mb : NULL;
+        if (!v || *v >= 0)
+            return 0;
+        *v = strtod(p + 5, &end);
+        if (end != p + len || end == p + 5 || !(*v >= 0) || !isfinite(*v))
+            return 0;
+        p += len + (p[len] == ',');
+    }
+    return *loss >= 0 || *size_mb >= 0;
+}
+
+/* ---------------------------------------------------------------- layers and their matmuls */
+
+typedef struct QWeight {
+    void *q;      /* [K, N] of the scheme's dtype, in g's arena */
+    float *scale; /* [ceil(K / group) or 1, N] */
+} QWeight;
+
+typedef struct Cand {
+    Node *n;      /* the matmul in g */
+    int unit;     /* its layer (index into Q.unit) */
+    int64_t K, N;
+    const Node *b; /* the constant it reads (ir_packed_rhs) */
+    int trans;     /* b's data is [N, K] */
+    QWeight qw[2]; /* the quantized copies by Scheme.kind, made when first needed */
+    CalibStats *st; /* the range of its left operand over the calibration runs, or NULL */
+} Cand;
+
+typedef struct Unit {
+    const char *key;          /* "3", "head", "top": what the report and the overrides call it */
+    const char *scope;        /* the common scope of its matmuls, or NULL */
+    int64_t bytes[NSCHEME];   /* its weights' bytes under each scheme (fp32: the bytes its
+                                 quantization frees, 0 for a weight something else also reads) */
+    double loss[NSCHEME];     /* measured alone on the calibration runs; NAN: not measured */
+    double held[NSCHEME];     /* measured alone on the held-out runs when a verification failed */
+    double mflop;             /* its matmuls' MFLOP at the symbols' bounds */
+    int choice;
+    int pinned;               /* by --quant-overrides */
+} Unit;
+
+typedef struct Q {
+    Graph *g;
+    const PassOptions *o;
+    int ncand, nunit;
+    Cand *cand;
+    Unit *unit;
+    int *cand_of;     /* (g->nnode) the candidate of a node, -1: none */
+    int64_t fixed;    /* bytes of every weight quantization leaves as it is */
+    int kl;           /* the loss is a KL divergence (else a relative error) */
+    CalibSet cal, held;
+    HostTensor *ref_cal, *ref_held; /* the fp32 model's first output on each run */
+    double held_loss; /* of the final choice on the held-out runs; NAN: not measured */
+    int progress_done, progress_total;
+    const char *phase; /* the phase progress() last reported */
+    int tty;
+} Q;
+
+static int is_candidate(const Node *n, int *trans)
+{
+    return n->op == OP_MATMUL && ir_packed_rhs(n, trans) && n->in[0]->rank >= 2 && n->rank == n->in[0]->rank &&
+           dim_value(n->in[1]->shape[0]) >= 1 && dim_value(n->in[1]->shape[1]) >= 1;
+}
+
+/* The longest dotted prefix of a and b ("blocks.0.attn.qkv", "blocks.0.mlp.fc1" -> "blocks.0"). */
+static const char *common_scope(Arena *ar, const char *a, const char *b)
+{
+    if (!a || !b)
+        return NULL;
+    size_t keep = 0, i = 0;
+    for (; a[i] && a[i] == b[i]; i++)
+        if (a[i] == '.')
+            keep = i;
+    if ((!a[i] && (!b[i] || b[i] == '.')) || (!b[i] && a[i] == '.'))
+        keep = i;
+    return keep ? arena_strndup(ar, a, keep) : NULL;
+}
+
+static int64_t scheme_bytes(const Scheme *s, int64_t K, int64_t N)
+{
+    int64_t ng = s->group && K > s->group ? (K + s->group - 1) / s->group : 1;
+    return dtype_bytes(s->dt, K * N) + (s->kind >= 0 ? (int64_t)sizeof(float) * ng * N : 0);
+}
+
+/* Whether something besides matmul n's operand chain reads the weight it packs (a tied embedding):
+ * then quantizing n frees nothing. */
+static int weight_shared(const Node *n, const Node *b, const int *uses)
+{
+    for (const Node *x = n->in[1];; x = x->in[0]) {
+        if (uses[x->id] > 1)
             return 1;
-    return 0;
+        if (x == b || x->nin == 0)
+            return 0;
+    }
 }
 
-static Node *const_node(Graph *g, DType dt, int64_t rows, int64_t cols, void *data, SrcLoc loc)
+static int find_unit(Q *q, const Node *n, int *is_new)
 {
-    Dim shape[2] = {dim_const(rows), dim_const(cols)};
-    return ir_const(g, dt, 2, shape, data, loc);
+    char buf[32];
+    const char *key = n->layer >= 0 ? (snprintf(buf, sizeof buf, "%d", n->layer), buf) : n->scope ? n->scope : "top";
+    *is_new = 0;
+    for (int u = 0; u < q->nunit; u++)
+        if (!strcmp(q->unit[u].key, key))
+            return u;
+    q->unit = realloc(q->unit, sizeof *q->unit * (size_t)(q->nunit + 1));
+    KILN_ASSERT(q->unit);
+    Unit *u = &q->unit[q->nunit];
+    memset(u, 0, sizeof *u);
+    u->key = arena_strdup(q->g->arena, key);
+    u->scope = n->scope;
+    for (int s = 0; s < NSCHEME; s++)
+        u->loss[s] = u->held[s] = s == S_FP32 ? 0 : NAN;
+    *is_new = 1;
+    return q->nunit++;
 }
 
-/* The qmatmul that replaces matmul n under scheme s, or NULL when n is not one it takes. */
-static Node *quantize_matmul(Graph *g, Node *n, const Scheme *s)
+static void find_layers(Q *q)
 {
-    int trans = 0;
-    const Node *b = ir_packed_rhs(n, &trans);
-    if (!b || n->in[0]->rank < 2 || n->rank != n->in[0]->rank)
-        return NULL;
-    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]);
-    if (K < 1 || N < 1)
-        return NULL;
+    Graph *g = q->g;
+    int *uses = ir_use_counts(g);
+    q->cand_of = malloc(sizeof(int) * ((size_t)g->nnode + 1));
+    KILN_ASSERT(q->cand_of);
+    int64_t vals[IR_MAX_SYMS];
+    for (int s = 0; s < IR_MAX_SYMS; s++)
+        vals[s] = s < g->nsym ? g->syms[s].bound : 0;
+    for (int i = 0; i < g->nnode; i++) {
+        Node *n = g->nodes[i];
+        q->cand_of[i] = -1;
+        if (n->op == OP_WEIGHT || n->op == OP_CONST)
+            q->fixed += dtype_bytes(n->dtype, shape_numel(n->rank, n->shape, vals));
+        int trans = 0;
+        if (!is_candidate(n, &trans))
+            continue;
+        q->cand = realloc(q->cand, sizeof *q->cand * (size_t)(q->ncand + 1));
+        KILN_ASSERT(q->cand);
+        Cand *c = &q->cand[q->ncand];
+        memset(c, 0, sizeof *c);
+        c->n = n;
+        c->b = ir_packed_rhs(n, &c->trans);
+        c->K = dim_value(n->in[1]->shape[0]);
+        c->N = dim_value(n->in[1]->shape[1]);
+        int is_new, u = find_unit(q, n, &is_new);
+        Unit *un = &q->unit[u];
+        if (!is_new)
+            un->scope = common_scope(g->arena, un->scope, n->scope);
+        c->unit = u;
+        int shared = weight_shared(n, c->b, uses);
+        int64_t own = dtype_bytes(c->b->dtype, c->K * c->N);
+        if (!shared)
+            q->fixed -= own;
+        for (int s = 0; s < NSCHEME; s++)
+            un->bytes[s] += s == S_FP32 ? (shared ? 0 : own) : scheme_bytes(&schemes[s], c->K, c->N);
+        un->mflop += ir_node_flops(n, vals) / 1e6;
+        q->cand_of[i] = q->ncand++;
+    }
+    free(uses);
+}
+
+/* ---------------------------------------------------------------- quantized weights and copies */
+
+/* c's weight quantized for scheme s, made once (int8 and w8 share it). */
+static QWeight *qweight(Q *q, Cand *c, const Scheme *s)
+{
+    QWeight *w = &c->qw[s->kind];
+    if (w->q)
+        return w;
+    int64_t K = c->K, N = c->N;
     int group = s->group && K > s->group ? s->group : 0;
     int64_t ng = group ? (K + group - 1) / group : 1;
-    float *w = malloc(sizeof(float) * (size_t)(K * N));
-    KILN_ASSERT(w);
+    float *f = malloc(sizeof(float) * (size_t)(K * N));
+    KILN_ASSERT(f);
     for (int64_t k = 0; k < K; k++)
         for (int64_t j = 0; j < N; j++)
-            w[k * N + j] = (float)dtype_load(b->dtype, b->at.data, (size_t)(trans ? j * K + k : k * N + j));
-    float *scale = arena_alloc(g->arena, sizeof(float) * (size_t)(ng * N));
-    ir_quant_scales(w, K, N, group, s->dt, scale, NULL);
+            f[k * N + j] = (float)dtype_load(c->b->dtype, c->b->at.data, (size_t)(c->trans ? j * K + k : k * N + j));
+    w->scale = arena_alloc(q->g->arena, sizeof(float) * (size_t)(ng * N));
+    ir_quant_scales(f, K, N, group, s->dt, w->scale, NULL);
     int lo, hi;
     KILN_ASSERT(ir_quant_range(s->dt, &lo, &hi));
-    void *q = arena_alloc(g->arena, (size_t)dtype_bytes(s->dt, K * N));
+    w->q = arena_alloc(q->g->arena, (size_t)dtype_bytes(s->dt, K * N));
     for (int64_t k = 0; k < K; k++)
         for (int64_t j = 0; j < N; j++) {
-            float sc = scale[(group ? k / group : 0) * N + j];
-            dtype_store(s->dt, q, (size_t)(k * N + j), ir_quantize1(w[k * N + j], sc, 0, lo, hi));
+            float sc = w->scale[(group ? k / group : 0) * N + j];
+            dtype_store(s->dt, w->q, (size_t)(k * N + j), ir_quantize1(f[k * N + j], sc, 0, lo, hi));
         }
-    free(w);
-    Node *in[3] = {n->in[0], const_node(g, s->dt, K, N, q, b->loc), const_node(g, DT_F32, ng, N, scale, b->loc)};
+    free(f);
+    return w;
+}
+
+/* In graph h, the qmatmul of a by candidate c's weight under scheme s (in c's layer and scope). */
+static Node *build_qmatmul(Q *q, Graph *h, Node *a, Cand *c, const Scheme *s)
+{
+    QWeight *w = qweight(q, c, s);
+    int group = s->group && c->K > s->group ? s->group : 0;
+    int64_t ng = group ? (c->K + group - 1) / group : 1;
+    ir_set_origin(h, c->n);
+    Dim ws[2] = {dim_const(c->K), dim_const(c->N)}, ss[2] = {dim_const(ng), dim_const(c->N)};
+    Node *in[3] = {a, ir_const(h, s->dt, 2, ws, w->q, c->b->loc), ir_const(h, DT_F32, 2, ss, w->scale, c->b->loc)};
     Attrs at = {0};
     at.group = group;
     at.dynamic = s->dynamic;
-    return ir_build(g, OP_QMATMUL, &at, 3, in, NULL, n->loc, NULL);
+    Node *qm = ir_build(h, OP_QMATMUL, &at, 3, in, NULL, c->n->loc, NULL);
+    ir_set_origin(h, NULL);
+    return qm;
+}
+
+/* A copy of g in which every matmul of a layer whose choice is not fp32 is a qmatmul; with probes,
+ * the left operands of the candidates are extra outputs after g's (in candidate order). */
+static Graph *trial(Q *q, const int *choice, int probes)
+{
+    Graph *g = q->g, *h = ir_graph_new();
+    h->model = g->model;
+    h->source = g->source;
+    h->vocab = g->vocab;
+    h->nsym = g->nsym;
+    memcpy(h->syms, g->syms, sizeof g->syms);
+    Node **map = malloc(sizeof(Node *) * ((size_t)g->nnode + 1));
+    KILN_ASSERT(map);
+    for (int i = 0; i < g->nnode; i++) {
+        Node *n = g->nodes[i];
+        int ci = q->cand_of[i];
+        int s = ci >= 0 ? choice[q->cand[ci].unit] : S_FP32;
+        if (s != S_FP32) {
+            map[i] = build_qmatmul(q, h, map[n->in[0]->id], &q->cand[ci], &schemes[s]);
+            continue;
+        }
+        Node **in = malloc(sizeof(Node *) * ((size_t)n->nin + 1));
+        KILN_ASSERT(in);
+        for (int j = 0; j < n->nin; j++)
+            in[j] = map[n->in[j]->id];
+        Node *m = ir_node(h, n->op, n->dtype, n->rank, n->shape, n->nin, in, n->loc);
+        free(in);
+        m->at = n->at;
+        m->name = n->name;
+        m->inl = n->inl;
+        m->scope = n->scope;
+        m->layer = n->layer;
+        map[i] = m;
+    }
+    for (int k = 0; k < g->ninput; k++) /* the declaration order, which the inputs' values follow */
+        h->inputs[k] = map[g->inputs[k]->id];
+    for (int k = 0; k < g->noutput; k++)
+        ir_add_output(h, g->outputs[k].name, map[g->outputs[k].node->id]);
+    for (int c = 0; probes && c < q->ncand; c++)
+        ir_add_output(h, "probe", map[q->cand[c].n->in[0]->id]);
+    free(map);
+    ir_compact(h); /* the quantized matmuls' fp32 weight chains are dead now */
+    return h;
+}
+
+static void free_outputs(HostTensor *out, int n)
+{
+    for (int k = 0; k < n; k++)
+        free(out[k].data);
+}
+
+/* One line on stderr: rewritten in place on a terminal, else a line at the start of each phase and
+ * at the end. */
+static void progress(Q *q, const char *what)
+{
+    int first = what != q->phase, last = ++q->progress_done == q->progress_total;
+    q->phase = what;
+    if (q->tty || first || last)
+        fprintf(stderr, "%schoose-quant: %s: %d/%d interpreter runs%s", q->tty ? "\r\033[K" : "", what,
+                q->progress_done, q->progress_total, last || !q->tty ? "\n" : "");
+}
+
+/* The fp32 model on every run: the references, and (on the calibration runs) the activations' ranges. */
+static int reference(Q *q)
+{
+    int *fp = calloc((size_t)q->nunit + 1, sizeof(int));
+    Graph *h = trial(q, fp, 1);
+    free(fp);
+    HostTensor *out = calloc((size_t)h->noutput, sizeof *out);
+    q->ref_cal = calloc((size_t)q->cal.nrun + 1, sizeof *q->ref_cal);
+    q->ref_held = calloc((size_t)q->held.nrun + 1, sizeof *q->ref_held);
+    KILN_ASSERT(out && q->ref_cal && q->ref_held);
+    for (int c = 0; c < q->ncand; c++)
+        q->cand[c].st = calloc(1, sizeof(CalibStats));
+    int rc = 0;
+    for (int r = 0; r < q->cal.nrun + q->held.nrun && !rc; r++) {
+        int held = r >= q->cal.nrun;
+        if ((rc = pass_calib_run(h, held ? &q->held : &q->cal, held ? r - q->cal.nrun : r, out, q->o->d)))
+            break;
+        for (int c = 0; !held && c < q->ncand; c++)
+            pass_calib_observe(q->cand[c].st, &out[q->g->noutput + c]);
+        (held ? q->ref_held : q->ref_cal)[held ? r - q->cal.nrun : r] = out[0];
+        out[0].data = NULL;
+        free_outputs(out, h->noutput);
+        progress(q, "fp32 reference");
+    }
+    free(out);
+    ir_graph_free(h);
+    return rc;
+}
+
+/* The loss of the choice on a set of runs against their references; -1 after an error. */
+static int measure(Q *q, const int *choice, const CalibSet *s, const HostTensor *ref, double *loss, const char *what)
+{
+    Graph *h = trial(q, choice, 0);
+    HostTensor *out = calloc((size_t)h->noutput + 1, sizeof *out);
+    KILN_ASSERT(out);
+    CalibLoss l = {0};
+    int rc = 0;
+    for (int r = 0; r < s->nrun && !rc; r++) {
+        if ((rc = pass_calib_run(h, s, r, out, q->o->d)))
+            break;
+        pass_calib_loss_add(&l, q->kl, &ref[r], &out[0]);
+        free_outputs(out, h->noutput);
+        progress(q, what);
+    }
+    free(out);
+    ir_graph_free(h);
+    *loss = pass_calib_loss(&l, q->kl);
+    return rc;
+}
+
+static int sensitivity(Q *q)
+{
+    int *choice = malloc(sizeof(int) * ((size_t)q->nunit + 1));
+    KILN_ASSERT(choice);
+    for (int u = 0; u < q->nunit; u++)
+        for (int s = S_FP32 + 1; s < NSCHEME; s++) {
+            for (int v = 0; v < q->nunit; v++)
+                choice[v] = v == u ? s : S_FP32;
+            if (measure(q, choice, &q->cal, q->ref_cal, &q->unit[u].loss[s], "sensitivity")) {
+                free(choice);
+                return -1;
+            }
+        }
+    free(choice);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the choice */
+
+static double total_loss(const Q *q)
+{
+    double l = 0;
+    for (int u = 0; u < q->nunit; u++)
+        l += q->unit[u].loss[q->unit[u].choice];
+    return l;
+}
+
+static int64_t total_bytes(const Q *q)
+{
+    int64_t b = q->fixed;
+    for (int u = 0; u < q->nunit; u++)
+        b += q->unit[u].bytes[q->unit[u].choice];
+    return b;
+}
+
+/* Greedy: the move (a layer to a scheme of fewer bytes) with the least loss per byte saved that keeps
+ * the estimated loss within budget, while there is one (and, with a size budget alone, until the
+ * weights fit). */
+static void choose(Q *q, double loss_budget, double size_budget)
+{
+    for (;;) {
+        if (loss_budget < 0 && total_bytes(q) <= size_budget)
+            return;
+        double best = INFINITY, now = total_loss(q);
+        int bu = -1, bs = -1;
+        for (int u = 0; u < q->nunit; u++) {
+            Unit *un = &q->unit[u];
+            for (int s = 0; s < NSCHEME && !un->pinned; s++) {
+                double saved = (double)(un->bytes[un->choice] - un->bytes[s]), dl = un->loss[s] - un->loss[un->choice];
+                if (saved <= 0 || isnan(dl) || (loss_budget >= 0 && now + dl > loss_budget))
+                    continue;
+                if (dl / saved < best)
+                    best = dl / saved, bu = u, bs = s;
+            }
+        }
+        if (bu < 0)
+            return;
+        q->unit[bu].choice = bs;
+    }
+}
+
+/* The loss of layer u alone under its current scheme on the held-out runs (measured once). */
+static int held_alone(Q *q, int u, double *loss)
+{
+    Unit *un = &q->unit[u];
+    if (isnan(un->held[un->choice])) {
+        int *c = calloc((size_t)q->nunit + 1, sizeof(int));
+        KILN_ASSERT(c);
+        c[u] = un->choice;
+        q->progress_total += q->held.nrun;
+        int rc = measure(q, c, &q->held, q->ref_held, &un->held[un->choice], "verification");
+        free(c);
+        if (rc)
+            return -1;
+    }
+    *loss = un->held[un->choice];
+    return 0;
+}
+
+/* The quantized layer whose scheme alone loses most on the held-out runs (where the choice failed:
+ * the calibration runs may not show it) moves up one step: w4 to the 8-bit scheme that lost less on
+ * the calibration runs (if that lost less than w4), the others to fp32. Returns 1, 0 when no layer
+ * can move, -1 after an error. */
+static int move_up(Q *q)
+{
+    int worst = -1;
+    double wl = -INFINITY, l;
+    for (int u = 0; u < q->nunit; u++) {
+        const Unit *un = &q->unit[u];
+        if (un->pinned || un->choice == S_FP32)
+            continue;
+        if (held_alone(q, u, &l))
+            return -1;
+        if (worst < 0 || l > wl)
+            worst = u, wl = l;
+    }
+    if (worst < 0)
+        return 0;
+    Unit *un = &q->unit[worst];
+    int up = S_FP32;
+    if (un->choice == S_W4) {
+        int s8 = un->loss[S_W8] <= un->loss[S_INT8] ? S_W8 : S_INT8;
+        if (un->loss[s8] < un->loss[S_W4])
+            up = s8;
+    }
+    if (q->o->log)
+        fprintf(q->o->log, "choose-quant: layer %s (alone %.4g on the held-out runs) moves from %s to %s\n", un->key,
+                wl, schemes[un->choice].name, schemes[up].name);
+    un->choice = up;
+    return 1;
+}
+
+static int *choices(const Q *q)
+{
+    int *c = malloc(sizeof(int) * ((size_t)q->nunit + 1));
+    KILN_ASSERT(c);
+    for (int u = 0; u < q->nunit; u++)
+        c[u] = q->unit[u].choice;
+    return c;
+}
+
+/* Verifies the choice on the held-out runs, moving layers up until it holds. Returns 0, 1 when no
+ * move makes it hold (pinned layers), -1 after an error. */
+static int verify(Q *q, double loss_budget)
+{
+    for (;;) {
+        int *c = choices(q);
+        int rc = measure(q, c, &q->held, q->ref_held, &q->held_loss, "verification");
+        free(c);
+        if (rc)
+            return -1;
+        if (loss_budget < 0 || q->held_loss <= loss_budget)
+            return 0;
+        if (q->o->log)
+            fprintf(q->o->log, "choose-quant: held-out loss %.4g is over the budget %.4g: moving a layer up\n",
+                    q->held_loss, loss_budget);
+        int m = move_up(q);
+        if (m <= 0)
+            return m < 0 ? -1 : 1;
+        q->progress_total += q->held.nrun;
+    }
+}
+
+/* ---------------------------------------------------------------- report and overrides */
+
+static void loss_str(double v, char *buf, size_t n)
+{
+    if (isnan(v))
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, "%.4g", v);
+}
+
+static void write_report(const Q *q, FILE *f, const char *budget)
+{
+    const Graph *g = q->g;
+    fprintf(f, "# kiln choose-quant: model %s", g->model ? g->model : "?");
+    if (q->cal.nrun)
+        fprintf(f, ", %d calibration run%s, %d held-out run%s", q->cal.nrun, q->cal.nrun == 1 ? "" : "s",
+                q->held.nrun, q->held.nrun == 1 ? "" : "s");
+    if (budget)
+        fprintf(f, ", budget %s", budget);
+    fprintf(f, "\n");
+    if (q->cal.nrun)
+        fprintf(f, "# loss: %s against fp32 over the calibration runs with only that layer quantized ('-': not "
+                   "measured)\n",
+                q->kl ? "mean KL divergence (nats) of the softmax of the first output" : "relative error of the first output");
+    if (!isnan(q->held_loss))
+        fprintf(f, "# the whole choice on the held-out runs: loss %.4g\n", q->held_loss);
+    int64_t fp = q->fixed;
+    for (int u = 0; u < q->nunit; u++)
+        fp += q->unit[u].bytes[S_FP32];
+    fprintf(f, "# weights: %.6g MB (fp32: %.6g MB); bytes: the layer's matmul weights and scales; MFLOP: its "
+               "matmuls' at the inputs' largest sizes\n",
+            (double)total_bytes(q) / 1e6, (double)fp / 1e6);
+    fprintf(f, "# edit the scheme column (fp32, int8, w8, w4) and pass the file to --quant-overrides\n");
+    fprintf(f, "# %-6s %-6s %-18s %-10s %-10s %-10s %-10s %10s %10s %9s\n", "layer", "scheme", "scope", "loss",
+            "int8", "w8", "w4", "bytes", "fp32-bytes", "MFLOP");
+    for (int u = 0; u < q->nunit; u++) {
+        const Unit *un = &q->unit[u];
+        char l[4][32];
+        loss_str(un->loss[un->choice], l[0], sizeof l[0]);
+        for (int s = S_INT8; s < NSCHEME; s++)
+            loss_str(un->loss[s], l[s], sizeof l[s]);
+        fprintf(f, "  %-6s %-6s %-18s %-10s %-10s %-10s %-10s %10lld %10lld %9.4g\n", un->key,
+                schemes[un->choice].name, un->scope ? un->scope : "-", l[0], l[1], l[2], l[3],
+                (long long)un->bytes[un->choice], (long long)un->bytes[S_FP32], un->mflop);
+    }
+    if (q->cand && q->cand[0].st) {
+        fprintf(f, "# the matmuls' left operands over the calibration runs: min, max, 99.9th percentile of |x|\n");
+        for (int c = 0; c < q->ncand; c++) {
+            const CalibStats *st = q->cand[c].st;
+            fprintf(f, "#   %-6s %-24s %11.4g %11.4g %11.4g\n", q->unit[q->cand[c].unit].key,
+                    q->cand[c].n->scope ? q->cand[c].n->scope : "-", st->min, st->max,
+                    pass_calib_percentile(st, 99.9));
+        }
+    }
+}
+
+static int report(const Q *q)
+{
+    const PassOptions *o = q->o;
+    const char *budget = o->quant_budget ? o->quant_budget : o->quant ? o->quant : NULL;
+    if (o->explain && !strcmp(o->explain, "choose-quant"))
+        write_report(q, stderr, budget);
+    else if (o->report && (o->ncalib || o->quant_overrides))
+        write_report(q, o->report, budget);
+    if (!o->quant_report)
+        return 0;
+    FILE *f = fopen(o->quant_report, "w");
+    if (!f) {
+        diag_fatal(o->d, "--quant-report: cannot write '%s'", o->quant_report);
+        return -1;
+    }
+    write_report(q, f, budget);
+    if (fclose(f)) {
+        diag_fatal(o->d, "--quant-report: cannot write '%s'", o->quant_report);
+        return -1;
+    }
+    return 0;
+}
+
+/* The layers' names for an error: "top, 0, 1, ..., head". */
+static const char *layer_list(const Q *q, char *buf, size_t n)
+{
+    buf[0] = 0;
+    for (int u = 0; u < q->nunit; u++) {
+        size_t k = strlen(buf);
+        snprintf(buf + k, n - k, "%s%s", u ? ", " : "", q->unit[u].key);
+    }
+    return buf;
+}
+
+/* Each line "LAYER SCHEME ..." (the report's columns; '#' starts a comment) pins a layer. */
+static int read_overrides(Q *q, const char *path)
+{
+    Diag *d = q->o->d;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_fatal(d, "--quant-overrides: cannot open '%s'", path);
+        return -1;
+    }
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    for (int ch; (ch = fgetc(f)) != EOF;) {
+        if (len + 2 > cap) {
+            text = realloc(text, cap = cap ? cap * 2 : 4096);
+            KILN_ASSERT(text);
+        }
+        text[len++] = (char)ch;
+    }
+    fclose(f);
+    if (!text)
+        text = calloc(1, 1);
+    KILN_ASSERT(text);
+    text[len] = 0;
+    int file = diag_add_file(d, path, text), errors = diag_errors(d), line = 1;
+    char names[1024];
+    for (const char *p = text; *p; line++) {
+        const char *eol = p + strcspn(p, "\n");
+        const char *t = p + strspn(p, " \t\r");
+        size_t klen = strcspn(t, " \t\r\n#");
+        if (klen && *t != '#') {
+            const char *sch = t + klen + strspn(t + klen, " \t\r");
+            size_t slen = sch < eol ? strcspn(sch, " \t\r\n#") : 0;
+            SrcLoc kloc = {file, line, (int)(t - p) + 1}, sloc = {file, line, (int)(sch - p) + 1};
+            int u = 0;
+            while (u < q->nunit && (strlen(q->unit[u].key) != klen || strncmp(q->unit[u].key, t, klen)))
+                u++;
+            int s = scheme_index(sch, slen);
+            if (u == q->nunit)
+                diag_error(d, kloc, "no layer '%.*s' in model %s (its layers: %s)", (int)klen, t,
+                           q->g->model ? q->g->model : "?", layer_list(q, names, sizeof names));
+            else if (!slen)
+                diag_error(d, sloc, "layer %s needs a scheme after it (fp32, int8, w8 or w4)", q->unit[u].key);
+            else if (s < 0)
+                diag_error(d, sloc, "unknown scheme '%.*s' for layer %s (the schemes: fp32, int8, w8, w4)", (int)slen,
+                           sch, q->unit[u].key);
+            else if (q->unit[u].pinned)
+                diag_error(d, kloc, "layer %s is given twice", q->unit[u].key);
+            else
+                q->unit[u].pinned = 1, q->unit[u].choice = s;
+        }
+        p = *eol ? eol + 1 : eol;
+    }
+    free(text);
+    return diag_errors(d) > errors ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- the pass */
+
+/* Loads the calibration and held-out runs and measures; returns 0 or -1 after an error. */
+static int calibrate(Q *q)
+{
+    const PassOptions *o = q->o;
+    CalibSet all = {0};
+    if (pass_calib_load(q->g, o->ncalib, o->calib, &all, o->d) ||
+        pass_calib_load(q->g, o->nheldout, o->heldout, &q->held, o->d)) {
+        pass_calib_free(&all);
+        return -1;
+    }
+    if (!o->nheldout) { /* the last quarter of the runs, at least one, is held out */
+        if (all.nrun < 2) {
+            diag_fatal(o->d, "--calibrate: %d run in the calibration files; at least 2 are needed to hold some out "
+                       "(or give --quant-heldout FILE...)", all.nrun);
+            pass_calib_free(&all);
+            return -1;
+        }
+        int keep = all.nrun - (all.nrun / 4 > 0 ? all.nrun / 4 : 1);
+        q->cal = all;
+        q->held.nrun = all.nrun - keep;
+        q->held.in = malloc(sizeof *q->held.in * (size_t)q->held.nrun);
+        q->held.data = malloc(sizeof *q->held.data * (size_t)q->held.nrun);
+        KILN_ASSERT(q->held.in && q->held.data);
+        memcpy(q->held.in, all.in + keep, sizeof *q->held.in * (size_t)q->held.nrun);
+        memcpy(q->held.data, all.data + keep, sizeof *q->held.data * (size_t)q->held.nrun);
+        q->cal.nrun = keep;
+    } else {
+        q->cal = all;
+    }
+    q->kl = pass_calib_is_kl(q->g);
+    q->tty = isatty(2);
+    q->progress_total = (q->cal.nrun + q->held.nrun) + 3 * q->nunit * q->cal.nrun + q->held.nrun;
+    return reference(q) || sensitivity(q) ? -1 : 0;
+}
+
+static void apply(Q *q)
+{
+    Graph *g = q->g;
+    for (int c = 0; c < q->ncand; c++) {
+        Cand *cd = &q->cand[c];
+        int s = q->unit[cd->unit].choice;
+        if (s == S_FP32)
+            continue;
+        Node *qm = build_qmatmul(q, g, cd->n->in[0], cd, &schemes[s]);
+        ir_replace_uses(g, cd->n, qm);
+    }
+    ir_toposort(g);
+    ir_compact(g);
+}
+
+static void q_free(Q *q)
+{
+    for (int c = 0; c < q->ncand; c++)
+        free(q->cand[c].st);
+    for (int r = 0; r < q->cal.nrun; r++)
+        free(q->ref_cal[r].data);
+    for (int r = 0; r < q->held.nrun; r++)
+        free(q->ref_held[r].data);
+    free(q->ref_cal);
+    free(q->ref_held);
+    if (q->o->nheldout) {
+        pass_calib_free(&q->held);
+    } else { /* held-out runs are the tail of cal's arrays */
+        q->cal.nrun += q->held.nrun;
+        free(q->held.in);
+        free(q->held.data);
+    }
+    pass_calib_free(&q->cal);
+    free(q->cand);
+    free(q->unit);
+    free(q->cand_of);
+}
+
+/* Chooses under the budget and verifies; 0, or -1 after an error (reported). */
+static int budgeted(Q *q)
+{
+    const PassOptions *o = q->o;
+    double loss_b = -1, size_mb = -1;
+    if (o->quant_budget && !pass_quant_budget(o->quant_budget, &loss_b, &size_mb)) {
+        diag_fatal(o->d, "--quant-budget: expected loss=X, size=MB or both (loss=0.01,size=2), not '%s'", o->quant_budget);
+        return -1;
+    }
+    double size_b = size_mb >= 0 ? size_mb * 1e6 : -1;
+    if (!o->quant_budget) { /* measure and report; the choice is the overrides' */
+        q->progress_total -= q->held.nrun;
+        q->held_loss = NAN;
+        return 0;
+    }
+    choose(q, loss_b, size_b);
+    int v = verify(q, loss_b);
+    if (v < 0)
+        return -1;
+    char buf[64];
+    if (v > 0) {
+        diag_fatal(o->d, "--quant-budget %s: no choice meets it: with the pinned layers alone the held-out loss is "
+                   "%.4g; the closest choice is in the report", o->quant_budget, q->held_loss);
+        return -1;
+    }
+    if (size_b >= 0 && total_bytes(q) > size_b) {
+        snprintf(buf, sizeof buf, "%.6g MB", (double)total_bytes(q) / 1e6);
+        diag_fatal(o->d, "--quant-budget %s: no choice meets it: the closest (in the report) has %s of weights%s",
+                   o->quant_budget, buf, loss_b >= 0 ? " within the loss" : " (every layer at its smallest scheme)");
+        return -1;
+    }
+    return 0;
 }
 
 int pass_choose_quant(Graph *g, const PassOptions *o)
 {
-    if (!o->quant)
+    if (!pass_quant_on(o))
         return 0;
-    const Scheme *s = NULL;
-    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-        if (!strcmp(schemes[i].name, o->quant))
-            s = &schemes[i];
-    if (!s) {
+    Q q = {.g = g, .o = o, .held_loss = NAN};
+    find_layers(&q);
+    int fixed = o->quant ? scheme_index(o->quant, strlen(o->quant)) : S_FP32;
+    if (fixed < 0) {
         diag_fatal(o->d, "--quant: unknown scheme '%s' (the schemes are: %s)", o->quant, pass_quant_schemes());
+        q_free(&q);
         return 0;
     }
-    int changes = 0, nnode = g->nnode;
-    for (int i = 0; i < nnode; i++) {
-        Node *n = g->nodes[i];
-        if (n->op != OP_MATMUL)
-            continue;
-        ir_set_origin(g, n); /* the qmatmul and its constants stay in the matmul's layer and scope */
-        Node *qm = quantize_matmul(g, n, s);
-        ir_set_origin(g, NULL);
-        if (!qm)
-            continue;
-        ir_replace_uses(g, n, qm);
-        changes++;
+    for (int u = 0; u < q.nunit; u++)
+        q.unit[u].choice = fixed;
+    int rc = o->quant_overrides ? read_overrides(&q, o->quant_overrides) : 0;
+    if (!rc && o->ncalib)
+        rc = calibrate(&q);
+    if (!rc) {
+        rc = o->ncalib ? budgeted(&q) : 0;
+        if (report(&q)) /* after a budget no choice meets too: the closest choice */
+            rc = -1;
     }
-    if (changes) {
-        ir_toposort(g);
-        ir_compact(g);
-    }
-    return changes;
+    int changes = 0;
+    for (int c = 0; !rc && c < q.ncand; c++)
+        changes += q.unit[q.cand[c].unit].choice != S_FP32;
+    if (!rc && changes)
+        apply(&q);
+    q_free(&q);
+    return rc ? -1 : changes;
 }

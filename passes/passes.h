@@ -13,7 +13,9 @@
  *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
  *   kv_cache.c        prefill and decode entries with a bounded KV cache (--kv-cache POLICY)
  *   prune_tokens.c    token merging (ToMe, PiToMe) and [CLS]-attention pruning (EViT) in encoders, on request
- *   choose_quant.c    matmuls with constant weights -> qmatmul with quantized weights (--quant)
+ *   choose_quant.c    matmuls with constant weights -> qmatmul with quantized weights: one scheme for
+ *                     all (--quant), or one per layer chosen under a budget from calibration runs
+ *   quant_calib.c     choose-quant's calibration runs, activation ranges and output-change measures
  *   plan_memory.c     the activation arena: an offset per stored intermediate, in place where legal
  */
 #ifndef KILN_PASSES_H
@@ -31,6 +33,14 @@ typedef struct PassOptions {
                                  the pass is off */
     FILE *report;        /* where a pass writes its report (prune-tokens: tokens and FLOPs per layer), or NULL */
     const char *quant;   /* choose-quant's scheme for every layer (--quant int8|w8|w4), or NULL: none */
+    int ncalib;          /* choose-quant's calibration files (--calibrate FILE...): .npy inputs or text */
+    const char *const *calib;
+    int nheldout;        /* --quant-heldout FILE...: where the choice is verified (default: the last
+                            quarter of the calibration runs) */
+    const char *const *heldout;
+    const char *quant_budget;    /* --quant-budget loss=X,size=MB (either or both), or NULL */
+    const char *quant_report;    /* --quant-report FILE: the per-layer table, editable, or NULL */
+    const char *quant_overrides; /* --quant-overrides FILE: layers pinned to a scheme, or NULL */
 } PassOptions;
 
 /* ---------------------------------------------------------------- pipeline.c */
@@ -53,8 +63,12 @@ int pass_fuse_ops(Graph *g, const PassOptions *o);
 int pass_kv_cache(Graph *g, const PassOptions *o);
 /* Off unless o->prune_tokens is set; returns -1 after an error in that option (reported). */
 int pass_prune_tokens(Graph *g, const PassOptions *o);
-/* Does nothing unless o->quant names a scheme. */
+/* Does nothing unless o->quant names a scheme, or calibration files or overrides are given
+ * (pass_quant_on); errors (a file that does not fit, a budget no choice meets) through o->d. */
 int pass_choose_quant(Graph *g, const PassOptions *o);
+int pass_quant_on(const PassOptions *o);
+/* Parses --quant-budget's "loss=X", "size=MB" or both, comma-separated (-1: not given); 0 when wrong. */
+int pass_quant_budget(const char *spec, double *loss, double *size_mb);
 /* The schemes --quant takes, ", "-separated (for --help and errors), and whether name is one. */
 const char *pass_quant_schemes(void);
 int pass_quant_scheme_ok(const char *name);
@@ -62,6 +76,43 @@ int pass_quant_scheme_ok(const char *name);
  * their one consumer (Node.inl). Returns the number of nodes marked. */
 int fuse_loops(Graph *g, const PassOptions *o);
 int pass_plan_memory(Graph *g, const PassOptions *o);
+
+/* ---------------------------------------------------------------- quant_calib.c, for choose_quant.c */
+
+/* Runs of the model: in[r] is the one input of run r (data owned by the set). */
+typedef struct CalibSet {
+    int nrun;
+    HostTensor *in; /* (nrun) */
+    void **data;    /* (nrun) what the set frees */
+} CalibSet;
+/* Appends the runs of each file (.npy: one run; else text cut into windows of the input's bound) to s.
+ * Errors name the file and what the model's input expects; returns -1 after one. */
+int pass_calib_load(const Graph *g, int nfile, const char *const *files, CalibSet *s, Diag *d);
+void pass_calib_free(CalibSet *s);
+/* Interprets h (a graph whose one input has g's type) on run r: out[] gets h->noutput tensors
+ * (malloc'ed data). Returns 0, or -1 after an error reported through d. */
+int pass_calib_run(const Graph *h, const CalibSet *s, int r, HostTensor *out, Diag *d);
+
+enum { CALIB_BINS = 1 + 80 * 16 }; /* |x| histogram: zero, then 16 bins per octave from 2^-40 to 2^40 */
+/* The range of one activation over the runs. */
+typedef struct CalibStats {
+    double min, max;
+    uint64_t count;
+    uint64_t hist[CALIB_BINS];
+} CalibStats;
+void pass_calib_observe(CalibStats *st, const HostTensor *t);
+/* The p-th percentile (0..100) of |x|: the upper edge of its histogram bin, at most max |x|. */
+double pass_calib_percentile(const CalibStats *st, double p);
+
+/* The change of the model's first output against fp32, summed over runs. */
+typedef struct CalibLoss {
+    double num, den;
+} CalibLoss;
+/* Whether the measure is KL divergence (the first output is named *logits*) or relative error. */
+int pass_calib_is_kl(const Graph *g);
+void pass_calib_loss_add(CalibLoss *l, int kl, const HostTensor *ref, const HostTensor *q);
+/* Mean KL(softmax(ref) || softmax(q)) over rows in nats, or ||q - ref|| / ||ref||. */
+double pass_calib_loss(const CalibLoss *l, int kl);
 
 /* ---------------------------------------------------------------- plan_memory.c, for codegen */
 

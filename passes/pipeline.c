@@ -13,7 +13,8 @@ typedef struct Pass {
     int (*run)(Graph *g, const PassOptions *o);
     int on_by_default; /* 2: always (plan-memory: the code generator needs a plan), unless "none";
                           3: when its option is given (kv-cache: --kv-cache POLICY; prune-tokens:
-                             --prune-tokens SPEC; choose-quant: --quant SCHEME), unless "none" */
+                             --prune-tokens SPEC; choose-quant: --quant SCHEME, --calibrate or
+                             --quant-overrides), unless "none" */
 } Pass;
 
 static const Pass pipeline[] = {
@@ -85,7 +86,9 @@ int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *pri
         const Pass *p = &pipeline[i];
         if (list && !strcmp(list, "none"))
             break;
-        if (p->on_by_default == 3 ? !(p->run == pass_kv_cache ? o->kv_cache : p->run == pass_choose_quant ? o->quant : o->prune_tokens)
+        if (p->on_by_default == 3 ? !(p->run == pass_kv_cache      ? o->kv_cache != NULL
+                                      : p->run == pass_choose_quant ? pass_quant_on(o)
+                                                                    : o->prune_tokens != NULL)
             : all ? !p->on_by_default : !listed(list, p->name) && p->on_by_default != 2)
             continue;
         g->planned = 0; /* any pass may move what plan-memory planned */

@@ -1,11 +1,15 @@
 /* npycmp.c: compares two .npy files, for the script-driven tests.
  *
  *   npycmp [--rtol R] [--atol A] [--maxrel R] ACTUAL.npy EXPECTED.npy
+ *   npycmp --kl MAX ACTUAL.npy EXPECTED.npy
  *
  * The shapes must be equal; the dtypes may differ, since every element is read as a double. By
  * default each element must satisfy |a - e| <= atol + rtol * |e| (rtol 1e-5, atol 1e-6, as NumPy's
  * isclose). With --maxrel R the test is on the whole tensor instead: max|a - e| / max|e| <= R,
- * which suits outputs whose small elements carry only rounding noise. NaN at the same place in
+ * which suits outputs whose small elements carry only rounding noise. With --kl MAX the files are
+ * logits: the mean over rows (the last axis is the classes) of KL(softmax(expected) ||
+ * softmax(actual)), in nats, must be at most MAX (choose-quant's loss, computed apart from it).
+ * NaN at the same place in
  * both files counts as equal; NaN on one side only fails, and so does an infinity not matched by
  * the same infinity.
  *
@@ -26,7 +30,8 @@ static int usage(const char *msg)
 {
     if (msg)
         fprintf(stderr, "npycmp: %s\n", msg);
-    fprintf(stderr, "usage: npycmp [--rtol R] [--atol A] [--maxrel R] ACTUAL.npy EXPECTED.npy\n");
+    fprintf(stderr, "usage: npycmp [--rtol R] [--atol A] [--maxrel R] ACTUAL.npy EXPECTED.npy\n"
+                    "       npycmp --kl MAX ACTUAL.npy EXPECTED.npy\n");
     return 2;
 }
 
@@ -105,9 +110,48 @@ static int parse_tol(const char *s, double *out)
     return 1;
 }
 
+/* The log-softmax of row r of x (V classes) at class j: x_j - max - log(sum exp(x - max)). */
+static void log_softmax(const RtNpy *x, size_t r, size_t V, double *out)
+{
+    double m = -INFINITY, sum = 0;
+    for (size_t j = 0; j < V; j++)
+        m = fmax(m, load(x, r * V + j));
+    for (size_t j = 0; j < V; j++)
+        sum += exp(load(x, r * V + j) - m);
+    for (size_t j = 0; j < V; j++)
+        out[j] = load(x, r * V + j) - m - log(sum);
+}
+
+/* --kl: 1 when the mean KL(softmax(e) || softmax(a)) over rows exceeds max (or is NaN). */
+static int mean_kl(const RtNpy *a, const RtNpy *e, const char *const *files, double max)
+{
+    size_t V = e->rank ? (size_t)e->shape[e->rank - 1] : 1, n = e->nbytes / e->elem_size;
+    size_t rows = V ? n / V : 0;
+    double *lp = malloc(sizeof(double) * (V + 1)), *lq = malloc(sizeof(double) * (V + 1)), total = 0;
+    if (!lp || !lq) {
+        free(lp);
+        free(lq);
+        printf("npycmp: FAIL: out of memory\n");
+        return 1;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        log_softmax(e, r, V, lp);
+        log_softmax(a, r, V, lq);
+        for (size_t j = 0; j < V; j++)
+            total += exp(lp[j]) * (lp[j] - lq[j]);
+    }
+    free(lp);
+    free(lq);
+    double kl = rows ? total / (double)rows : 0;
+    int fail = !(kl <= max);
+    printf("npycmp: %s mean KL(softmax(%s) || softmax(%s)) = %.4g over %zu rows (at most %.4g)\n",
+           fail ? "FAIL" : "OK", files[1], files[0], kl, rows, max);
+    return fail;
+}
+
 int main(int argc, char **argv)
 {
-    double rtol = 1e-5, atol = 1e-6, maxrel = -1;
+    double rtol = 1e-5, atol = 1e-6, maxrel = -1, klmax = -1;
     const char *files[2];
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
@@ -118,9 +162,9 @@ int main(int argc, char **argv)
             usage(NULL);
             return 0;
         }
-        static const char *const opts[3] = {"--rtol", "--atol", "--maxrel"};
-        double *dsts[3] = {&rtol, &atol, &maxrel};
-        for (int k = 0; k < 3; k++) {
+        static const char *const opts[4] = {"--rtol", "--atol", "--maxrel", "--kl"};
+        double *dsts[4] = {&rtol, &atol, &maxrel, &klmax};
+        for (int k = 0; k < 4; k++) {
             size_t n = strlen(opts[k]);
             if (!strncmp(arg, opts[k], n) && (arg[n] == 0 || arg[n] == '=')) {
                 dst = dsts[k];
@@ -171,6 +215,13 @@ int main(int argc, char **argv)
         rt_npy_free(&a);
         rt_npy_free(&e);
         return 1;
+    }
+
+    if (klmax >= 0) {
+        int fail = mean_kl(&a, &e, files, klmax);
+        rt_npy_free(&a);
+        rt_npy_free(&e);
+        return fail;
     }
 
     /* One pass: the first element failing the per-element test (or unmatched NaN or infinity),

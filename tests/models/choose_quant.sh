@@ -1,0 +1,98 @@
+#!/bin/sh
+# choose-quant with calibration (--calibrate, --quant-budget, --quant-report, --quant-overrides) on the
+# trained examples, with small sets so that the interpreter's runs take seconds:
+#   1. vit-mnist, calibrated on blank images and verified on real ones (a calibration set made
+#      deliberately unrepresentative): the greedy choice breaks loss=5e-6 on the held-out images (the
+#      patch embedding looks free on blank images), so the verification must move a layer up; the
+#      final choice, run by the interpreter apart from the pass, is within the budget (npycmp --kl),
+#      and the greedy choice alone (the final one with the moved layer put back) is not;
+#   2. the report read back as overrides gives the same report (stable), and hand-written overrides
+#      pin what they say;
+#   3. charlm on text: a loss budget holds on the held-out windows, a size budget holds;
+#   4. bad input: calibration files of the wrong shape, dtype or kind, overrides naming a layer or a
+#      scheme that does not exist, a budget no choice meets.
+set -eu
+KILN=$1 NPYCMP=$2
+MNIST="$(dirname "$NPYCMP")/mnist"
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+M=examples/vit-mnist/vit-mnist.kiln
+fail() { echo "FAIL: $*"; exit 1; }
+
+# --- 1. vit-mnist: the verification step is what keeps the budget
+gzip -dc ../shared/data/mnist-t10k-images-idx3-ubyte.gz > "$OUT/img.idx"
+# an IDX file of one blank 28x28 image
+printf '\000\000\010\003\000\000\000\001\000\000\000\034\000\000\000\034' > "$OUT/blank.idx"
+head -c 784 /dev/zero >> "$OUT/blank.idx"
+for i in 0 1 2; do "$MNIST" images "$OUT/blank.idx" 0 1 "$OUT/blank$i.npy"; done
+"$MNIST" images "$OUT/img.idx" 100 8 "$OUT/held.npy"
+CAL="--calibrate $OUT/blank0.npy $OUT/blank1.npy $OUT/blank2.npy --quant-heldout $OUT/held.npy"
+"$KILN" check $M $CAL --quant-budget loss=5e-6 --quant-report "$OUT/r1.txt" -v > /dev/null 2> "$OUT/log1.txt"
+cat "$OUT/r1.txt"
+grep -q "choose-quant: layer top (alone .* on the held-out runs) moves from w4 to fp32" "$OUT/log1.txt" ||
+    fail "the verification did not move the patch embedding up"
+grep -q "interpreter runs" "$OUT/log1.txt" || fail "no progress line"
+"$KILN" run $M --interp --input image="$OUT/held.npy" --output logits="$OUT/ref.npy"
+"$KILN" run $M --interp --quant-overrides "$OUT/r1.txt" --input image="$OUT/held.npy" --output logits="$OUT/q.npy"
+"$NPYCMP" --kl 5e-6 "$OUT/q.npy" "$OUT/ref.npy"
+sed 's/^  top    fp32 /  top    w4   /' "$OUT/r1.txt" > "$OUT/greedy.txt"
+! cmp -s "$OUT/greedy.txt" "$OUT/r1.txt" || fail "could not rebuild the greedy choice"
+"$KILN" run $M --interp --quant-overrides "$OUT/greedy.txt" --input image="$OUT/held.npy" --output logits="$OUT/g.npy"
+if "$NPYCMP" --kl 5e-6 "$OUT/g.npy" "$OUT/ref.npy"; then
+    fail "the greedy choice alone meets the budget: this test no longer shows the verification"
+fi
+
+# --- 2. the report read back is the same report; overrides pin
+"$KILN" check $M $CAL --quant-budget loss=5e-6 --quant-overrides "$OUT/r1.txt" --quant-report "$OUT/r2.txt" > /dev/null
+diff "$OUT/r1.txt" "$OUT/r2.txt"
+printf '# pins\n0 w4   # a comment\n  head fp32\n' > "$OUT/pins.txt"
+"$KILN" ir $M --quant int8 --quant-overrides "$OUT/pins.txt" --quant-report "$OUT/r3.txt" > "$OUT/ir.txt"
+grep -q '^  0  *w4 ' "$OUT/r3.txt" || fail "layer 0 is not w4"
+grep -q '^  head  *fp32 ' "$OUT/r3.txt" || fail "head is not fp32"
+grep -q '^  3  *int8 ' "$OUT/r3.txt" || fail "layer 3 is not int8 (--quant)"
+grep -q 'qmatmul.*group=32.*layer=0 scope="blocks.0.attn.qkv"' "$OUT/ir.txt" || fail "layer 0's qkv is not w4 in the IR"
+grep -q 'dynamic=true.*layer=3 scope="blocks.3.mlp.fc1"' "$OUT/ir.txt" || fail "layer 3's fc1 is not int8 in the IR"
+! grep -q 'qmatmul.*scope="head"' "$OUT/ir.txt" || fail "the head is quantized"
+
+# --- 3. charlm on text windows (-D CTX=32: windows of 32 characters)
+C=examples/charlm/charlm.kiln
+DATA=../shared/data/tinyshakespeare.txt
+total=$(wc -c < "$DATA")
+tail -c +$((total * 9 / 10 + 1)) "$DATA" | head -c 160 > "$OUT/text.txt"
+"$KILN" check $C -D CTX=32 --calibrate "$OUT/text.txt" --quant-budget loss=0.004 --quant-report "$OUT/c1.txt" > /dev/null
+cat "$OUT/c1.txt"
+grep -q "4 calibration runs, 1 held-out run," "$OUT/c1.txt" || fail "160 characters are not 5 windows of 32"
+awk '/held-out runs: loss/ { l = $NF } END { printf "charlm held-out loss %s (at most 0.004)\n", l; exit !(l != "" && l <= 0.004) }' "$OUT/c1.txt"
+grep -q '^  [0-3]  *w4 ' "$OUT/c1.txt" || fail "no charlm layer chose w4 under loss=0.004"
+"$KILN" check $C -D CTX=32 --calibrate "$OUT/text.txt" --quant-budget size=3 --quant-report "$OUT/c2.txt" > /dev/null
+awk '/^# weights:/ { w = $3 } END { printf "charlm weights %s MB (at most 3)\n", w; exit !(w != "" && w <= 3) }' "$OUT/c2.txt"
+
+# --- 4. bad input
+expect_error() { # expect_error PATTERN COMMAND...: the command fails and says PATTERN
+    pat=$1
+    shift
+    if "$@" > "$OUT/out.txt" 2> "$OUT/err.txt"; then fail "accepted: $*"; fi
+    grep -q "$pat" "$OUT/err.txt" || { cat "$OUT/err.txt"; fail "no '$pat' from: $*"; }
+}
+cp examples/vit-mnist/ref/labels_4.npy "$OUT/labels.npy"
+expect_error "calibration file '$OUT/labels.npy' does not fit the model: input 'image': expected f32\[B, 1, 28, 28\]" \
+    "$KILN" check $M --calibrate "$OUT/blank0.npy" "$OUT/labels.npy"
+expect_error "calibration file '$OUT/text.txt' is text (not .npy), which needs a character language model" \
+    "$KILN" check $M --calibrate "$OUT/text.txt" "$OUT/blank0.npy"
+printf 'abc\001def' > "$OUT/bad.txt"
+expect_error "calibration file '$OUT/bad.txt': the character at offset 3 (byte 0x01) is not in the model's vocabulary" \
+    "$KILN" check $C --calibrate "$OUT/bad.txt"
+printf '0 w8\n9 w4\n' > "$OUT/o1.txt"
+expect_error "o1.txt:2:1: error: no layer '9' in model vit_mnist (its layers: top, 0, 1, 2, 3, 4, 5, head)" \
+    "$KILN" check $M --quant-overrides "$OUT/o1.txt"
+printf '# x\nhead int3\n' > "$OUT/o2.txt"
+expect_error "o2.txt:2:6: error: unknown scheme 'int3' for layer head (the schemes: fp32, int8, w8, w4)" \
+    "$KILN" check $M --quant-overrides "$OUT/o2.txt"
+expect_error "no choice meets it: the closest (in the report) has .* MB of weights (every layer at its smallest scheme)" \
+    "$KILN" check $C -D CTX=32 --calibrate "$OUT/text.txt" --quant-budget size=0.1 --quant-report "$OUT/c3.txt"
+grep -q '^  0  *w4 ' "$OUT/c3.txt" || fail "the closest choice was not reported"
+expect_error "no choice meets it: with the pinned layers alone the held-out loss is" \
+    "$KILN" check $M --calibrate "$OUT/blank0.npy" "$OUT/blank1.npy" --quant-budget loss=1e-9 --quant-overrides "$OUT/pins.txt"
+expect_error "quant-budget expects loss=X, size=MB or both" "$KILN" check $M --calibrate "$OUT/blank0.npy" --quant-budget loss=x
+expect_error "quant-budget needs --calibrate" "$KILN" check $M --quant-budget loss=0.1
+echo "choose-quant: all checks passed"
