@@ -121,7 +121,7 @@ static const char *usage_text =
     "                      loss against fp32 at most X on the held-out runs), size=MB (the weights at\n"
     "                      most MB x 10^6 bytes), or both: loss=0.01,size=2\n"
     "  --quant-heldout FILE...  verify the choice on these runs instead of the last quarter\n"
-    "  --quant-report FILE write choose-quant's table (layer, scope, scheme, losses, bytes, MFLOP);\n"
+    "  --quant-report FILE write choose-quant's table (layer, scheme, scope, losses, bytes, MFLOP);\n"
     "                      --explain choose-quant prints it to stderr\n"
     "  --quant-overrides FILE  pin layers: lines LAYER SCHEME (a report's first two columns; SCHEME\n"
     "                      fp32, int8, w8 or w4); the other layers as chosen, as --quant, or fp32\n"
