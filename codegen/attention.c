@@ -413,6 +413,13 @@ static LLVMValueRef row_load(Attn *a, LLVMValueRef p, int x, int nvec, LLVMValue
     return x == nvec - 1 && tail ? cg_vmasked_load(&a->V, px, tail) : cg_vload(&a->V, px, 4);
 }
 
+/* With the attribute scores: where row i's Tk probabilities go, after its dv outputs. */
+static LLVMValueRef score_row(Attn *a, const Batch *bt, LLVMValueRef i)
+{
+    int64_t dv = a->n->in[2]->shape[a->n->in[2]->rank - 1].b;
+    return cg_fptr(a->cg, a->out, add(a, add(a, bt->oo, mul(a, i, a->ors)), i64c(a, dv)));
+}
+
 static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, LLVMValueRef jb, RowAcc *r)
 {
     Cg *cg = a->cg;
@@ -458,6 +465,8 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
         s = LLVMBuildFAdd(cg->b, s, fload(a, cg_fptr(a->cg, a->mask, mi)), "");
     }
     LLVMBuildStore(cg->b, s, cg_fptr(a->cg, sbuf, ls.iv));
+    if (a->n->at.scores) /* the raw score, normalised by row_store once m and l are final */
+        LLVMBuildStore(cg->b, s, cg_fptr(a->cg, score_row(a, bt, i), j));
     cg_loop_end(cg, &ls);
     LLVMValueRef nvec = cg_ceil_div(a->cg, jn, i64c(a, k->vw)), jpad = mul(a, nvec, i64c(a, k->vw));
     Loop lp = cg_loop_begin(cg, jn, jpad, "rpad");
@@ -518,6 +527,19 @@ static void row_store(Attn *a, const Batch *bt, LLVMValueRef i, RowAcc *r)
         else
             cg_vstore(&a->V, y, p, 4);
     }
+    if (!a->n->at.scores)
+        return;
+    /* the probabilities: row_pass left each visited key's score there; keys past the causal limit,
+     * masked keys and every key of a row that saw none get 0 */
+    LLVMValueRef sp = score_row(a, bt, i), kend = keys_end(a, i), ninf = LLVMConstReal(cg->f32, -INFINITY);
+    Loop lj = cg_loop_begin(cg, i64c(a, 0), a->Tk, "prob");
+    LLVMValueRef pj = cg_fptr(a->cg, sp, lj.iv);
+    LLVMValueRef live = LLVMBuildICmp(cg->b, LLVMIntSLT, lj.iv, kend, "");
+    LLVMValueRef sj = LLVMBuildSelect(cg->b, live, fload(a, pj), ninf, "");
+    live = LLVMBuildAnd(cg->b, live, LLVMBuildFCmp(cg->b, LLVMRealOGT, sj, ninf, ""), "");
+    LLVMValueRef e = cg_exp(cg, LLVMBuildFSub(cg->b, LLVMBuildSelect(cg->b, live, sj, m, ""), m, ""));
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, live, LLVMBuildFMul(cg->b, e, inv, ""), LLVMConstReal(cg->f32, 0), ""), pj);
+    cg_loop_end(cg, &lj);
 }
 
 /* Transposes the vw x vw matrix whose rows are r[0..vw-1], in place: log2(vw) stages that swap
@@ -785,6 +807,7 @@ static void kernel_name(const Cg *cg, const Node *n, const char *kind, char *buf
     memcpy(&bits, &n->at.scale, sizeof bits < sizeof n->at.scale ? sizeof bits : sizeof n->at.scale);
     MIX(bits);
     MIX(n->at.causal);
+    MIX(n->at.scores);
     MIX(n->nin);
     for (int i = -1; i < n->nin; i++) {
         const Node *x = i < 0 ? n : n->in[i];
@@ -832,7 +855,10 @@ static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
         LLVMBasicBlockRef blk = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "block");
         LLVMBasicBlockRef rows = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rows");
         LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
-        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nr, i64c(a, a->k.minrows), ""), rows, blk);
+        /* the scores: every row to the row kernel, which writes them (the block kernel does not) */
+        LLVMValueRef few = a->n->at.scores ? LLVMConstInt(cg->i1, 1, 0)
+                                           : LLVMBuildICmp(cg->b, LLVMIntSLT, nr, i64c(a, a->k.minrows), "");
+        LLVMBuildCondBr(cg->b, few, rows, blk);
         LLVMPositionBuilderAtEnd(cg->b, rows);
         Loop lr = cg_loop_begin(cg, i64c(a, 0), nr, "row");
         LLVMValueRef i = add(a, i0, lr.iv);
@@ -928,6 +954,11 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMValueRef ops[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr)};
     Attn A, *a = &A;
     setup(a, cg, n, ops);
+    if (n->at.scores && !a->k.rows) {
+        diag_error(cg->d, n->loc, "attention with scores needs the row kernel: head sizes known at compile time, "
+                   "at most %d vectors", MAX_ROW_VECS);
+        return -1;
+    }
     cg_vector_width_attr(a->cg, cg->fn, a->k.vw);
     LLVMValueRef od[IR_MAX_RANK];
     cg_shape(cg, n, od);

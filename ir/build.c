@@ -389,6 +389,8 @@ static int infer_attention(const Graph *g, const Attrs *at, int nin, Node *const
         return refuse(w, -1, "attention: scale must be finite");
     out[r++] = Tq;
     out[r++] = v->shape[v->rank - 1];
+    if (at->scores && !dim_add(out[r - 1], Tk, &out[r - 1]))
+        return refuse(w, -1, "attention: the probabilities' row dv + Tk cannot be written as one size");
     t->dtype = q->dtype;
     set_shape(t, r, out);
     return 1;

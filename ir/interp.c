@@ -636,7 +636,9 @@ static int eval_matmul(Interp *I, const Node *n, double *y)
 
 /* attention: softmax(q k^T * scale + mask [+ causal]) v over broadcast batch dims, in double. A row
  * whose keys are all masked (every score -inf) gives zeros, as the fused kernel does: this op is
- * what fuse-attention makes, and that is its definition, where the unfused softmax would give NaN. */
+ * what fuse-attention makes, and that is its definition, where the unfused softmax would give NaN.
+ * With the attribute scores, each output row of Dv values is followed by the row's Tk probabilities
+ * (the kv-cache policies read them; 0 for a masked key and for every key of a fully masked row). */
 static int eval_attention(Interp *I, const Node *n, double *y)
 {
     const Node *qn = n->in[0], *kn = n->in[1], *vn = n->in[2], *mn = n->nin > 3 ? n->in[3] : NULL;
@@ -664,7 +666,8 @@ static int eval_attention(Interp *I, const Node *n, double *y)
         for (int i = 0; i < r; i++)
             moff += idx[i] * mst[i];
         const double *q = Q + off[0] * Tq * D, *k = K + off[1] * Tk * D, *v = V + off[2] * Tk * Dv;
-        double *out = y + b * Tq * Dv;
+        int64_t ow = Dv + (n->at.scores ? Tk : 0); /* an output row */
+        double *out = y + b * Tq * ow;
         for (int64_t i = 0; i < Tq; i++) {
             double mx = -INFINITY;
             for (int64_t j = 0; j < Tk; j++) {
@@ -682,8 +685,8 @@ static int eval_attention(Interp *I, const Node *n, double *y)
                 sc[j] = sij;
                 mx = sij > mx ? sij : mx;
             }
-            for (int64_t e = 0; e < Dv; e++)
-                out[i * Dv + e] = 0;
+            for (int64_t e = 0; e < ow; e++)
+                out[i * ow + e] = 0;
             if (mx == -INFINITY)
                 continue; /* every key masked: zeros */
             double sum = 0;
@@ -691,7 +694,9 @@ static int eval_attention(Interp *I, const Node *n, double *y)
                 sum += (sc[j] = exp(sc[j] - mx));
             for (int64_t j = 0; j < Tk; j++)
                 for (int64_t e = 0; e < Dv; e++)
-                    out[i * Dv + e] += sc[j] / sum * v[j * Dv + e];
+                    out[i * ow + e] += sc[j] / sum * v[j * Dv + e];
+            for (int64_t j = 0; j < ow - Dv; j++)
+                out[i * ow + Dv + j] = sc[j] / sum;
         }
         /* next batch index; the strides from bcast_strides are in batch elements of each input */
         for (int k2 = r - 1; k2 >= 0; k2--) {

@@ -140,7 +140,7 @@ enum {
 #undef ATTR
     A_RANGE = A_START | A_END,
     A_CONV = A_STRIDE | A_PAD,
-    A_ATTN = A_SCALE | A_CAUSAL,
+    A_ATTN = A_SCALE | A_CAUSAL | A_SCORES,
 };
 
 /* The attribute kinds of attrs.def. */

@@ -26,11 +26,17 @@
  *   window:W        the last W tokens: slot = p mod W, B = W.
  *   sinks:S,window:W (StreamingLLM) the first S tokens kept and the last W: slot = p below S, else
  *                   S + (p - S) mod W; B = S + W.
+ *   tova:B          (TOVA) B + 1 slots, the state cache.l.pos [B + 1] holding each slot's position
+ *                   + 1 (0: empty). Decode writes the new token into the first empty slot, attends
+ *                   over every held slot with the probabilities as a by-product (attention's
+ *                   attribute scores), and when all B + 1 are held empties the one with the lowest
+ *                   probability averaged over the heads (attend_evicting). Prefill fills slots
+ *                   0..T-1; a prompt longer than B fails (its slot out of range).
  * The cache holds k and v as the model computes them, after rotary embedding when there is one: a
  * token keeps the position it was given. A learned position table (GPT-2's wpe) is read at p, so
  * past its last row decode fails (gather's index out of range), whatever the policy.
  *
- * What it does not do yet (docs/PASSES.md): h2o, tova and cascade; positions assigned within the
+ * What it does not do yet (docs/PASSES.md): h2o and cascade; positions assigned within the
  * cache for rotary models; attention that reads only the filled slots (decode reads all B slots,
  * masked).
  */
@@ -41,10 +47,17 @@
 #include <string.h>
 
 typedef struct Policy {
-    enum { KV_FULL, KV_WINDOW, KV_SINKS } kind;
-    int64_t budget; /* B: slots per layer */
+    enum { KV_FULL, KV_WINDOW, KV_SINKS, KV_TOVA } kind;
+    int64_t budget; /* B: the tokens a layer keeps */
     int64_t sinks, window;
 } Policy;
+
+/* The slots of a layer's cache: B, and one more for the policies that choose what to evict after
+ * attending (the new token goes into the free slot, then the least useful of the B + 1 leaves). */
+static int64_t nslots(const Policy *p)
+{
+    return p->budget + (p->kind == KV_TOVA);
+}
 
 typedef struct Kv {
     Graph *g;
@@ -56,9 +69,10 @@ typedef struct Kv {
     Node *p;         /* decode: the position, i64[1] */
     Node *slot;      /* decode: slot(p), i64[1] */
     Node *mask;      /* decode: f32[1, B] additive mask, made on first use */
+    Node *tcount;    /* prefill: T as an i64[1] */
 } Kv;
 
-/* "full", "full:B", "window:W", "sinks:S,window:W"; 0 on success */
+/* "full", "full:B", "window:W", "sinks:S,window:W", "tova:B"; 0 on success */
 static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
 {
     memset(p, 0, sizeof *p);
@@ -82,6 +96,13 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
             goto bad;
         return 0;
     }
+    if (!strncmp(s, "tova:", 5)) {
+        p->kind = KV_TOVA;
+        p->budget = strtoll(s + 5, &end, 10);
+        if (*end || p->budget < 1)
+            goto bad;
+        return 0;
+    }
     if (!strncmp(s, "sinks:", 6)) {
         p->kind = KV_SINKS;
         p->sinks = strtoll(s + 6, &end, 10);
@@ -94,7 +115,7 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
         return 0;
     }
 bad:
-    diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W or sinks:S,window:W; "
+    diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W, sinks:S,window:W or tova:B; "
                   "B, W >= 1, S >= 0)", s);
     return -1;
 }
@@ -135,6 +156,9 @@ static Node *slot_of(Kv *kv, Node *p)
     const Policy *pol = &kv->pol;
     if (pol->kind == KV_FULL)
         return p;
+    if (pol->kind == KV_TOVA) /* prefill: p, a prompt past B out of range (decode chooses its own slot) */
+        return mk(kv, OP_WHERE, DT_I64, p->rank, p->shape, 3,
+                  (Node *[]){op_k(kv, OP_LT, p, pol->budget), p, const_i64(kv, nslots(pol))}, p->loc);
     if (pol->kind == KV_WINDOW) /* p - (p / W) * W: p mod W for p >= 0, -1 for -1 */
         return mk(kv, OP_SUB, DT_I64, p->rank, p->shape, 2,
                   (Node *[]){p, op_k(kv, OP_MUL, op_k(kv, OP_DIV, p, pol->window), pol->window)}, p->loc);
@@ -150,7 +174,7 @@ static Node *slot_of(Kv *kv, Node *p)
 static void cache_shape(const Kv *kv, const Node *x, int axis, Dim *shape)
 {
     memcpy(shape, x->shape, sizeof(Dim) * (size_t)x->rank);
-    shape[axis] = dim_const(kv->pol.budget);
+    shape[axis] = dim_const(nslots(&kv->pol));
 }
 
 static int is_t(const Kv *kv, Dim d)
@@ -216,6 +240,98 @@ static Node *decode_mask(Kv *kv, SrcLoc loc)
     return kv->mask;
 }
 
+/* Shorthands for the builders (ir/build.c), which infer the types; a misfit is an internal error. */
+static Node *bin(Kv *kv, Op op, Node *a, Node *b)
+{
+    return ir_binary(kv->g, op, a, b, a->loc, NULL);
+}
+
+static Node *sel(Kv *kv, Node *c, Node *a, Node *b)
+{
+    return ir_where(kv->g, c, a, b, c->loc, NULL);
+}
+
+static Node *red(Kv *kv, Op op, Node *x, int axis, int keepdims)
+{
+    return ir_reduce(kv->g, op, x, axis, keepdims, x->loc, NULL);
+}
+
+static Node *i64s(Kv *kv, int64_t v)
+{
+    return const_i64(kv, v);
+}
+
+/* The state node `cache.LAYER.WHAT` (declared by the prefill part of the pass). */
+static Node *state_node(Kv *kv, int layer, const char *what, SrcLoc loc)
+{
+    char name[64];
+    snprintf(name, sizeof name, "cache.%d.%s", layer, what);
+    int s = ir_find_state(kv->g, name);
+    KILN_ASSERT(s >= 0);
+    const StateDecl *sd = &kv->g->states[s];
+    Node *st = mk(kv, OP_STATE, sd->dtype, sd->rank, sd->shape, 0, NULL, loc);
+    st->name = sd->name;
+    return st;
+}
+
+/* decode: the new k and v (in[1], in[2] of attention x, mapped) written into slot of the layer's
+ * caches, which are updated; the caches after the write in cached[0..1]. */
+static void cache_write(Kv *kv, const Node *x, Node *const *in, int layer, Node *slot, Node **cached)
+{
+    for (int j = 1; j <= 2; j++) {
+        const Node *orig = x->in[j];
+        Node *st = state_node(kv, layer, j == 1 ? "k" : "v", x->loc);
+        cached[j - 1] = mk(kv, OP_SCATTER, orig->dtype, orig->rank, st->shape, 3, (Node *[]){st, slot, in[j]}, x->loc);
+        cached[j - 1]->at.axis = orig->rank - 2;
+        ir_add_update(kv->g, st->name, cached[j - 1]);
+    }
+}
+
+/* decode, the policies that attend before they evict (tova): attention x of layer over its S = B + 1
+ * slots. The state cache.LAYER.pos [S] holds each slot's position + 1 (0: empty); at least one slot
+ * is empty when decode starts. The new token goes into the first empty slot, attention runs over
+ * every occupied slot with its probabilities as a by-product (the attribute scores), and when all
+ * S are occupied the slot with the lowest probability averaged over the heads (the batch dims) is
+ * emptied: TOVA (schwartz-lab-NLP/TOVA's TOVACache.reduce keeps the top B of the B + 1 weights of
+ * the last query, averaged over the heads, the new token among them). Its k and v stay where they
+ * are, masked, until a token takes the slot. Returns attention's output (shape). */
+static Node *attend_evicting(Kv *kv, const Node *x, Node *const *in, const Dim *shape, int layer)
+{
+    int64_t S = nslots(&kv->pol);
+    SrcLoc loc = x->loc;
+    Node *pos = state_node(kv, layer, "pos", loc);
+    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
+    Node *none = i64s(kv, S);
+    /* the first empty slot; before any prefill (p = -1) S, out of range: decode fails */
+    Node *slot = red(kv, OP_RMIN, sel(kv, bin(kv, OP_EQ, pos, i64s(kv, 0)), idx, none), 0, 1);
+    slot = sel(kv, op_k(kv, OP_LT, kv->p, 0), none, slot);
+    Node *cached[2];
+    cache_write(kv, x, in, layer, slot, cached);
+    Node *pos1 = sel(kv, bin(kv, OP_EQ, idx, slot), op_k(kv, OP_ADD, kv->p, 1), pos);
+    Node *live = op_k(kv, OP_GT, pos1, 0);
+    Node *m = sel(kv, live, const_f32(kv, 0), const_f32(kv, -INFINITY));
+    m = ir_reshape(kv->g, m, 2, (Dim[]){dim_const(1), dim_const(S)}, loc, NULL);
+    Attrs at = x->at;
+    at.causal = 0;
+    at.scores = 1;
+    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){in[0], cached[0], cached[1], m}, NULL, loc, NULL);
+    int r = a->rank;
+    Dim dv = shape[r - 1];
+    Node *out = ir_slice(kv->g, a, r - 1, dim_const(0), dv, loc, NULL);
+    Node *sc = ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], loc, NULL); /* [..., 1, S] */
+    int64_t nb = 1;
+    for (int i = 0; i < r - 2; i++)
+        nb *= shape[i].b;
+    sc = red(kv, OP_MEAN, ir_reshape(kv->g, sc, 2, (Dim[]){dim_const(nb), dim_const(S)}, loc, NULL), 0, 0);
+    /* the least attended of the occupied slots (the lowest index on a tie), emptied when none is */
+    Node *full = op_k(kv, OP_GT, red(kv, OP_RMIN, pos1, 0, 1), 0);
+    Node *least = red(kv, OP_RMIN, sel(kv, live, sc, const_f32(kv, INFINITY)), 0, 1);
+    Node *victim = red(kv, OP_RMIN, sel(kv, live, sel(kv, bin(kv, OP_EQ, sc, least), idx, none), none), 0, 1);
+    Node *pos2 = sel(kv, full, sel(kv, bin(kv, OP_EQ, idx, victim), i64s(kv, 0), pos1), pos1);
+    ir_add_update(kv->g, pos->name, pos2);
+    return out;
+}
+
 /* The decode version of node x (its inputs already mapped); NULL after an error (reported). */
 static Node *clone(Kv *kv, Node *x, int layer_of_attention)
 {
@@ -265,21 +381,11 @@ static Node *clone(Kv *kv, Node *x, int layer_of_attention)
         }
         break;
     case OP_ATTENTION: {
+        if (kv->pol.kind == KV_TOVA)
+            return attend_evicting(kv, x, in, shape, layer_of_attention);
         /* the new k and v into their slot, then attention over every slot */
         Node *cached[2];
-        for (int j = 1; j <= 2; j++) {
-            const Node *orig = x->in[j];
-            int axis = orig->rank - 2;
-            Dim cs[IR_MAX_RANK];
-            cache_shape(kv, orig, axis, cs);
-            char name[64];
-            snprintf(name, sizeof name, "cache.%d.%c", layer_of_attention, j == 1 ? 'k' : 'v');
-            Node *st = mk(kv, OP_STATE, orig->dtype, orig->rank, cs, 0, NULL, x->loc);
-            st->name = arena_strdup(g->arena, name);
-            cached[j - 1] = mk(kv, OP_SCATTER, orig->dtype, orig->rank, cs, 3, (Node *[]){st, kv->slot, in[j]}, x->loc);
-            cached[j - 1]->at.axis = axis;
-            ir_add_update(g, name, cached[j - 1]);
-        }
+        cache_write(kv, x, in, layer_of_attention, kv->slot, cached);
         Node *a = mk(kv, OP_ATTENTION, x->dtype, x->rank, shape, 4,
                      (Node *[]){in[0], cached[0], cached[1], decode_mask(kv, x->loc)}, x->loc);
         a->at = x->at;
@@ -359,6 +465,11 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
             snprintf(name, sizeof name, "cache.%d.%c", l, j == 1 ? 'k' : 'v');
             ir_add_state(g, name, x->dtype, x->rank, cs);
         }
+        if (kv.pol.kind == KV_TOVA) {
+            char name[64];
+            snprintf(name, sizeof name, "cache.%d.pos", l);
+            ir_add_state(g, name, DT_I64, 1, (Dim[]){dim_const(nslots(&kv.pol))});
+        }
         l++;
     }
     Node *pos = mk(&kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_sym(kv.tsym)}, 0, NULL, noloc);
@@ -383,6 +494,16 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     Node *last = mk(&kv, OP_RMAX, DT_I64, 1, (Dim[]){dim_const(1)}, 1, &pos, noloc);
     last->at.axis = 0;
     last->at.keepdims = 1;
+    if (kv.pol.kind == KV_TOVA) { /* slots 0..T-1 hold positions 0..T-1, the others nothing */
+        int64_t S = nslots(&kv.pol);
+        Node *idx = mk(&kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, noloc);
+        Node *held = sel(&kv, bin(&kv, OP_LE, idx, last), op_k(&kv, OP_ADD, idx, 1), i64s(&kv, 0));
+        for (int l = 0; l < nattn; l++) {
+            char name[64];
+            snprintf(name, sizeof name, "cache.%d.pos", l);
+            ir_add_update(g, name, held);
+        }
+    }
     ir_add_update(g, "count", op_k(&kv, OP_ADD, op_k(&kv, OP_ADD, last, 1), 1)); /* T + 1 */
 
     /* decode: the model again for one token at position p = count - 1 */

@@ -7,7 +7,8 @@
  * (passes/kv_cache.c): the prompt (its last CTX characters) goes through prefill once, and each new
  * character through decode, which reads and appends the cache; when decode fails because the cache
  * or a learned position table is full (policy full: B tokens), the last CTX/2 characters are
- * prefilled again and decoding goes on. Generation ends with `N tokens in S s (R tokens/s)` on
+ * prefilled again and decoding goes on. A prefill that fails (a prompt longer than the budget of an
+ * evicting policy, tova:B) is retried with the last half of its tokens, down to one. Generation ends with `N tokens in S s (R tokens/s)` on
  * stderr, the prompt's prefill included.
  * Sampling: logits / temperature, the k largest kept (top-k), softmax, one draw from a xorshift64*
  * generator seeded by --seed, so a run is reproducible; temperature 0 takes the most likely.
@@ -166,6 +167,21 @@ static int run_prefill(Runner *r, int64_t T)
     return rt_run_entry(r->inst, r->prefill, r->syms, in, out);
 }
 
+/* prefill of the last of the *T tokens in r->tokens: all of them, or when that fails (a prompt longer
+ * than an evicting policy's budget: the runtime does not know the budget), the last half, and so on
+ * down to one token; *T becomes the count prefilled */
+static int prefill_last(Runner *r, int64_t *T)
+{
+    int rc = run_prefill(r, *T);
+    while (rc && *T > 1) {
+        int64_t h = *T / 2;
+        memmove(r->tokens, r->tokens + (*T - h), sizeof(int32_t) * (size_t)h);
+        *T = h;
+        rc = run_prefill(r, h);
+    }
+    return rc;
+}
+
 static int run_decode(Runner *r, int32_t token)
 {
     r->syms[r->sym] = 0;
@@ -276,7 +292,7 @@ static int generate(Runner *r, const TextArgs *a, const int *map)
         }
         if (!cached) {
             memcpy(r->tokens, hist + len - T, sizeof(int32_t) * (size_t)T);
-            rc = r->prefill >= 0 ? run_prefill(r, T) : run(r, T);
+            rc = r->prefill >= 0 ? prefill_last(r, &T) : run(r, T);
             row = r->logits + (T - 1) * r->V;
             cached = r->decode >= 0 && !rc;
         }
@@ -331,7 +347,7 @@ static int evaluate_stream(Runner *r, const TextArgs *a, const int *map, const u
             for (int64_t t = 0; t < T; t++)
                 r->tokens[t] = map[text[i + 1 - (size_t)T + (size_t)t]];
             refills++;
-            if (run_prefill(r, T)) {
+            if (prefill_last(r, &T)) {
                 text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
                 return 1;
             }

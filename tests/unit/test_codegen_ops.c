@@ -1072,6 +1072,26 @@ static void token_cases(void)
 
 /* ---------------------------------------------------------------- fused attention */
 
+/* Attention with the probabilities after each row (scores=true, what the kv-cache policies read):
+ * causal prefill rows (all to the row kernel), a decoding row against a masked cache, and one
+ * against 700 keys split into chunks (grouped-query heads), the first with every key masked. */
+static void attention_scores_cases(void)
+{
+    run((Spec){"attention", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"q\" : f32[2, T, 16]\n%1 = input \"k\" : f32[2, T, 16]\n%2 = input \"v\" : f32[2, T, 24]\n"
+               "%3 = attention(%0, %1, %2) {scale=0.25, causal=true, scores=true} : f32[2, T, T+24]\noutput y = %3\n", 0});
+    run((Spec){"attention", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, 0)},
+               "%0 = input \"q\" : f32[3, 1, 40]\n%1 = input \"k\" : f32[3, T, 40]\n%2 = input \"v\" : f32[3, T, 40]\n"
+               "%3 = input \"m\" : f32[1, T]\n"
+               "%4 = attention(%0, %1, %2, %3) {scale=0.2, causal=false, scores=true} : f32[3, 1, T+40]\noutput y = %4\n", 0});
+    for (int axis = 0; axis < 2; axis++)
+        run((Spec){"attention", MM, NULL, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, axis)},
+                   "%0 = input \"q\" : f32[2, 4, 1, 80]\n%1 = input \"k\" : f32[2, 1, 700, 80]\n"
+                   "%2 = input \"v\" : f32[2, 1, 700, 80]\n%3 = input \"m\" : f32[1, 700]\n"
+                   "%4 = attention(%0, %1, %2, %3) {scale=0.11180339887498948, causal=false, scores=true} : "
+                   "f32[2, 4, 1, 780]\noutput y = %4\n", 0});
+}
+
 static void attention_cases(void)
 {
     /* head sizes 32, 64, 80, 128; causal and not; T from 1 up; grouped-query broadcast */
@@ -1154,7 +1174,9 @@ static void attention_cases(void)
     run((Spec){"attention", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
                "%0 = input \"q\" : f32[3, T, 40]\n%1 = input \"k\" : f32[3, T, 40]\n%2 = input \"v\" : f32[3, T, 40]\n"
                "%3 = attention(%0, %1, %2) {scale=0.15811388300841897, causal=true} : f32[3, T, 40]\noutput y = %3\n", 0});
+    attention_scores_cases();
     unsetenv("KILN_ATTN");
+    attention_scores_cases();
 
     /* q, k and v read through strides from where they lie (codegen/plan.c's Plan.view), and the
      * result written through strides into its transpose's storage (Plan.writes_into): GPT-2's

@@ -16,8 +16,15 @@
  *     made it, its causal mask replaced by an input mask whose row i lets position i see exactly
  *     those positions (the prompt's rows: the prompt, causally), gives each step's expected logits:
  *     every layer of position i then reads what the cache would hold (masked_model).
+ *   - tova:B (GPT-2 and the Llama-style model) against an independent step-by-step reference
+ *     (test_tova): each layer's cache a list of positions, the frontend's model with a mask input
+ *     per layer and each layer's softmax as an output (probs_model); the reference evicts the
+ *     position the new token attends to least, averaged over the heads, once a layer holds B + 1.
+ *     After each decode step the positions in kiln's cache.L.pos and the logits (1e-5) must agree.
  *   - a model without causal attention (ViT) and a policy that cannot be read are refused with a
  *     clear message.
+ * With `--dump MODEL POLICY N P` it prints instead what the interpreter computes for
+ * tests/models/native/use_kv_dump.c's sequence, which tests/models/kv_policies.sh compares.
  */
 #include "frontend/frontend.h"
 #include "ir/ir.h"
@@ -264,6 +271,171 @@ static void test_policy(const Model *m, const char *policy, int S, int W)
     diag_free(d);
 }
 
+/* The reference for the policies that evict by attention: the model as the frontend made it, where
+ * each layer's softmax (in graph order) reads its scores plus an input mask of its own, `mask.l`
+ * f32[T, T] (0: visible, -inf: not; added to the causal mask already there), and is an output too,
+ * `probs.l`, after the logits. Row i of mask.l lets position i see, at layer l, exactly what layer l's
+ * cache held when i was decoded (and i itself). */
+static Graph *probs_model(const Model *m, int *nlayer, Diag *d)
+{
+    FrontendOptions fo = {.weights_override = m->weights, .ndefine = m->ndefine, .defines = m->defines};
+    Graph *g = fe_compile(m->path, &fo, d);
+    if (!g)
+        return NULL;
+    int n = g->nnode, L = 0;
+    for (int i = 0; i < n; i++) {
+        Node *sm = g->nodes[i];
+        if (sm->op != OP_SOFTMAX)
+            continue;
+        Node *x = sm->in[0];
+        Node *mask = ir_node(g, OP_INPUT, DT_F32, 2, (Dim[]){x->shape[x->rank - 2], x->shape[x->rank - 1]}, 0, NULL, x->loc);
+        char name[32];
+        snprintf(name, sizeof name, "mask.%d", L);
+        mask->name = arena_strdup(g->arena, name);
+        sm->in[0] = ir_binary(g, OP_ADD, x, mask, x->loc, NULL);
+        snprintf(name, sizeof name, "probs.%d", L++);
+        ir_add_output(g, arena_strdup(g->arena, name), sm);
+    }
+    ir_toposort(g);
+    ir_compact(g);
+    *nlayer = L;
+    CHECK(L > 0 && !ir_verify(g, d), "%s: no softmax to mask, or the reference does not verify", m->name);
+    return g;
+}
+
+/* TOVA step by step: each layer's cache is a list of positions. The prompt's P positions fill it;
+ * decoding position t, every layer attends over its list and t (the reference model recomputes the
+ * whole prefix with each layer's history of what it saw), and when the list and t are more than B,
+ * the one with the lowest probability from t, averaged over the heads, leaves (TOVACache.reduce).
+ * kiln's decode must give the same logits, and its state cache.l.pos the same positions. */
+static void test_tova(const Model *m, int B, int n)
+{
+    char policy[32];
+    snprintf(policy, sizeof policy, "tova:%d", B);
+    Diag *d = diag_new(stderr);
+    int L = 0;
+    Graph *g = compile(m, policy, d), *ref = probs_model(m, &L, d);
+    CHECK(g && ref, "%s: %s does not compile", m->name, policy);
+    if (!g || !ref) {
+        release(g);
+        release(ref);
+        diag_free(d);
+        return;
+    }
+    int V = vocab_of(g);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
+    uint32_t seed = 4242;
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
+    }
+    float *masks = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n), *row = malloc(sizeof(float) * (size_t)V);
+    float *sub = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n);
+    int *list = malloc(sizeof(int) * (size_t)L * (size_t)(B + 1)), *len = calloc((size_t)L, sizeof(int));
+    HostTensor *in = calloc((size_t)L + 1, sizeof(HostTensor)), *out = calloc((size_t)L + 1, sizeof(HostTensor));
+    double worst = 0;
+    int steps = 0, evicted = 0;
+    const int prompts[] = {1, B / 2 + 1, B};
+    for (int pi = 0; pi < 3; pi++) {
+        int P = prompts[pi];
+        for (size_t i = 0; i < (size_t)L * (size_t)n * (size_t)n; i++)
+            masks[i] = -INFINITY;
+        for (int l = 0; l < L; l++) {
+            len[l] = P;
+            for (int j = 0; j < P; j++)
+                list[l * (B + 1) + j] = j;
+            for (int i = 0; i < P; i++)
+                for (int j = 0; j <= i; j++)
+                    masks[((size_t)l * n + i) * n + j] = 0;
+        }
+        IrState *st = ir_state_new(g);
+        CHECK(!prefill(g, st, tok, P, row, V, d), "%s %s: prefill of %d", m->name, policy, P);
+        for (int t = P; t < n; t++) {
+            /* the reference over positions 0..t, row t: what each layer's cache holds, and t */
+            for (int l = 0; l < L; l++) {
+                list[l * (B + 1) + len[l]++] = t;
+                for (int k = 0; k < len[l]; k++)
+                    masks[((size_t)l * n + t) * n + list[l * (B + 1) + k]] = 0;
+                for (int i = 0; i <= t; i++)
+                    memcpy(sub + (size_t)l * (t + 1) * (t + 1) + (size_t)i * (t + 1), masks + ((size_t)l * n + i) * n,
+                           sizeof(float) * (size_t)(t + 1));
+            }
+            in[0] = (HostTensor){DT_I32, 1, {t + 1}, tok};
+            for (int l = 0; l < L; l++)
+                in[l + 1] = (HostTensor){DT_F32, 2, {t + 1, t + 1}, sub + (size_t)l * (t + 1) * (t + 1)};
+            memset(out, 0, sizeof(HostTensor) * (size_t)(L + 1));
+            if (ir_interp(ref, in, out, d)) {
+                CHECK(0, "%s: the reference failed", m->name);
+                break;
+            }
+            for (int l = 0; l < L; l++) {
+                const HostTensor *pr = &out[l + 1]; /* [..., t+1, t+1] */
+                int64_t nb = 1;
+                for (int r = 0; r < pr->rank - 2; r++)
+                    nb *= pr->shape[r];
+                if (len[l] > B) { /* evict the least attended, averaged over the heads */
+                    int worst_k = 0;
+                    double least = INFINITY;
+                    for (int k = 0; k < len[l]; k++) {
+                        double w = 0;
+                        for (int64_t b = 0; b < nb; b++)
+                            w += ((const float *)pr->data)[(b * (t + 1) + t) * (t + 1) + list[l * (B + 1) + k]];
+                        if (w / (double)nb < least) {
+                            least = w / (double)nb;
+                            worst_k = k;
+                        }
+                    }
+                    memmove(&list[l * (B + 1) + worst_k], &list[l * (B + 1) + worst_k + 1],
+                            sizeof(int) * (size_t)(len[l] - worst_k - 1));
+                    len[l]--;
+                    evicted++;
+                }
+            }
+            if (decode(g, st, tok[t], row, V, d)) {
+                CHECK(0, "%s %s: decode of position %d failed", m->name, policy, t);
+                break;
+            }
+            double e = rel_err(row, (const float *)out[0].data + (size_t)t * (size_t)V, V);
+            worst = fmax(worst, e);
+            steps++;
+            CHECK(e <= 1e-5, "%s %s: decode of position %d after a prompt of %d: relative error %.3g", m->name, policy, t,
+                  P, e);
+            /* the positions kiln's cache holds, layer by layer */
+            for (int l = 0; l < L; l++) {
+                char name[32];
+                snprintf(name, sizeof name, "cache.%d.pos", l);
+                const int64_t *pos = ir_state_data(st, ir_find_state(g, name));
+                int same = 1, held = 0;
+                for (int k = 0; k <= B; k++) {
+                    held += pos[k] > 0;
+                    int found = pos[k] == 0;
+                    for (int q = 0; q < len[l] && !found; q++)
+                        found = list[l * (B + 1) + q] == pos[k] - 1;
+                    same &= found;
+                }
+                CHECK(same && held == len[l], "%s %s: after position %d, layer %d's cache holds other positions than the "
+                      "reference's %d", m->name, policy, t, l, len[l]);
+            }
+            for (int l = 0; l <= L; l++)
+                free(out[l].data);
+        }
+        ir_state_free(st);
+    }
+    printf("%s %s: %d decode steps against the step-by-step reference, %d evictions, worst relative error %.3g\n",
+           m->name, policy, steps, evicted, worst);
+    free(tok);
+    free(masks);
+    free(sub);
+    free(row);
+    free(list);
+    free(len);
+    free(in);
+    free(out);
+    release(g);
+    release(ref);
+    diag_free(d);
+}
+
 static void test_refused(void)
 {
     /* ViT: attention that is not causal */
@@ -292,7 +464,55 @@ static void test_refused(void)
     free(msgs);
 }
 
-int main(void)
+/* --dump MODEL POLICY N P: what the interpreter computes for tests/models/native/use_kv_dump.c's
+ * sequence (same seed), in its format: after each decode step the logits, then the positions each
+ * layer's cache.L.pos state holds, ascending. tests/models/kv_cache.sh compares the two. */
+static int dump(const Model *m, const char *policy, int n, int P)
+{
+    Diag *d = diag_new(stderr);
+    Graph *g = compile(m, policy, d);
+    if (!g || P < 1 || P > n)
+        return 1;
+    int V = vocab_of(g), rc = 0;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
+    uint32_t seed = 2024;
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
+    }
+    float *row = malloc(sizeof(float) * (size_t)V);
+    IrState *st = ir_state_new(g);
+    rc = prefill(g, st, tok, P, row, V, d);
+    for (int t = P; t < n && !rc; t++) {
+        rc = decode(g, st, tok[t], row, V, d);
+        printf("logits %d", t);
+        for (int v = 0; v < V && !rc; v++)
+            printf(" %.9g", row[v]);
+        printf("\n");
+        for (int s = 0; s < g->nstate && !rc; s++) {
+            int layer;
+            char rest[8];
+            if (sscanf(g->states[s].name, "cache.%d.%7s", &layer, rest) != 2 || strcmp(rest, "pos"))
+                continue;
+            const int64_t *pos = ir_state_data(st, s);
+            int64_t slots = g->states[s].shape[0].b;
+            printf("pos %d %d", t, layer);
+            for (int64_t q = 0; q < t + 1; q++)
+                for (int64_t k = 0; k < slots; k++)
+                    if (pos[k] == q + 1)
+                        printf(" %lld", (long long)q);
+            printf("\n");
+        }
+    }
+    ir_state_free(st);
+    free(row);
+    free(tok);
+    release(g);
+    diag_free(d);
+    return rc;
+}
+
+int main(int argc, char **argv)
 {
     Model gpt2 = {"gpt2", "examples/gpt2/gpt2.kiln", "examples/gpt2/gpt2-tiny.safetensors",
                   {{"V", "96"}, {"D", "64"}, {"H", "4"}, {"L", "2"}, {"CTX", "64"}}, 5, 64, 96, 64};
@@ -300,6 +520,10 @@ int main(void)
                    {{"V", "128"}, {"D", "64"}, {"H", "4"}, {"KVH", "2"}, {"F", "172"}, {"L", "2"}, {"CTX", "64"}}, 7, 64,
                    128, 64};
     Model charlm = {"charlm", "examples/charlm/charlm.kiln", NULL, {{NULL, NULL}}, 0, 256, 65, 24};
+    if (argc == 6 && !strcmp(argv[1], "--dump")) {
+        const Model *m = !strcmp(argv[2], "gpt2") ? &gpt2 : !strcmp(argv[2], "llama") ? &llama : &charlm;
+        return dump(m, argv[3], atoi(argv[4]), atoi(argv[5]));
+    }
     test_full(&gpt2, 5);
     test_full(&llama, 5);
     test_full(&charlm, 5);
@@ -307,6 +531,8 @@ int main(void)
     test_policy(&gpt2, "sinks:2,window:6", 2, 6);
     test_policy(&llama, "window:8", 0, 8);
     test_policy(&llama, "sinks:4,window:5", 4, 5);
+    test_tova(&gpt2, 8, 40);
+    test_tova(&llama, 6, 40);
     test_refused();
     if (failures) {
         fprintf(stderr, "test_kv_cache: %d failures\n", failures);
