@@ -32,11 +32,17 @@
  *                   attribute scores), and when all B + 1 are held empties the one with the lowest
  *                   probability averaged over the heads (attend_evicting). Prefill fills slots
  *                   0..T-1; a prompt longer than B fails (its slot out of range).
+ *   h2o:heavy=H,recent=R (H2O) per KV head: the states cache.l.pos and cache.l.acc (k's batch
+ *                   dims + [H + R + 1]) hold positions and the attention each slot received,
+ *                   summed over queries and the query heads of the KV head (attend_heavy); a full
+ *                   head empties its least attended slot outside the R most recent. Prefill's
+ *                   attention computes its probabilities too, whose column sums start acc
+ *                   (prefill_heavy).
  * The cache holds k and v as the model computes them, after rotary embedding when there is one: a
  * token keeps the position it was given. A learned position table (GPT-2's wpe) is read at p, so
  * past its last row decode fails (gather's index out of range), whatever the policy.
  *
- * What it does not do yet (docs/PASSES.md): h2o and cascade; positions assigned within the
+ * What it does not do yet (docs/PASSES.md): cascade; positions assigned within the
  * cache for rotary models; attention that reads only the filled slots (decode reads all B slots,
  * masked).
  */
@@ -47,16 +53,23 @@
 #include <string.h>
 
 typedef struct Policy {
-    enum { KV_FULL, KV_WINDOW, KV_SINKS, KV_TOVA } kind;
-    int64_t budget; /* B: the tokens a layer keeps */
+    enum { KV_FULL, KV_WINDOW, KV_SINKS, KV_TOVA, KV_H2O } kind;
+    int64_t budget; /* B: the tokens a layer keeps (h2o: each KV head of a layer) */
     int64_t sinks, window;
+    int64_t heavy, recent; /* h2o */
 } Policy;
+
+/* The policies that choose what to evict from the attention the new token pays. */
+static int evicting(const Policy *p)
+{
+    return p->kind == KV_TOVA || p->kind == KV_H2O;
+}
 
 /* The slots of a layer's cache: B, and one more for the policies that choose what to evict after
  * attending (the new token goes into the free slot, then the least useful of the B + 1 leaves). */
 static int64_t nslots(const Policy *p)
 {
-    return p->budget + (p->kind == KV_TOVA);
+    return p->budget + evicting(p);
 }
 
 typedef struct Kv {
@@ -72,7 +85,7 @@ typedef struct Kv {
     Node *tcount;    /* prefill: T as an i64[1] */
 } Kv;
 
-/* "full", "full:B", "window:W", "sinks:S,window:W", "tova:B"; 0 on success */
+/* "full", "full:B", "window:W", "sinks:S,window:W", "tova:B", "h2o:heavy=H,recent=R"; 0 on success */
 static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
 {
     memset(p, 0, sizeof *p);
@@ -103,6 +116,18 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
             goto bad;
         return 0;
     }
+    if (!strncmp(s, "h2o:heavy=", 10)) {
+        p->kind = KV_H2O;
+        p->heavy = strtoll(s + 10, &end, 10);
+        if (end == s + 10 || p->heavy < 0 || strncmp(end, ",recent=", 8))
+            goto bad;
+        const char *r = end + 8;
+        p->recent = strtoll(r, &end, 10);
+        if (end == r || *end || p->recent < 0 || p->heavy + p->recent < 1)
+            goto bad;
+        p->budget = p->heavy + p->recent;
+        return 0;
+    }
     if (!strncmp(s, "sinks:", 6)) {
         p->kind = KV_SINKS;
         p->sinks = strtoll(s + 6, &end, 10);
@@ -115,8 +140,8 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
         return 0;
     }
 bad:
-    diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W, sinks:S,window:W or tova:B; "
-                  "B, W >= 1, S >= 0)", s);
+    diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W, sinks:S,window:W, tova:B or "
+                  "h2o:heavy=H,recent=R; B, W, H + R >= 1, S, H, R >= 0)", s);
     return -1;
 }
 
@@ -156,7 +181,7 @@ static Node *slot_of(Kv *kv, Node *p)
     const Policy *pol = &kv->pol;
     if (pol->kind == KV_FULL)
         return p;
-    if (pol->kind == KV_TOVA) /* prefill: p, a prompt past B out of range (decode chooses its own slot) */
+    if (evicting(pol)) /* prefill: p, a prompt past B out of range (decode chooses its own slot) */
         return mk(kv, OP_WHERE, DT_I64, p->rank, p->shape, 3,
                   (Node *[]){op_k(kv, OP_LT, p, pol->budget), p, const_i64(kv, nslots(pol))}, p->loc);
     if (pol->kind == KV_WINDOW) /* p - (p / W) * W: p mod W for p >= 0, -1 for -1 */
@@ -332,6 +357,122 @@ static Node *attend_evicting(Kv *kv, const Node *x, Node *const *in, const Dim *
     return out;
 }
 
+/* Probabilities sc [batch..., 1, n] of attention x summed over the query heads that share a KV head
+ * (the batch axes where k has size 1, or none, and the result more) and reshaped to k's batch dims +
+ * [n]: one row per KV head. */
+static Node *per_kv_head(Kv *kv, const Node *x, Node *sc, Dim n)
+{
+    const Node *k = x->in[1];
+    int r = sc->rank - 2, kb = k->rank - 2;
+    for (int i = 0; i < r; i++) {
+        int ki = i - (r - kb);
+        if ((ki < 0 || dim_eq(k->shape[ki], dim_const(1))) && !dim_eq(sc->shape[i], dim_const(1)))
+            sc = red(kv, OP_SUM, sc, i, 1);
+    }
+    Dim ms[IR_MAX_RANK];
+    memcpy(ms, k->shape, sizeof(Dim) * (size_t)kb);
+    ms[kb] = n;
+    return ir_reshape(kv->g, sc, kb + 1, ms, sc->loc, NULL);
+}
+
+/* p itself, through a gather that fails before any prefill (p = -1: index 1 of a table of one) */
+static Node *checked_p(Kv *kv)
+{
+    SrcLoc loc = kv->p->loc;
+    int64_t *zero = arena_alloc(kv->g->arena, sizeof *zero);
+    *zero = 0;
+    Node *table = ir_const(kv->g, DT_I64, 1, (Dim[]){dim_const(1)}, zero, loc);
+    Node *at = sel(kv, op_k(kv, OP_LT, kv->p, 0), i64s(kv, 1), i64s(kv, 0));
+    return bin(kv, OP_ADD, kv->p, ir_gather(kv->g, table, at, 0, loc, NULL));
+}
+
+/* decode, h2o: attention x of layer with a slot map per KV head (H2O's real-drop cache,
+ * FMInference/H2O h2o_hf/utils_real_drop, keeps its heavy hitters per head). The states cache.LAYER.pos
+ * and cache.LAYER.acc (k's batch dims + [S], S = B + 1) hold each slot's position + 1 (0: empty) and
+ * the attention it has received, summed over the queries since it came and over the query heads of
+ * its KV head. The new token goes into each head's first empty slot (a one-hot select, as the heads
+ * choose different slots), attention runs with the probabilities as a by-product, they are added to
+ * acc, and when a head holds all S the slot with the least acc among those not among the R most
+ * recent positions is emptied (H2OKVCache_LayerWise: topk of the scores outside the recent window, after
+ * the step's scores were added). Returns attention's output (shape). */
+static Node *attend_heavy(Kv *kv, const Node *x, Node *const *in, const Dim *shape, int layer)
+{
+    int64_t S = nslots(&kv->pol);
+    SrcLoc loc = x->loc;
+    const Node *ko = x->in[1];
+    int kr = ko->rank, last = kr - 2; /* the slot axis of pos and acc */
+    Node *p = checked_p(kv);
+    Node *pos = state_node(kv, layer, "pos", loc), *acc = state_node(kv, layer, "acc", loc);
+    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
+    Node *none = i64s(kv, S);
+    Node *slot = red(kv, OP_RMIN, sel(kv, bin(kv, OP_EQ, pos, i64s(kv, 0)), idx, none), last, 1);
+    Node *hot = bin(kv, OP_EQ, idx, slot); /* [kb..., S] */
+    Dim hs[IR_MAX_RANK];
+    memcpy(hs, pos->shape, sizeof(Dim) * (size_t)pos->rank);
+    hs[kr - 1] = dim_const(1);
+    Node *hot4 = ir_reshape(kv->g, hot, kr, hs, loc, NULL); /* [kb..., S, 1] */
+    Node *cached[2];
+    for (int j = 1; j <= 2; j++) {
+        Node *st = state_node(kv, layer, j == 1 ? "k" : "v", loc);
+        cached[j - 1] = sel(kv, hot4, in[j], st);
+        ir_add_update(kv->g, st->name, cached[j - 1]);
+    }
+    Node *pos1 = sel(kv, hot, op_k(kv, OP_ADD, p, 1), pos);
+    Node *live = op_k(kv, OP_GT, pos1, 0);
+    Node *m = sel(kv, live, const_f32(kv, 0), const_f32(kv, -INFINITY));
+    memcpy(hs, pos->shape, sizeof(Dim) * (size_t)pos->rank);
+    hs[kr - 2] = dim_const(1);
+    hs[kr - 1] = dim_const(S);
+    m = ir_reshape(kv->g, m, kr, hs, loc, NULL); /* [kb..., 1, S] */
+    Attrs at = x->at;
+    at.causal = 0;
+    at.scores = 1;
+    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){in[0], cached[0], cached[1], m}, NULL, loc, NULL);
+    int r = a->rank;
+    Dim dv = shape[r - 1];
+    Node *out = ir_slice(kv->g, a, r - 1, dim_const(0), dv, loc, NULL);
+    Node *sc = per_kv_head(kv, x, ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], loc, NULL), dim_const(S));
+    Node *acc1 = bin(kv, OP_ADD, acc, sc);
+    /* a full head empties its least attended slot outside the R most recent positions */
+    Node *full = op_k(kv, OP_GT, red(kv, OP_RMIN, pos1, last, 1), 0);
+    Node *old = sel(kv, live, bin(kv, OP_LE, pos1, op_k(kv, OP_SUB, p, kv->pol.recent - 1)), live);
+    Node *least = red(kv, OP_RMIN, sel(kv, old, acc1, const_f32(kv, INFINITY)), last, 1);
+    Node *victim = red(kv, OP_RMIN, sel(kv, old, sel(kv, bin(kv, OP_EQ, acc1, least), idx, none), none), last, 1);
+    Node *gone = sel(kv, full, bin(kv, OP_EQ, idx, victim), full);
+    ir_add_update(kv->g, pos->name, sel(kv, gone, i64s(kv, 0), pos1));
+    ir_add_update(kv->g, acc->name, sel(kv, gone, const_f32(kv, 0), acc1));
+    return out;
+}
+
+/* prefill, h2o: attention a (an original node, of layer) computes its probabilities too, and their
+ * sums over the prompt's queries (per KV head) start acc; pos holds positions 0..T-1 in slots 0..T-1.
+ * Made after decode's nodes (which clone the original graph) and put in entry 0. */
+static void prefill_heavy(Kv *kv, Node *x, int layer, Node *slots, Node *last)
+{
+    Graph *g = kv->g;
+    SrcLoc loc = x->loc;
+    int64_t S = nslots(&kv->pol);
+    Attrs at = x->at;
+    at.scores = 1;
+    Node *a = ir_build(g, OP_ATTENTION, &at, x->nin, x->in, NULL, loc, NULL);
+    int r = a->rank;
+    Dim dv = x->shape[r - 1], T = x->shape[r - 2];
+    Node *out = ir_slice(g, a, r - 1, dim_const(0), dv, loc, NULL);
+    ir_replace_uses(g, x, out);
+    Node *probs = ir_slice(g, a, r - 1, dv, a->shape[r - 1], loc, NULL);  /* [batch..., T, T] */
+    Node *colsum = per_kv_head(kv, x, red(kv, OP_SUM, probs, r - 2, 1), T); /* [kb..., T] */
+    Node *pos = state_node(kv, layer, "pos", loc), *acc = state_node(kv, layer, "acc", loc);
+    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
+    Node *held = bin(kv, OP_LE, idx, last);
+    Node *sc = mk(kv, OP_SCATTER, DT_F32, acc->rank, acc->shape, 3, (Node *[]){acc, slots, colsum}, loc);
+    sc->at.axis = acc->rank - 1;
+    Node *p1 = ir_expand(g, sel(kv, held, op_k(kv, OP_ADD, idx, 1), i64s(kv, 0)), pos->rank, pos->shape, loc, NULL);
+    ir_add_update(g, pos->name, p1);
+    g->outputs[g->noutput - 1].entry = 0;
+    ir_add_update(g, acc->name, sel(kv, held, sc, const_f32(kv, 0)));
+    g->outputs[g->noutput - 1].entry = 0;
+}
+
 /* The decode version of node x (its inputs already mapped); NULL after an error (reported). */
 static Node *clone(Kv *kv, Node *x, int layer_of_attention)
 {
@@ -383,6 +524,8 @@ static Node *clone(Kv *kv, Node *x, int layer_of_attention)
     case OP_ATTENTION: {
         if (kv->pol.kind == KV_TOVA)
             return attend_evicting(kv, x, in, shape, layer_of_attention);
+        if (kv->pol.kind == KV_H2O)
+            return attend_heavy(kv, x, in, shape, layer_of_attention);
         /* the new k and v into their slot, then attention over every slot */
         Node *cached[2];
         cache_write(kv, x, in, layer_of_attention, kv->slot, cached);
@@ -470,6 +613,17 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
             snprintf(name, sizeof name, "cache.%d.pos", l);
             ir_add_state(g, name, DT_I64, 1, (Dim[]){dim_const(nslots(&kv.pol))});
         }
+        if (kv.pol.kind == KV_H2O) { /* per KV head: k's batch dims, then the slots */
+            const Node *k = a->in[1];
+            Dim ms[IR_MAX_RANK];
+            memcpy(ms, k->shape, sizeof(Dim) * (size_t)(k->rank - 2));
+            ms[k->rank - 2] = dim_const(nslots(&kv.pol));
+            char name[64];
+            snprintf(name, sizeof name, "cache.%d.pos", l);
+            ir_add_state(g, name, DT_I64, k->rank - 1, ms);
+            snprintf(name, sizeof name, "cache.%d.acc", l);
+            ir_add_state(g, name, DT_F32, k->rank - 1, ms);
+        }
         l++;
     }
     Node *pos = mk(&kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_sym(kv.tsym)}, 0, NULL, noloc);
@@ -531,6 +685,12 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     free(kv.map);
     if (!ok)
         return 0;
+    if (kv.pol.kind == KV_H2O) {
+        for (int i = 0, l = 0; i < kv.n0; i++)
+            if (g->nodes[i]->op == OP_ATTENTION)
+                prefill_heavy(&kv, g->nodes[i], l++, slots, last);
+        ir_toposort(g);
+    }
     ir_compact(g);
     if (o->log)
         fprintf(o->log, "kv-cache: policy %s, %lld slots per layer, %d layers cached\n", o->kv_cache, (long long)B, nattn);

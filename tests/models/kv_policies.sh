@@ -1,7 +1,7 @@
 #!/bin/sh
 # The eviction policies natively, against the interpreter (the oracle; tests/unit/test_kv_cache.c
 # checks it against an independent step-by-step reference): GPT-2 and the Llama-style model (rotary,
-# grouped-query attention) built with --kv-cache tova:B as static libraries and driven by
+# grouped-query attention) built with --kv-cache tova:B and h2o:heavy=H,recent=R as static libraries and driven by
 # tests/models/native/use_kv_dump.c, which writes each decode step's logits and the positions each
 # layer's cache holds; `test_kv_cache --dump` writes the same from the interpreter. The positions
 # must be the same, and the logits within 1e-5 of the row's largest |logit|. Then the program of
@@ -43,6 +43,10 @@ LLAMA="examples/llama/llama.kiln -D V=128 -D D=64 -D H=4 -D KVH=2 -D F=172 -D L=
 check gpt2 tova:8 48 96 3 $GPT2
 # shellcheck disable=SC2086
 check llama tova:6 48 128 6 $LLAMA
+# shellcheck disable=SC2086
+check gpt2 h2o:heavy=3,recent=4 48 96 5 $GPT2
+# shellcheck disable=SC2086
+check llama h2o:heavy=2,recent=3 48 128 2 $LLAMA
 
 echo "== generation past the budget"
 "$KILN" build examples/charlm/charlm.kiln --kv-cache tova:64 -o "$OUT/charlm_tova"

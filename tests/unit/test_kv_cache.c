@@ -21,6 +21,8 @@
  *     per layer and each layer's softmax as an output (probs_model); the reference evicts the
  *     position the new token attends to least, averaged over the heads, once a layer holds B + 1.
  *     After each decode step the positions in kiln's cache.L.pos and the logits (1e-5) must agree.
+ *   - h2o:heavy=H,recent=R likewise (test_h2o), per layer and KV head: positions with their summed
+ *     attention, a mask per query head; the positions, kiln's cache.L.acc and the logits must agree.
  *   - a model without causal attention (ViT) and a policy that cannot be read are refused with a
  *     clear message.
  * With `--dump MODEL POLICY N P` it prints instead what the interpreter computes for
@@ -273,10 +275,11 @@ static void test_policy(const Model *m, const char *policy, int S, int W)
 
 /* The reference for the policies that evict by attention: the model as the frontend made it, where
  * each layer's softmax (in graph order) reads its scores plus an input mask of its own, `mask.l`
- * f32[T, T] (0: visible, -inf: not; added to the causal mask already there), and is an output too,
+ * f32[T, T] (per_head: the scores' shape, [heads..., T, T]; 0: visible, -inf: not; added to the
+ * causal mask already there), and is an output too,
  * `probs.l`, after the logits. Row i of mask.l lets position i see, at layer l, exactly what layer l's
  * cache held when i was decoded (and i itself). */
-static Graph *probs_model(const Model *m, int *nlayer, Diag *d)
+static Graph *probs_model(const Model *m, int per_head, int *nlayer, Diag *d)
 {
     FrontendOptions fo = {.weights_override = m->weights, .ndefine = m->ndefine, .defines = m->defines};
     Graph *g = fe_compile(m->path, &fo, d);
@@ -288,7 +291,9 @@ static Graph *probs_model(const Model *m, int *nlayer, Diag *d)
         if (sm->op != OP_SOFTMAX)
             continue;
         Node *x = sm->in[0];
-        Node *mask = ir_node(g, OP_INPUT, DT_F32, 2, (Dim[]){x->shape[x->rank - 2], x->shape[x->rank - 1]}, 0, NULL, x->loc);
+        Node *mask = per_head ? ir_node(g, OP_INPUT, DT_F32, x->rank, x->shape, 0, NULL, x->loc)
+                              : ir_node(g, OP_INPUT, DT_F32, 2, (Dim[]){x->shape[x->rank - 2], x->shape[x->rank - 1]},
+                                        0, NULL, x->loc);
         char name[32];
         snprintf(name, sizeof name, "mask.%d", L);
         mask->name = arena_strdup(g->arena, name);
@@ -314,7 +319,7 @@ static void test_tova(const Model *m, int B, int n)
     snprintf(policy, sizeof policy, "tova:%d", B);
     Diag *d = diag_new(stderr);
     int L = 0;
-    Graph *g = compile(m, policy, d), *ref = probs_model(m, &L, d);
+    Graph *g = compile(m, policy, d), *ref = probs_model(m, 0, &L, d);
     CHECK(g && ref, "%s: %s does not compile", m->name, policy);
     if (!g || !ref) {
         release(g);
@@ -436,6 +441,171 @@ static void test_tova(const Model *m, int B, int n)
     diag_free(d);
 }
 
+/* H2O step by step, per layer and KV head (kv heads: the leading batch dim of the scores, each
+ * followed by its G query heads): a list of positions with the attention each received, summed over
+ * the queries since it came (the prompt's included) and over its query heads. Decoding position t,
+ * each head attends over its list and t (the reference model with a mask per query head), t's
+ * probabilities are added, and a head holding more than B = H + R loses the position with the least
+ * sum among those not among the R most recent (t - R + 1 .. t). kiln's decode must give the same
+ * logits, cache.l.pos the same positions per head, and cache.l.acc the same sums (1e-5). */
+static void test_h2o(const Model *m, int H, int R, int n)
+{
+    char policy[48];
+    snprintf(policy, sizeof policy, "h2o:heavy=%d,recent=%d", H, R);
+    int B = H + R, S = B + 1, L = 0;
+    Diag *d = diag_new(stderr);
+    Graph *g = compile(m, policy, d), *ref = probs_model(m, 1, &L, d);
+    CHECK(g && ref, "%s: %s does not compile", m->name, policy);
+    if (!g || !ref) {
+        release(g);
+        release(ref);
+        diag_free(d);
+        return;
+    }
+    int V = vocab_of(g);
+    const Node *mk0 = ref->inputs[1]; /* mask.0: [heads..., T, T] */
+    int nb = 1;
+    for (int r = 0; r < mk0->rank - 2; r++)
+        nb *= (int)mk0->shape[r].b;
+    const StateDecl *pd = &g->states[ir_find_state(g, "cache.0.pos")];
+    int kvh = 1;
+    for (int r = 0; r < pd->rank - 1; r++)
+        kvh *= (int)pd->shape[r].b;
+    CHECK(nb % kvh == 0, "%s: %d query heads, %d KV heads", m->name, nb, kvh);
+    int G = nb / kvh, NH = L * kvh; /* lists: one per layer and KV head */
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
+    uint32_t seed = 999;
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
+    }
+    size_t per = (size_t)nb * (size_t)n * (size_t)n; /* one layer's mask */
+    float *masks = malloc(sizeof(float) * per * (size_t)L), *sub = malloc(sizeof(float) * per * (size_t)L);
+    float *row = malloc(sizeof(float) * (size_t)V);
+    int *list = malloc(sizeof(int) * (size_t)NH * (size_t)S), *len = calloc((size_t)NH, sizeof(int));
+    double *acc = malloc(sizeof(double) * (size_t)NH * (size_t)S);
+    HostTensor *in = calloc((size_t)L + 1, sizeof(HostTensor)), *out = calloc((size_t)L + 1, sizeof(HostTensor));
+    double worst = 0, worst_acc = 0;
+    int steps = 0, evicted = 0;
+    const int prompts[] = {1, B / 2 + 1, B};
+    for (int pi = 0; pi < 3; pi++) {
+        int P = prompts[pi];
+        for (size_t i = 0; i < per * (size_t)L; i++)
+            masks[i] = -INFINITY;
+        for (int l = 0; l < L; l++)
+            for (int b = 0; b < nb; b++)
+                for (int i = 0; i < P; i++)
+                    for (int j = 0; j <= i; j++)
+                        masks[(size_t)l * per + ((size_t)b * n + i) * n + j] = 0;
+        for (int h = 0; h < NH; h++) {
+            len[h] = P;
+            for (int j = 0; j < P; j++) {
+                list[h * S + j] = j;
+                acc[h * S + j] = 0;
+            }
+        }
+        IrState *st = ir_state_new(g);
+        CHECK(!prefill(g, st, tok, P, row, V, d), "%s %s: prefill of %d", m->name, policy, P);
+        for (int t = P; t < n; t++) {
+            int t1 = t + 1;
+            for (int h = 0; h < NH; h++) {
+                int l = h / kvh;
+                list[h * S + len[h]] = t;
+                acc[h * S + len[h]++] = 0;
+                for (int b = (h % kvh) * G; b < (h % kvh + 1) * G; b++)
+                    for (int k = 0; k < len[h]; k++)
+                        masks[(size_t)l * per + ((size_t)b * n + t) * n + list[h * S + k]] = 0;
+            }
+            for (int l = 0; l < L; l++)
+                for (int b = 0; b < nb; b++)
+                    for (int i = 0; i < t1; i++)
+                        memcpy(sub + (size_t)l * per + ((size_t)b * t1 + i) * t1, masks + (size_t)l * per + ((size_t)b * n + i) * n,
+                               sizeof(float) * (size_t)t1);
+            in[0] = (HostTensor){DT_I32, 1, {t1}, tok};
+            for (int l = 0; l < L; l++) {
+                in[l + 1] = (HostTensor){DT_F32, mk0->rank, {0}, sub + (size_t)l * per};
+                for (int r = 0; r < mk0->rank - 2; r++)
+                    in[l + 1].shape[r] = mk0->shape[r].b;
+                in[l + 1].shape[mk0->rank - 2] = in[l + 1].shape[mk0->rank - 1] = t1;
+            }
+            memset(out, 0, sizeof(HostTensor) * (size_t)(L + 1));
+            if (ir_interp(ref, in, out, d)) {
+                CHECK(0, "%s: the reference failed", m->name);
+                break;
+            }
+            for (int h = 0; h < NH; h++) {
+                const float *pr = out[h / kvh + 1].data; /* [heads..., t1, t1] */
+                int lo = t == P ? 0 : t; /* the first step adds the prompt's rows too */
+                for (int k = 0; k < len[h]; k++)
+                    for (int b = (h % kvh) * G; b < (h % kvh + 1) * G; b++)
+                        for (int i = lo; i <= t; i++)
+                            if (i == t || i < P)
+                                acc[h * S + k] += pr[((size_t)b * t1 + i) * t1 + list[h * S + k]];
+                if (len[h] > B) { /* the least attended outside the R most recent */
+                    int victim = -1;
+                    for (int k = 0; k < len[h]; k++)
+                        if (list[h * S + k] <= t - R && (victim < 0 || acc[h * S + k] < acc[h * S + victim]))
+                            victim = k;
+                    memmove(&list[h * S + victim], &list[h * S + victim + 1], sizeof(int) * (size_t)(len[h] - victim - 1));
+                    memmove(&acc[h * S + victim], &acc[h * S + victim + 1], sizeof(double) * (size_t)(len[h] - victim - 1));
+                    len[h]--;
+                    evicted++;
+                }
+            }
+            if (decode(g, st, tok[t], row, V, d)) {
+                CHECK(0, "%s %s: decode of position %d failed", m->name, policy, t);
+                break;
+            }
+            double e = rel_err(row, (const float *)out[0].data + (size_t)t * (size_t)V, V);
+            worst = fmax(worst, e);
+            steps++;
+            CHECK(e <= 1e-5, "%s %s: decode of position %d after a prompt of %d: relative error %.3g", m->name, policy, t,
+                  P, e);
+            for (int h = 0; h < NH; h++) {
+                char name[32];
+                snprintf(name, sizeof name, "cache.%d.pos", h / kvh);
+                const int64_t *pos = (const int64_t *)ir_state_data(st, ir_find_state(g, name)) + (h % kvh) * S;
+                snprintf(name, sizeof name, "cache.%d.acc", h / kvh);
+                const float *ka = (const float *)ir_state_data(st, ir_find_state(g, name)) + (h % kvh) * S;
+                int same = 1, held = 0;
+                for (int k = 0; k < S; k++) {
+                    held += pos[k] > 0;
+                    int found = pos[k] == 0;
+                    for (int q = 0; q < len[h] && !found; q++)
+                        if (list[h * S + q] == pos[k] - 1) {
+                            found = 1;
+                            worst_acc = fmax(worst_acc, fabs(ka[k] - acc[h * S + q]));
+                            CHECK(fabs(ka[k] - acc[h * S + q]) <= 1e-5 * (1 + fabs(acc[h * S + q])),
+                                  "%s %s: after position %d, layer %d head %d: position %d received %.9g, the "
+                                  "reference %.9g", m->name, policy, t, h / kvh, h % kvh, list[h * S + q], ka[k],
+                                  acc[h * S + q]);
+                        }
+                    same &= found;
+                }
+                CHECK(same && held == len[h], "%s %s: after position %d, layer %d head %d holds other positions than "
+                      "the reference's %d", m->name, policy, t, h / kvh, h % kvh, len[h]);
+            }
+            for (int l = 0; l <= L; l++)
+                free(out[l].data);
+        }
+        ir_state_free(st);
+    }
+    printf("%s %s: %d decode steps against the step-by-step reference, %d evictions, worst relative error %.3g, "
+           "worst accumulated score error %.3g\n", m->name, policy, steps, evicted, worst, worst_acc);
+    free(tok);
+    free(masks);
+    free(sub);
+    free(row);
+    free(list);
+    free(len);
+    free(acc);
+    free(in);
+    free(out);
+    release(g);
+    release(ref);
+    diag_free(d);
+}
+
 static void test_refused(void)
 {
     /* ViT: attention that is not causal */
@@ -462,11 +632,24 @@ static void test_refused(void)
     CHECK(!g && msgs && strstr(msgs, "--kv-cache: cannot read the policy 'window:0'"), "bad policy:\n%s", msgs);
     release(g);
     free(msgs);
+    static const char *const bad[] = {"tova:0", "h2o:heavy=2", "h2o:heavy=0,recent=0", "h2o:heavy=,recent=3"};
+    for (int i = 0; i < 4; i++) {
+        msgs = NULL;
+        f = open_memstream(&msgs, &n);
+        d = diag_new(f);
+        g = compile(&gpt2, bad[i], d);
+        diag_free(d);
+        fclose(f);
+        CHECK(!g && msgs && strstr(msgs, "--kv-cache: cannot read the policy") && strstr(msgs, "h2o:heavy=H,recent=R"),
+              "bad policy %s:\n%s", bad[i], msgs);
+        release(g);
+        free(msgs);
+    }
 }
 
 /* --dump MODEL POLICY N P: what the interpreter computes for tests/models/native/use_kv_dump.c's
  * sequence (same seed), in its format: after each decode step the logits, then the positions each
- * layer's cache.L.pos state holds, ascending. tests/models/kv_cache.sh compares the two. */
+ * row (KV head, for h2o) of each layer's cache.L.pos state holds, ascending. tests/models/kv_cache.sh compares the two. */
 static int dump(const Model *m, const char *policy, int n, int P)
 {
     Diag *d = diag_new(stderr);
@@ -494,14 +677,19 @@ static int dump(const Model *m, const char *policy, int n, int P)
             char rest[8];
             if (sscanf(g->states[s].name, "cache.%d.%7s", &layer, rest) != 2 || strcmp(rest, "pos"))
                 continue;
-            const int64_t *pos = ir_state_data(st, s);
-            int64_t slots = g->states[s].shape[0].b;
-            printf("pos %d %d", t, layer);
-            for (int64_t q = 0; q < t + 1; q++)
-                for (int64_t k = 0; k < slots; k++)
-                    if (pos[k] == q + 1)
-                        printf(" %lld", (long long)q);
-            printf("\n");
+            const StateDecl *sd = &g->states[s];
+            int64_t slots = sd->shape[sd->rank - 1].b, rows = 1;
+            for (int r = 0; r < sd->rank - 1; r++)
+                rows *= sd->shape[r].b;
+            for (int64_t h = 0; h < rows; h++) {
+                const int64_t *pos = (const int64_t *)ir_state_data(st, s) + h * slots;
+                printf("pos %d %d %lld", t, layer, (long long)h);
+                for (int64_t q = 0; q < t + 1; q++)
+                    for (int64_t k = 0; k < slots; k++)
+                        if (pos[k] == q + 1)
+                            printf(" %lld", (long long)q);
+                printf("\n");
+            }
         }
     }
     ir_state_free(st);
@@ -533,6 +721,9 @@ int main(int argc, char **argv)
     test_policy(&llama, "sinks:4,window:5", 4, 5);
     test_tova(&gpt2, 8, 40);
     test_tova(&llama, 6, 40);
+    test_h2o(&gpt2, 3, 4, 40);
+    test_h2o(&llama, 2, 3, 40);
+    test_h2o(&gpt2, 0, 5, 24);
     test_refused();
     if (failures) {
         fprintf(stderr, "test_kv_cache: %d failures\n", failures);

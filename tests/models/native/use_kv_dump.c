@@ -6,7 +6,8 @@
  * Token ids: the fixed pseudo-random sequence of tests/unit/test_kv_cache.c's --dump (same seed and
  * generator). Prefill of tokens[0:P], then decode of tokens[P..NTOKENS-1]; after each decode step one
  * line `logits t v0 v1 ...` and, for each state named cache.L.pos (the policies that choose what to
- * evict), one line `pos t L p0 p1 ...` with the positions the layer's cache holds, ascending.
+ * evict), one line `pos t L h p0 p1 ...` per row h of it (tova: one per layer; h2o: one per KV head)
+ * with the positions that row of the cache holds, ascending.
  */
 #include "runtime/kiln_rt.h"
 
@@ -30,10 +31,11 @@ static int run(RtInstance *inst, int e, const int32_t *tok, int64_t n, float *lo
     return rt_run_entry(inst, e, syms, in, out);
 }
 
-/* the positions a cache.L.pos state holds (each slot: position + 1, 0 when empty), ascending */
-static void print_pos(const int64_t *pos, int64_t n, int t, int layer)
+/* the positions one row of n slots of a cache.L.pos state holds (each slot: position + 1, 0 when
+ * empty), ascending; row: the KV head (h2o), 0 for a layer's one row (tova) */
+static void print_pos(const int64_t *pos, int64_t n, int t, int layer, int64_t row)
 {
-    printf("pos %d %d", t, layer);
+    printf("pos %d %d %lld", t, layer, (long long)row);
     for (int64_t want = 1, found = 1; found;) { /* smallest held position >= want, in turn */
         int64_t best = 0;
         for (int64_t k = 0; k < n; k++)
@@ -92,8 +94,10 @@ int main(int argc, char **argv)
                 n *= d->dims[k].b;
             int layer;
             char rest[8];
+            int64_t S = d->dims[d->rank - 1].b;
             if (sscanf(d->name, "cache.%d.%7s", &layer, rest) == 2 && !strcmp(rest, "pos"))
-                print_pos((const int64_t *)(state + off), n, t, layer);
+                for (int64_t row = 0; row < n / S; row++)
+                    print_pos((const int64_t *)(state + off) + row * S, S, t, layer, row);
             off += (kiln_dtype_bytes(&rt_dtypes[d->dtype], n) + 63) & ~(int64_t)63;
         }
     }
