@@ -38,11 +38,16 @@
  *                   head empties its least attended slot outside the R most recent. Prefill's
  *                   attention computes its probabilities too, whose column sums start acc
  *                   (prefill_heavy).
+ *   cascade:B,n=N[,sinks=S] (cascading KV cache) per layer: S sinks and N sub-caches of (B - S)/N
+ *                   slots, sub-cache i accepting every 2^i-th token, tokens given up from one
+ *                   offered to the next, the more attended kept by a moving average of the
+ *                   attention received (attend_cascade, prefill_cascade); B + 1 slots, states
+ *                   cache.l.pos, cache.l.lab (1: sink, 2 + i: sub-cache i), cache.l.score.
  * The cache holds k and v as the model computes them, after rotary embedding when there is one: a
  * token keeps the position it was given. A learned position table (GPT-2's wpe) is read at p, so
  * past its last row decode fails (gather's index out of range), whatever the policy.
  *
- * What it does not do yet (docs/PASSES.md): cascade; positions assigned within the
+ * What it does not do yet (docs/PASSES.md): positions assigned within the
  * cache for rotary models; attention that reads only the filled slots (decode reads all B slots,
  * masked).
  */
@@ -53,16 +58,20 @@
 #include <string.h>
 
 typedef struct Policy {
-    enum { KV_FULL, KV_WINDOW, KV_SINKS, KV_TOVA, KV_H2O } kind;
+    enum { KV_FULL, KV_WINDOW, KV_SINKS, KV_TOVA, KV_H2O, KV_CASCADE } kind;
     int64_t budget; /* B: the tokens a layer keeps (h2o: each KV head of a layer) */
     int64_t sinks, window;
     int64_t heavy, recent; /* h2o */
+    int64_t ncascade;      /* cascade: sub-caches of `window` tokens each, after `sinks` */
 } Policy;
+
+/* cascade: the factor of the moving average of the attention a token receives (CascadingKVCache.beta) */
+#define CASCADE_BETA 0.9999
 
 /* The policies that choose what to evict from the attention the new token pays. */
 static int evicting(const Policy *p)
 {
-    return p->kind == KV_TOVA || p->kind == KV_H2O;
+    return p->kind == KV_TOVA || p->kind == KV_H2O || p->kind == KV_CASCADE;
 }
 
 /* The slots of a layer's cache: B, and one more for the policies that choose what to evict after
@@ -85,7 +94,8 @@ typedef struct Kv {
     Node *tcount;    /* prefill: T as an i64[1] */
 } Kv;
 
-/* "full", "full:B", "window:W", "sinks:S,window:W", "tova:B", "h2o:heavy=H,recent=R"; 0 on success */
+/* "full", "full:B", "window:W", "sinks:S,window:W", "tova:B", "h2o:heavy=H,recent=R",
+ * "cascade:B,n=N[,sinks=S]"; 0 on success */
 static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
 {
     memset(p, 0, sizeof *p);
@@ -128,6 +138,26 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
         p->budget = p->heavy + p->recent;
         return 0;
     }
+    if (!strncmp(s, "cascade:", 8)) { /* cascade:B,n=N[,sinks=S] */
+        p->kind = KV_CASCADE;
+        p->budget = strtoll(s + 8, &end, 10);
+        if (end == s + 8 || strncmp(end, ",n=", 3))
+            goto bad;
+        const char *r = end + 3;
+        p->ncascade = strtoll(r, &end, 10);
+        if (end == r || p->ncascade < 1 || p->ncascade > 16)
+            goto bad;
+        if (!strncmp(end, ",sinks=", 7)) {
+            r = end + 7;
+            p->sinks = strtoll(r, &end, 10);
+            if (end == r || p->sinks < 0)
+                goto bad;
+        }
+        if (*end || p->budget - p->sinks < p->ncascade || (p->budget - p->sinks) % p->ncascade)
+            goto bad;
+        p->window = (p->budget - p->sinks) / p->ncascade;
+        return 0;
+    }
     if (!strncmp(s, "sinks:", 6)) {
         p->kind = KV_SINKS;
         p->sinks = strtoll(s + 6, &end, 10);
@@ -140,8 +170,9 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
         return 0;
     }
 bad:
-    diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W, sinks:S,window:W, tova:B or "
-                  "h2o:heavy=H,recent=R; B, W, H + R >= 1, S, H, R >= 0)", s);
+    diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W, sinks:S,window:W, tova:B, "
+                  "h2o:heavy=H,recent=R or cascade:B,n=N[,sinks=S]; B, W, H + R >= 1, S, H, R >= 0, 1 <= N <= 16 "
+                  "dividing B - S)", s);
     return -1;
 }
 
@@ -357,6 +388,163 @@ static Node *attend_evicting(Kv *kv, const Node *x, Node *const *in, const Dim *
     return out;
 }
 
+/* Boolean helpers: and, or and not as selects (the IR has no logical ops). */
+static Node *and_(Kv *kv, Node *a, Node *b)
+{
+    return sel(kv, a, b, a);
+}
+
+static Node *or_(Kv *kv, Node *a, Node *b)
+{
+    return sel(kv, a, a, b);
+}
+
+static Node *not_(Kv *kv, Node *a)
+{
+    return sel(kv, a, ir_scalar(kv->g, DT_BOOL, 0, a->loc), ir_scalar(kv->g, DT_BOOL, 1, a->loc));
+}
+
+/* The slot (of idx) holding the smallest (largest: OP_RMAX) of v among the slots where `in` holds;
+ * `none` when there are none. */
+static Node *slot_of_extreme(Kv *kv, Op op, Node *v, Node *in, Node *idx, Node *none)
+{
+    Node *far = i64s(kv, op == OP_RMIN ? INT64_MAX : -1);
+    Node *e = red(kv, op, sel(kv, in, v, far), 0, 1);
+    return red(kv, OP_RMIN, sel(kv, and_(kv, in, bin(kv, OP_EQ, v, e)), idx, none), 0, 1);
+}
+
+/* decode, cascade: attention x of layer over S sinks and N sub-caches of W tokens (Willette et al.,
+ * "Training-free exponential context extension via cascading KV cache"; the order of operations of
+ * the authors' CascadingKVCache, jeffwillette/cascading_cache_2, cascading_cache.py's
+ * _update_kv_cache_inner and cascade_attention.py's scores). States per layer: pos (position + 1, 0:
+ * empty), lab (1: sink, 2 + i: sub-cache i) and score (the moving average of the attention the
+ * token received, averaged over the heads) for each of the B + 1 slots. The new token goes into the
+ * empty slot and attention runs over every held slot; then each held non-sink score becomes
+ * beta * score + (1 - beta) * p and the new token's (1 - beta) * p. The new token joins: the sinks
+ * while there are fewer than S; else it is offered to sub-cache 0, and what a sub-cache gives up to
+ * the next: sub-cache i accepts on the tokens where (p - S) mod 2^i = 0 (every token until the cache
+ * has been filled once, p <= B: the reference's eager fill); accepting, a sub-cache with room keeps
+ * it, a full one keeps it and gives up its oldest to sub-cache i + 1 (the last drops it); not
+ * accepting, an empty sub-cache keeps it anyway, else it replaces the sub-cache's newest token when
+ * its score is at least that one's, and is dropped otherwise. A sub-cache's tokens are its ring in
+ * the reference: oldest and newest are by position, as they arrive in position order. */
+static Node *attend_cascade(Kv *kv, const Node *x, Node *const *in, const Dim *shape, int layer)
+{
+    const Policy *pol = &kv->pol;
+    int64_t P = nslots(pol);
+    SrcLoc loc = x->loc;
+    Node *pos = state_node(kv, layer, "pos", loc), *lab = state_node(kv, layer, "lab", loc);
+    Node *score = state_node(kv, layer, "score", loc);
+    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(P)}, 0, NULL, loc);
+    Node *none = i64s(kv, P);
+    Node *slot = red(kv, OP_RMIN, sel(kv, bin(kv, OP_EQ, pos, i64s(kv, 0)), idx, none), 0, 1);
+    slot = sel(kv, op_k(kv, OP_LT, kv->p, 0), none, slot); /* before any prefill: out of range */
+    Node *cached[2];
+    cache_write(kv, x, in, layer, slot, cached);
+    Node *isnew = bin(kv, OP_EQ, idx, slot);
+    Node *pos1 = sel(kv, isnew, op_k(kv, OP_ADD, kv->p, 1), pos);
+    Node *live = op_k(kv, OP_GT, pos1, 0);
+    Node *m = sel(kv, live, const_f32(kv, 0), const_f32(kv, -INFINITY));
+    m = ir_reshape(kv->g, m, 2, (Dim[]){dim_const(1), dim_const(P)}, loc, NULL);
+    Attrs at = x->at;
+    at.causal = 0;
+    at.scores = 1;
+    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){in[0], cached[0], cached[1], m}, NULL, loc, NULL);
+    int r = a->rank;
+    Dim dv = shape[r - 1];
+    Node *out = ir_slice(kv->g, a, r - 1, dim_const(0), dv, loc, NULL);
+    Node *sc = ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], loc, NULL);
+    int64_t nb = 1;
+    for (int i = 0; i < r - 2; i++)
+        nb *= shape[i].b;
+    sc = red(kv, OP_MEAN, ir_reshape(kv->g, sc, 2, (Dim[]){dim_const(nb), dim_const(P)}, loc, NULL), 0, 0);
+    Node *fresh = bin(kv, OP_MUL, sc, const_f32(kv, (float)(1 - CASCADE_BETA)));
+    Node *ema = bin(kv, OP_ADD, bin(kv, OP_MUL, score, const_f32(kv, (float)CASCADE_BETA)), fresh);
+    Node *score1 = sel(kv, isnew, fresh, sel(kv, op_k(kv, OP_GE, lab, 2), ema, score));
+
+    /* the new token joins the sinks, or goes down the sub-caches */
+    Node *lab1 = sel(kv, and_(kv, isnew, op_k(kv, OP_LT, kv->p, pol->sinks)), i64s(kv, 1), lab);
+    Node *active = op_k(kv, OP_GE, kv->p, pol->sinks), *carry = slot;
+    Node *eager = op_k(kv, OP_LE, kv->p, pol->budget);
+    Node *q = op_k(kv, OP_SUB, kv->p, pol->sinks);
+    for (int64_t i = 0; i < pol->ncascade; i++) {
+        int64_t every = (int64_t)1 << i;
+        Node *due = op_k(kv, OP_EQ, bin(kv, OP_SUB, q, op_k(kv, OP_MUL, op_k(kv, OP_DIV, q, every), every)), 0);
+        Node *accept = or_(kv, eager, due);
+        Node *member = op_k(kv, OP_EQ, lab1, 2 + i);
+        Node *count = red(kv, OP_SUM, sel(kv, member, const_f32(kv, 1), const_f32(kv, 0)), 0, 1);
+        Node *room = bin(kv, OP_LT, count, const_f32(kv, (float)pol->window));
+        Node *empty = bin(kv, OP_LT, count, const_f32(kv, 0.5f));
+        Node *oldest = slot_of_extreme(kv, OP_RMIN, pos1, member, idx, none);
+        Node *newest = slot_of_extreme(kv, OP_RMAX, pos1, member, idx, none);
+        Node *nsafe = bin(kv, OP_MINIMUM, newest, i64s(kv, P - 1)); /* read only when it exists */
+        Node *wins = bin(kv, OP_GE, ir_gather(kv->g, score1, carry, 0, loc, NULL),
+                         ir_gather(kv->g, score1, nsafe, 0, loc, NULL));
+        Node *passes = and_(kv, and_(kv, active, accept), not_(kv, room));     /* keeps it, gives up its oldest */
+        Node *keeps = and_(kv, active, or_(kv, accept, or_(kv, empty, wins))); /* the carried token stays here */
+        Node *swaps = and_(kv, and_(kv, active, not_(kv, or_(kv, accept, empty))), wins);
+        Node *drops = and_(kv, active, not_(kv, or_(kv, accept, or_(kv, empty, wins))));
+        Node *at_carry = bin(kv, OP_EQ, idx, carry);
+        lab1 = sel(kv, and_(kv, at_carry, keeps), i64s(kv, 2 + i), lab1);
+        lab1 = sel(kv, and_(kv, at_carry, drops), i64s(kv, 0), lab1);
+        lab1 = sel(kv, and_(kv, bin(kv, OP_EQ, idx, newest), swaps), i64s(kv, 0), lab1);
+        carry = sel(kv, passes, oldest, carry);
+        active = passes;
+    }
+    lab1 = sel(kv, and_(kv, bin(kv, OP_EQ, idx, carry), active), i64s(kv, 0), lab1); /* off the last sub-cache */
+    Node *held = op_k(kv, OP_GT, lab1, 0);
+    ir_add_update(kv->g, pos->name, sel(kv, held, pos1, i64s(kv, 0)));
+    ir_add_update(kv->g, lab->name, lab1);
+    ir_add_update(kv->g, score->name, sel(kv, held, score1, const_f32(kv, 0)));
+    return out;
+}
+
+/* prefill, cascade: every prompt token enters as in the reference's eager fill (by age only): the
+ * first S are sinks, then the newest W in sub-cache 0, the W before in sub-cache 1, ...; scores as
+ * the reference's prompt scores, score_j = sum over queries k >= j of (1 - beta) beta^(k - j)
+ * p[k][j] (p averaged over the heads). Attention x computes its probabilities too (as
+ * prefill_heavy's). */
+static void prefill_cascade(Kv *kv, Node *x, int layer, Node *slots, Node *last)
+{
+    Graph *g = kv->g;
+    const Policy *pol = &kv->pol;
+    SrcLoc loc = x->loc;
+    int64_t P = nslots(pol);
+    Attrs at = x->at;
+    at.scores = 1;
+    Node *a = ir_build(g, OP_ATTENTION, &at, x->nin, x->in, NULL, loc, NULL);
+    int r = a->rank;
+    Dim dv = x->shape[r - 1], T = x->shape[r - 2];
+    ir_replace_uses(g, x, ir_slice(g, a, r - 1, dim_const(0), dv, loc, NULL));
+    Node *probs = ir_slice(g, a, r - 1, dv, a->shape[r - 1], loc, NULL); /* [batch..., T, T] */
+    int64_t nb = 1;
+    for (int i = 0; i < r - 2; i++)
+        nb *= x->shape[i].b;
+    probs = red(kv, OP_MEAN, ir_reshape(g, probs, 3, (Dim[]){dim_const(nb), T, T}, loc, NULL), 0, 0);
+    Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){T}, 0, NULL, loc);
+    Node *dist = bin(kv, OP_SUB, ir_reshape(g, ar, 2, (Dim[]){T, dim_const(1)}, loc, NULL),
+                     ir_reshape(g, ar, 2, (Dim[]){dim_const(1), T}, loc, NULL)); /* k - j */
+    Node *w = bin(kv, OP_MUL, bin(kv, OP_POW, const_f32(kv, (float)CASCADE_BETA), ir_cast(g, dist, DT_F32, loc)),
+                  const_f32(kv, (float)(1 - CASCADE_BETA)));
+    w = sel(kv, op_k(kv, OP_GE, dist, 0), w, const_f32(kv, 0));
+    Node *sc = red(kv, OP_SUM, bin(kv, OP_MUL, probs, w), 0, 0); /* [T] */
+    Node *pos = state_node(kv, layer, "pos", loc), *lab = state_node(kv, layer, "lab", loc);
+    Node *score = state_node(kv, layer, "score", loc);
+    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(P)}, 0, NULL, loc);
+    Node *held = bin(kv, OP_LE, idx, last);
+    Node *s1 = mk(kv, OP_SCATTER, DT_F32, 1, score->shape, 3, (Node *[]){score, slots, sc}, loc);
+    s1->at.axis = 0;
+    Node *age = bin(kv, OP_SUB, last, idx);
+    Node *l1 = sel(kv, op_k(kv, OP_LT, idx, pol->sinks), i64s(kv, 1), op_k(kv, OP_ADD, op_k(kv, OP_DIV, age, pol->window), 2));
+    Node *ups[3] = {sel(kv, held, op_k(kv, OP_ADD, idx, 1), i64s(kv, 0)), sel(kv, held, l1, i64s(kv, 0)),
+                    sel(kv, held, s1, const_f32(kv, 0))};
+    const char *names[3] = {pos->name, lab->name, score->name};
+    for (int k = 0; k < 3; k++) {
+        ir_add_update(g, names[k], ups[k]);
+        g->outputs[g->noutput - 1].entry = 0;
+    }
+}
+
 /* Probabilities sc [batch..., 1, n] of attention x summed over the query heads that share a KV head
  * (the batch axes where k has size 1, or none, and the result more) and reshaped to k's batch dims +
  * [n]: one row per KV head. */
@@ -526,6 +714,8 @@ static Node *clone(Kv *kv, Node *x, int layer_of_attention)
             return attend_evicting(kv, x, in, shape, layer_of_attention);
         if (kv->pol.kind == KV_H2O)
             return attend_heavy(kv, x, in, shape, layer_of_attention);
+        if (kv->pol.kind == KV_CASCADE)
+            return attend_cascade(kv, x, in, shape, layer_of_attention);
         /* the new k and v into their slot, then attention over every slot */
         Node *cached[2];
         cache_write(kv, x, in, layer_of_attention, kv->slot, cached);
@@ -608,10 +798,17 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
             snprintf(name, sizeof name, "cache.%d.%c", l, j == 1 ? 'k' : 'v');
             ir_add_state(g, name, x->dtype, x->rank, cs);
         }
-        if (kv.pol.kind == KV_TOVA) {
+        if (kv.pol.kind == KV_TOVA || kv.pol.kind == KV_CASCADE) {
             char name[64];
+            Dim ps = dim_const(nslots(&kv.pol));
             snprintf(name, sizeof name, "cache.%d.pos", l);
-            ir_add_state(g, name, DT_I64, 1, (Dim[]){dim_const(nslots(&kv.pol))});
+            ir_add_state(g, name, DT_I64, 1, &ps);
+            if (kv.pol.kind == KV_CASCADE) {
+                snprintf(name, sizeof name, "cache.%d.lab", l);
+                ir_add_state(g, name, DT_I64, 1, &ps);
+                snprintf(name, sizeof name, "cache.%d.score", l);
+                ir_add_state(g, name, DT_F32, 1, &ps);
+            }
         }
         if (kv.pol.kind == KV_H2O) { /* per KV head: k's batch dims, then the slots */
             const Node *k = a->in[1];
@@ -685,10 +882,10 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     free(kv.map);
     if (!ok)
         return 0;
-    if (kv.pol.kind == KV_H2O) {
+    if (kv.pol.kind == KV_H2O || kv.pol.kind == KV_CASCADE) {
         for (int i = 0, l = 0; i < kv.n0; i++)
             if (g->nodes[i]->op == OP_ATTENTION)
-                prefill_heavy(&kv, g->nodes[i], l++, slots, last);
+                (kv.pol.kind == KV_H2O ? prefill_heavy : prefill_cascade)(&kv, g->nodes[i], l++, slots, last);
         ir_toposort(g);
     }
     ir_compact(g);

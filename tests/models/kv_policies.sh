@@ -1,7 +1,8 @@
 #!/bin/sh
 # The eviction policies natively, against the interpreter (the oracle; tests/unit/test_kv_cache.c
 # checks it against an independent step-by-step reference): GPT-2 and the Llama-style model (rotary,
-# grouped-query attention) built with --kv-cache tova:B and h2o:heavy=H,recent=R as static libraries and driven by
+# grouped-query attention) built with --kv-cache tova:B, h2o:heavy=H,recent=R and cascade:B,n=N,sinks=S
+# as static libraries and driven by
 # tests/models/native/use_kv_dump.c, which writes each decode step's logits and the positions each
 # layer's cache holds; `test_kv_cache --dump` writes the same from the interpreter. The positions
 # must be the same, and the logits within 1e-5 of the row's largest |logit|. Then the program of
@@ -47,6 +48,10 @@ check llama tova:6 48 128 6 $LLAMA
 check gpt2 h2o:heavy=3,recent=4 48 96 5 $GPT2
 # shellcheck disable=SC2086
 check llama h2o:heavy=2,recent=3 48 128 2 $LLAMA
+# shellcheck disable=SC2086
+check gpt2 cascade:14,n=3,sinks=2 48 96 7 $GPT2
+# shellcheck disable=SC2086
+check llama cascade:12,n=4 48 128 12 $LLAMA
 
 echo "== generation past the budget"
 "$KILN" build examples/charlm/charlm.kiln --kv-cache tova:64 -o "$OUT/charlm_tova"

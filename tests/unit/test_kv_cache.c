@@ -23,6 +23,8 @@
  *     After each decode step the positions in kiln's cache.L.pos and the logits (1e-5) must agree.
  *   - h2o:heavy=H,recent=R likewise (test_h2o), per layer and KV head: positions with their summed
  *     attention, a mask per query head; the positions, kiln's cache.L.acc and the logits must agree.
+ *   - cascade:B,n=N,sinks=S likewise (test_cascade), against the authors' ring buffers kept in the
+ *     test (cascade_insert) with their scores in double: positions per layer and logits.
  *   - a model without causal attention (ViT) and a policy that cannot be read are refused with a
  *     clear message.
  * With `--dump MODEL POLICY N P` it prints instead what the interpreter computes for
@@ -606,6 +608,193 @@ static void test_h2o(const Model *m, int H, int R, int n)
     diag_free(d);
 }
 
+/* The cascading cache of one layer as the reference keeps it (cascading_cache.py's
+ * _update_kv_cache_inner): S sinks, N rings of W positions each with a start index and a count,
+ * and each position's score. */
+typedef struct Cascade {
+    int S, N, W, nsink, sink[8];
+    int ring[8][16], start[8], stored[8];
+} Cascade;
+
+/* p[k][j] of probabilities pr [heads..., t1, t1] averaged over the nb heads */
+static double head_mean(const HostTensor *pr, int64_t nb, int t1, int k, int j)
+{
+    double s = 0;
+    for (int64_t b = 0; b < nb; b++)
+        s += ((const float *)pr->data)[(b * t1 + k) * t1 + j];
+    return s / (double)nb;
+}
+
+/* Token t (its score in sc[t]) enters as the reference's kernel has it: eager while t <= B. */
+static void cascade_insert(Cascade *c, int t, const double *sc)
+{
+    if (c->nsink < c->S) {
+        c->sink[c->nsink++] = t;
+        return;
+    }
+    int B = c->S + c->N * c->W, tok = t;
+    for (int i = 0; i < c->N; i++) {
+        int accept = t <= B || (t - c->S) % (1 << i) == 0;
+        if (accept && c->stored[i] < c->W) {
+            c->ring[i][(c->start[i] + c->stored[i]++) % c->W] = tok;
+            return;
+        }
+        if (accept) { /* the oldest leaves for the next ring */
+            int old = c->ring[i][c->start[i]];
+            c->ring[i][c->start[i]] = tok;
+            c->start[i] = (c->start[i] + 1) % c->W;
+            tok = old;
+            continue;
+        }
+        if (c->stored[i] == 0) {
+            c->ring[i][(c->start[i] + c->stored[i]++) % c->W] = tok;
+            return;
+        }
+        int newest = (c->start[i] - 1 + c->stored[i]) % c->stored[i];
+        if (sc[tok] >= sc[c->ring[i][newest]])
+            c->ring[i][newest] = tok;
+        return;
+    }
+}
+
+/* Cascade step by step against that reference: per layer, the positions held (sinks and rings)
+ * decide what decoding position t sees; the scores are the reference's (prompt: sum over queries k
+ * >= j of (1 - beta) beta^(k - j) p[k][j]; each decode step: beta * score + (1 - beta) p for held
+ * positions, (1 - beta) p for t; p averaged over the heads). After each step the positions each
+ * layer holds (cache.L.pos) and the logits (1e-5) must agree. */
+static void test_cascade(const Model *m, int B, int N, int S, int n)
+{
+    char policy[48];
+    snprintf(policy, sizeof policy, "cascade:%d,n=%d,sinks=%d", B, N, S);
+    const double beta = 0.9999;
+    Diag *d = diag_new(stderr);
+    int L = 0;
+    Graph *g = compile(m, policy, d), *ref = probs_model(m, 0, &L, d);
+    CHECK(g && ref, "%s: %s does not compile", m->name, policy);
+    if (!g || !ref) {
+        release(g);
+        release(ref);
+        diag_free(d);
+        return;
+    }
+    int V = vocab_of(g), W = (B - S) / N;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
+    uint32_t seed = 31337;
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
+    }
+    float *masks = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n), *row = malloc(sizeof(float) * (size_t)V);
+    float *sub = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n);
+    double *sc = malloc(sizeof(double) * (size_t)L * (size_t)n);
+    Cascade *cs = malloc(sizeof(Cascade) * (size_t)L);
+    HostTensor *in = calloc((size_t)L + 1, sizeof(HostTensor)), *out = calloc((size_t)L + 1, sizeof(HostTensor));
+    double worst = 0;
+    int steps = 0;
+    const int prompts[] = {1, S + W + 1, B};
+    for (int pi = 0; pi < 3; pi++) {
+        int P = prompts[pi];
+        for (size_t i = 0; i < (size_t)L * (size_t)n * (size_t)n; i++)
+            masks[i] = -INFINITY;
+        for (int l = 0; l < L; l++) {
+            cs[l] = (Cascade){.S = S, .N = N, .W = W};
+            for (int i = 0; i < P; i++) {
+                for (int j = 0; j <= i; j++)
+                    masks[((size_t)l * n + i) * n + j] = 0;
+                cascade_insert(&cs[l], i, sc + (size_t)l * n); /* eager: by age, scores unread */
+            }
+        }
+        IrState *st = ir_state_new(g);
+        CHECK(!prefill(g, st, tok, P, row, V, d), "%s %s: prefill of %d", m->name, policy, P);
+        for (int t = P; t < n; t++) {
+            int t1 = t + 1;
+            for (int l = 0; l < L; l++) {
+                const Cascade *c = &cs[l];
+                float *mr = masks + ((size_t)l * n + t) * n;
+                mr[t] = 0;
+                for (int k = 0; k < c->nsink; k++)
+                    mr[c->sink[k]] = 0;
+                for (int i = 0; i < N; i++)
+                    for (int k = 0; k < c->stored[i]; k++)
+                        mr[c->ring[i][k]] = 0;
+                for (int i = 0; i < t1; i++)
+                    memcpy(sub + (size_t)l * t1 * t1 + (size_t)i * t1, masks + ((size_t)l * n + i) * n, sizeof(float) * (size_t)t1);
+            }
+            in[0] = (HostTensor){DT_I32, 1, {t1}, tok};
+            for (int l = 0; l < L; l++)
+                in[l + 1] = (HostTensor){DT_F32, 2, {t1, t1}, sub + (size_t)l * t1 * t1};
+            memset(out, 0, sizeof(HostTensor) * (size_t)(L + 1));
+            if (ir_interp(ref, in, out, d)) {
+                CHECK(0, "%s: the reference failed", m->name);
+                break;
+            }
+            for (int l = 0; l < L; l++) {
+                const HostTensor *pr = &out[l + 1];
+                int64_t nb = 1;
+                for (int r = 0; r < pr->rank - 2; r++)
+                    nb *= pr->shape[r];
+                double *scl = sc + (size_t)l * n;
+                if (t == P) /* the prompt's scores */
+                    for (int j = 0; j < P; j++) {
+                        scl[j] = 0;
+                        for (int k = j; k < P; k++)
+                            scl[j] += (1 - beta) * pow(beta, k - j) * head_mean(pr, nb, t1, k, j);
+                    }
+                const Cascade *c = &cs[l];
+                for (int i = 0; i < N; i++)
+                    for (int k = 0; k < c->stored[i]; k++)
+                        scl[c->ring[i][k]] = beta * scl[c->ring[i][k]] + (1 - beta) * head_mean(pr, nb, t1, t, c->ring[i][k]);
+                scl[t] = (1 - beta) * head_mean(pr, nb, t1, t, t);
+                cascade_insert(&cs[l], t, scl);
+            }
+            if (decode(g, st, tok[t], row, V, d)) {
+                CHECK(0, "%s %s: decode of position %d failed", m->name, policy, t);
+                break;
+            }
+            double e = rel_err(row, (const float *)out[0].data + (size_t)t * (size_t)V, V);
+            worst = fmax(worst, e);
+            steps++;
+            CHECK(e <= 1e-5, "%s %s: decode of position %d after a prompt of %d: relative error %.3g", m->name, policy, t,
+                  P, e);
+            for (int l = 0; l < L; l++) {
+                char name[32];
+                snprintf(name, sizeof name, "cache.%d.pos", l);
+                const int64_t *pos = ir_state_data(st, ir_find_state(g, name));
+                unsigned char want[256] = {0};
+                const Cascade *c = &cs[l];
+                int nwant = c->nsink, same = 1, held = 0;
+                for (int k = 0; k < c->nsink; k++)
+                    want[c->sink[k]] = 1;
+                for (int i = 0; i < N; i++)
+                    for (int k = 0; k < c->stored[i]; k++, nwant++)
+                        want[c->ring[i][k]] = 1;
+                for (int k = 0; k <= B; k++) {
+                    held += pos[k] > 0;
+                    same &= pos[k] == 0 || want[pos[k] - 1];
+                }
+                CHECK(same && held == nwant, "%s %s: after position %d, layer %d's cache holds other positions than the "
+                      "reference's %d", m->name, policy, t, l, nwant);
+            }
+            for (int l = 0; l <= L; l++)
+                free(out[l].data);
+        }
+        ir_state_free(st);
+    }
+    printf("%s %s: %d decode steps against the step-by-step reference, worst relative error %.3g\n", m->name, policy,
+           steps, worst);
+    free(tok);
+    free(masks);
+    free(sub);
+    free(row);
+    free(sc);
+    free(cs);
+    free(in);
+    free(out);
+    release(g);
+    release(ref);
+    diag_free(d);
+}
+
 static void test_refused(void)
 {
     /* ViT: attention that is not causal */
@@ -632,15 +821,16 @@ static void test_refused(void)
     CHECK(!g && msgs && strstr(msgs, "--kv-cache: cannot read the policy 'window:0'"), "bad policy:\n%s", msgs);
     release(g);
     free(msgs);
-    static const char *const bad[] = {"tova:0", "h2o:heavy=2", "h2o:heavy=0,recent=0", "h2o:heavy=,recent=3"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const bad[] = {"tova:0", "h2o:heavy=2", "h2o:heavy=0,recent=0", "h2o:heavy=,recent=3",
+                                      "cascade:10,n=3", "cascade:8,n=0", "cascade:8,n=2,sinks=9", "cascade:8"};
+    for (int i = 0; i < 8; i++) {
         msgs = NULL;
         f = open_memstream(&msgs, &n);
         d = diag_new(f);
         g = compile(&gpt2, bad[i], d);
         diag_free(d);
         fclose(f);
-        CHECK(!g && msgs && strstr(msgs, "--kv-cache: cannot read the policy") && strstr(msgs, "h2o:heavy=H,recent=R"),
+        CHECK(!g && msgs && strstr(msgs, "--kv-cache: cannot read the policy") && strstr(msgs, "cascade:B,n=N[,sinks=S]"),
               "bad policy %s:\n%s", bad[i], msgs);
         release(g);
         free(msgs);
@@ -724,6 +914,8 @@ int main(int argc, char **argv)
     test_h2o(&gpt2, 3, 4, 40);
     test_h2o(&llama, 2, 3, 40);
     test_h2o(&gpt2, 0, 5, 24);
+    test_cascade(&gpt2, 14, 3, 2, 48);
+    test_cascade(&llama, 12, 4, 0, 48);
     test_refused();
     if (failures) {
         fprintf(stderr, "test_kv_cache: %d failures\n", failures);
