@@ -343,6 +343,59 @@ static void cache_write(Kv *kv, const Node *x, Node *const *in, int layer, Node 
     }
 }
 
+/* Decode's attention x (q in[0]) over the cached k and v with an additive mask, computing its
+ * probabilities too (the attribute scores): returns its output (shape) and the probabilities
+ * [batch..., 1, n] in *probs. */
+static Node *attend_scored(Kv *kv, const Node *x, Node *q, Node *const *cached, Node *mask, const Dim *shape,
+                           Node **probs)
+{
+    Attrs at = x->at;
+    at.causal = 0;
+    at.scores = 1;
+    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){q, cached[0], cached[1], mask}, NULL, x->loc, NULL);
+    int r = a->rank;
+    Dim dv = shape[r - 1];
+    *probs = ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], x->loc, NULL);
+    return ir_slice(kv->g, a, r - 1, dim_const(0), dv, x->loc, NULL);
+}
+
+/* What tova and cascade share (one slot map per layer, S = B + 1 slots): the state cache.LAYER.pos
+ * [S] holds each slot's position + 1 (0: empty), and at least one slot is empty when decode starts.
+ * The new token goes into the first empty slot (before any prefill, p = -1, slot S: out of range,
+ * decode fails) and attention runs over every held slot. */
+typedef struct Slots {
+    Node *out;          /* attention's output */
+    Node *probs;        /* [S]: the probabilities from the new token, averaged over all query heads */
+    Node *pos, *pos1;   /* the state, and with the new token's slot set */
+    Node *idx, *none;   /* arange(S), and S (no slot) */
+    Node *isnew;        /* [S] bool: the new token's slot */
+} Slots;
+
+static Slots attend_slots(Kv *kv, const Node *x, Node *const *in, const Dim *shape, int layer)
+{
+    int64_t S = nslots(&kv->pol);
+    SrcLoc loc = x->loc;
+    Slots o;
+    o.pos = state_node(kv, layer, "pos", loc);
+    o.idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
+    o.none = i64s(kv, S);
+    Node *slot = red(kv, OP_RMIN, sel(kv, bin(kv, OP_EQ, o.pos, i64s(kv, 0)), o.idx, o.none), 0, 1);
+    slot = sel(kv, op_k(kv, OP_LT, kv->p, 0), o.none, slot);
+    Node *cached[2];
+    cache_write(kv, x, in, layer, slot, cached);
+    o.isnew = bin(kv, OP_EQ, o.idx, slot);
+    o.pos1 = sel(kv, o.isnew, op_k(kv, OP_ADD, kv->p, 1), o.pos);
+    Node *m = sel(kv, op_k(kv, OP_GT, o.pos1, 0), const_f32(kv, 0), const_f32(kv, -INFINITY));
+    m = ir_reshape(kv->g, m, 2, (Dim[]){dim_const(1), dim_const(S)}, loc, NULL);
+    Node *sc;
+    o.out = attend_scored(kv, x, in[0], cached, m, shape, &sc);
+    int64_t nb = 1;
+    for (int i = 0; i < x->rank - 2; i++)
+        nb *= shape[i].b;
+    o.probs = red(kv, OP_MEAN, ir_reshape(kv->g, sc, 2, (Dim[]){dim_const(nb), dim_const(S)}, loc, NULL), 0, 0);
+    return o;
+}
+
 /* decode, the policies that attend before they evict (tova): attention x of layer over its S = B + 1
  * slots. The state cache.LAYER.pos [S] holds each slot's position + 1 (0: empty); at least one slot
  * is empty when decode starts. The new token goes into the first empty slot, attention runs over
@@ -353,39 +406,15 @@ static void cache_write(Kv *kv, const Node *x, Node *const *in, int layer, Node 
  * are, masked, until a token takes the slot. Returns attention's output (shape). */
 static Node *attend_evicting(Kv *kv, const Node *x, Node *const *in, const Dim *shape, int layer)
 {
-    int64_t S = nslots(&kv->pol);
-    SrcLoc loc = x->loc;
-    Node *pos = state_node(kv, layer, "pos", loc);
-    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
-    Node *none = i64s(kv, S);
-    /* the first empty slot; before any prefill (p = -1) S, out of range: decode fails */
-    Node *slot = red(kv, OP_RMIN, sel(kv, bin(kv, OP_EQ, pos, i64s(kv, 0)), idx, none), 0, 1);
-    slot = sel(kv, op_k(kv, OP_LT, kv->p, 0), none, slot);
-    Node *cached[2];
-    cache_write(kv, x, in, layer, slot, cached);
-    Node *pos1 = sel(kv, bin(kv, OP_EQ, idx, slot), op_k(kv, OP_ADD, kv->p, 1), pos);
-    Node *live = op_k(kv, OP_GT, pos1, 0);
-    Node *m = sel(kv, live, const_f32(kv, 0), const_f32(kv, -INFINITY));
-    m = ir_reshape(kv->g, m, 2, (Dim[]){dim_const(1), dim_const(S)}, loc, NULL);
-    Attrs at = x->at;
-    at.causal = 0;
-    at.scores = 1;
-    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){in[0], cached[0], cached[1], m}, NULL, loc, NULL);
-    int r = a->rank;
-    Dim dv = shape[r - 1];
-    Node *out = ir_slice(kv->g, a, r - 1, dim_const(0), dv, loc, NULL);
-    Node *sc = ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], loc, NULL); /* [..., 1, S] */
-    int64_t nb = 1;
-    for (int i = 0; i < r - 2; i++)
-        nb *= shape[i].b;
-    sc = red(kv, OP_MEAN, ir_reshape(kv->g, sc, 2, (Dim[]){dim_const(nb), dim_const(S)}, loc, NULL), 0, 0);
+    Slots o = attend_slots(kv, x, in, shape, layer);
+    Node *live = op_k(kv, OP_GT, o.pos1, 0);
     /* the least attended of the occupied slots (the lowest index on a tie), emptied when none is */
-    Node *full = op_k(kv, OP_GT, red(kv, OP_RMIN, pos1, 0, 1), 0);
-    Node *least = red(kv, OP_RMIN, sel(kv, live, sc, const_f32(kv, INFINITY)), 0, 1);
-    Node *victim = red(kv, OP_RMIN, sel(kv, live, sel(kv, bin(kv, OP_EQ, sc, least), idx, none), none), 0, 1);
-    Node *pos2 = sel(kv, full, sel(kv, bin(kv, OP_EQ, idx, victim), i64s(kv, 0), pos1), pos1);
-    ir_add_update(kv->g, pos->name, pos2);
-    return out;
+    Node *full = op_k(kv, OP_GT, red(kv, OP_RMIN, o.pos1, 0, 1), 0);
+    Node *least = red(kv, OP_RMIN, sel(kv, live, o.probs, const_f32(kv, INFINITY)), 0, 1);
+    Node *victim = red(kv, OP_RMIN, sel(kv, live, sel(kv, bin(kv, OP_EQ, o.probs, least), o.idx, o.none), o.none), 0, 1);
+    Node *pos2 = sel(kv, full, sel(kv, bin(kv, OP_EQ, o.idx, victim), i64s(kv, 0), o.pos1), o.pos1);
+    ir_add_update(kv->g, o.pos->name, pos2);
+    return o.out;
 }
 
 /* Boolean helpers: and, or and not as selects (the IR has no logical ops). */
@@ -433,38 +462,16 @@ static Node *attend_cascade(Kv *kv, const Node *x, Node *const *in, const Dim *s
     const Policy *pol = &kv->pol;
     int64_t P = nslots(pol);
     SrcLoc loc = x->loc;
-    Node *pos = state_node(kv, layer, "pos", loc), *lab = state_node(kv, layer, "lab", loc);
-    Node *score = state_node(kv, layer, "score", loc);
-    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(P)}, 0, NULL, loc);
-    Node *none = i64s(kv, P);
-    Node *slot = red(kv, OP_RMIN, sel(kv, bin(kv, OP_EQ, pos, i64s(kv, 0)), idx, none), 0, 1);
-    slot = sel(kv, op_k(kv, OP_LT, kv->p, 0), none, slot); /* before any prefill: out of range */
-    Node *cached[2];
-    cache_write(kv, x, in, layer, slot, cached);
-    Node *isnew = bin(kv, OP_EQ, idx, slot);
-    Node *pos1 = sel(kv, isnew, op_k(kv, OP_ADD, kv->p, 1), pos);
-    Node *live = op_k(kv, OP_GT, pos1, 0);
-    Node *m = sel(kv, live, const_f32(kv, 0), const_f32(kv, -INFINITY));
-    m = ir_reshape(kv->g, m, 2, (Dim[]){dim_const(1), dim_const(P)}, loc, NULL);
-    Attrs at = x->at;
-    at.causal = 0;
-    at.scores = 1;
-    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){in[0], cached[0], cached[1], m}, NULL, loc, NULL);
-    int r = a->rank;
-    Dim dv = shape[r - 1];
-    Node *out = ir_slice(kv->g, a, r - 1, dim_const(0), dv, loc, NULL);
-    Node *sc = ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], loc, NULL);
-    int64_t nb = 1;
-    for (int i = 0; i < r - 2; i++)
-        nb *= shape[i].b;
-    sc = red(kv, OP_MEAN, ir_reshape(kv->g, sc, 2, (Dim[]){dim_const(nb), dim_const(P)}, loc, NULL), 0, 0);
-    Node *fresh = bin(kv, OP_MUL, sc, const_f32(kv, (float)(1 - CASCADE_BETA)));
+    Slots o = attend_slots(kv, x, in, shape, layer);
+    Node *lab = state_node(kv, layer, "lab", loc), *score = state_node(kv, layer, "score", loc);
+    Node *pos = o.pos, *pos1 = o.pos1, *idx = o.idx, *none = o.none, *isnew = o.isnew;
+    Node *fresh = bin(kv, OP_MUL, o.probs, const_f32(kv, (float)(1 - CASCADE_BETA)));
     Node *ema = bin(kv, OP_ADD, bin(kv, OP_MUL, score, const_f32(kv, (float)CASCADE_BETA)), fresh);
     Node *score1 = sel(kv, isnew, fresh, sel(kv, op_k(kv, OP_GE, lab, 2), ema, score));
 
     /* the new token joins the sinks, or goes down the sub-caches */
     Node *lab1 = sel(kv, and_(kv, isnew, op_k(kv, OP_LT, kv->p, pol->sinks)), i64s(kv, 1), lab);
-    Node *active = op_k(kv, OP_GE, kv->p, pol->sinks), *carry = slot;
+    Node *active = op_k(kv, OP_GE, kv->p, pol->sinks), *carry = red(kv, OP_RMIN, sel(kv, isnew, idx, none), 0, 1);
     Node *eager = op_k(kv, OP_LE, kv->p, pol->budget);
     Node *q = op_k(kv, OP_SUB, kv->p, pol->sinks);
     for (int64_t i = 0; i < pol->ncascade; i++) {
@@ -496,7 +503,7 @@ static Node *attend_cascade(Kv *kv, const Node *x, Node *const *in, const Dim *s
     ir_add_update(kv->g, pos->name, sel(kv, held, pos1, i64s(kv, 0)));
     ir_add_update(kv->g, lab->name, lab1);
     ir_add_update(kv->g, score->name, sel(kv, held, score1, const_f32(kv, 0)));
-    return out;
+    return o.out;
 }
 
 /* prefill, cascade: every prompt token enters as in the reference's eager fill (by age only): the
@@ -612,14 +619,9 @@ static Node *attend_heavy(Kv *kv, const Node *x, Node *const *in, const Dim *sha
     hs[kr - 2] = dim_const(1);
     hs[kr - 1] = dim_const(S);
     m = ir_reshape(kv->g, m, kr, hs, loc, NULL); /* [kb..., 1, S] */
-    Attrs at = x->at;
-    at.causal = 0;
-    at.scores = 1;
-    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){in[0], cached[0], cached[1], m}, NULL, loc, NULL);
-    int r = a->rank;
-    Dim dv = shape[r - 1];
-    Node *out = ir_slice(kv->g, a, r - 1, dim_const(0), dv, loc, NULL);
-    Node *sc = per_kv_head(kv, x, ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], loc, NULL), dim_const(S));
+    Node *probs;
+    Node *out = attend_scored(kv, x, in[0], cached, m, shape, &probs);
+    Node *sc = per_kv_head(kv, x, probs, dim_const(S));
     Node *acc1 = bin(kv, OP_ADD, acc, sc);
     /* a full head empties its least attended slot outside the R most recent positions */
     Node *full = op_k(kv, OP_GT, red(kv, OP_RMIN, pos1, last, 1), 0);

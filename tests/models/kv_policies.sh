@@ -3,7 +3,7 @@
 # checks it against an independent step-by-step reference): GPT-2 and the Llama-style model (rotary,
 # grouped-query attention) built with --kv-cache tova:B, h2o:heavy=H,recent=R and cascade:B,n=N,sinks=S
 # as static libraries and driven by
-# tests/models/native/use_kv_dump.c, which writes each decode step's logits and the positions each
+# tests/models/native/use_kv.c --dump, which writes each decode step's logits and the positions each
 # layer's cache holds; `test_kv_cache --dump` writes the same from the interpreter. The positions
 # must be the same, and the logits within 1e-5 of the row's largest |logit|. Then the program of
 # charlm with tova:64 generates past its budget (a prompt longer than it is prefilled in part).
@@ -29,9 +29,9 @@ check() { # check NAME POLICY NTOKENS VOCAB PROMPT KILN-ARGS...
     name=$1 policy=$2 n=$3 voc=$4 p=$5
     shift 5
     "$KILN" build "$@" --kv-cache "$policy" --emit lib -o "$OUT/lib$name.a"
-    $CC -std=c11 -Wall -Werror -I. -DMODEL=kiln_model_$name tests/models/native/use_kv_dump.c "$OUT/lib$name.a" \
+    $CC -std=c11 -Wall -Werror -I. -DMODEL=kiln_model_$name tests/models/native/use_kv.c "$OUT/lib$name.a" \
         -lm -lpthread $SAN -o "$OUT/dump_$name"
-    "$OUT/dump_$name" "$n" "$voc" "$p" > "$OUT/native.txt"
+    "$OUT/dump_$name" --dump "$n" "$voc" "$p" > "$OUT/native.txt"
     "$DUMP" --dump "$name" "$policy" "$n" "$p" > "$OUT/interp.txt"
     grep -q "^pos" "$OUT/interp.txt"
     same "$OUT/native.txt" "$OUT/interp.txt"

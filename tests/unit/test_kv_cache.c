@@ -28,7 +28,7 @@
  *   - a model without causal attention (ViT) and a policy that cannot be read are refused with a
  *     clear message.
  * With `--dump MODEL POLICY N P` it prints instead what the interpreter computes for
- * tests/models/native/use_kv_dump.c's sequence, which tests/models/kv_policies.sh compares.
+ * tests/models/native/use_kv.c (--dump)'s sequence, which tests/models/kv_policies.sh compares.
  */
 #include "frontend/frontend.h"
 #include "ir/ir.h"
@@ -106,6 +106,53 @@ static double rel_err(const float *a, const float *b, int V)
     return m > 0 ? e / m : e;
 }
 
+/* n token ids in [0, vocab) from a linear congruential generator seeded with seed (malloc'ed) */
+static int32_t *tokens(int n, uint32_t seed, int vocab)
+{
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)vocab);
+    }
+    return tok;
+}
+
+/* Decodes tok[t] (after a prompt of P) and checks its logits against want's row t within 1e-5
+ * relative to the row's largest logit; the worst error and the steps are counted. 0 when decode ran. */
+static int decode_checked(const Graph *g, IrState *st, const char *what, const int32_t *tok, int t, int P,
+                          const float *want, float *row, int V, Diag *d, double *worst, int *steps)
+{
+    if (decode(g, st, tok[t], row, V, d)) {
+        CHECK(0, "%s: decode of position %d failed", what, t);
+        return -1;
+    }
+    double e = rel_err(row, want + (size_t)t * (size_t)V, V);
+    *worst = fmax(*worst, e);
+    ++*steps;
+    CHECK(e <= 1e-5, "%s: decode of position %d after a prompt of %d: relative error %.3g", what, t, P, e);
+    return 0;
+}
+
+/* The reference model (probs_model) over tokens 0..t1-1 with each layer's mask sub[l] (its first
+ * input's shape with the last two dimensions t1, layer l's at sub + l stride): out[0] the logits, out[1 + l] layer l's
+ * probabilities. 0 on success. */
+static int run_probs(const Graph *ref, const int32_t *tok, int t1, int L, float *sub, size_t stride, HostTensor *in,
+                     HostTensor *out, Diag *d)
+{
+    const Node *mk0 = ref->inputs[1];
+    in[0] = (HostTensor){DT_I32, 1, {t1}, (void *)tok};
+    for (int l = 0; l < L; l++) {
+        in[l + 1] = (HostTensor){DT_F32, mk0->rank, {0}, sub + (size_t)l * stride};
+        for (int r = 0; r < mk0->rank - 2; r++)
+            in[l + 1].shape[r] = mk0->shape[r].b;
+        in[l + 1].shape[mk0->rank - 2] = in[l + 1].shape[mk0->rank - 1] = t1;
+    }
+    memset(out, 0, sizeof(HostTensor) * (size_t)(L + 1));
+    int rc = ir_interp(ref, in, out, d);
+    CHECK(!rc, "the reference failed");
+    return rc;
+}
+
 static int vocab_of(const Graph *g)
 {
     const Output *o = &g->outputs[0];
@@ -123,12 +170,7 @@ static void test_full(const Model *m, int step)
     }
     CHECK(g->nentry == 2 && ir_find_entry(g, "prefill") == 0 && ir_find_entry(g, "decode") == 1, "%s: entries", m->name);
     int V = vocab_of(g), C = m->ntest;
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)m->ctx);
-    uint32_t seed = 12345;
-    for (int i = 0; i < m->ctx; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
-    }
+    int32_t *tok = tokens(m->ctx, 12345u, m->vocab);
     /* the recomputed logits of every prefix */
     float *ref = malloc(sizeof(float) * (size_t)V * (size_t)C), *row = malloc(sizeof(float) * (size_t)V);
     IrState *st = ir_state_new(g);
@@ -221,15 +263,12 @@ static void simulate(int S, int W, int P, int n, unsigned char *vis)
 static void test_policy(const Model *m, const char *policy, int S, int W)
 {
     Diag *d = diag_new(stderr);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s", m->name, policy);
     Graph *g = compile(m, policy, d), *ref = masked_model(m, d);
     CHECK(g && ref, "%s: %s does not compile", m->name, policy);
     int n = m->ntest, V = g ? vocab_of(g) : 0;
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
-    uint32_t seed = 777;
-    for (int i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
-    }
+    int32_t *tok = tokens(n, 777u, m->vocab);
     float *mask = malloc(sizeof(float) * (size_t)n * (size_t)n), *row = malloc(sizeof(float) * (size_t)V);
     unsigned char *vis = malloc((size_t)n * (size_t)n);
     double worst = 0;
@@ -251,15 +290,8 @@ static void test_policy(const Model *m, const char *policy, int S, int W)
         CHECK(!prefill(g, st, tok, P, row, V, d), "%s %s: prefill of %d", m->name, policy, P);
         CHECK(rel_err(row, want + (size_t)(P - 1) * (size_t)V, V) <= 1e-5, "%s %s: prefill's last row", m->name, policy);
         for (int t = P; t < n; t++) {
-            if (decode(g, st, tok[t], row, V, d)) {
-                CHECK(0, "%s %s: decode of position %d failed", m->name, policy, t);
+            if (decode_checked(g, st, what, tok, t, P, want, row, V, d, &worst, &steps))
                 break;
-            }
-            double e = rel_err(row, want + (size_t)t * (size_t)V, V);
-            worst = fmax(worst, e);
-            steps++;
-            CHECK(e <= 1e-5, "%s %s: decode of position %d after a prompt of %d: relative error %.3g", m->name, policy,
-                  t, P, e);
         }
         ir_state_free(st);
         free(out[0].data);
@@ -310,6 +342,19 @@ static Graph *probs_model(const Model *m, int per_head, int *nlayer, Diag *d)
     return g;
 }
 
+/* The model compiled with policy and its reference (probs_model, L layers); both, or neither and -1. */
+static int compile_pair(const Model *m, const char *policy, int per_head, Graph **g, Graph **ref, int *L, Diag *d)
+{
+    *g = compile(m, policy, d);
+    *ref = probs_model(m, per_head, L, d);
+    CHECK(*g && *ref, "%s: %s does not compile", m->name, policy);
+    if (*g && *ref)
+        return 0;
+    release(*g);
+    release(*ref);
+    return -1;
+}
+
 /* TOVA step by step: each layer's cache is a list of positions. The prompt's P positions fill it;
  * decoding position t, every layer attends over its list and t (the reference model recomputes the
  * whole prefix with each layer's history of what it saw), and when the list and t are more than B,
@@ -320,22 +365,16 @@ static void test_tova(const Model *m, int B, int n)
     char policy[32];
     snprintf(policy, sizeof policy, "tova:%d", B);
     Diag *d = diag_new(stderr);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s", m->name, policy);
     int L = 0;
-    Graph *g = compile(m, policy, d), *ref = probs_model(m, 0, &L, d);
-    CHECK(g && ref, "%s: %s does not compile", m->name, policy);
-    if (!g || !ref) {
-        release(g);
-        release(ref);
+    Graph *g, *ref;
+    if (compile_pair(m, policy, 0, &g, &ref, &L, d)) {
         diag_free(d);
         return;
     }
     int V = vocab_of(g);
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
-    uint32_t seed = 4242;
-    for (int i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
-    }
+    int32_t *tok = tokens(n, 4242u, m->vocab);
     float *masks = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n), *row = malloc(sizeof(float) * (size_t)V);
     float *sub = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n);
     int *list = malloc(sizeof(int) * (size_t)L * (size_t)(B + 1)), *len = calloc((size_t)L, sizeof(int));
@@ -367,14 +406,8 @@ static void test_tova(const Model *m, int B, int n)
                     memcpy(sub + (size_t)l * (t + 1) * (t + 1) + (size_t)i * (t + 1), masks + ((size_t)l * n + i) * n,
                            sizeof(float) * (size_t)(t + 1));
             }
-            in[0] = (HostTensor){DT_I32, 1, {t + 1}, tok};
-            for (int l = 0; l < L; l++)
-                in[l + 1] = (HostTensor){DT_F32, 2, {t + 1, t + 1}, sub + (size_t)l * (t + 1) * (t + 1)};
-            memset(out, 0, sizeof(HostTensor) * (size_t)(L + 1));
-            if (ir_interp(ref, in, out, d)) {
-                CHECK(0, "%s: the reference failed", m->name);
+            if (run_probs(ref, tok, t + 1, L, sub, (size_t)(t + 1) * (size_t)(t + 1), in, out, d))
                 break;
-            }
             for (int l = 0; l < L; l++) {
                 const HostTensor *pr = &out[l + 1]; /* [..., t+1, t+1] */
                 int64_t nb = 1;
@@ -398,15 +431,8 @@ static void test_tova(const Model *m, int B, int n)
                     evicted++;
                 }
             }
-            if (decode(g, st, tok[t], row, V, d)) {
-                CHECK(0, "%s %s: decode of position %d failed", m->name, policy, t);
+            if (decode_checked(g, st, what, tok, t, P, (const float *)out[0].data, row, V, d, &worst, &steps))
                 break;
-            }
-            double e = rel_err(row, (const float *)out[0].data + (size_t)t * (size_t)V, V);
-            worst = fmax(worst, e);
-            steps++;
-            CHECK(e <= 1e-5, "%s %s: decode of position %d after a prompt of %d: relative error %.3g", m->name, policy, t,
-                  P, e);
             /* the positions kiln's cache holds, layer by layer */
             for (int l = 0; l < L; l++) {
                 char name[32];
@@ -456,11 +482,10 @@ static void test_h2o(const Model *m, int H, int R, int n)
     snprintf(policy, sizeof policy, "h2o:heavy=%d,recent=%d", H, R);
     int B = H + R, S = B + 1, L = 0;
     Diag *d = diag_new(stderr);
-    Graph *g = compile(m, policy, d), *ref = probs_model(m, 1, &L, d);
-    CHECK(g && ref, "%s: %s does not compile", m->name, policy);
-    if (!g || !ref) {
-        release(g);
-        release(ref);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s", m->name, policy);
+    Graph *g, *ref;
+    if (compile_pair(m, policy, 1, &g, &ref, &L, d)) {
         diag_free(d);
         return;
     }
@@ -475,12 +500,7 @@ static void test_h2o(const Model *m, int H, int R, int n)
         kvh *= (int)pd->shape[r].b;
     CHECK(nb % kvh == 0, "%s: %d query heads, %d KV heads", m->name, nb, kvh);
     int G = nb / kvh, NH = L * kvh; /* lists: one per layer and KV head */
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
-    uint32_t seed = 999;
-    for (int i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
-    }
+    int32_t *tok = tokens(n, 999u, m->vocab);
     size_t per = (size_t)nb * (size_t)n * (size_t)n; /* one layer's mask */
     float *masks = malloc(sizeof(float) * per * (size_t)L), *sub = malloc(sizeof(float) * per * (size_t)L);
     float *row = malloc(sizeof(float) * (size_t)V);
@@ -523,18 +543,8 @@ static void test_h2o(const Model *m, int H, int R, int n)
                     for (int i = 0; i < t1; i++)
                         memcpy(sub + (size_t)l * per + ((size_t)b * t1 + i) * t1, masks + (size_t)l * per + ((size_t)b * n + i) * n,
                                sizeof(float) * (size_t)t1);
-            in[0] = (HostTensor){DT_I32, 1, {t1}, tok};
-            for (int l = 0; l < L; l++) {
-                in[l + 1] = (HostTensor){DT_F32, mk0->rank, {0}, sub + (size_t)l * per};
-                for (int r = 0; r < mk0->rank - 2; r++)
-                    in[l + 1].shape[r] = mk0->shape[r].b;
-                in[l + 1].shape[mk0->rank - 2] = in[l + 1].shape[mk0->rank - 1] = t1;
-            }
-            memset(out, 0, sizeof(HostTensor) * (size_t)(L + 1));
-            if (ir_interp(ref, in, out, d)) {
-                CHECK(0, "%s: the reference failed", m->name);
+            if (run_probs(ref, tok, t1, L, sub, per, in, out, d))
                 break;
-            }
             for (int h = 0; h < NH; h++) {
                 const float *pr = out[h / kvh + 1].data; /* [heads..., t1, t1] */
                 int lo = t == P ? 0 : t; /* the first step adds the prompt's rows too */
@@ -554,15 +564,8 @@ static void test_h2o(const Model *m, int H, int R, int n)
                     evicted++;
                 }
             }
-            if (decode(g, st, tok[t], row, V, d)) {
-                CHECK(0, "%s %s: decode of position %d failed", m->name, policy, t);
+            if (decode_checked(g, st, what, tok, t, P, (const float *)out[0].data, row, V, d, &worst, &steps))
                 break;
-            }
-            double e = rel_err(row, (const float *)out[0].data + (size_t)t * (size_t)V, V);
-            worst = fmax(worst, e);
-            steps++;
-            CHECK(e <= 1e-5, "%s %s: decode of position %d after a prompt of %d: relative error %.3g", m->name, policy, t,
-                  P, e);
             for (int h = 0; h < NH; h++) {
                 char name[32];
                 snprintf(name, sizeof name, "cache.%d.pos", h / kvh);
@@ -668,22 +671,16 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
     snprintf(policy, sizeof policy, "cascade:%d,n=%d,sinks=%d", B, N, S);
     const double beta = 0.9999;
     Diag *d = diag_new(stderr);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s", m->name, policy);
     int L = 0;
-    Graph *g = compile(m, policy, d), *ref = probs_model(m, 0, &L, d);
-    CHECK(g && ref, "%s: %s does not compile", m->name, policy);
-    if (!g || !ref) {
-        release(g);
-        release(ref);
+    Graph *g, *ref;
+    if (compile_pair(m, policy, 0, &g, &ref, &L, d)) {
         diag_free(d);
         return;
     }
     int V = vocab_of(g), W = (B - S) / N;
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
-    uint32_t seed = 31337;
-    for (int i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
-    }
+    int32_t *tok = tokens(n, 31337u, m->vocab);
     float *masks = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n), *row = malloc(sizeof(float) * (size_t)V);
     float *sub = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n);
     double *sc = malloc(sizeof(double) * (size_t)L * (size_t)n);
@@ -720,14 +717,8 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
                 for (int i = 0; i < t1; i++)
                     memcpy(sub + (size_t)l * t1 * t1 + (size_t)i * t1, masks + ((size_t)l * n + i) * n, sizeof(float) * (size_t)t1);
             }
-            in[0] = (HostTensor){DT_I32, 1, {t1}, tok};
-            for (int l = 0; l < L; l++)
-                in[l + 1] = (HostTensor){DT_F32, 2, {t1, t1}, sub + (size_t)l * t1 * t1};
-            memset(out, 0, sizeof(HostTensor) * (size_t)(L + 1));
-            if (ir_interp(ref, in, out, d)) {
-                CHECK(0, "%s: the reference failed", m->name);
+            if (run_probs(ref, tok, t1, L, sub, (size_t)t1 * (size_t)t1, in, out, d))
                 break;
-            }
             for (int l = 0; l < L; l++) {
                 const HostTensor *pr = &out[l + 1];
                 int64_t nb = 1;
@@ -747,15 +738,8 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
                 scl[t] = (1 - beta) * head_mean(pr, nb, t1, t, t);
                 cascade_insert(&cs[l], t, scl);
             }
-            if (decode(g, st, tok[t], row, V, d)) {
-                CHECK(0, "%s %s: decode of position %d failed", m->name, policy, t);
+            if (decode_checked(g, st, what, tok, t, P, (const float *)out[0].data, row, V, d, &worst, &steps))
                 break;
-            }
-            double e = rel_err(row, (const float *)out[0].data + (size_t)t * (size_t)V, V);
-            worst = fmax(worst, e);
-            steps++;
-            CHECK(e <= 1e-5, "%s %s: decode of position %d after a prompt of %d: relative error %.3g", m->name, policy, t,
-                  P, e);
             for (int l = 0; l < L; l++) {
                 char name[32];
                 snprintf(name, sizeof name, "cache.%d.pos", l);
@@ -837,7 +821,7 @@ static void test_refused(void)
     }
 }
 
-/* --dump MODEL POLICY N P: what the interpreter computes for tests/models/native/use_kv_dump.c's
+/* --dump MODEL POLICY N P: what the interpreter computes for tests/models/native/use_kv.c (--dump)'s
  * sequence (same seed), in its format: after each decode step the logits, then the positions each
  * row (KV head, for h2o) of each layer's cache.L.pos state holds, ascending. tests/models/kv_cache.sh compares the two. */
 static int dump(const Model *m, const char *policy, int n, int P)
@@ -847,12 +831,7 @@ static int dump(const Model *m, const char *policy, int n, int P)
     if (!g || P < 1 || P > n)
         return 1;
     int V = vocab_of(g), rc = 0;
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
-    uint32_t seed = 2024;
-    for (int i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((seed >> 8) % (uint32_t)m->vocab);
-    }
+    int32_t *tok = tokens(n, 2024u, m->vocab);
     float *row = malloc(sizeof(float) * (size_t)V);
     IrState *st = ir_state_new(g);
     rc = prefill(g, st, tok, P, row, V, d);

@@ -11,6 +11,14 @@
  * Last, eight instances in eight threads each generate NTOKENS - 4 tokens greedily (prefill of 4
  * tokens, then decode of what they generate) and must give the tokens one instance gave alone.
  * Exits non-zero on any failure.
+ *
+ *   use_kv --dump NTOKENS VOCAB P
+ * For tests/models/kv_policies.sh, which compares it with the interpreter (`test_kv_cache --dump`,
+ * the oracle) line by line: token ids from the generator and seed of test_kv_cache's --dump; prefill
+ * of tokens[0:P], then decode of tokens[P..NTOKENS-1]; after each decode step one line
+ * `logits t v0 v1 ...` and, for each state named cache.L.pos (the policies that choose what to
+ * evict), one line `pos t L h p0 p1 ...` per row h of it (tova and cascade: one per layer; h2o: one
+ * per KV head) with the positions that row of the cache holds, ascending.
  */
 #include "runtime/kiln_rt.h"
 
@@ -23,6 +31,17 @@
 extern const RtModel MODEL;
 
 static int failures;
+
+/* n token ids in [0, voc) from a linear congruential generator seeded with seed (malloc'ed) */
+static int32_t *tokens(int64_t n, uint32_t seed, int voc)
+{
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((seed >> 8) % (uint32_t)voc);
+    }
+    return tok;
+}
 
 static int run(RtInstance *inst, int e, const int32_t *tok, int64_t n, float *logits)
 {
@@ -76,8 +95,80 @@ static void *generate(void *arg)
     return NULL;
 }
 
+/* the positions one row of n slots of a cache.L.pos state holds (each slot: position + 1, 0 when
+ * empty), ascending; row: the KV head (h2o), 0 for a layer's one row (tova) */
+static void print_pos(const int64_t *pos, int64_t n, int t, int layer, int64_t row)
+{
+    printf("pos %d %d %lld", t, layer, (long long)row);
+    for (int64_t want = 1, found = 1; found;) { /* smallest held position >= want, in turn */
+        int64_t best = 0;
+        for (int64_t k = 0; k < n; k++)
+            if (pos[k] >= want && (!best || pos[k] < best))
+                best = pos[k];
+        found = best > 0;
+        if (found)
+            printf(" %lld", (long long)(best - 1));
+        want = best + 1;
+    }
+    printf("\n");
+}
+
+/* --dump: prefill of tokens[0:P] (a sequence of its own, the seed of tests/unit/test_kv_cache.c's
+ * --dump), then decode of the rest; the lines described at the top */
+static int dump(int N, int VOC, int P)
+{
+    const RtModel *m = &MODEL;
+    int pre = rt_entry_index(m, "prefill"), dec = rt_entry_index(m, "decode");
+    int64_t nout;
+    const RtTensorDesc *o = rt_entry_outputs(m, dec, &nout);
+    int64_t V = o[0].dims[o[0].rank - 1].b;
+    char err[256];
+    RtInstance *a = rt_open(m, NULL, 1, err, sizeof err);
+    if (!a || pre < 0 || dec < 0 || N < 1 || P < 1 || P > N) {
+        fprintf(stderr, "use_kv --dump: %s\n", a ? "no prefill and decode entries, or bad arguments" : err);
+        return 1;
+    }
+    int32_t *tok = tokens(N, 2024u, VOC);
+    float *logits = malloc(sizeof(float) * (size_t)(V * P));
+    if (run(a, pre, tok, P, logits)) {
+        fprintf(stderr, "use_kv --dump: prefill of %d failed\n", P);
+        return 1;
+    }
+    for (int t = P; t < N; t++) {
+        if (run(a, dec, &tok[t], 1, logits)) {
+            fprintf(stderr, "use_kv --dump: decode of position %d failed\n", t);
+            return 1;
+        }
+        printf("logits %d", t);
+        for (int64_t v = 0; v < V; v++)
+            printf(" %.9g", logits[v]);
+        printf("\n");
+        const char *state = rt_state(a);
+        int64_t off = 0;
+        for (int64_t s = 0; s < m->nstates; s++) {
+            const RtTensorDesc *d = &m->states[s];
+            int64_t n = 1;
+            for (int64_t k = 0; k < d->rank; k++)
+                n *= d->dims[k].b;
+            int layer;
+            char rest[8];
+            int64_t S = d->dims[d->rank - 1].b;
+            if (sscanf(d->name, "cache.%d.%7s", &layer, rest) == 2 && !strcmp(rest, "pos"))
+                for (int64_t row = 0; row < n / S; row++)
+                    print_pos((const int64_t *)(state + off) + row * S, S, t, layer, row);
+            off += (kiln_dtype_bytes(&rt_dtypes[d->dtype], n) + 63) & ~(int64_t)63;
+        }
+    }
+    free(tok);
+    free(logits);
+    rt_close(a);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && !strcmp(argv[1], "--dump"))
+        return dump(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
     if (argc < 3)
         return 2;
     int N = atoi(argv[1]), VOC = atoi(argv[2]), step = argc > 3 ? atoi(argv[3]) : 1;
@@ -96,12 +187,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "use_kv: %s\n", err);
         return 1;
     }
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)B);
-    uint32_t seed = 12345;
-    for (int64_t i = 0; i < B; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((seed >> 8) % (uint32_t)VOC);
-    }
+    int32_t *tok = tokens(B, 12345u, VOC);
     float *ref = malloc(sizeof(float) * (size_t)(V * N)), *all = malloc(sizeof(float) * (size_t)(V * B));
     for (int t = 0; t < N; t++) {
         if (run(b, pre, tok, t + 1, all)) {
