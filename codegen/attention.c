@@ -416,7 +416,7 @@ static LLVMValueRef row_load(Attn *a, LLVMValueRef p, int x, int nvec, LLVMValue
 /* With the attribute scores: where row i's Tk probabilities go, after its dv outputs. */
 static LLVMValueRef score_row(Attn *a, const Batch *bt, LLVMValueRef i)
 {
-    int64_t dv = a->n->in[2]->shape[a->n->in[2]->rank - 1].b;
+    int64_t dv = dim_value(a->n->in[2]->shape[a->n->in[2]->rank - 1]);
     return cg_fptr(a->cg, a->out, add(a, add(a, bt->oo, mul(a, i, a->ors)), i64c(a, dv)));
 }
 

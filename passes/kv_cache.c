@@ -391,7 +391,7 @@ static Slots attend_slots(Kv *kv, const Node *x, Node *const *in, const Dim *sha
     o.out = attend_scored(kv, x, in[0], cached, m, shape, &sc);
     int64_t nb = 1;
     for (int i = 0; i < x->rank - 2; i++)
-        nb *= shape[i].b;
+        nb *= dim_value(shape[i]);
     o.probs = red(kv, OP_MEAN, ir_reshape(kv->g, sc, 2, (Dim[]){dim_const(nb), dim_const(S)}, loc, NULL), 0, 0);
     return o;
 }
@@ -526,7 +526,7 @@ static void prefill_cascade(Kv *kv, Node *x, int layer, Node *slots, Node *last)
     Node *probs = ir_slice(g, a, r - 1, dv, a->shape[r - 1], loc, NULL); /* [batch..., T, T] */
     int64_t nb = 1;
     for (int i = 0; i < r - 2; i++)
-        nb *= x->shape[i].b;
+        nb *= dim_value(x->shape[i]);
     probs = red(kv, OP_MEAN, ir_reshape(g, probs, 3, (Dim[]){dim_const(nb), T, T}, loc, NULL), 0, 0);
     Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){T}, 0, NULL, loc);
     Node *dist = bin(kv, OP_SUB, ir_reshape(g, ar, 2, (Dim[]){T, dim_const(1)}, loc, NULL),

@@ -144,7 +144,7 @@ static int run_probs(const Graph *ref, const int32_t *tok, int t1, int L, float 
     for (int l = 0; l < L; l++) {
         in[l + 1] = (HostTensor){DT_F32, mk0->rank, {0}, sub + (size_t)l * stride};
         for (int r = 0; r < mk0->rank - 2; r++)
-            in[l + 1].shape[r] = mk0->shape[r].b;
+            in[l + 1].shape[r] = dim_value(mk0->shape[r]);
         in[l + 1].shape[mk0->rank - 2] = in[l + 1].shape[mk0->rank - 1] = t1;
     }
     memset(out, 0, sizeof(HostTensor) * (size_t)(L + 1));
@@ -493,11 +493,11 @@ static void test_h2o(const Model *m, int H, int R, int n)
     const Node *mk0 = ref->inputs[1]; /* mask.0: [heads..., T, T] */
     int nb = 1;
     for (int r = 0; r < mk0->rank - 2; r++)
-        nb *= (int)mk0->shape[r].b;
+        nb *= (int)dim_value(mk0->shape[r]);
     const StateDecl *pd = &g->states[ir_find_state(g, "cache.0.pos")];
     int kvh = 1;
     for (int r = 0; r < pd->rank - 1; r++)
-        kvh *= (int)pd->shape[r].b;
+        kvh *= (int)dim_value(pd->shape[r]);
     CHECK(nb % kvh == 0, "%s: %d query heads, %d KV heads", m->name, nb, kvh);
     int G = nb / kvh, NH = L * kvh; /* lists: one per layer and KV head */
     int32_t *tok = tokens(n, 999u, m->vocab);
@@ -847,9 +847,9 @@ static int dump(const Model *m, const char *policy, int n, int P)
             if (sscanf(g->states[s].name, "cache.%d.%7s", &layer, rest) != 2 || strcmp(rest, "pos"))
                 continue;
             const StateDecl *sd = &g->states[s];
-            int64_t slots = sd->shape[sd->rank - 1].b, rows = 1;
+            int64_t slots = dim_value(sd->shape[sd->rank - 1]), rows = 1;
             for (int r = 0; r < sd->rank - 1; r++)
-                rows *= sd->shape[r].b;
+                rows *= dim_value(sd->shape[r]);
             for (int64_t h = 0; h < rows; h++) {
                 const int64_t *pos = (const int64_t *)ir_state_data(st, s) + h * slots;
                 printf("pos %d %d %lld", t, layer, (long long)h);
