@@ -8,8 +8,9 @@
  * packing of a matmul's constant operand reads (the transpose of nn.Linear's weight: folded).
  * Everything else gets an interval of the graph's order, from its definition to its last use (the
  * last use of anything sharing its storage, and for a value an inline node reads, the stored node
- * that computes the inline one); intervals are packed first-fit at the lowest offset free for their
- * whole lifetime, every buffer sized for every symbol at its bound and 64-byte aligned.
+ * that computes the inline one), every buffer sized for every symbol at its bound and 64-byte
+ * aligned. Each interval goes at the lowest offset free for its whole lifetime, placed once in the
+ * graph's order and once largest first; the smaller arena is kept (place_blocks).
  *
  * Views around attention (plan_views): a slice, reshape or transpose that only attention nodes read as
  * q, k or v is a strided view of what lies below it, so it is not stored (it shares its base's
@@ -356,8 +357,74 @@ void plan_views(const Graph *g, unsigned char *view, int *writes_into)
 
 typedef struct Block {
     int64_t off, size;
-    int last; /* node index of the last use */
+    int def, last; /* node indices of the definition and of the last use */
 } Block;
+
+/* Offsets for blocks b[i] with owner[i] == i (the others are not blocks): each at the lowest offset
+ * where it overlaps no block already placed that is live at the same time. The order matters, and
+ * neither is always best: definition order (first fit as the graph runs) and largest first (ties
+ * in definition order, as TFLite's greedy-by-size planner) are both tried and the smaller arena kept.
+ * Returns the arena's size. */
+static int64_t place_in_order(Block *b, const int *order, int nb)
+{
+    int64_t top = 0;
+    for (int k = 0; k < nb; k++) {
+        Block *x = &b[order[k]];
+        int64_t off = 0;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int j = 0; j < k; j++) {
+                const Block *y = &b[order[j]];
+                if (y->def <= x->last && x->def <= y->last && off < y->off + y->size && y->off < off + x->size) {
+                    off = y->off + y->size;
+                    moved = 1;
+                }
+            }
+        }
+        x->off = off;
+        if (off + x->size > top)
+            top = off + x->size;
+    }
+    return top;
+}
+
+static const Block *sort_blocks;
+
+static int larger_first(const void *pa, const void *pb)
+{
+    const Block *a = &sort_blocks[*(const int *)pa], *b = &sort_blocks[*(const int *)pb];
+    if (a->size != b->size)
+        return a->size > b->size ? -1 : 1;
+    return (a->def > b->def) - (a->def < b->def);
+}
+
+static int64_t place_blocks(Block *b, const int *owner, int n)
+{
+    int *order = malloc(sizeof(int) * ((size_t)n + 1));
+    int64_t *first = malloc(sizeof(int64_t) * ((size_t)n + 1));
+    KILN_ASSERT(order && first);
+    int nb = 0;
+    for (int i = 0; i < n; i++)
+        if (owner[i] == i)
+            order[nb++] = i;
+    int64_t top_order = place_in_order(b, order, nb);
+    for (int k = 0; k < nb; k++)
+        first[k] = b[order[k]].off;
+    sort_blocks = b;
+    qsort(order, (size_t)nb, sizeof(int), larger_first);
+    int64_t top = place_in_order(b, order, nb);
+    if (top >= top_order) { /* definition order was as good: keep its offsets */
+        nb = 0;
+        for (int i = 0; i < n; i++)
+            if (owner[i] == i) {
+                b[i].off = first[nb++];
+            }
+        top = top_order;
+    }
+    free(order);
+    free(first);
+    return top;
+}
 
 /* The stored values the loop of root reads (through inline nodes); 0 when the tree holds an inline
  * matmul, or more than max values. */
@@ -384,10 +451,9 @@ int plan_memory(Graph *g)
     int *root = malloc(sizeof(int) * ((size_t)n + 1)), *last = malloc(sizeof(int) * ((size_t)n + 1));
     int *host = malloc(sizeof(int) * ((size_t)n + 1));
     int64_t *shift = calloc((size_t)n + 1, sizeof(int64_t)); /* bytes into the storage of root */
-    Block *live = malloc(sizeof(Block) * ((size_t)n + 1));
     unsigned char *view = malloc((size_t)n + 1);
     int *writes_into = malloc(sizeof(int) * ((size_t)n + 1)), *written_by = malloc(sizeof(int) * ((size_t)n + 1));
-    KILN_ASSERT(folded && elsewhere && root && last && host && live && shift && view && writes_into && written_by);
+    KILN_ASSERT(folded && elsewhere && root && last && host && shift && view && writes_into && written_by);
     plan_folded(g, folded, NULL);
     plan_views(g, view, writes_into);
     for (int i = 0; i < n; i++)
@@ -453,24 +519,20 @@ int plan_memory(Graph *g)
         if (copied[i])
             last[root[i]] = n; /* copied at the very end */
 
-    int nlive = 0, ninplace = 0;
-    int64_t top = 0;
+    /* Storage: each stored node either owns a block [its definition, its block's last use] or
+     * writes in place into the block of a value it reads for the last time; then the blocks are
+     * placed (place_blocks) and every node takes its block's offset. */
+    int ninplace = 0;
+    int *owner = malloc(sizeof(int) * ((size_t)n + 1));
+    Block *blk = malloc(sizeof(Block) * ((size_t)n + 1));
+    KILN_ASSERT(owner && blk);
     for (int i = 0; i < n; i++) {
         Node *x = g->nodes[i];
         x->arena = -1;
         x->inplace = 0;
-        /* buffers whose last use came before this node are free again */
-        int k = 0;
-        for (int j = 0; j < nlive; j++)
-            if (live[j].last >= i)
-                live[k++] = live[j];
-        nlive = k;
-        if (elsewhere[i] || folded[i] || x->inl || view[i])
+        owner[i] = -1;
+        if (elsewhere[i] || folded[i] || x->inl || view[i] || root[i] != i)
             continue;
-        if (root[i] != i) {
-            x->arena = g->nodes[root[i]]->arena + shift[i];
-            continue;
-        }
         int64_t size = align64(ir_bytes_at_bound(g, x));
         /* in place over a value this node reads for the last time */
         if (op_info[x->op].flags & F_EW) {
@@ -482,42 +544,36 @@ int plan_memory(Graph *g)
                 for (int t = 0; t < nr; t++) /* every read of that storage at the element written */
                     if (root[reads[t]->id] == vr && (!ir_same_shape(reads[t], x) || shift[reads[t]->id]))
                         aligned = 0;
-                if (!aligned || dtype_traits[v->dtype].size != dtype_traits[x->dtype].size ||
-                    g->nodes[vr]->arena < 0 || last[vr] != i)
+                if (!aligned || dtype_traits[v->dtype].size != dtype_traits[x->dtype].size || owner[vr] < 0 ||
+                    last[vr] != i || blk[owner[vr]].size < size)
                     continue;
-                for (int j = 0; j < nlive; j++)
-                    if (live[j].off == g->nodes[vr]->arena && live[j].size >= size) {
-                        live[j].last = last[i];
-                        x->arena = live[j].off;
-                        x->inplace = 1;
-                        ninplace++;
-                        break;
-                    }
+                owner[i] = owner[vr];
+                if (blk[owner[i]].last < last[i])
+                    blk[owner[i]].last = last[i];
+                x->inplace = 1;
+                ninplace++;
             }
             if (x->inplace)
                 continue;
         }
-        /* first fit: the lowest offset where [off, off+size) misses every live block */
-        int64_t off = 0;
-        for (int moved = 1; moved;) {
-            moved = 0;
-            for (int j = 0; j < nlive; j++)
-                if (off < live[j].off + live[j].size && live[j].off < off + size) {
-                    off = live[j].off + live[j].size;
-                    moved = 1;
-                }
-        }
-        x->arena = off;
-        live[nlive++] = (Block){off, size, last[i]};
-        if (off + size > top)
-            top = off + size;
+        owner[i] = i;
+        blk[i] = (Block){-1, size, i, last[i]};
     }
+    g->arena_bytes = place_blocks(blk, owner, n);
+    for (int i = 0; i < n; i++) {
+        Node *x = g->nodes[i];
+        if (owner[i] >= 0)
+            x->arena = blk[owner[i]].off;
+        else if (!(elsewhere[i] || folded[i] || x->inl || view[i]) && root[i] != i)
+            x->arena = g->nodes[root[i]]->arena + shift[i];
+    }
+    free(owner);
+    free(blk);
     /* a scatter written straight into the state it reads as its base overwrites that base */
     for (int k = 0; k < g->noutput; k++)
         if (direct[k] && g->outputs[k].update && g->outputs[k].node->op == OP_SCATTER)
             g->outputs[k].node->inplace = 1;
     free(direct);
-    g->arena_bytes = top;
     g->planned = 1;
     free(folded);
     free(elsewhere);
@@ -526,7 +582,6 @@ int plan_memory(Graph *g)
     free(last);
     free(host);
     free(shift);
-    free(live);
     free(view);
     free(writes_into);
     free(written_by);
