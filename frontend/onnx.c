@@ -544,11 +544,17 @@ static int value_info_type(Imp *I, const Onnx__ValueInfoProto *vi, OVal *v, int 
                     return 1;
                 }
             } else {
-                sym[i] = ox_fresh(I, dm->dim_param);
-                /* one symbol per dim_param: later uses take the name made first */
-                for (int j = 0; j < (int)i; j++)
-                    if (sym[j] && !strcmp(tt->shape->dim[j]->dim_param, dm->dim_param))
-                        sym[i] = sym[j];
+                /* one symbol per dim_param in the whole graph: later uses take the name made first */
+                for (int k = 0; k < I->nparams && !sym[i]; k++)
+                    if (!strcmp(I->params[k], dm->dim_param))
+                        sym[i] = I->param_syms[k];
+                if (!sym[i]) {
+                    sym[i] = ox_fresh(I, dm->dim_param);
+                    if (I->nparams < IR_MAX_SYMS) { /* past that, the lowering reports too many sizes */
+                        I->params[I->nparams] = dm->dim_param;
+                        I->param_syms[I->nparams++] = sym[i];
+                    }
+                }
                 dims[i] = b->bound;
             }
         } else if (need_shape) {

@@ -48,6 +48,9 @@ typedef struct Imp {
     const Onnx__NodeProto *node; /* the node being written, for errors */
     int errors;
     int internal;           /* ox_fresh: the hint is the writer's own (t_..., c_...) */
+    int nparams;            /* the dim_params of the graph's inputs seen so far ... */
+    const char *params[IR_MAX_SYMS];     /* (nparams) ... as ONNX names them ... */
+    const char *param_syms[IR_MAX_SYMS]; /* (nparams) ... and the symbol each is in the model text */
 } Imp;
 
 /* onnx.c: services for the handlers */

@@ -942,6 +942,45 @@ static int op_transpose(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OV
     return 0;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The size of the concatenation of in[0..nin) along a symbolic axis, as model text in one form: the
+ * symbols' names in order, then the constant ("P + T", "P + T + 1"), so that equal sums compare
+ * equal as strings wherever the importer compares sizes. A part may itself be such a sum (a cache
+ * concatenated twice). NULL with an error past 16 names (the lowering takes at most 4 symbols). */
+static const char *concat_size(Imp *I, OVal **in, int nin, int axis)
+{
+    const char *names[16];
+    int nn = 0;
+    int64_t c = 0;
+    for (int k = 0; k < nin; k++) {
+        const char *s = in[k]->sym[axis];
+        if (!s) {
+            c += in[k]->dims[axis];
+            continue;
+        }
+        for (const char *p = s; *p;) { /* terms separated by " + ": names and one integer */
+            const char *e = strstr(p, " + ");
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            if (*p >= '0' && *p <= '9')
+                c += strtoll(p, NULL, 10);
+            else if (nn == 16)
+                return ERR("concatenating along a size of more than 16 symbols is not supported"), NULL;
+            else
+                names[nn++] = arena_strndup(I->a, p, len);
+            p += len + (e ? 3 : 0);
+        }
+    }
+    qsort(names, (size_t)nn, sizeof names[0], cmp_name);
+    char *t = arena_strdup(I->a, "");
+    for (int i = 0; i < nn; i++)
+        t = arena_printf(I->a, "%s%s%s", t, i ? " + " : "", names[i]);
+    return c ? arena_printf(I->a, "%s + %lld", t, (long long)c) : t;
+}
+
 static int op_concat(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
 {
     if (nin < 1 || !in[0])
@@ -957,13 +996,21 @@ static int op_concat(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
     for (int i = 0; i < in[0]->rank; i++)
         dims[i] = in[0]->dims[i], sym[i] = in[0]->sym[i];
     dims[axis] = 0;
-    int live = 0;
+    sym[axis] = NULL;
+    int live = 0, symbolic = 0;
     for (int k = 0; k < nin; k++) {
-        if (in[k]->sym[axis])
-            return ERR("concatenating along the symbolic size %s is not supported", in[k]->sym[axis]);
-        dims[axis] += in[k]->dims[axis];
+        dims[axis] += in[k]->dims[axis]; /* a symbolic part's bound: the sum's bound */
         live += in[k]->dims[axis] > 0;
+        symbolic |= in[k]->sym[axis] != NULL;
     }
+    if (symbolic && all_const(in, nin))
+        return ERR("concatenating constants along a symbolic size is not supported");
+    if (symbolic && live > 1 && !(sym[axis] = concat_size(I, in, nin, (int)axis)))
+        return 1;
+    if (symbolic && live == 1)
+        for (int k = 0; k < nin; k++)
+            if (in[k]->dims[axis] > 0)
+                sym[axis] = in[k]->sym[axis];
     ox_type(out[0], in[0]->dt, in[0]->rank, dims, sym);
     if (all_const(in, nin)) {
         ox_alloc(I, out[0]);

@@ -1,0 +1,54 @@
+"""One step of attention with a KV cache, exported by torch.onnx.export with two dynamic axes: the
+cache's length P (inputs past_key, past_value [4, P, 16]) and the new tokens' T (input x [T, 64]).
+The new keys and values are concatenated to the cache (present_key, present_value [4, P+T, 16]: ONNX
+Concat along two symbolic sizes), the T queries attend to all P+T keys (no mask: each new token sees
+the whole cache, as a decode step of one token does), and y [T, 64] is projected back. Writes
+cache.onnx and, for (P, T) = (5, 3) and (12, 1), the inputs and PyTorch's outputs
+(tests/models/onnx_cache.sh imports it with --bound P=32 --bound T=8).
+
+    /usr/bin/python3 tests/onnx/cache/make_cache.py
+"""
+import os
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class M(torch.nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.w = torch.nn.Parameter(torch.randn(64, 192) * 0.125)
+        s.o = torch.nn.Parameter(torch.randn(64, 64) * 0.125)
+
+    def forward(s, past_key, past_value, x):
+        T = x.shape[0]
+        q, k, v = (t.reshape(T, 4, 16).transpose(0, 1) for t in (x @ s.w).split(64, dim=-1))
+        key = torch.cat([past_key, k], dim=1)
+        value = torch.cat([past_value, v], dim=1)
+        a = (q @ key.transpose(1, 2) / 4.0).softmax(-1) @ value
+        return a.transpose(0, 1).reshape(T, 64) @ s.o, key, value
+
+
+def main():
+    torch.manual_seed(0)
+    m = M()
+    P, T = 3, 2
+    args = (torch.zeros(4, P, 16), torch.zeros(4, P, 16), torch.zeros(T, 64))
+    torch.onnx.export(m, args, os.path.join(HERE, "cache.onnx"),
+                      input_names=["past_key", "past_value", "x"], output_names=["y", "present_key", "present_value"],
+                      dynamic_axes={"past_key": {1: "P"}, "past_value": {1: "P"}, "x": {0: "T"},
+                                    "y": {0: "T"}, "present_key": {1: "PT"}, "present_value": {1: "PT"}},
+                      opset_version=17)
+    for P, T in ((5, 3), (12, 1)):
+        ins = (torch.randn(4, P, 16), torch.randn(4, P, 16), torch.randn(T, 64))
+        for name, t in zip(("past_key", "past_value", "x"), ins):
+            np.save(os.path.join(HERE, f"{name}_{P}_{T}.npy"), t.numpy())
+        with torch.no_grad():
+            for name, t in zip(("y", "present_key", "present_value"), m(*ins)):
+                np.save(os.path.join(HERE, f"{name}_{P}_{T}.npy"), t.numpy())
+
+
+if __name__ == "__main__":
+    main()
