@@ -174,6 +174,144 @@ static int const_ints(Imp *I, OVal *v, const char *what, int64_t *out, int max, 
     return const_ints_sym(I, v, what, out, max, n, NULL);
 }
 
+/* ---- symbolic sizes as linear expressions
+ *
+ * A size the importer computes from symbolic ones (Concat of a cache and new tokens, Sub of two Shape
+ * elements) is written into the model text as the language reads it, "P + T", "P + T - 1", "2 * T",
+ * in one form (names in order, then the constant), so that equal sizes are equal strings wherever the
+ * importer compares them. */
+enum { LIN_TERMS = 8 };
+
+typedef struct Lin {
+    int n;
+    const char *name[LIN_TERMS]; /* (n) in strcmp order */
+    int64_t c[LIN_TERMS];        /* (n) never 0 */
+    int64_t k;                   /* the constant */
+} Lin;
+
+/* l += c * name; 0 when l is full or a coefficient overflows */
+static int lin_term(Lin *l, const char *name, int64_t c)
+{
+    int i = 0;
+    while (i < l->n && strcmp(l->name[i], name) < 0)
+        i++;
+    if (i < l->n && !strcmp(l->name[i], name)) {
+        if (__builtin_add_overflow(l->c[i], c, &l->c[i]))
+            return 0;
+        if (!l->c[i]) {
+            for (int j = i; j + 1 < l->n; j++)
+                l->name[j] = l->name[j + 1], l->c[j] = l->c[j + 1];
+            l->n--;
+        }
+        return 1;
+    }
+    if (c == 0)
+        return 1;
+    if (l->n == LIN_TERMS)
+        return 0;
+    for (int j = l->n; j > i; j--)
+        l->name[j] = l->name[j - 1], l->c[j] = l->c[j - 1];
+    l->name[i] = name, l->c[i] = c, l->n++;
+    return 1;
+}
+
+/* l += m * x; 0 when it does not fit (a hostile file's numbers overflow) */
+static int lin_add(Lin *l, const Lin *x, int64_t m)
+{
+    int64_t t;
+    for (int i = 0; i < x->n; i++)
+        if (__builtin_mul_overflow(m, x->c[i], &t) || !lin_term(l, x->name[i], t))
+            return 0;
+    return !__builtin_mul_overflow(m, x->k, &t) && !__builtin_add_overflow(l->k, t, &l->k);
+}
+
+/* The size s (lin_text's form, or one symbol's name; NULL: the number v). */
+static int lin_of(Imp *I, const char *s, int64_t v, Lin *l)
+{
+    *l = (Lin){0};
+    if (!s) {
+        l->k = v;
+        return 1;
+    }
+    const char *p = s;
+    int64_t sign = 1;
+    if (*p == '-')
+        sign = -1, p++;
+    for (;;) {
+        int64_t c = 1;
+        if (*p >= '0' && *p <= '9') {
+            char *e;
+            c = strtoll(p, &e, 10); /* lin_text's numbers: no overflow */
+            p = e;
+            if (strncmp(p, " * ", 3)) { /* the constant */
+                l->k += sign * c;
+                goto sep;
+            }
+            p += 3;
+        }
+        size_t len = strcspn(p, " ");
+        if (!len || !lin_term(l, arena_strndup(I->a, p, len), sign * c))
+            return 0;
+        p += len;
+    sep:
+        if (!*p)
+            return 1;
+        if (strncmp(p, " + ", 3) && strncmp(p, " - ", 3))
+            return 0;
+        sign = p[1] == '-' ? -1 : 1;
+        p += 3;
+    }
+}
+
+/* Element k of out (i64) = a op b for op Add, Sub or Mul, where a stands for the size sa when sa is
+ * not NULL (va its bound), b likewise: a size when the result uses a symbol (its bound computed from
+ * the operands' as the value), else the number. 1 with an error when it is not linear. */
+static const char *lin_text(Imp *I, const Lin *l);
+static int sym_arith(Imp *I, const char *op, const char *sa, int64_t va, const char *sb, int64_t vb, OVal *out,
+                     int64_t k)
+{
+    Lin la, lb, r = {0};
+    int ok = lin_of(I, sa, va, &la) && lin_of(I, sb, vb, &lb);
+    if (op[0] == 'A')
+        ok = ok && lin_add(&r, &la, 1) && lin_add(&r, &lb, 1);
+    else if (op[0] == 'S')
+        ok = ok && lin_add(&r, &la, 1) && lin_add(&r, &lb, -1);
+    else
+        ok = ok && (!la.n || !lb.n) && lin_add(&r, la.n ? &la : &lb, la.n ? lb.k : la.k);
+    if (!ok)
+        return ERR("%s of %s and %s is not a size kiln can represent (linear in the symbols)", op, sa ? sa : "a number",
+                   sb ? sb : "a number");
+    const char *t = lin_text(I, &r);
+    /* the bound: wrapping arithmetic, as a hostile file's numbers may overflow (then the lowering's
+     * own bounds, from the text, are what holds) */
+    uint64_t ua = (uint64_t)va, ub = (uint64_t)vb;
+    ((int64_t *)out->data)[k] = !t ? r.k : (int64_t)(op[0] == 'A' ? ua + ub : op[0] == 'S' ? ua - ub : ua * ub);
+    if (t && !out->esym)
+        out->esym = arena_alloc(I->a, sizeof(char *) * (size_t)(ox_numel(out) + 1));
+    if (out->esym)
+        out->esym[k] = t;
+    return 0;
+}
+
+/* The model text of l; NULL when l is a constant. */
+static const char *lin_text(Imp *I, const Lin *l)
+{
+    if (!l->n)
+        return NULL;
+    char *t = arena_strdup(I->a, "");
+    for (int i = 0; i < l->n; i++) {
+        /* magnitudes unsigned: -INT64_MIN is no int64_t */
+        uint64_t c = l->c[i] < 0 ? -(uint64_t)l->c[i] : (uint64_t)l->c[i];
+        const char *sep = l->c[i] < 0 ? (i ? " - " : "-") : i ? " + " : "";
+        t = c == 1 ? arena_printf(I->a, "%s%s%s", t, sep, l->name[i])
+                   : arena_printf(I->a, "%s%s%llu * %s", t, sep, (unsigned long long)c, l->name[i]);
+    }
+    if (l->k)
+        t = arena_printf(I->a, "%s %c %llu", t, l->k < 0 ? '-' : '+',
+                         (unsigned long long)(l->k < 0 ? -(uint64_t)l->k : (uint64_t)l->k));
+    return t;
+}
+
 /* axes from the attribute (older opsets) or from input k (newer), *have = 0 when absent */
 static int get_axes(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, int k, int64_t *axes, int *naxes, int *have)
 {
@@ -326,13 +464,20 @@ static int op_binary(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
     ox_type(out[0], odt, rank, dims, sym);
     int is_int = !dtype_traits[in[0]->dt].is_float;
     if (all_const(in, nin) && nin == 2) {
-        if ((has_sym(in[0]) || has_sym(in[1])) && strcmp(op, "Equal"))
-            return ERR("arithmetic on a symbolic size (from Shape) is not supported yet");
+        /* sizes from Shape: + and - of them, * by a number (kl - ql for GPT-2's mask) */
+        int lin = odt == DT_I64 && (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul"));
+        if ((has_sym(in[0]) || has_sym(in[1])) && strcmp(op, "Equal") && !lin)
+            return ERR("%s of a symbolic size (from Shape) is not supported", op);
         ox_alloc(I, out[0]);
         int64_t idx[IR_MAX_RANK] = {0}, cnt = ox_numel(out[0]);
         for (int64_t k = 0; k < cnt; k++, next_index(rank, dims, idx)) {
             int64_t ia = bcast_offset(in[0], rank, idx), ib = bcast_offset(in[1], rank, idx);
             const char *sa = in[0]->esym ? in[0]->esym[ia] : NULL, *sb = in[1]->esym ? in[1]->esym[ib] : NULL;
+            if ((sa || sb) && lin) {
+                if (sym_arith(I, op, sa, ox_int(in[0], ia), sb, ox_int(in[1], ib), out[0], k))
+                    return 1;
+                continue;
+            }
             if (sa || sb) {
                 /* a symbolic size is at least 1: never equal to a constant below 1 (the -1 of exporters'
                  * Expand shapes); equal to itself */
@@ -942,43 +1087,15 @@ static int op_transpose(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OV
     return 0;
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The size of the concatenation of in[0..nin) along a symbolic axis, as model text in one form: the
- * symbols' names in order, then the constant ("P + T", "P + T + 1"), so that equal sums compare
- * equal as strings wherever the importer compares sizes. A part may itself be such a sum (a cache
- * concatenated twice). NULL with an error past 16 names (the lowering takes at most 4 symbols). */
+/* The size of the concatenation of in[0..nin) along a symbolic axis: the sum of the parts' sizes. NULL
+ * with an error when it does not fit a Lin. */
 static const char *concat_size(Imp *I, OVal **in, int nin, int axis)
 {
-    const char *names[16];
-    int nn = 0;
-    int64_t c = 0;
-    for (int k = 0; k < nin; k++) {
-        const char *s = in[k]->sym[axis];
-        if (!s) {
-            c += in[k]->dims[axis];
-            continue;
-        }
-        for (const char *p = s; *p;) { /* terms separated by " + ": names and one integer */
-            const char *e = strstr(p, " + ");
-            size_t len = e ? (size_t)(e - p) : strlen(p);
-            if (*p >= '0' && *p <= '9')
-                c += strtoll(p, NULL, 10);
-            else if (nn == 16)
-                return ERR("concatenating along a size of more than 16 symbols is not supported"), NULL;
-            else
-                names[nn++] = arena_strndup(I->a, p, len);
-            p += len + (e ? 3 : 0);
-        }
-    }
-    qsort(names, (size_t)nn, sizeof names[0], cmp_name);
-    char *t = arena_strdup(I->a, "");
-    for (int i = 0; i < nn; i++)
-        t = arena_printf(I->a, "%s%s%s", t, i ? " + " : "", names[i]);
-    return c ? arena_printf(I->a, "%s + %lld", t, (long long)c) : t;
+    Lin sum = {0}, part;
+    for (int k = 0; k < nin; k++)
+        if (!lin_of(I, in[k]->sym[axis], in[k]->dims[axis], &part) || !lin_add(&sum, &part, 1))
+            return ERR("the size of the concatenation has more than %d symbols", LIN_TERMS), NULL;
+    return lin_text(I, &sum);
 }
 
 static int op_concat(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout)
@@ -1105,8 +1222,9 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     if (!x || !need_dtype(I, x))
         return 1;
     int64_t st[IR_MAX_RANK], en[IR_MAX_RANK], ax[IR_MAX_RANK], sp[IR_MAX_RANK];
-    const char *esy[IR_MAX_RANK] = {0}; /* an end that is a symbolic size: [0, T) */
+    const char *esy[IR_MAX_RANK] = {0}, *ssy[IR_MAX_RANK] = {0}; /* ends and starts that are symbolic sizes */
     const char *osym[IR_MAX_RANK] = {0};
+    const char *sfrom[IR_MAX_RANK] = {0}, *sto[IR_MAX_RANK] = {0}; /* an axis sliced [sfrom, sto) in the text */
     int ns, ne, na, nsp;
     if (I->opset < 10) {
         const Onnx__AttributeProto *s = ox_attr(n, "starts"), *e = ox_attr(n, "ends"), *a = ox_attr(n, "axes");
@@ -1119,7 +1237,8 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     } else {
         if (nin < 3 || !in[1] || !in[2])
             return ERR("needs data, starts and ends");
-        if (!const_ints(I, in[1], "starts", st, IR_MAX_RANK, &ns) || !const_ints_sym(I, in[2], "ends", en, IR_MAX_RANK, &ne, esy))
+        if (!const_ints_sym(I, in[1], "starts", st, IR_MAX_RANK, &ns, ssy) ||
+            !const_ints_sym(I, in[2], "ends", en, IR_MAX_RANK, &ne, esy))
             return 1;
         na = nsp = ns;
         if (nin > 3 && in[3] && !const_ints(I, in[3], "axes", ax, IR_MAX_RANK, &na))
@@ -1151,11 +1270,21 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
         int64_t d = x->dims[a], s = st[i], e = en[i], k = sp[i];
         if (k == 0)
             return ERR("a step of 0");
-        if (esy[i]) {
-            if (s != 0 || k != 1 || e > d)
-                return ERR("a slice [%lld, %s) with step %lld of dimension %lld: only [0, %s) is supported with a symbolic end",
-                           (long long)s, esy[i], (long long)k, (long long)d, esy[i]);
-            first[a] = 0, step[a] = 1, cnt[a] = e, osym[a] = esy[i];
+        if (esy[i] || ssy[i]) {
+            /* [S, E) with sizes (GPT-2's mask rows kl - ql .. kl): E - S rows, E at most d when every
+             * symbol is at its bound (the values hold the bounds) */
+            Lin ls, le, len = {0};
+            if (k != 1 || s < 0 || e < 0 || e > d || !lin_of(I, ssy[i], s, &ls) || !lin_of(I, esy[i], e, &le) ||
+                !lin_add(&len, &le, 1) || !lin_add(&len, &ls, -1))
+                return ERR("a slice [%s, %s) with step %lld of dimension %lld is not supported (sizes need step 1, "
+                           "within the dimension)", ssy[i] ? ssy[i] : ox_num(I, (double)s, DT_I64),
+                           esy[i] ? esy[i] : ox_num(I, (double)e, DT_I64), (long long)k, (long long)d);
+            sfrom[a] = ssy[i] ? ssy[i] : ox_num(I, (double)s, DT_I64);
+            sto[a] = esy[i] ? esy[i] : ox_num(I, (double)e, DT_I64);
+            osym[a] = lin_text(I, &len);
+            first[a] = 0, step[a] = 1, cnt[a] = osym[a] ? e - s : len.k;
+            if (cnt[a] < 1)
+                cnt[a] = 1; /* the bounds' difference says nothing of the size: keep it a valid bound */
             continue;
         }
         if (s < 0)
@@ -1180,7 +1309,7 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     int symbolic = 0;
     for (int i = 0; i < x->rank; i++) {
         rsym[i] = osym[i] ? osym[i] : x->sym[i];
-        symbolic |= osym[i] != NULL;
+        symbolic |= sfrom[i] != NULL;
     }
     ox_type(out[0], x->dt, x->rank, cnt, rsym);
     if (x->is_const && !symbolic) {
@@ -1198,8 +1327,8 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     }
     const char *e = T(x);
     for (int i = 0; i < x->rank; i++) {
-        if (osym[i]) {
-            e = arena_printf(I->a, "slice(%s, 0, %s, axis=%d)", e, osym[i], i);
+        if (sfrom[i]) {
+            e = arena_printf(I->a, "slice(%s, %s, %s, axis=%d)", e, sfrom[i], sto[i], i);
             continue;
         }
         if (step[i] == 1 && cnt[i] == x->dims[i])

@@ -1,8 +1,10 @@
-"""One step of attention with a KV cache, exported by torch.onnx.export with two dynamic axes: the
-cache's length P (inputs past_key, past_value [4, P, 16]) and the new tokens' T (input x [T, 64]).
-The new keys and values are concatenated to the cache (present_key, present_value [4, P+T, 16]: ONNX
-Concat along two symbolic sizes), the T queries attend to all P+T keys (no mask: each new token sees
-the whole cache, as a decode step of one token does), and y [T, 64] is projected back. Writes
+"""One step of attention with a KV cache, written as Hugging Face's GPT-2 writes it and exported by
+torch.onnx.export with two dynamic axes: the cache's length P (inputs past_key, past_value [4, P, 16])
+and the new tokens' T (input x [T, 64]). The new keys and values are concatenated to the cache
+(present_key, present_value [4, P+T, 16]: ONNX Concat along two symbolic sizes); the causal mask is
+GPT-2's: rows kl - ql .. kl and columns .. kl of a lower-triangular buffer, kl = P+T and ql = T taken
+by Shape (ONNX Sub of two symbolic sizes, Slice with symbolic starts and ends), filled with -1e4 by
+Where; y [T, 64] is projected back. Writes
 cache.onnx and, for (P, T) = (5, 3) and (12, 1), the inputs and PyTorch's outputs
 (tests/models/onnx_cache.sh imports it with --bound P=32 --bound T=8).
 
@@ -21,13 +23,17 @@ class M(torch.nn.Module):
         super().__init__()
         s.w = torch.nn.Parameter(torch.randn(64, 192) * 0.125)
         s.o = torch.nn.Parameter(torch.randn(64, 64) * 0.125)
+        s.register_buffer("bias", torch.tril(torch.ones(64, 64, dtype=torch.bool)).view(1, 1, 64, 64))
 
     def forward(s, past_key, past_value, x):
         T = x.shape[0]
         q, k, v = (t.reshape(T, 4, 16).transpose(0, 1) for t in (x @ s.w).split(64, dim=-1))
         key = torch.cat([past_key, k], dim=1)
         value = torch.cat([past_value, v], dim=1)
-        a = (q @ key.transpose(1, 2) / 4.0).softmax(-1) @ value
+        w = q @ key.transpose(1, 2) / 4.0
+        ql, kl = q.size(-2), key.size(-2)
+        w = torch.where(s.bias[0, :, kl - ql: kl, :kl], w, torch.tensor(-1e4))
+        a = w.softmax(-1) @ value
         return a.transpose(0, 1).reshape(T, 64) @ s.o, key, value
 
 
