@@ -571,15 +571,18 @@ static void loss_str(double v, char *buf, size_t n)
         snprintf(buf, n, "%.4g", v);
 }
 
-static void write_report(const Q *q, FILE *f, const char *budget)
+static void write_report(const Q *q, FILE *f)
 {
     const Graph *g = q->g;
+    const PassOptions *o = q->o;
     fprintf(f, "# kiln choose-quant: model %s", g->model ? g->model : "?");
     if (q->cal.nrun)
         fprintf(f, ", %d calibration run%s, %d held-out run%s", q->cal.nrun, q->cal.nrun == 1 ? "" : "s",
                 q->held.nrun, q->held.nrun == 1 ? "" : "s");
-    if (budget)
-        fprintf(f, ", budget %s", budget);
+    if (o->quant_budget)
+        fprintf(f, ", budget %s", o->quant_budget);
+    if (o->quant)
+        fprintf(f, ", --quant %s", o->quant);
     fprintf(f, "\n");
     if (q->cal.nrun)
         fprintf(f, "# loss: %s against fp32 over the calibration runs with only that layer quantized ('-': not "
@@ -620,11 +623,10 @@ static void write_report(const Q *q, FILE *f, const char *budget)
 static int report(const Q *q)
 {
     const PassOptions *o = q->o;
-    const char *budget = o->quant_budget ? o->quant_budget : o->quant ? o->quant : NULL;
     if (o->explain && !strcmp(o->explain, "choose-quant"))
-        write_report(q, stderr, budget);
+        write_report(q, stderr);
     else if (o->report && (o->ncalib || o->quant_overrides))
-        write_report(q, o->report, budget);
+        write_report(q, o->report);
     if (!o->quant_report)
         return 0;
     FILE *f = fopen(o->quant_report, "w");
@@ -632,7 +634,7 @@ static int report(const Q *q)
         diag_fatal(o->d, "--quant-report: cannot write '%s'", o->quant_report);
         return -1;
     }
-    write_report(q, f, budget);
+    write_report(q, f);
     if (fclose(f)) {
         diag_fatal(o->d, "--quant-report: cannot write '%s'", o->quant_report);
         return -1;
