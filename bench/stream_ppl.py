@@ -31,7 +31,7 @@ LLAMACHAR = ["examples/llama/llama.kiln", "-D", "V=65", "-D", "D=192", "-D", "H=
 MODELS = {"llamachar": LLAMACHAR, "charlm": ["examples/charlm/charlm.kiln"]}
 DESCRIBE = {"llamachar": "The trained Llama-style character model (examples/llamachar: rotary\npositions, context 256)",
             "charlm": "The trained GPT-style character model (examples/charlm: learned positions, context\n256; past the position table its stream prefills the last 128 characters again)"}
-DEFAULT_POLICIES = ["window:{B}", "sinks:4,window:{BS}"]
+DEFAULT_POLICIES = ["window:{B}", "sinks:4,window:{BS}", "tova:{B}", "h2o:heavy={B2},recent={B2}", "cascade:{B},n=4,sinks=4"]
 
 
 def heldout(n):
