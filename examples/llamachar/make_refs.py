@@ -4,7 +4,6 @@ charlm's (../charlm/make_refs.py, whose write_refs this calls): logits of two he
 
 Usage (from anywhere):  /usr/bin/python3 examples/llamachar/make_refs.py
 """
-import importlib.util
 import os
 import sys
 
@@ -14,15 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import model as M  # noqa: E402
 
-# charlm's make_refs.py by path, with charlm's folder first on the path while it loads (its own
-# `import model` must find charlm's model.py, not this folder's)
-sys.path.insert(0, os.path.join(HERE, "..", "charlm"))
-_spec = importlib.util.spec_from_file_location("charlm_refs", os.path.join(HERE, "..", "charlm", "make_refs.py"))
-refs = importlib.util.module_from_spec(_spec)
-_saved = sys.modules.pop("model")
-_spec.loader.exec_module(refs)
-sys.modules["model"] = _saved
-sys.path.pop(0)
+refs = M.charlm_script("charlm_refs", "make_refs.py")
 
 if __name__ == "__main__":
     torch.set_num_threads(2)

@@ -29,6 +29,24 @@ load_text = _charlm.load_text
 heldout_nll = _charlm.heldout_nll
 
 
+def charlm_script(name, filename):
+    """charlm's FILENAME (train.py, make_refs.py) loaded as module NAME. Its own `import model` must
+    find charlm's model.py, not this folder's: charlm's folder goes first on the path and this
+    module leaves sys.modules["model"] while it loads."""
+    charlm = os.path.join(HERE, "..", "charlm")
+    sys.path.insert(0, charlm)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(charlm, filename))
+    mod = importlib.util.module_from_spec(spec)
+    saved = sys.modules.pop("model", None)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        if saved is not None:
+            sys.modules["model"] = saved
+        sys.path.pop(0)
+    return mod
+
+
 class RMSNorm(nn.Module):
     def __init__(self, d, eps=1e-5):
         super().__init__()

@@ -3,7 +3,6 @@
 Usage (from anywhere):  /usr/bin/python3 examples/llamachar/train.py [--iters N] ...
 The loop, data and options are charlm's (../charlm/train.py), with --KVH and --F added.
 """
-import importlib.util
 import os
 import sys
 
@@ -11,15 +10,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import model as M  # noqa: E402
 
-# charlm's train.py by path: its own `import model` must find charlm's model.py, so load it as a
-# module of its own with charlm's folder first on the path while it loads
-sys.path.insert(0, os.path.join(HERE, "..", "charlm"))
-_spec = importlib.util.spec_from_file_location("charlm_train", os.path.join(HERE, "..", "charlm", "train.py"))
-base = importlib.util.module_from_spec(_spec)
-_saved = sys.modules.pop("model")
-_spec.loader.exec_module(base)
-sys.modules["model"] = _saved
-sys.path.pop(0)
+base = M.charlm_script("charlm_train", "train.py")  # charlm's loop, data and options
 
 
 def build_llama(a, V):
