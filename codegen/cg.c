@@ -228,7 +228,6 @@ int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *ou
             {"rt_profile_mark", (void (*)(void))rt_profile_mark},
             {"rt_tome_match", (void (*)(void))rt_tome_match},
             {"rt_pitome_match", (void (*)(void))rt_pitome_match},
-            {"rt_token_merge", (void (*)(void))rt_token_merge},
             {"rt_cls_attn", (void (*)(void))rt_cls_attn},
             {"rt_evit_select", (void (*)(void))rt_evit_select},
         };

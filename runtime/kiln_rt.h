@@ -265,8 +265,9 @@ int rt_profile_write_trace(const RtProfile *p, const char *path, char *err, size
 
 /* ---------------------------------------------------------------- tokens.c
  *
- * The kernels of the nodes the prune-tokens pass makes (ir/tokens.c defines them): nb batch rows of T
- * tokens each, C order, f32 values and i32 token destinations. */
+ * The kernels of the nodes the prune-tokens pass makes (ir/tokens.c defines them; token_merge's is
+ * generated code, codegen/merge.c): nb batch rows of T tokens each, C order, f32 values and i32
+ * token destinations. */
 
 /* dest[nb, T]: where ToMe's bipartite soft matching of metric[nb, T, C] sends each token (r merged;
  * cls: token 0 is protected). */
@@ -276,10 +277,6 @@ void rt_tome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, in
  * margin of the energy; bsm: ToMe's matching between the even and odd energy ranks). */
 void rt_pitome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
                      int32_t cls, float margin, int32_t bsm);
-/* out[nb, T2, D][j] = sum of w[i] x[i] over the tokens i with dest[i] = j, divided by the sum of the w[i]
- * when mean is set; w[nb, T] may be NULL (every weight 1). */
-void rt_token_merge(RtPool *p, float *out, const float *x, const int32_t *dest, const float *w, int64_t nb,
-                    int64_t T, int64_t D, int64_t T2, int32_t mean);
 /* out[nb, Tk]: softmax(q[0] . k[j] * scale) over the keys, the first query's attention row. */
 void rt_cls_attn(RtPool *p, float *out, const float *q, const float *k, int64_t nb, int64_t Tq, int64_t Tk,
                  int64_t d, float scale);

@@ -1,13 +1,14 @@
-/* tokens.c: the kernels of token merging and pruning (the prune-tokens pass), in f32.
+/* tokens.c: the kernels of token matching and pruning (the prune-tokens pass), in f32.
  *
- * The compiled code calls these for the nodes tome_match, pitome_match, token_merge, cls_attn and evit_select; the
- * definitions, and the reference implementations they follow, are in ir/tokens.c (the interpreter's
- * versions, in double, which the tests hold these to). They are C rather than generated LLVM IR
- * because matching and top-k are sorts over a few hundred tokens, branchy code that a vector code
- * generator would not improve; they cost well under 1% of a layer (ToMe's matching is (T/2)^2 dot
- * products of the head size against the layer's ~24 T D^2). Batch rows (and for the merge, column
- * blocks) go over the pool's threads. Scratch lives on the stack, sized by the token count: nothing is
- * allocated at run time.
+ * The compiled code calls these for the nodes tome_match, pitome_match, cls_attn and evit_select
+ * (token_merge is generated: codegen/merge.c); the definitions, and the reference implementations
+ * they follow, are in ir/tokens.c (the interpreter's versions, in double, which the tests hold these
+ * to). They are C rather than generated LLVM IR because matching and top-k end in sorts over a few
+ * hundred tokens, branchy code. In FLOPs they are well under 1% of a layer (ToMe's matching is
+ * (T/2)^2 dot products of the head size against the layer's ~24 T D^2); in time the similarity's
+ * scalar dot products are more (docs/PASSES.md has the measured share). Batch rows go over the
+ * pool's threads. Scratch lives on the stack, sized by the token count: nothing is allocated at run
+ * time.
  */
 #include "runtime/kiln_rt.h"
 
@@ -186,60 +187,6 @@ void rt_pitome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, 
 {
     Pitome a = {dest, metric, T, C, r, cls, bsm, margin};
     rt_parallel_for(nb * T * T * C >= 1 << 15 ? p : NULL, nb, pitome_rows, &a);
-}
-
-/* ---------------------------------------------------------------- token_merge */
-
-enum { MERGE_COLS = 64 }; /* columns per work item: one row block of the output per thread */
-
-typedef struct Merge {
-    float *out;
-    const float *x, *w;
-    const int32_t *dest;
-    int64_t T, D, T2, nblk;
-    int mean;
-} Merge;
-
-static void merge_items(void *ctx, int64_t begin, int64_t end)
-{
-    const Merge *a = ctx;
-    int64_t T = a->T, D = a->D, T2 = a->T2;
-    float wsum[T2 > 0 ? T2 : 1];
-    for (int64_t it = begin; it < end; it++) {
-        int64_t row = it / a->nblk, c0 = it % a->nblk * MERGE_COLS, c1 = c0 + MERGE_COLS < D ? c0 + MERGE_COLS : D;
-        const float *x = a->x + row * T * D, *w = a->w ? a->w + row * T : NULL;
-        const int32_t *dest = a->dest + row * T;
-        float *y = a->out + row * T2 * D;
-        for (int64_t j = 0; j < T2; j++) {
-            wsum[j] = 0;
-            for (int64_t c = c0; c < c1; c++)
-                y[j * D + c] = 0;
-        }
-        for (int64_t i = 0; i < T; i++) {
-            int64_t j = dest[i];
-            if (j < 0 || j >= T2)
-                continue; /* tome_match and evit_select never make one; a bad input is not a crash */
-            float wi = w ? w[i] : 1.0f;
-            wsum[j] += wi;
-            for (int64_t c = c0; c < c1; c++)
-                y[j * D + c] += wi * x[i * D + c];
-        }
-        if (a->mean)
-            for (int64_t j = 0; j < T2; j++) {
-                float s = wsum[j];
-                for (int64_t c = c0; c < c1; c++)
-                    y[j * D + c] /= s;
-            }
-    }
-}
-
-void rt_token_merge(RtPool *p, float *out, const float *x, const int32_t *dest, const float *w, int64_t nb,
-                    int64_t T, int64_t D, int64_t T2, int32_t mean)
-{
-    Merge a = {out, x, w, dest, T, D, T2, (D + MERGE_COLS - 1) / MERGE_COLS, mean};
-    if (a.nblk == 0)
-        return;
-    rt_parallel_for(nb * T * D >= 1 << 15 ? p : NULL, nb * a.nblk, merge_items, &a);
 }
 
 /* ---------------------------------------------------------------- cls_attn */
