@@ -1,15 +1,17 @@
 /* merge.c: the nodes of token merging and pruning (tome_match, pitome_match, token_merge, cls_attn,
  * evit_select).
  *
- * token_merge is generated here (below: vectors over the columns, items over the thread pool). The
- * others call their kernel in the runtime (runtime/tokens.c) with the node's buffers, its batch rows,
- * token count and width (run-time values) and its attributes: matching and top-k are sorts over a few
- * hundred tokens, branchy code, and ToMe's similarity is (T/2)^2 short dot products; together they
- * are well under 1% of a merged ViT layer's work (docs/PASSES.md). The runtime's functions are
+ * token_merge is generated here (vectors over the columns, items over the thread pool), and so is
+ * tome_match's similarity, whose selection (a sort of a few hundred scores) it hands to the runtime's
+ * rt_tome_select per batch row. The others call their kernel in the runtime (runtime/tokens.c) with
+ * the node's buffers, its batch rows, token count and width (run-time values) and its attributes:
+ * PiToMe's matching and EViT's top-k are sorts, branchy code, and cls_attn one row of attention. The runtime's functions are
  * declared with ordinary external linkage (not weakly, as rt_parallel_for is): a program that uses
  * them must link them, and the JIT defines them by address (cg.c).
  */
 #include "codegen/codegen.h"
+
+#include <math.h>
 
 /* The product of n's dims [from, to) at run time. */
 static LLVMValueRef rows(Cg *cg, const Node *n, int to)
@@ -183,20 +185,117 @@ static int token_merge_gen(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef
     return 0;
 }
 
+/* ---------------------------------------------------------------- tome_match's similarity, generated
+ *
+ * ToMe's bipartite matching in two parts: the similarities, generated here, and the selection, a
+ * sort of the A tokens by their best score, which stays C (rt_tome_select, runtime/tokens.c). Per
+ * batch row: the rows' inverse norms, then for every A token (even index) its best B token (odd
+ * index) by cosine similarity, the first on ties (as torch.max); [CLS]'s row is -inf with the first
+ * B token as its best. Dot products are vectors over the metric's width C (the head size), one
+ * masked vector for the last part. Batch rows go over the pool; best and its index live on the
+ * body's stack. */
+
+/* The dot product of a[0..C) and b[0..C): whole vectors, then the rest through a mask. */
+static LLVMValueRef match_dot(Cg *cg, const CgVec *v, LLVMValueRef a, LLVMValueRef b, LLVMValueRef C,
+                              LLVMValueRef cwhole, LLVMValueRef acc)
+{
+    LLVMBuildStore(cg->b, cg_vconst(v, 0), acc);
+    Loop c = cg_loop_begin(cg, cg_i64(cg, 0), cwhole, "dot");
+    LLVMValueRef x = cg_vload(v, cg_fptr(cg, a, c.iv), 4), y = cg_vload(v, cg_fptr(cg, b, c.iv), 4);
+    LLVMBuildStore(cg->b, cg_vfma(v, x, y, LLVMBuildLoad2(cg->b, v->vt, acc, "")), acc);
+    cg_loop_end_step(cg, &c, LLVMBuildAdd(cg->b, c.iv, cg_i64(cg, v->vw), ""));
+    LLVMValueRef m = cg_vlanes_below(v, LLVMBuildSub(cg->b, C, cwhole, ""));
+    LLVMValueRef xt = cg_vmasked_load(v, cg_fptr(cg, a, cwhole), m), yt = cg_vmasked_load(v, cg_fptr(cg, b, cwhole), m);
+    return cg_vhsum(v, cg_vfma(v, xt, yt, LLVMBuildLoad2(cg->b, v->vt, acc, "")));
+}
+
+typedef struct MatchGen {
+    CgVec v;
+    int cls;
+    int64_t r;
+} MatchGen;
+
+/* Batch rows [begin, end); cap: dest, metric, T, C. */
+static void match_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    const MatchGen *m = ctx;
+    const CgVec *v = &m->v;
+    LLVMValueRef dest = cap[0], metric = cap[1], T = cap[2], C = cap[3], one = cg_i64(cg, 1);
+    LLVMValueRef na = LLVMBuildSDiv(cg->b, LLVMBuildAdd(cg->b, T, one, ""), cg_i64(cg, 2), "");
+    LLVMValueRef nb = LLVMBuildSDiv(cg->b, T, cg_i64(cg, 2), "");
+    LLVMValueRef cwhole = LLVMBuildMul(cg->b, LLVMBuildSDiv(cg->b, C, cg_i64(cg, v->vw), ""), cg_i64(cg, v->vw), "");
+    /* scratch once per range, in the body's entry block: inv[T], best[na], bidx[na] */
+    LLVMValueRef inv = LLVMBuildArrayAlloca(cg->b, cg->f32, cg_smax(cg, T, one), "inv");
+    LLVMValueRef best = LLVMBuildArrayAlloca(cg->b, cg->f32, cg_smax(cg, na, one), "best");
+    LLVMValueRef bidx = LLVMBuildArrayAlloca(cg->b, cg->i32, cg_smax(cg, na, one), "bidx");
+    LLVMValueRef acc = cg_alloca(cg, v->vt, "dot"), bs = cg_alloca(cg, cg->f32, "bs"), bj = cg_alloca(cg, cg->i64, "bj");
+    LLVMTypeRef sps[6] = {cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i32};
+    LLVMTypeRef sty = LLVMFunctionType(cg->void_, sps, 6, 0);
+    LLVMValueRef select = rt_fn(cg, "rt_tome_select", sty);
+
+    Loop row = cg_loop_begin(cg, begin, end, "row");
+    LLVMValueRef mr = cg_fptr(cg, metric, LLVMBuildMul(cg->b, LLVMBuildMul(cg->b, row.iv, T, ""), C, ""));
+    Loop i = cg_loop_begin(cg, cg_i64(cg, 0), T, "norm");
+    LLVMValueRef pi = cg_fptr(cg, mr, LLVMBuildMul(cg->b, i.iv, C, ""));
+    LLVMValueRef s = match_dot(cg, v, pi, pi, C, cwhole, acc);
+    LLVMValueRef sq = cg_intrinsic(cg, "llvm.sqrt", &s, 1);
+    LLVMBuildStore(cg->b, LLVMBuildFDiv(cg->b, cg_f32(cg, 1), sq, ""), cg_fptr(cg, inv, i.iv));
+    cg_loop_end(cg, &i);
+
+    Loop x = cg_loop_begin(cg, cg_i64(cg, 0), na, "a_token");
+    LLVMValueRef ia = LLVMBuildMul(cg->b, x.iv, cg_i64(cg, 2), "");
+    LLVMBuildStore(cg->b, LLVMConstReal(cg->f32, -INFINITY), bs);
+    LLVMBuildStore(cg->b, cg_i64(cg, 0), bj);
+    LLVMValueRef skip = m->cls ? LLVMBuildICmp(cg->b, LLVMIntEQ, x.iv, cg_i64(cg, 0), "") : LLVMConstInt(cg->i1, 0, 0);
+    LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildNot(cg->b, skip, ""), "scored");
+    LLVMValueRef pa = cg_fptr(cg, mr, LLVMBuildMul(cg->b, ia, C, ""));
+    LLVMValueRef inva = LLVMBuildLoad2(cg->b, cg->f32, cg_fptr(cg, inv, ia), "");
+    Loop y = cg_loop_begin(cg, cg_i64(cg, 0), nb, "b_token");
+    LLVMValueRef ib = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, y.iv, cg_i64(cg, 2), ""), one, "");
+    LLVMValueRef d = match_dot(cg, v, pa, cg_fptr(cg, mr, LLVMBuildMul(cg->b, ib, C, "")), C, cwhole, acc);
+    d = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, d, inva, ""), LLVMBuildLoad2(cg->b, cg->f32, cg_fptr(cg, inv, ib), ""), "");
+    LLVMValueRef better = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, d, LLVMBuildLoad2(cg->b, cg->f32, bs, ""), ""),
+                                      LLVMBuildICmp(cg->b, LLVMIntEQ, y.iv, cg_i64(cg, 0), ""), "");
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, better, d, LLVMBuildLoad2(cg->b, cg->f32, bs, ""), ""), bs);
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, better, y.iv, LLVMBuildLoad2(cg->b, cg->i64, bj, ""), ""), bj);
+    cg_loop_end(cg, &y);
+    cg_if_end(cg, done);
+    LLVMBuildStore(cg->b, LLVMBuildLoad2(cg->b, cg->f32, bs, ""), cg_fptr(cg, best, x.iv));
+    st32(cg, bidx, x.iv, LLVMBuildLoad2(cg->b, cg->i64, bj, ""));
+    cg_loop_end(cg, &x);
+
+    LLVMValueRef drow = LLVMBuildGEP2(cg->b, cg->i32, dest, (LLVMValueRef[]){LLVMBuildMul(cg->b, row.iv, T, "")}, 1, "");
+    LLVMValueRef args[6] = {drow, best, bidx, T, cg_i64(cg, m->r), LLVMConstInt(cg->i32, (unsigned)m->cls, 0)};
+    LLVMBuildCall2(cg->b, sty, select, args, 6, "");
+    cg_loop_end(cg, &row);
+}
+
+static int tome_match_gen(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    const Node *x = n->in[0];
+    int rk = x->rank;
+    CgTarget t = cg_target(cg);
+    MatchGen m = {cg_vec(cg, t.vw, t.fma), n->at.cls, n->at.r};
+    LLVMValueRef T = cg_dim(cg, x->shape[rk - 2]), C = cg_dim(cg, x->shape[rk - 1]), nb = rows(cg, x, rk - 2);
+    LLVMValueRef cap[4] = {out, in[0], T, C};
+    char name[64];
+    snprintf(name, sizeof name, "kiln_tome_match_r%lld%s", (long long)m.r, m.cls ? "_cls" : "");
+    /* the work: (T/2)^2 dot products of C per row */
+    LLVMValueRef work = LLVMBuildMul(cg->b, LLVMBuildMul(cg->b, LLVMBuildMul(cg->b, nb, T, ""), T, ""), C, "");
+    CgPar p = {.split = CG_RANGES, .n = nb, .work = work, .min_work = CG_PARALLEL_WORK, .name = name, .shared = 1,
+               .vw = t.vw};
+    cg_parallel(cg, &p, 4, cap, match_rows, &m);
+    return 0;
+}
+
 int cg_tokens(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
     const Node *x = n->in[0];
     int r = x->rank;
     LLVMTypeRef P = cg->ptr, I = cg->i64, W = cg->i32;
     switch (n->op) {
-    case OP_TOME_MATCH: {
-        LLVMTypeRef ps[8] = {P, P, P, I, I, I, I, W};
-        LLVMTypeRef fty = LLVMFunctionType(cg->void_, ps, 8, 0);
-        LLVMValueRef args[8] = {cg->pool, out, in[0], rows(cg, x, r - 2), cg_dim(cg, x->shape[r - 2]),
-                                cg_dim(cg, x->shape[r - 1]), cg_i64(cg, n->at.r), LLVMConstInt(W, (unsigned)n->at.cls, 0)};
-        LLVMBuildCall2(cg->b, fty, rt_fn(cg, "rt_tome_match", fty), args, 8, "");
-        return 0;
-    }
+    case OP_TOME_MATCH:
+        return tome_match_gen(cg, n, out, in);
     case OP_PITOME_MATCH: {
         LLVMTypeRef ps[10] = {P, P, P, I, I, I, I, W, cg->f32, W};
         LLVMTypeRef fty = LLVMFunctionType(cg->void_, ps, 10, 0);

@@ -269,10 +269,10 @@ int rt_profile_write_trace(const RtProfile *p, const char *path, char *err, size
  * generated code, codegen/merge.c): nb batch rows of T tokens each, C order, f32 values and i32
  * token destinations. */
 
-/* dest[nb, T]: where ToMe's bipartite soft matching of metric[nb, T, C] sends each token (r merged;
- * cls: token 0 is protected). */
-void rt_tome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
-                   int32_t cls);
+/* dest[T]: where ToMe's bipartite soft matching sends each token of one batch row, given each A token's
+ * (even index) best similarity best[(T + 1) / 2] and the index of its best B token (odd index) among
+ * the B tokens, bidx (r merged; cls: token 0 is protected, its best -inf). */
+void rt_tome_select(int32_t *dest, const float *best, const int32_t *bidx, int64_t T, int64_t r, int32_t cls);
 /* dest[nb, T]: PiToMe's energy-ordered matching of metric[nb, T, C] (r merged; cls: token 0 protected;
  * margin of the energy; bsm: ToMe's matching between the even and odd energy ranks). */
 void rt_pitome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,

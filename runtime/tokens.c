@@ -1,14 +1,13 @@
 /* tokens.c: the kernels of token matching and pruning (the prune-tokens pass), in f32.
  *
- * The compiled code calls these for the nodes tome_match, pitome_match, cls_attn and evit_select
- * (token_merge is generated: codegen/merge.c); the definitions, and the reference implementations
- * they follow, are in ir/tokens.c (the interpreter's versions, in double, which the tests hold these
- * to). They are C rather than generated LLVM IR because matching and top-k end in sorts over a few
- * hundred tokens, branchy code. In FLOPs they are well under 1% of a layer (ToMe's matching is
- * (T/2)^2 dot products of the head size against the layer's ~24 T D^2); in time the similarity's
- * scalar dot products are more (docs/PASSES.md has the measured share). Batch rows go over the
- * pool's threads. Scratch lives on the stack, sized by the token count: nothing is allocated at run
- * time.
+ * The compiled code calls these for the nodes pitome_match, cls_attn and evit_select, and for
+ * tome_match's selection (its similarity, and token_merge, are generated: codegen/merge.c); the
+ * definitions, and the reference implementations they follow, are in ir/tokens.c (the interpreter's
+ * versions, in double, which the tests hold these to). They are C rather than generated LLVM IR
+ * because matching and top-k end in sorts over a few hundred tokens, branchy code. In FLOPs they are
+ * well under 1% of a layer (PiToMe's energy is T^2 dot products of the head size against the layer's
+ * ~24 T D^2). Batch rows go over the pool's threads. Scratch lives on the stack, sized by the token
+ * count: nothing is allocated at run time.
  */
 #include "runtime/kiln_rt.h"
 
@@ -35,68 +34,25 @@ static void order_desc(const float *v, int64_t n, int32_t *ord, int32_t *tmp)
     }
 }
 
-/* ---------------------------------------------------------------- tome_match */
+/* ---------------------------------------------------------------- tome_match's selection */
 
-typedef struct Match {
-    int32_t *dest;
-    const float *m;
-    int64_t T, C, r;
-    int cls;
-} Match;
-
-static void match_rows(void *ctx, int64_t begin, int64_t end)
+void rt_tome_select(int32_t *dest, const float *best, const int32_t *bidx, int64_t T, int64_t r, int32_t cls)
 {
-    const Match *a = ctx;
-    int64_t T = a->T, C = a->C, na = (T + 1) / 2, nb = T / 2, r = a->r < na ? a->r : na;
-    float inv[T > 0 ? T : 1], best[na > 0 ? na : 1];
-    int32_t bidx[na > 0 ? na : 1], ord[na > 0 ? na : 1], tmp[na > 0 ? na : 1];
-    for (int64_t row = begin; row < end; row++) {
-        const float *m = a->m + row * T * C;
-        int32_t *dest = a->dest + row * T;
-        for (int64_t i = 0; i < T; i++) {
-            float s = 0;
-            for (int64_t c = 0; c < C; c++)
-                s += m[i * C + c] * m[i * C + c];
-            inv[i] = 1.0f / sqrtf(s);
-        }
-        for (int64_t x = 0; x < na; x++) {
-            best[x] = -INFINITY;
-            bidx[x] = 0;
-            if (a->cls && x == 0)
-                continue; /* [CLS]: its row is -inf, its best the first B token, as torch.max gives */
-            const float *p = m + 2 * x * C;
-            for (int64_t y = 0; y < nb; y++) {
-                const float *q = m + (2 * y + 1) * C;
-                float s = 0;
-                for (int64_t c = 0; c < C; c++)
-                    s += p[c] * q[c];
-                s *= inv[2 * x] * inv[2 * y + 1];
-                if (s > best[x] || y == 0) {
-                    best[x] = s;
-                    bidx[x] = (int32_t)y;
-                }
+    int64_t na = (T + 1) / 2, nb = T / 2;
+    int32_t ord[na > 0 ? na : 1], tmp[na > 0 ? na : 1];
+    r = r < na ? r : na;
+    order_desc(best, na, ord, tmp);
+    if (cls) /* ToMe sorts the unmerged A tokens by index when [CLS] is protected */
+        for (int64_t i = r + 1; i < na; i++)
+            for (int64_t j = i; j > r && ord[j - 1] > ord[j]; j--) {
+                int32_t t = ord[j];
+                ord[j] = ord[j - 1];
+                ord[j - 1] = t;
             }
-        }
-        order_desc(best, na, ord, tmp);
-        if (a->cls)
-            for (int64_t i = r + 1; i < na; i++)
-                for (int64_t j = i; j > r && ord[j - 1] > ord[j]; j--) {
-                    int32_t t = ord[j];
-                    ord[j] = ord[j - 1];
-                    ord[j - 1] = t;
-                }
-        for (int64_t k = 0; k < na; k++)
-            dest[2 * ord[k]] = (int32_t)(k >= r ? k - r : na - r + bidx[ord[k]]);
-        for (int64_t y = 0; y < nb; y++)
-            dest[2 * y + 1] = (int32_t)(na - r + y);
-    }
-}
-
-void rt_tome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
-                   int32_t cls)
-{
-    Match a = {dest, metric, T, C, r, cls};
-    rt_parallel_for(nb * T * C >= 1 << 15 ? p : NULL, nb, match_rows, &a);
+    for (int64_t k = 0; k < na; k++)
+        dest[2 * ord[k]] = (int32_t)(k >= r ? k - r : na - r + bidx[ord[k]]);
+    for (int64_t y = 0; y < nb; y++)
+        dest[2 * y + 1] = (int32_t)(na - r + y);
 }
 
 /* ---------------------------------------------------------------- pitome_match */
