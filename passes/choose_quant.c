@@ -657,25 +657,12 @@ static const char *layer_list(const Q *q, char *buf, size_t n)
 static int read_overrides(Q *q, const char *path)
 {
     Diag *d = q->o->d;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    size_t len;
+    char *text = pass_calib_read_text(path, &len);
+    if (!text) {
         diag_fatal(d, "--quant-overrides: cannot open '%s'", path);
         return -1;
     }
-    char *text = NULL;
-    size_t cap = 0, len = 0;
-    for (int ch; (ch = fgetc(f)) != EOF;) {
-        if (len + 2 > cap) {
-            text = realloc(text, cap = cap ? cap * 2 : 4096);
-            KILN_ASSERT(text);
-        }
-        text[len++] = (char)ch;
-    }
-    fclose(f);
-    if (!text)
-        text = calloc(1, 1);
-    KILN_ASSERT(text);
-    text[len] = 0;
     int file = diag_add_file(d, path, text), errors = diag_errors(d), line = 1;
     char names[1024];
     for (const char *p = text; *p; line++) {

@@ -89,6 +89,8 @@ typedef struct CalibSet {
  * Errors name the file and what the model's input expects; returns -1 after one. */
 int pass_calib_load(const Graph *g, int nfile, const char *const *files, CalibSet *s, Diag *d);
 void pass_calib_free(CalibSet *s);
+/* The whole file, NUL-terminated (malloc'ed; *len bytes before the NUL); NULL when it cannot be opened. */
+char *pass_calib_read_text(const char *path, size_t *len);
 /* Interprets h (a graph whose one input has g's type) on run r: out[] gets h->noutput tensors
  * (malloc'ed data). Returns 0, or -1 after an error reported through d. */
 int pass_calib_run(const Graph *h, const CalibSet *s, int r, HostTensor *out, Diag *d);

@@ -99,25 +99,24 @@ static int load_npy(const Graph *g, const char *path, CalibSet *s, Diag *d)
     return 0;
 }
 
-static char *read_all(const char *path, size_t *len, Diag *d)
+char *pass_calib_read_text(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        diag_fatal(d, "cannot open calibration file '%s'", path);
+    if (!f)
         return NULL;
-    }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     KILN_ASSERT(buf);
     size_t got;
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += got;
-        if (n == cap) {
+        if (n + 1 == cap) {
             buf = realloc(buf, cap *= 2);
             KILN_ASSERT(buf);
         }
     }
     fclose(f);
+    buf[n] = 0;
     *len = n;
     return buf;
 }
@@ -137,9 +136,11 @@ static int load_text(const Graph *g, const char *path, CalibSet *s, Diag *d)
         map[(unsigned char)g->vocab[i]] = i;
     int64_t W = dim_max(g, x->shape[0]);
     size_t len;
-    char *text = read_all(path, &len, d);
-    if (!text)
+    char *text = pass_calib_read_text(path, &len);
+    if (!text) {
+        diag_fatal(d, "cannot open calibration file '%s'", path);
         return -1;
+    }
     for (size_t i = 0; i < len; i++)
         if (map[(unsigned char)text[i]] < 0) {
             diag_fatal(d, "calibration file '%s': the character at offset %zu (byte 0x%02x) is not in the model's "
