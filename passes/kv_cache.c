@@ -94,6 +94,14 @@ typedef struct Kv {
     Node *tcount;    /* prefill: T as an i64[1] */
 } Kv;
 
+/* a count >= 1 with nothing after it, or 0 */
+static int64_t count_of(const char *s)
+{
+    char *end;
+    int64_t v = strtoll(s, &end, 10);
+    return *end || v < 1 ? 0 : v;
+}
+
 /* "full", "full:B", "window:W", "sinks:S,window:W", "tova:B", "h2o:heavy=H,recent=R",
  * "cascade:B,n=N[,sinks=S]"; 0 on success */
 static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
@@ -107,22 +115,19 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
     }
     if (!strncmp(s, "full:", 5)) {
         p->kind = KV_FULL;
-        p->budget = strtoll(s + 5, &end, 10);
-        if (*end || p->budget < 1)
+        if ((p->budget = count_of(s + 5)) < 1)
             goto bad;
         return 0;
     }
     if (!strncmp(s, "window:", 7)) {
         p->kind = KV_WINDOW;
-        p->window = p->budget = strtoll(s + 7, &end, 10);
-        if (*end || p->window < 1)
+        if ((p->window = p->budget = count_of(s + 7)) < 1)
             goto bad;
         return 0;
     }
     if (!strncmp(s, "tova:", 5)) {
         p->kind = KV_TOVA;
-        p->budget = strtoll(s + 5, &end, 10);
-        if (*end || p->budget < 1)
+        if ((p->budget = count_of(s + 5)) < 1)
             goto bad;
         return 0;
     }
@@ -163,8 +168,7 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
         p->sinks = strtoll(s + 6, &end, 10);
         if (p->sinks < 0 || strncmp(end, ",window:", 8))
             goto bad;
-        p->window = strtoll(end + 8, &end, 10);
-        if (*end || p->window < 1)
+        if ((p->window = count_of(end + 8)) < 1)
             goto bad;
         p->budget = p->sinks + p->window;
         return 0;

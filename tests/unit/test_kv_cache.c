@@ -136,6 +136,14 @@ static int decode_checked(const Graph *g, IrState *st, const char *what, const i
 /* The reference model (probs_model) over tokens 0..t1-1 with each layer's mask sub[l] (its first
  * input's shape with the last two dimensions t1, layer l's at sub + l stride): out[0] the logits, out[1 + l] layer l's
  * probabilities. 0 on success. */
+/* layer l's cache state "cache.l.FIELD" after the steps run on st */
+static const void *cache_state(const Graph *g, IrState *st, const char *field, int l)
+{
+    char name[32];
+    snprintf(name, sizeof name, "cache.%d.%s", l, field);
+    return ir_state_data(st, ir_find_state(g, name));
+}
+
 static int run_probs(const Graph *ref, const int32_t *tok, int t1, int L, float *sub, size_t stride, HostTensor *in,
                      HostTensor *out, Diag *d)
 {
@@ -435,9 +443,7 @@ static void test_tova(const Model *m, int B, int n)
                 break;
             /* the positions kiln's cache holds, layer by layer */
             for (int l = 0; l < L; l++) {
-                char name[32];
-                snprintf(name, sizeof name, "cache.%d.pos", l);
-                const int64_t *pos = ir_state_data(st, ir_find_state(g, name));
+                const int64_t *pos = cache_state(g, st, "pos", l);
                 int same = 1, held = 0;
                 for (int k = 0; k <= B; k++) {
                     held += pos[k] > 0;
@@ -567,11 +573,8 @@ static void test_h2o(const Model *m, int H, int R, int n)
             if (decode_checked(g, st, what, tok, t, P, (const float *)out[0].data, row, V, d, &worst, &steps))
                 break;
             for (int h = 0; h < NH; h++) {
-                char name[32];
-                snprintf(name, sizeof name, "cache.%d.pos", h / kvh);
-                const int64_t *pos = (const int64_t *)ir_state_data(st, ir_find_state(g, name)) + (h % kvh) * S;
-                snprintf(name, sizeof name, "cache.%d.acc", h / kvh);
-                const float *ka = (const float *)ir_state_data(st, ir_find_state(g, name)) + (h % kvh) * S;
+                const int64_t *pos = (const int64_t *)cache_state(g, st, "pos", h / kvh) + (h % kvh) * S;
+                const float *ka = (const float *)cache_state(g, st, "acc", h / kvh) + (h % kvh) * S;
                 int same = 1, held = 0;
                 for (int k = 0; k < S; k++) {
                     held += pos[k] > 0;
@@ -741,9 +744,7 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
             if (decode_checked(g, st, what, tok, t, P, (const float *)out[0].data, row, V, d, &worst, &steps))
                 break;
             for (int l = 0; l < L; l++) {
-                char name[32];
-                snprintf(name, sizeof name, "cache.%d.pos", l);
-                const int64_t *pos = ir_state_data(st, ir_find_state(g, name));
+                const int64_t *pos = cache_state(g, st, "pos", l);
                 unsigned char want[256] = {0};
                 const Cascade *c = &cs[l];
                 int nwant = c->nsink, same = 1, held = 0;
