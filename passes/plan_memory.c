@@ -365,22 +365,35 @@ typedef struct Block {
  * neither is always best: definition order (first fit as the graph runs) and largest first (ties
  * in definition order, as TFLite's greedy-by-size planner) are both tried and the smaller arena kept.
  * Returns the arena's size. */
-static int64_t place_in_order(Block *b, const int *order, int nb)
+static int lower_offset(const void *pa, const void *pb)
+{
+    const Block *a = *(const Block *const *)pa, *b = *(const Block *const *)pb;
+    return (a->off > b->off) - (a->off < b->off);
+}
+
+static int larger_first(const void *pa, const void *pb)
+{
+    const Block *a = *(const Block *const *)pa, *b = *(const Block *const *)pb;
+    if (a->size != b->size)
+        return a->size > b->size ? -1 : 1;
+    return (a->def > b->def) - (a->def < b->def);
+}
+
+/* Places order[0..nb) in turn; live (nb) is scratch for the placed blocks live with the current one. */
+static int64_t place_in_order(Block **order, int nb, const Block **live)
 {
     int64_t top = 0;
     for (int k = 0; k < nb; k++) {
-        Block *x = &b[order[k]];
+        Block *x = order[k];
+        int nlive = 0;
+        for (int j = 0; j < k; j++)
+            if (order[j]->def <= x->last && x->def <= order[j]->last)
+                live[nlive++] = order[j];
+        qsort(live, (size_t)nlive, sizeof *live, lower_offset);
         int64_t off = 0;
-        for (int moved = 1; moved;) {
-            moved = 0;
-            for (int j = 0; j < k; j++) {
-                const Block *y = &b[order[j]];
-                if (y->def <= x->last && x->def <= y->last && off < y->off + y->size && y->off < off + x->size) {
-                    off = y->off + y->size;
-                    moved = 1;
-                }
-            }
-        }
+        for (int j = 0; j < nlive && live[j]->off < off + x->size; j++)
+            if (live[j]->off + live[j]->size > off)
+                off = live[j]->off + live[j]->size;
         x->off = off;
         if (off + x->size > top)
             top = off + x->size;
@@ -388,40 +401,32 @@ static int64_t place_in_order(Block *b, const int *order, int nb)
     return top;
 }
 
-static const Block *sort_blocks;
-
-static int larger_first(const void *pa, const void *pb)
-{
-    const Block *a = &sort_blocks[*(const int *)pa], *b = &sort_blocks[*(const int *)pb];
-    if (a->size != b->size)
-        return a->size > b->size ? -1 : 1;
-    return (a->def > b->def) - (a->def < b->def);
-}
-
 static int64_t place_blocks(Block *b, const int *owner, int n)
 {
-    int *order = malloc(sizeof(int) * ((size_t)n + 1));
+    Block **order = malloc(sizeof(Block *) * ((size_t)n + 1));
+    const Block **live = malloc(sizeof(Block *) * ((size_t)n + 1));
     int64_t *first = malloc(sizeof(int64_t) * ((size_t)n + 1));
-    KILN_ASSERT(order && first);
+    KILN_ASSERT(order && live && first);
     int nb = 0;
     for (int i = 0; i < n; i++)
         if (owner[i] == i)
-            order[nb++] = i;
-    int64_t top_order = place_in_order(b, order, nb);
+            order[nb++] = &b[i];
+    int64_t top_order = place_in_order(order, nb, live);
     for (int k = 0; k < nb; k++)
-        first[k] = b[order[k]].off;
-    sort_blocks = b;
-    qsort(order, (size_t)nb, sizeof(int), larger_first);
-    int64_t top = place_in_order(b, order, nb);
+        first[k] = order[k]->off;
+    Block **sorted = malloc(sizeof(Block *) * ((size_t)nb + 1));
+    KILN_ASSERT(sorted);
+    memcpy(sorted, order, sizeof(Block *) * (size_t)nb);
+    qsort(sorted, (size_t)nb, sizeof *sorted, larger_first);
+    int64_t top = place_in_order(sorted, nb, live);
     if (top >= top_order) { /* definition order was as good: keep its offsets */
-        nb = 0;
-        for (int i = 0; i < n; i++)
-            if (owner[i] == i) {
-                b[i].off = first[nb++];
-            }
+        for (int k = 0; k < nb; k++)
+            order[k]->off = first[k];
         top = top_order;
     }
+    free(sorted);
     free(order);
+    free(live);
     free(first);
     return top;
 }
