@@ -453,15 +453,8 @@ static int evaluate(Runner *r, const TextArgs *a, const int *map)
             free(text);
             return 1;
         }
-        for (int64_t t = 0; t < ctx; t++) {
-            const float *row = r->logits + t * r->V;
-            double mx = -INFINITY, s = 0;
-            for (int64_t v = 0; v < r->V; v++)
-                mx = row[v] > mx ? row[v] : mx;
-            for (int64_t v = 0; v < r->V; v++)
-                s += exp(row[v] - mx);
-            total += mx + log(s) - row[map[text[w * ctx + t + 1]]];
-        }
+        for (int64_t t = 0; t < ctx; t++)
+            total += nll(r->logits + t * r->V, r->V, map[text[w * ctx + t + 1]]);
         if (tty)
             fprintf(stderr, "\r%s: window %lld of %lld", a->prog, (long long)w + 1, (long long)nwin);
     }
