@@ -50,6 +50,35 @@ def _shape(path, name):
         return json.loads(f.read(n))[name]["shape"]
 
 
+def kiln_driver(kiln, model, name, weights, out, defines=(), policy="full"):
+    """Builds MODEL with --kv-cache POLICY as a library at OUT/libNAME.a and bench/kiln_decode.c against it.
+    Returns (driver, weights file or None, None) or (None, None, why)."""
+    lib = os.path.join(out, f"lib{name}.a")
+    binfo, why = kiln_build(kiln, model, lib, weights, defines, extra=["--kv-cache", policy, "--emit", "lib"])
+    if not binfo:
+        return None, None, why
+    drv = os.path.join(out, f"kiln_decode_{name}")
+    rc, so, se, _ = run(["cc", "-O2", "-std=c11", "-I", ROOT, f"-DKILN_MODEL=kiln_model_{name}",
+                         os.path.join(BENCH, "kiln_decode.c"), lib, "-lm", "-lpthread", "-o", drv])
+    if rc:
+        return None, None, "compiling bench/kiln_decode.c: " + (se.strip().splitlines() or ["?"])[-1]
+    return drv, (lib + ".weights" if os.path.exists(lib + ".weights") else None), None
+
+
+def kiln_rows(drv, wfile, threads, vocab, prefill, decode, runs, steps, tokens=None):
+    """Runs the driver; returns ({(threads, "prefill"|"decode", N): row}, None) or (rows so far, why)."""
+    rows = {}
+    rc, so, se, _ = run([drv, "--threads", threads, "--vocab", vocab, "--prefill", ",".join(map(str, prefill)),
+                         "--decode", ",".join(map(str, decode)), "--runs", runs, "--steps", steps]
+                        + (["--tokens", tokens] if tokens else []) + (["--weights", wfile] if wfile else []),
+                        timeout=7200)
+    for line in so.splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            rows[(threads, r["what"], r.get("cached", r.get("tokens")))] = r
+    return rows, ((se.strip().splitlines() or ["?"])[-1] if rc else None)
+
+
 def bench(res, kiln, threads, quick):
     SECTION[0] = "decode"
     d = {"threads": threads, "kiln": {}, "ort": {}, "torch": {}, "agree": {}, "charlm": {}}
@@ -73,18 +102,9 @@ def bench(res, kiln, threads, quick):
                   "step_bytes": sum(sizes.values()) - wpe + wpe // _shape(weights, "wpe.weight")[0]}
 
     say("decode: kiln build --kv-cache full --emit lib")
-    lib = os.path.join(out, "libgpt2.a")
-    binfo, why = kiln_build(kiln, os.path.join(ROOT, "examples/gpt2/gpt2.kiln"), lib, weights,
-                            extra=["--kv-cache", "full", "--emit", "lib"])
-    drv = os.path.join(out, "kiln_decode")
-    if binfo:
-        rc, so, se, _ = run(["cc", "-O2", "-std=c11", "-I", ROOT, "-DKILN_MODEL=kiln_model_gpt2",
-                             os.path.join(BENCH, "kiln_decode.c"), lib, "-lm", "-lpthread", "-o", drv])
-        if rc:
-            binfo = fail("decode: compiling bench/kiln_decode.c", (se.strip().splitlines() or ["?"])[-1])
-    else:
-        fail("decode: kiln build", why)
-    wfile = lib + ".weights" if os.path.exists(lib + ".weights") else None
+    drv, wfile, why = kiln_driver(kiln, os.path.join(ROOT, "examples/gpt2/gpt2.kiln"), "gpt2", weights, out)
+    if not drv:
+        fail("decode: kiln", why)
     tokens = os.path.join(out, "tokens.i32")
     np.random.default_rng(5).integers(0, V, max(PAST) + 2).astype("<i4").tofile(tokens)
 
@@ -111,7 +131,7 @@ def bench(res, kiln, threads, quick):
     P0 = PAST[0]
     logits = {}
     say(f"decode: logits of the step at {P0} cached tokens")
-    if binfo:
+    if drv:
         kl = os.path.join(out, "kiln.logits.f32")
         rc, so, se, _ = run([drv, "--threads", max(threads), "--vocab", V, "--decode", P0, "--runs", 1,
                              "--tokens", tokens, "--logits-out", kl] + (["--weights", wfile] if wfile else []))
@@ -134,17 +154,12 @@ def bench(res, kiln, threads, quick):
             d["agree"][a] = float(np.max(np.abs(logits[a] - b)) / np.max(np.abs(b)))
 
     for t in threads:
-        if binfo:
+        if drv:
             say(f"decode: kiln, {t} thread(s)")
-            rc, so, se, _ = run([drv, "--threads", t, "--vocab", V, "--prefill", PAST[0],
-                                 "--decode", ",".join(map(str, PAST)), "--runs", runs, "--steps", steps,
-                                 "--tokens", tokens] + (["--weights", wfile] if wfile else []), timeout=3600)
-            for line in so.splitlines():
-                if line.startswith("{"):
-                    r = json.loads(line)
-                    d["kiln"][(t, r["what"], r.get("cached", r.get("tokens")))] = r
-            if rc:
-                fail(f"decode: kiln, {t} threads", (se.strip().splitlines() or ["?"])[-1])
+            rows, why = kiln_rows(drv, wfile, t, V, PAST[:1], PAST, runs, steps, tokens)
+            d["kiln"].update(rows)
+            if why:
+                fail(f"decode: kiln, {t} threads", why)
         for P in PAST:
             if os.path.exists(onnx) and P in inputs:
                 tries = []

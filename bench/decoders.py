@@ -14,9 +14,10 @@ version; `npm install --ignore-scripts` there), its C API driven by bench/llama_
 the headers of the llama.cpp source the package bundles (a git bundle, unpacked into bench/out/). Weights
 read into memory, not mapped; one context per run, threads for both batch and single-token work.
 
-kiln: examples/llama/llama.kiln built for each size, fp32 weights, its programs' --bench. kiln has no
-KV cache yet, so its "decode after N cached tokens" is a full forward pass over N + 1 tokens, which is
-what producing one more token costs it today (the report says so); its prefill computes the logits of
+kiln: examples/llama/llama.kiln built for each size, fp32 weights: the program (for the logits check)
+and, with `--kv-cache full --emit lib`, a library timed by bench/kiln_decode.c (bench/decode.py builds
+both): prefill N is the prefill entry on N tokens into an empty cache; decode after N is one decode step
+with N tokens cached (reset and prefill before each timed step). kiln's prefill computes the logits of
 every position, llama.cpp's of the last only (what generation asks for).
 
 GB/s of a decode step = the bytes of the weights one step reads (every tensor but the token embedding,
@@ -31,6 +32,7 @@ import struct
 import numpy as np
 
 import cpu
+import decode
 import gguf_write
 from benchlib import (BENCH, COMMANDS, OUT, PY, ROOT, SECTION, fail, fmt, fmt_ms, fmt_ratio, kiln_bench,
                       kiln_build, mib, rel, run, say)
@@ -241,6 +243,14 @@ def bench(res, kiln, threads, quick, only_models=None):
             if not binfo:
                 fail(f"kiln build {spec['name']}", why)
             m["kiln_build"] = binfo
+            drv = None
+            if not spec.get("agreement_only"):
+                say(f"decoders: {spec['name']}: kiln build --kv-cache full --emit lib")
+                drv, dweights, why = decode.kiln_driver(kiln, os.path.join(ROOT, "examples/llama/llama.kiln"),
+                                                        "llama", weights, os.path.join(OUT, "decoders"),
+                                                        defines_of(cfg, ctx))
+                if not drv:
+                    fail(f"kiln --kv-cache full {spec['name']}", why)
             # agreement on the fp32 file: llama.cpp, kiln, PyTorch on the same tokens
             T = min(AGREE_T, cfg["CTX"])
             tok = tokens_file(cfg["V"], T, 1)
@@ -313,22 +323,15 @@ def bench(res, kiln, threads, quick, only_models=None):
                                 m["llama"][k] = row
                             else:
                                 old["other"] = (variant, row["median_ms"])
-                if not binfo:
+                if not drv:
                     continue
-                for n in PREFILL:
-                    say(f"decoders: {spec['name']}: kiln prefill {n}, {t} thread(s)")
-                    r, why = kiln_bench(kexe, {"tokens": tokens_file(cfg["V"], n, 2)}, t, kruns_prefill,
-                                        weights=binfo["weights_file"], timeout=7200)
-                    m["kiln"][(t, "prefill", n)] = r or {"error": why}
-                    if not r:
-                        fail(f"kiln prefill {n} {spec['name']} {t} threads", why)
-                for n in DECODE:
-                    say(f"decoders: {spec['name']}: kiln 'decode' after {n} (a full pass over {n + 1}), {t} thread(s)")
-                    r, why = kiln_bench(kexe, {"tokens": tokens_file(cfg["V"], n + 1, 2)}, t, kruns_decode,
-                                        weights=binfo["weights_file"], timeout=7200)
-                    m["kiln"][(t, "decode", n)] = r or {"error": why}
-                    if not r:
-                        fail(f"kiln decode after {n} {spec['name']} {t} threads", why)
+                say(f"decoders: {spec['name']}: kiln prefill {', '.join(map(str, PREFILL))} and decode after "
+                    f"{', '.join(map(str, DECODE))}, {t} thread(s)")
+                rows, why = decode.kiln_rows(drv, dweights, t, cfg["V"], PREFILL, DECODE,
+                                             max(kruns_prefill, kruns_decode), 0)
+                m["kiln"].update(rows)
+                if why:
+                    fail(f"kiln prefill/decode {spec['name']} {t} threads", why)
         except Exception as e:  # one model's trouble does not stop the others
             fail(f"decoders: {spec['name']}", f"{type(e).__name__}: {e}")
     return d
@@ -359,8 +362,7 @@ def headline(d, threads):
             ld = m["llama"].get(("f32", t, "decode", DECODE[0]), {}).get("median_ms")
             if k and ll:
                 parts.append(f"{t} thread{'s' if t > 1 else ''}: prefill {PREFILL[0]} {fmt_ratio(ll, k)} llama.cpp F32"
-                             + (f", decode after {DECODE[0]} {fmt_ratio(ld, kd)} (kiln without a KV cache)"
-                                if kd and ld else ""))
+                             + (f", decode after {DECODE[0]} {fmt_ratio(ld, kd)}" if kd and ld else ""))
         if parts:
             lines.append(f"{m['name']}, kiln fp32 vs llama.cpp: " + "; ".join(parts))
     return lines
@@ -383,12 +385,12 @@ def report(res, w):
       f"thread measured with the pool's default polling and with its idle threads sleeping (poll 0), the faster "
       f"kept, marked 'ns' (no spin) when it is the latter. Prefill N: one llama_decode of N tokens into an empty cache, logits of the last "
       f"token (runs after a warm-up, median; how many is given per model). Decode after N: N tokens cached, "
-      f"then one token at position N, removed again after each step (steps after a warm-up, median). kiln: the "
-      f"program's `--bench` (runs after a warm-up, median); its prefill computes "
-      f"the logits of every position. **kiln has no KV cache yet: its decode after N is a full forward pass "
-      f"over N + 1 tokens**, which is what one more token costs it today; the comparison changes when the "
-      f"kv-cache work lands. kiln's int8/4-bit/bf16 weights do not exist yet (choose-quant), so only fp32 "
-      f"is compared with kiln; llama.cpp's F16/Q8_0/Q4_0 rows show what its quantized files do. "
+      f"then one token at position N, removed again after each step (steps after a warm-up, median). kiln: "
+      f"`examples/llama/llama.kiln` built with `--kv-cache full --emit lib` and timed by `bench/kiln_decode.c`: "
+      f"prefill N is the prefill entry on N tokens into an empty cache (it computes the logits of every "
+      f"position); decode after N is one decode step with N tokens cached, from a reset and a prefill of N "
+      f"before each timed step (runs after a warm-up, median). Only fp32 is compared with kiln (kiln's "
+      f"quantized schemes are not in this section yet); llama.cpp's F16/Q8_0/Q4_0 rows show what its quantized files do. "
       f"GB/s = the bytes of weights one decode step reads (every tensor but the token embedding) ÷ the step's "
       f"time; '% bw' divides by the triad bandwidth measured above at the same thread count, of the L3 ('L3') "
       f"when those bytes fit in it (the steps reuse them, so they stay there) or else of memory ('mem'); "
@@ -417,7 +419,7 @@ def report(res, w):
             w("| engine, weights | threads | " + " | ".join(cols) + " |")
             w("|---|---|" + "---|" * len(cols))
             for t in threads:
-                rows = [("kiln, fp32 (no KV cache: decode = full pass)", "f32", lambda kind, n: m["kiln"].get((t, kind, n)))]
+                rows = [("kiln, fp32 (KV cache)", "f32", lambda kind, n: m["kiln"].get((t, kind, n)))]
                 for typ in spec.get("types", ()):
                     rows.append((f"llama.cpp, {typ.upper()}", typ,
                                  lambda kind, n, typ=typ: m["llama"].get((typ, t, kind, n))))
