@@ -2,7 +2,7 @@
 
 Started by bench/run.sh (which installs the peers and builds kiln first); run with /usr/bin/python3.
 
-    harness.py [--kiln PATH] [--only gemm,models,compile,attention,decoders,decode] [--threads 1,2] [--quick]
+    harness.py [--kiln PATH] [--only gemm,models,compile,attention,decoders,decode,tokens] [--threads 1,2] [--quick]
                [--fresh] [--attention-T 128,512,1024,4096,8192] [--decoder-models llama-tiny,...]
                [--report PATH]
 
@@ -39,6 +39,7 @@ import attention
 import cpu
 import decode
 import decoders
+import tokens
 from benchlib import (BENCH, COMMANDS, FAILURES, OUT, PY, ROOT, SECTION, compare, fail, fmt, fmt_ms,
                       fmt_ratio, geomean, json_line, kiln_bench, kiln_build, kiln_check, mib, pick, reason,
                       rel, run, say, shell_line, size_text)
@@ -50,7 +51,7 @@ GEMM_SHAPES = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (128, 768, 7
                (128, 3072, 768), (1024, 1024, 1024), (1, 768, 768), (1, 3072, 768)]
 
 
-ALL_PARTS = ("gemm", "models", "compile", "attention", "decoders", "decode")
+ALL_PARTS = ("gemm", "models", "compile", "attention", "decoders", "decode", "tokens")
 
 
 def peak_gflops(res, t):
@@ -638,6 +639,7 @@ def headline(res, w):
             lines.append(ln)
     lines += decoders.headline(res.get("decoders"), res["threads"])
     lines += decode.headline(res.get("decode"), res["threads"])
+    lines += tokens.headline(res.get("tokens"), res["threads"])
     mm = res.get("machine_meas", {})
     fma = mm.get("fma", {})
     share = None
@@ -812,7 +814,7 @@ def intro_lines():
             "`onnxruntime-node` into `bench/node_modules/` and `node-llama-cpp` into `bench/llamacpp/`), builds "
             "kiln into `build-bench/`, runs the benchmarks side by side and rewrites that CPU's section of this "
             "file. Generated weights, ONNX and GGUF files and programs go to `bench/out/` (not committed). "
-            "Options after `run.sh` go to `bench/harness.py`: `--only gemm,models,compile,attention,decoders,decode` "
+            "Options after `run.sh` go to `bench/harness.py`: `--only gemm,models,compile,attention,decoders,decode,tokens` "
             "(see bench/README.md), `--threads 1,2`, `--quick` (a smoke test of the harness, not numbers to "
             "publish), `--fresh`. Benchmarks are not tests: nothing here is part of ctest, and nothing passes "
             "or fails on a number.", "",
@@ -1141,6 +1143,7 @@ def write_report(res, path):
     attention.report(res, w)
     decoders.report(res, w)
     decode.report(res, w)
+    tokens.report(res, w)
 
     if FAILURES:
         w("## What failed in this run")
@@ -1245,7 +1248,8 @@ def main():
              ("decoders", lambda: decoders.bench(res, kiln, threads, a.quick, a.decoder_models.split(",")
                                                  if a.decoder_models else (["llama-tiny", "llama-gpt2size"]
                                                                            if a.quick else None))),
-             ("decode", lambda: decode.bench(res, kiln, threads, a.quick))]
+             ("decode", lambda: decode.bench(res, kiln, threads, a.quick)),
+             ("tokens", lambda: tokens.bench(res, kiln, threads, a.quick))]
     res["part_s"] = {}
     for part, go in parts:
         if part not in only and not (part == "models" and "compile" in only):

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every kiln benchmark side by side and rewrites docs/PERF.md:
-#   sh bench/run.sh [--only gemm,models,compile,attention,decoders,decode] [--models vit-b16,...] [--threads 1,2]
+#   sh bench/run.sh [--only gemm,models,compile,attention,decoders,decode,tokens] [--models vit-b16,...] [--threads 1,2]
 #                   [--quick] [--fresh] [--attention-T 128,512,...] [--decoder-models llama-tiny,...]
 # Installs only what is missing: Debian's libdnnl-dev, libopenblas-dev, time, python3-torch, nodejs/npm,
 # git, npm's onnxruntime-node into bench/node_modules and node-llama-cpp into bench/llamacpp/node_modules
