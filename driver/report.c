@@ -66,6 +66,9 @@ static void human(char *buf, size_t n, double v, const char *unit, int base)
         k++;
     }
     snprintf(buf, n, k ? "%.2f %s%s" : "%.0f %s%s", v, pre[k], unit);
+    size_t len = strlen(buf);
+    if (len && buf[len - 1] == ' ') /* a plain count: "12", not "12 " */
+        buf[len - 1] = 0;
 }
 
 /* Per layer (Node.layer, the iterations of the model's outermost loop): its scope (the longest

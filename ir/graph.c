@@ -745,35 +745,51 @@ void ir_replace_uses(Graph *g, Node *old, Node *new_)
 
 /* Depth-first from each node in the current order: a node goes after its inputs and otherwise keeps
  * its place, so an already-ordered graph is unchanged and a node appended by a pass moves up to just
- * before its first user. */
-static void topo_visit(Node *n, char *state, Node **out, int *k)
-{
-    if (state[n->id] == 2)
-        return;
-    KILN_ASSERT(state[n->id] != 1); /* a cycle: a pass made a node its own input */
-    state[n->id] = 1;
-    for (int j = 0; j < n->nin; j++)
-        topo_visit(n->in[j], state, out, k);
-    state[n->id] = 2;
-    out[(*k)++] = n;
-}
-
+ * before its first user. The walk keeps its own stack (a node and the next input to visit) rather
+ * than recursing, so a chain as long as the graph (a .kir file of a million nodes) cannot overflow
+ * the C stack. */
 void ir_toposort(Graph *g)
 {
     for (int i = 0; i < g->nnode; i++)
         g->nodes[i]->id = i;
-    char *state = calloc((size_t)g->nnode + 1, 1);
+    char *state = calloc((size_t)g->nnode + 1, 1); /* 0 unvisited, 1 on the stack, 2 placed */
     Node **out = malloc(sizeof(Node *) * ((size_t)g->nnode + 1));
-    KILN_ASSERT(state && out);
+    Node **stack = malloc(sizeof(Node *) * ((size_t)g->nnode + 1));
+    int *next = malloc(sizeof(int) * ((size_t)g->nnode + 1));
+    KILN_ASSERT(state && out && stack && next);
     int k = 0;
-    for (int i = 0; i < g->nnode; i++)
-        topo_visit(g->nodes[i], state, out, &k);
+    for (int i = 0; i < g->nnode; i++) {
+        if (state[g->nodes[i]->id] == 2)
+            continue;
+        int sp = 0;
+        stack[sp] = g->nodes[i];
+        next[sp++] = 0;
+        state[g->nodes[i]->id] = 1;
+        while (sp > 0) {
+            Node *n = stack[sp - 1];
+            if (next[sp - 1] < n->nin) {
+                Node *in = n->in[next[sp - 1]++];
+                if (state[in->id] == 2)
+                    continue;
+                KILN_ASSERT(state[in->id] != 1); /* a cycle: a pass made a node its own input */
+                state[in->id] = 1;
+                stack[sp] = in;
+                next[sp++] = 0;
+            } else {
+                state[n->id] = 2;
+                out[k++] = n;
+                sp--;
+            }
+        }
+    }
     if (k) /* an empty graph has no node array */
         memcpy(g->nodes, out, sizeof(Node *) * (size_t)k);
     for (int i = 0; i < k; i++)
         g->nodes[i]->id = i;
     free(state);
     free(out);
+    free(stack);
+    free(next);
 }
 
 const Node *ir_packed_rhs(const Node *n, int *trans)

@@ -226,6 +226,8 @@ struct Node {
                                run as its epilogue. The value is the same; only where it is computed
                                changes. */
     SrcLoc loc;             /* where in the model file it came from */
+    SrcLoc text;            /* its line in the IR text it was read from (ir_parse), else line 0: where
+                               the verifier points when loc has no line (a node without `@`) */
     const char *scope;      /* which part of the model made it: the weight path of the function call
                                it was made in ("h.3.attn"; a call without a path argument adds the
                                function's name to the caller's scope), NULL at the top level */

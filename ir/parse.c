@@ -40,7 +40,8 @@
  *
  * Locations: errors about the text point into the text (registered with diag_add_file so they are
  * quoted). A node's own SrcLoc is its `@line:col`, in the file of the `source` line (registered
- * without text) or in no file (index 0) when there is none; without `@` it is line 0.
+ * without text) or in no file (index 0) when there is none; without `@` it is line 0. Node.text is
+ * its line in the text, where the verifier's errors point for a node without `@`.
  *
  * Weights: the file of the `weights` line (or weights_override) is opened with st_open after the
  * whole text is read; every `weight "name"` node gets at.data from st_find and must match the
@@ -1097,6 +1098,7 @@ static int parse_node_rest(Parser *p, Tok *idtok, NodeAttrs *na)
     n->name = name;
     n->layer = layer;
     n->scope = scope;
+    n->text = tok_loc(p, idtok);
     if (op == OP_WEIGHT) {
         if (p->npw == p->cappw) {
             p->cappw = p->cappw ? p->cappw * 2 : 32;

@@ -51,9 +51,9 @@ static void bad(Verifier *v, const char *fmt, ...)
     va_end(ap);
     const Node *n = v->n;
     if (n && n->op >= 0 && n->op < OP_COUNT)
-        diag_error(v->d, n->loc, "verifier: %%%d = %s: %s", v->pos, op_info[n->op].name, msg);
+        diag_error(v->d, n->loc.line ? n->loc : n->text, "verifier: %%%d = %s: %s", v->pos, op_info[n->op].name, msg);
     else if (n)
-        diag_error(v->d, n->loc, "verifier: %%%d: %s", v->pos, msg);
+        diag_error(v->d, n->loc.line ? n->loc : n->text, "verifier: %%%d: %s", v->pos, msg);
     else
         diag_error(v->d, (SrcLoc){0, 0, 0}, "verifier: %s", msg);
     v->nerr++;

@@ -525,6 +525,20 @@ static void test_hand_written(void)
     st_close(g->weights);
     ir_graph_free(g);
 
+    /* a node without `@`: the verifier points at its line in the text, quoted */
+    f = open_memstream(&msgs, &len);
+    d = diag_new(f);
+    g = ir_parse("t.kir", "model m\n%0 = input \"x\" : f32[4]\n%1 = exp(%0) : f32[5]\noutput y = %1\n", NULL, d);
+    k = g ? ir_verify(g, d) : -1;
+    diag_free(d);
+    fclose(f);
+    CHECK(k == 1 && strstr(msgs, "t.kir:3:1: error: verifier: %1 = exp: its inputs (f32[4]) give f32[4] but the "
+                                 "node is f32[5]") && strstr(msgs, "    3 | %1 = exp(%0) : f32[5]"),
+          "verifier message for a node without @:\n%s", msgs);
+    free(msgs);
+    if (g)
+        ir_graph_free(g);
+
     /* weights_override replaces the path of the text */
     g = parse_msgs("model m\nweights \"/nonexistent.safetensors\"\n%0 = weight \"wte\" : f32[10, 8]\noutput w = %0\n",
                    wpath, &msgs);
