@@ -88,28 +88,6 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static char *slurp_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) {
-            char *more = realloc(buf, cap *= 2);
-            if (!more)
-                free(buf);
-            buf = more;
-        }
-    }
-    fclose(f);
-    if (buf)
-        buf[n] = 0;
-    return buf;
-}
-
 /* Runs argv (searched on PATH when it has no slash) with stdout into out_path (NULL: kiln's stdout)
  * and stderr into err_path (NULL: kiln's stderr; else shown only when the command fails, so that
  * kiln build's "wrote ..." lines do not bury the progress lines); 0 when it exits with status 0,
@@ -136,7 +114,7 @@ static int spawn(char *const *argv, const char *out_path, const char *err_path, 
             return -1;
         }
     if (!WIFEXITED(st) || WEXITSTATUS(st)) {
-        char *msg = err_path ? slurp_text(err_path) : NULL;
+        char *msg = err_path ? diag_read_text(NULL, err_path, "") : NULL;
         if (msg)
             fputs(msg, stderr);
         free(msg);
@@ -207,7 +185,7 @@ static int measure_check(Explore *e, Point *p)
     char out[128];
     if (spawn((char *const *)argv, path_in(e, "check.txt", out, sizeof out), NULL, "kiln check"))
         return -1;
-    char *text = slurp_text(out);
+    char *text = diag_read_text(NULL, out, "");
     if (!text) {
         fprintf(stderr, "kiln explore: error: cannot read %s\n", out);
         return -1;
@@ -319,7 +297,7 @@ static int measure_quality(const Explore *e, Point *p)
     p->seconds = now_s() - t0;
     if (!e->text)
         return score_labels(e, out, &p->quality);
-    char *text = slurp_text(txt);
+    char *text = diag_read_text(NULL, txt, "");
     const char *nats = text ? strstr(text, " nats/char") : NULL;
     while (nats && nats > text && nats[-1] != '\n')
         nats--;

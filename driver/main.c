@@ -398,24 +398,6 @@ static int ends_with(const char *s, const char *suffix)
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
-static char *slurp(const char *path, Diag *d)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        diag_fatal(d, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    KILN_ASSERT(buf);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = 0;
-    fclose(f);
-    return buf;
-}
-
 /* The model as a checked graph: from a model file, or from IR text. */
 static Graph *load(const Options *o, Diag *d)
 {
@@ -425,7 +407,7 @@ static Graph *load(const Options *o, Diag *d)
             diag_fatal(d, "-D applies to model files, not to IR text ('%s')", o->model);
             return NULL;
         }
-        char *text = slurp(o->model, d);
+        char *text = diag_read_text(d, o->model, "IR text");
         if (!text)
             return NULL;
         g = ir_parse(o->model, text, o->weights, d);

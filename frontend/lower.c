@@ -1335,35 +1335,6 @@ static Value call_fn(Lower *L, const Ast *fn, Args *args, SrcLoc loc)
 
 /* ---------------------------------------------------------------- the model file */
 
-static char *read_file(const char *path, Diag *d)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        diag_fatal(d, "cannot open model file '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    KILN_ASSERT(buf);
-    size_t k;
-    while ((k = fread(buf + n, 1, cap - n - 1, fp)) > 0) {
-        n += k;
-        if (cap - n - 1 == 0) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            KILN_ASSERT(buf);
-        }
-    }
-    fclose(fp);
-    buf[n] = 0;
-    if (strlen(buf) != n) {
-        diag_fatal(d, "model file '%s' contains a NUL byte: is it a text file?", path);
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
 /* The weights path as written is relative to the model file's directory. */
 static const char *resolve_relative(Lower *L, const char *path)
 {
@@ -1374,7 +1345,7 @@ static const char *resolve_relative(Lower *L, const char *path)
 
 Graph *fe_compile(const char *path, const FrontendOptions *o, Diag *d)
 {
-    char *text = read_file(path, d);
+    char *text = diag_read_text(d, path, "model file");
     if (!text)
         return NULL;
     Graph *g = fe_compile_text(path, text, o, d);

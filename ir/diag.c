@@ -7,6 +7,7 @@
  */
 #include "ir.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,4 +191,37 @@ void diag_fatal(Diag *d, const char *fmt, ...)
     va_start(ap, fmt);
     diag_verror(d, (SrcLoc){0, 0, 0}, fmt, ap);
     va_end(ap);
+}
+
+char *diag_read_text(Diag *d, const char *path, const char *what)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (d)
+            diag_fatal(d, "cannot open %s '%s': %s", what, path, strerror(errno));
+        return NULL;
+    }
+    /* read to the end in a growing buffer rather than trusting the size: a pipe or a FIFO has none */
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap);
+    KILN_ASSERT(buf);
+    while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += k;
+        if (n + 1 == cap) {
+            buf = realloc(buf, cap *= 2);
+            KILN_ASSERT(buf);
+        }
+    }
+    int failed = ferror(f), e = errno;
+    fclose(f);
+    buf[n] = 0;
+    if (failed || strlen(buf) != n) {
+        if (d && failed)
+            diag_fatal(d, "cannot read %s '%s': %s", what, path, strerror(e));
+        else if (d)
+            diag_fatal(d, "%s '%s' contains a NUL byte: is it a text file?", what, path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }

@@ -82,6 +82,10 @@ int diag_errors(const Diag *d);
 int diag_distance(const char *a, const char *b);
 /* Stop adding to the count after this many errors (default 50). */
 void diag_set_max(Diag *d, int max);
+/* The whole of a text file (a pipe too), NUL-terminated, malloc'ed. NULL when it cannot be read or
+ * holds a NUL byte, with "cannot open WHAT 'path': reason" or "WHAT 'path' contains a NUL byte" as a
+ * fatal error in d (nothing when d is NULL). */
+char *diag_read_text(Diag *d, const char *path, const char *what);
 
 /* ---------------------------------------------------------------- dtypes */
 

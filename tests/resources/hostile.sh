@@ -67,4 +67,18 @@ check weights_100g 1 "tensor 'big': data_offsets [0, 100000000000] go beyond the
 { printf '\000\350\166\110\027\000\000\000'; printf '%s' "$json"; } > "$T/hlen100g.safetensors"
 printf 'model hostile\nweights "hlen100g.safetensors"\ninput a: f32[4]\noutput b: f32[4]\nb = a + w.big[0:4]\n' > "$T/header_100g.kiln"
 check header_100g 1 "header length 100000000000 goes beyond the end of the file"
+# files that are not text files: a directory, a NUL byte; and IR text from a FIFO (no size to trust)
+mkdir "$T/dir.kiln"
+check dir 1 "cannot read model file '$T/dir.kiln': Is a directory"
+printf 'model a\000\n' > "$T/nul.kiln"
+check nul 1 "model file '$T/nul.kiln' contains a NUL byte"
+mkfifo "$T/fifo.kir"
+printf 'model m\n%%0 = input "x" : f32[4]\n%%1 = exp(%%0) : f32[4]\noutput y = %%1\n' > "$T/fifo.kir" &
+if timeout 120 "$KILN" check "$T/fifo.kir" > "$T/fifo.out" 2>&1 && grep -q "IR: 2 nodes" "$T/fifo.out"; then
+    echo "ok   fifo.kir: read to its end"
+else
+    echo "FAIL fifo.kir:"; head -c 600 "$T/fifo.out"; echo
+    fail=1
+fi
+wait
 exit $fail
