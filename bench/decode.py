@@ -234,7 +234,7 @@ def report(res, w):
         return
     m, c = d["model"], d["counts"]
     step = m["step_bytes"]
-    w("### Decode: GPT-2 124M through the KV cache")
+    w("## Decode: GPT-2 124M through the KV cache")
     w("")
     w(f"fp32, random weights of GPT-2 124M's shape (`{m['weights']}`), one decode step with P tokens cached. "
       f"kiln: `examples/gpt2/gpt2.kiln` built with `kiln build --kv-cache full --emit lib`, driven by "

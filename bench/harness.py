@@ -39,6 +39,7 @@ import attention
 import cpu
 import decode
 import decoders
+import onnx_import
 import tokens
 from benchlib import (BENCH, COMMANDS, FAILURES, OUT, PY, ROOT, SECTION, compare, fail, fmt, fmt_ms,
                       fmt_ratio, geomean, json_line, kiln_bench, kiln_build, kiln_check, mib, pick, reason,
@@ -498,6 +499,8 @@ def bench_model(res, kiln, threads, spec):
                    "why": None if rc == 0 else reason(rc, out, err)}
     if rc:
         fail(f"ONNX export {spec['name']}", r["export"]["why"])
+    if r["export"]["ok"]:
+        onnx_import.prepare(r, kiln, onnx, spec["key"])
     runs = spec["runs"]
     for t in threads:
         say(f"  {t} thread(s)")
@@ -528,6 +531,7 @@ def bench_model(res, kiln, threads, spec):
                 r["diff"][("ort", t)] = compare(r["ort"][t]["outfile"], ref)
         else:
             r["ort"][t] = {"error": "no ONNX model: export failed: " + (r["export"]["why"] or "?")}
+        onnx_import.measure(r, t, runs, in_path, ref)
         # PyTorch eager; at more than one thread also with OMP_WAIT_POLICY=PASSIVE, the better kept
         tries = []
         for extra in ({}, {"OMP_WAIT_POLICY": "PASSIVE"}) if t > 1 else ({},):
@@ -1095,6 +1099,7 @@ def write_report(res, path):
           "Images are N(0, 1) noise (MNIST: a test image when the example ships one); tokens are the "
           "example's reference tokens when it has them, else uniform over the vocabulary.")
         w("")
+        onnx_import.report(res, w)
 
     # compile
     if models:

@@ -131,7 +131,7 @@ def report(res, w):
     d = res.get("tokens")
     if not d or not d.get("rows"):
         return
-    w("### Token merging on ViT-B/16")
+    w("## Token merging on ViT-B/16")
     w("")
     w(f"`examples/vit/vit.kiln` at ViT-B/16's shape (random weights `{d['weights']}`, image `{d['input']}`), batch 1, "
       f"fp32, built with `kiln build --prune-tokens tome:r=R` (ToMe with proportional attention, [CLS] kept; "
