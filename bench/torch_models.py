@@ -9,9 +9,13 @@ kinds:
           attention, linear and gelu. Input: image f32[3, IMG, IMG] -> logits f32[CLASSES].
   gpt2    examples/gpt2/model.py, likewise (model.attention, model.layer_norm, model.gelu_tanh).
           Input: tokens i32[T] -> logits f32[T, V].
-  charlm  examples/charlm/model.py: the nn.Module GPT from load(); its forward (batch of one).
+  charlm  examples/charlm/model.py: the nn.Module GPT from load(), run through its forward_ref, the
+          plain Hugging Face formulation (batch of one): its forward writes every product as a conv1d
+          over a channel-first layout, a workaround for Debian's reference BLAS that also made an
+          ONNX graph no runtime would meet in practice (per-head products through Conv).
           Input: tokens i32[T] -> logits f32[T, V].
-  vit-mnist  examples/vit-mnist/model.py: the nn.Module ViT from load(); its forward. Input: the
+  vit-mnist  examples/vit-mnist/model.py: the nn.Module ViT from load(); its forward_ref (timm's
+          formulation; forward is the conv1d workaround, as for charlm). Input: the
           image with or without the batch dimension, as kiln's model declares it.
   attention  no example and no weights (WEIGHTS is ignored): y = softmax(q @ k^T / sqrt(d)) @ v
           over the last two axes, non-causal, written out as matmul, divide, softmax, matmul (torch
@@ -108,6 +112,17 @@ class Gpt2F32(torch.nn.Module):
         return x @ W["wte.weight"].T
 
 
+class PlainForward(torch.nn.Module):
+    """An example's module run through its forward_ref (the plain formulation) rather than forward."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.forward_ref(x)
+
+
 class Batch1(torch.nn.Module):
     """Adds a batch dimension of one to the input (and the given dtype), drops it from the output."""
 
@@ -166,11 +181,11 @@ def build(kind, weights_path, input_paths, heads=None):
     elif kind == "charlm":
         M = load_example("charlm")
         model, _vocab = M.load(weights_path)
-        net = Batch1(model, add_batch=True, dtype=torch.long)
+        net = Batch1(PlainForward(model), add_batch=True, dtype=torch.long)
     elif kind == "vit-mnist":
         M = load_example("vit-mnist")
         model = M.load(weights_path)
-        net = Batch1(model, add_batch=(x.dim() == 3))
+        net = Batch1(PlainForward(model), add_batch=(x.dim() == 3))
     else:
         raise ValueError("unknown model kind " + kind)
     net.eval()

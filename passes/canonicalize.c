@@ -5,6 +5,7 @@
  * - transpose(transpose(x)) becomes one transpose, or x when the permutations cancel;
  * - reshape(reshape(x)) becomes one reshape, and a reshape or cast to what x already is, x;
  * - x + 0, x - 0, x * 1 and x / 1 with a scalar constant become x when that changes no shape or dtype;
+ * - a weight of one element becomes a constant of its value;
  * - a convolution whose stride is its kernel and which has no padding (a ViT's patch embedding)
  *   becomes patches times a matrix: reshapes and transposes around one matmul, which the GEMM runs;
  * - nodes no output depends on are removed.
@@ -121,6 +122,19 @@ static Node *simplify(Graph *g, Node *n)
         return NULL;
     case OP_CAST:
         return same_type(n, x) ? x : NULL;
+    case OP_WEIGHT: {
+        /* a weight holding one number (ONNX exporters make initializers of the 2 in Pow(x, 2) and
+         * of a layernorm's epsilon) is a constant: the patterns of the other passes read constants */
+        for (int i = 0; i < n->rank; i++)
+            if (!dim_eq(n->shape[i], dim_const(1)))
+                return NULL;
+        if (!n->at.data || dtype_traits[n->dtype].block > 1 || dtype_traits[n->dtype].size < 1)
+            return NULL; /* packed (4-bit, block-quantized) types stay weights */
+        size_t bytes = (size_t)dtype_traits[n->dtype].size;
+        void *copy = arena_alloc(g->arena, bytes);
+        memcpy(copy, n->at.data, bytes);
+        return ir_const(g, n->dtype, n->rank, n->shape, copy, n->loc);
+    }
     case OP_CONV2D:
         return patch_conv(g, n);
     case OP_ADD:
