@@ -109,6 +109,12 @@ int cg_write_header(const Graph *g, const Plan *p, const char *x, const char *pa
     if (stateful)
         fprintf(f, "/* Sets the instance's state to zero, as when it was opened. */\n"
                    "static inline void %s_reset(%s *m)\n{\n    rt_reset((struct RtInstance *)m);\n}\n\n", x, x);
+    fprintf(f, "/* What a return code of the functions below means, in a sentence: 0, -1 (a size below 1 or\n"
+               " * above its bound), the checks of a KV cache (RT_ERR_*: decode before prefill, the cache's\n"
+               " * budget reached, past a learned position table), other positive codes (an index input out\n"
+               " * of range). */\nconst char *rt_error_message(int code);\n");
+    fprintf(f, "#ifndef RT_ERR_NO_PREFILL\n#define RT_ERR_NO_PREFILL 0x%x\n#define RT_ERR_BUDGET 0x%x\n"
+               "#define RT_ERR_POSITIONS 0x%x\n#endif\n\n", RT_ERR_NO_PREFILL, RT_ERR_BUDGET, RT_ERR_POSITIONS);
     int *ins = malloc(sizeof(int) * ((size_t)g->ninput + 1)), *outs = malloc(sizeof(int) * ((size_t)g->noutput + 1));
     KILN_ASSERT(ins && outs);
     for (int e = 0; e < ne; e++) {

@@ -11,6 +11,7 @@
  * that loops using them vectorise.
  */
 #include "codegen/codegen.h"
+#include "runtime/kiln_rt.h"
 
 #include <math.h>
 
@@ -418,7 +419,10 @@ static void gather_body(Cg *cg, void *ctx, LLVMValueRef *idx)
     /* an index out of range reads row 0 and records the error, which the entry returns */
     LLVMValueRef bad = LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, i, cg_i64(cg, 0), ""),
                                    LLVMBuildICmp(cg->b, LLVMIntSGE, i, c->limit, ""), "");
-    LLVMValueRef code = LLVMBuildSelect(cg->b, bad, LLVMConstInt(cg->i32, (unsigned long long)c->n->id + 1, 0),
+    /* a kv-cache check says what failed (kiln_rt.h's RT_ERR_*), another gather which node */
+    unsigned long long id = c->n->at.check ? RT_ERR_CHECK + (unsigned long long)c->n->at.check
+                                           : (unsigned long long)c->n->id + 1;
+    LLVMValueRef code = LLVMBuildSelect(cg->b, bad, LLVMConstInt(cg->i32, id, 0),
                                         LLVMBuildLoad2(cg->b, cg->i32, cg->status, ""), "");
     LLVMBuildStore(cg->b, code, cg->status);
     i = LLVMBuildSelect(cg->b, bad, cg_i64(cg, 0), i, "");

@@ -938,6 +938,14 @@ static int eval_gather(Interp *I, const Node *n, double *y)
     for (int64_t k = 0; k < nidx; k++) {
         double v = idx[k];
         if (!(v >= 0 && v < (double)len && v == floor(v))) {
+            if (n->at.check == CHECK_PREFILL) /* the kv-cache pass's checks (attrs.def's check) */
+                return bad(I, n, "decode before prefill: the KV cache is empty");
+            if (n->at.check == CHECK_BUDGET)
+                return bad(I, n, "the KV cache's budget is reached: policy full holds no more tokens, or the prompt is "
+                           "longer than the budget");
+            if (n->at.check == CHECK_POSITIONS)
+                return bad(I, n, "position %.17g is past the model's learned position table of %lld rows", v,
+                           (long long)len);
             char a[128];
             return bad(I, n, "gather: index %.17g (at position %lld of the indices) is out of range "
                        "[0, %lld) for axis %d of the table %s", v, (long long)k, (long long)len, axis,

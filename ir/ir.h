@@ -147,6 +147,9 @@ enum {
     A_ATTN = A_SCALE | A_CAUSAL | A_SCORES,
 };
 
+/* The values of a gather's attribute check (attrs.def), in its order. */
+enum { CHECK_NONE, CHECK_PREFILL, CHECK_BUDGET, CHECK_POSITIONS };
+
 /* The attribute kinds of attrs.def. */
 typedef enum AttrKind { AK_INT, AK_BOOL, AK_ENUM, AK_PERM, AK_DIM, AK_F64, AK_INT2, AK_DATA } AttrKind;
 

@@ -18,11 +18,16 @@
  *            [T] (positions, rotary angles) becomes p, and each attention writes the new k and v
  *            into slot(p) of the cache and attends over all B slots with an additive mask that
  *            keeps the slots holding a token (slot j holds one when j <= p: slots fill in order).
- *            count = count + 1. Before any prefill p is -1, an index out of range: decode fails.
+ *            count = count + 1.
+ * Bad use fails with a named error (checked: a gather with the attribute check, whose failure the
+ * entry returns as kiln_rt.h's RT_ERR_* code and the interpreter reports in a sentence): decode
+ * before any prefill (check prefill), a prompt longer than the budget of full or an evicting policy
+ * and a decode past full's B (check budget), a learned position table read past its last row (check
+ * positions). The checked value is kept in range, so that no other index fails after it.
  *
  * Policies (slot(p) for position p, B the slots):
- *   full            slot = p, B = the bound of T (or `full:B`); past B, decode fails (the scatter's
- *                   index out of range): a clear error, never a silently wrong answer.
+ *   full            slot = p, B = the bound of T (or `full:B`); past B, decode fails (check budget):
+ *                   a clear error, never a silently wrong answer.
  *   window:W        the last W tokens: slot = p mod W, B = W.
  *   sinks:S,window:W (StreamingLLM) the first S tokens kept and the last W: slot = p below S, else
  *                   S + (p - S) mod W; B = S + W.
@@ -31,7 +36,7 @@
  *                   over every held slot with the probabilities as a by-product (attention's
  *                   attribute scores), and when all B + 1 are held empties the one with the lowest
  *                   probability averaged over the heads (attend_evicting). Prefill fills slots
- *                   0..T-1; a prompt longer than B fails (its slot out of range).
+ *                   0..T-1; a prompt longer than B fails (check budget).
  *   h2o:heavy=H,recent=R (H2O) per KV head: the states cache.l.pos and cache.l.acc (k's batch
  *                   dims + [H + R + 1]) hold positions and the attention each slot received,
  *                   summed over queries and the query heads of the KV head (attend_heavy); a full
@@ -43,13 +48,16 @@
  *                   offered to the next, the more attended kept by a moving average of the
  *                   attention received (attend_cascade, prefill_cascade); B + 1 slots, states
  *                   cache.l.pos, cache.l.lab (1: sink, 2 + i: sub-cache i), cache.l.score.
- * The cache holds k and v as the model computes them, after rotary embedding when there is one: a
- * token keeps the position it was given. A learned position table (GPT-2's wpe) is read at p, so
- * past its last row decode fails (gather's index out of range), whatever the policy.
+ * Positions: by default the cache holds k and v as the model computes them, after rotary embedding
+ * when there is one: a token keeps the position it was given. With `,positions=cache` after an
+ * evicting policy (not full, whose ranks are the positions), a rotary model's cache holds the keys
+ * before the rotation and decode rotates them by their rank among the held tokens and the query by
+ * the count held before it (StreamingLLM; the section positions=cache below). A learned position
+ * table (GPT-2's wpe) is read at p, so past its last row decode fails (check positions), whatever
+ * the policy; positions=cache refuses such a model.
  *
- * What it does not do yet (docs/PASSES.md): positions assigned within the
- * cache for rotary models; attention that reads only the filled slots (decode reads all B slots,
- * masked).
+ * What it does not do yet (docs/PASSES.md): attention that reads only the filled slots (decode
+ * reads all B slots, masked).
  */
 #include "passes/passes.h"
 
@@ -63,6 +71,7 @@ typedef struct Policy {
     int64_t sinks, window;
     int64_t heavy, recent; /* h2o */
     int64_t ncascade;      /* cascade: sub-caches of `window` tokens each, after `sinks` */
+    int cachepos;          /* positions=cache: rotary positions by rank within the cache (never with full) */
 } Policy;
 
 /* cascade: the factor of the moving average of the attention a token receives (CascadingKVCache.beta) */
@@ -92,6 +101,9 @@ typedef struct Kv {
     Node *slot;      /* decode: slot(p), i64[1] */
     Node *mask;      /* decode: f32[1, B] additive mask, made on first use */
     Node *tcount;    /* prefill: T as an i64[1] */
+    KvRegion *reg;   /* (attentions x 3) positions=cache: the part of each attention's q, k, v that
+                        depends on the positions (x NULL: none; kv_positions.c) */
+    Node *pos1;      /* decode, positions=cache, window and sinks: each slot's position + 1 (0: empty), [B] */
 } Kv;
 
 /* a count >= 1 with nothing after it, or 0 */
@@ -104,9 +116,8 @@ static int64_t count_of(const char *s)
 
 /* "full", "full:B", "window:W", "sinks:S,window:W", "tova:B", "h2o:heavy=H,recent=R",
  * "cascade:B,n=N[,sinks=S]"; 0 on success */
-static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
+static int parse_kind(const char *s, int64_t bound, Policy *p)
 {
-    memset(p, 0, sizeof *p);
     char *end;
     if (!strcmp(s, "full")) {
         p->kind = KV_FULL;
@@ -174,9 +185,31 @@ static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
         return 0;
     }
 bad:
+    return -1;
+}
+
+/* a policy (parse_kind), then optionally ",positions=cache" or ",positions=absolute" (the default);
+ * 0 on success */
+static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
+{
+    memset(p, 0, sizeof *p);
+    const char *suffix = strstr(s, ",positions=");
+    size_t n = suffix ? (size_t)(suffix - s) : strlen(s);
+    char kind[128];
+    if (n < sizeof kind) {
+        memcpy(kind, s, n);
+        kind[n] = 0;
+        int ok = !parse_kind(kind, bound, p);
+        if (ok && suffix)
+            ok = !strcmp(suffix + 11, "absolute") || (p->cachepos = !strcmp(suffix + 11, "cache"));
+        if (ok) {
+            p->cachepos &= p->kind != KV_FULL; /* nothing leaves: the ranks are the positions */
+            return 0;
+        }
+    }
     diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W, sinks:S,window:W, tova:B, "
-                  "h2o:heavy=H,recent=R or cascade:B,n=N[,sinks=S]; B, W, H + R >= 1, S, H, R >= 0, 1 <= N <= 16 "
-                  "dividing B - S)", s);
+                  "h2o:heavy=H,recent=R or cascade:B,n=N[,sinks=S], then optionally ,positions=cache or "
+                  ",positions=absolute; B, W, H + R >= 1, S, H, R >= 0, 1 <= N <= 16 dividing B - S)", s);
     return -1;
 }
 
@@ -210,16 +243,29 @@ static Node *op_k(Kv *kv, Op op, Node *x, int64_t b)
     return mk(kv, op, op_info[op].flags & F_CMP ? DT_BOOL : DT_I64, x->rank, x->shape, 2, in, x->loc);
 }
 
-/* slot(p) elementwise for i64 positions p (p >= 0, or -1 before a prefill, which stays -1) */
+/* x where bad (bool, broadcast to x) does not hold, else safe; and a run-time check that fails with
+ * the entry's code for `check` (CHECK_*) when it holds: a gather of index 1 from a table of one
+ * (zero). The value stays in range so that no other index fails after it: one named error. */
+static Node *checked(Kv *kv, Node *x, Node *bad, int64_t safe, int check)
+{
+    SrcLoc loc = x->loc;
+    int64_t *zero = arena_alloc(kv->g->arena, sizeof *zero);
+    *zero = 0;
+    Node *table = ir_const(kv->g, DT_I64, 1, (Dim[]){dim_const(1)}, zero, loc);
+    Node *at = mk(kv, OP_WHERE, DT_I64, bad->rank, bad->shape, 3, (Node *[]){bad, const_i64(kv, 1), const_i64(kv, 0)}, loc);
+    Node *g = ir_gather(kv->g, table, at, 0, loc, NULL);
+    g->at.check = check;
+    Node *in[2] = {ir_where(kv->g, bad, const_i64(kv, safe), x, loc, NULL), g};
+    return ir_binary(kv->g, OP_ADD, in[0], in[1], loc, NULL);
+}
+
+/* slot(p) elementwise for i64 positions p >= 0 */
 static Node *slot_of(Kv *kv, Node *p)
 {
     const Policy *pol = &kv->pol;
-    if (pol->kind == KV_FULL)
+    if (pol->kind == KV_FULL || evicting(pol)) /* evicting: prefill's (decode chooses its own slot) */
         return p;
-    if (evicting(pol)) /* prefill: p, a prompt past B out of range (decode chooses its own slot) */
-        return mk(kv, OP_WHERE, DT_I64, p->rank, p->shape, 3,
-                  (Node *[]){op_k(kv, OP_LT, p, pol->budget), p, const_i64(kv, nslots(pol))}, p->loc);
-    if (pol->kind == KV_WINDOW) /* p - (p / W) * W: p mod W for p >= 0, -1 for -1 */
+    if (pol->kind == KV_WINDOW) /* p - (p / W) * W: p mod W */
         return mk(kv, OP_SUB, DT_I64, p->rank, p->shape, 2,
                   (Node *[]){p, op_k(kv, OP_MUL, op_k(kv, OP_DIV, p, pol->window), pol->window)}, p->loc);
     Node *q = op_k(kv, OP_SUB, p, pol->sinks); /* S + (p - S) mod W, or p below S */
@@ -242,30 +288,16 @@ static int is_t(const Kv *kv, Dim d)
     return dim_is_sym(d, kv->tsym);
 }
 
-/* d with T = 1; 0 when d uses another symbol */
+/* d with T = 1 (decode's one token); 0 when d uses another symbol */
 static int subst(const Kv *kv, Dim d, Dim *out)
 {
-    if (dim_is_const(d)) {
-        *out = d;
-        return 1;
-    }
-    int sym;
-    int64_t coef, off;
-    if (!dim_sym1(d, &sym, &coef, &off) || sym != kv->tsym)
-        return 0;
-    *out = dim_const(coef + off);
-    return 1;
+    return kv_subst(kv->tsym, d, 1, out);
 }
 
 static int uses_t(const Kv *kv, const Node *x)
 {
-    for (int i = 0; i < x->rank; i++)
-        if (!dim_is_const(x->shape[i]))
-            return 1;
-    if ((op_info[x->op].attrs & A_RANGE) && (!dim_is_const(x->at.start) || !dim_is_const(x->at.end)))
-        return 1;
     (void)kv;
-    return 0;
+    return kv_uses_sym(x);
 }
 
 /* Whether an attention node is one the pass can cache: causal, no mask, k and v [..., T, d] with
@@ -347,16 +379,53 @@ static void cache_write(Kv *kv, const Node *x, Node *const *in, int layer, Node 
     }
 }
 
-/* Decode's attention x (q in[0]) over the cached k and v with an additive mask, computing its
- * probabilities too (the attribute scores): returns its output (shape) and the probabilities
- * [batch..., 1, n] in *probs. */
-static Node *attend_scored(Kv *kv, const Node *x, Node *q, Node *const *cached, Node *mask, const Dim *shape,
-                           Node **probs)
+/* decode, window and sinks: each slot's position + 1, 0 when it holds none (slots fill in order: slot
+ * j holds a token when j <= p; a ring slot j >= S the newest position q with S + (q - S) mod W = j) */
+static Node *ring_pos1(Kv *kv, SrcLoc loc)
+{
+    if (kv->pos1)
+        return kv->pos1;
+    const Policy *pol = &kv->pol;
+    Node *j = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(pol->budget)}, 0, NULL, loc);
+    Node *q = op_k(kv, OP_SUB, kv->p, pol->sinks), *d = bin(kv, OP_SUB, q, op_k(kv, OP_SUB, j, pol->sinks));
+    Node *age = bin(kv, OP_SUB, d, op_k(kv, OP_MUL, op_k(kv, OP_DIV, d, pol->window), pol->window));
+    Node *pos = sel(kv, op_k(kv, OP_LT, j, pol->sinks), j, op_k(kv, OP_ADD, bin(kv, OP_SUB, q, age), pol->sinks));
+    kv->pos1 = sel(kv, bin(kv, OP_LE, j, kv->p), op_k(kv, OP_ADD, pos, 1), i64s(kv, 0));
+    return kv->pos1;
+}
+
+/* What decode's attention of layer reads: its q, and the cached k and v (cached[0..1]) into qkv; with
+ * positions=cache (pos1, the slots' positions + 1, not NULL) q and k at their ranks among the held
+ * tokens (kv_positions.c). */
+static void positioned(Kv *kv, int layer, Node *q, Node *const *cached, Node *pos1, Node **qkv)
+{
+    qkv[0] = q;
+    qkv[1] = cached[0];
+    qkv[2] = cached[1];
+    if (!pos1)
+        return;
+    Node *ranks, *qpos;
+    kv_ranks(kv->g, pos1, &ranks, &qpos);
+    for (int j = 0; j < 3; j++) {
+        const KvRegion *r = &kv->reg[3 * layer + j];
+        if (r->x)
+            qkv[j] = j ? kv_rerotated(kv->g, kv->tsym, kv->map, r, cached[j - 1], ranks)
+                       : kv_reclone(kv->g, kv->tsym, kv->map, r, kv->map[r->x->id], qpos, 1);
+    }
+}
+
+/* Decode's attention x of layer (q in[0]) over the cached k and v with an additive mask, computing
+ * its probabilities too (the attribute scores): returns its output (shape) and the probabilities
+ * [batch..., 1, n] in *probs. pos1: the slots' positions + 1 (positions=cache). */
+static Node *attend_scored(Kv *kv, const Node *x, int layer, Node *q, Node *const *cached, Node *pos1, Node *mask,
+                           const Dim *shape, Node **probs)
 {
     Attrs at = x->at;
     at.causal = 0;
     at.scores = 1;
-    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){q, cached[0], cached[1], mask}, NULL, x->loc, NULL);
+    Node *qkv[3];
+    positioned(kv, layer, q, cached, kv->pol.cachepos ? pos1 : NULL, qkv);
+    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){qkv[0], qkv[1], qkv[2], mask}, NULL, x->loc, NULL);
     int r = a->rank;
     Dim dv = shape[r - 1];
     *probs = ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], x->loc, NULL);
@@ -365,8 +434,7 @@ static Node *attend_scored(Kv *kv, const Node *x, Node *q, Node *const *cached, 
 
 /* What tova and cascade share (one slot map per layer, S = B + 1 slots): the state cache.LAYER.pos
  * [S] holds each slot's position + 1 (0: empty), and at least one slot is empty when decode starts.
- * The new token goes into the first empty slot (before any prefill, p = -1, slot S: out of range,
- * decode fails) and attention runs over every held slot. */
+ * The new token goes into the first empty slot and attention runs over every held slot. */
 typedef struct Slots {
     Node *out;          /* attention's output */
     Node *probs;        /* [S]: the probabilities from the new token, averaged over all query heads */
@@ -384,7 +452,6 @@ static Slots attend_slots(Kv *kv, const Node *x, Node *const *in, const Dim *sha
     o.idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
     o.none = i64s(kv, S);
     Node *slot = red(kv, OP_RMIN, sel(kv, bin(kv, OP_EQ, o.pos, i64s(kv, 0)), o.idx, o.none), 0, 1);
-    slot = sel(kv, op_k(kv, OP_LT, kv->p, 0), o.none, slot);
     Node *cached[2];
     cache_write(kv, x, in, layer, slot, cached);
     o.isnew = bin(kv, OP_EQ, o.idx, slot);
@@ -392,7 +459,7 @@ static Slots attend_slots(Kv *kv, const Node *x, Node *const *in, const Dim *sha
     Node *m = sel(kv, op_k(kv, OP_GT, o.pos1, 0), const_f32(kv, 0), const_f32(kv, -INFINITY));
     m = ir_reshape(kv->g, m, 2, (Dim[]){dim_const(1), dim_const(S)}, loc, NULL);
     Node *sc;
-    o.out = attend_scored(kv, x, in[0], cached, m, shape, &sc);
+    o.out = attend_scored(kv, x, layer, in[0], cached, o.pos1, m, shape, &sc);
     int64_t nb = 1;
     for (int i = 0; i < x->rank - 2; i++)
         nb *= dim_value(shape[i]);
@@ -574,17 +641,6 @@ static Node *per_kv_head(Kv *kv, const Node *x, Node *sc, Dim n)
     return ir_reshape(kv->g, sc, kb + 1, ms, sc->loc, NULL);
 }
 
-/* p itself, through a gather that fails before any prefill (p = -1: index 1 of a table of one) */
-static Node *checked_p(Kv *kv)
-{
-    SrcLoc loc = kv->p->loc;
-    int64_t *zero = arena_alloc(kv->g->arena, sizeof *zero);
-    *zero = 0;
-    Node *table = ir_const(kv->g, DT_I64, 1, (Dim[]){dim_const(1)}, zero, loc);
-    Node *at = sel(kv, op_k(kv, OP_LT, kv->p, 0), i64s(kv, 1), i64s(kv, 0));
-    return bin(kv, OP_ADD, kv->p, ir_gather(kv->g, table, at, 0, loc, NULL));
-}
-
 /* decode, h2o: attention x of layer with a slot map per KV head (H2O's real-drop cache,
  * FMInference/H2O h2o_hf/utils_real_drop, keeps its heavy hitters per head). The states cache.LAYER.pos
  * and cache.LAYER.acc (k's batch dims + [S], S = B + 1) hold each slot's position + 1 (0: empty) and
@@ -600,7 +656,7 @@ static Node *attend_heavy(Kv *kv, const Node *x, Node *const *in, const Dim *sha
     SrcLoc loc = x->loc;
     const Node *ko = x->in[1];
     int kr = ko->rank, last = kr - 2; /* the slot axis of pos and acc */
-    Node *p = checked_p(kv);
+    Node *p = kv->p;
     Node *pos = state_node(kv, layer, "pos", loc), *acc = state_node(kv, layer, "acc", loc);
     Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
     Node *none = i64s(kv, S);
@@ -624,7 +680,7 @@ static Node *attend_heavy(Kv *kv, const Node *x, Node *const *in, const Dim *sha
     hs[kr - 1] = dim_const(S);
     m = ir_reshape(kv->g, m, kr, hs, loc, NULL); /* [kb..., 1, S] */
     Node *probs;
-    Node *out = attend_scored(kv, x, in[0], cached, m, shape, &probs);
+    Node *out = attend_scored(kv, x, layer, in[0], cached, pos1, m, shape, &probs);
     Node *sc = per_kv_head(kv, x, probs, dim_const(S));
     Node *acc1 = bin(kv, OP_ADD, acc, sc);
     /* a full head empties its least attended slot outside the R most recent positions */
@@ -712,21 +768,29 @@ static Node *clone(Kv *kv, Node *x, int layer_of_attention)
             }
             Node *r = mk(kv, OP_GATHER, x->dtype, x->rank, shape, 2, (Node *[]){in[0], kv->p}, x->loc);
             r->at.axis = x->at.axis;
+            r->at.check = CHECK_POSITIONS; /* past the table: the entry's code says so */
             return r;
         }
         break;
     case OP_ATTENTION: {
+        /* what the cache holds of the new token: k and v, or with positions=cache their values before
+         * the positions apply */
+        Node *held[3] = {in[0], in[1], in[2]};
+        for (int j = 1; j <= 2 && kv->pol.cachepos; j++)
+            if (kv->reg[3 * layer_of_attention + j].x)
+                held[j] = kv->map[kv->reg[3 * layer_of_attention + j].x->id];
         if (kv->pol.kind == KV_TOVA)
-            return attend_evicting(kv, x, in, shape, layer_of_attention);
+            return attend_evicting(kv, x, held, shape, layer_of_attention);
         if (kv->pol.kind == KV_H2O)
-            return attend_heavy(kv, x, in, shape, layer_of_attention);
+            return attend_heavy(kv, x, held, shape, layer_of_attention);
         if (kv->pol.kind == KV_CASCADE)
-            return attend_cascade(kv, x, in, shape, layer_of_attention);
+            return attend_cascade(kv, x, held, shape, layer_of_attention);
         /* the new k and v into their slot, then attention over every slot */
-        Node *cached[2];
-        cache_write(kv, x, in, layer_of_attention, kv->slot, cached);
+        Node *cached[2], *qkv[3];
+        cache_write(kv, x, held, layer_of_attention, kv->slot, cached);
+        positioned(kv, layer_of_attention, in[0], cached, kv->pol.cachepos ? ring_pos1(kv, x->loc) : NULL, qkv);
         Node *a = mk(kv, OP_ATTENTION, x->dtype, x->rank, shape, 4,
-                     (Node *[]){in[0], cached[0], cached[1], decode_mask(kv, x->loc)}, x->loc);
+                     (Node *[]){qkv[0], qkv[1], qkv[2], decode_mask(kv, x->loc)}, x->loc);
         a->at = x->at;
         a->at.causal = 0;
         return a;
@@ -787,6 +851,11 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
         }
     if (parse_policy(o->kv_cache, g->syms[kv.tsym].bound, &kv.pol, o->d))
         return 0;
+    if (kv.pol.cachepos) {
+        kv.reg = arena_alloc(g->arena, sizeof(KvRegion) * 3 * (size_t)nattn);
+        if (kv_find_regions(g, kv.tsym, kv.n0, kv.reg, o->d))
+            return 0;
+    }
     int64_t B = kv.pol.budget;
 
     /* prefill: the model as it is, filling the cache */
@@ -830,7 +899,12 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
         l++;
     }
     Node *pos = mk(&kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_sym(kv.tsym)}, 0, NULL, noloc);
+    Node *last = mk(&kv, OP_RMAX, DT_I64, 1, (Dim[]){dim_const(1)}, 1, &pos, noloc);
+    last->at.axis = 0;
+    last->at.keepdims = 1;
     Node *slots = slot_of(&kv, pos);
+    if (kv.pol.kind == KV_FULL || evicting(&kv.pol)) /* a prompt longer than the budget: a named error */
+        slots = checked(&kv, slots, op_k(&kv, OP_GE, last, B), 0, CHECK_BUDGET);
     for (int i = 0, l = 0; i < kv.n0; i++) {
         Node *a = g->nodes[i];
         if (a->op != OP_ATTENTION)
@@ -842,15 +916,14 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
             int s = ir_find_state(g, name);
             Node *st = mk(&kv, OP_STATE, x->dtype, x->rank, g->states[s].shape, 0, NULL, a->loc);
             st->name = g->states[s].name;
+            if (kv.pol.cachepos && kv.reg[3 * l + j].x) /* the value before the positions */
+                x = (Node *)kv.reg[3 * l + j].x;
             Node *w = mk(&kv, OP_SCATTER, x->dtype, x->rank, g->states[s].shape, 3, (Node *[]){st, slots, x}, a->loc);
             w->at.axis = x->rank - 2;
             ir_add_update(g, name, w);
         }
         l++;
     }
-    Node *last = mk(&kv, OP_RMAX, DT_I64, 1, (Dim[]){dim_const(1)}, 1, &pos, noloc);
-    last->at.axis = 0;
-    last->at.keepdims = 1;
     if (kv.pol.kind == KV_TOVA) { /* slots 0..T-1 hold positions 0..T-1, the others nothing */
         int64_t S = nslots(&kv.pol);
         Node *idx = mk(&kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, noloc);
@@ -868,6 +941,9 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     Node *count = mk(&kv, OP_STATE, DT_I64, 1, (Dim[]){dim_const(1)}, 0, NULL, noloc);
     count->name = "count";
     kv.p = op_k(&kv, OP_SUB, count, 1);
+    kv.p = checked(&kv, kv.p, op_k(&kv, OP_LT, kv.p, 0), 0, CHECK_PREFILL);
+    if (kv.pol.kind == KV_FULL) /* the position too, so that a position table is read in range */
+        kv.p = checked(&kv, kv.p, op_k(&kv, OP_GE, kv.p, B), B - 1, CHECK_BUDGET);
     kv.slot = slot_of(&kv, kv.p);
     kv.map = calloc((size_t)kv.n0 + 1, sizeof(Node *));
     KILN_ASSERT(kv.map);

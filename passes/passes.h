@@ -12,6 +12,7 @@
  *                     then fuse_loops.c's grouping
  *   fuse_loops.c      elementwise chains into one loop, matmul epilogues (marks nodes `inline`)
  *   kv_cache.c        prefill and decode entries with a bounded KV cache (--kv-cache POLICY)
+ *   kv_positions.c    its positions=cache: rotary positions within the cache (StreamingLLM)
  *   prune_tokens.c    token merging (ToMe, PiToMe) and [CLS]-attention pruning (EViT) in encoders, on request
  *   choose_quant.c    matmuls with constant weights -> qmatmul with quantized weights: one scheme for
  *                     all (--quant), or one per layer chosen under a budget from calibration runs
@@ -61,6 +62,37 @@ int pass_fuse_ops(Graph *g, const PassOptions *o);
 /* Runs only with o->kv_cache; errors (a model it cannot derive, with the node that stops it) are
  * reported through o->d, and the pipeline stops. */
 int pass_kv_cache(Graph *g, const PassOptions *o);
+/* ---------------------------------------------------------------- kv_positions.c (for kv_cache.c) */
+
+/* The nodes between an attention's input (q, k or v) and the one value x that every path from the
+ * tokens to it goes through, where the positions (a T-arange) come in: a rotary embedding of x.
+ * Token-wise (each token's row from its own row of x and its own position), so it can be computed
+ * again for rows of x at other positions. */
+typedef struct KvRegion {
+    const Node *x;   /* the value before the positions apply (what the cache holds), or NULL: none */
+    const Node *top; /* the attention's input */
+    int *ids;        /* (n) the region's nodes, descending ids */
+    int n;
+} KvRegion;
+
+/* The regions of every attention's q, k and v among the first n0 nodes of g, T the symbol tsym:
+ * reg[3 l + j] for input j of the l-th attention; -1 after an error (reported to d). */
+int kv_find_regions(Graph *g, int tsym, int n0, KvRegion *reg, Diag *d);
+/* Region r again for n tokens: x the value before the positions ([..., n, ...]), pos the positions
+ * (i64 [n]), map the decode node of each node outside the region; returns the attention input. */
+Node *kv_reclone(Graph *g, int tsym, Node *const *map, const KvRegion *r, Node *x, Node *pos, int64_t n);
+/* From pos1, each slot's position + 1 (0: empty) [rows..., S]: each held slot's rank among the held
+ * slots of its row in position order (i64 [rows..., S]), and the tokens held before the newest (the
+ * new token's position), from row 0 (every row holds as many), i64 [1]. */
+void kv_ranks(Graph *g, Node *pos1, Node **ranks, Node **qpos);
+/* Region r over the S cached rows (cached: the values before the positions), each at its rank: ranks
+ * [S], or [rows..., S] per KV head (h2o: the region once per row, each row taken from its own). */
+Node *kv_rerotated(Graph *g, int tsym, Node *const *map, const KvRegion *r, Node *cached, Node *ranks);
+/* d with T (the symbol tsym) = n; 0 when d uses another symbol. */
+int kv_subst(int tsym, Dim d, int64_t n, Dim *out);
+/* Whether x has a symbolic size or a symbolic slice range. */
+int kv_uses_sym(const Node *x);
+
 /* Off unless o->prune_tokens is set; returns -1 after an error in that option (reported). */
 int pass_prune_tokens(Graph *g, const PassOptions *o);
 /* Does nothing unless o->quant names a scheme, or calibration files or overrides are given

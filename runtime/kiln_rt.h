@@ -61,6 +61,14 @@ enum {
                            4: a dimension is linear in several symbols (RtDim) */
 };
 
+/* The codes an entry returns when a run-time check of the kv-cache pass fails (a gather with the IR
+ * attribute check, passes/kv_cache.c); any other positive code is 1 + the id of a gather whose index
+ * input was out of range. rt_error_message says each in a sentence. */
+#define RT_ERR_CHECK 0x40000000      /* + the check (ir.h's CHECK_*) */
+#define RT_ERR_NO_PREFILL 0x40000001 /* decode before any prefill (or after a reset) */
+#define RT_ERR_BUDGET 0x40000002     /* policy full's budget reached, or a prompt longer than the budget */
+#define RT_ERR_POSITIONS 0x40000003  /* decode past the model's learned position table */
+
 /* Dtype codes: the rows of KILN_DTYPES (kiln_dtype.h), the compiler's DType codes too. */
 typedef enum RtDType {
 #define X(e, ...) RT_##e,
@@ -208,6 +216,11 @@ const RtModel *rt_model(const RtInstance *inst);
 void rt_shape_desc(const RtModel *m, const RtTensorDesc *t, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- main.c */
+
+/* What an entry's (or a typed function's) return code means, in a sentence without a final period:
+ * 0, -1 (the typed functions: a size below 1 or above its bound), the RT_ERR_* codes, and other
+ * positive codes (an index input out of range). Constant strings. */
+const char *rt_error_message(int code);
 
 /* The command line of a compiled program:
  *   PROGRAM --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--weights FILE] [--threads N]

@@ -12,6 +12,7 @@
  * files hold (an unknown option, a malformed or missing value, an unknown or missing input); 1 when
  * a file, the weights or a run fails. Every error is one line on stderr, `PROGRAM: error: ...`.
  * Everything allocated is freed before returning, so that the tests can run it under LeakSanitizer.
+ * rt_error_message, here too, says what an entry's return code means (the library's users call it).
  */
 #include "runtime/kiln_rt.h"
 
@@ -453,7 +454,10 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
     if (rc) {
         free(times);
         rt_profile_free(prof);
-        main_error(a->prog, "model '%s' stopped: an index in the input is out of range (error %d: gather %%%d of the model's IR)", m->name, rc, rc - 1);
+        if (rc > RT_ERR_CHECK)
+            main_error(a->prog, "model '%s' stopped: %s (error %d)", m->name, rt_error_message(rc), rc);
+        else
+            main_error(a->prog, "model '%s' stopped: an index in the input is out of range (error %d: gather %%%d of the model's IR)", m->name, rc, rc - 1);
         return 1;
     }
 
@@ -483,6 +487,22 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
     rt_profile_free(prof);
     fflush(stdout);
     return status;
+}
+
+const char *rt_error_message(int code)
+{
+    switch (code) {
+    case 0: return "no error";
+    case -1: return "a size is below 1 or above its bound";
+    case RT_ERR_NO_PREFILL: return "decode before prefill: the KV cache is empty (prefill a prompt first, and again after a reset)";
+    case RT_ERR_BUDGET:
+        return "the KV cache's budget is reached: policy full holds no more tokens, or the prompt is longer than the "
+               "budget (prefill a shorter context again, or build with an evicting policy)";
+    case RT_ERR_POSITIONS:
+        return "the position is past the model's learned position table: the model cannot see further (prefill a "
+               "shorter context again)";
+    default: return code > 0 ? "an index input is out of range" : "unknown error code";
+    }
 }
 
 const char *rt_weights_beside(const RtModel *m, const char *given, char *buf, size_t n)

@@ -6,9 +6,11 @@
  * the bound of T). A model built with `kiln build --kv-cache POLICY` has prefill and decode entries
  * (passes/kv_cache.c): the prompt (its last CTX characters) goes through prefill once, and each new
  * character through decode, which reads and appends the cache; when decode fails because the cache
- * or a learned position table is full (policy full: B tokens), the last CTX/2 characters are
- * prefilled again and decoding goes on. A prefill that fails (a prompt longer than the budget of an
- * evicting policy, tova:B) is retried with the last half of its tokens, down to one. Generation ends with `N tokens in S s (R tokens/s)` on
+ * or a learned position table is full (the codes RT_ERR_BUDGET, RT_ERR_POSITIONS: policy full's B
+ * tokens, GPT-2's wpe), the last CTX/2 characters are prefilled again and decoding goes on. A
+ * prefill that fails with RT_ERR_BUDGET (a prompt longer than the budget of an evicting policy,
+ * tova:B) is retried with the last half of its tokens, down to one. Any other failure is an error
+ * that says what failed (rt_error_message). Generation ends with `N tokens in S s (R tokens/s)` on
  * stderr, the prompt's prefill included.
  * Sampling: logits / temperature, the k largest kept (top-k), softmax, one draw from a xorshift64*
  * generator seeded by --seed, so a run is reproducible; temperature 0 takes the most likely.
@@ -167,13 +169,13 @@ static int run_prefill(Runner *r, int64_t T)
     return rt_run_entry(r->inst, r->prefill, r->syms, in, out);
 }
 
-/* prefill of the last of the *T tokens in r->tokens: all of them, or when that fails (a prompt longer
- * than an evicting policy's budget: the runtime does not know the budget), the last half, and so on
- * down to one token; *T becomes the count prefilled */
+/* prefill of the last of the *T tokens in r->tokens: all of them, or when that fails because the
+ * prompt is longer than the cache's budget (RT_ERR_BUDGET: the runtime does not know the budget),
+ * the last half, and so on down to one token; *T becomes the count prefilled */
 static int prefill_last(Runner *r, int64_t *T)
 {
     int rc = run_prefill(r, *T);
-    while (rc && *T > 1) {
+    while (rc == RT_ERR_BUDGET && *T > 1) {
         int64_t h = *T / 2;
         memmove(r->tokens, r->tokens + (*T - h), sizeof(int32_t) * (size_t)h);
         *T = h;
@@ -285,7 +287,8 @@ static int generate(Runner *r, const TextArgs *a, const int *map)
         if (r->decode >= 0 && cached) {
             rc = run_decode(r, hist[len - 1]);
             row = r->logits;
-            if (rc) { /* the cache, or a learned position table, is full: prefill the recent half again */
+            if (rc == RT_ERR_BUDGET || rc == RT_ERR_POSITIONS) { /* the cache, or a learned position table, is
+                                                                  * full: prefill the recent half again */
                 T = len < r->ctx / 2 ? len : (r->ctx / 2 > 0 ? r->ctx / 2 : 1);
                 cached = 0;
             }
@@ -297,7 +300,7 @@ static int generate(Runner *r, const TextArgs *a, const int *map)
             cached = r->decode >= 0 && !rc;
         }
         if (rc) {
-            text_error(a->prog, "model '%s' failed to run", m->name);
+            text_error(a->prog, "model '%s' failed to run: %s", m->name, rt_error_message(rc));
             free(hist);
             free(scratch);
             return 1;
@@ -336,19 +339,24 @@ static int evaluate_stream(Runner *r, const TextArgs *a, const int *map, const u
     double total = 0, t0 = now_s();
     int64_t refills = 0;
     r->tokens[0] = map[text[0]];
-    if (run_prefill(r, 1)) {
-        text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
+    int rc = run_prefill(r, 1);
+    if (rc) {
+        text_error(a->prog, "model '%s' failed to run: %s", rt_model(r->inst)->name, rt_error_message(rc));
         return 1;
     }
     total += nll(r->logits, r->V, map[text[1]]);
     for (size_t i = 1; i + 1 < n; i++) {
-        if (run_decode(r, map[text[i]])) {
+        if ((rc = run_decode(r, map[text[i]])) && rc != RT_ERR_BUDGET && rc != RT_ERR_POSITIONS) {
+            text_error(a->prog, "model '%s' failed to run: %s", rt_model(r->inst)->name, rt_error_message(rc));
+            return 1;
+        }
+        if (rc) {
             int64_t T = (int64_t)i + 1 < r->ctx / 2 ? (int64_t)i + 1 : (r->ctx / 2 > 0 ? r->ctx / 2 : 1);
             for (int64_t t = 0; t < T; t++)
                 r->tokens[t] = map[text[i + 1 - (size_t)T + (size_t)t]];
             refills++;
-            if (prefill_last(r, &T)) {
-                text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
+            if ((rc = prefill_last(r, &T))) {
+                text_error(a->prog, "model '%s' failed to run: %s", rt_model(r->inst)->name, rt_error_message(rc));
                 return 1;
             }
             total += nll(r->logits + (T - 1) * r->V, r->V, map[text[i + 1]]);
@@ -376,8 +384,9 @@ static int evaluate_window(Runner *r, const TextArgs *a, const int *map, const u
         int64_t T = (int64_t)i < a->window ? (int64_t)i : a->window;
         for (int64_t t = 0; t < T; t++)
             r->tokens[t] = map[text[i - (size_t)T + (size_t)t]];
-        if (r->prefill >= 0 ? run_prefill(r, T) : run(r, T)) {
-            text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
+        int rc = r->prefill >= 0 ? run_prefill(r, T) : run(r, T);
+        if (rc) {
+            text_error(a->prog, "model '%s' failed to run: %s", rt_model(r->inst)->name, rt_error_message(rc));
             return 1;
         }
         total += nll(r->logits + (T - 1) * r->V, r->V, map[text[i]]);
@@ -448,8 +457,9 @@ static int evaluate(Runner *r, const TextArgs *a, const int *map)
     for (int64_t w = 0; w < nwin; w++) {
         for (int64_t t = 0; t < ctx; t++)
             r->tokens[t] = map[text[w * ctx + t]];
-        if (run(r, ctx)) {
-            text_error(a->prog, "model '%s' failed to run", rt_model(r->inst)->name);
+        int rc = run(r, ctx);
+        if (rc) {
+            text_error(a->prog, "model '%s' failed to run: %s", rt_model(r->inst)->name, rt_error_message(rc));
             free(text);
             return 1;
         }

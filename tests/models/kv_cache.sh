@@ -4,7 +4,10 @@
 # tests/models/native/use_kv.c through the runtime's entry API: every decode step's logits against a
 # full recompute of the prefix (the prefill entry), 1e-5 relative to the largest logit, for prefill
 # lengths 1..CTX (charlm: every fifth up to 96); decode before prefill and past the cache's budget
-# must fail; eight instances in eight threads generate the tokens one instance alone does. The
+# must fail with their named codes (RT_ERR_NO_PREFILL, RT_ERR_BUDGET), as must a prompt longer than
+# full:B's budget (library and program: exit status 1 and the sentence) and GPT-2's decode past its
+# position table with a window (RT_ERR_POSITIONS); eight instances in eight threads generate the
+# tokens one instance alone does. The
 # interpreter side is tests/unit/test_kv_cache.c. Then a model the pass cannot take
 # (ViT: no causal attention) must be refused with a message that says so.
 set -eu
@@ -28,6 +31,36 @@ check gpt2 64 96 1 examples/gpt2/gpt2.kiln -D V=96 -D D=64 -D H=4 -D L=2 -D CTX=
 check llama 64 128 1 examples/llama/llama.kiln -D V=128 -D D=64 -D H=4 -D KVH=2 -D F=172 -D L=2 -D CTX=64 \
     --weights examples/llama/llama-tiny.safetensors
 check charlm 96 65 5 examples/charlm/charlm.kiln
+
+echo "== bad use: named errors (RT_ERR_*, rt_error_message) through the library and the program"
+GPT2="examples/gpt2/gpt2.kiln -D V=96 -D D=64 -D H=4 -D L=2 -D CTX=64 --weights examples/gpt2/gpt2-tiny.safetensors"
+bad() { # bad NAME POLICY B
+    # shellcheck disable=SC2086
+    "$KILN" build $GPT2 --kv-cache "$2" --emit lib -o "$OUT/lib$1.a"
+    grep -q "const char \*rt_error_message(int code);" "$OUT/$1.h"
+    $CC -std=c11 -Wall -Werror -I. -DMODEL=kiln_model_$1 tests/models/native/use_kv.c "$OUT/lib$1.a" \
+        -lm -lpthread $SAN -o "$OUT/use_kv_$1"
+    "$OUT/use_kv_$1" --bad "$3" 96 > "$OUT/bad_$1.txt"
+    cat "$OUT/bad_$1.txt"
+}
+bad gpt2_full8 full:8 8
+grep -q "decode before any prefill: code 0x40000001: decode before prefill: the KV cache is empty" "$OUT/bad_gpt2_full8.txt"
+grep -q "a prompt longer than the budget: code 0x40000002: the KV cache's budget is reached" "$OUT/bad_gpt2_full8.txt"
+bad gpt2_window8 window:8 0
+grep -q "decode past the position table: code 0x40000003: the position is past the model's learned position table" \
+    "$OUT/bad_gpt2_window8.txt"
+# the program: a prompt of 16 tokens for a cache of 8 (its --input mode runs prefill)
+# shellcheck disable=SC2086
+"$KILN" build $GPT2 --kv-cache full:8 -o "$OUT/gpt2_full8"
+if "$OUT/gpt2_full8" --input tokens=tests/models/gpt2/tokens_16.npy > /dev/null 2> "$OUT/prog.err"; then
+    echo "FAIL: a prompt longer than the budget of full:8 ran"
+    exit 1
+else
+    status=$?
+fi
+cat "$OUT/prog.err"
+[ "$status" -eq 1 ]
+grep -q "error: model 'gpt2' stopped: the KV cache's budget is reached" "$OUT/prog.err"
 
 echo "== text generation through prefill and decode (runtime/text.c)"
 "$KILN" build examples/charlm/charlm.kiln --kv-cache full -o "$OUT/charlm_kv"

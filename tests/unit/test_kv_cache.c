@@ -8,8 +8,8 @@
  *     logits must equal a full recompute of the prefix (the prefill entry on tokens[0:t+1], last
  *     row) within 1e-5 relative to the largest logit of the row. Prefill's own logits are the
  *     original model's (the same nodes).
- *   - decode before any prefill fails, and so does a decode past the cache's budget (full) or past
- *     GPT-2's position table.
+ *   - decode before any prefill fails, and so does a decode past the cache's budget (full), each
+ *     with the interpreter's named message (the kv-cache pass's checks).
  *   - window:W and sinks:S,window:W (GPT-2 and the Llama-style model) against an independent
  *     step-by-step reference: which positions the cache holds after each step is simulated here with a
  *     list (append, evict the oldest, or the oldest after the S sinks), and the model as the frontend
@@ -25,8 +25,14 @@
  *     attention, a mask per query head; the positions, kiln's cache.L.acc and the logits must agree.
  *   - cascade:B,n=N,sinks=S likewise (test_cascade), against the authors' ring buffers kept in the
  *     test (cascade_insert) with their scores in double: positions per layer and logits.
- *   - a model without causal attention (ViT) and a policy that cannot be read are refused with a
- *     clear message.
+ *   - positions=cache (test_cachepos): on the Llama-style model with one layer, whose keys and values
+ *     depend on their own token alone, each decode step's logits equal the model run over the tokens
+ *     the cache holds at positions 0..n-1 (1e-5), for window, sinks, tova (whose evictions are
+ *     checked against that recompute's attention too), h2o with heavy=0 and cascade; window:8 with
+ *     positions=cache on the two-layer model against the masked reference above (rotary attention
+ *     depends on distances, which a window keeps); full,positions=cache is the graph of full.
+ *   - a model without causal attention (ViT), a policy that cannot be read and positions=cache on a
+ *     model with a learned position table are refused with a clear message.
  * With `--dump MODEL POLICY N P` it prints instead what the interpreter computes for
  * tests/models/native/use_kv.c (--dump)'s sequence, which tests/models/kv_policies.sh compares.
  */
@@ -204,14 +210,24 @@ static void test_full(const Model *m, int step)
     printf("%s full: %d decode steps, worst relative error %.3g\n", m->name, steps, worst);
 
     /* bad use: decode before prefill, decode past the budget */
-    FILE *devnull = fopen("/dev/null", "w");
-    Diag *quiet = diag_new(devnull);
     ir_state_reset(st);
-    CHECK(decode(g, st, tok[0], row, V, quiet) != 0, "%s: decode before prefill succeeded", m->name);
+    char *msgs = NULL;
+    size_t nmsg = 0;
+    FILE *mem = open_memstream(&msgs, &nmsg);
+    Diag *said = diag_new(mem);
+    CHECK(decode(g, st, tok[0], row, V, said) != 0, "%s: decode before prefill succeeded", m->name);
+    fflush(mem);
+    CHECK(msgs && strstr(msgs, "decode before prefill: the KV cache is empty"), "%s: decode before prefill said:\n%s",
+          m->name, msgs);
+    ir_state_reset(st);
     CHECK(!prefill(g, st, tok, m->ctx, row, V, d), "%s: prefill of %d", m->name, m->ctx);
-    CHECK(decode(g, st, tok[0], row, V, quiet) != 0, "%s: decode past the budget of %d succeeded", m->name, m->ctx);
-    diag_free(quiet);
-    fclose(devnull);
+    CHECK(decode(g, st, tok[0], row, V, said) != 0, "%s: decode past the budget of %d succeeded", m->name, m->ctx);
+    fflush(mem);
+    CHECK(msgs && strstr(msgs, "the KV cache's budget is reached"), "%s: decode past the budget said:\n%s", m->name,
+          msgs);
+    diag_free(said);
+    fclose(mem);
+    free(msgs);
     ir_state_free(st);
     free(ref);
     free(row);
@@ -780,6 +796,146 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
     diag_free(d);
 }
 
+/* positions=cache on a one-layer rotary model (the Llama-style model with L = 1): a layer-0 key or
+ * value depends on its own token alone, so decoding position t with positions within the cache must
+ * give exactly what the model gives run over the tokens the cache holds, in order, at positions
+ * 0..n-1 (the reference recompute: the model as the frontend made it, on that shorter sequence,
+ * its last row). The tokens held before each step: for window:W and sinks:S,window:W worked out
+ * here (the first S and the last W up to t); for the policies with a slot map, read from kiln's
+ * cache.0.pos (all rows alike: h2o with heavy=0), and for tova the one it then evicts must be the
+ * one the new token attends to least in the reference (its softmax over the recomputed sequence,
+ * averaged over the heads). Logits within 1e-5 relative to the row's largest. */
+static void test_cachepos(const Model *m, const char *policy, int S, int W, int n)
+{
+    Diag *d = diag_new(stderr);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s", m->name, policy);
+    int L = 0;
+    Graph *g, *ref;
+    if (compile_pair(m, policy, 0, &g, &ref, &L, d)) {
+        diag_free(d);
+        return;
+    }
+    CHECK(L == 1, "%s: the reference has %d layers, not 1", what, L);
+    int V = vocab_of(g), tova = !strncmp(policy, "tova:", 5), slotmap = ir_find_state(g, "cache.0.pos") >= 0;
+    int32_t *tok = tokens(n, 5150u, m->vocab), *seq = malloc(sizeof(int32_t) * (size_t)n);
+    int *held = malloc(sizeof(int) * (size_t)n);
+    float *row = malloc(sizeof(float) * (size_t)V), *zero = calloc((size_t)n * (size_t)n, sizeof(float));
+    float *want = malloc(sizeof(float) * (size_t)V * (size_t)n);
+    HostTensor in[2], out[2];
+    double worst = 0;
+    int steps = 0, evicted = 0;
+    const int prompts[] = {1, 5, 9};
+    for (int pi = 0; pi < 3; pi++) {
+        int P = prompts[pi];
+        IrState *st = ir_state_new(g);
+        CHECK(!prefill(g, st, tok, P, row, V, d), "%s: prefill of %d", what, P);
+        for (int t = P; t < n; t++) {
+            int nh = 0;
+            if (slotmap) { /* the positions held before the step, every row alike */
+                const StateDecl *sd = &g->states[ir_find_state(g, "cache.0.pos")];
+                int64_t slots = dim_value(sd->shape[sd->rank - 1]), rows = 1;
+                for (int r = 0; r < sd->rank - 1; r++)
+                    rows *= dim_value(sd->shape[r]);
+                const int64_t *pos = cache_state(g, st, "pos", 0);
+                for (int j = 0; j < t; j++)
+                    for (int64_t k = 0; k < slots; k++)
+                        if (pos[k] == j + 1) {
+                            held[nh++] = j;
+                            break;
+                        }
+                for (int64_t r = 1; r < rows; r++)
+                    for (int64_t k = 0; k < slots; k++)
+                        CHECK(pos[r * slots + k] == pos[k], "%s: the KV heads hold other positions", what);
+            } else {
+                for (int j = 0; j < t; j++)
+                    if (j < S || j > t - W)
+                        held[nh++] = j;
+            }
+            held[nh++] = t;
+            for (int k = 0; k < nh; k++)
+                seq[k] = tok[held[k]];
+            const Node *mk0 = ref->inputs[1];
+            in[0] = (HostTensor){DT_I32, 1, {nh}, seq};
+            in[1] = (HostTensor){DT_F32, 2, {nh, nh}, zero};
+            CHECK(mk0->rank == 2, "%s: the reference's mask", what);
+            memset(out, 0, sizeof out);
+            if (ir_interp(ref, in, out, d)) {
+                CHECK(0, "%s: the reference recompute failed", what);
+                break;
+            }
+            memcpy(want + (size_t)t * (size_t)V, (const float *)out[0].data + (size_t)(nh - 1) * (size_t)V,
+                   sizeof(float) * (size_t)V);
+            int fails = decode_checked(g, st, what, tok, t, P, want, row, V, d, &worst, &steps);
+            if (!fails && tova && nh > dim_value(g->states[ir_find_state(g, "cache.0.pos")].shape[0]) - 1) {
+                /* the evicted: the least attended from the new token in the reference */
+                const HostTensor *pr = &out[1];
+                int64_t nb = 1;
+                for (int r = 0; r < pr->rank - 2; r++)
+                    nb *= pr->shape[r];
+                int least = 0;
+                double lw = INFINITY;
+                for (int k = 0; k < nh; k++) {
+                    double w = 0;
+                    for (int64_t b = 0; b < nb; b++)
+                        w += ((const float *)pr->data)[(b * nh + nh - 1) * nh + k];
+                    if (w < lw)
+                        lw = w, least = k;
+                }
+                const int64_t *pos = cache_state(g, st, "pos", 0);
+                int64_t slots = dim_value(g->states[ir_find_state(g, "cache.0.pos")].shape[0]);
+                int gone = 1;
+                for (int64_t k = 0; k < slots; k++)
+                    gone &= pos[k] != held[least] + 1;
+                CHECK(gone, "%s: after position %d the cache still holds %d, the reference's least attended", what, t,
+                      held[least]);
+                evicted++;
+            }
+            free(out[0].data);
+            free(out[1].data);
+            if (fails)
+                break;
+        }
+        ir_state_free(st);
+    }
+    printf("%s: %d decode steps against a recompute over the held tokens, %d evictions checked, worst relative "
+           "error %.3g\n", what, steps, evicted, worst);
+    free(tok);
+    free(seq);
+    free(held);
+    free(row);
+    free(zero);
+    free(want);
+    release(g);
+    release(ref);
+    diag_free(d);
+}
+
+/* full with positions=cache is full: the same graph, node for node (nothing leaves the cache, so
+ * the ranks are the positions) */
+static void test_full_cachepos(const Model *m)
+{
+    Diag *d = diag_new(stderr);
+    Graph *a = compile(m, "full", d), *b = compile(m, "full,positions=cache", d);
+    CHECK(a && b, "%s: full,positions=cache does not compile", m->name);
+    char *ta = NULL, *tb = NULL;
+    size_t na = 0, nb = 0;
+    FILE *fa = open_memstream(&ta, &na), *fb = open_memstream(&tb, &nb);
+    if (a && b) {
+        ir_print(fa, a);
+        ir_print(fb, b);
+    }
+    fclose(fa);
+    fclose(fb);
+    CHECK(a && b && na > 0 && na == nb && !memcmp(ta, tb, na), "%s: full,positions=cache is another graph than full",
+          m->name);
+    free(ta);
+    free(tb);
+    release(a);
+    release(b);
+    diag_free(d);
+}
+
 static void test_refused(void)
 {
     /* ViT: attention that is not causal */
@@ -807,8 +963,9 @@ static void test_refused(void)
     release(g);
     free(msgs);
     static const char *const bad[] = {"tova:0", "h2o:heavy=2", "h2o:heavy=0,recent=0", "h2o:heavy=,recent=3",
-                                      "cascade:10,n=3", "cascade:8,n=0", "cascade:8,n=2,sinks=9", "cascade:8"};
-    for (int i = 0; i < 8; i++) {
+                                      "cascade:10,n=3", "cascade:8,n=0", "cascade:8,n=2,sinks=9", "cascade:8",
+                                      "window:8,positions=", "window:8,positions=rank", "positions=cache"};
+    for (int i = 0; i < 11; i++) {
         msgs = NULL;
         f = open_memstream(&msgs, &n);
         d = diag_new(f);
@@ -820,6 +977,17 @@ static void test_refused(void)
         release(g);
         free(msgs);
     }
+    /* positions=cache needs rotary positions: GPT-2's learned table is refused */
+    msgs = NULL;
+    f = open_memstream(&msgs, &n);
+    d = diag_new(f);
+    g = compile(&gpt2, "sinks:2,window:6,positions=cache", d);
+    diag_free(d);
+    fclose(f);
+    CHECK(!g && msgs && strstr(msgs, "positions=cache: slice %") && strstr(msgs, "reads a learned position table"),
+          "gpt2 with positions=cache:\n%s", msgs);
+    release(g);
+    free(msgs);
 }
 
 /* --dump MODEL POLICY N P: what the interpreter computes for tests/models/native/use_kv.c (--dump)'s
@@ -896,6 +1064,17 @@ int main(int argc, char **argv)
     test_h2o(&gpt2, 0, 5, 24);
     test_cascade(&gpt2, 14, 3, 2, 48);
     test_cascade(&llama, 12, 4, 0, 48);
+    /* positions=cache */
+    Model llama1 = llama;
+    llama1.name = "llama (1 layer)";
+    llama1.defines[5].value = "1";
+    test_full_cachepos(&llama);
+    test_policy(&llama, "window:8,positions=cache", 0, 8); /* rotary is relative: a window is unchanged */
+    test_cachepos(&llama1, "window:6,positions=cache", 0, 6, 32);
+    test_cachepos(&llama1, "sinks:2,window:5,positions=cache", 2, 5, 32);
+    test_cachepos(&llama1, "tova:6,positions=cache", 0, 0, 32);
+    test_cachepos(&llama1, "h2o:heavy=0,recent=6,positions=cache", 0, 0, 32);
+    test_cachepos(&llama1, "cascade:10,n=2,sinks=2,positions=cache", 0, 0, 40);
     test_refused();
     if (failures) {
         fprintf(stderr, "test_kv_cache: %d failures\n", failures);

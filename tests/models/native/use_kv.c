@@ -7,10 +7,18 @@
  * 1, 1+STEP, ... <= NTOKENS: reset, prefill tokens[0:P], then decode tokens[P..NTOKENS-1] one by one;
  * each decode step's logits must equal a full recompute of the prefix (prefill of tokens[0:t+1] on a
  * second instance, its last row) within 1e-5 relative to the row's largest logit. Then bad use must
- * fail: decode before any prefill, and decode once the cache holds its budget (the bound of T).
+ * fail with its named code (RT_ERR_*): decode before any prefill, and decode once the cache holds
+ * its budget (the bound of T).
  * Last, eight instances in eight threads each generate NTOKENS - 4 tokens greedily (prefill of 4
  * tokens, then decode of what they generate) and must give the tokens one instance gave alone.
  * Exits non-zero on any failure.
+ *
+ *   use_kv --bad B VOCAB
+ * A model built with --kv-cache full:B (B below the bound of T): decode before any prefill, a
+ * prefill of B + 1 tokens and a decode after a prefill of B must return RT_ERR_NO_PREFILL,
+ * RT_ERR_BUDGET, RT_ERR_BUDGET; with B = 0 a model with a learned position table and a window
+ * policy: decode after a prefill of the whole context must return RT_ERR_POSITIONS. Each code is
+ * printed with rt_error_message's sentence.
  *
  *   use_kv --dump NTOKENS VOCAB P
  * For tests/models/kv_policies.sh, which compares it with the interpreter (`test_kv_cache --dump`,
@@ -31,6 +39,16 @@
 extern const RtModel MODEL;
 
 static int failures;
+
+/* what must return code want (0: success); prints the runtime's sentence for it */
+static void expect_code(const char *what, int rc, int want)
+{
+    printf("use_kv: %s: code %#x: %s\n", what, (unsigned)rc, rt_error_message(rc));
+    if (rc != want) {
+        fprintf(stderr, "use_kv: %s returned %#x, not %#x\n", what, (unsigned)rc, (unsigned)want);
+        failures++;
+    }
+}
 
 /* n token ids in [0, voc) from a linear congruential generator seeded with seed (malloc'ed) */
 static int32_t *tokens(int64_t n, uint32_t seed, int voc)
@@ -165,10 +183,46 @@ static int dump(int N, int VOC, int P)
     return 0;
 }
 
+/* --bad B VOCAB: a model built with --kv-cache full:B (B below the bound of T) or, B = 0, with a
+ * window over a learned position table: the named errors of bad use */
+static int bad_use(int B, int VOC)
+{
+    const RtModel *m = &MODEL;
+    int pre = rt_entry_index(m, "prefill"), dec = rt_entry_index(m, "decode");
+    int64_t nout, ctx = m->syms[0].bound;
+    const RtTensorDesc *o = rt_entry_outputs(m, dec, &nout);
+    int64_t V = o[0].dims[o[0].rank - 1].b;
+    char err[256];
+    RtInstance *a = rt_open(m, NULL, 1, err, sizeof err);
+    if (!a || pre < 0 || dec < 0) {
+        fprintf(stderr, "use_kv --bad: %s\n", a ? "no prefill and decode entries" : err);
+        return 1;
+    }
+    int32_t *tok = tokens(ctx, 7u, VOC);
+    float *logits = malloc(sizeof(float) * (size_t)(V * ctx));
+    expect_code("decode before any prefill", run(a, dec, tok, 1, logits), RT_ERR_NO_PREFILL);
+    rt_reset(a);
+    if (B > 0) {
+        expect_code("a prompt longer than the budget", run(a, pre, tok, B + 1, logits), RT_ERR_BUDGET);
+        rt_reset(a);
+        expect_code("a prompt of the budget", run(a, pre, tok, B, logits), 0);
+        expect_code("decode past the budget", run(a, dec, tok, 1, logits), RT_ERR_BUDGET);
+    } else {
+        expect_code("a prompt of the whole context", run(a, pre, tok, ctx, logits), 0);
+        expect_code("decode past the position table", run(a, dec, tok, 1, logits), RT_ERR_POSITIONS);
+    }
+    free(tok);
+    free(logits);
+    rt_close(a);
+    return failures != 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "--dump"))
         return dump(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+    if (argc == 4 && !strcmp(argv[1], "--bad"))
+        return bad_use(atoi(argv[2]), atoi(argv[3]));
     if (argc < 3)
         return 2;
     int N = atoi(argv[1]), VOC = atoi(argv[2]), step = argc > 3 ? atoi(argv[3]) : 1;
@@ -227,14 +281,12 @@ int main(int argc, char **argv)
     }
     printf("use_kv %s: %d decode steps, worst relative error %.3g\n", m->name, steps, worst);
     rt_reset(a);
-    if (!run(a, dec, tok, 1, all)) {
-        fprintf(stderr, "use_kv: decode before any prefill succeeded\n");
+    expect_code("decode before any prefill", run(a, dec, tok, 1, all), RT_ERR_NO_PREFILL);
+    if (run(a, pre, tok, B, all)) {
+        fprintf(stderr, "use_kv: a full prefill failed\n");
         failures++;
     }
-    if (run(a, pre, tok, B, all) || !run(a, dec, tok, 1, all)) {
-        fprintf(stderr, "use_kv: a full prefill failed, or a decode past the budget of %lld succeeded\n", (long long)B);
-        failures++;
-    }
+    expect_code("decode past the budget", run(a, dec, tok, 1, all), RT_ERR_BUDGET);
     rt_close(a);
     rt_close(b);
 
