@@ -10,7 +10,8 @@ The model is the trained Llama-style character model (examples/llamachar, rotary
 256) compiled from examples/llama/llama.kiln. The text is the held-out 10% of tinyshakespeare.txt
 (examples/charlm/eval's split), its first --chars characters (default: all 111,540). A policy
 template names a --kv-cache policy with the budget B filled in: {B}, {B2} (B/2) and {BS} (B - 4, for
-four sink tokens), e.g. "window:{B}" or "sinks:4,window:{BS}". The baseline runs the model over up to
+four sink tokens), e.g. "window:{B}" or "sinks:4,window:{BS},positions=cache" (docs/PASSES.md: the
+rotary model's keys rotated by their rank within the cache, as StreamingLLM does). The baseline runs the model over up to
 W = B characters for each prediction, n - 1 runs per budget, so it reads the first --baseline-chars
 characters (default 20,000) unless told otherwise; the policies are scored on the same prefix too,
 in a second column, so the comparison is like for like.
@@ -31,7 +32,11 @@ LLAMACHAR = ["examples/llama/llama.kiln", "-D", "V=65", "-D", "D=192", "-D", "H=
 MODELS = {"llamachar": LLAMACHAR, "charlm": ["examples/charlm/charlm.kiln"]}
 DESCRIBE = {"llamachar": "The trained Llama-style character model (examples/llamachar: rotary\npositions, context 256)",
             "charlm": "The trained GPT-style character model (examples/charlm: learned positions, context\n256; past the position table its stream prefills the last 128 characters again)"}
-DEFAULT_POLICIES = ["window:{B}", "sinks:4,window:{BS}", "tova:{B}", "h2o:heavy={B2},recent={B2}", "cascade:{B},n=4,sinks=4"]
+# the rotary model's positions within the cache for every policy that keeps old tokens, and sinks with
+# absolute positions (the default) for contrast; a window's distances are the same either way
+DEFAULT_POLICIES = ["window:{B}", "sinks:4,window:{BS}", "sinks:4,window:{BS},positions=cache",
+                    "tova:{B},positions=cache", "h2o:heavy={B2},recent={B2},positions=cache",
+                    "cascade:{B},n=4,sinks=4,positions=cache"]
 
 
 def heldout(n):
@@ -56,6 +61,7 @@ def main():
     p.add_argument("--model", default="llamachar", choices=sorted(MODELS),
                    help="charlm has learned positions: past 256 its stream prefills again")
     p.add_argument("--kiln", default=os.path.join(B.ROOT, "build", "kiln"))
+    p.add_argument("--note", default="", help="a sentence for the report: the machine and its load during the run")
     a = p.parse_args()
     policies = a.policy or DEFAULT_POLICIES
     budgets = [int(x) for x in a.budgets.split(",")]
@@ -115,7 +121,7 @@ def write_report(a, policies, budgets, builds, res, nfull, npre, out):
              "every prediction (`PROGRAM --eval FILE --window W`); it is costly, so it reads the first",
              f"{npre:,} characters, and every policy is scored on that prefix too. Figures in nats/char",
              f"(lower is better); the model's windowed held-out figure (non-overlapping windows of 256) is in",
-             f"examples/{a.model}/ref/heldout_nats.txt.", "",
+             f"examples/{a.model}/ref/heldout_nats.txt." + (" " + a.note if a.note else ""), "",
              f"| policy | budget | nats/char, all {nfull:,} characters | nats/char, first {npre:,} | baseline (window recompute), first {npre:,} |",
              "|---|---:|---:|---:|---:|"]
     for b in budgets:

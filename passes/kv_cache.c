@@ -52,7 +52,7 @@
  * when there is one: a token keeps the position it was given. With `,positions=cache` after an
  * evicting policy (not full, whose ranks are the positions), a rotary model's cache holds the keys
  * before the rotation and decode rotates them by their rank among the held tokens and the query by
- * the count held before it (StreamingLLM; the section positions=cache below). A learned position
+ * the count held before it (StreamingLLM; kv_positions.c). A learned position
  * table (GPT-2's wpe) is read at p, so past its last row decode fails (check positions), whatever
  * the policy; positions=cache refuses such a model.
  *
@@ -807,6 +807,36 @@ static Node *clone(Kv *kv, Node *x, int layer_of_attention)
     return y;
 }
 
+/* --explain kv-cache: how the cache treats the positions, per attention (a note at each) */
+static void explain_positions(const Kv *kv)
+{
+    int rotary = 0;
+    for (int i = 0; i < kv->n0; i++)
+        rotary |= kv->g->nodes[i]->op == OP_ARANGE && uses_t(kv, kv->g->nodes[i]);
+    for (int i = 0, l = 0; i < kv->n0; i++) {
+        const Node *a = kv->g->nodes[i];
+        if (a->op != OP_ATTENTION)
+            continue;
+        const KvRegion *r = kv->reg ? &kv->reg[3 * l + 1] : NULL;
+        if (r && r->x)
+            diag_note(kv->d, a->loc, "kv-cache: attention %%%d (layer %d): positions=cache: the cache holds its k "
+                      "before the positions apply (%s %%%d; %d nodes between it and k, computed again over every "
+                      "slot at each decode step with the slots' ranks among the held tokens), and its q takes the "
+                      "new token's rank", i, l, op_info[r->x->op].name, r->x->id, r->n);
+        else if (kv->pol.kind == KV_FULL)
+            diag_note(kv->d, a->loc, "kv-cache: attention %%%d (layer %d): policy full: every token keeps its position "
+                      "(positions=cache would change nothing)", i, l);
+        else if (rotary)
+            diag_note(kv->d, a->loc, "kv-cache: attention %%%d (layer %d): positions are absolute: the cache holds k "
+                      "after its rotary embedding, each token at the position it was given; ,positions=cache would "
+                      "rank them within the cache", i, l);
+        else
+            diag_note(kv->d, a->loc, "kv-cache: attention %%%d (layer %d): positions are absolute (no T-arange: "
+                      "a learned position table, read at each token's position, or none)", i, l);
+        l++;
+    }
+}
+
 int pass_kv_cache(Graph *g, const PassOptions *o)
 {
     if (!o->kv_cache)
@@ -856,6 +886,8 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
         if (kv_find_regions(g, kv.tsym, kv.n0, kv.reg, o->d))
             return 0;
     }
+    if (o->explain && !strcmp(o->explain, "kv-cache"))
+        explain_positions(&kv);
     int64_t B = kv.pol.budget;
 
     /* prefill: the model as it is, filling the cache */
