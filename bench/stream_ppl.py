@@ -5,6 +5,7 @@ baseline). Writes docs/STREAMING.md (a table and the commands that made it) and 
 
   /usr/bin/python3 bench/stream_ppl.py [--chars N] [--budgets 64,128,256] [--policy TEMPLATE ...]
                                        [--baseline-chars N] [--threads N] [--jobs N] [--model charlm]
+                                       [--note TEXT]
 
 The model is the trained Llama-style character model (examples/llamachar, rotary positions, context
 256) compiled from examples/llama/llama.kiln. The text is the held-out 10% of tinyshakespeare.txt
@@ -34,9 +35,12 @@ DESCRIBE = {"llamachar": "The trained Llama-style character model (examples/llam
             "charlm": "The trained GPT-style character model (examples/charlm: learned positions, context\n256; past the position table its stream prefills the last 128 characters again)"}
 # the rotary model's positions within the cache for every policy that keeps old tokens, and sinks with
 # absolute positions (the default) for contrast; a window's distances are the same either way
-DEFAULT_POLICIES = ["window:{B}", "sinks:4,window:{BS}", "sinks:4,window:{BS},positions=cache",
-                    "tova:{B},positions=cache", "h2o:heavy={B2},recent={B2},positions=cache",
-                    "cascade:{B},n=4,sinks=4,positions=cache"]
+# (charlm's learned position table has no positions=cache: its policies keep absolute positions)
+DEFAULT_POLICIES = {"llamachar": ["window:{B}", "sinks:4,window:{BS}", "sinks:4,window:{BS},positions=cache",
+                                  "tova:{B},positions=cache", "h2o:heavy={B2},recent={B2},positions=cache",
+                                  "cascade:{B},n=4,sinks=4,positions=cache"],
+                    "charlm": ["window:{B}", "sinks:4,window:{BS}", "tova:{B}", "h2o:heavy={B2},recent={B2}",
+                               "cascade:{B},n=4,sinks=4"]}
 
 
 def heldout(n):
@@ -63,7 +67,7 @@ def main():
     p.add_argument("--kiln", default=os.path.join(B.ROOT, "build", "kiln"))
     p.add_argument("--note", default="", help="a sentence for the report: the machine and its load during the run")
     a = p.parse_args()
-    policies = a.policy or DEFAULT_POLICIES
+    policies = a.policy or DEFAULT_POLICIES[a.model]
     budgets = [int(x) for x in a.budgets.split(",")]
     out = os.path.join(B.OUT, "stream")
     os.makedirs(out, exist_ok=True)
