@@ -104,6 +104,7 @@ typedef struct Kv {
     KvRegion *reg;   /* (attentions x 3) positions=cache: the part of each attention's q, k, v that
                         depends on the positions (x NULL: none; kv_positions.c) */
     Node *pos1;      /* decode, positions=cache, window and sinks: each slot's position + 1 (0: empty), [B] */
+    Node *ranks, *qpos; /* and the slots' ranks, the new token's (kv_ranks), made on first use */
 } Kv;
 
 /* a count >= 1 with nothing after it, or 0 */
@@ -405,7 +406,14 @@ static void positioned(Kv *kv, int layer, Node *q, Node *const *cached, Node *po
     if (!pos1)
         return;
     Node *ranks, *qpos;
-    kv_ranks(kv->g, pos1, &ranks, &qpos);
+    if (pos1 == kv->pos1) { /* window and sinks: one slot map for every layer */
+        if (!kv->ranks)
+            kv_ranks(kv->g, pos1, &kv->ranks, &kv->qpos);
+        ranks = kv->ranks;
+        qpos = kv->qpos;
+    } else {
+        kv_ranks(kv->g, pos1, &ranks, &qpos);
+    }
     for (int j = 0; j < 3; j++) {
         const KvRegion *r = &kv->reg[3 * layer + j];
         if (r->x)

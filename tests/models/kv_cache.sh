@@ -35,10 +35,11 @@ check charlm 96 65 5 examples/charlm/charlm.kiln
 echo "== bad use: named errors (RT_ERR_*, rt_error_message) through the library and the program"
 GPT2="examples/gpt2/gpt2.kiln -D V=96 -D D=64 -D H=4 -D L=2 -D CTX=64 --weights examples/gpt2/gpt2-tiny.safetensors"
 bad() { # bad NAME POLICY B
+    mkdir "$OUT/$1"
     # shellcheck disable=SC2086
-    "$KILN" build $GPT2 --kv-cache "$2" --emit lib -o "$OUT/lib$1.a"
-    grep -q "const char \*rt_error_message(int code);" "$OUT/$1.h"
-    $CC -std=c11 -Wall -Werror -I. -DMODEL=kiln_model_$1 tests/models/native/use_kv.c "$OUT/lib$1.a" \
+    "$KILN" build $GPT2 --kv-cache "$2" --emit lib -o "$OUT/$1/libgpt2.a"
+    grep -q "const char \*rt_error_message(int code);" "$OUT/$1/gpt2.h"
+    $CC -std=c11 -Wall -Werror -I. -DMODEL=kiln_model_gpt2 tests/models/native/use_kv.c "$OUT/$1/libgpt2.a" \
         -lm -lpthread $SAN -o "$OUT/use_kv_$1"
     "$OUT/use_kv_$1" --bad "$3" 96 > "$OUT/bad_$1.txt"
     cat "$OUT/bad_$1.txt"
@@ -51,8 +52,8 @@ grep -q "decode past the position table: code 0x40000003: the position is past t
     "$OUT/bad_gpt2_window8.txt"
 # the program: a prompt of 16 tokens for a cache of 8 (its --input mode runs prefill)
 # shellcheck disable=SC2086
-"$KILN" build $GPT2 --kv-cache full:8 -o "$OUT/gpt2_full8"
-if "$OUT/gpt2_full8" --input tokens=tests/models/gpt2/tokens_16.npy > /dev/null 2> "$OUT/prog.err"; then
+"$KILN" build $GPT2 --kv-cache full:8 -o "$OUT/gpt2_full8_prog"
+if "$OUT/gpt2_full8_prog" --input tokens=tests/models/gpt2/tokens_16.npy > /dev/null 2> "$OUT/prog.err"; then
     echo "FAIL: a prompt longer than the budget of full:8 ran"
     exit 1
 else

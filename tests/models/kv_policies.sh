@@ -55,7 +55,7 @@ check gpt2 cascade:14,n=3,sinks=2 48 96 7 $GPT2
 check llama cascade:12,n=4 48 128 12 $LLAMA
 # positions=cache: keys cached before the rotary embedding, rotated by their rank in the cache
 for policy in sinks:2,window:5,positions=cache tova:6,positions=cache h2o:heavy=2,recent=3,positions=cache \
-              cascade:12,n=4,sinks=2,positions=cache; do
+              cascade:14,n=4,sinks=2,positions=cache; do
     # shellcheck disable=SC2086
     check llama "$policy" 40 128 3 $LLAMA
 done
