@@ -366,17 +366,22 @@ static Graph *probs_model(const Model *m, int per_head, int *nlayer, Diag *d)
     return g;
 }
 
-/* The model compiled with policy and its reference (probs_model, L layers); both, or neither and -1. */
-static int compile_pair(const Model *m, const char *policy, int per_head, Graph **g, Graph **ref, int *L, Diag *d)
+/* The model compiled with policy and its reference (probs_model, L layers), what = "MODEL POLICY"
+ * (96 bytes) and the Diag the test reports to; NULL (nothing to free) when either does not compile. */
+static Diag *compile_pair(const Model *m, const char *policy, int per_head, Graph **g, Graph **ref, int *L, char *what)
 {
+    snprintf(what, 96, "%s %s", m->name, policy);
+    Diag *d = diag_new(stderr);
+    *L = 0;
     *g = compile(m, policy, d);
     *ref = probs_model(m, per_head, L, d);
     CHECK(*g && *ref, "%s: %s does not compile", m->name, policy);
     if (*g && *ref)
-        return 0;
+        return d;
     release(*g);
     release(*ref);
-    return -1;
+    diag_free(d);
+    return NULL;
 }
 
 /* TOVA step by step: each layer's cache is a list of positions. The prompt's P positions fill it;
@@ -388,15 +393,12 @@ static void test_tova(const Model *m, int B, int n)
 {
     char policy[32];
     snprintf(policy, sizeof policy, "tova:%d", B);
-    Diag *d = diag_new(stderr);
     char what[96];
-    snprintf(what, sizeof what, "%s %s", m->name, policy);
-    int L = 0;
+    int L;
     Graph *g, *ref;
-    if (compile_pair(m, policy, 0, &g, &ref, &L, d)) {
-        diag_free(d);
+    Diag *d = compile_pair(m, policy, 0, &g, &ref, &L, what);
+    if (!d)
         return;
-    }
     int V = vocab_of(g);
     int32_t *tok = tokens(n, 4242u, m->vocab);
     float *masks = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n), *row = malloc(sizeof(float) * (size_t)V);
@@ -502,15 +504,12 @@ static void test_h2o(const Model *m, int H, int R, int n)
 {
     char policy[48];
     snprintf(policy, sizeof policy, "h2o:heavy=%d,recent=%d", H, R);
-    int B = H + R, S = B + 1, L = 0;
-    Diag *d = diag_new(stderr);
+    int B = H + R, S = B + 1, L;
     char what[96];
-    snprintf(what, sizeof what, "%s %s", m->name, policy);
     Graph *g, *ref;
-    if (compile_pair(m, policy, 1, &g, &ref, &L, d)) {
-        diag_free(d);
+    Diag *d = compile_pair(m, policy, 1, &g, &ref, &L, what);
+    if (!d)
         return;
-    }
     int V = vocab_of(g);
     const Node *mk0 = ref->inputs[1]; /* mask.0: [heads..., T, T] */
     int nb = 1;
@@ -689,15 +688,12 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
     char policy[48];
     snprintf(policy, sizeof policy, "cascade:%d,n=%d,sinks=%d", B, N, S);
     const double beta = 0.9999;
-    Diag *d = diag_new(stderr);
     char what[96];
-    snprintf(what, sizeof what, "%s %s", m->name, policy);
-    int L = 0;
+    int L;
     Graph *g, *ref;
-    if (compile_pair(m, policy, 0, &g, &ref, &L, d)) {
-        diag_free(d);
+    Diag *d = compile_pair(m, policy, 0, &g, &ref, &L, what);
+    if (!d)
         return;
-    }
     int V = vocab_of(g), W = (B - S) / N;
     int32_t *tok = tokens(n, 31337u, m->vocab);
     float *masks = malloc(sizeof(float) * (size_t)L * (size_t)n * (size_t)n), *row = malloc(sizeof(float) * (size_t)V);
@@ -807,17 +803,14 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
  * averaged over the heads). Logits within 1e-5 relative to the row's largest. */
 static void test_cachepos(const Model *m, const char *policy, int S, int W, int n)
 {
-    Diag *d = diag_new(stderr);
     char what[96];
-    snprintf(what, sizeof what, "%s %s", m->name, policy);
-    int L = 0;
     Graph *g, *ref;
-    if (compile_pair(m, policy, 0, &g, &ref, &L, d)) {
-        diag_free(d);
+    int L, tova = !strncmp(policy, "tova:", 5);
+    Diag *d = compile_pair(m, policy, 0, &g, &ref, &L, what);
+    if (!d)
         return;
-    }
     CHECK(L == 1, "%s: the reference has %d layers, not 1", what, L);
-    int V = vocab_of(g), tova = !strncmp(policy, "tova:", 5), slotmap = ir_find_state(g, "cache.0.pos") >= 0;
+    int V = vocab_of(g), slotmap = ir_find_state(g, "cache.0.pos") >= 0;
     int32_t *tok = tokens(n, 5150u, m->vocab), *seq = malloc(sizeof(int32_t) * (size_t)n);
     int *held = malloc(sizeof(int) * (size_t)n);
     float *row = malloc(sizeof(float) * (size_t)V), *zero = calloc((size_t)n * (size_t)n, sizeof(float));
@@ -936,57 +929,52 @@ static void test_full_cachepos(const Model *m)
     diag_free(d);
 }
 
+/* What compiling m with policy said, which must fail (malloc'ed; NULL, with a failure counted, when
+ * it compiled) */
+static char *refusal(const Model *m, const char *policy)
+{
+    char *msgs = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&msgs, &n);
+    Diag *d = diag_new(f);
+    Graph *g = compile(m, policy, d);
+    diag_free(d);
+    fclose(f);
+    CHECK(!g, "%s: --kv-cache %s accepted", m->name, policy);
+    release(g);
+    if (g) {
+        free(msgs);
+        return NULL;
+    }
+    return msgs;
+}
+
 static void test_refused(void)
 {
     /* ViT: attention that is not causal */
     Model vit = {"vit", "examples/vit/vit.kiln", "examples/vit/vit-small-random.safetensors",
                  {{"D", "64"}, {"H", "4"}, {"L", "2"}, {"P", "8"}, {"IMG", "32"}, {"CLASSES", "10"}}, 6, 0, 0, 0};
-    char *msgs = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&msgs, &n);
-    Diag *d = diag_new(f);
-    Graph *g = compile(&vit, "full", d);
-    diag_free(d);
-    fclose(f);
-    CHECK(!g && msgs && strstr(msgs, "stops the pass: it is not causal"), "vit: --kv-cache accepted or no clear message:\n%s", msgs);
-    release(g);
+    char *msgs = refusal(&vit, "full");
+    CHECK(msgs && strstr(msgs, "stops the pass: it is not causal"), "vit: no clear message:\n%s", msgs);
     free(msgs);
     Model gpt2 = {"gpt2", "examples/gpt2/gpt2.kiln", "examples/gpt2/gpt2-tiny.safetensors",
                   {{"V", "96"}, {"D", "64"}, {"H", "4"}, {"L", "2"}, {"CTX", "64"}}, 5, 64, 96, 64};
-    msgs = NULL;
-    f = open_memstream(&msgs, &n);
-    d = diag_new(f);
-    g = compile(&gpt2, "window:0", d);
-    diag_free(d);
-    fclose(f);
-    CHECK(!g && msgs && strstr(msgs, "--kv-cache: cannot read the policy 'window:0'"), "bad policy:\n%s", msgs);
-    release(g);
+    msgs = refusal(&gpt2, "window:0");
+    CHECK(msgs && strstr(msgs, "--kv-cache: cannot read the policy 'window:0'"), "bad policy:\n%s", msgs);
     free(msgs);
     static const char *const bad[] = {"tova:0", "h2o:heavy=2", "h2o:heavy=0,recent=0", "h2o:heavy=,recent=3",
                                       "cascade:10,n=3", "cascade:8,n=0", "cascade:8,n=2,sinks=9", "cascade:8",
                                       "window:8,positions=", "window:8,positions=rank", "positions=cache"};
     for (int i = 0; i < 11; i++) {
-        msgs = NULL;
-        f = open_memstream(&msgs, &n);
-        d = diag_new(f);
-        g = compile(&gpt2, bad[i], d);
-        diag_free(d);
-        fclose(f);
-        CHECK(!g && msgs && strstr(msgs, "--kv-cache: cannot read the policy") && strstr(msgs, "cascade:B,n=N[,sinks=S]"),
+        msgs = refusal(&gpt2, bad[i]);
+        CHECK(msgs && strstr(msgs, "--kv-cache: cannot read the policy") && strstr(msgs, "cascade:B,n=N[,sinks=S]"),
               "bad policy %s:\n%s", bad[i], msgs);
-        release(g);
         free(msgs);
     }
     /* positions=cache needs rotary positions: GPT-2's learned table is refused */
-    msgs = NULL;
-    f = open_memstream(&msgs, &n);
-    d = diag_new(f);
-    g = compile(&gpt2, "sinks:2,window:6,positions=cache", d);
-    diag_free(d);
-    fclose(f);
-    CHECK(!g && msgs && strstr(msgs, "positions=cache: slice %") && strstr(msgs, "reads a learned position table"),
+    msgs = refusal(&gpt2, "sinks:2,window:6,positions=cache");
+    CHECK(msgs && strstr(msgs, "positions=cache: slice %") && strstr(msgs, "reads a learned position table"),
           "gpt2 with positions=cache:\n%s", msgs);
-    release(g);
     free(msgs);
 }
 
