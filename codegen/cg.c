@@ -281,7 +281,8 @@ int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *ou
     rt_pool_free(pool);
     free(arena);
     if (rc)
-        diag_fatal(cg->d, "the model failed at run time: an index is out of range (error %d)", rc);
+        diag_fatal(cg->d, "the model failed at run time: %s (error %d)",
+                   rc > RT_ERR_CHECK ? rt_error_message(rc) : "an index is out of range", rc);
     status = rc ? -1 : 0;
 done:
     LLVMOrcDisposeLLJIT(jit);

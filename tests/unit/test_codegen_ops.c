@@ -42,9 +42,10 @@
  *
  * The test fails if an op of ops.def other than the sources INPUT, WEIGHT and CONST (which every
  * case exercises) and STATE (a state's read needs an instance: tests/models/state.sh) has no case, so
- * a new op cannot skip this test. Two more cases give gather an
- * index out of range (past the end, negative): the interpreter and cg_jit_run must both return
- * non-zero with an error, and nothing may crash.
+ * a new op cannot skip this test. Three more cases give gather an
+ * index out of range (past the end, negative, and past the end of a kv-cache check=positions gather,
+ * whose messages must say so): the interpreter and cg_jit_run must both return non-zero with an
+ * error, and nothing may crash.
  *
  * Every case runs in a child process (fork), so a code generator that crashes or hangs on one case
  * (an LLVM assertion, a KILN_ASSERT, a wild store) shows up as that case's failure and the others
@@ -414,6 +415,18 @@ static int run_spec(const Spec *s, int num)
                        num, s->op, what, at, irc, crc, diag_errors(d));
                 print_diag(df);
                 status = 1;
+            } else if (strstr(s->ir, "check=positions")) { /* both say what the check means */
+                char line[1024];
+                int named = 0;
+                rewind(df);
+                while (fgets(line, sizeof line, df))
+                    named += strstr(line, "past the model's learned position table") != NULL;
+                if (named < 2) {
+                    printf("FAIL #%d %-11s %s%s: a check=positions gather: %d messages name it\n", num, s->op,
+                           what, at, named);
+                    print_diag(df);
+                    status = 1;
+                }
             }
             goto next;
         }
@@ -1525,6 +1538,14 @@ static void movement_cases(void)
     run((Spec){"gather", EXACT, NULL, {g, INT(-1, -1)},
                "%0 = input \"t\" : f32[5, 17]\n%1 = input \"i\" : i64[2]\n%2 = gather(%0, %1) {axis=1} : f32[5, 2]\n"
                "output y = %2\n", 1});
+    /* a kv-cache check (attrs.def's check): in range it is a gather; out of range the entry returns
+     * the named code (RT_ERR_POSITIONS), which the message says */
+    run((Spec){"gather", EXACT, NULL, {g, INT(0, 16)},
+               "%0 = input \"t\" : f32[17, 33]\n%1 = input \"i\" : i64[1]\n"
+               "%2 = gather(%0, %1) {axis=0, check=positions} : f32[1, 33]\noutput y = %2\n", 0});
+    run((Spec){"gather", EXACT, NULL, {g, INT(17, 17)},
+               "%0 = input \"t\" : f32[17, 33]\n%1 = input \"i\" : i64[1]\n"
+               "%2 = gather(%0, %1) {axis=0, check=positions} : f32[1, 33]\noutput y = %2\n", 1});
 }
 
 /* scatter (ir/entry.c's state updates): rows along axis 0 and 1, i32 and i64 indices, a symbolic
