@@ -16,6 +16,13 @@
  *                              licences), and measured at all, because FMA pipes per core and
  *                              their width differ between CPUs (Zen 4 double-pumps 512-bit FMAs,
  *                              Zen 5 and Xeons with two 512-bit ports do not).
+ *   machine int8 T             int8 dot-product peak on T threads, as `fma` measures the FMA peak:
+ *                              12 independent chains of AVX-512 VNNI vpdpbusd (16 lanes x 4 u8 x s8
+ *                              products into i32 per instruction: 128 ops, a multiply and an add
+ *                              each); int8_peak_gops is T x the best one-thread rate over its own
+ *                              CPU time. The peak of codegen/qgemm.c's kernel.
+ *   machine bf16 T             likewise for AVX512-BF16 vdpbf16ps (16 lanes x 2 bf16 products into
+ *                              f32: 64 FLOP per instruction): bf16_peak_gflops.
  *   machine stream T MIB       STREAM-like copy (c = a) and triad (a = b + s*c) over three double
  *                              arrays of MIB MiB each, each of T OpenMP threads on its own static
  *                              chunk; small arrays are passed over several times per timing; best
@@ -70,9 +77,13 @@ static double clock_ghz(void)
 
 /* ---- FMA peak ---- */
 
+/* What the chains run: ops counts one instruction's arithmetic (a multiply-add is 2). */
+typedef enum { K_FMA512, K_FMA256, K_VNNI512, K_BF16_512 } Kind;
+static const int kind_ops[] = {16 * 2, 8 * 2, 16 * 4 * 2, 16 * 2 * 2};
+
 typedef struct {
     long iters;
-    int wide; /* 1: zmm, 0: ymm */
+    Kind kind;
     float sink;
     double cpu_s; /* the thread's CPU time for its chains */
 } FmaJob;
@@ -133,11 +144,72 @@ __attribute__((target("avx2,fma"))) static float fma256(long iters)
     return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
 }
 
+/* 12 chains of vpdpbusd: acc += u8 x s8 of constant operands (the sums wrap, which costs nothing). */
+__attribute__((target("avx512f,avx512vnni"))) static float vnni512(long iters)
+{
+    __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m512i a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    const __m512i u = _mm512_set1_epi32(0x01020304), w = _mm512_set1_epi32(0x7f7e7d7c);
+    for (long i = 0; i < iters; i++) {
+        a0 = _mm512_dpbusd_epi32(a0, u, w);
+        a1 = _mm512_dpbusd_epi32(a1, u, w);
+        a2 = _mm512_dpbusd_epi32(a2, u, w);
+        a3 = _mm512_dpbusd_epi32(a3, u, w);
+        a4 = _mm512_dpbusd_epi32(a4, u, w);
+        a5 = _mm512_dpbusd_epi32(a5, u, w);
+        a6 = _mm512_dpbusd_epi32(a6, u, w);
+        a7 = _mm512_dpbusd_epi32(a7, u, w);
+        a8 = _mm512_dpbusd_epi32(a8, u, w);
+        a9 = _mm512_dpbusd_epi32(a9, u, w);
+        a10 = _mm512_dpbusd_epi32(a10, u, w);
+        a11 = _mm512_dpbusd_epi32(a11, u, w);
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
+        __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
+    }
+    __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                                 _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
+    s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11)));
+    return (float)_mm512_reduce_add_epi32(s);
+}
+
+/* 12 chains of vdpbf16ps: acc += pairs of bf16 products, in f32. */
+__attribute__((target("avx512f,avx512bf16"))) static float bf16_512(long iters)
+{
+    __m512 a0 = _mm512_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3400); /* 1, 2^-23 */
+    for (long i = 0; i < iters; i++) {
+        a0 = _mm512_dpbf16_ps(a0, x, y);
+        a1 = _mm512_dpbf16_ps(a1, x, y);
+        a2 = _mm512_dpbf16_ps(a2, x, y);
+        a3 = _mm512_dpbf16_ps(a3, x, y);
+        a4 = _mm512_dpbf16_ps(a4, x, y);
+        a5 = _mm512_dpbf16_ps(a5, x, y);
+        a6 = _mm512_dpbf16_ps(a6, x, y);
+        a7 = _mm512_dpbf16_ps(a7, x, y);
+        a8 = _mm512_dpbf16_ps(a8, x, y);
+        a9 = _mm512_dpbf16_ps(a9, x, y);
+        a10 = _mm512_dpbf16_ps(a10, x, y);
+        a11 = _mm512_dpbf16_ps(a11, x, y);
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
+        __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    return _mm512_reduce_add_ps(s);
+}
+
 static void *fma_thread(void *p)
 {
     FmaJob *j = p;
     double t0 = thread_s();
-    j->sink = j->wide ? fma512(j->iters) : fma256(j->iters);
+    switch (j->kind) {
+    case K_FMA512: j->sink = fma512(j->iters); break;
+    case K_FMA256: j->sink = fma256(j->iters); break;
+    case K_VNNI512: j->sink = vnni512(j->iters); break;
+    case K_BF16_512: j->sink = bf16_512(j->iters); break;
+    }
     j->cpu_s = thread_s() - t0;
     return NULL;
 }
@@ -145,7 +217,7 @@ static void *fma_thread(void *p)
 /* Best of 5 trials of `threads` threads each running the chains; returns the wall-clock rate of
  * all threads together and, in *per_core, the best rate of one thread over its own CPU time (what
  * a core does while it runs, whatever else shares the machine). */
-static double fma_gflops(int threads, int wide, double *per_core)
+static double fma_gflops(int threads, Kind kind, double *per_core)
 {
     const long iters = 5000000;
     double best = 0, best_core = 0;
@@ -154,13 +226,13 @@ static double fma_gflops(int threads, int wide, double *per_core)
         pthread_t tid[64];
         double t0 = now_s();
         for (int t = 0; t < threads; t++) {
-            jobs[t] = (FmaJob){iters, wide, 0, 0};
+            jobs[t] = (FmaJob){iters, kind, 0, 0};
             pthread_create(&tid[t], NULL, fma_thread, &jobs[t]);
         }
         for (int t = 0; t < threads; t++)
             pthread_join(tid[t], NULL);
         double dt = now_s() - t0;
-        double flop1 = (double)iters * 12 * (wide ? 16 : 8) * 2;
+        double flop1 = (double)iters * 12 * kind_ops[kind];
         if (flop1 * threads / dt / 1e9 > best)
             best = flop1 * threads / dt / 1e9;
         for (int t = 0; t < threads; t++)
@@ -243,6 +315,7 @@ static void stream(int threads, double mib)
 
 int main(int argc, char **argv)
 {
+    double core_rate;
     if (argc >= 2 && !strcmp(argv[1], "clock")) {
         printf("clock_ghz %.3f\n", clock_ghz());
         return 0;
@@ -255,12 +328,12 @@ int main(int argc, char **argv)
         double core, best_core = 0;
         const char *isa = "avx2";
         if (__builtin_cpu_supports("avx512f")) {
-            printf("fma512_gflops %.2f\n", fma_gflops(t, 1, &core));
+            printf("fma512_gflops %.2f\n", fma_gflops(t, K_FMA512, &core));
             printf("fma512_core_gflops %.2f\n", core);
             best_core = core;
             isa = "avx512";
         }
-        printf("fma256_gflops %.2f\n", fma_gflops(t, 0, &core));
+        printf("fma256_gflops %.2f\n", fma_gflops(t, K_FMA256, &core));
         printf("fma256_core_gflops %.2f\n", core);
         if (core > best_core) {
             best_core = core;
@@ -268,6 +341,22 @@ int main(int argc, char **argv)
         }
         printf("fma_peak_isa %s\nfma_peak_core_gflops %.2f\nfma_peak_gflops %.2f\n", isa, best_core,
                best_core * t);
+        return 0;
+    }
+    if (argc >= 3 && (!strcmp(argv[1], "int8") || !strcmp(argv[1], "bf16"))) {
+        int t = atoi(argv[2]), int8 = !strcmp(argv[1], "int8");
+        if (t < 1 || t > 64)
+            return 2;
+        const char *feat = int8 ? "avx512vnni" : "avx512bf16";
+        printf("%s_threads %d\n", argv[1], t);
+        int has = int8 ? __builtin_cpu_supports("avx512vnni") : __builtin_cpu_supports("avx512bf16");
+        if (!__builtin_cpu_supports("avx512f") || !has) {
+            printf("%s_peak none (no %s)\n", argv[1], feat);
+            return 0;
+        }
+        double all = fma_gflops(t, int8 ? K_VNNI512 : K_BF16_512, &core_rate);
+        printf("%s_%s %.2f\n%s_core_%s %.2f\n%s_peak_%s %.2f\n", argv[1], int8 ? "gops" : "gflops", all, argv[1],
+               int8 ? "gops" : "gflops", core_rate, argv[1], int8 ? "gops" : "gflops", core_rate * t);
         return 0;
     }
     if (argc >= 4 && !strcmp(argv[1], "stream")) {
@@ -278,6 +367,7 @@ int main(int argc, char **argv)
         stream(t, mib);
         return 0;
     }
-    fprintf(stderr, "usage: machine clock | machine fma THREADS | machine stream THREADS MIB\n");
+    fprintf(stderr, "usage: machine clock | machine fma THREADS | machine int8 THREADS | machine bf16 THREADS | "
+                    "machine stream THREADS MIB\n");
     return 2;
 }

@@ -24,7 +24,8 @@
  *   profile.c     the table of node groups an entry reports to the runtime's profiler, and its marks
  *   merge.c       token merging and pruning nodes: calls of the runtime's kernels
  *   quant.c       quantize, dequantize and the quantized matmul (qmatmul), portable
- *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI: packed weights, exact i32 sums
+ *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI: packed weights, register-blocked tiles on
+ *                 threads, exact i32 sums, the rescale and fuse-ops' epilogue on each micro-tile
  *   parallel.c    work over the runtime's threads: ranges or shared-counter items, serial when small
  *   vec.c         vector-IR helpers the kernels share, the exponentials
  *   artifact.c    executables, libraries, headers, Graphviz: the files `kiln build` writes
@@ -334,13 +335,13 @@ enum { CG_MAX_LEAVES = 13 }; /* stored values one fused loop reads (fuse-ops kee
 /* A stored elementwise node and the inline nodes it computes (Node.inl, set by fuse-ops). */
 typedef struct Fused {
     const Node *root;
-    const Node *mm;                    /* the inline matmul under root, or NULL */
+    const Node *mm;                    /* the inline matmul or qmatmul under root, or NULL */
     int nleaf;
     const Node *leaf[CG_MAX_LEAVES];   /* the stored values the loop reads (not mm's operands) */
 } Fused;
 
 /* Fills f for root; returns 1 when root computes inline nodes (then its kernel's operands are the
- * leaves, followed by mm's two operands when there is a matmul), 0 when it reads its inputs only. */
+ * leaves, followed by mm's operands when there is a product), 0 when it reads its inputs only. */
 int cg_fused_collect(const Node *root, Fused *f);
 /* The kernel of such a root: in = the leaves' buffers, then mm's (in[1] packed when the plan says). */
 int cg_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
@@ -348,6 +349,9 @@ int cg_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
  * [r0, r1) and columns [c0, c1), reading mm's element from out: the epilogue gemm.c calls on each
  * micro-tile. leaves points to the leaves' buffer pointers. */
 LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f);
+/* The leaves' buffers leafp[f->nleaf] as the array of pointers an epilogue takes (a stack slot of the
+ * function being built; a null pointer when there are none). */
+LLVMValueRef cg_fused_leaves(Cg *cg, const Fused *f, LLVMValueRef *leafp);
 
 /* ---------------------------------------------------------------- kernels
  *
@@ -417,6 +421,14 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n);
 void cg_qgemm_pack(Cg *cg, const Node *n, void *dst);
 /* The VNNI kernel (in[1] is the packed copy): 0 when emitted, 1 when n is not one it runs. */
 int cg_qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+/* The same with f's root as the epilogue of each micro-tile (f->mm is the qmatmul; in = f's leaves,
+ * then its operands): 0 when emitted, 1 when not. */
+int cg_qgemm_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
+/* The int8 GEMM's blocking, or why there is none (--explain codegen). */
+void cg_qgemm_explain(Cg *cg, FILE *out);
+/* A root whose tree holds an inline qmatmul: the VNNI kernel with the epilogue per micro-tile, else
+ * the portable qmatmul into out and then the root's loop over it. */
+int cg_quant_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
 
 /* ---------------------------------------------------------------- artifact.c */
 

@@ -183,7 +183,7 @@ static void collect(const Node *n, Fused *f)
 {
     for (int j = 0; j < n->nin; j++) {
         const Node *x = n->in[j];
-        if (x->inl && x->op == OP_MATMUL) {
+        if (x->inl && ir_is_product(x)) {
             f->mm = x;
             continue;
         }
@@ -358,10 +358,20 @@ LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f)
     return fn;
 }
 
+LLVMValueRef cg_fused_leaves(Cg *cg, const Fused *f, LLVMValueRef *leafp)
+{
+    if (!f->nleaf)
+        return LLVMConstNull(cg->ptr);
+    LLVMValueRef leaves = cg_alloca(cg, LLVMArrayType2(cg->ptr, (uint64_t)f->nleaf), "leaves");
+    for (int i = 0; i < f->nleaf; i++)
+        LLVMBuildStore(cg->b, leafp[i], LLVMBuildGEP2(cg->b, cg->ptr, leaves, (LLVMValueRef[]){cg_i64(cg, i)}, 1, ""));
+    return leaves;
+}
+
 int cg_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
 {
     if (f->mm) {
-        if (cg_gemm_fused(cg, f, out, in)) {
+        if (f->mm->op == OP_QMATMUL ? cg_quant_fused(cg, f, out, in) : cg_gemm_fused(cg, f, out, in)) {
             diag_error(cg->d, f->root->loc, "internal error: the matmul under this node cannot run its epilogue");
             return -1;
         }

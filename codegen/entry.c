@@ -464,7 +464,7 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
             for (int j = 0; j < fu.nleaf; j++)
                 ops[nops++] = fu.leaf[j];
             if (fu.mm)
-                for (int j = 0; j < 2; j++)
+                for (int j = 0; j < fu.mm->nin; j++)
                     ops[nops++] = fu.mm->in[j];
         } else {
             for (int j = 0; j < n->nin; j++)
@@ -488,7 +488,7 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
         for (int j = 0; j < nops; j++)
             call_args[k++] = ptrs[ops[j]->id];
         if (mm && cg->plan.packed[mm->id] >= 0) /* the kernel reads the packed copy of mm's in[1] */
-            call_args[fused ? nops : 2] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[mm->id])}, 1, "");
+            call_args[fused ? fu.nleaf + 2 : 2] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[mm->id])}, 1, "");
         if (n->op == OP_GATHER && cg->plan.gather_from[i] >= 0) /* the table's rows from a packed copy */
             call_args[1] = LLVMBuildGEP2(cg->b, cg->i8, args[0],
                                          (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[cg->plan.gather_from[i]])}, 1, "");

@@ -1,32 +1,112 @@
-/* qgemm.c: the int8 x int8 -> int32 GEMM of a dynamic (W8A8) qmatmul with AVX-512 VNNI (vpdpbusd).
+/* qgemm.c: the int8 x int8 -> int32 GEMM of a dynamic (W8A8) qmatmul with AVX-512 VNNI (vpdpbusd),
+ * register-blocked like gemm.c's f32 GEMM, with the rescale in registers and fuse-ops' epilogue
+ * (bias, activation, residual) run on each micro-tile while it is in L1.
  *
- * vpdpbusd multiplies unsigned bytes by signed bytes, four at a time, and adds the four products to
- * each i32 lane. The activations are signed (qa in -127..127), so each row is stored as u = qa + 128
- * and the product corrected once per column: sum_k u[k] w[k, n] - 128 * sum_k w[k, n] =
+ * Arithmetic. vpdpbusd multiplies unsigned bytes by signed bytes, four at a time, and adds the four
+ * products to each i32 lane. The activations are signed (qa in -127..127), so each row is stored as
+ * u = qa + 128 and the product corrected once per column: sum_k u[k] w[k, n] - 128 * sum_k w[k, n] =
  * sum_k qa[k] w[k, n], exactly (every intermediate fits in i32 for K < 2^16). The result is then the
- * interpreter's integer, rescaled the same way, ((float)acc * sa) * s[n]: the same bits.
+ * interpreter's integer, rescaled the same way, ((float)acc * sa) * s[n]: the same bits (ir/quant.c).
  *
- * The weights are packed at compile time (cg_qgemm_pack, into the weights blob through Plan.packed):
- *   panels of 16 columns; within a panel, for each group of 4 rows of K, 16 x 4 bytes (column c's
- *   four bytes w[4g .. 4g+3, c] together, what one lane of vpdpbusd reads); K and N padded with zeros
- *   to multiples of 4 and 16;
- *   then 128 * colsum(w) as Np i32, then the scales as Np f32 (zeros past N).
- * The kernel takes the rows of a four at a time (MR): each row quantized into a u8 buffer on the
- * stack, then for each panel four accumulators share each 64-byte load of the weights; the last
- * panel's store is masked. Rows are split over the runtime's threads.
+ * Weights, packed at compile time (cg_qgemm_pack, into the weights blob through Plan.packed):
+ *   panels of NR = nv * 16 columns; within a panel, for each group of 4 rows of K, NR x 4 bytes
+ *   (column c's four bytes w[4g .. 4g+3, c] together, what one lane of vpdpbusd reads), so one step
+ *   of the micro-kernel loads nv contiguous 64-byte vectors; K and N padded with zeros to multiples
+ *   of 4 and NR; then 128 * colsum(w) as Np i32, then the scales as Np f32 (zeros past N).
  *
- * Without VNNI (or with non-constant weights or scales) cg_qgemm declines and quant.c's portable
- * kernel runs instead.
+ * Activations. Each row is quantized once per call (and per thread that works on it): its largest
+ * |a| gives sa = amax / 127, then the row is written as u8 into a buffer on the thread's stack (rows
+ * LDA bytes apart), with sa beside it. A thread's tiles are taken m-block by m-block (below), so the
+ * quantized rows of an m-block serve every column panel the thread computes for them; only the
+ * m-block a range boundary cuts is quantized by both threads. The loops are 16-float vectors (vdivps,
+ * vrndscaleps), a few percent of the product's time at K = 768.
+ *
+ * Micro-kernel: an MR x NR block of the result in MR * nv zmm accumulators (12 x 32 by default: 24 of
+ * the 32 registers, as gemm.c), each step of 4 k loads nv vectors of the panel, broadcasts MR words
+ * of 4 activation bytes and issues MR * nv vpdpbusd. With fewer than 8 accumulators (M = 1 or 2,
+ * decoding) consecutive steps go to 2 or 4 sets of accumulators, added at the end (exact: integers),
+ * so that vpdpbusd's latency does not bound the loop. Then, per column vector, the correction, the
+ * conversion and the two products of the rescale; stores masked in the last panel. K is not blocked:
+ * the micro-panel of A (MR x K bytes, 9 KiB at K = 768) stays in L1 and a panel of B streams from L2
+ * at 1/MR byte per multiply-add, far below what L2 delivers, and the i32 sums never leave registers.
+ *
+ * Tiles and threads. Rows are cut into m-blocks of at most MC rows (fewer when MC rows of K bytes
+ * would exceed QBUF of stack), columns into n-blocks of panels (a K x n-block slice of B fills at
+ * most half of L2, and at most NCP panels). Tiles are ordered m-block, n-block, and cg_parallel's
+ * CG_RANGES gives each thread a contiguous range; when there are fewer m-blocks than threads
+ * (decoding) the n-blocks are made narrower so that every thread has work. Inside a tile: for each
+ * micro-row of the m-block, for each panel of the n-block, the micro-kernel, then the epilogue.
+ * Products of fewer than 2^17 multiply-adds stay on the calling thread.
+ *
+ * KILN_QGEMM ("mr=12,nv=2,mc=96,ncp=8") overrides the blocking at compile time (mr and nv change the
+ * packed layout too). Without VNNI (or with non-constant weights or scales) cg_qgemm declines and
+ * quant.c's portable kernel runs instead, its epilogue as a loop after it.
  */
 #include "codegen/codegen.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-enum { NR = 16, MR = 4 };
+enum {
+    VW = 16,               /* i32 lanes of a zmm register: one vpdpbusd covers 16 columns x 4 k */
+    UNROLL = 4,            /* steps of 4 k per iteration of the micro-kernel's loop */
+    QBUF = 128 << 10,      /* bytes of quantized rows a thread keeps on its stack, at most */
+    SERIAL_WORK = 1 << 17, /* multiply-adds under which a product stays on the calling thread */
+};
+
+typedef struct QCfg {
+    int mr;  /* rows of the micro-tile */
+    int nv;  /* vectors of 16 columns per row of the micro-tile */
+    int nr;  /* nv * 16: columns per panel of the packed weights */
+    int mc;  /* most rows per m-block (a multiple of mr) */
+    int ncp; /* most panels per n-block */
+} QCfg;
 
 static int64_t pad(int64_t x, int64_t m)
 {
     return (x + m - 1) / m * m;
+}
+
+static QCfg qcfg(void)
+{
+    QCfg q = {.mr = 12, .nv = 2, .mc = 0, .ncp = 8};
+    for (const char *p = getenv("KILN_QGEMM"); p && *p;) {
+        char key[8] = {0};
+        int n = 0;
+        long v = 0;
+        if (sscanf(p, "%7[a-z]=%ld%n", key, &v, &n) == 2 && v > 0) {
+            if (!strcmp(key, "mr") && v <= 16)
+                q.mr = (int)v;
+            else if (!strcmp(key, "nv") && v <= 4)
+                q.nv = (int)v;
+            else if (!strcmp(key, "mc") && v <= 4096)
+                q.mc = (int)v;
+            else if (!strcmp(key, "ncp") && v <= 4096)
+                q.ncp = (int)v;
+        }
+        const char *c = strchr(p, ',');
+        p = c ? c + 1 : NULL;
+    }
+    q.nr = q.nv * VW;
+    if (!q.mc)
+        q.mc = 8 * q.mr;
+    q.mc = (q.mc + q.mr - 1) / q.mr * q.mr;
+    return q;
+}
+
+/* Bytes between quantized rows: K padded to whole vectors, plus one line so that rows K = 4096
+ * apart do not share L1 sets. */
+static int64_t row_bytes(int64_t K)
+{
+    return pad(K, 64) + 64;
+}
+
+/* The most rows of an m-block for this K: MC, fewer when they would not fit QBUF. */
+static int64_t mc_rows(const QCfg *q, int64_t K)
+{
+    int64_t m = QBUF / row_bytes(K) / q->mr * q->mr;
+    return m < q->mr ? q->mr : m > q->mc ? q->mc : m;
 }
 
 static int takes(const Cg *cg, const Node *n)
@@ -47,22 +127,24 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 {
     if (!takes(cg, n))
         return 0;
-    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, 4), Np = pad(N, NR);
+    QCfg q = qcfg();
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, 4), Np = pad(N, q.nr);
     return Kp * Np + 8 * Np;
 }
 
 void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 {
     (void)cg;
+    QCfg q = qcfg();
     const Node *w = n->in[1], *s = n->in[2];
-    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), Kp = pad(K, 4), Np = pad(N, NR);
+    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), Kp = pad(K, 4), Np = pad(N, q.nr), nr = q.nr;
     const int8_t *wd = w->at.data;
     int8_t *p = dst;
     memset(dst, 0, (size_t)(Kp * Np + 8 * Np));
     for (int64_t j = 0; j < N; j++) {
-        int64_t panel = j / NR, c = j % NR, sum = 0;
+        int64_t panel = j / nr, c = j % nr, sum = 0;
         for (int64_t k = 0; k < K; k++) {
-            p[panel * Kp * NR + (k / 4) * NR * 4 + c * 4 + k % 4] = wd[k * N + j];
+            p[panel * Kp * nr + (k / 4) * nr * 4 + c * 4 + k % 4] = wd[k * N + j];
             sum += wd[k * N + j];
         }
         int32_t comp = (int32_t)(128 * sum);
@@ -72,16 +154,36 @@ void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
     }
 }
 
-/* ---------------------------------------------------------------- the kernel */
-
-static LLVMValueRef vdp(Cg *cg, LLVMValueRef acc, LLVMValueRef a, LLVMValueRef b)
+void cg_qgemm_explain(Cg *cg, FILE *out)
 {
-    const char *name = "llvm.x86.avx512.vpdpbusd.512";
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    KILN_ASSERT(id);
-    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, NULL, 0);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, NULL, 0);
-    return LLVMBuildCall2(cg->b, fty, f, (LLVMValueRef[]){acc, a, b}, 3, "");
+    if (!cg_target(cg).vnni) {
+        fprintf(out, "codegen: int8 GEMM: no AVX-512 VNNI on this target: dynamic qmatmuls run quant.c's portable "
+                     "kernel\n");
+        return;
+    }
+    QCfg q = qcfg();
+    const char *env = getenv("KILN_QGEMM");
+    fprintf(out, "codegen: int8 GEMM (vpdpbusd) micro-tile %d x %d (%d rows, %d vectors of 16 i32): %d accumulators; "
+                 "m-blocks of at most %d rows (and %d KiB of quantized rows per thread), n-blocks of at most %d "
+                 "panels (and half of L2)%s%s\n",
+            q.mr, q.nr, q.mr, q.nv, q.mr * q.nv, q.mc, QBUF >> 10, q.ncp, env ? "; KILN_QGEMM=" : "", env ? env : "");
+}
+
+/* ---------------------------------------------------------------- IR helpers */
+
+static LLVMValueRef i64c(Cg *cg, int64_t v)
+{
+    return cg_i64(cg, v);
+}
+
+static LLVMValueRef add(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildAdd(cg->b, x, y, "");
+}
+
+static LLVMValueRef mul(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildMul(cg->b, x, y, "");
 }
 
 static LLVMValueRef gep8(Cg *cg, LLVMValueRef p, LLVMValueRef off)
@@ -89,129 +191,343 @@ static LLVMValueRef gep8(Cg *cg, LLVMValueRef p, LLVMValueRef off)
     return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
 }
 
-static LLVMValueRef splat(Cg *cg, LLVMValueRef x, LLVMTypeRef vt)
+static LLVMValueRef load(Cg *cg, LLVMTypeRef t, LLVMValueRef p, unsigned align)
 {
-    LLVMValueRef v = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), x, LLVMConstInt(cg->i32, 0, 0), "");
-    return LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(cg->i32, NR)), "");
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, t, p, "");
+    LLVMSetAlignment(v, align);
+    return v;
 }
 
-/* Rows [m0, m0 + mr) of the product: quantize, then every panel. cap: out, a, packed. */
-static void rows_block(Cg *cg, const Node *n, LLVMValueRef *cap, LLVMValueRef m0, int mr, LLVMValueRef qa,
-                       LLVMValueRef sas)
+static void store(Cg *cg, LLVMValueRef v, LLVMValueRef p, unsigned align)
 {
-    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, 4), Np = pad(N, NR);
-    LLVMValueRef out = cap[0], a = cap[1], pk = cap[2];
-    LLVMTypeRef vi = LLVMVectorType(cg->i32, NR), vf = LLVMVectorType(cg->f32, NR);
-    LLVMValueRef amax = cg_alloca(cg, cg->f32, "amax");
-    for (int r = 0; r < mr; r++) {
-        LLVMValueRef row = LLVMBuildAdd(cg->b, m0, cg_i64(cg, r), "");
-        LLVMValueRef arow = LLVMBuildMul(cg->b, row, cg_i64(cg, K), "");
-        LLVMBuildStore(cg->b, LLVMConstNull(cg->f32), amax);
-        Loop la = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, K), "k");
-        LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, la.iv, ""));
-        LLVMValueRef mx = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){LLVMBuildLoad2(cg->b, cg->f32, amax, ""),
-                                                                         cg_intrinsic(cg, "llvm.fabs", &av, 1)}, 2);
-        LLVMBuildStore(cg->b, mx, amax);
-        cg_loop_end(cg, &la);
-        LLVMValueRef sa = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->f32, amax, ""), LLVMConstReal(cg->f32, 127), "");
-        LLVMBuildStore(cg->b, sa, LLVMBuildGEP2(cg->b, cg->f32, sas, (LLVMValueRef[]){cg_i64(cg, r)}, 1, ""));
-        LLVMValueRef qrow = gep8(cg, qa, cg_i64(cg, r * Kp));
-        Loop lq = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, K), "k");
-        av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, lq.iv, ""));
-        LLVMValueRef q = cg_quantize_f32(cg, av, sa, LLVMConstNull(cg->f32), -127, 127);
-        LLVMValueRef u = LLVMBuildAdd(cg->b, LLVMBuildFPToSI(cg->b, q, cg->i32, ""), LLVMConstInt(cg->i32, 128, 0), "");
-        LLVMBuildStore(cg->b, LLVMBuildTrunc(cg->b, u, cg->i8, ""), gep8(cg, qrow, lq.iv));
-        cg_loop_end(cg, &lq);
-        for (int64_t k = K; k < Kp; k++) /* padding: weights there are 0 */
-            LLVMBuildStore(cg->b, LLVMConstInt(cg->i8, 128, 0), gep8(cg, qrow, cg_i64(cg, k)));
-    }
-    /* every panel: MR accumulators share each load of the weights */
-    LLVMValueRef acc[MR], sav[MR];
-    for (int r = 0; r < mr; r++)
-        sav[r] = splat(cg, LLVMBuildLoad2(cg->b, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sas, (LLVMValueRef[]){cg_i64(cg, r)}, 1, ""), ""), vf);
-    LLVMValueRef accs = cg_alloca(cg, LLVMArrayType2(vi, MR), "acc");
-    Loop lp = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, Np / NR), "panel");
-    for (int r = 0; r < mr; r++)
-        LLVMBuildStore(cg->b, LLVMConstNull(vi), LLVMBuildGEP2(cg->b, vi, accs, (LLVMValueRef[]){cg_i64(cg, r)}, 1, ""));
-    LLVMValueRef pbase = gep8(cg, pk, LLVMBuildMul(cg->b, lp.iv, cg_i64(cg, Kp * NR), ""));
-    Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, Kp / 4), "k4");
-    LLVMValueRef wl = LLVMBuildLoad2(cg->b, vi, gep8(cg, pbase, LLVMBuildMul(cg->b, lk.iv, cg_i64(cg, 4 * NR), "")), "");
-    LLVMSetAlignment(wl, 4); /* 64 in the blob; the blob's own base is only known to be 4-aligned */
-    for (int r = 0; r < mr; r++) {
-        LLVMValueRef ap = gep8(cg, qa, LLVMBuildAdd(cg->b, cg_i64(cg, r * Kp), LLVMBuildMul(cg->b, lk.iv, cg_i64(cg, 4), ""), ""));
-        LLVMValueRef a4 = LLVMBuildLoad2(cg->b, cg->i32, ap, "");
-        LLVMSetAlignment(a4, 4);
-        LLVMValueRef slot = LLVMBuildGEP2(cg->b, vi, accs, (LLVMValueRef[]){cg_i64(cg, r)}, 1, "");
-        LLVMBuildStore(cg->b, vdp(cg, LLVMBuildLoad2(cg->b, vi, slot, ""), splat(cg, a4, vi), wl), slot);
-    }
-    cg_loop_end(cg, &lk);
-    /* epilogue: the correction, the rescale, the store (masked in the last panel) */
-    LLVMValueRef col = LLVMBuildMul(cg->b, lp.iv, cg_i64(cg, NR), "");
-    LLVMValueRef comp = LLVMBuildLoad2(cg->b, vi, gep8(cg, pk, LLVMBuildAdd(cg->b, cg_i64(cg, Kp * Np), LLVMBuildMul(cg->b, col, cg_i64(cg, 4), ""), "")), "");
-    LLVMSetAlignment(comp, 4);
-    LLVMValueRef sc = LLVMBuildLoad2(cg->b, vf, gep8(cg, pk, LLVMBuildAdd(cg->b, cg_i64(cg, Kp * Np + 4 * Np), LLVMBuildMul(cg->b, col, cg_i64(cg, 4), ""), "")), "");
-    LLVMSetAlignment(sc, 4);
-    int tail = (int)(N % NR);
-    LLVMValueRef mask = NULL;
-    if (tail) {
-        LLVMValueRef bits[NR];
-        for (int c = 0; c < NR; c++)
-            bits[c] = LLVMConstInt(cg->i1, 1, 0);
-        LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntEQ, lp.iv, cg_i64(cg, Np / NR - 1), "");
-        LLVMValueRef full = LLVMConstVector(bits, NR);
-        for (int c = tail; c < NR; c++)
-            bits[c] = LLVMConstInt(cg->i1, 0, 0);
-        mask = LLVMBuildSelect(cg->b, last, LLVMConstVector(bits, NR), full, "");
-    }
-    for (int r = 0; r < mr; r++) {
-        acc[r] = LLVMBuildLoad2(cg->b, vi, LLVMBuildGEP2(cg->b, vi, accs, (LLVMValueRef[]){cg_i64(cg, r)}, 1, ""), "");
-        LLVMValueRef f = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, acc[r], comp, ""), vf, "");
-        LLVMValueRef y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, f, sav[r], ""), sc, "");
-        LLVMValueRef row = LLVMBuildAdd(cg->b, m0, cg_i64(cg, r), "");
-        LLVMValueRef op = LLVMBuildGEP2(cg->b, cg->f32, out, (LLVMValueRef[]){LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, row, cg_i64(cg, N), ""), col, "")}, 1, "");
-        if (mask) {
-            LLVMTypeRef tys[2] = {vf, cg->ptr};
-            const char *name = "llvm.masked.store";
-            unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-            LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, 2);
-            LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, tys, 2), fn,
-                           (LLVMValueRef[]){y, op, LLVMConstInt(cg->i32, 4, 0), mask}, 4, "");
-        } else {
-            LLVMSetAlignment(LLVMBuildStore(cg->b, y, op), 4);
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, p), align);
+}
+
+static void set_attr(Cg *cg, LLVMValueRef f, unsigned idx, const char *name)
+{
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    KILN_ASSERT(kind);
+    LLVMAddAttributeAtIndex(f, idx, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+}
+
+/* Lanes j of a 16-lane vector with base + j < n, as <16 x i1>. */
+static LLVMValueRef lanes_below(Cg *cg, int base, LLVMValueRef n)
+{
+    LLVMValueRef l[VW];
+    for (int j = 0; j < VW; j++)
+        l[j] = i64c(cg, base + j);
+    LLVMTypeRef vt = LLVMVectorType(cg->i64, VW);
+    LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetPoison(vt), n, LLVMConstInt(cg->i32, 0, 0), "");
+    LLVMValueRef lim = LLVMBuildShuffleVector(cg->b, one, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(cg->i32, VW)), "");
+    return LLVMBuildICmp(cg->b, LLVMIntSLT, LLVMConstVector(l, VW), lim, "");
+}
+
+static LLVMValueRef masked_load(Cg *cg, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef m)
+{
+    LLVMTypeRef tys[2] = {vt, cg->ptr};
+    return cg_call_intrinsic(cg, "llvm.masked.load", tys, 2, (LLVMValueRef[]){p, LLVMConstInt(cg->i32, 4, 0), m, LLVMConstNull(vt)}, 4);
+}
+
+static void masked_store(Cg *cg, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m)
+{
+    LLVMTypeRef tys[2] = {LLVMTypeOf(x), cg->ptr};
+    cg_call_intrinsic(cg, "llvm.masked.store", tys, 2, (LLVMValueRef[]){x, p, LLVMConstInt(cg->i32, 1, 0), m}, 4);
+}
+
+/* ---------------------------------------------------------------- quantizing rows
+ *
+ * Rows [r0, r1) of a (K floats each, K static) into buf (u8 = qa + 128, rows LDA apart) and their
+ * scales into sab[0 ..): the interpreter's amax, sa = amax / 127 and quantize(a, sa, 0) on -127..127,
+ * in vectors of 16 with the last one masked (its lanes past K give qa = 0). */
+/* *amax = maxnum(*amax, |x|), lane by lane. */
+static void amax_step(Cg *cg, LLVMValueRef amax, LLVMValueRef x)
+{
+    LLVMValueRef m = LLVMBuildLoad2(cg->b, LLVMTypeOf(x), amax, "");
+    store(cg, cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){m, cg_intrinsic(cg, "llvm.fabs", &x, 1)}, 2), amax, 64);
+}
+
+/* Floats k .. k+15 of src (the lanes of mask only, when given; the others read as 0) quantized with
+ * scale sv into u8 = qa + 128 at dst + k. */
+static void quantize_vector(Cg *cg, const CgVec *V, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef k,
+                            LLVMValueRef mask, LLVMValueRef sv)
+{
+    LLVMValueRef x = mask ? masked_load(cg, V->vt, cg_fptr(cg, src, k), mask) : cg_vload(V, cg_fptr(cg, src, k), 4);
+    LLVMValueRef q = cg_quantize_f32(cg, x, sv, LLVMConstNull(V->vt), -127, 127);
+    LLVMValueRef u = add(cg, LLVMBuildFPToSI(cg->b, q, V->it, ""), cg_viconst(V, cg->i32, 128));
+    store(cg, LLVMBuildTrunc(cg->b, u, LLVMVectorType(cg->i8, VW), ""), gep8(cg, dst, k), 1);
+}
+
+static void quantize_rows(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1, LLVMValueRef buf,
+                          LLVMValueRef sab)
+{
+    CgVec V = cg_vec(cg, VW, 1);
+    int64_t full = K / VW, tail = K % VW, lda = row_bytes(K);
+    LLVMValueRef tmask = tail ? lanes_below(cg, 0, i64c(cg, tail)) : NULL;
+    LLVMValueRef amax = cg_alloca(cg, V.vt, "amax");
+    Loop lr = cg_loop_begin(cg, r0, r1, "qrow");
+    LLVMValueRef src = cg_fptr(cg, a, mul(cg, lr.iv, i64c(cg, K)));
+    LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
+    LLVMValueRef dst = gep8(cg, buf, mul(cg, r, i64c(cg, lda)));
+    /* the largest |a|: maxnum ignores NaN, as the interpreter's fmaxf */
+    store(cg, LLVMConstNull(V.vt), amax, 64);
+    Loop lm = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, full), "amax");
+    amax_step(cg, amax, cg_vload(&V, cg_fptr(cg, src, mul(cg, lm.iv, i64c(cg, VW))), 4));
+    cg_loop_end(cg, &lm);
+    if (tail)
+        amax_step(cg, amax, masked_load(cg, V.vt, cg_fptr(cg, src, i64c(cg, full * VW)), tmask));
+    /* no lane is NaN (they start at 0 and maxnum drops NaN), so the reduction's no-NaN flag holds */
+    LLVMValueRef sa = LLVMBuildFDiv(cg->b, cg_vhmax(&V, load(cg, V.vt, amax, 64)), LLVMConstReal(cg->f32, 127), "");
+    store(cg, sa, LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4);
+    LLVMValueRef sv = cg_vsplat(&V, sa);
+    Loop lq = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, full), "quant");
+    quantize_vector(cg, &V, src, dst, mul(cg, lq.iv, i64c(cg, VW)), NULL, sv);
+    cg_loop_end(cg, &lq);
+    if (tail)
+        quantize_vector(cg, &V, src, dst, i64c(cg, full * VW), tmask, sv);
+    cg_loop_end(cg, &lr);
+}
+
+/* ---------------------------------------------------------------- the micro-kernel
+ *
+ * void kiln_qgemm_ukr<mr>x<nv>[_edge](ptr a, i64 lda, ptr b, i64 kq, ptr c, i64 ldc, ptr comp,
+ *                                     ptr scale, ptr sa, i64 nrem)
+ *   C[0:mr, 0:NR] = ((float)(U[0:mr, 0:4kq] @ B - comp) * sa[row]) * scale[col]
+ * a: mr quantized rows, lda bytes apart; b: the panel (kq groups of NR x 4 bytes); c: ldc floats per
+ * row; comp, scale: the panel's NR entries; sa: mr floats. The _edge variant stores only the first
+ * nrem columns. */
+
+static LLVMValueRef vpdpbusd(Cg *cg, LLVMValueRef acc, LLVMValueRef u, LLVMValueRef w)
+{
+    const char *name = "llvm.x86.avx512.vpdpbusd.512";
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    KILN_ASSERT(id);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, NULL, 0);
+    return LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, NULL, 0), f, (LLVMValueRef[]){acc, u, w}, 3, "");
+}
+
+typedef struct Ukr {
+    Cg *cg;
+    const QCfg *q;
+    int mr, sets;
+    CgVec V;
+    LLVMValueRef a, lda, b;
+    LLVMValueRef acc[4 * 16 * 4]; /* [set][row][vector] allocas */
+} Ukr;
+
+static LLVMValueRef *acc_slot(Ukr *u, int s, int r, int v)
+{
+    return &u->acc[(s * u->mr + r) * u->q->nv + v];
+}
+
+/* One step of 4 k (group kk) into accumulator set s. */
+static void ukr_step(Ukr *u, LLVMValueRef kk, int s)
+{
+    Cg *cg = u->cg;
+    LLVMValueRef bv[4];
+    LLVMValueRef brow = gep8(cg, u->b, mul(cg, kk, i64c(cg, 4 * u->q->nr)));
+    for (int v = 0; v < u->q->nv; v++)
+        bv[v] = load(cg, u->V.it, gep8(cg, brow, i64c(cg, 64 * v)), 4);
+    LLVMValueRef k4 = mul(cg, kk, i64c(cg, 4));
+    for (int r = 0; r < u->mr; r++) {
+        LLVMValueRef a4 = load(cg, cg->i32, gep8(cg, u->a, add(cg, k4, mul(cg, i64c(cg, r), u->lda))), 1);
+        LLVMValueRef bc = cg_vsplat(&u->V, a4);
+        for (int v = 0; v < u->q->nv; v++) {
+            LLVMValueRef slot = *acc_slot(u, s, r, v);
+            store(cg, vpdpbusd(cg, load(cg, u->V.it, slot, 64), bc, bv[v]), slot, 64);
         }
     }
-    cg_loop_end(cg, &lp);
 }
 
-static void qgemm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, int mr, int edge)
 {
-    const Node *n = ctx;
-    int64_t Kp = pad(dim_value(n->in[1]->shape[0]), 4);
-    LLVMValueRef qa = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(MR * Kp)), "qa");
-    LLVMSetAlignment(qa, 64);
-    LLVMValueRef sas = cg_alloca(cg, LLVMArrayType2(cg->f32, MR), "sa");
-    /* blocks of MR rows, then the rest one at a time */
-    LLVMValueRef nblk = LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, end, begin, ""), cg_i64(cg, MR), "");
-    Loop lb = cg_loop_begin(cg, cg_i64(cg, 0), nblk, "blk");
-    rows_block(cg, n, cap, LLVMBuildAdd(cg->b, begin, LLVMBuildMul(cg->b, lb.iv, cg_i64(cg, MR), ""), ""), MR, qa, sas);
-    cg_loop_end(cg, &lb);
-    Loop lr = cg_loop_begin(cg, LLVMBuildAdd(cg->b, begin, LLVMBuildMul(cg->b, nblk, cg_i64(cg, MR), ""), ""), end, "row");
-    rows_block(cg, n, cap, lr.iv, 1, qa, sas);
-    cg_loop_end(cg, &lr);
+    char name[64];
+    snprintf(name, sizeof name, "kiln_qgemm_ukr%dx%d%s", mr, q->nv, edge ? "_edge" : "");
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (f)
+        return f;
+    LLVMTypeRef params[10] = {cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->i64};
+    LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef saved_fn = cg->fn;
+    f = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->void_, params, 10, 0));
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    set_attr(cg, f, LLVMAttributeFunctionIndex, "nounwind");
+    /* called from one place each: kept out of line so that the tile loop stays small */
+    set_attr(cg, f, LLVMAttributeFunctionIndex, "noinline");
+    cg_vector_width_attr(cg, f, VW);
+    set_attr(cg, f, 1, "noalias"); /* a (the stack buffer), b and c never overlap */
+    set_attr(cg, f, 3, "noalias");
+    set_attr(cg, f, 5, "noalias");
+    cg->fn = f;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
+    Ukr u = {.cg = cg, .q = q, .mr = mr, .V = cg_vec(cg, VW, 1)};
+    u.a = LLVMGetParam(f, 0);
+    u.lda = LLVMGetParam(f, 1);
+    u.b = LLVMGetParam(f, 2);
+    LLVMValueRef kq = LLVMGetParam(f, 3), c = LLVMGetParam(f, 4), ldc = LLVMGetParam(f, 5);
+    LLVMValueRef comp = LLVMGetParam(f, 6), scale = LLVMGetParam(f, 7), sa = LLVMGetParam(f, 8);
+    LLVMValueRef nrem = LLVMGetParam(f, 9);
+    u.sets = 1;
+    while (u.sets < UNROLL && u.sets * mr * q->nv < 8)
+        u.sets *= 2;
+    for (int i = 0; i < u.sets * mr * q->nv; i++) {
+        u.acc[i] = cg_alloca(cg, u.V.it, "acc");
+        store(cg, LLVMConstNull(u.V.it), u.acc[i], 64);
+    }
+    Loop l4 = cg_loop_begin(cg, i64c(cg, 0), LLVMBuildSub(cg->b, kq, i64c(cg, UNROLL - 1), ""), "k4");
+    for (int s = 0; s < UNROLL; s++)
+        ukr_step(&u, add(cg, l4.iv, i64c(cg, s)), s % u.sets);
+    cg_loop_end_step(cg, &l4, add(cg, l4.iv, i64c(cg, UNROLL)));
+    Loop l1 = cg_loop_begin(cg, l4.phi, kq, "k1");
+    ukr_step(&u, l1.iv, 0);
+    cg_loop_end(cg, &l1);
+    /* the correction and the rescale: ((float)(acc - comp) * sa) * scale, then the store */
+    LLVMValueRef sav[16];
+    for (int r = 0; r < mr; r++)
+        sav[r] = cg_vsplat(&u.V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sa, (LLVMValueRef[]){i64c(cg, r)}, 1, ""), 4));
+    for (int v = 0; v < q->nv; v++) {
+        LLVMValueRef cv = load(cg, u.V.it, gep8(cg, comp, i64c(cg, 64 * v)), 4);
+        LLVMValueRef sv = load(cg, u.V.vt, gep8(cg, scale, i64c(cg, 64 * v)), 4);
+        LLVMValueRef mask = edge ? lanes_below(cg, v * VW, nrem) : NULL;
+        for (int r = 0; r < mr; r++) {
+            LLVMValueRef acc = load(cg, u.V.it, *acc_slot(&u, 0, r, v), 64);
+            for (int s = 1; s < u.sets; s++)
+                acc = add(cg, acc, load(cg, u.V.it, *acc_slot(&u, s, r, v), 64));
+            LLVMValueRef y = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, acc, cv, ""), u.V.vt, "");
+            y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, y, sav[r], ""), sv, "");
+            LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, i64c(cg, r), ldc), i64c(cg, v * VW)));
+            if (mask)
+                masked_store(cg, y, p, mask);
+            else
+                store(cg, y, p, 4);
+        }
+    }
+    LLVMBuildRetVoid(cg->b);
+    cg->fn = saved_fn;
+    LLVMPositionBuilderAtEnd(cg->b, saved_bb);
+    return f;
+}
+
+/* ---------------------------------------------------------------- tiles */
+
+enum { CP_OUT, CP_A, CP_PK, CP_LEAVES, CP_M, CP_MCB, CP_TN, CP_NCP, CP_COUNT };
+
+typedef struct Tiles {
+    const QCfg *q;
+    const Node *n;
+    const Fused *fused;
+    LLVMValueRef epi; /* the epilogue's function, or NULL */
+} Tiles;
+
+/* Tiles [begin, end), ordered m-block then n-block; cap as CP_*. */
+static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    const Tiles *tl = ctx;
+    const QCfg *q = tl->q;
+    const Node *n = tl->n;
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, 4), Np = pad(N, q->nr);
+    int64_t lda = row_bytes(K), mcmax = mc_rows(q, K), np = Np / q->nr;
+    LLVMValueRef out = cap[CP_OUT], pk = cap[CP_PK], M = cap[CP_M], mcb = cap[CP_MCB], tn = cap[CP_TN];
+    LLVMValueRef ncp = cap[CP_NCP];
+    LLVMValueRef buf = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(mcmax * lda)), "qrows");
+    LLVMSetAlignment(buf, 64);
+    LLVMValueRef sab = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)mcmax), "sa");
+    LLVMValueRef cur = cg_alloca(cg, cg->i64, "quantized_mblock");
+    LLVMBuildStore(cg->b, i64c(cg, -1), cur);
+    LLVMValueRef comp0 = gep8(cg, pk, i64c(cg, Kp * Np)), scale0 = gep8(cg, pk, i64c(cg, Kp * Np + 4 * Np));
+
+    Loop lt = cg_loop_begin(cg, begin, end, "tile");
+    LLVMValueRef mb = LLVMBuildSDiv(cg->b, lt.iv, tn, "");
+    LLVMValueRef nb = LLVMBuildSub(cg->b, lt.iv, mul(cg, mb, tn), "");
+    LLVMValueRef i0 = mul(cg, mb, mcb), i1 = cg_smin(cg, M, add(cg, i0, mcb));
+    LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, mb, LLVMBuildLoad2(cg->b, cg->i64, cur, ""), ""), "quantize");
+    quantize_rows(cg, cap[CP_A], K, i0, i1, buf, sab);
+    LLVMBuildStore(cg->b, mb, cur);
+    cg_if_end(cg, done);
+    LLVMValueRef p0 = mul(cg, nb, ncp), p1 = cg_smin(cg, i64c(cg, np), add(cg, p0, ncp));
+
+    Loop li = cg_loop_begin(cg, i0, i1, "ir");
+    LLVMValueRef mr = cg_smin(cg, i64c(cg, q->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
+    LLVMValueRef rel = LLVMBuildSub(cg->b, li.iv, i0, "");
+    LLVMValueRef arow = gep8(cg, buf, mul(cg, rel, i64c(cg, lda)));
+    LLVMValueRef sap = LLVMBuildGEP2(cg->b, cg->f32, sab, &rel, 1, "");
+    Loop lj = cg_loop_begin(cg, p0, p1, "jr");
+    LLVMValueRef col = mul(cg, lj.iv, i64c(cg, q->nr));
+    LLVMValueRef nrem = LLVMBuildSub(cg->b, i64c(cg, N), col, "");
+    LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, i64c(cg, q->nr), ""), cg->i64, "");
+    LLVMValueRef args[10] = {arow, i64c(cg, lda), gep8(cg, pk, mul(cg, lj.iv, i64c(cg, Kp * q->nr))), i64c(cg, Kp / 4),
+                             cg_fptr(cg, out, add(cg, mul(cg, li.iv, i64c(cg, N)), col)), i64c(cg, N),
+                             gep8(cg, comp0, mul(cg, col, i64c(cg, 4))), gep8(cg, scale0, mul(cg, col, i64c(cg, 4))),
+                             sap, nrem};
+    /* the micro-kernel for (rows, edge): every row count when M is symbolic, the edge when N says */
+    LLVMValueRef key = add(cg, mul(cg, LLVMBuildSub(cg->b, mr, i64c(cg, 1), ""), i64c(cg, 2)), edge);
+    LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bad");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
+    LLVMValueRef sw = LLVMBuildSwitch(cg->b, key, bad, (unsigned)(2 * q->mr));
+    for (int m = 1; m <= q->mr; m++)
+        for (int e = 0; e < 2; e++) {
+            if ((e && N % q->nr == 0) || (!e && N < q->nr))
+                continue;
+            LLVMBasicBlockRef cb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ukr");
+            LLVMAddCase(sw, i64c(cg, (m - 1) * 2 + e), cb);
+            LLVMPositionBuilderAtEnd(cg->b, cb);
+            LLVMValueRef u = ukr_function(cg, q, m, e);
+            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, 10, "");
+            LLVMBuildBr(cg->b, next);
+        }
+    LLVMPositionBuilderAtEnd(cg->b, bad);
+    LLVMBuildUnreachable(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, next);
+    if (tl->epi) { /* the micro-tile is final: the epilogue while it is in L1 */
+        LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, add(cg, li.iv, mr), col,
+                                 cg_smin(cg, i64c(cg, N), add(cg, col, i64c(cg, q->nr)))};
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 7, "");
+    }
+    cg_loop_end(cg, &lj);
+    cg_loop_end_step(cg, &li, add(cg, li.iv, i64c(cg, q->mr)));
+    cg_loop_end(cg, &lt);
+}
+
+/* The product n of a by the packed weights pk into out, with f's root as the epilogue when f is not
+ * NULL (leafp: the leaves' buffers). */
+static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMValueRef pk, const Fused *f,
+                 LLVMValueRef *leafp)
+{
+    if (!cg->plan.packed || cg->plan.packed[n->id] < 0 || !takes(cg, n))
+        return 1;
+    QCfg q = qcfg();
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), np = pad(N, q.nr) / q.nr;
+    LLVMValueRef dims[IR_MAX_RANK];
+    cg_shape(cg, n->in[0], dims);
+    LLVMValueRef M = cg_numel(cg, n->in[0]->rank - 1, dims), one = i64c(cg, 1);
+    /* m-blocks of equal height in micro-tiles, at most mc_rows */
+    LLVMValueRef mr = i64c(cg, q.mr);
+    LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, i64c(cg, mc_rows(&q, K))), one);
+    LLVMValueRef mcb = cg_smax(cg, mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
+    tm = cg_smax(cg, cg_ceil_div(cg, M, mcb), one);
+    /* n-blocks: a K x block slice of B in half of L2, at most ncp panels, and enough tiles for the
+     * threads when there are few m-blocks */
+    int64_t l2p = cg_target(cg).l2 / 2 / (pad(K, 4) * q.nr);
+    int64_t ncp_max = l2p < 1 ? 1 : l2p > q.ncp ? q.ncp : l2p;
+    LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), i64c(cg, ncp_max)), cg_ceil_div(cg, cg_pool_threads(cg), tm));
+    LLVMValueRef ncp = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), want), one);
+    LLVMValueRef tn = cg_ceil_div(cg, i64c(cg, np), ncp);
+    LLVMValueRef leaves = f ? cg_fused_leaves(cg, f, leafp) : LLVMConstNull(cg->ptr);
+    LLVMValueRef cap[CP_COUNT] = {out, a, pk, leaves, M, mcb, tn, ncp};
+    Tiles tl = {&q, n, f, f ? cg_fused_epilogue(cg, f) : NULL};
+    char name[64];
+    snprintf(name, sizeof name, "node%d_qgemm_tiles", f ? f->root->id : n->id);
+    LLVMValueRef work = mul(cg, M, i64c(cg, K * N));
+    CgPar p = {.split = CG_RANGES, .n = mul(cg, tm, tn), .work = work, .min_work = SERIAL_WORK, .name = name, .vw = VW};
+    cg_parallel(cg, &p, CP_COUNT, cap, tiles_body, &tl);
+    return 0;
 }
 
 int cg_qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
-    if (cg->plan.packed[n->id] < 0 || !takes(cg, n))
-        return 1;
-    const Node *a = n->in[0];
-    LLVMValueRef dims[IR_MAX_RANK];
-    cg_shape(cg, a, dims);
-    LLVMValueRef rows = cg_numel(cg, a->rank - 1, dims);
-    LLVMValueRef cap[3] = {out, in[0], in[1]}; /* in[1]: the packed copy */
-    LLVMValueRef work = LLVMBuildMul(cg->b, rows, cg_i64(cg, dim_value(n->in[1]->shape[0]) * dim_value(n->in[1]->shape[1])), "");
-    char name[64];
-    snprintf(name, sizeof name, "node%d_qgemm_rows", n->id);
-    cg_parallel_work(cg, rows, work, 3, cap, qgemm_rows, (void *)n, name);
-    return 0;
+    return qgemm(cg, n, out, in[0], in[1], NULL, NULL); /* in[1]: the packed copy */
+}
+
+int cg_qgemm_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
+{
+    return qgemm(cg, f->mm, out, in[f->nleaf], in[f->nleaf + 1], f, in);
 }

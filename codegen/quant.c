@@ -19,25 +19,34 @@
 
 /* ---------------------------------------------------------------- scalar steps (ir/quant.c) */
 
-static LLVMValueRef fconst(Cg *cg, double v)
+/* v as a constant of type t: f32, or a vector of f32 */
+static LLVMValueRef fconst_of(Cg *cg, LLVMTypeRef t, double v)
 {
-    return LLVMConstReal(cg->f32, v);
+    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind)
+        return LLVMConstReal(t, v);
+    LLVMValueRef e[64];
+    unsigned n = LLVMGetVectorSize(t);
+    KILN_ASSERT(n <= 64);
+    for (unsigned i = 0; i < n; i++)
+        e[i] = LLVMConstReal(cg->f32, v);
+    return LLVMConstVector(e, n);
 }
 
 static LLVMValueRef clampf(Cg *cg, LLVMValueRef r, int lo, int hi)
 {
-    LLVMValueRef l = fconst(cg, lo), h = fconst(cg, hi);
+    LLVMValueRef l = fconst_of(cg, LLVMTypeOf(r), lo), h = fconst_of(cg, LLVMTypeOf(r), hi);
     r = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, r, l, ""), l, r, "");
     return LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, r, h, ""), h, r, "");
 }
 
 /* ir_quantize1: z when s == 0 or x / s is NaN, else clamp(roundeven(x / s) + z); f32 in, f32 out
- * (never NaN, so the conversion to an integer that follows is defined). */
+ * (never NaN, so the conversion to an integer that follows is defined); lane by lane for vectors of
+ * f32 (x, s and z all of one type). */
 LLVMValueRef cg_quantize_f32(Cg *cg, LLVMValueRef x, LLVMValueRef s, LLVMValueRef z, int lo, int hi)
 {
     LLVMValueRef d = LLVMBuildFDiv(cg->b, x, s, "");
     LLVMValueRef q = LLVMBuildFAdd(cg->b, cg_intrinsic(cg, "llvm.roundeven", &d, 1), z, "");
-    LLVMValueRef none = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOEQ, s, LLVMConstNull(cg->f32), ""),
+    LLVMValueRef none = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOEQ, s, LLVMConstNull(LLVMTypeOf(s)), ""),
                                     LLVMBuildFCmp(cg->b, LLVMRealUNO, d, d, ""), "");
     return clampf(cg, LLVMBuildSelect(cg->b, none, z, q, ""), lo, hi);
 }
@@ -187,7 +196,7 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
                                                                      cg_intrinsic(cg, "llvm.fabs", &av, 1)}, 2);
     LLVMBuildStore(cg->b, mx, amax);
     cg_loop_end(cg, &la);
-    LLVMValueRef sa = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->f32, amax, ""), fconst(cg, 127), "");
+    LLVMValueRef sa = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->f32, amax, ""), LLVMConstReal(cg->f32, 127), "");
     Loop lq = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
     av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, lq.iv, ""));
     LLVMValueRef q = cg_quantize_f32(cg, av, sa, LLVMConstNull(cg->f32), -127, 127);
@@ -230,6 +239,39 @@ static int qmatmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     char name[64];
     snprintf(name, sizeof name, "node%d_qmatmul_rows", n->id);
     cg_parallel_work(cg, rows, work, 5, cap, qmm_rows, (void *)n, name);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- qmatmul with an epilogue */
+
+typedef struct Epi {
+    LLVMValueRef fn; /* cg_fused_epilogue's function */
+    int64_t N;
+} Epi;
+
+/* Rows [begin, end) of the epilogue over a product already in out. cap: out, the leaves' array. */
+static void epilogue_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    const Epi *e = ctx;
+    LLVMValueRef args[7] = {cap[0], cap[1], cg->syms, begin, end, cg_i64(cg, 0), cg_i64(cg, e->N)};
+    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(e->fn), e->fn, args, 7, "");
+}
+
+int cg_quant_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
+{
+    if (!cg_qgemm_fused(cg, f, out, in)) /* VNNI: the epilogue on each micro-tile */
+        return 0;
+    /* otherwise the product into out, then the epilogue's loop over it, rows split over the threads */
+    const Node *mm = f->mm;
+    qmatmul(cg, mm, out, in + f->nleaf);
+    LLVMValueRef dims[IR_MAX_RANK];
+    cg_shape(cg, mm->in[0], dims);
+    LLVMValueRef rows = cg_numel(cg, mm->in[0]->rank - 1, dims);
+    Epi e = {cg_fused_epilogue(cg, f), dim_value(mm->in[1]->shape[1])};
+    LLVMValueRef cap[2] = {out, cg_fused_leaves(cg, f, in)};
+    char name[64];
+    snprintf(name, sizeof name, "node%d_epilogue_rows", f->root->id);
+    cg_parallel_work(cg, rows, LLVMBuildMul(cg->b, rows, cg_i64(cg, e.N), ""), 2, cap, epilogue_rows, &e, name);
     return 0;
 }
 

@@ -164,6 +164,7 @@ void cg_explain(Cg *cg, FILE *out)
             t.fma ? "fused multiply-add" : "no fused multiply-add (multiply then add)", t.regs, t.vec_from);
     fprintf(out, "codegen: L1 data %s, L2 %s per core (from %s)\n", l1, l2, t.cache_from);
     cg_gemm_explain(cg, out);
+    cg_qgemm_explain(cg, out);
     const Graph *g = cg->g;
     for (int i = 0; g && i < g->nnode; i++) {
         const Node *n = g->nodes[i];

@@ -115,7 +115,7 @@ void ir_print_dot(FILE *f, const Graph *g)
         const Node *x = g->nodes[r];
         int mm = 0;
         for (int i = 0; i < n; i++)
-            mm |= root[i] == r && g->nodes[i]->op == OP_MATMUL;
+            mm |= root[i] == r && ir_is_product(g->nodes[i]);
         fprintf(f, "  subgraph cluster_%d {\n    label=\"%s %%%d: %s\"; style=\"rounded,filled\"; fillcolor=\"#f4f4f4\";"
                    " color=\"#808080\"; fontname=\"monospace\"; fontsize=9;\n",
                 r, mm ? "matmul + epilogue" : "fused loop", r, op_info[x->op].name);

@@ -331,6 +331,13 @@ void ir_toposort(Graph *g);
  * most one 2-D transpose (then *trans is set: the data is [N, K]); NULL when n is not an f32 matmul
  * with a static, non-empty 2-D operand of that kind. */
 const Node *ir_packed_rhs(const Node *n, int *trans);
+/* Whether x is a product fuse-ops may compute inline under an elementwise root, which its kernel then
+ * runs as an epilogue: a matmul or a qmatmul (fuse_loops.c decides which; the verifier, plan-memory
+ * and the code generator ask this). */
+static inline int ir_is_product(const Node *x)
+{
+    return x->op == OP_MATMUL || x->op == OP_QMATMUL;
+}
 /* Whether attribute ai (AI_*) of a and b is equal, as attrs.def's kind of it compares. */
 int ir_attr_eq(const Node *a, const Node *b, int ai);
 /* Whether a and b have one op and equal values for every attribute that op uses: what makes two

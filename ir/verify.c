@@ -386,8 +386,8 @@ static void check_inline(Verifier *v)
         v->n = x;
         v->pos = i;
         const Node *u = user[i];
-        if (!(op_info[x->op].flags & F_EW) && x->op != OP_MATMUL) {
-            bad(v, "only elementwise nodes and matmuls can be inline");
+        if (!(op_info[x->op].flags & F_EW) && !ir_is_product(x)) {
+            bad(v, "only elementwise nodes, matmuls and qmatmuls can be inline");
             continue;
         }
         if (nuser[i] != 1 || !(op_info[u->op].flags & F_EW)) {
@@ -398,8 +398,8 @@ static void check_inline(Verifier *v)
             bad(v, "an inline node needs the shape of its consumer %s", shp(v, u->dtype, u->rank, u->shape));
             continue;
         }
-        if (x->op == OP_MATMUL) {
-            if (x->dtype != DT_F32 || x->in[0]->dtype != DT_F32 || x->in[1]->dtype != DT_F32) {
+        if (ir_is_product(x)) {
+            if (x->op == OP_MATMUL && (x->dtype != DT_F32 || x->in[0]->dtype != DT_F32 || x->in[1]->dtype != DT_F32)) {
                 bad(v, "an inline matmul computes in f32");
                 continue;
             }

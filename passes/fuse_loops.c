@@ -14,7 +14,8 @@
  * register would skip the rounding or wrapping the interpreter does at each node).
  * A matmul is inline under the same conditions when it computes in f32 with a product the packed
  * kernel runs (a matrix or a batch of them on the right), its root stores f32 and holds no other
- * inline matmul. A root reads at most MAX_LEAVES stored values; a tree that would read more is left
+ * inline matmul; a qmatmul (choose-quant's) likewise: qgemm.c runs the epilogue on each micro-tile
+ * of the int8 GEMM, quant.c's portable kernels as a loop after the product. A root reads at most MAX_LEAVES stored values; a tree that would read more is left
  * as it was. A tree is at most MAX_DEPTH nodes deep.
  */
 #include "passes/passes.h"
@@ -81,9 +82,9 @@ static int leaves(const Node *n, unsigned char *seen, int *mms)
     int k = 0;
     for (int j = 0; j < n->nin; j++) {
         const Node *x = n->in[j];
-        if (x->inl && x->op == OP_MATMUL) {
+        if (x->inl && ir_is_product(x)) {
             (*mms)++;
-            for (int t = 0; t < 2; t++)
+            for (int t = 0; t < x->nin; t++)
                 if (!seen[x->in[t]->id]++)
                     k++;
         } else if (x->inl) {
@@ -127,10 +128,10 @@ int fuse_loops(Graph *g, const PassOptions *o)
     int explain = o->explain && !strcmp(o->explain, "fuse-ops");
     for (int i = 0; i < g->nnode; i++) {
         Node *x = g->nodes[i], *c = u.user[i];
-        if (x->op != OP_MATMUL)
+        if (!ir_is_product(x))
             continue;
         const char *why = NULL;
-        if (!packed_product(x))
+        if (x->op == OP_MATMUL && !packed_product(x))
             why = "not an f32 product of a matrix (or a batch of them) on the right";
         else if (u.n[i] != 1)
             why = u.n[i] >= 2 && !c ? "its result has several readers, or is an output" : "nothing reads its result";

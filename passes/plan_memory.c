@@ -437,7 +437,7 @@ static int loop_reads(const Node *n, const Node **out, int k, int max)
 {
     for (int j = 0; j < n->nin && k >= 0; j++) {
         const Node *x = n->in[j];
-        if (x->inl && x->op == OP_MATMUL)
+        if (x->inl && ir_is_product(x))
             return -1;
         if (x->inl)
             k = loop_reads(x, out, k, max);

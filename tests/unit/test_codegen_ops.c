@@ -11,6 +11,9 @@
  * cg_jit_run with one thread) and compares the outputs element by element. cg_jit_run consumes the
  * module, so each value of T is a fresh compilation (about 20-50 ms each).
  *
+ * A case may name a CPU (Spec.cpu, as --cpu does) to compile for instead of the host's, so that the
+ * fallback of a kernel that needs a feature (VNNI: the AVX2 target x86-64-v3) runs and is compared too.
+ *
  * Shapes are odd on purpose (1, 3, 7, 17, 33, 65): a kernel vectorised by 8 or 16 must get its
  * remainder loop right. Output buffers are filled with 0xff bytes (NaN for floats) before a run, so
  * an element the kernel forgets shows up, and followed by 64 guard bytes that must be untouched.
@@ -214,6 +217,7 @@ typedef struct Spec {
     Gen gen[MAX_IO];     /* one per input, in declaration order */
     const char *ir;      /* the nodes and outputs; "sym T <= 40" is put in front */
     int bad_index;       /* the run must fail: a gather index out of range */
+    const char *cpu;     /* compile for this CPU (--cpu) rather than the host's: a fallback kernel */
 } Spec;
 
 static const int64_t TS5[] = {1, 2, 5, 17, 40, 0};
@@ -351,6 +355,8 @@ static int run_spec(const Spec *s, int num)
         goto out;
     }
     describe(g, n, what, sizeof what);
+    if (s->cpu)
+        snprintf(what + strlen(what), sizeof what - strlen(what), " [--cpu %s]", s->cpu);
 
     static const int64_t once[] = {1, 0};
     const int64_t *Ts = s->T ? s->T : once;
@@ -405,7 +411,7 @@ static int run_spec(const Spec *s, int num)
             memset((char *)got[k].data + bytes, 0x5a, GUARD);
             outp[k] = got[k].data;
         }
-        cg = cg_new(&(CgOptions){.opt = 2}, d);
+        cg = cg_new(&(CgOptions){.opt = 2, .cpu = s->cpu}, d);
         if (cg && !cg_build(cg, g) && !cg_optimise(cg))
             crc = cg_jit_run(cg, bound, inp, outp, 1);
         if (s->bad_index) {
@@ -530,7 +536,7 @@ static void run(Spec s)
 static const char *ir(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static const char *ir(const char *fmt, ...)
 {
-    static char bufs[8][65536];
+    static char bufs[8][512 << 10];
     static int slot;
     char *b = bufs[slot++ % 8];
     va_list ap;
@@ -1579,7 +1585,7 @@ static void scatter_cases(void)
  * constants (no input is packed). */
 static const char *nibbles(int n, int lo, int hi, unsigned seed)
 {
-    static char bufs[4][65536];
+    static char bufs[4][512 << 10];
     static int slot;
     char *b = bufs[slot++ % 4];
     size_t k = 0;
@@ -1640,6 +1646,47 @@ static void quant_cases(void)
     run((Spec){"qmatmul", EXACT, TS2, {SPEC(-2, 2), INT(-128, 127), UNI(0, 0.01)},
                "%0 = input \"a\" : f32[3, T, 33]\n%1 = input \"w\" : i8[33, 5]\n%2 = input \"s\" : f32[1, 5]\n"
                "%3 = qmatmul(%0, %1, %2) {group=0, dynamic=true} : f32[3, T, 5]\noutput y = %3\n", 0});
+    /* the VNNI GEMM's tiles: up to 120 rows (several m-blocks and every row count of the last micro-tile),
+     * N = 300 (several n-blocks, a partial last panel), K = 130 (not a multiple of 4); rows with NaN,
+     * inf, -0 and zeros, rows of three small integers (some all zero: sa = 0), zero scales */
+    static const struct { int K, N; Gen a; const char *shape; } tiles[] = {
+        {130, 300, SPEC(-3, 3), "3, T"}, {3, 100, INT(-1, 1), "T"}, {768, 16, WIDE(1e-2, 1e2), "2, T"}};
+    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+        int K = tiles[i].K, N = tiles[i].N;
+        run((Spec){"qmatmul", EXACT, TS5, {tiles[i].a},
+                   ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : i8[%d, %d]\n"
+                      "%%2 = const {data=[%s]} : f32[1, %d]\n"
+                      "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[%s, %d]\noutput y = %%3\n",
+                      tiles[i].shape, K, nibbles(K * N, -128, 127, 21 + (unsigned)i), K, N, nibbles(N, 0, 3, 31 + (unsigned)i),
+                      N, tiles[i].shape, N), 0});
+    }
+    /* without VNNI (AVX2: --cpu x86-64-v3) the portable kernel, the same bits */
+    run((Spec){"qmatmul", EXACT, TS3, {WIDE(1e-3, 1e3)},
+               ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = const {data=[%s]} : i8[70, 17]\n%%2 = const {data=[%s]} : f32[1, 17]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, 17]\noutput y = %%3\n",
+                  nibbles(70 * 17, -128, 127, 41), nibbles(17, 0, 3, 42)), 0, "x86-64-v3"});
+}
+
+/* A qmatmul under an epilogue (fuse-ops' bias, GELU and residual): the VNNI kernel runs it on each
+ * micro-tile, the portable kernels (--cpu x86-64-v3, weight-only) as a loop after the product. The
+ * product is the interpreter's (bits for W8A8), the epilogue's f32 GELU differs as elementwise ops do
+ * (EW; MM for weight-only, whose sums differ in order). */
+static void quant_fused_cases(void)
+{
+    static const char *cpus[] = {NULL, "x86-64-v3"};
+    for (int c = 0; c < 2; c++)
+        run((Spec){"qmatmul", EW, TS5, {UNI(-2, 2), UNI(-1, 1), UNI(-1, 1)},
+                   ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = input \"b\" : f32[100]\n%%2 = input \"r\" : f32[T, 100]\n"
+                      "%%3 = const {data=[%s]} : i8[70, 100]\n%%4 = const {data=[%s]} : f32[1, 100]\n"
+                      "%%5 = qmatmul(%%0, %%3, %%4) {group=0, dynamic=true, inline} : f32[T, 100]\n"
+                      "%%6 = add(%%5, %%1) {inline} : f32[T, 100]\n%%7 = gelu(%%6) {approx=erf, inline} : f32[T, 100]\n"
+                      "%%8 = add(%%2, %%7) : f32[T, 100]\noutput y = %%8\n",
+                      nibbles(70 * 100, -128, 127, 51), nibbles(100, 1, 3, 52)), 0, cpus[c]});
+    run((Spec){"qmatmul", MM, TS3, {UNI(-1, 1), UNI(-1, 1)},
+               ir("%%0 = input \"a\" : f32[2, T, 37]\n%%1 = input \"b\" : f32[9]\n%%2 = input \"s\" : f32[5, 9]\n"
+                  "%%3 = const {data=[%s]} : i4[37, 9]\n%%4 = qmatmul(%%0, %%3, %%2) {group=8, dynamic=false, inline} : f32[2, T, 9]\n"
+                  "%%5 = add(%%4, %%1) {inline} : f32[2, T, 9]\n%%6 = relu(%%5) : f32[2, T, 9]\noutput y = %%6\n",
+                  nibbles(37 * 9, -8, 7, 61)), 0});
 }
 
 static void source_cases(void)
@@ -1696,6 +1743,7 @@ int main(int argc, char **argv)
     source_cases();
     scatter_cases();
     quant_cases();
+    quant_fused_cases();
 
     for (int op = 0; op < OP_COUNT; op++) {
         if (op == OP_INPUT || op == OP_WEIGHT || op == OP_CONST || op == OP_STATE /* tests/models/state.sh */ ||
