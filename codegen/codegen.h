@@ -122,6 +122,7 @@ typedef struct CgTarget {
     int regs;   /* vector registers: 32 with AVX-512 and on aarch64, 16 otherwise */
     int x86, arm;
     int vnni;   /* AVX-512 VNNI (vpdpbusd on 512-bit vectors) */
+    int bf16;   /* AVX512-BF16 (vdpbf16ps, vcvtneps2bf16 on 512-bit vectors) */
     long l1, l2;
     const char *isa;        /* "AVX-512", "AVX2", "SSE", "NEON", "generic vectors" */
     const char *core;       /* the known core the CPU is (target.c's table), or NULL */

@@ -80,7 +80,7 @@ int cg_plan(Cg *cg)
         p->packed[i] = bytes > 0 ? wbytes : -1;
         for (int j = 0; j < i && bytes > 0; j++) /* products of one operand share one copy */
             if (p->packed[j] >= 0 && g->nodes[j]->op == x->op && g->nodes[j]->in[1] == x->in[1] &&
-                (x->op != OP_QMATMUL || g->nodes[j]->in[2] == x->in[2])) {
+                (x->op != OP_QMATMUL || x->nin < 3 || g->nodes[j]->in[2] == x->in[2])) {
                 p->packed[i] = p->packed[j];
                 bytes = 0;
             }

@@ -1,45 +1,54 @@
-/* qgemm.c: the int8 x int8 -> int32 GEMM of a dynamic (W8A8) qmatmul with AVX-512 VNNI (vpdpbusd),
- * register-blocked like gemm.c's f32 GEMM, with the rescale in registers and fuse-ops' epilogue
- * (bias, activation, residual) run on each micro-tile while it is in L1.
+/* qgemm.c: the dot-product GEMMs of qmatmul: int8 x int8 -> int32 (dynamic W8A8) with AVX-512 VNNI's
+ * vpdpbusd, and bf16 x bf16 -> f32 (bf16 weights) with AVX512-BF16's vdpbf16ps. Both are
+ * register-blocked like gemm.c's f32 GEMM, and run fuse-ops' epilogue (bias, activation, residual)
+ * on each micro-tile while it is in L1. They share everything but the arithmetic: one lane of either
+ * instruction reads 4 bytes of each operand (4 int8 or 2 bf16 values of k), so the panels, the
+ * prepared rows, the tiles and the threads are the same (Dot says which product a node is).
  *
- * Arithmetic. vpdpbusd multiplies unsigned bytes by signed bytes, four at a time, and adds the four
- * products to each i32 lane. The activations are signed (qa in -127..127), so each row is stored as
- * u = qa + 128 and the product corrected once per column: sum_k u[k] w[k, n] - 128 * sum_k w[k, n] =
- * sum_k qa[k] w[k, n], exactly (every intermediate fits in i32 for K < 2^16). The result is then the
- * interpreter's integer, rescaled the same way, ((float)acc * sa) * s[n]: the same bits (ir/quant.c).
+ * int8 arithmetic. vpdpbusd multiplies unsigned bytes by signed bytes, four at a time, and adds the
+ * four products to each i32 lane. The activations are signed (qa in -127..127), so each row is
+ * stored as u = qa + 128 and the product corrected once per column: sum_k u[k] w[k, n] -
+ * 128 * sum_k w[k, n] = sum_k qa[k] w[k, n], exactly (every intermediate fits in i32 for K < 2^16).
+ * The result is then the interpreter's integer, rescaled the same way, ((float)acc * sa) * s[n]: the
+ * same bits (ir/quant.c).
+ *
+ * bf16 arithmetic. Each row of a is rounded to bf16 (to nearest even, vcvtneps2bf16), each
+ * vdpbf16ps adds two exact products to an f32 lane. The interpreter sums the same products in double:
+ * the sums differ in order and precision as an f32 GEMM's do (and vdpbf16ps flushes bf16 subnormals,
+ * below 1.2e-38, to zero), so tests compare with a tolerance.
  *
  * Weights, packed at compile time (cg_qgemm_pack, into the weights blob through Plan.packed):
- *   panels of NR = nv * 16 columns; within a panel, for each group of 4 rows of K, NR x 4 bytes
- *   (column c's four bytes w[4g .. 4g+3, c] together, what one lane of vpdpbusd reads), so one step
- *   of the micro-kernel loads nv contiguous 64-byte vectors; K and N padded with zeros to multiples
- *   of 4 and NR; then 128 * colsum(w) as Np i32, then the scales as Np f32 (zeros past N).
+ *   panels of NR = nv * 16 columns; within a panel, for each group of k (4 int8 or 2 bf16), NR x 4
+ *   bytes (column c's group together, what one lane reads), so one step of the micro-kernel loads
+ *   nv contiguous 64-byte vectors; K and N padded with zeros to whole groups and panels; for int8
+ *   then 128 * colsum(w) as Np i32 and the scales as Np f32 (zeros past N).
  *
- * Activations. Each row is quantized once per call (and per thread that works on it): its largest
- * |a| gives sa = amax / 127, then the row is written as u8 into a buffer on the thread's stack (rows
- * LDA bytes apart), with sa beside it. A thread's tiles are taken m-block by m-block (below), so the
- * quantized rows of an m-block serve every column panel the thread computes for them; only the
- * m-block a range boundary cuts is quantized by both threads. The loops are 16-float vectors (vdivps,
- * vrndscaleps), a few percent of the product's time at K = 768.
+ * Activations. Each row is prepared once per call (and per thread that works on it): int8: its
+ * largest |a| gives sa = amax / 127, then the row is written as u8 into a buffer on the thread's
+ * stack (rows row_bytes apart), with sa beside it; bf16: the row rounded to bf16. A thread's tiles
+ * are taken m-block by m-block (below), so the prepared rows of an m-block serve every column panel
+ * the thread computes for them; only an m-block that a range boundary cuts is prepared by both
+ * threads. The loops are 16-float vectors; quantizing costs a few percent of the product at K = 768.
  *
  * Micro-kernel: an MR x NR block of the result in MR * nv zmm accumulators (12 x 32 by default: 24 of
- * the 32 registers, as gemm.c), each step of 4 k loads nv vectors of the panel, broadcasts MR words
- * of 4 activation bytes and issues MR * nv vpdpbusd. With fewer than 8 accumulators (M = 1 or 2,
- * decoding) consecutive steps go to 2 or 4 sets of accumulators, added at the end (exact: integers),
- * so that vpdpbusd's latency does not bound the loop. Then, per column vector, the correction, the
- * conversion and the two products of the rescale; stores masked in the last panel. K is not blocked:
- * the micro-panel of A (MR x K bytes, 9 KiB at K = 768) stays in L1 and a panel of B streams from L2
- * at 1/MR byte per multiply-add, far below what L2 delivers, and the i32 sums never leave registers.
+ * the 32 registers, as gemm.c), each step loads nv vectors of the panel, broadcasts MR words of 4
+ * bytes of the rows and issues MR * nv dot-product instructions. With fewer than 8 accumulators
+ * (M = 1 or 2, decoding) consecutive steps go to 2 or 4 sets of accumulators, added at the end, so
+ * that the instruction's latency does not bound the loop. Then, per column vector, int8's correction,
+ * conversion and rescale; stores masked in the last panel. K is not blocked: the micro-panel of A (MR
+ * x K bytes, 9 KiB for int8 at K = 768) stays in L1 and a panel of B streams from L2 at 1/MR byte per
+ * multiply-add (2/MR for bf16), far below what L2 delivers, and the sums never leave registers.
  *
- * Tiles and threads. Rows are cut into m-blocks of at most MC rows (fewer when MC rows of K bytes
- * would exceed QBUF of stack), columns into n-blocks of panels (a K x n-block slice of B fills at
- * most half of L2, and at most NCP panels). Tiles are ordered m-block, n-block, and cg_parallel's
- * CG_RANGES gives each thread a contiguous range; when there are fewer m-blocks than threads
- * (decoding) the n-blocks are made narrower so that every thread has work. Inside a tile: for each
- * micro-row of the m-block, for each panel of the n-block, the micro-kernel, then the epilogue.
- * Products of fewer than 2^17 multiply-adds stay on the calling thread.
+ * Tiles and threads. Rows are cut into m-blocks of at most MC rows (fewer when MC prepared rows would
+ * exceed QBUF of stack), columns into n-blocks of panels (a K x n-block slice of B fills at most half
+ * of L2, and at most NCP panels). Tiles are ordered m-block, n-block, and cg_parallel's CG_RANGES
+ * gives each thread a contiguous range; when there are fewer m-blocks than threads (decoding) the
+ * n-blocks are made narrower so that every thread has work. Inside a tile: for each micro-row of the
+ * m-block, for each panel of the n-block, the micro-kernel, then the epilogue. Products of fewer than
+ * 2^17 multiply-adds stay on the calling thread.
  *
- * KILN_QGEMM ("mr=12,nv=2,mc=96,ncp=8") overrides the blocking at compile time (mr and nv change the
- * packed layout too). Without VNNI (or with non-constant weights or scales) cg_qgemm declines and
+ * KILN_QGEMM ("mr=12,nv=2,mc=96,ncp=8") overrides the blocking at compile time (nv changes the packed
+ * layout too). Without the instruction (or with non-constant weights or scales) cg_qgemm declines and
  * quant.c's portable kernel runs instead, its epilogue as a loop after it.
  */
 #include "codegen/codegen.h"
@@ -62,6 +71,20 @@ typedef struct QCfg {
     int mc;  /* most rows per m-block (a multiple of mr) */
     int ncp; /* most panels per n-block */
 } QCfg;
+
+/* Which of the two products a qmatmul is: the row preparation, the instruction, the accumulators and
+ * the end of the micro-kernel follow from it; the tiles, the panels' layout and the threads do not. */
+typedef struct Dot {
+    int bf16; /* 0: W8A8 (vpdpbusd, u8 x s8 into i32), 1: bf16 weights (vdpbf16ps, bf16 x bf16 into f32) */
+    int kg;   /* elements of k in the 4 bytes of one lane: 4 (int8) or 2 (bf16) */
+    int es;   /* bytes per element of the rows and the panels */
+} Dot;
+
+static Dot dot_of(const Node *n)
+{
+    int b = n->in[1]->dtype == DT_BF16;
+    return (Dot){b, b ? 2 : 4, b ? 2 : 1};
+}
 
 static int64_t pad(int64_t x, int64_t m)
 {
@@ -95,32 +118,35 @@ static QCfg qcfg(void)
     return q;
 }
 
-/* Bytes between quantized rows: K padded to whole vectors, plus one line so that rows K = 4096
+/* Bytes between prepared rows of K elements: whole vectors, plus one line so that rows 4096 bytes
  * apart do not share L1 sets. */
-static int64_t row_bytes(int64_t K)
+static int64_t row_bytes(const Dot *d, int64_t K)
 {
-    return pad(K, 64) + 64;
+    return pad(K * d->es, 64) + 64;
 }
 
 /* The most rows of an m-block for this K: MC, fewer when they would not fit QBUF. */
-static int64_t mc_rows(const QCfg *q, int64_t K)
+static int64_t mc_rows(const QCfg *q, const Dot *d, int64_t K)
 {
-    int64_t m = QBUF / row_bytes(K) / q->mr * q->mr;
+    int64_t m = QBUF / row_bytes(d, K) / q->mr * q->mr;
     return m < q->mr ? q->mr : m > q->mc ? q->mc : m;
+}
+
+static int is_constant(const Node *x)
+{
+    return (x->op == OP_CONST || x->op == OP_WEIGHT) && x->at.data;
 }
 
 static int takes(const Cg *cg, const Node *n)
 {
-    if (n->op != OP_QMATMUL || !n->at.dynamic || n->nin != 3)
+    if (n->op != OP_QMATMUL || !is_constant(n->in[1]))
         return 0;
-    const Node *w = n->in[1], *s = n->in[2];
-    if ((w->op != OP_CONST && w->op != OP_WEIGHT) || !w->at.data || w->dtype != DT_I8)
-        return 0;
-    if ((s->op != OP_CONST && s->op != OP_WEIGHT) || !s->at.data)
-        return 0;
+    const Node *w = n->in[1];
     if (dim_value(w->shape[0]) < 1 || dim_value(w->shape[0]) >= (1 << 16) || dim_value(w->shape[1]) < 1)
         return 0;
-    return cg_target(cg).vnni;
+    if (w->dtype == DT_BF16)
+        return n->nin == 2 && cg_target(cg).bf16;
+    return n->at.dynamic && n->nin == 3 && w->dtype == DT_I8 && is_constant(n->in[2]) && cg_target(cg).vnni;
 }
 
 int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
@@ -128,16 +154,29 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
     if (!takes(cg, n))
         return 0;
     QCfg q = qcfg();
-    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, 4), Np = pad(N, q.nr);
-    return Kp * Np + 8 * Np;
+    Dot d = dot_of(n);
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, d.kg), Np = pad(N, q.nr);
+    return d.bf16 ? 2 * Kp * Np : Kp * Np + 8 * Np;
 }
 
 void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 {
     (void)cg;
     QCfg q = qcfg();
-    const Node *w = n->in[1], *s = n->in[2];
-    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), Kp = pad(K, 4), Np = pad(N, q.nr), nr = q.nr;
+    const Node *w = n->in[1];
+    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), nr = q.nr;
+    if (w->dtype == DT_BF16) { /* pairs of k: column c's w[2g, c], w[2g + 1, c] together */
+        int64_t Kp = pad(K, 2), Np = pad(N, nr);
+        const uint16_t *wd = w->at.data;
+        uint16_t *p = dst;
+        memset(dst, 0, (size_t)(2 * Kp * Np));
+        for (int64_t j = 0; j < N; j++)
+            for (int64_t k = 0; k < K; k++)
+                p[j / nr * Kp * nr + (k / 2) * nr * 2 + j % nr * 2 + k % 2] = wd[k * N + j];
+        return;
+    }
+    const Node *s = n->in[2];
+    int64_t Kp = pad(K, 4), Np = pad(N, nr);
     const int8_t *wd = w->at.data;
     int8_t *p = dst;
     memset(dst, 0, (size_t)(Kp * Np + 8 * Np));
@@ -156,17 +195,22 @@ void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 
 void cg_qgemm_explain(Cg *cg, FILE *out)
 {
-    if (!cg_target(cg).vnni) {
-        fprintf(out, "codegen: int8 GEMM: no AVX-512 VNNI on this target: dynamic qmatmuls run quant.c's portable "
-                     "kernel\n");
-        return;
-    }
+    CgTarget t = cg_target(cg);
     QCfg q = qcfg();
     const char *env = getenv("KILN_QGEMM");
-    fprintf(out, "codegen: int8 GEMM (vpdpbusd) micro-tile %d x %d (%d rows, %d vectors of 16 i32): %d accumulators; "
-                 "m-blocks of at most %d rows (and %d KiB of quantized rows per thread), n-blocks of at most %d "
-                 "panels (and half of L2)%s%s\n",
-            q.mr, q.nr, q.mr, q.nv, q.mr * q.nv, q.mc, QBUF >> 10, q.ncp, env ? "; KILN_QGEMM=" : "", env ? env : "");
+    for (int b = 0; b < 2; b++) {
+        const char *name = b ? "bf16 GEMM (vdpbf16ps)" : "int8 GEMM (vpdpbusd)";
+        if (!(b ? t.bf16 : t.vnni)) {
+            fprintf(out, "codegen: %s: no %s on this target: quant.c's portable kernel\n", name,
+                    b ? "AVX512-BF16" : "AVX-512 VNNI");
+            continue;
+        }
+        fprintf(out, "codegen: %s micro-tile %d x %d (%d rows, %d vectors of 16 %s): %d accumulators; m-blocks of at "
+                     "most %d rows (and %d KiB of prepared rows per thread), n-blocks of at most %d panels (and half "
+                     "of L2)%s%s\n",
+                name, q.mr, q.nr, q.mr, q.nv, b ? "f32" : "i32", q.mr * q.nv, q.mc, QBUF >> 10, q.ncp,
+                env ? "; KILN_QGEMM=" : "", env ? env : "");
+    }
 }
 
 /* ---------------------------------------------------------------- IR helpers */
@@ -234,11 +278,12 @@ static void masked_store(Cg *cg, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m)
     cg_call_intrinsic(cg, "llvm.masked.store", tys, 2, (LLVMValueRef[]){x, p, LLVMConstInt(cg->i32, 1, 0), m}, 4);
 }
 
-/* ---------------------------------------------------------------- quantizing rows
+/* ---------------------------------------------------------------- preparing rows
  *
- * Rows [r0, r1) of a (K floats each, K static) into buf (u8 = qa + 128, rows LDA apart) and their
- * scales into sab[0 ..): the interpreter's amax, sa = amax / 127 and quantize(a, sa, 0) on -127..127,
- * in vectors of 16 with the last one masked (its lanes past K give qa = 0). */
+ * Rows [r0, r1) of a (K floats each, K static) into buf, rows row_bytes apart, in vectors of 16 with
+ * the last one masked (its lanes past K read as 0). int8: u8 = qa + 128 with the interpreter's amax,
+ * sa = amax / 127 and quantize(a, sa, 0) on -127..127, and sa into sab[0 ..); bf16: each float
+ * rounded to bf16, to nearest even (fptrunc: vcvtneps2bf16). */
 /* *amax = maxnum(*amax, |x|), lane by lane. */
 static void amax_step(Cg *cg, LLVMValueRef amax, LLVMValueRef x)
 {
@@ -257,17 +302,34 @@ static void quantize_vector(Cg *cg, const CgVec *V, LLVMValueRef src, LLVMValueR
     store(cg, LLVMBuildTrunc(cg->b, u, LLVMVectorType(cg->i8, VW), ""), gep8(cg, dst, k), 1);
 }
 
-static void quantize_rows(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1, LLVMValueRef buf,
-                          LLVMValueRef sab)
+/* Floats k .. k+15 of src (the lanes of mask only, when given) rounded to bf16 at dst + 2k. */
+static void bf16_vector(Cg *cg, const CgVec *V, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef k, LLVMValueRef mask)
+{
+    LLVMValueRef x = mask ? masked_load(cg, V->vt, cg_fptr(cg, src, k), mask) : cg_vload(V, cg_fptr(cg, src, k), 4);
+    LLVMValueRef h = LLVMBuildFPTrunc(cg->b, x, LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), VW), "");
+    store(cg, h, gep8(cg, dst, mul(cg, k, i64c(cg, 2))), 1);
+}
+
+static void prepare_rows(Cg *cg, const Dot *d, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1,
+                         LLVMValueRef buf, LLVMValueRef sab)
 {
     CgVec V = cg_vec(cg, VW, 1);
-    int64_t full = K / VW, tail = K % VW, lda = row_bytes(K);
+    int64_t full = K / VW, tail = K % VW, lda = row_bytes(d, K);
     LLVMValueRef tmask = tail ? lanes_below(cg, 0, i64c(cg, tail)) : NULL;
     LLVMValueRef amax = cg_alloca(cg, V.vt, "amax");
-    Loop lr = cg_loop_begin(cg, r0, r1, "qrow");
+    Loop lr = cg_loop_begin(cg, r0, r1, "prow");
     LLVMValueRef src = cg_fptr(cg, a, mul(cg, lr.iv, i64c(cg, K)));
     LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
     LLVMValueRef dst = gep8(cg, buf, mul(cg, r, i64c(cg, lda)));
+    if (d->bf16) {
+        Loop lc = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, full), "bf16");
+        bf16_vector(cg, &V, src, dst, mul(cg, lc.iv, i64c(cg, VW)), NULL);
+        cg_loop_end(cg, &lc);
+        if (tail)
+            bf16_vector(cg, &V, src, dst, i64c(cg, full * VW), tmask);
+        cg_loop_end(cg, &lr);
+        return;
+    }
     /* the largest |a|: maxnum ignores NaN, as the interpreter's fmaxf */
     store(cg, LLVMConstNull(V.vt), amax, 64);
     Loop lm = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, full), "amax");
@@ -289,27 +351,37 @@ static void quantize_rows(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LL
 
 /* ---------------------------------------------------------------- the micro-kernel
  *
- * void kiln_qgemm_ukr<mr>x<nv>[_edge](ptr a, i64 lda, ptr b, i64 kq, ptr c, i64 ldc, ptr comp,
- *                                     ptr scale, ptr sa, i64 nrem)
- *   C[0:mr, 0:NR] = ((float)(U[0:mr, 0:4kq] @ B - comp) * sa[row]) * scale[col]
- * a: mr quantized rows, lda bytes apart; b: the panel (kq groups of NR x 4 bytes); c: ldc floats per
+ * void kiln_{q,b}gemm_ukr<mr>x<nv>[_edge](ptr a, i64 lda, ptr b, i64 kq, ptr c, i64 ldc, ptr comp,
+ *                                         ptr scale, ptr sa, i64 nrem)
+ *   int8 (q): C[0:mr, 0:NR] = ((float)(U[0:mr, 0:4kq] @ B - comp) * sa[row]) * scale[col]
+ *   bf16 (b): C[0:mr, 0:NR] = A[0:mr, 0:2kq] @ B (comp, scale and sa unused)
+ * a: mr prepared rows, lda bytes apart; b: the panel (kq groups of NR x 4 bytes); c: ldc floats per
  * row; comp, scale: the panel's NR entries; sa: mr floats. The _edge variant stores only the first
  * nrem columns. */
 
-static LLVMValueRef vpdpbusd(Cg *cg, LLVMValueRef acc, LLVMValueRef u, LLVMValueRef w)
+/* acc + the dot products of u and w's 4-byte lanes: vpdpbusd (i32) or vdpbf16ps (f32); u and w come
+ * as <16 x i32> and are given to the intrinsic as its operand type. */
+static LLVMValueRef dot(Cg *cg, const Dot *d, LLVMValueRef acc, LLVMValueRef u, LLVMValueRef w)
 {
-    const char *name = "llvm.x86.avx512.vpdpbusd.512";
+    const char *name = d->bf16 ? "llvm.x86.avx512bf16.dpbf16ps.512" : "llvm.x86.avx512.vpdpbusd.512";
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
     KILN_ASSERT(id);
     LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, NULL, 0);
-    return LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, NULL, 0), f, (LLVMValueRef[]){acc, u, w}, 3, "");
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, NULL, 0), pt[3];
+    KILN_ASSERT(LLVMCountParamTypes(fty) == 3);
+    LLVMGetParamTypes(fty, pt);
+    u = LLVMBuildBitCast(cg->b, u, pt[1], "");
+    w = LLVMBuildBitCast(cg->b, w, pt[2], "");
+    return LLVMBuildCall2(cg->b, fty, f, (LLVMValueRef[]){acc, u, w}, 3, "");
 }
 
 typedef struct Ukr {
     Cg *cg;
     const QCfg *q;
+    const Dot *d;
     int mr, sets;
     CgVec V;
+    LLVMTypeRef at; /* the accumulators' type: <16 x i32> or <16 x float> */
     LLVMValueRef a, lda, b;
     LLVMValueRef acc[4 * 16 * 4]; /* [set][row][vector] allocas */
 } Ukr;
@@ -319,7 +391,7 @@ static LLVMValueRef *acc_slot(Ukr *u, int s, int r, int v)
     return &u->acc[(s * u->mr + r) * u->q->nv + v];
 }
 
-/* One step of 4 k (group kk) into accumulator set s. */
+/* One step (group kk of 4 bytes per lane) into accumulator set s. */
 static void ukr_step(Ukr *u, LLVMValueRef kk, int s)
 {
     Cg *cg = u->cg;
@@ -333,15 +405,15 @@ static void ukr_step(Ukr *u, LLVMValueRef kk, int s)
         LLVMValueRef bc = cg_vsplat(&u->V, a4);
         for (int v = 0; v < u->q->nv; v++) {
             LLVMValueRef slot = *acc_slot(u, s, r, v);
-            store(cg, vpdpbusd(cg, load(cg, u->V.it, slot, 64), bc, bv[v]), slot, 64);
+            store(cg, dot(cg, u->d, load(cg, u->at, slot, 64), bc, bv[v]), slot, 64);
         }
     }
 }
 
-static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, int mr, int edge)
+static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, int edge)
 {
     char name[64];
-    snprintf(name, sizeof name, "kiln_qgemm_ukr%dx%d%s", mr, q->nv, edge ? "_edge" : "");
+    snprintf(name, sizeof name, "kiln_%cgemm_ukr%dx%d%s", d->bf16 ? 'b' : 'q', mr, q->nv, edge ? "_edge" : "");
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (f)
         return f;
@@ -359,7 +431,8 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, int mr, int edge)
     set_attr(cg, f, 5, "noalias");
     cg->fn = f;
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
-    Ukr u = {.cg = cg, .q = q, .mr = mr, .V = cg_vec(cg, VW, 1)};
+    Ukr u = {.cg = cg, .q = q, .d = d, .mr = mr, .V = cg_vec(cg, VW, 1)};
+    u.at = d->bf16 ? u.V.vt : u.V.it;
     u.a = LLVMGetParam(f, 0);
     u.lda = LLVMGetParam(f, 1);
     u.b = LLVMGetParam(f, 2);
@@ -370,8 +443,8 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, int mr, int edge)
     while (u.sets < UNROLL && u.sets * mr * q->nv < 8)
         u.sets *= 2;
     for (int i = 0; i < u.sets * mr * q->nv; i++) {
-        u.acc[i] = cg_alloca(cg, u.V.it, "acc");
-        store(cg, LLVMConstNull(u.V.it), u.acc[i], 64);
+        u.acc[i] = cg_alloca(cg, u.at, "acc");
+        store(cg, LLVMConstNull(u.at), u.acc[i], 64);
     }
     Loop l4 = cg_loop_begin(cg, i64c(cg, 0), LLVMBuildSub(cg->b, kq, i64c(cg, UNROLL - 1), ""), "k4");
     for (int s = 0; s < UNROLL; s++)
@@ -380,20 +453,26 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, int mr, int edge)
     Loop l1 = cg_loop_begin(cg, l4.phi, kq, "k1");
     ukr_step(&u, l1.iv, 0);
     cg_loop_end(cg, &l1);
-    /* the correction and the rescale: ((float)(acc - comp) * sa) * scale, then the store */
-    LLVMValueRef sav[16];
-    for (int r = 0; r < mr; r++)
+    /* int8: the correction and the rescale, ((float)(acc - comp) * sa) * scale; then the store */
+    LLVMValueRef sav[16], cv = NULL, sv = NULL;
+    for (int r = 0; r < mr && !d->bf16; r++)
         sav[r] = cg_vsplat(&u.V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sa, (LLVMValueRef[]){i64c(cg, r)}, 1, ""), 4));
     for (int v = 0; v < q->nv; v++) {
-        LLVMValueRef cv = load(cg, u.V.it, gep8(cg, comp, i64c(cg, 64 * v)), 4);
-        LLVMValueRef sv = load(cg, u.V.vt, gep8(cg, scale, i64c(cg, 64 * v)), 4);
+        if (!d->bf16) {
+            cv = load(cg, u.V.it, gep8(cg, comp, i64c(cg, 64 * v)), 4);
+            sv = load(cg, u.V.vt, gep8(cg, scale, i64c(cg, 64 * v)), 4);
+        }
         LLVMValueRef mask = edge ? lanes_below(cg, v * VW, nrem) : NULL;
         for (int r = 0; r < mr; r++) {
-            LLVMValueRef acc = load(cg, u.V.it, *acc_slot(&u, 0, r, v), 64);
-            for (int s = 1; s < u.sets; s++)
-                acc = add(cg, acc, load(cg, u.V.it, *acc_slot(&u, s, r, v), 64));
-            LLVMValueRef y = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, acc, cv, ""), u.V.vt, "");
-            y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, y, sav[r], ""), sv, "");
+            LLVMValueRef y = load(cg, u.at, *acc_slot(&u, 0, r, v), 64);
+            for (int s = 1; s < u.sets; s++) {
+                LLVMValueRef x = load(cg, u.at, *acc_slot(&u, s, r, v), 64);
+                y = d->bf16 ? LLVMBuildFAdd(cg->b, y, x, "") : add(cg, y, x);
+            }
+            if (!d->bf16) {
+                y = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, y, cv, ""), u.V.vt, "");
+                y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, y, sav[r], ""), sv, "");
+            }
             LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, i64c(cg, r), ldc), i64c(cg, v * VW)));
             if (mask)
                 masked_store(cg, y, p, mask);
@@ -424,23 +503,25 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     const Tiles *tl = ctx;
     const QCfg *q = tl->q;
     const Node *n = tl->n;
-    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, 4), Np = pad(N, q->nr);
-    int64_t lda = row_bytes(K), mcmax = mc_rows(q, K), np = Np / q->nr;
+    Dot d = dot_of(n);
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, d.kg), Np = pad(N, q->nr);
+    int64_t lda = row_bytes(&d, K), mcmax = mc_rows(q, &d, K), np = Np / q->nr, panel = Kp * q->nr * d.es;
     LLVMValueRef out = cap[CP_OUT], pk = cap[CP_PK], M = cap[CP_M], mcb = cap[CP_MCB], tn = cap[CP_TN];
     LLVMValueRef ncp = cap[CP_NCP];
-    LLVMValueRef buf = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(mcmax * lda)), "qrows");
+    LLVMValueRef buf = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(mcmax * lda)), "rows");
     LLVMSetAlignment(buf, 64);
     LLVMValueRef sab = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)mcmax), "sa");
-    LLVMValueRef cur = cg_alloca(cg, cg->i64, "quantized_mblock");
+    LLVMValueRef cur = cg_alloca(cg, cg->i64, "prepared_mblock");
     LLVMBuildStore(cg->b, i64c(cg, -1), cur);
+    /* int8: the column sums and the scales after the panels */
     LLVMValueRef comp0 = gep8(cg, pk, i64c(cg, Kp * Np)), scale0 = gep8(cg, pk, i64c(cg, Kp * Np + 4 * Np));
 
     Loop lt = cg_loop_begin(cg, begin, end, "tile");
     LLVMValueRef mb = LLVMBuildSDiv(cg->b, lt.iv, tn, "");
     LLVMValueRef nb = LLVMBuildSub(cg->b, lt.iv, mul(cg, mb, tn), "");
     LLVMValueRef i0 = mul(cg, mb, mcb), i1 = cg_smin(cg, M, add(cg, i0, mcb));
-    LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, mb, LLVMBuildLoad2(cg->b, cg->i64, cur, ""), ""), "quantize");
-    quantize_rows(cg, cap[CP_A], K, i0, i1, buf, sab);
+    LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, mb, LLVMBuildLoad2(cg->b, cg->i64, cur, ""), ""), "prepare");
+    prepare_rows(cg, &d, cap[CP_A], K, i0, i1, buf, sab);
     LLVMBuildStore(cg->b, mb, cur);
     cg_if_end(cg, done);
     LLVMValueRef p0 = mul(cg, nb, ncp), p1 = cg_smin(cg, i64c(cg, np), add(cg, p0, ncp));
@@ -454,7 +535,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef col = mul(cg, lj.iv, i64c(cg, q->nr));
     LLVMValueRef nrem = LLVMBuildSub(cg->b, i64c(cg, N), col, "");
     LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, i64c(cg, q->nr), ""), cg->i64, "");
-    LLVMValueRef args[10] = {arow, i64c(cg, lda), gep8(cg, pk, mul(cg, lj.iv, i64c(cg, Kp * q->nr))), i64c(cg, Kp / 4),
+    LLVMValueRef args[10] = {arow, i64c(cg, lda), gep8(cg, pk, mul(cg, lj.iv, i64c(cg, panel))), i64c(cg, Kp / d.kg),
                              cg_fptr(cg, out, add(cg, mul(cg, li.iv, i64c(cg, N)), col)), i64c(cg, N),
                              gep8(cg, comp0, mul(cg, col, i64c(cg, 4))), gep8(cg, scale0, mul(cg, col, i64c(cg, 4))),
                              sap, nrem};
@@ -470,7 +551,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
             LLVMBasicBlockRef cb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ukr");
             LLVMAddCase(sw, i64c(cg, (m - 1) * 2 + e), cb);
             LLVMPositionBuilderAtEnd(cg->b, cb);
-            LLVMValueRef u = ukr_function(cg, q, m, e);
+            LLVMValueRef u = ukr_function(cg, q, &d, m, e);
             LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, 10, "");
             LLVMBuildBr(cg->b, next);
         }
@@ -495,18 +576,19 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     if (!cg->plan.packed || cg->plan.packed[n->id] < 0 || !takes(cg, n))
         return 1;
     QCfg q = qcfg();
+    Dot d = dot_of(n);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), np = pad(N, q.nr) / q.nr;
     LLVMValueRef dims[IR_MAX_RANK];
     cg_shape(cg, n->in[0], dims);
     LLVMValueRef M = cg_numel(cg, n->in[0]->rank - 1, dims), one = i64c(cg, 1);
     /* m-blocks of equal height in micro-tiles, at most mc_rows */
     LLVMValueRef mr = i64c(cg, q.mr);
-    LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, i64c(cg, mc_rows(&q, K))), one);
+    LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, i64c(cg, mc_rows(&q, &d, K))), one);
     LLVMValueRef mcb = cg_smax(cg, mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
     tm = cg_smax(cg, cg_ceil_div(cg, M, mcb), one);
     /* n-blocks: a K x block slice of B in half of L2, at most ncp panels, and enough tiles for the
      * threads when there are few m-blocks */
-    int64_t l2p = cg_target(cg).l2 / 2 / (pad(K, 4) * q.nr);
+    int64_t l2p = cg_target(cg).l2 / 2 / (pad(K, d.kg) * q.nr * d.es);
     int64_t ncp_max = l2p < 1 ? 1 : l2p > q.ncp ? q.ncp : l2p;
     LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), i64c(cg, ncp_max)), cg_ceil_div(cg, cg_pool_threads(cg), tm));
     LLVMValueRef ncp = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), want), one);

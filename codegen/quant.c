@@ -10,7 +10,8 @@
  * inner, so the inner loop walks w and the output contiguously and LLVM vectorises it):
  *   - weight-only: each row of w is dequantised once per block of RB rows of a into a stack buffer,
  *     (q - z) * s in f32, and accumulated in f32 into the block's output rows (per element, without
- *     the buffer, when a row of w exceeds WBUF bytes);
+ *     the buffer, when a row of w exceeds WBUF bytes); bf16 weights are read as they are and each
+ *     element of a is rounded to bf16 first;
  *   - dynamic (W8A8): the row's largest |a| gives its scale, the row is quantized into an i8 buffer
  *     on the stack (K is static), the integer products accumulate exactly in i32 in the output row,
  *     which is then rescaled in place: ((float)acc * sa) * s[n]. Identical bits to the interpreter.
@@ -117,13 +118,39 @@ enum {
     WBUF = 64 << 10,   /* ... when that row takes at most this many bytes (else per element) */
 };
 
-/* Rows [begin, end) of a qmatmul. cap: out, a, w, s, z (z may be a null pointer). */
+/* Element k of a row of a weight-only qmatmul's left operand: for bf16 weights rounded to bf16 (to
+ * nearest even: through a bf16 store and load, which LLVM folds into integer operations). */
+static LLVMValueRef a_value(Cg *cg, const Node *n, LLVMValueRef a, LLVMValueRef idx, LLVMValueRef slot)
+{
+    LLVMValueRef v = cg_load(cg, a, DT_F32, idx);
+    if (n->in[1]->dtype != DT_BF16)
+        return v;
+    cg_store(cg, slot, DT_BF16, cg_i64(cg, 0), v);
+    return cg_load(cg, slot, DT_BF16, cg_i64(cg, 0));
+}
+
+/* Element wi of a weight-only qmatmul's w dequantised, its scale (and zero point) at sp: (q - z) * s,
+ * or the bf16 value itself. */
+static LLVMValueRef w_value(Cg *cg, const Node *n, LLVMValueRef wp, LLVMValueRef s, LLVMValueRef z, LLVMValueRef wi,
+                            LLVMValueRef sp)
+{
+    DType wt = n->in[1]->dtype;
+    if (wt == DT_BF16)
+        return cg_load(cg, wp, DT_BF16, wi);
+    LLVMValueRef q = itof(cg, cg_load(cg, wp, wt, wi));
+    if (z)
+        q = LLVMBuildFSub(cg->b, q, itof(cg, cg_load(cg, z, wt, sp)), "");
+    return LLVMBuildFMul(cg->b, q, cg_load(cg, s, DT_F32, sp), "");
+}
+
+/* Rows [begin, end) of a qmatmul. cap: out, a, w, s, z (s and z may be null pointers). */
 static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     const Node *n = ctx, *w = n->in[1];
     int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), G = n->at.group > 0 ? n->at.group : K;
     LLVMValueRef out = cap[0], a = cap[1], wp = cap[2], s = cap[3], z = n->nin > 3 ? cap[4] : NULL;
     LLVMValueRef cK = cg_i64(cg, K), cN = cg_i64(cg, N);
+    LLVMValueRef slot = cg_alloca(cg, cg->i16, "bf16");
     if (!n->at.dynamic && N * 4 <= WBUF) {
         /* weight-only, blocks of RB rows: each row k of w dequantised once into a stack buffer, then
          * added into the block's RB output rows (a contiguous, vectorisable loop) */
@@ -142,13 +169,10 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
         LLVMValueRef wrow = LLVMBuildMul(cg->b, lk.iv, cN, "");
         Loop ld = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
         LLVMValueRef sp = LLVMBuildAdd(cg->b, srow, ld.iv, "");
-        LLVMValueRef q = itof(cg, cg_load(cg, wp, w->dtype, LLVMBuildAdd(cg->b, wrow, ld.iv, "")));
-        if (z)
-            q = LLVMBuildFSub(cg->b, q, itof(cg, cg_load(cg, z, w->dtype, sp)), "");
-        cg_store(cg, wbuf, DT_F32, ld.iv, LLVMBuildFMul(cg->b, q, cg_load(cg, s, DT_F32, sp), ""));
+        cg_store(cg, wbuf, DT_F32, ld.iv, w_value(cg, n, wp, s, z, LLVMBuildAdd(cg->b, wrow, ld.iv, ""), sp));
         cg_loop_end(cg, &ld);
         Loop lr = cg_loop_begin(cg, r0, r1, "row");
-        LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lr.iv, cK, ""), lk.iv, ""));
+        LLVMValueRef av = a_value(cg, n, a, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, lr.iv, cK, ""), lk.iv, ""), slot);
         LLVMValueRef orow = LLVMBuildMul(cg->b, lr.iv, cN, "");
         Loop ln = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
         LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, ln.iv, "");
@@ -168,15 +192,12 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
         cg_store(cg, out, DT_F32, LLVMBuildAdd(cg->b, orow, lz.iv, ""), LLVMConstNull(cg->f32));
         cg_loop_end(cg, &lz);
         Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
-        LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, lk.iv, ""));
+        LLVMValueRef av = a_value(cg, n, a, LLVMBuildAdd(cg->b, arow, lk.iv, ""), slot);
         LLVMValueRef srow = LLVMBuildMul(cg->b, LLVMBuildUDiv(cg->b, lk.iv, cg_i64(cg, G), ""), cN, "");
         LLVMValueRef wrow = LLVMBuildMul(cg->b, lk.iv, cN, "");
         Loop ln = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
         LLVMValueRef sp = LLVMBuildAdd(cg->b, srow, ln.iv, "");
-        LLVMValueRef q = itof(cg, cg_load(cg, wp, w->dtype, LLVMBuildAdd(cg->b, wrow, ln.iv, "")));
-        if (z)
-            q = LLVMBuildFSub(cg->b, q, itof(cg, cg_load(cg, z, w->dtype, sp)), "");
-        LLVMValueRef wd = LLVMBuildFMul(cg->b, q, cg_load(cg, s, DT_F32, sp), "");
+        LLVMValueRef wd = w_value(cg, n, wp, s, z, LLVMBuildAdd(cg->b, wrow, ln.iv, ""), sp);
         LLVMValueRef oi = LLVMBuildAdd(cg->b, orow, ln.iv, "");
         LLVMValueRef acc = cg_load(cg, out, DT_F32, oi);
         cg_store(cg, out, DT_F32, oi, cg_intrinsic(cg, "llvm.fmuladd", (LLVMValueRef[]){av, wd, acc}, 3));
@@ -228,13 +249,14 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
 
 static int qmatmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
-    if (!cg_qgemm(cg, n, out, in)) /* VNNI with packed weights */
+    if (!cg_qgemm(cg, n, out, in)) /* VNNI or AVX512-BF16 with packed weights */
         return 0;
     const Node *a = n->in[0], *w = n->in[1];
     LLVMValueRef dims[IR_MAX_RANK];
     cg_shape(cg, a, dims);
     LLVMValueRef rows = cg_numel(cg, a->rank - 1, dims);
-    LLVMValueRef cap[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr)};
+    LLVMValueRef none = LLVMConstNull(cg->ptr);
+    LLVMValueRef cap[5] = {out, in[0], in[1], n->nin > 2 ? in[2] : none, n->nin > 3 ? in[3] : none};
     LLVMValueRef work = LLVMBuildMul(cg->b, rows, cg_i64(cg, dim_value(w->shape[0]) * dim_value(w->shape[1])), "");
     char name[64];
     snprintf(name, sizeof name, "node%d_qmatmul_rows", n->id);

@@ -105,6 +105,9 @@ CgTarget cg_target(const Cg *cg)
         k.vnni = avx512 > 0 && (feature(f, "avx512vnni") > 0 ||
                                 (!feature(f, "avx512vnni") && in_list(cg->cpu, cpus_avx512) &&
                                  strcmp(cg->cpu, "skylake-avx512") != 0 && strcmp(cg->cpu, "x86-64-v4") != 0));
+        static const char *const cpus_bf16[] = {"cooperlake", "sapphirerapids", "emeraldrapids", "graniterapids",
+                                                "graniterapids-d", "diamondrapids", "znver4", "znver5", NULL};
+        k.bf16 = avx512 > 0 && (feature(f, "avx512bf16") > 0 || (!feature(f, "avx512bf16") && in_list(cg->cpu, cpus_bf16)));
         k.fma = fma > 0;
         k.regs = avx512 > 0 ? 32 : 16;
         k.isa = avx512 > 0 ? "AVX-512" : avx2 > 0 ? "AVX2" : "SSE";

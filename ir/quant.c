@@ -20,7 +20,12 @@
  *     with amax = the largest |a[m, k]| (NaN ignored, as maxnum), sa = amax / 127,
  *     qa = quantize(a, sa, 0) clamped to -127..127; then acc = sum_k qa * w as an exact integer and
  *     y = ((float)acc * sa) * s[n]. Every step is exact or one IEEE rounding, so the kernels
- *     (VNNI, AVX2 and portable) give the interpreter's bits.
+ *     (VNNI and portable) give the interpreter's bits.
+ *   qmatmul(a[..., M, K] f32, w[K, N] bf16) -> f32[..., M, N] (no scale, no zero point, G = 0, not
+ *     dynamic): bf16: y = sum_k bf16(a[m, k]) * w[k, n], bf16() rounding to nearest even (as a cast
+ *     to bf16 does). Each product of two bf16 values is exact in f32; the interpreter sums in double,
+ *     the kernels in f32 (AVX512-BF16's vdpbf16ps adds two products at a time and flushes bf16
+ *     subnormals, below 1.2e-38, to zero), so the sum is where they may differ, as for matmul.
  *
  * Why these choices: symmetric -127..127 for activations keeps u8 = qa + 128 and the AVX2 pair
  * sums in range (the VNNI form subtracts 128 * colsum(w)); one division per element rather than a
@@ -147,12 +152,17 @@ int ir_quant_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const 
         return 1;
     }
     KILN_ASSERT(op == OP_QMATMUL);
-    const Node *a = in[0], *w = in[1], *s = in[2], *z = nin > 3 ? in[3] : NULL;
+    const Node *a = in[0], *w = in[1], *s = nin > 2 ? in[2] : NULL, *z = nin > 3 ? in[3] : NULL;
     if (a->dtype != DT_F32 || a->rank < 2)
         return snprintf(msg, len, "qmatmul: a is %s, not f32 of rank >= 2", tstr(g, a, t0, sizeof t0)), 0;
-    if (!is_quant(w->dtype) || w->rank != 2 || !dim_is_const(w->shape[0]) || !dim_is_const(w->shape[1]))
-        return snprintf(msg, len, "qmatmul: w is %s, not a static [K, N] of i8, u8, i4 or u4",
+    if ((!is_quant(w->dtype) && w->dtype != DT_BF16) || w->rank != 2 || !dim_is_const(w->shape[0]) ||
+        !dim_is_const(w->shape[1]))
+        return snprintf(msg, len, "qmatmul: w is %s, not a static [K, N] of i8, u8, i4, u4 or bf16",
                         tstr(g, w, t0, sizeof t0)), 0;
+    if (w->dtype == DT_BF16 && (s || at->group || at->dynamic))
+        return snprintf(msg, len, "qmatmul: bf16 weights take no scale, zero point or group and are not dynamic"), 0;
+    if (!s && w->dtype != DT_BF16)
+        return snprintf(msg, len, "qmatmul: %s weights need a scale", dtype_traits[w->dtype].name), 0;
     int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), G = at->group;
     if (!dim_eq(a->shape[a->rank - 1], w->shape[0]))
         return snprintf(msg, len, "qmatmul: a %s and w %s differ in K", tstr(g, a, t0, sizeof t0),
@@ -160,8 +170,8 @@ int ir_quant_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const 
     if (G < 0)
         return snprintf(msg, len, "qmatmul: group %d is negative", at->group), 0;
     int64_t ng = G > 0 ? (K + G - 1) / G : 1;
-    if (s->dtype != DT_F32 || s->rank != 2 || !dim_is_const(s->shape[0]) || dim_value(s->shape[0]) != ng ||
-        !dim_eq(s->shape[1], w->shape[1]))
+    if (s && (s->dtype != DT_F32 || s->rank != 2 || !dim_is_const(s->shape[0]) || dim_value(s->shape[0]) != ng ||
+        !dim_eq(s->shape[1], w->shape[1])))
         return snprintf(msg, len, "qmatmul: scale %s is not f32[%lld, %lld] (group %d)", tstr(g, s, t0, sizeof t0),
                         (long long)ng, (long long)N, at->group), 0;
     if (z && (z->dtype != w->dtype || !ir_same_shape(z, s)))
@@ -232,6 +242,18 @@ static int quant_elementwise(const Node *n, const int64_t *const *shape, const d
     return 0;
 }
 
+/* bf16: y = sum_k bf16(a) * w, each product exact, summed in double and rounded once. */
+static void bf16_matmul(const double *A, const double *W, int64_t rows, int64_t K, int64_t N, double *y)
+{
+    for (int64_t m = 0; m < rows; m++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++)
+                acc += dtype_round(DT_BF16, A[m * K + k]) * W[k * N + j];
+            y[m * N + j] = acc;
+        }
+}
+
 static int quant_matmul(const Node *n, const int64_t *const *shape, const double *const *in, double *y)
 {
     const Node *a = n->in[0];
@@ -241,6 +263,10 @@ static int quant_matmul(const Node *n, const int64_t *const *shape, const double
         rows *= as[i];
     const double *A = in[0], *W = in[1], *S = in[2], *Z = n->nin > 3 ? in[3] : NULL;
     (void)M;
+    if (n->in[1]->dtype == DT_BF16) {
+        bf16_matmul(A, W, rows, K, N, y);
+        return 0;
+    }
     if (n->at.dynamic) {
         int *qa = malloc(sizeof(int) * (size_t)(K ? K : 1));
         if (!qa)
@@ -291,8 +317,10 @@ static int shapes_ok(const Node *n, const int64_t *const *shape, char *err, size
         int r = a->rank;
         const int64_t *as = shape[1], *ws = shape[2], *ss = shape[3];
         int64_t K = ws[0], N = ws[1], G = n->at.group, ng = G > 0 ? (K + G - 1) / G : 1;
-        int ok = n->nin >= 3 && r >= 2 && n->rank == r && n->in[1]->rank == 2 && n->in[2]->rank == 2 &&
-                 as[r - 1] == K && ss[0] == ng && ss[1] == N && shape[0][r - 1] == N;
+        int bf16 = n->in[1]->dtype == DT_BF16;
+        int ok = (bf16 ? n->nin == 2 : n->nin >= 3) && r >= 2 && n->rank == r && n->in[1]->rank == 2 &&
+                 (bf16 || (n->in[2]->rank == 2 && ss[0] == ng && ss[1] == N)) && as[r - 1] == K &&
+                 shape[0][r - 1] == N;
         for (int i = 0; ok && i < r - 1; i++)
             ok = shape[0][i] == as[i];
         if (ok && n->nin > 3)

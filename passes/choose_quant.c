@@ -1,5 +1,5 @@
 /* choose_quant.c: the choose-quant pass: a quantization scheme for every layer's matmuls, fixed
- * (`--quant int8|w8|w4`), pinned by hand (`--quant-overrides FILE`), or chosen from calibration runs
+ * (`--quant bf16|int8|w8|w4`), pinned by hand (`--quant-overrides FILE`), or chosen from calibration runs
  * under a budget (`--calibrate FILE... --quant-budget loss=X,size=MB`).
  *
  * What is quantized: every f32 matmul whose right operand is a constant matrix (a weight or const,
@@ -9,6 +9,8 @@
  * ir_quant_scales and ir_quantize1 (ir/quant.c), so the interpreter and the compiled code run the
  * same integers. The schemes:
  *   fp32  left alone;
+ *   bf16  bf16 weights (rounded to nearest even), activations rounded to bf16 as the product reads
+ *         them, f32 sums (qmatmul with bf16 weights: vdpbf16ps where the CPU has AVX512-BF16);
  *   int8  W8A8: i8 weights with one symmetric scale per output column (max|w| / 127), activations
  *         quantized per row at run time (qmatmul's dynamic mode);
  *   w8    weight-only i8, one scale per output column;
@@ -33,21 +35,21 @@
  *      the sum is only an estimate, since the layers' errors interact;
  *   4. verification: the copy with the whole choice runs the held-out part; while its loss exceeds
  *      loss=X, the quantized layer that alone loses most on the held-out part (measured then, once
- *      per layer and scheme) moves back up (w4 to the better of int8 and w8, those to fp32), and the
- *      copy runs again;
+ *      per layer and scheme) moves back up (w4 to the better of int8 and w8 if that lost less than w4
+ *      on the calibration part, else to bf16 if that did, else to fp32; int8 and w8 to bf16 likewise,
+ *      else fp32; bf16 to fp32), and the copy runs again;
  *   5. the table (layer, scheme, scope, the losses, bytes, MFLOP) goes to --quant-report FILE, to
  *      stdout with `kiln check`, to stderr with -v or --explain choose-quant; the overrides reader
  *      takes that file back (its first two columns).
  * A budget no choice meets (the weights cannot fit size=MB, or pinned layers alone break loss=X) is
  * an error that says so; the table of the closest choice is still written.
- * The copies run in the interpreter, so calibrating costs (1 + 3 x layers) x calibration runs plus the
+ * The copies run in the interpreter, so calibrating costs (1 + 4 x layers) x calibration runs plus the
  * verifications' held-out runs of the interpreter: calibration sets are meant to be small.
  *
- * Where it runs: after fuse-attention and before fuse-ops, because fuse-ops makes a matmul's
- * consumers its epilogue (Node.inl) and a qmatmul has no epilogue yet: its bias and activation run as
- * their own loop. Not done (issue 15): bf16, static (calibrated) activation scales (the ranges are
- * recorded and reported, the int8 kernels quantize each row at run time), a speed budget and a time
- * estimate per layer.
+ * Where it runs: after fuse-attention and before fuse-ops, so that fuse-ops makes a qmatmul's
+ * consumers (bias, activation, residual) its epilogue (Node.inl) as it does a matmul's. Not done
+ * (issue 15): static (calibrated) activation scales (the ranges are recorded and reported, the int8
+ * kernels quantize each row at run time), a speed budget and a time estimate per layer.
  */
 #include "passes/passes.h"
 
@@ -64,10 +66,11 @@ typedef struct Scheme {
     int kind;    /* which quantized copy of the weight it reads (Cand.qw), -1: none */
 } Scheme;
 
-enum { S_FP32, S_INT8, S_W8, S_W4, NSCHEME };
+enum { S_FP32, S_BF16, S_INT8, S_W8, S_W4, NSCHEME };
 
 static const Scheme schemes[NSCHEME] = {
     {"fp32", DT_F32, 0, 0, -1},
+    {"bf16", DT_BF16, 0, 0, 2},
     {"int8", DT_I8, 0, 1, 0},
     {"w8", DT_I8, 0, 0, 0}, /* the same weights as int8 */
     {"w4", DT_I4, 32, 0, 1},
@@ -75,7 +78,7 @@ static const Scheme schemes[NSCHEME] = {
 
 const char *pass_quant_schemes(void)
 {
-    return "int8, w8, w4";
+    return "bf16, int8, w8, w4";
 }
 
 /* fp32 is a scheme of the overrides file, not of --quant (which would then do nothing). */
@@ -127,7 +130,7 @@ typedef struct Cand {
     int64_t K, N;
     const Node *b; /* the constant it reads (ir_packed_rhs) */
     int trans;     /* b's data is [N, K] */
-    QWeight qw[2]; /* the quantized copies by Scheme.kind, made when first needed */
+    QWeight qw[3]; /* the quantized copies by Scheme.kind, made when first needed */
     CalibStats *st; /* the range of its left operand over the calibration runs, or NULL */
 } Cand;
 
@@ -183,7 +186,8 @@ static const char *common_scope(Arena *ar, const char *a, const char *b)
 static int64_t scheme_bytes(const Scheme *s, int64_t K, int64_t N)
 {
     int64_t ng = s->group && K > s->group ? (K + s->group - 1) / s->group : 1;
-    return dtype_bytes(s->dt, K * N) + (s->kind >= 0 ? (int64_t)sizeof(float) * ng * N : 0);
+    int scaled = s->kind >= 0 && s->dt != DT_BF16;
+    return dtype_bytes(s->dt, K * N) + (scaled ? (int64_t)sizeof(float) * ng * N : 0);
 }
 
 /* Whether something besides matmul n's operand chain reads the weight it packs (a tied embedding):
@@ -269,6 +273,14 @@ static QWeight *qweight(Q *q, Cand *c, const Scheme *s)
     if (w->q)
         return w;
     int64_t K = c->K, N = c->N;
+    if (s->dt == DT_BF16) { /* rounded to nearest even, no scale */
+        w->q = arena_alloc(q->g->arena, (size_t)dtype_bytes(DT_BF16, K * N));
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < N; j++)
+                dtype_store(DT_BF16, w->q, (size_t)(k * N + j),
+                            dtype_load(c->b->dtype, c->b->at.data, (size_t)(c->trans ? j * K + k : k * N + j)));
+        return w;
+    }
     int group = s->group && K > s->group ? s->group : 0;
     int64_t ng = group ? (K + group - 1) / group : 1;
     float *f = malloc(sizeof(float) * (size_t)(K * N));
@@ -298,11 +310,13 @@ static Node *build_qmatmul(Q *q, Graph *h, Node *a, Cand *c, const Scheme *s)
     int64_t ng = group ? (c->K + group - 1) / group : 1;
     ir_set_origin(h, c->n);
     Dim ws[2] = {dim_const(c->K), dim_const(c->N)}, ss[2] = {dim_const(ng), dim_const(c->N)};
-    Node *in[3] = {a, ir_const(h, s->dt, 2, ws, w->q, c->b->loc), ir_const(h, DT_F32, 2, ss, w->scale, c->b->loc)};
+    Node *in[3] = {a, ir_const(h, s->dt, 2, ws, w->q, c->b->loc), NULL};
+    if (w->scale)
+        in[2] = ir_const(h, DT_F32, 2, ss, w->scale, c->b->loc);
     Attrs at = {0};
     at.group = group;
     at.dynamic = s->dynamic;
-    Node *qm = ir_build(h, OP_QMATMUL, &at, 3, in, NULL, c->n->loc, NULL);
+    Node *qm = ir_build(h, OP_QMATMUL, &at, w->scale ? 3 : 2, in, NULL, c->n->loc, NULL);
     ir_set_origin(h, NULL);
     return qm;
 }
@@ -523,6 +537,8 @@ static int move_up(Q *q)
         if (un->loss[s8] < un->loss[S_W4])
             up = s8;
     }
+    if (up == S_FP32 && un->choice != S_BF16 && un->loss[S_BF16] < un->loss[un->choice])
+        up = S_BF16;
     if (q->o->log)
         fprintf(q->o->log, "choose-quant: layer %s (alone %.4g on the held-out runs) moves from %s to %s\n", un->key,
                 wl, schemes[un->choice].name, schemes[up].name);
@@ -596,17 +612,17 @@ static void write_report(const Q *q, FILE *f)
     fprintf(f, "# weights: %.6g MB (fp32: %.6g MB); bytes: the layer's matmul weights and scales; MFLOP: its "
                "matmuls' at the inputs' largest sizes\n",
             (double)total_bytes(q) / 1e6, (double)fp / 1e6);
-    fprintf(f, "# edit the scheme column (fp32, int8, w8, w4) and pass the file to --quant-overrides\n");
-    fprintf(f, "# %-6s %-6s %-18s %-10s %-10s %-10s %-10s %10s %10s %9s\n", "layer", "scheme", "scope", "loss",
-            "int8", "w8", "w4", "bytes", "fp32-bytes", "MFLOP");
+    fprintf(f, "# edit the scheme column (fp32, bf16, int8, w8, w4) and pass the file to --quant-overrides\n");
+    fprintf(f, "# %-6s %-6s %-18s %-10s %-10s %-10s %-10s %-10s %10s %10s %9s\n", "layer", "scheme", "scope", "loss",
+            "bf16", "int8", "w8", "w4", "bytes", "fp32-bytes", "MFLOP");
     for (int u = 0; u < q->nunit; u++) {
         const Unit *un = &q->unit[u];
-        char l[4][32];
+        char l[NSCHEME][32]; /* l[0]: the chosen scheme's */
         loss_str(un->loss[un->choice], l[0], sizeof l[0]);
-        for (int s = S_INT8; s < NSCHEME; s++)
+        for (int s = S_FP32 + 1; s < NSCHEME; s++)
             loss_str(un->loss[s], l[s], sizeof l[s]);
-        fprintf(f, "  %-6s %-6s %-18s %-10s %-10s %-10s %-10s %10lld %10lld %9.4g\n", un->key,
-                schemes[un->choice].name, un->scope ? un->scope : "-", l[0], l[1], l[2], l[3],
+        fprintf(f, "  %-6s %-6s %-18s %-10s %-10s %-10s %-10s %-10s %10lld %10lld %9.4g\n", un->key,
+                schemes[un->choice].name, un->scope ? un->scope : "-", l[0], l[1], l[2], l[3], l[4],
                 (long long)un->bytes[un->choice], (long long)un->bytes[S_FP32], un->mflop);
     }
     if (q->cand && q->cand[0].st) {
@@ -681,9 +697,9 @@ static int read_overrides(Q *q, const char *path)
                 diag_error(d, kloc, "no layer '%.*s' in model %s (its layers: %s)", (int)klen, t,
                            q->g->model ? q->g->model : "?", layer_list(q, names, sizeof names));
             else if (!slen)
-                diag_error(d, sloc, "layer %s needs a scheme after it (fp32, int8, w8 or w4)", q->unit[u].key);
+                diag_error(d, sloc, "layer %s needs a scheme after it (fp32, bf16, int8, w8 or w4)", q->unit[u].key);
             else if (s < 0)
-                diag_error(d, sloc, "unknown scheme '%.*s' for layer %s (the schemes: fp32, int8, w8, w4)", (int)slen,
+                diag_error(d, sloc, "unknown scheme '%.*s' for layer %s (the schemes: fp32, bf16, int8, w8, w4)", (int)slen,
                            sch, q->unit[u].key);
             else if (q->unit[u].pinned)
                 diag_error(d, kloc, "layer %s is given twice", q->unit[u].key);
@@ -729,7 +745,7 @@ static int calibrate(Q *q)
     }
     q->kl = pass_calib_is_kl(q->g);
     q->tty = isatty(2);
-    q->progress_total = (q->cal.nrun + q->held.nrun) + 3 * q->nunit * q->cal.nrun + q->held.nrun;
+    q->progress_total = (q->cal.nrun + q->held.nrun) + (NSCHEME - 1) * q->nunit * q->cal.nrun + q->held.nrun;
     return reference(q) || sensitivity(q) ? -1 : 0;
 }
 

@@ -88,7 +88,7 @@ printf '0 w8\n9 w4\n' > "$OUT/o1.txt"
 expect_error "o1.txt:2:1: error: no layer '9' in model vit_mnist (its layers: top, 0, 1, 2, 3, 4, 5, head)" \
     "$KILN" check $M --quant-overrides "$OUT/o1.txt"
 printf '# x\nhead int3\n' > "$OUT/o2.txt"
-expect_error "o2.txt:2:6: error: unknown scheme 'int3' for layer head (the schemes: fp32, int8, w8, w4)" \
+expect_error "o2.txt:2:6: error: unknown scheme 'int3' for layer head (the schemes: fp32, bf16, int8, w8, w4)" \
     "$KILN" check $M --quant-overrides "$OUT/o2.txt"
 expect_error "no choice meets it: the closest (in the report) has .* MB of weights (every layer at its smallest scheme)" \
     "$KILN" check $C -D CTX=16 --calibrate "$OUT/short.txt" --quant-budget size=0.1 --quant-report "$OUT/c3.txt"

@@ -1667,6 +1667,30 @@ static void quant_cases(void)
                   nibbles(70 * 17, -128, 127, 41), nibbles(17, 0, 3, 42)), 0, "x86-64-v3"});
 }
 
+/* bf16 weights: a rounded to bf16, f32 sums (vdpbf16ps where the CPU has AVX512-BF16: the tiles'
+ * shapes as above; the portable kernel for weights that are an input, and for --cpu x86-64-v3).
+ * The products are exact; the interpreter sums them in double, the kernels in f32 in another order,
+ * so MM's tolerance (weights are small integers, exact in bf16). */
+static void bf16_cases(void)
+{
+    static const struct { int K, N; const char *shape, *cpu; } cs[] = {
+        {130, 300, "3, T", NULL}, {3, 100, "T", NULL}, {768, 16, "2, T", NULL}, {70, 17, "T", "x86-64-v3"}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        run((Spec){"qmatmul", MM, TS5, {UNI(-1, 1)},
+                   ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : bf16[%d, %d]\n"
+                      "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[%s, %d]\noutput y = %%2\n",
+                      cs[i].shape, cs[i].K, nibbles(cs[i].K * cs[i].N, -8, 8, 71 + (unsigned)i), cs[i].K, cs[i].N,
+                      cs[i].shape, cs[i].N), 0, cs[i].cpu});
+    run((Spec){"qmatmul", MM, TS3, {SPEC(-2, 2), UNI(-1, 1)},
+               "%0 = input \"a\" : f32[T, 33]\n%1 = input \"w\" : bf16[33, 5]\n"
+               "%2 = qmatmul(%0, %1) {group=0, dynamic=false} : f32[T, 5]\noutput y = %2\n", 0});
+    run((Spec){"qmatmul", MM, TS5, {UNI(-2, 2), UNI(-1, 1)},
+               ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = input \"b\" : f32[100]\n"
+                  "%%2 = const {data=[%s]} : bf16[70, 100]\n%%3 = qmatmul(%%0, %%2) {group=0, dynamic=false, inline} : f32[T, 100]\n"
+                  "%%4 = add(%%3, %%1) {inline} : f32[T, 100]\n%%5 = relu(%%4) : f32[T, 100]\noutput y = %%5\n",
+                  nibbles(7000, -4, 4, 81)), 0});
+}
+
 /* A qmatmul under an epilogue (fuse-ops' bias, GELU and residual): the VNNI kernel runs it on each
  * micro-tile, the portable kernels (--cpu x86-64-v3, weight-only) as a loop after the product. The
  * product is the interpreter's (bits for W8A8), the epilogue's f32 GELU differs as elementwise ops do
@@ -1744,6 +1768,7 @@ int main(int argc, char **argv)
     scatter_cases();
     quant_cases();
     quant_fused_cases();
+    bf16_cases();
 
     for (int op = 0; op < OP_COUNT; op++) {
         if (op == OP_INPUT || op == OP_WEIGHT || op == OP_CONST || op == OP_STATE /* tests/models/state.sh */ ||

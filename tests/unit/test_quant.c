@@ -174,6 +174,34 @@ static void test_interp_4bit(void)
     ir_graph_free(g);
 }
 
+/* bf16 weights: a is rounded to bf16 to nearest even before the products. 1 + 1/256 is a tie between
+ * bf16's 1 and 1 + 2/256 (to 1, the even one), 1 + 3/256 a tie between 1 + 2/256 and 1 + 4/256 (to
+ * the even 1 + 4/256): y = 1 * 1 + (1 + 4/256) * 2 = 3.03125 (3.02734375 unrounded). */
+static void test_interp_bf16(void)
+{
+    Graph *g = ir_graph_new();
+    Dim c1 = dim_const(1), c2 = dim_const(2);
+    float a[2] = {1 + 1.0f / 256, 1 + 3.0f / 256};
+    uint16_t w[2] = {0x3f80, 0x4000}; /* 1, 2 */
+    Node *x = input(g, "a", DT_F32, SH(c1, c2));
+    Node *q = mk(g, OP_QMATMUL, DT_F32, SH(c1, c1), INS(x, cnst(g, DT_BF16, SH(c2, c1), w, sizeof w)));
+    ir_add_output(g, "y", q);
+    char *msgs = NULL;
+    int k = verify(g, &msgs);
+    CHECK(k == 0, "the graph has problems:\n%s", msgs);
+    free(msgs);
+    HostTensor in = {.dtype = DT_F32, .rank = 2, .shape = {1, 2}, .data = a}, out[1];
+    Diag *d = diag_new(stderr);
+    int rc = ir_interp(g, &in, out, d);
+    diag_free(d);
+    CHECK(rc == 0, "ir_interp failed");
+    if (rc == 0) {
+        CHECK(((float *)out[0].data)[0] == 3.03125f, "bf16 qmatmul: %.9g, not 3.03125", ((float *)out[0].data)[0]);
+        free(out[0].data);
+    }
+    ir_graph_free(g);
+}
+
 /* The verifier rejects what the kernels could not run, with a sentence saying why. */
 static void expect_bad(Graph *g, const char *word)
 {
@@ -224,6 +252,18 @@ static void test_verifier(void)
     x = input(g, "x", DT_F32, SH(c2, c8));
     ir_add_output(g, "y", mk(g, OP_QUANTIZE, DT_F32, SH(c2, c8), INS(x, cnst(g, DT_F32, SH(c1, c1), s4, 4))));
     expect_bad(g, "the quantized dtype is f32");
+
+    /* bf16 weights take no scale; integer weights need one */
+    uint16_t wb[32] = {0};
+    g = ir_graph_new();
+    x = input(g, "x", DT_F32, SH(c2, c8));
+    ir_add_output(g, "y", mk(g, OP_QMATMUL, DT_F32, SH(c2, c4), INS(x, cnst(g, DT_BF16, SH(c8, c4), wb, 64),
+                                                                   cnst(g, DT_F32, SH(c1, c4), s4, 16))));
+    expect_bad(g, "bf16 weights take no scale");
+    g = ir_graph_new();
+    x = input(g, "x", DT_F32, SH(c2, c8));
+    ir_add_output(g, "y", mk(g, OP_QMATMUL, DT_F32, SH(c2, c4), INS(x, cnst(g, DT_I8, SH(c8, c4), w, 32))));
+    expect_bad(g, "i8 weights need a scale");
 }
 
 int main(void)
@@ -232,6 +272,7 @@ int main(void)
     test_packed();
     test_scales();
     test_interp_4bit();
+    test_interp_bf16();
     test_verifier();
     if (failures) {
         fprintf(stderr, "test_quant: %d failures\n", failures);
