@@ -11,7 +11,7 @@
  * cg_jit_run with one thread) and compares the outputs element by element. cg_jit_run consumes the
  * module, so each value of T is a fresh compilation (about 20-50 ms each).
  *
- * A case may name a CPU (Spec.cpu, as --cpu does) to compile for instead of the host's, so that the
+ * A case may name a CPU (run_on, as --cpu does) to compile for instead of the host's, so that the
  * fallback of a kernel that needs a feature (VNNI: the AVX2 target x86-64-v3) runs and is compared too.
  *
  * Shapes are odd on purpose (1, 3, 7, 17, 33, 65): a kernel vectorised by 8 or 16 must get its
@@ -217,8 +217,11 @@ typedef struct Spec {
     Gen gen[MAX_IO];     /* one per input, in declaration order */
     const char *ir;      /* the nodes and outputs; "sym T <= 40" is put in front */
     int bad_index;       /* the run must fail: a gather index out of range */
-    const char *cpu;     /* compile for this CPU (--cpu) rather than the host's: a fallback kernel */
 } Spec;
+
+/* The CPU the next cases compile for (--cpu) rather than the host's, to run a kernel's fallback;
+ * NULL: the host. Set around run() by run_on(). */
+static const char *case_cpu;
 
 static const int64_t TS5[] = {1, 2, 5, 17, 40, 0};
 static const int64_t TS3[] = {1, 17, 40, 0};
@@ -355,8 +358,8 @@ static int run_spec(const Spec *s, int num)
         goto out;
     }
     describe(g, n, what, sizeof what);
-    if (s->cpu)
-        snprintf(what + strlen(what), sizeof what - strlen(what), " [--cpu %s]", s->cpu);
+    if (case_cpu)
+        snprintf(what + strlen(what), sizeof what - strlen(what), " [--cpu %s]", case_cpu);
 
     static const int64_t once[] = {1, 0};
     const int64_t *Ts = s->T ? s->T : once;
@@ -411,7 +414,7 @@ static int run_spec(const Spec *s, int num)
             memset((char *)got[k].data + bytes, 0x5a, GUARD);
             outp[k] = got[k].data;
         }
-        cg = cg_new(&(CgOptions){.opt = 2, .cpu = s->cpu}, d);
+        cg = cg_new(&(CgOptions){.opt = 2, .cpu = case_cpu}, d);
         if (cg && !cg_build(cg, g) && !cg_optimise(cg))
             crc = cg_jit_run(cg, bound, inp, outp, 1);
         if (s->bad_index) {
@@ -533,6 +536,14 @@ static void run(Spec s)
 }
 
 /* Formats an IR body into a buffer that lives until the next call with the same slot. */
+/* run(s) compiled for cpu (NULL: the host). */
+static void run_on(const char *cpu, Spec s)
+{
+    case_cpu = cpu;
+    run(s);
+    case_cpu = NULL;
+}
+
 static const char *ir(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static const char *ir(const char *fmt, ...)
 {
@@ -1661,10 +1672,10 @@ static void quant_cases(void)
                       N, tiles[i].shape, N), 0});
     }
     /* without VNNI (AVX2: --cpu x86-64-v3) the portable kernel, the same bits */
-    run((Spec){"qmatmul", EXACT, TS3, {WIDE(1e-3, 1e3)},
+    run_on("x86-64-v3", (Spec){"qmatmul", EXACT, TS3, {WIDE(1e-3, 1e3)},
                ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = const {data=[%s]} : i8[70, 17]\n%%2 = const {data=[%s]} : f32[1, 17]\n"
                   "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, 17]\noutput y = %%3\n",
-                  nibbles(70 * 17, -128, 127, 41), nibbles(17, 0, 3, 42)), 0, "x86-64-v3"});
+                  nibbles(70 * 17, -128, 127, 41), nibbles(17, 0, 3, 42)), 0});
 }
 
 /* bf16 weights: a rounded to bf16, f32 sums (vdpbf16ps where the CPU has AVX512-BF16: the tiles'
@@ -1676,11 +1687,11 @@ static void bf16_cases(void)
     static const struct { int K, N; const char *shape, *cpu; } cs[] = {
         {130, 300, "3, T", NULL}, {3, 100, "T", NULL}, {768, 16, "2, T", NULL}, {70, 17, "T", "x86-64-v3"}};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-        run((Spec){"qmatmul", MM, TS5, {UNI(-1, 1)},
+        run_on(cs[i].cpu, (Spec){"qmatmul", MM, TS5, {UNI(-1, 1)},
                    ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : bf16[%d, %d]\n"
                       "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[%s, %d]\noutput y = %%2\n",
                       cs[i].shape, cs[i].K, nibbles(cs[i].K * cs[i].N, -8, 8, 71 + (unsigned)i), cs[i].K, cs[i].N,
-                      cs[i].shape, cs[i].N), 0, cs[i].cpu});
+                      cs[i].shape, cs[i].N), 0});
     run((Spec){"qmatmul", MM, TS3, {SPEC(-2, 2), UNI(-1, 1)},
                "%0 = input \"a\" : f32[T, 33]\n%1 = input \"w\" : bf16[33, 5]\n"
                "%2 = qmatmul(%0, %1) {group=0, dynamic=false} : f32[T, 5]\noutput y = %2\n", 0});
@@ -1699,13 +1710,13 @@ static void quant_fused_cases(void)
 {
     static const char *cpus[] = {NULL, "x86-64-v3"};
     for (int c = 0; c < 2; c++)
-        run((Spec){"qmatmul", EW, TS5, {UNI(-2, 2), UNI(-1, 1), UNI(-1, 1)},
+        run_on(cpus[c], (Spec){"qmatmul", EW, TS5, {UNI(-2, 2), UNI(-1, 1), UNI(-1, 1)},
                    ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = input \"b\" : f32[100]\n%%2 = input \"r\" : f32[T, 100]\n"
                       "%%3 = const {data=[%s]} : i8[70, 100]\n%%4 = const {data=[%s]} : f32[1, 100]\n"
                       "%%5 = qmatmul(%%0, %%3, %%4) {group=0, dynamic=true, inline} : f32[T, 100]\n"
                       "%%6 = add(%%5, %%1) {inline} : f32[T, 100]\n%%7 = gelu(%%6) {approx=erf, inline} : f32[T, 100]\n"
                       "%%8 = add(%%2, %%7) : f32[T, 100]\noutput y = %%8\n",
-                      nibbles(70 * 100, -128, 127, 51), nibbles(100, 1, 3, 52)), 0, cpus[c]});
+                      nibbles(70 * 100, -128, 127, 51), nibbles(100, 1, 3, 52)), 0});
     run((Spec){"qmatmul", MM, TS3, {UNI(-1, 1), UNI(-1, 1)},
                ir("%%0 = input \"a\" : f32[2, T, 37]\n%%1 = input \"b\" : f32[9]\n%%2 = input \"s\" : f32[5, 9]\n"
                   "%%3 = const {data=[%s]} : i4[37, 9]\n%%4 = qmatmul(%%0, %%3, %%2) {group=8, dynamic=false, inline} : f32[2, T, 9]\n"
