@@ -59,8 +59,10 @@
 
 enum {
     VW = 16,               /* i32 lanes of a zmm register: one vpdpbusd covers 16 columns x 4 k */
-    UNROLL = 4,            /* steps of 4 k per iteration of the micro-kernel's loop */
-    QBUF = 128 << 10,      /* bytes of quantized rows a thread keeps on its stack, at most */
+    UNROLL = 4,            /* steps of 4 bytes per iteration of the micro-kernel's loop */
+    KCB = 512,             /* bytes of a row per block of K (512 int8 or 256 bf16 elements) */
+    ROWB = KCB + 64,       /* bytes between prepared rows (a line more: rows 4 KiB apart share L1 sets) */
+    QBUF = 128 << 10,      /* bytes of prepared rows a thread keeps on its stack, at most */
     SERIAL_WORK = 1 << 17, /* multiply-adds under which a product stays on the calling thread */
 };
 
@@ -68,7 +70,7 @@ typedef struct QCfg {
     int mr;  /* rows of the micro-tile */
     int nv;  /* vectors of 16 columns per row of the micro-tile */
     int nr;  /* nv * 16: columns per panel of the packed weights */
-    int mc;  /* most rows per m-block (a multiple of mr) */
+    int mc;  /* most rows per m-block (a multiple of mr); 0: as many as QBUF holds */
     int ncp; /* most panels per n-block */
 } QCfg;
 
@@ -112,24 +114,24 @@ static QCfg qcfg(void)
         p = c ? c + 1 : NULL;
     }
     q.nr = q.nv * VW;
-    if (!q.mc)
-        q.mc = 8 * q.mr;
     q.mc = (q.mc + q.mr - 1) / q.mr * q.mr;
     return q;
 }
 
-/* Bytes between prepared rows of K elements: whole vectors, plus one line so that rows 4096 bytes
- * apart do not share L1 sets. */
-static int64_t row_bytes(const Dot *d, int64_t K)
+/* Elements of K per block: KCB bytes of a row (fewer, of equal blocks, rounded up to 16). */
+static int64_t k_block(const Dot *d, int64_t K)
 {
-    return pad(K * d->es, 64) + 64;
+    int64_t kc = KCB / d->es, nkb = (K + kc - 1) / kc;
+    return pad((K + nkb - 1) / nkb, 16);
 }
 
-/* The most rows of an m-block for this K: MC, fewer when they would not fit QBUF. */
-static int64_t mc_rows(const QCfg *q, const Dot *d, int64_t K)
+/* The most rows of an m-block: MC when given, else as many as QBUF holds (a multiple of mr). */
+static int64_t mc_rows(const QCfg *q)
 {
-    int64_t m = QBUF / row_bytes(d, K) / q->mr * q->mr;
-    return m < q->mr ? q->mr : m > q->mc ? q->mc : m;
+    int64_t m = QBUF / ROWB / q->mr * q->mr;
+    if (q->mc && q->mc < m)
+        m = q->mc;
+    return m < q->mr ? q->mr : m;
 }
 
 static int is_constant(const Node *x)
@@ -205,10 +207,11 @@ void cg_qgemm_explain(Cg *cg, FILE *out)
                     b ? "AVX512-BF16" : "AVX-512 VNNI");
             continue;
         }
-        fprintf(out, "codegen: %s micro-tile %d x %d (%d rows, %d vectors of 16 %s): %d accumulators; m-blocks of at "
-                     "most %d rows (and %d KiB of prepared rows per thread), n-blocks of at most %d panels (and half "
-                     "of L2)%s%s\n",
-                name, q.mr, q.nr, q.mr, q.nv, b ? "f32" : "i32", q.mr * q.nv, q.mc, QBUF >> 10, q.ncp,
+        fprintf(out, "codegen: %s micro-tile %d x %d (%d rows, %d vectors of 16 %s): %d accumulators; blocks of K of "
+                     "%d bytes a row, m-blocks of at most %lld rows (%d KiB of prepared rows per thread), n-blocks of "
+                     "at most %d panels (and a block of K of them in half of L2)%s%s\n",
+                name, q.mr, q.nr, q.mr, q.nv, b ? "f32" : "i32", q.mr * q.nv, KCB, (long long)mc_rows(&q), QBUF >> 10,
+                q.ncp,
                 env ? "; KILN_QGEMM=" : "", env ? env : "");
     }
 }
@@ -280,10 +283,12 @@ static void masked_store(Cg *cg, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m)
 
 /* ---------------------------------------------------------------- preparing rows
  *
- * Rows [r0, r1) of a (K floats each, K static) into buf, rows row_bytes apart, in vectors of 16 with
- * the last one masked (its lanes past K read as 0). int8: u8 = qa + 128 with the interpreter's amax,
- * sa = amax / 127 and quantize(a, sa, 0) on -127..127, and sa into sab[0 ..); bf16: each float
- * rounded to bf16, to nearest even (fptrunc: vcvtneps2bf16). */
+ * int8 first: each row's scale, sa = amax / 127 over the whole row (the interpreter's: maxnum drops
+ * NaN), into sab. Then, block of K by block of K, the rows' elements [k0, k0 + kn) into buf (rows
+ * ROWB bytes apart), in vectors of 16 with the last one masked (its lanes past kn read as 0, so the
+ * rest of the last group is 0): int8 as u8 = qa + 128 with qa = quantize(a, sa, 0) on -127..127;
+ * bf16 rounded to nearest even (fptrunc: vcvtneps2bf16). */
+
 /* *amax = maxnum(*amax, |x|), lane by lane. */
 static void amax_step(Cg *cg, LLVMValueRef amax, LLVMValueRef x)
 {
@@ -291,73 +296,73 @@ static void amax_step(Cg *cg, LLVMValueRef amax, LLVMValueRef x)
     store(cg, cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){m, cg_intrinsic(cg, "llvm.fabs", &x, 1)}, 2), amax, 64);
 }
 
-/* Floats k .. k+15 of src (the lanes of mask only, when given; the others read as 0) quantized with
- * scale sv into u8 = qa + 128 at dst + k. */
-static void quantize_vector(Cg *cg, const CgVec *V, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef k,
-                            LLVMValueRef mask, LLVMValueRef sv)
-{
-    LLVMValueRef x = mask ? masked_load(cg, V->vt, cg_fptr(cg, src, k), mask) : cg_vload(V, cg_fptr(cg, src, k), 4);
-    LLVMValueRef q = cg_quantize_f32(cg, x, sv, LLVMConstNull(V->vt), -127, 127);
-    LLVMValueRef u = add(cg, LLVMBuildFPToSI(cg->b, q, V->it, ""), cg_viconst(V, cg->i32, 128));
-    store(cg, LLVMBuildTrunc(cg->b, u, LLVMVectorType(cg->i8, VW), ""), gep8(cg, dst, k), 1);
-}
-
-/* Floats k .. k+15 of src (the lanes of mask only, when given) rounded to bf16 at dst + 2k. */
-static void bf16_vector(Cg *cg, const CgVec *V, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef k, LLVMValueRef mask)
-{
-    LLVMValueRef x = mask ? masked_load(cg, V->vt, cg_fptr(cg, src, k), mask) : cg_vload(V, cg_fptr(cg, src, k), 4);
-    LLVMValueRef h = LLVMBuildFPTrunc(cg->b, x, LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), VW), "");
-    store(cg, h, gep8(cg, dst, mul(cg, k, i64c(cg, 2))), 1);
-}
-
-static void prepare_rows(Cg *cg, const Dot *d, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1,
-                         LLVMValueRef buf, LLVMValueRef sab)
+static void row_scales(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1, LLVMValueRef sab)
 {
     CgVec V = cg_vec(cg, VW, 1);
-    int64_t full = K / VW, tail = K % VW, lda = row_bytes(d, K);
-    LLVMValueRef tmask = tail ? lanes_below(cg, 0, i64c(cg, tail)) : NULL;
+    int64_t full = K / VW, tail = K % VW;
     LLVMValueRef amax = cg_alloca(cg, V.vt, "amax");
-    Loop lr = cg_loop_begin(cg, r0, r1, "prow");
+    Loop lr = cg_loop_begin(cg, r0, r1, "srow");
     LLVMValueRef src = cg_fptr(cg, a, mul(cg, lr.iv, i64c(cg, K)));
-    LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
-    LLVMValueRef dst = gep8(cg, buf, mul(cg, r, i64c(cg, lda)));
-    if (d->bf16) {
-        Loop lc = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, full), "bf16");
-        bf16_vector(cg, &V, src, dst, mul(cg, lc.iv, i64c(cg, VW)), NULL);
-        cg_loop_end(cg, &lc);
-        if (tail)
-            bf16_vector(cg, &V, src, dst, i64c(cg, full * VW), tmask);
-        cg_loop_end(cg, &lr);
-        return;
-    }
-    /* the largest |a|: maxnum ignores NaN, as the interpreter's fmaxf */
     store(cg, LLVMConstNull(V.vt), amax, 64);
     Loop lm = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, full), "amax");
     amax_step(cg, amax, cg_vload(&V, cg_fptr(cg, src, mul(cg, lm.iv, i64c(cg, VW))), 4));
     cg_loop_end(cg, &lm);
     if (tail)
-        amax_step(cg, amax, masked_load(cg, V.vt, cg_fptr(cg, src, i64c(cg, full * VW)), tmask));
+        amax_step(cg, amax, masked_load(cg, V.vt, cg_fptr(cg, src, i64c(cg, full * VW)), lanes_below(cg, 0, i64c(cg, tail))));
     /* no lane is NaN (they start at 0 and maxnum drops NaN), so the reduction's no-NaN flag holds */
     LLVMValueRef sa = LLVMBuildFDiv(cg->b, cg_vhmax(&V, load(cg, V.vt, amax, 64)), LLVMConstReal(cg->f32, 127), "");
+    LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
     store(cg, sa, LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4);
-    LLVMValueRef sv = cg_vsplat(&V, sa);
-    Loop lq = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, full), "quant");
-    quantize_vector(cg, &V, src, dst, mul(cg, lq.iv, i64c(cg, VW)), NULL, sv);
-    cg_loop_end(cg, &lq);
-    if (tail)
-        quantize_vector(cg, &V, src, dst, i64c(cg, full * VW), tmask, sv);
+    cg_loop_end(cg, &lr);
+}
+
+/* Elements k .. k+15 of the row src (the lanes of mask only, when given; the others read as 0) at
+ * element k of dst: int8 quantized with scale sv as u8 = qa + 128, bf16 rounded. */
+static void prepare_vector(Cg *cg, const Dot *d, const CgVec *V, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef k,
+                           LLVMValueRef mask, LLVMValueRef sv)
+{
+    LLVMValueRef x = mask ? masked_load(cg, V->vt, cg_fptr(cg, src, k), mask) : cg_vload(V, cg_fptr(cg, src, k), 4);
+    if (d->bf16) {
+        LLVMValueRef h = LLVMBuildFPTrunc(cg->b, x, LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), VW), "");
+        store(cg, h, gep8(cg, dst, mul(cg, k, i64c(cg, 2))), 1);
+        return;
+    }
+    LLVMValueRef q = cg_quantize_f32(cg, x, sv, LLVMConstNull(V->vt), -127, 127);
+    LLVMValueRef u = add(cg, LLVMBuildFPToSI(cg->b, q, V->it, ""), cg_viconst(V, cg->i32, 128));
+    store(cg, LLVMBuildTrunc(cg->b, u, LLVMVectorType(cg->i8, VW), ""), gep8(cg, dst, k), 1);
+}
+
+static void prepare_block(Cg *cg, const Dot *d, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1,
+                          LLVMValueRef k0, LLVMValueRef kn, LLVMValueRef buf, LLVMValueRef sab)
+{
+    CgVec V = cg_vec(cg, VW, 1);
+    LLVMValueRef full = LLVMBuildUDiv(cg->b, kn, i64c(cg, VW), ""), done = mul(cg, full, i64c(cg, VW));
+    LLVMValueRef tail = LLVMBuildSub(cg->b, kn, done, "");
+    LLVMValueRef tmask = lanes_below(cg, 0, tail);
+    Loop lr = cg_loop_begin(cg, r0, r1, "prow");
+    LLVMValueRef src = cg_fptr(cg, a, add(cg, mul(cg, lr.iv, i64c(cg, K)), k0));
+    LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
+    LLVMValueRef dst = gep8(cg, buf, mul(cg, r, i64c(cg, ROWB)));
+    LLVMValueRef sv = d->bf16 ? NULL : cg_vsplat(&V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4));
+    Loop lc = cg_loop_begin(cg, i64c(cg, 0), full, "pvec");
+    prepare_vector(cg, d, &V, src, dst, mul(cg, lc.iv, i64c(cg, VW)), NULL, sv);
+    cg_loop_end(cg, &lc);
+    LLVMBasicBlockRef after = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, tail, i64c(cg, 0), ""), "ptail");
+    prepare_vector(cg, d, &V, src, dst, done, tmask, sv);
+    cg_if_end(cg, after);
     cg_loop_end(cg, &lr);
 }
 
 /* ---------------------------------------------------------------- the micro-kernel
  *
  * void kiln_{q,b}gemm_ukr<mr>x<nv>[_edge](ptr a, i64 lda, ptr b, i64 kq, ptr c, i64 ldc, ptr comp,
- *                                         ptr scale, ptr sa, i64 nrem)
- *   int8 (q): C[0:mr, 0:NR] = ((float)(U[0:mr, 0:4kq] @ B - comp) * sa[row]) * scale[col]
- *   bf16 (b): C[0:mr, 0:NR] = A[0:mr, 0:2kq] @ B (comp, scale and sa unused)
- * a: mr prepared rows, lda bytes apart; b: the panel (kq groups of NR x 4 bytes); c: ldc floats per
- * row; comp, scale: the panel's NR entries; sa: mr floats. The _edge variant stores only the first
- * nrem columns. */
+ *                                         ptr scale, ptr sa, i64 nrem, i64 first, i64 last)
+ *   S = (first ? 0 : C[0:mr, 0:NR]) + A[0:mr, block] @ B[block, 0:NR]   (i32 for int8, f32 for bf16)
+ *   C[0:mr, 0:NR] = last ? (int8: ((float)(S - comp) * sa[row]) * scale[col]; bf16: S) : S
+ * a: mr prepared rows of one block of K (kq groups of 4 bytes), lda bytes apart; b: the panel from the
+ * block's first group (NR x 4 bytes a group); c: ldc floats (or i32 partial sums) per row; comp,
+ * scale: the panel's NR entries; sa: mr floats. The _edge variant touches only the first nrem
+ * columns of C. */
 
 /* acc + the dot products of u and w's 4-byte lanes: vpdpbusd (i32) or vdpbf16ps (f32); u and w come
  * as <16 x i32> and are given to the intrinsic as its operand type. */
@@ -417,10 +422,11 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (f)
         return f;
-    LLVMTypeRef params[10] = {cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->i64};
+    LLVMTypeRef params[12] = {cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64,
+                              cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64};
     LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(cg->b);
     LLVMValueRef saved_fn = cg->fn;
-    f = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->void_, params, 10, 0));
+    f = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->void_, params, 12, 0));
     LLVMSetLinkage(f, LLVMInternalLinkage);
     set_attr(cg, f, LLVMAttributeFunctionIndex, "nounwind");
     /* called from one place each: kept out of line so that the tile loop stays small */
@@ -438,7 +444,7 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
     u.b = LLVMGetParam(f, 2);
     LLVMValueRef kq = LLVMGetParam(f, 3), c = LLVMGetParam(f, 4), ldc = LLVMGetParam(f, 5);
     LLVMValueRef comp = LLVMGetParam(f, 6), scale = LLVMGetParam(f, 7), sa = LLVMGetParam(f, 8);
-    LLVMValueRef nrem = LLVMGetParam(f, 9);
+    LLVMValueRef nrem = LLVMGetParam(f, 9), first = LLVMGetParam(f, 10), last = LLVMGetParam(f, 11);
     u.sets = 1;
     while (u.sets < UNROLL && u.sets * mr * q->nv < 8)
         u.sets *= 2;
@@ -446,6 +452,17 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
         u.acc[i] = cg_alloca(cg, u.at, "acc");
         store(cg, LLVMConstNull(u.at), u.acc[i], 64);
     }
+    LLVMValueRef mask[4];
+    for (int v = 0; v < q->nv; v++)
+        mask[v] = edge ? lanes_below(cg, v * VW, nrem) : NULL;
+    /* after the first block of K, the sums so far from C (i32 for int8, f32 for bf16) */
+    LLVMBasicBlockRef resume = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntEQ, first, i64c(cg, 0), ""), "resume");
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < q->nv; v++) {
+            LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, i64c(cg, r), ldc), i64c(cg, v * VW)));
+            store(cg, mask[v] ? masked_load(cg, u.at, p, mask[v]) : load(cg, u.at, p, 4), *acc_slot(&u, 0, r, v), 64);
+        }
+    cg_if_end(cg, resume);
     Loop l4 = cg_loop_begin(cg, i64c(cg, 0), LLVMBuildSub(cg->b, kq, i64c(cg, UNROLL - 1), ""), "k4");
     for (int s = 0; s < UNROLL; s++)
         ukr_step(&u, add(cg, l4.iv, i64c(cg, s)), s % u.sets);
@@ -453,34 +470,46 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
     Loop l1 = cg_loop_begin(cg, l4.phi, kq, "k1");
     ukr_step(&u, l1.iv, 0);
     cg_loop_end(cg, &l1);
-    /* int8: the correction and the rescale, ((float)(acc - comp) * sa) * scale; then the store */
-    LLVMValueRef sav[16], cv = NULL, sv = NULL;
-    for (int r = 0; r < mr && !d->bf16; r++)
-        sav[r] = cg_vsplat(&u.V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sa, (LLVMValueRef[]){i64c(cg, r)}, 1, ""), 4));
-    for (int v = 0; v < q->nv; v++) {
-        if (!d->bf16) {
-            cv = load(cg, u.V.it, gep8(cg, comp, i64c(cg, 64 * v)), 4);
-            sv = load(cg, u.V.vt, gep8(cg, scale, i64c(cg, 64 * v)), 4);
-        }
-        LLVMValueRef mask = edge ? lanes_below(cg, v * VW, nrem) : NULL;
-        for (int r = 0; r < mr; r++) {
+    /* the sets summed; before the last block of K the sums go back to C as they are; after it, int8's
+     * correction and rescale, ((float)(acc - comp) * sa) * scale */
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < q->nv; v++) {
             LLVMValueRef y = load(cg, u.at, *acc_slot(&u, 0, r, v), 64);
             for (int s = 1; s < u.sets; s++) {
                 LLVMValueRef x = load(cg, u.at, *acc_slot(&u, s, r, v), 64);
                 y = d->bf16 ? LLVMBuildFAdd(cg->b, y, x, "") : add(cg, y, x);
             }
-            if (!d->bf16) {
-                y = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, y, cv, ""), u.V.vt, "");
-                y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, y, sav[r], ""), sv, "");
-            }
-            LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, i64c(cg, r), ldc), i64c(cg, v * VW)));
-            if (mask)
-                masked_store(cg, y, p, mask);
-            else
-                store(cg, y, p, 4);
+            store(cg, y, *acc_slot(&u, 0, r, v), 64);
         }
+    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, f, "final");
+    LLVMBasicBlockRef part = LLVMAppendBasicBlockInContext(cg->ctx, f, "partial");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, last, i64c(cg, 0), ""), fin, part);
+    for (int final = 0; final < 2; final++) {
+        LLVMPositionBuilderAtEnd(cg->b, final ? fin : part);
+        LLVMValueRef sav[16], cv = NULL, sv = NULL;
+        int rescale = final && !d->bf16;
+        for (int r = 0; r < mr && rescale; r++)
+            sav[r] = cg_vsplat(&u.V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sa, (LLVMValueRef[]){i64c(cg, r)}, 1, ""), 4));
+        for (int v = 0; v < q->nv; v++) {
+            if (rescale) {
+                cv = load(cg, u.V.it, gep8(cg, comp, i64c(cg, 64 * v)), 4);
+                sv = load(cg, u.V.vt, gep8(cg, scale, i64c(cg, 64 * v)), 4);
+            }
+            for (int r = 0; r < mr; r++) {
+                LLVMValueRef y = load(cg, u.at, *acc_slot(&u, 0, r, v), 64);
+                if (rescale) {
+                    y = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, y, cv, ""), u.V.vt, "");
+                    y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, y, sav[r], ""), sv, "");
+                }
+                LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, i64c(cg, r), ldc), i64c(cg, v * VW)));
+                if (mask[v])
+                    masked_store(cg, y, p, mask[v]);
+                else
+                    store(cg, y, p, 4);
+            }
+        }
+        LLVMBuildRetVoid(cg->b);
     }
-    LLVMBuildRetVoid(cg->b);
     cg->fn = saved_fn;
     LLVMPositionBuilderAtEnd(cg->b, saved_bb);
     return f;
@@ -497,7 +526,9 @@ typedef struct Tiles {
     LLVMValueRef epi; /* the epilogue's function, or NULL */
 } Tiles;
 
-/* Tiles [begin, end), ordered m-block then n-block; cap as CP_*. */
+/* Tiles [begin, end), ordered m-block then n-block (cap as CP_*). The tiles of one m-block in the
+ * range are done together: for each block of K, its rows' elements are prepared once, then every
+ * n-block of the range, micro-row by micro-row, panel by panel. */
 static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     const Tiles *tl = ctx;
@@ -505,40 +536,46 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     const Node *n = tl->n;
     Dot d = dot_of(n);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, d.kg), Np = pad(N, q->nr);
-    int64_t lda = row_bytes(&d, K), mcmax = mc_rows(q, &d, K), np = Np / q->nr, panel = Kp * q->nr * d.es;
+    int64_t mcmax = mc_rows(q), np = Np / q->nr, panel = Kp * q->nr * d.es, kcb = k_block(&d, K);
+    int64_t nkb = (K + kcb - 1) / kcb;
     LLVMValueRef out = cap[CP_OUT], pk = cap[CP_PK], M = cap[CP_M], mcb = cap[CP_MCB], tn = cap[CP_TN];
     LLVMValueRef ncp = cap[CP_NCP];
-    LLVMValueRef buf = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(mcmax * lda)), "rows");
+    LLVMValueRef buf = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(mcmax * ROWB)), "rows");
     LLVMSetAlignment(buf, 64);
     LLVMValueRef sab = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)mcmax), "sa");
-    LLVMValueRef cur = cg_alloca(cg, cg->i64, "prepared_mblock");
-    LLVMBuildStore(cg->b, i64c(cg, -1), cur);
     /* int8: the column sums and the scales after the panels */
     LLVMValueRef comp0 = gep8(cg, pk, i64c(cg, Kp * Np)), scale0 = gep8(cg, pk, i64c(cg, Kp * Np + 4 * Np));
 
     Loop lt = cg_loop_begin(cg, begin, end, "tile");
     LLVMValueRef mb = LLVMBuildSDiv(cg->b, lt.iv, tn, "");
-    LLVMValueRef nb = LLVMBuildSub(cg->b, lt.iv, mul(cg, mb, tn), "");
+    LLVMValueRef run_end = cg_smin(cg, end, mul(cg, add(cg, mb, i64c(cg, 1)), tn));
+    LLVMValueRef nb0 = LLVMBuildSub(cg->b, lt.iv, mul(cg, mb, tn), ""), nb1 = LLVMBuildSub(cg->b, run_end, mul(cg, mb, tn), "");
     LLVMValueRef i0 = mul(cg, mb, mcb), i1 = cg_smin(cg, M, add(cg, i0, mcb));
-    LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, mb, LLVMBuildLoad2(cg->b, cg->i64, cur, ""), ""), "prepare");
-    prepare_rows(cg, &d, cap[CP_A], K, i0, i1, buf, sab);
-    LLVMBuildStore(cg->b, mb, cur);
-    cg_if_end(cg, done);
-    LLVMValueRef p0 = mul(cg, nb, ncp), p1 = cg_smin(cg, i64c(cg, np), add(cg, p0, ncp));
+    if (!d.bf16)
+        row_scales(cg, cap[CP_A], K, i0, i1, sab);
+    Loop lk = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, nkb), "kblock");
+    LLVMValueRef k0 = mul(cg, lk.iv, i64c(cg, kcb)), kn = cg_smin(cg, i64c(cg, kcb), LLVMBuildSub(cg->b, i64c(cg, K), k0, ""));
+    LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, i64c(cg, 0), ""), cg->i64, "");
+    LLVMValueRef last = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, i64c(cg, nkb - 1), ""), cg->i64, "");
+    prepare_block(cg, &d, cap[CP_A], K, i0, i1, k0, kn, buf, sab);
+    LLVMValueRef kq = LLVMBuildUDiv(cg->b, add(cg, kn, i64c(cg, d.kg - 1)), i64c(cg, d.kg), "");
+    LLVMValueRef boff = mul(cg, LLVMBuildUDiv(cg->b, k0, i64c(cg, d.kg), ""), i64c(cg, 4 * q->nr));
 
+    Loop ln = cg_loop_begin(cg, nb0, nb1, "nblock");
+    LLVMValueRef p0 = mul(cg, ln.iv, ncp), p1 = cg_smin(cg, i64c(cg, np), add(cg, p0, ncp));
     Loop li = cg_loop_begin(cg, i0, i1, "ir");
     LLVMValueRef mr = cg_smin(cg, i64c(cg, q->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
     LLVMValueRef rel = LLVMBuildSub(cg->b, li.iv, i0, "");
-    LLVMValueRef arow = gep8(cg, buf, mul(cg, rel, i64c(cg, lda)));
+    LLVMValueRef arow = gep8(cg, buf, mul(cg, rel, i64c(cg, ROWB)));
     LLVMValueRef sap = LLVMBuildGEP2(cg->b, cg->f32, sab, &rel, 1, "");
     Loop lj = cg_loop_begin(cg, p0, p1, "jr");
     LLVMValueRef col = mul(cg, lj.iv, i64c(cg, q->nr));
     LLVMValueRef nrem = LLVMBuildSub(cg->b, i64c(cg, N), col, "");
     LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, i64c(cg, q->nr), ""), cg->i64, "");
-    LLVMValueRef args[10] = {arow, i64c(cg, lda), gep8(cg, pk, mul(cg, lj.iv, i64c(cg, panel))), i64c(cg, Kp / d.kg),
+    LLVMValueRef args[12] = {arow, i64c(cg, ROWB), gep8(cg, pk, add(cg, mul(cg, lj.iv, i64c(cg, panel)), boff)), kq,
                              cg_fptr(cg, out, add(cg, mul(cg, li.iv, i64c(cg, N)), col)), i64c(cg, N),
                              gep8(cg, comp0, mul(cg, col, i64c(cg, 4))), gep8(cg, scale0, mul(cg, col, i64c(cg, 4))),
-                             sap, nrem};
+                             sap, nrem, first, last};
     /* the micro-kernel for (rows, edge): every row count when M is symbolic, the edge when N says */
     LLVMValueRef key = add(cg, mul(cg, LLVMBuildSub(cg->b, mr, i64c(cg, 1), ""), i64c(cg, 2)), edge);
     LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bad");
@@ -552,20 +589,24 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
             LLVMAddCase(sw, i64c(cg, (m - 1) * 2 + e), cb);
             LLVMPositionBuilderAtEnd(cg->b, cb);
             LLVMValueRef u = ukr_function(cg, q, &d, m, e);
-            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, 10, "");
+            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, 12, "");
             LLVMBuildBr(cg->b, next);
         }
     LLVMPositionBuilderAtEnd(cg->b, bad);
     LLVMBuildUnreachable(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, next);
-    if (tl->epi) { /* the micro-tile is final: the epilogue while it is in L1 */
+    if (tl->epi) { /* the micro-tile is final after the last block of K: the epilogue while it is in L1 */
+        LLVMBasicBlockRef skip = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, last, i64c(cg, 0), ""), "epilogue");
         LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, add(cg, li.iv, mr), col,
                                  cg_smin(cg, i64c(cg, N), add(cg, col, i64c(cg, q->nr)))};
         LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 7, "");
+        cg_if_end(cg, skip);
     }
     cg_loop_end(cg, &lj);
     cg_loop_end_step(cg, &li, add(cg, li.iv, i64c(cg, q->mr)));
-    cg_loop_end(cg, &lt);
+    cg_loop_end(cg, &ln);
+    cg_loop_end(cg, &lk);
+    cg_loop_end_step(cg, &lt, run_end);
 }
 
 /* The product n of a by the packed weights pk into out, with f's root as the epilogue when f is not
@@ -583,12 +624,12 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     LLVMValueRef M = cg_numel(cg, n->in[0]->rank - 1, dims), one = i64c(cg, 1);
     /* m-blocks of equal height in micro-tiles, at most mc_rows */
     LLVMValueRef mr = i64c(cg, q.mr);
-    LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, i64c(cg, mc_rows(&q, &d, K))), one);
+    LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, i64c(cg, mc_rows(&q))), one);
     LLVMValueRef mcb = cg_smax(cg, mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
     tm = cg_smax(cg, cg_ceil_div(cg, M, mcb), one);
-    /* n-blocks: a K x block slice of B in half of L2, at most ncp panels, and enough tiles for the
+    /* n-blocks: a block of K of them in half of L2, at most ncp panels, and enough tiles for the
      * threads when there are few m-blocks */
-    int64_t l2p = cg_target(cg).l2 / 2 / (pad(K, d.kg) * q.nr * d.es);
+    int64_t l2p = cg_target(cg).l2 / 2 / (k_block(&d, K) * d.es * q.nr);
     int64_t ncp_max = l2p < 1 ? 1 : l2p > q.ncp ? q.ncp : l2p;
     LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), i64c(cg, ncp_max)), cg_ceil_div(cg, cg_pool_threads(cg), tm));
     LLVMValueRef ncp = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), want), one);
