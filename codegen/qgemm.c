@@ -60,9 +60,6 @@
 enum {
     VW = 16,               /* i32 lanes of a zmm register: one vpdpbusd covers 16 columns x 4 k */
     UNROLL = 4,            /* steps of 4 bytes per iteration of the micro-kernel's loop */
-    KCB = 512,             /* bytes of a row per block of K (512 int8 or 256 bf16 elements) */
-    ROWB = KCB + 64,       /* bytes between prepared rows (a line more: rows 4 KiB apart share L1 sets) */
-    QBUF = 128 << 10,      /* bytes of prepared rows a thread keeps on its stack, at most */
     SERIAL_WORK = 1 << 17, /* multiply-adds under which a product stays on the calling thread */
 };
 
@@ -72,6 +69,9 @@ typedef struct QCfg {
     int nr;  /* nv * 16: columns per panel of the packed weights */
     int mc;  /* most rows per m-block (a multiple of mr); 0: as many as QBUF holds */
     int ncp; /* most panels per n-block */
+    int kcb; /* bytes of a row per block of K (kcb int8 or kcb / 2 bf16 elements) */
+    int rowb; /* kcb + 64: bytes between prepared rows (a line more: rows 4 KiB apart share L1 sets) */
+    int qbuf; /* bytes of prepared rows a thread keeps on its stack, at most */
 } QCfg;
 
 /* Which of the two products a qmatmul is: the row preparation, the instruction, the accumulators and
@@ -95,7 +95,7 @@ static int64_t pad(int64_t x, int64_t m)
 
 static QCfg qcfg(void)
 {
-    QCfg q = {.mr = 12, .nv = 2, .mc = 0, .ncp = 8};
+    QCfg q = {.mr = 12, .nv = 2, .mc = 0, .ncp = 8, .kcb = 512, .qbuf = 128 << 10};
     for (const char *p = getenv("KILN_QGEMM"); p && *p;) {
         char key[8] = {0};
         int n = 0;
@@ -109,26 +109,31 @@ static QCfg qcfg(void)
                 q.mc = (int)v;
             else if (!strcmp(key, "ncp") && v <= 4096)
                 q.ncp = (int)v;
+            else if (!strcmp(key, "kcb") && v <= 16384)
+                q.kcb = ((int)v + 63) & ~63;
+            else if (!strcmp(key, "qbuf") && v <= 4096)
+                q.qbuf = (int)v << 10;
         }
         const char *c = strchr(p, ',');
         p = c ? c + 1 : NULL;
     }
     q.nr = q.nv * VW;
     q.mc = (q.mc + q.mr - 1) / q.mr * q.mr;
+    q.rowb = q.kcb + 64;
     return q;
 }
 
 /* Elements of K per block: KCB bytes of a row (fewer, of equal blocks, rounded up to 16). */
-static int64_t k_block(const Dot *d, int64_t K)
+static int64_t k_block(const QCfg *q, const Dot *d, int64_t K)
 {
-    int64_t kc = KCB / d->es, nkb = (K + kc - 1) / kc;
+    int64_t kc = q->kcb / d->es, nkb = (K + kc - 1) / kc;
     return pad((K + nkb - 1) / nkb, 16);
 }
 
 /* The most rows of an m-block: MC when given, else as many as QBUF holds (a multiple of mr). */
 static int64_t mc_rows(const QCfg *q)
 {
-    int64_t m = QBUF / ROWB / q->mr * q->mr;
+    int64_t m = q->qbuf / q->rowb / q->mr * q->mr;
     if (q->mc && q->mc < m)
         m = q->mc;
     return m < q->mr ? q->mr : m;
@@ -210,7 +215,7 @@ void cg_qgemm_explain(Cg *cg, FILE *out)
         fprintf(out, "codegen: %s micro-tile %d x %d (%d rows, %d vectors of 16 %s): %d accumulators; blocks of K of "
                      "%d bytes a row, m-blocks of at most %lld rows (%d KiB of prepared rows per thread), n-blocks of "
                      "at most %d panels (and a block of K of them in half of L2)%s%s\n",
-                name, q.mr, q.nr, q.mr, q.nv, b ? "f32" : "i32", q.mr * q.nv, KCB, (long long)mc_rows(&q), QBUF >> 10,
+                name, q.mr, q.nr, q.mr, q.nv, b ? "f32" : "i32", q.mr * q.nv, q.kcb, (long long)mc_rows(&q), q.qbuf >> 10,
                 q.ncp,
                 env ? "; KILN_QGEMM=" : "", env ? env : "");
     }
@@ -332,7 +337,7 @@ static void prepare_vector(Cg *cg, const Dot *d, const CgVec *V, LLVMValueRef sr
     store(cg, LLVMBuildTrunc(cg->b, u, LLVMVectorType(cg->i8, VW), ""), gep8(cg, dst, k), 1);
 }
 
-static void prepare_block(Cg *cg, const Dot *d, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1,
+static void prepare_block(Cg *cg, const QCfg *q, const Dot *d, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1,
                           LLVMValueRef k0, LLVMValueRef kn, LLVMValueRef buf, LLVMValueRef sab)
 {
     CgVec V = cg_vec(cg, VW, 1);
@@ -342,7 +347,7 @@ static void prepare_block(Cg *cg, const Dot *d, LLVMValueRef a, int64_t K, LLVMV
     Loop lr = cg_loop_begin(cg, r0, r1, "prow");
     LLVMValueRef src = cg_fptr(cg, a, add(cg, mul(cg, lr.iv, i64c(cg, K)), k0));
     LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
-    LLVMValueRef dst = gep8(cg, buf, mul(cg, r, i64c(cg, ROWB)));
+    LLVMValueRef dst = gep8(cg, buf, mul(cg, r, i64c(cg, q->rowb)));
     LLVMValueRef sv = d->bf16 ? NULL : cg_vsplat(&V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4));
     Loop lc = cg_loop_begin(cg, i64c(cg, 0), full, "pvec");
     prepare_vector(cg, d, &V, src, dst, mul(cg, lc.iv, i64c(cg, VW)), NULL, sv);
@@ -536,11 +541,11 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     const Node *n = tl->n;
     Dot d = dot_of(n);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, d.kg), Np = pad(N, q->nr);
-    int64_t mcmax = mc_rows(q), np = Np / q->nr, panel = Kp * q->nr * d.es, kcb = k_block(&d, K);
+    int64_t mcmax = mc_rows(q), np = Np / q->nr, panel = Kp * q->nr * d.es, kcb = k_block(q, &d, K);
     int64_t nkb = (K + kcb - 1) / kcb;
     LLVMValueRef out = cap[CP_OUT], pk = cap[CP_PK], M = cap[CP_M], mcb = cap[CP_MCB], tn = cap[CP_TN];
     LLVMValueRef ncp = cap[CP_NCP];
-    LLVMValueRef buf = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(mcmax * ROWB)), "rows");
+    LLVMValueRef buf = cg_alloca(cg, LLVMArrayType2(cg->i8, (uint64_t)(mcmax * q->rowb)), "rows");
     LLVMSetAlignment(buf, 64);
     LLVMValueRef sab = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)mcmax), "sa");
     /* int8: the column sums and the scales after the panels */
@@ -557,7 +562,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef k0 = mul(cg, lk.iv, i64c(cg, kcb)), kn = cg_smin(cg, i64c(cg, kcb), LLVMBuildSub(cg->b, i64c(cg, K), k0, ""));
     LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, i64c(cg, 0), ""), cg->i64, "");
     LLVMValueRef last = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, i64c(cg, nkb - 1), ""), cg->i64, "");
-    prepare_block(cg, &d, cap[CP_A], K, i0, i1, k0, kn, buf, sab);
+    prepare_block(cg, q, &d, cap[CP_A], K, i0, i1, k0, kn, buf, sab);
     LLVMValueRef kq = LLVMBuildUDiv(cg->b, add(cg, kn, i64c(cg, d.kg - 1)), i64c(cg, d.kg), "");
     LLVMValueRef boff = mul(cg, LLVMBuildUDiv(cg->b, k0, i64c(cg, d.kg), ""), i64c(cg, 4 * q->nr));
 
@@ -566,13 +571,13 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     Loop li = cg_loop_begin(cg, i0, i1, "ir");
     LLVMValueRef mr = cg_smin(cg, i64c(cg, q->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
     LLVMValueRef rel = LLVMBuildSub(cg->b, li.iv, i0, "");
-    LLVMValueRef arow = gep8(cg, buf, mul(cg, rel, i64c(cg, ROWB)));
+    LLVMValueRef arow = gep8(cg, buf, mul(cg, rel, i64c(cg, q->rowb)));
     LLVMValueRef sap = LLVMBuildGEP2(cg->b, cg->f32, sab, &rel, 1, "");
     Loop lj = cg_loop_begin(cg, p0, p1, "jr");
     LLVMValueRef col = mul(cg, lj.iv, i64c(cg, q->nr));
     LLVMValueRef nrem = LLVMBuildSub(cg->b, i64c(cg, N), col, "");
     LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, i64c(cg, q->nr), ""), cg->i64, "");
-    LLVMValueRef args[12] = {arow, i64c(cg, ROWB), gep8(cg, pk, add(cg, mul(cg, lj.iv, i64c(cg, panel)), boff)), kq,
+    LLVMValueRef args[12] = {arow, i64c(cg, q->rowb), gep8(cg, pk, add(cg, mul(cg, lj.iv, i64c(cg, panel)), boff)), kq,
                              cg_fptr(cg, out, add(cg, mul(cg, li.iv, i64c(cg, N)), col)), i64c(cg, N),
                              gep8(cg, comp0, mul(cg, col, i64c(cg, 4))), gep8(cg, scale0, mul(cg, col, i64c(cg, 4))),
                              sap, nrem, first, last};
@@ -629,7 +634,7 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     tm = cg_smax(cg, cg_ceil_div(cg, M, mcb), one);
     /* n-blocks: a block of K of them in half of L2, at most ncp panels, and enough tiles for the
      * threads when there are few m-blocks */
-    int64_t l2p = cg_target(cg).l2 / 2 / (k_block(&d, K) * d.es * q.nr);
+    int64_t l2p = cg_target(cg).l2 / 2 / (k_block(&q, &d, K) * d.es * q.nr);
     int64_t ncp_max = l2p < 1 ? 1 : l2p > q.ncp ? q.ncp : l2p;
     LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), i64c(cg, ncp_max)), cg_ceil_div(cg, cg_pool_threads(cg), tm));
     LLVMValueRef ncp = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), want), one);

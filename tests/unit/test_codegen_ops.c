@@ -1657,15 +1657,14 @@ static void quant_cases(void)
     run((Spec){"qmatmul", EXACT, TS2, {SPEC(-2, 2), INT(-128, 127), UNI(0, 0.01)},
                "%0 = input \"a\" : f32[3, T, 33]\n%1 = input \"w\" : i8[33, 5]\n%2 = input \"s\" : f32[1, 5]\n"
                "%3 = qmatmul(%0, %1, %2) {group=0, dynamic=true} : f32[3, T, 5]\noutput y = %3\n", 0});
-    /* the VNNI GEMM's tiles: up to 320 rows (two m-blocks of at most 216, every row count of the last
-     * micro-tile), N = 300 (several n-blocks, a partial last panel), K = 130 (not a multiple of 4),
+    /* the VNNI GEMM's tiles: up to 320 rows (two m-blocks of at most 216, partial last micro-tiles), N = 300 (several n-blocks, a partial last panel), K = 130 (not a multiple of 4),
      * K = 1001 (two blocks of K, the last one not a multiple of 4); rows with NaN, inf, -0 and zeros,
      * rows of three small integers (some all zero: sa = 0), zero scales */
     static const struct { int K, N; Gen a; const char *shape; } tiles[] = {
         {130, 300, SPEC(-3, 3), "8, T"}, {3, 100, INT(-1, 1), "T"}, {1001, 16, WIDE(1e-2, 1e2), "2, T"}};
     for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
         int K = tiles[i].K, N = tiles[i].N;
-        run((Spec){"qmatmul", EXACT, TS5, {tiles[i].a},
+        run((Spec){"qmatmul", EXACT, TS3, {tiles[i].a},
                    ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : i8[%d, %d]\n"
                       "%%2 = const {data=[%s]} : f32[1, %d]\n"
                       "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[%s, %d]\noutput y = %%3\n",
@@ -1688,7 +1687,7 @@ static void bf16_cases(void)
     static const struct { int K, N; const char *shape, *cpu; } cs[] = {
         {130, 300, "8, T", NULL}, {3, 100, "T", NULL}, {1001, 16, "2, T", NULL}, {70, 17, "T", "x86-64-v3"}};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-        run_on(cs[i].cpu, (Spec){"qmatmul", MM, TS5, {UNI(-1, 1)},
+        run_on(cs[i].cpu, (Spec){"qmatmul", MM, TS3, {UNI(-1, 1)},
                    ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : bf16[%d, %d]\n"
                       "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[%s, %d]\noutput y = %%2\n",
                       cs[i].shape, cs[i].K, nibbles(cs[i].K * cs[i].N, -8, 8, 71 + (unsigned)i), cs[i].K, cs[i].N,
@@ -1711,7 +1710,7 @@ static void quant_fused_cases(void)
 {
     static const char *cpus[] = {NULL, "x86-64-v3"};
     for (int c = 0; c < 2; c++)
-        run_on(cpus[c], (Spec){"qmatmul", EW, TS5, {UNI(-2, 2), UNI(-1, 1), UNI(-1, 1)},
+        run_on(cpus[c], (Spec){"qmatmul", EW, TS3, {UNI(-2, 2), UNI(-1, 1), UNI(-1, 1)},
                    ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = input \"b\" : f32[100]\n%%2 = input \"r\" : f32[T, 100]\n"
                       "%%3 = const {data=[%s]} : i8[70, 100]\n%%4 = const {data=[%s]} : f32[1, 100]\n"
                       "%%5 = qmatmul(%%0, %%3, %%4) {group=0, dynamic=true, inline} : f32[T, 100]\n"
