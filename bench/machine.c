@@ -144,32 +144,27 @@ __attribute__((target("avx2,fma"))) static float fma256(long iters)
     return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
 }
 
+/* acc_i = OP(acc_i, x, y) for the 12 chains a0..a11, kept in registers (the asm), iters times. */
+#define CHAINS12(OP, x, y)                                                                                   \
+    for (long i = 0; i < iters; i++) {                                                                     \
+        a0 = OP(a0, x, y), a1 = OP(a1, x, y), a2 = OP(a2, x, y), a3 = OP(a3, x, y);                           \
+        a4 = OP(a4, x, y), a5 = OP(a5, x, y), a6 = OP(a6, x, y), a7 = OP(a7, x, y);                           \
+        a8 = OP(a8, x, y), a9 = OP(a9, x, y), a10 = OP(a10, x, y), a11 = OP(a11, x, y);                       \
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));                \
+        __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));              \
+    }
+
 /* 12 chains of vpdpbusd: acc += u8 x s8 of constant operands (the sums wrap, which costs nothing). */
 __attribute__((target("avx512f,avx512vnni"))) static float vnni512(long iters)
 {
     __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m512i a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
     const __m512i u = _mm512_set1_epi32(0x01020304), w = _mm512_set1_epi32(0x7f7e7d7c);
-    for (long i = 0; i < iters; i++) {
-        a0 = _mm512_dpbusd_epi32(a0, u, w);
-        a1 = _mm512_dpbusd_epi32(a1, u, w);
-        a2 = _mm512_dpbusd_epi32(a2, u, w);
-        a3 = _mm512_dpbusd_epi32(a3, u, w);
-        a4 = _mm512_dpbusd_epi32(a4, u, w);
-        a5 = _mm512_dpbusd_epi32(a5, u, w);
-        a6 = _mm512_dpbusd_epi32(a6, u, w);
-        a7 = _mm512_dpbusd_epi32(a7, u, w);
-        a8 = _mm512_dpbusd_epi32(a8, u, w);
-        a9 = _mm512_dpbusd_epi32(a9, u, w);
-        a10 = _mm512_dpbusd_epi32(a10, u, w);
-        a11 = _mm512_dpbusd_epi32(a11, u, w);
-        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
-        __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
-    }
-    __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
-                                 _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
-    s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11)));
-    return (float)_mm512_reduce_add_epi32(s);
+    CHAINS12(_mm512_dpbusd_epi32, u, w)
+    a0 = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+    a4 = _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7));
+    a8 = _mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11));
+    return (float)_mm512_reduce_add_epi32(_mm512_add_epi32(a0, _mm512_add_epi32(a4, a8)));
 }
 
 /* 12 chains of vdpbf16ps: acc += pairs of bf16 products, in f32. */
@@ -178,26 +173,11 @@ __attribute__((target("avx512f,avx512bf16"))) static float bf16_512(long iters)
     __m512 a0 = _mm512_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
     const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3400); /* 1, 2^-23 */
-    for (long i = 0; i < iters; i++) {
-        a0 = _mm512_dpbf16_ps(a0, x, y);
-        a1 = _mm512_dpbf16_ps(a1, x, y);
-        a2 = _mm512_dpbf16_ps(a2, x, y);
-        a3 = _mm512_dpbf16_ps(a3, x, y);
-        a4 = _mm512_dpbf16_ps(a4, x, y);
-        a5 = _mm512_dpbf16_ps(a5, x, y);
-        a6 = _mm512_dpbf16_ps(a6, x, y);
-        a7 = _mm512_dpbf16_ps(a7, x, y);
-        a8 = _mm512_dpbf16_ps(a8, x, y);
-        a9 = _mm512_dpbf16_ps(a9, x, y);
-        a10 = _mm512_dpbf16_ps(a10, x, y);
-        a11 = _mm512_dpbf16_ps(a11, x, y);
-        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
-        __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
-    }
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-    return _mm512_reduce_add_ps(s);
+    CHAINS12(_mm512_dpbf16_ps, x, y)
+    a0 = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+    a4 = _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7));
+    a8 = _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11));
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, _mm512_add_ps(a4, a8)));
 }
 
 static void *fma_thread(void *p)

@@ -223,11 +223,6 @@ void cg_qgemm_explain(Cg *cg, FILE *out)
 
 /* ---------------------------------------------------------------- IR helpers */
 
-static LLVMValueRef i64c(Cg *cg, int64_t v)
-{
-    return cg_i64(cg, v);
-}
-
 static LLVMValueRef add(Cg *cg, LLVMValueRef x, LLVMValueRef y)
 {
     return LLVMBuildAdd(cg->b, x, y, "");
@@ -267,7 +262,7 @@ static LLVMValueRef lanes_below(Cg *cg, int base, LLVMValueRef n)
 {
     LLVMValueRef l[VW];
     for (int j = 0; j < VW; j++)
-        l[j] = i64c(cg, base + j);
+        l[j] = cg_i64(cg, base + j);
     LLVMTypeRef vt = LLVMVectorType(cg->i64, VW);
     LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetPoison(vt), n, LLVMConstInt(cg->i32, 0, 0), "");
     LLVMValueRef lim = LLVMBuildShuffleVector(cg->b, one, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(cg->i32, VW)), "");
@@ -307,13 +302,13 @@ static void row_scales(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMV
     int64_t full = K / VW, tail = K % VW;
     LLVMValueRef amax = cg_alloca(cg, V.vt, "amax");
     Loop lr = cg_loop_begin(cg, r0, r1, "srow");
-    LLVMValueRef src = cg_fptr(cg, a, mul(cg, lr.iv, i64c(cg, K)));
+    LLVMValueRef src = cg_fptr(cg, a, mul(cg, lr.iv, cg_i64(cg, K)));
     store(cg, LLVMConstNull(V.vt), amax, 64);
-    Loop lm = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, full), "amax");
-    amax_step(cg, amax, cg_vload(&V, cg_fptr(cg, src, mul(cg, lm.iv, i64c(cg, VW))), 4));
+    Loop lm = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, full), "amax");
+    amax_step(cg, amax, cg_vload(&V, cg_fptr(cg, src, mul(cg, lm.iv, cg_i64(cg, VW))), 4));
     cg_loop_end(cg, &lm);
     if (tail)
-        amax_step(cg, amax, masked_load(cg, V.vt, cg_fptr(cg, src, i64c(cg, full * VW)), lanes_below(cg, 0, i64c(cg, tail))));
+        amax_step(cg, amax, masked_load(cg, V.vt, cg_fptr(cg, src, cg_i64(cg, full * VW)), lanes_below(cg, 0, cg_i64(cg, tail))));
     /* no lane is NaN (they start at 0 and maxnum drops NaN), so the reduction's no-NaN flag holds */
     LLVMValueRef sa = LLVMBuildFDiv(cg->b, cg_vhmax(&V, load(cg, V.vt, amax, 64)), LLVMConstReal(cg->f32, 127), "");
     LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
@@ -329,7 +324,7 @@ static void prepare_vector(Cg *cg, const Dot *d, const CgVec *V, LLVMValueRef sr
     LLVMValueRef x = mask ? masked_load(cg, V->vt, cg_fptr(cg, src, k), mask) : cg_vload(V, cg_fptr(cg, src, k), 4);
     if (d->bf16) {
         LLVMValueRef h = LLVMBuildFPTrunc(cg->b, x, LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), VW), "");
-        store(cg, h, gep8(cg, dst, mul(cg, k, i64c(cg, 2))), 1);
+        store(cg, h, gep8(cg, dst, mul(cg, k, cg_i64(cg, 2))), 1);
         return;
     }
     LLVMValueRef q = cg_quantize_f32(cg, x, sv, LLVMConstNull(V->vt), -127, 127);
@@ -341,18 +336,18 @@ static void prepare_block(Cg *cg, const QCfg *q, const Dot *d, LLVMValueRef a, i
                           LLVMValueRef k0, LLVMValueRef kn, LLVMValueRef buf, LLVMValueRef sab)
 {
     CgVec V = cg_vec(cg, VW, 1);
-    LLVMValueRef full = LLVMBuildUDiv(cg->b, kn, i64c(cg, VW), ""), done = mul(cg, full, i64c(cg, VW));
+    LLVMValueRef full = LLVMBuildUDiv(cg->b, kn, cg_i64(cg, VW), ""), done = mul(cg, full, cg_i64(cg, VW));
     LLVMValueRef tail = LLVMBuildSub(cg->b, kn, done, "");
     LLVMValueRef tmask = lanes_below(cg, 0, tail);
     Loop lr = cg_loop_begin(cg, r0, r1, "prow");
-    LLVMValueRef src = cg_fptr(cg, a, add(cg, mul(cg, lr.iv, i64c(cg, K)), k0));
+    LLVMValueRef src = cg_fptr(cg, a, add(cg, mul(cg, lr.iv, cg_i64(cg, K)), k0));
     LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
-    LLVMValueRef dst = gep8(cg, buf, mul(cg, r, i64c(cg, q->rowb)));
+    LLVMValueRef dst = gep8(cg, buf, mul(cg, r, cg_i64(cg, q->rowb)));
     LLVMValueRef sv = d->bf16 ? NULL : cg_vsplat(&V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4));
-    Loop lc = cg_loop_begin(cg, i64c(cg, 0), full, "pvec");
-    prepare_vector(cg, d, &V, src, dst, mul(cg, lc.iv, i64c(cg, VW)), NULL, sv);
+    Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), full, "pvec");
+    prepare_vector(cg, d, &V, src, dst, mul(cg, lc.iv, cg_i64(cg, VW)), NULL, sv);
     cg_loop_end(cg, &lc);
-    LLVMBasicBlockRef after = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, tail, i64c(cg, 0), ""), "ptail");
+    LLVMBasicBlockRef after = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, tail, cg_i64(cg, 0), ""), "ptail");
     prepare_vector(cg, d, &V, src, dst, done, tmask, sv);
     cg_if_end(cg, after);
     cg_loop_end(cg, &lr);
@@ -406,12 +401,12 @@ static void ukr_step(Ukr *u, LLVMValueRef kk, int s)
 {
     Cg *cg = u->cg;
     LLVMValueRef bv[4];
-    LLVMValueRef brow = gep8(cg, u->b, mul(cg, kk, i64c(cg, 4 * u->q->nr)));
+    LLVMValueRef brow = gep8(cg, u->b, mul(cg, kk, cg_i64(cg, 4 * u->q->nr)));
     for (int v = 0; v < u->q->nv; v++)
-        bv[v] = load(cg, u->V.it, gep8(cg, brow, i64c(cg, 64 * v)), 4);
-    LLVMValueRef k4 = mul(cg, kk, i64c(cg, 4));
+        bv[v] = load(cg, u->V.it, gep8(cg, brow, cg_i64(cg, 64 * v)), 4);
+    LLVMValueRef k4 = mul(cg, kk, cg_i64(cg, 4));
     for (int r = 0; r < u->mr; r++) {
-        LLVMValueRef a4 = load(cg, cg->i32, gep8(cg, u->a, add(cg, k4, mul(cg, i64c(cg, r), u->lda))), 1);
+        LLVMValueRef a4 = load(cg, cg->i32, gep8(cg, u->a, add(cg, k4, mul(cg, cg_i64(cg, r), u->lda))), 1);
         LLVMValueRef bc = cg_vsplat(&u->V, a4);
         for (int v = 0; v < u->q->nv; v++) {
             LLVMValueRef slot = *acc_slot(u, s, r, v);
@@ -461,17 +456,17 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
     for (int v = 0; v < q->nv; v++)
         mask[v] = edge ? lanes_below(cg, v * VW, nrem) : NULL;
     /* after the first block of K, the sums so far from C (i32 for int8, f32 for bf16) */
-    LLVMBasicBlockRef resume = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntEQ, first, i64c(cg, 0), ""), "resume");
+    LLVMBasicBlockRef resume = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntEQ, first, cg_i64(cg, 0), ""), "resume");
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->nv; v++) {
-            LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, i64c(cg, r), ldc), i64c(cg, v * VW)));
+            LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * VW)));
             store(cg, mask[v] ? masked_load(cg, u.at, p, mask[v]) : load(cg, u.at, p, 4), *acc_slot(&u, 0, r, v), 64);
         }
     cg_if_end(cg, resume);
-    Loop l4 = cg_loop_begin(cg, i64c(cg, 0), LLVMBuildSub(cg->b, kq, i64c(cg, UNROLL - 1), ""), "k4");
+    Loop l4 = cg_loop_begin(cg, cg_i64(cg, 0), LLVMBuildSub(cg->b, kq, cg_i64(cg, UNROLL - 1), ""), "k4");
     for (int s = 0; s < UNROLL; s++)
-        ukr_step(&u, add(cg, l4.iv, i64c(cg, s)), s % u.sets);
-    cg_loop_end_step(cg, &l4, add(cg, l4.iv, i64c(cg, UNROLL)));
+        ukr_step(&u, add(cg, l4.iv, cg_i64(cg, s)), s % u.sets);
+    cg_loop_end_step(cg, &l4, add(cg, l4.iv, cg_i64(cg, UNROLL)));
     Loop l1 = cg_loop_begin(cg, l4.phi, kq, "k1");
     ukr_step(&u, l1.iv, 0);
     cg_loop_end(cg, &l1);
@@ -488,17 +483,17 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
         }
     LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, f, "final");
     LLVMBasicBlockRef part = LLVMAppendBasicBlockInContext(cg->ctx, f, "partial");
-    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, last, i64c(cg, 0), ""), fin, part);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, last, cg_i64(cg, 0), ""), fin, part);
     for (int final = 0; final < 2; final++) {
         LLVMPositionBuilderAtEnd(cg->b, final ? fin : part);
         LLVMValueRef sav[16], cv = NULL, sv = NULL;
         int rescale = final && !d->bf16;
         for (int r = 0; r < mr && rescale; r++)
-            sav[r] = cg_vsplat(&u.V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sa, (LLVMValueRef[]){i64c(cg, r)}, 1, ""), 4));
+            sav[r] = cg_vsplat(&u.V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sa, (LLVMValueRef[]){cg_i64(cg, r)}, 1, ""), 4));
         for (int v = 0; v < q->nv; v++) {
             if (rescale) {
-                cv = load(cg, u.V.it, gep8(cg, comp, i64c(cg, 64 * v)), 4);
-                sv = load(cg, u.V.vt, gep8(cg, scale, i64c(cg, 64 * v)), 4);
+                cv = load(cg, u.V.it, gep8(cg, comp, cg_i64(cg, 64 * v)), 4);
+                sv = load(cg, u.V.vt, gep8(cg, scale, cg_i64(cg, 64 * v)), 4);
             }
             for (int r = 0; r < mr; r++) {
                 LLVMValueRef y = load(cg, u.at, *acc_slot(&u, 0, r, v), 64);
@@ -506,7 +501,7 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
                     y = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, y, cv, ""), u.V.vt, "");
                     y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, y, sav[r], ""), sv, "");
                 }
-                LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, i64c(cg, r), ldc), i64c(cg, v * VW)));
+                LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * VW)));
                 if (mask[v])
                     masked_store(cg, y, p, mask[v]);
                 else
@@ -549,40 +544,40 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMSetAlignment(buf, 64);
     LLVMValueRef sab = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)mcmax), "sa");
     /* int8: the column sums and the scales after the panels */
-    LLVMValueRef comp0 = gep8(cg, pk, i64c(cg, Kp * Np)), scale0 = gep8(cg, pk, i64c(cg, Kp * Np + 4 * Np));
+    LLVMValueRef comp0 = gep8(cg, pk, cg_i64(cg, Kp * Np)), scale0 = gep8(cg, pk, cg_i64(cg, Kp * Np + 4 * Np));
 
     Loop lt = cg_loop_begin(cg, begin, end, "tile");
     LLVMValueRef mb = LLVMBuildSDiv(cg->b, lt.iv, tn, "");
-    LLVMValueRef run_end = cg_smin(cg, end, mul(cg, add(cg, mb, i64c(cg, 1)), tn));
+    LLVMValueRef run_end = cg_smin(cg, end, mul(cg, add(cg, mb, cg_i64(cg, 1)), tn));
     LLVMValueRef nb0 = LLVMBuildSub(cg->b, lt.iv, mul(cg, mb, tn), ""), nb1 = LLVMBuildSub(cg->b, run_end, mul(cg, mb, tn), "");
     LLVMValueRef i0 = mul(cg, mb, mcb), i1 = cg_smin(cg, M, add(cg, i0, mcb));
     if (!d.bf16)
         row_scales(cg, cap[CP_A], K, i0, i1, sab);
-    Loop lk = cg_loop_begin(cg, i64c(cg, 0), i64c(cg, nkb), "kblock");
-    LLVMValueRef k0 = mul(cg, lk.iv, i64c(cg, kcb)), kn = cg_smin(cg, i64c(cg, kcb), LLVMBuildSub(cg->b, i64c(cg, K), k0, ""));
-    LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, i64c(cg, 0), ""), cg->i64, "");
-    LLVMValueRef last = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, i64c(cg, nkb - 1), ""), cg->i64, "");
+    Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, nkb), "kblock");
+    LLVMValueRef k0 = mul(cg, lk.iv, cg_i64(cg, kcb)), kn = cg_smin(cg, cg_i64(cg, kcb), LLVMBuildSub(cg->b, cg_i64(cg, K), k0, ""));
+    LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, cg_i64(cg, 0), ""), cg->i64, "");
+    LLVMValueRef last = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, cg_i64(cg, nkb - 1), ""), cg->i64, "");
     prepare_block(cg, q, &d, cap[CP_A], K, i0, i1, k0, kn, buf, sab);
-    LLVMValueRef kq = LLVMBuildUDiv(cg->b, add(cg, kn, i64c(cg, d.kg - 1)), i64c(cg, d.kg), "");
-    LLVMValueRef boff = mul(cg, LLVMBuildUDiv(cg->b, k0, i64c(cg, d.kg), ""), i64c(cg, 4 * q->nr));
+    LLVMValueRef kq = LLVMBuildUDiv(cg->b, add(cg, kn, cg_i64(cg, d.kg - 1)), cg_i64(cg, d.kg), "");
+    LLVMValueRef boff = mul(cg, LLVMBuildUDiv(cg->b, k0, cg_i64(cg, d.kg), ""), cg_i64(cg, 4 * q->nr));
 
     Loop ln = cg_loop_begin(cg, nb0, nb1, "nblock");
-    LLVMValueRef p0 = mul(cg, ln.iv, ncp), p1 = cg_smin(cg, i64c(cg, np), add(cg, p0, ncp));
+    LLVMValueRef p0 = mul(cg, ln.iv, ncp), p1 = cg_smin(cg, cg_i64(cg, np), add(cg, p0, ncp));
     Loop li = cg_loop_begin(cg, i0, i1, "ir");
-    LLVMValueRef mr = cg_smin(cg, i64c(cg, q->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
+    LLVMValueRef mr = cg_smin(cg, cg_i64(cg, q->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
     LLVMValueRef rel = LLVMBuildSub(cg->b, li.iv, i0, "");
-    LLVMValueRef arow = gep8(cg, buf, mul(cg, rel, i64c(cg, q->rowb)));
+    LLVMValueRef arow = gep8(cg, buf, mul(cg, rel, cg_i64(cg, q->rowb)));
     LLVMValueRef sap = LLVMBuildGEP2(cg->b, cg->f32, sab, &rel, 1, "");
     Loop lj = cg_loop_begin(cg, p0, p1, "jr");
-    LLVMValueRef col = mul(cg, lj.iv, i64c(cg, q->nr));
-    LLVMValueRef nrem = LLVMBuildSub(cg->b, i64c(cg, N), col, "");
-    LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, i64c(cg, q->nr), ""), cg->i64, "");
-    LLVMValueRef args[12] = {arow, i64c(cg, q->rowb), gep8(cg, pk, add(cg, mul(cg, lj.iv, i64c(cg, panel)), boff)), kq,
-                             cg_fptr(cg, out, add(cg, mul(cg, li.iv, i64c(cg, N)), col)), i64c(cg, N),
-                             gep8(cg, comp0, mul(cg, col, i64c(cg, 4))), gep8(cg, scale0, mul(cg, col, i64c(cg, 4))),
+    LLVMValueRef col = mul(cg, lj.iv, cg_i64(cg, q->nr));
+    LLVMValueRef nrem = LLVMBuildSub(cg->b, cg_i64(cg, N), col, "");
+    LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, cg_i64(cg, q->nr), ""), cg->i64, "");
+    LLVMValueRef args[12] = {arow, cg_i64(cg, q->rowb), gep8(cg, pk, add(cg, mul(cg, lj.iv, cg_i64(cg, panel)), boff)), kq,
+                             cg_fptr(cg, out, add(cg, mul(cg, li.iv, cg_i64(cg, N)), col)), cg_i64(cg, N),
+                             gep8(cg, comp0, mul(cg, col, cg_i64(cg, 4))), gep8(cg, scale0, mul(cg, col, cg_i64(cg, 4))),
                              sap, nrem, first, last};
     /* the micro-kernel for (rows, edge): every row count when M is symbolic, the edge when N says */
-    LLVMValueRef key = add(cg, mul(cg, LLVMBuildSub(cg->b, mr, i64c(cg, 1), ""), i64c(cg, 2)), edge);
+    LLVMValueRef key = add(cg, mul(cg, LLVMBuildSub(cg->b, mr, cg_i64(cg, 1), ""), cg_i64(cg, 2)), edge);
     LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bad");
     LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
     LLVMValueRef sw = LLVMBuildSwitch(cg->b, key, bad, (unsigned)(2 * q->mr));
@@ -591,7 +586,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
             if ((e && N % q->nr == 0) || (!e && N < q->nr))
                 continue;
             LLVMBasicBlockRef cb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ukr");
-            LLVMAddCase(sw, i64c(cg, (m - 1) * 2 + e), cb);
+            LLVMAddCase(sw, cg_i64(cg, (m - 1) * 2 + e), cb);
             LLVMPositionBuilderAtEnd(cg->b, cb);
             LLVMValueRef u = ukr_function(cg, q, &d, m, e);
             LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, 12, "");
@@ -601,14 +596,14 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMBuildUnreachable(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, next);
     if (tl->epi) { /* the micro-tile is final after the last block of K: the epilogue while it is in L1 */
-        LLVMBasicBlockRef skip = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, last, i64c(cg, 0), ""), "epilogue");
+        LLVMBasicBlockRef skip = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, last, cg_i64(cg, 0), ""), "epilogue");
         LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, add(cg, li.iv, mr), col,
-                                 cg_smin(cg, i64c(cg, N), add(cg, col, i64c(cg, q->nr)))};
+                                 cg_smin(cg, cg_i64(cg, N), add(cg, col, cg_i64(cg, q->nr)))};
         LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 7, "");
         cg_if_end(cg, skip);
     }
     cg_loop_end(cg, &lj);
-    cg_loop_end_step(cg, &li, add(cg, li.iv, i64c(cg, q->mr)));
+    cg_loop_end_step(cg, &li, add(cg, li.iv, cg_i64(cg, q->mr)));
     cg_loop_end(cg, &ln);
     cg_loop_end(cg, &lk);
     cg_loop_end_step(cg, &lt, run_end);
@@ -626,25 +621,25 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), np = pad(N, q.nr) / q.nr;
     LLVMValueRef dims[IR_MAX_RANK];
     cg_shape(cg, n->in[0], dims);
-    LLVMValueRef M = cg_numel(cg, n->in[0]->rank - 1, dims), one = i64c(cg, 1);
+    LLVMValueRef M = cg_numel(cg, n->in[0]->rank - 1, dims), one = cg_i64(cg, 1);
     /* m-blocks of equal height in micro-tiles, at most mc_rows */
-    LLVMValueRef mr = i64c(cg, q.mr);
-    LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, i64c(cg, mc_rows(&q))), one);
+    LLVMValueRef mr = cg_i64(cg, q.mr);
+    LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, cg_i64(cg, mc_rows(&q))), one);
     LLVMValueRef mcb = cg_smax(cg, mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
     tm = cg_smax(cg, cg_ceil_div(cg, M, mcb), one);
     /* n-blocks: a block of K of them in half of L2, at most ncp panels, and enough tiles for the
      * threads when there are few m-blocks */
     int64_t l2p = cg_target(cg).l2 / 2 / (k_block(&q, &d, K) * d.es * q.nr);
     int64_t ncp_max = l2p < 1 ? 1 : l2p > q.ncp ? q.ncp : l2p;
-    LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), i64c(cg, ncp_max)), cg_ceil_div(cg, cg_pool_threads(cg), tm));
-    LLVMValueRef ncp = cg_smax(cg, cg_ceil_div(cg, i64c(cg, np), want), one);
-    LLVMValueRef tn = cg_ceil_div(cg, i64c(cg, np), ncp);
+    LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, cg_i64(cg, np), cg_i64(cg, ncp_max)), cg_ceil_div(cg, cg_pool_threads(cg), tm));
+    LLVMValueRef ncp = cg_smax(cg, cg_ceil_div(cg, cg_i64(cg, np), want), one);
+    LLVMValueRef tn = cg_ceil_div(cg, cg_i64(cg, np), ncp);
     LLVMValueRef leaves = f ? cg_fused_leaves(cg, f, leafp) : LLVMConstNull(cg->ptr);
     LLVMValueRef cap[CP_COUNT] = {out, a, pk, leaves, M, mcb, tn, ncp};
     Tiles tl = {&q, n, f, f ? cg_fused_epilogue(cg, f) : NULL};
     char name[64];
     snprintf(name, sizeof name, "node%d_qgemm_tiles", f ? f->root->id : n->id);
-    LLVMValueRef work = mul(cg, M, i64c(cg, K * N));
+    LLVMValueRef work = mul(cg, M, cg_i64(cg, K * N));
     CgPar p = {.split = CG_RANGES, .n = mul(cg, tm, tn), .work = work, .min_work = SERIAL_WORK, .name = name, .vw = VW};
     cg_parallel(cg, &p, CP_COUNT, cap, tiles_body, &tl);
     return 0;
