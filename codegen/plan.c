@@ -12,7 +12,8 @@
  * but such packing (the transpose of nn.Linear's weight, or the weight itself) is folded: it gets
  * no kernel, no arena buffer and no room in the blob. Products of one operand share one packed copy,
  * and a gather of rows of a weight that a product packs transposed (a tied embedding table) reads
- * them from that copy (Plan.gather_from), so the weight itself is not stored.
+ * them from that copy (Plan.gather_from), so the weight itself is not stored. Likewise a qmatmul's
+ * weights that the int8 or bf16 GEMM packs (qgemm.c) are stored packed only.
  */
 #include "codegen/codegen.h"
 #include "passes/passes.h"
@@ -39,6 +40,25 @@ void cg_plan_free(Plan *p)
     memset(p, 0, sizeof *p);
 }
 
+/* A constant that only qmatmuls read, each as the weights it packs (cg_qgemm_pack: the kernel reads
+ * the packed copy alone), is folded too: the blob holds its packed copy only. */
+static void fold_qweights(Cg *cg, Plan *p)
+{
+    const Graph *g = cg->g;
+    int *uses = ir_use_counts((Graph *)g), *packs = calloc((size_t)g->nnode + 1, sizeof(int));
+    KILN_ASSERT(packs);
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *x = g->nodes[i];
+        if (x->op == OP_QMATMUL && cg_qgemm_packed_bytes(cg, x) > 0)
+            packs[x->in[1]->id]++;
+    }
+    for (int i = 0; i < g->nnode; i++)
+        if (packs[i] && packs[i] == uses[i] && (g->nodes[i]->op == OP_CONST || g->nodes[i]->op == OP_WEIGHT))
+            p->folded[i] = 1;
+    free(uses);
+    free(packs);
+}
+
 int cg_plan(Cg *cg)
 {
     const Graph *g = cg->g;
@@ -53,6 +73,7 @@ int cg_plan(Cg *cg)
     if (!g->planned) /* the graph did not go through plan-memory (--passes without it, a .kir file) */
         plan_memory((Graph *)g);
     plan_folded(g, p->folded, p->gather_from);
+    fold_qweights(cg, p);
     p->view = malloc((size_t)n + 1);
     p->writes_into = malloc(sizeof(int) * ((size_t)n + 1));
     p->written_by = malloc(sizeof(int) * ((size_t)n + 1));
