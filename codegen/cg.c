@@ -226,6 +226,7 @@ int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *ou
             {"rt_parallel_for", (void (*)(void))rt_parallel_for},
             {"rt_pool_size", (void (*)(void))rt_pool_size},
             {"rt_profile_mark", (void (*)(void))rt_profile_mark},
+            {"rt_profile_peak", (void (*)(void))rt_profile_peak},
             {"rt_tome_select", (void (*)(void))rt_tome_select},
             {"rt_pitome_match", (void (*)(void))rt_pitome_match},
             {"rt_cls_attn", (void (*)(void))rt_cls_attn},

@@ -7,6 +7,13 @@
  * a quadratic in the first symbol the group's shapes use, fitted from the exact counts at that
  * symbol = 1, 2, 3 with the others at their bounds. That is exact for every group of a model with one
  * symbolic size (attention is quadratic in T, the rest linear), and an estimate with several.
+ *
+ * The entry's first mark is preceded by rt_profile_peak(fma, lanes, flops, pool): fma is a loop this
+ * file emits once per module at the target's vector width (CgTarget.vw, what the GEMM's micro-kernels
+ * use), so the peak the runtime measures with it is the one this model's kernels can reach on this
+ * machine, whatever ISA it was compiled for. The loop runs independent chains x = x * m + c, enough
+ * of them to cover an FMA's latency times the FMA pipes of current cores (4 cycles x 2 pipes on x86,
+ * up to 4 pipes on aarch64) and few enough to stay in registers with m and c.
  */
 #include "codegen/codegen.h"
 
@@ -168,19 +175,86 @@ LLVMValueRef cg_profile_table(Cg *cg, const char *name, const CgProfGroup *group
     return tg;
 }
 
-void cg_profile_mark(Cg *cg, LLVMValueRef table, int n, int k)
+/* float fma(i64 iters) on <lanes x float>, chains accumulators; *flops_per_iter set. */
+static LLVMValueRef fma_loop(Cg *cg, int *lanes, int *flops_per_iter)
 {
-    /* void rt_profile_mark(ptr groups, i32 n, i32 k), referenced weakly: skipped where the process
-     * that runs the code has no runtime (cg_runtime_function) */
-    LLVMTypeRef fty = LLVMFunctionType(cg->void_, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->i32}, 3, 0);
-    LLVMValueRef f = cg_runtime_function(cg, "rt_profile_mark", fty);
+    CgTarget t = cg_target(cg);
+    enum { MAX_CHAINS = 24 };
+    int chains = t.regs >= 32 ? MAX_CHAINS : 12;
+    *lanes = t.vw;
+    *flops_per_iter = 2 * chains * t.vw;
+    const char *name = "prof.fma";
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (f)
+        return f;
+    LLVMTypeRef fty = LLVMFunctionType(cg->f32, &cg->i64, 1, 0);
+    f = LLVMAddFunction(cg->mod, name, fty);
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    cg_vector_width_attr(cg, f, t.vw);
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"),
+                      loop = LLVMAppendBasicBlockInContext(cg->ctx, f, "loop"),
+                      done = LLVMAppendBasicBlockInContext(cg->ctx, f, "done");
+    LLVMPositionBuilderAtEnd(cg->b, entry);
+    CgVec v = cg_vec(cg, t.vw, t.fma);
+    LLVMValueRef one = cg_vconst(&v, 1.0), m = cg_vconst(&v, 0.999999), c = cg_vconst(&v, 1e-7);
+    LLVMBuildBr(cg->b, loop);
+    /* do { x[j] = x[j] * m + c for every chain } while (++i < iters) */
+    LLVMPositionBuilderAtEnd(cg->b, loop);
+    LLVMValueRef i = LLVMBuildPhi(cg->b, cg->i64, "i"), x[MAX_CHAINS], next[MAX_CHAINS];
+    LLVMValueRef zero = cg_i64(cg, 0);
+    LLVMAddIncoming(i, &zero, &entry, 1);
+    for (int j = 0; j < chains; j++) {
+        x[j] = LLVMBuildPhi(cg->b, v.vt, "x");
+        LLVMAddIncoming(x[j], &one, &entry, 1);
+    }
+    for (int j = 0; j < chains; j++)
+        next[j] = cg_vfma(&v, x[j], m, c);
+    LLVMValueRef inext = LLVMBuildNSWAdd(cg->b, i, cg_i64(cg, 1), "");
+    LLVMAddIncoming(i, &inext, &loop, 1);
+    for (int j = 0; j < chains; j++)
+        LLVMAddIncoming(x[j], &next[j], &loop, 1);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, inext, LLVMGetParam(f, 0), ""), loop, done);
+    LLVMPositionBuilderAtEnd(cg->b, done);
+    LLVMValueRef sum = next[0];
+    for (int j = 1; j < chains; j++)
+        sum = LLVMBuildFAdd(cg->b, sum, next[j], "");
+    LLVMBuildRet(cg->b, cg_vhsum(&v, sum));
+    LLVMPositionBuilderAtEnd(cg->b, saved);
+    return f;
+}
+
+/* if (fn) fn(args): a runtime function the process running the code may lack (cg_runtime_function). */
+static void call_if_linked(Cg *cg, const char *name, LLVMTypeRef fty, LLVMValueRef *args, int nargs)
+{
+    LLVMValueRef f = cg_runtime_function(cg, name, fty);
     LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->b));
     LLVMBasicBlockRef call = LLVMAppendBasicBlockInContext(cg->ctx, fn, "prof"),
                       next = LLVMAppendBasicBlockInContext(cg->ctx, fn, "prof.next");
     LLVMBuildCondBr(cg->b, LLVMBuildIsNotNull(cg->b, f, ""), call, next);
     LLVMPositionBuilderAtEnd(cg->b, call);
-    LLVMValueRef args[3] = {table, LLVMConstInt(cg->i32, (unsigned long long)n, 0), LLVMConstInt(cg->i32, (unsigned long long)k, 0)};
-    LLVMBuildCall2(cg->b, fty, f, args, 3, "");
+    LLVMBuildCall2(cg->b, fty, f, args, (unsigned)nargs, "");
     LLVMBuildBr(cg->b, next);
     LLVMPositionBuilderAtEnd(cg->b, next);
+}
+
+void cg_profile_mark(Cg *cg, LLVMValueRef table, int n, int k)
+{
+    if (k == 0) {
+        /* void rt_profile_peak(ptr fma, i32 lanes, i32 flops_per_iter, ptr pool); the pool is the
+         * entry's last parameter in both of its forms (RtEntry, RtStateEntry) */
+        int lanes, flops;
+        LLVMValueRef fma = fma_loop(cg, &lanes, &flops);
+        LLVMValueRef entry = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->b));
+        LLVMTypeRef pty = LLVMFunctionType(cg->void_, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->i32, cg->ptr}, 4, 0);
+        LLVMValueRef args[4] = {fma, LLVMConstInt(cg->i32, (unsigned long long)lanes, 0),
+                                LLVMConstInt(cg->i32, (unsigned long long)flops, 0),
+                                LLVMGetParam(entry, LLVMCountParams(entry) - 1)};
+        call_if_linked(cg, "rt_profile_peak", pty, args, 4);
+    }
+    /* void rt_profile_mark(ptr groups, i32 n, i32 k), referenced weakly: skipped where the process
+     * that runs the code has no runtime (cg_runtime_function) */
+    LLVMTypeRef fty = LLVMFunctionType(cg->void_, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->i32}, 3, 0);
+    LLVMValueRef args[3] = {table, LLVMConstInt(cg->i32, (unsigned long long)n, 0), LLVMConstInt(cg->i32, (unsigned long long)k, 0)};
+    call_if_linked(cg, "rt_profile_mark", fty, args, 3);
 }

@@ -165,9 +165,12 @@ static const char *help_run =
     "the model's declaration; symbolic sizes are taken from the inputs. --output NAME=FILE writes an\n"
     "output as .npy; without it, each output's type and first values are printed.\n"
     "--profile prints the compiled run's time per node group (a matmul with its epilogue, an attention,\n"
-    "a fused loop, a norm, a copy): its share, GFLOP/s and GB/s, largest first; --profile-trace FILE\n"
-    "also writes the groups' times as Chrome trace JSON (chrome://tracing, Perfetto). One run is\n"
-    "timed, cold; a program built with kiln build times warm runs with --bench N --profile.\n";
+    "a fused loop, a norm, a copy): wall and CPU ms, its share, GFLOP/s, GB/s and the % of the\n"
+    "machine's peak it reaches (the FMA rate at the model's vector width on the run's threads, or a\n"
+    "STREAM triad's bandwidth, whichever bounds the group; measured before the run), largest first;\n"
+    "--profile-trace FILE also writes the groups' times as Chrome trace JSON (chrome://tracing,\n"
+    "Perfetto), the peak in its metadata. One run is timed, cold; a program built with kiln build\n"
+    "times warm runs with --bench N --profile.\n";
 
 static const char *help_build =
     "usage: kiln build MODEL [-o OUT] [--emit KIND] [-O0..-O3] [--weights FILE]\n"

@@ -270,8 +270,23 @@ void rt_profile_stop(RtProfile *p);
 void rt_profile_free(RtProfile *p);
 /* Called by the generated entry before node group k of `groups` (n groups) and with k = n at its end. */
 void rt_profile_mark(const RtProfGroup *groups, int32_t n, int32_t k);
-/* Prints the time per group, its share, calls, GFLOP/s and GB/s at the symbol values syms (those of
- * the runs), largest first. Returns 0, or -1 when out of memory. */
+/* The fp32 FMA loop the compiler emits with each model (codegen/profile.c): `iters` iterations of
+ * independent chains x = x * m + c on the vectors the model's kernels use; returns their sum. */
+typedef float (*RtProfFma)(int64_t iters);
+/* Called by the generated entry at its start, with the model's FMA loop, its vector lanes and FLOPs
+ * per iteration, and the entry's pool. While a profile is active on the calling thread and has no
+ * peak yet, measures the machine's peak on the pool's threads: fma's rate (each thread's FLOPs over
+ * its own CPU time while all run, the best thread times the thread count) and a STREAM triad's
+ * bandwidth. The report and the trace compare each group with it. A few tens of ms, once per profile;
+ * not part of any group's time. */
+void rt_profile_peak(RtProfFma fma, int32_t lanes, int32_t flops_per_iter, RtPool *pool);
+/* Forgets the groups' times and the trace's events, keeping the peak: a program profiling warm runs
+ * starts the profile before its warm-up run (which measures the peak) and clears it after. */
+void rt_profile_clear(RtProfile *p);
+/* Prints the peak (when measured), then the time per group (wall clock, and the calling thread's CPU
+ * time), its share, calls, GFLOP/s and GB/s at the symbol values syms (those of the runs), and the
+ * percentage of the peak it reaches (GFLOP/s of the FMA peak or GB/s of the bandwidth, whichever is
+ * larger: the roofline's bound), largest first. Returns 0, or -1 when out of memory. */
 int rt_profile_report(const RtProfile *p, const int64_t *syms, FILE *f);
 /* Writes the events as Chrome trace JSON (chrome://tracing, Perfetto). 0, or -1 with err set. */
 int rt_profile_write_trace(const RtProfile *p, const char *path, char *err, size_t errlen);

@@ -106,10 +106,13 @@ static void main_usage(const RtModel *m, const char *prog, FILE *f)
             "  --threads N             threads to run on (default: $KILN_THREADS, else every CPU)\n"
             "  --bench N               after one warm-up run, time N runs; print min and median\n"
             "  --profile               print the time of each node group (matmul with its epilogue,\n"
-            "                          attention, fused loop, ...), its share, GFLOP/s and GB/s; with\n"
-            "                          --bench over the timed runs, else over the one run\n"
+            "                          attention, fused loop, ...): wall and CPU ms, share, GFLOP/s,\n"
+            "                          GB/s and %% of the machine's peak (FMA rate at the model's\n"
+            "                          vector width on these threads, or STREAM triad bandwidth,\n"
+            "                          measured first); with --bench over the timed runs, else over\n"
+            "                          the one run\n"
             "  --profile-trace FILE    also write the groups' times as Chrome trace JSON\n"
-            "                          (chrome://tracing, Perfetto)\n"
+            "                          (chrome://tracing, Perfetto), the peak in its metadata\n"
             "  --help                  print this help\n",
             m->embedded_weights || !m->weights_bytes ? " (optional: built in)"
                                                      : " (default: PROGRAM.weights beside the program)");
@@ -428,21 +431,18 @@ static int main_run(const RtModel *m, const MainArgs *a, const int64_t *syms, vo
         main_error(a->prog, "out of memory for %d bench timings", a->bench);
         return 1;
     }
-    /* the profile takes the timed runs with --bench (after the warm-up), else the one run */
+    /* the profile takes the timed runs with --bench (cleared after the warm-up, which measures the
+     * machine's peak untimed), else the one run */
     RtProfile *prof = NULL;
-    if (a->profile && !a->bench && !(prof = rt_profile_start(a->trace ? 1 << 20 : 0))) {
+    if (a->profile && !(prof = rt_profile_start(a->trace ? 1 << 20 : 0))) {
         rt_close(inst);
         free(times);
         main_error(a->prog, "out of memory for the profile");
         return 1;
     }
     int rc = rt_run(inst, syms, in, (void *const *)out);
-    if (a->profile && a->bench && !rc && !(prof = rt_profile_start(a->trace ? 1 << 20 : 0))) {
-        rt_close(inst);
-        free(times);
-        main_error(a->prog, "out of memory for the profile");
-        return 1;
-    }
+    if (prof && a->bench)
+        rt_profile_clear(prof);
     for (int r = 0; r < a->bench && !rc; r++) {
         double t0 = main_now_ms();
         rc = rt_run(inst, syms, in, (void *const *)out);
