@@ -7,7 +7,8 @@
 #   - pkg-config's flags from kiln.pc link an object from `kiln build --emit obj`;
 #   - examples/cmake-project (copied with the vit-mnist model) configures with find_package(kiln),
 #     builds, and its program's logits of four held-out images match PyTorch's (1e-4 relative);
-#   - the model is compiled again when its file changes, and not when nothing changed.
+#   - the model is compiled again when its file changes, and not when nothing changed;
+#   - the generated header is an output of that step: deleted, it is made again.
 #   tests/install/install.sh BUILD_DIR NPYCMP
 set -eu
 BUILD=$1 NPYCMP=$2
@@ -66,4 +67,10 @@ sleep 1 # a coarse file system clock must see the change
 touch "$T/src/vit-mnist/vit-mnist.kiln"
 cmake --build "$T/ex" > "$T/build3.txt"
 grep -q "kiln: compiling" "$T/build3.txt" || { echo "FAIL: the model was not compiled again after it changed"; exit 1; }
+# the generated header is an output of the build step: deleted, it is made again (and classify.c,
+# which includes it, builds), rather than the build stopping at a missing file
+rm "$T/ex/kiln/vit_mnist_model/vit_mnist.h"
+cmake --build "$T/ex" > "$T/build4.txt" 2>&1 || { echo "FAIL: the build stopped with the header deleted:"; cat "$T/build4.txt"; exit 1; }
+grep -q "kiln: compiling" "$T/build4.txt" || { echo "FAIL: the deleted header was not made again"; exit 1; }
+[ -f "$T/ex/kiln/vit_mnist_model/vit_mnist.h" ]
 echo "install: OK"
