@@ -11,7 +11,9 @@
  *                  shapes and dtypes checked
  *   builtins.c     the builtin functions and methods of the language
  *   onnx.c         ONNX files: read with protobuf-c, written out as a model file and a weights file
- *   onnx_ops.c     how each ONNX op is written in the model language (private header: onnx.h)
+ *   onnx_ops.c     how each ONNX op is written in the model language (private header: onnx.h), and
+ *                  what the handlers share; the handlers by concept in onnx_math.c, onnx_shape.c,
+ *                  onnx_nn.c, onnx_quant.c
  */
 #ifndef KILN_FRONTEND_H
 #define KILN_FRONTEND_H

@@ -1,5 +1,5 @@
-/* onnx.h: what onnx.c (the reader and the writer of the model text) shares with onnx_ops.c (one
- * handler per ONNX op). Private to those two files.
+/* onnx.h: what onnx.c (the reader and the writer of the model text) shares with the op handlers
+ * (onnx_ops.c and the files of handlers it names, one handler per ONNX op). Private to those files.
  *
  * Every ONNX value (a graph input, an initializer, a node output) is an OVal: its dtype and shape as
  * the importer infers them, and either its data, when it is known at import time (initializers,
@@ -84,10 +84,75 @@ const char *ox_onnx_dtype_name(int onnx_elem_type);
 const char *ox_temp(Imp *I, const char *hint);
 const char *ox_fresh(Imp *I, const char *hint);
 
-/* onnx_ops.c */
+/* onnx_ops.c: the lookup, and what the handlers share */
 typedef int (*OxHandler)(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout);
 /* The handler of an op of the default domain, NULL when kiln has none. */
 OxHandler ox_handler(const char *op);
+/* An op's handler; each file of handlers has a table of its ops, ended by {NULL, NULL}. */
+typedef struct OxOp {
+    const char *name; /* the ONNX op, "MatMul" */
+    OxHandler fn;
+} OxOp;
+extern const OxOp ox_math_ops[];  /* onnx_math.c */
+extern const OxOp ox_shape_ops[]; /* onnx_shape.c */
+extern const OxOp ox_nn_ops[];    /* onnx_nn.c */
+extern const OxOp ox_quant_ops[]; /* onnx_quant.c */
+
+/* Whether every input present is known at import time. */
+int ox_all_const(OVal **in, int nin);
+/* axis in [-rank, rank) made non-negative into *out; 0 with an error when out of range. */
+int ox_norm_axis(Imp *I, int64_t axis, int rank, int64_t *out);
+/* 1 when v's shape has no symbolic size; else 0 with an error saying that `what` needs it. */
+int ox_need_static(Imp *I, const OVal *v, const char *what);
+/* 1 when kiln has v's dtype; else 0 with an error. */
+int ox_need_dtype(Imp *I, const OVal *v);
+/* A list of dims as model text: "2, T, 64". */
+const char *ox_dims_text(Imp *I, int rank, const int64_t *dims, const char *const *sym);
+/* NumPy broadcasting of a and b's shapes into out. */
+int ox_broadcast(Imp *I, const OVal *a, const OVal *b, int *rank, int64_t *dims, const char **sym);
+/* The flat index into v of the output element at multi-index idx (rank r), broadcasting. */
+int64_t ox_bcast_offset(const OVal *v, int r, const int64_t *idx);
+/* idx (rank r, in dims) to the next element in C order. */
+void ox_next_index(int r, const int64_t *dims, int64_t *idx);
+/* A copy of in's data and type into out (Identity, Reshape and the like on constants). */
+void ox_fold_same_data(Imp *I, OVal *in, OVal *out, int rank, const int64_t *dims);
+/* Symbolic elements follow data moved by a fold: element dst of out is element src of in. */
+void ox_move_sym(Imp *I, OVal *out, const OVal *in, int64_t dst, int64_t src, int64_t n);
+/* Whether some element of the constant v stands for a symbolic size. */
+int ox_has_sym(const OVal *v);
+/* Ints of a constant 1-D (or scalar) operand; syms (when not NULL) receives the symbolic sizes some
+ * may stand for, else a symbolic element is an error. */
+int ox_const_ints_sym(Imp *I, OVal *v, const char *what, int64_t *out, int max, int *n, const char **syms);
+int ox_const_ints(Imp *I, OVal *v, const char *what, int64_t *out, int max, int *n);
+/* axes from the attribute (older opsets) or from input k (newer), *have = 0 when absent */
+int ox_get_axes(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, int k, int64_t *axes, int *naxes, int *have);
+/* out gets in's dtype (kiln's and ONNX's) and shape. */
+void ox_copy_type(OVal *out, const OVal *in);
+
+/* Symbolic sizes as linear expressions. A size the importer computes from symbolic ones (Concat of a cache and new tokens, Sub of two Shape
+ * elements) is written into the model text as the language reads it, "P + T", "P + T - 1", "2 * T",
+ * in one form (names in order, then the constant), so that equal sizes are equal strings wherever the
+ * importer compares them. */
+enum { OX_LIN_TERMS = 8 };
+
+typedef struct OxLin {
+    int n;
+    const char *name[OX_LIN_TERMS]; /* (n) in strcmp order */
+    int64_t c[OX_LIN_TERMS];        /* (n) never 0 */
+    int64_t k;                      /* the constant */
+} OxLin;
+
+/* l += m * x; 0 when it does not fit (a hostile file's numbers overflow) */
+int ox_lin_add(OxLin *l, const OxLin *x, int64_t m);
+/* The size s (ox_lin_text's form, or one symbol's name; NULL: the number v). */
+int ox_lin_of(Imp *I, const char *s, int64_t v, OxLin *l);
+/* The model text of l; NULL when l is a constant. */
+const char *ox_lin_text(Imp *I, const OxLin *l);
+/* Element k of out (i64) = a op b for op Add, Sub or Mul, where a stands for the size sa when sa is
+ * not NULL (va its bound), b likewise: a size when the result uses a symbol (its bound computed from
+ * the operands' as the value), else the number. 1 with an error when it is not linear. */
+int ox_sym_arith(Imp *I, const char *op, const char *sa, int64_t va, const char *sb, int64_t vb, OVal *out,
+                 int64_t k);
 /* Attributes of the current node */
 const Onnx__AttributeProto *ox_attr(const Onnx__NodeProto *n, const char *name);
 int64_t ox_attr_i(const Onnx__NodeProto *n, const char *name, int64_t def);
