@@ -588,6 +588,27 @@ static Value b_matmul(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
     return v_tensor(lw_matmul(L, arg_tensor(L, a, 0), arg_tensor(L, a, 1), loc));
 }
 
+/* qmatmul(a, w, scale, zero?, group=0, dynamic=false): the quantized product of docs/IR.md, as
+ * choose-quant makes it; here so that a model file can state one (the ONNX importer writes ONNX
+ * Runtime's dynamically quantized MatMul as one). The IR checks the operands. */
+static Value b_qmatmul(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
+{
+    Node *in[4] = {arg_float(L, a, 0), arg_tensor(L, a, 1), arg_tensor(L, a, 2), a->n > 3 ? arg_tensor(L, a, 3) : NULL};
+    int64_t group, dynamic;
+    if (!in[0] || !in[1] || !in[2] || (a->n > 3 && !in[3]) || !kw_int(L, a, "group", NULL, 0, &group) ||
+        !kw_int(L, a, "dynamic", NULL, 0, &dynamic))
+        return v_none();
+    if (group < 0 || group > INT32_MAX) {
+        ERR(loc, "qmatmul: group must be between 0 and 2^31 - 1, got %lld", (long long)group);
+        return v_none();
+    }
+    Attrs at = {0};
+    at.group = (int)group;
+    at.dynamic = dynamic != 0;
+    IrWhy why;
+    return v_tensor(lw_built(L, ir_build(lower_graph(L), OP_QMATMUL, &at, a->n, in, NULL, loc, &why), &why, loc, NULL, 0));
+}
+
 /* ---------------------------------------------------------------- sources */
 
 static Value b_causal_mask(Lower *L, Args *a, SrcLoc loc, const Builtin *b)
@@ -800,6 +821,7 @@ static const Builtin builtins[] = {
     {"slice", b_slice, 3, 4, 1, OP_SLICE, 0},
     {"gather", b_gather, 2, 3, 0, OP_GATHER, 0},
     {"matmul", b_matmul, 2, 2, 0, OP_MATMUL, 0},
+    {"qmatmul", b_qmatmul, 3, 4, 0, OP_QMATMUL, 0},
     {"causal_mask", b_causal_mask, 1, 2, 0, OP_CAUSAL_MASK, 0},
     {"arange", b_arange, 1, 3, 0, OP_ARANGE, 0},
     {"conv2d", b_conv2d, 2, 3, 0, OP_CONV2D, 0},

@@ -186,6 +186,11 @@ static OVal *val_find(Imp *I, const char *name)
     return I->capvals ? *val_slot(I, name) : NULL;
 }
 
+OVal *ox_value(Imp *I, const char *name)
+{
+    return val_find(I, name);
+}
+
 static OVal *val_new(Imp *I, const char *name)
 {
     if ((I->nvals + 1) * 2 > I->capvals) {
@@ -714,9 +719,21 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
     if (I->errors)
         goto fail;
 
+    const OxQmm *qmm = ox_qmm_find(I, g); /* quantize_dynamic's MatMuls, as qmatmul */
     for (size_t k = 0; k < g->n_node; k++) {
         const Onnx__NodeProto *n = g->node[k];
         I->node = n;
+        if (ox_qmm_role(qmm, k) == 1)
+            continue;
+        if (ox_qmm_role(qmm, k) == 2) {
+            ox_emit(I, "# %s (%s: a MatMul quantized by ONNX Runtime, as one qmatmul)\n",
+                    n->name && *n->name ? n->name : "(unnamed)", n->op_type);
+            OVal *y = val_new(I, n->output[0]);
+            int errs = I->errors;
+            ox_qmm_write(I, qmm, k, y);
+            y->failed = I->errors > errs;
+            continue;
+        }
         if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx")) {
             ox_err(I, "the op is in domain '%s'; kiln imports only ONNX's default domain", n->domain);
             continue;

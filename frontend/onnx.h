@@ -84,6 +84,19 @@ const char *ox_onnx_dtype_name(int onnx_elem_type);
 const char *ox_temp(Imp *I, const char *hint);
 const char *ox_fresh(Imp *I, const char *hint);
 
+/* The value named name (an initializer, a graph input or an earlier node's output), or NULL. */
+OVal *ox_value(Imp *I, const char *name);
+
+/* onnx_quant.c: ONNX Runtime's dynamically quantized MatMuls (DynamicQuantizeLinear, MatMulInteger,
+ * Cast, Mul by the scales), written as one qmatmul each */
+typedef struct OxQmm OxQmm;
+/* Finds them in g once its initializers are read; NULL when there is none. */
+OxQmm *ox_qmm_find(Imp *I, const Onnx__GraphProto *g);
+/* What to do with node k: 0 write it as usual, 1 skip it (in a pattern, read by nothing else), 2 it
+ * ends a pattern: ox_qmm_write writes the pattern into out (node k's output). */
+int ox_qmm_role(const OxQmm *q, size_t k);
+int ox_qmm_write(Imp *I, const OxQmm *q, size_t k, OVal *out);
+
 /* onnx_ops.c: the lookup, and what the handlers share */
 typedef int (*OxHandler)(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout);
 /* The handler of an op of the default domain, NULL when kiln has none. */

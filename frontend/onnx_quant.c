@@ -196,6 +196,188 @@ static int op_qlinear_matmul(Imp *I, const Onnx__NodeProto *n, OVal **in, int ni
     return 0;
 }
 
+/* ---------------------------------------------------------------- ONNX Runtime's dynamic quantization
+ *
+ * onnxruntime.quantization.quantize_dynamic writes each MatMul it quantizes as
+ *   x_q, x_scale, x_zp = DynamicQuantizeLinear(x)
+ *   acc = MatMulInteger(x_q, W_q, x_zp, W_zp?)      W_q [K, N] and W_zp initializers
+ *   s = Mul(x_scale, W_scale)                        W_scale an initializer: one, or one per column
+ *   y = Mul(Cast(acc, to=float), s)
+ * (the operands of each Mul in either order). The importer writes y as
+ *   y = qmatmul(x, W, scale, dynamic=true)
+ * kiln's W8A8 product: the weights are ONNX's integers exactly (u8 ones less their zero point, when
+ * every difference fits i8), scale [1, N] is W_scale, and the activations are quantized per row to
+ * i8 at run time, symmetric, where ONNX quantizes them per tensor to u8 with a zero point. Both are
+ * x @ ((W_q - W_zp) * W_scale) up to half a quantization step of each activation; they are not equal
+ * bit for bit (docs/ONNX.md). The pattern's other nodes are not written when nothing else reads their
+ * outputs (the three projections of an attention share one DynamicQuantizeLinear). */
+
+struct OxQmm {
+    size_t n;              /* the graph's nodes */
+    unsigned char *role;   /* (n) OX_QMM_* */
+    const char **x, **w, **wzp, **ws; /* (n) at the pattern's last Mul: the ONNX names of its operands */
+};
+
+enum { OX_QMM_WRITE, OX_QMM_SKIP, OX_QMM_LAST };
+
+/* The node whose output `name` is, or -1 (a linear search over the earlier nodes: patterns are
+ * searched only at the Muls that end them). */
+static long producer(const Onnx__GraphProto *g, size_t before, const char *name, const char *op)
+{
+    if (!name || !*name)
+        return -1;
+    for (size_t k = before; k-- > 0;) {
+        const Onnx__NodeProto *n = g->node[k];
+        for (size_t i = 0; i < n->n_output; i++)
+            if (n->output[i] && !strcmp(n->output[i], name))
+                return n->op_type && !strcmp(n->op_type, op) && (!n->domain || !*n->domain) ? (long)k : -1;
+    }
+    return -1;
+}
+
+static int same(const char *a, const char *b)
+{
+    return a && b && *a && !strcmp(a, b);
+}
+
+/* The weights as i8: W_q less its zero point (one, or one per column), 0 when a difference does not fit. */
+static int qmm_weights(OVal *w, OVal *zp, int8_t *out)
+{
+    int64_t K = w->dims[0], N = w->dims[1];
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < N; j++) {
+            int64_t v = ox_int(w, k * N + j) - (zp ? ox_int(zp, ox_numel(zp) == 1 ? 0 : j) : 0);
+            if (v < -128 || v > 127)
+                return 0;
+            if (out)
+                out[k * N + j] = (int8_t)v;
+        }
+    return 1;
+}
+
+/* Whether the pattern ending at Mul node k matches; its operands' names into q. */
+static int qmm_match(Imp *I, const Onnx__GraphProto *g, size_t k, OxQmm *q)
+{
+    const Onnx__NodeProto *m = g->node[k];
+    if (!m->op_type || strcmp(m->op_type, "Mul") || m->n_input != 2 || (m->domain && *m->domain))
+        return 0;
+    for (int side = 0; side < 2; side++) {
+        long c = producer(g, k, m->input[side], "Cast"), s = producer(g, k, m->input[1 - side], "Mul");
+        if (c < 0 || s < 0 || ox_attr_i(g->node[c], "to", 0) != 1 /* FLOAT */)
+            continue;
+        const Onnx__NodeProto *cn = g->node[c], *sn = g->node[s];
+        long mm = producer(g, (size_t)c, cn->n_input ? cn->input[0] : NULL, "MatMulInteger");
+        if (mm < 0 || g->node[mm]->n_input < 3 || sn->n_input != 2)
+            continue;
+        const Onnx__NodeProto *qn = g->node[mm];
+        long dq = producer(g, (size_t)mm, qn->input[0], "DynamicQuantizeLinear");
+        if (dq < 0)
+            continue;
+        const Onnx__NodeProto *dn = g->node[dq];
+        if (dn->n_input != 1 || dn->n_output != 3 || !same(qn->input[0], dn->output[0]) ||
+            !same(qn->input[2], dn->output[2]))
+            continue;
+        int si = same(sn->input[0], dn->output[1]) ? 1 : same(sn->input[1], dn->output[1]) ? 0 : -1;
+        if (si < 0)
+            continue;
+        OVal *x = ox_value(I, dn->input[0]), *w = ox_value(I, qn->input[1]), *ws = ox_value(I, sn->input[si]);
+        OVal *wzp = qn->n_input > 3 && qn->input[3] && *qn->input[3] ? ox_value(I, qn->input[3]) : NULL;
+        if (!w || !w->is_const || w->rank != 2 || (w->dt != DT_I8 && w->dt != DT_U8) || !ws || !ws->is_const ||
+            ws->dt != DT_F32 || ws->rank > 1 || (ox_numel(ws) != 1 && ox_numel(ws) != w->dims[1]) ||
+            (qn->n_input > 3 && qn->input[3] && *qn->input[3] &&
+             (!wzp || !wzp->is_const || wzp->rank > 1 || (ox_numel(wzp) != 1 && ox_numel(wzp) != w->dims[1]))) ||
+            (x && x->dt != DT_F32) || !qmm_weights(w, wzp, NULL))
+            continue;
+        q->x[k] = dn->input[0];
+        q->w[k] = qn->input[1];
+        q->wzp[k] = wzp ? qn->input[3] : NULL;
+        q->ws[k] = sn->input[si];
+        q->role[k] = OX_QMM_LAST;
+        q->role[dq] = q->role[mm] = q->role[c] = q->role[s] = OX_QMM_SKIP;
+        return 1;
+    }
+    return 0;
+}
+
+OxQmm *ox_qmm_find(Imp *I, const Onnx__GraphProto *g)
+{
+    OxQmm *q = arena_alloc(I->a, sizeof *q);
+    q->n = g->n_node;
+    q->role = arena_alloc(I->a, q->n + 1);
+    const char ***names[4] = {&q->x, &q->w, &q->wzp, &q->ws};
+    for (int t = 0; t < 4; t++)
+        *names[t] = arena_alloc(I->a, sizeof(char *) * (q->n + 1));
+    int any = 0;
+    for (size_t k = 0; k < g->n_node; k++)
+        any |= qmm_match(I, g, k, q);
+    if (!any)
+        return NULL;
+    /* a skipped node must be read only by skipped nodes and the patterns' last Muls: write the
+     * others after all (until nothing changes: writing one may need its producers written) */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t k = 0; k < g->n_node; k++) {
+            const Onnx__NodeProto *n = g->node[k];
+            if (q->role[k] != OX_QMM_SKIP)
+                continue;
+            int keep = 0;
+            for (size_t o = 0; o < n->n_output && !keep; o++) {
+                for (size_t j = 0; j < g->n_output && !keep; j++)
+                    keep = same(n->output[o], g->output[j]->name);
+                for (size_t u = k + 1; u < g->n_node && !keep; u++)
+                    for (size_t i = 0; i < g->node[u]->n_input && !keep; i++)
+                        keep = same(g->node[u]->input[i], n->output[o]) && q->role[u] == OX_QMM_WRITE;
+            }
+            if (keep) {
+                q->role[k] = OX_QMM_WRITE;
+                changed = 1;
+            }
+        }
+    }
+    return q;
+}
+
+int ox_qmm_role(const OxQmm *q, size_t k)
+{
+    return q && k < q->n ? q->role[k] : OX_QMM_WRITE;
+}
+
+int ox_qmm_write(Imp *I, const OxQmm *q, size_t k, OVal *out)
+{
+    OVal *x = ox_value(I, q->x[k]), *w = ox_value(I, q->w[k]), *ws = ox_value(I, q->ws[k]);
+    OVal *wzp = q->wzp[k] ? ox_value(I, q->wzp[k]) : NULL;
+    if (!x)
+        return ERR("input '%s' is not computed by any earlier node", q->x[k]);
+    if (x->rank < 2 || x->dims[x->rank - 1] != w->dims[0] || x->sym[x->rank - 1])
+        return ERR("takes x [..., M, %lld] for weights %s, got %s", (long long)w->dims[0], ox_type_str(I, w),
+                   ox_type_str(I, x));
+    int64_t N = w->dims[1];
+    int zero = 1; /* i8 weights with zero points of 0 are used as they are */
+    for (int64_t j = 0; wzp && j < ox_numel(wzp); j++)
+        zero &= ox_int(wzp, j) == 0;
+    OVal *wq = w;
+    if (w->dt != DT_I8 || !zero) {
+        wq = arena_alloc(I->a, sizeof *wq);
+        wq->name = arena_printf(I->a, "%s_i8", w->name);
+        ox_type(wq, DT_I8, 2, w->dims, NULL);
+        qmm_weights(w, wzp, ox_alloc(I, wq));
+    }
+    OVal *sc = arena_alloc(I->a, sizeof *sc);
+    sc->name = arena_printf(I->a, "%s_cols", ws->name);
+    ox_type(sc, DT_F32, 2, (int64_t[]){1, N}, NULL);
+    float *sp = ox_alloc(I, sc);
+    for (int64_t j = 0; j < N; j++)
+        sp[j] = (float)ox_f(ws, ox_numel(ws) == 1 ? 0 : j);
+    int64_t dims[IR_MAX_RANK];
+    const char *sym[IR_MAX_RANK];
+    for (int i = 0; i < x->rank; i++)
+        dims[i] = x->dims[i], sym[i] = x->sym[i];
+    dims[x->rank - 1] = N, sym[x->rank - 1] = NULL;
+    ox_type(out, DT_F32, x->rank, dims, sym);
+    ox_assign(I, out, "qmatmul(%s, %s, %s, dynamic=true)", T(x), T(wq), T(sc));
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the table */
 
 const OxOp ox_quant_ops[] = {
