@@ -13,6 +13,7 @@
  */
 #include "frontend/frontend.h"
 #include "onnx.pb-c.h"
+#include "onnx_pack.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -84,14 +85,8 @@ static uint8_t *make_model(const char *op, size_t *len)
     Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
     g.name = "tiny", g.n_node = 2, g.node = nodes, g.n_initializer = 1, g.initializer = inits;
     g.n_input = 1, g.input = ins, g.n_output = 1, g.output = outs;
-    Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT;
-    os.domain = "", os.has_version = 1, os.version = 13;
-    Onnx__OperatorSetIdProto *oss[1] = {&os};
-    Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
-    m.has_ir_version = 1, m.ir_version = 7, m.n_opset_import = 1, m.opset_import = oss, m.graph = &g;
-    *len = onnx__model_proto__get_packed_size(&m);
-    uint8_t *buf = malloc(*len);
-    CHECK(buf && onnx__model_proto__pack(&m, buf) == *len);
+    uint8_t *buf = onnx_pack(&g, len);
+    CHECK(buf);
     return buf;
 }
 
