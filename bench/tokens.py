@@ -42,11 +42,12 @@ def _weights_and_input():
 
 def _merge_share(profile_text):
     """(per cent of the run in the merge's groups, their labels) from a program's --profile table, whose
-    rows read: ms, share%, calls, MFLOP/call, GFLOP/s, GB/s, kind, group ("%47 tome_match i32[197]")."""
+    rows read: ms, cpu ms, share%, calls, MFLOP/call, GFLOP/s, GB/s, % of peak, of, kind, group
+    ("%47 tome_match i32[197]")."""
     ms, labels = 0.0, []
     total = re.search(r"([\d.]+) ms in kernels", profile_text)
     for line in profile_text.splitlines():
-        m = re.match(r"\s*([\d.]+)\s+[\d.]+%\s+\d+\s+\S+\s+\S+\s+\S+\s+\S+\s+(%\d+) (\S+) (\S+.*)$", line)
+        m = re.match(r"\s*([\d.]+)\s+[\d.]+\s+[\d.]+%\s+\d+(?:\s+\S+){6}\s+(%\d+) (\S+) (\S+.*)$", line)
         if not m:
             continue
         op, shape = m.group(3), m.group(4)
