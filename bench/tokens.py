@@ -76,7 +76,7 @@ def bench(res, kiln, threads, quick):
             d["flop"][r] = check.get("flop")
         exe = os.path.join(OUT, "tokens", f"vit-b16-r{r}")
         os.makedirs(os.path.dirname(exe), exist_ok=True)
-        say(f"tokens: kiln build ViT-B/16" + (f" --prune-tokens tome:r={r}" if r else ""))
+        say("tokens: kiln build ViT-B/16" + (f" --prune-tokens tome:r={r}" if r else ""))
         binfo, why = kiln_build(kiln, model, exe, weights, (), extra=extra)
         if not binfo:
             fail(f"tokens: build r={r}", why)
