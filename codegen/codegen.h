@@ -307,6 +307,8 @@ LLVMBasicBlockRef cg_if_begin(Cg *cg, LLVMValueRef c, const char *name);
 void cg_if_end(Cg *cg, LLVMBasicBlockRef done);
 /* Every lane x (any scalar type); constant vectors of f32 and of integers of type et. */
 LLVMValueRef cg_vsplat(const CgVec *v, LLVMValueRef x);
+/* A hint that p is read (write = 0) or written soon: llvm.prefetch into every cache level. */
+void cg_prefetch(Cg *cg, LLVMValueRef p, int write);
 LLVMValueRef cg_vconst(const CgVec *v, double x);
 LLVMValueRef cg_viconst(const CgVec *v, LLVMTypeRef et, int64_t x);
 /* x * y + z (vectors or scalars); the larger of x and y for inputs that are never NaN (one vmaxps). */

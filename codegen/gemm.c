@@ -20,11 +20,15 @@
  *   A is copied one micro-panel (MR rows x KC) at a time into a buffer on the tile function's stack
  *   whose rows are KC+16 floats apart, by a loop of vector loads and stores per row (the function
  *   is marked no-builtins so LLVM does not turn it back into a call to memcpy, which cost 1-2% more
- *   of ViT-B/16's time on these short rows); software prefetching of the next micro-panel, of C and
- *   of B was tried and gained nothing measurable. It lets the micro-kernel
+ *   of ViT-B/16's time on these short rows). It lets the micro-kernel
  *   address A at constant offsets from one pointer, and rows of A a multiple of 4 KiB apart
  *   (K = 1024, 3072), which would share one set of L1, no longer do. An activation B is not packed:
  *   attention's products reach oneDNN's speed reading it in place.
+ *   The micro-kernel prefetches B 4 KiB ahead of the step of k it is at (KILN_GEMM pf=steps; 0
+ *   turns it off): on Zen 4 this gained nothing measurable, on Zen 5, whose FMAs consume B twice as
+ *   fast, it made the products whose weights come from L3 (ViT-B/16's N = 2304 and 3072, K = 3072)
+ *   3-5% faster and left those whose operands stay in L2 as they were. Prefetching C before it is
+ *   stored, and the next micro-panel of A, still gained nothing there.
  *
  * Blocking. K is cut into blocks of at most KC (equal ones, rounded up to 16) so that the A
  * micro-panel fills at most half of L1. Within a block of K the loop over panels of B is innermost:
@@ -62,6 +66,7 @@ typedef struct GemmCfg {
     int kc;  /* most k per block of K: the A micro-panel (mr x kc floats) fills half of L1 */
     int nc;  /* most columns per tile: a K-block of B (kc x nc floats) fills half of L2 */
     int mc;  /* most rows per m-block, the unit of work a thread takes (a multiple of mr) */
+    int pf;  /* steps of k ahead that the micro-kernel prefetches B (0: none) */
 } GemmCfg;
 
 enum {
@@ -100,7 +105,7 @@ static GemmCfg gemm_config(const Cg *cg)
      * AVX2 or SSE); the rest hold the nv vectors of B, the broadcast of A and what the compiler
      * needs around them. NR = 2 vectors on x86 (one load port's worth per FMA pair), 4 of NEON's
      * narrow ones, so that a row of the micro-tile is 16 or 32 floats. */
-    GemmCfg k = {.vw = t.vw, .nv = t.arm ? 4 : 2, .fma = t.fma};
+    GemmCfg k = {.vw = t.vw, .nv = t.arm ? 4 : 2, .fma = t.fma, .pf = -1};
     k.mr = t.regs * 3 / 4 / k.nv;
     long l1 = t.l1, l2 = t.l2;
     const char *env = getenv("KILN_GEMM");
@@ -108,7 +113,7 @@ static GemmCfg gemm_config(const Cg *cg)
         char key[8] = {0};
         int n = 0;
         long v = 0;
-        if (sscanf(p, "%7[a-z]=%ld%n", key, &v, &n) == 2 && v > 0) {
+        if (sscanf(p, "%7[a-z]=%ld%n", key, &v, &n) == 2 && (v > 0 || !strcmp(key, "pf"))) {
             if (!strcmp(key, "mr") && v <= 16)
                 k.mr = (int)v;
             else if (!strcmp(key, "nv") && v <= 8)
@@ -119,6 +124,8 @@ static GemmCfg gemm_config(const Cg *cg)
                 k.nc = (int)v;
             else if (!strcmp(key, "mc"))
                 k.mc = (int)v;
+            else if (!strcmp(key, "pf") && v <= 4096)
+                k.pf = (int)v;
         }
         const char *c = strchr(p, ',');
         p = c ? c + 1 : NULL;
@@ -133,6 +140,8 @@ static GemmCfg gemm_config(const Cg *cg)
     k.nc = k.nc < nr ? nr : k.nc / nr * nr;
     if (!k.mc)
         k.mc = 8 * k.mr;
+    if (k.pf < 0)
+        k.pf = 4096 / (nr * 4); /* 4 KiB of packed B ahead: 32 steps of k at NR = 32 */
     k.mc = k.mc < k.mr ? k.mr : (k.mc + k.mr - 1) / k.mr * k.mr;
     return k;
 }
@@ -147,8 +156,9 @@ void cg_gemm_explain(Cg *cg, FILE *out)
                  "vector registers, the rest for B's vectors and A's broadcast\n",
             k.mr, nr, k.mr, k.nv, k.vw, k.mr * k.nv, t.regs);
     fprintf(out, "codegen: GEMM KC %d (the A micro-panel, %d x %d floats, fills half of L1), NC %d (a K-block of B, "
-                 "%d x %d floats, fills half of L2), MC %d (%d micro-tiles a unit of rows)%s%s\n",
-            k.kc, k.mr, k.kc, k.nc, k.kc, k.nc, k.mc, k.mc / k.mr, env ? "; KILN_GEMM=" : "", env ? env : "");
+                 "%d x %d floats, fills half of L2), MC %d (%d micro-tiles a unit of rows), B prefetched %d steps "
+                 "of k ahead%s%s\n",
+            k.kc, k.mr, k.kc, k.nc, k.kc, k.nc, k.mc, k.mc / k.mr, k.pf, env ? "; KILN_GEMM=" : "", env ? env : "");
     fprintf(out, "codegen: GEMM threads: n-blocks a multiple of the threads when N allows (each thread streams its own "
                  "share of the weights), at most %d columns on several threads (NC / 4: steadier on two threads), "
                  "ranges of tiles per thread; under %d multiply-adds on the calling thread\n",
@@ -382,6 +392,13 @@ static LLVMValueRef ukr_function(Cg *cg, const GemmCfg *k, int mr, int edge)
     LLVMPositionBuilderAtEnd(cg->b, mb);
     /* UNROLL steps per iteration, then one at a time */
     Loop l4 = cg_loop_begin(cg, i64c(cg, 0), LLVMBuildSub(cg->b, kc, i64c(cg, UNROLL - 1), ""), "k4");
+    /* B streams from L2 or beyond (only A's micro-panel stays in L1): ask for it pf steps of k
+     * ahead, which the hardware's prefetchers alone did not do on Zen 5 (3-5% on ViT-B/16's shapes) */
+    if (k->pf)
+        for (int s = 0; s < UNROLL; s++)
+            for (int v = 0; v < k->nv; v++)
+                cg_prefetch(cg, cg_fptr(cg, u.b, add(cg, mul(cg, add(cg, l4.iv, i64c(cg, s + k->pf)), u.ldb),
+                                                       i64c(cg, v * k->vw))), 0);
     for (int s = 0; s < UNROLL; s++)
         ukr_step(&u, add(cg, l4.iv, i64c(cg, s)), s % u.sets, lda);
     cg_loop_end_step(cg, &l4, add(cg, l4.iv, i64c(cg, UNROLL)));

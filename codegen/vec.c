@@ -102,6 +102,19 @@ void cg_if_end(Cg *cg, LLVMBasicBlockRef done)
 
 /* ---------------------------------------------------------------- vectors */
 
+void cg_prefetch(Cg *cg, LLVMValueRef p, int write)
+{
+    LLVMTypeRef pty[4] = {cg->ptr, cg->i32, cg->i32, cg->i32};
+    LLVMTypeRef ft = LLVMFunctionType(cg->void_, pty, 4, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "llvm.prefetch.p0");
+    if (!f)
+        f = LLVMAddFunction(cg->mod, "llvm.prefetch.p0", ft);
+    /* (address, write, locality 3: keep in every level, data cache) */
+    LLVMValueRef args[4] = {p, LLVMConstInt(cg->i32, (unsigned)write, 0), LLVMConstInt(cg->i32, 3, 0),
+                            LLVMConstInt(cg->i32, 1, 0)};
+    LLVMBuildCall2(cg->b, ft, f, args, 4, "");
+}
+
 LLVMValueRef cg_vsplat(const CgVec *v, LLVMValueRef x)
 {
     Cg *cg = v->cg;
