@@ -74,6 +74,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -486,7 +487,10 @@ void run(Spec s)
     pid_t pid = fork();
     KILN_ASSERT(pid >= 0);
     if (pid == 0) {
-        alarm(60);
+        /* A hang is 60 s of CPU (a loop) or 10 minutes of wall time (a deadlock): not a wall-clock
+         * minute, which a case that needs 4 s of CPU can take on a busy machine. */
+        setrlimit(RLIMIT_CPU, &(struct rlimit){60, 70});
+        alarm(600);
         _exit(run_spec(&s, num));
     }
     int ws;
