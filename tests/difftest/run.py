@@ -2,15 +2,17 @@
 """run.py: differential testing of kiln's passes and code generator on random models.
 
     python3 tests/difftest/run.py --difftest build/tests/difftest/difftest [--seed S] [--count N]
-                                  [--out DIR] [--jobs J] [--quick]
+                                  [--out DIR] [--jobs J] [--quick] [--seconds S]
 
 Generates N models with gen.py (seeds S*1000000 + 0 .. N-1), runs each with difftest (the
 interpreter without passes as the oracle against the interpreter after the passes, each pass alone,
 and the JIT at -O0/-O2 with 1 and 2 threads) and, for each model that mismatches or fails, minimises
 it (minimise below) and writes the reproducer into DIR (default: difftest-failures in the current
 directory) with difftest's report. --quick runs one of difftest's three -O2 variants per model, in
-turn (difftest --sample), which makes a batch about twice as fast; ctest uses it. Prints one line per failing model and a summary line:
-`difftest: N graphs, M mismatches, F failures`. Exit status 1 when there was any.
+turn (difftest --sample), which makes a batch about twice as fast; ctest uses it. --seconds S starts
+no model after S seconds (for a long run: --count is then an upper bound, and the summary says how
+many ran). Prints one line per failing model, a progress line to stderr every 100 models, and a
+summary line: `difftest: N graphs, M mismatches, F failures`. Exit status 1 when there was any.
 
 Minimisation keeps the model failing while it (1) picks, of all variables, the earliest whose
 value alone as the output still fails, (2) replaces each remaining statement by one of its operands
@@ -24,7 +26,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen  # noqa: E402
@@ -85,7 +88,9 @@ def minimise(difftest, model, workdir, status):
 def one(args, seed, workdir):
     kiln, m = gen.generate(seed, workdir)
     st, report = check(args.difftest, kiln, seed)
-    if st == 0:
+    if st == 0:  # a long run keeps only the failing models' files
+        os.remove(kiln)
+        os.remove(os.path.join(workdir, m['weights_file']))
         return seed, 0, None
     small = minimise(args.difftest, m, workdir, st)
     st2, report2 = check(args.difftest, small, seed)
@@ -106,17 +111,36 @@ def main():
     ap.add_argument('--out', default='difftest-failures')
     ap.add_argument('--jobs', type=int, default=1)
     ap.add_argument('--quick', action='store_true', help='one of the three -O2 variants per model, in turn')
+    ap.add_argument('--seconds', type=float, default=0, help='start no model after this many seconds (0: no limit)')
     args = ap.parse_args()
     global SAMPLE
     SAMPLE = args.quick
     args.out = os.path.abspath(args.out)
     work = tempfile.mkdtemp(prefix='kiln-difftest-')
-    mism = fail = 0
+    mism = fail = done = 0
+    start = time.time()
     try:
-        seeds = [args.seed * 1000000 + i for i in range(args.count)]
+        seeds = iter(args.seed * 1000000 + i for i in range(args.count))
         with ThreadPoolExecutor(max_workers=args.jobs) as ex:
-            for seed, st, dst in ex.map(lambda s: one(args, s, work), seeds):
-                if st:
+            running = set()
+            while True:
+                # keep `jobs` models in flight, in seed order, until the seeds or the time run out
+                while len(running) < args.jobs and not (args.seconds and time.time() - start > args.seconds):
+                    s = next(seeds, None)
+                    if s is None:
+                        break
+                    running.add(ex.submit(one, args, s, work))
+                if not running:
+                    break
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in sorted(finished, key=lambda f: f.result()[0]):
+                    seed, st, dst = fut.result()
+                    done += 1
+                    if done % 100 == 0:
+                        print('difftest: %d graphs so far, %d mismatches, %d failures, %.0f s'
+                              % (done, mism, fail, time.time() - start), file=sys.stderr, flush=True)
+                    if not st:
+                        continue
                     mism += st == 1
                     fail += st == 2
                     with open(dst + '.txt') as f:
@@ -126,7 +150,7 @@ def main():
                     sys.stdout.flush()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print('difftest: %d graphs, %d mismatches, %d failures' % (args.count, mism, fail))
+    print('difftest: %d graphs, %d mismatches, %d failures' % (done, mism, fail))
     return 1 if mism or fail else 0
 
 

@@ -3,6 +3,7 @@
 #ifndef KILN_RT_COMMON_H
 #define KILN_RT_COMMON_H
 
+#include "tests/unit/check.h"
 #include "runtime/kiln_rt.h"
 
 #include <math.h>
@@ -13,14 +14,6 @@
 extern const RtModel kiln_model_rtres;
 
 enum { RT_T = 300, RT_D = 256 };
-
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            exit(1);                                                              \
-        }                                                                         \
-    } while (0)
 
 typedef struct RtCase {
     float x[RT_T * RT_D];
@@ -41,7 +34,7 @@ static inline void rt_case_init(RtCase *c, unsigned seed)
     const int64_t sx[2] = {RT_T, RT_D}, si[1] = {3};
     const int64_t *shapes[2] = {sx, si};
     char err[256];
-    CHECK(rt_bind(&kiln_model_rtres, shapes, c->syms, err, sizeof err) == 0);
+    REQUIRE(rt_bind(&kiln_model_rtres, shapes, c->syms, err, sizeof err) == 0);
 }
 
 static inline int rt_case_run(RtInstance *inst, RtCase *c)

@@ -94,7 +94,7 @@ static int open_fds(void)
 {
     int n = 0;
     DIR *d = opendir("/proc/self/fd");
-    CHECK(d);
+    REQUIRE(d);
     while (readdir(d))
         n++;
     closedir(d);
@@ -103,7 +103,7 @@ static int open_fds(void)
 
 int main(int argc, char **argv)
 {
-    CHECK(argc == 2);
+    REQUIRE(argc == 2);
     const char *wpath = argv[1];
     static RtCase want, got;
     char err[512];
@@ -118,12 +118,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "rt_open: %s\n", err);
         return 1;
     }
-    CHECK(rt_case_run(inst, &want) == 0);
+    REQUIRE(rt_case_run(inst, &want) == 0);
     armed = 1;
     rt_close(inst);
     armed = 0;
-    CHECK(live == 0 && maps == 0);
-    CHECK(points >= 4); /* at least: the instance, the mapping, the arena, the pool */
+    REQUIRE(live == 0 && maps == 0);
+    REQUIRE(points >= 4); /* at least: the instance, the mapping, the arena, the pool */
 
     int fds = open_fds(), errors = 0, smaller = 0;
     for (long k = 0; k < points; k++) {
@@ -143,8 +143,8 @@ int main(int argc, char **argv)
         /* a pool with fewer threads: the same results */
         smaller++;
         rt_case_init(&got, 1);
-        CHECK(rt_case_run(inst, &got) == 0);
-        CHECK(rt_case_same(&want, &got));
+        REQUIRE(rt_case_run(inst, &got) == 0);
+        REQUIRE(rt_case_same(&want, &got));
         armed = 1;
         rt_close(inst);
         armed = 0;

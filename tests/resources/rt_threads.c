@@ -22,11 +22,11 @@ static void *worker(void *arg)
     char err[512];
     for (int pass = 0; pass < 2; pass++) {
         RtInstance *inst = rt_open(&kiln_model_rtres, wpath, 2, err, sizeof err);
-        CHECK(inst);
+        REQUIRE(inst);
         for (int r = 0; r < ROUNDS; r++) {
             rt_case_init(&got[t], (unsigned)t);
-            CHECK(rt_case_run(inst, &got[t]) == 0);
-            CHECK(rt_case_same(&want[t], &got[t]));
+            REQUIRE(rt_case_run(inst, &got[t]) == 0);
+            REQUIRE(rt_case_same(&want[t], &got[t]));
         }
         rt_close(inst);
     }
@@ -35,7 +35,7 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
-    CHECK(argc == 2);
+    REQUIRE(argc == 2);
     wpath = argv[1];
     char err[512];
     RtInstance *inst = rt_open(&kiln_model_rtres, wpath, 1, err, sizeof err);
@@ -45,14 +45,14 @@ int main(int argc, char **argv)
     }
     for (int t = 0; t < NTHREADS; t++) {
         rt_case_init(&want[t], (unsigned)t);
-        CHECK(rt_case_run(inst, &want[t]) == 0);
+        REQUIRE(rt_case_run(inst, &want[t]) == 0);
     }
     rt_close(inst);
     pthread_t th[NTHREADS];
     for (int t = 0; t < NTHREADS; t++)
-        CHECK(pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t) == 0);
+        REQUIRE(pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t) == 0);
     for (int t = 0; t < NTHREADS; t++)
-        CHECK(pthread_join(th[t], NULL) == 0);
+        REQUIRE(pthread_join(th[t], NULL) == 0);
     printf("rt_threads: %d threads x 2 instances x %d runs, each with a pool of 2, results as computed alone\n",
            NTHREADS, ROUNDS);
     return 0;

@@ -6,6 +6,7 @@
  * the repository root as its working directory). Files go to a fresh directory under /tmp, removed
  * at the end. Exits non-zero with a message at the first failure.
  */
+#include "check.h"
 #include "runtime/kiln_rt.h"
 
 #include <dirent.h>
@@ -14,21 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            exit(1);                                                              \
-        }                                                                         \
-    } while (0)
-
 static char tmpdir[64];
 static char paths[128][128]; /* every file made, to remove at the end */
 static int npaths;
 
 static const char *tmp_path(const char *name)
 {
-    CHECK(npaths < 128);
+    REQUIRE(npaths < 128);
     snprintf(paths[npaths], sizeof paths[npaths], "%s/%s", tmpdir, name);
     return paths[npaths++];
 }
@@ -36,9 +29,9 @@ static const char *tmp_path(const char *name)
 static void write_bytes(const char *path, const void *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
-    CHECK(f);
-    CHECK(fwrite(p, 1, n, f) == n);
-    CHECK(fclose(f) == 0);
+    REQUIRE(f);
+    REQUIRE(fwrite(p, 1, n, f) == n);
+    REQUIRE(fclose(f) == 0);
 }
 
 /* A .npy file made by hand: magic, version, header length of the version's width, header, data. */
@@ -53,7 +46,7 @@ static const char *raw_npy(const char *name, int major, int minor, const char *h
     buf[k++] = (unsigned char)hl, buf[k++] = (unsigned char)(hl >> 8);
     if (major >= 2)
         buf[k++] = (unsigned char)(hl >> 16), buf[k++] = (unsigned char)(hl >> 24);
-    CHECK(k + hl + ndata <= sizeof buf);
+    REQUIRE(k + hl + ndata <= sizeof buf);
     memcpy(buf + k, header, hl);
     if (ndata)
         memcpy(buf + k + hl, data, ndata);
@@ -78,7 +71,7 @@ static void expect_error(const char *path, const char *const *words)
             fprintf(stderr, "test_npy: %s: message \"%s\" lacks \"%s\"\n", path, err, *words);
             exit(1);
         }
-    CHECK(a.data == NULL && a.rank == 0);
+    REQUIRE(a.data == NULL && a.rank == 0);
 }
 #define EXPECT_ERROR(path, ...) expect_error(path, (const char *const[]){__VA_ARGS__, NULL})
 
@@ -108,21 +101,21 @@ static void test_round_trip(void)
                 fprintf(stderr, "test_npy: read %s: %s\n", descrs[t], err);
                 exit(1);
             }
-            CHECK(!strcmp(a.descr, descrs[t]));
-            CHECK(a.rank == rank);
+            REQUIRE(!strcmp(a.descr, descrs[t]));
+            REQUIRE(a.rank == rank);
             for (int i = 0; i < rank; i++)
-                CHECK(a.shape[i] == dims[i]);
-            CHECK(a.elem_size == sizes[t]);
-            CHECK(a.nbytes == n);
-            CHECK(a.data && !memcmp(a.data, data, n));
+                REQUIRE(a.shape[i] == dims[i]);
+            REQUIRE(a.elem_size == sizes[t]);
+            REQUIRE(a.nbytes == n);
+            REQUIRE(a.data && !memcmp(a.data, data, n));
             rt_npy_free(&a);
-            CHECK(a.data == NULL);
+            REQUIRE(a.data == NULL);
 
             /* the data of a version 1.0 file written by kiln starts at a multiple of 64 */
             FILE *f = fopen(path, "rb");
-            CHECK(f);
-            CHECK(fseek(f, 0, SEEK_END) == 0);
-            CHECK((size_t)ftell(f) >= n && ((size_t)ftell(f) - n) % 64 == 0);
+            REQUIRE(f);
+            REQUIRE(fseek(f, 0, SEEK_END) == 0);
+            REQUIRE((size_t)ftell(f) >= n && ((size_t)ftell(f) - n) % 64 == 0);
             fclose(f);
         }
 }
@@ -139,17 +132,17 @@ static void test_forms(void)
                                     : i == 3 ? "f3.npy" : "f4.npy");
         int64_t shape[1] = {4};
         unsigned char d[16] = {1, 0, 1, 1};
-        CHECK(rt_npy_write(path, in[i], 1, shape, d, err, sizeof err) == 0);
-        CHECK(rt_npy_read(path, &a, err, sizeof err) == 0);
-        CHECK(!strcmp(a.descr, want[i]));
+        REQUIRE(rt_npy_write(path, in[i], 1, shape, d, err, sizeof err) == 0);
+        REQUIRE(rt_npy_read(path, &a, err, sizeof err) == 0);
+        REQUIRE(!strcmp(a.descr, want[i]));
         rt_npy_free(&a);
     }
     /* a zero-element array */
     int64_t z[2] = {3, 0};
     const char *path = tmp_path("zero.npy");
-    CHECK(rt_npy_write(path, "<f4", 2, z, NULL, err, sizeof err) == 0);
-    CHECK(rt_npy_read(path, &a, err, sizeof err) == 0);
-    CHECK(a.rank == 2 && a.shape[0] == 3 && a.shape[1] == 0 && a.nbytes == 0 && a.data);
+    REQUIRE(rt_npy_write(path, "<f4", 2, z, NULL, err, sizeof err) == 0);
+    REQUIRE(rt_npy_read(path, &a, err, sizeof err) == 0);
+    REQUIRE(a.rank == 2 && a.shape[0] == 3 && a.shape[1] == 0 && a.nbytes == 0 && a.data);
     rt_npy_free(&a);
     rt_npy_free(NULL);
 
@@ -157,16 +150,16 @@ static void test_forms(void)
     int64_t s1[1] = {2}, neg[1] = {-1}, big[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
     float f2[2] = {1, 2};
     path = tmp_path("bad_write.npy");
-    CHECK(rt_npy_write(path, ">f4", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "big-endian"));
-    CHECK(rt_npy_write(path, "<u2", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "<u2"));
-    CHECK(rt_npy_write(path, "<f4", 1, neg, f2, err, sizeof err) == -1 && strstr(err, "negative"));
-    CHECK(rt_npy_write(path, "<f4", 9, big, f2, err, sizeof err) == -1 && strstr(err, "rank 9"));
-    CHECK(rt_npy_write(path, "<f4", 1, s1, NULL, err, sizeof err) == -1 && strstr(err, path));
-    CHECK(rt_npy_write("/nonexistent-dir/x.npy", "<f4", 1, s1, f2, err, sizeof err) == -1 &&
+    REQUIRE(rt_npy_write(path, ">f4", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "big-endian"));
+    REQUIRE(rt_npy_write(path, "<u2", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "<u2"));
+    REQUIRE(rt_npy_write(path, "<f4", 1, neg, f2, err, sizeof err) == -1 && strstr(err, "negative"));
+    REQUIRE(rt_npy_write(path, "<f4", 9, big, f2, err, sizeof err) == -1 && strstr(err, "rank 9"));
+    REQUIRE(rt_npy_write(path, "<f4", 1, s1, NULL, err, sizeof err) == -1 && strstr(err, path));
+    REQUIRE(rt_npy_write("/nonexistent-dir/x.npy", "<f4", 1, s1, f2, err, sizeof err) == -1 &&
           strstr(err, "/nonexistent-dir/x.npy"));
     /* a NULL or zero-length error buffer is allowed */
-    CHECK(rt_npy_write(path, ">f4", 1, s1, f2, NULL, 0) == -1);
-    CHECK(rt_npy_read("/nonexistent-dir/x.npy", &a, NULL, 0) == -1);
+    REQUIRE(rt_npy_write(path, ">f4", 1, s1, f2, NULL, 0) == -1);
+    REQUIRE(rt_npy_read("/nonexistent-dir/x.npy", &a, NULL, 0) == -1);
 }
 
 static void test_versions(void)
@@ -191,8 +184,8 @@ static void test_versions(void)
             fprintf(stderr, "test_npy: %s: %s\n", files[i], err);
             exit(1);
         }
-        CHECK(!strcmp(a.descr, "<f4") && a.rank == 2 && a.shape[0] == 2 && a.shape[1] == 3);
-        CHECK(a.nbytes == sizeof v && !memcmp(a.data, v, sizeof v));
+        REQUIRE(!strcmp(a.descr, "<f4") && a.rank == 2 && a.shape[0] == 2 && a.shape[1] == 3);
+        REQUIRE(a.nbytes == sizeof v && !memcmp(a.data, v, sizeof v));
         rt_npy_free(&a);
     }
     /* rank 0 and rank 1 */
@@ -202,13 +195,13 @@ static void test_versions(void)
     const char *p = raw_npy("scalar.npy", 1, 0,
                             "{'descr': '<f8', 'fortran_order': False, 'shape': (), }\n", &s,
                             sizeof s);
-    CHECK(rt_npy_read(p, &a, err, sizeof err) == 0);
-    CHECK(a.rank == 0 && a.nbytes == 8 && *(double *)a.data == 2.5);
+    REQUIRE(rt_npy_read(p, &a, err, sizeof err) == 0);
+    REQUIRE(a.rank == 0 && a.nbytes == 8 && *(double *)a.data == 2.5);
     rt_npy_free(&a);
     p = raw_npy("vec.npy", 2, 0, "{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }\n",
                 "abc", 3);
-    CHECK(rt_npy_read(p, &a, err, sizeof err) == 0);
-    CHECK(a.rank == 1 && a.shape[0] == 3 && !memcmp(a.data, "abc", 3));
+    REQUIRE(rt_npy_read(p, &a, err, sizeof err) == 0);
+    REQUIRE(a.rank == 1 && a.shape[0] == 3 && !memcmp(a.data, "abc", 3));
     rt_npy_free(&a);
 }
 
@@ -304,13 +297,13 @@ static void test_corpus(void)
         n++;
     }
     closedir(dp);
-    CHECK(n >= 10);
+    REQUIRE(n >= 10);
 }
 
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kiln_test_npy_XXXXXX");
-    CHECK(mkdtemp(tmpdir));
+    REQUIRE(mkdtemp(tmpdir));
     test_round_trip();
     test_forms();
     test_versions();
@@ -318,7 +311,7 @@ int main(void)
     test_corpus();
     for (int i = 0; i < npaths; i++)
         remove(paths[i]);
-    CHECK(rmdir(tmpdir) == 0);
+    REQUIRE(rmdir(tmpdir) == 0);
     printf("test_npy: OK\n");
     return 0;
 }

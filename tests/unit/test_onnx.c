@@ -11,6 +11,7 @@
  *   - a missing external data file is an error naming it.
  * Temporary files live in a mkdtemp directory under /tmp, removed at the end.
  */
+#include "check.h"
 #include "frontend/frontend.h"
 #include "onnx.pb-c.h"
 #include "onnx_pack.h"
@@ -21,22 +22,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            exit(1);                                                              \
-        }                                                                         \
-    } while (0)
-
 static char dir[64];
 
 static void write_file(const char *path, const void *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
-    CHECK(f);
-    CHECK(n == 0 || fwrite(p, 1, n, f) == n);
-    CHECK(fclose(f) == 0);
+    REQUIRE(f);
+    REQUIRE(n == 0 || fwrite(p, 1, n, f) == n);
+    REQUIRE(fclose(f) == 0);
 }
 
 /* The model's bytes (malloc'ed); op is the second node's op type. */
@@ -86,7 +79,7 @@ static uint8_t *make_model(const char *op, size_t *len)
     g.name = "tiny", g.n_node = 2, g.node = nodes, g.n_initializer = 1, g.initializer = inits;
     g.n_input = 1, g.input = ins, g.n_output = 1, g.output = outs;
     uint8_t *buf = onnx_pack(&g, len);
-    CHECK(buf);
+    REQUIRE(buf);
     return buf;
 }
 
@@ -103,7 +96,7 @@ static OnnxModel *import(const char *path, int64_t bound)
     OnnxBound b = {"T", bound};
     OnnxOptions o = {.nbound = bound ? 1 : 0, .bounds = &b};
     OnnxModel *m = onnx_import(path, "tiny.safetensors", &o, d);
-    CHECK((m == NULL) == (diag_errors(d) > 0));
+    REQUIRE((m == NULL) == (diag_errors(d) > 0));
     diag_free(d);
     fclose(f);
     return m;
@@ -112,7 +105,7 @@ static OnnxModel *import(const char *path, int64_t bound)
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/kiln_test_onnx_XXXXXX");
-    CHECK(mkdtemp(dir));
+    REQUIRE(mkdtemp(dir));
     char model[128], wbin[128];
     snprintf(model, sizeof model, "%s/tiny.onnx", dir);
     snprintf(wbin, sizeof wbin, "%s/w.bin", dir);
@@ -126,23 +119,23 @@ int main(void)
     write_file(model, bytes, len);
 
     /* an open dimension needs a bound */
-    CHECK(!import(model, 0));
-    CHECK(strstr(errs, "'T'") && strstr(errs, "--bound T=N"));
+    REQUIRE(!import(model, 0));
+    REQUIRE(strstr(errs, "'T'") && strstr(errs, "--bound T=N"));
 
     /* bounded: declared, compiled, run */
     OnnxModel *m = import(model, 8);
-    CHECK(m);
-    CHECK(strstr(m->text, "where T <= 8"));
-    CHECK(strstr(m->text, "# proj (MatMul)") && strstr(m->text, "softmax("));
+    REQUIRE(m);
+    REQUIRE(strstr(m->text, "where T <= 8"));
+    REQUIRE(strstr(m->text, "# proj (MatMul)") && strstr(m->text, "softmax("));
     Diag *d = diag_new(stderr);
     Graph *g = onnx_compile_model(m, model, NULL, d);
-    CHECK(g && diag_errors(d) == 0);
+    REQUIRE(g && diag_errors(d) == 0);
     float x[5 * 4];
     for (int i = 0; i < 20; i++)
         x[i] = sinf((float)i * 0.7f);
     HostTensor in = {.dtype = DT_F32, .rank = 2, .shape = {5, 4}, .data = x}, out = {0};
-    CHECK(ir_interp(g, &in, &out, d) == 0);
-    CHECK(out.rank == 2 && out.shape[0] == 5 && out.shape[1] == 3);
+    REQUIRE(ir_interp(g, &in, &out, d) == 0);
+    REQUIRE(out.rank == 2 && out.shape[0] == 5 && out.shape[1] == 3);
     for (int t = 0; t < 5; t++) {
         double h[3], mx = -INFINITY, s = 0;
         for (int j = 0; j < 3; j++) {
@@ -154,7 +147,7 @@ int main(void)
         for (int j = 0; j < 3; j++)
             s += exp(h[j] - mx);
         for (int j = 0; j < 3; j++)
-            CHECK(fabs(((float *)out.data)[t * 3 + j] - exp(h[j] - mx) / s) < 1e-6);
+            REQUIRE(fabs(((float *)out.data)[t * 3 + j] - exp(h[j] - mx) / s) < 1e-6);
     }
     free(out.data);
     if (g->weights)
@@ -169,17 +162,17 @@ int main(void)
     for (size_t n = 0; n < len; n++) {
         write_file(bad, bytes, n);
         OnnxModel *b = import(bad, 8);
-        CHECK(b || strstr(errs, "bad.onnx"));
+        REQUIRE(b || strstr(errs, "bad.onnx"));
         onnx_model_free(b);
     }
     uint8_t *cp = malloc(len);
-    CHECK(cp);
+    REQUIRE(cp);
     for (size_t i = 0; i < len; i++) {
         memcpy(cp, bytes, len);
         cp[i] ^= 0xa5;
         write_file(bad, cp, len);
         OnnxModel *b = import(bad, 8);
-        CHECK(b || strstr(errs, "bad.onnx"));
+        REQUIRE(b || strstr(errs, "bad.onnx"));
         onnx_model_free(b);
     }
     free(cp);
@@ -188,15 +181,15 @@ int main(void)
     free(bytes);
     bytes = make_model("Hardmax", &len);
     write_file(model, bytes, len);
-    CHECK(!import(model, 8));
-    CHECK(strstr(errs, "node 'probs' (Hardmax)") && strstr(errs, "does not import"));
+    REQUIRE(!import(model, 8));
+    REQUIRE(strstr(errs, "node 'probs' (Hardmax)") && strstr(errs, "does not import"));
 
     /* the external data file missing */
     bytes = (free(bytes), make_model("Softmax", &len));
     write_file(model, bytes, len);
-    CHECK(remove(wbin) == 0);
-    CHECK(!import(model, 8));
-    CHECK(strstr(errs, "w.bin") && strstr(errs, "initializer 'W'"));
+    REQUIRE(remove(wbin) == 0);
+    REQUIRE(!import(model, 8));
+    REQUIRE(strstr(errs, "w.bin") && strstr(errs, "initializer 'W'"));
 
     free(bytes);
     free(errs);

@@ -20,6 +20,7 @@
  *     sum_k |w[k, j]| (plus 1e-5 relative for float rounding); and y3 equals ONNX's semantics to
  *     1e-5 relative (it is computed exactly).
  */
+#include "check.h"
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -31,14 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            exit(1);                                                              \
-        }                                                                         \
-    } while (0)
 
 enum { B = 2, M = 5, K = 40, N1 = 24, N2 = 16, N3 = 8 };
 
@@ -58,7 +51,7 @@ static Onnx__TensorProto *tensor(const char *name, int type, int rank, const int
                                  size_t bytes)
 {
     Onnx__TensorProto *t = calloc(1, sizeof *t);
-    CHECK(t);
+    REQUIRE(t);
     onnx__tensor_proto__init(t);
     t->name = (char *)name, t->has_data_type = 1, t->data_type = type;
     t->n_dims = (size_t)rank, t->dims = (int64_t *)dims;
@@ -69,7 +62,7 @@ static Onnx__TensorProto *tensor(const char *name, int type, int rank, const int
 static Onnx__NodeProto *node(const char *name, const char *op, int nin, char **in, int nout, char **out)
 {
     Onnx__NodeProto *n = calloc(1, sizeof *n);
-    CHECK(n);
+    REQUIRE(n);
     onnx__node_proto__init(n);
     n->name = (char *)name, n->op_type = (char *)op;
     n->n_input = (size_t)nin, n->input = in, n->n_output = (size_t)nout, n->output = out;
@@ -83,14 +76,14 @@ static Onnx__ValueInfoProto *value(const char *name, int rank, const int64_t *di
     Onnx__TypeProto__Tensor *tt = calloc(1, sizeof *tt);
     Onnx__TensorShapeProto *sh = calloc(1, sizeof *sh);
     Onnx__TensorShapeProto__Dimension **dp = calloc((size_t)rank, sizeof *dp);
-    CHECK(v && ty && tt && sh && dp);
+    REQUIRE(v && ty && tt && sh && dp);
     onnx__value_info_proto__init(v);
     onnx__type_proto__init(ty);
     onnx__type_proto__tensor__init(tt);
     onnx__tensor_shape_proto__init(sh);
     for (int i = 0; i < rank; i++) {
         dp[i] = calloc(1, sizeof *dp[i]);
-        CHECK(dp[i]);
+        REQUIRE(dp[i]);
         onnx__tensor_shape_proto__dimension__init(dp[i]);
         dp[i]->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
         dp[i]->dim_value = dims[i];
@@ -153,7 +146,7 @@ static uint8_t *make_model(int fallback, size_t *len)
     g.name = "qproj", g.n_node = 9, g.node = nodes, g.n_initializer = 6, g.initializer = inits;
     g.n_input = 1, g.input = ins, g.n_output = 2, g.output = outs;
     uint8_t *buf = onnx_pack(&g, len);
-    CHECK(buf);
+    REQUIRE(buf);
     for (int i = 0; i < 6; i++)
         free(inits[i]);
     for (int i = 0; i < 9; i++)
@@ -196,7 +189,7 @@ static void onnx_reference(const float *x, const int *w, const float *sc, int n,
 static void check_output(const float *got, const float *x, const int *w, const float *sc, int n, int exact)
 {
     double *want = malloc(sizeof(double) * B * M * (size_t)n), sx;
-    CHECK(want);
+    REQUIRE(want);
     onnx_reference(x, w, sc, n, want, &sx);
     for (int r = 0; r < B * M; r++) {
         double amax = 0;
@@ -232,37 +225,37 @@ static void run(const char *path, int fallback, float *x, float **y)
 {
     Diag *d = diag_new(stderr);
     OnnxModel *m = onnx_import(path, "qproj.safetensors", &(OnnxOptions){0}, d);
-    CHECK(m && diag_errors(d) == 0);
-    CHECK(count(m->text, "qmatmul(") == (fallback ? 1 : 2));
-    CHECK(count(m->text, "dynamic=true)") == (fallback ? 1 : 2));
-    CHECK(count(m->text, "(DynamicQuantizeLinear)") == fallback);
-    CHECK(count(m->text, "(MatMulInteger)") == fallback);
-    CHECK(strstr(m->text, "# mm1 (Mul: a MatMul quantized by ONNX Runtime, as one qmatmul)"));
+    REQUIRE(m && diag_errors(d) == 0);
+    REQUIRE(count(m->text, "qmatmul(") == (fallback ? 1 : 2));
+    REQUIRE(count(m->text, "dynamic=true)") == (fallback ? 1 : 2));
+    REQUIRE(count(m->text, "(DynamicQuantizeLinear)") == fallback);
+    REQUIRE(count(m->text, "(MatMulInteger)") == fallback);
+    REQUIRE(strstr(m->text, "# mm1 (Mul: a MatMul quantized by ONNX Runtime, as one qmatmul)"));
     Graph *ref = onnx_compile_model(m, path, NULL, d), *opt = onnx_compile_model(m, path, NULL, d);
-    CHECK(ref && opt && diag_errors(d) == 0);
+    REQUIRE(ref && opt && diag_errors(d) == 0);
     int nq = 0;
     for (int i = 0; i < ref->nnode; i++)
         nq += ref->nodes[i]->op == OP_QMATMUL && ref->nodes[i]->at.dynamic;
-    CHECK(nq == (fallback ? 1 : 2));
+    REQUIRE(nq == (fallback ? 1 : 2));
     PassOptions po = {.d = d};
-    CHECK(pass_pipeline(opt, "default", NULL, NULL, &po) == 0);
+    REQUIRE(pass_pipeline(opt, "default", NULL, NULL, &po) == 0);
     HostTensor in = {.dtype = DT_F32, .rank = 3, .shape = {B, M, K}, .data = x}, want[2] = {{0}};
-    CHECK(ir_interp(ref, &in, want, d) == 0);
+    REQUIRE(ir_interp(ref, &in, want, d) == 0);
     int n[2] = {N1, fallback ? N3 : N2};
     void *inp[1] = {x}, *outp[2];
     for (int k = 0; k < 2; k++) {
-        CHECK(want[k].rank == 3 && want[k].shape[2] == n[k]);
+        REQUIRE(want[k].rank == 3 && want[k].shape[2] == n[k]);
         y[k] = calloc((size_t)(B * M * n[k]), sizeof(float));
-        CHECK(y[k]);
+        REQUIRE(y[k]);
         outp[k] = y[k];
     }
     int64_t syms[IR_MAX_SYMS] = {0};
     for (int threads = 1; threads <= 2; threads++) {
         Cg *cg = cg_new(&(CgOptions){.opt = 2}, d);
-        CHECK(cg && !cg_build(cg, opt) && !cg_optimise(cg) && !cg_jit_run(cg, syms, inp, outp, threads));
+        REQUIRE(cg && !cg_build(cg, opt) && !cg_optimise(cg) && !cg_jit_run(cg, syms, inp, outp, threads));
         cg_free(cg);
         for (int k = 0; k < 2; k++) /* qmatmul's kernels give the interpreter's bits */
-            CHECK(!memcmp(y[k], want[k].data, sizeof(float) * (size_t)(B * M * n[k])));
+            REQUIRE(!memcmp(y[k], want[k].data, sizeof(float) * (size_t)(B * M * n[k])));
     }
     for (int k = 0; k < 2; k++)
         free(want[k].data);
@@ -279,7 +272,7 @@ static void run(const char *path, int fallback, float *x, float **y)
 int main(void)
 {
     char dir[64] = "/tmp/kiln_test_onnx_qmm_XXXXXX", path[128];
-    CHECK(mkdtemp(dir));
+    REQUIRE(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/qproj.onnx", dir);
     int wi1[K * N1], wi2[K * N2], wi3[K * N3];
     for (int i = 0; i < K * N1; i++)
@@ -305,7 +298,7 @@ int main(void)
         size_t len;
         uint8_t *bytes = make_model(fallback, &len);
         FILE *f = fopen(path, "wb");
-        CHECK(f && fwrite(bytes, 1, len, f) == len && fclose(f) == 0);
+        REQUIRE(f && fwrite(bytes, 1, len, f) == len && fclose(f) == 0);
         free(bytes);
         float *y[2];
         run(path, fallback, x, y);

@@ -17,6 +17,7 @@
  *     --help, and every kind of usage and input error with its exit status.
  * Files go to a fresh directory under /tmp, removed at the end. Exits non-zero at the first failure.
  */
+#include "check.h"
 #include "runtime/kiln_rt.h"
 
 #include <fcntl.h>
@@ -28,14 +29,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            exit(1);                                                              \
-        }                                                                         \
-    } while (0)
 
 /* err must contain want */
 #define CHECK_HAS(err, want)                                                                   \
@@ -55,7 +48,7 @@ static const char *tmp_path(const char *name)
     for (int i = 0; i < npaths; i++)
         if (!strcmp(strrchr(paths[i], '/') + 1, name))
             return paths[i];
-    CHECK(npaths < 64);
+    REQUIRE(npaths < 64);
     snprintf(paths[npaths], sizeof paths[npaths], "%s/%s", tmpdir, name);
     return paths[npaths++];
 }
@@ -88,7 +81,7 @@ static void axpy_add(void *ctx, int64_t b, int64_t e)
 static int axpy_run(const void *weights, void *activations, const int64_t *syms,
                     void *const *inputs, void *const *outputs, RtPool *pool)
 {
-    CHECK(((uintptr_t)weights & 63) == 0 && ((uintptr_t)activations & 63) == 0);
+    REQUIRE(((uintptr_t)weights & 63) == 0 && ((uintptr_t)activations & 63) == 0);
     AxpyCtx c = {inputs[0], inputs[1], weights, activations, outputs[0]};
     rt_parallel_for(pool, syms[0], axpy_scale, &c);
     rt_parallel_for(pool, syms[0], axpy_add, &c);
@@ -144,7 +137,7 @@ typedef struct CoverCtx {
 static void cover(void *ctx, int64_t b, int64_t e)
 {
     CoverCtx *c = ctx;
-    CHECK(0 <= b && b < e && e <= c->n);
+    REQUIRE(0 <= b && b < e && e <= c->n);
     for (int64_t i = b; i < e; i++)
         atomic_fetch_add_explicit(&c->count[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->calls, 1, memory_order_relaxed);
@@ -157,9 +150,9 @@ static void test_parallel_for(void)
     static atomic_int count[1000];
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
         RtPool *p = sizes[s] ? rt_pool_new(sizes[s]) : NULL;
-        CHECK(!sizes[s] || p);
+        REQUIRE(!sizes[s] || p);
         int threads = sizes[s] ? sizes[s] : 1;
-        CHECK(rt_pool_size(p) == threads);
+        REQUIRE(rt_pool_size(p) == threads);
         for (int rep = 0; rep < 50; rep++)
             for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
                 CoverCtx c = {count, 0, ns[k]};
@@ -167,19 +160,19 @@ static void test_parallel_for(void)
                     atomic_store(&count[i], 0);
                 rt_parallel_for(p, ns[k], cover, &c);
                 for (int64_t i = 0; i < ns[k]; i++)
-                    CHECK(atomic_load(&count[i]) == 1);
+                    REQUIRE(atomic_load(&count[i]) == 1);
                 int64_t want = ns[k] < threads ? ns[k] : threads;
-                CHECK(atomic_load(&c.calls) == want);
+                REQUIRE(atomic_load(&c.calls) == want);
             }
         rt_pool_free(p);
     }
     rt_pool_free(NULL);
     /* n <= 1 and odd sizes: nothing to create */
     RtPool *p = rt_pool_new(0);
-    CHECK(p && rt_pool_size(p) == 1);
+    REQUIRE(p && rt_pool_size(p) == 1);
     rt_pool_free(p);
     p = rt_pool_new(-5);
-    CHECK(p && rt_pool_size(p) == 1);
+    REQUIRE(p && rt_pool_size(p) == 1);
     rt_pool_free(p);
     /* a pool freed right after creation, before any job */
     rt_pool_free(rt_pool_new(4));
@@ -188,15 +181,15 @@ static void test_parallel_for(void)
 static void test_default_threads(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    CHECK(setenv("KILN_THREADS", "3", 1) == 0);
-    CHECK(rt_default_threads() == 3);
+    REQUIRE(setenv("KILN_THREADS", "3", 1) == 0);
+    REQUIRE(rt_default_threads() == 3);
     static const char *const bad[] = {"0", "-2", "abc", "4x", "", "100000"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        CHECK(setenv("KILN_THREADS", bad[i], 1) == 0);
-        CHECK(rt_default_threads() == (cpus < 1 ? 1 : cpus));
+        REQUIRE(setenv("KILN_THREADS", bad[i], 1) == 0);
+        REQUIRE(rt_default_threads() == (cpus < 1 ? 1 : cpus));
     }
-    CHECK(unsetenv("KILN_THREADS") == 0);
-    CHECK(rt_default_threads() == (cpus < 1 ? 1 : cpus));
+    REQUIRE(unsetenv("KILN_THREADS") == 0);
+    REQUIRE(rt_default_threads() == (cpus < 1 ? 1 : cpus));
 }
 
 /* ---------------------------------------------------------------- rt_bind, rt_output_shape */
@@ -206,7 +199,7 @@ static void bind_error(const int64_t *a, const int64_t *b, const int64_t *c, con
     const int64_t *shapes[3] = {a, b, c};
     int64_t syms[2];
     char err[256] = "";
-    CHECK(rt_bind(&shapes_model, shapes, syms, err, sizeof err) == -1);
+    REQUIRE(rt_bind(&shapes_model, shapes, syms, err, sizeof err) == -1);
     if (strcmp(err, want) != 0) {
         fprintf(stderr, "test_runtime: rt_bind said \"%s\", expected \"%s\"\n", err, want);
         exit(1);
@@ -218,19 +211,19 @@ static void test_bind(void)
     int64_t a[2] = {4, 3}, b[1] = {9}, c[2] = {2, 4}, syms[2] = {-7, -7};
     const int64_t *shapes[3] = {a, b, c};
     char err[256] = "";
-    CHECK(rt_bind(&shapes_model, shapes, syms, err, sizeof err) == 0);
-    CHECK(syms[0] == 4 && syms[1] == 2);
+    REQUIRE(rt_bind(&shapes_model, shapes, syms, err, sizeof err) == 0);
+    REQUIRE(syms[0] == 4 && syms[1] == 2);
     int64_t o[3];
     rt_output_shape(&shapes_model, 0, syms, o);
-    CHECK(o[0] == 2 && o[1] == 7 && o[2] == 5);
+    REQUIRE(o[0] == 2 && o[1] == 7 && o[2] == 5);
 
     /* at the bounds */
     int64_t a8[2] = {8, 3}, b8[1] = {17}, c4[2] = {4, 4};
     const int64_t *top[3] = {a8, b8, c4};
-    CHECK(rt_bind(&shapes_model, top, syms, err, sizeof err) == 0);
-    CHECK(syms[0] == 8 && syms[1] == 4);
+    REQUIRE(rt_bind(&shapes_model, top, syms, err, sizeof err) == 0);
+    REQUIRE(syms[0] == 8 && syms[1] == 4);
     rt_output_shape(&shapes_model, 0, syms, o);
-    CHECK(o[0] == 4 && o[1] == 15 && o[2] == 5);
+    REQUIRE(o[0] == 4 && o[1] == 15 && o[2] == 5);
 
     /* a static dimension */
     bind_error((int64_t[]){4, 4}, b, c, "input 'a': expected shape [T, 3], got [4, 4]");
@@ -254,12 +247,12 @@ static void test_bind(void)
     /* the error buffer may be NULL */
     int64_t bad[2] = {4, 4};
     const int64_t *badshapes[3] = {bad, b, c};
-    CHECK(rt_bind(&shapes_model, badshapes, syms, NULL, 0) == -1);
+    REQUIRE(rt_bind(&shapes_model, badshapes, syms, NULL, 0) == -1);
 
     /* a symbol no input determines is the compiler's bug, reported as such */
     RtModel m = shapes_model;
     m.ninputs = 2;
-    CHECK(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
+    REQUIRE(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
     CHECK_HAS(err, "'S' is in no input's shape on its own");
 }
 
@@ -280,23 +273,23 @@ static void test_bind_sums(void)
     int64_t p[1] = {3}, x[2] = {5, 2}, y[2] = {8, 2}, syms[2], o[1];
     const int64_t *shapes[3] = {p, x, y};
     char err[256] = "", want[256];
-    CHECK(rt_bind(&sums_model, shapes, syms, err, sizeof err) == 0);
-    CHECK(syms[0] == 3 && syms[1] == 5);
+    REQUIRE(rt_bind(&sums_model, shapes, syms, err, sizeof err) == 0);
+    REQUIRE(syms[0] == 3 && syms[1] == 5);
     rt_output_shape(&sums_model, 0, syms, o);
-    CHECK(o[0] == 7);
-    CHECK(rt_dim_value(&sums_outputs[0].dims[0], syms) == 7);
+    REQUIRE(o[0] == 7);
+    REQUIRE(rt_dim_value(&sums_outputs[0].dims[0], syms) == 7);
     rt_shape_desc(&sums_model, &sums_inputs[2], want, sizeof want);
-    CHECK(!strcmp(want, "[P+T, 2]"));
+    REQUIRE(!strcmp(want, "[P+T, 2]"));
 
     y[0] = 9; /* P+T is 8 */
-    CHECK(rt_bind(&sums_model, shapes, syms, err, sizeof err) == -1);
-    CHECK(!strcmp(err, "input 'y': dimension 0 is 9 but P+T = 8 (P = 3, T = 5)"));
+    REQUIRE(rt_bind(&sums_model, shapes, syms, err, sizeof err) == -1);
+    REQUIRE(!strcmp(err, "input 'y': dimension 0 is 9 but P+T = 8 (P = 3, T = 5)"));
 
     /* P given by no input alone: the compiler's bug, reported as such */
     RtModel m = sums_model;
     m.inputs = sums_inputs + 1, m.ninputs = 2;
     const int64_t *xy[2] = {x, y};
-    CHECK(rt_bind(&m, xy, syms, err, sizeof err) == -1);
+    REQUIRE(rt_bind(&m, xy, syms, err, sizeof err) == -1);
     CHECK_HAS(err, "'P' is in no input's shape on its own");
 
     /* a malformed descriptor: too many terms, a symbol out of range */
@@ -306,10 +299,10 @@ static void test_bind_sums(void)
     m.inputs = bad;
     bad[2].dims[0].n = RT_DIM_TERMS + 1;
     y[0] = 8;
-    CHECK(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
+    REQUIRE(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
     CHECK_HAS(err, "is malformed");
     bad[2].dims[0].n = 2, bad[2].dims[0].sym[1] = 2;
-    CHECK(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
+    REQUIRE(rt_bind(&m, shapes, syms, err, sizeof err) == -1);
     CHECK_HAS(err, "is malformed");
 }
 
@@ -325,18 +318,18 @@ static void write_weights(const char *path, const char *magic, uint64_t hash, ui
     h.bytes = bytes;
     memcpy(head, &h, sizeof h);
     FILE *f = fopen(path, "wb");
-    CHECK(f);
-    CHECK(fwrite(head, 1, 64, f) == 64);
+    REQUIRE(f);
+    REQUIRE(fwrite(head, 1, 64, f) == 64);
     for (size_t i = 0; i < have; i++) /* the weights, then zeros */
-        CHECK(fputc(i < sizeof axpy_weights ? ((const unsigned char *)axpy_weights)[i] : 0, f) !=
+        REQUIRE(fputc(i < sizeof axpy_weights ? ((const unsigned char *)axpy_weights)[i] : 0, f) !=
               EOF);
-    CHECK(fclose(f) == 0);
+    REQUIRE(fclose(f) == 0);
 }
 
 static void open_error(const RtModel *m, const char *path, const char *want1, const char *want2)
 {
     char err[512] = "";
-    CHECK(rt_open(m, path, 1, err, sizeof err) == NULL);
+    REQUIRE(rt_open(m, path, 1, err, sizeof err) == NULL);
     if (path)
         CHECK_HAS(err, path);
     CHECK_HAS(err, want1);
@@ -352,9 +345,9 @@ static void run_axpy(RtInstance *inst, int64_t t, const float *x, const float *y
     axpy_expect(t, x, y, want);
     void *in[2] = {(void *)x, (void *)y}, *out[1] = {z};
     int64_t syms[1] = {t};
-    CHECK(rt_run(inst, syms, in, out) == 0);
-    CHECK(!memcmp(z, want, (size_t)t * sizeof *z));
-    CHECK(z[t] == 12345);
+    REQUIRE(rt_run(inst, syms, in, out) == 0);
+    REQUIRE(!memcmp(z, want, (size_t)t * sizeof *z));
+    REQUIRE(z[t] == 12345);
 }
 
 static void test_open_run(void)
@@ -371,7 +364,7 @@ static void test_open_run(void)
             fprintf(stderr, "test_runtime: rt_open: %s\n", err);
             exit(1);
         }
-        CHECK(rt_model(inst) == &axpy_model);
+        REQUIRE(rt_model(inst) == &axpy_model);
         for (int64_t t = 1; t <= AXPY_T; t++)
             run_axpy(inst, t, x, y);
         rt_close(inst);
@@ -401,7 +394,7 @@ static void test_open_run(void)
     RtModel shorter = axpy_model;
     shorter.weights_bytes -= 8;
     inst = rt_open(&shorter, longer, 1, err, sizeof err);
-    CHECK(inst);
+    REQUIRE(inst);
     run_axpy(inst, 3, x, y);
     rt_close(inst);
 
@@ -413,7 +406,7 @@ static void test_open_run(void)
     open_error(&ext, p, "file is truncated", "255");
     p = tmp_path("tiny.weights");
     FILE *f = fopen(p, "wb");
-    CHECK(f && fwrite("KILNWTS1", 1, 8, f) == 8 && fclose(f) == 0);
+    REQUIRE(f && fwrite("KILNWTS1", 1, 8, f) == 8 && fclose(f) == 0);
     open_error(&ext, p, "file is truncated", "64-byte header");
     p = tmp_path("hash.weights");
     write_weights(p, "KILNWTS1", axpy_hash ^ 1, sizeof axpy_weights, sizeof axpy_weights);
@@ -423,7 +416,7 @@ static void test_open_run(void)
     open_error(&ext, p, "holds 260 bytes of weights but model 'axpy' expects 256", NULL);
     open_error(&ext, tmp_path("missing.weights"), "cannot open", NULL);
     open_error(&ext, tmpdir, "not a regular file", NULL);
-    CHECK(rt_open(&ext, p, 1, NULL, 0) == NULL);
+    REQUIRE(rt_open(&ext, p, 1, NULL, 0) == NULL);
 
     /* embedded weights the compiler failed to align */
     RtModel skew = axpy_model;
@@ -437,7 +430,7 @@ static void test_open_run(void)
 
     /* no activations at all, and no weights */
     inst = rt_open(&shapes_model, NULL, 2, err, sizeof err);
-    CHECK(inst);
+    REQUIRE(inst);
     rt_close(inst);
 }
 
@@ -456,13 +449,13 @@ static void *runner(void *arg)
     Runner *r = arg;
     char err[256];
     RtInstance *inst = rt_open(&axpy_model, NULL, 2, err, sizeof err);
-    CHECK(inst);
+    REQUIRE(inst);
     void *in[2] = {r->x, r->y};
     int64_t syms[1] = {r->t};
     for (int k = 0; k < CONCURRENT_RUNS; k++) {
         float z[AXPY_T];
         void *out[1] = {z};
-        CHECK(rt_run(inst, syms, in, out) == 0);
+        REQUIRE(rt_run(inst, syms, in, out) == 0);
         r->failures += memcmp(z, r->want, (size_t)r->t * sizeof *z) != 0;
     }
     rt_close(inst);
@@ -478,17 +471,17 @@ static void test_concurrent(void)
             rs[k].x[i] = (float)(i * (k + 1)), rs[k].y[i] = (float)(k * 100 - i);
         /* the reference: one instance alone */
         RtInstance *inst = rt_open(&axpy_model, NULL, 1, NULL, 0);
-        CHECK(inst);
+        REQUIRE(inst);
         void *in[2] = {rs[k].x, rs[k].y}, *out[1] = {rs[k].want};
-        CHECK(rt_run(inst, &rs[k].t, in, out) == 0);
+        REQUIRE(rt_run(inst, &rs[k].t, in, out) == 0);
         rt_close(inst);
     }
     pthread_t th[2];
     for (int k = 0; k < 2; k++)
-        CHECK(pthread_create(&th[k], NULL, runner, &rs[k]) == 0);
+        REQUIRE(pthread_create(&th[k], NULL, runner, &rs[k]) == 0);
     for (int k = 0; k < 2; k++)
-        CHECK(pthread_join(th[k], NULL) == 0);
-    CHECK(rs[0].failures == 0 && rs[1].failures == 0);
+        REQUIRE(pthread_join(th[k], NULL) == 0);
+    REQUIRE(rs[0].failures == 0 && rs[1].failures == 0);
 }
 
 /* ---------------------------------------------------------------- rt_main */
@@ -535,7 +528,7 @@ static char main_out[16384], main_err[16384];
 static void slurp(const char *path, char *buf, size_t n)
 {
     FILE *f = fopen(path, "rb");
-    CHECK(f);
+    REQUIRE(f);
     size_t k = fread(buf, 1, n - 1, f);
     buf[k] = 0;
     fclose(f);
@@ -551,7 +544,7 @@ static void run_main(const RtModel *m, int want, ...)
     va_start(ap, want);
     argv[argc++] = "/some/dir/prog";
     while ((argv[argc] = va_arg(ap, char *)))
-        CHECK(++argc < 31);
+        REQUIRE(++argc < 31);
     va_end(ap);
 
     const char *outp = tmp_path("stdout.txt"), *errp = tmp_path("stderr.txt");
@@ -560,7 +553,7 @@ static void run_main(const RtModel *m, int want, ...)
     int so = dup(1), se = dup(2);
     int fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    CHECK(so >= 0 && se >= 0 && fo >= 0 && fe >= 0);
+    REQUIRE(so >= 0 && se >= 0 && fo >= 0 && fe >= 0);
     dup2(fo, 1);
     dup2(fe, 2);
     int r = rt_main(m, argc, argv);
@@ -577,7 +570,7 @@ static void run_main(const RtModel *m, int want, ...)
         exit(1);
     }
     if (r)
-        CHECK(!strncmp(main_err, "prog: error: ", 13) && strchr(main_err, '\n') &&
+        REQUIRE(!strncmp(main_err, "prog: error: ", 13) && strchr(main_err, '\n') &&
               strchr(main_err, '\n')[1] == 0);
 }
 
@@ -586,7 +579,7 @@ static const char *npy_file(const char *name, const char *descr, int rank, const
 {
     const char *p = tmp_path(name);
     char err[256];
-    CHECK(rt_npy_write(p, descr, rank, shape, data, err, sizeof err) == 0);
+    REQUIRE(rt_npy_write(p, descr, rank, shape, data, err, sizeof err) == 0);
     return p;
 }
 
@@ -620,17 +613,17 @@ static void test_main(void)
     CHECK_HAS(main_out, " ms, median ");
     RtNpy a;
     char err[256];
-    CHECK(rt_npy_read(zp, &a, err, sizeof err) == 0);
-    CHECK(!strcmp(a.descr, "<f4") && a.rank == 1 && a.shape[0] == 10);
-    CHECK(!memcmp(a.data, z, sizeof z));
+    REQUIRE(rt_npy_read(zp, &a, err, sizeof err) == 0);
+    REQUIRE(!strcmp(a.descr, "<f4") && a.rank == 1 && a.shape[0] == 10);
+    REQUIRE(!memcmp(a.data, z, sizeof z));
     rt_npy_free(&a);
 
     /* printed */
     run_main(&axpy_model, 0, "--input", arg("x=%s", x5, 0), "--input", arg("y=%s", y5, 0), NULL);
-    CHECK(!strcmp(main_out, "z: f32[5] = [1, 3.5, 6, 8.5, 11] (5 values)\n"));
+    REQUIRE(!strcmp(main_out, "z: f32[5] = [1, 3.5, 6, 8.5, 11] (5 values)\n"));
     run_main(&axpy_model, 0, "--input", arg("x=%s", x10, 0), "--input", arg("y=%s", y10, 0),
              "--threads=1", NULL);
-    CHECK(!strcmp(main_out,
+    REQUIRE(!strcmp(main_out,
                   "z: f32[10] = [1, 3.5, 6, 8.5, 11, 13.5, 16, 18.5, ...] (10 values)\n"));
 
     /* --help */
@@ -693,7 +686,7 @@ static void test_main(void)
     CHECK_HAS(main_err, "external weights and PROGRAM.weights is not beside it: pass --weights FILE");
     run_main(&ext, 0, "--input", arg("x=%s", x5, 0), "--input", arg("y=%s", y5, 0), "--weights",
              tmp_path("good.weights"), NULL);
-    CHECK(!strcmp(main_out, "z: f32[5] = [1, 3.5, 6, 8.5, 11] (5 values)\n"));
+    REQUIRE(!strcmp(main_out, "z: f32[5] = [1, 3.5, 6, 8.5, 11] (5 values)\n"));
     run_main(&ext, 1, "--input", arg("x=%s", x5, 0), "--input", arg("y=%s", y5, 0), "--weights",
              tmp_path("hash.weights"), NULL);
     CHECK_HAS(main_err, "hash.weights: was written for another build of model 'axpy'");
@@ -705,17 +698,17 @@ static void test_main(void)
     const char *sp = npy_file("s.npy", "<i4", 1, n4, s), *bhp = tmp_path("bh.npy");
     run_main(&types_model, 0, "--input", arg("s=%s", sp, 0), "--output", arg("bh=%s", bhp, 0),
              NULL);
-    CHECK(!strcmp(main_out, "h: f16[4] = [1, -2, 5.96046e-08, inf] (4 values)\n"
+    REQUIRE(!strcmp(main_out, "h: f16[4] = [1, -2, 5.96046e-08, inf] (4 values)\n"
                             "d: f64[4] = [0.25, 0.5, 0.75, 1] (4 values)\n"
                             "l: i64[4] = [8589934592, 17179869184, 25769803776, 34359738368] "
                             "(4 values)\n"
                             "b: i8[4] = [-1, -2, -3, -4] (4 values)\n"
                             "u: u8[4] = [201, 202, 203, 204] (4 values)\n"
                             "q: bool[4] = [true, false, true, false] (4 values)\n"));
-    CHECK(rt_npy_read(bhp, &a, err, sizeof err) == 0);
-    CHECK(!strcmp(a.descr, "<f4") && a.rank == 1 && a.shape[0] == 4);
+    REQUIRE(rt_npy_read(bhp, &a, err, sizeof err) == 0);
+    REQUIRE(!strcmp(a.descr, "<f4") && a.rank == 1 && a.shape[0] == 4);
     const float bhw[4] = {1, -1.5f, 3.140625f, 0};
-    CHECK(!memcmp(a.data, bhw, sizeof bhw));
+    REQUIRE(!memcmp(a.data, bhw, sizeof bhw));
     rt_npy_free(&a);
     int64_t n1[1] = {1};
     const char *s1 = npy_file("s1.npy", "<i4", 1, n1, s);
@@ -727,7 +720,7 @@ static void test_main(void)
     failing.run = fail_run;
     run_main(&failing, 1, "--input", arg("s=%s", s1, 0), "--bench", "2", NULL);
     CHECK_HAS(main_err, "model 'types' stopped: an index in the input is out of range (error 3: gather %2 of the model's IR)");
-    CHECK(main_out[0] == 0);
+    REQUIRE(main_out[0] == 0);
 }
 
 int main(void)
@@ -735,7 +728,7 @@ int main(void)
     for (int i = 0; i < AXPY_T; i++)
         axpy_weights[i] = 0.5f * (float)i;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kiln_test_runtime.XXXXXX");
-    CHECK(mkdtemp(tmpdir));
+    REQUIRE(mkdtemp(tmpdir));
 
     test_parallel_for();
     test_default_threads();
@@ -747,7 +740,7 @@ int main(void)
 
     for (int i = 0; i < npaths; i++)
         remove(paths[i]);
-    CHECK(rmdir(tmpdir) == 0);
+    REQUIRE(rmdir(tmpdir) == 0);
     printf("test_runtime: ok\n");
     return 0;
 }

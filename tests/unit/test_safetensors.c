@@ -7,6 +7,7 @@
  * a crash (the test runs with the repository root as its working directory). Temporary files are
  * made with mkstemp under /tmp and removed. Exits non-zero with a message at the first failure.
  */
+#include "check.h"
 #include "frontend/frontend.h"
 
 #include <dirent.h>
@@ -15,23 +16,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            exit(1);                                                              \
-        }                                                                         \
-    } while (0)
-
 /* A fresh file under /tmp holding n bytes of p; the caller removes it. */
 static char *temp_file(const void *p, size_t n)
 {
     static char path[64];
     snprintf(path, sizeof path, "/tmp/kiln_test_st_XXXXXX");
     int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    CHECK(n == 0 || write(fd, p, n) == (ssize_t)n);
-    CHECK(close(fd) == 0);
+    REQUIRE(fd >= 0);
+    REQUIRE(n == 0 || write(fd, p, n) == (ssize_t)n);
+    REQUIRE(close(fd) == 0);
     return path;
 }
 
@@ -44,7 +37,7 @@ static char *st_file(const char *header, long long hlen, size_t ndata)
     unsigned long long len = hlen < 0 ? n : (unsigned long long)hlen;
     for (int i = 0; i < 8; i++)
         buf[i] = (unsigned char)(len >> (8 * i));
-    CHECK(8 + n + ndata <= sizeof buf);
+    REQUIRE(8 + n + ndata <= sizeof buf);
     memcpy(buf + 8, header, n);
     memset(buf + 8 + n, 0, ndata);
     return temp_file(buf, 8 + n + ndata);
@@ -56,7 +49,7 @@ static void expect_fail(const char *path, const char *const *words)
     char *msg = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&msg, &len);
-    CHECK(f);
+    REQUIRE(f);
     Diag *d = diag_new(f);
     Weights *w = st_open(path, d);
     fflush(f);
@@ -115,54 +108,54 @@ static void test_round_trip(void)
     int n = (int)(sizeof ts / sizeof ts[0]);
     const char *keys[] = {"format", "note"}, *vals[] = {"pt", "a \"quoted\" value\twith a tab"};
     char *path = temp_file("", 0);
-    CHECK(st_write(path, n, ts, 2, keys, vals) == 0);
+    REQUIRE(st_write(path, n, ts, 2, keys, vals) == 0);
 
     Diag *d = diag_new(stderr);
     Weights *w = st_open(path, d);
-    CHECK(w && diag_errors(d) == 0);
-    CHECK(w->n == n && w->nmeta == 2);
+    REQUIRE(w && diag_errors(d) == 0);
+    REQUIRE(w->n == n && w->nmeta == 2);
     for (int i = 1; i < w->n; i++)
-        CHECK(strcmp(w->t[i - 1].name, w->t[i].name) < 0);
+        REQUIRE(strcmp(w->t[i - 1].name, w->t[i].name) < 0);
     for (int i = 0; i < n; i++) {
         const WTensor *t = st_find(w, ts[i].name);
-        CHECK(t && !strcmp(t->name, ts[i].name));
-        CHECK(t->dtype == ts[i].dtype && t->rank == ts[i].rank && t->nbytes == ts[i].nbytes);
+        REQUIRE(t && !strcmp(t->name, ts[i].name));
+        REQUIRE(t->dtype == ts[i].dtype && t->rank == ts[i].rank && t->nbytes == ts[i].nbytes);
         for (int k = 0; k < t->rank; k++)
-            CHECK(t->shape[k] == ts[i].shape[k]);
-        CHECK(t->nbytes == 0 || !memcmp(t->data, ts[i].data, t->nbytes));
+            REQUIRE(t->shape[k] == ts[i].shape[k]);
+        REQUIRE(t->nbytes == 0 || !memcmp(t->data, ts[i].data, t->nbytes));
     }
     /* the header is padded so the data section starts at a multiple of 8 */
     const unsigned char *m = w->map;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | m[i];
-    CHECK(hlen % 8 == 0 && 8 + hlen < w->size);
-    CHECK(!strcmp(st_meta(w, "format"), "pt"));
-    CHECK(!strcmp(st_meta(w, "note"), vals[1]));
-    CHECK(st_meta(w, "missing") == NULL);
-    CHECK(st_find(w, "z.las") == NULL && st_find(w, "") == NULL && st_find(w, "zz") == NULL);
-    CHECK(st_find(w, "a") == NULL && st_find(w, NULL) == NULL);
+    REQUIRE(hlen % 8 == 0 && 8 + hlen < w->size);
+    REQUIRE(!strcmp(st_meta(w, "format"), "pt"));
+    REQUIRE(!strcmp(st_meta(w, "note"), vals[1]));
+    REQUIRE(st_meta(w, "missing") == NULL);
+    REQUIRE(st_find(w, "z.las") == NULL && st_find(w, "") == NULL && st_find(w, "zz") == NULL);
+    REQUIRE(st_find(w, "a") == NULL && st_find(w, NULL) == NULL);
     st_close(w);
     st_close(NULL);
 
     /* no metadata, no tensors */
-    CHECK(st_write(path, 0, NULL, 0, NULL, NULL) == 0);
+    REQUIRE(st_write(path, 0, NULL, 0, NULL, NULL) == 0);
     w = st_open(path, d);
-    CHECK(w && w->n == 0 && w->nmeta == 0 && st_find(w, "x") == NULL && st_meta(w, "x") == NULL);
+    REQUIRE(w && w->n == 0 && w->nmeta == 0 && st_find(w, "x") == NULL && st_meta(w, "x") == NULL);
     const char *out[2];
-    CHECK(st_closest(w, "x", out, 2) == 0);
+    REQUIRE(st_closest(w, "x", out, 2) == 0);
     st_close(w);
 
     /* st_write refuses what st_open would refuse */
     WTensor bad = {"w", DT_F32, 1, {3}, f32, 8}; /* 3 x f32 is 12 bytes */
-    CHECK(st_write(path, 1, &bad, 0, NULL, NULL) != 0);
+    REQUIRE(st_write(path, 1, &bad, 0, NULL, NULL) != 0);
     WTensor twice[2] = {{"w", DT_U8, 1, {1}, u8, 1}, {"w", DT_U8, 1, {1}, u8, 1}};
-    CHECK(st_write(path, 2, twice, 0, NULL, NULL) != 0);
+    REQUIRE(st_write(path, 2, twice, 0, NULL, NULL) != 0);
     WTensor neg = {"w", DT_U8, 1, {-1}, u8, 1};
-    CHECK(st_write(path, 1, &neg, 0, NULL, NULL) != 0);
-    CHECK(st_write("/nonexistent-dir/x.safetensors", 1, &twice[0], 0, NULL, NULL) != 0);
+    REQUIRE(st_write(path, 1, &neg, 0, NULL, NULL) != 0);
+    REQUIRE(st_write("/nonexistent-dir/x.safetensors", 1, &twice[0], 0, NULL, NULL) != 0);
 
-    CHECK(diag_errors(d) == 0);
+    REQUIRE(diag_errors(d) == 0);
     diag_free(d);
     remove(path);
 }
@@ -175,21 +168,21 @@ static void test_closest(void)
     for (int i = 0; i < 5; i++)
         ts[i] = (WTensor){names[i], DT_U8, 0, {0}, u8, 1};
     char *path = temp_file("", 0);
-    CHECK(st_write(path, 5, ts, 0, NULL, NULL) == 0);
+    REQUIRE(st_write(path, 5, ts, 0, NULL, NULL) == 0);
     Diag *d = diag_new(stderr);
     Weights *w = st_open(path, d);
-    CHECK(w);
+    REQUIRE(w);
     const char *out[8];
     /* abc 0; ab, abd, abe 1 (ties by name); xyz 3 */
-    CHECK(st_closest(w, "abc", out, 8) == 5);
-    CHECK(!strcmp(out[0], "abc") && !strcmp(out[1], "ab") && !strcmp(out[2], "abd") &&
+    REQUIRE(st_closest(w, "abc", out, 8) == 5);
+    REQUIRE(!strcmp(out[0], "abc") && !strcmp(out[1], "ab") && !strcmp(out[2], "abd") &&
           !strcmp(out[3], "abe") && !strcmp(out[4], "xyz"));
-    CHECK(st_closest(w, "abc", out, 2) == 2 && !strcmp(out[1], "ab"));
-    CHECK(st_closest(w, "abc", out, 0) == 0);
+    REQUIRE(st_closest(w, "abc", out, 2) == 2 && !strcmp(out[1], "ab"));
+    REQUIRE(st_closest(w, "abc", out, 0) == 0);
     /* insertion, deletion and substitution each cost one */
-    CHECK(st_closest(w, "xy", out, 1) == 1 && !strcmp(out[0], "xyz"));
-    CHECK(st_closest(w, "", out, 3) == 3 && !strcmp(out[0], "ab") && !strcmp(out[1], "abc"));
-    CHECK(st_closest(w, "xbz", out, 1) == 1 && !strcmp(out[0], "xyz"));
+    REQUIRE(st_closest(w, "xy", out, 1) == 1 && !strcmp(out[0], "xyz"));
+    REQUIRE(st_closest(w, "", out, 3) == 3 && !strcmp(out[0], "ab") && !strcmp(out[1], "abc"));
+    REQUIRE(st_closest(w, "xbz", out, 1) == 1 && !strcmp(out[0], "xyz"));
     st_close(w);
     diag_free(d);
     remove(path);
@@ -276,8 +269,8 @@ static void test_malformed(void)
                        " \"__metadata__\": {}}      ", -1, 20);
     Diag *d = diag_new(stderr);
     Weights *w = st_open(ok, d);
-    CHECK(w && w->n == 3 && diag_errors(d) == 0);
-    CHECK(st_find(w, "z") && st_find(w, "z")->nbytes == 0 && st_find(w, "z")->rank == 2);
+    REQUIRE(w && w->n == 3 && diag_errors(d) == 0);
+    REQUIRE(st_find(w, "z") && st_find(w, "z")->nbytes == 0 && st_find(w, "z")->rank == 2);
     st_close(w);
     diag_free(d);
     remove(ok);
@@ -303,7 +296,7 @@ static void test_corpus(void)
         n++;
     }
     closedir(dp);
-    CHECK(n >= 15);
+    REQUIRE(n >= 15);
 }
 
 int main(void)

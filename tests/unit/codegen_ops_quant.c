@@ -1,0 +1,144 @@
+/* codegen_ops_quant.c: test_codegen_ops's cases for quantization: quantize and dequantize (i8, u8,
+ * i4, groups), qmatmul weight-only (8 and 4 bits, bf16 weights) and dynamic W8A8 (bit for bit; the
+ * VNNI kernel's tiles and, with --cpu x86-64-v3, the portable one), and qmatmul under an epilogue.
+ */
+#include "codegen_ops.h"
+
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- quantization
+ *
+ * quantize and the dynamic (W8A8) qmatmul must give the interpreter's bits (ir/quant.c defines every
+ * float32 step): integer inputs make ties (x / 2 for odd x) and saturation (300 / 1), integer scales
+ * include 0 (the zero point). Weight-only qmatmul dequantises exactly and differs only in the order of
+ * its f32 sums (MM). K is not a multiple of the group; M and N are odd; i4 and u4 weights come as
+ * constants (no input is packed). */
+static const char *nibbles(int n, int lo, int hi, unsigned seed)
+{
+    static char bufs[4][512 << 10];
+    static int slot;
+    char *b = bufs[slot++ % 4];
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        k += (size_t)snprintf(b + k, sizeof bufs[0] - k, "%s%d", i ? ", " : "", lo + (int)((seed >> 16) % (unsigned)(hi - lo + 1)));
+        KILN_ASSERT(k < sizeof bufs[0]);
+    }
+    return b;
+}
+
+void quant_cases(void)
+{
+    run((Spec){"quantize", EXACT, TS3, {INT(-300, 300), INT(0, 4)},
+               "%0 = input \"x\" : f32[T, 33]\n%1 = input \"s\" : f32[1, 33]\n"
+               "%2 = quantize(%0, %1) {axis=0, group=0} : i8[T, 33]\noutput y = %2\n", 0});
+    run((Spec){"quantize", EXACT, TS3, {SPEC(-300, 300), POS(1e-2, 10), INT(0, 255)},
+               "%0 = input \"x\" : f32[T, 10]\n%1 = input \"s\" : f32[T, 3]\n%2 = input \"z\" : u8[T, 3]\n"
+               "%3 = quantize(%0, %1, %2) {axis=1, group=4} : u8[T, 10]\noutput y = %3\n", 0});
+    /* to i4 in groups of 4 along axis 0 (17 rows: 5 groups, the last of one row), and back */
+    run((Spec){"dequantize", EXACT, NULL, {INT(-20, 20), INT(0, 3)},
+               "%0 = input \"x\" : f32[17, 5]\n%1 = input \"s\" : f32[5, 1]\n"
+               "%2 = quantize(%0, %1) {axis=0, group=4} : i4[17, 5]\n"
+               "%3 = dequantize(%2, %1) {axis=0, group=4} : f32[17, 5]\noutput y = %3\noutput q = %2\n", 0});
+    run((Spec){"dequantize", EXACT, TS3, {INT(0, 255), POS(1e-3, 1), INT(0, 255)},
+               "%0 = input \"q\" : u8[T, 33]\n%1 = input \"s\" : f32[1, 33]\n%2 = input \"z\" : u8[1, 33]\n"
+               "%3 = dequantize(%0, %1, %2) {axis=0, group=0} : f32[T, 33]\noutput y = %3\n", 0});
+    /* weight-only, 8-bit, groups of 16 along K = 65, and u8 with a zero point per column */
+    run((Spec){"qmatmul", MM, TS5, {UNI(-1, 1), INT(-128, 127), INT(0, 3)},
+               "%0 = input \"a\" : f32[T, 65]\n%1 = input \"w\" : i8[65, 33]\n%2 = input \"s\" : f32[5, 33]\n"
+               "%3 = qmatmul(%0, %1, %2) {group=16, dynamic=false} : f32[T, 33]\noutput y = %3\n", 0});
+    run((Spec){"qmatmul", MM, TS3, {UNI(-1, 1), INT(0, 255), UNI(0, 0.1), INT(0, 255)},
+               "%0 = input \"a\" : f32[2, T, 17]\n%1 = input \"w\" : u8[17, 7]\n%2 = input \"s\" : f32[1, 7]\n"
+               "%3 = input \"z\" : u8[1, 7]\n%4 = qmatmul(%0, %1, %2, %3) {group=0, dynamic=false} : f32[2, T, 7]\n"
+               "output y = %4\n", 0});
+    /* 4-bit weights: i4 in groups of 8 along K = 37 (5 groups), u4 with zero points */
+    run((Spec){"qmatmul", MM, TS3, {UNI(-1, 1), UNI(0, 0.2)},
+               ir("%%0 = input \"a\" : f32[T, 37]\n%%1 = input \"s\" : f32[5, 9]\n"
+                  "%%2 = const {data=[%s]} : i4[37, 9]\n%%3 = qmatmul(%%0, %%2, %%1) {group=8, dynamic=false} : f32[T, 9]\n"
+                  "%%4 = const {data=[%s]} : u4[37, 9]\n%%5 = const {data=[%s]} : u4[5, 9]\n"
+                  "%%6 = qmatmul(%%0, %%4, %%1, %%5) {group=8, dynamic=false} : f32[T, 9]\noutput y = %%3\noutput y2 = %%6\n",
+                  nibbles(37 * 9, -8, 7, 1), nibbles(37 * 9, 0, 15, 2), nibbles(45, 0, 15, 3)), 0});
+    /* dynamic W8A8: bit for bit, with rows of very different ranges, and specials (a NaN or inf in a row) */
+    run((Spec){"qmatmul", EXACT, TS5, {WIDE(1e-3, 1e3), INT(-128, 127), INT(0, 2)},
+               "%0 = input \"a\" : f32[T, 70]\n%1 = input \"w\" : i8[70, 17]\n%2 = input \"s\" : f32[1, 17]\n"
+               "%3 = qmatmul(%0, %1, %2) {group=0, dynamic=true} : f32[T, 17]\noutput y = %3\n", 0});
+    /* dynamic with constant weights and scales: the VNNI kernel where the CPU has it (packed weights,
+     * blocks of 4 rows and the rest, a masked last panel; K padded to 4), else the portable one */
+    static const int qshape[][2] = {{70, 17}, {65, 33}, {3, 48}, {1, 1}, {130, 16}};
+    for (size_t i = 0; i < sizeof qshape / sizeof qshape[0]; i++) {
+        int K = qshape[i][0], N = qshape[i][1];
+        run((Spec){"qmatmul", EXACT, TS5, {WIDE(1e-3, 1e3)},
+                   ir("%%0 = input \"a\" : f32[T, %d]\n%%1 = const {data=[%s]} : i8[%d, %d]\n"
+                      "%%2 = const {data=[%s]} : f32[1, %d]\n"
+                      "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, %d]\noutput y = %%3\n",
+                      K, nibbles(K * N, -128, 127, 7 + (unsigned)i), K, N, nibbles(N, 0, 3, 11 + (unsigned)i), N, N), 0});
+    }
+    run((Spec){"qmatmul", EXACT, TS2, {SPEC(-2, 2), INT(-128, 127), UNI(0, 0.01)},
+               "%0 = input \"a\" : f32[3, T, 33]\n%1 = input \"w\" : i8[33, 5]\n%2 = input \"s\" : f32[1, 5]\n"
+               "%3 = qmatmul(%0, %1, %2) {group=0, dynamic=true} : f32[3, T, 5]\noutput y = %3\n", 0});
+    /* the VNNI GEMM's tiles: up to 320 rows (two m-blocks of at most 216, partial last micro-tiles), N = 300 (several n-blocks, a partial last panel), K = 130 (not a multiple of 4),
+     * K = 1001 (two blocks of K, the last one not a multiple of 4); rows with NaN, inf, -0 and zeros,
+     * rows of three small integers (some all zero: sa = 0), zero scales */
+    static const struct { int K, N; Gen a; const char *shape; } tiles[] = {
+        {130, 300, SPEC(-3, 3), "8, T"}, {3, 100, INT(-1, 1), "T"}, {1001, 16, WIDE(1e-2, 1e2), "2, T"}};
+    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+        int K = tiles[i].K, N = tiles[i].N;
+        run((Spec){"qmatmul", EXACT, TS3, {tiles[i].a},
+                   ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : i8[%d, %d]\n"
+                      "%%2 = const {data=[%s]} : f32[1, %d]\n"
+                      "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[%s, %d]\noutput y = %%3\n",
+                      tiles[i].shape, K, nibbles(K * N, -128, 127, 21 + (unsigned)i), K, N, nibbles(N, 0, 3, 31 + (unsigned)i),
+                      N, tiles[i].shape, N), 0});
+    }
+    /* without VNNI (AVX2: --cpu x86-64-v3) the portable kernel, the same bits */
+    run_on("x86-64-v3", (Spec){"qmatmul", EXACT, TS3, {WIDE(1e-3, 1e3)},
+               ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = const {data=[%s]} : i8[70, 17]\n%%2 = const {data=[%s]} : f32[1, 17]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, 17]\noutput y = %%3\n",
+                  nibbles(70 * 17, -128, 127, 41), nibbles(17, 0, 3, 42)), 0});
+}
+
+/* bf16 weights: a rounded to bf16, f32 sums (vdpbf16ps where the CPU has AVX512-BF16: the tiles'
+ * shapes as above; the portable kernel for weights that are an input, and for --cpu x86-64-v3).
+ * The products are exact; the interpreter sums them in double, the kernels in f32 in another order,
+ * so MM's tolerance (weights are small integers, exact in bf16). */
+void bf16_cases(void)
+{
+    static const struct { int K, N; const char *shape, *cpu; } cs[] = {
+        {130, 300, "8, T", NULL}, {3, 100, "T", NULL}, {1001, 16, "2, T", NULL}, {70, 17, "T", "x86-64-v3"}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        run_on(cs[i].cpu, (Spec){"qmatmul", MM, TS3, {UNI(-1, 1)},
+                   ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : bf16[%d, %d]\n"
+                      "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[%s, %d]\noutput y = %%2\n",
+                      cs[i].shape, cs[i].K, nibbles(cs[i].K * cs[i].N, -8, 8, 71 + (unsigned)i), cs[i].K, cs[i].N,
+                      cs[i].shape, cs[i].N), 0});
+    run((Spec){"qmatmul", MM, TS3, {SPEC(-2, 2), UNI(-1, 1)},
+               "%0 = input \"a\" : f32[T, 33]\n%1 = input \"w\" : bf16[33, 5]\n"
+               "%2 = qmatmul(%0, %1) {group=0, dynamic=false} : f32[T, 5]\noutput y = %2\n", 0});
+    run((Spec){"qmatmul", MM, TS5, {UNI(-2, 2), UNI(-1, 1)},
+               ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = input \"b\" : f32[100]\n"
+                  "%%2 = const {data=[%s]} : bf16[70, 100]\n%%3 = qmatmul(%%0, %%2) {group=0, dynamic=false, inline} : f32[T, 100]\n"
+                  "%%4 = add(%%3, %%1) {inline} : f32[T, 100]\n%%5 = relu(%%4) : f32[T, 100]\noutput y = %%5\n",
+                  nibbles(7000, -4, 4, 81)), 0});
+}
+
+/* A qmatmul under an epilogue (fuse-ops' bias, GELU and residual): the VNNI kernel runs it on each
+ * micro-tile, the portable kernels (--cpu x86-64-v3, weight-only) as a loop after the product. The
+ * product is the interpreter's (bits for W8A8), the epilogue's f32 GELU differs as elementwise ops do
+ * (EW; MM for weight-only, whose sums differ in order). */
+void quant_fused_cases(void)
+{
+    static const char *cpus[] = {NULL, "x86-64-v3"};
+    for (int c = 0; c < 2; c++)
+        run_on(cpus[c], (Spec){"qmatmul", EW, TS3, {UNI(-2, 2), UNI(-1, 1), UNI(-1, 1)},
+                   ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = input \"b\" : f32[100]\n%%2 = input \"r\" : f32[T, 100]\n"
+                      "%%3 = const {data=[%s]} : i8[70, 100]\n%%4 = const {data=[%s]} : f32[1, 100]\n"
+                      "%%5 = qmatmul(%%0, %%3, %%4) {group=0, dynamic=true, inline} : f32[T, 100]\n"
+                      "%%6 = add(%%5, %%1) {inline} : f32[T, 100]\n%%7 = gelu(%%6) {approx=erf, inline} : f32[T, 100]\n"
+                      "%%8 = add(%%2, %%7) : f32[T, 100]\noutput y = %%8\n",
+                      nibbles(70 * 100, -128, 127, 51), nibbles(100, 1, 3, 52)), 0});
+    run((Spec){"qmatmul", MM, TS3, {UNI(-1, 1), UNI(-1, 1)},
+               ir("%%0 = input \"a\" : f32[2, T, 37]\n%%1 = input \"b\" : f32[9]\n%%2 = input \"s\" : f32[5, 9]\n"
+                  "%%3 = const {data=[%s]} : i4[37, 9]\n%%4 = qmatmul(%%0, %%3, %%2) {group=8, dynamic=false, inline} : f32[2, T, 9]\n"
+                  "%%5 = add(%%4, %%1) {inline} : f32[2, T, 9]\n%%6 = relu(%%5) : f32[2, T, 9]\noutput y = %%6\n",
+                  nibbles(37 * 9, -8, 7, 61)), 0});
+}
