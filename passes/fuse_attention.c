@@ -354,13 +354,18 @@ static int index_form(const Node *x, Aff *a, int *cond, int depth)
         return 0;
     case OP_EQ:
     case OP_NE:
-        /* a condition compared with false or true: itself or its negation (ONNX's Not is written `c == 0`) */
-        for (int s = 0; s < 2; s++)
-            if (scalar_value(x->in[s], &v) && (v == 0 || v == 1) && index_form(x->in[1 - s], &p, &pc, depth + 1) && pc) {
+        /* a condition (cast to a number or not) compared with false or true: itself or its negation
+         * (ONNX's Not is written `c == 0`, which compares c cast to i32) */
+        for (int s = 0; s < 2; s++) {
+            const Node *y = x->in[1 - s];
+            while (y->op == OP_CAST)
+                y = y->in[0];
+            if (scalar_value(x->in[s], &v) && (v == 0 || v == 1) && index_form(y, &p, &pc, depth + 1) && pc) {
                 *cond = 1;
                 int keep = (x->op == OP_EQ) == (v == 1);
-                return aff_broadcast(x->in[1 - s], &p, x, a) && (keep || aff_scale(a, -1, 1));
+                return aff_broadcast(y, &p, x, a) && (keep || aff_scale(a, -1, 1));
             }
+        }
         return 0;
     case OP_ADD:
     case OP_SUB:
