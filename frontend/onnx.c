@@ -407,6 +407,12 @@ const char *ox_tensor(Imp *I, OVal *v)
     }
     if (ox_has_sym(v))
         return sym_tensor(I, v);
+    if (ox_numel(v) == 0) {
+        ox_err(I, "'%s' (%s) is empty and is read at run time; kiln has no empty tensors (an empty input, from "
+                  "--bound NAME=0, may only be concatenated to another tensor or have its shape taken)",
+               v->name, ox_type_str(I, v));
+        return "v_undefined";
+    }
     const char *path;
     int fresh;
     const char *wname = weight_name(I, v->name, &path, &fresh);
@@ -584,6 +590,9 @@ static int value_info_type(Imp *I, const Onnx__ValueInfoProto *vi, OVal *v, int 
                               "--bound %s=N", i, name, dm->dim_param, dm->dim_param);
                     return 1;
                 }
+            } else if (b->bound == 0) {
+                dims[i] = 0; /* --bound NAME=0: the dimension is empty (the first call of a model with a
+                                cache: no past); the importer leaves such inputs out */
             } else {
                 /* one symbol per dim_param in the whole graph: later uses take the name made first */
                 for (int k = 0; k < I->nparams && !sym[i]; k++)
@@ -750,7 +759,15 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
         out->input_onnx[out->ninput] = (char *)v->name;
         inputs[out->ninput++] = v;
         value_info_type(I, g->input[i], v, 1);
-        v->var = inputs_var[out->ninput - 1] = ox_fresh(I, name);
+        inputs_var[out->ninput - 1] = ox_fresh(I, name);
+        if (v->rank >= 0 && ox_numel(v) == 0) {
+            /* an empty input (a dimension of 0, from --bound NAME=0): a constant of no elements, which
+             * Concat leaves out and Shape reads; a run-time use is an error (ox_tensor), and nothing
+             * reads the input, so the model file does not declare it */
+            v->is_const = 1;
+            v->data = arena_alloc(I->a, 16);
+        } else
+            v->var = inputs_var[out->ninput - 1];
     }
     if (I->errors)
         goto fail;
