@@ -15,8 +15,8 @@
  * A mask written out that keeps exactly the keys j <= i + Tk - Tq of query i (the fused op's causal
  * flag) becomes that flag, so that the kernel skips the hidden keys and no mask tensor is read: the
  * condition of a where() is read as an integer inequality e(i, j) <= 0, with e linear in the indices
- * (see index_form), built from arange, a slice of a lower-triangular constant (GPT-2's `bias` buffer,
- * rows P .. P + T), comparisons, not, and the movement ops between them. This is how exports with a
+ * (see index_form), built from arange, triangular constants (GPT-2's `bias` buffer, sliced to rows
+ * P .. P + T; an exporter's folded `~tril`), comparisons, not, and the movement ops between them. This is how exports with a
  * KV cache write the mask of P cached and T new tokens, `where(bias[P:P+T, :P+T], s, -1e4)` or
  * `arange(P + T)[None] <= arange(T)[:, None] + P`.
  *
@@ -219,9 +219,10 @@ static int aff_broadcast(const Node *x, const Aff *a, const Node *out, Aff *r)
     return 1;
 }
 
-/* A lower-triangular constant, x[..., r, c] true exactly when c - r <= k for one k (the same in every
- * leading slice): the condition c - r - k <= 0. */
-static int tril_form(const Node *x, Aff *a)
+/* A triangular constant: x[..., r, c] true exactly when c - r <= k (lower: GPT-2's `bias` buffer), or
+ * exactly when c - r >= k (upper: the `~tril` that exporters fold a masked_fill's condition into), for
+ * one k and the same in every leading slice. As a condition: c - r - k <= 0, or r - c + k <= 0. */
+static int triangle_form(const Node *x, Aff *a)
 {
     int r = x->rank;
     if (r < 2 || !x->at.data || dtype_traits[x->dtype].block > 1 || dtype_traits[x->dtype].size < 1)
@@ -234,28 +235,33 @@ static int tril_form(const Node *x, Aff *a)
         if (n > (1 << 24))
             return 0; /* too large to check */
     }
-    int64_t R = dim_value(x->shape[r - 2]), C = dim_value(x->shape[r - 1]), k;
-    /* k from the first column: the first row that keeps it is row -k */
-    int64_t r0 = 0;
-    while (r0 < R && dtype_load(x->dtype, x->at.data, (size_t)(r0 * C)) == 0)
-        r0++;
-    if (r0 == R)
-        return 0;
-    if (r0 > 0)
-        k = -r0;
-    else
-        for (k = -1; k + 1 < C && dtype_load(x->dtype, x->at.data, (size_t)(k + 1)) != 0;)
+    int64_t R = dim_value(x->shape[r - 2]), C = dim_value(x->shape[r - 1]), k = 0;
+    int lower = dtype_load(x->dtype, x->at.data, 0) != 0;
+    if (lower) { /* row 0 keeps columns 0 .. k */
+        while (k + 1 < C && dtype_load(x->dtype, x->at.data, (size_t)(k + 1)) != 0)
             k++;
+    } else { /* the first true of row 0 is column k; none: the first row that keeps column 0 is row -k */
+        while (k < C && dtype_load(x->dtype, x->at.data, (size_t)k) == 0)
+            k++;
+        if (k == C) {
+            int64_t r0 = 1;
+            while (r0 < R && dtype_load(x->dtype, x->at.data, (size_t)(r0 * C)) == 0)
+                r0++;
+            if (r0 == R)
+                return 0; /* nothing kept */
+            lower = 1, k = -r0;
+        }
+    }
     for (int64_t i = 0; i < n; i++) {
         int64_t c = i % C, row = i / C % R;
-        if ((dtype_load(x->dtype, x->at.data, (size_t)i) != 0) != (c - row <= k))
+        if ((dtype_load(x->dtype, x->at.data, (size_t)i) != 0) != (lower ? c - row <= k : c - row >= k))
             return 0;
     }
     memset(a, 0, sizeof *a);
     a->rank = r;
-    a->c[r - 1] = 1;
-    a->c[r - 2] = -1;
-    a->d = dim_const(-k);
+    a->c[r - 1] = lower ? 1 : -1;
+    a->c[r - 2] = lower ? -1 : 1;
+    a->d = dim_const(lower ? -k : k);
     return 1;
 }
 
@@ -287,7 +293,7 @@ static int index_form(const Node *x, Aff *a, int *cond, int depth)
             return 1;
         }
         *cond = 1;
-        return x->dtype == DT_BOOL && tril_form(x, a);
+        return x->dtype == DT_BOOL && triangle_form(x, a);
     case OP_CAST:
         if (!index_form(x->in[0], &p, &pc, depth + 1) || pc != (x->dtype == DT_BOOL))
             return 0; /* a number cast to bool, or a condition to 0/1, is not of the form */
@@ -367,6 +373,20 @@ static int index_form(const Node *x, Aff *a, int *cond, int depth)
             }
         }
         return 0;
+    case OP_WHERE: {
+        /* where(c, true, false) is c (the importer's Trilu of a dynamic size), where(c, false, true) not c */
+        double t, f;
+        const Node *yt = x->in[1], *yf = x->in[2];
+        while (yt->op == OP_EXPAND)
+            yt = yt->in[0];
+        while (yf->op == OP_EXPAND)
+            yf = yf->in[0];
+        if (x->dtype != DT_BOOL || !scalar_value(yt, &t) || !scalar_value(yf, &f) || (t != 0) == (f != 0) ||
+            !index_form(x->in[0], &p, &pc, depth + 1) || !pc)
+            return 0;
+        *cond = 1;
+        return aff_broadcast(x->in[0], &p, x, a) && (t != 0 || aff_scale(a, -1, 1));
+    }
     case OP_ADD:
     case OP_SUB:
     case OP_LE:
