@@ -157,6 +157,7 @@ def measure(r, t, runs, in_name, in_path, out_name, onnx_out_name, ref):
                                "--runs", runs, "--out", oout] + flags,
                               env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t})
         d = json_line(rc, out, err)
+        d["variant"] = "no spin" if flags else "default"
         d["outfile"] = oout
         tries.append(d)
     q["runs"]["ort"][t] = pick(tries)
@@ -198,8 +199,8 @@ def report(res, w):
     w("")
     w("| model | threads | ORT int8 ms | kiln on the int8 .onnx ms | kiln --quant int8 ms | kiln fp32 ms | "
       "kiln .onnx int8 vs ORT int8 | kiln --quant int8 vs kiln fp32 | qmatmul nodes | kiln .onnx vs ORT out | "
-      "kiln .onnx vs PyTorch | ORT int8 vs PyTorch |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "kiln .onnx vs PyTorch | ORT int8 vs PyTorch | kiln --quant int8 vs PyTorch |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         q = r["quant"]
         for t in res["threads"]:
@@ -212,7 +213,7 @@ def report(res, w):
             w(f"| {r['spec']['name']} | {t} | {fmt_ms(o) if o else 'failed'} | {fmt_ms(ko) if ko else 'failed'} | "
               f"{fmt_ms(kq) if kq else 'failed'} | {fmt_ms(kf)} | {fmt_ratio(o, ko)} | {fmt_ratio(kf, kq)} | "
               f"{q.get('qmatmul', 'n/a')} of {q.get('matmuls', '?')} | {d('kiln_onnx', 'ort', t)} | "
-              f"{d('kiln_onnx', 'torch', t)} | {d('ort', 'torch', t)} |")
+              f"{d('kiln_onnx', 'torch', t)} | {d('ort', 'torch', t)} | {d('kiln_quant', 'torch', t)} |")
     w("")
 
 
