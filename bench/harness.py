@@ -40,6 +40,7 @@ import cpu
 import decode
 import decoders
 import onnx_import
+import onnx_quant
 import tokens
 from benchlib import (BENCH, COMMANDS, FAILURES, OUT, PY, ROOT, SECTION, compare, fail, fmt, fmt_ms,
                       fmt_ratio, geomean, json_line, kiln_bench, kiln_build, kiln_check, mib, pick, reason,
@@ -401,6 +402,9 @@ def make_input(spec, check, weights):
     return name, path
 
 
+QUANT_MODELS = list(onnx_quant.QUANT_KEYS)  # --quant-models
+
+
 def bench_models(res, kiln, threads, quick, only_models=None):
     res["models"] = []
     for spec in model_specs(quick):
@@ -501,6 +505,8 @@ def bench_model(res, kiln, threads, spec):
         fail(f"ONNX export {spec['name']}", r["export"]["why"])
     if r["export"]["ok"]:
         onnx_import.prepare(r, kiln, onnx, spec["key"])
+        if spec["key"] in QUANT_MODELS:
+            onnx_quant.prepare(r, kiln, onnx, spec, model, weights)
     runs = spec["runs"]
     for t in threads:
         say(f"  {t} thread(s)")
@@ -532,6 +538,7 @@ def bench_model(res, kiln, threads, spec):
         else:
             r["ort"][t] = {"error": "no ONNX model: export failed: " + (r["export"]["why"] or "?")}
         onnx_import.measure(r, t, runs, in_path, ref)
+        onnx_quant.measure(r, t, runs, in_name, in_path, out_name, r.get("onnx_kiln", {}).get("output"), ref)
         # PyTorch eager; at more than one thread also with OMP_WAIT_POLICY=PASSIVE, the better kept
         tries = []
         for extra in ({}, {"OMP_WAIT_POLICY": "PASSIVE"}) if t > 1 else ({},):
@@ -1102,6 +1109,7 @@ def write_report(res, path):
           "example's reference tokens when it has them, else uniform over the vocabulary.")
         w("")
         onnx_import.report(res, w)
+        onnx_quant.report(res, w)
 
     # compile
     if models:
@@ -1205,6 +1213,8 @@ def main():
     ap.add_argument("--only", default=",".join(ALL_PARTS))
     ap.add_argument("--models", help="comma-separated model keys (vit-b16,vit-tiny,gpt2-124m,charlm,vit-mnist)")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--quant-models", default=",".join(onnx_quant.QUANT_KEYS),
+                    help="models of the models section that also get the int8 rows (bench/onnx_quant.py)")
     ap.add_argument("--attention-T", help="comma-separated T for the attention section "
                     "(default 128,512,1024,4096,8192; with --quick 128,512)")
     ap.add_argument("--decoder-models", help="comma-separated models of the decoders section "
@@ -1214,6 +1224,7 @@ def main():
     ap.add_argument("--report", default=os.path.join(ROOT, "docs", "PERF.md"))
     ap.add_argument("--started", type=float, help="when run.sh started (seconds since the epoch), for the total time")
     a = ap.parse_args()
+    QUANT_MODELS[:] = a.quant_models.split(",") if a.quant_models else []
     t_start = time.time()
     only = set(a.only.split(","))
     unknown = only - set(ALL_PARTS)

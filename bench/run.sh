@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=""
-for p in libdnnl-dev libopenblas-dev time python3-torch python3-numpy; do
+for p in libdnnl-dev libopenblas-dev time python3-torch python3-numpy python3-onnx; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"

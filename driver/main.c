@@ -105,7 +105,8 @@ static const char *usage_text =
     "                      query at the count held before it, as StreamingLLM) or ,positions=absolute\n"
     "                      (the default: each key keeps its own position); see docs/PASSES.md\n"
     "  -v                  say what each pass did\n"
-    "  --bound NAME=N      an ONNX model's dimension NAME (a dim_param) is at most N: a symbolic size\n"
+    "  --bound NAME=N      an ONNX model's dimension NAME (a dim_param) is at most N: a symbolic size;\n"
+    "                      NAME=0: it is 0 (a cache's first call: the empty inputs are left out)\n"
     "  --prune-tokens SPEC merge or prune the tokens of a vision transformer (off by default; the\n"
     "                      pass's report, tokens and FLOPs per layer, goes to stdout with check, to\n"
     "                      stderr with -v):\n"
@@ -213,7 +214,8 @@ static const char *help_import =
     "Writes the ONNX model as a model file in kiln's language (NAME.kiln; the ONNX node of each line in\n"
     "a comment) and its initializers, with the constants the file computes, as NAME.safetensors beside\n"
     "it. Shape computations (Shape, Gather, Concat ... feeding Reshape) are folded to constants. A\n"
-    "dimension the file leaves open (a dim_param) needs --bound NAME=N and becomes a symbolic size. The\n"
+    "dimension the file leaves open (a dim_param) needs --bound NAME=N and becomes a symbolic size\n"
+    "(--bound NAME=0: the dimension is 0, and the inputs it empties are left out). The\n"
     "supported ops are listed in docs/ONNX.md; any other op, attribute, dtype or opset is an error\n"
     "naming the node. The default output is the ONNX file's name with .kiln.\n";
 
@@ -283,8 +285,8 @@ static int parse_options(int argc, char **argv, Options *o)
             const char *eq = val ? strchr(val, '=') : NULL;
             char *end = NULL;
             long long b = eq ? strtoll(eq + 1, &end, 10) : 0;
-            if (!val || !eq || eq == val || !end || *end || b < 1)
-                return usage_error("--bound expects NAME=N with N at least 1, got '%s'", val ? val : "");
+            if (!val || !eq || eq == val || !end || *end || b < 0)
+                return usage_error("--bound expects NAME=N with N at least 0, got '%s'", val ? val : "");
             if (o->nbound == 16)
                 return usage_error("too many --bound options%s", "");
             o->bounds[o->nbound++] = (OnnxBound){strndup(val, (size_t)(eq - val)), b};

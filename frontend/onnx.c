@@ -359,6 +359,40 @@ static const char *weight_name(Imp *I, const char *onnx, const char **path_text,
     return id;
 }
 
+/* A constant some of whose elements stand for symbolic sizes (Shape of a dynamic axis and arithmetic
+ * on it: GPT-2's `arange(T) + P`), read by a run-time op. Its data holds the sizes' bounds, so it is
+ * not written to the weights file: a size is not a tensor operand in the language, so each element is
+ * written as the one element of arange(S + 1) at S (the others likewise with their number, which must
+ * not be negative), concatenated and reshaped to v's shape. */
+static const char *sym_tensor(Imp *I, OVal *v)
+{
+    int64_t n = ox_numel(v);
+    if (v->rank > 1 || n > 16 || !(dtype_traits[v->dt].is_int || dtype_traits[v->dt].is_float)) {
+        ox_err(I, "'%s' (%s) holds symbolic sizes and is read at run time; kiln writes that only for a scalar "
+                  "or a list of at most 16 numbers", v->name, ox_type_str(I, v));
+        return "v_undefined";
+    }
+    const char *list = "";
+    for (int64_t i = 0; i < n; i++) {
+        const char *s = v->esym[i];
+        if (!s) {
+            int64_t x = ox_int(v, i);
+            if (x < 0 || ox_f(v, i) != (double)x) {
+                ox_err(I, "'%s' mixes symbolic sizes with %g, which kiln cannot write as a run-time tensor", v->name,
+                       ox_f(v, i));
+                return "v_undefined";
+            }
+            s = arena_printf(I->a, "%lld", (long long)x);
+        }
+        list = arena_printf(I->a, "%s%sslice(arange((%s) + 1, dtype=%s), %s, (%s) + 1, axis=0)", list, i ? ", " : "", s,
+                            dtype_traits[v->dt].name, s, s);
+    }
+    const char *e = n > 1 ? arena_printf(I->a, "concat(%s, axis=0)", list) : list;
+    v->var = ox_temp(I, arena_printf(I->a, "s_%s", v->name));
+    ox_emit(I, "%s = %s%s\n", v->var, e, v->rank == 0 ? ".reshape([])" : "");
+    return v->var;
+}
+
 const char *ox_tensor(Imp *I, OVal *v)
 {
     if (v->var)
@@ -369,6 +403,14 @@ const char *ox_tensor(Imp *I, OVal *v)
     }
     if (v->dt < 0) {
         ox_err(I, "constant '%s' has dtype %s, which kiln cannot hold", v->name, ox_onnx_dtype_name(v->odt));
+        return "v_undefined";
+    }
+    if (ox_has_sym(v))
+        return sym_tensor(I, v);
+    if (ox_numel(v) == 0) {
+        ox_err(I, "'%s' (%s) is empty and is read at run time; kiln has no empty tensors (an empty input, from "
+                  "--bound NAME=0, may only be concatenated to another tensor or have its shape taken)",
+               v->name, ox_type_str(I, v));
         return "v_undefined";
     }
     const char *path;
@@ -548,6 +590,9 @@ static int value_info_type(Imp *I, const Onnx__ValueInfoProto *vi, OVal *v, int 
                               "--bound %s=N", i, name, dm->dim_param, dm->dim_param);
                     return 1;
                 }
+            } else if (b->bound == 0) {
+                dims[i] = 0; /* --bound NAME=0: the dimension is empty (the first call of a model with a
+                                cache: no past); the importer leaves such inputs out */
             } else {
                 /* one symbol per dim_param in the whole graph: later uses take the name made first */
                 for (int k = 0; k < I->nparams && !sym[i]; k++)
@@ -714,7 +759,15 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
         out->input_onnx[out->ninput] = (char *)v->name;
         inputs[out->ninput++] = v;
         value_info_type(I, g->input[i], v, 1);
-        v->var = inputs_var[out->ninput - 1] = ox_fresh(I, name);
+        inputs_var[out->ninput - 1] = ox_fresh(I, name);
+        if (v->rank >= 0 && ox_numel(v) == 0) {
+            /* an empty input (a dimension of 0, from --bound NAME=0): a constant of no elements, which
+             * Concat leaves out and Shape reads; a run-time use is an error (ox_tensor), and nothing
+             * reads the input, so the model file does not declare it */
+            v->is_const = 1;
+            v->data = arena_alloc(I->a, 16);
+        } else
+            v->var = inputs_var[out->ninput - 1];
     }
     if (I->errors)
         goto fail;

@@ -22,7 +22,8 @@
  * `x / 8.0` reads as it would be written, and passes see a constant scale, not a weight. */
 static const char *operand(Imp *I, OVal *v, int r)
 {
-    if (v->is_const && ox_numel(v) == 1 && v->rank <= r && v->dt >= 0 && v->dt != DT_BOOL && v->dt != DT_I64)
+    if (v->is_const && ox_numel(v) == 1 && v->rank <= r && v->dt >= 0 && v->dt != DT_BOOL && v->dt != DT_I64 &&
+        !ox_has_sym(v)) /* a size stands there: its data is only the bound */
         return ox_num(I, ox_f(v, 0), v->dt);
     return T(v);
 }

@@ -12,6 +12,14 @@
  * B's last two axes (a transpose that does exactly that disappears; any other gets composed). Keys
  * and values broadcast over the heads of q (grouped-query attention, also when written with expand).
  *
+ * A mask written out that keeps exactly the keys j <= i + Tk - Tq of query i (the fused op's causal
+ * flag) becomes that flag, so that the kernel skips the hidden keys and no mask tensor is read: the
+ * condition of a where() is read as an integer inequality e(i, j) <= 0, with e linear in the indices
+ * (see index_form), built from arange, triangular constants (GPT-2's `bias` buffer, sliced to rows
+ * P .. P + T; an exporter's folded `~tril`), comparisons, not, and the movement ops between them. This is how exports with a
+ * KV cache write the mask of P cached and T new tokens, `where(bias[P:P+T, :P+T], s, -1e4)` or
+ * `arange(P + T)[None] <= arange(T)[:, None] + P`.
+ *
  * Not fused, with the reason kept for --explain: softmax over another axis, any other consumer of the
  * scores or of the probabilities, a mask computed from the scores (or from q or k), a scale that is a
  * tensor, a non-f32 dtype.
@@ -179,6 +187,262 @@ static Node *untranspose(Ctx *c, Node *b, double *scale)
     return ir_transpose(g, b, perm, b->loc, NULL);
 }
 
+/* ---------------------------------------------------------------- causal masks written out */
+
+/* An integer-valued node as a function of its own indices: value(idx) = sum_k c[k] * idx[k] + d, with
+ * d a size (P, T - 1, 3). A condition (a bool node) is held as the e whose value is (e(idx) <= 0). */
+typedef struct Aff {
+    int rank;
+    int64_t c[IR_MAX_RANK]; /* (rank) the coefficient of each axis's index */
+    Dim d;                  /* the constant part */
+} Aff;
+
+static int aff_scale(Aff *a, int64_t k, int64_t add)
+{
+    for (int i = 0; i < a->rank; i++)
+        if (__builtin_mul_overflow(a->c[i], k, &a->c[i]))
+            return 0;
+    return dim_mul(a->d, dim_const(k), &a->d) && dim_add(a->d, dim_const(add), &a->d);
+}
+
+/* a (over x's axes) as a function of the axes of out, which x broadcasts to: an axis of size 1 is
+ * always index 0, so its coefficient drops. */
+static int aff_broadcast(const Node *x, const Aff *a, const Node *out, Aff *r)
+{
+    int off = out->rank - x->rank;
+    if (off < 0)
+        return 0;
+    r->rank = out->rank;
+    r->d = a->d;
+    for (int k = 0; k < out->rank; k++)
+        r->c[k] = k < off || dim_eq(x->shape[k - off], dim_const(1)) ? 0 : a->c[k - off];
+    return 1;
+}
+
+/* A triangular constant: x[..., r, c] true exactly when c - r <= k (lower: GPT-2's `bias` buffer), or
+ * exactly when c - r >= k (upper: the `~tril` that exporters fold a masked_fill's condition into), for
+ * one k and the same in every leading slice. As a condition: c - r - k <= 0, or r - c + k <= 0. */
+static int triangle_form(const Node *x, Aff *a)
+{
+    int r = x->rank;
+    if (r < 2 || !x->at.data || dtype_traits[x->dtype].block > 1 || dtype_traits[x->dtype].size < 1)
+        return 0;
+    int64_t n = 1;
+    for (int i = 0; i < r; i++) {
+        if (!dim_is_const(x->shape[i]) || dim_value(x->shape[i]) < 1)
+            return 0;
+        n *= dim_value(x->shape[i]);
+        if (n > (1 << 24))
+            return 0; /* too large to check */
+    }
+    int64_t R = dim_value(x->shape[r - 2]), C = dim_value(x->shape[r - 1]), k = 0;
+    int lower = dtype_load(x->dtype, x->at.data, 0) != 0;
+    if (lower) { /* row 0 keeps columns 0 .. k */
+        while (k + 1 < C && dtype_load(x->dtype, x->at.data, (size_t)(k + 1)) != 0)
+            k++;
+    } else { /* the first true of row 0 is column k; none: the first row that keeps column 0 is row -k */
+        while (k < C && dtype_load(x->dtype, x->at.data, (size_t)k) == 0)
+            k++;
+        if (k == C) {
+            int64_t r0 = 1;
+            while (r0 < R && dtype_load(x->dtype, x->at.data, (size_t)(r0 * C)) == 0)
+                r0++;
+            if (r0 == R)
+                return 0; /* nothing kept */
+            lower = 1, k = -r0;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = i % C, row = i / C % R;
+        if ((dtype_load(x->dtype, x->at.data, (size_t)i) != 0) != (lower ? c - row <= k : c - row >= k))
+            return 0;
+    }
+    memset(a, 0, sizeof *a);
+    a->rank = r;
+    a->c[r - 1] = lower ? 1 : -1;
+    a->c[r - 2] = lower ? -1 : 1;
+    a->d = dim_const(lower ? -k : k);
+    return 1;
+}
+
+/* x as an Aff over its indices: a number (*cond = 0) or a condition e <= 0 (*cond = 1). Values are
+ * integers throughout (positions, sizes), exact in any dtype kiln compares them in at the sizes a
+ * model has. Returns 0 when x is not of this form. */
+static int index_form(const Node *x, Aff *a, int *cond, int depth)
+{
+    if (depth > 32)
+        return 0;
+    Aff p, q;
+    int pc, qc;
+    double v;
+    memset(a, 0, sizeof *a);
+    a->rank = x->rank;
+    a->d = dim_const(0);
+    switch (x->op) {
+    case OP_ARANGE:
+        a->c[0] = 1;
+        *cond = 0;
+        return x->rank == 1;
+    case OP_CONST:
+    case OP_WEIGHT:
+        if (scalar_value(x, &v)) {
+            if (x->dtype == DT_BOOL || v != floor(v) || fabs(v) > 1e15)
+                return 0;
+            a->d = dim_const((int64_t)v);
+            *cond = 0;
+            return 1;
+        }
+        *cond = 1;
+        return x->dtype == DT_BOOL && triangle_form(x, a);
+    case OP_CAST:
+        if (!index_form(x->in[0], &p, &pc, depth + 1) || pc != (x->dtype == DT_BOOL))
+            return 0; /* a number cast to bool, or a condition to 0/1, is not of the form */
+        *cond = pc;
+        return aff_broadcast(x->in[0], &p, x, a);
+    case OP_RESHAPE: {
+        /* only size-1 axes inserted or removed: the other axes keep their order */
+        if (!index_form(x->in[0], &p, &pc, depth + 1))
+            return 0;
+        const Node *y = x->in[0];
+        int i = 0, o = 0;
+        for (;;) {
+            while (i < y->rank && dim_eq(y->shape[i], dim_const(1)))
+                i++;
+            while (o < x->rank && dim_eq(x->shape[o], dim_const(1)))
+                a->c[o++] = 0;
+            if (i == y->rank || o == x->rank)
+                break;
+            if (!dim_eq(y->shape[i], x->shape[o]))
+                return 0;
+            a->c[o++] = p.c[i++];
+        }
+        if (i != y->rank || o != x->rank)
+            return 0;
+        a->d = p.d;
+        *cond = pc;
+        return 1;
+    }
+    case OP_EXPAND:
+        if (!index_form(x->in[0], &p, &pc, depth + 1))
+            return 0;
+        *cond = pc;
+        return aff_broadcast(x->in[0], &p, x, a);
+    case OP_SLICE: {
+        /* index k of the result is index start + k of the input along the axis */
+        Dim off;
+        if (!index_form(x->in[0], &p, &pc, depth + 1) || !dim_mul(x->at.start, dim_const(p.c[x->at.axis]), &off) ||
+            !dim_add(p.d, off, &p.d))
+            return 0;
+        *a = p;
+        *cond = pc;
+        return 1;
+    }
+    case OP_TRANSPOSE:
+        if (!index_form(x->in[0], &p, &pc, depth + 1))
+            return 0;
+        for (int i = 0; i < x->rank; i++)
+            a->c[i] = p.c[x->at.perm[i]];
+        a->d = p.d;
+        *cond = pc;
+        return 1;
+    case OP_NEG:
+        if (!index_form(x->in[0], &p, &pc, depth + 1) || pc)
+            return 0;
+        *cond = 0;
+        return aff_broadcast(x->in[0], &p, x, a) && aff_scale(a, -1, 0);
+    case OP_MUL:
+        for (int s = 0; s < 2; s++)
+            if (scalar_value(x->in[s], &v) && v == floor(v) && fabs(v) < 1e6 && index_form(x->in[1 - s], &p, &pc, depth + 1) &&
+                !pc) {
+                *cond = 0;
+                return aff_broadcast(x->in[1 - s], &p, x, a) && aff_scale(a, (int64_t)v, 0);
+            }
+        return 0;
+    case OP_EQ:
+    case OP_NE:
+        /* a condition (cast to a number or not) compared with false or true: itself or its negation
+         * (ONNX's Not is written `c == 0`, which compares c cast to i32) */
+        for (int s = 0; s < 2; s++) {
+            const Node *y = x->in[1 - s];
+            while (y->op == OP_CAST)
+                y = y->in[0];
+            if (scalar_value(x->in[s], &v) && (v == 0 || v == 1) && index_form(y, &p, &pc, depth + 1) && pc) {
+                *cond = 1;
+                int keep = (x->op == OP_EQ) == (v == 1);
+                return aff_broadcast(y, &p, x, a) && (keep || aff_scale(a, -1, 1));
+            }
+        }
+        return 0;
+    case OP_WHERE: {
+        /* where(c, true, false) is c (the importer's Trilu of a dynamic size), where(c, false, true) not c */
+        double t, f;
+        const Node *yt = x->in[1], *yf = x->in[2];
+        while (yt->op == OP_EXPAND)
+            yt = yt->in[0];
+        while (yf->op == OP_EXPAND)
+            yf = yf->in[0];
+        if (x->dtype != DT_BOOL || !scalar_value(yt, &t) || !scalar_value(yf, &f) || (t != 0) == (f != 0) ||
+            !index_form(x->in[0], &p, &pc, depth + 1) || !pc)
+            return 0;
+        *cond = 1;
+        return aff_broadcast(x->in[0], &p, x, a) && (t != 0 || aff_scale(a, -1, 1));
+    }
+    case OP_ADD:
+    case OP_SUB:
+    case OP_LE:
+    case OP_LT:
+    case OP_GE:
+    case OP_GT: {
+        if (!index_form(x->in[0], &p, &pc, depth + 1) || !index_form(x->in[1], &q, &qc, depth + 1) || pc || qc)
+            return 0;
+        Aff l, r;
+        if (!aff_broadcast(x->in[0], &p, x, &l) || !aff_broadcast(x->in[1], &q, x, &r))
+            return 0;
+        /* a - b for ADD (b negated first), SUB, LE, LT; b - a for GE, GT; strict: + 1 */
+        int swap = x->op == OP_GE || x->op == OP_GT;
+        if (swap) {
+            Aff t = l;
+            l = r;
+            r = t;
+        }
+        if (x->op != OP_ADD && !aff_scale(&r, -1, 0))
+            return 0;
+        for (int i = 0; i < x->rank; i++)
+            if (__builtin_add_overflow(l.c[i], r.c[i], &a->c[i]))
+                return 0;
+        if (!dim_add(l.d, r.d, &a->d))
+            return 0;
+        *cond = x->op != OP_ADD && x->op != OP_SUB;
+        return !(x->op == OP_LT || x->op == OP_GT) || dim_add(a->d, dim_const(1), &a->d);
+    }
+    default: return 0;
+    }
+}
+
+/* Whether keeping the scores where m is true (keep > 0) or false (keep < 0) keeps exactly the keys
+ * j <= i + Tk - Tq of each query i: the causal flag. */
+static int causal_condition(const Graph *g, const Node *m, int keep, const Node *scores)
+{
+    int r = m->rank, R = scores->rank, cond;
+    Aff e;
+    if (r < 2 || r > R || !dim_eq(m->shape[r - 2], scores->shape[R - 2]) ||
+        !dim_eq(m->shape[r - 1], scores->shape[R - 1]) || !index_form(m, &e, &cond, 0) || !cond)
+        return 0;
+    if (keep < 0 && !aff_scale(&e, -1, 1)) /* not (e <= 0) is -e + 1 <= 0 */
+        return 0;
+    for (int i = 0; i < r - 2; i++)
+        if (e.c[i])
+            return 0;
+    /* a (j - i - (Tk - Tq)) <= 0 for some a > 0 */
+    int64_t k = e.c[r - 1];
+    Dim off, want;
+    Dim tq = scores->shape[R - 2], tk = scores->shape[R - 1];
+    return k > 0 && e.c[r - 2] == -k && dim_sub(tk, tq, &off) && dim_mul(off, dim_const(-k), &want) &&
+           dim_eq(e.d, want) && dim_le(g, tq, tk);
+}
+
+/* ---------------------------------------------------------------- the match */
+
 /* Reads softmax input s as alpha * (q @ kT) + masks. Returns NULL, or the reason it is not. */
 static const char *match_scores(Ctx *c, Node *s, Match *m)
 {
@@ -216,7 +480,10 @@ static const char *match_scores(Ctx *c, Node *s, Match *m)
         case OP_WHERE: {
             int keep_true = is_scores(x->in[1]);
             Node *other = x->in[keep_true ? 2 : 1];
-            if (!scalar_value(other, &v) || !(v <= -1e9))
+            /* a finite fill is -inf for every row whose largest kept score is above fill + 104: exp
+             * of the difference is below f32's smallest denormal, so the graph itself sums exactly 0
+             * for those keys; -1e4 (GPT-2's masked_bias) leaves every score above -9896 exact */
+            if (!scalar_value(other, &v) || !(v <= -1e4))
                 return "where() fills the scores with something other than -inf or a large negative number";
             if (m->nmask == 4)
                 return "more than four masks";
@@ -244,6 +511,11 @@ static const char *match_scores(Ctx *c, Node *s, Match *m)
         Node *base = mk->op == OP_CAST ? mk->in[0] : mk;
         if (!m->mask[i].where && base->op == OP_CAUSAL_MASK && m->mask[i].factor > 0 && !m->causal &&
             dim_eq(base->shape[0], x->shape[x->rank - 2]) && dim_eq(base->shape[1], x->shape[x->rank - 1])) {
+            m->causal = 1;
+            m->mask[i--] = m->mask[--m->nmask];
+        } else if (m->mask[i].where && !m->causal && causal_condition(c->g, mk, m->mask[i].where, x)) {
+            /* Tq <= Tk: no row is fully masked, so the fill (-inf, or a finite one, see match_scores)
+             * is never what a row averages over */
             m->causal = 1;
             m->mask[i--] = m->mask[--m->nmask];
         }

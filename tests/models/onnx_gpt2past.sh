@@ -5,7 +5,8 @@
 # present_key_L, present_value_L [2, P + T, 16] out, positions wpe[P:P+T], GPT-2's causal mask sliced
 # from its buffer by sizes taken with Shape. Imported with --bound P=24 --bound T=8, the logits and the
 # last layer's caches match PyTorch at (P, T) = (5, 3) and (12, 1), in the interpreter and compiled
-# (1e-4 relative: f32 sums in another order).
+# (1e-4 relative: f32 sums in another order). Both attentions are fused with the causal flag (GPT-2's
+# mask buffer sliced to rows P .. P + T).
 set -eu
 KILN=$1 NPYCMP=$2
 OUT=$(mktemp -d)
@@ -15,6 +16,9 @@ B="--bound P=24 --bound T=8"
 "$KILN" import $M -o "$OUT/g.kiln" $B
 grep -q 'input  past_key_1: f32\[2, P, 16\]' "$OUT/g.kiln"
 grep -q 'output present_value_1: f32\[2, P + T, 16\]' "$OUT/g.kiln"
+# shellcheck disable=SC2086
+"$KILN" ir $M $B > "$OUT/ir.txt"
+[ "$(grep -c '= attention(.*causal=true' "$OUT/ir.txt")" = 2 ]
 for PT in 5_3 12_1; do
     IN="--input tokens=$D/tokens_$PT.npy"
     for n in past_key_0 past_value_0 past_key_1 past_value_1; do
