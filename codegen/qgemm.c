@@ -159,7 +159,7 @@ static int takes(const Cg *cg, const Node *n)
 int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 {
     if (!takes(cg, n))
-        return 0;
+        return cg_qwgemm_packed_bytes(cg, n); /* weight-only, or 0 */
     QCfg q = qcfg();
     Dot d = dot_of(n);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, d.kg), Np = pad(N, q.nr);
@@ -168,7 +168,10 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 
 void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 {
-    (void)cg;
+    if (!takes(cg, n)) {
+        cg_qwgemm_pack(cg, n, dst);
+        return;
+    }
     QCfg q = qcfg();
     const Node *w = n->in[1];
     int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), nr = q.nr;
@@ -219,6 +222,7 @@ void cg_qgemm_explain(Cg *cg, FILE *out)
                 q.ncp,
                 env ? "; KILN_QGEMM=" : "", env ? env : "");
     }
+    cg_qwgemm_explain(cg, out);
 }
 
 /* ---------------------------------------------------------------- IR helpers */
@@ -614,8 +618,10 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
 static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMValueRef pk, const Fused *f,
                  LLVMValueRef *leafp)
 {
-    if (!cg->plan.packed || cg->plan.packed[n->id] < 0 || !takes(cg, n))
+    if (!cg->plan.packed || cg->plan.packed[n->id] < 0)
         return 1;
+    if (!takes(cg, n)) /* weight-only (qwgemm.c), or the portable kernel */
+        return cg_qwgemm(cg, n, out, a, pk, f, leafp);
     QCfg q = qcfg();
     Dot d = dot_of(n);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), np = pad(N, q.nr) / q.nr;
