@@ -103,7 +103,7 @@ static int four_bit(DType t)
 /* The packed copy's shape: sizes in elements, offsets in bytes. */
 typedef struct WLay {
     int64_t K, N, G, ng; /* G: rows of k per group (K when one scale per column); ng = ceil(K / G) */
-    int64_t Np, kh;      /* columns padded to panels; bytes per column of a panel (K, or ceil(K / 2)) */
+    int64_t Np, kh;      /* columns padded to panels; bytes per column of a panel (K, or 4 ceil(K / 8)) */
     int64_t sc, zp;      /* offsets of the scales and the zero points (zp = 0: none) */
     int64_t bytes;
 } WLay;
@@ -115,7 +115,7 @@ static WLay layout(const WCfg *c, const Node *n)
     l.G = n->at.group > 0 && n->at.group < l.K ? n->at.group : l.K;
     l.ng = (l.K + l.G - 1) / l.G;
     l.Np = pad(l.N, c->nr);
-    l.kh = four_bit(w->dtype) ? (l.K + 1) / 2 : l.K;
+    l.kh = four_bit(w->dtype) ? (l.K + 7) / 8 * 4 : l.K;
     l.sc = pad(l.kh * l.Np, 64);
     l.bytes = l.sc + 4 * l.ng * l.Np;
     if (n->nin > 3) {
@@ -143,7 +143,7 @@ static int takes(const Cg *cg, const WCfg *c, const Node *n)
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]);
     if (K < 1 || N < 1 || K >= (1 << 24))
         return 0;
-    return !(four_bit(wt) && n->at.group > 0 && n->at.group < K && n->at.group % 2);
+    return !(four_bit(wt) && n->at.group > 0 && n->at.group < K && n->at.group % 8);
 }
 
 int64_t cg_qwgemm_packed_bytes(Cg *cg, const Node *n)
@@ -161,13 +161,14 @@ void cg_qwgemm_pack(Cg *cg, const Node *n, void *dst)
     uint8_t *p = dst;
     memset(dst, 0, (size_t)l.bytes);
     for (int64_t j = 0; j < l.N; j++) {
-        uint8_t *col = p + j / c.nr * l.kh * c.nr + j % c.nr;
+        uint8_t *panel = p + j / c.nr * l.kh * c.nr;
+        int64_t cc = j % c.nr;
         for (int64_t k = 0; k < l.K; k++) {
             int q = (int)dtype_load(w->dtype, w->at.data, (size_t)(k * l.N + j));
-            if (four)
-                col[k / 2 * c.nr] |= (uint8_t)((q & 15) << (4 * (k % 2)));
+            if (four) /* nibble k % 8 of column cc's dword (little-endian) in block k / 8 */
+                panel[(k / 8 * c.nr + cc) * 4 + k % 8 / 2] |= (uint8_t)((q & 15) << (4 * (k % 2)));
             else
-                col[k * c.nr] = (uint8_t)q;
+                panel[k * c.nr + cc] = (uint8_t)q;
         }
         for (int64_t g = 0; g < l.ng; g++) {
             float sv = (float)dtype_load(s->dtype, s->at.data, (size_t)(g * l.N + j));
@@ -212,14 +213,16 @@ typedef struct Ukr {
     CgVec V;
     DType wt;
     int mr, sets;
+    int factored; /* the products of a group summed unscaled (into part), then times its scales */
     LLVMValueRef a, lda, table;
     LLVMValueRef sv[8], zv[8];
-    LLVMValueRef acc[2 * 8 * 8]; /* [set][row][vector] allocas */
+    LLVMValueRef acc[2 * 8 * 8];  /* [set][row][vector] allocas: the result */
+    LLVMValueRef part[2 * 8 * 8]; /* [set][row][vector] allocas: the group's sums when factored */
 } Ukr;
 
-static LLVMValueRef *acc_slot(Ukr *u, int s, int r, int v)
+static LLVMValueRef *slot(Ukr *u, LLVMValueRef *arr, int s, int r, int v)
 {
-    return &u->acc[(s * u->mr + r) * u->c->nv + v];
+    return &arr[(s * u->mr + r) * u->c->nv + v];
 }
 
 static LLVMValueRef add(Cg *cg, LLVMValueRef x, LLVMValueRef y)
@@ -237,72 +240,93 @@ static LLVMValueRef gep8(Cg *cg, LLVMValueRef p, LLVMValueRef off)
     return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
 }
 
-/* vw bytes at p as i32 lanes: sign-extended for i8, zero-extended otherwise (4-bit: both nibbles). */
-static LLVMValueRef load_bytes(Ukr *u, LLVMValueRef p)
+/* The vw weights of a vector of 8-bit lanes at p, as floats. */
+static LLVMValueRef load_8bit(Ukr *u, LLVMValueRef p)
 {
     Cg *cg = u->cg;
     LLVMValueRef x = LLVMBuildLoad2(cg->b, LLVMVectorType(cg->i8, (unsigned)u->V.vw), p, "");
     LLVMSetAlignment(x, 1);
-    return u->wt == DT_I8 ? LLVMBuildSExt(cg->b, x, u->V.it, "") : LLVMBuildZExt(cg->b, x, u->V.it, "");
+    x = u->wt == DT_I8 ? LLVMBuildSExt(cg->b, x, u->V.it, "") : LLVMBuildZExt(cg->b, x, u->V.it, "");
+    return LLVMBuildSIToFP(cg->b, x, u->V.vt, "");
 }
 
-/* The weights of lanes x (load_bytes) as floats, (q - z) * s; hi: the high nibble of 4-bit weights. */
-static LLVMValueRef dequant(Ukr *u, LLVMValueRef x, int hi, int v)
+/* Nibble i (an i32: constant, or a run-time value in the last block of K) of each lane of x (8
+ * nibbles of k per column) as floats. */
+static LLVMValueRef nibble(Ukr *u, LLVMValueRef x, LLVMValueRef i)
 {
     Cg *cg = u->cg;
     const CgVec *V = &u->V;
-    LLVMValueRef q;
-    if (!four_bit(u->wt)) {
-        q = LLVMBuildSIToFP(cg->b, x, V->vt, "");
-    } else if (u->table) { /* vpermps reads the low 4 bits of each lane */
-        LLVMValueRef idx = hi ? LLVMBuildLShr(cg->b, x, cg_viconst(V, cg->i32, 4), "") : x;
-        q = cg_call_intrinsic(cg, "llvm.x86.avx512.permvar.sf.512", NULL, 0, (LLVMValueRef[]){u->table, idx}, 2);
-    } else if (u->wt == DT_I4) { /* the nibble to the top, then an arithmetic shift down */
-        LLVMValueRef t = LLVMBuildShl(cg->b, x, cg_viconst(V, cg->i32, hi ? 24 : 28), "");
-        q = LLVMBuildSIToFP(cg->b, LLVMBuildAShr(cg->b, t, cg_viconst(V, cg->i32, 28), ""), V->vt, "");
-    } else {
-        LLVMValueRef t = hi ? LLVMBuildLShr(cg->b, x, cg_viconst(V, cg->i32, 4), "")
-                            : LLVMBuildAnd(cg->b, x, cg_viconst(V, cg->i32, 15), "");
-        q = LLVMBuildSIToFP(cg->b, t, V->vt, "");
+    LLVMValueRef sh = cg_vsplat(V, LLVMBuildMul(cg->b, i, LLVMConstInt(cg->i32, 4, 0), ""));
+    int first = LLVMIsConstant(i) && !LLVMConstIntGetZExtValue(i);
+    if (u->table) /* vpermps reads the low 4 bits of each lane */
+        return cg_call_intrinsic(cg, "llvm.x86.avx512.permvar.sf.512", NULL, 0,
+                                 (LLVMValueRef[]){u->table, first ? x : LLVMBuildLShr(cg->b, x, sh, "")}, 2);
+    if (u->wt == DT_I4) { /* the nibble to the top, then an arithmetic shift down */
+        LLVMValueRef t = LLVMBuildShl(cg->b, x, LLVMBuildSub(cg->b, cg_viconst(V, cg->i32, 28), sh, ""), "");
+        return LLVMBuildSIToFP(cg->b, LLVMBuildAShr(cg->b, t, cg_viconst(V, cg->i32, 28), ""), V->vt, "");
     }
-    if (u->zv[v])
-        q = LLVMBuildFSub(cg->b, q, u->zv[v], "");
-    return LLVMBuildFMul(cg->b, q, u->sv[v], "");
+    LLVMValueRef t = LLVMBuildAnd(cg->b, LLVMBuildLShr(cg->b, x, sh, ""), cg_viconst(V, cg->i32, 15), "");
+    return LLVMBuildSIToFP(cg->b, t, V->vt, "");
 }
 
-/* acc[set][r][v] += a[r, k] * w[v] for every row and vector. */
-static void fma_rows(Ukr *u, LLVMValueRef k, LLVMValueRef *w, int set)
+/* Adds a[r, k] * q for every row and vector: q as it is when factored (the group's scales come
+ * after its sum), else dequantised, (q - z) * s. */
+static void fma_rows(Ukr *u, LLVMValueRef k, LLVMValueRef *q, int set)
 {
     Cg *cg = u->cg;
+    LLVMValueRef w[8];
+    for (int v = 0; v < u->c->nv; v++) {
+        w[v] = q[v];
+        if (!u->factored) {
+            if (u->zv[v])
+                w[v] = LLVMBuildFSub(cg->b, w[v], u->zv[v], "");
+            w[v] = LLVMBuildFMul(cg->b, w[v], u->sv[v], "");
+        }
+    }
     for (int r = 0; r < u->mr; r++) {
         LLVMValueRef ap = cg_fptr(cg, u->a, add(cg, mul(cg, cg_i64(cg, r), u->lda), k));
         LLVMValueRef av = cg_vsplat(&u->V, LLVMBuildLoad2(cg->b, cg->f32, ap, ""));
         for (int v = 0; v < u->c->nv; v++) {
-            LLVMValueRef slot = *acc_slot(u, set, r, v);
-            LLVMBuildStore(cg->b, cg_vfma(&u->V, av, w[v], LLVMBuildLoad2(cg->b, u->V.vt, slot, "")), slot);
+            LLVMValueRef p = *slot(u, u->factored ? u->part : u->acc, set, r, v);
+            LLVMBuildStore(cg->b, cg_vfma(&u->V, av, w[v], LLVMBuildLoad2(cg->b, u->V.vt, p, "")), p);
         }
     }
 }
 
-/* The products of row (8-bit) or pair (4-bit) j of the panel b: k = j, or k = 2j and 2j + 1 (only
- * 2j when pair is 0). */
-static void step(Ukr *u, LLVMValueRef b, LLVMValueRef j, int pair)
+/* 4-bit: the block of 8 rows of k at element k8 of the panel b, its first n rows (n: constant 8,
+ * or a run-time count below 8 in the last block of K). */
+static void block_4bit(Ukr *u, LLVMValueRef b, LLVMValueRef k8, LLVMValueRef n)
 {
     Cg *cg = u->cg;
-    LLVMValueRef x[8], w[8];
-    LLVMValueRef row = gep8(cg, b, mul(cg, j, cg_i64(cg, u->c->nr)));
-    for (int v = 0; v < u->c->nv; v++)
-        x[v] = load_bytes(u, gep8(cg, row, cg_i64(cg, v * u->V.vw)));
-    int four = four_bit(u->wt);
-    LLVMValueRef k = four ? mul(cg, j, cg_i64(cg, 2)) : j;
-    for (int v = 0; v < u->c->nv; v++)
-        w[v] = dequant(u, x[v], 0, v);
-    fma_rows(u, k, w, 0);
-    if (!four || !pair)
+    LLVMValueRef x[8], q[8];
+    LLVMValueRef blk = gep8(cg, b, mul(cg, LLVMBuildUDiv(cg->b, k8, cg_i64(cg, 8), ""), cg_i64(cg, 4 * u->c->nr)));
+    for (int v = 0; v < u->c->nv; v++) {
+        x[v] = LLVMBuildLoad2(cg->b, u->V.it, gep8(cg, blk, cg_i64(cg, 4 * v * u->V.vw)), "");
+        LLVMSetAlignment(x[v], 4);
+    }
+    if (LLVMIsConstant(n)) {
+        for (int i = 0; i < 8; i++) {
+            for (int v = 0; v < u->c->nv; v++)
+                q[v] = nibble(u, x[v], LLVMConstInt(cg->i32, (unsigned)i, 0));
+            fma_rows(u, add(cg, k8, cg_i64(cg, i)), q, i % u->sets);
+        }
         return;
+    }
+    Loop li = cg_loop_begin(cg, cg_i64(cg, 0), n, "nib");
     for (int v = 0; v < u->c->nv; v++)
-        w[v] = dequant(u, x[v], 1, v);
-    fma_rows(u, add(cg, k, cg_i64(cg, 1)), w, u->sets - 1);
+        q[v] = nibble(u, x[v], LLVMBuildTrunc(cg->b, li.iv, cg->i32, ""));
+    fma_rows(u, add(cg, k8, li.iv), q, 0);
+    cg_loop_end(cg, &li);
+}
+
+/* 8-bit: row k of the panel b. */
+static void row_8bit(Ukr *u, LLVMValueRef b, LLVMValueRef k, int set)
+{
+    Cg *cg = u->cg;
+    LLVMValueRef q[8], row = gep8(cg, b, mul(cg, k, cg_i64(cg, u->c->nr)));
+    for (int v = 0; v < u->c->nv; v++)
+        q[v] = load_8bit(u, gep8(cg, row, cg_i64(cg, v * u->V.vw)));
+    fma_rows(u, k, q, set);
 }
 
 static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int mr, int edge)
@@ -328,19 +352,24 @@ static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int mr
     LLVMValueRef b = LLVMGetParam(f, 2), out = LLVMGetParam(f, 3), ldc = LLVMGetParam(f, 4);
     LLVMValueRef sc = LLVMGetParam(f, 5), zpp = LLVMGetParam(f, 6), ldsc = LLVMGetParam(f, 7);
     LLVMValueRef K = LLVMGetParam(f, 8), G = LLVMGetParam(f, 9), nrem = LLVMGetParam(f, 10);
-    int four = four_bit(wt);
+    int four = four_bit(wt), nacc = mr * c->nv;
     if (four && c->perm) {
         LLVMValueRef t[16];
         for (int i = 0; i < 16; i++)
             t[i] = LLVMConstReal(cg->f32, wt == DT_I4 && i >= 8 ? i - 16 : i);
         u.table = LLVMConstVector(t, 16);
     }
-    u.sets = mr * c->nv <= 8 ? 2 : 1;
-    for (int i = 0; i < u.sets * mr * c->nv; i++) {
+    /* two sets of sums (even and odd k) when there are few, so that the multiply-add's latency does
+     * not bound the loop; factored when the result and the group's sums fit in 24 registers */
+    u.sets = nacc <= 8 ? 2 : 1;
+    u.factored = !zp && nacc * (u.sets + 1) <= 24;
+    for (int i = 0; i < nacc * (u.factored ? 1 : u.sets); i++) {
         u.acc[i] = cg_alloca(cg, u.V.vt, "acc");
         LLVMBuildStore(cg->b, LLVMConstNull(u.V.vt), u.acc[i]);
     }
-    /* for each group: its scales (and zero points), then its rows of k, by pairs */
+    for (int i = 0; u.factored && i < nacc * u.sets; i++)
+        u.part[i] = cg_alloca(cg, u.V.vt, "part");
+    /* for each group: its scales (and zero points), then its rows of k */
     Loop lg = cg_loop_begin(cg, cg_i64(cg, 0), cg_ceil_div(cg, K, G), "group");
     LLVMValueRef k0 = mul(cg, lg.iv, G), k1 = cg_smin(cg, K, add(cg, k0, G));
     for (int v = 0; v < c->nv; v++) {
@@ -348,39 +377,41 @@ static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int mr
         u.sv[v] = cg_vload(&u.V, cg_fptr(cg, sc, off), 4);
         u.zv[v] = zp ? cg_vload(&u.V, cg_fptr(cg, zpp, off), 4) : NULL;
     }
-    LLVMValueRef two = cg_i64(cg, 2);
-    if (four) { /* k0 is even (G is): pairs k0/2 .. k1/2, then k1 - 1 alone when k1 is odd (the end of K) */
-        Loop lp = cg_loop_begin(cg, LLVMBuildUDiv(cg->b, k0, two, ""), LLVMBuildUDiv(cg->b, k1, two, ""), "pair");
-        step(&u, b, lp.iv, 1);
-        cg_loop_end(cg, &lp);
-        LLVMValueRef odd = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, k1, cg_i64(cg, 1), ""), cg_i64(cg, 0), "");
-        LLVMBasicBlockRef done = cg_if_begin(cg, odd, "lastk");
-        step(&u, b, LLVMBuildUDiv(cg->b, k1, two, ""), 0);
+    for (int i = 0; u.factored && i < nacc * u.sets; i++)
+        LLVMBuildStore(cg->b, LLVMConstNull(u.V.vt), u.part[i]);
+    if (four) { /* k0 is a multiple of 8 (G is): whole blocks of 8, then the rest of K's last block */
+        LLVMValueRef eight = cg_i64(cg, 8), kb = mul(cg, LLVMBuildUDiv(cg->b, k1, eight, ""), eight);
+        Loop lb = cg_loop_begin(cg, k0, kb, "block");
+        block_4bit(&u, b, lb.iv, cg_i64(cg, 8));
+        cg_loop_end_step(cg, &lb, add(cg, lb.iv, eight));
+        LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, kb, k1, ""), "lastk");
+        block_4bit(&u, b, kb, LLVMBuildSub(cg->b, k1, kb, ""));
         cg_if_end(cg, done);
     } else { /* two rows at a time (into the two sets), then the odd one */
+        LLVMValueRef two = cg_i64(cg, 2);
         LLVMValueRef kp = add(cg, k0, mul(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, k1, k0, ""), two, ""), two));
         Loop lk = cg_loop_begin(cg, k0, kp, "k2");
-        LLVMValueRef x[8], w[8];
-        for (int s = 0; s < 2; s++) {
-            LLVMValueRef k = add(cg, lk.iv, cg_i64(cg, s));
-            LLVMValueRef row = gep8(cg, b, mul(cg, k, cg_i64(cg, c->nr)));
-            for (int v = 0; v < c->nv; v++) {
-                x[v] = load_bytes(&u, gep8(cg, row, cg_i64(cg, v * c->vw)));
-                w[v] = dequant(&u, x[v], 0, v);
-            }
-            fma_rows(&u, k, w, s ? u.sets - 1 : 0);
-        }
+        row_8bit(&u, b, lk.iv, 0);
+        row_8bit(&u, b, add(cg, lk.iv, cg_i64(cg, 1)), u.sets - 1);
         cg_loop_end_step(cg, &lk, add(cg, lk.iv, two));
         LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, kp, k1, ""), "lastk");
-        step(&u, b, kp, 0);
+        row_8bit(&u, b, kp, 0);
         cg_if_end(cg, done);
     }
+    for (int r = 0; u.factored && r < mr; r++) /* the group's sums times its scales */
+        for (int v = 0; v < c->nv; v++) {
+            LLVMValueRef p = LLVMBuildLoad2(cg->b, u.V.vt, *slot(&u, u.part, 0, r, v), "");
+            if (u.sets > 1)
+                p = LLVMBuildFAdd(cg->b, p, LLVMBuildLoad2(cg->b, u.V.vt, *slot(&u, u.part, 1, r, v), ""), "");
+            LLVMValueRef a = *slot(&u, u.acc, 0, r, v);
+            LLVMBuildStore(cg->b, cg_vfma(&u.V, p, u.sv[v], LLVMBuildLoad2(cg->b, u.V.vt, a, "")), a);
+        }
     cg_loop_end(cg, &lg);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < c->nv; v++) {
-            LLVMValueRef y = LLVMBuildLoad2(cg->b, u.V.vt, *acc_slot(&u, 0, r, v), "");
-            if (u.sets > 1)
-                y = LLVMBuildFAdd(cg->b, y, LLVMBuildLoad2(cg->b, u.V.vt, *acc_slot(&u, 1, r, v), ""), "");
+            LLVMValueRef y = LLVMBuildLoad2(cg->b, u.V.vt, *slot(&u, u.acc, 0, r, v), "");
+            if (u.sets > 1 && !u.factored)
+                y = LLVMBuildFAdd(cg->b, y, LLVMBuildLoad2(cg->b, u.V.vt, *slot(&u, u.acc, 1, r, v), ""), "");
             LLVMValueRef p = cg_fptr(cg, out, add(cg, mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * c->vw)));
             if (edge)
                 cg_vmasked_store(&u.V, y, p, cg_vlanes_below(&u.V, LLVMBuildSub(cg->b, nrem, cg_i64(cg, v * c->vw), "")));
