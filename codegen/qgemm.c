@@ -49,7 +49,9 @@
  *
  * KILN_QGEMM ("mr=12,nv=2,mc=96,ncp=8") overrides the blocking at compile time (nv changes the packed
  * layout too). Without the instruction (or with non-constant weights or scales) cg_qgemm declines and
- * quant.c's portable kernel runs instead, its epilogue as a loop after it.
+ * quant.c's portable kernel runs instead, its epilogue as a loop after it. Weight-only qmatmuls (w8,
+ * w4) go to qwgemm.c through the same entry points (packed bytes, pack, kernel), or to the portable
+ * kernel when it declines them.
  */
 #include "codegen/codegen.h"
 

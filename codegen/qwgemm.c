@@ -9,31 +9,36 @@
  * Arithmetic. Each weight is dequantised exactly as the interpreter does it, (float)(q - z) * s in
  * f32 (ir/quant.c: q and z are small integers, exact in f32, so the only rounding is the product's),
  * and the products a[m, k] * w[k, n] are summed in f32 with fused multiply-adds; the interpreter
- * sums the same products in double. So the dequantised weights are the interpreter's bits and only
- * the sum's order and precision differ, as for an f32 matmul (tests/unit/test_qwgemm.c checks both).
+ * sums the same products in double. Where the registers allow it (no zero point, at most 3 rows of
+ * the micro-tile) the kernel is factored: it sums a[m, k] * q[k, n] over a group, then adds that sum
+ * times the group's scale, which saves a multiply per weight and changes only the rounding, as the
+ * sum's order does (ir/quant.c allows both). tests/unit/test_qwgemm.c checks the bits on data where
+ * every sum is exact, and a bound on the rounding elsewhere.
  *
  * Packed weights (cg_qwgemm_pack, into the weights blob through Plan.packed): panels of NR = nv * vw
  * columns (K x NR each; the last padded with zero columns); within a panel, 8-bit weights row by
- * row (NR bytes per k, what one vpmovsxbd of vw bytes per vector reads), 4-bit weights two rows per
- * byte (byte c of pair j holds w[2j, c] in its low nibble and w[2j + 1, c] in its high one, so one
- * load of vw bytes gives a vector of two rows). After the panels, 64-byte aligned: the scales as
- * f32 [ng, Np] (Np = N padded to panels, zeros past N), then with a zero point the zero points as
- * f32 [ng, Np].
+ * row (NR bytes per k: one vpmovsxbd of vw bytes per vector), 4-bit weights in blocks of 8 rows of
+ * k, one 32-bit word per column holding w[8j + i, c] in bits 4i..4i+3, so one 64-byte load gives
+ * 16 columns of 8 rows (the last block padded with zeros). After the panels, 64-byte aligned: the
+ * scales as f32 [ng, Np] (Np = N padded to panels, zeros past N), then with a zero point the zero
+ * points as f32 [ng, Np].
  *
  * Dequantising a vector. 8-bit: the bytes sign- or zero-extended to i32 and converted. 4-bit on
  * AVX-512: vpermps with a table of the 16 nibble values as floats (-8..7 for i4, 0..15 for u4)
- * reads the low 4 bits of each i32 lane as the index, so the low nibble costs one instruction and
- * the high nibble a shift more; on AVX2 (whose vpermps has 8 entries) shifts extract the nibble
- * (arithmetic for i4) and it is converted. Then (q - z) * s with the vector of the group's scales
- * (and zero points), loaded once per group.
+ * reads the low 4 bits of each i32 lane as the index, so row 8j costs one instruction and the
+ * others a shift more (no byte-to-word widening, which would compete with vpermps for the shuffle
+ * unit: it ran 1.4x slower); on AVX2 (whose vpermps has 8 entries) shifts extract the nibble
+ * (arithmetic for i4) and it is converted (on AVX-512 that form, KILN_QWGEMM=perm=0, ran 1.7x
+ * slower than the table on a hot 768 x 2304 product). Then (q - z) * s with the vector of the group's
+ * scales (and zero points), loaded once per group, or q alone when factored.
  *
  * Micro-kernel: mr rows of a by one panel, mr * nv accumulators; for each group of K, its scales,
  * then for each k the panel's nv vectors dequantised once and each multiplied with mr broadcasts of
  * a (read from a in place: decoding reads each element of a once per panel, and L1 holds the rows).
  * With few accumulators (M = 1 or 2) even and odd k go to two sets, added at the end, so that the
  * multiply-add's latency does not bound the loop. The last panel's stores are masked. A group of
- * 4-bit weights must be even (a pair of k never straddles groups); K may be odd (the last pair's
- * high nibble is never read) and need not be a multiple of the group (the last group is short).
+ * 4-bit weights must be a multiple of 8 (a block never straddles groups); K need not be (the last
+ * block is read as far as K goes) nor a multiple of the group (the last group is short).
  *
  * Tiles and threads: m-blocks of MB rows by panels, ordered m-block then panel, contiguous ranges
  * per thread (cg_parallel's CG_RANGES): decoding (one m-block) splits the panels, that is the output
