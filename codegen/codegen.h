@@ -412,7 +412,21 @@ void cg_profile_group(Cg *cg, const Node *n, const Fused *f, const Node *const *
 LLVMValueRef cg_profile_table(Cg *cg, const char *name, const CgProfGroup *groups, int n);
 /* Emits rt_profile_mark(table, n, k) at the builder (skipped when the runtime is not linked). */
 void cg_profile_mark(Cg *cg, LLVMValueRef table, int n, int k);
-/* ---------------------------------------------------------------- quant.c, qgemm.c */
+/* ---------------------------------------------------------------- quant.c, qgemm.c, qwgemm.c */
+
+/* i64 x + y and x * y, and p + off bytes: the index arithmetic the quantized kernels spell often. */
+static inline LLVMValueRef cg_add(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildAdd(cg->b, x, y, "");
+}
+static inline LLVMValueRef cg_mul(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildMul(cg->b, x, y, "");
+}
+static inline LLVMValueRef cg_gep8(Cg *cg, LLVMValueRef p, LLVMValueRef off)
+{
+    return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
+}
 
 /* quantize, dequantize and qmatmul (the VNNI kernel when the plan packed the weights). */
 int cg_quant(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);

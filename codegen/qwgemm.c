@@ -230,21 +230,6 @@ static LLVMValueRef *slot(Ukr *u, LLVMValueRef *arr, int s, int r, int v)
     return &arr[(s * u->mr + r) * u->c->nv + v];
 }
 
-static LLVMValueRef add(Cg *cg, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildAdd(cg->b, x, y, "");
-}
-
-static LLVMValueRef mul(Cg *cg, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildMul(cg->b, x, y, "");
-}
-
-static LLVMValueRef gep8(Cg *cg, LLVMValueRef p, LLVMValueRef off)
-{
-    return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
-}
-
 /* The vw weights of a vector of 8-bit lanes at p, as floats. */
 static LLVMValueRef load_8bit(Ukr *u, LLVMValueRef p)
 {
@@ -289,7 +274,7 @@ static void fma_rows(Ukr *u, LLVMValueRef k, LLVMValueRef *q, int set)
         }
     }
     for (int r = 0; r < u->mr; r++) {
-        LLVMValueRef ap = cg_fptr(cg, u->a, add(cg, mul(cg, cg_i64(cg, r), u->lda), k));
+        LLVMValueRef ap = cg_fptr(cg, u->a, cg_add(cg, cg_mul(cg, cg_i64(cg, r), u->lda), k));
         LLVMValueRef av = cg_vsplat(&u->V, LLVMBuildLoad2(cg->b, cg->f32, ap, ""));
         for (int v = 0; v < u->c->nv; v++) {
             LLVMValueRef p = *slot(u, u->factored ? u->part : u->acc, set, r, v);
@@ -304,23 +289,23 @@ static void block_4bit(Ukr *u, LLVMValueRef b, LLVMValueRef k8, LLVMValueRef n)
 {
     Cg *cg = u->cg;
     LLVMValueRef x[8], q[8];
-    LLVMValueRef blk = gep8(cg, b, mul(cg, LLVMBuildUDiv(cg->b, k8, cg_i64(cg, 8), ""), cg_i64(cg, 4 * u->c->nr)));
+    LLVMValueRef blk = cg_gep8(cg, b, cg_mul(cg, LLVMBuildUDiv(cg->b, k8, cg_i64(cg, 8), ""), cg_i64(cg, 4 * u->c->nr)));
     for (int v = 0; v < u->c->nv; v++) {
-        x[v] = LLVMBuildLoad2(cg->b, u->V.it, gep8(cg, blk, cg_i64(cg, 4 * v * u->V.vw)), "");
+        x[v] = LLVMBuildLoad2(cg->b, u->V.it, cg_gep8(cg, blk, cg_i64(cg, 4 * v * u->V.vw)), "");
         LLVMSetAlignment(x[v], 4);
     }
     if (LLVMIsConstant(n)) {
         for (int i = 0; i < 8; i++) {
             for (int v = 0; v < u->c->nv; v++)
                 q[v] = nibble(u, x[v], LLVMConstInt(cg->i32, (unsigned)i, 0));
-            fma_rows(u, add(cg, k8, cg_i64(cg, i)), q, i % u->sets);
+            fma_rows(u, cg_add(cg, k8, cg_i64(cg, i)), q, i % u->sets);
         }
         return;
     }
     Loop li = cg_loop_begin(cg, cg_i64(cg, 0), n, "nib");
     for (int v = 0; v < u->c->nv; v++)
         q[v] = nibble(u, x[v], LLVMBuildTrunc(cg->b, li.iv, cg->i32, ""));
-    fma_rows(u, add(cg, k8, li.iv), q, 0);
+    fma_rows(u, cg_add(cg, k8, li.iv), q, 0);
     cg_loop_end(cg, &li);
 }
 
@@ -328,9 +313,9 @@ static void block_4bit(Ukr *u, LLVMValueRef b, LLVMValueRef k8, LLVMValueRef n)
 static void row_8bit(Ukr *u, LLVMValueRef b, LLVMValueRef k, int set)
 {
     Cg *cg = u->cg;
-    LLVMValueRef q[8], row = gep8(cg, b, mul(cg, k, cg_i64(cg, u->c->nr)));
+    LLVMValueRef q[8], row = cg_gep8(cg, b, cg_mul(cg, k, cg_i64(cg, u->c->nr)));
     for (int v = 0; v < u->c->nv; v++)
-        q[v] = load_8bit(u, gep8(cg, row, cg_i64(cg, v * u->V.vw)));
+        q[v] = load_8bit(u, cg_gep8(cg, row, cg_i64(cg, v * u->V.vw)));
     fma_rows(u, k, q, set);
 }
 
@@ -376,29 +361,29 @@ static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int mr
         u.part[i] = cg_alloca(cg, u.V.vt, "part");
     /* for each group: its scales (and zero points), then its rows of k */
     Loop lg = cg_loop_begin(cg, cg_i64(cg, 0), cg_ceil_div(cg, K, G), "group");
-    LLVMValueRef k0 = mul(cg, lg.iv, G), k1 = cg_smin(cg, K, add(cg, k0, G));
+    LLVMValueRef k0 = cg_mul(cg, lg.iv, G), k1 = cg_smin(cg, K, cg_add(cg, k0, G));
     for (int v = 0; v < c->nv; v++) {
-        LLVMValueRef off = add(cg, mul(cg, lg.iv, ldsc), cg_i64(cg, v * c->vw));
+        LLVMValueRef off = cg_add(cg, cg_mul(cg, lg.iv, ldsc), cg_i64(cg, v * c->vw));
         u.sv[v] = cg_vload(&u.V, cg_fptr(cg, sc, off), 4);
         u.zv[v] = zp ? cg_vload(&u.V, cg_fptr(cg, zpp, off), 4) : NULL;
     }
     for (int i = 0; u.factored && i < nacc * u.sets; i++)
         LLVMBuildStore(cg->b, LLVMConstNull(u.V.vt), u.part[i]);
     if (four) { /* k0 is a multiple of 8 (G is): whole blocks of 8, then the rest of K's last block */
-        LLVMValueRef eight = cg_i64(cg, 8), kb = mul(cg, LLVMBuildUDiv(cg->b, k1, eight, ""), eight);
+        LLVMValueRef eight = cg_i64(cg, 8), kb = cg_mul(cg, LLVMBuildUDiv(cg->b, k1, eight, ""), eight);
         Loop lb = cg_loop_begin(cg, k0, kb, "block");
         block_4bit(&u, b, lb.iv, cg_i64(cg, 8));
-        cg_loop_end_step(cg, &lb, add(cg, lb.iv, eight));
+        cg_loop_end_step(cg, &lb, cg_add(cg, lb.iv, eight));
         LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, kb, k1, ""), "lastk");
         block_4bit(&u, b, kb, LLVMBuildSub(cg->b, k1, kb, ""));
         cg_if_end(cg, done);
     } else { /* two rows at a time (into the two sets), then the odd one */
         LLVMValueRef two = cg_i64(cg, 2);
-        LLVMValueRef kp = add(cg, k0, mul(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, k1, k0, ""), two, ""), two));
+        LLVMValueRef kp = cg_add(cg, k0, cg_mul(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, k1, k0, ""), two, ""), two));
         Loop lk = cg_loop_begin(cg, k0, kp, "k2");
         row_8bit(&u, b, lk.iv, 0);
-        row_8bit(&u, b, add(cg, lk.iv, cg_i64(cg, 1)), u.sets - 1);
-        cg_loop_end_step(cg, &lk, add(cg, lk.iv, two));
+        row_8bit(&u, b, cg_add(cg, lk.iv, cg_i64(cg, 1)), u.sets - 1);
+        cg_loop_end_step(cg, &lk, cg_add(cg, lk.iv, two));
         LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, kp, k1, ""), "lastk");
         row_8bit(&u, b, kp, 0);
         cg_if_end(cg, done);
@@ -417,7 +402,7 @@ static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int mr
             LLVMValueRef y = LLVMBuildLoad2(cg->b, u.V.vt, *slot(&u, u.acc, 0, r, v), "");
             if (u.sets > 1 && !u.factored)
                 y = LLVMBuildFAdd(cg->b, y, LLVMBuildLoad2(cg->b, u.V.vt, *slot(&u, u.acc, 1, r, v), ""), "");
-            LLVMValueRef p = cg_fptr(cg, out, add(cg, mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * c->vw)));
+            LLVMValueRef p = cg_fptr(cg, out, cg_add(cg, cg_mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * c->vw)));
             if (edge)
                 cg_vmasked_store(&u.V, y, p, cg_vlanes_below(&u.V, LLVMBuildSub(cg->b, nrem, cg_i64(cg, v * c->vw), "")));
             else
@@ -451,19 +436,19 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef out = cap[CP_OUT], pk = cap[CP_PK], M = cap[CP_M];
     Loop lt = cg_loop_begin(cg, begin, end, "tile");
     LLVMValueRef mb = LLVMBuildSDiv(cg->b, lt.iv, cg_i64(cg, np), ""), p = LLVMBuildSRem(cg->b, lt.iv, cg_i64(cg, np), "");
-    LLVMValueRef i0 = mul(cg, mb, cg_i64(cg, c->mb)), i1 = cg_smin(cg, M, add(cg, i0, cg_i64(cg, c->mb)));
-    LLVMValueRef col = mul(cg, p, cg_i64(cg, c->nr)), nrem = LLVMBuildSub(cg->b, cg_i64(cg, l->N), col, "");
+    LLVMValueRef i0 = cg_mul(cg, mb, cg_i64(cg, c->mb)), i1 = cg_smin(cg, M, cg_add(cg, i0, cg_i64(cg, c->mb)));
+    LLVMValueRef col = cg_mul(cg, p, cg_i64(cg, c->nr)), nrem = LLVMBuildSub(cg->b, cg_i64(cg, l->N), col, "");
     LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, cg_i64(cg, c->nr), ""), cg->i64, "");
-    LLVMValueRef panel = gep8(cg, pk, mul(cg, p, cg_i64(cg, l->kh * c->nr)));
-    LLVMValueRef sc = gep8(cg, pk, add(cg, cg_i64(cg, l->sc), mul(cg, col, cg_i64(cg, 4))));
-    LLVMValueRef zp = l->zp ? gep8(cg, pk, add(cg, cg_i64(cg, l->zp), mul(cg, col, cg_i64(cg, 4)))) : LLVMConstNull(cg->ptr);
+    LLVMValueRef panel = cg_gep8(cg, pk, cg_mul(cg, p, cg_i64(cg, l->kh * c->nr)));
+    LLVMValueRef sc = cg_gep8(cg, pk, cg_add(cg, cg_i64(cg, l->sc), cg_mul(cg, col, cg_i64(cg, 4))));
+    LLVMValueRef zp = l->zp ? cg_gep8(cg, pk, cg_add(cg, cg_i64(cg, l->zp), cg_mul(cg, col, cg_i64(cg, 4)))) : LLVMConstNull(cg->ptr);
     Loop li = cg_loop_begin(cg, i0, i1, "ir");
     LLVMValueRef mr = cg_smin(cg, cg_i64(cg, c->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
-    LLVMValueRef args[11] = {cg_fptr(cg, cap[CP_A], mul(cg, li.iv, cg_i64(cg, l->K))), cg_i64(cg, l->K), panel,
-                             cg_fptr(cg, out, add(cg, mul(cg, li.iv, cg_i64(cg, l->N)), col)), cg_i64(cg, l->N), sc, zp,
+    LLVMValueRef args[11] = {cg_fptr(cg, cap[CP_A], cg_mul(cg, li.iv, cg_i64(cg, l->K))), cg_i64(cg, l->K), panel,
+                             cg_fptr(cg, out, cg_add(cg, cg_mul(cg, li.iv, cg_i64(cg, l->N)), col)), cg_i64(cg, l->N), sc, zp,
                              cg_i64(cg, l->Np), cg_i64(cg, l->K), cg_i64(cg, l->G), nrem};
     /* the micro-kernel for (rows, edge) */
-    LLVMValueRef key = add(cg, mul(cg, LLVMBuildSub(cg->b, mr, cg_i64(cg, 1), ""), cg_i64(cg, 2)), edge);
+    LLVMValueRef key = cg_add(cg, cg_mul(cg, LLVMBuildSub(cg->b, mr, cg_i64(cg, 1), ""), cg_i64(cg, 2)), edge);
     LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bad");
     LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
     LLVMValueRef sw = LLVMBuildSwitch(cg->b, key, bad, (unsigned)(2 * c->mr));
@@ -482,11 +467,11 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMBuildUnreachable(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, next);
     if (tl->epi) {
-        LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, add(cg, li.iv, mr), col,
-                                 cg_smin(cg, cg_i64(cg, l->N), add(cg, col, cg_i64(cg, c->nr)))};
+        LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, cg_add(cg, li.iv, mr), col,
+                                 cg_smin(cg, cg_i64(cg, l->N), cg_add(cg, col, cg_i64(cg, c->nr)))};
         LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 7, "");
     }
-    cg_loop_end_step(cg, &li, add(cg, li.iv, cg_i64(cg, c->mr)));
+    cg_loop_end_step(cg, &li, cg_add(cg, li.iv, cg_i64(cg, c->mr)));
     cg_loop_end(cg, &lt);
 }
 
@@ -506,7 +491,7 @@ int cg_qwgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMValue
     Tiles tl = {&c, &l, n, f ? cg_fused_epilogue(cg, f) : NULL};
     char name[64];
     snprintf(name, sizeof name, "node%d_qwgemm_tiles", f ? f->root->id : n->id);
-    CgPar p = {.split = CG_RANGES, .n = mul(cg, tm, cg_i64(cg, l.Np / c.nr)), .work = mul(cg, M, cg_i64(cg, l.K * l.N)),
+    CgPar p = {.split = CG_RANGES, .n = cg_mul(cg, tm, cg_i64(cg, l.Np / c.nr)), .work = cg_mul(cg, M, cg_i64(cg, l.K * l.N)),
                .min_work = SERIAL_WORK, .name = name, .vw = c.vw};
     cg_parallel(cg, &p, CP_COUNT, cap, tiles_body, &tl);
     return 0;
