@@ -26,6 +26,8 @@
  *   quant.c       quantize, dequantize and the quantized matmul (qmatmul), portable
  *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI: packed weights, register-blocked tiles on
  *                 threads, exact i32 sums, the rescale and fuse-ops' epilogue on each micro-tile
+ *   qwgemm.c      the weight-only qmatmul (w8, w4) for decoding: packed weights dequantised in
+ *                 registers (AVX-512 or AVX2), output panels split over the threads
  *   parallel.c    work over the runtime's threads: ranges or shared-counter items, serial when small
  *   vec.c         vector-IR helpers the kernels share, the exponentials
  *   artifact.c    executables, libraries, headers, Graphviz: the files `kiln build` writes
@@ -412,7 +414,21 @@ void cg_profile_group(Cg *cg, const Node *n, const Fused *f, const Node *const *
 LLVMValueRef cg_profile_table(Cg *cg, const char *name, const CgProfGroup *groups, int n);
 /* Emits rt_profile_mark(table, n, k) at the builder (skipped when the runtime is not linked). */
 void cg_profile_mark(Cg *cg, LLVMValueRef table, int n, int k);
-/* ---------------------------------------------------------------- quant.c, qgemm.c */
+/* ---------------------------------------------------------------- quant.c, qgemm.c, qwgemm.c */
+
+/* i64 x + y and x * y, and p + off bytes: the index arithmetic the quantized kernels spell often. */
+static inline LLVMValueRef cg_add(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildAdd(cg->b, x, y, "");
+}
+static inline LLVMValueRef cg_mul(Cg *cg, LLVMValueRef x, LLVMValueRef y)
+{
+    return LLVMBuildMul(cg->b, x, y, "");
+}
+static inline LLVMValueRef cg_gep8(Cg *cg, LLVMValueRef p, LLVMValueRef off)
+{
+    return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
+}
 
 /* quantize, dequantize and qmatmul (the VNNI kernel when the plan packed the weights). */
 int cg_quant(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
@@ -429,6 +445,16 @@ int cg_qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_qgemm_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
 /* The int8 GEMM's blocking, or why there is none (--explain codegen). */
 void cg_qgemm_explain(Cg *cg, FILE *out);
+/* The weight-only kernel (qwgemm.c): the bytes of its packed copy of n's weights, scales and zero
+ * points (0 when it does not run n: not x86 with AVX2, weights or scales not constant, an odd group
+ * of 4-bit weights), the copy itself, its parameters (--explain codegen), and the product of a by
+ * the packed pk into out, with f's root as the epilogue of each tile when f is not NULL (leafp: the
+ * leaves' buffers): 0 when emitted, 1 when n is not one it runs. cg_qgemm's functions call these. */
+int64_t cg_qwgemm_packed_bytes(Cg *cg, const Node *n);
+void cg_qwgemm_pack(Cg *cg, const Node *n, void *dst);
+void cg_qwgemm_explain(Cg *cg, FILE *out);
+int cg_qwgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMValueRef pk, const Fused *f,
+              LLVMValueRef *leafp);
 /* A root whose tree holds an inline qmatmul: the VNNI kernel with the epilogue per micro-tile, else
  * the portable qmatmul into out and then the root's loop over it. */
 int cg_quant_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);

@@ -49,7 +49,9 @@
  *
  * KILN_QGEMM ("mr=12,nv=2,mc=96,ncp=8") overrides the blocking at compile time (nv changes the packed
  * layout too). Without the instruction (or with non-constant weights or scales) cg_qgemm declines and
- * quant.c's portable kernel runs instead, its epilogue as a loop after it.
+ * quant.c's portable kernel runs instead, its epilogue as a loop after it. Weight-only qmatmuls (w8,
+ * w4) go to qwgemm.c through the same entry points (packed bytes, pack, kernel), or to the portable
+ * kernel when it declines them.
  */
 #include "codegen/codegen.h"
 
@@ -159,7 +161,7 @@ static int takes(const Cg *cg, const Node *n)
 int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 {
     if (!takes(cg, n))
-        return 0;
+        return cg_qwgemm_packed_bytes(cg, n); /* weight-only, or 0 */
     QCfg q = qcfg();
     Dot d = dot_of(n);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, d.kg), Np = pad(N, q.nr);
@@ -168,7 +170,10 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 
 void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 {
-    (void)cg;
+    if (!takes(cg, n)) {
+        cg_qwgemm_pack(cg, n, dst);
+        return;
+    }
     QCfg q = qcfg();
     const Node *w = n->in[1];
     int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), nr = q.nr;
@@ -219,24 +224,10 @@ void cg_qgemm_explain(Cg *cg, FILE *out)
                 q.ncp,
                 env ? "; KILN_QGEMM=" : "", env ? env : "");
     }
+    cg_qwgemm_explain(cg, out);
 }
 
 /* ---------------------------------------------------------------- IR helpers */
-
-static LLVMValueRef add(Cg *cg, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildAdd(cg->b, x, y, "");
-}
-
-static LLVMValueRef mul(Cg *cg, LLVMValueRef x, LLVMValueRef y)
-{
-    return LLVMBuildMul(cg->b, x, y, "");
-}
-
-static LLVMValueRef gep8(Cg *cg, LLVMValueRef p, LLVMValueRef off)
-{
-    return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
-}
 
 static LLVMValueRef load(Cg *cg, LLVMTypeRef t, LLVMValueRef p, unsigned align)
 {
@@ -302,10 +293,10 @@ static void row_scales(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMV
     int64_t full = K / VW, tail = K % VW;
     LLVMValueRef amax = cg_alloca(cg, V.vt, "amax");
     Loop lr = cg_loop_begin(cg, r0, r1, "srow");
-    LLVMValueRef src = cg_fptr(cg, a, mul(cg, lr.iv, cg_i64(cg, K)));
+    LLVMValueRef src = cg_fptr(cg, a, cg_mul(cg, lr.iv, cg_i64(cg, K)));
     store(cg, LLVMConstNull(V.vt), amax, 64);
     Loop lm = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, full), "amax");
-    amax_step(cg, amax, cg_vload(&V, cg_fptr(cg, src, mul(cg, lm.iv, cg_i64(cg, VW))), 4));
+    amax_step(cg, amax, cg_vload(&V, cg_fptr(cg, src, cg_mul(cg, lm.iv, cg_i64(cg, VW))), 4));
     cg_loop_end(cg, &lm);
     if (tail)
         amax_step(cg, amax, masked_load(cg, V.vt, cg_fptr(cg, src, cg_i64(cg, full * VW)), lanes_below(cg, 0, cg_i64(cg, tail))));
@@ -324,28 +315,28 @@ static void prepare_vector(Cg *cg, const Dot *d, const CgVec *V, LLVMValueRef sr
     LLVMValueRef x = mask ? masked_load(cg, V->vt, cg_fptr(cg, src, k), mask) : cg_vload(V, cg_fptr(cg, src, k), 4);
     if (d->bf16) {
         LLVMValueRef h = LLVMBuildFPTrunc(cg->b, x, LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), VW), "");
-        store(cg, h, gep8(cg, dst, mul(cg, k, cg_i64(cg, 2))), 1);
+        store(cg, h, cg_gep8(cg, dst, cg_mul(cg, k, cg_i64(cg, 2))), 1);
         return;
     }
     LLVMValueRef q = cg_quantize_f32(cg, x, sv, LLVMConstNull(V->vt), -127, 127);
-    LLVMValueRef u = add(cg, LLVMBuildFPToSI(cg->b, q, V->it, ""), cg_viconst(V, cg->i32, 128));
-    store(cg, LLVMBuildTrunc(cg->b, u, LLVMVectorType(cg->i8, VW), ""), gep8(cg, dst, k), 1);
+    LLVMValueRef u = cg_add(cg, LLVMBuildFPToSI(cg->b, q, V->it, ""), cg_viconst(V, cg->i32, 128));
+    store(cg, LLVMBuildTrunc(cg->b, u, LLVMVectorType(cg->i8, VW), ""), cg_gep8(cg, dst, k), 1);
 }
 
 static void prepare_block(Cg *cg, const QCfg *q, const Dot *d, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1,
                           LLVMValueRef k0, LLVMValueRef kn, LLVMValueRef buf, LLVMValueRef sab)
 {
     CgVec V = cg_vec(cg, VW, 1);
-    LLVMValueRef full = LLVMBuildUDiv(cg->b, kn, cg_i64(cg, VW), ""), done = mul(cg, full, cg_i64(cg, VW));
+    LLVMValueRef full = LLVMBuildUDiv(cg->b, kn, cg_i64(cg, VW), ""), done = cg_mul(cg, full, cg_i64(cg, VW));
     LLVMValueRef tail = LLVMBuildSub(cg->b, kn, done, "");
     LLVMValueRef tmask = lanes_below(cg, 0, tail);
     Loop lr = cg_loop_begin(cg, r0, r1, "prow");
-    LLVMValueRef src = cg_fptr(cg, a, add(cg, mul(cg, lr.iv, cg_i64(cg, K)), k0));
+    LLVMValueRef src = cg_fptr(cg, a, cg_add(cg, cg_mul(cg, lr.iv, cg_i64(cg, K)), k0));
     LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
-    LLVMValueRef dst = gep8(cg, buf, mul(cg, r, cg_i64(cg, q->rowb)));
+    LLVMValueRef dst = cg_gep8(cg, buf, cg_mul(cg, r, cg_i64(cg, q->rowb)));
     LLVMValueRef sv = d->bf16 ? NULL : cg_vsplat(&V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4));
     Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), full, "pvec");
-    prepare_vector(cg, d, &V, src, dst, mul(cg, lc.iv, cg_i64(cg, VW)), NULL, sv);
+    prepare_vector(cg, d, &V, src, dst, cg_mul(cg, lc.iv, cg_i64(cg, VW)), NULL, sv);
     cg_loop_end(cg, &lc);
     LLVMBasicBlockRef after = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, tail, cg_i64(cg, 0), ""), "ptail");
     prepare_vector(cg, d, &V, src, dst, done, tmask, sv);
@@ -401,12 +392,12 @@ static void ukr_step(Ukr *u, LLVMValueRef kk, int s)
 {
     Cg *cg = u->cg;
     LLVMValueRef bv[4];
-    LLVMValueRef brow = gep8(cg, u->b, mul(cg, kk, cg_i64(cg, 4 * u->q->nr)));
+    LLVMValueRef brow = cg_gep8(cg, u->b, cg_mul(cg, kk, cg_i64(cg, 4 * u->q->nr)));
     for (int v = 0; v < u->q->nv; v++)
-        bv[v] = load(cg, u->V.it, gep8(cg, brow, cg_i64(cg, 64 * v)), 4);
-    LLVMValueRef k4 = mul(cg, kk, cg_i64(cg, 4));
+        bv[v] = load(cg, u->V.it, cg_gep8(cg, brow, cg_i64(cg, 64 * v)), 4);
+    LLVMValueRef k4 = cg_mul(cg, kk, cg_i64(cg, 4));
     for (int r = 0; r < u->mr; r++) {
-        LLVMValueRef a4 = load(cg, cg->i32, gep8(cg, u->a, add(cg, k4, mul(cg, cg_i64(cg, r), u->lda))), 1);
+        LLVMValueRef a4 = load(cg, cg->i32, cg_gep8(cg, u->a, cg_add(cg, k4, cg_mul(cg, cg_i64(cg, r), u->lda))), 1);
         LLVMValueRef bc = cg_vsplat(&u->V, a4);
         for (int v = 0; v < u->q->nv; v++) {
             LLVMValueRef slot = *acc_slot(u, s, r, v);
@@ -459,14 +450,14 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
     LLVMBasicBlockRef resume = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntEQ, first, cg_i64(cg, 0), ""), "resume");
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->nv; v++) {
-            LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * VW)));
+            LLVMValueRef p = cg_fptr(cg, c, cg_add(cg, cg_mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * VW)));
             store(cg, mask[v] ? masked_load(cg, u.at, p, mask[v]) : load(cg, u.at, p, 4), *acc_slot(&u, 0, r, v), 64);
         }
     cg_if_end(cg, resume);
     Loop l4 = cg_loop_begin(cg, cg_i64(cg, 0), LLVMBuildSub(cg->b, kq, cg_i64(cg, UNROLL - 1), ""), "k4");
     for (int s = 0; s < UNROLL; s++)
-        ukr_step(&u, add(cg, l4.iv, cg_i64(cg, s)), s % u.sets);
-    cg_loop_end_step(cg, &l4, add(cg, l4.iv, cg_i64(cg, UNROLL)));
+        ukr_step(&u, cg_add(cg, l4.iv, cg_i64(cg, s)), s % u.sets);
+    cg_loop_end_step(cg, &l4, cg_add(cg, l4.iv, cg_i64(cg, UNROLL)));
     Loop l1 = cg_loop_begin(cg, l4.phi, kq, "k1");
     ukr_step(&u, l1.iv, 0);
     cg_loop_end(cg, &l1);
@@ -477,7 +468,7 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
             LLVMValueRef y = load(cg, u.at, *acc_slot(&u, 0, r, v), 64);
             for (int s = 1; s < u.sets; s++) {
                 LLVMValueRef x = load(cg, u.at, *acc_slot(&u, s, r, v), 64);
-                y = d->bf16 ? LLVMBuildFAdd(cg->b, y, x, "") : add(cg, y, x);
+                y = d->bf16 ? LLVMBuildFAdd(cg->b, y, x, "") : cg_add(cg, y, x);
             }
             store(cg, y, *acc_slot(&u, 0, r, v), 64);
         }
@@ -492,8 +483,8 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
             sav[r] = cg_vsplat(&u.V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sa, (LLVMValueRef[]){cg_i64(cg, r)}, 1, ""), 4));
         for (int v = 0; v < q->nv; v++) {
             if (rescale) {
-                cv = load(cg, u.V.it, gep8(cg, comp, cg_i64(cg, 64 * v)), 4);
-                sv = load(cg, u.V.vt, gep8(cg, scale, cg_i64(cg, 64 * v)), 4);
+                cv = load(cg, u.V.it, cg_gep8(cg, comp, cg_i64(cg, 64 * v)), 4);
+                sv = load(cg, u.V.vt, cg_gep8(cg, scale, cg_i64(cg, 64 * v)), 4);
             }
             for (int r = 0; r < mr; r++) {
                 LLVMValueRef y = load(cg, u.at, *acc_slot(&u, 0, r, v), 64);
@@ -501,7 +492,7 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
                     y = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, y, cv, ""), u.V.vt, "");
                     y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, y, sav[r], ""), sv, "");
                 }
-                LLVMValueRef p = cg_fptr(cg, c, add(cg, mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * VW)));
+                LLVMValueRef p = cg_fptr(cg, c, cg_add(cg, cg_mul(cg, cg_i64(cg, r), ldc), cg_i64(cg, v * VW)));
                 if (mask[v])
                     masked_store(cg, y, p, mask[v]);
                 else
@@ -544,40 +535,40 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMSetAlignment(buf, 64);
     LLVMValueRef sab = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)mcmax), "sa");
     /* int8: the column sums and the scales after the panels */
-    LLVMValueRef comp0 = gep8(cg, pk, cg_i64(cg, Kp * Np)), scale0 = gep8(cg, pk, cg_i64(cg, Kp * Np + 4 * Np));
+    LLVMValueRef comp0 = cg_gep8(cg, pk, cg_i64(cg, Kp * Np)), scale0 = cg_gep8(cg, pk, cg_i64(cg, Kp * Np + 4 * Np));
 
     Loop lt = cg_loop_begin(cg, begin, end, "tile");
     LLVMValueRef mb = LLVMBuildSDiv(cg->b, lt.iv, tn, "");
-    LLVMValueRef run_end = cg_smin(cg, end, mul(cg, add(cg, mb, cg_i64(cg, 1)), tn));
-    LLVMValueRef nb0 = LLVMBuildSub(cg->b, lt.iv, mul(cg, mb, tn), ""), nb1 = LLVMBuildSub(cg->b, run_end, mul(cg, mb, tn), "");
-    LLVMValueRef i0 = mul(cg, mb, mcb), i1 = cg_smin(cg, M, add(cg, i0, mcb));
+    LLVMValueRef run_end = cg_smin(cg, end, cg_mul(cg, cg_add(cg, mb, cg_i64(cg, 1)), tn));
+    LLVMValueRef nb0 = LLVMBuildSub(cg->b, lt.iv, cg_mul(cg, mb, tn), ""), nb1 = LLVMBuildSub(cg->b, run_end, cg_mul(cg, mb, tn), "");
+    LLVMValueRef i0 = cg_mul(cg, mb, mcb), i1 = cg_smin(cg, M, cg_add(cg, i0, mcb));
     if (!d.bf16)
         row_scales(cg, cap[CP_A], K, i0, i1, sab);
     Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, nkb), "kblock");
-    LLVMValueRef k0 = mul(cg, lk.iv, cg_i64(cg, kcb)), kn = cg_smin(cg, cg_i64(cg, kcb), LLVMBuildSub(cg->b, cg_i64(cg, K), k0, ""));
+    LLVMValueRef k0 = cg_mul(cg, lk.iv, cg_i64(cg, kcb)), kn = cg_smin(cg, cg_i64(cg, kcb), LLVMBuildSub(cg->b, cg_i64(cg, K), k0, ""));
     LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, cg_i64(cg, 0), ""), cg->i64, "");
     LLVMValueRef last = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, cg_i64(cg, nkb - 1), ""), cg->i64, "");
     prepare_block(cg, q, &d, cap[CP_A], K, i0, i1, k0, kn, buf, sab);
-    LLVMValueRef kq = LLVMBuildUDiv(cg->b, add(cg, kn, cg_i64(cg, d.kg - 1)), cg_i64(cg, d.kg), "");
-    LLVMValueRef boff = mul(cg, LLVMBuildUDiv(cg->b, k0, cg_i64(cg, d.kg), ""), cg_i64(cg, 4 * q->nr));
+    LLVMValueRef kq = LLVMBuildUDiv(cg->b, cg_add(cg, kn, cg_i64(cg, d.kg - 1)), cg_i64(cg, d.kg), "");
+    LLVMValueRef boff = cg_mul(cg, LLVMBuildUDiv(cg->b, k0, cg_i64(cg, d.kg), ""), cg_i64(cg, 4 * q->nr));
 
     Loop ln = cg_loop_begin(cg, nb0, nb1, "nblock");
-    LLVMValueRef p0 = mul(cg, ln.iv, ncp), p1 = cg_smin(cg, cg_i64(cg, np), add(cg, p0, ncp));
+    LLVMValueRef p0 = cg_mul(cg, ln.iv, ncp), p1 = cg_smin(cg, cg_i64(cg, np), cg_add(cg, p0, ncp));
     Loop li = cg_loop_begin(cg, i0, i1, "ir");
     LLVMValueRef mr = cg_smin(cg, cg_i64(cg, q->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
     LLVMValueRef rel = LLVMBuildSub(cg->b, li.iv, i0, "");
-    LLVMValueRef arow = gep8(cg, buf, mul(cg, rel, cg_i64(cg, q->rowb)));
+    LLVMValueRef arow = cg_gep8(cg, buf, cg_mul(cg, rel, cg_i64(cg, q->rowb)));
     LLVMValueRef sap = LLVMBuildGEP2(cg->b, cg->f32, sab, &rel, 1, "");
     Loop lj = cg_loop_begin(cg, p0, p1, "jr");
-    LLVMValueRef col = mul(cg, lj.iv, cg_i64(cg, q->nr));
+    LLVMValueRef col = cg_mul(cg, lj.iv, cg_i64(cg, q->nr));
     LLVMValueRef nrem = LLVMBuildSub(cg->b, cg_i64(cg, N), col, "");
     LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, cg_i64(cg, q->nr), ""), cg->i64, "");
-    LLVMValueRef args[12] = {arow, cg_i64(cg, q->rowb), gep8(cg, pk, add(cg, mul(cg, lj.iv, cg_i64(cg, panel)), boff)), kq,
-                             cg_fptr(cg, out, add(cg, mul(cg, li.iv, cg_i64(cg, N)), col)), cg_i64(cg, N),
-                             gep8(cg, comp0, mul(cg, col, cg_i64(cg, 4))), gep8(cg, scale0, mul(cg, col, cg_i64(cg, 4))),
+    LLVMValueRef args[12] = {arow, cg_i64(cg, q->rowb), cg_gep8(cg, pk, cg_add(cg, cg_mul(cg, lj.iv, cg_i64(cg, panel)), boff)), kq,
+                             cg_fptr(cg, out, cg_add(cg, cg_mul(cg, li.iv, cg_i64(cg, N)), col)), cg_i64(cg, N),
+                             cg_gep8(cg, comp0, cg_mul(cg, col, cg_i64(cg, 4))), cg_gep8(cg, scale0, cg_mul(cg, col, cg_i64(cg, 4))),
                              sap, nrem, first, last};
     /* the micro-kernel for (rows, edge): every row count when M is symbolic, the edge when N says */
-    LLVMValueRef key = add(cg, mul(cg, LLVMBuildSub(cg->b, mr, cg_i64(cg, 1), ""), cg_i64(cg, 2)), edge);
+    LLVMValueRef key = cg_add(cg, cg_mul(cg, LLVMBuildSub(cg->b, mr, cg_i64(cg, 1), ""), cg_i64(cg, 2)), edge);
     LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bad");
     LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
     LLVMValueRef sw = LLVMBuildSwitch(cg->b, key, bad, (unsigned)(2 * q->mr));
@@ -597,13 +588,13 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMPositionBuilderAtEnd(cg->b, next);
     if (tl->epi) { /* the micro-tile is final after the last block of K: the epilogue while it is in L1 */
         LLVMBasicBlockRef skip = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, last, cg_i64(cg, 0), ""), "epilogue");
-        LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, add(cg, li.iv, mr), col,
-                                 cg_smin(cg, cg_i64(cg, N), add(cg, col, cg_i64(cg, q->nr)))};
+        LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, cg_add(cg, li.iv, mr), col,
+                                 cg_smin(cg, cg_i64(cg, N), cg_add(cg, col, cg_i64(cg, q->nr)))};
         LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 7, "");
         cg_if_end(cg, skip);
     }
     cg_loop_end(cg, &lj);
-    cg_loop_end_step(cg, &li, add(cg, li.iv, cg_i64(cg, q->mr)));
+    cg_loop_end_step(cg, &li, cg_add(cg, li.iv, cg_i64(cg, q->mr)));
     cg_loop_end(cg, &ln);
     cg_loop_end(cg, &lk);
     cg_loop_end_step(cg, &lt, run_end);
@@ -614,8 +605,10 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
 static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMValueRef pk, const Fused *f,
                  LLVMValueRef *leafp)
 {
-    if (!cg->plan.packed || cg->plan.packed[n->id] < 0 || !takes(cg, n))
+    if (!cg->plan.packed || cg->plan.packed[n->id] < 0)
         return 1;
+    if (!takes(cg, n)) /* weight-only (qwgemm.c), or the portable kernel */
+        return cg_qwgemm(cg, n, out, a, pk, f, leafp);
     QCfg q = qcfg();
     Dot d = dot_of(n);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), np = pad(N, q.nr) / q.nr;
@@ -625,7 +618,7 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     /* m-blocks of equal height in micro-tiles, at most mc_rows */
     LLVMValueRef mr = cg_i64(cg, q.mr);
     LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, cg_i64(cg, mc_rows(&q))), one);
-    LLVMValueRef mcb = cg_smax(cg, mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
+    LLVMValueRef mcb = cg_smax(cg, cg_mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
     tm = cg_smax(cg, cg_ceil_div(cg, M, mcb), one);
     /* n-blocks: a block of K of them in half of L2, at most ncp panels, and enough tiles for the
      * threads when there are few m-blocks */
@@ -639,8 +632,8 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     Tiles tl = {&q, n, f, f ? cg_fused_epilogue(cg, f) : NULL};
     char name[64];
     snprintf(name, sizeof name, "node%d_qgemm_tiles", f ? f->root->id : n->id);
-    LLVMValueRef work = mul(cg, M, cg_i64(cg, K * N));
-    CgPar p = {.split = CG_RANGES, .n = mul(cg, tm, tn), .work = work, .min_work = SERIAL_WORK, .name = name, .vw = VW};
+    LLVMValueRef work = cg_mul(cg, M, cg_i64(cg, K * N));
+    CgPar p = {.split = CG_RANGES, .n = cg_mul(cg, tm, tn), .work = work, .min_work = SERIAL_WORK, .name = name, .vw = VW};
     cg_parallel(cg, &p, CP_COUNT, cap, tiles_body, &tl);
     return 0;
 }

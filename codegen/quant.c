@@ -249,7 +249,7 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
 
 static int qmatmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
-    if (!cg_qgemm(cg, n, out, in)) /* VNNI or AVX512-BF16 with packed weights */
+    if (!cg_qgemm(cg, n, out, in)) /* VNNI, AVX512-BF16 or weight-only (qwgemm.c) with packed weights */
         return 0;
     const Node *a = n->in[0], *w = n->in[1];
     LLVMValueRef dims[IR_MAX_RANK];

@@ -15,7 +15,9 @@
  *   of G along K of a [K, N] weight [ceil(K / G), N] with axis 0.
  *   qmatmul(a[..., M, K] f32, w[K, N] i8/u8/i4/u4, s[ceil(K / G) or 1, N], z?) -> f32[..., M, N]:
  *     weight-only (dynamic = 0): a @ dequantize(w, s, z) with groups of G along K (G = 0: one
- *     scale per column); the sum is the only place a kernel may differ (its order), as for matmul.
+ *     scale per column); the sum is the only place a kernel may differ (its order, as for matmul,
+ *     and whether the scale multiplies each weight or a group's sum of a * (q - z): the same
+ *     value but for rounding; every dequantised weight a kernel uses is (q - z) * s exactly).
  *     dynamic = 1 (W8A8; w i8, G = 0, no zero point): each row of a is quantized to i8 at run time
  *     with amax = the largest |a[m, k]| (NaN ignored, as maxnum), sa = amax / 127,
  *     qa = quantize(a, sa, 0) clamped to -127..127; then acc = sum_k qa * w as an exact integer and
