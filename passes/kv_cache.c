@@ -588,52 +588,6 @@ static Node *attend_cascade(Kv *kv, const Node *x, Node *const *in, const Dim *s
     return o.out;
 }
 
-/* prefill, cascade: every prompt token enters as in the reference's eager fill (by age only): the
- * first S are sinks, then the newest W in sub-cache 0, the W before in sub-cache 1, ...; scores as
- * the reference's prompt scores, score_j = sum over queries k >= j of (1 - beta) beta^(k - j)
- * p[k][j] (p averaged over the heads). Attention x computes its probabilities too (as
- * prefill_heavy's). */
-static void prefill_cascade(Kv *kv, Node *x, int layer, Node *slots, Node *last)
-{
-    Graph *g = kv->g;
-    const Policy *pol = &kv->pol;
-    SrcLoc loc = x->loc;
-    int64_t P = nslots(pol);
-    Attrs at = x->at;
-    at.scores = 1;
-    Node *a = ir_build(g, OP_ATTENTION, &at, x->nin, x->in, NULL, loc, NULL);
-    int r = a->rank;
-    Dim dv = x->shape[r - 1], T = x->shape[r - 2];
-    ir_replace_uses(g, x, ir_slice(g, a, r - 1, dim_const(0), dv, loc, NULL));
-    Node *probs = ir_slice(g, a, r - 1, dv, a->shape[r - 1], loc, NULL); /* [batch..., T, T] */
-    int64_t nb = 1;
-    for (int i = 0; i < r - 2; i++)
-        nb *= dim_value(x->shape[i]);
-    probs = red(kv, OP_MEAN, ir_reshape(g, probs, 3, (Dim[]){dim_const(nb), T, T}, loc, NULL), 0, 0);
-    Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){T}, 0, NULL, loc);
-    Node *dist = bin(kv, OP_SUB, ir_reshape(g, ar, 2, (Dim[]){T, dim_const(1)}, loc, NULL),
-                     ir_reshape(g, ar, 2, (Dim[]){dim_const(1), T}, loc, NULL)); /* k - j */
-    Node *w = bin(kv, OP_MUL, bin(kv, OP_POW, const_f32(kv, (float)CASCADE_BETA), ir_cast(g, dist, DT_F32, loc)),
-                  const_f32(kv, (float)(1 - CASCADE_BETA)));
-    w = sel(kv, op_k(kv, OP_GE, dist, 0), w, const_f32(kv, 0));
-    Node *sc = red(kv, OP_SUM, bin(kv, OP_MUL, probs, w), 0, 0); /* [T] */
-    Node *pos = state_node(kv, layer, "pos", loc), *lab = state_node(kv, layer, "lab", loc);
-    Node *score = state_node(kv, layer, "score", loc);
-    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(P)}, 0, NULL, loc);
-    Node *held = bin(kv, OP_LE, idx, last);
-    Node *s1 = mk(kv, OP_SCATTER, DT_F32, 1, score->shape, 3, (Node *[]){score, slots, sc}, loc);
-    s1->at.axis = 0;
-    Node *age = bin(kv, OP_SUB, last, idx);
-    Node *l1 = sel(kv, op_k(kv, OP_LT, idx, pol->sinks), i64s(kv, 1), op_k(kv, OP_ADD, op_k(kv, OP_DIV, age, pol->window), 2));
-    Node *ups[3] = {sel(kv, held, op_k(kv, OP_ADD, idx, 1), i64s(kv, 0)), sel(kv, held, l1, i64s(kv, 0)),
-                    sel(kv, held, s1, const_f32(kv, 0))};
-    const char *names[3] = {pos->name, lab->name, score->name};
-    for (int k = 0; k < 3; k++) {
-        ir_add_update(g, names[k], ups[k]);
-        g->outputs[g->noutput - 1].entry = 0;
-    }
-}
-
 /* Probabilities sc [batch..., 1, n] of attention x summed over the query heads that share a KV head
  * (the batch axes where k has size 1, or none, and the result more) and reshaped to k's batch dims +
  * [n]: one row per KV head. */
@@ -880,6 +834,148 @@ static void prefill_heavy(Kv *kv, Node *x, int layer, Node *last)
     prefill_update(kv, acc->name, scatter_rows(kv, zf, acc->rank - 1, slots, sel(kv, kept, colsum, const_f32(kv, 0))));
 }
 
+/* A constant i64 vector of n values (copied). */
+static Node *i64_vec(Kv *kv, const int64_t *v, int64_t n, SrcLoc loc)
+{
+    int64_t *data = arena_alloc(kv->g->arena, sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+    memcpy(data, v, sizeof(int64_t) * (size_t)n);
+    return ir_const(kv->g, DT_I64, 1, (Dim[]){dim_const(n)}, data, loc);
+}
+
+/* prefill, cascade, a prompt longer than B: the tokens its sub-caches hold after the reference's
+ * insertion of every prompt token in order (eager while p <= B, then the pow2 schedule; the scores
+ * fixed, the prompt's own: the reference's update() with the prompt as one chunk), [N * W] i64,
+ * sub-cache 0's W first. Which offer each sub-cache accepts, and so which entry it makes and which
+ * later offer may replace that entry's token, depends on the position alone: it is worked out here
+ * for every prompt length up to the bound of T, as tables of constants. Only the tokens behind the
+ * entries depend on the scores: per sub-cache i, the tokens of all its entries are one vector G_i,
+ * gathered from G_(i-1) (entry k takes the token sub-cache i - 1's entry src[k] gave up, or the one
+ * offered at rstep[k] when that offer came before the prompt's end and its score is at least as
+ * large), G_0 being the positions themselves; its last W entries made before the end are what it
+ * holds. sc: the prompt scores [T] (f32), last: T - 1. */
+static Node *cascade_long(Kv *kv, Node *sc, Node *last, SrcLoc loc)
+{
+    Graph *g = kv->g;
+    const Policy *pol = &kv->pol;
+    int64_t S = pol->sinks, W = pol->window, B = pol->budget, N = pol->ncascade;
+    int64_t Tmax = g->syms[kv->tsym].bound, len = Tmax - S;
+    int64_t *t = malloc(sizeof(int64_t) * (size_t)len), *nt = malloc(sizeof(int64_t) * (size_t)len);
+    int64_t *src = malloc(sizeof(int64_t) * (size_t)len), *rsrc = malloc(sizeof(int64_t) * (size_t)len);
+    int64_t *rstep = malloc(sizeof(int64_t) * (size_t)len);
+    KILN_ASSERT(t && nt && src && rsrc && rstep && len > W);
+    for (int64_t k = 0; k < len; k++)
+        t[k] = src[k] = S + k; /* sub-cache 0: entry k is position S + k, made when it comes */
+    Node *G = i64_vec(kv, src, len, loc), *held[16];
+    Node *tcut = op_k(kv, OP_ADD, last, 1);
+    for (int64_t i = 0;; i++) {
+        /* its last W entries made before the prompt's end */
+        Node *made = sel(kv, bin(kv, OP_LT, i64_vec(kv, t, len, loc), tcut), const_f32(kv, 1), const_f32(kv, 0));
+        Node *n = ir_cast(g, red(kv, OP_SUM, made, 0, 1), DT_I64, loc);
+        Node *at = bin(kv, OP_ADD, bin(kv, OP_SUB, n, i64s(kv, W)), mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(W)}, 0, NULL, loc));
+        at = bin(kv, OP_MINIMUM, bin(kv, OP_MAXIMUM, at, i64s(kv, 0)), i64s(kv, len - 1));
+        held[i] = ir_gather(g, G, at, 0, loc, NULL);
+        if (i == N - 1)
+            break;
+        /* sub-cache i + 1: offer j is sub-cache i's entry j, given up when entry W + j is made */
+        int64_t every = (int64_t)1 << (i + 1), n1 = 0, anyrep = 0;
+        for (int64_t j = 0; W + j < len; j++) {
+            int64_t st = t[W + j];
+            if (st <= B || (st - S) % every == 0) { /* accepted: a new entry */
+                nt[n1] = st;
+                src[n1] = rsrc[n1] = j;
+                rstep[n1++] = Tmax; /* no replacement (yet) */
+            } else { /* not accepted: it may replace the newest entry's token */
+                KILN_ASSERT(n1 > 0 && rstep[n1 - 1] == Tmax);
+                rsrc[n1 - 1] = j;
+                rstep[n1 - 1] = st;
+                anyrep = 1;
+            }
+        }
+        KILN_ASSERT(n1 >= W);
+        Node *a = ir_gather(g, G, i64_vec(kv, src, n1, loc), 0, loc, NULL);
+        if (anyrep) {
+            Node *b = ir_gather(g, G, i64_vec(kv, rsrc, n1, loc), 0, loc, NULL);
+            Node *sa = ir_gather(g, sc, bin(kv, OP_MINIMUM, a, last), 0, loc, NULL);
+            Node *sb = ir_gather(g, sc, bin(kv, OP_MINIMUM, b, last), 0, loc, NULL);
+            Node *ok = and_(kv, bin(kv, OP_LT, i64_vec(kv, rstep, n1, loc), tcut), bin(kv, OP_GE, sb, sa));
+            a = sel(kv, ok, b, a);
+        }
+        G = a;
+        memcpy(t, nt, sizeof(int64_t) * (size_t)n1);
+        len = n1;
+    }
+    free(t);
+    free(nt);
+    free(src);
+    free(rsrc);
+    free(rstep);
+    return ir_concat(g, (int)N, held, 0, loc, NULL);
+}
+
+/* prefill, cascade: attention x (an original node, of layer) computes its probabilities too, whose
+ * reference prompt scores are score_j = sum over queries k >= j of (1 - beta) beta^(k - j) p[k][j]
+ * (p averaged over the heads; cascade_attn_eager's ema_mask). A prompt of at most B tokens enters as
+ * the reference's eager fill has it (by age only): the first S are sinks, then the newest W in
+ * sub-cache 0, the W before in sub-cache 1, ..., token j in slot j. A longer one keeps what the
+ * reference's insertion of its tokens in order keeps (cascade_long): sinks in slots 0..S-1, then
+ * sub-cache i's W tokens, the spare slot B empty. The caches are gathered from the prompt's k and v
+ * by the token each slot holds. */
+static void prefill_cascade(Kv *kv, Node *x, int layer, Node *last)
+{
+    Graph *g = kv->g;
+    const Policy *pol = &kv->pol;
+    SrcLoc loc = x->loc;
+    int64_t P = nslots(pol), B = pol->budget, S = pol->sinks, W = pol->window;
+    Node *probs;
+    prefill_scored(kv, x, &probs);
+    int r = probs->rank;
+    Dim T = probs->shape[r - 1];
+    int64_t nb = 1;
+    for (int i = 0; i < r - 2; i++)
+        nb *= dim_value(probs->shape[i]);
+    probs = red(kv, OP_MEAN, ir_reshape(g, probs, 3, (Dim[]){dim_const(nb), T, T}, loc, NULL), 0, 0);
+    Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){T}, 0, NULL, loc);
+    Node *dist = bin(kv, OP_SUB, ir_reshape(g, ar, 2, (Dim[]){T, dim_const(1)}, loc, NULL),
+                     ir_reshape(g, ar, 2, (Dim[]){dim_const(1), T}, loc, NULL)); /* k - j */
+    Node *w = bin(kv, OP_MUL, bin(kv, OP_POW, const_f32(kv, (float)CASCADE_BETA), ir_cast(g, dist, DT_F32, loc)),
+                  const_f32(kv, (float)(1 - CASCADE_BETA)));
+    w = sel(kv, op_k(kv, OP_GE, dist, 0), w, const_f32(kv, 0));
+    Node *sc = red(kv, OP_SUM, bin(kv, OP_MUL, probs, w), 0, 0); /* [T] */
+    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(P)}, 0, NULL, loc);
+    /* a short prompt: slot j holds token j; its sub-cache by age */
+    Node *src = bin(kv, OP_MINIMUM, idx, last), *held = bin(kv, OP_LE, idx, last);
+    Node *age = bin(kv, OP_SUB, last, idx);
+    Node *lab = sel(kv, op_k(kv, OP_LT, idx, S), i64s(kv, 1), op_k(kv, OP_ADD, op_k(kv, OP_DIV, age, W), 2));
+    if (g->syms[kv->tsym].bound > B) { /* a long one, when T can be longer than B */
+        int64_t *pre = malloc(sizeof(int64_t) * (size_t)(S + 1)), *labs = malloc(sizeof(int64_t) * (size_t)P);
+        KILN_ASSERT(pre && labs);
+        for (int64_t k = 0; k < S; k++)
+            pre[k] = k;
+        pre[S] = 0; /* the spare slot: any token, not held */
+        for (int64_t k = 0; k < P; k++)
+            labs[k] = k < S ? 1 : k < B ? 2 + (k - S) / W : 0;
+        Node *parts[3] = {i64_vec(kv, pre, S, loc), cascade_long(kv, sc, last, loc), i64_vec(kv, pre + S, 1, loc)};
+        Node *lsrc = ir_concat(g, S ? 3 : 2, S ? parts : parts + 1, 0, loc, NULL);
+        Node *longp = op_k(kv, OP_GE, last, B);
+        src = sel(kv, longp, lsrc, src);
+        held = sel(kv, longp, op_k(kv, OP_LT, idx, B), held);
+        lab = sel(kv, longp, i64_vec(kv, labs, P, loc), lab);
+        free(pre);
+        free(labs);
+    }
+    for (int j = 1; j <= 2; j++) { /* what the cache holds of each slot's token */
+        Node *val = x->in[j];
+        if (kv->pol.cachepos && kv->reg[3 * layer + j].x) /* the value before the positions */
+            val = (Node *)kv->reg[3 * layer + j].x;
+        prefill_update(kv, state_node(kv, layer, j == 1 ? "k" : "v", loc)->name,
+                       ir_gather(g, val, src, val->rank - 2, loc, NULL));
+    }
+    prefill_update(kv, state_node(kv, layer, "pos", loc)->name, sel(kv, held, op_k(kv, OP_ADD, src, 1), i64s(kv, 0)));
+    prefill_update(kv, state_node(kv, layer, "lab", loc)->name, sel(kv, held, lab, i64s(kv, 0)));
+    prefill_update(kv, state_node(kv, layer, "score", loc)->name,
+                   sel(kv, held, ir_gather(g, sc, src, 0, loc, NULL), const_f32(kv, 0)));
+}
+
 /* The decode version of node x (its inputs already mapped); NULL after an error (reported). */
 static Node *clone(Kv *kv, Node *x, int layer_of_attention)
 {
@@ -1092,13 +1188,13 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     last->at.axis = 0;
     last->at.keepdims = 1;
     Node *slots = slot_of(&kv, pos);
-    if (kv.pol.kind == KV_FULL || kv.pol.kind == KV_CASCADE) /* a prompt longer than the budget: a named error */
+    if (kv.pol.kind == KV_FULL) /* a prompt longer than the budget: a named error */
         slots = checked(&kv, slots, op_k(&kv, OP_GE, last, B), 0, CHECK_BUDGET);
     for (int i = 0, l = 0; i < kv.n0; i++) {
         Node *a = g->nodes[i];
         if (a->op != OP_ATTENTION)
             continue;
-        for (int j = 1; j <= 2 && kv.pol.kind != KV_TOVA && kv.pol.kind != KV_H2O; j++) { /* those: their own */
+        for (int j = 1; j <= 2 && !evicting(&kv.pol); j++) { /* those write their own */
             Node *x = a->in[j];
             char name[64];
             snprintf(name, sizeof name, "cache.%d.%c", l, j == 1 ? 'k' : 'v');
@@ -1153,7 +1249,7 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
             else if (kv.pol.kind == KV_H2O)
                 prefill_heavy(&kv, g->nodes[i], l, last);
             else
-                prefill_cascade(&kv, g->nodes[i], l, slots, last);
+                prefill_cascade(&kv, g->nodes[i], l, last);
             l++;
         }
         ir_toposort(g);
