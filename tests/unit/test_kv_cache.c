@@ -965,6 +965,143 @@ static void test_cachepos(const Model *m, const char *policy, int S, int W, int 
     diag_free(d);
 }
 
+/* h2o:heavy=H,recent=R with positions=cache on a one-layer rotary model with one KV head (the
+ * Llama-style model with L = 1, H = 2, KVH = 1: both query heads share the one slot map, and a layer-0 key
+ * or value depends on its own token alone), against an independent reference that keeps the heavy
+ * hitters itself: a list of held positions with the attention each received, in double. The prompt
+ * (P tokens, at positions 0..P-1 as prefill has them) starts the sums with its column sums over the
+ * query heads, from the model run over the prompt; longer than B = H + R, it leaves its R most recent
+ * positions and the H others with the largest sums. Decoding position t, the model runs over the
+ * held tokens and t, in order, at positions 0..n-1 (what positions=cache gives: each key at its rank
+ * among the held tokens); the last row's logits are the expected ones, and its probabilities, summed
+ * over the query heads, are added to each held position's sum and start t's; then, holding more than
+ * B, the position with the least sum among those not among the R most recent (t - R + 1 .. t) leaves.
+ * After each step kiln's cache.0.pos must hold the same positions, cache.0.acc the same sums (1e-5
+ * relative) and the logits agree within 1e-5. */
+static void test_h2o_cachepos(const Model *m, int H, int R, int n)
+{
+    char policy[64], what[96];
+    snprintf(policy, sizeof policy, "h2o:heavy=%d,recent=%d,positions=cache", H, R);
+    int B = H + R, L;
+    Graph *g, *ref;
+    Diag *d = compile_pair(m, policy, 0, &g, &ref, &L, what);
+    if (!d)
+        return;
+    const StateDecl *pd = &g->states[ir_find_state(g, "cache.0.pos")];
+    int64_t S = dim_value(pd->shape[pd->rank - 1]), rows = 1;
+    for (int r = 0; r < pd->rank - 1; r++)
+        rows *= dim_value(pd->shape[r]);
+    CHECK(L == 1 && rows == 1 && S == B + 1, "%s: %d layers, %lld KV heads, %lld slots", what, L, (long long)rows,
+          (long long)S);
+    int V = vocab_of(g);
+    int32_t *tok = tokens(n, 6060u, m->vocab), *seq = malloc(sizeof(int32_t) * (size_t)n);
+    int *list = malloc(sizeof(int) * (size_t)(n + 1)), len = 0, steps = 0, evicted = 0;
+    double *acc = malloc(sizeof(double) * (size_t)(n + 1)), worst = 0, worst_acc = 0;
+    float *row = malloc(sizeof(float) * (size_t)V), *zero = calloc((size_t)n * (size_t)n, sizeof(float));
+    float *want = malloc(sizeof(float) * (size_t)V * (size_t)n);
+    HostTensor in[2], out[2];
+    const int prompts[] = {1, 3, B, B + 4, 20};
+    for (int pi = 0; pi < 5 && rows == 1; pi++) {
+        int P = prompts[pi];
+        /* the prompt: its column sums, and what a long one leaves */
+        in[0] = (HostTensor){DT_I32, 1, {P}, tok};
+        in[1] = (HostTensor){DT_F32, 2, {P, P}, zero};
+        memset(out, 0, sizeof out);
+        if (ir_interp(ref, in, out, d)) {
+            CHECK(0, "%s: the reference over the prompt failed", what);
+            break;
+        }
+        int64_t nb = 1; /* the query heads: the probabilities' batch dims */
+        for (int r = 0; r < out[1].rank - 2; r++)
+            nb *= out[1].shape[r];
+        double *sum = calloc((size_t)P, sizeof(double));
+        for (int j = 0; j < P; j++)
+            for (int64_t b = 0; b < nb; b++)
+                for (int i = 0; i < P; i++)
+                    sum[j] += ((const float *)out[1].data)[(b * P + i) * P + j];
+        int nh = P > B ? P - R : 0, *keep = malloc(sizeof(int) * (size_t)(P + 1));
+        if (nh)
+            top_k(sum, nh, H, keep);
+        len = 0;
+        for (int k = 0; k < (nh ? H : 0); k++)
+            list[len++] = keep[k];
+        for (int j = nh; j < P; j++)
+            list[len++] = j;
+        for (int k = 0; k < len; k++)
+            acc[k] = sum[list[k]];
+        free(sum);
+        free(keep);
+        free(out[0].data);
+        free(out[1].data);
+        IrState *st = ir_state_new(g);
+        CHECK(!prefill(g, st, tok, P, row, V, d), "%s: prefill of %d", what, P);
+        for (int t = P; t < n; t++) {
+            int nq = len + 1;
+            for (int k = 0; k < len; k++)
+                seq[k] = tok[list[k]];
+            seq[len] = tok[t];
+            in[0] = (HostTensor){DT_I32, 1, {nq}, seq};
+            in[1] = (HostTensor){DT_F32, 2, {nq, nq}, zero};
+            memset(out, 0, sizeof out);
+            if (ir_interp(ref, in, out, d)) {
+                CHECK(0, "%s: the reference recompute failed", what);
+                break;
+            }
+            memcpy(want + (size_t)t * (size_t)V, (const float *)out[0].data + (size_t)(nq - 1) * (size_t)V,
+                   sizeof(float) * (size_t)V);
+            list[len] = t;
+            acc[len++] = 0;
+            for (int k = 0; k < len; k++)
+                for (int64_t b = 0; b < nb; b++)
+                    acc[k] += ((const float *)out[1].data)[(b * nq + nq - 1) * nq + k];
+            if (len > B) {
+                int victim = -1;
+                for (int k = 0; k < len; k++)
+                    if (list[k] <= t - R && (victim < 0 || acc[k] < acc[victim]))
+                        victim = k;
+                memmove(&list[victim], &list[victim + 1], sizeof(int) * (size_t)(len - victim - 1));
+                memmove(&acc[victim], &acc[victim + 1], sizeof(double) * (size_t)(len - victim - 1));
+                len--;
+                evicted++;
+            }
+            free(out[0].data);
+            free(out[1].data);
+            if (decode_checked(g, st, what, tok, t, P, want, row, V, d, &worst, &steps))
+                break;
+            const int64_t *pos = cache_state(g, st, "pos", 0);
+            const float *ka = cache_state(g, st, "acc", 0);
+            int same = 1, held = 0;
+            for (int64_t k = 0; k < S; k++) {
+                held += pos[k] > 0;
+                int found = pos[k] == 0;
+                for (int q = 0; q < len && !found; q++)
+                    if (list[q] == pos[k] - 1) {
+                        found = 1;
+                        worst_acc = fmax(worst_acc, fabs(ka[k] - acc[q]));
+                        CHECK(fabs(ka[k] - acc[q]) <= 1e-5 * (1 + fabs(acc[q])), "%s: after position %d, position %d "
+                              "received %.9g, the reference %.9g", what, t, list[q], ka[k], acc[q]);
+                    }
+                same &= found;
+            }
+            CHECK(same && held == len, "%s: after position %d (prompt %d) the cache holds other positions than the "
+                  "reference's %d", what, t, P, len);
+        }
+        ir_state_free(st);
+    }
+    printf("%s: %d decode steps against a reference keeping the heavy hitters, %d evictions, worst relative error "
+           "%.3g, worst accumulated score error %.3g\n", what, steps, evicted, worst, worst_acc);
+    free(tok);
+    free(seq);
+    free(list);
+    free(acc);
+    free(row);
+    free(zero);
+    free(want);
+    release(g);
+    release(ref);
+    diag_free(d);
+}
+
 /* full with positions=cache is full: the same graph, node for node (nothing leaves the cache, so
  * the ranks are the positions) */
 static void test_full_cachepos(const Model *m)
@@ -1124,6 +1261,11 @@ int main(int argc, char **argv)
     test_cachepos(&llama1, "tova:6,positions=cache", 0, 0, 32);
     test_cachepos(&llama1, "h2o:heavy=0,recent=6,positions=cache", 0, 0, 32);
     test_cachepos(&llama1, "cascade:10,n=2,sinks=2,positions=cache", 0, 0, 40);
+    Model llama1kv = llama1; /* one KV head (of 32, the weights' k_proj) for two query heads: one slot map */
+    llama1kv.name = "llama (1 layer, 2 heads, 1 KV head)";
+    llama1kv.defines[2].value = "2";
+    llama1kv.defines[3].value = "1";
+    test_h2o_cachepos(&llama1kv, 2, 3, 32);
     test_refused();
     if (failures) {
         fprintf(stderr, "test_kv_cache: %d failures\n", failures);
