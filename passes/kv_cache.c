@@ -16,13 +16,14 @@
  *   decode   the graph again for one token (input `token` [1]) at position p = count - 1: every
  *            size T becomes 1, a position table sliced [0:T] becomes its row p (a gather), an arange
  *            [T] (positions, rotary angles) becomes p, and each attention writes the new k and v
- *            into slot(p) of the cache and attends over all B slots with an additive mask that
- *            keeps the slots holding a token (slot j holds one when j <= p: slots fill in order).
+ *            into slot(p) of the cache and attends with an additive mask that keeps the slots
+ *            holding a token (slot j holds one when j <= p: slots fill in order), reading only
+ *            the first min(p + 1, slots) (attention's fifth input: the slots that may hold one).
  *            count = count + 1.
  * Bad use fails with a named error (checked: a gather with the attribute check, whose failure the
  * entry returns as kiln_rt.h's RT_ERR_* code and the interpreter reports in a sentence): decode
- * before any prefill (check prefill), a prompt longer than the budget of full or an evicting policy
- * and a decode past full's B (check budget), a learned position table read past its last row (check
+ * before any prefill (check prefill), a prompt longer than full's budget and a decode past full's
+ * B (check budget), a learned position table read past its last row (check
  * positions). The checked value is kept in range, so that no other index fails after it.
  *
  * Policies (slot(p) for position p, B the slots):
@@ -36,7 +37,8 @@
  *                   over every held slot with the probabilities as a by-product (attention's
  *                   attribute scores), and when all B + 1 are held empties the one with the lowest
  *                   probability averaged over the heads (attend_evicting). Prefill fills slots
- *                   0..T-1; a prompt longer than B fails (check budget).
+ *                   0..T-1, or of a longer prompt keeps the B its last query attends to most
+ *                   (prefill_tova).
  *   h2o:heavy=H,recent=R (H2O) per KV head: the states cache.l.pos and cache.l.acc (k's batch
  *                   dims + [H + R + 1]) hold positions and the attention each slot received,
  *                   summed over queries and the query heads of the KV head (attend_heavy); a full
@@ -56,8 +58,8 @@
  * table (GPT-2's wpe) is read at p, so past its last row decode fails (check positions), whatever
  * the policy; positions=cache refuses such a model.
  *
- * What it does not do yet (docs/PASSES.md): attention that reads only the filled slots (decode
- * reads all B slots, masked).
+ * h2o and cascade likewise keep what their references keep of a prompt longer than B
+ * (prefill_heavy, prefill_cascade and cascade_long).
  */
 #include "passes/passes.h"
 
