@@ -693,6 +693,17 @@ static Node *zeros(Kv *kv, DType dt, int rank, const Dim *shape, SrcLoc loc)
     return ir_const(kv->g, dt, rank, shape, data, loc);
 }
 
+/* probabilities [batch..., T, T] averaged over the batch dims (the heads): [T, T] */
+static Node *heads_mean(Kv *kv, Node *probs)
+{
+    int r = probs->rank;
+    Dim T = probs->shape[r - 1];
+    int64_t nb = 1;
+    for (int i = 0; i < r - 2; i++)
+        nb *= dim_value(probs->shape[i]);
+    return red(kv, OP_MEAN, ir_reshape(kv->g, probs, 3, (Dim[]){dim_const(nb), T, T}, probs->loc, NULL), 0, 0);
+}
+
 /* [..., T] -> [..., T, 1] (at = 1) or [..., 1, T] (at = 0) */
 static Node *unsqueeze(Kv *kv, Node *v, int at)
 {
@@ -784,13 +795,9 @@ static void prefill_tova(Kv *kv, Node *x, int layer, Node *last)
     int64_t B = kv->pol.budget, S = nslots(&kv->pol);
     Node *probs;
     prefill_scored(kv, x, &probs);
-    int r = probs->rank;
-    Dim T = probs->shape[r - 1];
-    int64_t nb = 1;
-    for (int i = 0; i < r - 2; i++)
-        nb *= dim_value(probs->shape[i]);
-    Node *row = ir_slice(g, probs, r - 2, dim_add_const(T, -1), T, loc, NULL); /* the last query's */
-    Node *w = red(kv, OP_MEAN, ir_reshape(g, row, 2, (Dim[]){dim_const(nb), T}, loc, NULL), 0, 0); /* [T] */
+    Dim T = probs->shape[probs->rank - 1];
+    Node *row = ir_slice(g, heads_mean(kv, probs), 0, dim_add_const(T, -1), T, loc, NULL); /* the last query's */
+    Node *w = ir_reshape(g, row, 1, &T, loc, NULL); /* [T] */
     Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, &T, 0, NULL, loc);
     Node *rank = rank_desc(kv, w, NULL);
     Node *slots = sel(kv, op_k(kv, OP_LT, last, B), ar, bin(kv, OP_MINIMUM, rank, i64s(kv, B)));
@@ -930,12 +937,8 @@ static void prefill_cascade(Kv *kv, Node *x, int layer, Node *last)
     int64_t P = nslots(pol), B = pol->budget, S = pol->sinks, W = pol->window;
     Node *probs;
     prefill_scored(kv, x, &probs);
-    int r = probs->rank;
-    Dim T = probs->shape[r - 1];
-    int64_t nb = 1;
-    for (int i = 0; i < r - 2; i++)
-        nb *= dim_value(probs->shape[i]);
-    probs = red(kv, OP_MEAN, ir_reshape(g, probs, 3, (Dim[]){dim_const(nb), T, T}, loc, NULL), 0, 0);
+    Dim T = probs->shape[probs->rank - 1];
+    probs = heads_mean(kv, probs);
     Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){T}, 0, NULL, loc);
     Node *dist = bin(kv, OP_SUB, ir_reshape(g, ar, 2, (Dim[]){T, dim_const(1)}, loc, NULL),
                      ir_reshape(g, ar, 2, (Dim[]){dim_const(1), T}, loc, NULL)); /* k - j */

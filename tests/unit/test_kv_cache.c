@@ -201,6 +201,17 @@ static void top_k(const double *w, int n, int k, int *keep)
     free(taken);
 }
 
+/* The reference over the n tokens seq with no mask of its own (the causal one only): out[0] the
+ * logits, out[1] the probabilities (malloc'ed). 0 on success. */
+static int recompute(const Graph *ref, const int32_t *seq, int n, float *zero, HostTensor *out, Diag *d)
+{
+    HostTensor in[2] = {{DT_I32, 1, {n}, (void *)seq}, {DT_F32, 2, {n, n}, zero}};
+    memset(out, 0, sizeof(HostTensor) * 2);
+    int rc = ir_interp(ref, in, out, d);
+    CHECK(!rc, "the reference recompute over %d tokens failed", n);
+    return rc;
+}
+
 static int vocab_of(const Graph *g)
 {
     const Output *o = &g->outputs[0];
@@ -876,7 +887,7 @@ static void test_cachepos(const Model *m, const char *policy, int S, int W, int 
     int *held = malloc(sizeof(int) * (size_t)n);
     float *row = malloc(sizeof(float) * (size_t)V), *zero = calloc((size_t)n * (size_t)n, sizeof(float));
     float *want = malloc(sizeof(float) * (size_t)V * (size_t)n);
-    HostTensor in[2], out[2];
+    HostTensor out[2];
     double worst = 0;
     int steps = 0, evicted = 0;
     const int prompts[] = {1, 4, 6}; /* 6: longer than the window's and sinks' budgets, within the others' */
@@ -909,15 +920,9 @@ static void test_cachepos(const Model *m, const char *policy, int S, int W, int 
             held[nh++] = t;
             for (int k = 0; k < nh; k++)
                 seq[k] = tok[held[k]];
-            const Node *mk0 = ref->inputs[1];
-            in[0] = (HostTensor){DT_I32, 1, {nh}, seq};
-            in[1] = (HostTensor){DT_F32, 2, {nh, nh}, zero};
-            CHECK(mk0->rank == 2, "%s: the reference's mask", what);
-            memset(out, 0, sizeof out);
-            if (ir_interp(ref, in, out, d)) {
-                CHECK(0, "%s: the reference recompute failed", what);
+            CHECK(ref->inputs[1]->rank == 2, "%s: the reference's mask", what);
+            if (recompute(ref, seq, nh, zero, out, d))
                 break;
-            }
             memcpy(want + (size_t)t * (size_t)V, (const float *)out[0].data + (size_t)(nh - 1) * (size_t)V,
                    sizeof(float) * (size_t)V);
             int fails = decode_checked(g, st, what, tok, t, P, want, row, V, d, &worst, &steps);
@@ -999,18 +1004,13 @@ static void test_h2o_cachepos(const Model *m, int H, int R, int n)
     double *acc = malloc(sizeof(double) * (size_t)(n + 1)), worst = 0, worst_acc = 0;
     float *row = malloc(sizeof(float) * (size_t)V), *zero = calloc((size_t)n * (size_t)n, sizeof(float));
     float *want = malloc(sizeof(float) * (size_t)V * (size_t)n);
-    HostTensor in[2], out[2];
+    HostTensor out[2];
     const int prompts[] = {1, 3, B, B + 4, 20};
     for (int pi = 0; pi < 5 && rows == 1; pi++) {
         int P = prompts[pi];
         /* the prompt: its column sums, and what a long one leaves */
-        in[0] = (HostTensor){DT_I32, 1, {P}, tok};
-        in[1] = (HostTensor){DT_F32, 2, {P, P}, zero};
-        memset(out, 0, sizeof out);
-        if (ir_interp(ref, in, out, d)) {
-            CHECK(0, "%s: the reference over the prompt failed", what);
+        if (recompute(ref, tok, P, zero, out, d))
             break;
-        }
         int64_t nb = 1; /* the query heads: the probabilities' batch dims */
         for (int r = 0; r < out[1].rank - 2; r++)
             nb *= out[1].shape[r];
@@ -1040,13 +1040,8 @@ static void test_h2o_cachepos(const Model *m, int H, int R, int n)
             for (int k = 0; k < len; k++)
                 seq[k] = tok[list[k]];
             seq[len] = tok[t];
-            in[0] = (HostTensor){DT_I32, 1, {nq}, seq};
-            in[1] = (HostTensor){DT_F32, 2, {nq, nq}, zero};
-            memset(out, 0, sizeof out);
-            if (ir_interp(ref, in, out, d)) {
-                CHECK(0, "%s: the reference recompute failed", what);
+            if (recompute(ref, seq, nq, zero, out, d))
                 break;
-            }
             memcpy(want + (size_t)t * (size_t)V, (const float *)out[0].data + (size_t)(nq - 1) * (size_t)V,
                    sizeof(float) * (size_t)V);
             list[len] = t;
