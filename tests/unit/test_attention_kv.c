@@ -126,6 +126,8 @@ static void run_case(const Case *c, int n)
         Cg *cg = cg_new(&(CgOptions){.opt = 2}, d);
         void *inp[5] = {q, k, v, m, &cnt}, *outp[1] = {got};
         int rc = !cg || cg_build(cg, full) || cg_optimise(cg) || cg_jit_run(cg, syms, inp, outp, threads);
+        if (cg)
+            cg_free(cg);
         CHECK(!rc, "hq %d d %d B %d n %d: the compiled kernel failed", c->hq, c->d, B, n);
         if (rc)
             break;
