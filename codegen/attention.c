@@ -198,7 +198,8 @@ typedef struct Attn {
     CgVec V;                 /* the vector helpers (vec.c) at width vw */
     LLVMTypeRef vt, it;      /* <vw x float>, <vw x i32> (V's) */
     LLVMValueRef out, q, kk, v, mask;
-    LLVMValueRef Tq, Tk, D, Dv, off; /* off = Tk - Tq */
+    LLVMValueRef Tq, Tk, D, Dv, off; /* off = Tk - Tq; Tk the keys read (the count input's, when given) */
+    LLVMValueRef Tkall;              /* the keys k holds (the probabilities' row) */
     LLVMValueRef lanes;              /* <0, 1, ..., vw-1> as i32 */
     int nbatch;
     LLVMValueRef qs[IR_MAX_RANK], ks[IR_MAX_RANK], vs[IR_MAX_RANK], ms[IR_MAX_RANK + 2], os[IR_MAX_RANK];
@@ -317,8 +318,8 @@ static void strides_of(Attn *a, int j, LLVMValueRef *bst, LLVMValueRef *rs)
     }
 }
 
-/* Sizes, strides and vector types, computed in the function that uses them; ops are out, q, k, v
- * and the mask (or NULL) as values of that function. */
+/* Sizes, strides and vector types, computed in the function that uses them; ops are out, q, k, v,
+ * the mask (or NULL) and the count of keys read (or NULL) as values of that function. */
 static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
 {
     const Node *q = n->in[0], *k = n->in[1], *v = n->in[2];
@@ -337,9 +338,13 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
     a->nbatch = n->rank - 2;
     a->Tq = cg_dim(cg, q->shape[q->rank - 2]);
     a->D = cg_dim(cg, q->shape[q->rank - 1]);
-    a->Tk = cg_dim(cg, k->shape[k->rank - 2]);
+    a->Tk = a->Tkall = cg_dim(cg, k->shape[k->rank - 2]);
     a->Dv = cg_dim(cg, v->shape[v->rank - 1]);
     a->off = sub(a, a->Tk, a->Tq);
+    if (n->nin > 4) { /* a decode step's filled slots: every loop over the keys stops there */
+        LLVMValueRef c = cg_convert(cg, cg_load(cg, ops[5], n->in[4]->dtype, i64c(a, 0)), n->in[4]->dtype, DT_I64);
+        a->Tk = cg_smax(cg, cg_smin(cg, a->Tk, c), i64c(a, 0));
+    }
     strides_of(a, 0, a->qs, &a->qrs);
     strides_of(a, 1, a->ks, &a->krs);
     strides_of(a, 2, a->vs, &a->vrs);
@@ -532,7 +537,7 @@ static void row_store(Attn *a, const Batch *bt, LLVMValueRef i, RowAcc *r)
     /* the probabilities: row_pass left each visited key's score there; keys past the causal limit,
      * masked keys and every key of a row that saw none get 0 */
     LLVMValueRef sp = score_row(a, bt, i), kend = keys_end(a, i), ninf = LLVMConstReal(cg->f32, -INFINITY);
-    Loop lj = cg_loop_begin(cg, i64c(a, 0), a->Tk, "prob");
+    Loop lj = cg_loop_begin(cg, i64c(a, 0), a->Tkall, "prob");
     LLVMValueRef pj = cg_fptr(a->cg, sp, lj.iv);
     LLVMValueRef live = LLVMBuildICmp(cg->b, LLVMIntSLT, lj.iv, kend, "");
     LLVMValueRef sj = LLVMBuildSelect(cg->b, live, fload(a, pj), ninf, "");
@@ -882,13 +887,13 @@ static int64_t split_stride(const AttnCfg *k)
     return (int64_t)k->dvv * k->vw + k->vw;
 }
 
-/* The item (row, chunk) begin: cap[5] is the scratch, cap[6] the chunks per row, cap[7] the keys per
+/* The item (row, chunk) begin: cap[6] is the scratch, cap[7] the chunks per row, cap[8] the keys per
  * chunk. */
 static void split_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     Attn A, *a = &A;
     setup(a, cg, ctx, cap);
-    LLVMValueRef scratch = cap[5], nchunk = cap[6], cs = cap[7];
+    LLVMValueRef scratch = cap[6], nchunk = cap[7], cs = cap[8];
     LLVMValueRef row = LLVMBuildSDiv(cg->b, begin, nchunk, ""), c = LLVMBuildSRem(cg->b, begin, nchunk, "");
     LLVMValueRef b = LLVMBuildSDiv(cg->b, row, a->Tq, ""), i = LLVMBuildSRem(cg->b, row, a->Tq, "");
     Batch bt = batch_at(a, b);
@@ -951,7 +956,8 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         diag_error(cg->d, n->loc, "the fused attention kernel takes f32, not %s", dtype_traits[n->dtype].name);
         return -1;
     }
-    LLVMValueRef ops[5] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : LLVMConstNull(cg->ptr)};
+    LLVMValueRef none = LLVMConstNull(cg->ptr);
+    LLVMValueRef ops[6] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : none, n->nin > 4 ? in[4] : none};
     Attn A, *a = &A;
     setup(a, cg, n, ops);
     if (n->at.scores && !a->k.rows) {
@@ -964,9 +970,9 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     cg_shape(cg, n, od);
     LLVMValueRef nb = cg_numel(cg, n->rank - 2, od); /* batch indices */
     LLVMValueRef items = mul(a, nb, cg_ceil_div(a->cg, a->Tq, i64c(a, a->k.vw)));
-    LLVMValueRef cap[10] = {ops[0], ops[1], ops[2], ops[3], ops[4]};
+    LLVMValueRef cap[10] = {ops[0], ops[1], ops[2], ops[3], ops[4], ops[5]};
     if (!a->k.rows) {
-        parallel_items(a, items, 5, cap, blocks_range, "blocks");
+        parallel_items(a, items, 6, cap, blocks_range, "blocks");
         return 0;
     }
     /* Every row to the row kernel and fewer than two rows per thread: split the keys too, into
@@ -985,15 +991,15 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
     LLVMBuildCondBr(cg->b, split, yes, no);
     LLVMPositionBuilderAtEnd(cg->b, no);
-    parallel_items(a, items, 5, cap, blocks_range, "blocks");
+    parallel_items(a, items, 6, cap, blocks_range, "blocks");
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, yes);
     LLVMValueRef scratch = stack_floats(a, nsplit * split_stride(&a->k), "split");
     /* the widest key range of a row, in nchunk chunks */
-    cap[5] = scratch;
-    cap[6] = nchunk;
-    cap[7] = cg_ceil_div(a->cg, cg_smax(a->cg, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
-    parallel_items(a, mul(a, rows, nchunk), 8, cap, split_range, "split");
+    cap[6] = scratch;
+    cap[7] = nchunk;
+    cap[8] = cg_ceil_div(a->cg, cg_smax(a->cg, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
+    parallel_items(a, mul(a, rows, nchunk), 9, cap, split_range, "split");
     split_merge(a, scratch, rows, nchunk);
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, done);

@@ -352,6 +352,15 @@ static int infer_conv(const Graph *g, const Attrs *at, int nin, Node *const *in,
 static int infer_attention(const Graph *g, const Attrs *at, int nin, Node *const *in, IrType *t, IrWhy *w)
 {
     const Node *q = in[0], *k = in[1], *v = in[2];
+    if (nin == 5) { /* the keys read: an integer count, after the mask */
+        const Node *n = in[4];
+        int one = 1;
+        for (int i = 0; i < n->rank; i++)
+            one &= dim_eq(n->shape[i], dim_const(1));
+        if (!dtype_traits[n->dtype].is_int || !one)
+            return refuse(w, 4, "attention: the count of keys read is %s, not one integer", ty(g, n));
+        nin = 4;
+    }
     for (int i = 1; i < nin; i++)
         if (in[i]->dtype != q->dtype)
             return refuse(w, i, "attention: input %d is %s but q is %s: one dtype for all", i, ty(g, in[i]), ty(g, q));

@@ -642,7 +642,8 @@ static int eval_matmul(Interp *I, const Node *n, double *y)
  * whose keys are all masked (every score -inf) gives zeros, as the fused kernel does: this op is
  * what fuse-attention makes, and that is its definition, where the unfused softmax would give NaN.
  * With the attribute scores, each output row of Dv values is followed by the row's Tk probabilities
- * (the kv-cache policies read them; 0 for a masked key and for every key of a fully masked row). */
+ * (the kv-cache policies read them; 0 for a masked key and for every key of a fully masked row). A
+ * fifth input n bounds the keys read to 0..n-1, the others masked (a decode step's filled slots). */
 static int eval_attention(Interp *I, const Node *n, double *y)
 {
     const Node *qn = n->in[0], *kn = n->in[1], *vn = n->in[2], *mn = n->nin > 3 ? n->in[3] : NULL;
@@ -659,6 +660,12 @@ static int eval_attention(Interp *I, const Node *n, double *y)
     full[r + 1] = Tk;
     if (mn && !bcast_strides(r + 2, full, mn->rank, I->shape[mn->id], mst))
         return bad(I, n, "attention: the mask does not broadcast to the scores");
+    /* with a count of keys (a KV cache's filled slots), the keys from it on are not read: masked */
+    int64_t Tn = Tk;
+    if (n->nin > 4) {
+        double c = I->val[n->in[4]->id][0];
+        Tn = c < 0 ? 0 : c < (double)Tk ? (int64_t)c : Tk;
+    }
     /* batch strides count whole matrices: rescale the element strides of the batch dims */
     int64_t nb = prod(os, 0, r), idx[IR_MAX_RANK] = {0}, off[3] = {0, 0, 0};
     double *sc = malloc(sizeof(double) * (size_t)(Tk ? Tk : 1));
@@ -674,7 +681,7 @@ static int eval_attention(Interp *I, const Node *n, double *y)
         double *out = y + b * Tq * ow;
         for (int64_t i = 0; i < Tq; i++) {
             double mx = -INFINITY;
-            for (int64_t j = 0; j < Tk; j++) {
+            for (int64_t j = 0; j < Tn; j++) {
                 double dot = 0;
                 for (int64_t e = 0; e < D; e++)
                     dot += q[i * D + e] * k[j * D + e];
@@ -694,12 +701,12 @@ static int eval_attention(Interp *I, const Node *n, double *y)
             if (mx == -INFINITY)
                 continue; /* every key masked: zeros */
             double sum = 0;
-            for (int64_t j = 0; j < Tk; j++)
+            for (int64_t j = 0; j < Tn; j++)
                 sum += (sc[j] = exp(sc[j] - mx));
-            for (int64_t j = 0; j < Tk; j++)
+            for (int64_t j = 0; j < Tn; j++)
                 for (int64_t e = 0; e < Dv; e++)
                     out[i * ow + e] += sc[j] / sum * v[j * Dv + e];
-            for (int64_t j = 0; j < ow - Dv; j++)
+            for (int64_t j = 0; j < ow - Dv && j < Tn; j++) /* the keys past Tn keep their 0 */
                 out[i * ow + Dv + j] = sc[j] / sum;
         }
         /* next batch index; the strides from bcast_strides are in batch elements of each input */

@@ -16,13 +16,14 @@
  *   decode   the graph again for one token (input `token` [1]) at position p = count - 1: every
  *            size T becomes 1, a position table sliced [0:T] becomes its row p (a gather), an arange
  *            [T] (positions, rotary angles) becomes p, and each attention writes the new k and v
- *            into slot(p) of the cache and attends over all B slots with an additive mask that
- *            keeps the slots holding a token (slot j holds one when j <= p: slots fill in order).
+ *            into slot(p) of the cache and attends with an additive mask that keeps the slots
+ *            holding a token (slot j holds one when j <= p: slots fill in order), reading only
+ *            the first min(p + 1, slots) (attention's fifth input: the slots that may hold one).
  *            count = count + 1.
  * Bad use fails with a named error (checked: a gather with the attribute check, whose failure the
  * entry returns as kiln_rt.h's RT_ERR_* code and the interpreter reports in a sentence): decode
- * before any prefill (check prefill), a prompt longer than the budget of full or an evicting policy
- * and a decode past full's B (check budget), a learned position table read past its last row (check
+ * before any prefill (check prefill), a prompt longer than full's budget and a decode past full's
+ * B (check budget), a learned position table read past its last row (check
  * positions). The checked value is kept in range, so that no other index fails after it.
  *
  * Policies (slot(p) for position p, B the slots):
@@ -36,7 +37,8 @@
  *                   over every held slot with the probabilities as a by-product (attention's
  *                   attribute scores), and when all B + 1 are held empties the one with the lowest
  *                   probability averaged over the heads (attend_evicting). Prefill fills slots
- *                   0..T-1; a prompt longer than B fails (check budget).
+ *                   0..T-1, or of a longer prompt keeps the B its last query attends to most
+ *                   (prefill_tova).
  *   h2o:heavy=H,recent=R (H2O) per KV head: the states cache.l.pos and cache.l.acc (k's batch
  *                   dims + [H + R + 1]) hold positions and the attention each slot received,
  *                   summed over queries and the query heads of the KV head (attend_heavy); a full
@@ -56,8 +58,8 @@
  * table (GPT-2's wpe) is read at p, so past its last row decode fails (check positions), whatever
  * the policy; positions=cache refuses such a model.
  *
- * What it does not do yet (docs/PASSES.md): attention that reads only the filled slots (decode
- * reads all B slots, masked).
+ * h2o and cascade likewise keep what their references keep of a prompt longer than B
+ * (prefill_heavy, prefill_cascade and cascade_long).
  */
 #include "passes/passes.h"
 
@@ -98,6 +100,8 @@ typedef struct Kv {
     Node **map;      /* (nodes before the pass) decode's node for each, or NULL */
     int n0;          /* nodes before the pass */
     Node *p;         /* decode: the position, i64[1] */
+    Node *nread;     /* decode: the slots that may hold a token, min(p + 1, slots), i64[1]: attention reads
+                        no further (the slots fill in order, and an emptied one is taken again first) */
     Node *slot;      /* decode: slot(p), i64[1] */
     Node *mask;      /* decode: f32[1, B] additive mask, made on first use */
     Node *tcount;    /* prefill: T as an i64[1] */
@@ -433,7 +437,8 @@ static Node *attend_scored(Kv *kv, const Node *x, int layer, Node *q, Node *cons
     at.scores = 1;
     Node *qkv[3];
     positioned(kv, layer, q, cached, kv->pol.cachepos ? pos1 : NULL, qkv);
-    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 4, (Node *[]){qkv[0], qkv[1], qkv[2], mask}, NULL, x->loc, NULL);
+    Node *a = ir_build(kv->g, OP_ATTENTION, &at, 5, (Node *[]){qkv[0], qkv[1], qkv[2], mask, kv->nread}, NULL, x->loc,
+                       NULL);
     int r = a->rank;
     Dim dv = shape[r - 1];
     *probs = ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], x->loc, NULL);
@@ -585,52 +590,6 @@ static Node *attend_cascade(Kv *kv, const Node *x, Node *const *in, const Dim *s
     return o.out;
 }
 
-/* prefill, cascade: every prompt token enters as in the reference's eager fill (by age only): the
- * first S are sinks, then the newest W in sub-cache 0, the W before in sub-cache 1, ...; scores as
- * the reference's prompt scores, score_j = sum over queries k >= j of (1 - beta) beta^(k - j)
- * p[k][j] (p averaged over the heads). Attention x computes its probabilities too (as
- * prefill_heavy's). */
-static void prefill_cascade(Kv *kv, Node *x, int layer, Node *slots, Node *last)
-{
-    Graph *g = kv->g;
-    const Policy *pol = &kv->pol;
-    SrcLoc loc = x->loc;
-    int64_t P = nslots(pol);
-    Attrs at = x->at;
-    at.scores = 1;
-    Node *a = ir_build(g, OP_ATTENTION, &at, x->nin, x->in, NULL, loc, NULL);
-    int r = a->rank;
-    Dim dv = x->shape[r - 1], T = x->shape[r - 2];
-    ir_replace_uses(g, x, ir_slice(g, a, r - 1, dim_const(0), dv, loc, NULL));
-    Node *probs = ir_slice(g, a, r - 1, dv, a->shape[r - 1], loc, NULL); /* [batch..., T, T] */
-    int64_t nb = 1;
-    for (int i = 0; i < r - 2; i++)
-        nb *= dim_value(x->shape[i]);
-    probs = red(kv, OP_MEAN, ir_reshape(g, probs, 3, (Dim[]){dim_const(nb), T, T}, loc, NULL), 0, 0);
-    Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){T}, 0, NULL, loc);
-    Node *dist = bin(kv, OP_SUB, ir_reshape(g, ar, 2, (Dim[]){T, dim_const(1)}, loc, NULL),
-                     ir_reshape(g, ar, 2, (Dim[]){dim_const(1), T}, loc, NULL)); /* k - j */
-    Node *w = bin(kv, OP_MUL, bin(kv, OP_POW, const_f32(kv, (float)CASCADE_BETA), ir_cast(g, dist, DT_F32, loc)),
-                  const_f32(kv, (float)(1 - CASCADE_BETA)));
-    w = sel(kv, op_k(kv, OP_GE, dist, 0), w, const_f32(kv, 0));
-    Node *sc = red(kv, OP_SUM, bin(kv, OP_MUL, probs, w), 0, 0); /* [T] */
-    Node *pos = state_node(kv, layer, "pos", loc), *lab = state_node(kv, layer, "lab", loc);
-    Node *score = state_node(kv, layer, "score", loc);
-    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(P)}, 0, NULL, loc);
-    Node *held = bin(kv, OP_LE, idx, last);
-    Node *s1 = mk(kv, OP_SCATTER, DT_F32, 1, score->shape, 3, (Node *[]){score, slots, sc}, loc);
-    s1->at.axis = 0;
-    Node *age = bin(kv, OP_SUB, last, idx);
-    Node *l1 = sel(kv, op_k(kv, OP_LT, idx, pol->sinks), i64s(kv, 1), op_k(kv, OP_ADD, op_k(kv, OP_DIV, age, pol->window), 2));
-    Node *ups[3] = {sel(kv, held, op_k(kv, OP_ADD, idx, 1), i64s(kv, 0)), sel(kv, held, l1, i64s(kv, 0)),
-                    sel(kv, held, s1, const_f32(kv, 0))};
-    const char *names[3] = {pos->name, lab->name, score->name};
-    for (int k = 0; k < 3; k++) {
-        ir_add_update(g, names[k], ups[k]);
-        g->outputs[g->noutput - 1].entry = 0;
-    }
-}
-
 /* Probabilities sc [batch..., 1, n] of attention x summed over the query heads that share a KV head
  * (the batch axes where k has size 1, or none, and the result more) and reshaped to k's batch dims +
  * [n]: one row per KV head. */
@@ -702,33 +661,324 @@ static Node *attend_heavy(Kv *kv, const Node *x, Node *const *in, const Dim *sha
     return out;
 }
 
-/* prefill, h2o: attention a (an original node, of layer) computes its probabilities too, and their
- * sums over the prompt's queries (per KV head) start acc; pos holds positions 0..T-1 in slots 0..T-1.
- * Made after decode's nodes (which clone the original graph) and put in entry 0. */
-static void prefill_heavy(Kv *kv, Node *x, int layer, Node *slots, Node *last)
+/* An update of the prefill entry (made after decode's nodes, which clone the original graph). */
+static void prefill_update(Kv *kv, const char *state, Node *x)
+{
+    ir_add_update(kv->g, state, x);
+    kv->g->outputs[kv->g->noutput - 1].entry = 0;
+}
+
+/* prefill, the policies that choose by attention: attention x (an original node) computes its
+ * probabilities too, [batch..., T, T] in *probs; returns the attention node's output part, which
+ * replaces x. */
+static void prefill_scored(Kv *kv, Node *x, Node **probs)
+{
+    Attrs at = x->at;
+    at.scores = 1;
+    Node *a = ir_build(kv->g, OP_ATTENTION, &at, x->nin, x->in, NULL, x->loc, NULL);
+    int r = a->rank;
+    Dim dv = x->shape[r - 1];
+    ir_replace_uses(kv->g, x, ir_slice(kv->g, a, r - 1, dim_const(0), dv, x->loc, NULL));
+    *probs = ir_slice(kv->g, a, r - 1, dv, a->shape[r - 1], x->loc, NULL);
+}
+
+/* A constant of zeros (static shape). */
+static Node *zeros(Kv *kv, DType dt, int rank, const Dim *shape, SrcLoc loc)
+{
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= dim_value(shape[i]);
+    void *data = arena_alloc(kv->g->arena, (size_t)n * (size_t)dtype_traits[dt].size);
+    memset(data, 0, (size_t)n * (size_t)dtype_traits[dt].size);
+    return ir_const(kv->g, dt, rank, shape, data, loc);
+}
+
+/* probabilities [batch..., T, T] averaged over the batch dims (the heads): [T, T] */
+static Node *heads_mean(Kv *kv, Node *probs)
+{
+    int r = probs->rank;
+    Dim T = probs->shape[r - 1];
+    int64_t nb = 1;
+    for (int i = 0; i < r - 2; i++)
+        nb *= dim_value(probs->shape[i]);
+    return red(kv, OP_MEAN, ir_reshape(kv->g, probs, 3, (Dim[]){dim_const(nb), T, T}, probs->loc, NULL), 0, 0);
+}
+
+/* [..., T] -> [..., T, 1] (at = 1) or [..., 1, T] (at = 0) */
+static Node *unsqueeze(Kv *kv, Node *v, int at)
+{
+    Dim s[IR_MAX_RANK];
+    memcpy(s, v->shape, sizeof(Dim) * (size_t)v->rank);
+    s[v->rank] = dim_const(1);
+    if (!at) {
+        s[v->rank] = s[v->rank - 1];
+        s[v->rank - 1] = dim_const(1);
+    }
+    return ir_reshape(kv->g, v, v->rank + 1, s, v->loc, NULL);
+}
+
+/* Each entry's rank (i64) in the descending order of v [..., T] (f32) along its last axis among the
+ * entries where cand (bool, the same shape, or NULL: all) holds: the candidates with a larger value,
+ * or an equal one at a lower index (the lower index first on ties). A T x T comparison: prefill
+ * only. */
+static Node *rank_desc(Kv *kv, Node *v, Node *cand)
+{
+    Dim T = v->shape[v->rank - 1];
+    Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, &T, 0, NULL, v->loc);
+    Node *vi = unsqueeze(kv, v, 1), *vk = unsqueeze(kv, v, 0);
+    Node *before = or_(kv, bin(kv, OP_GT, vk, vi),
+                       and_(kv, bin(kv, OP_EQ, vk, vi), bin(kv, OP_LT, unsqueeze(kv, ar, 0), unsqueeze(kv, ar, 1))));
+    if (cand)
+        before = and_(kv, before, unsqueeze(kv, cand, 0));
+    Node *n = red(kv, OP_SUM, sel(kv, before, const_f32(kv, 1), const_f32(kv, 0)), v->rank, 0); /* exact: T < 2^24 */
+    return ir_cast(kv->g, n, DT_I64, v->loc);
+}
+
+/* base [rows..., S, rest...] with, in each row, slot idx[row, j] replaced by vals[row, j] (idx
+ * [rows..., T], vals [rows..., T, rest...]; the later j wins, as a scatter's): one scatter over the
+ * rows flattened, each row's slots offset by its row times S. */
+static Node *scatter_rows(Kv *kv, Node *base, int axis, Node *idx, Node *vals)
+{
+    Graph *g = kv->g;
+    SrcLoc loc = base->loc;
+    int64_t N = 1, S = dim_value(base->shape[axis]);
+    for (int i = 0; i < axis; i++)
+        N *= dim_value(base->shape[i]);
+    Dim T = idx->shape[idx->rank - 1], fb[IR_MAX_RANK], fv[IR_MAX_RANK];
+    int rest = base->rank - axis - 1;
+    fb[0] = dim_const(N * S);
+    fv[0] = dim_mul_const(T, N);
+    memcpy(fb + 1, base->shape + axis + 1, sizeof(Dim) * (size_t)rest);
+    memcpy(fv + 1, base->shape + axis + 1, sizeof(Dim) * (size_t)rest);
+    Dim rs[IR_MAX_RANK];
+    memcpy(rs, base->shape, sizeof(Dim) * (size_t)axis);
+    rs[axis] = dim_const(1);
+    Node *row = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(N)}, 0, NULL, loc);
+    row = ir_reshape(g, op_k(kv, OP_MUL, row, S), axis + 1, rs, loc, NULL); /* [rows..., 1] */
+    Node *flat = ir_reshape(g, bin(kv, OP_ADD, idx, row), 1, fv, loc, NULL);
+    Node *w = mk(kv, OP_SCATTER, base->dtype, rest + 1, fb, 3,
+                 (Node *[]){ir_reshape(g, base, rest + 1, fb, loc, NULL), flat, ir_reshape(g, vals, rest + 1, fv, loc, NULL)},
+                 loc);
+    w->at.axis = 0;
+    return ir_reshape(g, w, base->rank, base->shape, loc, NULL);
+}
+
+/* prefill: layer's caches of attention x (an original node) written: what the cache holds of each
+ * prompt token (k and v, or with positions=cache their values before the positions) into slots,
+ * [T] for every row of the cache or [kb..., T] per KV head. */
+static void prefill_write(Kv *kv, const Node *x, int layer, Node *slots)
+{
+    for (int j = 1; j <= 2; j++) {
+        Node *val = x->in[j];
+        if (kv->pol.cachepos && kv->reg[3 * layer + j].x) /* the value before the positions */
+            val = (Node *)kv->reg[3 * layer + j].x;
+        Node *st = state_node(kv, layer, j == 1 ? "k" : "v", x->loc);
+        Node *w;
+        if (slots->rank > 1) {
+            w = scatter_rows(kv, st, st->rank - 2, slots, val);
+        } else {
+            w = mk(kv, OP_SCATTER, st->dtype, st->rank, st->shape, 3, (Node *[]){st, slots, val}, x->loc);
+            w->at.axis = st->rank - 2;
+        }
+        prefill_update(kv, st->name, w);
+    }
+}
+
+/* prefill, tova: a prompt of at most B tokens fills slots 0..T-1; a longer one keeps the B that its
+ * last query attends to most, averaged over the heads (TOVACache.reduce after the prompt's forward:
+ * topk of the last row's mean weights), in the slots of their rank, the others go to the spare
+ * slot B, which stays empty. Each layer chooses on its own. */
+static void prefill_tova(Kv *kv, Node *x, int layer, Node *last)
 {
     Graph *g = kv->g;
     SrcLoc loc = x->loc;
-    int64_t S = nslots(&kv->pol);
-    Attrs at = x->at;
-    at.scores = 1;
-    Node *a = ir_build(g, OP_ATTENTION, &at, x->nin, x->in, NULL, loc, NULL);
-    int r = a->rank;
-    Dim dv = x->shape[r - 1], T = x->shape[r - 2];
-    Node *out = ir_slice(g, a, r - 1, dim_const(0), dv, loc, NULL);
-    ir_replace_uses(g, x, out);
-    Node *probs = ir_slice(g, a, r - 1, dv, a->shape[r - 1], loc, NULL);  /* [batch..., T, T] */
+    int64_t B = kv->pol.budget, S = nslots(&kv->pol);
+    Node *probs;
+    prefill_scored(kv, x, &probs);
+    Dim T = probs->shape[probs->rank - 1];
+    Node *row = ir_slice(g, heads_mean(kv, probs), 0, dim_add_const(T, -1), T, loc, NULL); /* the last query's */
+    Node *w = ir_reshape(g, row, 1, &T, loc, NULL); /* [T] */
+    Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, &T, 0, NULL, loc);
+    Node *rank = rank_desc(kv, w, NULL);
+    Node *slots = sel(kv, op_k(kv, OP_LT, last, B), ar, bin(kv, OP_MINIMUM, rank, i64s(kv, B)));
+    prefill_write(kv, x, layer, slots);
+    Node *base = zeros(kv, DT_I64, 1, (Dim[]){dim_const(S)}, loc);
+    Node *p1 = sel(kv, op_k(kv, OP_LT, slots, B), op_k(kv, OP_ADD, ar, 1), i64s(kv, 0));
+    Node *pos = mk(kv, OP_SCATTER, DT_I64, 1, base->shape, 3, (Node *[]){base, slots, p1}, loc);
+    pos->at.axis = 0;
+    prefill_update(kv, state_node(kv, layer, "pos", loc)->name, pos);
+}
+
+/* prefill, h2o: attention x (an original node, of layer) computes its probabilities too, and their
+ * sums over the prompt's queries (per KV head) start acc. A prompt of at most B = H + R tokens fills
+ * slots 0..T-1 of every head; a longer one keeps, per KV head, its R most recent tokens and, of the
+ * others, the H with the largest sums (H2OKVCache_LayerWise after the prompt: topk of hh_score over
+ * the tokens before the recent window, then the window), the heavy ones in the slots of their rank,
+ * the recent ones in slots H..B-1, the rest to the spare slot B, which stays empty. */
+static void prefill_heavy(Kv *kv, Node *x, int layer, Node *last)
+{
+    Graph *g = kv->g;
+    SrcLoc loc = x->loc;
+    const Policy *pol = &kv->pol;
+    int64_t B = pol->budget;
+    Node *probs;
+    prefill_scored(kv, x, &probs);
+    int r = probs->rank;
+    Dim T = probs->shape[r - 1];
     Node *colsum = per_kv_head(kv, x, red(kv, OP_SUM, probs, r - 2, 1), T); /* [kb..., T] */
+    Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, &T, 0, NULL, loc);
+    Node *first = op_k(kv, OP_SUB, last, pol->recent - 1); /* T - R: the first recent position */
+    Node *cand = bin(kv, OP_LT, ar, first);
+    Node *rank = rank_desc(kv, colsum, ir_expand(g, cand, colsum->rank, colsum->shape, loc, NULL));
+    Node *recent = op_k(kv, OP_ADD, bin(kv, OP_SUB, ar, first), pol->heavy); /* H + (j - (T - R)) */
+    Node *chosen = sel(kv, cand, bin(kv, OP_MINIMUM, rank, i64s(kv, pol->heavy)), recent);
+    chosen = sel(kv, and_(kv, cand, op_k(kv, OP_GE, rank, pol->heavy)), i64s(kv, B), chosen);
+    Node *slots = sel(kv, op_k(kv, OP_LT, last, B), ir_expand(g, ar, colsum->rank, colsum->shape, loc, NULL), chosen);
+    prefill_write(kv, x, layer, slots);
     Node *pos = state_node(kv, layer, "pos", loc), *acc = state_node(kv, layer, "acc", loc);
-    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
-    Node *held = bin(kv, OP_LE, idx, last);
-    Node *sc = mk(kv, OP_SCATTER, DT_F32, acc->rank, acc->shape, 3, (Node *[]){acc, slots, colsum}, loc);
-    sc->at.axis = acc->rank - 1;
-    Node *p1 = ir_expand(g, sel(kv, held, op_k(kv, OP_ADD, idx, 1), i64s(kv, 0)), pos->rank, pos->shape, loc, NULL);
-    ir_add_update(g, pos->name, p1);
-    g->outputs[g->noutput - 1].entry = 0;
-    ir_add_update(g, acc->name, sel(kv, held, sc, const_f32(kv, 0)));
-    g->outputs[g->noutput - 1].entry = 0;
+    Node *kept = op_k(kv, OP_LT, slots, B);
+    Node *zi = zeros(kv, DT_I64, pos->rank, pos->shape, loc), *zf = zeros(kv, DT_F32, acc->rank, acc->shape, loc);
+    prefill_update(kv, pos->name, scatter_rows(kv, zi, pos->rank - 1, slots,
+                                               sel(kv, kept, op_k(kv, OP_ADD, ar, 1), i64s(kv, 0))));
+    prefill_update(kv, acc->name, scatter_rows(kv, zf, acc->rank - 1, slots, sel(kv, kept, colsum, const_f32(kv, 0))));
+}
+
+/* A constant i64 vector of n values (copied). */
+static Node *i64_vec(Kv *kv, const int64_t *v, int64_t n, SrcLoc loc)
+{
+    int64_t *data = arena_alloc(kv->g->arena, sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+    memcpy(data, v, sizeof(int64_t) * (size_t)n);
+    return ir_const(kv->g, DT_I64, 1, (Dim[]){dim_const(n)}, data, loc);
+}
+
+/* prefill, cascade, a prompt longer than B: the tokens its sub-caches hold after the reference's
+ * insertion of every prompt token in order (eager while p <= B, then the pow2 schedule; the scores
+ * fixed, the prompt's own: the reference's update() with the prompt as one chunk), [N * W] i64,
+ * sub-cache 0's W first. Which offer each sub-cache accepts, and so which entry it makes and which
+ * later offer may replace that entry's token, depends on the position alone: it is worked out here
+ * for every prompt length up to the bound of T, as tables of constants. Only the tokens behind the
+ * entries depend on the scores: per sub-cache i, the tokens of all its entries are one vector G_i,
+ * gathered from G_(i-1) (entry k takes the token sub-cache i - 1's entry src[k] gave up, or the one
+ * offered at rstep[k] when that offer came before the prompt's end and its score is at least as
+ * large), G_0 being the positions themselves; its last W entries made before the end are what it
+ * holds. sc: the prompt scores [T] (f32), last: T - 1. */
+static Node *cascade_long(Kv *kv, Node *sc, Node *last, SrcLoc loc)
+{
+    Graph *g = kv->g;
+    const Policy *pol = &kv->pol;
+    int64_t S = pol->sinks, W = pol->window, B = pol->budget, N = pol->ncascade;
+    int64_t Tmax = g->syms[kv->tsym].bound, len = Tmax - S;
+    int64_t *t = malloc(sizeof(int64_t) * (size_t)len), *nt = malloc(sizeof(int64_t) * (size_t)len);
+    int64_t *src = malloc(sizeof(int64_t) * (size_t)len), *rsrc = malloc(sizeof(int64_t) * (size_t)len);
+    int64_t *rstep = malloc(sizeof(int64_t) * (size_t)len);
+    KILN_ASSERT(t && nt && src && rsrc && rstep && len > W);
+    for (int64_t k = 0; k < len; k++)
+        t[k] = src[k] = S + k; /* sub-cache 0: entry k is position S + k, made when it comes */
+    Node *G = i64_vec(kv, src, len, loc), *held[16];
+    Node *tcut = op_k(kv, OP_ADD, last, 1);
+    for (int64_t i = 0;; i++) {
+        /* its last W entries made before the prompt's end */
+        Node *made = sel(kv, bin(kv, OP_LT, i64_vec(kv, t, len, loc), tcut), const_f32(kv, 1), const_f32(kv, 0));
+        Node *n = ir_cast(g, red(kv, OP_SUM, made, 0, 1), DT_I64, loc);
+        Node *at = bin(kv, OP_ADD, bin(kv, OP_SUB, n, i64s(kv, W)), mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(W)}, 0, NULL, loc));
+        at = bin(kv, OP_MINIMUM, bin(kv, OP_MAXIMUM, at, i64s(kv, 0)), i64s(kv, len - 1));
+        held[i] = ir_gather(g, G, at, 0, loc, NULL);
+        if (i == N - 1)
+            break;
+        /* sub-cache i + 1: offer j is sub-cache i's entry j, given up when entry W + j is made */
+        int64_t every = (int64_t)1 << (i + 1), n1 = 0, anyrep = 0;
+        for (int64_t j = 0; W + j < len; j++) {
+            int64_t st = t[W + j];
+            if (st <= B || (st - S) % every == 0) { /* accepted: a new entry */
+                nt[n1] = st;
+                src[n1] = rsrc[n1] = j;
+                rstep[n1++] = Tmax; /* no replacement (yet) */
+            } else { /* not accepted: it may replace the newest entry's token */
+                KILN_ASSERT(n1 > 0 && rstep[n1 - 1] == Tmax);
+                rsrc[n1 - 1] = j;
+                rstep[n1 - 1] = st;
+                anyrep = 1;
+            }
+        }
+        KILN_ASSERT(n1 >= W);
+        Node *a = ir_gather(g, G, i64_vec(kv, src, n1, loc), 0, loc, NULL);
+        if (anyrep) {
+            Node *b = ir_gather(g, G, i64_vec(kv, rsrc, n1, loc), 0, loc, NULL);
+            Node *sa = ir_gather(g, sc, bin(kv, OP_MINIMUM, a, last), 0, loc, NULL);
+            Node *sb = ir_gather(g, sc, bin(kv, OP_MINIMUM, b, last), 0, loc, NULL);
+            Node *ok = and_(kv, bin(kv, OP_LT, i64_vec(kv, rstep, n1, loc), tcut), bin(kv, OP_GE, sb, sa));
+            a = sel(kv, ok, b, a);
+        }
+        G = a;
+        memcpy(t, nt, sizeof(int64_t) * (size_t)n1);
+        len = n1;
+    }
+    free(t);
+    free(nt);
+    free(src);
+    free(rsrc);
+    free(rstep);
+    return ir_concat(g, (int)N, held, 0, loc, NULL);
+}
+
+/* prefill, cascade: attention x (an original node, of layer) computes its probabilities too, whose
+ * reference prompt scores are score_j = sum over queries k >= j of (1 - beta) beta^(k - j) p[k][j]
+ * (p averaged over the heads; cascade_attn_eager's ema_mask). A prompt of at most B tokens enters as
+ * the reference's eager fill has it (by age only): the first S are sinks, then the newest W in
+ * sub-cache 0, the W before in sub-cache 1, ..., token j in slot j. A longer one keeps what the
+ * reference's insertion of its tokens in order keeps (cascade_long): sinks in slots 0..S-1, then
+ * sub-cache i's W tokens, the spare slot B empty. The caches are gathered from the prompt's k and v
+ * by the token each slot holds. */
+static void prefill_cascade(Kv *kv, Node *x, int layer, Node *last)
+{
+    Graph *g = kv->g;
+    const Policy *pol = &kv->pol;
+    SrcLoc loc = x->loc;
+    int64_t P = nslots(pol), B = pol->budget, S = pol->sinks, W = pol->window;
+    Node *probs;
+    prefill_scored(kv, x, &probs);
+    Dim T = probs->shape[probs->rank - 1];
+    probs = heads_mean(kv, probs);
+    Node *ar = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){T}, 0, NULL, loc);
+    Node *dist = bin(kv, OP_SUB, ir_reshape(g, ar, 2, (Dim[]){T, dim_const(1)}, loc, NULL),
+                     ir_reshape(g, ar, 2, (Dim[]){dim_const(1), T}, loc, NULL)); /* k - j */
+    Node *w = bin(kv, OP_MUL, bin(kv, OP_POW, const_f32(kv, (float)CASCADE_BETA), ir_cast(g, dist, DT_F32, loc)),
+                  const_f32(kv, (float)(1 - CASCADE_BETA)));
+    w = sel(kv, op_k(kv, OP_GE, dist, 0), w, const_f32(kv, 0));
+    Node *sc = red(kv, OP_SUM, bin(kv, OP_MUL, probs, w), 0, 0); /* [T] */
+    Node *idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(P)}, 0, NULL, loc);
+    /* a short prompt: slot j holds token j; its sub-cache by age */
+    Node *src = bin(kv, OP_MINIMUM, idx, last), *held = bin(kv, OP_LE, idx, last);
+    Node *age = bin(kv, OP_SUB, last, idx);
+    Node *lab = sel(kv, op_k(kv, OP_LT, idx, S), i64s(kv, 1), op_k(kv, OP_ADD, op_k(kv, OP_DIV, age, W), 2));
+    if (g->syms[kv->tsym].bound > B) { /* a long one, when T can be longer than B */
+        int64_t *pre = malloc(sizeof(int64_t) * (size_t)(S + 1)), *labs = malloc(sizeof(int64_t) * (size_t)P);
+        KILN_ASSERT(pre && labs);
+        for (int64_t k = 0; k < S; k++)
+            pre[k] = k;
+        pre[S] = 0; /* the spare slot: any token, not held */
+        for (int64_t k = 0; k < P; k++)
+            labs[k] = k < S ? 1 : k < B ? 2 + (k - S) / W : 0;
+        Node *parts[3] = {i64_vec(kv, pre, S, loc), cascade_long(kv, sc, last, loc), i64_vec(kv, pre + S, 1, loc)};
+        Node *lsrc = ir_concat(g, S ? 3 : 2, S ? parts : parts + 1, 0, loc, NULL);
+        Node *longp = op_k(kv, OP_GE, last, B);
+        src = sel(kv, longp, lsrc, src);
+        held = sel(kv, longp, op_k(kv, OP_LT, idx, B), held);
+        lab = sel(kv, longp, i64_vec(kv, labs, P, loc), lab);
+        free(pre);
+        free(labs);
+    }
+    for (int j = 1; j <= 2; j++) { /* what the cache holds of each slot's token */
+        Node *val = x->in[j];
+        if (kv->pol.cachepos && kv->reg[3 * layer + j].x) /* the value before the positions */
+            val = (Node *)kv->reg[3 * layer + j].x;
+        prefill_update(kv, state_node(kv, layer, j == 1 ? "k" : "v", loc)->name,
+                       ir_gather(g, val, src, val->rank - 2, loc, NULL));
+    }
+    prefill_update(kv, state_node(kv, layer, "pos", loc)->name, sel(kv, held, op_k(kv, OP_ADD, src, 1), i64s(kv, 0)));
+    prefill_update(kv, state_node(kv, layer, "lab", loc)->name, sel(kv, held, lab, i64s(kv, 0)));
+    prefill_update(kv, state_node(kv, layer, "score", loc)->name,
+                   sel(kv, held, ir_gather(g, sc, src, 0, loc, NULL), const_f32(kv, 0)));
 }
 
 /* The decode version of node x (its inputs already mapped); NULL after an error (reported). */
@@ -797,8 +1047,8 @@ static Node *clone(Kv *kv, Node *x, int layer_of_attention)
         Node *cached[2], *qkv[3];
         cache_write(kv, x, held, layer_of_attention, kv->slot, cached);
         positioned(kv, layer_of_attention, in[0], cached, kv->pol.cachepos ? ring_pos1(kv, x->loc) : NULL, qkv);
-        Node *a = mk(kv, OP_ATTENTION, x->dtype, x->rank, shape, 4,
-                     (Node *[]){qkv[0], qkv[1], qkv[2], decode_mask(kv, x->loc)}, x->loc);
+        Node *a = mk(kv, OP_ATTENTION, x->dtype, x->rank, shape, 5,
+                     (Node *[]){qkv[0], qkv[1], qkv[2], decode_mask(kv, x->loc), kv->nread}, x->loc);
         a->at = x->at;
         a->at.causal = 0;
         return a;
@@ -943,13 +1193,13 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     last->at.axis = 0;
     last->at.keepdims = 1;
     Node *slots = slot_of(&kv, pos);
-    if (kv.pol.kind == KV_FULL || evicting(&kv.pol)) /* a prompt longer than the budget: a named error */
+    if (kv.pol.kind == KV_FULL) /* a prompt longer than the budget: a named error */
         slots = checked(&kv, slots, op_k(&kv, OP_GE, last, B), 0, CHECK_BUDGET);
     for (int i = 0, l = 0; i < kv.n0; i++) {
         Node *a = g->nodes[i];
         if (a->op != OP_ATTENTION)
             continue;
-        for (int j = 1; j <= 2; j++) {
+        for (int j = 1; j <= 2 && !evicting(&kv.pol); j++) { /* those write their own */
             Node *x = a->in[j];
             char name[64];
             snprintf(name, sizeof name, "cache.%d.%c", l, j == 1 ? 'k' : 'v');
@@ -964,16 +1214,6 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
         }
         l++;
     }
-    if (kv.pol.kind == KV_TOVA) { /* slots 0..T-1 hold positions 0..T-1, the others nothing */
-        int64_t S = nslots(&kv.pol);
-        Node *idx = mk(&kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, noloc);
-        Node *held = sel(&kv, bin(&kv, OP_LE, idx, last), op_k(&kv, OP_ADD, idx, 1), i64s(&kv, 0));
-        for (int l = 0; l < nattn; l++) {
-            char name[64];
-            snprintf(name, sizeof name, "cache.%d.pos", l);
-            ir_add_update(g, name, held);
-        }
-    }
     ir_add_update(g, "count", op_k(&kv, OP_ADD, op_k(&kv, OP_ADD, last, 1), 1)); /* T + 1 */
 
     /* decode: the model again for one token at position p = count - 1 */
@@ -985,6 +1225,7 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     if (kv.pol.kind == KV_FULL) /* the position too, so that a position table is read in range */
         kv.p = checked(&kv, kv.p, op_k(&kv, OP_GE, kv.p, B), B - 1, CHECK_BUDGET);
     kv.slot = slot_of(&kv, kv.p);
+    kv.nread = ir_binary(g, OP_MINIMUM, op_k(&kv, OP_ADD, kv.p, 1), const_i64(&kv, nslots(&kv.pol)), noloc, NULL);
     kv.map = calloc((size_t)kv.n0 + 1, sizeof(Node *));
     KILN_ASSERT(kv.map);
     int nout0 = g->noutput;
@@ -1004,10 +1245,18 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     free(kv.map);
     if (!ok)
         return 0;
-    if (kv.pol.kind == KV_H2O || kv.pol.kind == KV_CASCADE) {
-        for (int i = 0, l = 0; i < kv.n0; i++)
-            if (g->nodes[i]->op == OP_ATTENTION)
-                (kv.pol.kind == KV_H2O ? prefill_heavy : prefill_cascade)(&kv, g->nodes[i], l++, slots, last);
+    if (evicting(&kv.pol)) { /* prefill's attentions compute their probabilities too */
+        for (int i = 0, l = 0; i < kv.n0; i++) {
+            if (g->nodes[i]->op != OP_ATTENTION)
+                continue;
+            if (kv.pol.kind == KV_TOVA)
+                prefill_tova(&kv, g->nodes[i], l, last);
+            else if (kv.pol.kind == KV_H2O)
+                prefill_heavy(&kv, g->nodes[i], l, last);
+            else
+                prefill_cascade(&kv, g->nodes[i], l, last);
+            l++;
+        }
         ir_toposort(g);
     }
     ir_compact(g);

@@ -8,8 +8,8 @@
  * character through decode, which reads and appends the cache; when decode fails because the cache
  * or a learned position table is full (the codes RT_ERR_BUDGET, RT_ERR_POSITIONS: policy full's B
  * tokens, GPT-2's wpe), the last CTX/2 characters are prefilled again and decoding goes on. A
- * prefill that fails with RT_ERR_BUDGET (a prompt longer than the budget of an evicting policy,
- * tova:B) is retried with the last half of its tokens, down to one. Any other failure is an error
+ * prefill that fails with RT_ERR_BUDGET (a prompt longer than the budget of full:B; the evicting
+ * policies reduce a long prompt themselves) is retried with the last half of its tokens, down to one. Any other failure is an error
  * that says what failed (rt_error_message). Generation ends with `N tokens in S s (R tokens/s)` on
  * stderr, the prompt's prefill included.
  * Sampling: logits / temperature, the k largest kept (top-k), softmax, one draw from a xorshift64*

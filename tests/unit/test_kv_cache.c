@@ -167,6 +167,51 @@ static int run_probs(const Graph *ref, const int32_t *tok, int t1, int L, float 
     return rc;
 }
 
+/* The reference (probs_model) over the prompt tokens 0..P-1 alone, every layer's rows causal (masks:
+ * L layers of `per` floats, [heads..., n, n] or [n, n]; the prompt's rows are set here): the prompt's
+ * own probabilities, which the policies that choose by attention read when the prompt is longer
+ * than the cache. out[1 + l]: layer l's [heads..., P, P]. */
+static int run_prompt(const Graph *ref, const int32_t *tok, int P, int n, int L, float *masks, size_t per, float *sub,
+                      HostTensor *in, HostTensor *out, Diag *d)
+{
+    int nb = (int)(per / ((size_t)n * (size_t)n));
+    for (int l = 0; l < L; l++)
+        for (int b = 0; b < nb; b++)
+            for (int i = 0; i < P; i++)
+                for (int j = 0; j < P; j++)
+                    sub[(size_t)l * per + ((size_t)b * P + i) * P + j] = masks[(size_t)l * per + ((size_t)b * n + i) * n + j] =
+                        j <= i ? 0 : -INFINITY;
+    return run_probs(ref, tok, P, L, sub, per, in, out, d);
+}
+
+/* The k largest of w[0..n) (the lower index first on ties), ascending by index, into keep. */
+static void top_k(const double *w, int n, int k, int *keep)
+{
+    unsigned char *taken = calloc((size_t)n, 1);
+    for (int r = 0; r < k; r++) {
+        int best = -1;
+        for (int j = 0; j < n; j++)
+            if (!taken[j] && (best < 0 || w[j] > w[best]))
+                best = j;
+        taken[best] = 1;
+    }
+    for (int j = 0, m = 0; j < n; j++)
+        if (taken[j])
+            keep[m++] = j;
+    free(taken);
+}
+
+/* The reference over the n tokens seq with no mask of its own (the causal one only): out[0] the
+ * logits, out[1] the probabilities (malloc'ed). 0 on success. */
+static int recompute(const Graph *ref, const int32_t *seq, int n, float *zero, HostTensor *out, Diag *d)
+{
+    HostTensor in[2] = {{DT_I32, 1, {n}, (void *)seq}, {DT_F32, 2, {n, n}, zero}};
+    memset(out, 0, sizeof(HostTensor) * 2);
+    int rc = ir_interp(ref, in, out, d);
+    CHECK(!rc, "the reference recompute over %d tokens failed", n);
+    return rc;
+}
+
 static int vocab_of(const Graph *g)
 {
     const Output *o = &g->outputs[0];
@@ -384,8 +429,9 @@ static Diag *compile_pair(const Model *m, const char *policy, int per_head, Grap
     return NULL;
 }
 
-/* TOVA step by step: each layer's cache is a list of positions. The prompt's P positions fill it;
- * decoding position t, every layer attends over its list and t (the reference model recomputes the
+/* TOVA step by step: each layer's cache is a list of positions. The prompt's P positions fill it, or
+ * when P > B the B that the prompt's last query attends to most, averaged over the heads (the
+ * reference run over the prompt alone: TOVACache.reduce after the prompt); decoding position t, every layer attends over its list and t (the reference model recomputes the
  * whole prefix with each layer's history of what it saw), and when the list and t are more than B,
  * the one with the lowest probability from t, averaged over the heads, leaves (TOVACache.reduce).
  * kiln's decode must give the same logits, and its state cache.l.pos the same positions. */
@@ -407,19 +453,28 @@ static void test_tova(const Model *m, int B, int n)
     HostTensor *in = calloc((size_t)L + 1, sizeof(HostTensor)), *out = calloc((size_t)L + 1, sizeof(HostTensor));
     double worst = 0;
     int steps = 0, evicted = 0;
-    const int prompts[] = {1, B / 2 + 1, B};
-    for (int pi = 0; pi < 3; pi++) {
+    const int prompts[] = {1, B / 2 + 1, B, B + 5, 30};
+    for (int pi = 0; pi < 5; pi++) {
         int P = prompts[pi];
         for (size_t i = 0; i < (size_t)L * (size_t)n * (size_t)n; i++)
             masks[i] = -INFINITY;
+        if (run_prompt(ref, tok, P, n, L, masks, (size_t)n * (size_t)n, sub, in, out, d))
+            break;
         for (int l = 0; l < L; l++) {
-            len[l] = P;
+            const HostTensor *pr = &out[l + 1]; /* [..., P, P] */
+            int64_t nb = 1;
+            for (int r = 0; r < pr->rank - 2; r++)
+                nb *= pr->shape[r];
+            double *w = calloc((size_t)P, sizeof(double));
             for (int j = 0; j < P; j++)
-                list[l * (B + 1) + j] = j;
-            for (int i = 0; i < P; i++)
-                for (int j = 0; j <= i; j++)
-                    masks[((size_t)l * n + i) * n + j] = 0;
+                for (int64_t b = 0; b < nb; b++)
+                    w[j] += ((const float *)pr->data)[(b * P + P - 1) * P + j] / (double)nb;
+            len[l] = P < B ? P : B;
+            top_k(w, P, len[l], &list[l * (B + 1)]);
+            free(w);
         }
+        for (int l = 0; l <= L; l++)
+            free(out[l].data);
         IrState *st = ir_state_new(g);
         CHECK(!prefill(g, st, tok, P, row, V, d), "%s %s: prefill of %d", m->name, policy, P);
         for (int t = P; t < n; t++) {
@@ -495,7 +550,9 @@ static void test_tova(const Model *m, int B, int n)
 
 /* H2O step by step, per layer and KV head (kv heads: the leading batch dim of the scores, each
  * followed by its G query heads): a list of positions with the attention each received, summed over
- * the queries since it came (the prompt's included) and over its query heads. Decoding position t,
+ * the queries since it came (the prompt's included: the reference run over the prompt alone) and
+ * over its query heads. A prompt longer than B = H + R leaves its R most recent positions and, of
+ * the others, the H with the largest sums (H2OKVCache_LayerWise after the prompt). Decoding position t,
  * each head attends over its list and t (the reference model with a mask per query head), t's
  * probabilities are added, and a head holding more than B = H + R loses the position with the least
  * sum among those not among the R most recent (t - R + 1 .. t). kiln's decode must give the same
@@ -530,23 +587,35 @@ static void test_h2o(const Model *m, int H, int R, int n)
     HostTensor *in = calloc((size_t)L + 1, sizeof(HostTensor)), *out = calloc((size_t)L + 1, sizeof(HostTensor));
     double worst = 0, worst_acc = 0;
     int steps = 0, evicted = 0;
-    const int prompts[] = {1, B / 2 + 1, B};
-    for (int pi = 0; pi < 3; pi++) {
+    const int prompts[] = {1, B / 2 + 1, B, B + 5, 30};
+    for (int pi = 0; pi < 5 && prompts[pi] < n; pi++) {
         int P = prompts[pi];
         for (size_t i = 0; i < per * (size_t)L; i++)
             masks[i] = -INFINITY;
-        for (int l = 0; l < L; l++)
-            for (int b = 0; b < nb; b++)
-                for (int i = 0; i < P; i++)
-                    for (int j = 0; j <= i; j++)
-                        masks[(size_t)l * per + ((size_t)b * n + i) * n + j] = 0;
-        for (int h = 0; h < NH; h++) {
-            len[h] = P;
-            for (int j = 0; j < P; j++) {
-                list[h * S + j] = j;
-                acc[h * S + j] = 0;
-            }
+        if (run_prompt(ref, tok, P, n, L, masks, per, sub, in, out, d))
+            break;
+        for (int h = 0; h < NH; h++) { /* the prompt's column sums, then its heavy and recent positions */
+            const float *pr = out[h / kvh + 1].data; /* [heads..., P, P] */
+            double *sum = calloc((size_t)P, sizeof(double));
+            for (int j = 0; j < P; j++)
+                for (int b = (h % kvh) * G; b < (h % kvh + 1) * G; b++)
+                    for (int i = 0; i < P; i++)
+                        sum[j] += pr[((size_t)b * P + i) * P + j];
+            int nh = P > B ? P - R : 0, *keep = malloc(sizeof(int) * (size_t)(P + 1));
+            if (nh)
+                top_k(sum, nh, H, keep);
+            len[h] = 0;
+            for (int k = 0; k < (nh ? H : 0); k++)
+                list[h * S + len[h]++] = keep[k];
+            for (int j = nh; j < P; j++)
+                list[h * S + len[h]++] = j;
+            for (int k = 0; k < len[h]; k++)
+                acc[h * S + k] = sum[list[h * S + k]];
+            free(sum);
+            free(keep);
         }
+        for (int l = 0; l <= L; l++)
+            free(out[l].data);
         IrState *st = ir_state_new(g);
         CHECK(!prefill(g, st, tok, P, row, V, d), "%s %s: prefill of %d", m->name, policy, P);
         for (int t = P; t < n; t++) {
@@ -568,12 +637,9 @@ static void test_h2o(const Model *m, int H, int R, int n)
                 break;
             for (int h = 0; h < NH; h++) {
                 const float *pr = out[h / kvh + 1].data; /* [heads..., t1, t1] */
-                int lo = t == P ? 0 : t; /* the first step adds the prompt's rows too */
                 for (int k = 0; k < len[h]; k++)
                     for (int b = (h % kvh) * G; b < (h % kvh + 1) * G; b++)
-                        for (int i = lo; i <= t; i++)
-                            if (i == t || i < P)
-                                acc[h * S + k] += pr[((size_t)b * t1 + i) * t1 + list[h * S + k]];
+                        acc[h * S + k] += pr[((size_t)b * t1 + t) * t1 + list[h * S + k]];
                 if (len[h] > B) { /* the least attended outside the R most recent */
                     int victim = -1;
                     for (int k = 0; k < len[h]; k++)
@@ -679,8 +745,9 @@ static void cascade_insert(Cascade *c, int t, const double *sc)
 }
 
 /* Cascade step by step against that reference: per layer, the positions held (sinks and rings)
- * decide what decoding position t sees; the scores are the reference's (prompt: sum over queries k
- * >= j of (1 - beta) beta^(k - j) p[k][j]; each decode step: beta * score + (1 - beta) p for held
+ * decide what decoding position t sees; the prompt's tokens enter one by one as the reference's
+ * update() has them, with the prompt's scores (the reference run over the prompt alone: sum over
+ * queries k >= j of (1 - beta) beta^(k - j) p[k][j]), which a prompt longer than B reads; each decode step: beta * score + (1 - beta) p for held
  * positions, (1 - beta) p for t; p averaged over the heads). After each step the positions each
  * layer holds (cache.L.pos) and the logits (1e-5) must agree. */
 static void test_cascade(const Model *m, int B, int N, int S, int n)
@@ -703,19 +770,30 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
     HostTensor *in = calloc((size_t)L + 1, sizeof(HostTensor)), *out = calloc((size_t)L + 1, sizeof(HostTensor));
     double worst = 0;
     int steps = 0;
-    const int prompts[] = {1, S + W + 1, B};
-    for (int pi = 0; pi < 3; pi++) {
+    const int prompts[] = {1, S + W + 1, B, B + 1, B + 2, B + 9, 40};
+    for (int pi = 0; pi < 7; pi++) {
         int P = prompts[pi];
         for (size_t i = 0; i < (size_t)L * (size_t)n * (size_t)n; i++)
             masks[i] = -INFINITY;
-        for (int l = 0; l < L; l++) {
-            cs[l] = (Cascade){.S = S, .N = N, .W = W};
-            for (int i = 0; i < P; i++) {
-                for (int j = 0; j <= i; j++)
-                    masks[((size_t)l * n + i) * n + j] = 0;
-                cascade_insert(&cs[l], i, sc + (size_t)l * n); /* eager: by age, scores unread */
+        if (run_prompt(ref, tok, P, n, L, masks, (size_t)n * (size_t)n, sub, in, out, d))
+            break;
+        for (int l = 0; l < L; l++) { /* the prompt's scores, then its tokens in order */
+            const HostTensor *pr = &out[l + 1];
+            int64_t nb = 1;
+            for (int r = 0; r < pr->rank - 2; r++)
+                nb *= pr->shape[r];
+            double *scl = sc + (size_t)l * n;
+            for (int j = 0; j < P; j++) {
+                scl[j] = 0;
+                for (int k = j; k < P; k++)
+                    scl[j] += (1 - beta) * pow(beta, k - j) * head_mean(pr, nb, P, k, j);
             }
+            cs[l] = (Cascade){.S = S, .N = N, .W = W};
+            for (int i = 0; i < P; i++)
+                cascade_insert(&cs[l], i, scl);
         }
+        for (int l = 0; l <= L; l++)
+            free(out[l].data);
         IrState *st = ir_state_new(g);
         CHECK(!prefill(g, st, tok, P, row, V, d), "%s %s: prefill of %d", m->name, policy, P);
         for (int t = P; t < n; t++) {
@@ -740,12 +818,6 @@ static void test_cascade(const Model *m, int B, int N, int S, int n)
                 for (int r = 0; r < pr->rank - 2; r++)
                     nb *= pr->shape[r];
                 double *scl = sc + (size_t)l * n;
-                if (t == P) /* the prompt's scores */
-                    for (int j = 0; j < P; j++) {
-                        scl[j] = 0;
-                        for (int k = j; k < P; k++)
-                            scl[j] += (1 - beta) * pow(beta, k - j) * head_mean(pr, nb, t1, k, j);
-                    }
                 const Cascade *c = &cs[l];
                 for (int i = 0; i < N; i++)
                     for (int k = 0; k < c->stored[i]; k++)
@@ -815,7 +887,7 @@ static void test_cachepos(const Model *m, const char *policy, int S, int W, int 
     int *held = malloc(sizeof(int) * (size_t)n);
     float *row = malloc(sizeof(float) * (size_t)V), *zero = calloc((size_t)n * (size_t)n, sizeof(float));
     float *want = malloc(sizeof(float) * (size_t)V * (size_t)n);
-    HostTensor in[2], out[2];
+    HostTensor out[2];
     double worst = 0;
     int steps = 0, evicted = 0;
     const int prompts[] = {1, 4, 6}; /* 6: longer than the window's and sinks' budgets, within the others' */
@@ -848,15 +920,9 @@ static void test_cachepos(const Model *m, const char *policy, int S, int W, int 
             held[nh++] = t;
             for (int k = 0; k < nh; k++)
                 seq[k] = tok[held[k]];
-            const Node *mk0 = ref->inputs[1];
-            in[0] = (HostTensor){DT_I32, 1, {nh}, seq};
-            in[1] = (HostTensor){DT_F32, 2, {nh, nh}, zero};
-            CHECK(mk0->rank == 2, "%s: the reference's mask", what);
-            memset(out, 0, sizeof out);
-            if (ir_interp(ref, in, out, d)) {
-                CHECK(0, "%s: the reference recompute failed", what);
+            CHECK(ref->inputs[1]->rank == 2, "%s: the reference's mask", what);
+            if (recompute(ref, seq, nh, zero, out, d))
                 break;
-            }
             memcpy(want + (size_t)t * (size_t)V, (const float *)out[0].data + (size_t)(nh - 1) * (size_t)V,
                    sizeof(float) * (size_t)V);
             int fails = decode_checked(g, st, what, tok, t, P, want, row, V, d, &worst, &steps);
@@ -896,6 +962,133 @@ static void test_cachepos(const Model *m, const char *policy, int S, int W, int 
     free(tok);
     free(seq);
     free(held);
+    free(row);
+    free(zero);
+    free(want);
+    release(g);
+    release(ref);
+    diag_free(d);
+}
+
+/* h2o:heavy=H,recent=R with positions=cache on a one-layer rotary model with one KV head (the
+ * Llama-style model with L = 1, H = 2, KVH = 1: both query heads share the one slot map, and a layer-0 key
+ * or value depends on its own token alone), against an independent reference that keeps the heavy
+ * hitters itself: a list of held positions with the attention each received, in double. The prompt
+ * (P tokens, at positions 0..P-1 as prefill has them) starts the sums with its column sums over the
+ * query heads, from the model run over the prompt; longer than B = H + R, it leaves its R most recent
+ * positions and the H others with the largest sums. Decoding position t, the model runs over the
+ * held tokens and t, in order, at positions 0..n-1 (what positions=cache gives: each key at its rank
+ * among the held tokens); the last row's logits are the expected ones, and its probabilities, summed
+ * over the query heads, are added to each held position's sum and start t's; then, holding more than
+ * B, the position with the least sum among those not among the R most recent (t - R + 1 .. t) leaves.
+ * After each step kiln's cache.0.pos must hold the same positions, cache.0.acc the same sums (1e-5
+ * relative) and the logits agree within 1e-5. */
+static void test_h2o_cachepos(const Model *m, int H, int R, int n)
+{
+    char policy[64], what[96];
+    snprintf(policy, sizeof policy, "h2o:heavy=%d,recent=%d,positions=cache", H, R);
+    int B = H + R, L;
+    Graph *g, *ref;
+    Diag *d = compile_pair(m, policy, 0, &g, &ref, &L, what);
+    if (!d)
+        return;
+    const StateDecl *pd = &g->states[ir_find_state(g, "cache.0.pos")];
+    int64_t S = dim_value(pd->shape[pd->rank - 1]), rows = 1;
+    for (int r = 0; r < pd->rank - 1; r++)
+        rows *= dim_value(pd->shape[r]);
+    CHECK(L == 1 && rows == 1 && S == B + 1, "%s: %d layers, %lld KV heads, %lld slots", what, L, (long long)rows,
+          (long long)S);
+    int V = vocab_of(g);
+    int32_t *tok = tokens(n, 6060u, m->vocab), *seq = malloc(sizeof(int32_t) * (size_t)n);
+    int *list = malloc(sizeof(int) * (size_t)(n + 1)), len = 0, steps = 0, evicted = 0;
+    double *acc = malloc(sizeof(double) * (size_t)(n + 1)), worst = 0, worst_acc = 0;
+    float *row = malloc(sizeof(float) * (size_t)V), *zero = calloc((size_t)n * (size_t)n, sizeof(float));
+    float *want = malloc(sizeof(float) * (size_t)V * (size_t)n);
+    HostTensor out[2];
+    const int prompts[] = {1, 3, B, B + 4, 20};
+    for (int pi = 0; pi < 5 && rows == 1; pi++) {
+        int P = prompts[pi];
+        /* the prompt: its column sums, and what a long one leaves */
+        if (recompute(ref, tok, P, zero, out, d))
+            break;
+        int64_t nb = 1; /* the query heads: the probabilities' batch dims */
+        for (int r = 0; r < out[1].rank - 2; r++)
+            nb *= out[1].shape[r];
+        double *sum = calloc((size_t)P, sizeof(double));
+        for (int j = 0; j < P; j++)
+            for (int64_t b = 0; b < nb; b++)
+                for (int i = 0; i < P; i++)
+                    sum[j] += ((const float *)out[1].data)[(b * P + i) * P + j];
+        int nh = P > B ? P - R : 0, *keep = malloc(sizeof(int) * (size_t)(P + 1));
+        if (nh)
+            top_k(sum, nh, H, keep);
+        len = 0;
+        for (int k = 0; k < (nh ? H : 0); k++)
+            list[len++] = keep[k];
+        for (int j = nh; j < P; j++)
+            list[len++] = j;
+        for (int k = 0; k < len; k++)
+            acc[k] = sum[list[k]];
+        free(sum);
+        free(keep);
+        free(out[0].data);
+        free(out[1].data);
+        IrState *st = ir_state_new(g);
+        CHECK(!prefill(g, st, tok, P, row, V, d), "%s: prefill of %d", what, P);
+        for (int t = P; t < n; t++) {
+            int nq = len + 1;
+            for (int k = 0; k < len; k++)
+                seq[k] = tok[list[k]];
+            seq[len] = tok[t];
+            if (recompute(ref, seq, nq, zero, out, d))
+                break;
+            memcpy(want + (size_t)t * (size_t)V, (const float *)out[0].data + (size_t)(nq - 1) * (size_t)V,
+                   sizeof(float) * (size_t)V);
+            list[len] = t;
+            acc[len++] = 0;
+            for (int k = 0; k < len; k++)
+                for (int64_t b = 0; b < nb; b++)
+                    acc[k] += ((const float *)out[1].data)[(b * nq + nq - 1) * nq + k];
+            if (len > B) {
+                int victim = -1;
+                for (int k = 0; k < len; k++)
+                    if (list[k] <= t - R && (victim < 0 || acc[k] < acc[victim]))
+                        victim = k;
+                memmove(&list[victim], &list[victim + 1], sizeof(int) * (size_t)(len - victim - 1));
+                memmove(&acc[victim], &acc[victim + 1], sizeof(double) * (size_t)(len - victim - 1));
+                len--;
+                evicted++;
+            }
+            free(out[0].data);
+            free(out[1].data);
+            if (decode_checked(g, st, what, tok, t, P, want, row, V, d, &worst, &steps))
+                break;
+            const int64_t *pos = cache_state(g, st, "pos", 0);
+            const float *ka = cache_state(g, st, "acc", 0);
+            int same = 1, held = 0;
+            for (int64_t k = 0; k < S; k++) {
+                held += pos[k] > 0;
+                int found = pos[k] == 0;
+                for (int q = 0; q < len && !found; q++)
+                    if (list[q] == pos[k] - 1) {
+                        found = 1;
+                        worst_acc = fmax(worst_acc, fabs(ka[k] - acc[q]));
+                        CHECK(fabs(ka[k] - acc[q]) <= 1e-5 * (1 + fabs(acc[q])), "%s: after position %d, position %d "
+                              "received %.9g, the reference %.9g", what, t, list[q], ka[k], acc[q]);
+                    }
+                same &= found;
+            }
+            CHECK(same && held == len, "%s: after position %d (prompt %d) the cache holds other positions than the "
+                  "reference's %d", what, t, P, len);
+        }
+        ir_state_free(st);
+    }
+    printf("%s: %d decode steps against a reference keeping the heavy hitters, %d evictions, worst relative error "
+           "%.3g, worst accumulated score error %.3g\n", what, steps, evicted, worst, worst_acc);
+    free(tok);
+    free(seq);
+    free(list);
+    free(acc);
     free(row);
     free(zero);
     free(want);
@@ -1063,6 +1256,11 @@ int main(int argc, char **argv)
     test_cachepos(&llama1, "tova:6,positions=cache", 0, 0, 32);
     test_cachepos(&llama1, "h2o:heavy=0,recent=6,positions=cache", 0, 0, 32);
     test_cachepos(&llama1, "cascade:10,n=2,sinks=2,positions=cache", 0, 0, 40);
+    Model llama1kv = llama1; /* one KV head (of 32, the weights' k_proj) for two query heads: one slot map */
+    llama1kv.name = "llama (1 layer, 2 heads, 1 KV head)";
+    llama1kv.defines[2].value = "2";
+    llama1kv.defines[3].value = "1";
+    test_h2o_cachepos(&llama1kv, 2, 3, 32);
     test_refused();
     if (failures) {
         fprintf(stderr, "test_kv_cache: %d failures\n", failures);
