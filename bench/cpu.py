@@ -55,6 +55,10 @@ def cpu_identity(path="/proc/cpuinfo"):
     uarch = KNOWN.get((vendor, family, model)) or FAMILY_FALLBACK.get((vendor, family)) or "unknown microarchitecture"
     name = fields.get("model name", "?")
     flags = set(fields.get("flags", "").split())
+    if uarch == "unknown microarchitecture" and vendor == "GenuineIntel" and "amx_tile" in flags:
+        # a virtual machine may report a model number of its own (family 6 model 167, Rocket Lake's
+        # number, on a Xeon with AMX): the tile unit is only on server cores from Sapphire Rapids on
+        uarch = "unknown model with AMX: Sapphire Rapids or later"
     vec = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2")
     return {"vendor": vendor, "family": family, "model": model, "stepping": num("stepping"), "name": name,
             "uarch": uarch, "key": f"{vendor}-{family}-{model}", "flags": sorted(flags), "vector": vec,

@@ -128,6 +128,7 @@ typedef struct CgTarget {
     long l1, l2;
     const char *isa;        /* "AVX-512", "AVX2", "SSE", "NEON", "generic vectors" */
     const char *core;       /* the known core the CPU is (target.c's table), or NULL */
+    const char *core_from;  /* how it was known: "its name" or "its features (AMX)" */
     int fma_pipes, fma_bits; /* the known core's vector FMA pipes and their width; 0 when unknown */
     const char *vec_from;   /* where vw, fma and regs came from */
     const char *cache_from; /* where l1 and l2 came from */

@@ -11,7 +11,8 @@
  *      below when the CPU is one of them; else 32 KiB of L1 and 1 MiB of L2;
  *   3. the table also names the core and its vector FMA pipes (for the report: what the peak is).
  * Detection is enough on the host; the table matters when cross-compiling with --cpu (and when a
- * virtual machine hides its caches from sysconf).
+ * virtual machine hides its caches from sysconf). A CPU whose name is not in the table but whose
+ * features place it (AMX: an Intel server core, Sapphire Rapids or later) takes that row.
  *
  * `kiln build --explain codegen` (cg_explain) prints the target facts and where each came from, and
  * for the GEMM and for each kind of attention node the parameters chosen from them and why.
@@ -119,6 +120,15 @@ CgTarget cg_target(const Cg *cg)
         k.isa = "generic vectors";
     }
     const CgCore *core = known_core(cg->cpu);
+    k.core_from = "its name";
+    if (!core && k.x86 && feature(f, "amx-tile") > 0 && k.vw == 16) {
+        /* A virtual machine may report a CPU model of its own (a Xeon with AMX seen as family 6
+         * model 167, which LLVM names rocketlake, a client core without AMX): the tile unit is
+         * only on Intel's server cores from Sapphire Rapids on, all with the same two 512-bit FMA
+         * pipes, 48 KiB of L1 and 2 MiB of L2 per core. */
+        core = known_core("sapphirerapids");
+        k.core_from = "its features (AMX)";
+    }
     if (core) {
         k.core = core->label;
         k.fma_pipes = core->fma_pipes;
@@ -159,8 +169,9 @@ void cg_explain(Cg *cg, FILE *out)
     size_text(l2, sizeof l2, t.l2);
     fprintf(out, "codegen: target %s, CPU %s", cg->triple, cg->cpu);
     if (t.core)
-        fprintf(out, " (%s: %d vector FMA pipes of %d bits, %d FLOP per cycle in f32)", t.core, t.fma_pipes, t.fma_bits,
-                t.fma_pipes * t.fma_bits / 32 * 2);
+        fprintf(out, " (%s%s%s: %d vector FMA pipes of %d bits, %d FLOP per cycle in f32)", t.core,
+                strcmp(t.core_from, "its name") ? ", known by " : "", strcmp(t.core_from, "its name") ? t.core_from : "",
+                t.fma_pipes, t.fma_bits, t.fma_pipes * t.fma_bits / 32 * 2);
     else
         fprintf(out, " (not in the known-core table: what the features say)");
     fprintf(out, "\ncodegen: %s, vectors of %d floats, %s, %d vector registers (from %s)\n", t.isa, t.vw,

@@ -43,7 +43,7 @@ typedef struct Options {
     Emit emit;
     int opt;           /* -O level */
     int weights_mode;  /* 0: by size, 1: embed, 2: external */
-    const char *target, *cpu;
+    const char *target, *cpu, *features;
     int threads;
     const char *passes;      /* --passes LIST */
     const char *print_after; /* --print-after PASS */
@@ -177,9 +177,12 @@ static const char *help_run =
 
 static const char *help_build =
     "usage: kiln build MODEL [-o OUT] [--emit KIND] [-O0..-O3] [--weights FILE]\n"
-    "                  [--weights-mode embed|external] [--target TRIPLE] [--cpu NAME] [-D NAME=VALUE ...]\n"
+    "                  [--weights-mode embed|external] [--target TRIPLE] [--cpu NAME] [--features LIST]\n"
+    "                  [-D NAME=VALUE ...]\n"
     "\n"
-    "Compiles MODEL to native code for the host CPU (or --target/--cpu). KIND is one of:\n"
+    "Compiles MODEL to native code for the host CPU (or --target/--cpu). --features gives LLVM's\n"
+    "feature list instead of the host's or the CPU name's (+avx512f,+avx512vnni,-amx-tile, ...):\n"
+    "the kernels are chosen from it. KIND is one of:\n"
     "  exe      a program (default): PROGRAM --input NAME=FILE.npy ... [--output NAME=FILE.npy]\n"
     "           [--weights FILE] [--threads N] [--bench N]\n"
     "  lib      a static library libNAME.a and its header NAME.h\n"
@@ -349,7 +352,8 @@ static int parse_options(int argc, char **argv, Options *o)
             o->threads = atoi(val);
             i++;
         } else if (!strcmp(o->cmd, "build") && (!strcmp(a, "-o") || !strcmp(a, "--emit") || !strcmp(a, "--target") ||
-                                                 !strcmp(a, "--cpu") || !strcmp(a, "--weights-mode"))) {
+                                                 !strcmp(a, "--cpu") || !strcmp(a, "--features") ||
+                                                 !strcmp(a, "--weights-mode"))) {
             if (!val)
                 return usage_error("%s needs a value", a);
             i++;
@@ -359,6 +363,8 @@ static int parse_options(int argc, char **argv, Options *o)
                 o->target = val;
             else if (!strcmp(a, "--cpu"))
                 o->cpu = val;
+            else if (!strcmp(a, "--features"))
+                o->features = val;
             else if (!strcmp(a, "--weights-mode")) {
                 if (strcmp(val, "embed") && strcmp(val, "external"))
                     return usage_error("--weights-mode is embed or external, not '%s'", val);
@@ -470,7 +476,7 @@ static void print_values(const HostTensor *t, int limit)
 /* Compiles g into cg's module (optimised); NULL after an error. */
 static Cg *compile(const Options *o, const Graph *g, int embed, int exe_main, const char *unopt_path, Diag *d)
 {
-    CgOptions co = {.triple = o->target, .cpu = o->cpu, .opt = o->opt, .embed_weights = embed,
+    CgOptions co = {.triple = o->target, .cpu = o->cpu, .features = o->features, .opt = o->opt, .embed_weights = embed,
                     .explain = o->explain && !strcmp(o->explain, "codegen") ? stderr : NULL};
     Cg *cg = cg_new(&co, d);
     if (!cg)
