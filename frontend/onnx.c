@@ -831,7 +831,10 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
             continue;
         }
         int errs = I->errors;
-        h(I, n, in, (int)n->n_input, outv, (int)n->n_output);
+        if (h(I, n, in, (int)n->n_input, outv, (int)n->n_output) && I->errors == errs)
+            /* found by fuzz_onnx: a Clip whose input x is named "" (an optional input left out),
+             * which its handler declines without a word */
+            ox_err(I, "a required input is left out (its name is empty)");
         if (I->errors > errs) {
             for (size_t i = 0; i < n->n_output; i++)
                 if (outv[i])
@@ -911,6 +914,10 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
             OVal decl = {0};
             if (value_info_type(I, g->output[k], &decl, 0))
                 continue;
+            if (v->dt < 0) {
+                ox_err(I, "graph output '%s' has no type: the node computing it gave none", name);
+                continue;
+            }
             if (decl.dt != v->dt || (decl.rank >= 0 && decl.rank != v->rank)) {
                 ox_err(I, "graph output '%s' is declared %s[rank %d] but computes %s", name, dtype_traits[decl.dt].name,
                        decl.rank, ox_type_str(I, v));
