@@ -348,8 +348,8 @@ int ox_qmm_write(Imp *I, const OxQmm *q, size_t k, OVal *out)
     OVal *wzp = q->wzp[k] ? ox_value(I, q->wzp[k]) : NULL;
     if (!x)
         return ERR("input '%s' is not computed by any earlier node", q->x[k]);
-    if (x->rank < 2 || x->dims[x->rank - 1] != w->dims[0] || x->sym[x->rank - 1])
-        return ERR("takes x [..., M, %lld] for weights %s, got %s", (long long)w->dims[0], ox_type_str(I, w),
+    if (x->rank < 1 || x->dims[x->rank - 1] != w->dims[0] || x->sym[x->rank - 1])
+        return ERR("takes x [..., %lld] for weights %s, got %s", (long long)w->dims[0], ox_type_str(I, w),
                    ox_type_str(I, x));
     int64_t N = w->dims[1];
     int zero = 1; /* i8 weights with zero points of 0 are used as they are */
@@ -374,7 +374,11 @@ int ox_qmm_write(Imp *I, const OxQmm *q, size_t k, OVal *out)
         dims[i] = x->dims[i], sym[i] = x->sym[i];
     dims[x->rank - 1] = N, sym[x->rank - 1] = NULL;
     ox_type(out, DT_F32, x->rank, dims, sym);
-    ox_assign(I, out, "qmatmul(%s, %s, %s, dynamic=true)", T(x), T(wq), T(sc));
+    if (x->rank == 1) /* a vector (ViT's head on the [CLS] token): MatMul's [K] @ [K, N] -> [N] */
+        ox_assign(I, out, "qmatmul(%s.reshape([1, %lld]), %s, %s, dynamic=true).reshape([%lld])", T(x),
+                  (long long)w->dims[0], T(wq), T(sc), (long long)N);
+    else
+        ox_assign(I, out, "qmatmul(%s, %s, %s, dynamic=true)", T(x), T(wq), T(sc));
     return 0;
 }
 

@@ -6,7 +6,9 @@
  * the two scales and Mul of the product by them:
  *   y1: W1 i8 [40, 24] with zero points of 0 per column and a scale per column;
  *   y2: W2 u8 [40, 16] with one zero point 128 and one scale, every Mul's operands swapped;
- *   y3 (second file only): W3 u8 with zero point 0 and values up to 255, which do not fit i8.
+ *   y3 (second file only): W3 u8 with zero point 0 and values up to 255, which do not fit i8;
+ * and a third file as the first with x a vector f32[40] (ViT-B/16's head on the [CLS] token: MatMul's
+ * [K] @ [K, N] -> [N]).
  * Checked:
  *   - y1 and y2 become `qmatmul(..., dynamic=true)` and the nodes only they read are not written (no
  *     DynamicQuantizeLinear in the first file's text); in the second file y3 is written op by op as
@@ -46,6 +48,7 @@ static double unif(void) /* [-1, 1) */
 static int8_t w1[K * N1], z1[N1];
 static uint8_t w2[K * N2], z2 = 128, w3[K * N3], z3 = 0;
 static float s1[N1], s2 = 0.0123f, s3 = 0.004f;
+static int rows = B * M; /* rows of x: B * M, or 1 when x is a vector */
 
 static Onnx__TensorProto *tensor(const char *name, int type, int rank, const int64_t *dims, const void *data,
                                  size_t bytes)
@@ -108,9 +111,10 @@ static void value_free(Onnx__ValueInfoProto *v)
 }
 
 /* The file's bytes (malloc'ed): y1, y2, and with fallback y3 instead of y2. */
-static uint8_t *make_model(int fallback, size_t *len)
+static uint8_t *make_model(int fallback, int vec, size_t *len)
 {
     static const int64_t xd[3] = {B, M, K}, y1d[3] = {B, M, N1}, y2d[3] = {B, M, N2}, y3d[3] = {B, M, N3};
+    int r = vec ? 1 : 3, o = vec ? 2 : 0; /* a vector x: the last dimension alone */
     static const int64_t w1d[2] = {K, N1}, w2d[2] = {K, N2}, w3d[2] = {K, N3}, n1d[1] = {N1};
     Onnx__TensorProto *inits[6] = {
         tensor("W1", 3 /* INT8 */, 2, w1d, w1, sizeof w1), tensor("W1_zp", 3, 1, n1d, z1, sizeof z1),
@@ -140,8 +144,8 @@ static uint8_t *make_model(int fallback, size_t *len)
         fallback ? node("mm3", "Mul", 2, m3_in, 1, m3_out) : node("mm2", "Mul", 2, m2_in, 1, m2_out)};
     nodes[2]->n_attribute = nodes[6]->n_attribute = 1;
     nodes[2]->attribute = nodes[6]->attribute = toa;
-    Onnx__ValueInfoProto *ins[1] = {value("x", 3, xd)};
-    Onnx__ValueInfoProto *outs[2] = {value("y1", 3, y1d), fallback ? value("y3", 3, y3d) : value("y2", 3, y2d)};
+    Onnx__ValueInfoProto *ins[1] = {value("x", r, xd + o)};
+    Onnx__ValueInfoProto *outs[2] = {value("y1", r, y1d + o), fallback ? value("y3", r, y3d + o) : value("y2", r, y2d + o)};
     Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
     g.name = "qproj", g.n_node = 9, g.node = nodes, g.n_initializer = 6, g.initializer = inits;
     g.n_input = 1, g.input = ins, g.n_output = 2, g.output = outs;
@@ -168,12 +172,12 @@ static double round_even(double v)
 static void onnx_reference(const float *x, const int *w, const float *sc, int n, double *y, double *sx)
 {
     float mx = 0, mn = 0; /* in f32, as ONNX (and the importer's text) computes them */
-    for (int i = 0; i < B * M * K; i++)
+    for (int i = 0; i < rows * K; i++)
         mx = fmaxf(mx, x[i]), mn = fminf(mn, x[i]);
     float s = (mx - mn) / 255.0f;
     double zp = fmin(fmax(round_even((0.0f - mn) / s), 0), 255);
     *sx = s;
-    for (int r = 0; r < B * M; r++)
+    for (int r = 0; r < rows; r++)
         for (int j = 0; j < n; j++) {
             int64_t acc = 0;
             for (int k = 0; k < K; k++) {
@@ -188,10 +192,10 @@ static void onnx_reference(const float *x, const int *w, const float *sc, int n,
  * to 1e-5 relative. */
 static void check_output(const float *got, const float *x, const int *w, const float *sc, int n, int exact)
 {
-    double *want = malloc(sizeof(double) * B * M * (size_t)n), sx;
+    double *want = malloc(sizeof(double) * (size_t)rows * (size_t)n), sx;
     REQUIRE(want);
     onnx_reference(x, w, sc, n, want, &sx);
-    for (int r = 0; r < B * M; r++) {
+    for (int r = 0; r < rows; r++) {
         double amax = 0;
         for (int k = 0; k < K; k++)
             amax = fmax(amax, fabs(x[r * K + k]));
@@ -239,13 +243,16 @@ static void run(const char *path, int fallback, float *x, float **y)
     REQUIRE(nq == (fallback ? 1 : 2));
     PassOptions po = {.d = d};
     REQUIRE(pass_pipeline(opt, "default", NULL, NULL, &po) == 0);
-    HostTensor in = {.dtype = DT_F32, .rank = 3, .shape = {B, M, K}, .data = x}, want[2] = {{0}};
+    int rank = rows == 1 ? 1 : 3;
+    HostTensor in = {.dtype = DT_F32, .rank = rank, .shape = {B, M, K}, .data = x}, want[2] = {{0}};
+    if (rank == 1)
+        in.shape[0] = K;
     REQUIRE(ir_interp(ref, &in, want, d) == 0);
     int n[2] = {N1, fallback ? N3 : N2};
     void *inp[1] = {x}, *outp[2];
     for (int k = 0; k < 2; k++) {
-        REQUIRE(want[k].rank == 3 && want[k].shape[2] == n[k]);
-        y[k] = calloc((size_t)(B * M * n[k]), sizeof(float));
+        REQUIRE(want[k].rank == rank && want[k].shape[rank - 1] == n[k]);
+        y[k] = calloc((size_t)(rows * n[k]), sizeof(float));
         REQUIRE(y[k]);
         outp[k] = y[k];
     }
@@ -255,7 +262,7 @@ static void run(const char *path, int fallback, float *x, float **y)
         REQUIRE(cg && !cg_build(cg, opt) && !cg_optimise(cg) && !cg_jit_run(cg, syms, inp, outp, threads));
         cg_free(cg);
         for (int k = 0; k < 2; k++) /* qmatmul's kernels give the interpreter's bits */
-            REQUIRE(!memcmp(y[k], want[k].data, sizeof(float) * (size_t)(B * M * n[k])));
+            REQUIRE(!memcmp(y[k], want[k].data, sizeof(float) * (size_t)(rows * n[k])));
     }
     for (int k = 0; k < 2; k++)
         free(want[k].data);
@@ -294,9 +301,11 @@ int main(void)
     for (int j = 0; j < N3; j++)
         s3v[j] = s3;
 
-    for (int fallback = 0; fallback < 2; fallback++) {
+    for (int variant = 0; variant < 3; variant++) { /* 2: the first file with a vector x */
+        int fallback = variant == 1;
+        rows = variant == 2 ? 1 : B * M;
         size_t len;
-        uint8_t *bytes = make_model(fallback, &len);
+        uint8_t *bytes = make_model(fallback, variant == 2, &len);
         FILE *f = fopen(path, "wb");
         REQUIRE(f && fwrite(bytes, 1, len, f) == len && fclose(f) == 0);
         free(bytes);
