@@ -70,6 +70,19 @@ int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *pri
                 diag_fatal(o->d, "--passes: unknown pass '%.*s' (the passes are: %s)", (int)len, p, pass_names());
                 return -1;
             }
+            /* the passes an option turns on run when it is given, listed or not; listed without it
+             * they would silently do nothing */
+            static const struct {
+                const char *pass, *option;
+            } gated[] = {{"kv-cache", "--kv-cache POLICY"},
+                         {"choose-quant", "--quant SCHEME, --calibrate FILE or --quant-overrides FILE"},
+                         {"prune-tokens", "--prune-tokens SPEC"}};
+            for (int i = 0; i < 3; i++)
+                if (strlen(gated[i].pass) == len && !strncmp(gated[i].pass, p, len) &&
+                    !(i == 0 ? o->kv_cache != NULL : i == 1 ? pass_quant_on(o) : o->prune_tokens != NULL)) {
+                    diag_fatal(o->d, "--passes: %s runs only with %s", gated[i].pass, gated[i].option);
+                    return -1;
+                }
             p += len + (e != NULL);
         }
     }
