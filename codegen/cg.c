@@ -158,11 +158,19 @@ int cg_optimise(Cg *cg)
      * hand-vectorised kernels already run 512-bit FMAs, so the core is at its AVX-512 clock anyway:
      * ask for 512 bits everywhere (on a Xeon with AMX, ViT-B/16's fc1 tile function with its GELU
      * epilogue went from 4.8% to 3.4% of the run's samples; chrt, perf, loaded machine). */
-    if (cg_target(cg).vw == 16)
-        for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
-            if (!LLVMIsDeclaration(f))
-                LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                                        LLVMCreateStringAttribute(cg->ctx, "prefer-vector-width", 19, "512", 3));
+    CgTarget t = cg_target(cg);
+    for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f))
+            continue;
+        if (t.vw == 16)
+            LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                                    LLVMCreateStringAttribute(cg->ctx, "prefer-vector-width", 19, "512", 3));
+        /* the divisions marked arcp (loops.c's cg_recip: erf's 1 / (1 + p|x|)) as a reciprocal
+         * estimate and one Newton step; divisions without the flag stay divisions */
+        if (t.x86)
+            LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                                    LLVMCreateStringAttribute(cg->ctx, "reciprocal-estimates", 20, "divf:1,vec-divf:1", 17));
+    }
     char passes[32];
     snprintf(passes, sizeof passes, "default<O%d>", cg->opt.opt < 0 ? 0 : cg->opt.opt > 3 ? 3 : cg->opt.opt);
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
