@@ -324,6 +324,17 @@ static LLVMValueRef horner(Cg *cg, LLVMValueRef y, const double *c, int n)
     return p;
 }
 
+/* 1 / d for a finite f32 d >= 1 where a relative error of about 2^-23 is as good as the division
+ * (tanh's 2 / (e^(2|x|) + 1), erf's t): the division marked as allowed to become a reciprocal of a finite value, which
+ * LLVM's x86 backend, told so by the function's "reciprocal-estimates" (cg_optimise), computes as
+ * vrcp14ps and one Newton step, a few cycles a vector instead of vdivps's ten or more. */
+static LLVMValueRef cg_recip(Cg *cg, LLVMValueRef d)
+{
+    LLVMValueRef r = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), d, "");
+    LLVMSetFastMathFlags(r, LLVMFastMathAllowReciprocal | LLVMFastMathNoInfs | LLVMFastMathNoNaNs);
+    return r;
+}
+
 /* tanh(x) for f32 without a library call. |x| < 0.55: the odd Taylor series to x^17 (the next
  * term is below 1e-8 relative); beyond: 1 - 2 / (e^(2|x|) + 1), whose cancellation costs at most a
  * couple of ulp there; the sign restored at the end; NaN stays NaN. */
@@ -336,21 +347,15 @@ LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x)
     LLVMBuilderRef b = cg->b;
     LLVMValueRef a = cg_intrinsic(cg, "llvm.fabs", &x, 1);
     LLVMValueRef small = LLVMBuildFMul(b, a, horner(cg, LLVMBuildFMul(b, a, a, ""), c, 9), "");
-    LLVMValueRef e = cg_exp(cg, LLVMBuildFMul(b, a, cg_f32(cg, 2.0), ""));
-    LLVMValueRef large = LLVMBuildFSub(b, cg_f32(cg, 1.0), LLVMBuildFDiv(b, cg_f32(cg, 2.0), LLVMBuildFAdd(b, e, cg_f32(cg, 1.0), ""), ""), "");
+    /* |x| capped at 10 (tanh is 1 in f32 from 9.1 on) keeps e^(2|x|) + 1 finite for the reciprocal;
+     * NaN, which the cap turns into 10, is put back at the end */
+    LLVMValueRef ac = cg_intrinsic(cg, "llvm.minnum", (LLVMValueRef[]){a, cg_f32(cg, 10.0)}, 2);
+    LLVMValueRef e = cg_exp(cg, LLVMBuildFMul(b, ac, cg_f32(cg, 2.0), ""));
+    LLVMValueRef r = cg_recip(cg, LLVMBuildFAdd(b, e, cg_f32(cg, 1.0), ""));
+    LLVMValueRef large = LLVMBuildFSub(b, cg_f32(cg, 1.0), LLVMBuildFMul(b, cg_f32(cg, 2.0), r, ""), "");
     LLVMValueRef y = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, a, cg_f32(cg, 0.55), ""), small, large, "");
-    return cg_intrinsic(cg, "llvm.copysign", (LLVMValueRef[]){y, x}, 2);
-}
-
-/* 1 / d for a finite f32 d >= 1 where a relative error of about 2^-23 is as good as the division
- * (t of erf below): the division marked as allowed to become a reciprocal of a finite value, which
- * LLVM's x86 backend, told so by the function's "reciprocal-estimates" (cg_optimise), computes as
- * vrcp14ps and one Newton step, a few cycles a vector instead of vdivps's ten or more. */
-static LLVMValueRef cg_recip(Cg *cg, LLVMValueRef d)
-{
-    LLVMValueRef r = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), d, "");
-    LLVMSetFastMathFlags(r, LLVMFastMathAllowReciprocal | LLVMFastMathNoInfs | LLVMFastMathNoNaNs);
-    return r;
+    y = cg_intrinsic(cg, "llvm.copysign", (LLVMValueRef[]){y, x}, 2);
+    return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealUNO, x, x, ""), x, y, "");
 }
 
 /* erf(x) for f32 without a library call. |x| < 1: the Maclaurin series of erf to x^25 (error below
