@@ -86,23 +86,45 @@ int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *pri
             p += len + (e != NULL);
         }
     }
+    int none = list && !strcmp(list, "none"), runs[NPASS];
+    for (int i = 0; i < NPASS; i++) {
+        const Pass *p = &pipeline[i];
+        int option = p->run == pass_kv_cache      ? o->kv_cache != NULL
+                     : p->run == pass_choose_quant ? pass_quant_on(o)
+                                                   : o->prune_tokens != NULL;
+        runs[i] = !none && (p->on_by_default == 3 ? option
+                            : all                ? p->on_by_default != 0
+                                                 : listed(list, p->name) || p->on_by_default == 2);
+        if (none && p->on_by_default == 3 && option) {
+            /* the option asks for a pass that --passes none rules out: say so, not nothing */
+            diag_fatal(o->d, "--passes none runs no pass, but %s asks for %s",
+                       p->run == pass_kv_cache ? "--kv-cache" : p->run == pass_choose_quant ? "a --quant option" : "--prune-tokens",
+                       p->name);
+            return -1;
+        }
+    }
     if (print_after && strcmp(print_after, "all")) {
-        int ok = 0;
+        int ok = 0, runs_it = 0;
         for (int i = 0; i < NPASS; i++)
-            ok |= !strcmp(pipeline[i].name, print_after);
+            if (!strcmp(pipeline[i].name, print_after))
+                ok = 1, runs_it = runs[i];
         if (!ok) {
             diag_fatal(o->d, "--print-after: unknown pass '%s' (the passes are: %s)", print_after, pass_names());
+            return -1;
+        }
+        if (!runs_it) {
+            diag_fatal(o->d, "--print-after: pass %s does not run here (%s)", print_after,
+                       none ? "--passes none"
+                       : !strcmp(print_after, "kv-cache") ? "it runs only with --kv-cache POLICY"
+                       : !strcmp(print_after, "choose-quant") ? "it runs only with --quant, --calibrate or --quant-overrides"
+                       : !strcmp(print_after, "prune-tokens") ? "it runs only with --prune-tokens SPEC"
+                                                              : "it is not in --passes");
             return -1;
         }
     }
     for (int i = 0; i < NPASS; i++) {
         const Pass *p = &pipeline[i];
-        if (list && !strcmp(list, "none"))
-            break;
-        if (p->on_by_default == 3 ? !(p->run == pass_kv_cache      ? o->kv_cache != NULL
-                                      : p->run == pass_choose_quant ? pass_quant_on(o)
-                                                                    : o->prune_tokens != NULL)
-            : all ? !p->on_by_default : !listed(list, p->name) && p->on_by_default != 2)
+        if (!runs[i])
             continue;
         g->planned = 0; /* any pass may move what plan-memory planned */
         int errors = diag_errors(o->d);
