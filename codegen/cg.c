@@ -51,6 +51,37 @@ char *cg_ident(const char *name)
     return s;
 }
 
+/* LLVMCreateTargetMachine with what it prints to stderr in said (one line, newlines removed) when a
+ * CPU or features were given; straight through otherwise. */
+static LLVMTargetMachineRef given_names_checked(const CgOptions *o, LLVMTargetRef target, Cg *cg,
+                                                LLVMCodeGenOptLevel lvl, char *said, size_t n)
+{
+    if (!o->cpu && !o->features)
+        return LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features, lvl, LLVMRelocPIC,
+                                       LLVMCodeModelDefault);
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    int saved = tmp ? dup(2) : -1;
+    if (saved >= 0)
+        dup2(fileno(tmp), 2);
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features, lvl,
+                                                      LLVMRelocPIC, LLVMCodeModelDefault);
+    if (saved >= 0) {
+        fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        rewind(tmp);
+        size_t got = fread(said, 1, n - 1, tmp);
+        said[got] = 0;
+        for (char *c = said; *c; c++)
+            if (*c == '\n')
+                *c = c[1] ? ' ' : 0;
+    }
+    if (tmp)
+        fclose(tmp);
+    return tm;
+}
+
 Cg *cg_new(const CgOptions *o, Diag *d)
 {
     init_targets();
@@ -80,8 +111,29 @@ Cg *cg_new(const CgOptions *o, Diag *d)
                             : o->opt == 1 ? LLVMCodeGenLevelLess
                             : o->opt == 2 ? LLVMCodeGenLevelDefault
                                           : LLVMCodeGenLevelAggressive;
-    cg->tm = LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features, lvl, LLVMRelocPIC,
-                                     LLVMCodeModelDefault);
+    /* LLVM reports a CPU or feature name it does not know on stderr, "ignoring" it, and an unknown
+     * x86-64 CPU then aborts the build later (no 64-bit feature). What it prints while the target
+     * machine is made is caught and said as kiln's error. */
+    char said[1024] = "";
+    cg->tm = given_names_checked(o, target, cg, lvl, said, sizeof said);
+    if (said[0]) {
+        int cpu = strstr(said, "is not a recognized processor") != NULL;
+        if (cpu || strstr(said, "is not a recognized feature")) {
+            char bad[128] = "";
+            const char *q = strchr(said, '\''), *e = q ? strchr(q + 1, '\'') : NULL;
+            if (q && e && e - q - 1 < (long)sizeof bad)
+                memcpy(bad, q + 1, (size_t)(e - q - 1));
+            diag_fatal(d, "%s: LLVM does not know %s '%s' for the target %s (`llc-19 -mtriple=%s %s=help` lists them)",
+                       cpu ? "--cpu" : "--features", cpu ? "the CPU" : "the feature", bad, cg->triple, cg->triple,
+                       cpu ? "-mcpu" : "-mattr");
+            if (cg->tm)
+                LLVMDisposeTargetMachine(cg->tm);
+            cg->tm = NULL;
+            cg_free(cg);
+            return NULL;
+        }
+        fputs(said, stderr);
+    }
     if (!cg->tm) {
         diag_fatal(d, "cannot create a target machine for '%s' with CPU '%s'", cg->triple, cg->cpu);
         cg_free(cg);
