@@ -110,6 +110,7 @@ typedef struct Cg {
     LLVMValueRef syms;        /* i64* */
     LLVMValueRef pool;
     LLVMValueRef status;      /* i32 alloca: 0, or an error code set by a kernel */
+    int amx_used;             /* a kernel uses AMX tiles: the process must ask the OS for them (RtModel.needs) */
 } Cg;
 
 /* ---------------------------------------------------------------- target.c */
@@ -125,6 +126,7 @@ typedef struct CgTarget {
     int x86, arm;
     int vnni;   /* AVX-512 VNNI (vpdpbusd on 512-bit vectors) */
     int bf16;   /* AVX512-BF16 (vdpbf16ps, vcvtneps2bf16 on 512-bit vectors) */
+    int amx_int8, amx_bf16; /* AMX tiles with tdpbusd / tdpbf16ps (amx-tile and amx-int8 / amx-bf16) */
     long l1, l2;
     const char *isa;        /* "AVX-512", "AVX2", "SSE", "NEON", "generic vectors" */
     const char *core;       /* the known core the CPU is (target.c's table), or NULL */

@@ -66,14 +66,17 @@ enum {
 };
 
 typedef struct QCfg {
-    int mr;  /* rows of the micro-tile */
-    int nv;  /* vectors of 16 columns per row of the micro-tile */
+    int amx; /* 1: the AMX micro-kernel (tiles of 16 rows x 64 bytes), 0: the AVX-512 one */
+    int mr;  /* rows of the micro-tile (32 with AMX: two A tiles) */
+    int nv;  /* vectors of 16 columns per row of the micro-tile (2 with AMX: two B tiles) */
     int nr;  /* nv * 16: columns per panel of the packed weights */
     int mc;  /* most rows per m-block (a multiple of mr); 0: as many as QBUF holds */
     int ncp; /* most panels per n-block */
     int kcb; /* bytes of a row per block of K (kcb int8 or kcb / 2 bf16 elements) */
     int rowb; /* kcb + 64: bytes between prepared rows (a line more: rows 4 KiB apart share L1 sets) */
     int qbuf; /* bytes of prepared rows a thread keeps on its stack, at most */
+    int kgrain; /* elements of k the blocks of K and the packed K are multiples of: 16, or a tile's
+                   16 groups with AMX (64 int8, 32 bf16) */
 } QCfg;
 
 /* Which of the two products a qmatmul is: the row preparation, the instruction, the accumulators and
@@ -95,17 +98,41 @@ static int64_t pad(int64_t x, int64_t m)
     return (x + m - 1) / m * m;
 }
 
-static QCfg qcfg(void)
+/* Whether the target's tile unit runs d's product: amx-tile with amx-int8 (amx-bf16), unless
+ * KILN_QGEMM says amx=0. */
+static int amx_for(const Cg *cg, const Dot *d, const char **why)
 {
-    QCfg q = {.mr = 12, .nv = 2, .mc = 0, .ncp = 8, .kcb = 512, .qbuf = 128 << 10};
+    CgTarget t = cg_target(cg);
+    const char *env = getenv("KILN_QGEMM");
+    if (env && strstr(env, "amx=0")) {
+        *why = "KILN_QGEMM has amx=0";
+        return 0;
+    }
+    if (!(d->bf16 ? t.amx_bf16 : t.amx_int8)) {
+        *why = d->bf16 ? "no amx-tile + amx-bf16 on this target" : "no amx-tile + amx-int8 on this target";
+        return 0;
+    }
+    *why = d->bf16 ? "amx-tile + amx-bf16 on this target" : "amx-tile + amx-int8 on this target";
+    return 1;
+}
+
+static QCfg qcfg(const Cg *cg, const Dot *d)
+{
+    const char *why;
+    int amx = amx_for(cg, d, &why);
+    /* AMX: a micro-tile of 32 x 32 (4 C tiles), blocks of K long enough that the C tiles seldom leave
+     * the unit (2 KiB of a row), m-blocks of up to 256 KiB of prepared rows (read from L2 by the tile
+     * loads), so that each panel of B serves many rows */
+    QCfg q = {.amx = amx, .mr = amx ? 32 : 12, .nv = 2, .mc = 0, .ncp = 8, .kcb = amx ? 2048 : 512,
+              .qbuf = amx ? 256 << 10 : 128 << 10};
     for (const char *p = getenv("KILN_QGEMM"); p && *p;) {
         char key[8] = {0};
         int n = 0;
         long v = 0;
         if (sscanf(p, "%7[a-z]=%ld%n", key, &v, &n) == 2 && v > 0) {
-            if (!strcmp(key, "mr") && v <= 16)
+            if (!strcmp(key, "mr") && v <= 16 && !amx)
                 q.mr = (int)v;
-            else if (!strcmp(key, "nv") && v <= 4)
+            else if (!strcmp(key, "nv") && v <= 4 && !amx)
                 q.nv = (int)v;
             else if (!strcmp(key, "mc") && v <= 4096)
                 q.mc = (int)v;
@@ -122,14 +149,22 @@ static QCfg qcfg(void)
     q.nr = q.nv * VW;
     q.mc = (q.mc + q.mr - 1) / q.mr * q.mr;
     q.rowb = q.kcb + 64;
+    q.kgrain = amx ? 16 * d->kg : 16;
     return q;
 }
 
-/* Elements of K per block: KCB bytes of a row (fewer, of equal blocks, rounded up to 16). */
+/* Elements of K per block: KCB bytes of a row (fewer, of equal blocks, rounded up to kgrain). */
 static int64_t k_block(const QCfg *q, const Dot *d, int64_t K)
 {
     int64_t kc = q->kcb / d->es, nkb = (K + kc - 1) / kc;
-    return pad((K + nkb - 1) / nkb, 16);
+    return pad((K + nkb - 1) / nkb, q->kgrain);
+}
+
+/* K padded in the packed weights: to whole groups, and with AMX to whole tiles of 16 groups (the
+ * last tile of B reads zeros, never the next panel). */
+static int64_t k_packed(const QCfg *q, const Dot *d, int64_t K)
+{
+    return pad(K, q->amx ? q->kgrain : d->kg);
 }
 
 /* The most rows of an m-block: MC when given, else as many as QBUF holds (a multiple of mr). */
@@ -162,9 +197,9 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 {
     if (!takes(cg, n))
         return cg_qwgemm_packed_bytes(cg, n); /* weight-only, or 0 */
-    QCfg q = qcfg();
     Dot d = dot_of(n);
-    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, d.kg), Np = pad(N, q.nr);
+    QCfg q = qcfg(cg, &d);
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = k_packed(&q, &d, K), Np = pad(N, q.nr);
     return d.bf16 ? 2 * Kp * Np : Kp * Np + 8 * Np;
 }
 
@@ -174,11 +209,12 @@ void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
         cg_qwgemm_pack(cg, n, dst);
         return;
     }
-    QCfg q = qcfg();
+    Dot d = dot_of(n);
+    QCfg q = qcfg(cg, &d);
     const Node *w = n->in[1];
-    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), nr = q.nr;
+    int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), nr = q.nr, Kp = k_packed(&q, &d, K);
     if (w->dtype == DT_BF16) { /* pairs of k: column c's w[2g, c], w[2g + 1, c] together */
-        int64_t Kp = pad(K, 2), Np = pad(N, nr);
+        int64_t Np = pad(N, nr);
         const uint16_t *wd = w->at.data;
         uint16_t *p = dst;
         memset(dst, 0, (size_t)(2 * Kp * Np));
@@ -188,7 +224,7 @@ void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
         return;
     }
     const Node *s = n->in[2];
-    int64_t Kp = pad(K, 4), Np = pad(N, nr);
+    int64_t Np = pad(N, nr);
     const int8_t *wd = w->at.data;
     int8_t *p = dst;
     memset(dst, 0, (size_t)(Kp * Np + 8 * Np));
@@ -208,21 +244,32 @@ void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 void cg_qgemm_explain(Cg *cg, FILE *out)
 {
     CgTarget t = cg_target(cg);
-    QCfg q = qcfg();
     const char *env = getenv("KILN_QGEMM");
     for (int b = 0; b < 2; b++) {
-        const char *name = b ? "bf16 GEMM (vdpbf16ps)" : "int8 GEMM (vpdpbusd)";
+        Dot d = {b, b ? 2 : 4, b ? 2 : 1};
+        QCfg q = qcfg(cg, &d);
+        const char *why;
+        int amx = amx_for(cg, &d, &why);
         if (!(b ? t.bf16 : t.vnni)) {
-            fprintf(out, "codegen: %s: no %s on this target: quant.c's portable kernel\n", name,
-                    b ? "AVX512-BF16" : "AVX-512 VNNI");
+            fprintf(out, "codegen: %s: no %s on this target: quant.c's portable kernel\n",
+                    b ? "bf16 GEMM (vdpbf16ps)" : "int8 GEMM (vpdpbusd)", b ? "AVX512-BF16" : "AVX-512 VNNI");
             continue;
         }
-        fprintf(out, "codegen: %s micro-tile %d x %d (%d rows, %d vectors of 16 %s): %d accumulators; blocks of K of "
-                     "%d bytes a row, m-blocks of at most %lld rows (%d KiB of prepared rows per thread), n-blocks of "
-                     "at most %d panels (and a block of K of them in half of L2)%s%s\n",
-                name, q.mr, q.nr, q.mr, q.nv, b ? "f32" : "i32", q.mr * q.nv, q.kcb, (long long)mc_rows(&q), q.qbuf >> 10,
-                q.ncp,
-                env ? "; KILN_QGEMM=" : "", env ? env : "");
+        if (amx)
+            fprintf(out, "codegen: %s GEMM (AMX %s: %s): micro-tile 32 x 32 = 2 A tiles (16 rows x 64 bytes) by 2 B "
+                         "tiles (16 groups of 4 bytes x 16 columns) into 4 C tiles of 16 x 16 %s, stored to the stack for the "
+                         "%sepilogue; blocks of K of %d bytes a row (K packed to a multiple of %d), m-blocks of at most %lld "
+                         "rows (%d KiB of prepared rows per thread), n-blocks of at most %d panels%s%s\n",
+                    b ? "bf16" : "int8", b ? "tdpbf16ps" : "tdpbusd", why, b ? "f32" : "i32",
+                    b ? "" : "rescale and the ", q.kcb, q.kgrain, (long long)mc_rows(&q), q.qbuf >> 10, q.ncp,
+                    env ? "; KILN_QGEMM=" : "", env ? env : "");
+        else
+            fprintf(out, "codegen: %s micro-tile %d x %d (%d rows, %d vectors of 16 %s): %d accumulators; blocks of K of "
+                         "%d bytes a row, m-blocks of at most %lld rows (%d KiB of prepared rows per thread), n-blocks of "
+                         "at most %d panels (and a block of K of them in half of L2); AVX-512, not AMX: %s%s%s\n",
+                    b ? "bf16 GEMM (vdpbf16ps)" : "int8 GEMM (vpdpbusd)", q.mr, q.nr, q.mr, q.nv, b ? "f32" : "i32",
+                    q.mr * q.nv, q.kcb, (long long)mc_rows(&q), q.qbuf >> 10, q.ncp, why, env ? "; KILN_QGEMM=" : "",
+                    env ? env : "");
     }
     cg_qwgemm_explain(cg, out);
 }
@@ -335,6 +382,9 @@ static void prepare_block(Cg *cg, const QCfg *q, const Dot *d, LLVMValueRef a, i
     LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
     LLVMValueRef dst = cg_gep8(cg, buf, cg_mul(cg, r, cg_i64(cg, q->rowb)));
     LLVMValueRef sv = d->bf16 ? NULL : cg_vsplat(&V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4));
+    if (q->amx) /* the AMX kernel reads whole 64 bytes: the row's last ones zero before the elements go in */
+        store(cg, LLVMConstNull(LLVMVectorType(cg->i8, 64)),
+              cg_gep8(cg, dst, LLVMBuildAnd(cg->b, cg_mul(cg, kn, cg_i64(cg, d->es)), cg_i64(cg, ~(int64_t)63), "")), 64);
     Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), full, "pvec");
     prepare_vector(cg, d, &V, src, dst, cg_mul(cg, lc.iv, cg_i64(cg, VW)), NULL, sv);
     cg_loop_end(cg, &lc);
@@ -506,6 +556,163 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
     return f;
 }
 
+/* ---------------------------------------------------------------- the AMX micro-kernel
+ *
+ * void kiln_{q,b}gemm_amx<ta>[_edge](ptr a, i64 lda, ptr b, i64 kq, ptr c, i64 ldc, ptr comp,
+ *                                    ptr scale, ptr sa, i64 nrem, i64 first, i64 last, i64 rows)
+ *   the same product as the AVX-512 micro-kernel's, for rows (1 .. 16 * ta) rows and 32 columns:
+ *   C tiles 0, 1 (rows 0-15) and 2, 3 (rows 16-31) += A tile 4 (5) x B tiles 6, 7, one step per 16
+ *   groups of k (a row's 64 bytes, a tile of B's 16 rows of NR x 4 bytes). The tile registers hold
+ *   16 rows whatever rows is: the rows of A past it are whatever the prepared-rows buffer holds there
+ *   (always inside it: m-blocks are whole micro-tiles), and the rows of C they make are never stored.
+ *   kq is padded to 16 groups: the prepared rows are zero up to the next 64 bytes and the packed K to a
+ *   tile. The C tiles go to a 32 x 32 buffer on the stack, and from there through the AVX-512 kernel's
+ *   end (int8's correction and rescale, masked stores, the partial sums of a block of K back to C and
+ *   read again into the tiles by the next block). The caller has loaded the tile configuration. */
+
+/* A call of one of the AMX intrinsics (tile numbers are immediates: i8 constants). */
+static void amx_call(Cg *cg, const char *name, LLVMValueRef *args, int nargs)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    KILN_ASSERT(id);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, NULL, 0);
+    LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, NULL, 0), f, args, (unsigned)nargs, "");
+}
+
+static LLVMValueRef tile_no(Cg *cg, int t)
+{
+    return LLVMConstInt(cg->i8, (unsigned)t, 0);
+}
+
+/* The tile configuration every AMX kernel uses: palette 1, tiles 0-7 of 16 rows x 64 bytes. */
+static LLVMValueRef amx_config(Cg *cg)
+{
+    LLVMValueRef g = LLVMGetNamedGlobal(cg->mod, "kiln_amx_tilecfg");
+    if (g)
+        return g;
+    unsigned char cfg[64] = {1};
+    for (int t = 0; t < 8; t++) {
+        cfg[16 + 2 * t] = 64; /* colsb: bytes per row (u16, little-endian) */
+        cfg[48 + t] = 16;     /* rows */
+    }
+    LLVMValueRef init = LLVMConstStringInContext(cg->ctx, (const char *)cfg, 64, 1);
+    g = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), "kiln_amx_tilecfg");
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMSetAlignment(g, 64);
+    return g;
+}
+
+static LLVMValueRef amx_function(Cg *cg, const QCfg *q, const Dot *d, int ta, int edge)
+{
+    char name[64];
+    snprintf(name, sizeof name, "kiln_%cgemm_amx%d%s", d->bf16 ? 'b' : 'q', ta, edge ? "_edge" : "");
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (f)
+        return f;
+    KILN_ASSERT(q->nv == 2);
+    LLVMTypeRef params[13] = {cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr,
+                              cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64};
+    LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef saved_fn = cg->fn;
+    f = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->void_, params, 13, 0));
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    set_attr(cg, f, LLVMAttributeFunctionIndex, "nounwind");
+    set_attr(cg, f, LLVMAttributeFunctionIndex, "noinline");
+    cg_vector_width_attr(cg, f, VW);
+    cg->fn = f;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
+    CgVec V = cg_vec(cg, VW, 1);
+    LLVMTypeRef at = d->bf16 ? V.vt : V.it;
+    LLVMValueRef a = LLVMGetParam(f, 0), lda = LLVMGetParam(f, 1), b = LLVMGetParam(f, 2), kq = LLVMGetParam(f, 3);
+    LLVMValueRef c = LLVMGetParam(f, 4), ldc = LLVMGetParam(f, 5), comp = LLVMGetParam(f, 6), scale = LLVMGetParam(f, 7);
+    LLVMValueRef sa = LLVMGetParam(f, 8), nrem = LLVMGetParam(f, 9), first = LLVMGetParam(f, 10);
+    LLVMValueRef last = LLVMGetParam(f, 11), rows = LLVMGetParam(f, 12);
+    int nr = q->nr, ctiles = 2 * ta;
+    LLVMValueRef cbuf = cg_alloca(cg, LLVMArrayType2(cg->i32, (uint64_t)(32 * nr)), "ctile");
+    LLVMSetAlignment(cbuf, 64);
+    LLVMValueRef ldb = cg_i64(cg, 4 * nr); /* bytes between rows of cbuf and of a B tile */
+    LLVMValueRef mask[2];
+    for (int v = 0; v < 2; v++)
+        mask[v] = edge ? lanes_below(cg, v * VW, nrem) : NULL;
+    /* C tile t: rows 16 * (t / 2), columns 16 * (t % 2) of cbuf */
+    LLVMValueRef cptr[4];
+    for (int t = 0; t < ctiles; t++)
+        cptr[t] = cg_gep8(cg, cbuf, cg_i64(cg, (t / 2) * 16 * 4 * nr + (t % 2) * 64));
+    /* the first block of K starts from zero tiles, the others from C's partial sums (through cbuf) */
+    LLVMBasicBlockRef zero = LLVMAppendBasicBlockInContext(cg->ctx, f, "zero");
+    LLVMBasicBlockRef resume = LLVMAppendBasicBlockInContext(cg->ctx, f, "resume");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, f, "body");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, first, cg_i64(cg, 0), ""), zero, resume);
+    LLVMPositionBuilderAtEnd(cg->b, zero);
+    for (int t = 0; t < ctiles; t++)
+        amx_call(cg, "llvm.x86.tilezero", (LLVMValueRef[]){tile_no(cg, t)}, 1);
+    LLVMBuildBr(cg->b, body);
+    LLVMPositionBuilderAtEnd(cg->b, resume);
+    Loop lr = cg_loop_begin(cg, cg_i64(cg, 0), rows, "crow");
+    for (int v = 0; v < 2; v++) {
+        LLVMValueRef p = cg_fptr(cg, c, cg_add(cg, cg_mul(cg, lr.iv, ldc), cg_i64(cg, v * VW)));
+        LLVMValueRef x = mask[v] ? masked_load(cg, at, p, mask[v]) : load(cg, at, p, 4);
+        store(cg, x, cg_gep8(cg, cbuf, cg_add(cg, cg_mul(cg, lr.iv, ldb), cg_i64(cg, 64 * v))), 64);
+    }
+    cg_loop_end(cg, &lr);
+    for (int t = 0; t < ctiles; t++)
+        amx_call(cg, "llvm.x86.tileloadd64", (LLVMValueRef[]){tile_no(cg, t), cptr[t], ldb}, 3);
+    LLVMBuildBr(cg->b, body);
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    /* the steps: 16 groups of k each */
+    const char *dp = d->bf16 ? "llvm.x86.tdpbf16ps" : "llvm.x86.tdpbusd";
+    LLVMValueRef steps = LLVMBuildUDiv(cg->b, cg_add(cg, kq, cg_i64(cg, 15)), cg_i64(cg, 16), "");
+    Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), steps, "kt");
+    LLVMValueRef ak = cg_gep8(cg, a, cg_mul(cg, lk.iv, cg_i64(cg, 64)));
+    LLVMValueRef bk = cg_gep8(cg, b, cg_mul(cg, lk.iv, cg_i64(cg, 16 * 4 * nr)));
+    for (int t = 0; t < 2; t++)
+        amx_call(cg, "llvm.x86.tileloadd64", (LLVMValueRef[]){tile_no(cg, 6 + t), cg_gep8(cg, bk, cg_i64(cg, 64 * t)), ldb}, 3);
+    for (int r = 0; r < ta; r++) {
+        amx_call(cg, "llvm.x86.tileloadd64",
+                 (LLVMValueRef[]){tile_no(cg, 4 + r), cg_gep8(cg, ak, cg_mul(cg, cg_i64(cg, 16 * r), lda)), lda}, 3);
+        for (int t = 0; t < 2; t++)
+            amx_call(cg, dp, (LLVMValueRef[]){tile_no(cg, 2 * r + t), tile_no(cg, 4 + r), tile_no(cg, 6 + t)}, 3);
+    }
+    cg_loop_end(cg, &lk);
+    for (int t = 0; t < ctiles; t++)
+        amx_call(cg, "llvm.x86.tilestored64", (LLVMValueRef[]){tile_no(cg, t), cptr[t], ldb}, 3);
+    /* from cbuf to C: before the last block of K the sums as they are; after it, int8's correction and
+     * rescale, ((float)(acc - comp) * sa) * scale */
+    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, f, "final");
+    LLVMBasicBlockRef part = LLVMAppendBasicBlockInContext(cg->ctx, f, "partial");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, last, cg_i64(cg, 0), ""), fin, part);
+    for (int final = 0; final < 2; final++) {
+        LLVMPositionBuilderAtEnd(cg->b, final ? fin : part);
+        int rescale = final && !d->bf16;
+        LLVMValueRef cv[2], sv[2];
+        for (int v = 0; v < 2 && rescale; v++) {
+            cv[v] = load(cg, V.it, cg_gep8(cg, comp, cg_i64(cg, 64 * v)), 4);
+            sv[v] = load(cg, V.vt, cg_gep8(cg, scale, cg_i64(cg, 64 * v)), 4);
+        }
+        Loop lo = cg_loop_begin(cg, cg_i64(cg, 0), rows, final ? "orow" : "prow");
+        LLVMValueRef sar = rescale ? cg_vsplat(&V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sa, &lo.iv, 1, ""), 4)) : NULL;
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef y = load(cg, at, cg_gep8(cg, cbuf, cg_add(cg, cg_mul(cg, lo.iv, ldb), cg_i64(cg, 64 * v))), 64);
+            if (rescale) {
+                y = LLVMBuildSIToFP(cg->b, LLVMBuildSub(cg->b, y, cv[v], ""), V.vt, "");
+                y = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, y, sar, ""), sv[v], "");
+            }
+            LLVMValueRef p = cg_fptr(cg, c, cg_add(cg, cg_mul(cg, lo.iv, ldc), cg_i64(cg, v * VW)));
+            if (mask[v])
+                masked_store(cg, y, p, mask[v]);
+            else
+                store(cg, y, p, 4);
+        }
+        cg_loop_end(cg, &lo);
+        LLVMBuildRetVoid(cg->b);
+    }
+    cg->fn = saved_fn;
+    LLVMPositionBuilderAtEnd(cg->b, saved_bb);
+    return f;
+}
+
 /* ---------------------------------------------------------------- tiles */
 
 enum { CP_OUT, CP_A, CP_PK, CP_LEAVES, CP_M, CP_MCB, CP_TN, CP_NCP, CP_COUNT };
@@ -526,7 +733,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     const QCfg *q = tl->q;
     const Node *n = tl->n;
     Dot d = dot_of(n);
-    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, d.kg), Np = pad(N, q->nr);
+    int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = k_packed(q, &d, K), Np = pad(N, q->nr);
     int64_t mcmax = mc_rows(q), np = Np / q->nr, panel = Kp * q->nr * d.es, kcb = k_block(q, &d, K);
     int64_t nkb = (K + kcb - 1) / kcb;
     LLVMValueRef out = cap[CP_OUT], pk = cap[CP_PK], M = cap[CP_M], mcb = cap[CP_MCB], tn = cap[CP_TN];
@@ -536,6 +743,8 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef sab = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)mcmax), "sa");
     /* int8: the column sums and the scales after the panels */
     LLVMValueRef comp0 = cg_gep8(cg, pk, cg_i64(cg, Kp * Np)), scale0 = cg_gep8(cg, pk, cg_i64(cg, Kp * Np + 4 * Np));
+    if (q->amx) /* this thread's tile configuration, for all its tiles; released at the end */
+        amx_call(cg, "llvm.x86.ldtilecfg", (LLVMValueRef[]){amx_config(cg)}, 1);
 
     Loop lt = cg_loop_begin(cg, begin, end, "tile");
     LLVMValueRef mb = LLVMBuildSDiv(cg->b, lt.iv, tn, "");
@@ -563,24 +772,28 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef col = cg_mul(cg, lj.iv, cg_i64(cg, q->nr));
     LLVMValueRef nrem = LLVMBuildSub(cg->b, cg_i64(cg, N), col, "");
     LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, cg_i64(cg, q->nr), ""), cg->i64, "");
-    LLVMValueRef args[12] = {arow, cg_i64(cg, q->rowb), cg_gep8(cg, pk, cg_add(cg, cg_mul(cg, lj.iv, cg_i64(cg, panel)), boff)), kq,
+    LLVMValueRef args[13] = {arow, cg_i64(cg, q->rowb), cg_gep8(cg, pk, cg_add(cg, cg_mul(cg, lj.iv, cg_i64(cg, panel)), boff)), kq,
                              cg_fptr(cg, out, cg_add(cg, cg_mul(cg, li.iv, cg_i64(cg, N)), col)), cg_i64(cg, N),
                              cg_gep8(cg, comp0, cg_mul(cg, col, cg_i64(cg, 4))), cg_gep8(cg, scale0, cg_mul(cg, col, cg_i64(cg, 4))),
-                             sap, nrem, first, last};
-    /* the micro-kernel for (rows, edge): every row count when M is symbolic, the edge when N says */
-    LLVMValueRef key = cg_add(cg, cg_mul(cg, LLVMBuildSub(cg->b, mr, cg_i64(cg, 1), ""), cg_i64(cg, 2)), edge);
+                             sap, nrem, first, last, mr};
+    /* the micro-kernel for (rows, edge): every row count when M is symbolic, the edge when N says;
+     * with AMX, one A tile or two */
+    LLVMValueRef key = q->amx ? LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, mr, cg_i64(cg, 16), ""), cg->i64, "")
+                              : LLVMBuildSub(cg->b, mr, cg_i64(cg, 1), "");
+    key = cg_add(cg, cg_mul(cg, key, cg_i64(cg, 2)), edge);
     LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bad");
     LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
-    LLVMValueRef sw = LLVMBuildSwitch(cg->b, key, bad, (unsigned)(2 * q->mr));
-    for (int m = 1; m <= q->mr; m++)
+    int kinds = q->amx ? 2 : q->mr;
+    LLVMValueRef sw = LLVMBuildSwitch(cg->b, key, bad, (unsigned)(2 * kinds));
+    for (int m = 1; m <= kinds; m++)
         for (int e = 0; e < 2; e++) {
             if ((e && N % q->nr == 0) || (!e && N < q->nr))
                 continue;
             LLVMBasicBlockRef cb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ukr");
             LLVMAddCase(sw, cg_i64(cg, (m - 1) * 2 + e), cb);
             LLVMPositionBuilderAtEnd(cg->b, cb);
-            LLVMValueRef u = ukr_function(cg, q, &d, m, e);
-            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, 12, "");
+            LLVMValueRef u = q->amx ? amx_function(cg, q, &d, m, e) : ukr_function(cg, q, &d, m, e);
+            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, q->amx ? 13 : 12, "");
             LLVMBuildBr(cg->b, next);
         }
     LLVMPositionBuilderAtEnd(cg->b, bad);
@@ -598,6 +811,8 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     cg_loop_end(cg, &ln);
     cg_loop_end(cg, &lk);
     cg_loop_end_step(cg, &lt, run_end);
+    if (q->amx)
+        amx_call(cg, "llvm.x86.tilerelease", NULL, 0);
 }
 
 /* The product n of a by the packed weights pk into out, with f's root as the epilogue when f is not
@@ -609,9 +824,10 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
         return 1;
     if (!takes(cg, n)) /* weight-only (qwgemm.c), or the portable kernel */
         return cg_qwgemm(cg, n, out, a, pk, f, leafp);
-    QCfg q = qcfg();
     Dot d = dot_of(n);
+    QCfg q = qcfg(cg, &d);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), np = pad(N, q.nr) / q.nr;
+    cg->amx_used |= q.amx; /* the runtime asks the OS for the tiles at open (RtModel.needs) */
     LLVMValueRef dims[IR_MAX_RANK];
     cg_shape(cg, n->in[0], dims);
     LLVMValueRef M = cg_numel(cg, n->in[0]->rank - 1, dims), one = cg_i64(cg, 1);
