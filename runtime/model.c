@@ -236,7 +236,7 @@ RtInstance *rt_open(const RtModel *m, const char *weights_path, int threads, cha
     if ((m->needs & RT_NEEDS_AMX) && rt_request_amx(why, sizeof why)) {
         model_fail(err, errlen,
                    "model '%s' was compiled for Intel AMX (kiln chose AMX tiles for its int8 or bf16 products), but %s; "
-                   "rebuild it for this CPU (kiln build on this machine, or --features=-amx-tile)",
+                   "rebuild it on this machine, or for a --cpu without AMX (or with KILN_QGEMM=amx=0: the AVX-512 kernels)",
                    m->name ? m->name : "?", why);
         return NULL;
     }
