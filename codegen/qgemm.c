@@ -75,6 +75,7 @@ typedef struct QCfg {
     int kcb; /* bytes of a row per block of K (kcb int8 or kcb / 2 bf16 elements) */
     int rowb; /* kcb + 64: bytes between prepared rows (a line more: rows 4 KiB apart share L1 sets) */
     int qbuf; /* bytes of prepared rows a thread keeps on its stack, at most */
+    int pfb;    /* AMX: steps of k ahead that the B tiles are prefetched, 0: none */
     int kgrain; /* elements of k the blocks of K and the packed K are multiples of: 16, or a tile's
                    16 groups with AMX (64 int8, 32 bf16) */
 } QCfg;
@@ -142,6 +143,8 @@ static QCfg qcfg(const Cg *cg, const Dot *d)
                 q.kcb = ((int)v + 63) & ~63;
             else if (!strcmp(key, "qbuf") && v <= 4096)
                 q.qbuf = (int)v << 10;
+            else if (!strcmp(key, "pfb") && v <= 64)
+                q.pfb = (int)v;
         }
         const char *c = strchr(p, ',');
         p = c ? c + 1 : NULL;
@@ -165,6 +168,18 @@ static int64_t k_block(const QCfg *q, const Dot *d, int64_t K)
 static int64_t k_packed(const QCfg *q, const Dot *d, int64_t K)
 {
     return pad(K, q->amx ? q->kgrain : d->kg);
+}
+
+/* With AMX, the prepared rows of a product are as long as its block of K needs (and a line more, two
+ * when that would make them 4 KiB apart), not KCB: for K = 768 an m-block then holds every row of a
+ * ViT's 197 (164 KiB, in L2), and the weights stream from memory once, not once per m-block. */
+static void fit_rows(QCfg *q, const Dot *d, int64_t K)
+{
+    if (!q->amx)
+        return;
+    q->rowb = (int)(pad(k_block(q, d, K) * d->es, 64) + 64);
+    if (q->rowb % 4096 == 0)
+        q->rowb += 64;
 }
 
 /* The most rows of an m-block: MC when given, else as many as QBUF holds (a multiple of mr). */
@@ -327,11 +342,17 @@ static void masked_store(Cg *cg, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m)
  * rest of the last group is 0): int8 as u8 = qa + 128 with qa = quantize(a, sa, 0) on -127..127;
  * bf16 rounded to nearest even (fptrunc: vcvtneps2bf16). */
 
-/* *amax = maxnum(*amax, |x|), lane by lane. */
+/* *amax = maxnum(*amax, |x|), lane by lane: one vmaxps(|x|, amax), which returns its second operand
+ * where either is NaN (amax never is), so a NaN of x is dropped as maxnum drops it. */
 static void amax_step(Cg *cg, LLVMValueRef amax, LLVMValueRef x)
 {
     LLVMValueRef m = LLVMBuildLoad2(cg->b, LLVMTypeOf(x), amax, "");
-    store(cg, cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){m, cg_intrinsic(cg, "llvm.fabs", &x, 1)}, 2), amax, 64);
+    const char *name = "llvm.x86.avx512.max.ps.512";
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    KILN_ASSERT(id);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, NULL, 0);
+    LLVMValueRef args[3] = {cg_intrinsic(cg, "llvm.fabs", &x, 1), m, LLVMConstInt(cg->i32, 4, 0)};
+    store(cg, LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, NULL, 0), f, args, 3, ""), amax, 64);
 }
 
 static void row_scales(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1, LLVMValueRef sab)
@@ -354,10 +375,39 @@ static void row_scales(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMV
     cg_loop_end(cg, &lr);
 }
 
+/* ir_quantize1(x, s, 0, -127, 127) for a vector of x (s = sv in every lane, rv = 1 / s): the quotient
+ * x / s is taken as x * rv, a multiplication instead of a division (vdivps is the slowest step of
+ * preparing a row, about 16 cycles a vector). x * rv is within 3 units in the last place of x / s
+ * (2^-24 relative each: the reciprocal's rounding, the product's, and the quotient's own), 2.3e-5 for
+ * quotients up to 128, so the two round to the same integer unless a half-integer lies within that
+ * distance of x * rv. Lanes like that (ties, as integer inputs make them), and a product that is not
+ * below 256 (NaN, infinite: s zero, subnormal or infinite, x infinite) send the whole vector to the
+ * division: the interpreter's bits always. */
+static LLVMValueRef quantize_row(Cg *cg, const CgVec *V, LLVMValueRef x, LLVMValueRef sv, LLVMValueRef rv)
+{
+    LLVMValueRef slot = cg_alloca(cg, V->vt, "quot");
+    LLVMValueRef y = LLVMBuildFMul(cg->b, x, rv, "");
+    store(cg, y, slot, 64);
+    LLVMValueRef t = LLVMBuildFSub(cg->b, LLVMBuildFSub(cg->b, y, cg_intrinsic(cg, "llvm.floor", &y, 1), ""), cg_vconst(V, 0.5), "");
+    LLVMValueRef near = LLVMBuildFCmp(cg->b, LLVMRealULE, cg_intrinsic(cg, "llvm.fabs", &t, 1), cg_vconst(V, 0x1p-15), "");
+    LLVMValueRef big = LLVMBuildFCmp(cg->b, LLVMRealUGE, cg_intrinsic(cg, "llvm.fabs", &y, 1), cg_vconst(V, 256), "");
+    LLVMValueRef any = cg_intrinsic(cg, "llvm.vector.reduce.or", (LLVMValueRef[]){LLVMBuildOr(cg->b, near, big, "")}, 1);
+    LLVMBasicBlockRef done = cg_if_begin(cg, any, "divide");
+    store(cg, LLVMBuildFDiv(cg->b, x, sv, ""), slot, 64);
+    cg_if_end(cg, done);
+    LLVMValueRef dq = load(cg, V->vt, slot, 64);
+    LLVMValueRef q = cg_intrinsic(cg, "llvm.roundeven", &dq, 1);
+    LLVMValueRef none = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOEQ, sv, LLVMConstNull(V->vt), ""),
+                                    LLVMBuildFCmp(cg->b, LLVMRealUNO, dq, dq, ""), "");
+    q = LLVMBuildSelect(cg->b, none, LLVMConstNull(V->vt), q, "");
+    q = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, q, cg_vconst(V, -127), ""), cg_vconst(V, -127), q, "");
+    return LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, q, cg_vconst(V, 127), ""), cg_vconst(V, 127), q, "");
+}
+
 /* Elements k .. k+15 of the row src (the lanes of mask only, when given; the others read as 0) at
  * element k of dst: int8 quantized with scale sv as u8 = qa + 128, bf16 rounded. */
 static void prepare_vector(Cg *cg, const Dot *d, const CgVec *V, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef k,
-                           LLVMValueRef mask, LLVMValueRef sv)
+                           LLVMValueRef mask, LLVMValueRef sv, LLVMValueRef rv)
 {
     LLVMValueRef x = mask ? masked_load(cg, V->vt, cg_fptr(cg, src, k), mask) : cg_vload(V, cg_fptr(cg, src, k), 4);
     if (d->bf16) {
@@ -365,7 +415,7 @@ static void prepare_vector(Cg *cg, const Dot *d, const CgVec *V, LLVMValueRef sr
         store(cg, h, cg_gep8(cg, dst, cg_mul(cg, k, cg_i64(cg, 2))), 1);
         return;
     }
-    LLVMValueRef q = cg_quantize_f32(cg, x, sv, LLVMConstNull(V->vt), -127, 127);
+    LLVMValueRef q = quantize_row(cg, V, x, sv, rv);
     LLVMValueRef u = cg_add(cg, LLVMBuildFPToSI(cg->b, q, V->it, ""), cg_viconst(V, cg->i32, 128));
     store(cg, LLVMBuildTrunc(cg->b, u, LLVMVectorType(cg->i8, VW), ""), cg_gep8(cg, dst, k), 1);
 }
@@ -382,14 +432,15 @@ static void prepare_block(Cg *cg, const QCfg *q, const Dot *d, LLVMValueRef a, i
     LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
     LLVMValueRef dst = cg_gep8(cg, buf, cg_mul(cg, r, cg_i64(cg, q->rowb)));
     LLVMValueRef sv = d->bf16 ? NULL : cg_vsplat(&V, load(cg, cg->f32, LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4));
+    LLVMValueRef rv = d->bf16 ? NULL : LLVMBuildFDiv(cg->b, cg_vconst(&V, 1), sv, "");
     if (q->amx) /* the AMX kernel reads whole 64 bytes: the row's last ones zero before the elements go in */
         store(cg, LLVMConstNull(LLVMVectorType(cg->i8, 64)),
               cg_gep8(cg, dst, LLVMBuildAnd(cg->b, cg_mul(cg, kn, cg_i64(cg, d->es)), cg_i64(cg, ~(int64_t)63), "")), 64);
     Loop lc = cg_loop_begin(cg, cg_i64(cg, 0), full, "pvec");
-    prepare_vector(cg, d, &V, src, dst, cg_mul(cg, lc.iv, cg_i64(cg, VW)), NULL, sv);
+    prepare_vector(cg, d, &V, src, dst, cg_mul(cg, lc.iv, cg_i64(cg, VW)), NULL, sv, rv);
     cg_loop_end(cg, &lc);
     LLVMBasicBlockRef after = cg_if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, tail, cg_i64(cg, 0), ""), "ptail");
-    prepare_vector(cg, d, &V, src, dst, done, tmask, sv);
+    prepare_vector(cg, d, &V, src, dst, done, tmask, sv, rv);
     cg_if_end(cg, after);
     cg_loop_end(cg, &lr);
 }
@@ -669,6 +720,9 @@ static LLVMValueRef amx_function(Cg *cg, const QCfg *q, const Dot *d, int ta, in
     LLVMValueRef bk = cg_gep8(cg, b, cg_mul(cg, lk.iv, cg_i64(cg, 16 * 4 * nr)));
     for (int t = 0; t < 2; t++)
         amx_call(cg, "llvm.x86.tileloadd64", (LLVMValueRef[]){tile_no(cg, 6 + t), cg_gep8(cg, bk, cg_i64(cg, 64 * t)), ldb}, 3);
+    if (q->pfb) /* the B tiles PFB steps ahead into L1: 16 rows of 2 lines */
+        for (int r = 0; r < 32; r++)
+            cg_prefetch(cg, cg_gep8(cg, bk, cg_i64(cg, (int64_t)q->pfb * 16 * 4 * nr + (r / 2) * 4 * nr + (r % 2) * 64)), 0);
     for (int r = 0; r < ta; r++) {
         amx_call(cg, "llvm.x86.tileloadd64",
                  (LLVMValueRef[]){tile_no(cg, 4 + r), cg_gep8(cg, ak, cg_mul(cg, cg_i64(cg, 16 * r), lda)), lda}, 3);
@@ -751,13 +805,31 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef run_end = cg_smin(cg, end, cg_mul(cg, cg_add(cg, mb, cg_i64(cg, 1)), tn));
     LLVMValueRef nb0 = LLVMBuildSub(cg->b, lt.iv, cg_mul(cg, mb, tn), ""), nb1 = LLVMBuildSub(cg->b, run_end, cg_mul(cg, mb, tn), "");
     LLVMValueRef i0 = cg_mul(cg, mb, mcb), i1 = cg_smin(cg, M, cg_add(cg, i0, mcb));
-    if (!d.bf16)
-        row_scales(cg, cap[CP_A], K, i0, i1, sab);
     Loop lk = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, nkb), "kblock");
     LLVMValueRef k0 = cg_mul(cg, lk.iv, cg_i64(cg, kcb)), kn = cg_smin(cg, cg_i64(cg, kcb), LLVMBuildSub(cg->b, cg_i64(cg, K), k0, ""));
     LLVMValueRef first = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, cg_i64(cg, 0), ""), cg->i64, "");
     LLVMValueRef last = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, cg_i64(cg, nkb - 1), ""), cg->i64, "");
-    prepare_block(cg, q, &d, cap[CP_A], K, i0, i1, k0, kn, buf, sab);
+    if (d.bf16) {
+        prepare_block(cg, q, &d, cap[CP_A], K, i0, i1, k0, kn, buf, sab);
+    } else { /* int8: with the first block of K, each row's scale and then its elements, while the row is in L1 */
+        LLVMBasicBlockRef later = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "later");
+        LLVMBasicBlockRef firstb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "firstblock");
+        LLVMBasicBlockRef prepared = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "prepared");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lk.iv, cg_i64(cg, 0), ""), firstb, later);
+        LLVMPositionBuilderAtEnd(cg->b, firstb);
+        Loop lr = cg_loop_begin(cg, i0, i1, "qrow");
+        LLVMValueRef rr = LLVMBuildSub(cg->b, lr.iv, i0, "");
+        LLVMValueRef sab_r = LLVMBuildGEP2(cg->b, cg->f32, sab, &rr, 1, "");
+        row_scales(cg, cap[CP_A], K, lr.iv, cg_add(cg, lr.iv, cg_i64(cg, 1)), sab_r);
+        prepare_block(cg, q, &d, cap[CP_A], K, lr.iv, cg_add(cg, lr.iv, cg_i64(cg, 1)), k0, kn,
+                      cg_gep8(cg, buf, cg_mul(cg, rr, cg_i64(cg, q->rowb))), sab_r);
+        cg_loop_end(cg, &lr);
+        LLVMBuildBr(cg->b, prepared);
+        LLVMPositionBuilderAtEnd(cg->b, later);
+        prepare_block(cg, q, &d, cap[CP_A], K, i0, i1, k0, kn, buf, sab);
+        LLVMBuildBr(cg->b, prepared);
+        LLVMPositionBuilderAtEnd(cg->b, prepared);
+    }
     LLVMValueRef kq = LLVMBuildUDiv(cg->b, cg_add(cg, kn, cg_i64(cg, d.kg - 1)), cg_i64(cg, d.kg), "");
     LLVMValueRef boff = cg_mul(cg, LLVMBuildUDiv(cg->b, k0, cg_i64(cg, d.kg), ""), cg_i64(cg, 4 * q->nr));
 
@@ -827,6 +899,7 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     Dot d = dot_of(n);
     QCfg q = qcfg(cg, &d);
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), np = pad(N, q.nr) / q.nr;
+    fit_rows(&q, &d, K);
     cg->amx_used |= q.amx; /* the runtime asks the OS for the tiles at open (RtModel.needs) */
     LLVMValueRef dims[IR_MAX_RANK];
     cg_shape(cg, n->in[0], dims);
