@@ -136,6 +136,18 @@ void quant_cases(void)
                   "%%2 = const {data=[%s]} : f32[1, 65]\n"
                   "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, 65]\noutput y = %%3\n",
                   nibbles(200 * 65, -128, 127, 91), nibbles(65, 0, 3, 92)), 0});
+    /* rows of quantization ties (and values an ulp or a few either side of them): the kernels multiply
+     * by 1 / sa and must divide where that could round differently */
+    run((Spec){"qmatmul", EXACT, TS3, {TIES(1e-3, 1e3)},
+               ir("%%0 = input \"a\" : f32[2, T, 200]\n%%1 = const {data=[%s]} : i8[200, 65]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 65]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[2, T, 65]\noutput y = %%3\n",
+                  nibbles(200 * 65, -128, 127, 97), nibbles(65, 0, 3, 98)), 0});
+    run_on(avx512_cpu(), (Spec){"qmatmul", EXACT, TS3, {TIES(1e-3, 1e3)},
+               ir("%%0 = input \"a\" : f32[2, T, 200]\n%%1 = const {data=[%s]} : i8[200, 65]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 65]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[2, T, 65]\noutput y = %%3\n",
+                  nibbles(200 * 65, -128, 127, 97), nibbles(65, 0, 3, 98)), 0});
     run((Spec){"qmatmul", EXACT, TS3, {SPEC(-2, 2)},
                ir("%%0 = input \"a\" : f32[3, T, 2100]\n%%1 = const {data=[%s]} : i8[2100, 33]\n"
                   "%%2 = const {data=[%s]} : f32[1, 33]\n"
