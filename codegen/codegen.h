@@ -24,8 +24,9 @@
  *   profile.c     the table of node groups an entry reports to the runtime's profiler, and its marks
  *   merge.c       token merging and pruning nodes: calls of the runtime's kernels
  *   quant.c       quantize, dequantize and the quantized matmul (qmatmul), portable
- *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI: packed weights, register-blocked tiles on
- *                 threads, exact i32 sums, the rescale and fuse-ops' epilogue on each micro-tile
+ *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI or AMX tiles (and the bf16 one likewise):
+ *                 packed weights, register-blocked tiles on threads, exact i32 sums, the rescale and
+ *                 fuse-ops' epilogue on each micro-tile
  *   qwgemm.c      the weight-only qmatmul (w8, w4) for decoding: packed weights dequantised in
  *                 registers (AVX-512 or AVX2), output panels split over the threads
  *   parallel.c    work over the runtime's threads: ranges or shared-counter items, serial when small

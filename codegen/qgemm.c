@@ -1,5 +1,6 @@
 /* qgemm.c: the dot-product GEMMs of qmatmul: int8 x int8 -> int32 (dynamic W8A8) with AVX-512 VNNI's
- * vpdpbusd, and bf16 x bf16 -> f32 (bf16 weights) with AVX512-BF16's vdpbf16ps. Both are
+ * vpdpbusd, and bf16 x bf16 -> f32 (bf16 weights) with AVX512-BF16's vdpbf16ps; or, on a CPU with
+ * AMX, the tile unit's tdpbusd and tdpbf16ps (below). Both are
  * register-blocked like gemm.c's f32 GEMM, and run fuse-ops' epilogue (bias, activation, residual)
  * on each micro-tile while it is in L1. They share everything but the arithmetic: one lane of either
  * instruction reads 4 bytes of each operand (4 int8 or 2 bf16 values of k), so the panels, the
@@ -25,7 +26,9 @@
  *
  * Activations. Each row is prepared once per call (and per thread that works on it): int8: its
  * largest |a| gives sa = amax / 127, then the row is written as u8 into a buffer on the thread's
- * stack (rows row_bytes apart), with sa beside it; bf16: the row rounded to bf16. A thread's tiles
+ * stack (rows row_bytes apart), with sa beside it, right after its amax while it is in L1 (the next
+ * row prefetched meanwhile); the quotients a / sa as a * (1 / sa), with a division only where that
+ * could round differently (quantize_row); bf16: the row rounded to bf16. A thread's tiles
  * are taken m-block by m-block (below), so the prepared rows of an m-block serve every column panel
  * the thread computes for them; only an m-block that a range boundary cuts is prepared by both
  * threads. The loops are 16-float vectors; quantizing costs a few percent of the product at K = 768.
@@ -47,8 +50,20 @@
  * m-block, for each panel of the n-block, the micro-kernel, then the epilogue. Products of fewer than
  * 2^17 multiply-adds stay on the calling thread.
  *
+ * AMX (amx-tile with amx-int8 / amx-bf16, the target's features: Sapphire Rapids and later). The
+ * packed panels are already what a B tile reads (16 groups of k x 16 columns: rows of 64 bytes, NR x 4
+ * bytes apart) and the prepared rows what an A tile reads (16 rows of 64 bytes, row_bytes apart), so
+ * only the micro-kernel and the blocking change: micro-tiles of 32 x 32 (2 A tiles x 2 B tiles into 4
+ * C tiles, nv = 2), K padded to whole tiles (64 int8 or 32 bf16 elements) in the panels and with zeros
+ * in the prepared rows, blocks of K of 2048 bytes a row, prepared rows only as long as the block of K
+ * and m-blocks of up to 256 KiB of them (a ViT's 197 rows in one: the weights stream once). The C
+ * tiles go through a 32 x 32 buffer on the stack to the AVX-512 kernel's end (correction, rescale,
+ * masked stores; int8 stays bit for bit the interpreter's) and the epilogue. Each thread loads the tile
+ * configuration (8 tiles of 16 x 64 bytes) once for its range of tiles and releases it after; the
+ * runtime asks the OS for the tiles when it opens a model whose RtModel.needs says so (Cg.amx_used).
+ *
  * KILN_QGEMM ("mr=12,nv=2,mc=96,ncp=8") overrides the blocking at compile time (nv changes the packed
- * layout too). Without the instruction (or with non-constant weights or scales) cg_qgemm declines and
+ * layout too; mr and nv are fixed with AMX), and amx=0 keeps the AVX-512 kernels on an AMX target. Without the instruction (or with non-constant weights or scales) cg_qgemm declines and
  * quant.c's portable kernel runs instead, its epilogue as a loop after it. Weight-only qmatmuls (w8,
  * w4) go to qwgemm.c through the same entry points (packed bytes, pack, kernel), or to the portable
  * kernel when it declines them.
@@ -75,7 +90,6 @@ typedef struct QCfg {
     int kcb; /* bytes of a row per block of K (kcb int8 or kcb / 2 bf16 elements) */
     int rowb; /* kcb + 64: bytes between prepared rows (a line more: rows 4 KiB apart share L1 sets) */
     int qbuf; /* bytes of prepared rows a thread keeps on its stack, at most */
-    int pfb;    /* AMX: steps of k ahead that the B tiles are prefetched, 0: none */
     int kgrain; /* elements of k the blocks of K and the packed K are multiples of: 16, or a tile's
                    16 groups with AMX (64 int8, 32 bf16) */
 } QCfg;
@@ -143,8 +157,6 @@ static QCfg qcfg(const Cg *cg, const Dot *d)
                 q.kcb = ((int)v + 63) & ~63;
             else if (!strcmp(key, "qbuf") && v <= 4096)
                 q.qbuf = (int)v << 10;
-            else if (!strcmp(key, "pfb") && v <= 64)
-                q.pfb = (int)v;
         }
         const char *c = strchr(p, ',');
         p = c ? c + 1 : NULL;
@@ -365,6 +377,8 @@ static void row_scales(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMV
     store(cg, LLVMConstNull(V.vt), amax, 64);
     Loop lm = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, full), "amax");
     amax_step(cg, amax, cg_vload(&V, cg_fptr(cg, src, cg_mul(cg, lm.iv, cg_i64(cg, VW))), 4));
+    /* the next row on its way while this one is read (rows are read one after the other) */
+    cg_prefetch(cg, cg_fptr(cg, src, cg_add(cg, cg_mul(cg, lm.iv, cg_i64(cg, VW)), cg_i64(cg, K))), 0);
     cg_loop_end(cg, &lm);
     if (tail)
         amax_step(cg, amax, masked_load(cg, V.vt, cg_fptr(cg, src, cg_i64(cg, full * VW)), lanes_below(cg, 0, cg_i64(cg, tail))));
@@ -720,9 +734,6 @@ static LLVMValueRef amx_function(Cg *cg, const QCfg *q, const Dot *d, int ta, in
     LLVMValueRef bk = cg_gep8(cg, b, cg_mul(cg, lk.iv, cg_i64(cg, 16 * 4 * nr)));
     for (int t = 0; t < 2; t++)
         amx_call(cg, "llvm.x86.tileloadd64", (LLVMValueRef[]){tile_no(cg, 6 + t), cg_gep8(cg, bk, cg_i64(cg, 64 * t)), ldb}, 3);
-    if (q->pfb) /* the B tiles PFB steps ahead into L1: 16 rows of 2 lines */
-        for (int r = 0; r < 32; r++)
-            cg_prefetch(cg, cg_gep8(cg, bk, cg_i64(cg, (int64_t)q->pfb * 16 * 4 * nr + (r / 2) * 4 * nr + (r % 2) * 64)), 0);
     for (int r = 0; r < ta; r++) {
         amx_call(cg, "llvm.x86.tileloadd64",
                  (LLVMValueRef[]){tile_no(cg, 4 + r), cg_gep8(cg, ak, cg_mul(cg, cg_i64(cg, 16 * r), lda)), lda}, 3);

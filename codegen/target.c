@@ -3,7 +3,8 @@
  * The kernels' parameters (gemm.c's register and cache blocking, attention.c's tiles) are derived
  * from a few facts of the target, never from one machine's figures: the widest float vector and
  * fused multiply-add (from the feature list: the host's, or --target/--cpu's), the number of vector
- * registers (32 with AVX-512 and on aarch64, 16 otherwise), and the L1 data and L2 cache per core.
+ * registers (32 with AVX-512 and on aarch64, 16 otherwise), the dot-product instructions (AVX-512
+ * VNNI and BF16, AMX tiles), and the L1 data and L2 cache per core.
  * Where those come from, in order:
  *   1. the feature list (the host's when compiling for it, else the one given), then what the CPU's
  *      name implies (the lists below);
