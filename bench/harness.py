@@ -53,7 +53,19 @@ GEMM_SHAPES = [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (128, 768, 7
                (128, 3072, 768), (1024, 1024, 1024), (1, 768, 768), (1, 3072, 768)]
 
 
+# gemm_peers --lib names of oneDNN (run on OpenMP: measured with OMP_WAIT_POLICY=PASSIVE too)
+DNNL_LIBS = ("dnnl", "dnnl-u8s8s32", "dnnl-mm-int8", "dnnl-mm-bf16")
+
 ALL_PARTS = ("gemm", "models", "compile", "attention", "decoders", "decode", "tokens")
+
+
+def dot_peak(res, t, scheme, amx):
+    """The measured peak (GOPS for int8, GFLOP/s for bf16) of t threads of the instruction kiln's
+    int8 / bf16 kernel runs (AMX tdpbusd / tdpbf16ps, or AVX-512 vpdpbusd / vdpbf16ps), or None."""
+    d = res.get("machine_meas", {}).get("dot", {}).get(t, {})
+    key = ("amx_" if amx else "") + scheme + ("_peak_gops" if scheme == "int8" else "_peak_gflops")
+    v = d.get(key)
+    return v if isinstance(v, float) else None
 
 
 def peak_gflops(res, t):
@@ -191,6 +203,17 @@ def measure_machine(res, tools, threads):
             m["fma"][t] = kv
         else:
             fail(f"FMA microbenchmark {t} threads", reason(rc, out, err))
+    # the dot-product peaks (int8 and bf16 on AVX-512 and on AMX tiles), measured as the FMA peak is
+    m["dot"] = {}
+    for t in threads:
+        d = {}
+        for what in ("int8", "bf16", "amx-int8", "amx-bf16"):
+            rc, out, err, _ = run([exe, what, t])
+            if rc == 0:
+                d.update(parse_kv(out))
+            else:
+                fail(f"{what} peak microbenchmark {t} threads", reason(rc, out, err))
+        m["dot"][t] = d
     m["stream"] = {}
     # memory: three arrays each at least as large as the L3 (so at most a third of the data can be
     # cached), 256 MiB at least; cache: three 4 MiB arrays (past the L2s of the cores here, inside L3)
@@ -245,7 +268,8 @@ def bench_gemm(res, kiln, tools, threads, quick):
     shapes = GEMM_SHAPES if not quick else [(197, 768, 768), (1, 768, 768)]
     min_time = 0.1 if quick else 0.5
     rng = np.random.default_rng(0)
-    g = {"shapes": shapes, "kiln": {}, "openblas": {}, "dnnl": {}, "check": {}}
+    g = {"shapes": shapes, "kiln": {}, "openblas": {}, "dnnl": {}, "check": {},
+         "dnnl-u8s8s32": {}, "dnnl-mm-int8": {}, "dnnl-mm-bf16": {}}
     progs = {}
     for (M, N, K) in shapes:
         d = os.path.join(OUT, "gemm", f"{M}x{N}x{K}")
@@ -274,6 +298,22 @@ def bench_gemm(res, kiln, tools, threads, quick):
             ref = x.astype(np.float64) @ w.astype(np.float64)
             mag = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64)
             g["check"][(M, N, K)] = float(np.max(np.abs(np.load(yp) - ref) / np.maximum(mag, 1e-30)))
+    # int8 and bf16 (issue 15): the same model built with --quant int8 / bf16; --explain codegen says
+    # whether its kernel is AMX's or AVX-512's
+    qprogs = {}
+    for scheme in ("int8", "bf16"):
+        g["kiln_" + scheme] = {}
+        for (M, N, K), (exe, xp) in list(progs.items()):
+            d = os.path.dirname(exe)
+            qexe = os.path.join(d, "gemm_" + scheme)
+            model = os.path.join(d, "gemm.kiln")
+            rc, out, err, _ = run([kiln, "build", model, "--quant", scheme, "--explain", "codegen", "-o", qexe])
+            if rc:
+                fail(f"kiln build --quant {scheme} of GEMM {M}x{N}x{K}", reason(rc, out, err))
+                continue
+            g.setdefault("amx", {})[scheme] = f"{scheme} GEMM (AMX" in err
+            qprogs[(scheme, (M, N, K))] = (qexe, xp)
+
     def keep(lib, key, v):  # the better (lower-median) of the rounds
         if key not in g[lib] or v["median_ms"] < g[lib][key]["median_ms"]:
             g[lib][key] = v
@@ -282,25 +322,26 @@ def bench_gemm(res, kiln, tools, threads, quick):
     g["rounds"] = rounds
     for rnd, t in [(rn, t) for rn in range(rounds) for t in threads]:
         say(f"GEMM at {t} thread(s), round {rnd + 1} of {rounds}")
-        for (M, N, K), (exe, xp) in progs.items():
+        todo = [("kiln", s, p) for s, p in progs.items()] + [("kiln_" + sc, s, p) for (sc, s), p in qprogs.items()]
+        for lib, (M, N, K), (exe, xp) in todo:
             probe, why = kiln_bench(exe, {"x": xp}, t, 3)
             if not probe:
-                fail(f"kiln GEMM {M}x{N}x{K} {t} threads", why)
+                fail(f"{lib} GEMM {M}x{N}x{K} {t} threads", why)
                 continue
             runs = int(min(1000, max(5, min_time * 1000 / max(probe["median_ms"], 1e-3))))
             r, why = kiln_bench(exe, {"x": xp}, t, runs)
             if r:
-                keep("kiln", ((M, N, K), t), r)
+                keep(lib, ((M, N, K), t), r)
             else:
-                fail(f"kiln GEMM {M}x{N}x{K} {t} threads", why)
+                fail(f"{lib} GEMM {M}x{N}x{K} {t} threads", why)
         if "gemm_peers" not in tools:
             continue
         args = [str(v) for s in shapes for v in s]
         # oneDNN runs on GNU OpenMP: at more than one thread, measured with its default wait policy
         # (spin, then sleep) and with OMP_WAIT_POLICY=PASSIVE, the better kept
-        variants = [("openblas", {}), ("dnnl", {})]
+        variants = [("openblas", {}), ("dnnl", {}), ("dnnl-u8s8s32", {}), ("dnnl-mm-int8", {}), ("dnnl-mm-bf16", {})]
         if t > 1:
-            variants.append(("dnnl", {"OMP_WAIT_POLICY": "PASSIVE"}))
+            variants += [(lib, {"OMP_WAIT_POLICY": "PASSIVE"}) for lib in DNNL_LIBS]
         for lib, extra in variants:
             env = {"OPENBLAS_NUM_THREADS": t, "OMP_NUM_THREADS": t, **extra}
             rc, out, err, _ = run([tools["gemm_peers"], "--lib", lib, "--threads", t, "--min-time", min_time]
@@ -312,7 +353,7 @@ def bench_gemm(res, kiln, tools, threads, quick):
                     key = ((int(kv["M"]), int(kv["N"]), int(kv["K"])), t)
                     keep(lib, key, {"runs": int(kv["runs"]), "min_ms": float(kv["min_ms"]),
                                     "median_ms": float(kv["median_ms"]), "maxrelerr": float(kv["maxrelerr"]),
-                                    "passive": bool(extra)})
+                                    "passive": bool(extra), "impl": kv.get("impl")})
                     found += 1
             if rc or found < len(shapes):
                 fail(f"{lib} GEMM at {t} threads" + (" (OMP_WAIT_POLICY=PASSIVE)" if extra else ""),
@@ -1007,6 +1048,63 @@ def write_report(res, path):
                 cells.append(fmt_ratio(times["dnnl"], k))
                 w("| " + " | ".join(cells) + " |")
             w("")
+        # int8 and bf16
+        if g.get("kiln_int8") or g.get("kiln_bf16"):
+            amx = g.get("amx", {})
+            w("### int8 and bf16")
+            w("")
+            w("The same models built with `kiln build --quant int8` (i8 weights per output channel, each row of "
+              "x quantized at run time, exact i32 sums, then the rescale) and `--quant bf16` (bf16 weights, x "
+              "rounded to bf16, f32 sums): codegen/qgemm.c's kernel, here "
+              + ", ".join(f"{sc}: {'AMX tiles' if amx.get(sc) else 'AVX-512'}" for sc in ("int8", "bf16") if sc in amx)
+              + " (what `--explain codegen` said). kiln's times include reading x in f32 and quantizing or "
+              "rounding it; the peers' do not: `bench/gemm_peers.c` hands oneDNN A already in u8 (bf16). "
+              "Peers: oneDNN `dnnl_gemm_u8s8s32` (u8 x s8 -> s32) and its matmul primitive (u8 x s8 -> s32, "
+              "bf16 x bf16 -> f32; B reordered once, untimed, into the layout it asks for), implementation "
+              + ", ".join(sorted({v['impl'] for lib in ('dnnl-mm-int8', 'dnnl-mm-bf16') for v in g[lib].values()
+                                  if v.get('impl')})) + ". GOPS = 2MNK / median time; % peak: of the "
+              "peak of the instruction measured by bench/machine.c at that thread count (AMX tdpbusd / "
+              "tdpbf16ps, or AVX-512 vpdpbusd / vdpbf16ps, as the kernel uses; oneDNN's matmul against AMX's "
+              "when its implementation says amx, dnnl_gemm_u8s8s32 against vpdpbusd's).")
+            w("")
+            for t in threads:
+                w(f"#### {t} thread{'s' if t > 1 else ''}")
+                w("")
+                w("| M, N, K | kiln int8 ms | GOPS | % peak | u8s8s32 GOPS | % peak | oneDNN matmul int8 GOPS | % peak "
+                  "| kiln vs matmul int8 | kiln bf16 ms | GFLOP/s | % peak | oneDNN matmul bf16 GFLOP/s | % peak "
+                  "| kiln vs matmul bf16 |")
+                w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                for s in g["shapes"]:
+                    M, N, K = s
+                    flop = 2.0 * M * N * K
+                    cells = [f"{M}, {N}, {K}"]
+
+                    def rate(lib):
+                        v = g.get(lib, {}).get((s, t))
+                        return (v["median_ms"], flop / (v["median_ms"] * 1e6), v) if v else (None, None, None)
+
+                    for sc, peers in (("int8", ("dnnl-u8s8s32", "dnnl-mm-int8")), ("bf16", ("dnnl-mm-bf16",))):
+                        ms, gf, _ = rate("kiln_" + sc)
+                        pk = dot_peak(res, t, sc, amx.get(sc))
+                        cells += [fmt_ms(ms) if ms else "failed", fmt(gf) if gf else "failed",
+                                  f"{100 * gf / pk:.0f}%" if gf and pk else "n/a"]
+                        for lib in peers:
+                            pms, pgf, v = rate(lib)
+                            pk = dot_peak(res, t, sc, "amx" in ((v or {}).get("impl") or ""))
+                            cells += [(fmt(pgf) + (" (P)" if v.get("passive") else "")) if pgf else "failed",
+                                      f"{100 * pgf / pk:.0f}%" if pgf and pk else "n/a"]
+                        pms, _, _ = rate(peers[-1])
+                        cells.append(fmt_ratio(pms, ms))
+                    w("| " + " | ".join(cells) + " |")
+                w("")
+            pk = [(t, {k: v for k, v in res.get("machine_meas", {}).get("dot", {}).get(t, {}).items()
+                       if isinstance(v, float)}) for t in threads]
+            w("Peaks measured (bench/machine.c: `machine int8|bf16|amx-int8|amx-bf16 T`): " + "; ".join(
+                f"{t} thread{'s' if t > 1 else ''}: vpdpbusd {fmt(d.get('int8_peak_gops'))} GOPS, vdpbf16ps "
+                f"{fmt(d.get('bf16_peak_gflops'))} GFLOP/s, tdpbusd {fmt(d.get('amx_int8_peak_gops'))} GOPS, tdpbf16ps "
+                f"{fmt(d.get('amx_bf16_peak_gflops'))} GFLOP/s" for t, d in pk) + ".")
+            w("")
+
         # M = 1: weights streamed
         ones = [s for s in g["shapes"] if s[0] == 1]
         if ones:

@@ -23,6 +23,13 @@
  *                              CPU time. The peak of codegen/qgemm.c's kernel.
  *   machine bf16 T             likewise for AVX512-BF16 vdpbf16ps (16 lanes x 2 bf16 products into
  *                              f32: 64 FLOP per instruction): bf16_peak_gflops.
+ *   machine amx-int8 T         the AMX tile unit's int8 peak on T threads: each thread runs 6
+ *                              independent chains of tdpbusd (C tiles 0-5 += A tile 6 x B tile 7:
+ *                              16 x 16 x 64 u8 x s8 products, 32768 ops an instruction) after
+ *                              asking the OS for AMX (arch_prctl); amx_int8_peak_gops as above. The
+ *                              peak of codegen/qgemm.c's AMX kernel.
+ *   machine amx-bf16 T         likewise for tdpbf16ps (16 x 16 x 32 bf16 products into f32: 16384
+ *                              FLOP an instruction): amx_bf16_peak_gflops.
  *   machine stream T MIB       STREAM-like copy (c = a) and triad (a = b + s*c) over three double
  *                              arrays of MIB MiB each, each of T OpenMP threads on its own static
  *                              chunk; small arrays are passed over several times per timing; best
@@ -35,6 +42,8 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +87,9 @@ static double clock_ghz(void)
 /* ---- FMA peak ---- */
 
 /* What the chains run: ops counts one instruction's arithmetic (a multiply-add is 2). */
-typedef enum { K_FMA512, K_FMA256, K_VNNI512, K_BF16_512 } Kind;
-static const int kind_ops[] = {16 * 2, 8 * 2, 16 * 4 * 2, 16 * 2 * 2};
+typedef enum { K_FMA512, K_FMA256, K_VNNI512, K_BF16_512, K_AMX_INT8, K_AMX_BF16 } Kind;
+static const int kind_ops[] = {16 * 2, 8 * 2, 16 * 4 * 2, 16 * 2 * 2, 16 * 16 * 64 * 2, 16 * 16 * 32 * 2};
+static const int kind_chains[] = {12, 12, 12, 12, 6, 6}; /* independent chains, one instruction each a step */
 
 typedef struct {
     long iters;
@@ -180,6 +190,52 @@ __attribute__((target("avx512f,avx512bf16"))) static float bf16_512(long iters)
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, _mm512_add_ps(a4, a8)));
 }
 
+/* 6 chains of tdpbusd or tdpbf16ps on tiles of 16 rows x 64 bytes (operands of small values:
+ * loaded once from memory, so that no unit can skip zeros). */
+__attribute__((target("amx-tile,amx-int8,amx-bf16"))) static float amx_chains(long iters, int bf16)
+{
+    static _Alignas(64) unsigned char cfg[64], a[1024], b[1024];
+    static _Alignas(64) float c[256];
+    cfg[0] = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg[16 + 2 * t] = 64;
+        cfg[48 + t] = 16;
+    }
+    for (int i = 0; i < 1024; i++)
+        a[i] = b[i] = bf16 ? (i % 2 ? 0x3c : 0x00) : 3; /* bf16 2^-7 (bytes 00 3c), or bytes 3 */
+    _tile_loadconfig(cfg);
+    /* tile numbers are immediates: one call per tile */
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_zero(4);
+    _tile_zero(5);
+    _tile_loadd(6, a, 64);
+    _tile_loadd(7, b, 64);
+    if (bf16)
+        for (long i = 0; i < iters; i++) {
+            _tile_dpbf16ps(0, 6, 7);
+            _tile_dpbf16ps(1, 6, 7);
+            _tile_dpbf16ps(2, 6, 7);
+            _tile_dpbf16ps(3, 6, 7);
+            _tile_dpbf16ps(4, 6, 7);
+            _tile_dpbf16ps(5, 6, 7);
+        }
+    else
+        for (long i = 0; i < iters; i++) {
+            _tile_dpbusd(0, 6, 7);
+            _tile_dpbusd(1, 6, 7);
+            _tile_dpbusd(2, 6, 7);
+            _tile_dpbusd(3, 6, 7);
+            _tile_dpbusd(4, 6, 7);
+            _tile_dpbusd(5, 6, 7);
+        }
+    _tile_stored(0, c, 64);
+    _tile_release();
+    return c[0];
+}
+
 static void *fma_thread(void *p)
 {
     FmaJob *j = p;
@@ -189,6 +245,8 @@ static void *fma_thread(void *p)
     case K_FMA256: j->sink = fma256(j->iters); break;
     case K_VNNI512: j->sink = vnni512(j->iters); break;
     case K_BF16_512: j->sink = bf16_512(j->iters); break;
+    case K_AMX_INT8: j->sink = amx_chains(j->iters, 0); break;
+    case K_AMX_BF16: j->sink = amx_chains(j->iters, 1); break;
     }
     j->cpu_s = thread_s() - t0;
     return NULL;
@@ -199,7 +257,7 @@ static void *fma_thread(void *p)
  * a core does while it runs, whatever else shares the machine). */
 static double fma_gflops(int threads, Kind kind, double *per_core)
 {
-    const long iters = 5000000;
+    const long iters = kind >= K_AMX_INT8 ? 200000 : 5000000; /* an AMX step is 6 x 16 cycles */
     double best = 0, best_core = 0;
     for (int trial = 0; trial < 5; trial++) {
         FmaJob jobs[64];
@@ -212,7 +270,7 @@ static double fma_gflops(int threads, Kind kind, double *per_core)
         for (int t = 0; t < threads; t++)
             pthread_join(tid[t], NULL);
         double dt = now_s() - t0;
-        double flop1 = (double)iters * 12 * kind_ops[kind];
+        double flop1 = (double)iters * kind_chains[kind] * kind_ops[kind];
         if (flop1 * threads / dt / 1e9 > best)
             best = flop1 * threads / dt / 1e9;
         for (int t = 0; t < threads; t++)
@@ -339,6 +397,25 @@ int main(int argc, char **argv)
                int8 ? "gops" : "gflops", core_rate, argv[1], int8 ? "gops" : "gflops", core_rate * t);
         return 0;
     }
+    if (argc >= 3 && (!strcmp(argv[1], "amx-int8") || !strcmp(argv[1], "amx-bf16"))) {
+        int t = atoi(argv[2]), int8 = !strcmp(argv[1], "amx-int8");
+        const char *key = int8 ? "amx_int8" : "amx_bf16", *unit = int8 ? "gops" : "gflops";
+        if (t < 1 || t > 64)
+            return 2;
+        printf("%s_threads %d\n", key, t);
+        if (!__builtin_cpu_supports("amx-tile") || !(int8 ? __builtin_cpu_supports("amx-int8") : __builtin_cpu_supports("amx-bf16"))) {
+            printf("%s_peak none (no %s)\n", key, int8 ? "amx-int8" : "amx-bf16");
+            return 0;
+        }
+        if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */)) {
+            printf("%s_peak none (the OS does not grant AMX)\n", key);
+            return 0;
+        }
+        double all = fma_gflops(t, int8 ? K_AMX_INT8 : K_AMX_BF16, &core_rate);
+        printf("%s_%s %.2f\n%s_core_%s %.2f\n%s_peak_%s %.2f\n", key, unit, all, key, unit, core_rate, key, unit,
+               core_rate * t);
+        return 0;
+    }
     if (argc >= 4 && !strcmp(argv[1], "stream")) {
         int t = atoi(argv[2]);
         double mib = atof(argv[3]);
@@ -348,6 +425,6 @@ int main(int argc, char **argv)
         return 0;
     }
     fprintf(stderr, "usage: machine clock | machine fma THREADS | machine int8 THREADS | machine bf16 THREADS | "
-                    "machine stream THREADS MIB\n");
+                    "machine amx-int8 THREADS | machine amx-bf16 THREADS | machine stream THREADS MIB\n");
     return 2;
 }

@@ -43,7 +43,7 @@ static const char *c_type(DType t)
     }
 }
 
-int cg_write_header(const Graph *g, const Plan *p, const char *x, const char *path, Diag *d)
+int cg_write_header(const Graph *g, const Plan *p, const char *x, int amx, const char *path, Diag *d)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -113,6 +113,10 @@ int cg_write_header(const Graph *g, const Plan *p, const char *x, const char *pa
                " * above its bound), the checks of a KV cache (RT_ERR_*: decode before prefill, the cache's\n"
                " * budget reached, past a learned position table), other positive codes (an index input out\n"
                " * of range). */\nconst char *rt_error_message(int code);\n");
+    fprintf(f, "/* Asks the OS for AMX tiles (0 when granted, else -1 and why in err). %s_open does it for a\n"
+               " * model that needs them; a caller of the raw entry calls it first when %s_NEEDS_AMX is 1. */\n"
+               "int rt_request_amx(char *err, size_t errlen);\n#define %s_NEEDS_AMX %d\n\n",
+            x, up, up, amx ? 1 : 0);
     fprintf(f, "#ifndef RT_ERR_NO_PREFILL\n#define RT_ERR_NO_PREFILL 0x%x\n#define RT_ERR_BUDGET 0x%x\n"
                "#define RT_ERR_POSITIONS 0x%x\n#endif\n\n", RT_ERR_NO_PREFILL, RT_ERR_BUDGET, RT_ERR_POSITIONS);
     int *ins = malloc(sizeof(int) * ((size_t)g->ninput + 1)), *outs = malloc(sizeof(int) * ((size_t)g->noutput + 1));

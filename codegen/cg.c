@@ -346,6 +346,11 @@ int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *ou
         goto done;
     }
     RtEntry entry = (RtEntry)(uintptr_t)addr;
+    char why[200];
+    if (cg->amx_used && rt_request_amx(why, sizeof why)) { /* as rt_open does for RtModel.needs */
+        diag_fatal(cg->d, "the code uses AMX tiles, but %s", why);
+        goto done;
+    }
     void *arena = aligned_alloc(64, (size_t)((cg->plan.arena_bytes + 63) / 64 * 64 + 64));
     KILN_ASSERT(arena);
     RtPool *pool = rt_pool_new(threads > 0 ? threads : rt_default_threads());

@@ -24,8 +24,9 @@
  *   profile.c     the table of node groups an entry reports to the runtime's profiler, and its marks
  *   merge.c       token merging and pruning nodes: calls of the runtime's kernels
  *   quant.c       quantize, dequantize and the quantized matmul (qmatmul), portable
- *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI: packed weights, register-blocked tiles on
- *                 threads, exact i32 sums, the rescale and fuse-ops' epilogue on each micro-tile
+ *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI or AMX tiles (and the bf16 one likewise):
+ *                 packed weights, register-blocked tiles on threads, exact i32 sums, the rescale and
+ *                 fuse-ops' epilogue on each micro-tile
  *   qwgemm.c      the weight-only qmatmul (w8, w4) for decoding: packed weights dequantised in
  *                 registers (AVX-512 or AVX2), output panels split over the threads
  *   parallel.c    work over the runtime's threads: ranges or shared-counter items, serial when small
@@ -110,6 +111,7 @@ typedef struct Cg {
     LLVMValueRef syms;        /* i64* */
     LLVMValueRef pool;
     LLVMValueRef status;      /* i32 alloca: 0, or an error code set by a kernel */
+    int amx_used;             /* a kernel uses AMX tiles: the process must ask the OS for them (RtModel.needs) */
 } Cg;
 
 /* ---------------------------------------------------------------- target.c */
@@ -125,6 +127,7 @@ typedef struct CgTarget {
     int x86, arm;
     int vnni;   /* AVX-512 VNNI (vpdpbusd on 512-bit vectors) */
     int bf16;   /* AVX512-BF16 (vdpbf16ps, vcvtneps2bf16 on 512-bit vectors) */
+    int amx_int8, amx_bf16; /* AMX tiles with tdpbusd / tdpbf16ps (amx-tile and amx-int8 / amx-bf16) */
     long l1, l2;
     const char *isa;        /* "AVX-512", "AVX2", "SSE", "NEON", "generic vectors" */
     const char *core;       /* the known core the CPU is (target.c's table), or NULL */
@@ -466,8 +469,9 @@ typedef enum Emit {
     EMIT_EXE, EMIT_LIB, EMIT_SHARED, EMIT_OBJ, EMIT_LLVM, EMIT_ASM, EMIT_IR, EMIT_DOT, EMIT_SVG
 } Emit;
 
-/* Writes the C header of a library build: typed open/run/close and the raw entry. */
-int cg_write_header(const Graph *g, const Plan *p, const char *prefix, const char *path, Diag *d);
+/* Writes the C header of a library build: typed open/run/close and the raw entry; amx: the code uses
+ * AMX tiles (NAME_NEEDS_AMX, for callers of the raw entry). */
+int cg_write_header(const Graph *g, const Plan *p, const char *prefix, int amx, const char *path, Diag *d);
 /* Writes a Graphviz description of the graph. */
 int cg_write_dot(const Graph *g, const char *path, Diag *d);
 /* Writes the external weights file (RtWeightsHeader + blob). */

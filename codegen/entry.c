@@ -374,22 +374,23 @@ static void descriptor(Cg *cg, LLVMValueRef *entries)
         LLVMSetAlignment(blob, 64);
     }
     LLVMTypeRef mty = LLVMStructCreateNamed(cg->ctx, "RtModel");
-    LLVMTypeRef mf[19] = {cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr,
+    LLVMTypeRef mf[20] = {cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr,
                           cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr,
-                          cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64};
-    LLVMStructSetBody(mty, mf, 19, 0);
+                          cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->i64};
+    LLVMStructSetBody(mty, mf, 20, 0);
     LLVMValueRef vocab = g->vocab ? global_string(cg, g->vocab, ".vocab") : LLVMConstNull(cg->ptr);
-    LLVMValueRef mv[19] = {cg_i64(cg, RT_ABI_VERSION), global_string(cg, g->model ? g->model : "model", ".name"),
+    LLVMValueRef mv[20] = {cg_i64(cg, RT_ABI_VERSION), global_string(cg, g->model ? g->model : "model", ".name"),
                            cg_i64(cg, nin0), cg_i64(cg, nout0), cg_i64(cg, g->nsym), ins, outv, sg,
                            cg_i64(cg, cg->plan.weights_bytes), cg_i64(cg, cg->plan.arena_bytes),
                            LLVMConstInt(cg->i64, cg->plan.weights_hash, 0), blob,
                            stateful ? LLVMConstNull(cg->ptr) : entries[0], vocab,
                            cg_i64(cg, stateful ? ne : 0), stateful ? eg : LLVMConstNull(cg->ptr),
-                           cg_i64(cg, g->nstate), statev, cg_i64(cg, ir_states_bytes(g))};
+                           cg_i64(cg, g->nstate), statev, cg_i64(cg, ir_states_bytes(g)),
+                           cg_i64(cg, cg->amx_used ? RT_NEEDS_AMX : 0)};
     char gname[128];
     snprintf(gname, sizeof gname, "kiln_model_%s", cg->prefix);
     LLVMValueRef m = LLVMAddGlobal(cg->mod, mty, gname);
-    LLVMSetInitializer(m, LLVMConstNamedStruct(mty, mv, 19));
+    LLVMSetInitializer(m, LLVMConstNamedStruct(mty, mv, 20));
     LLVMSetGlobalConstant(m, 1);
 }
 

@@ -3,7 +3,8 @@
  * The kernels' parameters (gemm.c's register and cache blocking, attention.c's tiles) are derived
  * from a few facts of the target, never from one machine's figures: the widest float vector and
  * fused multiply-add (from the feature list: the host's, or --target/--cpu's), the number of vector
- * registers (32 with AVX-512 and on aarch64, 16 otherwise), and the L1 data and L2 cache per core.
+ * registers (32 with AVX-512 and on aarch64, 16 otherwise), the dot-product instructions (AVX-512
+ * VNNI and BF16, AMX tiles), and the L1 data and L2 cache per core.
  * Where those come from, in order:
  *   1. the feature list (the host's when compiling for it, else the one given), then what the CPU's
  *      name implies (the lists below);
@@ -109,6 +110,15 @@ CgTarget cg_target(const Cg *cg)
         static const char *const cpus_bf16[] = {"cooperlake", "sapphirerapids", "emeraldrapids", "graniterapids",
                                                 "graniterapids-d", "diamondrapids", "znver4", "znver5", NULL};
         k.bf16 = avx512 > 0 && (feature(f, "avx512bf16") > 0 || (!feature(f, "avx512bf16") && in_list(cg->cpu, cpus_bf16)));
+        /* AMX: the tile unit (amx-tile) with its int8 and bf16 products; the CPUs that have them */
+        static const char *const cpus_amx[] = {"sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
+                                               "diamondrapids", NULL};
+        int tile = feature(f, "amx-tile");
+        if (!tile)
+            tile = in_list(cg->cpu, cpus_amx) ? 1 : -1;
+        int ai8 = feature(f, "amx-int8"), abf = feature(f, "amx-bf16");
+        k.amx_int8 = avx512 > 0 && tile > 0 && (ai8 > 0 || (!ai8 && in_list(cg->cpu, cpus_amx)));
+        k.amx_bf16 = avx512 > 0 && tile > 0 && k.bf16 && (abf > 0 || (!abf && in_list(cg->cpu, cpus_amx)));
         k.fma = fma > 0;
         k.regs = avx512 > 0 ? 32 : 16;
         k.isa = avx512 > 0 ? "AVX-512" : avx2 > 0 ? "AVX2" : "SSE";
@@ -177,6 +187,13 @@ void cg_explain(Cg *cg, FILE *out)
     fprintf(out, "\ncodegen: %s, vectors of %d floats, %s, %d vector registers (from %s)\n", t.isa, t.vw,
             t.fma ? "fused multiply-add" : "no fused multiply-add (multiply then add)", t.regs, t.vec_from);
     fprintf(out, "codegen: L1 data %s, L2 %s per core (from %s)\n", l1, l2, t.cache_from);
+    if (t.x86)
+        fprintf(out, "codegen: AMX tiles: %s (from %s)\n",
+                t.amx_int8 && t.amx_bf16 ? "int8 (tdpbusd) and bf16 (tdpbf16ps)"
+                : t.amx_int8             ? "int8 (tdpbusd) only"
+                : t.amx_bf16             ? "bf16 (tdpbf16ps) only"
+                                         : "none",
+                t.vec_from);
     cg_gemm_explain(cg, out);
     cg_qgemm_explain(cg, out);
     const Graph *g = cg->g;

@@ -786,7 +786,7 @@ static int cmd_build(Options *o, Diag *d)
         header = path_with(dir, file);
         free(file);
         free(dir);
-        rc = cg_write_header(g, &cg->plan, ident, header, d);
+        rc = cg_write_header(g, &cg->plan, ident, cg->amx_used, header, d);
     }
     if (!rc && !embed && o->emit != EMIT_LLVM && o->emit != EMIT_ASM) {
         wfile = path_with(out, ".weights");

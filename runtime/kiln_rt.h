@@ -57,8 +57,14 @@ void rt_npy_free(RtNpy *a);
  * KILN_DTYPES as ir/ir.h's DType is.
  */
 enum {
-    RT_ABI_VERSION = 4, /* 3: state and several entries (RtModel.nentries ... state_bytes);
-                           4: a dimension is linear in several symbols (RtDim) */
+    RT_ABI_VERSION = 5, /* 3: state and several entries (RtModel.nentries ... state_bytes);
+                           4: a dimension is linear in several symbols (RtDim);
+                           5: what the code needs of the OS (RtModel.needs) */
+};
+
+/* RtModel.needs: what the compiled code needs the process to have asked the OS for, at open. */
+enum {
+    RT_NEEDS_AMX = 1, /* AMX tile data (Linux: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)) */
 };
 
 /* The codes an entry returns when a run-time check of the kv-cache pass fails (a gather with the IR
@@ -150,6 +156,7 @@ typedef struct RtModel {
     const RtTensorDesc *states;  /* (nstates) static shapes, in the order they lie in the state buffer,
                                     each 64-byte aligned */
     int64_t state_bytes;         /* size of the state buffer */
+    int64_t needs;               /* RT_NEEDS_* bits: rt_open asks the OS for them (rt_request_amx) */
 } RtModel;
 
 /* A weights file written by `kiln build --weights-mode external`: this header, zero padding to 64
@@ -159,6 +166,12 @@ typedef struct RtWeightsHeader {
     uint64_t hash;              /* RtModel.weights_hash */
     uint64_t bytes;             /* RtModel.weights_bytes */
 } RtWeightsHeader;
+
+/* Asks the OS to let this process use AMX tiles (once is enough: the permission is the whole
+ * process's). 0 when granted; else -1 and a sentence in err saying why (not Linux on x86-64, a kernel
+ * without AMX support, a CPU without AMX). rt_open calls it for a model whose RtModel.needs has
+ * RT_NEEDS_AMX; a caller of a raw entry (kiln_<model>_run_raw) of such a model calls it first. */
+int rt_request_amx(char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- pool.c */
 

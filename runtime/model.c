@@ -31,6 +31,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#endif
 
 enum { WEIGHTS_OFFSET = 64 }; /* where the blob starts in a weights file */
 
@@ -197,6 +200,21 @@ static int model_map_weights(RtInstance *inst, const char *path, char *err, size
     return 0;
 }
 
+int rt_request_amx(char *err, size_t errlen)
+{
+#if defined(__linux__) && defined(__x86_64__)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0)
+        return 0;
+    int e = errno;
+    return model_fail(err, errlen, "the operating system does not grant this process AMX tiles "
+                      "(arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA): %s%s)", strerror(e),
+                      e == EINVAL ? ": this CPU or kernel has no AMX" : "");
+#else
+    return model_fail(err, errlen, "AMX tiles are available to Linux x86-64 programs only");
+#endif
+}
+
 RtInstance *rt_open(const RtModel *m, const char *weights_path, int threads, char *err,
                     size_t errlen)
 {
@@ -212,6 +230,15 @@ RtInstance *rt_open(const RtModel *m, const char *weights_path, int threads, cha
         (m->nentries ? !m->entries : !m->run)) {
         model_fail(err, errlen, "model '%s' is malformed (negative sizes or no entry point)",
                    m->name);
+        return NULL;
+    }
+    char why[200];
+    if ((m->needs & RT_NEEDS_AMX) && rt_request_amx(why, sizeof why)) {
+        model_fail(err, errlen,
+                   "model '%s' was compiled for Intel AMX (kiln chose AMX tiles for its int8 or bf16 products), but %s; "
+                   "rebuild it on this machine, or for a CPU without AMX (kiln build --features -amx-tile, or "
+                   "KILN_QGEMM=amx=0: the AVX-512 kernels)",
+                   m->name ? m->name : "?", why);
         return NULL;
     }
     RtInstance *inst = calloc(1, sizeof *inst);

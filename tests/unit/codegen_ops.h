@@ -40,6 +40,9 @@ typedef enum GenKind {
     G_BOOL, /* 0 or 1 */
     G_NINF, /* uniform in [lo, hi], one in four -inf, and the first row along `axis` all -inf */
     G_EDGE, /* the cast edge values (test_codegen_ops.c's edge_values[]), then G_WIDE over [1e-3, 1e5] */
+    G_TIES, /* rows (the last dimension) made of ties of a dynamic int8 quantization: the first element A
+               (magnitude log-uniform in [lo, hi]), the others A / 127 * (k + 0.5) in f32, k in -127 .. 126,
+               moved by up to 4 units in the last place */
 } GenKind;
 
 typedef struct Gen {
@@ -56,6 +59,7 @@ typedef struct Gen {
 #define BOOL ((Gen){G_BOOL, 0, 1, 0})
 #define NINF(a, b, ax) ((Gen){G_NINF, a, b, ax})
 #define EDGE ((Gen){G_EDGE, 0, 0, 0})
+#define TIES(a, b) ((Gen){G_TIES, a, b, 0})
 
 /* ---------------------------------------------------------------- cases */
 

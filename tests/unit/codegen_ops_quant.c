@@ -1,10 +1,36 @@
 /* codegen_ops_quant.c: test_codegen_ops's cases for quantization: quantize and dequantize (i8, u8,
  * i4, groups), qmatmul weight-only (8 and 4 bits, bf16 weights) and dynamic W8A8 (bit for bit; the
  * VNNI kernel's tiles and, with --cpu x86-64-v3, the portable one), and qmatmul under an epilogue.
+ *
+ * Which dot-product kernel the host's cases check depends on the CPU (codegen/qgemm.c): AMX tiles
+ * where it has amx-tile + amx-int8 / amx-bf16, else AVX-512 (VNNI, BF16), else the portable one; the
+ * family says which at its start. The AVX-512 kernels are also checked on an AMX machine by the cases
+ * compiled for --cpu cooperlake (AVX-512 VNNI and BF16, no AMX; x86-64-v3 on a host without them, so
+ * that the cases keep their numbers everywhere). The cases around AMX's tiles: every M from 1 to 40
+ * (one A tile, two, a part of one), K not a multiple of a tile's 64 bytes, two blocks of K (the C tiles
+ * leave and come back), two threads (each loads its tile configuration).
  */
 #include "codegen_ops.h"
 
 #include <stdio.h>
+#include <string.h>
+
+/* Whether the host's LLVM feature list enables f ("+avx512vnni"). */
+static int host_has(const char *f)
+{
+    char *feats = LLVMGetHostCPUFeatures();
+    const char *p = strstr(feats, f);
+    int yes = p && (p[strlen(f)] == ',' || p[strlen(f)] == 0);
+    LLVMDisposeMessage(feats);
+    return yes;
+}
+
+/* The CPU that runs the AVX-512 dot-product kernels on this host without AMX: cooperlake where the
+ * host has AVX-512 VNNI and BF16, else x86-64-v3 (the portable kernel). */
+static const char *avx512_cpu(void)
+{
+    return host_has("+avx512vnni") && host_has("+avx512bf16") ? "cooperlake" : "x86-64-v3";
+}
 
 /* ---------------------------------------------------------------- quantization
  *
@@ -29,6 +55,11 @@ static const char *nibbles(int n, int lo, int hi, unsigned seed)
 
 void quant_cases(void)
 {
+    int amx = host_has("+amx-tile");
+    printf("qmatmul on this host: int8 %s, bf16 %s; cases marked [--cpu %s]: %s\n",
+           amx && host_has("+amx-int8") ? "AMX (tdpbusd)" : host_has("+avx512vnni") ? "AVX-512 (vpdpbusd)" : "portable",
+           amx && host_has("+amx-bf16") ? "AMX (tdpbf16ps)" : host_has("+avx512bf16") ? "AVX-512 (vdpbf16ps)" : "portable",
+           avx512_cpu(), strcmp(avx512_cpu(), "cooperlake") ? "the portable kernels" : "the AVX-512 kernels");
     run((Spec){"quantize", EXACT, TS3, {INT(-300, 300), INT(0, 4)},
                "%0 = input \"x\" : f32[T, 33]\n%1 = input \"s\" : f32[1, 33]\n"
                "%2 = quantize(%0, %1) {axis=0, group=0} : i8[T, 33]\noutput y = %2\n", 0});
@@ -90,6 +121,43 @@ void quant_cases(void)
                       tiles[i].shape, K, nibbles(K * N, -128, 127, 21 + (unsigned)i), K, N, nibbles(N, 0, 3, 31 + (unsigned)i),
                       N, tiles[i].shape, N), 0});
     }
+    /* the tiles again on AVX-512 alone (cooperlake: no AMX) */
+    run_on(avx512_cpu(), (Spec){"qmatmul", EXACT, TS3, {SPEC(-3, 3)},
+               ir("%%0 = input \"a\" : f32[8, T, 130]\n%%1 = const {data=[%s]} : i8[130, 300]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 300]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[8, T, 300]\noutput y = %%3\n",
+                  nibbles(130 * 300, -128, 127, 21), nibbles(300, 0, 3, 31)), 0});
+    /* around AMX's tiles: every M from 1 to 40 (K = 200: three tiles of 64 bytes and a part; N = 65:
+     * a last panel of one column); K = 2100: two blocks of K; M = 3T up to 120 on two threads */
+    static const int64_t every[41] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+                                      21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 0};
+    run((Spec){"qmatmul", EXACT, every, {WIDE(1e-3, 1e3)},
+               ir("%%0 = input \"a\" : f32[T, 200]\n%%1 = const {data=[%s]} : i8[200, 65]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 65]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, 65]\noutput y = %%3\n",
+                  nibbles(200 * 65, -128, 127, 91), nibbles(65, 0, 3, 92)), 0});
+    /* rows of quantization ties (and values an ulp or a few either side of them): the kernels multiply
+     * by 1 / sa and must divide where that could round differently */
+    run((Spec){"qmatmul", EXACT, TS3, {TIES(1e-3, 1e3)},
+               ir("%%0 = input \"a\" : f32[2, T, 200]\n%%1 = const {data=[%s]} : i8[200, 65]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 65]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[2, T, 65]\noutput y = %%3\n",
+                  nibbles(200 * 65, -128, 127, 97), nibbles(65, 0, 3, 98)), 0});
+    run_on(avx512_cpu(), (Spec){"qmatmul", EXACT, TS3, {TIES(1e-3, 1e3)},
+               ir("%%0 = input \"a\" : f32[2, T, 200]\n%%1 = const {data=[%s]} : i8[200, 65]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 65]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[2, T, 65]\noutput y = %%3\n",
+                  nibbles(200 * 65, -128, 127, 97), nibbles(65, 0, 3, 98)), 0});
+    run((Spec){"qmatmul", EXACT, TS3, {SPEC(-2, 2)},
+               ir("%%0 = input \"a\" : f32[3, T, 2100]\n%%1 = const {data=[%s]} : i8[2100, 33]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 33]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[3, T, 33]\noutput y = %%3\n",
+                  nibbles(2100 * 33, -128, 127, 93), nibbles(33, 0, 3, 94)), 0});
+    run_threads(2, (Spec){"qmatmul", EXACT, TS3, {WIDE(1e-2, 1e2)},
+               ir("%%0 = input \"a\" : f32[3, T, 96]\n%%1 = const {data=[%s]} : i8[96, 200]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 200]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[3, T, 200]\noutput y = %%3\n",
+                  nibbles(96 * 200, -128, 127, 95), nibbles(200, 0, 3, 96)), 0});
     /* without VNNI (AVX2: --cpu x86-64-v3) the portable kernel, the same bits */
     run_on("x86-64-v3", (Spec){"qmatmul", EXACT, TS3, {WIDE(1e-3, 1e3)},
                ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = const {data=[%s]} : i8[70, 17]\n%%2 = const {data=[%s]} : f32[1, 17]\n"
@@ -104,9 +172,11 @@ void quant_cases(void)
 void bf16_cases(void)
 {
     static const struct { int K, N; const char *shape, *cpu; } cs[] = {
-        {130, 300, "8, T", NULL}, {3, 100, "T", NULL}, {1001, 16, "2, T", NULL}, {70, 17, "T", "x86-64-v3"}};
+        {130, 300, "8, T", NULL}, {3, 100, "T", NULL}, {1001, 16, "2, T", NULL}, {70, 17, "T", "x86-64-v3"},
+        {1100, 65, "3, T", NULL}, /* AMX: two blocks of K (1024 elements a row) */
+        {130, 300, "8, T", "avx512"}};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-        run_on(cs[i].cpu, (Spec){"qmatmul", MM, TS3, {UNI(-1, 1)},
+        run_on(cs[i].cpu && !strcmp(cs[i].cpu, "avx512") ? avx512_cpu() : cs[i].cpu, (Spec){"qmatmul", MM, TS3, {UNI(-1, 1)},
                    ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : bf16[%d, %d]\n"
                       "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[%s, %d]\noutput y = %%2\n",
                       cs[i].shape, cs[i].K, nibbles(cs[i].K * cs[i].N, -8, 8, 71 + (unsigned)i), cs[i].K, cs[i].N,
@@ -127,8 +197,8 @@ void bf16_cases(void)
  * (EW; MM for weight-only, whose sums differ in order). */
 void quant_fused_cases(void)
 {
-    static const char *cpus[] = {NULL, "x86-64-v3"};
-    for (int c = 0; c < 2; c++)
+    const char *cpus[] = {NULL, "x86-64-v3", avx512_cpu()};
+    for (int c = 0; c < 3; c++)
         run_on(cpus[c], (Spec){"qmatmul", EW, TS3, {UNI(-2, 2), UNI(-1, 1), UNI(-1, 1)},
                    ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = input \"b\" : f32[100]\n%%2 = input \"r\" : f32[T, 100]\n"
                       "%%3 = const {data=[%s]} : i8[70, 100]\n%%4 = const {data=[%s]} : f32[1, 100]\n"

@@ -147,6 +147,10 @@ static double gen_one(const Gen *g, int64_t e)
     case G_INT: return g->lo + (double)(rng() % (uint64_t)(g->hi - g->lo + 1));
     case G_BOOL: return (double)(rng() & 1);
     case G_NINF: return rng() % 4 == 0 ? -INFINITY : g->lo + (g->hi - g->lo) * unif();
+    case G_TIES: { /* fill() makes the rows; each element on its own: a magnitude as the rows' first */
+        double m = exp(log(g->lo) + (log(g->hi) - log(g->lo)) * unif());
+        return rng() & 1 ? m : -m;
+    }
     case G_EDGE: {
         int64_t n = (int64_t)(sizeof edge_values / sizeof edge_values[0]);
         if (e < n)
@@ -166,6 +170,20 @@ static void fill(HostTensor *t, const Gen *g)
         n *= t->shape[i];
     for (int64_t e = 0; e < n; e++)
         dtype_store(t->dtype, t->data, (size_t)e, gen_one(g, e));
+    if (g->kind == G_TIES && t->rank > 0 && t->dtype == DT_F32) {
+        int64_t L = t->shape[t->rank - 1];
+        float *x = t->data;
+        for (int64_t e = 0; e < n; e++) {
+            if (e % L == 0)
+                continue; /* the row's A: the largest magnitude */
+            float a = fabsf(x[e - e % L]), s = a / 127.0f, v = s * ((float)(int)(rng() % 254) - 127.0f + 0.5f);
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            u += (uint32_t)(int)(rng() % 9) - 4u;
+            memcpy(&v, &u, 4);
+            x[e] = fabsf(v) > a ? copysignf(a, v) : v;
+        }
+    }
     if (g->kind == G_NINF && g->axis < t->rank) {
         /* the first row along the axis (all other indices 0): all -inf */
         int64_t inner = 1;

@@ -96,7 +96,7 @@ static const RtTensorDesc axpy_inputs[] = {
 static const RtTensorDesc axpy_outputs[] = {{"z", RT_F32, 1, {{1, {0}, {1}, 0}}}};
 static const RtModel axpy_model = {
     RT_ABI_VERSION, "axpy", 2, 1, 1, axpy_inputs, axpy_outputs, axpy_syms,
-    sizeof axpy_weights, AXPY_T * sizeof(float), axpy_hash, axpy_weights, axpy_run, NULL, 0, NULL, 0, NULL, 0,
+    sizeof axpy_weights, AXPY_T * sizeof(float), axpy_hash, axpy_weights, axpy_run, NULL, 0, NULL, 0, NULL, 0, 0,
 };
 
 static void axpy_expect(int64_t t, const float *x, const float *y, float *z)
@@ -123,7 +123,7 @@ static const RtTensorDesc shapes_inputs[] = {
 static const RtTensorDesc shapes_outputs[] = {{"o", RT_F32, 3, {{1, {1}, {1}, 0}, {1, {0}, {2}, -1}, {0, {0}, {0}, 5}}}};
 static const RtModel shapes_model = {
     RT_ABI_VERSION, "shapes", 3, 1, 2, shapes_inputs, shapes_outputs, shapes_syms,
-    0, 0, 1, NULL, nop_run, NULL, 0, NULL, 0, NULL, 0,
+    0, 0, 1, NULL, nop_run, NULL, 0, NULL, 0, NULL, 0, 0,
 };
 
 /* ---------------------------------------------------------------- rt_parallel_for */
@@ -266,7 +266,7 @@ static const RtTensorDesc sums_inputs[] = {
 };
 static const RtTensorDesc sums_outputs[] = {{"o", RT_F32, 1, {{2, {0, 1}, {1, 1}, -1}}}};
 static const RtModel sums_model = {
-    RT_ABI_VERSION, "sums", 3, 1, 2, sums_inputs, sums_outputs, sums_syms, 0, 0, 1, NULL, nop_run, NULL, 0, NULL, 0, NULL, 0,
+    RT_ABI_VERSION, "sums", 3, 1, 2, sums_inputs, sums_outputs, sums_syms, 0, 0, 1, NULL, nop_run, NULL, 0, NULL, 0, NULL, 0, 0,
 };
 
 static void test_bind_sums(void)
@@ -429,6 +429,21 @@ static void test_open_run(void)
     old.abi_version = RT_ABI_VERSION + 1;
     open_error(&old, NULL, "ABI version", NULL);
 
+    /* a model whose code uses AMX tiles (RtModel.needs): it opens where the OS grants them; else
+     * rt_open refuses with a sentence naming the model, AMX and the OS's reason */
+    RtModel amx = axpy_model;
+    amx.needs = RT_NEEDS_AMX;
+    char why[256] = "";
+    if (rt_request_amx(why, sizeof why) == 0) {
+        inst = rt_open(&amx, NULL, 1, err, sizeof err);
+        REQUIRE(inst);
+        rt_close(inst);
+        printf("test_runtime: this process may use AMX: a model that needs it opens\n");
+    } else {
+        open_error(&amx, NULL, "model 'axpy' was compiled for Intel AMX", why);
+        printf("test_runtime: no AMX here (%s): a model that needs it is refused at open\n", why);
+    }
+
     /* no activations at all, and no weights */
     inst = rt_open(&shapes_model, NULL, 2, err, sizeof err);
     REQUIRE(inst);
@@ -515,7 +530,7 @@ static const RtTensorDesc types_outputs[] = {
 };
 static const RtModel types_model = {
     RT_ABI_VERSION, "types", 1, 7, 1, types_inputs, types_outputs, types_syms, 0, 0, 2, NULL,
-    types_run, NULL, 0, NULL, 0, NULL, 0,
+    types_run, NULL, 0, NULL, 0, NULL, 0, 0,
 };
 
 static int fail_run(const void *weights, void *activations, const int64_t *syms,
