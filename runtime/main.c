@@ -122,10 +122,11 @@ static void main_usage(const RtModel *m, const char *prog, FILE *f)
                 "  --prompt TEXT [-n N] [--temperature T] [--top-k K] [--seed S]\n"
                 "                          generate N characters after TEXT; prints N tokens in S s (R tokens/s)\n"
                 "                          on stderr%s\n"
-                "  --eval FILE [--stream]  score a text file in windows of the context%s\n"
+                "  --eval FILE%s  score a text file in windows of the context%s\n"
                 "  --eval FILE --window W  score it with every character predicted from the W before it,\n"
                 "                          the model run again for each (the sliding-window baseline)\n",
                 rt_entry_index(m, "decode") >= 0 ? " (prefill once, then decode with the KV cache)" : "",
+                rt_entry_index(m, "decode") >= 0 ? " [--stream]" : "           ",
                 rt_entry_index(m, "decode") >= 0 ? "; --stream: as one stream through the KV cache" : "");
 }
 

@@ -17,6 +17,7 @@ The .json file holds the statements (variable, expression, type, operands) so th
 rebuild the model from any subset. Only the Python standard library is used.
 """
 import json
+import os
 import random
 import struct
 import sys
@@ -349,6 +350,7 @@ def generate(seed, outdir):
     base = 'dt%d' % seed
     model = {'seed': seed, 'stmts': g.stmts, 'inputs': g.inputs, 'outputs': outs,
              'weights_file': base + '.safetensors', 'types': g.types}
+    os.makedirs(outdir, exist_ok=True)
     write_safetensors('%s/%s.safetensors' % (outdir, base), g.weights)
     with open('%s/%s.json' % (outdir, base), 'w') as f:
         json.dump(model, f)
