@@ -173,7 +173,9 @@ static const char *help_run =
     "STREAM triad's bandwidth, whichever bounds the group; measured before the run), largest first;\n"
     "--profile-trace FILE also writes the groups' times as Chrome trace JSON (chrome://tracing,\n"
     "Perfetto), the peak in its metadata. One run is timed, cold; a program built with kiln build\n"
-    "times warm runs with --bench N --profile.\n";
+    "times warm runs with --bench N --profile.\n"
+    "kiln run runs a model with one entry and no state: a model built with --kv-cache (prefill and\n"
+    "decode, a cache) runs as a program or library of kiln build.\n";
 
 static const char *help_build =
     "usage: kiln build MODEL [-o OUT] [--emit KIND] [-O0..-O3] [--weights FILE]\n"
