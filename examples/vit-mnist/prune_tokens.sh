@@ -8,6 +8,8 @@
 #   [PLOT=OUT.png] [BENCH=5] sh examples/vit-mnist/prune_tokens.sh [THREADS] [SPEC ...]
 # Run from the repository's root after building (build/kiln, build/tests/mnist). Accuracy and FLOPs do
 # not depend on the machine; the latency does: take it on a quiet machine. A benchmark, not a test.
+# examples/vit-mnist56/prune_tokens.sh runs it on vit-mnist56 through MODEL, EVAL, IMAGES (the mnist
+# tool's command that makes the model's input) and NAME.
 set -eu
 THREADS=${1:-2}
 [ $# -gt 0 ] && shift
@@ -19,12 +21,15 @@ evit:keep=0.9,layers=1,3,5 evit:keep=0.7,layers=1,3,5 evit:keep=0.5,layers=1,3,5
 KILN=${KILN:-./build/kiln}
 MNIST=${MNIST:-./build/tests/mnist}
 BENCH=${BENCH:-5}
-M=examples/vit-mnist/vit-mnist.kiln
+M=${MODEL:-examples/vit-mnist/vit-mnist.kiln}
+EVAL=${EVAL:-examples/vit-mnist/eval}
+IMAGES=${IMAGES:-images}
+NAME=${NAME:-vit-mnist}
 DATA=../shared/data
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 gzip -dc "$DATA/mnist-t10k-images-idx3-ubyte.gz" > "$TMP/images.idx"
-"$MNIST" images "$TMP/images.idx" 8000 500 "$TMP/bench.npy"
+"$MNIST" "$IMAGES" "$TMP/images.idx" 8000 500 "$TMP/bench.npy"
 
 # The curve a setting belongs to: the method, and whether attention is proportional (ToMe's default
 # is on, PiToMe's off; EViT has none).
@@ -49,7 +54,7 @@ for spec in $SPECS; do
     # the report counts the batch at its bound (1000): per image is a thousandth
     "$KILN" check $M $copt > "$TMP/check.txt"
     "$KILN" build $M $opt -o "$TMP/prog" > "$TMP/build.txt" 2>&1 || { cat "$TMP/build.txt" >&2; exit 1; }
-    acc=$(examples/vit-mnist/eval "$TMP/prog" --threads "$THREADS" | sed 's/accuracy //')
+    acc=$("$EVAL" "$TMP/prog" --threads "$THREADS" | sed 's/accuracy //')
     ms=$("$TMP/prog" --input image="$TMP/bench.npy" --threads "$THREADS" --bench "$BENCH" |
         sed -n 's/^bench: .* median \([0-9.]*\) ms$/\1/p' | awk '{ printf "%.0f", $1 }')
     flops=$(sed -n 's/^  model: \([0-9.e+]*\) -> \([0-9.e+]*\) \([A-Z]*FLOP\).*(\([0-9.-]*\)% fewer.*/\2 \3 \4/p' "$TMP/check.txt")
@@ -81,7 +86,7 @@ set grid
 set datafile separator '\t'
 set key below
 set ylabel 'held-out accuracy, % (MNIST 8000..9999)'
-set multiplot layout 1,2 title 'vit-mnist under prune-tokens ($THREADS threads)'
+set multiplot layout 1,2 title '$NAME under prune-tokens ($THREADS threads)'
 set xlabel 'MFLOP per image (matmul and attention)'
 plot $(curves 4)
 set xlabel 'ms per batch of 500 (median of $BENCH runs; machine load changes it)'

@@ -1,6 +1,7 @@
 /* mnist.c: MNIST for the tests and the vit-mnist eval, without Python.
  *
  *   mnist images IDX START COUNT OUT.npy    images START.. as f32 [COUNT, 1, 28, 28], pixel / 255
+ *   mnist images2x IDX START COUNT OUT.npy  the same at 56 x 56, every pixel repeated 2 x 2 (vit-mnist56)
  *   mnist labels IDX START COUNT OUT.npy    labels as i32 [COUNT]
  *   mnist correct LOGITS.npy LABELS.npy     how many rows' argmax equal their label (prints N)
  * IDX files are the uncompressed ones (gzip -dc the data set's .gz files first).
@@ -22,6 +23,7 @@ static unsigned be32(const unsigned char *p)
     return (unsigned)p[0] << 24 | (unsigned)p[1] << 16 | (unsigned)p[2] << 8 | p[3];
 }
 
+/* images: 0 labels, 1 images, 2 images upsampled 2x (nearest) */
 static int extract(int images, const char *path, long start, long count, const char *out)
 {
     FILE *f = fopen(path, "rb");
@@ -49,10 +51,13 @@ static int extract(int images, const char *path, long start, long count, const c
     char err[256];
     int rc;
     if (images) {
-        float *x = malloc(sizeof(float) * (size_t)(count * each));
-        for (long i = 0; x && i < count * each; i++)
-            x[i] = (float)raw[i] / 255.0f;
-        int64_t shape[4] = {count, 1, 28, 28};
+        long s = images == 2 ? 2 : 1, side = 28 * s;
+        float *x = malloc(sizeof(float) * (size_t)(count * each * s * s));
+        for (long i = 0; x && i < count * side * side; i++) {
+            long img = i / (side * side), yy = i / side % side, xx = i % side;
+            x[i] = (float)raw[img * each + yy / s * 28 + xx / s] / 255.0f;
+        }
+        int64_t shape[4] = {count, 1, side, side};
         rc = x ? rt_npy_write(out, "<f4", 4, shape, x, err, sizeof err) : -1;
         free(x);
     } else {
@@ -100,10 +105,11 @@ static int correct(const char *logits, const char *labels)
 
 int main(int argc, char **argv)
 {
-    if (argc == 6 && (!strcmp(argv[1], "images") || !strcmp(argv[1], "labels")))
-        return extract(!strcmp(argv[1], "images"), argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
+    if (argc == 6 && (!strcmp(argv[1], "images") || !strcmp(argv[1], "images2x") || !strcmp(argv[1], "labels")))
+        return extract(!strcmp(argv[1], "images") ? 1 : !strcmp(argv[1], "images2x") ? 2 : 0, argv[2], atol(argv[3]),
+                       atol(argv[4]), argv[5]);
     if (argc == 4 && !strcmp(argv[1], "correct"))
         return correct(argv[2], argv[3]);
-    fprintf(stderr, "usage: mnist images|labels IDX START COUNT OUT.npy | mnist correct LOGITS.npy LABELS.npy\n");
+    fprintf(stderr, "usage: mnist images|images2x|labels IDX START COUNT OUT.npy | mnist correct LOGITS.npy LABELS.npy\n");
     return 2;
 }
