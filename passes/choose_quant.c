@@ -122,6 +122,8 @@ int pass_quant_budget(const char *spec, double *loss, double *size_mb)
 typedef struct QWeight {
     void *q;      /* [K, N] of the scheme's dtype, in g's arena */
     float *scale; /* [ceil(K / group) or 1, N] */
+    int gen;      /* Q.gen of the graph cq and cs are in; 0: none yet */
+    Node *cq, *cs; /* the constants holding q and scale in that graph, which every twin reads */
 } QWeight;
 
 typedef struct Cand {
@@ -130,7 +132,9 @@ typedef struct Cand {
     int64_t K, N;
     const Node *b; /* the constant it reads (ir_packed_rhs) */
     int trans;     /* b's data is [N, K] */
-    QWeight qw[3]; /* the quantized copies by Scheme.kind, made when first needed */
+    int twin;      /* the first candidate reading the same b the same way (itself when none): a
+                      KV cache's prefill and decode products of one weight share one quantized copy */
+    QWeight qw[3]; /* the quantized copies by Scheme.kind, made when first needed (the twin's are used) */
     CalibStats *st; /* the range of its left operand over the calibration runs, or NULL */
 } Cand;
 
@@ -161,6 +165,7 @@ typedef struct Q {
     int progress_done, progress_total;
     const char *phase; /* the phase progress() last reported */
     int tty;
+    int gen;          /* counts the graphs quantized copies were put in (trial's and apply's) */
 } Q;
 
 static int is_candidate(const Node *n, int *trans)
@@ -190,14 +195,25 @@ static int64_t scheme_bytes(const Scheme *s, int64_t K, int64_t N)
     return dtype_bytes(s->dt, K * N) + (scaled ? (int64_t)sizeof(float) * ng * N : 0);
 }
 
-/* Whether something besides matmul n's operand chain reads the weight it packs (a tied embedding):
- * then quantizing n frees nothing. */
-static int weight_shared(const Node *n, const Node *b, const int *uses)
+/* Whether something besides the operand chains of candidate c and its twins reads the weight it
+ * packs (a tied embedding): then quantizing them frees nothing. in_chain[id]: 1 + the twin of the
+ * candidate whose chain (the nodes from its in[1] down to its b) holds node id, 0: none. */
+static int weight_shared(const Q *q, const Cand *c, const int *in_chain)
 {
-    for (const Node *x = n->in[1];; x = x->in[0]) {
-        if (uses[x->id] > 1)
-            return 1;
-        if (x == b || x->nin == 0)
+    const Graph *g = q->g;
+    for (const Node *x = c->n->in[1];; x = x->in[0]) {
+        for (int i = 0; i < g->nnode; i++) {
+            const Node *y = g->nodes[i];
+            for (int j = 0; j < y->nin; j++) {
+                if (y->in[j] != x)
+                    continue;
+                int ci = q->cand_of[i];
+                int twin_product = ci >= 0 && j == 1 && q->cand[ci].twin == c->twin;
+                if (!twin_product && in_chain[i] != c->twin + 1)
+                    return 1;
+            }
+        }
+        if (x == c->b || x->nin == 0)
             return 0;
     }
 }
@@ -222,12 +238,16 @@ static int find_unit(Q *q, const Node *n, int *is_new)
     return q->nunit++;
 }
 
+/* The candidates and their layers. A weight that several candidates read the same way (a KV cache's
+ * prefill and decode entries) counts once: the first of them is the twin of the others, and they all
+ * read its quantized copy. Twins in different layers (not made by kv-cache, which keeps decode's
+ * nodes in their layer) would share the copy only when they choose the same scheme. */
 static void find_layers(Q *q)
 {
     Graph *g = q->g;
-    int *uses = ir_use_counts(g);
     q->cand_of = malloc(sizeof(int) * ((size_t)g->nnode + 1));
-    KILN_ASSERT(q->cand_of);
+    int *in_chain = calloc((size_t)g->nnode + 1, sizeof(int));
+    KILN_ASSERT(q->cand_of && in_chain);
     int64_t vals[IR_MAX_SYMS];
     for (int s = 0; s < IR_MAX_SYMS; s++)
         vals[s] = s < g->nsym ? g->syms[s].bound : 0;
@@ -247,21 +267,38 @@ static void find_layers(Q *q)
         c->b = ir_packed_rhs(n, &c->trans);
         c->K = dim_value(n->in[1]->shape[0]);
         c->N = dim_value(n->in[1]->shape[1]);
-        int is_new, u = find_unit(q, n, &is_new);
+        c->twin = q->ncand;
+        for (int t = 0; t < q->ncand; t++)
+            if (q->cand[t].twin == t && q->cand[t].b == c->b && q->cand[t].trans == c->trans &&
+                q->cand[t].K == c->K && q->cand[t].N == c->N) {
+                c->twin = t;
+                break;
+            }
+        for (Node *x = n->in[1];; x = x->in[0]) {
+            in_chain[x->id] = c->twin + 1;
+            if (x == c->b || x->nin == 0)
+                break;
+        }
+        q->cand_of[i] = q->ncand++;
+    }
+    for (int ci = 0; ci < q->ncand; ci++) {
+        Cand *c = &q->cand[ci];
+        int is_new, u = find_unit(q, c->n, &is_new);
         Unit *un = &q->unit[u];
         if (!is_new)
-            un->scope = common_scope(g->arena, un->scope, n->scope);
+            un->scope = common_scope(g->arena, un->scope, c->n->scope);
         c->unit = u;
-        int shared = weight_shared(n, c->b, uses);
+        un->mflop += ir_node_flops(c->n, vals) / 1e6;
+        if (c->twin != ci && q->cand[c->twin].unit == u)
+            continue; /* its weight is counted with its twin's */
+        int shared = weight_shared(q, c, in_chain);
         int64_t own = dtype_bytes(c->b->dtype, c->K * c->N);
-        if (!shared)
+        if (!shared && c->twin == ci)
             q->fixed -= own;
         for (int s = 0; s < NSCHEME; s++)
             un->bytes[s] += s == S_FP32 ? (shared ? 0 : own) : scheme_bytes(&schemes[s], c->K, c->N);
-        un->mflop += ir_node_flops(n, vals) / 1e6;
-        q->cand_of[i] = q->ncand++;
     }
-    free(uses);
+    free(in_chain);
 }
 
 /* ---------------------------------------------------------------- quantized weights and copies */
@@ -269,7 +306,7 @@ static void find_layers(Q *q)
 /* c's weight quantized for scheme s, made once (int8 and w8 share it). */
 static QWeight *qweight(Q *q, Cand *c, const Scheme *s)
 {
-    QWeight *w = &c->qw[s->kind];
+    QWeight *w = &q->cand[c->twin].qw[s->kind];
     if (w->q)
         return w;
     int64_t K = c->K, N = c->N;
@@ -302,17 +339,22 @@ static QWeight *qweight(Q *q, Cand *c, const Scheme *s)
     return w;
 }
 
-/* In graph h, the qmatmul of a by candidate c's weight under scheme s (in c's layer and scope). */
+/* In graph h (the q->gen-th), the qmatmul of a by candidate c's weight under scheme s (in c's layer
+ * and scope). Twins read the same constants, so that the weights blob holds one copy (and codegen's
+ * packing, which shares a copy between products of one constant, one packed copy). */
 static Node *build_qmatmul(Q *q, Graph *h, Node *a, Cand *c, const Scheme *s)
 {
     QWeight *w = qweight(q, c, s);
     int group = s->group && c->K > s->group ? s->group : 0;
     int64_t ng = group ? (c->K + group - 1) / group : 1;
     ir_set_origin(h, c->n);
-    Dim ws[2] = {dim_const(c->K), dim_const(c->N)}, ss[2] = {dim_const(ng), dim_const(c->N)};
-    Node *in[3] = {a, ir_const(h, s->dt, 2, ws, w->q, c->b->loc), NULL};
-    if (w->scale)
-        in[2] = ir_const(h, DT_F32, 2, ss, w->scale, c->b->loc);
+    if (w->gen != q->gen) {
+        Dim ws[2] = {dim_const(c->K), dim_const(c->N)}, ss[2] = {dim_const(ng), dim_const(c->N)};
+        w->cq = ir_const(h, s->dt, 2, ws, w->q, c->b->loc);
+        w->cs = w->scale ? ir_const(h, DT_F32, 2, ss, w->scale, c->b->loc) : NULL;
+        w->gen = q->gen;
+    }
+    Node *in[3] = {a, w->cq, w->cs};
     Attrs at = {0};
     at.group = group;
     at.dynamic = s->dynamic;
@@ -326,6 +368,7 @@ static Node *build_qmatmul(Q *q, Graph *h, Node *a, Cand *c, const Scheme *s)
 static Graph *trial(Q *q, const int *choice, int probes)
 {
     Graph *g = q->g, *h = ir_graph_new();
+    q->gen++;
     h->model = g->model;
     h->source = g->source;
     h->vocab = g->vocab;
@@ -752,6 +795,7 @@ static int calibrate(Q *q)
 static void apply(Q *q)
 {
     Graph *g = q->g;
+    q->gen++;
     for (int c = 0; c < q->ncand; c++) {
         Cand *cd = &q->cand[c];
         int s = q->unit[cd->unit].choice;
