@@ -91,7 +91,7 @@ def setup_llamacpp():
     rc, out, err, _ = run(["gcc", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",
                            "-I", os.path.join(src, "include"), "-I", os.path.join(src, "ggml", "include"),
                            "-o", exe, os.path.join(BENCH, "llama_peer.c"), "-L", libdir]
-                          + ["-l:" + os.path.basename(libs[p][0]) for p in libs] + [f"-Wl,-rpath,{libdir}"])
+                          + ["-l:" + os.path.basename(libs[p][0]) for p in libs] + ["-lm", f"-Wl,-rpath,{libdir}"])
     if rc:
         return None, "building bench/llama_peer.c: " + (err.strip().splitlines() or ["?"])[-1], None
     return exe, libdir, version
