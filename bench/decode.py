@@ -50,11 +50,14 @@ def _shape(path, name):
         return json.loads(f.read(n))[name]["shape"]
 
 
-def kiln_driver(kiln, model, name, weights, out, defines=(), policy="full"):
-    """Builds MODEL with --kv-cache POLICY as a library at OUT/libNAME.a and bench/kiln_decode.c against it.
-    Returns (driver, weights file or None, None) or (None, None, why)."""
+def kiln_driver(kiln, model, name, weights, out, defines=(), policy="full", extra=()):
+    """Builds MODEL with --kv-cache POLICY (and the options extra, --quant w4 say) as a library at
+    OUT/libNAME.a and bench/kiln_decode.c against it. Returns (driver, weights file or None, None) or
+    (None, None, why)."""
+    os.makedirs(out, exist_ok=True)
     lib = os.path.join(out, f"lib{name}.a")
-    binfo, why = kiln_build(kiln, model, lib, weights, defines, extra=["--kv-cache", policy, "--emit", "lib"])
+    binfo, why = kiln_build(kiln, model, lib, weights, defines,
+                            extra=["--kv-cache", policy, "--emit", "lib"] + list(extra))
     if not binfo:
         return None, None, why
     drv = os.path.join(out, f"kiln_decode_{name}")

@@ -1,5 +1,6 @@
 """The decoders section of kiln's benchmark (issue 18): Llama-architecture decoders, kiln against
-llama.cpp, prefill and decode, fp32 and llama.cpp's F16 / Q8_0 / Q4_0, and the agreement of the logits.
+llama.cpp, prefill and decode, kiln fp32 / w8 / w4 / bf16 and llama.cpp's F32 / Q8_0 / Q4_0 / F16, the
+agreement of the logits, and the held-out loss of the trained model in each precision.
 
 Models (random weights written by examples/llama/make_weights.py, the safetensors kiln compiles;
 bench/gguf_write.py turns each into GGUF files for llama.cpp):
@@ -8,6 +9,10 @@ bench/gguf_write.py turns each into GGUF files for llama.cpp):
   tinyllama       TinyLlama-1.1B's shape: V 32000, D 2048, 22 layers, 32 query / 4 key-value heads, F 5632
   llama-tiny      examples/llama/llama-tiny.safetensors (V 128, D 64): only the agreement check (its
                   F = 172 is not a multiple of 32, so it has no Q8_0/Q4_0 files, and CTX = 64)
+  llamachar       examples/llamachar (trained on tinyshakespeare, V 65, D 192, CTX 256): the agreement
+                  check and the held-out loss (nats/char) of kiln fp32 / w8 / w4 / bf16 and llama.cpp
+                  F32 / Q8_0 / Q4_0 / F16 on the same token ids: kiln's program `--eval` and
+                  `llama_peer --eval --window 256`, both in non-overlapping windows of 256 characters
 
 llama.cpp: the prebuilt CPU libraries of npm's node-llama-cpp (bench/llamacpp/package.json pins the
 version; `npm install --ignore-scripts` there), its C API driven by bench/llama_peer.c, compiled against
@@ -17,15 +22,21 @@ read into memory, not mapped; one context per run, threads for both batch and si
 kiln: examples/llama/llama.kiln built for each size, fp32 weights: the program (for the logits check)
 and, with `--kv-cache full --emit lib`, a library timed by bench/kiln_decode.c (bench/decode.py builds
 both): prefill N is the prefill entry on N tokens into an empty cache; decode after N is one decode step
-with N tokens cached (reset and prefill before each timed step). kiln's prefill computes the logits of
-every position, llama.cpp's of the last only (what generation asks for).
+with N tokens cached (reset and prefill before each timed step), and then STEPS steps in a row (what
+generation does, and what llama.cpp's steps are: back to back). kiln's prefill computes the logits of
+every position, llama.cpp's of the last only (what generation asks for). The same with choose-quant's
+weight-only schemes (`--quant w8`, `--quant w4`) and bf16 (`--quant bf16`), against llama.cpp's Q8_0,
+Q4_0 and F16 files (SCHEME_PEER).
 
 GB/s of a decode step = the bytes of the weights one step reads (every tensor but the token embedding,
-of which it reads one row) / the step's time, against the memory bandwidth bench/machine.c measured.
+of which it reads one row: from the GGUF file's header for llama.cpp and kiln fp32; for kiln's
+quantized builds the weights blob it wrote minus the fp32 embedding table, which only the gather
+reads) / the step's time, against the memory bandwidth bench/machine.c measured.
 """
 import glob
 import json
 import os
+import re
 import shutil
 import struct
 
@@ -45,18 +56,23 @@ MODELS = {
     "llama-gpt2size": dict(name="Llama-form, GPT-2-small size", args=["--V", "50257", "--D", "768", "--H", "12",
                                                                        "--KVH", "12", "--F", "2048", "--L", "12",
                                                                        "--CTX", "2048"],
-                           types=("f32", "f16", "q8_0", "q4_0")),
+                           types=("f32", "f16", "q8_0", "q4_0"), kiln_quant=("w8", "w4", "bf16")),
     # fewer repetitions: a prefill of 512 tokens takes llama.cpp seconds per run here, kiln's full pass over
     # 1025 tokens about 15 s
     "tinyllama": dict(name="TinyLlama-1.1B shape", args=["--preset", "tinyllama"], types=("f32", "f16", "q8_0", "q4_0"),
                       counts=(3, 8, 3, 2)),
     "llama-tiny": dict(name="examples/llama tiny", weights="examples/llama/llama-tiny.safetensors", types=("f32",),
                        agreement_only=True),
+    "llamachar": dict(name="examples/llamachar (trained)", weights="examples/llamachar/llamachar.safetensors",
+                      types=("f32", "f16", "q8_0", "q4_0"), agreement_only=True, heldout=("fp32", "w8", "w4", "bf16")),
 }
-DEFAULT = ("llama-tiny", "llama-gpt2size", "tinyllama")
+DEFAULT = ("llama-tiny", "llamachar", "llama-gpt2size", "tinyllama")
 PREFILL = (128, 512)
 DECODE = (128, 1024)
+STEPS = 16  # kiln's decode steps in a row after each 'decode after N' measurement
 AGREE_T = 64  # tokens of the logits check (llama-tiny's CTX is 64)
+SCHEME_PEER = {"fp32": "f32", "w8": "q8_0", "w4": "q4_0", "bf16": "f16"}  # kiln's scheme: llama.cpp's type
+DATA = os.path.join(ROOT, "..", "shared", "data", "tinyshakespeare.txt")
 
 
 def setup_llamacpp():
@@ -91,7 +107,7 @@ def setup_llamacpp():
     rc, out, err, _ = run(["gcc", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",
                            "-I", os.path.join(src, "include"), "-I", os.path.join(src, "ggml", "include"),
                            "-o", exe, os.path.join(BENCH, "llama_peer.c"), "-L", libdir]
-                          + ["-l:" + os.path.basename(libs[p][0]) for p in libs] + [f"-Wl,-rpath,{libdir}"])
+                          + ["-l:" + os.path.basename(libs[p][0]) for p in libs] + ["-lm", f"-Wl,-rpath,{libdir}"])
     if rc:
         return None, "building bench/llama_peer.c: " + (err.strip().splitlines() or ["?"])[-1], None
     return exe, libdir, version
@@ -164,6 +180,65 @@ def gguf_step_bytes(path):
             if name != "token_embd.weight":
                 total += gguf_write.nbytes(list(reversed(dims)), t)
     return total
+
+
+def embedding_bytes(weights):
+    """(bytes of the token embedding table, bytes of one row) of a Llama safetensors file."""
+    header, _, _ = gguf_write.st_open(weights)
+    info = header["model.embed_tokens.weight"]
+    n = info["data_offsets"][1] - info["data_offsets"][0]
+    return n, n // info["shape"][0]
+
+
+def heldout_files(vocab):
+    """The held-out text of tinyshakespeare (the last 10%, as examples/charlm/eval takes it) and its token
+    ids (the index of each character in the model's vocabulary) as raw int32: (text path, ids path)."""
+    with open(DATA, "rb") as f:
+        data = f.read()
+    held = data[len(data) * 9 // 10:]
+    txt = os.path.join(OUT, "decoders", "heldout.txt")
+    ids = os.path.join(OUT, "decoders", "heldout.i32")
+    with open(txt, "wb") as f:
+        f.write(held)
+    index = {ord(c): i for i, c in enumerate(vocab)}
+    np.array([index[b] for b in held], dtype="<i4").tofile(ids)
+    return txt, ids
+
+
+def heldout(m, key, spec, kiln, exe, libdir, weights, ggufs, cfg, threads):
+    """The held-out loss of kiln's builds (fp32 and each scheme of spec['heldout']) and of llama.cpp's
+    files, on the same text: m['heldout'][label] = {'nats': x, 'predicted': n}."""
+    _, meta, _ = gguf_write.st_open(weights)
+    txt, ids = heldout_files(meta["vocab"])
+    m["heldout"] = {}
+    for scheme in spec["heldout"]:
+        say(f"decoders: {spec['name']}: held-out loss, kiln {scheme}")
+        prog = os.path.join(OUT, "decoders", f"{key}-{scheme}")
+        binfo, why = kiln_build(kiln, os.path.join(ROOT, "examples/llama/llama.kiln"), prog, weights,
+                                defines_of(cfg, cfg["CTX"]),
+                                extra=["--kv-cache", "full"] + (["--quant", scheme] if scheme != "fp32" else []))
+        if not binfo:
+            fail(f"kiln build {spec['name']} {scheme}", why)
+            continue
+        rc, out, err, _ = run([prog, "--eval", txt, "--threads", threads], timeout=3600)
+        nats = re.search(r"^([\d.]+) nats/char", out, re.M)
+        pred = re.search(r"\((\d+) predicted\)", out)
+        if rc or not nats or not pred:
+            fail(f"kiln --eval {spec['name']} {scheme}", (err.strip().splitlines() or ["?"])[-1])
+            continue
+        m["heldout"][f"kiln {scheme}"] = {"nats": float(nats.group(1)), "predicted": int(pred.group(1))}
+    for scheme in spec["heldout"]:
+        typ = SCHEME_PEER[scheme]
+        if not exe or typ not in ggufs:
+            continue
+        say(f"decoders: {spec['name']}: held-out loss, llama.cpp {typ.upper()}")
+        rc, out, err, _ = run([exe, "--lib", libdir, "--model", ggufs[typ], "--threads", threads, "--eval", ids,
+                               "--window", cfg["CTX"]], timeout=3600)
+        rows = [r for r in llama_json(out) if r.get("what") == "eval"]
+        if rc or not rows:
+            fail(f"llama.cpp --eval {spec['name']} {typ}", (err.strip().splitlines() or ["?"])[-1])
+            continue
+        m["heldout"][f"llama.cpp {typ.upper()}"] = {"nats": rows[0]["nats_per_token"], "predicted": rows[0]["predicted"]}
 
 
 def llama_json(out):
@@ -251,6 +326,19 @@ def bench(res, kiln, threads, quick, only_models=None):
                                                         defines_of(cfg, ctx))
                 if not drv:
                     fail(f"kiln --kv-cache full {spec['name']}", why)
+            qdrv = {}
+            emb, row = embedding_bytes(weights)
+            for scheme in spec.get("kiln_quant", ()):
+                say(f"decoders: {spec['name']}: kiln build --kv-cache full --quant {scheme} --emit lib")
+                qd, qw, why = decode.kiln_driver(kiln, os.path.join(ROOT, "examples/llama/llama.kiln"), "llama",
+                                                 weights, os.path.join(OUT, "decoders", f"{key}-{scheme}"),
+                                                 defines_of(cfg, ctx),
+                                                 extra=["--quant", scheme, "--weights-mode", "external"])
+                if not qd:
+                    fail(f"kiln --kv-cache full --quant {scheme} {spec['name']}", why)
+                    continue
+                qdrv[scheme] = (qd, qw)
+                m["bytes"][scheme] = {"file": os.path.getsize(qw), "step": os.path.getsize(qw) - emb + row}
             # agreement on the fp32 file: llama.cpp, kiln, PyTorch on the same tokens
             T = min(AGREE_T, cfg["CTX"])
             tok = tokens_file(cfg["V"], T, 1)
@@ -289,6 +377,8 @@ def bench(res, kiln, threads, quick, only_models=None):
                 if a in outs and b in outs:
                     m["agree"][f"{a} vs {b}"] = compare(outs[a], outs[b])
             m["agree_T"] = T
+            if spec.get("heldout") and os.path.exists(DATA):
+                heldout(m, key, spec, kiln, exe, libdir, weights, ggufs, cfg, max(threads))
             if spec.get("agreement_only"):
                 continue
             # timing
@@ -328,10 +418,17 @@ def bench(res, kiln, threads, quick, only_models=None):
                 say(f"decoders: {spec['name']}: kiln prefill {', '.join(map(str, PREFILL))} and decode after "
                     f"{', '.join(map(str, DECODE))}, {t} thread(s)")
                 rows, why = decode.kiln_rows(drv, dweights, t, cfg["V"], PREFILL, DECODE,
-                                             max(kruns_prefill, kruns_decode), 0)
+                                             max(kruns_prefill, kruns_decode), STEPS)
                 m["kiln"].update(rows)
                 if why:
                     fail(f"kiln prefill/decode {spec['name']} {t} threads", why)
+                for scheme, (qd, qw) in qdrv.items():
+                    say(f"decoders: {spec['name']}: kiln {scheme}, {t} thread(s)")
+                    rows, why = decode.kiln_rows(qd, qw, t, cfg["V"], PREFILL, DECODE,
+                                                 max(kruns_prefill, kruns_decode), STEPS)
+                    m.setdefault("kiln_q", {}).setdefault(scheme, {}).update(rows)
+                    if why:
+                        fail(f"kiln {scheme} prefill/decode {spec['name']} {t} threads", why)
         except Exception as e:  # one model's trouble does not stop the others
             fail(f"decoders: {spec['name']}", f"{type(e).__name__}: {e}")
     return d
@@ -365,7 +462,31 @@ def headline(d, threads):
                              + (f", decode after {DECODE[0]} {fmt_ratio(ld, kd)}" if kd and ld else ""))
         if parts:
             lines.append(f"{m['name']}, kiln fp32 vs llama.cpp: " + "; ".join(parts))
+        parts = []
+        for t in threads:
+            qs = []
+            for scheme, rows in m.get("kiln_q", {}).items():
+                k = _step_ms(rows.get((t, "decode", DECODE[0])))
+                ll = m["llama"].get((SCHEME_PEER[scheme], t, "decode", DECODE[0]), {}).get("median_ms")
+                if k and ll:
+                    qs.append(f"{scheme} {fmt_ratio(ll, k)} {SCHEME_PEER[scheme].upper()}")
+            if qs:
+                parts.append(f"{t} thread{'s' if t > 1 else ''}: " + ", ".join(qs))
+        if parts:
+            lines.append(f"{m['name']}, decode after {DECODE[0]}, kiln's quantized builds vs llama.cpp's: "
+                         + "; ".join(parts))
+        if m.get("heldout"):
+            lines.append(f"{m['name']}, held-out nats/char: " + ", ".join(
+                f"{k} {v['nats']:.4f}" for k, v in m["heldout"].items()))
     return lines
+
+
+def _step_ms(r):
+    """kiln's time of a decode step for the comparison with llama.cpp's steps (which run back to back):
+    the median of its steps in a row when measured, else of its single steps after a prefill."""
+    if not r or "error" in r:
+        return None
+    return r.get("steps_median_ms") or r.get("median_ms")
 
 
 def report(res, w):
@@ -389,8 +510,13 @@ def report(res, w):
       f"`examples/llama/llama.kiln` built with `--kv-cache full --emit lib` and timed by `bench/kiln_decode.c`: "
       f"prefill N is the prefill entry on N tokens into an empty cache (it computes the logits of every "
       f"position); decode after N is one decode step with N tokens cached, from a reset and a prefill of N "
-      f"before each timed step (runs after a warm-up, median). Only fp32 is compared with kiln (kiln's "
-      f"quantized schemes are not in this section yet); llama.cpp's F16/Q8_0/Q4_0 rows show what its quantized files do. "
+      f"before each timed step (runs after a warm-up, median), then {STEPS} steps in a row (their median in "
+      f"brackets: what generation does, and how llama.cpp's steps run). kiln's quantized builds are "
+      f"choose-quant's schemes for every matmul (`--quant w8`: i8 weights, a scale per column; `--quant w4`: "
+      f"i4 weights, a scale per group of 32 along K; `--quant bf16`: bf16 weights and activations, f32 sums), "
+      f"the token embedding left in fp32 (only its gather reads it), against llama.cpp's Q8_0 (i8, an f16 "
+      f"scale per 32), Q4_0 (4-bit, an f16 scale per 32; token embedding too) and F16. The ratios to llama.cpp "
+      f"divide by kiln's steps in a row where measured. "
       f"GB/s = the bytes of weights one decode step reads (every tensor but the token embedding) ÷ the step's "
       f"time; '% bw' divides by the triad bandwidth measured above at the same thread count, of the L3 ('L3') "
       f"when those bytes fit in it (the steps reuse them, so they stay there) or else of memory ('mem'); "
@@ -406,7 +532,8 @@ def report(res, w):
         w(f"### {m['name']} ({shape})")
         w("")
         if m["bytes"]:
-            w("Files: " + ", ".join(f"{t.upper()} {mib(b['file'])} ({mib(b['step'])} read per decode step)"
+            w("Files: " + ", ".join((f"kiln {t} weights blob" if t in SCHEME_PEER else t.upper())
+                                    + f" {mib(b['file'])} ({mib(b['step'])} read per decode step)"
                                     for t, b in m["bytes"].items()) + f"; safetensors `{m['weights']}`.")
             w("")
         if not spec.get("agreement_only"):
@@ -420,6 +547,9 @@ def report(res, w):
             w("|---|---|" + "---|" * len(cols))
             for t in threads:
                 rows = [("kiln, fp32 (KV cache)", "f32", lambda kind, n: m["kiln"].get((t, kind, n)))]
+                for scheme in m.get("kiln_q", {}):
+                    rows.append((f"kiln, {scheme} (KV cache)", scheme,
+                                 lambda kind, n, scheme=scheme: m["kiln_q"][scheme].get((t, kind, n))))
                 for typ in spec.get("types", ()):
                     rows.append((f"llama.cpp, {typ.upper()}", typ,
                                  lambda kind, n, typ=typ: m["llama"].get((typ, t, kind, n))))
@@ -438,7 +568,9 @@ def report(res, w):
                         step = m["bytes"].get(typ, {}).get("step")
                         gbs = step / (r["median_ms"] * 1e6) if step else None
                         bw, where = _bw(res, t, step)
-                        cells.append(f"{fmt_ms(r['median_ms'])} ({fmt(1e3 / r['median_ms'])}, {fmt(gbs)}, "
+                        cells.append(f"{fmt_ms(r['median_ms'])}"
+                                     + (f" [{fmt_ms(r['steps_median_ms'])}]" if r.get("steps_median_ms") else "")
+                                     + f" ({fmt(1e3 / r['median_ms'])}, {fmt(gbs)}, "
                                      + (f"{100 * gbs / bw:.0f}% {where}" if gbs and bw else "n/a") + ")"
                                      + (" ns" if r.get("variant") == "no spin" else ""))
                     w(f"| {label} | {t} | " + " | ".join(cells) + " |")
@@ -458,6 +590,41 @@ def report(res, w):
                 w("kiln fp32's speed relative to llama.cpp F32 (llama.cpp time ÷ kiln time; issue 18's targets: "
                   "prefill >= 1.5x, decode >= 1.0x): " + "; ".join(ratios) + ".")
                 w("")
+            qratios = []
+            for scheme, rows in m.get("kiln_q", {}).items():
+                peer = SCHEME_PEER[scheme]
+                for t in threads:
+                    parts = []
+                    for kind, ns in (("prefill", PREFILL), ("decode", DECODE)):
+                        for n in ns:
+                            r = rows.get((t, kind, n))
+                            k = _step_ms(r) if kind == "decode" else (r or {}).get("median_ms")
+                            ll = m["llama"].get((peer, t, kind, n), {}).get("median_ms")
+                            if k and ll:
+                                parts.append(f"{kind} {n} {fmt_ratio(ll, k)}")
+                    if parts:
+                        qratios.append(f"{scheme} vs {peer.upper()}, {t} thread{'s' if t > 1 else ''}: "
+                                       + ", ".join(parts))
+            if qratios:
+                w("kiln's quantized builds' speed relative to llama.cpp's (issue 18's targets: decode, kiln 8-bit "
+                  ">= 1.0x Q8_0 and 4-bit >= 1.0x Q4_0): " + "; ".join(qratios) + ".")
+                w("")
+        if m.get("heldout"):
+            h = m["heldout"]
+            pred = {v["predicted"] for v in h.values()}
+            w(f"Held-out loss: the last 10% of tinyshakespeare ({'/'.join(map(str, sorted(pred)))} predicted "
+              f"characters, non-overlapping windows of {cfg['CTX']}), the same token ids for both: kiln's "
+              f"program `--eval` (built with `--kv-cache full` and the scheme), llama.cpp's from its logits "
+              f"through the C API (`bench/llama_peer.c --eval --window {cfg['CTX']}`), nats per character:")
+            w("")
+            w("| weights | kiln | llama.cpp |")
+            w("|---|---|---|")
+            for scheme in spec.get("heldout", ()):
+                peer = SCHEME_PEER[scheme].upper()
+                k, ll = h.get(f"kiln {scheme}"), h.get(f"llama.cpp {peer}")
+                w(f"| {scheme} / {peer} | " + (f"{k['nats']:.4f}" if k else "n/a") + " | "
+                  + (f"{ll['nats']:.4f}" if ll else "n/a") + " |")
+            w("")
         if m["agree"]:
             w(f"Logits on {m.get('agree_T')} tokens of the fp32 weights (max |a − b| ÷ max |b| over all "
               f"positions and the vocabulary; top-1: the share of positions whose largest logit is the same "

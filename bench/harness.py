@@ -13,7 +13,7 @@ Started by bench/run.sh (which installs the peers and builds kiln first); run wi
              test of the harness, not numbers to publish
   --attention-T  the sequence lengths of the attention section
   --decoder-models  the models of the decoders section (bench/decoders.py; default llama-tiny,
-             llama-gpt2size,tinyllama, with --quick llama-tiny,llama-gpt2size)
+             llamachar,llama-gpt2size,tinyllama, with --quick llama-tiny,llama-gpt2size)
   --report   the page to write (default docs/PERF.md): only the section of the CPU this runs on is
              replaced (bench/cpu.py)
   --fresh    delete bench/out/ first (generated weights, ONNX files, programs)
@@ -1316,7 +1316,7 @@ def main():
     ap.add_argument("--attention-T", help="comma-separated T for the attention section "
                     "(default 128,512,1024,4096,8192; with --quick 128,512)")
     ap.add_argument("--decoder-models", help="comma-separated models of the decoders section "
-                    "(llama-tiny,llama-gpt2size,tinyllama; default all three)")
+                    "(llama-tiny,llamachar,llama-gpt2size,tinyllama; default all four)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--report", default=os.path.join(ROOT, "docs", "PERF.md"))

@@ -3,7 +3,7 @@
  *
  *   cc -O2 -DKILN_MODEL=kiln_model_NAME kiln_decode.c LIB -Iruntime-include -lm -lpthread -o kiln_decode
  *   kiln_decode [--weights FILE] --threads T --vocab V --prefill N,... --decode N,... --runs R
- *               [--steps S] [--tokens FILE.i32] [--logits-out FILE.f32]
+ *               [--steps S] [--tokens FILE.i32] [--logits-out FILE.f32] [--profile FILE]
  *
  * The model is any one whose prefill takes i32 tokens [T] and whose decode takes one token and
  * returns the next logits (examples/gpt2, charlm, llama and llamachar with --kv-cache). Tokens are
@@ -17,6 +17,10 @@
  *   is at exactly N cached tokens). The steps of generation beyond that are what --steps adds:
  *   after the last timed step, S more steps in a row, each timed (their median is printed too:
  *   the weights' reuse from cache between consecutive steps is what generation sees).
+ *
+ * --profile FILE writes the runtime's profile (rt_profile_report: time per node group, its share,
+ * GB/s and % of the peak) of the --steps consecutive decode steps after the first --decode
+ * measurement: where a step's time goes.
  *
  * Prints one JSON line per measurement: {"what": "prefill"|"decode", "tokens"|"cached": N,
  * "min_ms", "median_ms", "runs", "threads"}. Timing is CLOCK_MONOTONIC around the entry call.
@@ -112,7 +116,7 @@ static double run_decode(Run *r, long pos)
 
 int main(int argc, char **argv)
 {
-    const char *weights = NULL, *tokens_path = NULL, *logits_out = NULL;
+    const char *weights = NULL, *tokens_path = NULL, *logits_out = NULL, *profile = NULL;
     int threads = 1, runs = 5, steps = 0;
     long vocab = 0, pre[MAXN], dec[MAXN];
     int npre = 0, ndec = 0;
@@ -134,13 +138,15 @@ int main(int argc, char **argv)
             tokens_path = v;
         else if (!strcmp(a, "--logits-out"))
             logits_out = v;
+        else if (!strcmp(a, "--profile"))
+            profile = v;
         else if (!strcmp(a, "--prefill"))
             npre = parse_list(v, pre);
         else if (!strcmp(a, "--decode"))
             ndec = parse_list(v, dec);
         else
             die(a, "unknown option (--weights, --threads, --vocab, --prefill, --decode, --runs, --steps, --tokens, "
-                   "--logits-out)");
+                   "--logits-out, --profile)");
         i++;
     }
     if (threads < 1 || runs < 1 || runs > 1000 || steps < 0 || vocab < 1 || npre < 0 || ndec < 0)
@@ -217,9 +223,25 @@ int main(int argc, char **argv)
         printf("{\"what\": \"decode\", \"cached\": %ld, \"min_ms\": %.4f, \"median_ms\": %.4f, \"runs\": %d, "
                "\"threads\": %d", dec[j], mn, median(t, runs), runs, threads);
         /* then generation: consecutive steps from dec[j] + 1 cached tokens on */
+        RtProfile *prof = NULL;
+        if (profile && j == 0 && !(prof = rt_profile_start(0)))
+            die("--profile", "out of memory");
+        if (prof) { /* a step untimed: the profile measures the machine's peak during it */
+            run_prefill(&r, dec[j]);
+            run_decode(&r, dec[j]);
+            rt_profile_clear(prof);
+        }
         int s = 0;
         for (; s < steps && dec[j] + 1 + s < bound; s++)
             t[s] = run_decode(&r, dec[j] + 1 + s);
+        if (prof) {
+            rt_profile_stop(prof);
+            int64_t none[8] = {0};
+            FILE *f = fopen(profile, "w");
+            if (!f || rt_profile_report(prof, none, f) || fclose(f))
+                die(profile, "cannot write the profile");
+            rt_profile_free(prof);
+        }
         if (s > 0)
             printf(", \"steps\": %d, \"steps_median_ms\": %.4f", s, median(t, s));
         printf("}\n");

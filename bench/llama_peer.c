@@ -2,7 +2,8 @@
  * and writes its logits for a given token sequence (for the agreement check against kiln and PyTorch).
  *
  *   llama_peer --lib DIR --model FILE.gguf --threads T [--prefill 128,512] [--decode 128,1024]
- *              [--runs N] [--steps N] [--poll P] [--logits TOKENS.i32 --logits-out LOGITS.f32] [--verbose]
+ *              [--runs N] [--steps N] [--poll P] [--logits TOKENS.i32 --logits-out LOGITS.f32]
+ *              [--eval TOKENS.i32 --window W] [--verbose]
  *
  * DIR holds llama.cpp's shared libraries (npm's @node-llama-cpp/linux-x64 ships them, with one CPU
  * backend library per x86 level: ggml_backend_load_all_from_path picks the best one this CPU runs).
@@ -22,11 +23,16 @@
  *   attends to exactly N cached tokens; one warm-up step; median and min.
  * - logits: every position's logits of the tokens in TOKENS.i32 (raw little-endian int32), written as
  *   raw float32 [T, V].
+ * - eval: the held-out loss of a text's token ids as kiln's `--eval` computes it (runtime/text.c):
+ *   non-overlapping windows of W tokens, window w the tokens wW..wW+W-1, each from an empty cache in
+ *   one llama_decode with every position's logits, predicting tokens wW+1..wW+W; the mean of
+ *   -log softmax(logits)[next] in double over the floor((T - 1) / W) windows, as nats per token.
  * Every result is one JSON line on stdout; errors are a sentence on stderr and exit status 1.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <llama.h>
 #include <ggml-backend.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,10 +108,41 @@ static int decode(struct llama_context *ctx, const llama_token *tok, int n, int 
     return rc;
 }
 
+/* The int32 token ids of a file, each checked against the vocabulary; NULL after an error (said). */
+static llama_token *read_tokens(const char *path, int V, int *count)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "llama_peer: cannot open the token file %s\n", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    int T = (int)(sz / 4);
+    llama_token *tok = malloc((size_t)(T > 0 ? T : 1) * sizeof *tok);
+    if (!tok || T < 1 || sz % 4 || fread(tok, 4, (size_t)T, f) != (size_t)T) {
+        fprintf(stderr, "llama_peer: %s: expected int32 token ids, got %ld bytes\n", path, sz);
+        fclose(f);
+        free(tok);
+        return NULL;
+    }
+    fclose(f);
+    for (int i = 0; i < T; i++)
+        if (tok[i] < 0 || tok[i] >= V) {
+            fprintf(stderr, "llama_peer: %s: token %d at position %d is outside the vocabulary [0, %d)\n", path,
+                    tok[i], i, V);
+            free(tok);
+            return NULL;
+        }
+    *count = T;
+    return tok;
+}
+
 int main(int argc, char **argv)
 {
-    const char *lib = NULL, *model_path = NULL, *logits_in = NULL, *logits_out = NULL;
-    int threads = 1, runs = 5, steps = 16, poll = 50;
+    const char *lib = NULL, *model_path = NULL, *logits_in = NULL, *logits_out = NULL, *eval_in = NULL;
+    int threads = 1, runs = 5, steps = 16, poll = 50, window = 0;
     int prefill[8], decodes[8], np = 0, nd = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -138,14 +175,20 @@ int main(int argc, char **argv)
             logits_in = v;
         else if (!strcmp(a, "--logits-out"))
             logits_out = v;
+        else if (!strcmp(a, "--eval"))
+            eval_in = v;
+        else if (!strcmp(a, "--window"))
+            window = atoi(v);
         else {
             fprintf(stderr, "llama_peer: unknown option %s\n", a);
             return 2;
         }
     }
-    if (!lib || !model_path || threads < 1 || runs < 1 || steps < 1 || (!logits_in != !logits_out)) {
+    if (!lib || !model_path || threads < 1 || runs < 1 || steps < 1 || (!logits_in != !logits_out) ||
+        (!eval_in != (window < 1))) {
         fprintf(stderr, "usage: llama_peer --lib DIR --model FILE.gguf --threads T [--prefill 128,512] "
-                        "[--decode 128,1024] [--runs N] [--steps N] [--logits TOKENS.i32 --logits-out OUT.f32]\n");
+                        "[--decode 128,1024] [--runs N] [--steps N] [--logits TOKENS.i32 --logits-out OUT.f32] "
+                        "[--eval TOKENS.i32 --window W]\n");
         return 2;
     }
 
@@ -178,30 +221,21 @@ int main(int argc, char **argv)
         need = prefill[i] > need ? prefill[i] : need;
     for (int i = 0; i < nd; i++)
         need = decodes[i] + 1 > need ? decodes[i] + 1 : need;
-    llama_token *ltok = NULL;
+    llama_token *ltok = NULL, *etok = NULL;
+    int T_eval = 0;
     if (logits_in) {
-        FILE *f = fopen(logits_in, "rb");
-        if (!f) {
-            fprintf(stderr, "llama_peer: cannot open the token file %s\n", logits_in);
+        if (!(ltok = read_tokens(logits_in, V, &T_logits)))
             return 1;
-        }
-        fseek(f, 0, SEEK_END);
-        long sz = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        T_logits = (int)(sz / 4);
-        ltok = malloc((size_t)(T_logits > 0 ? T_logits : 1) * sizeof *ltok);
-        if (T_logits < 1 || fread(ltok, 4, (size_t)T_logits, f) != (size_t)T_logits) {
-            fprintf(stderr, "llama_peer: %s: expected int32 token ids, got %ld bytes\n", logits_in, sz);
-            return 1;
-        }
-        fclose(f);
-        for (int i = 0; i < T_logits; i++)
-            if (ltok[i] < 0 || ltok[i] >= V) {
-                fprintf(stderr, "llama_peer: %s: token %d at position %d is outside the vocabulary [0, %d)\n",
-                        logits_in, ltok[i], i, V);
-                return 1;
-            }
         need = T_logits > need ? T_logits : need;
+    }
+    if (eval_in) {
+        if (!(etok = read_tokens(eval_in, V, &T_eval)))
+            return 1;
+        if (T_eval < window + 1) {
+            fprintf(stderr, "llama_peer: %s: %d tokens are fewer than one window of %d + 1\n", eval_in, T_eval, window);
+            return 1;
+        }
+        need = window > need ? window : need;
     }
     int max_batch = 1;
     for (int i = 0; i < np; i++)
@@ -209,6 +243,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nd; i++)
         max_batch = decodes[i] > max_batch ? decodes[i] : max_batch;
     max_batch = T_logits > max_batch ? T_logits : max_batch;
+    max_batch = eval_in && window > max_batch ? window : max_batch;
 
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = (uint32_t)((need + 255) / 256 * 256);
@@ -333,9 +368,36 @@ int main(int argc, char **argv)
         fclose(f);
         printf("{\"what\": \"logits\", \"tokens\": %d, \"vocab\": %d, \"out\": \"%s\"}\n", T_logits, V, logits_out);
     }
+    if (eval_in) {
+        int nwin = (T_eval - 1) / window;
+        double total = 0;
+        for (int w = 0; w < nwin; w++) {
+            llama_memory_clear(mem, true);
+            if (decode(ctx, etok + (size_t)w * window, window, 0, 1)) {
+                fprintf(stderr, "llama_peer: llama_decode of window %d of %s failed\n", w, eval_in);
+                return 1;
+            }
+            for (int t = 0; t < window; t++) {
+                const float *l = llama_get_logits_ith(ctx, t);
+                if (!l) {
+                    fprintf(stderr, "llama_peer: no logits for position %d of window %d\n", t, w);
+                    return 1;
+                }
+                double mx = -1e300, sum = 0;
+                for (int v = 0; v < V; v++)
+                    mx = l[v] > mx ? l[v] : mx;
+                for (int v = 0; v < V; v++)
+                    sum += exp(l[v] - mx);
+                total += mx + log(sum) - l[etok[(size_t)w * window + t + 1]];
+            }
+        }
+        printf("{\"what\": \"eval\", \"windows\": %d, \"window\": %d, \"predicted\": %lld, "
+               "\"nats_per_token\": %.6f}\n", nwin, window, (long long)nwin * window, total / ((double)nwin * window));
+    }
     free(ms);
     free(tok);
     free(ltok);
+    free(etok);
     llama_detach_threadpool(ctx);
     llama_free(ctx);
     tp_free(pool);

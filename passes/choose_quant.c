@@ -14,8 +14,8 @@
  *   int8  W8A8: i8 weights with one symmetric scale per output column (max|w| / 127), activations
  *         quantized per row at run time (qmatmul's dynamic mode);
  *   w8    weight-only i8, one scale per output column;
- *   w4    weight-only i4 (-8..7, symmetric), one scale per group of 32 along K (groups of K when
- *         K <= 32).
+ *   w4    weight-only i4 (-8..7, zero point 0), one scale per group of 32 along K (groups of K when
+ *         K <= 32), chosen by weighted least squares among ±max|w| / d, 7 <= d <= 10 (w4_scales).
  * Matmuls of two activations (attention's scores) and vector products stay f32.
  *
  * Layers: the matmuls with the same Node.layer (the iteration of the model's outermost loop) form
@@ -122,6 +122,8 @@ int pass_quant_budget(const char *spec, double *loss, double *size_mb)
 typedef struct QWeight {
     void *q;      /* [K, N] of the scheme's dtype, in g's arena */
     float *scale; /* [ceil(K / group) or 1, N] */
+    int gen;      /* Q.gen of the graph cq and cs are in; 0: none yet */
+    Node *cq, *cs; /* the constants holding q and scale in that graph, which every twin reads */
 } QWeight;
 
 typedef struct Cand {
@@ -130,7 +132,9 @@ typedef struct Cand {
     int64_t K, N;
     const Node *b; /* the constant it reads (ir_packed_rhs) */
     int trans;     /* b's data is [N, K] */
-    QWeight qw[3]; /* the quantized copies by Scheme.kind, made when first needed */
+    int twin;      /* the first candidate reading the same b the same way (itself when none): a
+                      KV cache's prefill and decode products of one weight share one quantized copy */
+    QWeight qw[3]; /* the quantized copies by Scheme.kind, made when first needed (the twin's are used) */
     CalibStats *st; /* the range of its left operand over the calibration runs, or NULL */
 } Cand;
 
@@ -161,6 +165,7 @@ typedef struct Q {
     int progress_done, progress_total;
     const char *phase; /* the phase progress() last reported */
     int tty;
+    int gen;          /* counts the graphs quantized copies were put in (trial's and apply's) */
 } Q;
 
 static int is_candidate(const Node *n, int *trans)
@@ -190,14 +195,25 @@ static int64_t scheme_bytes(const Scheme *s, int64_t K, int64_t N)
     return dtype_bytes(s->dt, K * N) + (scaled ? (int64_t)sizeof(float) * ng * N : 0);
 }
 
-/* Whether something besides matmul n's operand chain reads the weight it packs (a tied embedding):
- * then quantizing n frees nothing. */
-static int weight_shared(const Node *n, const Node *b, const int *uses)
+/* Whether something besides the operand chains of candidate c and its twins reads the weight it
+ * packs (a tied embedding): then quantizing them frees nothing. in_chain[id]: 1 + the twin of the
+ * candidate whose chain (the nodes from its in[1] down to its b) holds node id, 0: none. */
+static int weight_shared(const Q *q, const Cand *c, const int *in_chain)
 {
-    for (const Node *x = n->in[1];; x = x->in[0]) {
-        if (uses[x->id] > 1)
-            return 1;
-        if (x == b || x->nin == 0)
+    const Graph *g = q->g;
+    for (const Node *x = c->n->in[1];; x = x->in[0]) {
+        for (int i = 0; i < g->nnode; i++) {
+            const Node *y = g->nodes[i];
+            for (int j = 0; j < y->nin; j++) {
+                if (y->in[j] != x)
+                    continue;
+                int ci = q->cand_of[i];
+                int twin_product = ci >= 0 && j == 1 && q->cand[ci].twin == c->twin;
+                if (!twin_product && in_chain[i] != c->twin + 1)
+                    return 1;
+            }
+        }
+        if (x == c->b || x->nin == 0)
             return 0;
     }
 }
@@ -222,12 +238,16 @@ static int find_unit(Q *q, const Node *n, int *is_new)
     return q->nunit++;
 }
 
+/* The candidates and their layers. A weight that several candidates read the same way (a KV cache's
+ * prefill and decode entries) counts once: the first of them is the twin of the others, and they all
+ * read its quantized copy. Twins in different layers (not made by kv-cache, which keeps decode's
+ * nodes in their layer) would share the copy only when they choose the same scheme. */
 static void find_layers(Q *q)
 {
     Graph *g = q->g;
-    int *uses = ir_use_counts(g);
     q->cand_of = malloc(sizeof(int) * ((size_t)g->nnode + 1));
-    KILN_ASSERT(q->cand_of);
+    int *in_chain = calloc((size_t)g->nnode + 1, sizeof(int));
+    KILN_ASSERT(q->cand_of && in_chain);
     int64_t vals[IR_MAX_SYMS];
     for (int s = 0; s < IR_MAX_SYMS; s++)
         vals[s] = s < g->nsym ? g->syms[s].bound : 0;
@@ -247,29 +267,105 @@ static void find_layers(Q *q)
         c->b = ir_packed_rhs(n, &c->trans);
         c->K = dim_value(n->in[1]->shape[0]);
         c->N = dim_value(n->in[1]->shape[1]);
-        int is_new, u = find_unit(q, n, &is_new);
+        c->twin = q->ncand;
+        for (int t = 0; t < q->ncand; t++)
+            if (q->cand[t].twin == t && q->cand[t].b == c->b && q->cand[t].trans == c->trans &&
+                q->cand[t].K == c->K && q->cand[t].N == c->N) {
+                c->twin = t;
+                break;
+            }
+        for (Node *x = n->in[1];; x = x->in[0]) {
+            in_chain[x->id] = c->twin + 1;
+            if (x == c->b || x->nin == 0)
+                break;
+        }
+        q->cand_of[i] = q->ncand++;
+    }
+    for (int ci = 0; ci < q->ncand; ci++) {
+        Cand *c = &q->cand[ci];
+        int is_new, u = find_unit(q, c->n, &is_new);
         Unit *un = &q->unit[u];
         if (!is_new)
-            un->scope = common_scope(g->arena, un->scope, n->scope);
+            un->scope = common_scope(g->arena, un->scope, c->n->scope);
         c->unit = u;
-        int shared = weight_shared(n, c->b, uses);
+        un->mflop += ir_node_flops(c->n, vals) / 1e6;
+        if (c->twin != ci && q->cand[c->twin].unit == u)
+            continue; /* its weight is counted with its twin's */
+        int shared = weight_shared(q, c, in_chain);
         int64_t own = dtype_bytes(c->b->dtype, c->K * c->N);
-        if (!shared)
+        if (!shared && c->twin == ci)
             q->fixed -= own;
         for (int s = 0; s < NSCHEME; s++)
             un->bytes[s] += s == S_FP32 ? (shared ? 0 : own) : scheme_bytes(&schemes[s], c->K, c->N);
-        un->mflop += ir_node_flops(n, vals) / 1e6;
-        q->cand_of[i] = q->ncand++;
     }
-    free(uses);
+    free(in_chain);
 }
 
 /* ---------------------------------------------------------------- quantized weights and copies */
 
+/* The error of a group's values x[0..n) as scale * clamp(rint(x / scale), -8, 7): squared, each
+ * weighted by x^2 (the larger weights' errors count more, as llama.cpp's make_qx_quants weighs them
+ * when it has no importance matrix). */
+static double w4_err(const float *x, int64_t n, float scale)
+{
+    double err = 0;
+    for (int64_t k = 0; k < n; k++) {
+        double e = x[k] - scale * ir_quantize1(x[k], scale, 0, -8, 7);
+        err += e * e * x[k] * x[k];
+    }
+    return err;
+}
+
+/* 4-bit scales by weighted least squares: for each group of a column, the scale among ±max|w| / d (d
+ * from 7 to 10 by 0.1: every 0.5 first, then by 0.1 around the best) whose codes round(w / scale)
+ * clamped to -8..7 reconstruct the group with the least error (w4_err). d = 7 is the plain symmetric scale
+ * (nothing clipped, the code -8 unused); a larger d spends the levels on the bulk of the group and
+ * clips its extremes; a negative scale maps the group's side with the largest magnitude to the codes
+ * down to -8 (llama.cpp's Q4_0 takes d = 8 with that sign). The codes are exactly what qweight stores
+ * with that scale (ir_quantize1). On examples/llamachar it took w4's held-out loss from 1.5144 nats/char
+ * (max|w| / 7) to 1.5074 (fp32: 1.5032; unweighted squared error: 1.5082-1.5087). */
+static void w4_scales(const float *w, int64_t K, int64_t N, int group, float *scale)
+{
+    int64_t G = group > 0 ? group : K, ng = group > 0 ? (K + G - 1) / G : 1;
+    float *x = malloc(sizeof(float) * (size_t)G);
+    KILN_ASSERT(x);
+    for (int64_t g = 0; g < ng; g++)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t k0 = g * G, m = k0 + G < K ? G : K - k0;
+            float amax = 0;
+            for (int64_t k = 0; k < m; k++) {
+                x[k] = w[(k0 + k) * N + n];
+                amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+            }
+            float best = isfinite(amax) ? amax / 7 : 0;
+            if (best > 0) {
+                double best_err = INFINITY;
+                int best_i = 0, best_sign = 1;
+                for (int i = 0; i <= 30; i += 5) /* d = 7, 7.5, ..., 10 */
+                    for (int sign = 1; sign >= -1; sign -= 2) {
+                        float sc = (float)sign * amax / (7.0f + 0.1f * (float)i);
+                        double err = w4_err(x, m, sc);
+                        if (err < best_err)
+                            best_err = err, best = sc, best_i = i, best_sign = sign;
+                    }
+                for (int i = best_i - 4; i <= best_i + 4; i++) {
+                    if (i < 0 || i > 30 || i == best_i)
+                        continue;
+                    float sc = (float)best_sign * amax / (7.0f + 0.1f * (float)i);
+                    double err = w4_err(x, m, sc);
+                    if (err < best_err)
+                        best_err = err, best = sc;
+                }
+            }
+            scale[g * N + n] = best;
+        }
+    free(x);
+}
+
 /* c's weight quantized for scheme s, made once (int8 and w8 share it). */
 static QWeight *qweight(Q *q, Cand *c, const Scheme *s)
 {
-    QWeight *w = &c->qw[s->kind];
+    QWeight *w = &q->cand[c->twin].qw[s->kind];
     if (w->q)
         return w;
     int64_t K = c->K, N = c->N;
@@ -289,7 +385,10 @@ static QWeight *qweight(Q *q, Cand *c, const Scheme *s)
         for (int64_t j = 0; j < N; j++)
             f[k * N + j] = (float)dtype_load(c->b->dtype, c->b->at.data, (size_t)(c->trans ? j * K + k : k * N + j));
     w->scale = arena_alloc(q->g->arena, sizeof(float) * (size_t)(ng * N));
-    ir_quant_scales(f, K, N, group, s->dt, w->scale, NULL);
+    if (s->dt == DT_I4)
+        w4_scales(f, K, N, group, w->scale);
+    else
+        ir_quant_scales(f, K, N, group, s->dt, w->scale, NULL);
     int lo, hi;
     KILN_ASSERT(ir_quant_range(s->dt, &lo, &hi));
     w->q = arena_alloc(q->g->arena, (size_t)dtype_bytes(s->dt, K * N));
@@ -302,17 +401,22 @@ static QWeight *qweight(Q *q, Cand *c, const Scheme *s)
     return w;
 }
 
-/* In graph h, the qmatmul of a by candidate c's weight under scheme s (in c's layer and scope). */
+/* In graph h (the q->gen-th), the qmatmul of a by candidate c's weight under scheme s (in c's layer
+ * and scope). Twins read the same constants, so that the weights blob holds one copy (and codegen's
+ * packing, which shares a copy between products of one constant, one packed copy). */
 static Node *build_qmatmul(Q *q, Graph *h, Node *a, Cand *c, const Scheme *s)
 {
     QWeight *w = qweight(q, c, s);
     int group = s->group && c->K > s->group ? s->group : 0;
     int64_t ng = group ? (c->K + group - 1) / group : 1;
     ir_set_origin(h, c->n);
-    Dim ws[2] = {dim_const(c->K), dim_const(c->N)}, ss[2] = {dim_const(ng), dim_const(c->N)};
-    Node *in[3] = {a, ir_const(h, s->dt, 2, ws, w->q, c->b->loc), NULL};
-    if (w->scale)
-        in[2] = ir_const(h, DT_F32, 2, ss, w->scale, c->b->loc);
+    if (w->gen != q->gen) {
+        Dim ws[2] = {dim_const(c->K), dim_const(c->N)}, ss[2] = {dim_const(ng), dim_const(c->N)};
+        w->cq = ir_const(h, s->dt, 2, ws, w->q, c->b->loc);
+        w->cs = w->scale ? ir_const(h, DT_F32, 2, ss, w->scale, c->b->loc) : NULL;
+        w->gen = q->gen;
+    }
+    Node *in[3] = {a, w->cq, w->cs};
     Attrs at = {0};
     at.group = group;
     at.dynamic = s->dynamic;
@@ -326,6 +430,7 @@ static Node *build_qmatmul(Q *q, Graph *h, Node *a, Cand *c, const Scheme *s)
 static Graph *trial(Q *q, const int *choice, int probes)
 {
     Graph *g = q->g, *h = ir_graph_new();
+    q->gen++;
     h->model = g->model;
     h->source = g->source;
     h->vocab = g->vocab;
@@ -752,6 +857,7 @@ static int calibrate(Q *q)
 static void apply(Q *q)
 {
     Graph *g = q->g;
+    q->gen++;
     for (int c = 0; c < q->ncand; c++) {
         Cand *cd = &q->cand[c];
         int s = q->unit[cd->unit].choice;

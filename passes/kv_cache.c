@@ -1232,10 +1232,12 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
     int ok = 1;
     for (int i = 0, l = 0; i < kv.n0 && ok; i++) {
         Node *x = g->nodes[i];
+        ir_set_origin(g, x); /* decode's nodes in the layer and scope of what they copy (choose-quant's units) */
         kv.map[i] = clone(&kv, x, l);
         ok = kv.map[i] != NULL;
         l += x->op == OP_ATTENTION;
     }
+    ir_set_origin(g, NULL);
     if (ok) {
         for (int k = 0; k < nout0; k++)
             if (g->outputs[k].entry == 0 && !g->outputs[k].update)

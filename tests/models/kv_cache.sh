@@ -32,6 +32,29 @@ check llama 64 128 1 examples/llama/llama.kiln -D V=128 -D D=64 -D H=4 -D KVH=2 
     --weights examples/llama/llama-tiny.safetensors
 check charlm 96 65 5 examples/charlm/charlm.kiln
 
+echo "== choose-quant under the cache: prefill and decode share one quantized copy of each weight"
+# decode through the quantized weights against the quantized full recompute (the same integers on both
+# sides, so 1e-5 as fp32); and the weights blob: the cache adds to a quantized model exactly what it adds
+# to the fp32 one (its own constants), so no weight is stored twice (it was: 343 MB for GPT-2 124M w4)
+LLAMA="examples/llama/llama.kiln -D V=128 -D D=64 -D H=4 -D KVH=2 -D F=172 -D L=2 -D CTX=64
+    --weights examples/llama/llama-tiny.safetensors"
+blob() { # blob NAME KILN-ARGS...: the bytes of the weights blob
+    name=$1
+    shift
+    "$KILN" build "$@" --emit lib --weights-mode external -o "$OUT/blob_$name.a" 2> /dev/null
+    wc -c < "$OUT/blob_$name.a.weights"
+}
+# shellcheck disable=SC2086
+fp=$(blob fp $LLAMA) fpkv=$(blob fpkv $LLAMA --kv-cache full)
+for q in w4 w8 int8; do
+    # shellcheck disable=SC2086
+    check llama 64 128 1 $LLAMA --quant $q
+    # shellcheck disable=SC2086
+    qb=$(blob $q $LLAMA --quant $q) qkv=$(blob ${q}kv $LLAMA --quant $q --kv-cache full)
+    echo "$q: weights $qb bytes, with the cache $qkv (fp32: $fp, with the cache $fpkv)"
+    [ $((qkv - qb)) -eq $((fpkv - fp)) ]
+done
+
 echo "== bad use: named errors (RT_ERR_*, rt_error_message) through the library and the program"
 GPT2="examples/gpt2/gpt2.kiln -D V=96 -D D=64 -D H=4 -D L=2 -D CTX=64 --weights examples/gpt2/gpt2-tiny.safetensors"
 bad() { # bad NAME POLICY B
