@@ -18,7 +18,26 @@ static double numel(const Node *n, const int64_t *vals)
 
 static double node_bytes(const Node *n, const int64_t *vals)
 {
-    return numel(n, vals) * dtype_traits[n->dtype].size;
+    return (double)kiln_dtype_bytes(&dtype_traits[n->dtype], (int64_t)numel(n, vals));
+}
+
+/* Which nodes are parameters (by id; the caller frees it): the weights, and the constants a qmatmul
+ * reads as its weights, scales or minima (choose-quant's quantized copies, which replace the weight
+ * nodes). */
+static char *params_of(const Graph *g)
+{
+    int top = 0;
+    for (int i = 0; i < g->nnode; i++)
+        top = g->nodes[i]->id > top ? g->nodes[i]->id : top;
+    char *p = calloc((size_t)top + 1, 1);
+    KILN_ASSERT(p);
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *m = g->nodes[i];
+        p[m->id] |= m->op == OP_WEIGHT;
+        for (int j = 1; m->op == OP_QMATMUL && j < m->nin; j++)
+            p[m->in[j]->id] |= m->in[j]->op == OP_CONST;
+    }
+    return p;
 }
 
 void report_activation_bytes(const Graph *g, const int64_t *vals, double *peak, double *total)
@@ -84,6 +103,7 @@ static void report_layers(FILE *f, const Graph *g, const int64_t *vals)
     int *count = calloc((size_t)nl, sizeof(int));
     const char **scope = calloc((size_t)nl, sizeof(char *));
     size_t *slen = calloc((size_t)nl, sizeof(size_t));
+    char *par = params_of(g);
     KILN_ASSERT(params && flops && count && scope && slen);
     for (int i = 0; i < g->nnode; i++) {
         const Node *n = g->nodes[i];
@@ -91,7 +111,7 @@ static void report_layers(FILE *f, const Graph *g, const int64_t *vals)
         if (l < 0 || l >= nl)
             continue;
         count[l]++;
-        if (n->op == OP_WEIGHT)
+        if (par[n->id])
             params[l] += numel(n, vals);
         flops[l] += ir_node_flops(n, vals);
         if (!n->scope)
@@ -116,6 +136,7 @@ static void report_layers(FILE *f, const Graph *g, const int64_t *vals)
         fprintf(f, "  layer %d%s%.*s%s: %d nodes, %s parameters, %s\n", l, slen[l] ? " (" : "", (int)slen[l],
                 scope[l] ? scope[l] : "", slen[l] ? ")" : "", count[l], h1, h2);
     }
+    free(par);
     free(params);
     free(flops);
     free(count);
@@ -170,15 +191,17 @@ void report_summary(FILE *f, const Graph *g)
 
     double params = 0, pbytes = 0, flops = 0;
     int nweights = 0;
+    char *par = params_of(g);
     for (int i = 0; i < g->nnode; i++) {
         const Node *n = g->nodes[i];
-        if (n->op == OP_WEIGHT) {
+        if (par[n->id]) {
             nweights++;
             params += numel(n, vals);
             pbytes += node_bytes(n, vals);
         }
         flops += ir_node_flops(n, vals);
     }
+    free(par);
     human(h1, sizeof h1, pbytes, "B", 1024);
     fprintf(f, "parameters: %.0f in %d tensors (%s)", params, nweights, h1);
     if (g->weights_path)

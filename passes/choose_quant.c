@@ -744,9 +744,10 @@ static void write_report(const Q *q, FILE *f)
 static int report(const Q *q)
 {
     const PassOptions *o = q->o;
-    if (o->explain && !strcmp(o->explain, "choose-quant"))
+    int explain = o->explain && !strcmp(o->explain, "choose-quant");
+    if (explain)
         write_report(q, stderr);
-    else if (o->report && (o->ncalib || o->quant_overrides))
+    if (o->report && !(explain && o->report == stderr))
         write_report(q, o->report);
     if (!o->quant_report)
         return 0;
