@@ -6,7 +6,9 @@
  * Token ids are a fixed pseudo-random sequence in [0, VOCAB). For each prefill length P in
  * 1, 1+STEP, ... <= NTOKENS: reset, prefill tokens[0:P], then decode tokens[P..NTOKENS-1] one by one;
  * each decode step's logits must equal a full recompute of the prefix (prefill of tokens[0:t+1] on a
- * second instance, its last row) within 1e-5 relative to the row's largest logit. Then bad use must
+ * second instance, its last row) within 1e-5 relative to the row's largest logit (the environment's
+ * USE_KV_TOL instead, for bf16: there the two paths' activations, equal to an f32 rounding, may round
+ * to neighbouring bf16 values, 2^-8 apart). Then bad use must
  * fail with its named code (RT_ERR_*): decode before any prefill, and decode once the cache holds
  * its budget (the bound of T).
  * Last, eight instances in eight threads each generate NTOKENS - 4 tokens greedily (prefill of 4
@@ -226,6 +228,7 @@ int main(int argc, char **argv)
     if (argc < 3)
         return 2;
     int N = atoi(argv[1]), VOC = atoi(argv[2]), step = argc > 3 ? atoi(argv[3]) : 1;
+    double tol = getenv("USE_KV_TOL") ? atof(getenv("USE_KV_TOL")) : 1e-5;
     const RtModel *m = &MODEL;
     int pre = rt_entry_index(m, "prefill"), dec = rt_entry_index(m, "decode");
     if (pre < 0 || dec < 0 || m->nsyms < 1) {
@@ -273,7 +276,7 @@ int main(int argc, char **argv)
             e = mx > 0 ? e / mx : e;
             worst = fmax(worst, e);
             steps++;
-            if (e > 1e-5) {
+            if (!(e <= tol)) {
                 fprintf(stderr, "use_kv: decode of position %d after a prefill of %d: relative error %.3g\n", t, P, e);
                 failures++;
             }
