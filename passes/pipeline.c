@@ -12,20 +12,29 @@ typedef struct Pass {
     const char *name;
     int (*run)(Graph *g, const PassOptions *o);
     int on_by_default; /* 2: always (plan-memory: the code generator needs a plan), unless "none";
-                          3: when its option is given (kv-cache: --kv-cache POLICY; prune-tokens:
-                             --prune-tokens SPEC; choose-quant: --quant SCHEME, --calibrate or
-                             --quant-overrides), unless "none" */
+                          3: when its option is given, unless "none" */
+    const char *flag, *usage; /* on_by_default 3: the option that turns it on, named short and whole */
 } Pass;
 
 static const Pass pipeline[] = {
-    {"canonicalize", pass_canonicalize, 1},
-    {"fuse-attention", pass_fuse_attention, 1},
-    {"kv-cache", pass_kv_cache, 3},
-    {"choose-quant", pass_choose_quant, 3}, /* before fuse-ops makes epilogues */
-    {"fuse-ops", pass_fuse_ops, 1},
-    {"prune-tokens", pass_prune_tokens, 3},
-    {"plan-memory", pass_plan_memory, 2},
+    {"canonicalize", pass_canonicalize, 1, NULL, NULL},
+    {"fuse-attention", pass_fuse_attention, 1, NULL, NULL},
+    {"kv-cache", pass_kv_cache, 3, "--kv-cache", "--kv-cache POLICY"},
+    {"choose-quant", pass_choose_quant, 3, "a --quant option", /* before fuse-ops makes epilogues */
+     "--quant SCHEME, --calibrate FILE or --quant-overrides FILE"},
+    {"fuse-ops", pass_fuse_ops, 1, NULL, NULL},
+    {"prune-tokens", pass_prune_tokens, 3, "--prune-tokens", "--prune-tokens SPEC"},
+    {"plan-memory", pass_plan_memory, 2, NULL, NULL},
 };
+
+/* Whether the option that turns an option-gated pass on is given. */
+static int option_given(const Pass *p, const PassOptions *o)
+{
+    return p->run == pass_kv_cache       ? o->kv_cache != NULL
+           : p->run == pass_choose_quant ? pass_quant_on(o)
+           : p->run == pass_prune_tokens ? o->prune_tokens != NULL
+                                         : 0;
+}
 
 enum { NPASS = sizeof pipeline / sizeof pipeline[0] };
 
@@ -63,62 +72,47 @@ int pass_pipeline(Graph *g, const char *list, const char *print_after, FILE *pri
         for (const char *p = list; *p;) {
             const char *e = strchr(p, ',');
             size_t len = e ? (size_t)(e - p) : strlen(p);
-            int ok = 0;
+            const Pass *named = NULL;
             for (int i = 0; i < NPASS; i++)
-                ok |= strlen(pipeline[i].name) == len && !strncmp(pipeline[i].name, p, len);
-            if (!ok) {
+                if (strlen(pipeline[i].name) == len && !strncmp(pipeline[i].name, p, len))
+                    named = &pipeline[i];
+            if (!named) {
                 diag_fatal(o->d, "--passes: unknown pass '%.*s' (the passes are: %s)", (int)len, p, pass_names());
                 return -1;
             }
-            /* the passes an option turns on run when it is given, listed or not; listed without it
-             * they would silently do nothing */
-            static const struct {
-                const char *pass, *option;
-            } gated[] = {{"kv-cache", "--kv-cache POLICY"},
-                         {"choose-quant", "--quant SCHEME, --calibrate FILE or --quant-overrides FILE"},
-                         {"prune-tokens", "--prune-tokens SPEC"}};
-            for (int i = 0; i < 3; i++)
-                if (strlen(gated[i].pass) == len && !strncmp(gated[i].pass, p, len) &&
-                    !(i == 0 ? o->kv_cache != NULL : i == 1 ? pass_quant_on(o) : o->prune_tokens != NULL)) {
-                    diag_fatal(o->d, "--passes: %s runs only with %s", gated[i].pass, gated[i].option);
-                    return -1;
-                }
+            /* an option-gated pass runs when its option is given, listed or not; listed without it
+             * it would silently do nothing */
+            if (named->on_by_default == 3 && !option_given(named, o)) {
+                diag_fatal(o->d, "--passes: %s runs only with %s", named->name, named->usage);
+                return -1;
+            }
             p += len + (e != NULL);
         }
     }
     int none = list && !strcmp(list, "none"), runs[NPASS];
     for (int i = 0; i < NPASS; i++) {
         const Pass *p = &pipeline[i];
-        int option = p->run == pass_kv_cache      ? o->kv_cache != NULL
-                     : p->run == pass_choose_quant ? pass_quant_on(o)
-                                                   : o->prune_tokens != NULL;
-        runs[i] = !none && (p->on_by_default == 3 ? option
+        runs[i] = !none && (p->on_by_default == 3 ? option_given(p, o)
                             : all                ? p->on_by_default != 0
                                                  : listed(list, p->name) || p->on_by_default == 2);
-        if (none && p->on_by_default == 3 && option) {
+        if (none && p->on_by_default == 3 && option_given(p, o)) {
             /* the option asks for a pass that --passes none rules out: say so, not nothing */
-            diag_fatal(o->d, "--passes none runs no pass, but %s asks for %s",
-                       p->run == pass_kv_cache ? "--kv-cache" : p->run == pass_choose_quant ? "a --quant option" : "--prune-tokens",
-                       p->name);
+            diag_fatal(o->d, "--passes none runs no pass, but %s asks for %s", p->flag, p->name);
             return -1;
         }
     }
     if (print_after && strcmp(print_after, "all")) {
-        int ok = 0, runs_it = 0;
-        for (int i = 0; i < NPASS; i++)
-            if (!strcmp(pipeline[i].name, print_after))
-                ok = 1, runs_it = runs[i];
-        if (!ok) {
+        int k = 0;
+        while (k < NPASS && strcmp(pipeline[k].name, print_after))
+            k++;
+        if (k == NPASS) {
             diag_fatal(o->d, "--print-after: unknown pass '%s' (the passes are: %s)", print_after, pass_names());
             return -1;
         }
-        if (!runs_it) {
-            diag_fatal(o->d, "--print-after: pass %s does not run here (%s)", print_after,
-                       none ? "--passes none"
-                       : !strcmp(print_after, "kv-cache") ? "it runs only with --kv-cache POLICY"
-                       : !strcmp(print_after, "choose-quant") ? "it runs only with --quant, --calibrate or --quant-overrides"
-                       : !strcmp(print_after, "prune-tokens") ? "it runs only with --prune-tokens SPEC"
-                                                              : "it is not in --passes");
+        if (!runs[k]) {
+            diag_fatal(o->d, "--print-after: pass %s does not run here (%s%s)", print_after,
+                       none ? "--passes none" : pipeline[k].usage ? "it runs only with " : "it is not in --passes",
+                       none || !pipeline[k].usage ? "" : pipeline[k].usage);
             return -1;
         }
     }
