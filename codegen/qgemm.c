@@ -941,15 +941,7 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     LLVMValueRef work = cg_mul(cg, M, cg_i64(cg, K * N));
     CgPar p = {.split = CG_RANGES, .n = cg_mul(cg, tm, tn), .work = work, .min_work = SERIAL_WORK, .name = name, .vw = VW};
     cg_parallel(cg, &p, CP_COUNT, cap, tiles_body, &tl);
-    /* the epilogue (inlined into the tiles) vectorised 16 floats wide, where x86's tuning for Intel cores
-     * would pick 8: a ViT-B/16's matmul + GELU groups 18.1 -> 15.5 ms a run (int8, AMX, 1 thread) */
-    const char *key = "prefer-vector-width", *val = "512";
-    LLVMValueRef fns[2] = {LLVMGetNamedFunction(cg->mod, name), tl.epi};
-    for (int i = 0; i < 2; i++)
-        if (fns[i])
-            LLVMAddAttributeAtIndex(fns[i], LLVMAttributeFunctionIndex,
-                                    LLVMCreateStringAttribute(cg->ctx, key, (unsigned)strlen(key), val, (unsigned)strlen(val)));
-    return 0;
+    return 0; /* the epilogue is vectorised 16 floats wide by cg_optimise's prefer-vector-width */
 }
 
 int cg_qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
