@@ -455,7 +455,7 @@ def headline(d, threads):
         for t in threads:
             k = m["kiln"].get((t, "prefill", PREFILL[0]), {}).get("median_ms")
             ll = m["llama"].get(("f32", t, "prefill", PREFILL[0]), {}).get("median_ms")
-            kd = m["kiln"].get((t, "decode", DECODE[0]), {}).get("median_ms")
+            kd = _step_ms(m["kiln"].get((t, "decode", DECODE[0])))
             ld = m["llama"].get(("f32", t, "decode", DECODE[0]), {}).get("median_ms")
             if k and ll:
                 parts.append(f"{t} thread{'s' if t > 1 else ''}: prefill {PREFILL[0]} {fmt_ratio(ll, k)} llama.cpp F32"
@@ -580,7 +580,8 @@ def report(res, w):
                 parts = []
                 for kind, ns in (("prefill", PREFILL), ("decode", DECODE)):
                     for n in ns:
-                        k = m["kiln"].get((t, kind, n), {}).get("median_ms")
+                        r = m["kiln"].get((t, kind, n))
+                        k = _step_ms(r) if kind == "decode" else (r or {}).get("median_ms")
                         ll = m["llama"].get(("f32", t, kind, n), {}).get("median_ms")
                         if k and ll:
                             parts.append(f"{kind} {n} {fmt_ratio(ll, k)}")
