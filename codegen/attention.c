@@ -31,8 +31,12 @@
  * loaded, rescaled and stored once per tile). Each element of K and V loaded serves VW rows, and
  * per key and block the two products are 2 d fused multiply-adds against about 20 other vector
  * operations (max, exp, sum). The head sizes need no particular multiple: the lanes are rows, not
- * columns. At the end O^T / l is transposed back into the output rows (a scatter would write VW
- * cache lines per column). Measured on Zen 4 (one core, 12 heads, T = 1024): 86% of the FMA peak
+ * columns. Before p v the tile's rows of V are copied into a stack buffer [BC][dv] (read once,
+ * in vectors): p v reads each of them dv / EC times, and rows that lie where the plan's views put
+ * them (ViT-B/16's heads cut out of its qkv product, 9 KiB apart) fall into a few of L1's sets and
+ * evicted each other between those passes (on the AMX Xeon the copy took ViT-B/16's attention from
+ * 1.26 to 1.18 ms a layer at 1 thread; KILN_ATTN pack=0 turns it off). At the end O^T / l is
+ * transposed back into the output rows (a scatter would write VW cache lines per column). Measured on Zen 4 (one core, 12 heads, T = 1024): 86% of the FMA peak
  * at d = 64, 89% at d = 128; the rest is mostly the exp.
  *
  * The row kernel takes one query row with its d columns across vectors: q in ceil(d / VW)
@@ -53,11 +57,11 @@
  * on the node function's stack (SPLIT_BYTES at most), and after the parallel loop the node merges
  * each row's chunks: M = max m_c, L = sum exp(m_c - M) l_c, out = sum exp(m_c - M) acc_c / L.
  *
- * Tile sizes. BC is chosen so that what the block kernel keeps in L1 (Qt, O^T and S^T, 4 VW
- * (d + dv + BC) bytes) takes three quarters of it, K and V streaming through the rest (each of
- * their elements is loaded once per block); RBC so that a tile of K and V takes half of L1. L1 is
+ * Tile sizes. BC is chosen so that what the block kernel keeps in L1 (Qt, O^T, S^T and the copied
+ * tile of V, 4 VW (d + dv + BC) + 4 BC dv bytes) takes three quarters of it, K streaming through
+ * the rest (each of its elements is loaded once per block); RBC so that a tile of K and V takes half of L1. L1 is
  * the host's (sysconf) when compiling for the host, 32 KiB otherwise. The environment variable
- * KILN_ATTN ("bc=128,rbc=128,sb=8,ec=16,minrows=8,chunk=256,split=0") overrides them at compile
+ * KILN_ATTN ("bc=128,rbc=128,sb=8,ec=16,minrows=8,chunk=256,split=0,pack=1") overrides them at compile
  * time, for measurements and tests (split: the (row, chunk) items a split aims at, at least,
  * whatever the threads). On Zen 4, BC from 64 to 256, SB 6 to 12 and EC 16 to 32 all measure
  * within 2% of each other at T = 1024.
@@ -103,6 +107,7 @@ typedef struct AttnCfg {
     int minrows; /* fewer rows in a block: the row kernel does them one by one */
     int chunk;   /* fewest keys per chunk of a split */
     int split;   /* (row, chunk) items a split aims at, at least (else two per thread) */
+    int pack;    /* the block kernel copies each tile of V into a stack buffer before p v */
     int rows;    /* the row kernel can be used: d and dv known and small enough */
     int dq, dvv; /* vectors of a row of q and of v (row kernel) */
 } AttnCfg;
@@ -121,6 +126,7 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
     k.ec = tg.regs / 2;
     k.minrows = k.vw / 2 > 1 ? k.vw / 2 : 2;
     k.chunk = 256;
+    k.pack = 1;
     const Node *q = n->in[0], *v = n->in[2];
     Dim dd = q->shape[q->rank - 1], dvd = v->shape[v->rank - 1];
     int64_t d = dim_max(cg->g, dd), dv = dim_max(cg->g, dvd);
@@ -131,7 +137,9 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
         char key[16] = {0};
         int len = 0;
         long val = 0;
-        if (sscanf(p, "%15[a-z]=%ld%n", key, &val, &len) == 2 && val > 0) {
+        if (sscanf(p, "%15[a-z]=%ld%n", key, &val, &len) == 2 && !strcmp(key, "pack")) {
+            k.pack = val != 0;
+        } else if (len && val > 0) {
             if (!strcmp(key, "bc") && val <= 1024)
                 bc = (int)val;
             else if (!strcmp(key, "rbc") && val <= 4096)
@@ -150,9 +158,13 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
         const char *c = strchr(p, ',');
         p = c ? c + 1 : NULL;
     }
+    int64_t dvp = (dv + k.vw - 1) / k.vw * k.vw;
+    if (dvp * 4 * 32 > l1) /* not even a tile of 32 rows of V fits in L1: no copy (no stack of MBs) */
+        k.pack = 0;
     if (!bc) {
-        /* Qt, O^T and S^T in three quarters of L1; K and V stream through the rest */
-        int64_t fit = ((int64_t)l1 * 3 / 4 / 4 - k.vw * (d + dv)) / k.vw;
+        /* Qt, O^T and S^T (and the copied tile of V) in three quarters of L1; K (and V) stream
+         * through the rest */
+        int64_t fit = ((int64_t)l1 * 3 / 4 / 4 - k.vw * (d + dv)) / (k.vw + (k.pack ? dvp : 0));
         bc = fit < 32 ? 32 : fit > 256 ? 256 : (int)fit;
     }
     k.bc = (bc + k.sb - 1) / k.sb * k.sb;
@@ -177,9 +189,10 @@ void cg_attention_explain(Cg *cg, const Node *n, FILE *out)
     int64_t d = dim_max(cg->g, q->shape[q->rank - 1]), dv = dim_max(cg->g, v->shape[v->rank - 1]);
     const char *env = getenv("KILN_ATTN");
     fprintf(out, "codegen: attention (d %lld, dv %lld%s): blocks of %d query rows (one a lane), %d keys a step of the "
-                 "scores and %d value columns a pass (1/4 and 1/2 of the %d registers), tiles of %d keys (Qt, O^T "
-                 "and the scores in 3/4 of L1)",
-            (long long)d, (long long)dv, n->at.causal ? ", causal" : "", k.vw, k.sb, k.ec, t.regs, k.bc);
+                 "scores and %d value columns a pass (1/4 and 1/2 of the %d registers), tiles of %d keys (Qt, O^T, "
+                 "the scores%s in 3/4 of L1)",
+            (long long)d, (long long)dv, n->at.causal ? ", causal" : "", k.vw, k.sb, k.ec, t.regs, k.bc,
+            k.pack ? " and the tile's rows of V, copied" : "");
     if (k.rows)
         fprintf(out, "; blocks of fewer than %d rows one row at a time, in tiles of %d keys (K and V in half of L1); "
                      "decoding splits the keys into chunks of at least %d",
@@ -579,6 +592,8 @@ typedef struct Block {
     LLVMValueRef qt;    /* [d][vw]: the query block, transposed and scaled */
     LLVMValueRef st;    /* [bc][vw]: a tile's scores, then probabilities, one key a vector */
     LLVMValueRef ot;    /* [dv rounded up to ot_unit][vw]: the accumulator, one column a vector */
+    LLVMValueRef vp;    /* [bc][vps]: the tile's rows of V, copied (when k.pack), or NULL */
+    int64_t vps;        /* dv rounded up to vw: the floats between rows of vp */
     LLVMValueRef m, l;  /* <vw x float> slots: running max and sum, one row a lane */
     LLVMValueRef tmax, tsum;
     LLVMValueRef acc[MAX_EC > MAX_SB ? MAX_EC : MAX_SB];
@@ -607,6 +622,8 @@ static Block block_buffers(Attn *a)
     B.st = stack_floats(a, (int64_t)a->k.bc * a->k.vw, "st");
     int64_t unit = ot_unit(a);
     B.ot = stack_floats(a, (dv + unit - 1) / unit * unit * a->k.vw, "ot");
+    B.vps = (dv + a->k.vw - 1) / a->k.vw * a->k.vw;
+    B.vp = a->k.pack ? stack_floats(a, (int64_t)a->k.bc * B.vps, "vp") : NULL;
     B.m = cg_alloca(cg, a->vt, "m");
     B.l = cg_alloca(cg, a->vt, "l");
     B.tmax = cg_alloca(cg, a->vt, "tmax");
@@ -622,6 +639,31 @@ static LLVMValueRef slot(Attn *a, LLVMValueRef buf, LLVMValueRef x)
     return cg_fptr(a->cg, buf, mul(a, x, i64c(a, a->k.vw)));
 }
 
+/* Row j of the packed tile of V. */
+static LLVMValueRef slot_row(Attn *a, Block *B, LLVMValueRef j)
+{
+    return cg_fptr(a->cg, B->vp, mul(a, j, i64c(a, B->vps)));
+}
+
+/* vp = rows [j0, j0 + jn) of V: read once, where they are, in vectors (the last masked when dv is
+ * not a multiple of vw). The p v loop below reads each row dv / ec times; in place, rows that lie
+ * a multiple of 1 KiB or 4 KiB apart (ViT-B/16's heads cut out of its qkv product: 9 KiB) fall into
+ * a few of L1's sets and evict each other between those passes. */
+static void block_pack_v(Attn *a, Block *B, const Batch *bt, LLVMValueRef j0, LLVMValueRef jn)
+{
+    Cg *cg = a->cg;
+    LLVMValueRef nv = cg_ceil_div(cg, a->Dv, i64c(a, a->k.vw));
+    Loop lj = cg_loop_begin(cg, i64c(a, 0), jn, "vpack");
+    LLVMValueRef src = cg_fptr(cg, a->v, add(a, bt->vo, mul(a, add(a, j0, lj.iv), a->vrs)));
+    LLVMValueRef dst = slot_row(a, B, lj.iv);
+    Loop le = cg_loop_begin(cg, i64c(a, 0), nv, "vpackc");
+    LLVMValueRef e0 = mul(a, le.iv, i64c(a, a->k.vw));
+    LLVMValueRef x = cg_vmasked_load(&a->V, cg_fptr(cg, src, e0), cg_vlanes_below(&a->V, sub(a, a->Dv, e0)));
+    cg_vstore(&a->V, x, cg_fptr(cg, dst, e0), 64);
+    cg_loop_end(cg, &le);
+    cg_loop_end(cg, &lj);
+}
+
 /* O^T[c0 + e] = O^T[c0 + e] * corr + sum over the tile's keys of splat(v[j, c0 + e]) * P^T[j], for
  * e < nacc; columns past the end (when clamp) read the last column and land in O^T's padding. */
 static void block_pv(Attn *a, Block *B, const Batch *bt, LLVMValueRef j0, LLVMValueRef jn, LLVMValueRef c0,
@@ -633,7 +675,8 @@ static void block_pv(Attn *a, Block *B, const Batch *bt, LLVMValueRef j0, LLVMVa
     LLVMValueRef last = sub(a, a->Dv, i64c(a, 1));
     Loop lj = cg_loop_begin(cg, i64c(a, 0), jn, "pv");
     LLVMValueRef p = cg_vload(&a->V, slot(a, B->st, lj.iv), 64);
-    LLVMValueRef vrow = cg_fptr(a->cg, a->v, add(a, bt->vo, mul(a, add(a, j0, lj.iv), a->vrs)));
+    LLVMValueRef vrow = B->vp ? slot_row(a, B, lj.iv)
+                              : cg_fptr(a->cg, a->v, add(a, bt->vo, mul(a, add(a, j0, lj.iv), a->vrs)));
     for (int e = 0; e < nacc; e++) {
         LLVMValueRef col = add(a, c0, i64c(a, e));
         if (clamp)
@@ -761,6 +804,8 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     cg_loop_end(cg, &le);
     set(a, B->l, cg_vfma(&a->V, get(a, B->l, a->vt), corr, get(a, B->tsum, a->vt)));
     /* 3. O^T = O^T * corr + P V, ec columns at a time, then the columns left */
+    if (B->vp)
+        block_pack_v(a, B, bt, j0, jn);
     const Node *vn = n->in[2];
     Dim dvd = vn->shape[vn->rank - 1];
     LLVMValueRef full = LLVMBuildSDiv(cg->b, a->Dv, i64c(a, k->ec), "");

@@ -218,7 +218,7 @@ int cg_optimise(Cg *cg)
         if (t.vw == 16)
             LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                                     LLVMCreateStringAttribute(cg->ctx, "prefer-vector-width", 19, "512", 3));
-        /* the divisions marked arcp (loops.c's cg_recip: erf's 1 / (1 + p|x|)) as a reciprocal
+        /* the divisions marked arcp (loops.c's cg_recip: erf's 1 / Q(x^2)) as a reciprocal
          * estimate and one Newton step; divisions without the flag stay divisions */
         if (t.x86)
             LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
