@@ -4,7 +4,8 @@
 #   sh tests/fuzz/run.sh TARGET SECONDS [libFuzzer options...]
 # TARGET is model, ir, safetensors, npy, program or onnx (see tests/fuzz/fuzz_TARGET.c). The working corpus
 # (build-fuzz/corpus/TARGET) starts from the committed one (tests/fuzz/TARGET/) and the repository's
-# seed files; crashing inputs go to build-fuzz/crashes/TARGET/. Commit each crash, once fixed, into
+# seed files; crashing inputs go to build-fuzz/crashes/TARGET/. The inputs are written to files in
+# TMPDIR, /dev/shm when it is not set. Commit each crash, once fixed, into
 # tests/fuzz/TARGET/: ctest replays that directory. The last lines printed are libFuzzer's figures
 # ("Done N runs in S second(s)"). Needs clang-19 and libclang-rt-19-dev (apt-get install).
 set -eu
@@ -35,6 +36,11 @@ program)     SEEDS="" DICT= MAXLEN=4096 QUIET=-close_fd_mask=3 ;; # rt_main prin
 esac
 C=$B/corpus/$T
 mkdir -p "$C" "$B/crashes/$T" "$B/seeds/$T"
+# the targets write each input to a file in TMPDIR for the readers to open: in memory (/dev/shm) rather
+# than on a disk-backed /tmp, npy ran at over 20,000 executions a second instead of 3,300 (AMX Xeon)
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    export TMPDIR=/dev/shm
+fi
 for f in $SEEDS; do [ -f "$f" ] && cp "$f" "$B/seeds/$T/$(echo "$f" | tr / _)"; done # node tests are all model.onnx
 # shellcheck disable=SC2086
 exec nice -n 19 "$B/tests/fuzz/fuzz_$T" "$C" "tests/fuzz/$T" "$B/seeds/$T" \
