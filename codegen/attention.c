@@ -14,8 +14,12 @@
  * with SSE, NEON and elsewhere, read from the target's features as gemm.c does; llvm.fma where the
  * target has it):
  *
- * The block kernel takes VW query rows at once and puts one row in each lane. Its query block is
- * copied once into Qt [d][VW] on the stack, multiplied by the scale and transposed (VW x VW
+ * The block kernel takes BVW query rows at once and puts one row in each lane of vectors of BVW
+ * floats: BVW = VW, or 2 VW where the target has 32 registers of 16 floats (AVX-512), each vector
+ * then two registers, so that every broadcast of an element of K or V feeds two multiply-adds (the
+ * loops below issued one load per multiply-add, as many as the load ports allow, and a miss stalled
+ * them: ViT-B/16's attention, 1 thread, AMX Xeon, 1.15 -> 1.00 ms a layer; KILN_ATTN lanes=1 keeps
+ * VW). Below, VW stands for BVW. Its query block is copied once into Qt [d][VW] on the stack, multiplied by the scale and transposed (VW x VW
  * transposes in registers, log2(VW) stages of two-input shuffles), so that the scores of one key
  * for all VW rows are one vector:
  *   S^T[j] = sum over c of splat(k[j, c]) * Qt[c]
@@ -61,7 +65,7 @@
  * tile of V, 4 VW (d + dv + BC) + 4 BC dv bytes) takes three quarters of it, K streaming through
  * the rest (each of its elements is loaded once per block); RBC so that a tile of K and V takes half of L1. L1 is
  * the host's (sysconf) when compiling for the host, 32 KiB otherwise. The environment variable
- * KILN_ATTN ("bc=128,rbc=128,sb=8,ec=16,minrows=8,chunk=256,split=0,pack=1") overrides them at compile
+ * KILN_ATTN ("bc=128,rbc=128,sb=8,ec=16,minrows=8,chunk=256,split=0,pack=1,lanes=2") overrides them at compile
  * time, for measurements and tests (split: the (row, chunk) items a split aims at, at least,
  * whatever the threads). On Zen 4, BC from 64 to 256, SB 6 to 12 and EC 16 to 32 all measure
  * within 2% of each other at T = 1024.
@@ -98,7 +102,8 @@ enum {
 };
 
 typedef struct AttnCfg {
-    int vw;      /* floats per vector: the rows of a block */
+    int vw;      /* floats per vector of the row kernel and the split (the target's) */
+    int bvw;     /* rows of a block: floats per vector of the block kernel, vw or 2 vw (two registers) */
     int fma;     /* llvm.fma, else llvm.fmuladd */
     int sb;      /* keys per step of the block kernel's score loop (accumulators) */
     int ec;      /* value columns per pass of the block kernel's p v (accumulators) */
@@ -120,10 +125,9 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
     CgTarget tg = cg_target(cg);
     k.vw = tg.vw;
     k.fma = tg.fma;
-    /* a quarter of the vector registers hold the score loop's sums (each with a partial sum beside
-     * it, see DC), half the p v loop's accumulators */
-    k.sb = tg.regs / 4;
-    k.ec = tg.regs / 2;
+    /* with 32 registers of 16 floats a block is 32 rows, each of its vectors two registers: per load
+     * of K's or V's element broadcast, two multiply-adds instead of one */
+    int lanes = tg.regs >= 32 && tg.vw >= 16 ? 2 : 1;
     k.minrows = k.vw / 2 > 1 ? k.vw / 2 : 2;
     k.chunk = 256;
     k.pack = 1;
@@ -154,17 +158,24 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
                 k.chunk = (int)val;
             else if (!strcmp(key, "split") && val <= MAX_SPLIT)
                 k.split = (int)val;
+            else if (!strcmp(key, "lanes") && val <= 2)
+                lanes = (int)val;
         }
         const char *c = strchr(p, ',');
         p = c ? c + 1 : NULL;
     }
-    int64_t dvp = (dv + k.vw - 1) / k.vw * k.vw;
+    k.bvw = k.vw * lanes;
+    /* a quarter of the vector registers hold the score loop's sums (each with a partial sum beside
+     * it, see DC), half the p v loop's accumulators */
+    k.sb = k.sb ? k.sb : tg.regs / 4 / lanes;
+    k.ec = k.ec ? k.ec : tg.regs / 2 / lanes;
+    int64_t dvp = (dv + k.bvw - 1) / k.bvw * k.bvw;
     if (dvp * 4 * 32 > l1) /* not even a tile of 32 rows of V fits in L1: no copy (no stack of MBs) */
         k.pack = 0;
     if (!bc) {
         /* Qt, O^T and S^T (and the copied tile of V) in three quarters of L1; K (and V) stream
          * through the rest */
-        int64_t fit = ((int64_t)l1 * 3 / 4 / 4 - k.vw * (d + dv)) / (k.vw + (k.pack ? dvp : 0));
+        int64_t fit = ((int64_t)l1 * 3 / 4 / 4 - k.bvw * (d + dv)) / (k.bvw + (k.pack ? dvp : 0));
         bc = fit < 32 ? 32 : fit > 256 ? 256 : (int)fit;
     }
     k.bc = (bc + k.sb - 1) / k.sb * k.sb;
@@ -188,11 +199,12 @@ void cg_attention_explain(Cg *cg, const Node *n, FILE *out)
     const Node *q = n->in[0], *v = n->in[2];
     int64_t d = dim_max(cg->g, q->shape[q->rank - 1]), dv = dim_max(cg->g, v->shape[v->rank - 1]);
     const char *env = getenv("KILN_ATTN");
-    fprintf(out, "codegen: attention (d %lld, dv %lld%s): blocks of %d query rows (one a lane), %d keys a step of the "
-                 "scores and %d value columns a pass (1/4 and 1/2 of the %d registers), tiles of %d keys (Qt, O^T, "
-                 "the scores%s in 3/4 of L1)",
-            (long long)d, (long long)dv, n->at.causal ? ", causal" : "", k.vw, k.sb, k.ec, t.regs, k.bc,
-            k.pack ? " and the tile's rows of V, copied" : "");
+    int regs = k.bvw / k.vw; /* registers per vector of a block */
+    fprintf(out, "codegen: attention (d %lld, dv %lld%s): blocks of %d query rows (one a lane of vectors of %d register%s), "
+                 "%d keys a step of the scores and %d value columns a pass (%d and %d of the %d registers), tiles of "
+                 "%d keys (Qt, O^T, the scores%s in 3/4 of L1)",
+            (long long)d, (long long)dv, n->at.causal ? ", causal" : "", k.bvw, regs, regs > 1 ? "s" : "", k.sb, k.ec,
+            k.sb * regs, k.ec * regs, t.regs, k.bc, k.pack ? " and the tile's rows of V, copied" : "");
     if (k.rows)
         fprintf(out, "; blocks of fewer than %d rows one row at a time, in tiles of %d keys (K and V in half of L1); "
                      "decoding splits the keys into chunks of at least %d",
@@ -368,6 +380,18 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
         for (int i = 0; i < a->nbatch + 2; i++)
             a->ms[i] = mv.stride[i];
     }
+}
+
+/* a as the block kernel sees it: vectors of bvw floats (one row a lane), the same operands. */
+static Attn block_attn(const Attn *a)
+{
+    Attn b = *a;
+    b.k.vw = a->k.bvw;
+    b.V = cg_vec(a->cg, b.k.vw, b.k.fma);
+    b.vt = b.V.vt;
+    b.it = b.V.it;
+    b.lanes = b.V.lanes;
+    return b;
 }
 
 /* Where batch index b (flattened over the output's batch dims) starts in each operand. */
@@ -892,15 +916,16 @@ static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
 {
     Attn A, *a = &A;
     setup(a, cg, ctx, cap);
-    Block B = block_buffers(a);
-    LLVMValueRef nqb = cg_ceil_div(a->cg, a->Tq, i64c(a, a->k.vw));
+    Attn AB = block_attn(a); /* the block kernel's vectors */
+    Block B = block_buffers(&AB);
+    LLVMValueRef nqb = cg_ceil_div(a->cg, a->Tq, i64c(a, a->k.bvw));
     LLVMValueRef b = LLVMBuildSDiv(cg->b, begin, nqb, ""), t = LLVMBuildSRem(cg->b, begin, nqb, "");
     /* A batch index's blocks are taken together (its K and V stay in cache), under the causal mask
      * the last (largest) first, so that the items left at the end are small. */
     LLVMValueRef qb = a->n->at.causal ? sub(a, sub(a, nqb, i64c(a, 1)), t) : t;
     Batch bt = batch_at(a, b);
-    LLVMValueRef i0 = mul(a, qb, i64c(a, a->k.vw));
-    LLVMValueRef nr = cg_smin(a->cg, i64c(a, a->k.vw), sub(a, a->Tq, i0));
+    LLVMValueRef i0 = mul(a, qb, i64c(a, a->k.bvw));
+    LLVMValueRef nr = cg_smin(a->cg, i64c(a, a->k.bvw), sub(a, a->Tq, i0));
     if (a->k.rows) {
         LLVMBasicBlockRef blk = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "block");
         LLVMBasicBlockRef rows = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rows");
@@ -918,11 +943,11 @@ static void blocks_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
         cg_loop_end(cg, &lr);
         LLVMBuildBr(cg->b, next);
         LLVMPositionBuilderAtEnd(cg->b, blk);
-        block_rows(a, &B, &bt, i0, nr);
+        block_rows(&AB, &B, &bt, i0, nr);
         LLVMBuildBr(cg->b, next);
         LLVMPositionBuilderAtEnd(cg->b, next);
     } else {
-        block_rows(a, &B, &bt, i0, nr);
+        block_rows(&AB, &B, &bt, i0, nr);
     }
 }
 
@@ -1014,7 +1039,7 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMValueRef od[IR_MAX_RANK];
     cg_shape(cg, n, od);
     LLVMValueRef nb = cg_numel(cg, n->rank - 2, od); /* batch indices */
-    LLVMValueRef items = mul(a, nb, cg_ceil_div(a->cg, a->Tq, i64c(a, a->k.vw)));
+    LLVMValueRef items = mul(a, nb, cg_ceil_div(a->cg, a->Tq, i64c(a, a->k.bvw)));
     LLVMValueRef cap[10] = {ops[0], ops[1], ops[2], ops[3], ops[4], ops[5]};
     if (!a->k.rows) {
         parallel_items(a, items, 6, cap, blocks_range, "blocks");

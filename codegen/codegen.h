@@ -285,7 +285,7 @@ void cg_parallel_work(Cg *cg, LLVMValueRef n, LLVMValueRef work, int ncap, LLVMV
 
 /* ---------------------------------------------------------------- vec.c */
 
-enum { CG_MAX_VW = 16 }; /* floats per vector, at most (AVX-512) */
+enum { CG_MAX_VW = 32 }; /* floats per vector, at most (two AVX-512 registers: attention.c's blocks) */
 
 /* A vector width and what the vector helpers need with it. */
 typedef struct CgVec {
