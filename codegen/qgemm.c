@@ -918,13 +918,18 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     /* m-blocks of equal height in micro-tiles, at most mc_rows */
     LLVMValueRef mr = cg_i64(cg, q.mr);
     LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, cg_i64(cg, mc_rows(&q))), one);
-    /* AMX, weights in half of L2: an m-block per thread where M has the micro-tiles for it. With one
-     * m-block the threads would split N and each quantize every row, which costs as much as its share
-     * of the product at N = 768 (197 x 768 x 768, 2 threads: 0.102 -> 0.080 ms); weights that do not
-     * fit in L2 are better split (197 x 3072 x 768: 0.245 -> 0.317 ms when each thread streams them) */
-    if (q.amx && pad(K, q.kgrain) * np * q.nr * d.es <= cg_target(cg).l2 / 2)
+    /* AMX, weights in L2 beside a thread's prepared rows: an m-block per thread where M has the
+     * micro-tiles for it. With one m-block the threads would split N and each quantize every row,
+     * which costs as much as its share of the product at N = 768 (int8 197 x 768 x 768, 2 threads:
+     * 0.102 -> 0.080 ms; bf16 128 x 768 x 768, whose 1.2 MB of weights are more than half of L2:
+     * 0.103 -> 0.067 ms); weights that do not fit in L2 are better split (197 x 3072 x 768: 0.245 ->
+     * 0.317 ms when each thread streams them) */
+    if (q.amx && pad(K, q.kgrain) * np * q.nr * d.es + q.qbuf <= cg_target(cg).l2)
         tm = cg_smax(cg, tm, cg_smin(cg, cg_pool_threads(cg), cg_ceil_div(cg, M, mr)));
-    LLVMValueRef mcb = cg_smax(cg, cg_mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
+    /* with AMX in multiples of an A tile's 16 rows, not of the micro-tile's 32 (a micro-row of 16 is
+     * the kernel's other kind): 197 rows on two threads are 112 + 85, not 128 + 69 */
+    LLVMValueRef mg = q.amx ? cg_i64(cg, 16) : mr;
+    LLVMValueRef mcb = cg_smax(cg, cg_mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mg), mg), mg);
     tm = cg_smax(cg, cg_ceil_div(cg, M, mcb), one);
     /* n-blocks: a block of K of them in half of L2, at most ncp panels, and enough tiles for the
      * threads when there are few m-blocks */

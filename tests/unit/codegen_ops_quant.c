@@ -158,6 +158,13 @@ void quant_cases(void)
                   "%%2 = const {data=[%s]} : f32[1, 200]\n"
                   "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[3, T, 200]\noutput y = %%3\n",
                   nibbles(96 * 200, -128, 127, 95), nibbles(200, 0, 3, 96)), 0});
+    /* M = 197 on two threads: with AMX each thread takes an m-block of whole A tiles (16 rows), 112 + 85
+     * rows, so the first ends in a micro-row of 16 (the kernel's one-tile kind) */
+    run_threads(2, (Spec){"qmatmul", EXACT, NULL, {WIDE(1e-2, 1e2)},
+               ir("%%0 = input \"a\" : f32[197, 96]\n%%1 = const {data=[%s]} : i8[96, 70]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 70]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[197, 70]\noutput y = %%3\n",
+                  nibbles(96 * 70, -128, 127, 99), nibbles(70, 0, 3, 100)), 0});
     /* without VNNI (AVX2: --cpu x86-64-v3) the portable kernel, the same bits */
     run_on("x86-64-v3", (Spec){"qmatmul", EXACT, TS3, {WIDE(1e-3, 1e3)},
                ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = const {data=[%s]} : i8[70, 17]\n%%2 = const {data=[%s]} : f32[1, 17]\n"
@@ -181,6 +188,11 @@ void bf16_cases(void)
                       "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[%s, %d]\noutput y = %%2\n",
                       cs[i].shape, cs[i].K, nibbles(cs[i].K * cs[i].N, -8, 8, 71 + (unsigned)i), cs[i].K, cs[i].N,
                       cs[i].shape, cs[i].N), 0});
+    /* two threads: m-blocks of 112 + 85 rows with AMX */
+    run_threads(2, (Spec){"qmatmul", MM, NULL, {UNI(-1, 1)},
+               ir("%%0 = input \"a\" : f32[197, 96]\n%%1 = const {data=[%s]} : bf16[96, 70]\n"
+                  "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[197, 70]\noutput y = %%2\n",
+                  nibbles(96 * 70, -8, 8, 101)), 0});
     run((Spec){"qmatmul", MM, TS3, {SPEC(-2, 2), UNI(-1, 1)},
                "%0 = input \"a\" : f32[T, 33]\n%1 = input \"w\" : bf16[33, 5]\n"
                "%2 = qmatmul(%0, %1) {group=0, dynamic=false} : f32[T, 5]\noutput y = %2\n", 0});
