@@ -77,7 +77,7 @@ static const char *usage_text =
     "\n"
     "MODEL is a model file (.kiln), kiln IR text (.kir) or an ONNX model (.onnx).\n"
     "\n"
-    "options for every command:\n"
+    "options for check, ir, run and build (explore passes them on; import takes only -o and --bound):\n"
     "  --weights FILE      use this safetensors file instead of the model's `weights`\n"
     "  -D NAME=VALUE       override the const NAME of the model file\n"
     "  --passes LIST       the passes to run, comma-separated, or none (default: the default pipeline);\n"
@@ -186,17 +186,21 @@ static const char *help_build =
     "feature list instead of the host's or the CPU name's (+avx512f,+avx512vnni,-amx-tile, ...):\n"
     "the kernels are chosen from it. KIND is one of:\n"
     "  exe      a program (default): PROGRAM --input NAME=FILE.npy ... [--output NAME=FILE.npy]\n"
-    "           [--weights FILE] [--threads N] [--bench N]\n"
+    "           [--weights FILE] [--threads N] [--bench N] [--profile] [--profile-trace FILE];\n"
+    "           a character-level language model's also --prompt TEXT and --eval FILE (PROGRAM --help)\n"
     "  lib      a static library libNAME.a and its header NAME.h\n"
     "  shared   a shared library libNAME.so and its header NAME.h\n"
     "  obj      an object file     asm   assembly     ir   kiln IR after the passes\n"
     "  llvm     LLVM IR after optimisation (OUT) and before it (OUT with .unopt.ll)\n"
-    "  dot      the graph for Graphviz after the passes (OUT) and before them (OUT.before.dot):\n"
+    "  dot      the graph for Graphviz after the passes (OUT) and before them (OUT with .before.dot\n"
+    "           in place of its .dot, if any: g.dot and g.before.dot):\n"
     "           nodes coloured by op family, each fused loop or matmul epilogue one cluster, edges\n"
     "           labelled with type and size\n"
     "  svg      the same drawn as SVG by Graphviz's dot (apt-get install graphviz)\n"
-    "Weights are embedded in the output when they are under 256 MiB, else written to OUT.weights\n"
-    "and mapped when the program starts; --weights-mode chooses. -O2 is the default.\n";
+    "Without -o, OUT is NAME (the model's name made a C identifier) in the kind's form: NAME,\n"
+    "libNAME.a, libNAME.so, NAME.o, NAME.ll, NAME.s, NAME.kir, NAME.dot, NAME.svg. Weights are\n"
+    "embedded in the output when they take at most 256 MiB, else written to OUT.weights and mapped\n"
+    "when the program starts; --weights-mode chooses. -O2 is the default.\n";
 
 /* Writes a help text with @PASSES@ replaced by the pipeline's pass names, so --help lists the passes
  * that exist (from passes/pipeline.c's table), not a copy that goes stale. */
