@@ -8,8 +8,9 @@
  *   kiln explore MODEL ...   sweep one option's values: FLOPs, bytes, time, quality (explore.c)
  *
  * MODEL is a model file (.kiln), kiln IR in its text form (.kir) or an ONNX model (.onnx, imported in
- * memory: the model text the import writes is what gets compiled). Every subcommand takes -D NAME=VALUE
- * to override a const of the model file and --weights FILE to replace its weights file. Errors go to
+ * memory: the model text the import writes is what gets compiled). check, ir, run and build take -D
+ * NAME=VALUE to override a const of the model file and --weights FILE to replace its weights file
+ * (import parses them too but ignores them: it takes -o and --bound). Errors go to
  * stderr in the form file:line:col: error: ...; the exit status is 1 after an error in the model or
  * its data, 2 after a usage error.
  */
