@@ -8,8 +8,9 @@
  *   kiln explore MODEL ...   sweep one option's values: FLOPs, bytes, time, quality (explore.c)
  *
  * MODEL is a model file (.kiln), kiln IR in its text form (.kir) or an ONNX model (.onnx, imported in
- * memory: the model text the import writes is what gets compiled). Every subcommand takes -D NAME=VALUE
- * to override a const of the model file and --weights FILE to replace its weights file. Errors go to
+ * memory: the model text the import writes is what gets compiled). check, ir, run and build take -D
+ * NAME=VALUE to override a const of the model file and --weights FILE to replace its weights file
+ * (import parses them too but ignores them: it takes -o and --bound). Errors go to
  * stderr in the form file:line:col: error: ...; the exit status is 1 after an error in the model or
  * its data, 2 after a usage error.
  */
@@ -77,12 +78,14 @@ static const char *usage_text =
     "\n"
     "MODEL is a model file (.kiln), kiln IR text (.kir) or an ONNX model (.onnx).\n"
     "\n"
-    "options for every command:\n"
+    "options for check, ir, run and build (explore passes them on; import takes only -o and --bound):\n"
     "  --weights FILE      use this safetensors file instead of the model's `weights`\n"
     "  -D NAME=VALUE       override the const NAME of the model file\n"
-    "  --passes LIST       the passes to run, comma-separated, or none (default: the default pipeline);\n"
-    "                      plan-memory, which lays out the activation arena, runs last unless the list\n"
-    "                      is none. The passes, in order: @PASSES@\n"
+    "  --passes LIST       the passes to run, comma-separated (they run in the pipeline's order), none,\n"
+    "                      or default (the default pipeline, also without --passes); plan-memory, which\n"
+    "                      lays out the activation arena, runs last unless the list is none; kv-cache,\n"
+    "                      choose-quant and prune-tokens run when their option is given, listed or not.\n"
+    "                      The passes, in order: @PASSES@\n"
     "  --print-after PASS  print the IR after PASS (or all) to stdout\n"
     "  --explain PASS      say why PASS left something alone (fuse-attention: each softmax not\n"
     "                      fused; fuse-ops: each matmul that does not run its consumers as its epilogue;\n"
@@ -186,17 +189,21 @@ static const char *help_build =
     "feature list instead of the host's or the CPU name's (+avx512f,+avx512vnni,-amx-tile, ...):\n"
     "the kernels are chosen from it. KIND is one of:\n"
     "  exe      a program (default): PROGRAM --input NAME=FILE.npy ... [--output NAME=FILE.npy]\n"
-    "           [--weights FILE] [--threads N] [--bench N]\n"
+    "           [--weights FILE] [--threads N] [--bench N] [--profile] [--profile-trace FILE];\n"
+    "           a character-level language model's also --prompt TEXT and --eval FILE (PROGRAM --help)\n"
     "  lib      a static library libNAME.a and its header NAME.h\n"
     "  shared   a shared library libNAME.so and its header NAME.h\n"
     "  obj      an object file     asm   assembly     ir   kiln IR after the passes\n"
     "  llvm     LLVM IR after optimisation (OUT) and before it (OUT with .unopt.ll)\n"
-    "  dot      the graph for Graphviz after the passes (OUT) and before them (OUT.before.dot):\n"
+    "  dot      the graph for Graphviz after the passes (OUT) and before them (OUT with .before.dot\n"
+    "           in place of its .dot, if any: g.dot and g.before.dot):\n"
     "           nodes coloured by op family, each fused loop or matmul epilogue one cluster, edges\n"
     "           labelled with type and size\n"
     "  svg      the same drawn as SVG by Graphviz's dot (apt-get install graphviz)\n"
-    "Weights are embedded in the output when they are under 256 MiB, else written to OUT.weights\n"
-    "and mapped when the program starts; --weights-mode chooses. -O2 is the default.\n";
+    "Without -o, OUT is NAME (the model's name made a C identifier) in the kind's form: NAME,\n"
+    "libNAME.a, libNAME.so, NAME.o, NAME.ll, NAME.s, NAME.kir, NAME.dot, NAME.svg. Weights are\n"
+    "embedded in the output when they take at most 256 MiB, else written to OUT.weights and mapped\n"
+    "when the program starts; --weights-mode chooses. -O2 is the default.\n";
 
 /* Writes a help text with @PASSES@ replaced by the pipeline's pass names, so --help lists the passes
  * that exist (from passes/pipeline.c's table), not a copy that goes stale. */
