@@ -1214,7 +1214,7 @@ def write_report(res, path):
         w("## Compile time, compiler memory and sizes")
         w("")
         w("`/usr/bin/time -v kiln build MODEL -o OUT` (wall time, maximum resident set size). Executables "
-          "embed their weights when these are under 256 MiB; larger weights go to `OUT.weights`, mapped at "
+          "embed their weights when these are at most 256 MiB; larger weights go to `OUT.weights`, mapped at "
           "start. `text` is from `size`.")
         w("")
         w("| model | GFLOP per run | compile wall s | compile user s | peak compiler RSS | executable | "

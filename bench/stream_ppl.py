@@ -20,6 +20,7 @@ in a second column, so the comparison is like for like.
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -134,7 +135,7 @@ def write_report(a, policies, budgets, builds, res, nfull, npre, out):
             lines.append(f"| `{pol}` | {b} | {cell((t, b, 'full'))} | {cell((t, b, 'prefix'))} | {cell(('baseline', b, 'prefix'))} |")
     lines += ["", "![nats/char against budget](streaming.png)", "",
               "Made by (the held-out text and its prefix written to bench/out/stream/ first):", "", "```",
-              "/usr/bin/python3 bench/stream_ppl.py " + " ".join(sys.argv[1:]), "```", "", "which ran:", "", "```"]
+              "/usr/bin/python3 bench/stream_ppl.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]), "```", "", "which ran:", "", "```"]
     lines += [c for _, c in B.COMMANDS]
     lines += ["```", ""]
     docs = os.path.join(B.ROOT, "docs")
