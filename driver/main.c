@@ -10,7 +10,7 @@
  * MODEL is a model file (.kiln), kiln IR in its text form (.kir) or an ONNX model (.onnx, imported in
  * memory: the model text the import writes is what gets compiled). check, ir, run and build take -D
  * NAME=VALUE to override a const of the model file and --weights FILE to replace its weights file
- * (import parses them too but ignores them: it takes -o and --bound). Errors go to
+ * (import refuses them: it takes -o and --bound only). Errors go to
  * stderr in the form file:line:col: error: ...; the exit status is 1 after an error in the model or
  * its data, 2 after a usage error.
  */
@@ -271,6 +271,9 @@ static int parse_options(int argc, char **argv, Options *o)
                       "--kv-cache, --prune-tokens, --quant, --bound, -v, ...) apply here too.\n",
                       stdout);
             return -1;
+        } else if (!strcmp(o->cmd, "import") && a[0] == '-' && strcmp(a, "-o") && strcmp(a, "--bound")) {
+            /* import writes the model as it is: what the other commands do with a model does not apply */
+            return usage_error("kiln import takes -o and --bound only; '%s' is an option of check, ir, run and build", a);
         } else if (!strcmp(a, "--weights")) {
             if (!val)
                 return usage_error("%s needs a file", a);

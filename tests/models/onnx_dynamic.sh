@@ -11,6 +11,11 @@ trap 'rm -rf "$OUT"' EXIT
 D=tests/onnx/dynamic M=tests/onnx/dynamic/dynamic.onnx
 "$KILN" import $M -o "$OUT/dyn.kiln" --bound T=64
 grep -q 'input  tokens: i64\[T\] where T <= 64' "$OUT/dyn.kiln"
+# import writes the model as it is: an option of the other commands is a usage error, not ignored
+st=0
+"$KILN" import $M -o "$OUT/q.kiln" --bound T=64 --quant int8 2>"$OUT/q.err" || st=$?
+[ $st -eq 2 ] && grep -q "kiln import takes -o and --bound only; '--quant' is an option of check, ir, run and build" "$OUT/q.err"
+[ ! -e "$OUT/q.kiln" ]
 for T in 10 37; do
     "$KILN" run $M --bound T=64 --interp --input tokens=$D/tokens_$T.npy --output logits="$OUT/i.npy"
     "$NPYCMP" --maxrel 1e-4 "$OUT/i.npy" $D/logits_$T.npy
