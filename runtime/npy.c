@@ -254,6 +254,22 @@ static const char *npy_type_name(const char *descr)
     return descr;
 }
 
+/* Whether a shape of non-negative dims fits: the product of its dims, zeros counted as ones, times
+ * the element's size, within INT64_MAX. Zeros are counted as ones so that reading and writing agree
+ * on empty arrays (a 0 does not hide dims whose strides would overflow: (0, 2^40, 2^40) is refused
+ * as (1, 2^40, 2^40) is). */
+static int npy_span_ok(const int64_t *shape, int rank, size_t esize)
+{
+    uint64_t span = esize ? esize : 1;
+    for (int i = 0; i < rank; i++) {
+        uint64_t d = shape[i] > 0 ? (uint64_t)shape[i] : 1;
+        if (span > (uint64_t)INT64_MAX / d)
+            return 0;
+        span *= d;
+    }
+    return 1;
+}
+
 /* ---- reading */
 
 static int npy_read_file(FILE *f, const char *path, RtNpy *a, char *err, size_t errlen)
@@ -310,14 +326,11 @@ static int npy_read_file(FILE *f, const char *path, RtNpy *a, char *err, size_t 
     if (r)
         return -1;
 
-    size_t numel = 1;
-    for (int i = 0; i < a->rank; i++) {
-        if (a->shape[i] != 0 && numel > SIZE_MAX / (uint64_t)a->shape[i])
-            return npy_fail(err, errlen, "%s: shape has too many elements to hold", path);
-        numel *= (size_t)a->shape[i];
-    }
-    if (numel > SIZE_MAX / a->elem_size)
+    if (!npy_span_ok(a->shape, a->rank, a->elem_size))
         return npy_fail(err, errlen, "%s: shape has too many elements to hold", path);
+    size_t numel = 1;
+    for (int i = 0; i < a->rank; i++)
+        numel *= (size_t)a->shape[i];
     a->nbytes = numel * a->elem_size;
 
     size_t have = fsize - hstart - hlen;
@@ -364,15 +377,15 @@ int rt_npy_write(const char *path, const char *descr, int rank, const int64_t *s
     if (rank < 0 || rank > RT_MAX_RANK)
         return npy_fail(err, errlen, "%s: cannot write rank %d; at most %d dimensions", path, rank,
                         RT_MAX_RANK);
-    size_t numel = 1;
-    for (int i = 0; i < rank; i++) {
+    for (int i = 0; i < rank; i++)
         if (shape[i] < 0)
             return npy_fail(err, errlen, "%s: cannot write a negative dimension (%lld)", path,
                             (long long)shape[i]);
-        if (shape[i] != 0 && numel > SIZE_MAX / (size_t)rt_dtypes[t].size / (uint64_t)shape[i])
-            return npy_fail(err, errlen, "%s: cannot write: shape has too many elements", path);
+    if (!npy_span_ok(shape, rank, (size_t)rt_dtypes[t].size))
+        return npy_fail(err, errlen, "%s: cannot write: shape has too many elements", path);
+    size_t numel = 1;
+    for (int i = 0; i < rank; i++)
         numel *= (size_t)shape[i];
-    }
     size_t nbytes = numel * (size_t)rt_dtypes[t].size;
     if (nbytes && !data)
         return npy_fail(err, errlen, "%s: cannot write: no data given", path);
