@@ -20,8 +20,13 @@
  * row (NR bytes per k: one vpmovsxbd of vw bytes per vector), 4-bit weights in blocks of 8 rows of
  * k, one 32-bit word per column holding w[8j + i, c] in bits 4i..4i+3, so one 64-byte load gives
  * 16 columns of 8 rows (the last block padded with zeros). After the panels, 64-byte aligned: the
- * scales as f32 [ng, Np] (Np = N padded to panels, zeros past N), then with a zero point the zero
- * points as f32 [ng, Np].
+ * scales [ng, Np] (Np = N padded to panels, zeros past N), then with a zero point the zero points
+ * [ng, Np], both as f16 when every scale and zero point of the product is exactly a finite f16, else
+ * both as f32 (WLay.sb). The f16 form is exact: the kernel widens each vector of them (vcvtph2ps) to
+ * the very floats the interpreter reads. choose-quant rounds w4's group scales to f16 for it
+ * (passes/choose_quant.c), which saves 2 bytes of every 32 weights' 18: on a Llama-form model of
+ * GPT-2 small's size, w4's decode step read 69.6 MB of weights instead of 77.3. The packed copy
+ * holds the scales and zero points, so plan.c stores them only there.
  *
  * Dequantising a vector. 8-bit: the bytes sign- or zero-extended to i32 and converted. 4-bit on
  * AVX-512: vpermps with a table of the 16 nibble values as floats (-8..7 for i4, 0..15 for u4)
@@ -30,7 +35,7 @@
  * unit: it ran 1.4x slower); on AVX2 (whose vpermps has 8 entries) shifts extract the nibble
  * (arithmetic for i4) and it is converted (on AVX-512 that form, KILN_QWGEMM=perm=0, ran 1.7x
  * slower than the table on a hot 768 x 2304 product). Then (q - z) * s with the vector of the group's
- * scales (and zero points), loaded once per group, or q alone when factored.
+ * scales (and zero points), loaded once per group (and widened from f16), or q alone when factored.
  *
  * Micro-kernel: mr rows of a by one panel, mr * nv accumulators; for each group of K, its scales,
  * then for each k the panel's nv vectors dequantised once and each multiplied with mr broadcasts of
