@@ -487,7 +487,7 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
         int k = 0;
         call_args[k++] = ptrs[i];
         for (int j = 0; j < nops; j++)
-            call_args[k++] = ptrs[ops[j]->id];
+            call_args[k++] = ptrs[ops[j]->id] ? ptrs[ops[j]->id] : LLVMConstNull(cg->ptr); /* NULL: folded */
         if (mm && cg->plan.packed[mm->id] >= 0) /* the kernel reads the packed copy of mm's in[1] */
             call_args[fused ? fu.nleaf + 2 : 2] = LLVMBuildGEP2(cg->b, cg->i8, args[0], (LLVMValueRef[]){cg_i64(cg, cg->plan.packed[mm->id])}, 1, "");
         if (n->op == OP_GATHER && cg->plan.gather_from[i] >= 0) /* the table's rows from a packed copy */

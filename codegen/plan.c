@@ -41,7 +41,8 @@ void cg_plan_free(Plan *p)
 }
 
 /* A constant that only qmatmuls read, each as the weights it packs (cg_qgemm_pack: the kernel reads
- * the packed copy alone), is folded too: the blob holds its packed copy only. */
+ * the packed copy alone), is folded too: the blob holds its packed copy only. So are the scales and
+ * zero points of the weight-only kernel's products (qwgemm.c copies them into its packed copy too). */
 static void fold_qweights(Cg *cg, Plan *p)
 {
     const Graph *g = cg->g;
@@ -51,6 +52,8 @@ static void fold_qweights(Cg *cg, Plan *p)
         const Node *x = g->nodes[i];
         if (x->op == OP_QMATMUL && cg_qgemm_packed_bytes(cg, x) > 0)
             packs[x->in[1]->id]++;
+        for (int j = 2; x->op == OP_QMATMUL && j < x->nin && cg_qwgemm_packed_bytes(cg, x) > 0; j++)
+            packs[x->in[j]->id]++;
     }
     for (int i = 0; i < g->nnode; i++)
         if (packs[i] && packs[i] == uses[i] && (g->nodes[i]->op == OP_CONST || g->nodes[i]->op == OP_WEIGHT))

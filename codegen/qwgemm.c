@@ -20,8 +20,13 @@
  * row (NR bytes per k: one vpmovsxbd of vw bytes per vector), 4-bit weights in blocks of 8 rows of
  * k, one 32-bit word per column holding w[8j + i, c] in bits 4i..4i+3, so one 64-byte load gives
  * 16 columns of 8 rows (the last block padded with zeros). After the panels, 64-byte aligned: the
- * scales as f32 [ng, Np] (Np = N padded to panels, zeros past N), then with a zero point the zero
- * points as f32 [ng, Np].
+ * scales [ng, Np] (Np = N padded to panels, zeros past N), then with a zero point the zero points
+ * [ng, Np], both as f16 when every scale and zero point of the product is exactly a finite f16, else
+ * both as f32 (WLay.sb). The f16 form is exact: the kernel widens each vector of them (vcvtph2ps) to
+ * the very floats the interpreter reads. choose-quant rounds w4's group scales to f16 for it
+ * (passes/choose_quant.c), which saves 2 bytes of every 32 weights' 18: on a Llama-form model of
+ * GPT-2 small's size, w4's decode step read 69.6 MB of weights instead of 77.3. The packed copy
+ * holds the scales and zero points, so plan.c stores them only there.
  *
  * Dequantising a vector. 8-bit: the bytes sign- or zero-extended to i32 and converted. 4-bit on
  * AVX-512: vpermps with a table of the 16 nibble values as floats (-8..7 for i4, 0..15 for u4)
@@ -30,7 +35,7 @@
  * unit: it ran 1.4x slower); on AVX2 (whose vpermps has 8 entries) shifts extract the nibble
  * (arithmetic for i4) and it is converted (on AVX-512 that form, KILN_QWGEMM=perm=0, ran 1.7x
  * slower than the table on a hot 768 x 2304 product). Then (q - z) * s with the vector of the group's
- * scales (and zero points), loaded once per group, or q alone when factored.
+ * scales (and zero points), loaded once per group (and widened from f16), or q alone when factored.
  *
  * Micro-kernel: mr rows of a by one panel, mr * nv accumulators; for each group of K, its scales,
  * then for each k the panel's nv vectors dequantised once and each multiplied with mr broadcasts of
@@ -56,6 +61,7 @@
  */
 #include "codegen/codegen.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +124,22 @@ typedef struct WLay {
     int64_t K, N, G, ng; /* G: rows of k per group (K when one scale per column); ng = ceil(K / G) */
     int64_t Np, kh;      /* columns padded to panels; bytes per column of a panel (K, or 4 ceil(K / 8)) */
     int64_t sc, zp;      /* offsets of the scales and the zero points (zp = 0: none) */
+    int64_t sb;          /* bytes per scale (and zero point): 2 when every one is exactly an f16, else 4 */
     int64_t bytes;
 } WLay;
+
+/* Whether every value of the constant x (f32 scales or zero points) is a finite f16 exactly, so that
+ * the packed copy can hold it as one and the kernel's widening (vcvtph2ps) gives the same float back. */
+static int exact_f16(const Node *x)
+{
+    int64_t n = ir_static_numel(x);
+    for (int64_t i = 0; i < n; i++) {
+        double v = dtype_load(x->dtype, x->at.data, (size_t)i);
+        if (!isfinite(dtype_round(DT_F16, v)) || dtype_round(DT_F16, v) != v)
+            return 0;
+    }
+    return 1;
+}
 
 static WLay layout(const WCfg *c, const Node *n)
 {
@@ -129,11 +149,12 @@ static WLay layout(const WCfg *c, const Node *n)
     l.ng = (l.K + l.G - 1) / l.G;
     l.Np = pad(l.N, c->nr);
     l.kh = four_bit(w->dtype) ? (l.K + 7) / 8 * 4 : l.K;
+    l.sb = exact_f16(n->in[2]) && (n->nin <= 3 || exact_f16(n->in[3])) ? 2 : 4;
     l.sc = pad(l.kh * l.Np, 64);
-    l.bytes = l.sc + 4 * l.ng * l.Np;
+    l.bytes = l.sc + l.sb * l.ng * l.Np;
     if (n->nin > 3) {
         l.zp = pad(l.bytes, 64);
-        l.bytes = l.zp + 4 * l.ng * l.Np;
+        l.bytes = l.zp + l.sb * l.ng * l.Np;
     }
     return l;
 }
@@ -184,12 +205,10 @@ void cg_qwgemm_pack(Cg *cg, const Node *n, void *dst)
                 panel[k * c.nr + cc] = (uint8_t)q;
         }
         for (int64_t g = 0; g < l.ng; g++) {
-            float sv = (float)dtype_load(s->dtype, s->at.data, (size_t)(g * l.N + j));
-            memcpy(p + l.sc + 4 * (g * l.Np + j), &sv, 4);
-            if (z) {
-                float zv = (float)dtype_load(z->dtype, z->at.data, (size_t)(g * l.N + j));
-                memcpy(p + l.zp + 4 * (g * l.Np + j), &zv, 4);
-            }
+            DType st = l.sb == 2 ? DT_F16 : DT_F32;
+            dtype_store(st, p + l.sc, (size_t)(g * l.Np + j), dtype_load(s->dtype, s->at.data, (size_t)(g * l.N + j)));
+            if (z)
+                dtype_store(st, p + l.zp, (size_t)(g * l.Np + j), dtype_load(z->dtype, z->at.data, (size_t)(g * l.N + j)));
         }
     }
 }
@@ -209,6 +228,19 @@ void cg_qwgemm_explain(Cg *cg, FILE *out)
                  "threads, weights prefetched %d bytes ahead%s%s\n",
             c.perm ? "a vpermps table" : "shifts", c.nr, c.nv, c.vw, c.mr, c.mb, c.pf, env ? "; KILN_QWGEMM=" : "",
             env ? env : "");
+    int n16 = 0, n32 = 0;
+    for (int i = 0; cg->g && i < cg->g->nnode; i++) {
+        const Node *n = cg->g->nodes[i];
+        if (n->op == OP_QMATMUL && takes(cg, &c, n)) {
+            int h = layout(&c, n).sb == 2;
+            n16 += h;
+            n32 += !h;
+        }
+    }
+    if (cg->g)
+        fprintf(out, "codegen: weight-only GEMM: scales (and zero points) packed as f16 when every one of a product's is "
+                     "exactly an f16 (choose-quant's w4 scales are), else f32; in this graph: %d products f16, %d f32\n",
+                n16, n32);
 }
 
 /* ---------------------------------------------------------------- the micro-kernel
@@ -225,6 +257,7 @@ typedef struct Ukr {
     const WCfg *c;
     CgVec V;
     DType wt;
+    int half; /* scales (and zero points) stored as f16, widened on loading */
     int mr, sets;
     int factored; /* the products of a group summed unscaled (into part), then times its scales */
     LLVMValueRef a, lda, table;
@@ -339,11 +372,23 @@ static void row_8bit(Ukr *u, LLVMValueRef b, LLVMValueRef k, int set)
     fma_rows(u, k, q, set);
 }
 
-static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int mr, int edge)
+/* The vector of vw scales (zero points) at element off of p: f32, or f16 widened (vcvtph2ps: exact). */
+static LLVMValueRef load_scales(Ukr *u, LLVMValueRef p, LLVMValueRef off)
+{
+    Cg *cg = u->cg;
+    if (!u->half)
+        return cg_vload(&u->V, cg_fptr(cg, p, off), 4);
+    LLVMTypeRef ht = LLVMVectorType(cg->f16, (unsigned)u->V.vw);
+    LLVMValueRef x = LLVMBuildLoad2(cg->b, ht, cg_gep8(cg, p, cg_mul(cg, off, cg_i64(cg, 2))), "");
+    LLVMSetAlignment(x, 2);
+    return LLVMBuildFPExt(cg->b, x, u->V.vt, "");
+}
+
+static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int half, int mr, int edge)
 {
     char name[80];
-    snprintf(name, sizeof name, "kiln_qw%s%s_ukr%dx%d%s%s", dtype_traits[wt].name, zp ? "z" : "", mr, c->nv,
-             c->perm ? "" : "_shift", edge ? "_edge" : "");
+    snprintf(name, sizeof name, "kiln_qw%s%s%s_ukr%dx%d%s%s", dtype_traits[wt].name, zp ? "z" : "", half ? "h" : "",
+             mr, c->nv, c->perm ? "" : "_shift", edge ? "_edge" : "");
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (f)
         return f;
@@ -356,7 +401,7 @@ static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int mr
     cg_vector_width_attr(cg, f, c->vw);
     cg->fn = f;
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, f, "entry"));
-    Ukr u = {.cg = cg, .c = c, .V = cg_vec(cg, c->vw, 1), .wt = wt, .mr = mr};
+    Ukr u = {.cg = cg, .c = c, .V = cg_vec(cg, c->vw, 1), .wt = wt, .half = half, .mr = mr};
     u.a = LLVMGetParam(f, 0);
     u.lda = LLVMGetParam(f, 1);
     LLVMValueRef b = LLVMGetParam(f, 2), out = LLVMGetParam(f, 3), ldc = LLVMGetParam(f, 4);
@@ -384,8 +429,8 @@ static LLVMValueRef ukr_function(Cg *cg, const WCfg *c, DType wt, int zp, int mr
     LLVMValueRef k0 = cg_mul(cg, lg.iv, G), k1 = cg_smin(cg, K, cg_add(cg, k0, G));
     for (int v = 0; v < c->nv; v++) {
         LLVMValueRef off = cg_add(cg, cg_mul(cg, lg.iv, ldsc), cg_i64(cg, v * c->vw));
-        u.sv[v] = cg_vload(&u.V, cg_fptr(cg, sc, off), 4);
-        u.zv[v] = zp ? cg_vload(&u.V, cg_fptr(cg, zpp, off), 4) : NULL;
+        u.sv[v] = load_scales(&u, sc, off);
+        u.zv[v] = zp ? load_scales(&u, zpp, off) : NULL;
     }
     for (int i = 0; u.factored && i < nacc * u.sets; i++)
         LLVMBuildStore(cg->b, LLVMConstNull(u.V.vt), u.part[i]);
@@ -460,8 +505,8 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef col = cg_mul(cg, p, cg_i64(cg, c->nr)), nrem = LLVMBuildSub(cg->b, cg_i64(cg, l->N), col, "");
     LLVMValueRef edge = LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nrem, cg_i64(cg, c->nr), ""), cg->i64, "");
     LLVMValueRef panel = cg_gep8(cg, pk, cg_mul(cg, p, cg_i64(cg, l->kh * c->nr)));
-    LLVMValueRef sc = cg_gep8(cg, pk, cg_add(cg, cg_i64(cg, l->sc), cg_mul(cg, col, cg_i64(cg, 4))));
-    LLVMValueRef zp = l->zp ? cg_gep8(cg, pk, cg_add(cg, cg_i64(cg, l->zp), cg_mul(cg, col, cg_i64(cg, 4)))) : LLVMConstNull(cg->ptr);
+    LLVMValueRef sc = cg_gep8(cg, pk, cg_add(cg, cg_i64(cg, l->sc), cg_mul(cg, col, cg_i64(cg, l->sb))));
+    LLVMValueRef zp = l->zp ? cg_gep8(cg, pk, cg_add(cg, cg_i64(cg, l->zp), cg_mul(cg, col, cg_i64(cg, l->sb)))) : LLVMConstNull(cg->ptr);
     Loop li = cg_loop_begin(cg, i0, i1, "ir");
     LLVMValueRef mr = cg_smin(cg, cg_i64(cg, c->mr), LLVMBuildSub(cg->b, i1, li.iv, ""));
     LLVMValueRef args[11] = {cg_fptr(cg, cap[CP_A], cg_mul(cg, li.iv, cg_i64(cg, l->K))), cg_i64(cg, l->K), panel,
@@ -479,7 +524,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
             LLVMBasicBlockRef cb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ukr");
             LLVMAddCase(sw, cg_i64(cg, (m - 1) * 2 + e), cb);
             LLVMPositionBuilderAtEnd(cg->b, cb);
-            LLVMValueRef u = ukr_function(cg, c, n->in[1]->dtype, l->zp != 0, m, e);
+            LLVMValueRef u = ukr_function(cg, c, n->in[1]->dtype, l->zp != 0, l->sb == 2, m, e);
             LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(u), u, args, 11, "");
             LLVMBuildBr(cg->b, next);
         }

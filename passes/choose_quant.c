@@ -316,9 +316,19 @@ static double w4_err(const float *x, int64_t n, float scale)
     return err;
 }
 
+/* A 4-bit scale rounded to the nearest f16 (kept as it is where that would overflow): w4's packed
+ * weights hold their scales as f16 (codegen/qwgemm.c), which is exact only for such a value; the
+ * interpreter reads the same float, so the compiled code and it still agree bit for bit. */
+static float f16_scale(float s)
+{
+    float h = (float)dtype_round(DT_F16, s);
+    return isfinite(h) ? h : s;
+}
+
 /* 4-bit scales by weighted least squares: for each group of a column, the scale among ±max|w| / d (d
- * from 7 to 10 by 0.1: every 0.5 first, then by 0.1 around the best) whose codes round(w / scale)
- * clamped to -8..7 reconstruct the group with the least error (w4_err). d = 7 is the plain symmetric scale
+ * from 7 to 10 by 0.1: every 0.5 first, then by 0.1 around the best; each rounded to f16, f16_scale)
+ * whose codes round(w / scale) clamped to -8..7 reconstruct the group with the least error (w4_err).
+ * d = 7 is the plain symmetric scale
  * (nothing clipped, the code -8 unused); a larger d spends the levels on the bulk of the group and
  * clips its extremes; a negative scale maps the group's side with the largest magnitude to the codes
  * down to -8 (llama.cpp's Q4_0 takes d = 8 with that sign). The codes are exactly what qweight stores
@@ -337,13 +347,13 @@ static void w4_scales(const float *w, int64_t K, int64_t N, int group, float *sc
                 x[k] = w[(k0 + k) * N + n];
                 amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
             }
-            float best = isfinite(amax) ? amax / 7 : 0;
+            float best = isfinite(amax) ? f16_scale(amax / 7) : 0;
             if (best > 0) {
                 double best_err = INFINITY;
                 int best_i = 0, best_sign = 1;
                 for (int i = 0; i <= 30; i += 5) /* d = 7, 7.5, ..., 10 */
                     for (int sign = 1; sign >= -1; sign -= 2) {
-                        float sc = (float)sign * amax / (7.0f + 0.1f * (float)i);
+                        float sc = f16_scale((float)sign * amax / (7.0f + 0.1f * (float)i));
                         double err = w4_err(x, m, sc);
                         if (err < best_err)
                             best_err = err, best = sc, best_i = i, best_sign = sign;
@@ -351,7 +361,7 @@ static void w4_scales(const float *w, int64_t K, int64_t N, int group, float *sc
                 for (int i = best_i - 4; i <= best_i + 4; i++) {
                     if (i < 0 || i > 30 || i == best_i)
                         continue;
-                    float sc = (float)best_sign * amax / (7.0f + 0.1f * (float)i);
+                    float sc = f16_scale((float)best_sign * amax / (7.0f + 0.1f * (float)i));
                     double err = w4_err(x, m, sc);
                     if (err < best_err)
                         best_err = err, best = sc;

@@ -19,6 +19,13 @@
  *          multiply-adds against double), so each element must be within K * 2^-23 * sum_k |a w|
  *          + 2^-24 |want| of the interpreter's: twice the textbook bound of f32 summation.
  *
+ * Scales: the packed copy holds them (and the zero points) as f16 when every one of the product's
+ * is exactly an f16, else as f32 (qwgemm.c). The exact data's powers of two are f16s; the real
+ * data's are not. With `other` each kind takes the other layout: the exact scales become powers of
+ * two from 2^10 to 2^16 with one 2^16 (past f16's largest, 65504: f32), the real ones rounded to f16
+ * (as choose-quant rounds w4's). Each case checks which layout its micro-kernels were made for (the
+ * name of an f16 one has "h_ukr").
+ *
  * The test also checks that the kernel ran: on x86 with AVX2 the module must hold a function of
  * qwgemm.c (kiln_qw...), so that the portable kernel cannot pass in its place. It reads no files.
  */
@@ -41,6 +48,7 @@ typedef struct Case {
     const char *cpu; /* NULL: the host */
     const char *env; /* KILN_QWGEMM while compiling, or NULL */
     int all;         /* every M from 1 to 13, else 1, 2, 5 and 13 */
+    int other;       /* the other kind of scales (above): exact f32, real f16 */
 } Case;
 
 static uint64_t rng = 88172645463325252ull;
@@ -65,14 +73,17 @@ static void list(FILE *f, const float *v, int64_t n)
         fprintf(f, "%s%.9g", i ? ", " : "", v[i]);
 }
 
+/* 1 when the module holds a function of qwgemm.c (kiln_qw...), 2 when one made for f16 scales. */
 static int has_kernel(LLVMModuleRef m)
 {
+    int r = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
         size_t len;
-        if (!strncmp(LLVMGetValueName2(f, &len), "kiln_qw", 7))
-            return 1;
+        const char *name = LLVMGetValueName2(f, &len);
+        if (!strncmp(name, "kiln_qw", 7))
+            r = r > 1 || strstr(name, "h_ukr") ? 2 : 1;
     }
-    return 0;
+    return r;
 }
 
 static void run_case(const Case *c)
@@ -88,7 +99,11 @@ static void run_case(const Case *c)
     for (int i = 0; i < K * N; i++)
         w[i] = (float)irand(lo, hi);
     for (int i = 0; i < ng * N; i++) {
-        s[i] = i % 7 == 3 ? 0 : c->exact ? ldexpf(1, -irand(0, 6)) : (float)(uniform() * 0.1);
+        s[i] = i % 7 == 3                ? 0
+               : c->exact && !c->other ? ldexpf(1, -irand(0, 6))
+               : c->exact              ? ldexpf(1, i ? irand(10, 16) : 16)
+               : c->other              ? (float)dtype_round(DT_F16, uniform() * 0.1)
+                                       : (float)(uniform() * 0.1);
         z[i] = zp ? (float)irand(lo, hi) : 0;
     }
     for (int i = 0; i < N; i++)
@@ -125,9 +140,10 @@ static void run_case(const Case *c)
     fclose(f);
 
     char what[160];
-    snprintf(what, sizeof what, "%s K=%d N=%d group=%d%s%s%s%s%s%s", c->wt, K, N, c->G, c->exact ? " exact" : " real",
-             c->batch ? " [2, T, K]" : "", c->epi ? " +epilogue" : "", c->cpu ? " --cpu " : "", c->cpu ? c->cpu : "",
-             c->env ? " KILN_QWGEMM" : "");
+    int half = c->exact != c->other; /* the scales' layout the kernel should take */
+    snprintf(what, sizeof what, "%s K=%d N=%d group=%d%s%s%s%s%s%s%s", c->wt, K, N, c->G, c->exact ? " exact" : " real",
+             half ? " f16 scales" : " f32 scales", c->batch ? " [2, T, K]" : "", c->epi ? " +epilogue" : "",
+             c->cpu ? " --cpu " : "", c->cpu ? c->cpu : "", c->env ? " KILN_QWGEMM" : "");
     Diag *d = diag_new(stderr);
     Graph *g = ir_parse("<case>", text, NULL, d);
     CHECK(g && !ir_verify(g, d), "%s: the case does not parse or verify", what);
@@ -161,8 +177,9 @@ static void run_case(const Case *c)
         int ran = cg && !cg_build(cg, g);
         if (ran && T == 1) { /* before optimising, which inlines the micro-kernels */
             CgTarget t = cg_target(cg);
-            CHECK(has_kernel(cg->mod) == (t.x86 && t.vw >= 8), "%s: qwgemm.c's kernel %s", what,
-                  has_kernel(cg->mod) ? "ran where it should not" : "did not run");
+            int k = has_kernel(cg->mod);
+            CHECK(!!k == (t.x86 && t.vw >= 8), "%s: qwgemm.c's kernel %s", what, k ? "ran where it should not" : "did not run");
+            CHECK(!k || (k == 2) == half, "%s: the kernel took %s scales", what, k == 2 ? "f16" : "f32");
         }
         ran = ran && !cg_optimise(cg);
         void *ip[1] = {a}, *op[1] = {y};
@@ -214,28 +231,34 @@ int main(void)
 {
     static const Case cases[] = {
         /* choose-quant's w4 (i4, groups of 32) and w8 (i8, one scale per column) */
-        {"i4", 100, 129, 32, 1, 0, 0, NULL, NULL, 1},
-        {"i4", 100, 129, 32, 0, 0, 0, NULL, NULL, 0},
-        {"i8", 77, 65, 0, 1, 0, 0, NULL, NULL, 1},
-        {"i8", 77, 65, 0, 0, 0, 0, NULL, NULL, 0},
+        {"i4", 100, 129, 32, 1, 0, 0, NULL, NULL, 1, 0},
+        {"i4", 100, 129, 32, 0, 0, 0, NULL, NULL, 0, 0},
+        {"i8", 77, 65, 0, 1, 0, 0, NULL, NULL, 1, 0},
+        {"i8", 77, 65, 0, 0, 0, 0, NULL, NULL, 0, 0},
         /* odd K for 4-bit, K not a multiple of the group, N under one panel, zero points */
-        {"i4", 37, 9, 8, 1, 0, 0, NULL, NULL, 0},
-        {"u4", 37, 9, 8, 1, 0, 0, NULL, NULL, 0},
-        {"u4", 65, 200, 16, 0, 1, 0, NULL, NULL, 0},
-        {"u8", 33, 17, 0, 1, 0, 0, NULL, NULL, 0},
-        {"i8", 70, 33, 16, 1, 1, 0, NULL, NULL, 0},
-        {"i4", 37, 64, 64, 1, 0, 0, NULL, NULL, 0}, /* a group longer than K: one scale per column */
-        {"i4", 2, 1, 0, 1, 0, 0, NULL, NULL, 0},
-        {"i8", 1, 3, 0, 1, 0, 0, NULL, NULL, 0},
+        {"i4", 37, 9, 8, 1, 0, 0, NULL, NULL, 0, 0},
+        {"u4", 37, 9, 8, 1, 0, 0, NULL, NULL, 0, 0},
+        {"u4", 65, 200, 16, 0, 1, 0, NULL, NULL, 0, 0},
+        {"u8", 33, 17, 0, 1, 0, 0, NULL, NULL, 0, 0},
+        {"i8", 70, 33, 16, 1, 1, 0, NULL, NULL, 0, 0},
+        {"i4", 37, 64, 64, 1, 0, 0, NULL, NULL, 0, 0}, /* a group longer than K: one scale per column */
+        {"i4", 2, 1, 0, 1, 0, 0, NULL, NULL, 0, 0},
+        {"i8", 1, 3, 0, 1, 0, 0, NULL, NULL, 0, 0},
         /* the epilogue on each tile */
-        {"i4", 37, 129, 8, 1, 0, 1, NULL, NULL, 0},
-        {"u8", 50, 70, 0, 0, 1, 1, NULL, NULL, 0},
+        {"i4", 37, 129, 8, 1, 0, 1, NULL, NULL, 0, 0},
+        {"u8", 50, 70, 0, 0, 1, 1, NULL, NULL, 0, 0},
         /* AVX2 (shifts, 8-float vectors), and AVX-512's shift form of the 4-bit path */
-        {"i4", 37, 129, 8, 1, 0, 0, "x86-64-v3", NULL, 0},
-        {"u4", 65, 40, 16, 0, 1, 1, "x86-64-v3", NULL, 0},
-        {"i8", 77, 33, 0, 1, 0, 0, "x86-64-v3", NULL, 0},
-        {"i4", 100, 129, 32, 1, 0, 0, NULL, "perm=0", 0},
-        {"u4", 37, 9, 8, 1, 1, 0, NULL, "perm=0,nv=2,mr=3", 0},
+        {"i4", 37, 129, 8, 1, 0, 0, "x86-64-v3", NULL, 0, 0},
+        {"u4", 65, 40, 16, 0, 1, 1, "x86-64-v3", NULL, 0, 0},
+        {"i8", 77, 33, 0, 1, 0, 0, "x86-64-v3", NULL, 0, 0},
+        {"i4", 100, 129, 32, 1, 0, 0, NULL, "perm=0", 0, 0},
+        {"u4", 37, 9, 8, 1, 1, 0, NULL, "perm=0,nv=2,mr=3", 0, 0},
+        /* the other layout of the scales: f32 for exact data, f16 for real (choose-quant's w4) */
+        {"i4", 100, 129, 32, 1, 0, 0, NULL, NULL, 0, 1},
+        {"i4", 100, 129, 32, 0, 0, 0, NULL, NULL, 1, 1},
+        {"u4", 65, 200, 16, 0, 1, 1, NULL, NULL, 0, 1},
+        {"i8", 70, 33, 16, 1, 0, 0, NULL, NULL, 0, 1},
+        {"i4", 37, 129, 8, 0, 0, 0, "x86-64-v3", NULL, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);
