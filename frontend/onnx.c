@@ -735,8 +735,9 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
     }
     if (I->opset < 0 && m->n_opset_import == 0)
         I->opset = 1; /* IR version 2 files have no opset_import: opset 1 */
-    if (I->opset < 6 || I->opset > 17)
-        ox_err(I, "the model imports opset %d of the default domain; kiln reads opsets 6 to 17", I->opset);
+    /* opsets 1 to 5 are read op by op: see the node loop */
+    if (I->opset < 1 || I->opset > 17)
+        ox_err(I, "the model imports opset %d of the default domain; kiln reads opsets 1 to 17", I->opset);
 
     /* initializers first, then inputs (an input with an initializer of the same name is a constant
      * with a default value: the initializer wins, as ONNX Runtime does for non-overridable ones) */
@@ -800,6 +801,28 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
         if (!h || upstream) {
             if (!upstream)
                 ox_err(I, "kiln does not import this op");
+            for (size_t i = 0; i < n->n_output; i++)
+                if (n->output[i] && *n->output[i])
+                    val_new(I, n->output[i])->failed = 1;
+            continue;
+        }
+        /* The definition of the op that the model's opset selects must exist, and below opset 6 (the
+         * oldest the handlers implement) it must be the one opset 6 selects: the handlers then read
+         * the node as ONNX defines it, whatever the opset says. */
+        int ver = ox_op_version(n->op_type, I->opset), low = ox_op_version(n->op_type, KILN_ONNX_OPSET_LOW);
+        KILN_ASSERT(ver >= 0); /* every op with a handler has its history in onnx_ops.c */
+        if (ver == 0) {
+            int first = I->opset;
+            while (first < 17 && ox_op_version(n->op_type, first) == 0)
+                first++;
+            ox_err(I, "the model imports opset %d, but ONNX defines %s only from opset %d on", I->opset, n->op_type,
+                   first);
+        } else if (I->opset < KILN_ONNX_OPSET_LOW && ver != low)
+            ox_err(I,
+                   "the model imports opset %d, which selects version %d of %s; kiln implements %s from version %d "
+                   "on (what opset %d selects), and the older definition differs",
+                   I->opset, ver, n->op_type, n->op_type, low, KILN_ONNX_OPSET_LOW);
+        if (ver == 0 || (I->opset < KILN_ONNX_OPSET_LOW && ver != low)) {
             for (size_t i = 0; i < n->n_output; i++)
                 if (n->output[i] && *n->output[i])
                     val_new(I, n->output[i])->failed = 1;
