@@ -1158,8 +1158,8 @@ static void decl_input(Lower *L, Frame *f, const Ast *s)
         Value v = eval(L, f->env, d);
         if (!lw_dim(L, v, d->loc, &shape[rank++]))
             ok = 0;
-        else if (dim_is_const(shape[rank - 1]) && dim_value(shape[rank - 1]) < 1) {
-            ERR(d->loc, "a dimension must be at least 1, got %lld", (long long)dim_value(shape[rank - 1]));
+        else if (dim_is_const(shape[rank - 1]) && dim_value(shape[rank - 1]) < 0) {
+            ERR(d->loc, "a dimension must be at least 0, got %lld", (long long)dim_value(shape[rank - 1]));
             ok = 0;
         }
     }

@@ -407,12 +407,7 @@ const char *ox_tensor(Imp *I, OVal *v)
     }
     if (ox_has_sym(v))
         return sym_tensor(I, v);
-    if (ox_numel(v) == 0) {
-        ox_err(I, "'%s' (%s) is empty and is read at run time; kiln has no empty tensors (an empty input, from "
-                  "--bound NAME=0, may only be concatenated to another tensor or have its shape taken)",
-               v->name, ox_type_str(I, v));
-        return "v_undefined";
-    }
+    /* an empty constant (an empty input, slice or part: no data, only a type) is a weight of no bytes */
     const char *path;
     int fresh;
     const char *wname = weight_name(I, v->name, &path, &fresh);

@@ -9,8 +9,8 @@
  * which suits outputs whose small elements carry only rounding noise. With --kl MAX the files are
  * logits: the mean over rows (the last axis is the classes) of KL(softmax(expected) ||
  * softmax(actual)), in nats, must be at most MAX (choose-quant's loss, computed apart from it).
- * NaN at the same place in
- * both files counts as equal; NaN on one side only fails, and so does an infinity not matched by
+ * NaN, or the same infinity, at the same place in
+ * both files counts as equal (and stays out of the whole-tensor measure); NaN on one side only fails, and so does an infinity not matched by
  * the same infinity.
  *
  * Prints one line. "max rel err" is always the whole-tensor measure max|a - e| / max|e|.
@@ -231,8 +231,8 @@ int main(int argc, char **argv)
     const char *why = NULL; /* set when the failure is a lone NaN or infinity */
     for (size_t i = 0; i < n; i++) {
         double x = load(&a, i), y = load(&e, i);
-        if (isnan(x) && isnan(y))
-            continue;
+        if ((isnan(x) && isnan(y)) || (isinf(x) && x == y))
+            continue; /* matched: not compared with a tolerance (0 * inf would be NaN) */
         if (isnan(x) || isnan(y) || ((isinf(x) || isinf(y)) && x != y)) {
             if (bad == (size_t)-1) {
                 bad = i;
