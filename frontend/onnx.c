@@ -71,10 +71,10 @@ static const struct {
     const char *name;
 } onnx_dtypes[] = {
     [0] = {-1, "UNDEFINED"},   [1] = {DT_F32, "FLOAT"},     [2] = {DT_U8, "UINT8"},
-    [3] = {DT_I8, "INT8"},     [4] = {-1, "UINT16"},        [5] = {-1, "INT16"},
+    [3] = {DT_I8, "INT8"},     [4] = {DT_U16, "UINT16"},    [5] = {DT_I16, "INT16"},
     [6] = {DT_I32, "INT32"},   [7] = {DT_I64, "INT64"},     [8] = {-1, "STRING"},
     [9] = {DT_BOOL, "BOOL"},   [10] = {DT_F16, "FLOAT16"},  [11] = {DT_F64, "DOUBLE"},
-    [12] = {-1, "UINT32"},     [13] = {-1, "UINT64"},       [14] = {-1, "COMPLEX64"},
+    [12] = {DT_U32, "UINT32"},     [13] = {-1, "UINT64"},       [14] = {-1, "COMPLEX64"},
     [15] = {-1, "COMPLEX128"}, [16] = {DT_BF16, "BFLOAT16"},
 };
 
