@@ -529,6 +529,7 @@ int ox_tensor_data(Imp *I, const Onnx__TensorProto *t, OVal *v, const char *what
         case 1: ((float *)out)[i] = t->float_data[i]; break;
         case 11: ((double *)out)[i] = t->double_data[i]; break;
         case 7: ((int64_t *)out)[i] = t->int64_data[i]; break;
+        case 12: ((uint32_t *)out)[i] = (uint32_t)t->uint64_data[i]; break; /* UINT32: in uint64_data */
         case 10: case 16: ((uint16_t *)out)[i] = (uint16_t)t->int32_data[i]; break;
         case 9: out[i] = t->int32_data[i] != 0; break;
         default: dtype_store((DType)dt, out, (size_t)i, (double)t->int32_data[i]); break;

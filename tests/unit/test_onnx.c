@@ -12,7 +12,8 @@
  *   - opsets are checked per op: at opset 1 the model (MatMul and Softmax, unchanged from version 1 to
  *     what opset 6 selects) imports and computes the same; Relu at opset 5 (Relu-1, not Relu-6) is an
  *     error naming the node, the op and the opset, as are Trilu at opset 13 (defined from 14) and
- *     opsets 0 and 18.
+ *     opsets 0 and 18;
+ *   - INT16, UINT16 (int32_data) and UINT32 (uint64_data) tensors read as i16, u16 and u32.
  * Temporary files live in a mkdtemp directory under /tmp, removed at the end.
  */
 #include "check.h"
@@ -225,6 +226,40 @@ int main(void)
         write_file(model, bytes, len);
         REQUIRE(!import(model, 8));
         REQUIRE(strstr(errs, os ? "opset 18" : "opset 0") && strstr(errs, "opsets 1 to 17"));
+    }
+
+    /* the 16- and 32-bit integer dtypes in TensorProto's typed fields: INT16 and UINT16 in int32_data,
+     * UINT32 in uint64_data */
+    {
+        static const int types[3] = {5, 4, 12}; /* INT16, UINT16, UINT32 */
+        static const DType want_dt[3] = {DT_I16, DT_U16, DT_U32};
+        static const double want[3][3] = {{-32768, 5, 32767}, {65535, 0, 1}, {0, 7, 4294967295.0}};
+        int32_t i32[2][3] = {{-32768, 5, 32767}, {65535, 0, 1}};
+        uint64_t u64[3] = {0, 7, 4294967295u};
+        int64_t dims[1] = {3};
+        char pb[128];
+        snprintf(pb, sizeof pb, "%s/t.pb", dir);
+        for (int k = 0; k < 3; k++) {
+            Onnx__TensorProto t = ONNX__TENSOR_PROTO__INIT;
+            t.name = "t", t.has_data_type = 1, t.data_type = types[k], t.n_dims = 1, t.dims = dims;
+            if (k < 2)
+                t.n_int32_data = 3, t.int32_data = i32[k];
+            else
+                t.n_uint64_data = 3, t.uint64_data = u64;
+            size_t n = onnx__tensor_proto__get_packed_size(&t);
+            uint8_t *buf = malloc(n);
+            REQUIRE(buf && onnx__tensor_proto__pack(&t, buf) == n);
+            write_file(pb, buf, n);
+            free(buf);
+            HostTensor h = {0};
+            Diag *dd = diag_new(stderr);
+            REQUIRE(onnx_read_tensor(pb, &h, dd) == 0 && h.dtype == want_dt[k] && h.rank == 1 && h.shape[0] == 3);
+            for (int i = 0; i < 3; i++)
+                REQUIRE(dtype_load(h.dtype, h.data, (size_t)i) == want[k][i]);
+            free(h.data);
+            diag_free(dd);
+        }
+        remove(pb);
     }
 
     /* the external data file missing */
