@@ -65,6 +65,11 @@ static double load(const RtNpy *a, size_t i)
     case 'i':
         if (a->elem_size == 1)
             return (int8_t)p[0];
+        if (a->elem_size == 2) {
+            int16_t v;
+            memcpy(&v, p, 2);
+            return v;
+        }
         if (a->elem_size == 4) {
             int32_t v;
             memcpy(&v, p, 4);
@@ -74,7 +79,18 @@ static double load(const RtNpy *a, size_t i)
             memcpy(&v, p, 8);
             return (double)v;
         }
-    case 'u': return p[0];
+    case 'u':
+        if (a->elem_size == 2) {
+            uint16_t v;
+            memcpy(&v, p, 2);
+            return v;
+        }
+        if (a->elem_size == 4) {
+            uint32_t v;
+            memcpy(&v, p, 4);
+            return v;
+        }
+        return p[0];
     case 'b': return p[0] != 0;
     default: return NAN; /* rt_npy_read accepts nothing else */
     }
