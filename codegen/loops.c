@@ -235,7 +235,7 @@ LLVMValueRef cg_convert(Cg *cg, LLVMValueRef v, DType from, DType to)
         return LLVMBuildCall2(cg->b, fty, f, args, 1, "");
     }
     /* integer to integer: wrap to the narrower type, as a store then a load would */
-    if (to != DT_I64) {
+    if (to == DT_I32 || to == DT_U32 || to == DT_I16 || to == DT_U16 || to == DT_I8 || to == DT_U8) {
         LLVMValueRef t = LLVMBuildTrunc(cg->b, v, cg_stype(cg, to), "");
         return dtype_traits[to].is_signed ? LLVMBuildSExt(cg->b, t, cg->i64, "") : LLVMBuildZExt(cg->b, t, cg->i64, "");
     }
