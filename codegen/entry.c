@@ -57,6 +57,10 @@ static LLVMValueRef place_ptr(Cg *cg, const Place *pl, LLVMValueRef *args)
 static int emit_kernel(Cg *cg, const Node *n, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
 {
     int flags = op_info[n->op].flags;
+    for (int i = 0; i < n->rank; i++)
+        if (dim_is_const(n->shape[i]) && dim_value(n->shape[i]) == 0)
+            return 0; /* an empty result (a dimension of 0) has nothing to compute; a kernel's blocking
+                       * could divide by its 0 (a matmul [M, K] @ [K, 0]) */
     if (f)
         return cg_fused(cg, f, out, in);
     switch (n->op) {

@@ -115,7 +115,10 @@ LLVMTypeRef cg_stype(Cg *cg, DType t)
     case DT_BF16: return cg->i16;
     case DT_F64: return cg->f64;
     case DT_I64: return cg->i64;
-    case DT_I32: return cg->i32;
+    case DT_I32:
+    case DT_U32: return cg->i32;
+    case DT_I16:
+    case DT_U16: return cg->i16;
     case DT_I8:
     case DT_U8:
     case DT_I4:
@@ -153,7 +156,10 @@ LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx)
         return LLVMBuildBitCast(cg->b, w, cg->f32, "");
     }
     case DT_I32:
+    case DT_I16:
     case DT_I8: return LLVMBuildSExt(cg->b, v, cg->i64, "");
+    case DT_U32:
+    case DT_U16:
     case DT_U8: return LLVMBuildZExt(cg->b, v, cg->i64, "");
     case DT_BOOL: return LLVMBuildICmp(cg->b, LLVMIntNE, v, LLVMConstInt(cg->i8, 0, 0), "");
     default: return v;
@@ -191,6 +197,9 @@ void cg_store(Cg *cg, LLVMValueRef ptr, DType t, LLVMValueRef idx, LLVMValueRef 
     case DT_F16: v = LLVMBuildFPTrunc(cg->b, v, cg->f16, ""); break;
     case DT_BF16: v = to_bf16(cg, v); break;
     case DT_I32:
+    case DT_U32:
+    case DT_I16:
+    case DT_U16:
     case DT_I8:
     case DT_U8: v = LLVMBuildTrunc(cg->b, v, st, ""); break;
     case DT_BOOL: v = LLVMBuildZExt(cg->b, v, cg->i8, ""); break;
@@ -226,9 +235,9 @@ LLVMValueRef cg_convert(Cg *cg, LLVMValueRef v, DType from, DType to)
         return LLVMBuildCall2(cg->b, fty, f, args, 1, "");
     }
     /* integer to integer: wrap to the narrower type, as a store then a load would */
-    if (to == DT_I32 || to == DT_I8 || to == DT_U8) {
+    if (to == DT_I32 || to == DT_U32 || to == DT_I16 || to == DT_U16 || to == DT_I8 || to == DT_U8) {
         LLVMValueRef t = LLVMBuildTrunc(cg->b, v, cg_stype(cg, to), "");
-        return to == DT_U8 ? LLVMBuildZExt(cg->b, t, cg->i64, "") : LLVMBuildSExt(cg->b, t, cg->i64, "");
+        return dtype_traits[to].is_signed ? LLVMBuildSExt(cg->b, t, cg->i64, "") : LLVMBuildZExt(cg->b, t, cg->i64, "");
     }
     return v;
 }

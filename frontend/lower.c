@@ -295,7 +295,9 @@ Node *lw_tensor(Lower *L, Value v, SrcLoc loc)
     }
 }
 
-/* The dtype two operands meet at: the wider float, a float over an integer, the wider integer. */
+/* The dtype two operands meet at: the wider float, a float over an integer, the wider integer; a
+ * signed and an unsigned integer of the same width meet at the next wider signed one (u16 and i16
+ * at i32, as NumPy), except i8 and u8, which meet at the first operand's (as before there was i16). */
 static DType promote(DType a, DType b)
 {
     if (a == b)
@@ -311,6 +313,8 @@ static DType promote(DType a, DType b)
         return b;
     if (b == DT_BOOL)
         return a;
+    if (ta->size == tb->size && ta->is_signed != tb->is_signed)
+        return ta->size == 2 ? DT_I32 : ta->size == 4 ? DT_I64 : a;
     return ta->size >= tb->size ? a : b;
 }
 
@@ -994,7 +998,7 @@ static int check_type(Lower *L, Env *env, Env *bind, Value v, const Ast *type, c
         return 0;
     int dt = dtype_from_name(type->s);
     if (dt < 0) {
-        ERR(type->loc, "unknown dtype '%s' (kiln has f32, f16, bf16, f64, i64, i32, i8, u8, bool)", type->s);
+        ERR(type->loc, "unknown dtype '%s' (kiln has f32, f16, bf16, f64, i64, i32, u32, i16, u16, i8, u8, bool)", type->s);
         return 0;
     }
     Node *x = v.k == V_TENSOR || v.k == V_PATH ? lw_tensor(L, v, type->loc) : NULL;
@@ -1139,7 +1143,7 @@ static void decl_input(Lower *L, Frame *f, const Ast *s)
     }
     int dt = dtype_from_name(type->s);
     if (dt < 0) {
-        ERR(type->loc, "unknown dtype '%s' (kiln has f32, f16, bf16, f64, i64, i32, i8, u8, bool)", type->s);
+        ERR(type->loc, "unknown dtype '%s' (kiln has f32, f16, bf16, f64, i64, i32, u32, i16, u16, i8, u8, bool)", type->s);
         return;
     }
     Dim shape[IR_MAX_RANK];
@@ -1158,8 +1162,8 @@ static void decl_input(Lower *L, Frame *f, const Ast *s)
         Value v = eval(L, f->env, d);
         if (!lw_dim(L, v, d->loc, &shape[rank++]))
             ok = 0;
-        else if (dim_is_const(shape[rank - 1]) && dim_value(shape[rank - 1]) < 1) {
-            ERR(d->loc, "a dimension must be at least 1, got %lld", (long long)dim_value(shape[rank - 1]));
+        else if (dim_is_const(shape[rank - 1]) && dim_value(shape[rank - 1]) < 0) {
+            ERR(d->loc, "a dimension must be at least 0, got %lld", (long long)dim_value(shape[rank - 1]));
             ok = 0;
         }
     }

@@ -71,10 +71,10 @@ static const struct {
     const char *name;
 } onnx_dtypes[] = {
     [0] = {-1, "UNDEFINED"},   [1] = {DT_F32, "FLOAT"},     [2] = {DT_U8, "UINT8"},
-    [3] = {DT_I8, "INT8"},     [4] = {-1, "UINT16"},        [5] = {-1, "INT16"},
+    [3] = {DT_I8, "INT8"},     [4] = {DT_U16, "UINT16"},    [5] = {DT_I16, "INT16"},
     [6] = {DT_I32, "INT32"},   [7] = {DT_I64, "INT64"},     [8] = {-1, "STRING"},
     [9] = {DT_BOOL, "BOOL"},   [10] = {DT_F16, "FLOAT16"},  [11] = {DT_F64, "DOUBLE"},
-    [12] = {-1, "UINT32"},     [13] = {-1, "UINT64"},       [14] = {-1, "COMPLEX64"},
+    [12] = {DT_U32, "UINT32"},     [13] = {-1, "UINT64"},       [14] = {-1, "COMPLEX64"},
     [15] = {-1, "COMPLEX128"}, [16] = {DT_BF16, "BFLOAT16"},
 };
 
@@ -407,12 +407,7 @@ const char *ox_tensor(Imp *I, OVal *v)
     }
     if (ox_has_sym(v))
         return sym_tensor(I, v);
-    if (ox_numel(v) == 0) {
-        ox_err(I, "'%s' (%s) is empty and is read at run time; kiln has no empty tensors (an empty input, from "
-                  "--bound NAME=0, may only be concatenated to another tensor or have its shape taken)",
-               v->name, ox_type_str(I, v));
-        return "v_undefined";
-    }
+    /* an empty constant (an empty input, slice or part: no data, only a type) is a weight of no bytes */
     const char *path;
     int fresh;
     const char *wname = weight_name(I, v->name, &path, &fresh);
@@ -534,6 +529,7 @@ int ox_tensor_data(Imp *I, const Onnx__TensorProto *t, OVal *v, const char *what
         case 1: ((float *)out)[i] = t->float_data[i]; break;
         case 11: ((double *)out)[i] = t->double_data[i]; break;
         case 7: ((int64_t *)out)[i] = t->int64_data[i]; break;
+        case 12: ((uint32_t *)out)[i] = (uint32_t)t->uint64_data[i]; break; /* UINT32: in uint64_data */
         case 10: case 16: ((uint16_t *)out)[i] = (uint16_t)t->int32_data[i]; break;
         case 9: out[i] = t->int32_data[i] != 0; break;
         default: dtype_store((DType)dt, out, (size_t)i, (double)t->int32_data[i]); break;
@@ -735,8 +731,9 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
     }
     if (I->opset < 0 && m->n_opset_import == 0)
         I->opset = 1; /* IR version 2 files have no opset_import: opset 1 */
-    if (I->opset < 6 || I->opset > 17)
-        ox_err(I, "the model imports opset %d of the default domain; kiln reads opsets 6 to 17", I->opset);
+    /* opsets 1 to 5 are read op by op: see the node loop */
+    if (I->opset < 1 || I->opset > 17)
+        ox_err(I, "the model imports opset %d of the default domain; kiln reads opsets 1 to 17", I->opset);
 
     /* initializers first, then inputs (an input with an initializer of the same name is a constant
      * with a default value: the initializer wins, as ONNX Runtime does for non-overridable ones) */
@@ -800,6 +797,28 @@ OnnxModel *onnx_import(const char *path, const char *weights_name, const OnnxOpt
         if (!h || upstream) {
             if (!upstream)
                 ox_err(I, "kiln does not import this op");
+            for (size_t i = 0; i < n->n_output; i++)
+                if (n->output[i] && *n->output[i])
+                    val_new(I, n->output[i])->failed = 1;
+            continue;
+        }
+        /* The definition of the op that the model's opset selects must exist, and below opset 6 (the
+         * oldest the handlers implement) it must be the one opset 6 selects: the handlers then read
+         * the node as ONNX defines it, whatever the opset says. */
+        int ver = ox_op_version(n->op_type, I->opset), low = ox_op_version(n->op_type, KILN_ONNX_OPSET_LOW);
+        KILN_ASSERT(ver >= 0); /* every op with a handler has its history in onnx_ops.c */
+        if (ver == 0) {
+            int first = I->opset;
+            while (first < 17 && ox_op_version(n->op_type, first) == 0)
+                first++;
+            ox_err(I, "the model imports opset %d, but ONNX defines %s only from opset %d on", I->opset, n->op_type,
+                   first);
+        } else if (I->opset < KILN_ONNX_OPSET_LOW && ver != low)
+            ox_err(I,
+                   "the model imports opset %d, which selects version %d of %s; kiln implements %s from version %d "
+                   "on (what opset %d selects), and the older definition differs",
+                   I->opset, ver, n->op_type, n->op_type, low, KILN_ONNX_OPSET_LOW);
+        if (ver == 0 || (I->opset < KILN_ONNX_OPSET_LOW && ver != low)) {
             for (size_t i = 0; i < n->n_output; i++)
                 if (n->output[i] && *n->output[i])
                     val_new(I, n->output[i])->failed = 1;

@@ -99,6 +99,11 @@ int ox_qmm_write(Imp *I, const OxQmm *q, size_t k, OVal *out);
 
 /* onnx_ops.c: the lookup, and what the handlers share */
 typedef int (*OxHandler)(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **out, int nout);
+/* The version of op's definition that opset selects (the newest since_version <= opset): 0 when the
+ * op is not defined at that opset, -1 when kiln has no version history for it (no handler). */
+int ox_op_version(const char *op, int opset);
+/* The oldest opset whose definitions the handlers implement; older models are read op by op. */
+enum { KILN_ONNX_OPSET_LOW = 6 };
 /* The handler of an op of the default domain, NULL when kiln has none. */
 OxHandler ox_handler(const char *op);
 /* An op's handler; each file of handlers has a table of its ops, ended by {NULL, NULL}. */

@@ -344,6 +344,46 @@ OxHandler ox_handler(const char *op)
     return NULL;
 }
 
+/* The opset versions at which ONNX changed the definition of each op kiln imports (its since_version
+ * history, as ONNX 1.12's operator schemas list it, up to opset 17). An opset selects the newest
+ * definition at or below it. The handlers implement the definitions that opsets 6 to 17 select; a
+ * model of an older opset is read when every op it uses has the same definition there as at opset 6
+ * (Not, MatMul, Softmax ... unchanged since 1), and rejected naming the op otherwise (Add-1 had
+ * `broadcast` and `consumed_inputs`, Reshape-1 took its shape as an attribute). */
+static const struct {
+    const char *op;
+    int since[8]; /* ascending, ended by 0 */
+} op_versions[] = {
+    {"Abs", {1, 6, 13}}, {"Add", {1, 6, 7, 13, 14}}, {"And", {1, 7}}, {"Cast", {1, 6, 9, 13}},
+    {"Clip", {1, 6, 11, 12, 13}}, {"Concat", {1, 4, 11, 13}}, {"Constant", {1, 9, 11, 12, 13}},
+    {"ConstantOfShape", {9}}, {"Conv", {1, 11}}, {"CumSum", {11, 14}}, {"DequantizeLinear", {10, 13}},
+    {"Div", {1, 6, 7, 13, 14}}, {"DynamicQuantizeLinear", {11}}, {"Einsum", {12}}, {"Equal", {1, 7, 11, 13}},
+    {"Erf", {9, 13}}, {"Exp", {1, 6, 13}}, {"Expand", {8, 13}}, {"Flatten", {1, 9, 11, 13}},
+    {"Gather", {1, 11, 13}}, {"Gemm", {1, 6, 7, 9, 11, 13}}, {"Greater", {1, 7, 9, 13}},
+    {"GreaterOrEqual", {12, 16}}, {"Identity", {1, 13, 14, 16}}, {"LayerNormalization", {17}},
+    {"Less", {1, 7, 9, 13}}, {"LessOrEqual", {12, 16}}, {"Log", {1, 6, 13}}, {"MatMul", {1, 9, 13}},
+    {"MatMulInteger", {10}}, {"Max", {1, 6, 8, 12, 13}}, {"Min", {1, 6, 8, 12, 13}}, {"Mul", {1, 6, 7, 13, 14}},
+    {"Neg", {1, 6, 13}}, {"Not", {1}}, {"Or", {1, 7}}, {"Pow", {1, 7, 12, 13, 15}}, {"QLinearMatMul", {10}},
+    {"QuantizeLinear", {10, 13}}, {"Range", {11}}, {"Reciprocal", {1, 6, 13}}, {"ReduceMax", {1, 11, 12, 13}},
+    {"ReduceMean", {1, 11, 13}}, {"ReduceSum", {1, 11, 13}}, {"Relu", {1, 6, 13, 14}}, {"Reshape", {1, 5, 13, 14}},
+    {"Shape", {1, 13, 15}}, {"Sigmoid", {1, 6, 13}}, {"Slice", {1, 10, 11, 13}}, {"Softmax", {1, 11, 13}},
+    {"Split", {1, 2, 11, 13}}, {"Sqrt", {1, 6, 13}}, {"Squeeze", {1, 11, 13}}, {"Sub", {1, 6, 7, 13, 14}},
+    {"Tanh", {1, 6, 13}}, {"Transpose", {1, 13}}, {"Trilu", {14}}, {"Unsqueeze", {1, 11, 13}}, {"Where", {9, 16}},
+    {"Xor", {1, 7}},
+};
+
+int ox_op_version(const char *op, int opset)
+{
+    for (size_t i = 0; i < sizeof op_versions / sizeof op_versions[0]; i++)
+        if (!strcmp(op_versions[i].op, op)) {
+            int v = 0;
+            for (int k = 0; k < 8 && op_versions[i].since[k] && op_versions[i].since[k] <= opset; k++)
+                v = op_versions[i].since[k];
+            return v;
+        }
+    return -1;
+}
+
 int onnx_op_supported(const char *op)
 {
     return ox_handler(op) != NULL;

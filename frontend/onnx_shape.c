@@ -343,27 +343,40 @@ static int op_split(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     if (ns != nout || sum != x->dims[axis])
         return ERR("the split sizes do not add up to dimension %lld of %s over %d outputs", (long long)axis,
                    ox_type_str(I, x), nout);
+    int live = 0, last = -1, xempty = ox_numel(x) == 0; /* the parts of more than 0 elements */
     for (int i = 0; i < ns; i++) {
-        if (sizes[i] <= 0)
-            return ERR("a part of size %lld is not supported", (long long)sizes[i]);
-        if (!out[i])
-            continue;
+        if (sizes[i] < 0)
+            return ERR("a part of negative size %lld", (long long)sizes[i]);
         int64_t dims[IR_MAX_RANK];
         for (int j = 0; j < x->rank; j++)
             dims[j] = x->dims[j];
         dims[axis] = sizes[i];
-        ox_type(out[i], x->dt, x->rank, dims, x->sym);
+        if (out[i])
+            ox_type(out[i], x->dt, x->rank, dims, x->sym);
+        if (sizes[i] == 0 || xempty) { /* an empty part has no data: a constant of its type */
+            if (!ox_need_static(I, x, "an empty part"))
+                return 1;
+            if (out[i])
+                ox_alloc(I, out[i]);
+        } else
+            live++, last = i;
     }
-    if (ns == 1) {
-        ox_assign(I, out[0], "%s", T(x));
+    if (live == 0)
+        return 0;
+    if (live == 1) {
+        if (out[last])
+            ox_assign(I, out[last], "%s", T(x));
         return 0;
     }
     char *lhs = arena_strdup(I->a, ""), *sz = arena_strdup(I->a, "");
-    for (int i = 0; i < ns; i++) {
+    for (int i = 0, k = 0; i < ns; i++) {
+        if (sizes[i] == 0 || xempty)
+            continue; /* written above */
         if (out[i] && !out[i]->var)
             out[i]->var = ox_fresh(I, out[i]->name);
-        lhs = arena_printf(I->a, "%s%s%s", lhs, i ? ", " : "", out[i] ? out[i]->var : ox_temp(I, "t_unused"));
-        sz = arena_printf(I->a, "%s%s%lld", sz, i ? ", " : "", (long long)sizes[i]);
+        lhs = arena_printf(I->a, "%s%s%s", lhs, k ? ", " : "", out[i] ? out[i]->var : ox_temp(I, "t_unused"));
+        sz = arena_printf(I->a, "%s%s%lld", sz, k ? ", " : "", (long long)sizes[i]);
+        k++;
     }
     ox_emit(I, "%s = split(%s, [%s], axis=%lld)\n", lhs, T(x), sz, (long long)axis);
     return 0;
@@ -455,9 +468,16 @@ static int op_slice(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
         }
         first[a] = s, step[a] = k;
     }
+    int empty = 0;
     for (int i = 0; i < x->rank; i++)
-        if (cnt[i] == 0)
-            return ERR("the slice is empty; kiln has no empty tensors");
+        empty |= cnt[i] == 0;
+    if (empty) { /* an empty result has no data: a constant of its type */
+        if (!ox_need_static(I, x, "an empty slice"))
+            return 1;
+        ox_type(out[0], x->dt, x->rank, cnt, NULL);
+        ox_alloc(I, out[0]);
+        return 0;
+    }
     const char *rsym[IR_MAX_RANK];
     int symbolic = 0;
     for (int i = 0; i < x->rank; i++) {
@@ -628,8 +648,6 @@ static int op_shape(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
     s = s < 0 ? 0 : s > x->rank ? x->rank : s;
     e = e < 0 ? 0 : e > x->rank ? x->rank : e;
     int64_t len = e > s ? e - s : 0;
-    if (!len)
-        return ERR("the shape slice is empty; kiln has no empty tensors");
     ox_type(out[0], DT_I64, 1, &len, NULL);
     int64_t *p = ox_alloc(I, out[0]);
     for (int64_t i = s; i < e; i++) {
@@ -651,8 +669,8 @@ static int op_constant_of_shape(Imp *I, const Onnx__NodeProto *n, OVal **in, int
     if (!in[0] || !ox_const_ints_sym(I, in[0], "the shape", shape, IR_MAX_RANK, &r, ssym))
         return 1;
     for (int i = 0; i < r; i++)
-        if (shape[i] <= 0)
-            return ERR("the shape has a dimension %lld; kiln has no empty tensors", (long long)shape[i]);
+        if (shape[i] < 0)
+            return ERR("the shape has a negative dimension %lld", (long long)shape[i]);
     const Onnx__AttributeProto *va = ox_attr(n, "value");
     int dt = DT_F32;
     double val = 0;
@@ -675,9 +693,11 @@ static int op_constant_of_shape(Imp *I, const Onnx__NodeProto *n, OVal **in, int
             val = t->int32_data[0];
         (void)tmp;
     }
-    int symbolic = 0;
+    int symbolic = 0, empty = 0;
     for (int i = 0; i < r; i++)
-        symbolic |= ssym[i] != NULL;
+        symbolic |= ssym[i] != NULL, empty |= shape[i] == 0;
+    if (symbolic && empty)
+        return ERR("an empty result with a symbolic size is not supported");
     if (symbolic) {
         /* a size known at run time only: one element, expanded */
         OVal *one = arena_alloc(I->a, sizeof *one);
@@ -720,8 +740,6 @@ static int op_range(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal *
         return ERR("delta is 0");
     double c = ceil((l - s) / d);
     int64_t cnt = c > 0 ? (int64_t)c : 0;
-    if (!cnt)
-        return ERR("the range is empty; kiln has no empty tensors");
     ox_type(out[0], dt, 1, &cnt, NULL);
     ox_alloc(I, out[0]);
     for (int64_t k = 0; k < cnt; k++) {
@@ -765,8 +783,6 @@ static int op_constant(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVa
             p[i] = a->ints[i];
     } else
         return ERR("only tensor, float and int values are supported (not sparse or string values)");
-    if (!one)
-        return ERR("an empty constant; kiln has no empty tensors");
     return 0;
 }
 

@@ -136,6 +136,9 @@ double dtype_load(DType t, const void *p, size_t i)
     case DT_I32: LOAD(int32_t);
     case DT_I8: LOAD(int8_t);
     case DT_U8: LOAD(uint8_t);
+    case DT_I16: LOAD(int16_t);
+    case DT_U16: LOAD(uint16_t);
+    case DT_U32: LOAD(uint32_t);
     case DT_BOOL: return ((const uint8_t *)p)[i] != 0;
     case DT_I4:
     case DT_U4: {
@@ -183,6 +186,9 @@ void dtype_store(DType t, void *p, size_t i, double v)
     case DT_I32: STORE(int32_t, (int32_t)(uint32_t)to_i64(v));
     case DT_I8: STORE(int8_t, (int8_t)(uint8_t)to_i64(v));
     case DT_U8: STORE(uint8_t, (uint8_t)to_i64(v));
+    case DT_I16: STORE(int16_t, (int16_t)(uint16_t)to_i64(v));
+    case DT_U16: STORE(uint16_t, (uint16_t)to_i64(v));
+    case DT_U32: STORE(uint32_t, (uint32_t)to_i64(v));
     case DT_BOOL: STORE(uint8_t, v != 0);
     case DT_I4:
     case DT_U4: { /* wraps to 4 bits like the other integers; the other nibble is kept */

@@ -218,7 +218,7 @@ static int bind_entry(const Graph *g, int e, const unsigned char *need, const Ho
                 int64_t v = num / coef;
                 if (v < 1 || v > sy->bound) {
                     if (v == 0) /* an ONNX cache's first call: the importer's --bound NAME=0 builds it */
-                        snprintf(why, sizeof why, " (%s would be 0: kiln has no empty tensors; an ONNX model "
+                        snprintf(why, sizeof why, " (%s would be 0: a symbolic size is never 0; an ONNX model "
                                  "imported with --bound %s=0 leaves out the inputs it empties)", sy->name, sy->name);
                     else
                         snprintf(why, sizeof why, " (%s would be %lld)", sy->name, (long long)v);

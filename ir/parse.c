@@ -833,8 +833,10 @@ static int store_data(Parser *p, DType t, int rank, const Dim *shape, NodeAttrs 
         char *txt = arena_printf(p->g->arena, "%s%.*s", v->neg ? "-" : "", tk->len, tk->s);
         errno = 0;
         long long x = strtoll(txt, NULL, 10);
-        long long lo = t == DT_I64 ? INT64_MIN : t == DT_I32 ? INT32_MIN : t == DT_I8 ? -128 : t == DT_I4 ? -8 : 0;
-        long long hi = t == DT_I64 ? INT64_MAX : t == DT_I32 ? INT32_MAX : t == DT_I8 ? 127
+        long long lo = t == DT_I64 ? INT64_MIN : t == DT_I32 ? INT32_MIN : t == DT_I16 ? INT16_MIN : t == DT_I8 ? -128
+                     : t == DT_I4 ? -8 : 0;
+        long long hi = t == DT_I64 ? INT64_MAX : t == DT_I32 ? INT32_MAX : t == DT_U32 ? UINT32_MAX
+                     : t == DT_I16 ? INT16_MAX : t == DT_U16 ? UINT16_MAX : t == DT_I8 ? 127
                      : t == DT_I4 ? 7 : t == DT_U4 ? 15 : 255;
         if (errno || x < lo || x > hi) {
             perr(p, tk, "value %s does not fit in %s", txt, tn);

@@ -6,7 +6,9 @@
  * ones the runtime reads cannot drift apart. The packed 4-bit types hold two values per byte,
  * element 2i in the low nibble of byte i and 2i+1 in the high one; only quantize, dequantize, qmatmul,
  * reshape, const and weight nodes have them (ir_infer), never a model's inputs or outputs. A new dtype is one new row at the end (the codes are
- * part of the ABI: never reorder).
+ * part of the ABI: never reorder). Every integer dtype's values fit in an int64_t (the compiled code
+ * holds integers as i64, sign- or zero-extended on load, wrapped on store) and in a double (the
+ * interpreter's element type): this is why there is no u64.
  *
  * Columns:
  *   E            the enum's suffix: DT_E in the compiler, RT_E in the runtime
@@ -38,7 +40,10 @@
     X(U8,   "u8",   1,   1,    1,    0,    1,  0,     "|u1",  "uint8")             \
     X(BOOL, "bool", 1,   1,    1,    0,    0,  0,     "|b1",  "bool_")             \
     X(I4,   "i4",   1,   2,    1,    0,    1,  1,     NULL,   NULL) /* -8..7 */    \
-    X(U4,   "u4",   1,   2,    1,    0,    1,  0,     NULL,   NULL) /* 0..15 */
+    X(U4,   "u4",   1,   2,    1,    0,    1,  0,     NULL,   NULL) /* 0..15 */    \
+    X(I16,  "i16",  2,   1,    2,    0,    1,  1,     "<i2",  "int16")             \
+    X(U16,  "u16",  2,   1,    2,    0,    1,  0,     "<u2",  "uint16")            \
+    X(U32,  "u32",  4,   1,    4,    0,    1,  0,     "<u4",  "uint32")
 
 /* One dtype's traits, a row of KILN_DTYPES. */
 typedef struct KilnDTypeInfo {

@@ -332,6 +332,9 @@ static void main_print_value(int64_t dt, const void *data, size_t i)
     case RT_I32: printf("%d", u.w); break;
     case RT_I8: printf("%d", u.b); break;
     case RT_U8: printf("%u", *p); break;
+    case RT_I16: printf("%d", (int)(int16_t)u.h); break;
+    case RT_U16: printf("%u", (unsigned)u.h); break;
+    case RT_U32: printf("%u", (unsigned)(uint32_t)u.w); break;
     default: printf("%s", *p ? "true" : "false"); break;
     }
 }

@@ -436,8 +436,8 @@ static int model_bind(const RtModel *m, const int64_t *const *shapes, int64_t *s
             if (v < 1) {
                 if (plain && v == 0) /* as the interpreter says it (ir/interp.c) */
                     return model_fail(err, errlen,
-                                      "input '%s': dimension %lld is 0 but %s must be at least 1: kiln "
-                                      "has no empty tensors; an ONNX model imported with --bound %s=0 "
+                                      "input '%s': dimension %lld is 0 but %s must be at least 1 (a "
+                                      "symbolic size is never 0); an ONNX model imported with --bound %s=0 "
                                       "leaves out the inputs it empties",
                                       t->name, (long long)d, sd->name, sd->name);
                 if (plain)

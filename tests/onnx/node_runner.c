@@ -8,7 +8,9 @@
  * the whole pass pipeline. Both must match the expected outputs with ONNX's backend-test tolerances
  * (|got - want| <= 1e-7 + 1e-3 * |want|; integers and bools exactly). Inputs that an op needs at
  * import time (Reshape's shape, Slice's starts ...) are taken from the test data as constants, as a
- * model exported with those values would carry them; data inputs stay run-time inputs.
+ * model exported with those values would carry them; data inputs stay run-time inputs. ONNX 1.12
+ * stores bfloat16 test data as UINT16 tensors of the same bits; a value the model declares BFLOAT16
+ * is read as bf16 from such a tensor.
  *
  * A case of a claimed op that kiln cannot run is listed in EXCLUDED_FILE (`case: reason`, the
  * reasons docs/ONNX.md gives). The exit status is 1 when a claimed case that is not excluded fails,
@@ -124,7 +126,36 @@ static int compare(const char *what, const char *name, const HostTensor *got, co
     return 0;
 }
 
-static int read_set(const char *dir, const char *kind, HostTensor *t, char **names, int max, Diag *d)
+/* ONNX 1.12's test data stores bfloat16 values as UINT16 tensors of the same bits (its numpy has no
+ * bfloat16): when the model declares the value BFLOAT16 (odt 16), such a tensor is read as bf16.
+ * 1 when it was (t filled), 0 when the file is something else (onnx_read_tensor reads it). */
+static int read_bf16_as_u16(const char *path, int odt, HostTensor *t)
+{
+    size_t n;
+    char *buf = odt == 16 ? slurp_file(path, &n) : NULL;
+    Onnx__TensorProto *tp = buf ? onnx__tensor_proto__unpack(NULL, n, (const uint8_t *)buf) : NULL;
+    free(buf);
+    if (!tp)
+        return 0;
+    int64_t cnt = 1;
+    for (size_t i = 0; i < tp->n_dims; i++)
+        cnt *= tp->dims[i] >= 0 ? tp->dims[i] : 0;
+    int ok = tp->data_type == 4 && tp->n_dims <= IR_MAX_RANK && tp->has_raw_data && tp->raw_data.len == (size_t)cnt * 2;
+    if (ok) {
+        t->dtype = DT_BF16;
+        t->rank = (int)tp->n_dims;
+        for (size_t i = 0; i < tp->n_dims; i++)
+            t->shape[i] = tp->dims[i];
+        t->data = malloc(tp->raw_data.len ? tp->raw_data.len : 1);
+        memcpy(t->data, tp->raw_data.data, tp->raw_data.len);
+    }
+    onnx__tensor_proto__free_unpacked(tp, NULL);
+    return ok;
+}
+
+/* The test data of one kind (input or output), in order; odt: the ONNX elem types the model declares
+ * for them, in the same order (0 when unknown). */
+static int read_set(const char *dir, const char *kind, HostTensor *t, char **names, int max, const int *odt, Diag *d)
 {
     int n = 0;
     for (; n < max; n++) {
@@ -134,15 +165,23 @@ static int read_set(const char *dir, const char *kind, HostTensor *t, char **nam
         if (!f)
             break;
         fclose(f);
-        if (onnx_read_tensor(path, &t[n], d))
+        if (!read_bf16_as_u16(path, odt[n], &t[n]) && onnx_read_tensor(path, &t[n], d))
             return -1;
         names[n] = NULL;
     }
     return n;
 }
 
-/* The ONNX graph's input names, in order (for matching the test data, which is in that order). */
-static int graph_inputs(const char *dir, char **names, int max)
+static int elem_type(const Onnx__ValueInfoProto *v)
+{
+    return v->type && v->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && v->type->tensor_type
+               ? v->type->tensor_type->elem_type
+               : 0;
+}
+
+/* The ONNX graph's input names, in order (for matching the test data, which is in that order), and
+ * the elem types of its inputs and outputs. */
+static int graph_inputs(const char *dir, char **names, int max, int *in_odt, int *out_odt)
 {
     char path[8192];
     snprintf(path, sizeof path, "%s/model.onnx", dir);
@@ -156,8 +195,10 @@ static int graph_inputs(const char *dir, char **names, int max)
         for (size_t j = 0; j < m->graph->n_initializer; j++)
             init |= !strcmp(m->graph->initializer[j]->name, m->graph->input[i]->name);
         if (!init)
-            names[k++] = strdup(m->graph->input[i]->name);
+            in_odt[k] = elem_type(m->graph->input[i]), names[k++] = strdup(m->graph->input[i]->name);
     }
+    for (size_t i = 0; m && m->graph && i < m->graph->n_output && (int)i < max; i++)
+        out_odt[i] = elem_type(m->graph->output[i]);
     if (m)
         onnx__model_proto__free_unpacked(m, NULL);
     return k;
@@ -176,8 +217,10 @@ static void run_case(const char *root, Case *c, int verbose)
     Diag *d = diag_new(ef);
     HostTensor in[64] = {0}, want[64] = {0}, got[64] = {0}, interp[64] = {0};
     char *inames[64] = {0}, *onames[64] = {0}, *gnames[64] = {0};
-    int nin = read_set(dir, "input", in, inames, 64, d), nout = read_set(dir, "output", want, onames, 64, d);
-    int ng = graph_inputs(dir, gnames, 64);
+    int in_odt[64] = {0}, out_odt[64] = {0};
+    int ng = graph_inputs(dir, gnames, 64, in_odt, out_odt);
+    int nin = read_set(dir, "input", in, inames, 64, in_odt, d);
+    int nout = read_set(dir, "output", want, onames, 64, out_odt, d);
     Graph *g = NULL;
     OnnxModel *m = NULL;
     Cg *cg = NULL;

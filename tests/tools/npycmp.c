@@ -9,8 +9,8 @@
  * which suits outputs whose small elements carry only rounding noise. With --kl MAX the files are
  * logits: the mean over rows (the last axis is the classes) of KL(softmax(expected) ||
  * softmax(actual)), in nats, must be at most MAX (choose-quant's loss, computed apart from it).
- * NaN at the same place in
- * both files counts as equal; NaN on one side only fails, and so does an infinity not matched by
+ * NaN, or the same infinity, at the same place in
+ * both files counts as equal (and stays out of the whole-tensor measure); NaN on one side only fails, and so does an infinity not matched by
  * the same infinity.
  *
  * Prints one line. "max rel err" is always the whole-tensor measure max|a - e| / max|e|.
@@ -65,6 +65,11 @@ static double load(const RtNpy *a, size_t i)
     case 'i':
         if (a->elem_size == 1)
             return (int8_t)p[0];
+        if (a->elem_size == 2) {
+            int16_t v;
+            memcpy(&v, p, 2);
+            return v;
+        }
         if (a->elem_size == 4) {
             int32_t v;
             memcpy(&v, p, 4);
@@ -74,7 +79,18 @@ static double load(const RtNpy *a, size_t i)
             memcpy(&v, p, 8);
             return (double)v;
         }
-    case 'u': return p[0];
+    case 'u':
+        if (a->elem_size == 2) {
+            uint16_t v;
+            memcpy(&v, p, 2);
+            return v;
+        }
+        if (a->elem_size == 4) {
+            uint32_t v;
+            memcpy(&v, p, 4);
+            return v;
+        }
+        return p[0];
     case 'b': return p[0] != 0;
     default: return NAN; /* rt_npy_read accepts nothing else */
     }
@@ -231,8 +247,8 @@ int main(int argc, char **argv)
     const char *why = NULL; /* set when the failure is a lone NaN or infinity */
     for (size_t i = 0; i < n; i++) {
         double x = load(&a, i), y = load(&e, i);
-        if (isnan(x) && isnan(y))
-            continue;
+        if ((isnan(x) && isnan(y)) || (isinf(x) && x == y))
+            continue; /* matched: not compared with a tolerance (0 * inf would be NaN) */
         if (isnan(x) || isnan(y) || ((isinf(x) || isinf(y)) && x != y)) {
             if (bad == (size_t)-1) {
                 bad = i;

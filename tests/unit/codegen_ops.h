@@ -93,6 +93,7 @@ void unary_cases(void);       /* codegen_ops_elementwise.c */
 void binary_cases(void);
 void compare_cases(void);
 void cast_cases(void);
+void int_dtype_cases(void);
 void reduce_cases(void);      /* codegen_ops_reduce.c */
 void normalise_cases(void);
 void matmul_cases(void);      /* codegen_ops_matmul.c */

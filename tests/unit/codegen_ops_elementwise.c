@@ -275,3 +275,46 @@ void cast_cases(void)
                "%0 = input \"x\" : f64[2]\n%1 = const {data=[1.0004882812509095, -1.0004882812509095]} : f64[2]\n"
                "%2 = add(%0, %1) : f64[2]\n%3 = cast(%2) : f16[2]\noutput y = %3\n", 0});
 }
+
+/* i16, u16 and u32: held as i64 (sign- or zero-extended on load), wrapped on store. Registered last
+ * in families[] so that the cases before keep their numbers (and so their seeds). u32 products stay
+ * below 2^53 (the interpreter computes integers in double). */
+void int_dtype_cases(void)
+{
+    static const char *const iops[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow"};
+    for (int i = 0; i < 7; i++) {
+        int pw = i == 6, dv = i == 3;
+        run((Spec){iops[i], EXACT, NULL, {pw ? INT(-7, 7) : INT(-32768, 32767), pw ? INT(0, 9) : dv ? INT(-3, 3) : INT(-32768, 32767)},
+                   ir("%%0 = input \"a\" : i16[9, 17]\n%%1 = input \"b\" : i16[17]\n%%2 = %s(%%0, %%1) : i16[9, 17]\n"
+                      "output y = %%2\n", iops[i]), 0});
+        run((Spec){iops[i], EXACT, NULL, {pw ? INT(0, 9) : INT(0, 65535), pw ? INT(0, 9) : dv ? INT(0, 3) : INT(0, 65535)},
+                   ir("%%0 = input \"a\" : u16[9, 17]\n%%1 = input \"b\" : u16[9, 1]\n%%2 = %s(%%0, %%1) : u16[9, 17]\n"
+                      "output y = %%2\n", iops[i]), 0});
+        Gen u32 = pw ? INT(0, 9) : i == 2 ? INT(0, 50000000) : INT(0, 4294967295);
+        run((Spec){iops[i], EXACT, NULL, {u32, pw ? INT(0, 9) : dv ? INT(0, 3) : u32},
+                   ir("%%0 = input \"a\" : u32[33]\n%%1 = input \"b\" : u32[33]\n%%2 = %s(%%0, %%1) : u32[33]\n"
+                      "output y = %%2\n", iops[i]), 0});
+    }
+    /* u32 across 2^31 and u16 across 2^15 compare unsigned */
+    static const char *const cops[] = {"eq", "ne", "lt", "le", "gt", "ge"};
+    for (int i = 0; i < 6; i++) {
+        run((Spec){cops[i], EXACT, NULL, {INT(2147483640, 2147483656), INT(2147483640, 2147483656)},
+                   ir("%%0 = input \"a\" : u32[33]\n%%1 = input \"b\" : u32[33]\n%%2 = %s(%%0, %%1) : bool[33]\n"
+                      "output y = %%2\n", cops[i]), 0});
+        run((Spec){cops[i], EXACT, NULL, {INT(32760, 32776), INT(-8, 8)},
+                   ir("%%0 = input \"a\" : u16[33]\n%%1 = input \"b\" : i16[33]\n%%2 = cast(%%0) : i32[33]\n"
+                      "%%3 = cast(%%1) : i32[33]\n%%4 = %s(%%2, %%3) : bool[33]\noutput y = %%4\n", cops[i]), 0});
+    }
+    static const struct {
+        const char *from, *to;
+        Gen gen;
+    } c[] = {
+        {"f32", "i16", EDGE}, {"f32", "u16", EDGE}, {"f32", "u32", EDGE}, {"i16", "f32", INT(-32768, 32767)},
+        {"u16", "f32", INT(0, 65535)}, {"u32", "f32", INT(0, 4294967295)}, {"i32", "i16", INT(-100000, 100000)},
+        {"i32", "u16", INT(-100000, 100000)}, {"i64", "u32", INT(-1e10, 1e10)}, {"u32", "i64", INT(0, 4294967295)},
+        {"u16", "i16", INT(0, 65535)}, {"i16", "u32", INT(-32768, 32767)}, {"u32", "i32", INT(0, 4294967295)},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run((Spec){"cast", EXACT, NULL, {c[i].gen},
+                   ir("%%0 = input \"x\" : %s[129]\n%%1 = cast(%%0) : %s[129]\noutput y = %%1\n", c[i].from, c[i].to), 0});
+}

@@ -8,12 +8,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* g in a model of IR version 7 importing opset 13 of the default domain, packed (malloc'ed; NULL when
- * out of memory or when protobuf-c packs another size than it said). */
-static inline uint8_t *onnx_pack(Onnx__GraphProto *g, size_t *len)
+/* g in a model of IR version 7 importing the given opset of the default domain, packed (malloc'ed;
+ * NULL when out of memory or when protobuf-c packs another size than it said). */
+static inline uint8_t *onnx_pack_opset(Onnx__GraphProto *g, size_t *len, int opset)
 {
     Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT;
-    os.domain = "", os.has_version = 1, os.version = 13;
+    os.domain = "", os.has_version = 1, os.version = opset;
     Onnx__OperatorSetIdProto *oss[1] = {&os};
     Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
     m.has_ir_version = 1, m.ir_version = 7, m.n_opset_import = 1, m.opset_import = oss, m.graph = g;
@@ -24,6 +24,12 @@ static inline uint8_t *onnx_pack(Onnx__GraphProto *g, size_t *len)
         buf = NULL;
     }
     return buf;
+}
+
+/* g at opset 13 */
+static inline uint8_t *onnx_pack(Onnx__GraphProto *g, size_t *len)
+{
+    return onnx_pack_opset(g, len, 13);
 }
 
 #endif

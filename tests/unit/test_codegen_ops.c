@@ -559,7 +559,7 @@ static const struct {
     {"matmul", matmul_cases},     {"matmul", fused_cases},        {"attention", attention_cases},
     {"tokens", token_cases},      {"matmul", conv_cases},         {"movement", movement_cases},
     {"movement", source_cases},   {"movement", scatter_cases},    {"quant", quant_cases},
-    {"quant", quant_fused_cases}, {"quant", bf16_cases},
+    {"quant", quant_fused_cases}, {"quant", bf16_cases},       {"elementwise", int_dtype_cases},
 };
 enum { NFAMILIES = sizeof families / sizeof families[0] };
 

@@ -549,6 +549,9 @@ static void test_rounding(void)
             case DT_I32: want = (double)(int32_t)(uint32_t)tr; break;
             case DT_I8: want = (double)(int8_t)(uint8_t)tr; break;
             case DT_U8: want = (double)(uint8_t)tr; break;
+            case DT_I16: want = (double)(int16_t)(uint16_t)tr; break;
+            case DT_U16: want = (double)(uint16_t)tr; break;
+            case DT_U32: want = (double)(float)(uint32_t)tr; break; /* back to f32: rounded */
             case DT_BOOL: want = x[i] != 0; break;
             case DT_I4: want = (double)((int)((tr & 15) ^ 8) - 8); break; /* the interpreter wraps them too */
             case DT_U4: want = (double)(tr & 15); break;

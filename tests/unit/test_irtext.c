@@ -136,6 +136,12 @@ static Graph *build_full(void)
     uint8_t u8[2] = {0, 255}, b8[2] = {1, 0};
     cnst(g, DT_U8, SH(c2), u8, sizeof u8);
     cnst(g, DT_BOOL, SH(c2), b8, sizeof b8);
+    int16_t i16[2] = {INT16_MIN, INT16_MAX};
+    cnst(g, DT_I16, SH(c2), i16, sizeof i16);
+    uint16_t u16[2] = {0, UINT16_MAX};
+    cnst(g, DT_U16, SH(c2), u16, sizeof u16);
+    uint32_t u32[2] = {1, UINT32_MAX};
+    cnst(g, DT_U32, SH(c2), u32, sizeof u32);
 
     mk(g, OP_ARANGE, DT_I64, SH(T), 0, NULL);
     mk(g, OP_CAUSAL_MASK, DT_F32, SH(T, T), 0, NULL);

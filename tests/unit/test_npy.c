@@ -151,7 +151,7 @@ static void test_forms(void)
     float f2[2] = {1, 2};
     path = tmp_path("bad_write.npy");
     REQUIRE(rt_npy_write(path, ">f4", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "big-endian"));
-    REQUIRE(rt_npy_write(path, "<u2", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "<u2"));
+    REQUIRE(rt_npy_write(path, "<u8", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "<u8"));
     REQUIRE(rt_npy_write(path, "<f4", 1, neg, f2, err, sizeof err) == -1 && strstr(err, "negative"));
     REQUIRE(rt_npy_write(path, "<f4", 9, big, f2, err, sizeof err) == -1 && strstr(err, "rank 9"));
     REQUIRE(rt_npy_write(path, "<f4", 1, s1, NULL, err, sizeof err) == -1 && strstr(err, path));
@@ -220,8 +220,8 @@ static void test_errors(void)
     EXPECT_ERROR(p, "structured");
     p = raw_npy("void.npy", 1, 0, H("'|V8'", "False", "(2,)"), v, 16);
     EXPECT_ERROR(p, "void");
-    p = raw_npy("u2.npy", 1, 0, H("'<u2'", "False", "(8,)"), v, 16);
-    EXPECT_ERROR(p, "'<u2' is not supported");
+    p = raw_npy("u8.npy", 1, 0, H("'<u8'", "False", "(2,)"), v, 16);
+    EXPECT_ERROR(p, "'<u8' is not supported");
     p = raw_npy("trunc.npy", 1, 0, H("'<f4'", "False", "(32, 32)"), v, 16);
     EXPECT_ERROR(p,
                  "file is truncated: header says 4096 bytes of float32 data [32, 32], file has 16");

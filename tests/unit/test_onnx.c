@@ -8,7 +8,12 @@
  *   - an op kiln does not import is an error naming the node and the op;
  *   - every truncation and every single-byte corruption of the file is either imported or rejected
  *     with an error, never a crash (the suite also runs under ASan);
- *   - a missing external data file is an error naming it.
+ *   - a missing external data file is an error naming it;
+ *   - opsets are checked per op: at opset 1 the model (MatMul and Softmax, unchanged from version 1 to
+ *     what opset 6 selects) imports and computes the same; Relu at opset 5 (Relu-1, not Relu-6) is an
+ *     error naming the node, the op and the opset, as are Trilu at opset 13 (defined from 14) and
+ *     opsets 0 and 18;
+ *   - INT16, UINT16 (int32_data) and UINT32 (uint64_data) tensors read as i16, u16 and u32.
  * Temporary files live in a mkdtemp directory under /tmp, removed at the end.
  */
 #include "check.h"
@@ -32,8 +37,8 @@ static void write_file(const char *path, const void *p, size_t n)
     REQUIRE(fclose(f) == 0);
 }
 
-/* The model's bytes (malloc'ed); op is the second node's op type. */
-static uint8_t *make_model(const char *op, size_t *len)
+/* The model's bytes (malloc'ed) at the given opset; op is the second node's op type. */
+static uint8_t *make_model_opset(const char *op, size_t *len, int opset)
 {
     Onnx__TensorShapeProto__Dimension dT = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT, d4 = dT, d3 = dT;
     dT.value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
@@ -78,9 +83,14 @@ static uint8_t *make_model(const char *op, size_t *len)
     Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
     g.name = "tiny", g.n_node = 2, g.node = nodes, g.n_initializer = 1, g.initializer = inits;
     g.n_input = 1, g.input = ins, g.n_output = 1, g.output = outs;
-    uint8_t *buf = onnx_pack(&g, len);
+    uint8_t *buf = onnx_pack_opset(&g, len, opset);
     REQUIRE(buf);
     return buf;
+}
+
+static uint8_t *make_model(const char *op, size_t *len)
+{
+    return make_model_opset(op, len, 13);
 }
 
 /* Errors of one import, captured. */
@@ -127,6 +137,8 @@ int main(void)
     REQUIRE(m);
     REQUIRE(strstr(m->text, "where T <= 8"));
     REQUIRE(strstr(m->text, "# proj (MatMul)") && strstr(m->text, "softmax("));
+    char *text13 = strdup(strstr(m->text, "# proj")); /* the computation, for opset 1 below */
+    REQUIRE(text13);
     Diag *d = diag_new(stderr);
     Graph *g = onnx_compile_model(m, model, NULL, d);
     REQUIRE(g && diag_errors(d) == 0);
@@ -183,6 +195,72 @@ int main(void)
     write_file(model, bytes, len);
     REQUIRE(!import(model, 8));
     REQUIRE(strstr(errs, "node 'probs' (Hardmax)") && strstr(errs, "does not import"));
+
+    /* opset 1: MatMul-1 and Softmax-1 are what opset 6 selects too; the same text as at opset 13
+     * (Softmax-1's axis 1 is the last axis of a rank-2 input) */
+    bytes = (free(bytes), make_model_opset("Softmax", &len, 1));
+    write_file(model, bytes, len);
+    m = import(model, 8);
+    REQUIRE(m && strstr(m->text, "opset 1)") && !strcmp(strstr(m->text, "# proj"), text13));
+    onnx_model_free(m);
+    free(text13);
+    /* Relu at opset 5 selects Relu-1 (consumed_inputs), which kiln does not implement */
+    bytes = (free(bytes), make_model_opset("Relu", &len, 5));
+    write_file(model, bytes, len);
+    REQUIRE(!import(model, 8));
+    REQUIRE(strstr(errs, "node 'probs' (Relu)") && strstr(errs, "opset 5") && strstr(errs, "version 1 of Relu"));
+    /* ... while at opset 6 it is Relu-6 */
+    bytes = (free(bytes), make_model_opset("Relu", &len, 6));
+    write_file(model, bytes, len);
+    m = import(model, 8);
+    REQUIRE(m && strstr(m->text, "relu("));
+    onnx_model_free(m);
+    /* an op newer than the model's opset */
+    bytes = (free(bytes), make_model_opset("Trilu", &len, 13));
+    write_file(model, bytes, len);
+    REQUIRE(!import(model, 8));
+    REQUIRE(strstr(errs, "node 'probs' (Trilu)") && strstr(errs, "only from opset 14"));
+    /* opsets kiln does not read at all */
+    for (int os = 0; os <= 18; os += 18) {
+        bytes = (free(bytes), make_model_opset("Softmax", &len, os));
+        write_file(model, bytes, len);
+        REQUIRE(!import(model, 8));
+        REQUIRE(strstr(errs, os ? "opset 18" : "opset 0") && strstr(errs, "opsets 1 to 17"));
+    }
+
+    /* the 16- and 32-bit integer dtypes in TensorProto's typed fields: INT16 and UINT16 in int32_data,
+     * UINT32 in uint64_data */
+    {
+        static const int types[3] = {5, 4, 12}; /* INT16, UINT16, UINT32 */
+        static const DType want_dt[3] = {DT_I16, DT_U16, DT_U32};
+        static const double want[3][3] = {{-32768, 5, 32767}, {65535, 0, 1}, {0, 7, 4294967295.0}};
+        int32_t i32[2][3] = {{-32768, 5, 32767}, {65535, 0, 1}};
+        uint64_t u64[3] = {0, 7, 4294967295u};
+        int64_t dims[1] = {3};
+        char pb[128];
+        snprintf(pb, sizeof pb, "%s/t.pb", dir);
+        for (int k = 0; k < 3; k++) {
+            Onnx__TensorProto t = ONNX__TENSOR_PROTO__INIT;
+            t.name = "t", t.has_data_type = 1, t.data_type = types[k], t.n_dims = 1, t.dims = dims;
+            if (k < 2)
+                t.n_int32_data = 3, t.int32_data = i32[k];
+            else
+                t.n_uint64_data = 3, t.uint64_data = u64;
+            size_t n = onnx__tensor_proto__get_packed_size(&t);
+            uint8_t *buf = malloc(n);
+            REQUIRE(buf && onnx__tensor_proto__pack(&t, buf) == n);
+            write_file(pb, buf, n);
+            free(buf);
+            HostTensor h = {0};
+            Diag *dd = diag_new(stderr);
+            REQUIRE(onnx_read_tensor(pb, &h, dd) == 0 && h.dtype == want_dt[k] && h.rank == 1 && h.shape[0] == 3);
+            for (int i = 0; i < 3; i++)
+                REQUIRE(dtype_load(h.dtype, h.data, (size_t)i) == want[k][i]);
+            free(h.data);
+            diag_free(dd);
+        }
+        remove(pb);
+    }
 
     /* the external data file missing */
     bytes = (free(bytes), make_model("Softmax", &len));

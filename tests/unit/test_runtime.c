@@ -234,7 +234,7 @@ static void test_bind(void)
     bind_error(a8, (int64_t[]){19}, c,
                "input 'b': dimension 0 is 19 (2*T+1), so T = 9, but T <= 8");
     /* below 1 */
-    bind_error((int64_t[]){0, 3}, b, c, "input 'a': dimension 0 is 0 but T must be at least 1: kiln has no empty tensors; an ONNX "
+    bind_error((int64_t[]){0, 3}, b, c, "input 'a': dimension 0 is 0 but T must be at least 1 (a symbolic size is never 0); an ONNX "
                                            "model imported with --bound T=0 leaves out the inputs it empties");
     bind_error((int64_t[]){1, 3}, (int64_t[]){1}, c,
                "input 'b': dimension 0 is 1 (2*T+1), so T = 0, but T must be at least 1");
