@@ -6,7 +6,7 @@
 # unmerged model (`none`, when it is in the list). Prints a Markdown table; with PLOT set, also draws
 # accuracy against FLOPs and against latency, one curve per method, with gnuplot.
 #
-#   [PLOT=OUT.png] [BENCH=5] [ROUNDS=3] [FIFO=1] sh examples/vit-mnist/prune_tokens.sh [THREADS] [SPEC ...]
+#   [PLOT=OUT.png] [BENCH=5] [ROUNDS=3] [FIFO=1] [TIMES=FILE] sh examples/vit-mnist/prune_tokens.sh [THREADS] [SPEC ...]
 #
 # Every setting is built first (and its accuracy taken at THREADS threads); then the programs are
 # timed in ROUNDS interleaved rounds, every setting once per round, and a setting's latency is the
@@ -14,7 +14,8 @@
 # FIFO=1 the timed runs are at 1 thread under SCHED_FIFO (`chrt -f 50 PROG ... --threads 1`: needs
 # root or CAP_SYS_NICE), which gives near-quiet times on a shared machine; one such run takes BENCH + 1
 # runs of the batch, so keep BENCH small (it holds a core for that long). Without FIFO the timed runs
-# use THREADS threads at the ordinary priority.
+# use THREADS threads at the ordinary priority. TIMES=FILE keeps every round's median (a line per
+# timed run: setting, ms), to see the spread.
 # Run from the repository's root after building (build/kiln, build/tests/mnist). Accuracy and FLOPs do
 # not depend on the machine; the latency does. A benchmark, not a test.
 # examples/vit-mnist56/prune_tokens.sh runs it on vit-mnist56 through MODEL, EVAL, IMAGES (the mnist
@@ -97,6 +98,8 @@ while [ $r -lt "$ROUNDS" ]; do
         echo "$i $ms" >> "$TMP/times.txt"
     done
 done
+# every round's median, with the settings' names, when TIMES names a file (to see the spread)
+[ -z "${TIMES:-}" ] || awk 'NR == FNR { spec[FNR] = $1; next } { print spec[$1], $2 }' FS='\t' "$TMP/rows.txt" FS=' ' "$TMP/times.txt" > "$TIMES"
 # each setting's lowest round median, and the unmerged one's (for the speed column)
 awk '!($1 in best) || $2 < best[$1] { best[$1] = $2 } END { for (i in best) print i, best[i] }' "$TMP/times.txt" |
     sort -n > "$TMP/best.txt"
