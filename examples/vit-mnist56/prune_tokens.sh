@@ -4,7 +4,9 @@
 # 16 and 24 with and without proportional attention, PiToMe and EViT over their knob at comparable
 # FLOPs. Prints a Markdown table; with PLOT set, also the plot (gnuplot).
 #
-#   [PLOT=OUT.png] [BENCH=5] sh examples/vit-mnist56/prune_tokens.sh [THREADS] [SPEC ...]
+#   [PLOT=OUT.png] [BENCH=5] [ROUNDS=3] [FIFO=1] [TIMES=FILE] sh examples/vit-mnist56/prune_tokens.sh [THREADS] [SPEC ...]
+# The environment variables are examples/vit-mnist/prune_tokens.sh's (see its header); docs/PASSES.md's
+# table: PLOT=docs/prune-tokens-vit-mnist56.png BENCH=3 ROUNDS=3 FIFO=1 sh examples/vit-mnist56/prune_tokens.sh 2
 # Run from the repository's root after building (build/kiln, build/tests/mnist). A benchmark, not a test.
 set -eu
 THREADS=${1:-2}
