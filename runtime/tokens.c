@@ -65,12 +65,21 @@ typedef struct Pitome {
     float margin;
 } Pitome;
 
+/* Four partial sums, which the compiler keeps in one vector register (the runtime is built for any
+ * x86-64 or AArch64, so this is what it vectorises by itself). */
 static float pdot(const float *x, const float *y, int64_t C)
 {
-    float s = 0;
-    for (int64_t c = 0; c < C; c++)
-        s += x[c] * y[c];
-    return s;
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t c = 0;
+    for (; c + 4 <= C; c += 4) {
+        s0 += x[c] * y[c];
+        s1 += x[c + 1] * y[c + 1];
+        s2 += x[c + 2] * y[c + 2];
+        s3 += x[c + 3] * y[c + 3];
+    }
+    for (; c < C; c++)
+        s0 += x[c] * y[c];
+    return (s0 + s1) + (s2 + s3);
 }
 
 static void pitome_rows(void *ctx, int64_t begin, int64_t end)
@@ -87,14 +96,20 @@ static void pitome_rows(void *ctx, int64_t begin, int64_t end)
             inv[i] = 1.0f / (s > 1e-12f ? s : 1e-12f);
         }
 #define SIM(i, j) (pdot(m + (int64_t)(i) * C, m + (int64_t)(j) * C, C) * inv[i] * inv[j])
-        for (int64_t i = 0; i < n; i++) {
-            float e = 0;
-            for (int64_t j = 0; j < n; j++) {
+        /* the similarity is symmetric: each pair once, its term added to both tokens' energies (each
+         * energy still sums its terms in the order of j) */
+        for (int64_t i = 0; i < n; i++)
+            energy[i] = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = i; j < n; j++) {
                 float x = SIM(i, j) - a->margin;
-                e += x > 0 ? x : expf(x) - 1;
+                x = x > 0 ? x : expf(x) - 1;
+                energy[i] += x;
+                if (j != i)
+                    energy[j] += x;
             }
-            energy[i] = e / (float)n;
-        }
+        for (int64_t i = 0; i < n; i++)
+            energy[i] /= (float)n;
         order_desc(energy, n, eord, tmp);
         if (a->cls)
             dest[0] = 0;
