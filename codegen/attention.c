@@ -19,9 +19,9 @@
  * then two registers, so that every broadcast of an element of K or V feeds two multiply-adds (the
  * loops below issued one load per multiply-add, as many as the load ports allow, and a miss stalled
  * them: ViT-B/16's attention, 1 thread, AMX Xeon, 1.15 -> 1.00 ms a layer; KILN_ATTN lanes=1 keeps
- * VW). Below, VW stands for BVW. Its query block is copied once into Qt [d][VW] on the stack, multiplied by the scale and transposed (VW x VW
- * transposes in registers, log2(VW) stages of two-input shuffles), so that the scores of one key
- * for all VW rows are one vector:
+ * VW). Below, VW stands for BVW. The query block is copied once into Qt [d][VW] on the stack,
+ * multiplied by the scale and transposed (VW x VW transposes in registers, log2(VW) stages of
+ * two-input shuffles), so that the scores of one key for all VW rows are one vector:
  *   S^T[j] = sum over c of splat(k[j, c]) * Qt[c]
  * computed SB keys at a time (SB accumulators in registers; per step of c one load of Qt[c] and SB
  * broadcasts of k, which x86 folds into the FMA: K is read where it is, never packed or
@@ -40,8 +40,9 @@
  * them (ViT-B/16's heads cut out of its qkv product, 9 KiB apart) fall into a few of L1's sets and
  * evicted each other between those passes (on the AMX Xeon the copy took ViT-B/16's attention from
  * 1.26 to 1.18 ms a layer at 1 thread; KILN_ATTN pack=0 turns it off). At the end O^T / l is
- * transposed back into the output rows (a scatter would write VW cache lines per column). Measured on Zen 4 (one core, 12 heads, T = 1024): 86% of the FMA peak
- * at d = 64, 89% at d = 128; the rest is mostly the exp.
+ * transposed back into the output rows (a scatter would write VW cache lines per column). Measured
+ * on Zen 4 (one core, 12 heads, T = 1024, before blocks of 2 VW and the copy of V): 86% of the FMA
+ * peak at d = 64, 89% at d = 128; the rest is mostly the exp.
  *
  * The row kernel takes one query row with its d columns across vectors: q in ceil(d / VW)
  * registers, the accumulator in ceil(dv / VW) registers over all keys, one reduction per score,
@@ -63,11 +64,11 @@
  *
  * Tile sizes. BC is chosen so that what the block kernel keeps in L1 (Qt, O^T, S^T and the copied
  * tile of V, 4 VW (d + dv + BC) + 4 BC dv bytes) takes three quarters of it, K streaming through
- * the rest (each of its elements is loaded once per block); RBC so that a tile of K and V takes half of L1. L1 is
- * the host's (sysconf) when compiling for the host, 32 KiB otherwise. The environment variable
- * KILN_ATTN ("bc=128,rbc=128,sb=8,ec=16,minrows=8,chunk=256,split=0,pack=1,lanes=2") overrides them at compile
- * time, for measurements and tests (split: the (row, chunk) items a split aims at, at least,
- * whatever the threads). On Zen 4, BC from 64 to 256, SB 6 to 12 and EC 16 to 32 all measure
+ * the rest (each of its elements is loaded once per block); RBC so that a tile of K and V takes
+ * half of L1. L1 is the host's (sysconf) when compiling for the host, 32 KiB otherwise. The
+ * environment variable KILN_ATTN ("bc=128,rbc=128,sb=8,ec=16,minrows=8,chunk=256,split=0,pack=1,
+ * lanes=2") overrides them at compile time, for measurements and tests (split: the (row, chunk)
+ * items a split aims at, at least, whatever the threads). On Zen 4, BC from 64 to 256, SB 6 to 12 and EC 16 to 32 all measure
  * within 2% of each other at T = 1024.
  *
  * Layout. Rows of q, k, v and of the output are contiguous, but rows and batch indices may be any
@@ -141,9 +142,10 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
         char key[16] = {0};
         int len = 0;
         long val = 0;
-        if (sscanf(p, "%15[a-z]=%ld%n", key, &val, &len) == 2 && !strcmp(key, "pack")) {
+        int got = sscanf(p, "%15[a-z]=%ld%n", key, &val, &len) == 2;
+        if (got && !strcmp(key, "pack")) {
             k.pack = val != 0;
-        } else if (len && val > 0) {
+        } else if (got && val > 0) {
             if (!strcmp(key, "bc") && val <= 1024)
                 bc = (int)val;
             else if (!strcmp(key, "rbc") && val <= 4096)
@@ -669,10 +671,8 @@ static LLVMValueRef slot_row(Attn *a, Block *B, LLVMValueRef j)
     return cg_fptr(a->cg, B->vp, mul(a, j, i64c(a, B->vps)));
 }
 
-/* vp = rows [j0, j0 + jn) of V: read once, where they are, in vectors (the last masked when dv is
- * not a multiple of vw). The p v loop below reads each row dv / ec times; in place, rows that lie
- * a multiple of 1 KiB or 4 KiB apart (ViT-B/16's heads cut out of its qkv product: 9 KiB) fall into
- * a few of L1's sets and evict each other between those passes. */
+/* vp = rows [j0, j0 + jn) of V, read once where they are, in vectors (the last masked when dv is not
+ * a multiple of vw): the p v loop reads each row dv / ec times (why the copy: the header). */
 static void block_pack_v(Attn *a, Block *B, const Batch *bt, LLVMValueRef j0, LLVMValueRef jn)
 {
     Cg *cg = a->cg;

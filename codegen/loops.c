@@ -374,7 +374,7 @@ LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x)
  * branch-free formula of about 15 vector operations: it replaced a Maclaurin series for |x| < 1
  * and Abramowitz and Stegun's 7.1.26 (1 - t P(t) e^(-x^2)) beyond, both computed and one selected,
  * about 40 (ViT-B/16 built with --quant int8, on the AMX Xeon at 1 thread: fc1's product with its GELU
- * epilogue, f32[197, 3072], 1.33 -> 0.95 ms a layer, the model 57 -> 50 ms). The
+ * epilogue, f32[197, 3072], 1.33 -> 0.95 ms a layer, the model 55 -> 50 ms). The
  * division is cg_recip's (Q >= 1 and finite); copysign makes erf odd and keeps erf(-0) = -0; NaN
  * stays NaN (minnum would turn it into the clamp, so it is put back). */
 LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x)
