@@ -111,7 +111,7 @@ def load_snapshot():
     return {"loadavg": la, "busy": busy_processes(), "time": datetime.datetime.now().strftime("%H:%M:%S")}
 
 
-def machine_info():
+def machine_info(kiln):
     lscpu = sh_out(["lscpu"])
 
     def field(name):
@@ -138,7 +138,7 @@ def machine_info():
                                                          "KILN_THREADS", "DNNL_MAX_CPU_ISA")},
     }
     try:
-        with open(os.path.join(ROOT, "build-bench", "CMakeCache.txt")) as f:
+        with open(os.path.join(os.path.dirname(os.path.abspath(kiln)), "CMakeCache.txt")) as f:
             m = re.search(r"^CMAKE_BUILD_TYPE:STRING=(.*)$", f.read(), re.M)
             info["build_type"] = m.group(1) if m else "?"
     except OSError:
@@ -912,8 +912,11 @@ def write_report(res, path):
       + "".join(f"; {p} {sec / 60:.1f} min" for p, sec in res.get("part_s", {}).items()) + ")")
     w(f"- kiln: commit {mi['git']}" + (f" with {mi['git_dirty']} uncommitted changes in the work tree "
                                          "(other engineers work in this checkout)" if mi["git_dirty"] else "")
-      + f"; `{rel(res['kiln'])}` built by `cmake -S . -B build-bench -G Ninja && cmake --build build-bench` "
-      f"(through `scripts/setup.sh`; build type {mi.get('build_type', '?')}); models built with `kiln build` at "
+      + (f"; `{rel(res['kiln'])}` built by `cmake -S . -B build-bench -G Ninja && cmake --build build-bench` "
+         "(through `scripts/setup.sh`"
+         if os.path.abspath(res["kiln"]) == os.path.join(ROOT, "build-bench", "kiln") else
+         f"; `{rel(res['kiln'])}` (given with --kiln; bench/run.sh did not build it")
+      + f"; build type {mi.get('build_type', '?')}); models built with `kiln build` at "
       "its default -O2 for the host CPU")
     w(f"- machine: {mi['cpu']['label']}, {mi['cpus']} CPUs "
       f"({mi['sockets']} socket x {mi['cores_per_socket']} cores, {mi['threads_per_core']} thread per core), "
@@ -1347,11 +1350,16 @@ def main():
             skip = True
         elif not x.startswith(("--started=", "--kiln=", "--report=")):
             args.append(x)
-    res["command"] = " ".join(["sh bench/run.sh"] + args)
+    if kiln == os.path.join(ROOT, "build-bench", "kiln"):
+        res["command"] = " ".join(["sh bench/run.sh"] + args)
+    else:  # run by hand on a kiln built elsewhere
+        res["command"] = " ".join(["/usr/bin/python3 bench/harness.py --kiln", rel(kiln)] + args)
+    if os.sched_getscheduler(0) == os.SCHED_FIFO:  # run under chrt -f: say so, it is part of the method
+        res["command"] = f"chrt -f {os.sched_getparam(0).sched_priority} " + res["command"]
     if only != set(ALL_PARTS):
         res["only_note"] = ("This run measured only " + ", ".join(p for p in ALL_PARTS if p in only)
                             + " (besides the machine); the sections of the other parts are absent, not failed.")
-    res["machine"] = machine_info()
+    res["machine"] = machine_info(res["kiln"])
     say(f"machine: {res['machine']['model']}, {res['machine']['cpus']} CPUs; load {res['load'][0]['loadavg']}")
     tools = build_tools(res)
     peer_info(res, tools)

@@ -432,6 +432,11 @@ static int ends_with(const char *s, const char *suffix)
 static Graph *load(const Options *o, Diag *d)
 {
     Graph *g;
+    if (o->nbound && !ends_with(o->model, ".onnx")) {
+        diag_fatal(d, "--bound applies to ONNX models; '%s' declares its sizes' bounds itself (T <= N), "
+                      "which -D can set if the model names them", o->model);
+        return NULL;
+    }
     if (ends_with(o->model, ".kir")) {
         if (o->ndefine) {
             diag_fatal(d, "-D applies to model files, not to IR text ('%s')", o->model);
@@ -515,6 +520,8 @@ static int cmd_run(const Options *o, Diag *d)
     HostTensor *in = calloc((size_t)g->ninput + 1, sizeof *in), *out = calloc((size_t)g->noutput + 1, sizeof *out);
     RtNpy *npy = calloc((size_t)g->ninput + 1, sizeof *npy);
     KILN_ASSERT(in && out && npy);
+    int64_t syms[IR_MAX_SYMS] = {0};
+    RtProfile *prof = NULL; /* --profile: reported after the outputs */
     /* every --input names an input of the model, and every input is given once */
     for (int k = 0; k < o->ninput; k++) {
         int found = 0;
@@ -570,7 +577,6 @@ static int cmd_run(const Options *o, Diag *d)
         if (ir_interp(g, in, out, d))
             goto done;
     } else {
-        int64_t syms[IR_MAX_SYMS] = {0};
         if (ir_bind_inputs(g, in, syms, d))
             goto done;
         void *inp[256], *outp[256];
@@ -589,25 +595,15 @@ static int cmd_run(const Options *o, Diag *d)
             outp[i] = t->data;
         }
         Cg *cg = compile(o, g, 0, 0, NULL, d);
-        RtProfile *prof = NULL;
         if (cg && o->profile && !(prof = rt_profile_start(o->trace ? 1 << 20 : 0)))
             diag_fatal(d, "out of memory for the profile");
         if (!cg || (o->profile && !prof) || cg_jit_run(cg, syms, inp, outp, o->threads)) {
-            rt_profile_free(prof);
             cg_free(cg);
             goto done;
         }
         cg_free(cg);
-        if (prof) {
+        if (prof)
             rt_profile_stop(prof);
-            char err[512];
-            rt_profile_report(prof, syms, stdout);
-            if (o->trace && rt_profile_write_trace(prof, o->trace, err, sizeof err))
-                diag_fatal(d, "%s", err);
-            rt_profile_free(prof);
-            if (diag_errors(d))
-                goto done;
-        }
     }
     status = 0;
     for (int i = 0; i < g->noutput; i++) {
@@ -646,7 +642,16 @@ static int cmd_run(const Options *o, Diag *d)
             print_values(&out[i], o->print_limit);
         }
     }
+    if (prof) {
+        char err[512];
+        rt_profile_report(prof, syms, stdout);
+        if (o->trace && rt_profile_write_trace(prof, o->trace, err, sizeof err)) {
+            diag_fatal(d, "%s", err);
+            status = 1;
+        }
+    }
 done:
+    rt_profile_free(prof);
     for (int i = 0; i < g->ninput; i++)
         rt_npy_free(&npy[i]);
     for (int i = 0; i < g->noutput; i++)

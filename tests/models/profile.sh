@@ -49,6 +49,9 @@ check_peak "$OUT/p16.txt" 2
 "$KILN" run examples/gpt2/gpt2.kiln $G -D CTX=64 --input tokens=tests/models/gpt2/tokens_16.npy \
     --output logits="$OUT/l.npy" --profile --threads 1 >"$OUT/p1.txt"
 check_peak "$OUT/p1.txt" 1
+# without --output: the outputs first, then the profile
+"$KILN" run examples/gpt2/gpt2.kiln $G -D CTX=64 --input tokens=tests/models/gpt2/tokens_16.npy --profile >"$OUT/po.txt"
+awk '/^logits: / && !o { o = NR } /^profile: / && !p { p = NR } END { exit !(o && p && o < p) }' "$OUT/po.txt"
 # the groups: as many lines as the header says, each once, the attention among them
 n=$(sed -n 's/^profile: \([0-9]*\) groups.*/\1/p' "$OUT/p16.txt")
 [ "$(grep -c ' %[0-9]* ' "$OUT/p16.txt")" -eq "$n" ]
