@@ -45,8 +45,11 @@
  * Tiles and threads. Rows are cut into m-blocks of at most MC rows (fewer when MC prepared rows would
  * exceed QBUF of stack), columns into n-blocks of panels (a K x n-block slice of B fills at most half
  * of L2, and at most NCP panels). Tiles are ordered m-block, n-block, and cg_parallel's CG_RANGES
- * gives each thread a contiguous range; when there are fewer m-blocks than threads (decoding) the
- * n-blocks are made narrower so that every thread has work. Inside a tile: for each micro-row of the
+ * gives each thread a contiguous range. M is cut into at least as many m-blocks as threads (each
+ * thread prepares only its own rows) when the weights fit in L2 or, without AMX, when N <= 4 M (qgemm
+ * says why); otherwise, with fewer m-blocks than threads (decoding, wide N), the threads split N into
+ * a multiple of their number of n-blocks, narrower ones if need be, so that every thread has an equal
+ * share. Inside a tile: for each micro-row of the
  * m-block, for each panel of the n-block, the micro-kernel, then the epilogue. Products of fewer than
  * 2^17 multiply-adds stay on the calling thread.
  *
@@ -918,14 +921,21 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     /* m-blocks of equal height in micro-tiles, at most mc_rows */
     LLVMValueRef mr = cg_i64(cg, q.mr);
     LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, cg_i64(cg, mc_rows(&q))), one);
-    /* AMX, weights in L2 beside a thread's prepared rows: an m-block per thread where M has the
-     * micro-tiles for it. With one m-block the threads would split N and each quantize every row,
-     * which costs as much as its share of the product at N = 768 (int8 197 x 768 x 768, 2 threads:
-     * 0.102 -> 0.080 ms; bf16 128 x 768 x 768, whose 1.2 MB of weights are more than half of L2:
-     * 0.103 -> 0.067 ms); weights that do not fit in L2 are better split (197 x 3072 x 768: 0.245 ->
-     * 0.317 ms when each thread streams them) */
-    if (q.amx && pad(K, q.kgrain) * np * q.nr * d.es + q.qbuf <= cg_target(cg).l2)
-        tm = cg_smax(cg, tm, cg_smin(cg, cg_pool_threads(cg), cg_ceil_div(cg, M, mr)));
+    /* An m-block per thread, where M has the micro-tiles for it, rather than threads that split N
+     * and each prepare every row: (a) when the weights fit in L2 beside a thread's prepared rows;
+     * (b) without AMX, also when N is at most 4 M. Per multiply-add, splitting N costs 1 / N of a
+     * row element's preparation (each thread prepares every row), splitting M 1 / M of a weight
+     * byte streamed from L3 (each thread reads all the weights); the AVX-512 kernels are slow enough
+     * that the stream hides behind them, AMX's are not. Measured at 2 threads, medians: AMX (Xeon),
+     * int8 197 x 768 x 768 0.102 -> 0.080 ms, bf16 128 x 768 x 768 (1.2 MB of weights, more than half
+     * of L2) 0.103 -> 0.067 ms, but 197 x 3072 x 768 0.245 -> 0.317 ms when each thread streams the
+     * weights; AVX-512 (Zen 4), int8 197 x 768 x 768 0.60 -> 0.34 ms, 197 x 768 x 3072 (2.4 MB, not
+     * in L2) 2.0 -> 1.45 ms (bf16 3.9 -> 2.7), but 197 x 3072 x 768 1.40 -> 1.44 ms (N > 4 M). */
+    int fits = pad(K, q.kgrain) * np * q.nr * d.es + q.qbuf <= cg_target(cg).l2;
+    LLVMValueRef msplit = fits ? LLVMConstInt(cg->i1, 1, 0)
+                          : q.amx ? LLVMConstInt(cg->i1, 0, 0)
+                                  : LLVMBuildICmp(cg->b, LLVMIntSLE, cg_i64(cg, N), cg_mul(cg, M, cg_i64(cg, 4)), "");
+    tm = LLVMBuildSelect(cg->b, msplit, cg_smax(cg, tm, cg_smin(cg, cg_pool_threads(cg), cg_ceil_div(cg, M, mr))), tm, "");
     /* with AMX in multiples of an A tile's 16 rows, not of the micro-tile's 32 (a micro-row of 16 is
      * the kernel's other kind): 197 rows on two threads are 112 + 85, not 128 + 69 */
     LLVMValueRef mg = q.amx ? cg_i64(cg, 16) : mr;
@@ -935,7 +945,12 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
      * threads when there are few m-blocks */
     int64_t l2p = cg_target(cg).l2 / 2 / (k_block(&q, &d, K) * d.es * q.nr);
     int64_t ncp_max = l2p < 1 ? 1 : l2p > q.ncp ? q.ncp : l2p;
-    LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, cg_i64(cg, np), cg_i64(cg, ncp_max)), cg_ceil_div(cg, cg_pool_threads(cg), tm));
+    LLVMValueRef nthr = cg_pool_threads(cg);
+    LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, cg_i64(cg, np), cg_i64(cg, ncp_max)), cg_ceil_div(cg, nthr, tm));
+    /* fewer m-blocks than threads: the threads split N, in equal shares (3 n-blocks of 8 panels on
+     * 2 threads gave one of them twice the other's work) */
+    want = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tm, nthr, ""),
+                           cg_mul(cg, cg_ceil_div(cg, want, nthr), nthr), want, "");
     LLVMValueRef ncp = cg_smax(cg, cg_ceil_div(cg, cg_i64(cg, np), want), one);
     LLVMValueRef tn = cg_ceil_div(cg, cg_i64(cg, np), ncp);
     LLVMValueRef leaves = f ? cg_fused_leaves(cg, f, leafp) : LLVMConstNull(cg->ptr);

@@ -12,6 +12,8 @@
  */
 #include "codegen_ops.h"
 
+#include <stdlib.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -165,6 +167,26 @@ void quant_cases(void)
                   "%%2 = const {data=[%s]} : f32[1, 70]\n"
                   "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[197, 70]\noutput y = %%3\n",
                   nibbles(96 * 70, -128, 127, 99), nibbles(70, 0, 3, 100)), 0});
+    /* weights larger than L2 (2.4 MB of int8) and N > 4 M: the two threads split N in equal shares of
+     * n-blocks, each preparing every row (too large for nibbles' and ir()'s buffers: its own text) */
+    {
+        enum { BK = 1024, BN = 2304 };
+        size_t cap = (size_t)BK * BN * 6 + 4096, k = 0;
+        char *t = malloc(cap);
+        KILN_ASSERT(t);
+        unsigned seed = 102;
+        k += (size_t)snprintf(t + k, cap - k, "%%0 = input \"a\" : f32[T, %d]\n%%1 = const {data=[", BK);
+        for (int e = 0; e < BK * BN; e++) {
+            seed = seed * 1103515245u + 12345u;
+            k += (size_t)snprintf(t + k, cap - k, "%s%d", e ? ", " : "", -128 + (int)((seed >> 16) % 256u));
+        }
+        snprintf(t + k, cap - k,
+                 "]} : i8[%d, %d]\n%%2 = const {data=[%s]} : f32[1, %d]\n"
+                 "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, %d]\noutput y = %%3\n",
+                 BK, BN, nibbles(BN, 0, 3, 103), BN, BN);
+        run_threads(2, (Spec){"qmatmul", EXACT, TS2, {WIDE(1e-2, 1e2)}, t, 0});
+        free(t);
+    }
     /* without VNNI (AVX2: --cpu x86-64-v3) the portable kernel, the same bits */
     run_on("x86-64-v3", (Spec){"qmatmul", EXACT, TS3, {WIDE(1e-3, 1e3)},
                ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = const {data=[%s]} : i8[70, 17]\n%%2 = const {data=[%s]} : f32[1, 17]\n"
