@@ -160,8 +160,9 @@ void quant_cases(void)
                   "%%2 = const {data=[%s]} : f32[1, 200]\n"
                   "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[3, T, 200]\noutput y = %%3\n",
                   nibbles(96 * 200, -128, 127, 95), nibbles(200, 0, 3, 96)), 0});
-    /* M = 197 on two threads: with AMX each thread takes an m-block of whole A tiles (16 rows), 112 + 85
-     * rows, so the first ends in a micro-row of 16 (the kernel's one-tile kind) */
+    /* M = 197 on two threads: each thread takes an m-block, 96 + 101 rows (whole micro-tiles, the last
+     * block taking the rest), so the second ends in a micro-row of 5 (with AMX the kernel's one-tile
+     * kind) */
     run_threads(2, (Spec){"qmatmul", EXACT, NULL, {WIDE(1e-2, 1e2)},
                ir("%%0 = input \"a\" : f32[197, 96]\n%%1 = const {data=[%s]} : i8[96, 70]\n"
                   "%%2 = const {data=[%s]} : f32[1, 70]\n"
@@ -210,7 +211,7 @@ void bf16_cases(void)
                       "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[%s, %d]\noutput y = %%2\n",
                       cs[i].shape, cs[i].K, nibbles(cs[i].K * cs[i].N, -8, 8, 71 + (unsigned)i), cs[i].K, cs[i].N,
                       cs[i].shape, cs[i].N), 0});
-    /* two threads: m-blocks of 112 + 85 rows with AMX */
+    /* two threads: m-blocks of 96 + 101 rows */
     run_threads(2, (Spec){"qmatmul", MM, NULL, {UNI(-1, 1)},
                ir("%%0 = input \"a\" : f32[197, 96]\n%%1 = const {data=[%s]} : bf16[96, 70]\n"
                   "%%2 = qmatmul(%%0, %%1) {group=0, dynamic=false} : f32[197, 70]\noutput y = %%2\n",
