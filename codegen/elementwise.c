@@ -246,7 +246,7 @@ static LLVMValueRef eval(Cg *cg, Eval *e, const Node *n, int rank, LLVMValueRef 
 
 /* Rows [r0, r1) of the root (its dimensions but the last, flattened), columns [c0, c1) of each. */
 static void fused_rows(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *leafp, LLVMValueRef r0,
-                       LLVMValueRef r1, LLVMValueRef c0, LLVMValueRef c1)
+                       LLVMValueRef r1, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef acc, LLVMValueRef ldacc)
 {
     const Node *n = f->root;
     int rank = n->rank > 0 ? n->rank : 1;
@@ -265,8 +265,10 @@ static void fused_rows(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *l
     idx[rank - 1] = lc.iv;
     LLVMValueRef at = LLVMBuildAdd(cg->b, base, lc.iv, "");
     e.nmemo = 0;
-    if (f->mm)
-        e.acc = cg_load(cg, out, DT_F32, at);
+    if (f->mm) /* the matmul's value: acc[(row - r0) * ldacc + col - c0] */
+        e.acc = cg_load(cg, acc, DT_F32,
+                        LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildSub(cg->b, lr.loop.iv, r0, ""), ldacc, ""),
+                                     LLVMBuildSub(cg->b, lc.iv, c0, ""), ""));
     cg_store(cg, out, n->dtype, at, eval(cg, &e, n, rank, idx));
     cg_loop_end(cg, &lc);
     cg_rows_end(cg, &lr);
@@ -312,7 +314,7 @@ static void rows_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
      * loaded and stored at the same address, not two pointers that might overlap */
     for (int k = 0; k < r->f->nleaf; k++)
         leafp[k] = k == r->alias ? cap[0] : cap[k + 1];
-    fused_rows(cg, r->f, cap[0], leafp, begin, end, cg_i64(cg, 0), cols);
+    fused_rows(cg, r->f, cap[0], leafp, begin, end, cg_i64(cg, 0), cols, NULL, NULL);
 }
 
 /* The loop of a root without a matmul: over the pool when it is large. */
@@ -331,11 +333,13 @@ static void fused_loop(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *l
 
 LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f)
 {
-    /* void epi(ptr out, ptr leaves, ptr syms, i64 r0, i64 r1, i64 c0, i64 c1) */
-    LLVMTypeRef params[7] = {cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64};
+    /* void epi(ptr out, ptr leaves, ptr syms, i64 r0, i64 r1, i64 c0, i64 c1, ptr acc, i64 ldacc):
+     * rows [r0, r1) and columns [c0, c1) of the output, the matmul's values at acc (row r0, column
+     * c0; rows ldacc floats apart), which is in C itself or a micro-tile on the caller's stack */
+    LLVMTypeRef params[9] = {cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->i64};
     char name[64];
     snprintf(name, sizeof name, "node%d_%s_epilogue", f->root->id, op_info[f->root->op].name);
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->void_, params, 7, 0));
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->void_, params, 9, 0));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     LLVMValueRef saved_fn = cg->fn, saved_syms = cg->syms, saved_status = cg->status;
     LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(cg->b);
@@ -349,7 +353,7 @@ LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f)
         leafp[k] = LLVMBuildLoad2(cg->b, cg->ptr, slot, "");
     }
     fused_rows(cg, f, LLVMGetParam(fn, 0), leafp, LLVMGetParam(fn, 3), LLVMGetParam(fn, 4), LLVMGetParam(fn, 5),
-               LLVMGetParam(fn, 6));
+               LLVMGetParam(fn, 6), LLVMGetParam(fn, 7), LLVMGetParam(fn, 8));
     LLVMBuildRetVoid(cg->b);
     cg->fn = saved_fn;
     cg->syms = saved_syms;

@@ -550,8 +550,9 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
         LLVMPositionBuilderAtEnd(cg->b, run);
         LLVMValueRef row0 = add(cg, LLVMBuildSDiv(cg->b, co, N, ""), li.iv);
         LLVMValueRef col0 = mul(cg, lj.iv, i64c(cg, nr));
-        LLVMValueRef eargs[7] = {c, eleaves, esyms, row0, add(cg, row0, mr), col0, cg_smin(cg, N, add(cg, col0, i64c(cg, nr)))};
-        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(epi), epi, eargs, 7, "");
+        LLVMValueRef eargs[9] = {c, eleaves, esyms, row0, add(cg, row0, mr), col0, cg_smin(cg, N, add(cg, col0, i64c(cg, nr))),
+                                 cg_fptr(cg, c, add(cg, mul(cg, row0, N), col0)), N}; /* the sums are in C */
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(epi), epi, eargs, 9, "");
         LLVMBuildBr(cg->b, after);
         LLVMPositionBuilderAtEnd(cg->b, after);
     }

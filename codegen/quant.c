@@ -275,8 +275,9 @@ typedef struct Epi {
 static void epilogue_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     const Epi *e = ctx;
-    LLVMValueRef args[7] = {cap[0], cap[1], cg->syms, begin, end, cg_i64(cg, 0), cg_i64(cg, e->N)};
-    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(e->fn), e->fn, args, 7, "");
+    LLVMValueRef args[9] = {cap[0], cap[1], cg->syms, begin, end, cg_i64(cg, 0), cg_i64(cg, e->N),
+                            cg_fptr(cg, cap[0], cg_mul(cg, begin, cg_i64(cg, e->N))), cg_i64(cg, e->N)};
+    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(e->fn), e->fn, args, 9, "");
 }
 
 int cg_quant_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in)

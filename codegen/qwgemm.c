@@ -532,9 +532,10 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMBuildUnreachable(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, next);
     if (tl->epi) {
-        LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, cg_add(cg, li.iv, mr), col,
-                                 cg_smin(cg, cg_i64(cg, l->N), cg_add(cg, col, cg_i64(cg, c->nr)))};
-        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 7, "");
+        LLVMValueRef eargs[9] = {out, cap[CP_LEAVES], cg->syms, li.iv, cg_add(cg, li.iv, mr), col,
+                                 cg_smin(cg, cg_i64(cg, l->N), cg_add(cg, col, cg_i64(cg, c->nr))),
+                                 cg_fptr(cg, out, cg_add(cg, cg_mul(cg, li.iv, cg_i64(cg, l->N)), col)), cg_i64(cg, l->N)};
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 9, "");
     }
     cg_loop_end_step(cg, &li, cg_add(cg, li.iv, cg_i64(cg, c->mr)));
     cg_loop_end(cg, &lt);
