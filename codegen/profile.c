@@ -75,13 +75,23 @@ static int first_symbol(const Node *const *nodes, int k, const Node *const *ops,
     return -1;
 }
 
+/* An int8 x int8 or bf16 product (W8A8, bf16 weights): not bound by the fp32 FMA peak the profile
+ * measures. Weight-only qmatmuls (w8, w4) dequantise into f32 FMAs and stay "matmul". */
+static int dot_product(const Node *n)
+{
+    return n->op == OP_QMATMUL && (n->in[1]->dtype == DT_BF16 || (n->at.dynamic && n->in[1]->dtype == DT_I8));
+}
+
 static const char *kind_of(const Node *n, const Fused *f)
 {
     if (f && f->mm)
-        return "matmul";
+        return dot_product(f->mm) ? "qmatmul" : "matmul";
+    if (dot_product(n))
+        return "qmatmul";
     int fl = op_info[n->op].flags;
     switch (n->op) {
     case OP_MATMUL:
+    case OP_QMATMUL:
     case OP_CONV2D: return "matmul";
     case OP_ATTENTION: return "attention";
     case OP_SOFTMAX:

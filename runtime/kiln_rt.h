@@ -267,7 +267,8 @@ int rt_text_main(const RtModel *m, int argc, char **argv);
  * stored values read and written) are c[0] + c[1]*S + c[2]*S^2 for S = syms[sym] (sym -1: constants). */
 typedef struct RtProfGroup {
     const char *label;  /* "%12 matmul + epilogue add f32[T, 192]" */
-    const char *kind;   /* "matmul", "attention", "loop", "norm", "reduce", "move", "other" */
+    const char *kind;   /* "matmul", "qmatmul" (int8 or bf16 products), "attention", "loop", "norm",
+                           "reduce", "move", "other" */
     int64_t sym;
     double flops[3];
     double bytes[3];

@@ -401,13 +401,15 @@ static double peak_share(const ProfPeak *pk, double gflops, double gbs, const ch
 }
 
 static void report_row(FILE *f, const ProfPeak *pk, double sec, double cpu, double share, const char *calls,
-                       double mflop, double flops, double bytes, const char *kind, const char *label)
+                       double mflop, double flops, double bytes, const char *kind, int nopeak, const char *label)
 {
     double gf = sec > 0 ? flops / sec * 1e-9 : 0, gb = sec > 0 ? bytes / sec * 1e-9 : 0;
     const char *of;
     double pct = peak_share(pk, gf, gb, &of);
     char pcts[16] = "-";
-    if (pk->measured)
+    if (nopeak) /* int8 / bf16 dot products: their peak is not the fp32 FMA's */
+        of = "-";
+    else if (pk->measured)
         snprintf(pcts, sizeof pcts, "%.1f%%", pct);
     fprintf(f, "%10.3f %10.3f %5.1f%% %7s %12.3f %9.2f %9.2f %7s %3s %10s  %s\n", sec * 1e3, cpu * 1e3, share,
             calls, mflop, gf, gb, pcts, of, kind, label);
@@ -455,6 +457,7 @@ int rt_profile_report(const RtProfile *p, const int64_t *syms, FILE *f)
     if (pk->other)
         fprintf(f, "profile: some runs used another thread count or vector width than the peak was measured for\n");
     int64_t ncalls = 0; /* runs: the most calls of a group */
+    int dots = 0;       /* groups of int8 / bf16 products: the whole run has no peak either */
     fprintf(f, "profile: %lld groups, %.3f ms in kernels over all runs (wall time per group, largest first; "
                "cpu ms: the calling thread's CPU time)\n",
             (long long)k, total * 1e3);
@@ -465,11 +468,16 @@ int rt_profile_report(const RtProfile *p, const int64_t *syms, FILE *f)
         char calls[24];
         snprintf(calls, sizeof calls, "%lld", (long long)r->calls);
         report_row(f, pk, r->sec, r->cpu, total > 0 ? 100 * r->sec / total : 0, calls,
-                   r->flops / (double)r->calls * 1e-6, r->flops, r->bytes, r->g->kind, r->g->label);
+                   r->flops / (double)r->calls * 1e-6, r->flops, r->bytes, r->g->kind, !strcmp(r->g->kind, "qmatmul"),
+                   r->g->label);
         ncalls = r->calls > ncalls ? r->calls : ncalls;
+        dots |= !strcmp(r->g->kind, "qmatmul");
     }
-    report_row(f, pk, total, tcpu, 100.0, "", ncalls ? tflops / (double)ncalls * 1e-6 : 0, tflops, tbytes, "",
-               "all (MFLOP per run)");
+    report_row(f, pk, total, tcpu, 100.0, "", ncalls ? tflops / (double)ncalls * 1e-6 : 0, tflops, tbytes,
+               "", dots, "all (MFLOP per run)");
+    if (dots)
+        fprintf(f, "profile: groups of kind qmatmul (int8 or bf16 products) have no peak: the profile measures "
+                   "the fp32 FMA rate only\n");
     if (p->failed)
         fprintf(f, "profile: some groups were not recorded (out of memory, or more than %d entries)\n",
                 PROF_MAX_TABLES);

@@ -49,6 +49,15 @@ check_peak "$OUT/p16.txt" 2
 "$KILN" run examples/gpt2/gpt2.kiln $G -D CTX=64 --input tokens=tests/models/gpt2/tokens_16.npy \
     --output logits="$OUT/l.npy" --profile --threads 1 >"$OUT/p1.txt"
 check_peak "$OUT/p1.txt" 1
+# int8 products (--quant int8) are of kind qmatmul, with no peak (the profile measures the fp32
+# FMA's), nor has the whole run; the other groups keep theirs
+"$KILN" run examples/gpt2/gpt2.kiln $G -D CTX=64 --quant int8 --input tokens=tests/models/gpt2/tokens_16.npy \
+    --output logits="$OUT/l.npy" --profile >"$OUT/pq.txt"
+awk '$10 == "qmatmul" { q++; if ($8 != "-" || $9 != "-") bad = bad "\n" $0 }
+     $10 == "attention" { a++; if ($9 != "FMA" && $9 != "BW") bad = bad "\n" $0 }
+     /all \(MFLOP per run\)/ { if ($8 != "-") bad = bad "\n" $0 }
+     END { if (!q || !a || bad != "") { print "profile --quant int8:" bad; exit 1 } }' "$OUT/pq.txt"
+grep -q "^profile: groups of kind qmatmul (int8 or bf16 products) have no peak" "$OUT/pq.txt"
 # without --output: the outputs first, then the profile
 "$KILN" run examples/gpt2/gpt2.kiln $G -D CTX=64 --input tokens=tests/models/gpt2/tokens_16.npy --profile >"$OUT/po.txt"
 awk '/^logits: / && !o { o = NR } /^profile: / && !p { p = NR } END { exit !(o && p && o < p) }' "$OUT/po.txt"
