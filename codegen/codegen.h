@@ -356,8 +356,9 @@ int cg_fused_collect(const Node *root, Fused *f);
 int cg_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);
 /* void epi(ptr out, ptr leaves, ptr syms, i64 r0, i64 r1, i64 c0, i64 c1): the root's loop over rows
  * [r0, r1) and columns [c0, c1), reading mm's element from out: the epilogue gemm.c calls on each
- * micro-tile. leaves points to the leaves' buffer pointers. */
-LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f);
+ * micro-tile. leaves points to the leaves' buffer pointers. With tile, two more parameters, (ptr acc,
+ * i64 ldacc): mm's elements are read from a micro-tile at acc instead (qgemm.c). */
+LLVMValueRef cg_fused_epilogue(Cg *cg, const Fused *f, int tile);
 /* The leaves' buffers leafp[f->nleaf] as the array of pointers an epilogue takes (a stack slot of the
  * function being built; a null pointer when there are none). */
 LLVMValueRef cg_fused_leaves(Cg *cg, const Fused *f, LLVMValueRef *leafp);

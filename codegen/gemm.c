@@ -444,7 +444,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMValueRef x[CX_COUNT], a = cap[0], b = cap[1], c = cap[2];
     for (int i = 0; i < CX_COUNT; i++)
         x[i] = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildGEP2(cg->b, cg->i64, cap[4], (LLVMValueRef[]){i64c(cg, i)}, 1, ""), "");
-    LLVMValueRef epi = fused ? cg_fused_epilogue(cg, fused) : NULL, eleaves = cap[3], esyms = cg->syms;
+    LLVMValueRef epi = fused ? cg_fused_epilogue(cg, fused, 0) : NULL, eleaves = cap[3], esyms = cg->syms;
     uint64_t variants = tl->variants;
     int nr = k->vw * k->nv, lda_p = k->kc + APAD;
     LLVMValueRef abuf = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)k->mr * lda_p), "apanel");
@@ -550,9 +550,8 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
         LLVMPositionBuilderAtEnd(cg->b, run);
         LLVMValueRef row0 = add(cg, LLVMBuildSDiv(cg->b, co, N, ""), li.iv);
         LLVMValueRef col0 = mul(cg, lj.iv, i64c(cg, nr));
-        LLVMValueRef eargs[9] = {c, eleaves, esyms, row0, add(cg, row0, mr), col0, cg_smin(cg, N, add(cg, col0, i64c(cg, nr))),
-                                 cg_fptr(cg, c, add(cg, mul(cg, row0, N), col0)), N}; /* the sums are in C */
-        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(epi), epi, eargs, 9, "");
+        LLVMValueRef eargs[7] = {c, eleaves, esyms, row0, add(cg, row0, mr), col0, cg_smin(cg, N, add(cg, col0, i64c(cg, nr)))};
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(epi), epi, eargs, 7, "");
         LLVMBuildBr(cg->b, after);
         LLVMPositionBuilderAtEnd(cg->b, after);
     }

@@ -275,9 +275,8 @@ typedef struct Epi {
 static void epilogue_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     const Epi *e = ctx;
-    LLVMValueRef args[9] = {cap[0], cap[1], cg->syms, begin, end, cg_i64(cg, 0), cg_i64(cg, e->N),
-                            cg_fptr(cg, cap[0], cg_mul(cg, begin, cg_i64(cg, e->N))), cg_i64(cg, e->N)};
-    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(e->fn), e->fn, args, 9, "");
+    LLVMValueRef args[7] = {cap[0], cap[1], cg->syms, begin, end, cg_i64(cg, 0), cg_i64(cg, e->N)};
+    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(e->fn), e->fn, args, 7, "");
 }
 
 int cg_quant_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
@@ -290,7 +289,7 @@ int cg_quant_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in)
     LLVMValueRef dims[IR_MAX_RANK];
     cg_shape(cg, mm->in[0], dims);
     LLVMValueRef rows = cg_numel(cg, mm->in[0]->rank - 1, dims);
-    Epi e = {cg_fused_epilogue(cg, f), dim_value(mm->in[1]->shape[1])};
+    Epi e = {cg_fused_epilogue(cg, f, 0), dim_value(mm->in[1]->shape[1])};
     LLVMValueRef cap[2] = {out, cg_fused_leaves(cg, f, in)};
     char name[64];
     snprintf(name, sizeof name, "node%d_epilogue_rows", f->root->id);

@@ -532,10 +532,9 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     LLVMBuildUnreachable(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, next);
     if (tl->epi) {
-        LLVMValueRef eargs[9] = {out, cap[CP_LEAVES], cg->syms, li.iv, cg_add(cg, li.iv, mr), col,
-                                 cg_smin(cg, cg_i64(cg, l->N), cg_add(cg, col, cg_i64(cg, c->nr))),
-                                 cg_fptr(cg, out, cg_add(cg, cg_mul(cg, li.iv, cg_i64(cg, l->N)), col)), cg_i64(cg, l->N)};
-        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 9, "");
+        LLVMValueRef eargs[7] = {out, cap[CP_LEAVES], cg->syms, li.iv, cg_add(cg, li.iv, mr), col,
+                                 cg_smin(cg, cg_i64(cg, l->N), cg_add(cg, col, cg_i64(cg, c->nr)))};
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(tl->epi), tl->epi, eargs, 7, "");
     }
     cg_loop_end_step(cg, &li, cg_add(cg, li.iv, cg_i64(cg, c->mr)));
     cg_loop_end(cg, &lt);
@@ -554,7 +553,7 @@ int cg_qwgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMValue
     LLVMValueRef tm = cg_ceil_div(cg, M, cg_i64(cg, c.mb));
     LLVMValueRef leaves = f ? cg_fused_leaves(cg, f, leafp) : LLVMConstNull(cg->ptr);
     LLVMValueRef cap[CP_COUNT] = {out, a, pk, leaves, M};
-    Tiles tl = {&c, &l, n, f ? cg_fused_epilogue(cg, f) : NULL};
+    Tiles tl = {&c, &l, n, f ? cg_fused_epilogue(cg, f, 0) : NULL};
     char name[64];
     snprintf(name, sizeof name, "node%d_qwgemm_tiles", f ? f->root->id : n->id);
     CgPar p = {.split = CG_RANGES, .n = cg_mul(cg, tm, cg_i64(cg, l.Np / c.nr)), .work = cg_mul(cg, M, cg_i64(cg, l.K * l.N)),
