@@ -465,13 +465,16 @@ static void prepare_block(Cg *cg, const QCfg *q, const Dot *d, LLVMValueRef a, i
 /* ---------------------------------------------------------------- the micro-kernel
  *
  * void kiln_{q,b}gemm_ukr<mr>x<nv>[_edge](ptr a, i64 lda, ptr b, i64 kq, ptr c, i64 ldc, ptr comp,
- *                                         ptr scale, ptr sa, i64 nrem, i64 first, i64 last)
+ *                                         ptr scale, ptr sa, i64 nrem, i64 first, i64 last,
+ *                                         ptr f, i64 ldf)
  *   S = (first ? 0 : C[0:mr, 0:NR]) + A[0:mr, block] @ B[block, 0:NR]   (i32 for int8, f32 for bf16)
- *   C[0:mr, 0:NR] = last ? (int8: ((float)(S - comp) * sa[row]) * scale[col]; bf16: S) : S
+ *   last: F[0:mr, 0:NR] = int8: ((float)(S - comp) * sa[row]) * scale[col]; bf16: S
+ *   else: C[0:mr, 0:NR] = S
  * a: mr prepared rows of one block of K (kq groups of 4 bytes), lda bytes apart; b: the panel from the
- * block's first group (NR x 4 bytes a group); c: ldc floats (or i32 partial sums) per row; comp,
+ * block's first group (NR x 4 bytes a group); c: ldc floats (or i32 partial sums) per row; f: where
+ * the final values go, ldf floats per row (C itself, or the stack tile an epilogue reads); comp,
  * scale: the panel's NR entries; sa: mr floats. The _edge variant touches only the first nrem
- * columns of C. */
+ * columns. */
 
 /* acc + the dot products of u and w's 4-byte lanes: vpdpbusd (i32) or vdpbf16ps (f32); u and w come
  * as <16 x i32> and are given to the intrinsic as its operand type. */
@@ -629,12 +632,14 @@ static LLVMValueRef ukr_function(Cg *cg, const QCfg *q, const Dot *d, int mr, in
 /* ---------------------------------------------------------------- the AMX micro-kernel
  *
  * void kiln_{q,b}gemm_amx<ta>[_edge](ptr a, i64 lda, ptr b, i64 kq, ptr c, i64 ldc, ptr comp,
- *                                    ptr scale, ptr sa, i64 nrem, i64 first, i64 last, i64 rows)
+ *                                    ptr scale, ptr sa, i64 nrem, i64 first, i64 last, i64 rows,
+ *                                    ptr f, i64 ldf)
  *   the same product as the AVX-512 micro-kernel's, for rows (1 .. 16 * ta) rows and 32 columns:
  *   C tiles 0, 1 (rows 0-15) and 2, 3 (rows 16-31) += A tile 4 (5) x B tiles 6, 7, one step per 16
  *   groups of k (a row's 64 bytes, a tile of B's 16 rows of NR x 4 bytes). The tile registers hold
  *   16 rows whatever rows is: the rows of A past it are whatever the prepared-rows buffer holds there
- *   (always inside it: m-blocks are whole micro-tiles), and the rows of C they make are never stored.
+ *   (always inside it: qgemm keeps every m-block, rounded up to 16 rows, within it), and the rows of C
+ *   they make are never stored.
  *   kq is padded to 16 groups: the prepared rows are zero up to the next 64 bytes and the packed K to a
  *   tile. The C tiles go to a 32 x 32 buffer on the stack, and from there through the AVX-512 kernel's
  *   end (int8's correction and rescale, masked stores, the partial sums of a block of K back to C and
@@ -964,14 +969,14 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
     LLVMValueRef mg = q.amx ? cg_i64(cg, 16) : mr;
     LLVMValueRef mcb = cg_smax(cg, cg_mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mg), mg), mg);
     /* Or m-blocks rounded down, the last one taking the rest, when its longest block is shorter and
-     * fits in the prepared rows: 197 rows on two threads as 96 + 101 rather than 108 + 89 (AVX-512,
+     * fits in the prepared rows (up to a whole A tile: AMX reads 16 rows whatever the block holds): 197 rows on two threads as 96 + 101 rather than 108 + 89 (AVX-512,
      * Zen 4, 2 threads, medians: int8 197 x 768 x 768 0.32 -> 0.30 ms, 197 x 768 x 3072 1.35 -> 1.26
      * ms, bf16 0.63 -> 0.56 and 2.46 -> 2.26 ms), with AMX 96 + 101 rather than 112 + 85 */
     LLVMValueRef down = cg_smax(cg, cg_mul(cg, LLVMBuildSDiv(cg->b, cg_ceil_div(cg, M, tm), mg, ""), mg), mg);
     LLVMValueRef dlast = LLVMBuildSub(cg->b, M, cg_mul(cg, LLVMBuildSub(cg->b, tm, one, ""), down), "");
     LLVMValueRef use_down = LLVMBuildAnd(
         cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, cg_smax(cg, down, dlast), mcb, ""),
-        LLVMBuildICmp(cg->b, LLVMIntSLE, dlast, cg_i64(cg, mc_rows(&q)), ""), "");
+        LLVMBuildICmp(cg->b, LLVMIntSLE, cg_mul(cg, cg_ceil_div(cg, dlast, mg), mg), cg_i64(cg, mc_rows(&q)), ""), "");
     use_down = LLVMBuildAnd(cg->b, use_down, LLVMBuildICmp(cg->b, LLVMIntSGT, dlast, cg_i64(cg, 0), ""), "");
     mcb = LLVMBuildSelect(cg->b, use_down, down, mcb, "");
     tm = LLVMBuildSelect(cg->b, use_down, tm, cg_smax(cg, cg_ceil_div(cg, M, mcb), one), "");
