@@ -115,6 +115,8 @@ int pass_quant_budget(const char *spec, double *loss, double *size_mb, double *s
         if (end != p + len || end == p + key || !(*v >= 0) || !isfinite(*v) || (v == speed && !(*v > 0)))
             return 0;
         p += len + (p[len] == ',');
+        if (p[-1] == ',' && !*p) /* a trailing comma */
+            return 0;
     }
     return *loss >= 0 || *size_mb >= 0 || *speed >= 0;
 }
