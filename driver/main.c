@@ -136,9 +136,12 @@ static const char *usage_text =
     "                      output named *logits*, else relative error); the last quarter is held out\n"
     "  --quant-budget B    choose a scheme per layer (needs --calibrate): loss=X (the first output's\n"
     "                      loss against fp32 at most X on the held-out runs), size=MB (the weights at\n"
-    "                      most MB x 10^6 bytes), or both: loss=0.01,size=2\n"
+    "                      most MB x 10^6 bytes), speed=F (the matmuls' estimated time at most 1/F of\n"
+    "                      fp32's), or several: loss=0.01,speed=2. With loss=X the smallest choice\n"
+    "                      within it, else the least loss; a knapsack solved by dynamic programming\n"
     "  --quant-heldout FILE...  verify the choice on these runs instead of the last quarter\n"
-    "  --quant-report FILE write choose-quant's table (layer, scheme, scope, losses, bytes, MFLOP);\n"
+    "  --quant-report FILE write choose-quant's table (layer, scheme, scope, losses, bytes, MFLOP,\n"
+    "                      estimated ms);\n"
     "                      --explain choose-quant prints it to stderr\n"
     "  --quant-overrides FILE  pin layers: lines LAYER SCHEME (a report's first two columns; SCHEME\n"
     "                      fp32, bf16, int8, w8 or w4); the other layers as chosen, as --quant, or fp32\n"
@@ -335,11 +338,12 @@ static int parse_options(int argc, char **argv, Options *o)
                 files[(*n)++] = argv[++i];
             }
         } else if (!strcmp(a, "--quant-budget") || !strcmp(a, "--quant-report") || !strcmp(a, "--quant-overrides")) {
-            double loss, size;
+            double loss, size, speed;
             if (!val)
                 return usage_error("%s needs a value", a);
-            if (!strcmp(a, "--quant-budget") && !pass_quant_budget(val, &loss, &size))
-                return usage_error("--quant-budget expects loss=X, size=MB or both (loss=0.01,size=2), not '%s'", val);
+            if (!strcmp(a, "--quant-budget") && !pass_quant_budget(val, &loss, &size, &speed))
+                return usage_error("--quant-budget expects loss=X, size=MB, speed=F (F > 0) or several "
+                                   "(loss=0.01,speed=2), not '%s'", val);
             *(!strcmp(a, "--quant-budget") ? &o->quant_budget
               : !strcmp(a, "--quant-report") ? &o->quant_report
                                              : &o->quant_overrides) = val;

@@ -1,6 +1,6 @@
 /* choose_quant.c: the choose-quant pass: a quantization scheme for every layer's matmuls, fixed
  * (`--quant bf16|int8|w8|w4`), pinned by hand (`--quant-overrides FILE`), or chosen from calibration runs
- * under a budget (`--calibrate FILE... --quant-budget loss=X,size=MB`).
+ * under a budget (`--calibrate FILE... --quant-budget loss=X,size=MB,speed=F`).
  *
  * What is quantized: every f32 matmul whose right operand is a constant matrix (a weight or const,
  * through reshapes, one cast from f16/bf16 and one 2-D transpose: ir_packed_rhs, the operands the
@@ -29,27 +29,28 @@
  *   2. sensitivity: for each layer and each scheme, a copy of the graph with only that layer
  *      quantized runs the calibration part; its loss is the change of the first output (mean KL of
  *      the softmax for an output named *logits*, else relative error);
- *   3. choice, greedy for the multiple-choice knapsack: from every layer at fp32 (or as pinned), take
- *      the move of one layer to a smaller scheme with the least loss per byte saved, as long as the
- *      sum of the layers' losses stays within loss=X, and (with size=MB only) until the weights fit;
- *      the sum is only an estimate, since the layers' errors interact;
+ *   3. choice, a multiple-choice knapsack solved by dynamic programming (pass_quant_mckp): each
+ *      layer's scheme costs its loss alone, its bytes and its estimated time (est_ms); with loss=X the
+ *      choice of the fewest bytes whose summed losses stay within X (and, with speed=F, whose time is
+ *      at most fp32's / F), without it the least summed loss within size=MB and speed=F; the sum of
+ *      losses is only an estimate, since the layers' errors interact;
  *   4. verification: the copy with the whole choice runs the held-out part; while its loss exceeds
  *      loss=X, the quantized layer that alone loses most on the held-out part (measured then, once
  *      per layer and scheme) moves back up (w4 to the better of int8 and w8 if that lost less than w4
  *      on the calibration part, else to bf16 if that did, else to fp32; int8 and w8 to bf16 likewise,
  *      else fp32; bf16 to fp32), and the copy runs again;
- *   5. the table (layer, scheme, scope, the losses, bytes, MFLOP) goes to --quant-report FILE, to
- *      stdout with `kiln check`, to stderr with -v or --explain choose-quant; the overrides reader
- *      takes that file back (its first two columns).
- * A budget no choice meets (the weights cannot fit size=MB, or pinned layers alone break loss=X) is
- * an error that says so; the table of the closest choice is still written.
+ *   5. the table (layer, scheme, scope, the losses, bytes, MFLOP, estimated ms) goes to
+ *      --quant-report FILE, to stdout with `kiln check`, to stderr with -v or --explain choose-quant;
+ *      the overrides reader takes that file back (its first two columns).
+ * A budget no choice meets (the weights cannot fit size=MB, the time cannot meet speed=F, or pinned
+ * layers alone break loss=X) is an error that says so; the table of the closest choice is still written.
  * The copies run in the interpreter, so calibrating costs (1 + 4 x layers) x calibration runs plus the
  * verifications' held-out runs of the interpreter: calibration sets are meant to be small.
  *
  * Where it runs: after fuse-attention and before fuse-ops, so that fuse-ops makes a qmatmul's
  * consumers (bias, activation, residual) its epilogue (Node.inl) as it does a matmul's. Not done
  * (issue 15): static (calibrated) activation scales (the ranges are recorded and reported, the int8
- * kernels quantize each row at run time), a speed budget and a time estimate per layer.
+ * kernels quantize each row at run time); the time model is one machine's, not the target's.
  */
 #include "passes/passes.h"
 
@@ -100,21 +101,24 @@ int pass_quant_on(const PassOptions *o)
     return o->quant || o->ncalib || o->quant_overrides;
 }
 
-int pass_quant_budget(const char *spec, double *loss, double *size_mb)
+int pass_quant_budget(const char *spec, double *loss, double *size_mb, double *speed)
 {
-    *loss = *size_mb = -1;
+    *loss = *size_mb = *speed = -1;
     for (const char *p = spec; *p;) {
         size_t len = strcspn(p, ",");
         char *end;
-        double *v = !strncmp(p, "loss=", 5) ? loss : !strncmp(p, "size=", 5) ? size_mb : NULL;
+        size_t key = !strncmp(p, "loss=", 5) || !strncmp(p, "size=", 5) ? 5 : !strncmp(p, "speed=", 6) ? 6 : 0;
+        double *v = key == 6 ? speed : !key ? NULL : p[0] == 'l' ? loss : size_mb;
         if (!v || *v >= 0)
             return 0;
-        *v = strtod(p + 5, &end);
-        if (end != p + len || end == p + 5 || !(*v >= 0) || !isfinite(*v))
+        *v = strtod(p + key, &end);
+        if (end != p + len || end == p + key || !(*v >= 0) || !isfinite(*v) || (v == speed && !(*v > 0)))
             return 0;
         p += len + (p[len] == ',');
+        if (p[-1] == ',' && !*p) /* a trailing comma */
+            return 0;
     }
-    return *loss >= 0 || *size_mb >= 0;
+    return *loss >= 0 || *size_mb >= 0 || *speed >= 0;
 }
 
 /* ---------------------------------------------------------------- layers and their matmuls */
@@ -146,6 +150,8 @@ typedef struct Unit {
     double loss[NSCHEME];     /* measured alone on the calibration runs; NAN: not measured */
     double held[NSCHEME];     /* measured alone on the held-out runs when a verification failed */
     double mflop;             /* its matmuls' MFLOP at the symbols' bounds */
+    double ms[NSCHEME];       /* its matmuls' estimated time under each scheme at the bounds, one
+                                 thread, in ms (est_ms) */
     int choice;
     int pinned;               /* by --quant-overrides */
 } Unit;
@@ -188,11 +194,45 @@ static const char *common_scope(Arena *ar, const char *a, const char *b)
     return keep ? arena_strndup(ar, a, keep) : NULL;
 }
 
+/* The bytes a [K, N] weight takes under scheme s as the compiled model stores it: the weights, and
+ * the scales as f32, but w4's as f16 (w4_scales rounds them to f16, and the weight-only kernel's
+ * packed copy holds them so: codegen/qwgemm.c). The packing's padding (to whole panels) and the
+ * int8 kernel's column sums (4 bytes a column) are not counted. */
 static int64_t scheme_bytes(const Scheme *s, int64_t K, int64_t N)
 {
     int64_t ng = s->group && K > s->group ? (K + s->group - 1) / s->group : 1;
-    int scaled = s->kind >= 0 && s->dt != DT_BF16;
-    return dtype_bytes(s->dt, K * N) + (scaled ? (int64_t)sizeof(float) * ng * N : 0);
+    int64_t scale = s->kind < 0 || s->dt == DT_BF16 ? 0 : s->dt == DT_I4 ? 2 : (int64_t)sizeof(float);
+    return dtype_bytes(s->dt, K * N) + scale * ng * N;
+}
+
+/* The time model: a product of M x K by K x N under scheme s takes
+ *     t = max(2 M K N / F, W / B)
+ * the larger of its arithmetic at the kernel's rate (F GOP/s) and of going through its stored weights
+ * (W bytes, scheme_bytes) at B GB/s: for few rows (decoding) the weights' bytes, or their
+ * dequantisation, bound the product (w4's B is its kernel's dequantisation rate, not the memory's).
+ * F and B were measured on the generated kernels at one thread on the development machine (AMD EPYC
+ * Zen 4, AVX-512 with VNNI and BF16, weights in L3: scripts/quant_rates.sh, products of 128 to 3072
+ * by 1 to 800 rows): the model is within 10% of 110 of the 115 products timed, and overestimates
+ * int8's smallest products (up to 1.5x: quantizing rows costs more there). It is that machine's:
+ * another CPU scales the figures, and the choice only compares them (a speed budget is a ratio to
+ * fp32's), but a target without VNNI or AVX512-BF16 runs int8 and bf16 on the portable kernel, far
+ * slower than modelled here, and weights that do not fit in the last-level cache stream at DRAM's
+ * bandwidth, slower than B for fp32, bf16 and int8. */
+typedef struct Rate {
+    double gops; /* F: 2 x multiply-adds per ns */
+    double gbs;  /* B: the weights' bytes per ns for few rows */
+} Rate;
+
+static const Rate rates[NSCHEME] = {
+    [S_FP32] = {100, 67}, [S_BF16] = {200, 73}, [S_INT8] = {360, 74}, [S_W8] = {85, 27}, [S_W4] = {83, 16.5},
+};
+
+static double est_ms(int s, int64_t M, int64_t K, int64_t N)
+{
+    const Rate *r = &rates[s];
+    double compute = 2.0 * (double)M * (double)K * (double)N / (r->gops * 1e9);
+    double stream = (double)scheme_bytes(&schemes[s], K, N) / (r->gbs * 1e9);
+    return 1e3 * (M > 0 ? fmax(compute, stream) : 0);
 }
 
 /* Whether something besides the operand chains of candidate c and its twins reads the weight it
@@ -289,6 +329,9 @@ static void find_layers(Q *q)
             un->scope = common_scope(g->arena, un->scope, c->n->scope);
         c->unit = u;
         un->mflop += ir_node_flops(c->n, vals) / 1e6;
+        int64_t M = shape_numel(c->n->in[0]->rank, c->n->in[0]->shape, vals) / c->K;
+        for (int s = 0; s < NSCHEME; s++)
+            un->ms[s] += est_ms(s, M, c->K, c->N);
         if (c->twin != ci && q->cand[c->twin].unit == u)
             continue; /* its weight is counted with its twin's */
         int shared = weight_shared(q, c, in_chain);
@@ -566,14 +609,6 @@ static int sensitivity(Q *q)
 
 /* ---------------------------------------------------------------- the choice */
 
-static double total_loss(const Q *q)
-{
-    double l = 0;
-    for (int u = 0; u < q->nunit; u++)
-        l += q->unit[u].loss[q->unit[u].choice];
-    return l;
-}
-
 static int64_t total_bytes(const Q *q)
 {
     int64_t b = q->fixed;
@@ -582,30 +617,185 @@ static int64_t total_bytes(const Q *q)
     return b;
 }
 
-/* Greedy: the move (a layer to a scheme of fewer bytes) with the least loss per byte saved that keeps
- * the estimated loss within budget, while there is one (and, with a size budget alone, until the
- * weights fit). */
-static void choose(Q *q, double loss_budget, double size_budget)
+/* The multiple-choice knapsack (passes.h), by dynamic programming over the constrained dimensions
+ * (one or two) discretised. In dimension d, layer i's option s costs
+ *     units = ceil((cost - least) / slack x G)
+ * where least is the least of layer i's options' costs, slack = budget - the sum of the layers' least
+ * costs, and G the grid's units; a choice whose units sum to at most G then costs at most
+ * sum(least) + slack = budget, so every choice the program finds meets the budgets (rounding each
+ * cost up is what makes it sound). The reverse fails only near the edge: a choice whose costs use
+ * more than all but n / G of the slack may be missed (n layers). best[a][b] is the least objective
+ * (compared as a tuple: obj's cost, then the other dimensions' in order) of the layers so far with
+ * at most a units in the first dimension and b in the second; one layer at a time, each state takes
+ * the best option whose units fit; the options chosen are kept per layer and state, and read back
+ * from the state of the whole budget. Memory: the choices, n x states bytes, kept under MCKP_BYTES by
+ * a coarser grid for many layers; time: n x states x options. */
+enum { MCKP_GRID1 = 1 << 15, MCKP_GRID2 = 512, MCKP_BYTES = 1 << 25 };
+
+static int tuple_less(const double *a, const double *b)
 {
-    for (;;) {
-        if (loss_budget < 0 && total_bytes(q) <= size_budget)
-            return;
-        double best = INFINITY, now = total_loss(q);
-        int bu = -1, bs = -1;
-        for (int u = 0; u < q->nunit; u++) {
-            Unit *un = &q->unit[u];
-            for (int s = 0; s < NSCHEME && !un->pinned; s++) {
-                double saved = (double)(un->bytes[un->choice] - un->bytes[s]), dl = un->loss[s] - un->loss[un->choice];
-                if (saved <= 0 || isnan(dl) || (loss_budget >= 0 && now + dl > loss_budget))
-                    continue;
-                if (dl / saved < best)
-                    best = dl / saved, bu = u, bs = s;
-            }
-        }
-        if (bu < 0)
-            return;
-        q->unit[bu].choice = bs;
+    for (int k = 0; k < 3; k++)
+        if (a[k] != b[k])
+            return a[k] < b[k];
+    return 0;
+}
+
+int pass_quant_mckp(int n, int nopt, const double *cost, const double *budget, int obj, int *choice)
+{
+    KILN_ASSERT(obj >= 0 && obj < 3 && nopt > 0 && nopt < 255);
+    int cd[3], nc = 0, ord[3] = {obj, 0, 0};
+    for (int d = 0, k = 1; d < 3; d++) {
+        if (d != obj && budget[d] >= 0)
+            cd[nc++] = d;
+        if (d != obj)
+            ord[k++] = d;
     }
+    KILN_ASSERT(nc <= 2);
+    if (n == 0)
+        return 0;
+    int64_t per = MCKP_BYTES / n;
+    int64_t G[2] = {0, 0};
+    if (nc == 1)
+        G[0] = per < MCKP_GRID1 ? (per < 64 ? 64 : per) : MCKP_GRID1;
+    for (int k = 0; nc == 2 && k < 2; k++) {
+        int64_t g = (int64_t)sqrt((double)per);
+        G[k] = g < MCKP_GRID2 ? (g < 16 ? 16 : g) : MCKP_GRID2;
+    }
+    int64_t W = (G[0] + 1) * (G[1] + 1);
+    int64_t *units = calloc((size_t)n * (size_t)nopt * 2, sizeof(int64_t));
+    KILN_ASSERT(units);
+    int rc = 0;
+    for (int k = 0; k < nc && !rc; k++) {
+        int d = cd[k];
+        double sum = 0;
+        double *least = malloc(sizeof(double) * (size_t)n);
+        KILN_ASSERT(least);
+        for (int i = 0; i < n; i++) {
+            least[i] = INFINITY;
+            for (int s = 0; s < nopt; s++) {
+                const double *c = &cost[((size_t)i * nopt + s) * 3];
+                if (!isnan(c[0]) && !isnan(c[1]) && !isnan(c[2]) && c[d] < least[i])
+                    least[i] = c[d];
+            }
+            sum += least[i];
+        }
+        double slack = budget[d] - sum;
+        if (!(slack >= 0)) /* also a layer without options (sum infinite) */
+            rc = 1;
+        for (int i = 0; i < n && !rc; i++)
+            for (int s = 0; s < nopt; s++) {
+                double extra = cost[((size_t)i * nopt + s) * 3 + d] - least[i], u;
+                if (!(extra > 0))
+                    u = 0;
+                else
+                    u = slack > 0 ? ceil(extra / slack * (double)G[k]) : INFINITY;
+                units[((size_t)i * nopt + s) * 2 + k] = u > (double)G[k] ? G[k] + 1 : (int64_t)u;
+            }
+        free(least);
+    }
+    if (rc) {
+        free(units);
+        return 1;
+    }
+    double *best = malloc(sizeof(double) * 3 * (size_t)W), *next = malloc(sizeof(double) * 3 * (size_t)W);
+    unsigned char *ch = calloc((size_t)n * (size_t)W, 1);
+    KILN_ASSERT(best && next && ch);
+    for (int64_t st = 0; st < 3 * W; st++)
+        best[st] = 0;
+    for (int i = 0; i < n; i++) {
+        for (int64_t a = 0; a <= G[0]; a++)
+            for (int64_t b = 0; b <= G[1]; b++) {
+                int64_t st = a * (G[1] + 1) + b;
+                double *v = &next[3 * st], t[3];
+                v[0] = v[1] = v[2] = INFINITY;
+                int bs = 255;
+                for (int s = 0; s < nopt; s++) {
+                    const double *c = &cost[((size_t)i * nopt + s) * 3];
+                    const int64_t *u = &units[((size_t)i * nopt + s) * 2];
+                    if (isnan(c[0]) || isnan(c[1]) || isnan(c[2]) || u[0] > a || u[1] > b)
+                        continue;
+                    const double *from = &best[3 * ((a - u[0]) * (G[1] + 1) + b - u[1])];
+                    if (isinf(from[0]))
+                        continue;
+                    for (int k = 0; k < 3; k++)
+                        t[k] = from[k] + c[ord[k]];
+                    if (bs == 255 || tuple_less(t, v))
+                        memcpy(v, t, sizeof t), bs = s;
+                }
+                ch[(size_t)i * (size_t)W + (size_t)st] = (unsigned char)bs;
+            }
+        double *x = best;
+        best = next, next = x;
+    }
+    int64_t a = G[0], b = G[1];
+    if (ch[(size_t)(n - 1) * (size_t)W + (size_t)(a * (G[1] + 1) + b)] == 255) {
+        rc = 1;
+    } else {
+        for (int i = n - 1; i >= 0; i--) {
+            int s = ch[(size_t)i * (size_t)W + (size_t)(a * (G[1] + 1) + b)];
+            KILN_ASSERT(s != 255);
+            choice[i] = s;
+            a -= units[((size_t)i * nopt + s) * 2];
+            b -= units[((size_t)i * nopt + s) * 2 + 1];
+        }
+        if (budget[obj] >= 0 && best[3 * (G[0] * (G[1] + 1) + G[1])] > budget[obj])
+            rc = 1; /* the least obj breaks obj's budget: no choice meets it (choice: the closest) */
+    }
+    free(best);
+    free(next);
+    free(ch);
+    free(units);
+    return rc;
+}
+
+/* Layer u's options for the knapsack: cost[(u * NSCHEME + s) * 3 + d], d = loss, bytes, ms; NaN for a
+ * scheme it cannot take (pinned to another, or not measured). */
+static double *costs(const Q *q)
+{
+    double *c = malloc(sizeof(double) * 3 * NSCHEME * ((size_t)q->nunit + 1));
+    KILN_ASSERT(c);
+    for (int u = 0; u < q->nunit; u++)
+        for (int s = 0; s < NSCHEME; s++) {
+            const Unit *un = &q->unit[u];
+            double *x = &c[(u * NSCHEME + s) * 3];
+            int ok = un->pinned ? s == un->choice : !isnan(un->loss[s]);
+            x[0] = ok ? un->loss[s] : NAN;
+            x[1] = ok ? (double)un->bytes[s] : NAN;
+            x[2] = ok ? un->ms[s] : NAN;
+        }
+    return c;
+}
+
+static double total_ms(const Q *q, int fp32)
+{
+    double t = 0;
+    for (int u = 0; u < q->nunit; u++)
+        t += q->unit[u].ms[fp32 ? S_FP32 : q->unit[u].choice];
+    return t;
+}
+
+/* The choice under the budgets (< 0: not given): with loss=X, the fewest bytes whose summed losses
+ * stay within X (and whose estimated time meets speed=F); without it, the least summed loss that meets
+ * size=MB and speed=F. When no choice meets them, the closest: within loss=X if that alone can be met
+ * (else the least loss), the fastest with speed=F, else the smallest. */
+static void choose(Q *q, double loss_budget, double size_budget, double speed)
+{
+    double *c = costs(q);
+    double budget[3] = {loss_budget, size_budget >= 0 ? size_budget - (double)q->fixed : -1,
+                        speed > 0 ? total_ms(q, 1) / speed : -1};
+    /* the weights no quantization touches alone exceed size=MB: none meets it */
+    int over = size_budget >= 0 && budget[1] < 0;
+    int *ch = malloc(sizeof(int) * ((size_t)q->nunit + 1));
+    KILN_ASSERT(ch);
+    int least = speed > 0 ? 2 : 1; /* the resource the closest choice spares */
+    double none[3] = {-1, -1, -1}, loss_only[3] = {loss_budget, -1, -1};
+    if ((over || pass_quant_mckp(q->nunit, NSCHEME, c, budget, loss_budget >= 0 ? 1 : 0, ch)) &&
+        (loss_budget < 0 || pass_quant_mckp(q->nunit, NSCHEME, c, loss_only, least, ch)))
+        pass_quant_mckp(q->nunit, NSCHEME, c, none, loss_budget >= 0 ? 0 : least, ch);
+    for (int u = 0; u < q->nunit; u++)
+        q->unit[u].choice = ch[u];
+    free(ch);
+    free(c);
 }
 
 /* The loss of layer u alone under its current scheme on the held-out runs (measured once). */
@@ -727,18 +917,22 @@ static void write_report(const Q *q, FILE *f)
     fprintf(f, "# weights: %.6g MB (fp32: %.6g MB); bytes: the layer's matmul weights and scales; MFLOP: its "
                "matmuls' at the inputs' largest sizes\n",
             (double)total_bytes(q) / 1e6, (double)fp / 1e6);
+    fprintf(f, "# matmuls: an estimated %.4g ms (fp32: %.4g ms; speed %.3gx); ms: the layer's under its scheme, "
+               "fp32-ms under fp32, at those sizes on one thread (a model of the kernels' speed on AMD Zen 4)\n",
+            total_ms(q, 0), total_ms(q, 1), total_ms(q, 0) > 0 ? total_ms(q, 1) / total_ms(q, 0) : 1.0);
     fprintf(f, "# edit the scheme column (fp32, bf16, int8, w8, w4) and pass the file to --quant-overrides\n");
-    fprintf(f, "# %-6s %-6s %-18s %-10s %-10s %-10s %-10s %-10s %10s %10s %9s\n", "layer", "scheme", "scope", "loss",
-            "bf16", "int8", "w8", "w4", "bytes", "fp32-bytes", "MFLOP");
+    fprintf(f, "# %-6s %-6s %-18s %-10s %-10s %-10s %-10s %-10s %10s %10s %9s %9s %9s\n", "layer", "scheme", "scope",
+            "loss", "bf16", "int8", "w8", "w4", "bytes", "fp32-bytes", "MFLOP", "ms", "fp32-ms");
     for (int u = 0; u < q->nunit; u++) {
         const Unit *un = &q->unit[u];
         char l[NSCHEME][32]; /* l[0]: the chosen scheme's */
         loss_str(un->loss[un->choice], l[0], sizeof l[0]);
         for (int s = S_FP32 + 1; s < NSCHEME; s++)
             loss_str(un->loss[s], l[s], sizeof l[s]);
-        fprintf(f, "  %-6s %-6s %-18s %-10s %-10s %-10s %-10s %-10s %10lld %10lld %9.4g\n", un->key,
+        fprintf(f, "  %-6s %-6s %-18s %-10s %-10s %-10s %-10s %-10s %10lld %10lld %9.4g %9.4g %9.4g\n", un->key,
                 schemes[un->choice].name, un->scope ? un->scope : "-", l[0], l[1], l[2], l[3], l[4],
-                (long long)un->bytes[un->choice], (long long)un->bytes[S_FP32], un->mflop);
+                (long long)un->bytes[un->choice], (long long)un->bytes[S_FP32], un->mflop, un->ms[un->choice],
+                un->ms[S_FP32]);
     }
     if (q->cand && q->cand[0].st) {
         fprintf(f, "# the matmuls' left operands over the calibration runs: min, max, 99.9th percentile of |x|\n");
@@ -908,9 +1102,10 @@ static void q_free(Q *q)
 static int budgeted(Q *q)
 {
     const PassOptions *o = q->o;
-    double loss_b = -1, size_mb = -1;
-    if (o->quant_budget && !pass_quant_budget(o->quant_budget, &loss_b, &size_mb)) {
-        diag_fatal(o->d, "--quant-budget: expected loss=X, size=MB or both (loss=0.01,size=2), not '%s'", o->quant_budget);
+    double loss_b = -1, size_mb = -1, speed = -1;
+    if (o->quant_budget && !pass_quant_budget(o->quant_budget, &loss_b, &size_mb, &speed)) {
+        diag_fatal(o->d, "--quant-budget: expected loss=X, size=MB, speed=F or several (loss=0.01,speed=2), not '%s'",
+                   o->quant_budget);
         return -1;
     }
     double size_b = size_mb >= 0 ? size_mb * 1e6 : -1;
@@ -919,20 +1114,29 @@ static int budgeted(Q *q)
         q->held_loss = NAN;
         return 0;
     }
-    choose(q, loss_b, size_b);
+    choose(q, loss_b, size_b, speed);
     int v = verify(q, loss_b);
     if (v < 0)
         return -1;
-    char buf[64];
     if (v > 0) {
         diag_fatal(o->d, "--quant-budget %s: no choice meets it: with the pinned layers alone the held-out loss is "
                    "%.4g; the closest choice is in the report", o->quant_budget, q->held_loss);
         return -1;
     }
-    if (size_b >= 0 && total_bytes(q) > size_b) {
-        snprintf(buf, sizeof buf, "%.6g MB", (double)total_bytes(q) / 1e6);
-        diag_fatal(o->d, "--quant-budget %s: no choice meets it: the closest (in the report) has %s of weights%s",
-                   o->quant_budget, buf, loss_b >= 0 ? " within the loss" : " (every layer at its smallest scheme)");
+    int size_over = size_b >= 0 && (double)total_bytes(q) > size_b;
+    int speed_over = speed > 0 && total_ms(q, 0) > total_ms(q, 1) / speed * (1 + 1e-9); /* the sums' rounding */
+    if (size_over || speed_over) {
+        char what[160] = "";
+        if (size_over)
+            snprintf(what, sizeof what, "%.6g MB of weights", (double)total_bytes(q) / 1e6);
+        if (speed_over) {
+            size_t k = strlen(what);
+            snprintf(what + k, sizeof what - k, "%san estimated %.4g ms of matmuls (%.3gx fp32's speed)",
+                     size_over ? " and " : "", total_ms(q, 0), total_ms(q, 1) / total_ms(q, 0));
+        }
+        diag_fatal(o->d, "--quant-budget %s: no choice meets it: the closest (in the report) has %s%s", o->quant_budget,
+                   what, loss_b >= 0 ? " within the loss" : speed > 0 ? " (every layer at its fastest scheme)"
+                                                                     : " (every layer at its smallest scheme)");
         return -1;
     }
     return 0;

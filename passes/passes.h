@@ -39,7 +39,7 @@ typedef struct PassOptions {
     int nheldout;        /* --quant-heldout FILE...: where the choice is verified (default: the last
                             quarter of the calibration runs) */
     const char *const *heldout;
-    const char *quant_budget;    /* --quant-budget loss=X,size=MB (either or both), or NULL */
+    const char *quant_budget;    /* --quant-budget loss=X,size=MB,speed=F (any of them), or NULL */
     const char *quant_report;    /* --quant-report FILE: the per-layer table, editable, or NULL */
     const char *quant_overrides; /* --quant-overrides FILE: layers pinned to a scheme, or NULL */
 } PassOptions;
@@ -99,8 +99,20 @@ int pass_prune_tokens(Graph *g, const PassOptions *o);
  * (pass_quant_on); errors (a file that does not fit, a budget no choice meets) through o->d. */
 int pass_choose_quant(Graph *g, const PassOptions *o);
 int pass_quant_on(const PassOptions *o);
-/* Parses --quant-budget's "loss=X", "size=MB" or both, comma-separated (-1: not given); 0 when wrong. */
-int pass_quant_budget(const char *spec, double *loss, double *size_mb);
+/* Parses --quant-budget's "loss=X", "size=MB", "speed=F" (F > 0), one or several, comma-separated
+ * (-1: not given); 0 when wrong. */
+int pass_quant_budget(const char *spec, double *loss, double *size_mb, double *speed);
+/* The multiple-choice knapsack choose-quant solves (here for its unit test): n layers each take one
+ * of nopt options (nopt < 255); cost[(i * nopt + s) * 3 + d] is option s of layer i's cost in
+ * dimension d (0: loss, 1: bytes, 2: time), NaN in any dimension where layer i cannot take s;
+ * budget[d] < 0: none. Minimises the summed costs of dimension obj (ties: of the other dimensions, in
+ * order) subject to every other dimension's budget (at most two). Returns 0 with choice[i] set; 1
+ * when no choice meets the budgets: choice untouched, or, when only obj's own budget is broken, the
+ * choice of the least obj. Exact on the costs rounded up to a grid over each budget's slack (the
+ * budget less the layers' least costs: 2^15 units, or 512 x 512 for two budgets, fewer for
+ * thousands of layers), so a choice it returns always meets the budgets and one it misses uses more
+ * than all but n / units of a slack. */
+int pass_quant_mckp(int n, int nopt, const double *cost, const double *budget, int obj, int *choice);
 /* The schemes --quant takes, ", "-separated (for --help and errors), and whether name is one. */
 const char *pass_quant_schemes(void);
 int pass_quant_scheme_ok(const char *name);

@@ -8,10 +8,12 @@
 #      and the greedy choice alone (the final one with the moved layer put back) is not;
 #   2. the report read back as overrides gives the same report (stable), and hand-written overrides
 #      pin what they say;
-#   3. charlm on text: a loss budget holds on the held-out windows, a size budget holds;
+#   3. charlm on text: a loss budget holds on the held-out windows, a size budget holds, a speed budget
+#      holds by the report's estimate (alone and with a loss budget), and its report reads back the same;
 # vit-mnist calibrates on one blank image (all blank images are one run) and verifies on 8 real ones.
 #   4. bad input: calibration files of the wrong shape, dtype or kind, overrides naming a layer or a
-#      scheme that does not exist, a budget no choice meets.
+#      scheme that does not exist, budgets that do not parse, budgets no choice meets (size, speed,
+#      speed with a loss), and the closest choice reported.
 set -eu
 KILN=$1 NPYCMP=$2
 MNIST="$(dirname "$NPYCMP")/mnist"
@@ -69,6 +71,29 @@ grep -q '^  [0-3]  *w4 ' "$OUT/c1.txt" || fail "no charlm layer chose w4 under l
 "$KILN" check $C -D CTX=16 --calibrate "$OUT/short.txt" --quant-budget size=3 --quant-report "$OUT/c2.txt" > /dev/null
 awk '/^# weights:/ { w = $3 } END { printf "charlm weights %s MB (at most 3)\n", w; exit !(w != "" && w <= 3) }' "$OUT/c2.txt"
 
+# --- 3b. the speed budget: the report's estimated time is at most fp32's / F, and it reads back the same
+"$KILN" check $C -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget speed=2.5 --quant-report "$OUT/s1.txt" > /dev/null
+cat "$OUT/s1.txt"
+est() { # est FILE: the estimated ms of the choice and of fp32, from the report's comment line
+    sed -n 's/^# matmuls: an estimated \([0-9.e+-]*\) ms (fp32: \([0-9.e+-]*\) ms.*/\1 \2/p' "$1"
+}
+set -- $(est "$OUT/s1.txt")
+[ $# -eq 2 ] || fail "no estimated time in the report"
+awk -v t="$1" -v f="$2" 'BEGIN { printf "charlm estimated %s ms, fp32 %s ms (at most %.4g)\n", t, f, f / 2.5; exit !(t <= f / 2.5) }' ||
+    fail "speed=2.5 is not met by the estimate"
+# the table's per-layer times add up to the total
+awk '/^  / { s += $(NF - 1); f += $NF } END { printf "%.4g %.4g\n", s, f }' "$OUT/s1.txt" > "$OUT/sum.txt"
+awk -v t="$1" -v f="$2" '{ exit !($1 > t * 0.998 && $1 < t * 1.002 && $2 > f * 0.998 && $2 < f * 1.002) }' "$OUT/sum.txt" ||
+    fail "the layers' times ($(cat "$OUT/sum.txt")) do not add up to the report's ($1 $2)"
+"$KILN" check $C -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget speed=2.5 --quant-overrides "$OUT/s1.txt" \
+    --quant-report "$OUT/s2.txt" > /dev/null
+diff "$OUT/s1.txt" "$OUT/s2.txt"
+# with a loss budget too: within both
+"$KILN" check $C -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget loss=0.004,speed=1.5 --quant-report "$OUT/s3.txt" > /dev/null
+set -- $(est "$OUT/s3.txt")
+awk -v t="$1" -v f="$2" 'BEGIN { exit !(t <= f / 1.5) }' || fail "loss=0.004,speed=1.5: the estimate is over"
+awk '/held-out runs: loss/ { l = $NF } END { exit !(l != "" && l <= 0.004) }' "$OUT/s3.txt" || fail "loss=0.004,speed=1.5: the loss is over"
+
 # --- 4. bad input
 expect_error() { # expect_error PATTERN COMMAND...: the command fails and says PATTERN
     pat=$1
@@ -95,6 +120,15 @@ expect_error "no choice meets it: the closest (in the report) has .* MB of weigh
 grep -q '^  0  *w4 ' "$OUT/c3.txt" || fail "the closest choice was not reported"
 expect_error "no choice meets it: with the pinned layers alone the held-out loss is" \
     "$KILN" check $M --calibrate "$OUT/blank0.npy" "$OUT/blank1.npy" --quant-budget loss=1e-9 --quant-overrides "$OUT/pins.txt"
-expect_error "quant-budget expects loss=X, size=MB or both" "$KILN" check $M --calibrate "$OUT/blank0.npy" --quant-budget loss=x
+for b in loss=x speed=0 speed=-1 speed=x speed=2,speed=3 speed= time=2 loss=0.1,; do
+    expect_error "quant-budget expects loss=X, size=MB, speed=F (F > 0) or several (loss=0.01,speed=2), not '$b'" \
+        "$KILN" check $M --calibrate "$OUT/blank0.npy" --quant-budget "$b"
+done
+expect_error "no choice meets it: the closest (in the report) has an estimated .* ms of matmuls (.*x fp32's speed) (every layer at its fastest scheme)" \
+    "$KILN" check $C -D CTX=16 --calibrate "$OUT/short.txt" --quant-budget speed=100 --quant-report "$OUT/c4.txt"
+set -- $(est "$OUT/c4.txt")
+[ $# -eq 2 ] && awk -v t="$1" -v f="$2" 'BEGIN { exit !(t > f / 100) }' || fail "the closest choice to speed=100 is not reported"
+expect_error "no choice meets it: the closest (in the report) has an estimated .* ms of matmuls (.*x fp32's speed) within the loss" \
+    "$KILN" check $C -D CTX=16 --calibrate "$OUT/short.txt" --quant-budget loss=1e-7,speed=2
 expect_error "quant-budget needs --calibrate" "$KILN" check $M --quant-budget loss=0.1
 echo "choose-quant: all checks passed"
