@@ -300,8 +300,8 @@ int cg_jit_run(Cg *cg, const int64_t *syms, void *const *inputs, void *const *ou
             {"rt_profile_mark", (void (*)(void))rt_profile_mark},
             {"rt_profile_peak", (void (*)(void))rt_profile_peak},
             {"rt_tome_select", (void (*)(void))rt_tome_select},
-            {"rt_pitome_match", (void (*)(void))rt_pitome_match},
-            {"rt_cls_attn", (void (*)(void))rt_cls_attn},
+            {"rt_pitome_rank", (void (*)(void))rt_pitome_rank},
+            {"rt_pitome_assign", (void (*)(void))rt_pitome_assign},
             {"rt_evit_select", (void (*)(void))rt_evit_select},
         };
         enum { NRT = sizeof rt / sizeof rt[0] };

@@ -1,13 +1,15 @@
 /* merge.c: the nodes of token merging and pruning (tome_match, pitome_match, token_merge, cls_attn,
  * evit_select).
  *
- * token_merge is generated here (vectors over the columns, items over the thread pool), and so is
- * tome_match's similarity, whose selection (a sort of a few hundred scores) it hands to the runtime's
- * rt_tome_select per batch row. The others call their kernel in the runtime (runtime/tokens.c) with
- * the node's buffers, its batch rows, token count and width (run-time values) and its attributes:
- * PiToMe's matching and EViT's top-k are sorts, branchy code, and cls_attn one row of attention. The runtime's functions are
- * declared with ordinary external linkage (not weakly, as rt_parallel_for is): a program that uses
- * them must link them, and the JIT defines them by address (cg.c).
+ * token_merge is generated here (vectors over the columns, items over the thread pool), and so are
+ * the similarities of tome_match and pitome_match (PiToMe's energies too: a small GEMM of the
+ * normalised metric with itself), whose selections (sorts of a few hundred scores) they hand to the
+ * runtime per batch row (rt_tome_select, rt_pitome_rank and rt_pitome_assign), and cls_attn (one
+ * row of attention per head). evit_select calls its kernel in the runtime (runtime/tokens.c) with the
+ * node's buffers, its batch rows and token count (run-time values) and keep: EViT's top-k is a sort,
+ * branchy code. The runtime's functions are declared with ordinary external linkage (not weakly, as
+ * rt_parallel_for is): a program that uses them must link them, and the JIT defines them by address
+ * (cg.c).
  */
 #include "codegen/codegen.h"
 
@@ -288,34 +290,373 @@ static int tome_match_gen(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef 
     return 0;
 }
 
+/* ---------------------------------------------------------------- pitome_match, generated
+ *
+ * PiToMe's matching (ir/tokens.c defines it) per batch row, rows over the pool. Its cost is the
+ * cosine similarity of every pair of the n tokens after [CLS], n^2 C multiply-adds, and an elu of
+ * each: generated, as a small GEMM of the normalised metric with itself. The two sorts (energies,
+ * best scores) and the assignment of destinations stay C (rt_pitome_rank and rt_pitome_assign,
+ * runtime/tokens.c), called once per row.
+ *
+ *   1. The rows' norms (vector dot products), and the normalised metric written transposed,
+ *      X^T [C][np] (np: n rounded up to whole vectors, zeros past n), on the body's stack.
+ *   2. The energies: blocks of RB rows x one vector of columns, each element the dot product over C
+ *      (RB broadcasts of X^T[c][i] against one vector X^T[c][j..], in RB vector registers), then
+ *      elu(s - margin) with the vector exponential. The matrix is symmetric, so only the blocks on
+ *      and right of the diagonal are computed: lanes j > i add to row i's sum (a vector per row,
+ *      summed across lanes at the row's end) and to column j's (a vector added to memory), the
+ *      diagonal j = i to row i's alone; energy = (row + column sums) / n. The order of the terms is
+ *      not the interpreter's (which sums in double, in j's order): the energies agree to f32
+ *      rounding, so their order does wherever no two energies are that close.
+ *   3. rt_pitome_rank: the stable descending order of the energies.
+ *   4. Each A token's best B token: A and B are the even and odd energy ranks (all of them with bsm,
+ *      the first 2r without), copied in rank order into A^T [C][nap] and B^T [C][nbp]; the same
+ *      blocks of dot products, and per lane the best score and its column (strictly greater
+ *      replaces, so a lane keeps its first best), then the best across lanes, the lowest column on
+ *      ties: the first on ties, as the interpreter's loop and torch.max.
+ *   5. rt_pitome_assign: the sort of the best scores (bsm) and the destinations.
+ *
+ * The stack holds X^T, A^T and B^T (about 2 n C floats: 100 KB for 197 tokens of 64) and a few
+ * vectors of n. RB is 8 with 32 vector registers (8 accumulators, and 8 row sums or 16 best values
+ * and columns beside them), else 4; it divides the vector width, so np is whole blocks of rows. */
+
+typedef struct PitomeGen {
+    CgVec v;
+    int rb; /* rows per register block, at most 8 */
+    int cls, bsm;
+    /* the body's vector slots, one per row of a block: its dot products; its row sum (energies) or
+     * best scores (matching); its best columns (i32) */
+    LLVMValueRef acc[8], aux[8], aux2[8];
+} PitomeGen;
+
+static LLVMValueRef fld(Cg *cg, LLVMValueRef p, LLVMValueRef i)
+{
+    return LLVMBuildLoad2(cg->b, cg->f32, cg_fptr(cg, p, i), "");
+}
+
+static void fst(Cg *cg, LLVMValueRef p, LLVMValueRef i, LLVMValueRef x)
+{
+    LLVMBuildStore(cg->b, x, cg_fptr(cg, p, i));
+}
+
+/* A buffer of n floats (n an i64 value) on the body's stack, 64-byte aligned. */
+static LLVMValueRef stack_buf(Cg *cg, LLVMTypeRef t, LLVMValueRef n, const char *name)
+{
+    LLVMValueRef s = LLVMBuildArrayAlloca(cg->b, t, cg_smax(cg, n, cg_i64(cg, 1)), name);
+    LLVMSetAlignment(s, 64);
+    return s;
+}
+
+/* n rounded up to whole vectors, at least one. */
+static LLVMValueRef whole_vecs(Cg *cg, const CgVec *v, LLVMValueRef n)
+{
+    LLVMValueRef w = cg_i64(cg, v->vw);
+    return LLVMBuildMul(cg->b, cg_smax(cg, cg_ceil_div(cg, n, w), cg_i64(cg, 1)), w, "");
+}
+
+/* acc[q] = the dot products over c < C of x[c * xs + i0 + q] and the vector y[c * ys + j0 ..], q < rb. */
+static void gram_block(Cg *cg, const PitomeGen *g, LLVMValueRef x, LLVMValueRef xs, LLVMValueRef i0, LLVMValueRef y,
+                       LLVMValueRef ys, LLVMValueRef j0, LLVMValueRef C)
+{
+    const CgVec *v = &g->v;
+    for (int q = 0; q < g->rb; q++)
+        LLVMBuildStore(cg->b, cg_vconst(v, 0), g->acc[q]);
+    Loop c = cg_loop_begin(cg, cg_i64(cg, 0), C, "k");
+    LLVMValueRef yv = cg_vload(v, cg_fptr(cg, y, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, c.iv, ys, ""), j0, "")), 4);
+    LLVMValueRef xr = cg_fptr(cg, x, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, c.iv, xs, ""), i0, ""));
+    for (int q = 0; q < g->rb; q++) {
+        LLVMValueRef xq = cg_vsplat(v, fld(cg, xr, cg_i64(cg, q)));
+        LLVMBuildStore(cg->b, cg_vfma(v, xq, yv, LLVMBuildLoad2(cg->b, v->vt, g->acc[q], "")), g->acc[q]);
+    }
+    cg_loop_end(cg, &c);
+}
+
+/* The lanes' columns j0 + lane, as i32. */
+static LLVMValueRef lane_cols(Cg *cg, const CgVec *v, LLVMValueRef j0)
+{
+    return LLVMBuildAdd(cg->b, cg_vsplat(v, LLVMBuildTrunc(cg->b, j0, cg->i32, "")), v->lanes, "");
+}
+
+static LLVMValueRef vsplat32(Cg *cg, const CgVec *v, LLVMValueRef x)
+{
+    return cg_vsplat(v, LLVMBuildTrunc(cg->b, x, cg->i32, ""));
+}
+
+/* energy[0..n) from X^T [C][np]: step 2 above. rsum and csum hold np floats. */
+static void pitome_energy(Cg *cg, const PitomeGen *g, LLVMValueRef xt, LLVMValueRef np, LLVMValueRef n, LLVMValueRef C,
+                          LLVMValueRef margin, LLVMValueRef rsum, LLVMValueRef csum)
+{
+    const CgVec *v = &g->v;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef vw = cg_i64(cg, v->vw), rb = cg_i64(cg, g->rb), zero = cg_vconst(v, 0), mv = cg_vsplat(v, margin);
+    Loop z = cg_loop_begin(cg, cg_i64(cg, 0), np, "zero");
+    fst(cg, csum, z.iv, cg_f32(cg, 0));
+    cg_loop_end(cg, &z);
+    Loop ib = cg_loop_begin(cg, cg_i64(cg, 0), cg_ceil_div(cg, n, rb), "row_block");
+    LLVMValueRef i0 = LLVMBuildMul(b, ib.iv, rb, "");
+    for (int q = 0; q < g->rb; q++)
+        LLVMBuildStore(b, zero, g->aux[q]);
+    /* the column blocks from the one holding the block's first row */
+    Loop jb = cg_loop_begin(cg, LLVMBuildSDiv(b, i0, vw, ""), LLVMBuildSDiv(b, np, vw, ""), "col_block");
+    LLVMValueRef j0 = LLVMBuildMul(b, jb.iv, vw, "");
+    gram_block(cg, g, xt, np, i0, xt, np, j0, C);
+    LLVMValueRef jv = lane_cols(cg, v, j0);
+    LLVMValueRef in = LLVMBuildICmp(b, LLVMIntSLT, jv, vsplat32(cg, v, n), "");
+    LLVMValueRef cs = zero;
+    for (int q = 0; q < g->rb; q++) {
+        LLVMValueRef iv = vsplat32(cg, v, LLVMBuildAdd(b, i0, cg_i64(cg, q), ""));
+        LLVMValueRef x = LLVMBuildFSub(b, LLVMBuildLoad2(b, v->vt, g->acc[q], ""), mv, "");
+        LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, x, zero, "");
+        /* elu: x above 0, e^x - 1 at or below (the exponential of min(x, 0), never of a positive x) */
+        LLVMValueRef em1 = LLVMBuildFSub(b, cg_vexp_neg(v, LLVMBuildSelect(b, pos, zero, x, "")), cg_vconst(v, 1), "");
+        LLVMValueRef e = LLVMBuildSelect(b, pos, x, em1, "");
+        LLVMValueRef row = LLVMBuildAnd(b, in, LLVMBuildICmp(b, LLVMIntSGE, jv, iv, ""), "");
+        LLVMValueRef col = LLVMBuildAnd(b, in, LLVMBuildICmp(b, LLVMIntSGT, jv, iv, ""), "");
+        LLVMValueRef rs = LLVMBuildLoad2(b, v->vt, g->aux[q], "");
+        LLVMBuildStore(b, LLVMBuildFAdd(b, rs, LLVMBuildSelect(b, row, e, zero, ""), ""), g->aux[q]);
+        cs = LLVMBuildFAdd(b, cs, LLVMBuildSelect(b, col, e, zero, ""), "");
+    }
+    LLVMValueRef pc = cg_fptr(cg, csum, j0);
+    cg_vstore(v, LLVMBuildFAdd(b, cg_vload(v, pc, 4), cs, ""), pc, 4);
+    cg_loop_end(cg, &jb);
+    for (int q = 0; q < g->rb; q++)
+        fst(cg, rsum, LLVMBuildAdd(b, i0, cg_i64(cg, q), ""), cg_vhsum(v, LLVMBuildLoad2(b, v->vt, g->aux[q], "")));
+    cg_loop_end(cg, &ib);
+    LLVMValueRef nf = LLVMBuildSIToFP(b, n, cg->f32, "");
+    Loop e = cg_loop_begin(cg, cg_i64(cg, 0), n, "energy");
+    fst(cg, rsum, e.iv, LLVMBuildFDiv(b, LLVMBuildFAdd(b, fld(cg, rsum, e.iv), fld(cg, csum, e.iv), ""), nf, ""));
+    cg_loop_end(cg, &e);
+}
+
+/* dst[c * ds + k] = X^T[c * xs + eord[2k + odd]] for k < cnt, 0 for cnt <= k < ds: the A (odd = 0) or B
+ * (odd = 1) tokens in rank order. */
+static void pitome_pick(Cg *cg, LLVMValueRef dst, LLVMValueRef ds, LLVMValueRef cnt, LLVMValueRef xt, LLVMValueRef xs,
+                        LLVMValueRef eord, int odd, LLVMValueRef C)
+{
+    LLVMBuilderRef b = cg->b;
+    Loop c = cg_loop_begin(cg, cg_i64(cg, 0), C, "pick");
+    LLVMValueRef dr = cg_fptr(cg, dst, LLVMBuildMul(b, c.iv, ds, ""));
+    LLVMValueRef xr = cg_fptr(cg, xt, LLVMBuildMul(b, c.iv, xs, ""));
+    Loop k = cg_loop_begin(cg, cg_i64(cg, 0), cnt, "token");
+    LLVMValueRef t = ld32(cg, eord, LLVMBuildAdd(b, LLVMBuildMul(b, k.iv, cg_i64(cg, 2), ""), cg_i64(cg, odd), ""));
+    fst(cg, dr, k.iv, fld(cg, xr, t));
+    cg_loop_end(cg, &k);
+    Loop p = cg_loop_begin(cg, cnt, ds, "pad");
+    fst(cg, dr, p.iv, cg_f32(cg, 0));
+    cg_loop_end(cg, &p);
+    cg_loop_end(cg, &c);
+}
+
+/* best[a], bidx[a] for a < na: step 4 above, from A^T [C][nap] and B^T [C][nbp]. */
+static void pitome_best(Cg *cg, const PitomeGen *g, LLVMValueRef at, LLVMValueRef nap, LLVMValueRef na, LLVMValueRef bt,
+                        LLVMValueRef nbp, LLVMValueRef nb, LLVMValueRef C, LLVMValueRef best, LLVMValueRef bidx)
+{
+    const CgVec *v = &g->v;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef vw = cg_i64(cg, v->vw), rb = cg_i64(cg, g->rb);
+    Loop ib = cg_loop_begin(cg, cg_i64(cg, 0), cg_ceil_div(cg, na, rb), "a_block");
+    LLVMValueRef i0 = LLVMBuildMul(b, ib.iv, rb, "");
+    for (int q = 0; q < g->rb; q++) {
+        LLVMBuildStore(b, cg_vconst(v, -INFINITY), g->aux[q]);
+        LLVMBuildStore(b, cg_viconst(v, cg->i32, 0), g->aux2[q]);
+    }
+    Loop jb = cg_loop_begin(cg, cg_i64(cg, 0), LLVMBuildSDiv(b, nbp, vw, ""), "b_block");
+    LLVMValueRef j0 = LLVMBuildMul(b, jb.iv, vw, "");
+    gram_block(cg, g, at, nap, i0, bt, nbp, j0, C);
+    LLVMValueRef jv = lane_cols(cg, v, j0);
+    LLVMValueRef in = LLVMBuildICmp(b, LLVMIntSLT, jv, vsplat32(cg, v, nb), "");
+    for (int q = 0; q < g->rb; q++) {
+        LLVMValueRef s = LLVMBuildLoad2(b, v->vt, g->acc[q], ""), bv = LLVMBuildLoad2(b, v->vt, g->aux[q], "");
+        LLVMValueRef better = LLVMBuildAnd(b, in, LLVMBuildFCmp(b, LLVMRealOGT, s, bv, ""), "");
+        LLVMBuildStore(b, LLVMBuildSelect(b, better, s, bv, ""), g->aux[q]);
+        LLVMBuildStore(b, LLVMBuildSelect(b, better, jv, LLVMBuildLoad2(b, v->it, g->aux2[q], ""), ""), g->aux2[q]);
+    }
+    cg_loop_end(cg, &jb);
+    for (int q = 0; q < g->rb; q++) {
+        LLVMValueRef bv = LLVMBuildLoad2(b, v->vt, g->aux[q], ""), m = cg_vhmax(v, bv);
+        LLVMValueRef top = LLVMBuildFCmp(b, LLVMRealOEQ, bv, cg_vsplat(v, m), "");
+        LLVMValueRef cols = LLVMBuildSelect(b, top, LLVMBuildLoad2(b, v->it, g->aux2[q], ""),
+                                            cg_viconst(v, cg->i32, INT32_MAX), "");
+        LLVMTypeRef it = v->it;
+        LLVMValueRef j = cg_call_intrinsic(cg, "llvm.vector.reduce.smin", &it, 1, &cols, 1);
+        LLVMValueRef a = LLVMBuildAdd(b, i0, cg_i64(cg, q), "");
+        fst(cg, best, a, m);
+        LLVMBuildStore(b, j, LLVMBuildGEP2(b, cg->i32, bidx, &a, 1, ""));
+    }
+    cg_loop_end(cg, &ib);
+}
+
+/* Batch rows [begin, end); cap: dest, metric, T, C, r, margin. */
+static void pitome_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    PitomeGen *g = ctx;
+    const CgVec *v = &g->v;
+    LLVMBuilderRef b = cg->b;
+    for (int q = 0; q < g->rb; q++) {
+        g->acc[q] = cg_alloca(cg, v->vt, "acc");
+        g->aux[q] = cg_alloca(cg, v->vt, "aux");
+        g->aux2[q] = cg_alloca(cg, v->it, "aux2");
+    }
+    LLVMValueRef dest = cap[0], metric = cap[1], T = cap[2], C = cap[3], r = cap[4], margin = cap[5];
+    LLVMValueRef one = cg_i64(cg, 1), two = cg_i64(cg, 2), c0 = cg_i64(cg, g->cls ? 1 : 0);
+    LLVMValueRef n = cg_smax(cg, LLVMBuildSub(b, T, c0, ""), cg_i64(cg, 0));
+    LLVMValueRef na, nb;
+    if (g->bsm) {
+        na = LLVMBuildSDiv(b, LLVMBuildAdd(b, n, one, ""), two, "");
+        nb = LLVMBuildSDiv(b, n, two, "");
+    } else { /* the 2r most energetic, r at most n / 2 */
+        na = nb = cg_smin(cg, r, LLVMBuildSDiv(b, n, two, ""));
+    }
+    LLVMValueRef np = whole_vecs(cg, v, n), nap = whole_vecs(cg, v, na), nbp = whole_vecs(cg, v, nb);
+    LLVMValueRef cwhole = LLVMBuildMul(b, LLVMBuildSDiv(b, C, cg_i64(cg, v->vw), ""), cg_i64(cg, v->vw), "");
+    /* scratch once per range, in the body's entry block */
+    LLVMValueRef xt = stack_buf(cg, cg->f32, LLVMBuildMul(b, C, np, ""), "xt");
+    LLVMValueRef at = stack_buf(cg, cg->f32, LLVMBuildMul(b, C, nap, ""), "at");
+    LLVMValueRef bt = stack_buf(cg, cg->f32, LLVMBuildMul(b, C, nbp, ""), "bt");
+    LLVMValueRef rsum = stack_buf(cg, cg->f32, np, "energy"), csum = stack_buf(cg, cg->f32, np, "colsum");
+    LLVMValueRef eord = stack_buf(cg, cg->i32, n, "eord");
+    LLVMValueRef best = stack_buf(cg, cg->f32, nap, "best"), bidx = stack_buf(cg, cg->i32, nap, "bidx");
+    LLVMValueRef dot = cg_alloca(cg, v->vt, "dot");
+    LLVMTypeRef rps[3] = {cg->ptr, cg->ptr, cg->i64};
+    LLVMTypeRef rty = LLVMFunctionType(cg->void_, rps, 3, 0);
+    LLVMTypeRef aps[8] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i32, cg->i32};
+    LLVMTypeRef aty = LLVMFunctionType(cg->void_, aps, 8, 0);
+
+    Loop row = cg_loop_begin(cg, begin, end, "row");
+    LLVMValueRef first = LLVMBuildAdd(b, LLVMBuildMul(b, row.iv, T, ""), c0, ""); /* the first token after [CLS] */
+    LLVMValueRef mr = cg_fptr(cg, metric, LLVMBuildMul(b, first, C, ""));
+    /* 1. X^T, zeros past n */
+    Loop i = cg_loop_begin(cg, cg_i64(cg, 0), np, "normalise");
+    LLVMValueRef pi = cg_fptr(cg, mr, LLVMBuildMul(b, i.iv, C, ""));
+    LLVMBasicBlockRef done = cg_if_begin(cg, LLVMBuildICmp(b, LLVMIntSLT, i.iv, n, ""), "token");
+    LLVMValueRef s = cg_intrinsic(cg, "llvm.sqrt", (LLVMValueRef[]){match_dot(cg, v, pi, pi, C, cwhole, dot)}, 1);
+    LLVMValueRef inv = LLVMBuildFDiv(b, cg_f32(cg, 1), cg_vmax(v, s, cg_f32(cg, 1e-12)), ""); /* F.normalize */
+    Loop c = cg_loop_begin(cg, cg_i64(cg, 0), C, "col");
+    fst(cg, xt, LLVMBuildAdd(b, LLVMBuildMul(b, c.iv, np, ""), i.iv, ""), LLVMBuildFMul(b, fld(cg, pi, c.iv), inv, ""));
+    cg_loop_end(cg, &c);
+    cg_if_end(cg, done);
+    done = cg_if_begin(cg, LLVMBuildICmp(b, LLVMIntSGE, i.iv, n, ""), "pad");
+    Loop cp = cg_loop_begin(cg, cg_i64(cg, 0), C, "col");
+    fst(cg, xt, LLVMBuildAdd(b, LLVMBuildMul(b, cp.iv, np, ""), i.iv, ""), cg_f32(cg, 0));
+    cg_loop_end(cg, &cp);
+    cg_if_end(cg, done);
+    cg_loop_end(cg, &i);
+    /* 2, 3 */
+    pitome_energy(cg, g, xt, np, n, C, margin, rsum, csum);
+    LLVMBuildCall2(b, rty, rt_fn(cg, "rt_pitome_rank", rty), (LLVMValueRef[]){eord, rsum, n}, 3, "");
+    /* 4, 5 */
+    pitome_pick(cg, at, nap, na, xt, np, eord, 0, C);
+    pitome_pick(cg, bt, nbp, nb, xt, np, eord, 1, C);
+    pitome_best(cg, g, at, nap, na, bt, nbp, nb, C, best, bidx);
+    LLVMValueRef drow = LLVMBuildGEP2(b, cg->i32, dest, (LLVMValueRef[]){LLVMBuildMul(b, row.iv, T, "")}, 1, "");
+    LLVMValueRef args[8] = {drow, eord, best, bidx, T, r, LLVMConstInt(cg->i32, (unsigned)g->cls, 0),
+                            LLVMConstInt(cg->i32, (unsigned)g->bsm, 0)};
+    LLVMBuildCall2(b, aty, rt_fn(cg, "rt_pitome_assign", aty), args, 8, "");
+    cg_loop_end(cg, &row);
+}
+
+static int pitome_match_gen(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    const Node *x = n->in[0];
+    int rk = x->rank;
+    CgTarget t = cg_target(cg);
+    PitomeGen g = {.v = cg_vec(cg, t.vw, t.fma), .rb = t.regs >= 32 ? 8 : 4, .cls = n->at.cls, .bsm = n->at.bsm};
+    g.rb = g.rb < t.vw ? g.rb : t.vw;
+    KILN_ASSERT(t.vw % g.rb == 0);
+    LLVMValueRef T = cg_dim(cg, x->shape[rk - 2]), C = cg_dim(cg, x->shape[rk - 1]), nb = rows(cg, x, rk - 2);
+    LLVMValueRef cap[6] = {out, in[0], T, C, cg_i64(cg, n->at.r), cg_f32(cg, n->at.margin)};
+    char name[64];
+    snprintf(name, sizeof name, "kiln_pitome_match%s%s", g.cls ? "_cls" : "", g.bsm ? "_bsm" : "");
+    /* the work: T^2 / 2 dot products of C per row */
+    LLVMValueRef work = LLVMBuildMul(cg->b, LLVMBuildMul(cg->b, LLVMBuildMul(cg->b, nb, T, ""), T, ""), C, "");
+    CgPar p = {.split = CG_RANGES, .n = nb, .work = work, .min_work = CG_PARALLEL_WORK, .name = name, .shared = 1,
+               .vw = t.vw};
+    cg_parallel(cg, &p, 6, cap, pitome_rows, &g);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- cls_attn, generated
+ *
+ * Per row (batch x head, rows over the pool): the first query's scores against every key, dot products
+ * as vectors over the head size (a masked last vector) with their maximum kept on the way, then
+ * softmax over the row with vectors: e^(s - max) (the vector exponential of a non-positive argument),
+ * their sum, and a division by it. One row of attention, so never the T x T matrix. */
+
+/* Rows [begin, end); cap: out, q, k, Tq, Tk, d, scale. */
+static void cls_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
+{
+    const CgVec *v = ctx;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef out = cap[0], q = cap[1], k = cap[2], Tq = cap[3], Tk = cap[4], d = cap[5], scale = cap[6];
+    LLVMValueRef vw = cg_i64(cg, v->vw);
+    LLVMValueRef dwhole = LLVMBuildMul(b, LLVMBuildSDiv(b, d, vw, ""), vw, "");
+    LLVMValueRef twhole = LLVMBuildMul(b, LLVMBuildSDiv(b, Tk, vw, ""), vw, "");
+    LLVMValueRef dot = cg_alloca(cg, v->vt, "dot"), mx = cg_alloca(cg, cg->f32, "max");
+    LLVMValueRef sum = cg_alloca(cg, v->vt, "sum");
+    Loop row = cg_loop_begin(cg, begin, end, "row");
+    LLVMValueRef qr = cg_fptr(cg, q, LLVMBuildMul(b, LLVMBuildMul(b, row.iv, Tq, ""), d, ""));
+    LLVMValueRef kr = cg_fptr(cg, k, LLVMBuildMul(b, LLVMBuildMul(b, row.iv, Tk, ""), d, ""));
+    LLVMValueRef y = cg_fptr(cg, out, LLVMBuildMul(b, row.iv, Tk, ""));
+    LLVMBuildStore(b, LLVMConstReal(cg->f32, -INFINITY), mx);
+    Loop j = cg_loop_begin(cg, cg_i64(cg, 0), Tk, "key");
+    LLVMValueRef kj = cg_fptr(cg, kr, LLVMBuildMul(b, j.iv, d, ""));
+    LLVMValueRef s = LLVMBuildFMul(b, match_dot(cg, v, qr, kj, d, dwhole, dot), scale, "");
+    fst(cg, y, j.iv, s);
+    LLVMValueRef m = LLVMBuildLoad2(b, cg->f32, mx, "");
+    LLVMBuildStore(b, LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, s, m, ""), s, m, ""), mx);
+    cg_loop_end(cg, &j);
+    /* e^(s - max) over the row, whole vectors then a masked one; then each divided by their sum */
+    LLVMValueRef mv = cg_vsplat(v, LLVMBuildLoad2(b, cg->f32, mx, ""));
+    LLVMBuildStore(b, cg_vconst(v, 0), sum);
+    Loop e = cg_loop_begin(cg, cg_i64(cg, 0), twhole, "exp");
+    LLVMValueRef pe = cg_fptr(cg, y, e.iv);
+    LLVMValueRef x = cg_vexp_neg(v, LLVMBuildFSub(b, cg_vload(v, pe, 4), mv, ""));
+    cg_vstore(v, x, pe, 4);
+    LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, v->vt, sum, ""), x, ""), sum);
+    cg_loop_end_step(cg, &e, LLVMBuildAdd(b, e.iv, vw, ""));
+    LLVMValueRef tail = cg_vlanes_below(v, LLVMBuildSub(b, Tk, twhole, "")), pt = cg_fptr(cg, y, twhole);
+    LLVMValueRef xt = cg_vexp_neg(v, LLVMBuildFSub(b, cg_vmasked_load(v, pt, tail), mv, ""));
+    cg_vmasked_store(v, xt, pt, tail);
+    LLVMValueRef tot = cg_vsplat(v, cg_vhsum(v, LLVMBuildFAdd(b, LLVMBuildLoad2(b, v->vt, sum, ""),
+                                                             LLVMBuildSelect(b, tail, xt, cg_vconst(v, 0), ""), "")));
+    Loop n = cg_loop_begin(cg, cg_i64(cg, 0), twhole, "norm");
+    LLVMValueRef pn = cg_fptr(cg, y, n.iv);
+    cg_vstore(v, LLVMBuildFDiv(b, cg_vload(v, pn, 4), tot, ""), pn, 4);
+    cg_loop_end_step(cg, &n, LLVMBuildAdd(b, n.iv, vw, ""));
+    cg_vmasked_store(v, LLVMBuildFDiv(b, cg_vmasked_load(v, pt, tail), tot, ""), pt, tail);
+    cg_loop_end(cg, &row);
+}
+
+static int cls_attn_gen(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
+{
+    const Node *x = n->in[0], *k = n->in[1];
+    int r = x->rank;
+    CgTarget t = cg_target(cg);
+    CgVec v = cg_vec(cg, t.vw, t.fma);
+    LLVMValueRef nb = rows(cg, x, r - 2), Tk = cg_dim(cg, k->shape[r - 2]), d = cg_dim(cg, x->shape[r - 1]);
+    LLVMValueRef cap[7] = {out, in[0], in[1], cg_dim(cg, x->shape[r - 2]), Tk, d, cg_f32(cg, n->at.scale)};
+    /* the work: Tk dot products of d per row */
+    LLVMValueRef work = LLVMBuildMul(cg->b, LLVMBuildMul(cg->b, nb, Tk, ""), d, "");
+    CgPar p = {.split = CG_RANGES, .n = nb, .work = work, .min_work = CG_PARALLEL_WORK, .name = "kiln_cls_attn",
+               .shared = 1, .vw = t.vw};
+    cg_parallel(cg, &p, 7, cap, cls_rows, &v);
+    return 0;
+}
+
 int cg_tokens(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
     const Node *x = n->in[0];
     int r = x->rank;
-    LLVMTypeRef P = cg->ptr, I = cg->i64, W = cg->i32;
+    LLVMTypeRef P = cg->ptr, I = cg->i64;
     switch (n->op) {
     case OP_TOME_MATCH:
         return tome_match_gen(cg, n, out, in);
-    case OP_PITOME_MATCH: {
-        LLVMTypeRef ps[10] = {P, P, P, I, I, I, I, W, cg->f32, W};
-        LLVMTypeRef fty = LLVMFunctionType(cg->void_, ps, 10, 0);
-        LLVMValueRef args[10] = {cg->pool, out, in[0], rows(cg, x, r - 2), cg_dim(cg, x->shape[r - 2]),
-                                 cg_dim(cg, x->shape[r - 1]), cg_i64(cg, n->at.r), LLVMConstInt(W, (unsigned)n->at.cls, 0),
-                                 cg_f32(cg, n->at.margin), LLVMConstInt(W, (unsigned)n->at.bsm, 0)};
-        LLVMBuildCall2(cg->b, fty, rt_fn(cg, "rt_pitome_match", fty), args, 10, "");
-        return 0;
-    }
+    case OP_PITOME_MATCH:
+        return pitome_match_gen(cg, n, out, in);
     case OP_TOKEN_MERGE:
         return token_merge_gen(cg, n, out, in);
-    case OP_CLS_ATTN: {
-        const Node *k = n->in[1];
-        LLVMTypeRef ps[9] = {P, P, P, P, I, I, I, I, cg->f32};
-        LLVMTypeRef fty = LLVMFunctionType(cg->void_, ps, 9, 0);
-        LLVMValueRef args[9] = {cg->pool, out, in[0], in[1], rows(cg, x, r - 2), cg_dim(cg, x->shape[r - 2]),
-                                cg_dim(cg, k->shape[r - 2]), cg_dim(cg, x->shape[r - 1]), cg_f32(cg, n->at.scale)};
-        LLVMBuildCall2(cg->b, fty, rt_fn(cg, "rt_cls_attn", fty), args, 9, "");
-        return 0;
-    }
+    case OP_CLS_ATTN:
+        return cls_attn_gen(cg, n, out, in);
     case OP_EVIT_SELECT: {
         LLVMTypeRef ps[5] = {P, P, I, I, I};
         LLVMTypeRef fty = LLVMFunctionType(cg->void_, ps, 5, 0);

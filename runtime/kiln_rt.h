@@ -307,21 +307,22 @@ int rt_profile_write_trace(const RtProfile *p, const char *path, char *err, size
 
 /* ---------------------------------------------------------------- tokens.c
  *
- * The kernels of the nodes the prune-tokens pass makes (ir/tokens.c defines them; token_merge's is
- * generated code, codegen/merge.c): nb batch rows of T tokens each, C order, f32 values and i32
- * token destinations. */
+ * The C parts of the nodes the prune-tokens pass makes (ir/tokens.c defines the nodes; the similarities,
+ * cls_attn and token_merge are generated code, codegen/merge.c, which calls these): sorts and
+ * destinations, over batch rows of T tokens each, C order, f32 values and i32 token destinations. */
 
 /* dest[T]: where ToMe's bipartite soft matching sends each token of one batch row, given each A token's
  * (even index) best similarity best[(T + 1) / 2] and the index of its best B token (odd index) among
  * the B tokens, bidx (r merged; cls: token 0 is protected, its best -inf). */
 void rt_tome_select(int32_t *dest, const float *best, const int32_t *bidx, int64_t T, int64_t r, int32_t cls);
-/* dest[nb, T]: PiToMe's energy-ordered matching of metric[nb, T, C] (r merged; cls: token 0 protected;
- * margin of the energy; bsm: ToMe's matching between the even and odd energy ranks). */
-void rt_pitome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
-                     int32_t cls, float margin, int32_t bsm);
-/* out[nb, Tk]: softmax(q[0] . k[j] * scale) over the keys, the first query's attention row. */
-void rt_cls_attn(RtPool *p, float *out, const float *q, const float *k, int64_t nb, int64_t Tq, int64_t Tk,
-                 int64_t d, float scale);
+/* PiToMe's matching of one batch row, around the generated energies and similarities: eord[n] = the
+ * tokens after [CLS] (n of them) by energy[n], descending, ties to the lower index; dest[T] = where each
+ * token goes, given each A token's (even energy rank) best similarity best[] and the index of its best
+ * B token (odd rank) among the B tokens, bidx[] (bsm: ToMe's matching between all the even and odd
+ * ranks, (n + 1) / 2 A tokens; else the 2r most energetic, r A tokens) (r merged; cls: token 0 protected). */
+void rt_pitome_rank(int32_t *eord, const float *energy, int64_t n);
+void rt_pitome_assign(int32_t *dest, const int32_t *eord, const float *best, const int32_t *bidx, int64_t T, int64_t r,
+                      int32_t cls, int32_t bsm);
 /* dest[nb, T]: EViT's selection by attn[nb, T] (token 0 the [CLS] token): keep tokens kept, the rest fused. */
 void rt_evit_select(int32_t *dest, const float *attn, int64_t nb, int64_t T, int64_t keep);
 

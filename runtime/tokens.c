@@ -1,17 +1,15 @@
 /* tokens.c: the kernels of token matching and pruning (the prune-tokens pass), in f32.
  *
- * The compiled code calls these for the nodes pitome_match, cls_attn and evit_select, and for
- * tome_match's selection (its similarity, and token_merge, are generated: codegen/merge.c); the
- * definitions, and the reference implementations they follow, are in ir/tokens.c (the interpreter's
- * versions, in double, which the tests hold these to). They are C rather than generated LLVM IR
- * because matching and top-k end in sorts over a few hundred tokens, branchy code. In FLOPs they are
- * well under 1% of a layer (PiToMe's energy is T^2 dot products of the head size against the layer's
- * ~24 T D^2). Batch rows go over the pool's threads. Scratch lives on the stack, sized by the token
- * count: nothing is allocated at run time.
+ * The compiled code calls these for the node evit_select, and for the sorts and destinations of
+ * tome_match and pitome_match (their similarities, cls_attn and token_merge are generated:
+ * codegen/merge.c); the definitions, and the reference implementations they follow, are in
+ * ir/tokens.c (the interpreter's versions, in double, which the tests hold these to). They are C
+ * rather than generated LLVM IR because matching and top-k end in sorts over a few hundred tokens,
+ * branchy code. The generated code calls the matchings' functions once per batch row, from its
+ * threads; evit_select's takes every row (a sort of T scores each). Scratch lives on the stack,
+ * sized by the token count: nothing is allocated at run time.
  */
 #include "runtime/kiln_rt.h"
-
-#include <math.h>
 
 /* Stable descending order of v[0..n) into ord (merge sort: ties keep the lower index first). */
 static void order_desc(const float *v, int64_t n, int32_t *ord, int32_t *tmp)
@@ -55,145 +53,37 @@ void rt_tome_select(int32_t *dest, const float *best, const int32_t *bidx, int64
         dest[2 * y + 1] = (int32_t)(na - r + y);
 }
 
-/* ---------------------------------------------------------------- pitome_match */
+/* ---------------------------------------------------------------- pitome_match's sorts and destinations */
 
-typedef struct Pitome {
-    int32_t *dest;
-    const float *m;
-    int64_t T, C, r;
-    int cls, bsm;
-    float margin;
-} Pitome;
-
-/* Four partial sums, which the compiler keeps in one vector register (the runtime is built for any
- * x86-64 or AArch64, so this is what it vectorises by itself). */
-static float pdot(const float *x, const float *y, int64_t C)
+void rt_pitome_rank(int32_t *eord, const float *energy, int64_t n)
 {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t c = 0;
-    for (; c + 4 <= C; c += 4) {
-        s0 += x[c] * y[c];
-        s1 += x[c + 1] * y[c + 1];
-        s2 += x[c + 2] * y[c + 2];
-        s3 += x[c + 3] * y[c + 3];
-    }
-    for (; c < C; c++)
-        s0 += x[c] * y[c];
-    return (s0 + s1) + (s2 + s3);
+    int32_t tmp[n > 0 ? n : 1];
+    order_desc(energy, n, eord, tmp);
 }
 
-static void pitome_rows(void *ctx, int64_t begin, int64_t end)
+void rt_pitome_assign(int32_t *dest, const int32_t *eord, const float *best, const int32_t *bidx, int64_t T, int64_t r,
+                      int32_t cls, int32_t bsm)
 {
-    const Pitome *a = ctx;
-    int64_t C = a->C, c0 = a->cls ? 1 : 0, n = a->T - c0, na = (n + 1) / 2, nb = n / 2, N = n > 0 ? n : 1;
-    float inv[N], energy[N], best[N];
-    int32_t eord[N], ord[N], tmp[N], bidx[N];
-    for (int64_t row = begin; row < end; row++) {
-        const float *m = a->m + (row * a->T + c0) * C;
-        int32_t *dest = a->dest + row * a->T;
-        for (int64_t i = 0; i < n; i++) {
-            float s = sqrtf(pdot(m + i * C, m + i * C, C));
-            inv[i] = 1.0f / (s > 1e-12f ? s : 1e-12f);
+    int64_t c0 = cls ? 1 : 0, n = T - c0 > 0 ? T - c0 : 0, na = (n + 1) / 2, nb = n / 2;
+    if (cls)
+        dest[0] = 0;
+    if (bsm) { /* ToMe's selection between the even (A) and odd (B) ranks; the unmerged A in score order */
+        int32_t ord[na > 0 ? na : 1], tmp[na > 0 ? na : 1];
+        order_desc(best, na, ord, tmp);
+        int64_t rr = r < na ? r : na, base = c0 + na - rr;
+        for (int64_t k = 0; k < na; k++)
+            dest[c0 + eord[2 * ord[k]]] = (int32_t)(k >= rr ? c0 + k - rr : base + bidx[ord[k]]);
+        for (int64_t y = 0; y < nb; y++)
+            dest[c0 + eord[2 * y + 1]] = (int32_t)(base + y);
+    } else { /* the 2r most energetic merge, rank 2k into rank 2 bidx[k] + 1; the others first, in rank order */
+        int64_t rr = 2 * r <= n ? r : n / 2, base = c0 + n - 2 * rr;
+        for (int64_t k = 2 * rr; k < n; k++)
+            dest[c0 + eord[k]] = (int32_t)(c0 + k - 2 * rr);
+        for (int64_t k = 0; k < rr; k++) {
+            dest[c0 + eord[2 * k]] = (int32_t)(base + bidx[k]);
+            dest[c0 + eord[2 * k + 1]] = (int32_t)(base + k);
         }
-#define SIM(i, j) (pdot(m + (int64_t)(i) * C, m + (int64_t)(j) * C, C) * inv[i] * inv[j])
-        /* the similarity is symmetric: each pair once, its term added to both tokens' energies (each
-         * energy still sums its terms in the order of j) */
-        for (int64_t i = 0; i < n; i++)
-            energy[i] = 0;
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = i; j < n; j++) {
-                float x = SIM(i, j) - a->margin;
-                x = x > 0 ? x : expf(x) - 1;
-                energy[i] += x;
-                if (j != i)
-                    energy[j] += x;
-            }
-        for (int64_t i = 0; i < n; i++)
-            energy[i] /= (float)n;
-        order_desc(energy, n, eord, tmp);
-        if (a->cls)
-            dest[0] = 0;
-        if (a->bsm) {
-            for (int64_t x = 0; x < na; x++) {
-                best[x] = -INFINITY;
-                bidx[x] = 0;
-                for (int64_t y = 0; y < nb; y++) {
-                    float s = SIM(eord[2 * x], eord[2 * y + 1]);
-                    if (s > best[x] || y == 0) {
-                        best[x] = s;
-                        bidx[x] = (int32_t)y;
-                    }
-                }
-            }
-            order_desc(best, na, ord, tmp);
-            int64_t r = a->r < na ? a->r : na, base = c0 + na - r;
-            for (int64_t k = 0; k < na; k++)
-                dest[c0 + eord[2 * ord[k]]] = (int32_t)(k >= r ? c0 + k - r : base + bidx[ord[k]]);
-            for (int64_t y = 0; y < nb; y++)
-                dest[c0 + eord[2 * y + 1]] = (int32_t)(base + y);
-        } else {
-            int64_t r = 2 * a->r <= n ? a->r : n / 2, base = c0 + n - 2 * r;
-            for (int64_t k = 2 * r; k < n; k++)
-                dest[c0 + eord[k]] = (int32_t)(c0 + k - 2 * r);
-            for (int64_t k = 0; k < r; k++) {
-                float bs = -INFINITY;
-                int64_t bj = 0;
-                for (int64_t j = 0; j < r; j++) {
-                    float s = SIM(eord[2 * k], eord[2 * j + 1]);
-                    if (s > bs || j == 0) {
-                        bs = s;
-                        bj = j;
-                    }
-                }
-                dest[c0 + eord[2 * k]] = (int32_t)(base + bj);
-                dest[c0 + eord[2 * k + 1]] = (int32_t)(base + k);
-            }
-        }
-#undef SIM
     }
-}
-
-void rt_pitome_match(RtPool *p, int32_t *dest, const float *metric, int64_t nb, int64_t T, int64_t C, int64_t r,
-                     int32_t cls, float margin, int32_t bsm)
-{
-    Pitome a = {dest, metric, T, C, r, cls, bsm, margin};
-    rt_parallel_for(nb * T * T * C >= 1 << 15 ? p : NULL, nb, pitome_rows, &a);
-}
-
-/* ---------------------------------------------------------------- cls_attn */
-
-typedef struct ClsAttn {
-    float *out;
-    const float *q, *k;
-    int64_t Tq, Tk, d;
-    float scale;
-} ClsAttn;
-
-static void cls_rows(void *ctx, int64_t begin, int64_t end)
-{
-    const ClsAttn *a = ctx;
-    for (int64_t row = begin; row < end; row++) {
-        const float *q = a->q + row * a->Tq * a->d, *k = a->k + row * a->Tk * a->d;
-        float *y = a->out + row * a->Tk, mx = -INFINITY, sum = 0;
-        for (int64_t j = 0; j < a->Tk; j++) {
-            float s = 0;
-            for (int64_t e = 0; e < a->d; e++)
-                s += q[e] * k[j * a->d + e];
-            y[j] = s * a->scale;
-            mx = y[j] > mx ? y[j] : mx;
-        }
-        for (int64_t j = 0; j < a->Tk; j++)
-            sum += (y[j] = expf(y[j] - mx));
-        for (int64_t j = 0; j < a->Tk; j++)
-            y[j] /= sum;
-    }
-}
-
-void rt_cls_attn(RtPool *p, float *out, const float *q, const float *k, int64_t nb, int64_t Tq, int64_t Tk,
-                 int64_t d, float scale)
-{
-    ClsAttn a = {out, q, k, Tq, Tk, d, scale};
-    rt_parallel_for(nb * Tk * d >= 1 << 15 ? p : NULL, nb, cls_rows, &a);
 }
 
 /* ---------------------------------------------------------------- evit_select */
