@@ -35,6 +35,9 @@ onnx)        SEEDS="tests/onnx/*/*.onnx $(ls -d /usr/share/libonnx-testdata/data
 program)     SEEDS="" DICT= MAXLEN=4096 QUIET=-close_fd_mask=3 ;; # rt_main prints; crash reports still show
 esac
 C=$B/corpus/$T
+# absolute: the program target runs rt_main in its scratch directory, where a relative prefix put a
+# timeout's input (and lost it)
+case $B in /*) ART=$B/crashes/$T/ ;; *) ART=$(pwd)/$B/crashes/$T/ ;; esac
 mkdir -p "$C" "$B/crashes/$T" "$B/seeds/$T"
 # the targets write each input to a file in TMPDIR for the readers to open: in memory (/dev/shm) rather
 # than on a disk-backed /tmp, npy ran at over 20,000 executions a second instead of 3,300 (AMX Xeon)
@@ -45,4 +48,4 @@ for f in $SEEDS; do [ -f "$f" ] && cp "$f" "$B/seeds/$T/$(echo "$f" | tr / _)"; 
 # shellcheck disable=SC2086
 exec nice -n 19 "$B/tests/fuzz/fuzz_$T" "$C" "tests/fuzz/$T" "$B/seeds/$T" \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=$MAXLEN \
-    -artifact_prefix="$B/crashes/$T/" -print_final_stats=1 ${DICT:+-dict=$DICT} ${QUIET:-} "$@"
+    -artifact_prefix="$ART" -print_final_stats=1 ${DICT:+-dict=$DICT} ${QUIET:-} "$@"
