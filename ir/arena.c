@@ -18,6 +18,8 @@ typedef struct Chunk {
 
 struct Arena {
     Chunk *head;
+    size_t next_cap; /* the next chunk's size: 64 KiB, doubling to 1 MiB (a small model's graph fits
+                        in the first; a chunk is a fresh mapping of pages to fault in and clear) */
 };
 
 _Noreturn void kiln_panic(const char *file, int line, const char *fmt, ...)
@@ -54,7 +56,11 @@ void *arena_alloc(Arena *a, size_t n)
     n = (n + 63) & ~(size_t)63;
     Chunk *c = a->head;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        if (a->next_cap < ((size_t)64 << 10))
+            a->next_cap = (size_t)64 << 10;
+        size_t cap = n > a->next_cap ? n : a->next_cap;
+        if (a->next_cap < ((size_t)1 << 20))
+            a->next_cap *= 2;
         c = aligned_alloc(64, (sizeof(Chunk) + cap + 63) & ~(size_t)63);
         KILN_ASSERT(c);
         c->cap = cap;
