@@ -22,6 +22,7 @@ file a person can read: usually three to six statements.
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -34,13 +35,23 @@ import gen  # noqa: E402
 
 
 SAMPLE = None  # --quick: difftest's --sample, from the seed
+CPU_SECONDS = 600  # of one difftest call (its threads' summed): a model that takes longer fails
 
 
 def check(difftest, path, seed=0):
     """(status, report) of one model file: 0 match, 1 mismatch, 2 failure."""
     extra = ['--sample', str(seed % 3)] if SAMPLE else []
-    p = subprocess.run([difftest, path] + extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    # a hang is bounded by CPU time, not wall time: a long run at nice 19 on a busy machine may wait
+    # minutes for a core, and a wall-clock timeout then killed models that were not hanging
+    p = subprocess.run([difftest, path] + extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       preexec_fn=limit_cpu)
+    if p.returncode not in (0, 1, 2):  # killed (the CPU limit: SIGXCPU) or crashed
+        return 2, 'difftest %s ended with status %d (a signal when negative)\n%s' % (path, p.returncode, p.stdout)
     return p.returncode, p.stdout
+
+
+def limit_cpu():
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
 
 
 def minimise(difftest, model, workdir, status):
