@@ -1022,6 +1022,8 @@ static void split_merge(Attn *a, LLVMValueRef scratch, LLVMValueRef rows, LLVMVa
 
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
+    if (n->nin == 7) /* int8 k and v with their scales (a quantized KV cache): qattention.c */
+        return cg_qattention(cg, n, out, in);
     if (n->dtype != DT_F32) {
         diag_error(cg->d, n->loc, "the fused attention kernel takes f32, not %s", dtype_traits[n->dtype].name);
         return -1;
