@@ -60,6 +60,17 @@
  *
  * h2o and cascade likewise keep what their references keep of a prompt longer than B
  * (prefill_heavy, prefill_cascade and cascade_long).
+ *
+ * Precision: with `,kv=int8` (full, window and sinks) cache.l.k and cache.l.v are i8, and the
+ * states cache.l.ks and cache.l.vs (their shape with the last dimension 1, f32) hold each cached
+ * row's scale: per token and KV head, scale = max |x| / 127 over the row's d values, the values
+ * x / scale rounded to the nearest (ties to even) and saturated, a zero row scale 0 and values 0
+ * (quant_rows: quantize nodes, so the interpreter and the kernels round alike). Prefill and decode
+ * quantize what they write; prefill's own attention reads its f32 k and v. Decode's attention takes
+ * the int8 caches and their scales as its sixth and seventh inputs (codegen/qattention.c reads the
+ * rows as they are); with positions=cache the keys are dequantized (dequantize nodes) to be rotated
+ * again, and attention reads f32. tova, h2o and cascade are refused with kv=int8 (their writes and
+ * their scores would need the same treatment: not done).
  */
 #include "passes/passes.h"
 
