@@ -196,6 +196,10 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
 
 void cg_attention_explain(Cg *cg, const Node *n, FILE *out)
 {
+    if (n->nin == 7) { /* int8 k and v: qattention.c */
+        cg_qattention_explain(cg, n, out);
+        return;
+    }
     AttnCfg k = attn_config(cg, n);
     CgTarget t = cg_target(cg);
     const Node *q = n->in[0], *v = n->in[2];

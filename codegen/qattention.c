@@ -32,6 +32,7 @@
 #include "passes/passes.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 enum {
@@ -329,6 +330,16 @@ static void kernel_name(const Cg *cg, const Node *n, char *buf, size_t len)
     }
 #undef MIX
     snprintf(buf, len, "kiln_qattention_%016llx", (unsigned long long)h);
+}
+
+void cg_qattention_explain(Cg *cg, const Node *n, FILE *out)
+{
+    const Node *q = n->in[0], *v = n->in[2];
+    fprintf(out, "codegen: attention over int8 k and v (d %lld, dv %lld): one query row a work item, its columns across "
+                 "vectors of %d floats, the i8 rows converted as they are loaded, tiles of %d keys; the keys are not "
+                 "split over threads\n",
+            (long long)dim_max(cg->g, q->shape[q->rank - 1]), (long long)dim_max(cg->g, v->shape[v->rank - 1]),
+            cg_target(cg).vw, QA_RBC);
 }
 
 int cg_qattention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
