@@ -196,6 +196,10 @@ static AttnCfg attn_config(const Cg *cg, const Node *n)
 
 void cg_attention_explain(Cg *cg, const Node *n, FILE *out)
 {
+    if (n->nin == 7) { /* int8 k and v: qattention.c */
+        cg_qattention_explain(cg, n, out);
+        return;
+    }
     AttnCfg k = attn_config(cg, n);
     CgTarget t = cg_target(cg);
     const Node *q = n->in[0], *v = n->in[2];
@@ -1022,6 +1026,8 @@ static void split_merge(Attn *a, LLVMValueRef scratch, LLVMValueRef rows, LLVMVa
 
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
+    if (n->nin == 7) /* int8 k and v with their scales (a quantized KV cache): qattention.c */
+        return cg_qattention(cg, n, out, in);
     if (n->dtype != DT_F32) {
         diag_error(cg->d, n->loc, "the fused attention kernel takes f32, not %s", dtype_traits[n->dtype].name);
         return -1;

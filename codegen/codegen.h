@@ -375,6 +375,9 @@ int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_matmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in); /* attention.c */
+/* attention over int8 k and v with their scales (seven inputs; cg_attention hands it over) (qattention.c) */
+int cg_qattention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+void cg_qattention_explain(Cg *cg, const Node *n, FILE *out);
 /* tome_match, pitome_match, token_merge, cls_attn, evit_select: calls of runtime/tokens.c's kernels (merge.c) */
 int cg_tokens(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 /* What attention node n's code depends on beyond its type: the strides it reads its operands and

@@ -352,6 +352,24 @@ static int infer_conv(const Graph *g, const Attrs *at, int nin, Node *const *in,
 static int infer_attention(const Graph *g, const Attrs *at, int nin, Node *const *in, IrType *t, IrWhy *w)
 {
     const Node *q = in[0], *k = in[1], *v = in[2];
+    int q8 = nin == 7;
+    if (nin == 6)
+        return refuse(w, 5, "attention: six inputs: int8 k and v take two scales, (q, k, v, mask, n, kscale, vscale)");
+    if (nin == 7) { /* int8 k and v, each with a scale per row (a quantized KV cache) */
+        for (int j = 1; j <= 2; j++) {
+            const Node *x = in[j], *s = in[j + 4];
+            int fits = x->dtype == DT_I8 && s->dtype == DT_F32 && s->rank == x->rank &&
+                       dim_eq(s->shape[s->rank - 1], dim_const(1));
+            for (int i = 0; fits && i < x->rank - 1; i++)
+                fits = dim_eq(s->shape[i], x->shape[i]);
+            if (!fits)
+                return refuse(w, j + 4, "attention: with scales, %s is i8 and its scale %s f32 of its shape with "
+                              "the last dimension 1", ty(g, x), ty(g, s));
+        }
+        if (at->scores)
+            return refuse(w, -1, "attention: the probabilities (scores) are not computed with int8 k and v");
+        nin = 5;
+    }
     if (nin == 5) { /* the keys read: an integer count, after the mask */
         const Node *n = in[4];
         int one = 1;
@@ -362,7 +380,7 @@ static int infer_attention(const Graph *g, const Attrs *at, int nin, Node *const
         nin = 4;
     }
     for (int i = 1; i < nin; i++)
-        if (in[i]->dtype != q->dtype)
+        if (in[i]->dtype != q->dtype && !(q8 && i <= 2))
             return refuse(w, i, "attention: input %d is %s but q is %s: one dtype for all", i, ty(g, in[i]), ty(g, q));
     if (!is_float(q->dtype))
         return refuse(w, 0, "attention needs a float type, not %s", dtn(q->dtype));

@@ -672,6 +672,23 @@ static int eval_attention(Interp *I, const Node *n, double *y)
     if (!sc)
         return bad(I, n, "out of memory");
     const double *Q = I->val[qn->id], *K = I->val[kn->id], *V = I->val[vn->id], *M = mn ? I->val[mn->id] : NULL;
+    double *deq[2] = {NULL, NULL};
+    if (n->nin > 6) { /* int8 k and v: each row its f32 product with its scale, as the kernel reads it */
+        for (int j = 0; j < 2; j++) {
+            const Node *x = n->in[1 + j];
+            int64_t cols = I->shape[x->id][x->rank - 1], cnt = prod(I->shape[x->id], 0, x->rank);
+            const double *src = I->val[x->id], *s = I->val[n->in[5 + j]->id];
+            if (!(deq[j] = malloc(sizeof(double) * (size_t)(cnt ? cnt : 1)))) {
+                free(deq[0]);
+                free(sc);
+                return bad(I, n, "out of memory");
+            }
+            for (int64_t e = 0; e < cnt; e++)
+                deq[j][e] = (double)((float)src[e] * (float)s[e / cols]);
+        }
+        K = deq[0];
+        V = deq[1];
+    }
     for (int64_t b = 0; b < nb; b++) {
         int64_t moff = 0;
         for (int i = 0; i < r; i++)
@@ -721,6 +738,8 @@ static int eval_attention(Interp *I, const Node *n, double *y)
         }
     }
     free(sc);
+    free(deq[0]);
+    free(deq[1]);
     return 0;
 }
 

@@ -324,8 +324,9 @@ void ir_print_node(FILE *f, const Graph *g, const Node *n)
         /* what the attributes do not say, as a comment the parser skips: heads are the product of
          * the batch dimensions of q and of k (grouped-query attention when they differ) */
         char b1[IR_DIM_STR], b2[IR_DIM_STR];
-        fprintf(f, "   # heads %s, kv heads %s, mask %s", batch_str(g, n->in[0], b1, sizeof b1),
-                batch_str(g, n->in[1], b2, sizeof b2), n->nin > 3 ? "additive" : n->at.causal ? "causal" : "none");
+        fprintf(f, "   # heads %s, kv heads %s, mask %s%s", batch_str(g, n->in[0], b1, sizeof b1),
+                batch_str(g, n->in[1], b2, sizeof b2), n->nin > 3 ? "additive" : n->at.causal ? "causal" : "none",
+                n->nin > 6 ? ", int8 k and v with a scale per row" : "");
     }
     fputc('\n', f);
 }

@@ -60,6 +60,17 @@
  *
  * h2o and cascade likewise keep what their references keep of a prompt longer than B
  * (prefill_heavy, prefill_cascade and cascade_long).
+ *
+ * Precision: with `,kv=int8` (full, window and sinks) cache.l.k and cache.l.v are i8, and the
+ * states cache.l.ks and cache.l.vs (their shape with the last dimension 1, f32) hold each cached
+ * row's scale: per token and KV head, scale = max |x| / 127 over the row's d values, the values
+ * x / scale rounded to the nearest (ties to even) and saturated, a zero row scale 0 and values 0
+ * (quant_rows: quantize nodes, so the interpreter and the kernels round alike). Prefill and decode
+ * quantize what they write; prefill's own attention reads its f32 k and v. Decode's attention takes
+ * the int8 caches and their scales as its sixth and seventh inputs (codegen/qattention.c reads the
+ * rows as they are); with positions=cache the keys are dequantized (dequantize nodes) to be rotated
+ * again, and attention reads f32. tova, h2o and cascade are refused with kv=int8 (their writes and
+ * their scores would need the same treatment: not done).
  */
 #include "passes/passes.h"
 
@@ -74,6 +85,7 @@ typedef struct Policy {
     int64_t heavy, recent; /* h2o */
     int64_t ncascade;      /* cascade: sub-caches of `window` tokens each, after `sinks` */
     int cachepos;          /* positions=cache: rotary positions by rank within the cache (never with full) */
+    int q8;                /* kv=int8: the caches in i8 with an f32 scale per cached row (quant_rows) */
 } Policy;
 
 /* cascade: the factor of the moving average of the attention a token receives (CascadingKVCache.beta) */
@@ -193,28 +205,48 @@ bad:
     return -1;
 }
 
-/* a policy (parse_kind), then optionally ",positions=cache" or ",positions=absolute" (the default);
- * 0 on success */
+/* a policy (parse_kind), then optionally ",positions=cache" or ",positions=absolute" (the default) and
+ * ",kv=int8" or ",kv=f32" (the default), each at most once, in either order; 0 on success */
 static int parse_policy(const char *s, int64_t bound, Policy *p, Diag *d)
 {
     memset(p, 0, sizeof *p);
-    const char *suffix = strstr(s, ",positions=");
+    const char *pos = strstr(s, ",positions="), *kvq = strstr(s, ",kv=");
+    const char *suffix = pos && (!kvq || pos < kvq) ? pos : kvq;
     size_t n = suffix ? (size_t)(suffix - s) : strlen(s);
     char kind[128];
-    if (n < sizeof kind) {
+    int ok = n < sizeof kind, seenpos = 0, seenkv = 0;
+    if (ok) {
         memcpy(kind, s, n);
         kind[n] = 0;
-        int ok = !parse_kind(kind, bound, p);
-        if (ok && suffix)
-            ok = !strcmp(suffix + 11, "absolute") || (p->cachepos = !strcmp(suffix + 11, "cache"));
-        if (ok) {
-            p->cachepos &= p->kind != KV_FULL; /* nothing leaves: the ranks are the positions */
-            return 0;
-        }
+        ok = !parse_kind(kind, bound, p);
+    }
+    for (const char *o = suffix; ok && o;) {
+        o++; /* past the comma */
+        const char *e = strchr(o, ',');
+        size_t len = e ? (size_t)(e - o) : strlen(o);
+#define IS(lit) (len == sizeof(lit) - 1 && !strncmp(o, lit, len))
+        if (!seenpos && (IS("positions=absolute") || IS("positions=cache")))
+            seenpos = 1, p->cachepos = IS("positions=cache");
+        else if (!seenkv && (IS("kv=f32") || IS("kv=int8")))
+            seenkv = 1, p->q8 = IS("kv=int8");
+        else
+            ok = 0;
+#undef IS
+        o = e;
+    }
+    if (ok && p->q8 && evicting(p)) {
+        diag_fatal(d, "--kv-cache: kv=int8 works with the policies full, window and sinks, not with '%s' (tova, "
+                      "h2o and cascade keep f32 caches)", s);
+        return -1;
+    }
+    if (ok) {
+        p->cachepos &= p->kind != KV_FULL; /* nothing leaves: the ranks are the positions */
+        return 0;
     }
     diag_fatal(d, "--kv-cache: cannot read the policy '%s' (full, full:B, window:W, sinks:S,window:W, tova:B, "
                   "h2o:heavy=H,recent=R or cascade:B,n=N[,sinks=S], then optionally ,positions=cache or "
-                  ",positions=absolute; B, W, H + R >= 1, S, H, R >= 0, 1 <= N <= 16 dividing B - S)", s);
+                  ",positions=absolute and ,kv=int8 or ,kv=f32; B, W, H + R >= 1, S, H, R >= 0, 1 <= N <= 16 "
+                  "dividing B - S)", s);
     return -1;
 }
 
@@ -371,16 +403,43 @@ static Node *state_node(Kv *kv, int layer, const char *what, SrcLoc loc)
     return st;
 }
 
+/* kv=int8: x (f32 [..., n, d]) quantized per row as the cache holds it: the scale of each row,
+ * max |x| / 127 ([..., n, 1] f32), in *scale, and the quantize node (i8): x / scale rounded to the
+ * nearest (ties to even) and saturated, a row of zeros getting scale 0 and values 0 (quantize's
+ * rule for a zero scale). */
+static Node *quant_rows(Kv *kv, Node *x, Node **scale)
+{
+    SrcLoc loc = x->loc;
+    Node *amax = red(kv, OP_RMAX, ir_unary(kv->g, OP_ABS, x, loc, NULL), x->rank - 1, 1);
+    *scale = bin(kv, OP_DIV, amax, const_f32(kv, 127.0f));
+    Node *q = mk(kv, OP_QUANTIZE, DT_I8, x->rank, x->shape, 2, (Node *[]){x, *scale}, loc);
+    q->at.axis = 0;
+    return q;
+}
+
+/* Row slots (axis: the slots) of state st replaced by x's rows, a scatter made an update of the entry
+ * being built; returns the scatter (the cache after the write). */
+static Node *scatter_into(Kv *kv, Node *st, Node *slots, Node *x, SrcLoc loc)
+{
+    Node *w = mk(kv, OP_SCATTER, st->dtype, st->rank, st->shape, 3, (Node *[]){st, slots, x}, loc);
+    w->at.axis = st->rank - 2;
+    ir_add_update(kv->g, st->name, w);
+    return w;
+}
+
 /* decode: the new k and v (in[1], in[2] of attention x, mapped) written into slot of the layer's
- * caches, which are updated; the caches after the write in cached[0..1]. */
+ * caches, which are updated; the caches after the write in cached[0..1], and with kv=int8 the
+ * scales' in cached[2..3]. */
 static void cache_write(Kv *kv, const Node *x, Node *const *in, int layer, Node *slot, Node **cached)
 {
     for (int j = 1; j <= 2; j++) {
-        const Node *orig = x->in[j];
-        Node *st = state_node(kv, layer, j == 1 ? "k" : "v", x->loc);
-        cached[j - 1] = mk(kv, OP_SCATTER, orig->dtype, orig->rank, st->shape, 3, (Node *[]){st, slot, in[j]}, x->loc);
-        cached[j - 1]->at.axis = orig->rank - 2;
-        ir_add_update(kv->g, st->name, cached[j - 1]);
+        Node *st = state_node(kv, layer, j == 1 ? "k" : "v", x->loc), *val = in[j];
+        if (kv->pol.q8) {
+            Node *sc;
+            val = quant_rows(kv, val, &sc);
+            cached[j + 1] = scatter_into(kv, state_node(kv, layer, j == 1 ? "ks" : "vs", x->loc), slot, sc, x->loc);
+        }
+        cached[j - 1] = scatter_into(kv, st, slot, val, x->loc);
     }
 }
 
@@ -465,7 +524,7 @@ static Slots attend_slots(Kv *kv, const Node *x, Node *const *in, const Dim *sha
     o.idx = mk(kv, OP_ARANGE, DT_I64, 1, (Dim[]){dim_const(S)}, 0, NULL, loc);
     o.none = i64s(kv, S);
     Node *slot = red(kv, OP_RMIN, sel(kv, bin(kv, OP_EQ, o.pos, i64s(kv, 0)), o.idx, o.none), 0, 1);
-    Node *cached[2];
+    Node *cached[4];
     cache_write(kv, x, in, layer, slot, cached);
     o.isnew = bin(kv, OP_EQ, o.idx, slot);
     o.pos1 = sel(kv, o.isnew, op_k(kv, OP_ADD, kv->p, 1), o.pos);
@@ -1044,8 +1103,19 @@ static Node *clone(Kv *kv, Node *x, int layer_of_attention)
         if (kv->pol.kind == KV_CASCADE)
             return attend_cascade(kv, x, held, shape, layer_of_attention);
         /* the new k and v into their slot, then attention over every slot */
-        Node *cached[2], *qkv[3];
+        Node *cached[4], *qkv[3];
         cache_write(kv, x, held, layer_of_attention, kv->slot, cached);
+        if (kv->pol.q8 && !kv->pol.cachepos) { /* attention reads the int8 caches with their scales */
+            Node *a = mk(kv, OP_ATTENTION, x->dtype, x->rank, shape, 7,
+                         (Node *[]){in[0], cached[0], cached[1], decode_mask(kv, x->loc), kv->nread, cached[2], cached[3]},
+                         x->loc);
+            a->at = x->at;
+            a->at.causal = 0;
+            return a;
+        }
+        for (int j = 0; j < 2 && kv->pol.q8; j++) /* positions=cache: the keys are rotated again, in f32 */
+            cached[j] = mk(kv, OP_DEQUANTIZE, DT_F32, cached[j]->rank, cached[j]->shape, 2,
+                           (Node *[]){cached[j], cached[j + 2]}, x->loc);
         positioned(kv, layer_of_attention, in[0], cached, kv->pol.cachepos ? ring_pos1(kv, x->loc) : NULL, qkv);
         Node *a = mk(kv, OP_ATTENTION, x->dtype, x->rank, shape, 5,
                      (Node *[]){qkv[0], qkv[1], qkv[2], decode_mask(kv, x->loc), kv->nread}, x->loc);
@@ -1139,6 +1209,12 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
         }
     if (parse_policy(o->kv_cache, g->syms[kv.tsym].bound, &kv.pol, o->d))
         return 0;
+    for (int i = 0; i < g->nnode && kv.pol.q8; i++)
+        if (g->nodes[i]->op == OP_ATTENTION && (g->nodes[i]->in[1]->dtype != DT_F32 || g->nodes[i]->in[2]->dtype != DT_F32)) {
+            diag_error(o->d, g->nodes[i]->loc, "kv-cache: kv=int8 quantizes f32 keys and values; attention %%%d's are %s",
+                       i, dtype_traits[g->nodes[i]->in[1]->dtype].name);
+            return 0;
+        }
     if (kv.pol.cachepos) {
         kv.reg = arena_alloc(g->arena, sizeof(KvRegion) * 3 * (size_t)nattn);
         if (kv_find_regions(g, kv.tsym, kv.n0, kv.reg, o->d))
@@ -1161,7 +1237,12 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
             cache_shape(&kv, x, x->rank - 2, cs);
             char name[64];
             snprintf(name, sizeof name, "cache.%d.%c", l, j == 1 ? 'k' : 'v');
-            ir_add_state(g, name, x->dtype, x->rank, cs);
+            ir_add_state(g, name, kv.pol.q8 ? DT_I8 : x->dtype, x->rank, cs);
+            if (kv.pol.q8) { /* a scale per cached row */
+                cs[x->rank - 1] = dim_const(1);
+                snprintf(name, sizeof name, "cache.%d.%cs", l, j == 1 ? 'k' : 'v');
+                ir_add_state(g, name, DT_F32, x->rank, cs);
+            }
         }
         if (kv.pol.kind == KV_TOVA || kv.pol.kind == KV_CASCADE) {
             char name[64];
@@ -1201,16 +1282,14 @@ int pass_kv_cache(Graph *g, const PassOptions *o)
             continue;
         for (int j = 1; j <= 2 && !evicting(&kv.pol); j++) { /* those write their own */
             Node *x = a->in[j];
-            char name[64];
-            snprintf(name, sizeof name, "cache.%d.%c", l, j == 1 ? 'k' : 'v');
-            int s = ir_find_state(g, name);
-            Node *st = mk(&kv, OP_STATE, x->dtype, x->rank, g->states[s].shape, 0, NULL, a->loc);
-            st->name = g->states[s].name;
             if (kv.pol.cachepos && kv.reg[3 * l + j].x) /* the value before the positions */
                 x = (Node *)kv.reg[3 * l + j].x;
-            Node *w = mk(&kv, OP_SCATTER, x->dtype, x->rank, g->states[s].shape, 3, (Node *[]){st, slots, x}, a->loc);
-            w->at.axis = x->rank - 2;
-            ir_add_update(g, name, w);
+            if (kv.pol.q8) {
+                Node *sc;
+                x = quant_rows(&kv, x, &sc);
+                scatter_into(&kv, state_node(&kv, l, j == 1 ? "ks" : "vs", a->loc), slots, sc, a->loc);
+            }
+            scatter_into(&kv, state_node(&kv, l, j == 1 ? "k" : "v", a->loc), slots, x, a->loc);
         }
         l++;
     }
