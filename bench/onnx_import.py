@@ -58,7 +58,8 @@ def report(res, w):
     w("")
     w("The ONNX file ONNX Runtime runs above, given to kiln as it is (`kiln build MODEL.onnx`: kiln's ONNX "
       "frontend, then the same passes and code generator), timed like the model written in kiln's language "
-      "(the program's `--bench`, same input and runs, in the same rounds, the lower median kept). 'attention fused': the attention nodes in `kiln ir "
+      "(the program's `--bench`, same input and runs, in the same rounds, the lower median kept). "
+      "'attention fused': the attention nodes in `kiln ir "
       "MODEL.onnx` after the default passes (the models have one attention per layer); ONNX Runtime at "
       "level 'all' fuses none in these exports. 'output vs PyTorch' as above.")
     w("")
