@@ -208,6 +208,20 @@ def pick(tries):
     return best
 
 
+def keep_lower(store, key, d):
+    """The models section's rounds: store[key] keeps, of the measurements d it is given over the rounds, the
+    one with the lower median (a failure only while nothing succeeded), and "round_medians" lists every
+    round's median in order (None for a round that failed)."""
+    old = store.get(key)
+    meds = list((old or {}).get("round_medians", [])) + [d.get("median_ms") if "error" not in d else None]
+    if old is None or ("error" in old and "error" not in d) or (
+            "error" not in d and "error" not in old and d["median_ms"] < old["median_ms"]):
+        old = dict(d)
+    old["round_medians"] = meds
+    store[key] = old
+    return old
+
+
 def json_line(rc, out, err):
     for line in reversed(out.splitlines()):
         if line.startswith("{"):

@@ -43,7 +43,7 @@ import onnx_import
 import onnx_quant
 import tokens
 from benchlib import (BENCH, COMMANDS, FAILURES, OUT, PY, ROOT, SECTION, compare, fail, fmt, fmt_ms,
-                      fmt_ratio, geomean, json_line, kiln_bench, kiln_build, kiln_check, mib, pick, reason,
+                      fmt_ratio, geomean, json_line, keep_lower, kiln_bench, kiln_build, kiln_check, mib, pick, reason,
                       rel, run, say, shell_line, size_text)
 
 sys.path.insert(0, os.path.join(ROOT, "examples", "common"))
@@ -451,6 +451,7 @@ def bench_models(res, kiln, threads, quick, only_models=None):
     for spec in model_specs(quick):
         if only_models and spec["key"] not in only_models:
             continue
+        spec["rounds"] = 1 if quick else 2
         try:
             bench_model(res, kiln, threads, spec)
         except Exception as e:  # one model's trouble does not stop the others
@@ -493,6 +494,7 @@ def bench_model(res, kiln, threads, spec):
         say("  " + r["status"])
         return
     r["weights"] = rel(weights)
+    r["weights_path"] = weights
     check, why = kiln_check(kiln, model, weights, spec["defines"])
     if not check:
         r["status"] = "kiln check failed: " + why
@@ -539,7 +541,7 @@ def bench_model(res, kiln, threads, spec):
                               in_path, "--onnx", onnx, "--out", ref], env={"OMP_NUM_THREADS": 2,
                                                                           "OPENBLAS_NUM_THREADS": 2},
                              timeout=1200)
-    r["export"] = {"ok": rc == 0, "seconds": secs,
+    r["export"] = {"ok": rc == 0, "seconds": secs, "onnx": onnx,
                    "bytes": os.path.getsize(onnx) if rc == 0 and os.path.exists(onnx) else None,
                    "why": None if rc == 0 else reason(rc, out, err)}
     if rc:
@@ -549,56 +551,67 @@ def bench_model(res, kiln, threads, spec):
         if spec["key"] in QUANT_MODELS:
             onnx_quant.prepare(r, kiln, onnx, spec, model, weights)
     runs = spec["runs"]
+    # Every variant in turn (kiln, ONNX Runtime and its no-spin setting, kiln on the .onnx, the int8 rows,
+    # PyTorch and its passive setting), at each thread count, round after round; each keeps the lower
+    # median of its rounds, so that a noisy minute lands on every variant rather than on one peer.
+    rounds = spec.get("rounds", 2)
+    r["rounds"] = rounds
+    tries = {}  # (peer, t, variant) -> the better of the rounds so far
+    for rnd in range(rounds):
+        for t in threads:
+            say(f"  round {rnd + 1} of {rounds}, {t} thread(s)")
+            model_round(res, r, spec, t, runs, exe, binfo, in_name, in_path, out_name, ref, tries)
     for t in threads:
-        say(f"  {t} thread(s)")
-        # kiln
-        if binfo:
-            kout = os.path.join(OUT, f"{spec['key']}.kiln.{t}.npy")
-            m, why = kiln_bench(exe, {in_name: in_path}, t, runs, weights=binfo["weights_file"],
-                                output=(out_name, kout))
-            r["kiln"][t] = m or {"error": why}
-            if m:
-                r["diff"][("kiln", t)] = compare(kout, ref)
-        else:
-            r["kiln"][t] = {"error": "kiln build failed: " + (r.get("build_error") or "?")}
-        # ONNX Runtime; at more than one thread also without pool spinning, the better kept
-        if r["export"]["ok"]:
-            tries = []
-            for flags in ([], ["--no-spin"]) if t > 1 else ([],):
-                oout = os.path.join(OUT, f"{spec['key']}.ort.{t}{'.nospin' if flags else ''}.npy")
-                rc, out, err, _ = run(["node", os.path.join(BENCH, "ort_peer.js"), onnx, in_path, "--threads",
-                                       t, "--runs", runs, "--out", oout] + flags,
-                                      env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t})
-                d = json_line(rc, out, err)
-                d["variant"] = "no spin" if flags else "default"
-                d["outfile"] = oout
-                tries.append(d)
-            r["ort"][t] = pick(tries)
-            if "error" not in r["ort"][t]:
-                r["diff"][("ort", t)] = compare(r["ort"][t]["outfile"], ref)
-        else:
-            r["ort"][t] = {"error": "no ONNX model: export failed: " + (r["export"]["why"] or "?")}
-        onnx_import.measure(r, t, runs, in_path, ref)
-        onnx_quant.measure(r, t, runs, in_name, in_path, out_name, r.get("onnx_kiln", {}).get("output"), ref)
-        # PyTorch eager; at more than one thread also with OMP_WAIT_POLICY=PASSIVE, the better kept
-        tries = []
-        for extra in ({}, {"OMP_WAIT_POLICY": "PASSIVE"}) if t > 1 else ({},):
-            tout = os.path.join(OUT, f"{spec['key']}.torcheager.{t}.npy")
-            rc, out, err, _ = run([PY, os.path.join(BENCH, "torch_peer.py"), "time", spec["kind"], weights,
-                                   in_path, "--threads", t, "--runs", runs, "--out", tout],
-                                  env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t, **extra})
-            d = json_line(rc, out, err)
-            d["variant"] = "passive" if extra else "default"
-            tries.append(d)
-        r["torch"][t] = pick(tries)
-        if "blas" in r["torch"][t]:
-            res.setdefault("torch_blas", r["torch"][t]["blas"])
         for peer in ("kiln", "ort", "torch"):
-            if "error" in r[peer][t]:
-                fail(f"{peer} {spec['name']} {t} threads", r[peer][t]["error"])
+            if "error" in r[peer].get(t, {"error": "not run"}):
+                fail(f"{peer} {spec['name']} {t} threads", r[peer].get(t, {}).get("error", "not run"))
     if binfo and shutil.which("perf"):
         r["profile"] = profile_kiln(exe, {in_name: in_path}, runs, binfo["weights_file"], spec["key"])
     r["status"] = "ok"
+
+
+def model_round(res, r, spec, t, runs, exe, binfo, in_name, in_path, out_name, ref, tries):
+    """One round of a model at t threads: each program once (`--bench runs`), the lower median of the
+    rounds kept (benchlib.keep_lower); the peers' pool settings are variants, the faster kept (pick)."""
+    # kiln
+    if binfo:
+        kout = os.path.join(OUT, f"{spec['key']}.kiln.{t}.npy")
+        m, why = kiln_bench(exe, {in_name: in_path}, t, runs, weights=binfo["weights_file"], output=(out_name, kout))
+        keep_lower(r["kiln"], t, m or {"error": why})
+        if m:
+            r["diff"][("kiln", t)] = compare(kout, ref)
+    else:
+        r["kiln"][t] = {"error": "kiln build failed: " + (r.get("build_error") or "?")}
+    # ONNX Runtime; at more than one thread also without pool spinning, the better kept
+    if r["export"]["ok"]:
+        for flags in ([], ["--no-spin"]) if t > 1 else ([],):
+            oout = os.path.join(OUT, f"{spec['key']}.ort.{t}{'.nospin' if flags else ''}.npy")
+            rc, out, err, _ = run(["node", os.path.join(BENCH, "ort_peer.js"), r["export"]["onnx"], in_path,
+                                   "--threads", t, "--runs", runs, "--out", oout] + flags,
+                                  env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t})
+            d = json_line(rc, out, err)
+            d["variant"] = "no spin" if flags else "default"
+            d["outfile"] = oout
+            keep_lower(tries, ("ort", t, d["variant"]), d)
+        r["ort"][t] = pick([v for k, v in tries.items() if k[:2] == ("ort", t)])
+        if "error" not in r["ort"][t]:
+            r["diff"][("ort", t)] = compare(r["ort"][t]["outfile"], ref)
+    else:
+        r["ort"][t] = {"error": "no ONNX model: export failed: " + (r["export"]["why"] or "?")}
+    onnx_import.measure(r, t, runs, in_path, ref)
+    onnx_quant.measure(r, t, runs, in_name, in_path, out_name, r.get("onnx_kiln", {}).get("output"), ref)
+    # PyTorch eager; at more than one thread also with OMP_WAIT_POLICY=PASSIVE, the better kept
+    for extra in ({}, {"OMP_WAIT_POLICY": "PASSIVE"}) if t > 1 else ({},):
+        tout = os.path.join(OUT, f"{spec['key']}.torcheager.{t}.npy")
+        rc, out, err, _ = run([PY, os.path.join(BENCH, "torch_peer.py"), "time", spec["kind"], r["weights_path"],
+                               in_path, "--threads", t, "--runs", runs, "--out", tout],
+                              env={"OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t, **extra})
+        d = json_line(rc, out, err)
+        d["variant"] = "passive" if extra else "default"
+        keep_lower(tries, ("torch", t, d["variant"]), d)
+    r["torch"][t] = pick([v for k, v in tries.items() if k[:2] == ("torch", t)])
+    if "blas" in r["torch"][t]:
+        res.setdefault("torch_blas", r["torch"][t]["blas"])
 
 
 # Where a kiln program spends its time: perf's samples by symbol, in groups named after the code
@@ -877,6 +890,11 @@ def intro_lines():
             "measured in the same run: above 1 kiln is faster, below 1 kiln is slower."]
 
 
+def rounds_text(models):
+    n = sorted({m.get("rounds", 1) for m in models if m.get("status") == "ok"})
+    return " or ".join(str(x) for x in n) or "1"
+
+
 def write_report(res, path):
     L = []
     w = L.append
@@ -1143,7 +1161,15 @@ def write_report(res, path):
         w("fp32, batch 1. kiln: `kiln build` then the program's `--bench N` (one warm-up run, N timed). "
           "ONNX Runtime: `node bench/ort_peer.js` on the ONNX file that `torch.onnx.export` (opset 14) wrote "
           "from the PyTorch module below, with the same weights. PyTorch: `bench/torch_peer.py time`, eager. "
-          "Both peers: one warm-up run, then N timed runs. The PyTorch modules are the examples' own model.py: "
+          "Both peers: one warm-up run, then N timed runs. "
+          + (f"Every program of a model (kiln, ONNX Runtime, PyTorch, kiln on the .onnx file and the int8 rows "
+             f"below, each peer with each of its pool settings) was run in {rounds_text(models)} rounds that take "
+             "every variant in turn at each thread count, and each keeps the lower median of its rounds, so that a "
+             "noisy minute on this shared host lands on every variant rather than on one peer; `bench/out/"
+             "results.json` lists every round's median (round_medians). "
+             if max((m.get("rounds", 1) for m in models), default=1) > 1 else
+             "Each program ran once, one after the other (one round: a noisy minute lands on one peer only). ")
+          + "The PyTorch modules are the examples' own model.py: "
           "for `examples/vit` and `examples/gpt2`, whose `forward()` works in float64 on a dict it converts on "
           "every call, `bench/torch_models.py` runs the same body in float32 with model.py's own functions "
           "and the weights converted once; `examples/charlm` and `examples/vit-mnist` are their nn.Modules "
