@@ -10,6 +10,8 @@
 #      pin what they say;
 #   3. charlm on text: a loss budget holds on the held-out windows, a size budget holds, a speed budget
 #      holds by the report's estimate (alone and with a loss budget), and its report reads back the same;
+#      the time model follows the target (kiln build --cpu): speed=2.5 takes int8 with VNNI, cannot be
+#      met without it, and the same choice is estimated slower than fp32 there;
 # vit-mnist calibrates on one blank image (all blank images are one run) and verifies on 8 real ones.
 #   4. bad input: calibration files of the wrong shape, dtype or kind, overrides naming a layer or a
 #      scheme that does not exist, budgets that do not parse, budgets no choice meets (size, speed,
@@ -21,6 +23,12 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 M=examples/vit-mnist/vit-mnist.kiln
 fail() { echo "FAIL: $*"; exit 1; }
+expect_error() { # expect_error PATTERN COMMAND...: the command fails and says PATTERN
+    pat=$1
+    shift
+    if "$@" > "$OUT/out.txt" 2> "$OUT/err.txt"; then fail "accepted: $*"; fi
+    grep -q "$pat" "$OUT/err.txt" || { cat "$OUT/err.txt"; fail "no '$pat' from: $*"; }
+}
 
 # --- 1. vit-mnist: the verification step is what keeps the budget
 gzip -dc ../shared/data/mnist-t10k-images-idx3-ubyte.gz > "$OUT/img.idx"
@@ -94,13 +102,27 @@ set -- $(est "$OUT/s3.txt")
 awk -v t="$1" -v f="$2" 'BEGIN { exit !(t <= f / 1.5) }' || fail "loss=0.004,speed=1.5: the estimate is over"
 awk '/held-out runs: loss/ { l = $NF } END { exit !(l != "" && l <= 0.004) }' "$OUT/s3.txt" || fail "loss=0.004,speed=1.5: the loss is over"
 
+# --- 3c. the time model is the target's (kiln build --cpu; the IR only, so any host): with AVX-512 VNNI
+# (znver4) speed=2.5 is met with int8 layers; without it (skylake-avx512: int8 and bf16 on the portable
+# kernel, slower than its f32 GEMM) no choice meets it, the closest has no int8 layer, and the same
+# choice as znver4's is estimated slower than fp32 there
+T="--emit ir -o $OUT/t.kir -D CTX=16 --calibrate $OUT/text.txt"
+"$KILN" build $C $T --cpu znver4 --quant-budget speed=2.5 --quant-report "$OUT/t1.txt" > /dev/null
+grep -q '^# time model .*CPU znver4 (AMD Zen 4: 2 FMA pipes of 256 bits), AVX-512, 16 floats a vector, VNNI yes' "$OUT/t1.txt" ||
+    fail "the report does not name znver4's facts"
+grep -q '^#   int8  F  *360 GOP/s (vpdpbusd: 128 per cycle' "$OUT/t1.txt" || fail "znver4's int8 rate is not vpdpbusd's"
+grep -q '^  [0-3]  *int8 ' "$OUT/t1.txt" || fail "speed=2.5 on znver4 chose no int8 layer"
+expect_error "no choice meets it: the closest (in the report) has an estimated .* (every layer at its fastest scheme)" \
+    "$KILN" build $C $T --cpu skylake-avx512 --quant-budget speed=2.5 --quant-report "$OUT/t2.txt"
+grep -q '^#   int8  F .*portable kernel (no AVX-512 VNNI)' "$OUT/t2.txt" || fail "skylake-avx512's int8 is not the portable kernel"
+! grep -q '^  [0-3]  *int8 ' "$OUT/t2.txt" || fail "the closest choice to speed=2.5 on skylake-avx512 has int8 layers"
+"$KILN" build $C $T --cpu skylake-avx512 --quant-overrides "$OUT/t1.txt" --quant-report "$OUT/t3.txt" > /dev/null
+set -- $(est "$OUT/t1.txt") $(est "$OUT/t3.txt")
+[ $# -eq 4 ] && awk -v a="$1" -v af="$2" -v b="$3" -v bf="$4" \
+    'BEGIN { printf "znver4: %s ms (fp32 %s); skylake-avx512, the same choice: %s ms (fp32 %s)\n", a, af, b, bf
+             exit !(a <= af / 2.5 && b > bf) }' || fail "the estimates do not follow the target"
+
 # --- 4. bad input
-expect_error() { # expect_error PATTERN COMMAND...: the command fails and says PATTERN
-    pat=$1
-    shift
-    if "$@" > "$OUT/out.txt" 2> "$OUT/err.txt"; then fail "accepted: $*"; fi
-    grep -q "$pat" "$OUT/err.txt" || { cat "$OUT/err.txt"; fail "no '$pat' from: $*"; }
-}
 cp examples/vit-mnist/ref/labels_4.npy "$OUT/labels.npy"
 expect_error "calibration file '$OUT/labels.npy' does not fit the model: input 'image': expected f32\[B, 1, 28, 28\]" \
     "$KILN" check $M --calibrate "$OUT/blank0.npy" "$OUT/labels.npy"
