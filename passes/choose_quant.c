@@ -30,10 +30,11 @@
  *      quantized runs the calibration part; its loss is the change of the first output (mean KL of
  *      the softmax for an output named *logits*, else relative error);
  *   3. choice, a multiple-choice knapsack solved by dynamic programming (pass_quant_mckp): each
- *      layer's scheme costs its loss alone, its bytes and its estimated time (est_ms); with loss=X the
- *      choice of the fewest bytes whose summed losses stay within X (and, with speed=F, whose time is
- *      at most fp32's / F), without it the least summed loss within size=MB and speed=F; the sum of
- *      losses is only an estimate, since the layers' errors interact;
+ *      layer's scheme costs its loss alone, its bytes and its estimated time on the target (est_ms,
+ *      time_model); with loss=X the choice of the fewest bytes whose summed losses stay within X
+ *      (and, with speed=F, whose time is at most fp32's / F), without it the least summed loss
+ *      within size=MB and speed=F; the sum of losses is only an estimate, since the layers' errors
+ *      interact;
  *   4. verification: the copy with the whole choice runs the held-out part; while its loss exceeds
  *      loss=X, the quantized layer that alone loses most on the held-out part (measured then, once
  *      per layer and scheme) moves back up (w4 to the better of int8 and w8 if that lost less than w4
@@ -50,7 +51,7 @@
  * Where it runs: after fuse-attention and before fuse-ops, so that fuse-ops makes a qmatmul's
  * consumers (bias, activation, residual) its epilogue (Node.inl) as it does a matmul's. Not done
  * (issue 15): static (calibrated) activation scales (the ranges are recorded and reported, the int8
- * kernels quantize each row at run time); the time model is one machine's, not the target's.
+ * kernels quantize each row at run time).
  */
 #include "passes/passes.h"
 
@@ -257,15 +258,17 @@ static int64_t scheme_bytes(const Scheme *s, int64_t K, int64_t N)
 enum { CLOCK_MHZ = 3500 };
 #define DRAM_GBS 24.7
 
-/* The kernels bound by several instructions, measured on Zen 4 (32 f32 FLOP per cycle) by vector
- * width (16, 8, 4 floats): F in GOP/s at 3.5 GHz, scaled by the target's f32 FMA peak over Zen 4's
- * (their integer and shuffle work runs on the same vector pipes); B in GB/s, kept. */
+/* The kernels bound by several instructions, measured on Zen 4 by vector width (16, 8, 4 floats:
+ * code for skylake-avx512, znver3 and x86-64 run on Zen 4, whose f32 FMA peak for that code is 32,
+ * 32 and 8 FLOP per cycle: 2 pipes of 256 bits with FMA; SSE2's 2 of 128 without): F in GOP/s at
+ * 3.5 GHz, scaled by the target's f32 FMA peak over that one (their integer, conversion and shuffle
+ * work runs on the same vector pipes); B in GB/s, kept. */
 typedef struct Measured {
     double gops[3], gbs[3];
 } Measured;
-static const Measured wk_w8 = {{85, 42, 11}, {27, 24, 6}}, wk_w4 = {{83, 45, 11}, {16.5, 10.5, 6}},
-                      wk_int8 = {{50, 40, 20}, {27, 20, 10}}, wk_bf16 = {{32, 28, 14}, {20, 16, 8}};
-enum { ZEN4_FLOP = 32 };
+static const Measured wk_w8 = {{85, 42, 12.5}, {27, 24, 2.8}}, wk_w4 = {{83, 45, 5}, {16.5, 10.5, 0.25}},
+                      wk_int8 = {{50, 40, 6}, {27, 20, 3}}, wk_bf16 = {{32, 28, 12.5}, {20, 16, 8}};
+static const int measured_flop[3] = {32, 32, 8};
 
 /* The dot-product instructions' efficiencies: the generated kernels' rates over their peaks, fp32,
  * bf16 and int8 on Zen 4 (at 3.5 GHz: 100 of 112, 200 of 224, 360 of 448 GOP/s), AMX's on Sapphire
@@ -284,11 +287,11 @@ static const QuantTarget dev_machine = {
 static void measured(Rate *r, const Measured *m, int vw, double p32, const char *kernel)
 {
     int i = vw >= 16 ? 0 : vw >= 8 ? 1 : 2;
-    r->gops = m->gops[i] * p32 / ZEN4_FLOP;
+    r->gops = m->gops[i] * p32 / measured_flop[i];
     r->gbs = m->gbs[i];
     r->kernel = kernel;
     snprintf(r->why, sizeof r->why, "%.4g measured at %d floats a vector x %.4g / %d FLOP per cycle", m->gops[i],
-             vw >= 16 ? 16 : vw >= 8 ? 8 : 4, p32, ZEN4_FLOP);
+             vw >= 16 ? 16 : vw >= 8 ? 8 : 4, p32, measured_flop[i]);
 }
 
 static void peak(Rate *r, double per_cycle, double eff, double gbs, const char *kernel, const char *instr)
@@ -314,7 +317,7 @@ static void time_model(Q *q)
     int pipes = t->fma_pipes > 0 ? t->fma_pipes : 2, bits = t->fma_bits > 0 ? t->fma_bits : 32 * t->vw;
     double p32 = pipes * bits / 32.0 * (t->fma ? 2 : 1); /* f32 FLOP per cycle */
     Rate *r = q->rate;
-    peak(&r[S_FP32], p32, EFF_FP32, 67, "f32 GEMM", t->fma ? "vfmadd" : "vmul + vadd");
+    peak(&r[S_FP32], p32, EFF_FP32, 67, "f32 GEMM", t->fma ? "vector FMA" : "vector mul + add");
     if (t->amx_bf16)
         peak(&r[S_BF16], 1024, EFF_AMX_BF16, 73, "AMX bf16 GEMM", "tdpbf16ps");
     else if (t->bf16)
@@ -328,8 +331,8 @@ static void time_model(Q *q)
     else
         measured(&r[S_INT8], &wk_int8, t->vw, p32, "portable kernel (no AVX-512 VNNI)");
     int wonly = t->x86 && t->vw >= 8; /* codegen/qwgemm.c's condition */
-    measured(&r[S_W8], &wk_w8, wonly ? t->vw : 4, p32, wonly ? "weight-only kernel" : "portable kernel");
-    measured(&r[S_W4], &wk_w4, wonly ? t->vw : 4, p32, wonly ? "weight-only kernel" : "portable kernel");
+    measured(&r[S_W8], &wk_w8, wonly ? t->vw : 4, p32, wonly ? "weight-only kernel" : "portable kernel (not x86 with AVX2)");
+    measured(&r[S_W4], &wk_w4, wonly ? t->vw : 4, p32, wonly ? "weight-only kernel" : "portable kernel (not x86 with AVX2)");
     for (int s = 0; s < NSCHEME; s++) {
         q->ws[s] = q->fixed;
         for (int u = 0; u < q->nunit; u++)
