@@ -200,7 +200,6 @@ typedef struct Rate {
     char why[128];      /* how F was found */
 } Rate;
 
-
 typedef struct Q {
     Graph *g;
     const PassOptions *o;
@@ -253,7 +252,6 @@ static int64_t scheme_bytes(const Scheme *s, int64_t K, int64_t N)
     int64_t scale = s->kind < 0 || s->dt == DT_BF16 ? 0 : s->dt == DT_I4 ? 2 : (int64_t)sizeof(float);
     return dtype_bytes(s->dt, K * N) + scale * ng * N;
 }
-
 
 enum { CLOCK_MHZ = 3500 };
 #define DRAM_GBS 24.7
@@ -324,7 +322,7 @@ static void time_model(Q *q)
         peak(&r[S_BF16], 2 * p32, EFF_BF16, 73, "bf16 GEMM", "vdpbf16ps");
     else
         measured(&r[S_BF16], &wk_bf16, t->vw, p32, "portable kernel (no AVX512-BF16)");
-    if (t->amx_int8)
+    if (t->amx_int8 && t->vnni) /* codegen/qgemm.c takes int8 only with VNNI, then AMX if it can */
         peak(&r[S_INT8], 2048, EFF_AMX_INT8, 74, "AMX int8 GEMM", "tdpbusd");
     else if (t->vnni)
         peak(&r[S_INT8], 4 * p32, EFF_INT8, 74, "int8 GEMM", "vpdpbusd");
