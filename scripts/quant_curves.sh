@@ -58,7 +58,7 @@ vit-mnist)
     ;;
 charlm)
     M=examples/charlm/charlm.kiln
-    SETTINGS=${*:-"fp32 bf16 int8 w8 w4 loss=1e-3 loss=3e-3 loss=1e-2 size=3 size=2 size=1.5 speed=1.5 speed=2 speed=3"}
+    SETTINGS=${*:-"fp32 bf16 int8 w8 w4 loss=1e-3 loss=1e-2 size=2 speed=1.5 speed=2 speed=3"}
     total=$(wc -c < "$DATA/tinyshakespeare.txt")
     head -c 3072 "$DATA/tinyshakespeare.txt" > "$TMP/cal.txt"
     CAL="$TMP/cal.txt"
