@@ -1017,7 +1017,7 @@ static void write_time_model(const Q *q, FILE *f)
             t->vw, t->fma ? "" : ", no FMA", t->vnni ? "yes" : "no", t->bf16 ? "yes" : "no",
             t->amx_int8 && t->amx_bf16 ? "int8 and bf16" : t->amx_int8 ? "int8" : t->amx_bf16 ? "bf16" : "no");
     if (t->llc > 0)
-        fprintf(f, "%.4g MiB (from %s)%s\n", (double)t->llc / (1 << 20), t->llc_from ? t->llc_from : "?",
+        fprintf(f, "%.4g MiB, from %s%s\n", (double)t->llc / (1 << 20), t->llc_from ? t->llc_from : "?",
                 q->target.known && q->o->quant_target.known ? "" : " (no target given: the development machine's)");
     else
         fprintf(f, "unknown (weights taken to stay in cache)\n");
