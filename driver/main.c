@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct NamedFile {
     const char *name;
@@ -93,7 +94,7 @@ static const char *usage_text =
     "                      attention's positions are cached (absolute or positions=cache); prune-tokens:\n"
     "                      each layer or model not merged; codegen (build, run): the target's vector width,\n"
     "                      registers and caches, and the kernels' blocking, tiles and thread split\n"
-    "                      chosen from them; choose-quant: its table per layer)\n"
+    "                      chosen from them; choose-quant: its table per layer and its time model)\n"
     "  --kv-cache POLICY   derive prefill and decode entries with a KV cache from a causal decoder\n"
     "                      (one input of token ids [T]); POLICY: full (the bound of T slots), full:B,\n"
     "                      window:W (the last W tokens), sinks:S,window:W (the first S and the\n"
@@ -141,10 +142,13 @@ static const char *usage_text =
     "                      loss against fp32 at most X on the held-out runs), size=MB (the weights at\n"
     "                      most MB x 10^6 bytes), speed=F (the matmuls' estimated time at most 1/F of\n"
     "                      fp32's), or several: loss=0.01,speed=2. With loss=X the smallest choice\n"
-    "                      within it, else the least loss; a knapsack solved by dynamic programming\n"
+    "                      within it, else the least loss; a knapsack solved by dynamic programming.\n"
+    "                      The time is estimated for the target (the host, or kiln build's --target,\n"
+    "                      --cpu, --features): its instructions' peaks, the kernels codegen runs there\n"
+    "                      and its last-level cache; the report says which rates it used and why\n"
     "  --quant-heldout FILE...  verify the choice on these runs instead of the last quarter\n"
     "  --quant-report FILE write choose-quant's table (layer, scheme, scope, losses, bytes, MFLOP,\n"
-    "                      estimated ms);\n"
+    "                      estimated ms; the time model's target and rates in its header);\n"
     "                      --explain choose-quant prints it to stderr\n"
     "  --quant-overrides FILE  pin layers: lines LAYER SCHEME (a report's first two columns; SCHEME\n"
     "                      fp32, bf16, int8, w8 or w4); the other layers as chosen, as --quant, or fp32\n"
@@ -436,6 +440,54 @@ static int ends_with(const char *s, const char *suffix)
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
+static void unload(Graph *g);
+
+/* What choose-quant's time model is told of the target: the facts codegen uses (cg_target) for the
+ * target kiln build compiles for (--target/--cpu/--features), the host for the other commands; and,
+ * on the host, the last-level cache (sysfs's largest cache level, else sysconf). Returns -1 after an
+ * error (a CPU or feature LLVM does not know, reported). */
+static int quant_target(const Options *o, Graph *g, QuantTarget *qt, Diag *d)
+{
+    CgOptions co = {.triple = o->target, .cpu = o->cpu, .features = o->features};
+    Cg *cg = cg_new(&co, d);
+    if (!cg)
+        return -1;
+    CgTarget t = cg_target(cg);
+    *qt = (QuantTarget){.known = 1, .cpu = arena_strdup(g->arena, cg->cpu), .isa = t.isa, .core = t.core,
+                        .x86 = t.x86, .vw = t.vw, .fma = t.fma, .vnni = t.vnni, .bf16 = t.bf16,
+                        .amx_int8 = t.amx_int8, .amx_bf16 = t.amx_bf16, .fma_pipes = t.fma_pipes,
+                        .fma_bits = t.fma_bits};
+    cg_free(cg);
+    if (o->target || o->cpu || o->features)
+        return 0;
+    int best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[96], buf[32];
+        long level = 0, size = 0;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(buf, sizeof buf, f))
+            level = strtol(buf, NULL, 10);
+        if (f)
+            fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        f = fopen(path, "r");
+        if (f && fgets(buf, sizeof buf, f)) {
+            char *end;
+            size = strtol(buf, &end, 10);
+            size <<= *end == 'K' ? 10 : *end == 'M' ? 20 : 0;
+        }
+        if (f)
+            fclose(f);
+        if (level > best && size > 0)
+            best = (int)level, qt->llc = size, qt->llc_from = "this machine (sysfs)";
+    }
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (!qt->llc && l3 > 0)
+        qt->llc = l3, qt->llc_from = "this machine (sysconf)";
+    return 0;
+}
+
 /* The model as a checked graph: from a model file, or from IR text. */
 static Graph *load(const Options *o, Diag *d)
 {
@@ -469,6 +521,10 @@ static Graph *load(const Options *o, Diag *d)
                       .quant_budget = o->quant_budget, .quant_report = o->quant_report,
                       .quant_overrides = o->quant_overrides,
                       .report = !strcmp(o->cmd, "check") ? stdout : o->verbose ? stderr : NULL};
+    if (g && pass_quant_on(&po) && quant_target(o, g, &po.quant_target, d)) {
+        unload(g);
+        return NULL;
+    }
     if (g && (ir_verify(g, d) || pass_pipeline(g, o->passes, o->print_after, stdout, &po))) {
         if (g->weights)
             st_close(g->weights);

@@ -30,18 +30,20 @@
  *      quantized runs the calibration part; its loss is the change of the first output (mean KL of
  *      the softmax for an output named *logits*, else relative error);
  *   3. choice, a multiple-choice knapsack solved by dynamic programming (pass_quant_mckp): each
- *      layer's scheme costs its loss alone, its bytes and its estimated time (est_ms); with loss=X the
- *      choice of the fewest bytes whose summed losses stay within X (and, with speed=F, whose time is
- *      at most fp32's / F), without it the least summed loss within size=MB and speed=F; the sum of
- *      losses is only an estimate, since the layers' errors interact;
+ *      layer's scheme costs its loss alone, its bytes and its estimated time on the target (est_ms,
+ *      time_model); with loss=X the choice of the fewest bytes whose summed losses stay within X
+ *      (and, with speed=F, whose time is at most fp32's / F), without it the least summed loss
+ *      within size=MB and speed=F; the sum of losses is only an estimate, since the layers' errors
+ *      interact;
  *   4. verification: the copy with the whole choice runs the held-out part; while its loss exceeds
  *      loss=X, the quantized layer that alone loses most on the held-out part (measured then, once
  *      per layer and scheme) moves back up (w4 to the better of int8 and w8 if that lost less than w4
  *      on the calibration part, else to bf16 if that did, else to fp32; int8 and w8 to bf16 likewise,
  *      else fp32; bf16 to fp32), and the copy runs again;
- *   5. the table (layer, scheme, scope, the losses, bytes, MFLOP, estimated ms) goes to
- *      --quant-report FILE, to stdout with `kiln check`, to stderr with -v or --explain choose-quant;
- *      the overrides reader takes that file back (its first two columns).
+ *   5. the table (layer, scheme, scope, the losses, bytes, MFLOP, estimated ms), after a header that
+ *      says the time model's target and rates (write_time_model), goes to --quant-report FILE, to
+ *      stdout with `kiln check`, to stderr with -v or --explain choose-quant; the overrides reader
+ *      takes that file back (its first two columns).
  * A budget no choice meets (the weights cannot fit size=MB, the time cannot meet speed=F, or pinned
  * layers alone break loss=X) is an error that says so; the table of the closest choice is still written.
  * The copies run in the interpreter, so calibrating costs (1 + 4 x layers) x calibration runs plus the
@@ -50,7 +52,7 @@
  * Where it runs: after fuse-attention and before fuse-ops, so that fuse-ops makes a qmatmul's
  * consumers (bias, activation, residual) its epilogue (Node.inl) as it does a matmul's. Not done
  * (issue 15): static (calibrated) activation scales (the ranges are recorded and reported, the int8
- * kernels quantize each row at run time); the time model is one machine's, not the target's.
+ * kernels quantize each row at run time).
  */
 #include "passes/passes.h"
 
@@ -133,7 +135,7 @@ typedef struct QWeight {
 typedef struct Cand {
     Node *n;      /* the matmul in g */
     int unit;     /* its layer (index into Q.unit) */
-    int64_t K, N;
+    int64_t M, K, N; /* M: its rows at the symbols' bounds */
     const Node *b; /* the constant it reads (ir_packed_rhs) */
     int trans;     /* b's data is [N, K] */
     int twin;      /* the first candidate reading the same b the same way (itself when none): a
@@ -156,6 +158,49 @@ typedef struct Unit {
     int pinned;               /* by --quant-overrides */
 } Unit;
 
+/* The time model: a product of M x K by K x N under scheme s takes
+ *     t = max(2 M K N / F, W / B)
+ * the larger of its arithmetic at the kernel's rate (F GOP/s) and of going through its stored weights
+ * (W bytes, scheme_bytes) at B GB/s: for few rows (decoding) the weights' bytes, or their
+ * dequantisation, bound the product. Estimates are for one thread at a nominal clock of 3.5 GHz
+ * (the clock is not a target fact; the choice only compares the estimates, a speed budget being a
+ * ratio to fp32's).
+ *
+ * F and B come from the target (PassOptions.quant_target, codegen's CgTarget facts), by which kernel
+ * codegen will run the scheme on it (codegen/gemm.c, qgemm.c, qwgemm.c, quant.c):
+ *   - a kernel bound by one instruction (fp32's GEMM: vfmadd; int8's: vpdpbusd or AMX's tdpbusd;
+ *     bf16's: vdpbf16ps or tdpbf16ps): F = that instruction's peak per core x an efficiency. The
+ *     f32 FMA peak is pipes x bits / 32 x 2 FLOP per cycle (the known core's pipes and bits from
+ *     codegen/target.c's table, else 2 pipes of the vector width; x 1 without FMA); one vpdpbusd
+ *     lane does 4 multiply-adds where an FMA lane does 1, so its peak is 4x (as measured on Zen 4:
+ *     392 GOPS at 3.49 GHz, 112 of 128 per cycle; Sapphire Rapids: 858 at 3.79 GHz, 226 of 256);
+ *     vdpbf16ps's 2x (Zen 4: 58 of 64 per cycle; Sapphire Rapids ran it at half that, 29 of 128,
+ *     but uses AMX there); AMX's tdpbusd 2048 and tdpbf16ps 1024 per cycle (16 x 16 x 64 or 32
+ *     multiply-adds per 16 cycles). The efficiencies are the generated kernels' rates over those
+ *     peaks: fp32 0.89, int8 0.80, bf16 0.89 on Zen 4 (scripts/quant_rates.sh: 100, 360, 200 GOP/s;
+ *     products of 128 to 3072 by 1 to 800 rows), AMX int8 0.22 and bf16 0.26 on Sapphire Rapids
+ *     (docs/PERF.md's int8 and bf16 GEMM at 1 thread: about 1750 GOPS and 1000 GFLOP/s at 3.79 GHz,
+ *     M >= 128). B, the weights' bytes per ns for few rows, was measured with them on Zen 4 (67, 74,
+ *     73 GB/s, weights in L3) and is kept for every target.
+ *   - a kernel bound by several instructions (the weight-only kernel's dequantisation, the portable
+ *     kernel that runs int8 without VNNI and bf16 without AVX512-BF16, and w8 and w4 off x86 or
+ *     below AVX2): F and B measured on the generated kernels at each vector width, on Zen 4
+ *     (FLAGS="--cpu skylake-avx512" (16 floats), "--cpu znver3" (8), "--cpu x86-64" (4) sh
+ *     scripts/quant_rates.sh 768x768 768x3072 with 1, 16 and 200 rows), the table wk below.
+ * Weights beyond the last-level cache: when the model's weights with every layer under scheme s
+ * (q->fixed included) exceed the target's LLC, s's B is at most DRAM_GBS (the development machine's
+ * STREAM copy at 1 thread, 24.7 GB/s; a product's own weights are re-read from memory on every run);
+ * an unknown LLC (a cross-compiled CPU) leaves them in cache. Not modelled: L2-resident weights
+ * (faster than B), the threads, the clock of the target, and int8's cost of quantizing rows on
+ * small products (up to 1.5x overestimated on Zen 4). The model is within 10% of 110 of the 115
+ * products timed on Zen 4 with VNNI (figures in docs/PASSES.md). */
+typedef struct Rate {
+    double gops;        /* F: 2 x multiply-adds per ns */
+    double gbs;         /* B: the weights' bytes per ns for few rows */
+    const char *kernel; /* what runs the scheme on the target */
+    char why[128];      /* how F was found */
+} Rate;
+
 typedef struct Q {
     Graph *g;
     const PassOptions *o;
@@ -172,6 +217,10 @@ typedef struct Q {
     const char *phase; /* the phase progress() last reported */
     int tty;
     int gen;          /* counts the graphs quantized copies were put in (trial's and apply's) */
+    QuantTarget target;   /* the options' or the development machine's */
+    Rate rate[NSCHEME];   /* the time model's, from target (time_model) */
+    int64_t ws[NSCHEME];  /* the model's weights with every layer under each scheme */
+    int dram[NSCHEME];    /* ws exceeds the LLC: B is DRAM's */
 } Q;
 
 static int is_candidate(const Node *n, int *trans)
@@ -205,34 +254,98 @@ static int64_t scheme_bytes(const Scheme *s, int64_t K, int64_t N)
     return dtype_bytes(s->dt, K * N) + scale * ng * N;
 }
 
-/* The time model: a product of M x K by K x N under scheme s takes
- *     t = max(2 M K N / F, W / B)
- * the larger of its arithmetic at the kernel's rate (F GOP/s) and of going through its stored weights
- * (W bytes, scheme_bytes) at B GB/s: for few rows (decoding) the weights' bytes, or their
- * dequantisation, bound the product (w4's B is its kernel's dequantisation rate, not the memory's).
- * F and B were measured on the generated kernels at one thread on the development machine (AMD EPYC
- * Zen 4, AVX-512 with VNNI and BF16, weights in L3: scripts/quant_rates.sh, products of 128 to 3072
- * by 1 to 800 rows): the model is within 10% of 110 of the 115 products timed, and overestimates
- * int8's smallest products (up to 1.5x: quantizing rows costs more there). It is that machine's:
- * another CPU scales the figures, and the choice only compares them (a speed budget is a ratio to
- * fp32's), but a target without VNNI or AVX512-BF16 runs int8 and bf16 on the portable kernel, far
- * slower than modelled here, and weights that do not fit in the last-level cache stream at DRAM's
- * bandwidth, slower than B for fp32, bf16 and int8. */
-typedef struct Rate {
-    double gops; /* F: 2 x multiply-adds per ns */
-    double gbs;  /* B: the weights' bytes per ns for few rows */
-} Rate;
+enum { CLOCK_MHZ = 3500 };
+#define DRAM_GBS 24.7
 
-static const Rate rates[NSCHEME] = {
-    [S_FP32] = {100, 67}, [S_BF16] = {200, 73}, [S_INT8] = {360, 74}, [S_W8] = {85, 27}, [S_W4] = {83, 16.5},
-};
+/* The kernels bound by several instructions, measured on Zen 4 by vector width (16, 8, 4 floats:
+ * code for skylake-avx512, znver3 and x86-64 run on Zen 4, whose f32 FMA peak for that code is 32,
+ * 32 and 8 FLOP per cycle: 2 pipes of 256 bits with FMA; SSE2's 2 of 128 without): F in GOP/s at
+ * 3.5 GHz, scaled by the target's f32 FMA peak over that one (their integer, conversion and shuffle
+ * work runs on the same vector pipes); B in GB/s, kept. */
+typedef struct Measured {
+    double gops[3], gbs[3];
+} Measured;
+static const Measured wk_w8 = {{85, 42, 12.5}, {27, 24, 2.8}}, wk_w4 = {{83, 45, 5}, {16.5, 10.5, 0.25}},
+                      wk_int8 = {{50, 40, 6}, {27, 20, 3}}, wk_bf16 = {{32, 28, 12.5}, {20, 16, 8}};
+static const int measured_flop[3] = {32, 32, 8};
 
-static double est_ms(int s, int64_t M, int64_t K, int64_t N)
+/* The dot-product instructions' efficiencies: the generated kernels' rates over their peaks, fp32,
+ * bf16 and int8 on Zen 4 (at 3.5 GHz: 100 of 112, 200 of 224, 360 of 448 GOP/s), AMX's on Sapphire
+ * Rapids (at 3.79 GHz: about 1750 of 7762 GOPS, 1000 of 3881 GFLOP/s). */
+#define EFF_FP32 (100.0 / 112)
+#define EFF_BF16 (200.0 / 224)
+#define EFF_INT8 (360.0 / 448)
+#define EFF_AMX_INT8 (1750.0 / 7762)
+#define EFF_AMX_BF16 (1000.0 / 3881)
+
+/* The development machine (a PassOptions without a target). */
+static const QuantTarget dev_machine = {
+    .known = 1, .cpu = "znver4", .isa = "AVX-512", .core = "AMD Zen 4", .x86 = 1, .vw = 16, .fma = 1, .vnni = 1,
+    .bf16 = 1, .fma_pipes = 2, .fma_bits = 256, .llc = 32L << 20, .llc_from = "the development machine"};
+
+static void measured(Rate *r, const Measured *m, int vw, double p32, const char *kernel)
 {
-    const Rate *r = &rates[s];
+    int i = vw >= 16 ? 0 : vw >= 8 ? 1 : 2;
+    r->gops = m->gops[i] * p32 / measured_flop[i];
+    r->gbs = m->gbs[i];
+    r->kernel = kernel;
+    snprintf(r->why, sizeof r->why, "%.4g measured at %d floats a vector x %.4g / %d FLOP per cycle", m->gops[i],
+             vw >= 16 ? 16 : vw >= 8 ? 8 : 4, p32, measured_flop[i]);
+}
+
+static void peak(Rate *r, double per_cycle, double eff, double gbs, const char *kernel, const char *instr)
+{
+    r->gops = per_cycle * CLOCK_MHZ / 1e3 * eff;
+    r->gbs = gbs;
+    r->kernel = kernel;
+    snprintf(r->why, sizeof r->why, "%s: %.0f per cycle x %.3f", instr, per_cycle, eff);
+}
+
+static double est_ms(const Q *q, int s, int64_t M, int64_t K, int64_t N)
+{
+    const Rate *r = &q->rate[s];
     double compute = 2.0 * (double)M * (double)K * (double)N / (r->gops * 1e9);
     double stream = (double)scheme_bytes(&schemes[s], K, N) / (r->gbs * 1e9);
     return 1e3 * (M > 0 ? fmax(compute, stream) : 0);
+}
+
+/* Q.rate from Q.target; then every layer's ms (after find_layers: the LLC needs the bytes). */
+static void time_model(Q *q)
+{
+    const QuantTarget *t = &q->target;
+    int pipes = t->fma_pipes > 0 ? t->fma_pipes : 2, bits = t->fma_bits > 0 ? t->fma_bits : 32 * t->vw;
+    double p32 = pipes * bits / 32.0 * (t->fma ? 2 : 1); /* f32 FLOP per cycle */
+    Rate *r = q->rate;
+    peak(&r[S_FP32], p32, EFF_FP32, 67, "f32 GEMM", t->fma ? "vector FMA" : "vector mul + add");
+    if (t->amx_bf16)
+        peak(&r[S_BF16], 1024, EFF_AMX_BF16, 73, "AMX bf16 GEMM", "tdpbf16ps");
+    else if (t->bf16)
+        peak(&r[S_BF16], 2 * p32, EFF_BF16, 73, "bf16 GEMM", "vdpbf16ps");
+    else
+        measured(&r[S_BF16], &wk_bf16, t->vw, p32, "portable kernel (no AVX512-BF16)");
+    if (t->amx_int8 && t->vnni) /* codegen/qgemm.c takes int8 only with VNNI, then AMX if it can */
+        peak(&r[S_INT8], 2048, EFF_AMX_INT8, 74, "AMX int8 GEMM", "tdpbusd");
+    else if (t->vnni)
+        peak(&r[S_INT8], 4 * p32, EFF_INT8, 74, "int8 GEMM", "vpdpbusd");
+    else
+        measured(&r[S_INT8], &wk_int8, t->vw, p32, "portable kernel (no AVX-512 VNNI)");
+    int wonly = t->x86 && t->vw >= 8; /* codegen/qwgemm.c's condition */
+    measured(&r[S_W8], &wk_w8, wonly ? t->vw : 4, p32, wonly ? "weight-only kernel" : "portable kernel (not x86 with AVX2)");
+    measured(&r[S_W4], &wk_w4, wonly ? t->vw : 4, p32, wonly ? "weight-only kernel" : "portable kernel (not x86 with AVX2)");
+    for (int s = 0; s < NSCHEME; s++) {
+        q->ws[s] = q->fixed;
+        for (int u = 0; u < q->nunit; u++)
+            q->ws[s] += q->unit[u].bytes[s];
+        q->dram[s] = t->llc > 0 && q->ws[s] > t->llc && r[s].gbs > DRAM_GBS;
+        if (q->dram[s])
+            r[s].gbs = DRAM_GBS;
+    }
+    for (int u = 0; u < q->nunit; u++)
+        for (int s = 0; s < NSCHEME; s++)
+            q->unit[u].ms[s] = 0;
+    for (int c = 0; c < q->ncand; c++)
+        for (int s = 0; s < NSCHEME; s++)
+            q->unit[q->cand[c].unit].ms[s] += est_ms(q, s, q->cand[c].M, q->cand[c].K, q->cand[c].N);
 }
 
 /* Whether something besides the operand chains of candidate c and its twins reads the weight it
@@ -329,9 +442,7 @@ static void find_layers(Q *q)
             un->scope = common_scope(g->arena, un->scope, c->n->scope);
         c->unit = u;
         un->mflop += ir_node_flops(c->n, vals) / 1e6;
-        int64_t M = shape_numel(c->n->in[0]->rank, c->n->in[0]->shape, vals) / c->K;
-        for (int s = 0; s < NSCHEME; s++)
-            un->ms[s] += est_ms(s, M, c->K, c->N);
+        c->M = shape_numel(c->n->in[0]->rank, c->n->in[0]->shape, vals) / c->K;
         if (c->twin != ci && q->cand[c->twin].unit == u)
             continue; /* its weight is counted with its twin's */
         int shared = weight_shared(q, c, in_chain);
@@ -892,6 +1003,32 @@ static void loss_str(double v, char *buf, size_t n)
         snprintf(buf, n, "%.4g", v);
 }
 
+/* The time model's target and rates, as comment lines of the report. */
+static void write_time_model(const Q *q, FILE *f)
+{
+    const QuantTarget *t = &q->target;
+    fprintf(f, "# time model (t = max(2MKN / F, weight bytes / B), one thread, a nominal %.1f GHz): CPU %s", CLOCK_MHZ / 1e3,
+            t->cpu ? t->cpu : "?");
+    if (t->core)
+        fprintf(f, " (%s: %d FMA pipes of %d bits)", t->core, t->fma_pipes, t->fma_bits);
+    else
+        fprintf(f, " (not a known core: 2 FMA pipes of %d bits assumed)", 32 * t->vw);
+    fprintf(f, ", %s, %d floats a vector%s, VNNI %s, AVX512-BF16 %s, AMX %s; last-level cache ", t->isa ? t->isa : "?",
+            t->vw, t->fma ? "" : ", no FMA", t->vnni ? "yes" : "no", t->bf16 ? "yes" : "no",
+            t->amx_int8 && t->amx_bf16 ? "int8 and bf16" : t->amx_int8 ? "int8" : t->amx_bf16 ? "bf16" : "no");
+    if (t->llc > 0)
+        fprintf(f, "%.4g MiB, from %s%s\n", (double)t->llc / (1 << 20), t->llc_from ? t->llc_from : "?",
+                q->target.known && q->o->quant_target.known ? "" : " (no target given: the development machine's)");
+    else
+        fprintf(f, "unknown (weights taken to stay in cache)\n");
+    for (int s = 0; s < NSCHEME; s++) {
+        const Rate *r = &q->rate[s];
+        fprintf(f, "#   %-5s F %6.4g GOP/s (%s), B %5.3g GB/s: %s; all weights under it %.4g MB%s\n", schemes[s].name,
+                r->gops, r->why, r->gbs, r->kernel, (double)q->ws[s] / 1e6,
+                q->dram[s] ? ", beyond the LLC: B is DRAM's" : "");
+    }
+}
+
 static void write_report(const Q *q, FILE *f)
 {
     const Graph *g = q->g;
@@ -918,8 +1055,9 @@ static void write_report(const Q *q, FILE *f)
                "matmuls' at the inputs' largest sizes\n",
             (double)total_bytes(q) / 1e6, (double)fp / 1e6);
     fprintf(f, "# matmuls: an estimated %.4g ms (fp32: %.4g ms; speed %.3gx); ms: the layer's under its scheme, "
-               "fp32-ms under fp32, at those sizes on one thread (a model of the kernels' speed on AMD Zen 4)\n",
+               "fp32-ms under fp32, at those sizes on one thread (the time model below)\n",
             total_ms(q, 0), total_ms(q, 1), total_ms(q, 0) > 0 ? total_ms(q, 1) / total_ms(q, 0) : 1.0);
+    write_time_model(q, f);
     fprintf(f, "# edit the scheme column (fp32, bf16, int8, w8, w4) and pass the file to --quant-overrides\n");
     fprintf(f, "# %-6s %-6s %-18s %-10s %-10s %-10s %-10s %-10s %10s %10s %9s %9s %9s\n", "layer", "scheme", "scope",
             "loss", "bf16", "int8", "w8", "w4", "bytes", "fp32-bytes", "MFLOP", "ms", "fp32-ms");
@@ -1146,8 +1284,9 @@ int pass_choose_quant(Graph *g, const PassOptions *o)
 {
     if (!pass_quant_on(o))
         return 0;
-    Q q = {.g = g, .o = o, .held_loss = NAN};
+    Q q = {.g = g, .o = o, .held_loss = NAN, .target = o->quant_target.known ? o->quant_target : dev_machine};
     find_layers(&q);
+    time_model(&q);
     int fixed = o->quant ? scheme_index(o->quant, strlen(o->quant)) : S_FP32;
     if (fixed < 0) {
         diag_fatal(o->d, "--quant: unknown scheme '%s' (the schemes are: %s)", o->quant, pass_quant_schemes());

@@ -24,6 +24,25 @@
 
 #include "ir/ir.h"
 
+/* The target choose-quant's time model describes (choose_quant.c, its time model): the facts of
+ * codegen's CgTarget for the target the code is built for (the host, or kiln build's --target/--cpu/
+ * --features), copied by the driver, since passes do not call codegen. known = 0 (a caller that
+ * gives none): the development machine, AMD Zen 4 with AVX-512 VNNI and BF16 and 32 MiB of L3. */
+typedef struct QuantTarget {
+    int known;
+    const char *cpu;         /* LLVM's name of the CPU */
+    const char *isa;         /* "AVX-512", "AVX2", "SSE", "NEON", "generic vectors" */
+    const char *core;        /* the known core (codegen/target.c's table), or NULL */
+    int x86;
+    int vw;                  /* floats per vector */
+    int fma;                 /* fused multiply-add */
+    int vnni, bf16;          /* AVX-512 VNNI (vpdpbusd), AVX512-BF16 (vdpbf16ps) */
+    int amx_int8, amx_bf16;  /* AMX tiles with tdpbusd / tdpbf16ps */
+    int fma_pipes, fma_bits; /* the known core's vector FMA pipes and their width; 0: unknown */
+    long llc;                /* last-level cache in bytes (what one core may use); 0: unknown */
+    const char *llc_from;    /* where llc came from */
+} QuantTarget;
+
 typedef struct PassOptions {
     Diag *d;
     FILE *log;   /* what each pass did, one line per pass (NULL: quiet) */
@@ -42,6 +61,7 @@ typedef struct PassOptions {
     const char *quant_budget;    /* --quant-budget loss=X,size=MB,speed=F (any of them), or NULL */
     const char *quant_report;    /* --quant-report FILE: the per-layer table, editable, or NULL */
     const char *quant_overrides; /* --quant-overrides FILE: layers pinned to a scheme, or NULL */
+    QuantTarget quant_target;    /* what choose-quant's time model assumes of the target */
 } PassOptions;
 
 /* ---------------------------------------------------------------- pipeline.c */

@@ -4,7 +4,7 @@
 # weights' size and the estimated matmul time from choose-quant's report, and the measured latency.
 # Prints a Markdown table; with PLOT set, also draws quality against size and against latency.
 #
-#   [PLOT=OUT.png] [BENCH=5] [ROUNDS=3] [FIFO=1] [TIMES=FILE] sh scripts/quant_curves.sh vit-mnist|charlm [SETTING ...]
+#   [PLOT=OUT.png] [BENCH=5] [ROUNDS=3] [FIFO=1] [LOCK=FILE] [TIMES=FILE] sh scripts/quant_curves.sh vit-mnist|charlm [SETTING ...]
 #
 # SETTING: fp32, bf16, int8, w8, w4 (one scheme for every layer), or a budget as --quant-budget takes
 # it (loss=1e-3, size=1, speed=2, loss=1e-3,speed=2; the closest choice when none meets it, marked).
@@ -20,7 +20,9 @@
 # The budgets' calibrations run JOBS (2) at a time; every setting is built; then the programs are timed in ROUNDS interleaved rounds, every
 # setting once per round, and a setting's latency is the lowest of its rounds (slow drift of the
 # host hits every setting alike). FIFO=1 times at 1 thread under SCHED_FIFO (`chrt -f 50`: root or
-# CAP_SYS_NICE); else at 1 thread at the ordinary priority. TIMES=FILE keeps every round's figure.
+# CAP_SYS_NICE); else at 1 thread at the ordinary priority. LOCK=FILE holds that lock (flock) while a
+# setting is timed (released between settings), so that no other agent times at once. TIMES=FILE
+# keeps every round's figure.
 # Run from the repository's root after building (build/kiln, build/tests/mnist). A benchmark, not a test.
 set -eu
 WHAT=${1:?usage: scripts/quant_curves.sh vit-mnist|charlm [SETTING ...]}
@@ -56,7 +58,7 @@ vit-mnist)
     ;;
 charlm)
     M=examples/charlm/charlm.kiln
-    SETTINGS=${*:-"fp32 bf16 int8 w8 w4 loss=1e-3 loss=1e-2 loss=3e-2 size=1 size=0.6 speed=1.5 speed=2 speed=3 loss=1e-2,speed=2"}
+    SETTINGS=${*:-"fp32 bf16 int8 w8 w4 loss=1e-3 loss=1e-2 size=2 speed=1.5 speed=2 speed=3"}
     total=$(wc -c < "$DATA/tinyshakespeare.txt")
     head -c 3072 "$DATA/tinyshakespeare.txt" > "$TMP/cal.txt"
     CAL="$TMP/cal.txt"
@@ -142,7 +144,9 @@ while [ $r -lt "$ROUNDS" ]; do
     i=0
     while [ $i -lt $n ]; do
         i=$((i + 1))
+        [ -z "${LOCK:-}" ] || { exec 9> "$LOCK"; flock 9; }
         ms=$(latency "$TMP/$i/prog")
+        [ -z "${LOCK:-}" ] || { flock -u 9; exec 9>&-; }
         [ -n "$ms" ] || { echo "quant_curves.sh: no time from setting $i" >&2; exit 1; }
         echo "$i $ms" >> "$TMP/times.txt"
     done

@@ -4,9 +4,12 @@
 # `y = x @ w.w` (random weights, f32 [K, N]) built with `--quant SCHEME` (none for fp32), then timed
 # at several row counts M (the program's --bench median at 1 thread, under `chrt -f 50` when FIFO=1),
 # the schemes interleaved within each round and the lowest median of ROUNDS rounds kept. Prints one
-# line per measurement: scheme K N M ms GOP/s weight-MB.
+# line per measurement: scheme K N M ms GOP/s weight-MB. FLAGS are given to every `kiln build` (a target
+# without the dot-product instructions: FLAGS="--cpu znver3" (AVX2), "--cpu skylake-avx512" (AVX-512
+# without VNNI and BF16): the figures behind the portable kernel's rates). LOCK=FILE takes that lock
+# (flock) around each timed run, so that another agent's timing never overlaps.
 #
-#   [FIFO=1] [BENCH=20] [ROUNDS=3] sh scripts/quant_rates.sh [KxN ...]
+#   [FIFO=1] [LOCK=FILE] [FLAGS=...] [BENCH=20] [ROUNDS=3] [MS="1 4 ..."] sh scripts/quant_rates.sh [KxN ...]
 #
 # Run from the repository's root after building (build/kiln). A measurement, not a test.
 set -eu
@@ -18,6 +21,8 @@ SHAPES=${*:-"128x128 128x512 512x128 768x768 768x3072"}
 SCHEMES="fp32 bf16 int8 w8 w4"
 TIMER=""
 [ -z "${FIFO:-}" ] || TIMER="chrt -f 50"
+[ -z "${LOCK:-}" ] || TIMER="flock $LOCK $TIMER"
+FLAGS=${FLAGS:-}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 cat > "$TMP/prod.kiln" <<'EOF'
@@ -45,7 +50,7 @@ PY
     for s in $SCHEMES; do
         q="--quant $s"
         [ $s = fp32 ] && q=""
-        "$KILN" build "$TMP/prod.kiln" -D K=$K -D N=$N --weights "$TMP/w_${K}_${N}.safetensors" $q \
+        "$KILN" build "$TMP/prod.kiln" -D K=$K -D N=$N --weights "$TMP/w_${K}_${N}.safetensors" $q $FLAGS \
             -o "$TMP/p_${s}_${K}_${N}" > /dev/null
     done
     for M in $MS; do

@@ -10,6 +10,8 @@
 #      pin what they say;
 #   3. charlm on text: a loss budget holds on the held-out windows, a size budget holds, a speed budget
 #      holds by the report's estimate (alone and with a loss budget), and its report reads back the same;
+#      the time model follows the target (kiln build --cpu): speed=2.5 takes int8 with VNNI, cannot be
+#      met without it, and the same choice is estimated slower than fp32 there;
 # vit-mnist calibrates on one blank image (all blank images are one run) and verifies on 8 real ones.
 #   4. bad input: calibration files of the wrong shape, dtype or kind, overrides naming a layer or a
 #      scheme that does not exist, budgets that do not parse, budgets no choice meets (size, speed,
@@ -21,6 +23,12 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 M=examples/vit-mnist/vit-mnist.kiln
 fail() { echo "FAIL: $*"; exit 1; }
+expect_error() { # expect_error PATTERN COMMAND...: the command fails and says PATTERN
+    pat=$1
+    shift
+    if "$@" > "$OUT/out.txt" 2> "$OUT/err.txt"; then fail "accepted: $*"; fi
+    grep -q "$pat" "$OUT/err.txt" || { cat "$OUT/err.txt"; fail "no '$pat' from: $*"; }
+}
 
 # --- 1. vit-mnist: the verification step is what keeps the budget
 gzip -dc ../shared/data/mnist-t10k-images-idx3-ubyte.gz > "$OUT/img.idx"
@@ -72,7 +80,9 @@ grep -q '^  [0-3]  *w4 ' "$OUT/c1.txt" || fail "no charlm layer chose w4 under l
 awk '/^# weights:/ { w = $3 } END { printf "charlm weights %s MB (at most 3)\n", w; exit !(w != "" && w <= 3) }' "$OUT/c2.txt"
 
 # --- 3b. the speed budget: the report's estimated time is at most fp32's / F, and it reads back the same
-"$KILN" check $C -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget speed=2.5 --quant-report "$OUT/s1.txt" > /dev/null
+# (for a target with AVX-512 VNNI and BF16, whatever the host: kiln build --cpu znver4, the IR only)
+Z="--emit ir -o $OUT/z.kir --cpu znver4"
+"$KILN" build $C $Z -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget speed=2.5 --quant-report "$OUT/s1.txt" > /dev/null
 cat "$OUT/s1.txt"
 est() { # est FILE: the estimated ms of the choice and of fp32, from the report's comment line
     sed -n 's/^# matmuls: an estimated \([0-9.e+-]*\) ms (fp32: \([0-9.e+-]*\) ms.*/\1 \2/p' "$1"
@@ -85,22 +95,36 @@ awk -v t="$1" -v f="$2" 'BEGIN { printf "charlm estimated %s ms, fp32 %s ms (at 
 awk '/^  / { s += $(NF - 1); f += $NF } END { printf "%.4g %.4g\n", s, f }' "$OUT/s1.txt" > "$OUT/sum.txt"
 awk -v t="$1" -v f="$2" '{ exit !($1 > t * 0.998 && $1 < t * 1.002 && $2 > f * 0.998 && $2 < f * 1.002) }' "$OUT/sum.txt" ||
     fail "the layers' times ($(cat "$OUT/sum.txt")) do not add up to the report's ($1 $2)"
-"$KILN" check $C -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget speed=2.5 --quant-overrides "$OUT/s1.txt" \
+"$KILN" build $C $Z -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget speed=2.5 --quant-overrides "$OUT/s1.txt" \
     --quant-report "$OUT/s2.txt" > /dev/null
 diff "$OUT/s1.txt" "$OUT/s2.txt"
 # with a loss budget too: within both
-"$KILN" check $C -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget loss=0.004,speed=1.5 --quant-report "$OUT/s3.txt" > /dev/null
+"$KILN" build $C $Z -D CTX=16 --calibrate "$OUT/text.txt" --quant-budget loss=0.004,speed=1.5 --quant-report "$OUT/s3.txt" > /dev/null
 set -- $(est "$OUT/s3.txt")
 awk -v t="$1" -v f="$2" 'BEGIN { exit !(t <= f / 1.5) }' || fail "loss=0.004,speed=1.5: the estimate is over"
 awk '/held-out runs: loss/ { l = $NF } END { exit !(l != "" && l <= 0.004) }' "$OUT/s3.txt" || fail "loss=0.004,speed=1.5: the loss is over"
 
+# --- 3c. the time model is the target's (kiln build --cpu; the IR only, so any host): with AVX-512 VNNI
+# (znver4, 3b's report) speed=2.5 is met with int8 layers; without it (skylake-avx512: int8 and bf16 on
+# the portable kernel, slower than its f32 GEMM) no choice meets it, the closest has no int8 layer, and
+# the same choice as znver4's is estimated slower than fp32 there
+cp "$OUT/s1.txt" "$OUT/t1.txt"
+T="--emit ir -o $OUT/t.kir -D CTX=16 --calibrate $OUT/text.txt"
+grep -q '^# time model .*CPU znver4 (AMD Zen 4: 2 FMA pipes of 256 bits), AVX-512, 16 floats a vector, VNNI yes' "$OUT/t1.txt" ||
+    fail "the report does not name znver4's facts"
+grep -q '^#   int8  F  *360 GOP/s (vpdpbusd: 128 per cycle' "$OUT/t1.txt" || fail "znver4's int8 rate is not vpdpbusd's"
+grep -q '^  [0-3]  *int8 ' "$OUT/t1.txt" || fail "speed=2.5 on znver4 chose no int8 layer"
+expect_error "no choice meets it: the closest (in the report) has an estimated .* (every layer at its fastest scheme)" \
+    "$KILN" build $C $T --cpu skylake-avx512 --quant-budget speed=2.5 --quant-report "$OUT/t2.txt"
+grep -q '^#   int8  F .*portable kernel (no AVX-512 VNNI)' "$OUT/t2.txt" || fail "skylake-avx512's int8 is not the portable kernel"
+! grep -q '^  [0-3]  *int8 ' "$OUT/t2.txt" || fail "the closest choice to speed=2.5 on skylake-avx512 has int8 layers"
+"$KILN" build $C $T --cpu skylake-avx512 --quant-overrides "$OUT/t1.txt" --quant-report "$OUT/t3.txt" > /dev/null
+set -- $(est "$OUT/t1.txt") $(est "$OUT/t3.txt")
+[ $# -eq 4 ] && awk -v a="$1" -v af="$2" -v b="$3" -v bf="$4" \
+    'BEGIN { printf "znver4: %s ms (fp32 %s); skylake-avx512, the same choice: %s ms (fp32 %s)\n", a, af, b, bf
+             exit !(a <= af / 2.5 && b > bf) }' || fail "the estimates do not follow the target"
+
 # --- 4. bad input
-expect_error() { # expect_error PATTERN COMMAND...: the command fails and says PATTERN
-    pat=$1
-    shift
-    if "$@" > "$OUT/out.txt" 2> "$OUT/err.txt"; then fail "accepted: $*"; fi
-    grep -q "$pat" "$OUT/err.txt" || { cat "$OUT/err.txt"; fail "no '$pat' from: $*"; }
-}
 cp examples/vit-mnist/ref/labels_4.npy "$OUT/labels.npy"
 expect_error "calibration file '$OUT/labels.npy' does not fit the model: input 'image': expected f32\[B, 1, 28, 28\]" \
     "$KILN" check $M --calibrate "$OUT/blank0.npy" "$OUT/labels.npy"
