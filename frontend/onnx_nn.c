@@ -118,8 +118,11 @@ typedef struct ConvGeom {
 static int conv_geom(Imp *I, const Onnx__NodeProto *n, ConvGeom *g)
 {
     const Onnx__AttributeProto *at;
-    for (int i = 0; i < g->sp; i++)
+    for (int i = 0; i < g->sp; i++) {
+        if (g->k[i] < 1) /* an empty kernel: nothing to slide (and the im2col table divided by it) */
+            return ERR("the kernel's spatial dimension %d is %lld: it must be at least 1", i, (long long)g->k[i]), 0;
         g->stride[i] = g->dil[i] = 1, g->pad0[i] = g->pad1[i] = 0;
+    }
     const char *names[2] = {"strides", "dilations"};
     int64_t *dst[2] = {g->stride, g->dil};
     for (int t = 0; t < 2; t++)
