@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -214,11 +215,16 @@ static OVal *val_new(Imp *I, const char *name)
     return v;
 }
 
+/* The element count, saturated at INT64_MAX (dims of a fuzzed file overflowed the product), so
+ * that the callers' size checks refuse it; 0 when a dimension is 0. */
 int64_t ox_numel(const OVal *v)
 {
     int64_t n = 1;
     for (int i = 0; i < v->rank; i++)
-        n *= v->dims[i];
+        if (v->dims[i] == 0)
+            return 0;
+    for (int i = 0; i < v->rank; i++)
+        n = v->dims[i] > 0 && n > INT64_MAX / v->dims[i] ? INT64_MAX : n * v->dims[i];
     return n;
 }
 
