@@ -24,17 +24,7 @@ SAN=$(nm "$(dirname "$KILN")/libkiln_rt.a" 2>/dev/null | grep -q __asan_init && 
 GPT2="examples/gpt2/gpt2.kiln -D V=96 -D D=64 -D H=4 -D L=2 -D CTX=64 --weights examples/gpt2/gpt2-tiny.safetensors"
 LLAMA="examples/llama/llama.kiln -D V=128 -D D=64 -D H=4 -D KVH=2 -D F=172 -D L=2 -D CTX=64
        --weights examples/llama/llama-tiny.safetensors"
-same() { # same NATIVE INTERP: pos lines equal, logits within 1e-5 relative to the row's largest
-    awk 'NR == FNR { ref[FNR] = $0; n = FNR; next }
-         { if (!(FNR in ref)) { print "extra line " FNR; bad = 1; exit }
-           split(ref[FNR], r, " ")
-           if ($1 == "pos") { if ($0 != ref[FNR]) { print "line " FNR ": " $0 " != " ref[FNR]; bad = 1 } ; next }
-           mx = 0; e = 0
-           for (i = 3; i <= NF; i++) { a = r[i] < 0 ? -r[i] : r[i]; if (a > mx) mx = a
-                                       d = $i - r[i]; if (d < 0) d = -d; if (d > e) e = d }
-           if (e > 1e-5 * mx) { print "line " FNR " (" $1 " " $2 "): error " e " of " mx; bad = 1 } }
-         END { if (FNR != n) { print "native has " FNR " lines, the interpreter " n; bad = 1 } ; exit bad }' "$2" "$1"
-}
+. "$(dirname "$0")/../tools/kv_same.sh" # same NATIVE INTERP
 lib() { # lib NAME POLICY KILN-ARGS...: the library and use_kv linked with it, as $OUT/use_NAME
     name=$1 policy=$2
     shift 2

@@ -15,17 +15,7 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 CC=${CC:-cc}
 SAN=$(nm "$(dirname "$KILN")/libkiln_rt.a" 2>/dev/null | grep -q __asan_init && echo "-fsanitize=address,undefined" || true)
-same() { # same NATIVE INTERP: pos lines equal, logits within 1e-5 relative to the row's largest
-    awk 'NR == FNR { ref[FNR] = $0; n = FNR; next }
-         { if (!(FNR in ref)) { print "extra line " FNR; bad = 1; exit }
-           split(ref[FNR], r, " ")
-           if ($1 == "pos") { if ($0 != ref[FNR]) { print "line " FNR ": " $0 " != " ref[FNR]; bad = 1 } ; next }
-           mx = 0; e = 0
-           for (i = 3; i <= NF; i++) { a = r[i] < 0 ? -r[i] : r[i]; if (a > mx) mx = a
-                                       d = $i - r[i]; if (d < 0) d = -d; if (d > e) e = d }
-           if (e > 1e-5 * mx) { print "line " FNR " (" $1 " " $2 "): error " e " of " mx; bad = 1 } }
-         END { if (FNR != n) { print "native has " FNR " lines, the interpreter " n; bad = 1 } ; exit bad }' "$2" "$1"
-}
+. "$(dirname "$0")/../tools/kv_same.sh" # same NATIVE INTERP
 check() { # check NAME POLICY NTOKENS VOCAB PROMPT KILN-ARGS...
     name=$1 policy=$2 n=$3 voc=$4 p=$5
     shift 5
