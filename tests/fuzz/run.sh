@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds one fuzz target with clang-19, libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
-# (in build-fuzz/) and runs it for SECONDS at the lowest priority, on one core.
+# (in build-fuzz/) and runs it for SECONDS at the lowest priority (KILN_FUZZ_NICE=N: another niceness), on one core.
 #   sh tests/fuzz/run.sh TARGET SECONDS [libFuzzer options...]
 # TARGET is model, ir, safetensors, npy, program or onnx (see tests/fuzz/fuzz_TARGET.c). The working corpus
 # (build-fuzz/corpus/TARGET) starts from the committed one (tests/fuzz/TARGET/) and the repository's
@@ -46,6 +46,6 @@ if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
 fi
 for f in $SEEDS; do [ -f "$f" ] && cp "$f" "$B/seeds/$T/$(echo "$f" | tr / _)"; done # node tests are all model.onnx
 # shellcheck disable=SC2086
-exec nice -n 19 "$B/tests/fuzz/fuzz_$T" "$C" "tests/fuzz/$T" "$B/seeds/$T" \
+exec nice -n "${KILN_FUZZ_NICE:-19}" "$B/tests/fuzz/fuzz_$T" "$C" "tests/fuzz/$T" "$B/seeds/$T" \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=$MAXLEN \
     -artifact_prefix="$ART" -print_final_stats=1 ${DICT:+-dict=$DICT} ${QUIET:-} "$@"
