@@ -236,14 +236,17 @@ LLVMValueRef cg_convert(Cg *cg, LLVMValueRef v, DType from, DType to)
         LLVMValueRef s = LLVMBuildCall2(cg->b, fty, f, args, 1, "");
         if (to != DT_U64)
             return s;
-        /* u64 as graph.c's to_u64: [0, 2^64) unsigned (saturating), [-2^63, 0) wraps, below 0 */
+        /* u64 as graph.c's to_u64: [0, 2^64) unsigned, saturating above; [-2^63, 0) wraps through
+         * i64; [-2^64, -2^63) wraps as v + 2^64 (exact: Sterbenz), saturating at 0 below */
         id = LLVMLookupIntrinsicID("llvm.fptoui.sat", 15);
         f = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, 2);
         fty = LLVMIntrinsicGetType(cg->ctx, id, tys, 2);
         LLVMValueRef u = LLVMBuildCall2(cg->b, fty, f, args, 1, "");
+        LLVMValueRef up[1] = {LLVMBuildFAdd(cg->b, v, LLVMConstReal(ft, 18446744073709551616.0), "")};
+        LLVMValueRef w = LLVMBuildCall2(cg->b, fty, f, up, 1, "");
         LLVMValueRef neg = LLVMBuildFCmp(cg->b, LLVMRealOLT, v, LLVMConstNull(ft), "");
         LLVMValueRef low = LLVMBuildFCmp(cg->b, LLVMRealOLT, v, LLVMConstReal(ft, -9223372036854775808.0), "");
-        return LLVMBuildSelect(cg->b, low, cg_i64(cg, 0), LLVMBuildSelect(cg->b, neg, s, u, ""), "");
+        return LLVMBuildSelect(cg->b, low, w, LLVMBuildSelect(cg->b, neg, s, u, ""), "");
     }
     /* integer to integer: wrap to the narrower type, as a store then a load would (to and from u64
      * and i64 the bits stay: -1 is 2^64 - 1) */

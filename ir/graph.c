@@ -169,15 +169,18 @@ static int64_t to_i64(double v)
     return (int64_t)v;
 }
 
-/* To u64: truncate toward zero; an integer in [-2^63, 0) wraps (0 - 1 is 2^64 - 1, as the compiled
- * code's wrapping subtraction gives); saturate below that (-inf: 0) and from 2^64 (UINT64_MAX); NaN
- * is 0. codegen/loops.c's cg_convert does the same for a float cast to u64. */
+/* To u64: truncate toward zero, then modulo 2^64 in (-2^64, 0) (0 - 1 is 2^64 - 1, as the compiled
+ * code's wrapping subtraction gives: a u64 difference is never below -2^64); saturate outside
+ * (-inf and below -2^64: 0; 2^64 and up: UINT64_MAX); NaN is 0. codegen/loops.c's cg_convert does
+ * the same for a float cast to u64. */
 static uint64_t to_u64(double v)
 {
-    if (isnan(v) || v < -9223372036854775808.0)
+    if (isnan(v) || v <= -18446744073709551616.0)
         return 0;
     if (v >= 18446744073709551616.0)
         return UINT64_MAX;
+    if (v < -9223372036854775808.0)
+        return (uint64_t)(v + 18446744073709551616.0); /* exact: v is an integer past 2^63 */
     if (v < 0)
         return (uint64_t)(int64_t)v;
     return (uint64_t)v;

@@ -31,7 +31,7 @@
  *   - RMAX/RMIN of an empty axis give -inf/+inf; MEAN of one gives NaN (0/0).
  *   - CAST converts through dtype_round: to integers truncates toward zero and wraps, to bool is
  *     x != 0, NaN to integers is 0; u64 to a narrower or signed integer keeps the low bits (2^63
- *     to i64 is -2^63), a float to u64 saturates at 2^64 - 1 (graph.c's to_u64).
+ *     to i64 is -2^63), a float to u64 wraps modulo 2^64 in (-2^64, 2^64) and saturates outside (graph.c's to_u64).
  *   - GATHER indices must be integers in [0, n): negative indices are not wrapped.
  *   - LAYERNORM uses the biased variance (PyTorch), two passes over the row.
  */
