@@ -303,9 +303,12 @@ static int op_cast(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **
         else if (ox_has_sym(in[0]))
             return ERR("casting a symbolic size to %s is not supported", dtype_traits[dt].name);
         for (int64_t i = 0; i < ox_numel(in[0]); i++) {
-            if ((dt == DT_I64 || dt == DT_U64) && (in[0]->dt == DT_I64 || in[0]->dt == DT_U64))
-                ((int64_t *)out[0]->data)[i] = ox_int(in[0], i); /* the same bits: -1 is 2^64 - 1 */
-            else
+            if ((in[0]->dt == DT_I64 || in[0]->dt == DT_U64) && dtype_traits[dt].is_int && dtype_traits[dt].block == 1) {
+                /* the low bytes of the 64 bits (little-endian), as the compiled cast keeps the low
+                 * bits: -1 is 2^64 - 1, 2^63 + 5 to i32 is 5; never through a double */
+                int64_t b = ox_int(in[0], i);
+                memcpy((char *)out[0]->data + i * dtype_traits[dt].size, &b, (size_t)dtype_traits[dt].size);
+            } else
                 dtype_store((DType)dt, out[0]->data, (size_t)i, ox_f(in[0], i));
         }
         return 0;

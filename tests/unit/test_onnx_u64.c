@@ -5,7 +5,8 @@
  *     input in Max, Less and Add, and Sub of two initializers folds at import: the compiled code
  *     (the whole pass pipeline, LLVM's JIT) must give C's uint64_t results bit for bit, and the
  *     interpreter the same values to a double's precision (docs/IR.md, Dtypes); the folded Sub must
- *     be exact, 2^63 - 1 and 2^64 - 2 included (the importer folds u64 in integers, not doubles);
+ *     be exact, 2^63 - 1 and 2^64 - 2 included (the importer folds u64 in integers, not doubles),
+ *     and so must a Cast of the initializer to INT32 (the low 32 bits: 2^63 + 2048 is 2048);
  *   - ops that refuse a u64 say so and name the node: Sqrt ("takes floats") and ReduceSum ("of u64[4]
  *     is not supported").
  */
@@ -28,13 +29,13 @@ enum { N = 4 };
 
 static Onnx__ValueInfoProto *value(const char *name, int type, int64_t n)
 {
-    static Onnx__ValueInfoProto v[8];
-    static Onnx__TypeProto ty[8];
-    static Onnx__TypeProto__Tensor tt[8];
-    static Onnx__TensorShapeProto sh[8];
-    static Onnx__TensorShapeProto__Dimension dim[8], *dp[8];
+    static Onnx__ValueInfoProto v[16];
+    static Onnx__TypeProto ty[16];
+    static Onnx__TypeProto__Tensor tt[16];
+    static Onnx__TensorShapeProto sh[16];
+    static Onnx__TensorShapeProto__Dimension dim[16], *dp[16];
     static int k;
-    REQUIRE(k < 8);
+    REQUIRE(k < 16);
     onnx__value_info_proto__init(&v[k]);
     onnx__type_proto__init(&ty[k]);
     onnx__type_proto__tensor__init(&tt[k]);
@@ -93,12 +94,21 @@ int main(void)
     nl.name = "less", nl.op_type = "Less", nl.n_input = 2, nl.input = mx_in, nl.n_output = 1, nl.output = lt_out;
     nc.name = "c_minus_1", nc.op_type = "Sub", nc.n_input = 2, nc.input = cm_in, nc.n_output = 1, nc.output = cm_out;
     ns.name = "sum", ns.op_type = "Add", ns.n_input = 2, ns.input = s_in, ns.n_output = 1, ns.output = s_out;
-    Onnx__NodeProto *nodes[4] = {&nm, &nl, &nc, &ns};
-    Onnx__ValueInfoProto *gi[1] = {value("x", 13, N)};
-    Onnx__ValueInfoProto *go[3] = {value("mx", 13, N), value("lt", 9, N), value("s", 13, N)};
+    /* k = Cast(c, INT32) + x32, the cast folded at import (the low 32 bits) */
+    static char *k_in[] = {"c"}, *k_out[] = {"c32"}, *a_in[] = {"c32", "x32"}, *a_out[] = {"k"};
+    Onnx__AttributeProto to = ONNX__ATTRIBUTE_PROTO__INIT;
+    to.name = "to", to.has_type = 1, to.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, to.has_i = 1, to.i = 6;
+    Onnx__AttributeProto *toa[1] = {&to};
+    Onnx__NodeProto nk = ONNX__NODE_PROTO__INIT, na = ONNX__NODE_PROTO__INIT;
+    nk.name = "c_to_i32", nk.op_type = "Cast", nk.n_input = 1, nk.input = k_in, nk.n_output = 1, nk.output = k_out;
+    nk.n_attribute = 1, nk.attribute = toa;
+    na.name = "k_add", na.op_type = "Add", na.n_input = 2, na.input = a_in, na.n_output = 1, na.output = a_out;
+    Onnx__NodeProto *nodes[6] = {&nm, &nl, &nc, &ns, &nk, &na};
+    Onnx__ValueInfoProto *gi[2] = {value("x", 13, N), value("x32", 6, N)};
+    Onnx__ValueInfoProto *go[4] = {value("mx", 13, N), value("lt", 9, N), value("s", 13, N), value("k", 6, N)};
     Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
-    g.name = "u64", g.n_node = 4, g.node = nodes, g.n_initializer = 2, g.initializer = inits;
-    g.n_input = 1, g.input = gi, g.n_output = 3, g.output = go;
+    g.name = "u64", g.n_node = 6, g.node = nodes, g.n_initializer = 2, g.initializer = inits;
+    g.n_input = 2, g.input = gi, g.n_output = 4, g.output = go;
     size_t len;
     uint8_t *bytes = onnx_pack(&g, &len);
     REQUIRE(bytes);
@@ -116,11 +126,15 @@ int main(void)
     PassOptions po = {.d = d};
     REQUIRE(pass_pipeline(opt, "default", NULL, NULL, &po) == 0);
     static uint64_t x[N] = {P63 - 1024, P63 + 4096, P63 + 2048, 0};
-    HostTensor in = {.dtype = DT_U64, .rank = 1, .shape = {N}, .data = x}, want[3] = {{0}};
-    REQUIRE(ir_interp(ref, &in, want, d) == 0);
+    static int32_t x32[N] = {0, 0, 0, 0};
+    HostTensor in[2] = {{.dtype = DT_U64, .rank = 1, .shape = {N}, .data = x},
+                        {.dtype = DT_I32, .rank = 1, .shape = {N}, .data = x32}},
+               want[4] = {{0}};
+    REQUIRE(ir_interp(ref, in, want, d) == 0);
     uint64_t mx[N], s[N];
     uint8_t lt[N];
-    void *inp[1] = {x}, *outp[3] = {mx, lt, s};
+    int32_t kk[N];
+    void *inp[2] = {x, x32}, *outp[4] = {mx, lt, s, kk};
     int64_t syms[IR_MAX_SYMS] = {0};
     Cg *cg = cg_new(&(CgOptions){.opt = 2}, d);
     REQUIRE(cg && !cg_build(cg, opt) && !cg_optimise(cg) && !cg_jit_run(cg, syms, inp, outp, 1));
@@ -142,7 +156,12 @@ int main(void)
     CHECK(is[3] == 4, "Add element 3 in the interpreter: %llu", (unsigned long long)is[3]);
     CHECK(s[3] == 4 && s[1] == P63 + 4096 - 2, "x + (c - 1) at 0 and past 2^64: %llu %llu",
           (unsigned long long)s[3], (unsigned long long)s[1]);
-    for (int k = 0; k < 3; k++)
+    static const int32_t kw[N] = {0, -1, 2048, 5};
+    const int32_t *ik = want[3].data;
+    for (int k = 0; k < N; k++)
+        CHECK(kk[k] == kw[k] && ik[k] == kw[k], "Cast(c, INT32) element %d: compiled %d, interpreter %d, expected %d", k,
+              kk[k], ik[k], kw[k]);
+    for (int k = 0; k < 4; k++)
         free(want[k].data);
     ir_graph_free(ref);
     ir_graph_free(opt);
