@@ -163,8 +163,12 @@ int main(void)
               kk[k], ik[k], kw[k]);
     for (int k = 0; k < 4; k++)
         free(want[k].data);
-    ir_graph_free(ref);
-    ir_graph_free(opt);
+    Graph *gs[2] = {ref, opt};
+    for (int k = 0; k < 2; k++) {
+        if (gs[k]->weights) /* the caller's to close (frontend.h) */
+            st_close(gs[k]->weights);
+        ir_graph_free(gs[k]);
+    }
     onnx_model_free(m);
     diag_free(d);
     unlink(path);
