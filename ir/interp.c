@@ -24,14 +24,15 @@
  *     trap; other integer ops are computed in double and wrap to the dtype (dtype_round), so i64
  *     and u64 values are exact only up to 2^53 (a u64 is read as the nearest double; a result
  *     below 0 wraps, 0 - 1 being 2^64 - 1, whose nearest double is 2^64). Division of two
- *     non-negative integers below 2^64 is exact.
+ *     non-negative integers below 2^64 is exact (the quotient then held as its nearest double).
  *   - MAXIMUM, MINIMUM, RMAX, RMIN propagate NaN (as torch.maximum and torch.amax do).
  *   - SOFTMAX and LOG_SOFTMAX subtract the row's maximum first; a row that is all -inf gives NaN,
  *     as in PyTorch (the fused attention kernels must do the same to match the oracle).
  *   - RMAX/RMIN of an empty axis give -inf/+inf; MEAN of one gives NaN (0/0).
  *   - CAST converts through dtype_round: to integers truncates toward zero and wraps, to bool is
  *     x != 0, NaN to integers is 0; u64 to a narrower or signed integer keeps the low bits (2^63
- *     to i64 is -2^63), a float to u64 wraps modulo 2^64 in (-2^64, 2^64) and saturates outside (graph.c's to_u64).
+ *     to i64 is -2^63); a float to u64 wraps modulo 2^64 in (-2^64, 2^64) and saturates outside
+ *     (graph.c's to_u64).
  *   - GATHER indices must be integers in [0, n): negative indices are not wrapped.
  *   - LAYERNORM uses the biased variance (PyTorch), two passes over the row.
  */
