@@ -40,6 +40,7 @@ static const char *c_type(DType t)
     case DT_I16: return "int16_t";
     case DT_U16: return "uint16_t";
     case DT_U32: return "uint32_t";
+    case DT_U64: return "uint64_t";
     case DT_U8:
     case DT_BOOL: return "uint8_t";
     default: UNREACHABLE();

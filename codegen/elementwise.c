@@ -69,18 +69,21 @@ static LLVMValueRef float_unary(Cg *cg, const Node *n, LLVMValueRef x)
     }
 }
 
-static LLVMValueRef int_unary(Cg *cg, const Node *n, LLVMValueRef x)
+/* An integer op on x of dtype dt held in an i64 (u64: the same bits, read as unsigned); the result in
+ * the same form (dt), which the caller converts to the node's dtype. */
+static LLVMValueRef int_unary(Cg *cg, const Node *n, DType dt, LLVMValueRef x)
 {
     LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(x));
+    int u = dt == DT_U64; /* no value is below 0: abs and relu keep it */
     switch (n->op) {
     case OP_NEG: return LLVMBuildSub(cg->b, zero, x, "");
-    case OP_ABS: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, zero, ""),
-                                        LLVMBuildSub(cg->b, zero, x, ""), x, "");
-    case OP_RELU: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, x, zero, ""), x, zero, "");
+    case OP_ABS: return u ? x : LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, zero, ""),
+                                                LLVMBuildSub(cg->b, zero, x, ""), x, "");
+    case OP_RELU: return u ? x : LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, x, zero, ""), x, zero, "");
     default: {
         /* transcendental ops on integers are computed in double and converted back */
-        LLVMValueRef f = LLVMBuildSIToFP(cg->b, x, cg->f64, "");
-        return cg_convert(cg, float_unary(cg, n, f), DT_F64, DT_I64);
+        LLVMValueRef f = cg_convert(cg, x, dt, DT_F64);
+        return cg_convert(cg, float_unary(cg, n, f), DT_F64, dt);
     }
     }
 }
@@ -106,9 +109,15 @@ static LLVMValueRef float_binary(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b)
     }
 }
 
-static LLVMValueRef int_binary(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b)
+/* The same for two operands of dtype dt: u64 divides and compares unsigned. */
+static LLVMValueRef int_binary(Cg *cg, Op op, DType dt, LLVMValueRef a, LLVMValueRef b)
 {
     LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(a));
+    int u = dt == DT_U64;
+    if (u && op == OP_DIV) /* x / 0 is 0, as for the signed types */
+        return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, b, zero, ""), zero,
+                               LLVMBuildUDiv(cg->b, a, LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, b, zero, ""),
+                                                                      LLVMConstInt(LLVMTypeOf(b), 1, 0), b, ""), ""), "");
     switch (op) {
     case OP_ADD: return LLVMBuildAdd(cg->b, a, b, "");
     case OP_SUB: return LLVMBuildSub(cg->b, a, b, "");
@@ -123,15 +132,15 @@ static LLVMValueRef int_binary(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b)
         return LLVMBuildSelect(cg->b, is0, zero, q, "");
     }
     case OP_POW: {
-        LLVMValueRef fa = LLVMBuildSIToFP(cg->b, a, cg->f64, ""), fb = LLVMBuildSIToFP(cg->b, b, cg->f64, "");
-        return cg_convert(cg, float_binary(cg, OP_POW, fa, fb), DT_F64, DT_I64);
+        LLVMValueRef fa = cg_convert(cg, a, dt, DT_F64), fb = cg_convert(cg, b, dt, DT_F64);
+        return cg_convert(cg, float_binary(cg, OP_POW, fa, fb), DT_F64, dt);
     }
-    case OP_MAXIMUM: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, a, b, ""), a, b, "");
-    case OP_MINIMUM: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, a, b, ""), a, b, "");
-    case OP_LT: return LLVMBuildICmp(cg->b, LLVMIntSLT, a, b, "");
-    case OP_LE: return LLVMBuildICmp(cg->b, LLVMIntSLE, a, b, "");
-    case OP_GT: return LLVMBuildICmp(cg->b, LLVMIntSGT, a, b, "");
-    case OP_GE: return LLVMBuildICmp(cg->b, LLVMIntSGE, a, b, "");
+    case OP_MAXIMUM: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, u ? LLVMIntUGE : LLVMIntSGE, a, b, ""), a, b, "");
+    case OP_MINIMUM: return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, u ? LLVMIntULE : LLVMIntSLE, a, b, ""), a, b, "");
+    case OP_LT: return LLVMBuildICmp(cg->b, u ? LLVMIntULT : LLVMIntSLT, a, b, "");
+    case OP_LE: return LLVMBuildICmp(cg->b, u ? LLVMIntULE : LLVMIntSLE, a, b, "");
+    case OP_GT: return LLVMBuildICmp(cg->b, u ? LLVMIntUGT : LLVMIntSGT, a, b, "");
+    case OP_GE: return LLVMBuildICmp(cg->b, u ? LLVMIntUGE : LLVMIntSGE, a, b, "");
     case OP_EQ: return LLVMBuildICmp(cg->b, LLVMIntEQ, a, b, "");
     case OP_NE: return LLVMBuildICmp(cg->b, LLVMIntNE, a, b, "");
     default: UNREACHABLE();
@@ -149,7 +158,10 @@ static LLVMValueRef scalar(Cg *cg, const Node *n, LLVMValueRef *x)
             return cg_convert(cg, x[0], in, n->dtype);
         if (in == DT_BOOL)
             x[0] = cg_convert(cg, x[0], DT_BOOL, DT_I64);
-        return fl ? float_unary(cg, n, x[0]) : cg_convert(cg, int_unary(cg, n, x[0]), in == DT_BOOL ? DT_I64 : in, n->dtype);
+        if (fl)
+            return float_unary(cg, n, x[0]);
+        in = in == DT_BOOL ? DT_I64 : in;
+        return cg_convert(cg, int_unary(cg, n, in, x[0]), in, n->dtype);
     case 2:
         if (in == DT_BOOL && (n->op == OP_EQ || n->op == OP_NE))
             return LLVMBuildICmp(cg->b, n->op == OP_EQ ? LLVMIntEQ : LLVMIntNE, x[0], x[1], "");
@@ -159,7 +171,7 @@ static LLVMValueRef scalar(Cg *cg, const Node *n, LLVMValueRef *x)
             LLVMValueRef r = float_binary(cg, n->op, a, b);
             return op_info[n->op].flags & F_CMP ? r : cg_convert(cg, r, DT_F64, n->dtype);
         }
-        return fl ? float_binary(cg, n->op, x[0], x[1]) : int_binary(cg, n->op, x[0], x[1]);
+        return fl ? float_binary(cg, n->op, x[0], x[1]) : int_binary(cg, n->op, in, x[0], x[1]);
     case 3: /* where */
         return LLVMBuildSelect(cg->b, x[0], x[1], x[2], "");
     default: UNREACHABLE();

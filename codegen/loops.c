@@ -114,7 +114,8 @@ LLVMTypeRef cg_stype(Cg *cg, DType t)
     case DT_F16: return cg->f16;
     case DT_BF16: return cg->i16;
     case DT_F64: return cg->f64;
-    case DT_I64: return cg->i64;
+    case DT_I64:
+    case DT_U64: return cg->i64;
     case DT_I32:
     case DT_U32: return cg->i32;
     case DT_I16:
@@ -224,17 +225,31 @@ LLVMValueRef cg_convert(Cg *cg, LLVMValueRef v, DType from, DType to)
     if (to == DT_BOOL)
         return ff ? LLVMBuildFCmp(cg->b, LLVMRealUNE, v, LLVMConstNull(ft), "")
                   : LLVMBuildICmp(cg->b, LLVMIntNE, v, LLVMConstNull(ft), "");
-    if (!ff && tf) /* integers are held as i64, sign- or zero-extended on load */
-        return LLVMBuildSIToFP(cg->b, v, tt, "");
+    if (!ff && tf) /* integers are held as i64, sign- or zero-extended on load; a u64's 64 bits unsigned */
+        return from == DT_U64 ? LLVMBuildUIToFP(cg->b, v, tt, "") : LLVMBuildSIToFP(cg->b, v, tt, "");
     if (ff && !tf) { /* toward zero, saturating at the i64 range, NaN to 0; stores wrap narrower types */
         LLVMValueRef args[1] = {v};
         LLVMTypeRef tys[2] = {cg->i64, ft};
         unsigned id = LLVMLookupIntrinsicID("llvm.fptosi.sat", 15);
         LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, 2);
         LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, tys, 2);
-        return LLVMBuildCall2(cg->b, fty, f, args, 1, "");
+        LLVMValueRef s = LLVMBuildCall2(cg->b, fty, f, args, 1, "");
+        if (to != DT_U64)
+            return s;
+        /* u64 as graph.c's to_u64: [0, 2^64) unsigned, saturating above; [-2^63, 0) wraps through
+         * i64; [-2^64, -2^63) wraps as v + 2^64 (exact: Sterbenz), saturating at 0 below */
+        id = LLVMLookupIntrinsicID("llvm.fptoui.sat", 15);
+        f = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, 2);
+        fty = LLVMIntrinsicGetType(cg->ctx, id, tys, 2);
+        LLVMValueRef u = LLVMBuildCall2(cg->b, fty, f, args, 1, "");
+        LLVMValueRef up[1] = {LLVMBuildFAdd(cg->b, v, LLVMConstReal(ft, 18446744073709551616.0), "")};
+        LLVMValueRef w = LLVMBuildCall2(cg->b, fty, f, up, 1, "");
+        LLVMValueRef neg = LLVMBuildFCmp(cg->b, LLVMRealOLT, v, LLVMConstNull(ft), "");
+        LLVMValueRef low = LLVMBuildFCmp(cg->b, LLVMRealOLT, v, LLVMConstReal(ft, -9223372036854775808.0), "");
+        return LLVMBuildSelect(cg->b, low, w, LLVMBuildSelect(cg->b, neg, s, u, ""), "");
     }
-    /* integer to integer: wrap to the narrower type, as a store then a load would */
+    /* integer to integer: wrap to the narrower type, as a store then a load would (to and from u64
+     * and i64 the bits stay: -1 is 2^64 - 1) */
     if (to == DT_I32 || to == DT_U32 || to == DT_I16 || to == DT_U16 || to == DT_I8 || to == DT_U8) {
         LLVMValueRef t = LLVMBuildTrunc(cg->b, v, cg_stype(cg, to), "");
         return dtype_traits[to].is_signed ? LLVMBuildSExt(cg->b, t, cg->i64, "") : LLVMBuildZExt(cg->b, t, cg->i64, "");

@@ -51,6 +51,8 @@ static void reduce_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
         init = LLVMConstNull(acct);
     else if (fl)
         init = LLVMConstReal(acct, n->op == OP_RMAX ? -INFINITY : INFINITY);
+    else if (x->dtype == DT_U64) /* its bits unsigned: 0 and 2^64 - 1 */
+        init = n->op == OP_RMAX ? cg_i64(cg, 0) : LLVMConstAllOnes(cg->i64);
     else
         init = cg_i64(cg, n->op == OP_RMAX ? INT64_MIN : INT64_MAX);
     LLVMBuildStore(cg->b, init, acc);
@@ -64,6 +66,8 @@ static void reduce_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
         res = fl ? LLVMBuildFAdd(cg->b, a, cg_convert(cg, v, x->dtype, DT_F64), "") : LLVMBuildAdd(cg->b, a, v, "");
     else if (fl)
         res = cg_intrinsic(cg, n->op == OP_RMAX ? "llvm.maximum" : "llvm.minimum", (LLVMValueRef[]){a, v}, 2);
+    else if (x->dtype == DT_U64)
+        res = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, n->op == OP_RMAX ? LLVMIntUGE : LLVMIntULE, a, v, ""), a, v, "");
     else
         res = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, n->op == OP_RMAX ? LLVMIntSGE : LLVMIntSLE, a, v, ""), a, v, "");
     LLVMBuildStore(cg->b, res, acc);
@@ -71,7 +75,7 @@ static void reduce_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begi
     LLVMValueRef total = LLVMBuildLoad2(cg->b, acct, acc, "");
     if (n->op == OP_MEAN)
         total = fl ? LLVMBuildFDiv(cg->b, total, LLVMBuildSIToFP(cg->b, r.n, cg->f64, ""), "")
-                   : LLVMBuildSDiv(cg->b, total, r.n, "");
+                   : x->dtype == DT_U64 ? LLVMBuildUDiv(cg->b, total, r.n, "") : LLVMBuildSDiv(cg->b, total, r.n, "");
     DType from = sum && fl ? DT_F64 : x->dtype == DT_BOOL ? DT_I64 : x->dtype;
     LLVMValueRef oidx = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, o, r.inner, ""), i, "");
     cg_store(cg, out, n->dtype, oidx, cg_convert(cg, total, from, n->dtype));

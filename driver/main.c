@@ -549,7 +549,10 @@ static void print_values(const HostTensor *t, int limit)
     printf(" = [");
     for (int64_t i = 0; i < n && i < limit; i++) {
         double v = dtype_load(t->dtype, t->data, (size_t)i);
-        printf(dtype_traits[t->dtype].is_float ? "%s%.6g" : "%s%.0f", i ? ", " : "", v);
+        if (t->dtype == DT_U64) /* its bits, not the nearest double */
+            printf("%s%llu", i ? ", " : "", (unsigned long long)((const uint64_t *)t->data)[i]);
+        else
+            printf(dtype_traits[t->dtype].is_float ? "%s%.6g" : "%s%.0f", i ? ", " : "", v);
     }
     printf(n > limit ? ", ...]  (%lld values)\n" : "]\n", (long long)n);
 }

@@ -297,7 +297,8 @@ Node *lw_tensor(Lower *L, Value v, SrcLoc loc)
 
 /* The dtype two operands meet at: the wider float, a float over an integer, the wider integer; a
  * signed and an unsigned integer of the same width meet at the next wider signed one (u16 and i16
- * at i32, as NumPy), except i8 and u8, which meet at the first operand's (as before there was i16). */
+ * at i32, as NumPy), u64 and i64 at f64 (there is none; NumPy does the same), except i8 and u8,
+ * which meet at the first operand's (as before there was i16). */
 static DType promote(DType a, DType b)
 {
     if (a == b)
@@ -314,7 +315,7 @@ static DType promote(DType a, DType b)
     if (b == DT_BOOL)
         return a;
     if (ta->size == tb->size && ta->is_signed != tb->is_signed)
-        return ta->size == 2 ? DT_I32 : ta->size == 4 ? DT_I64 : a;
+        return ta->size == 2 ? DT_I32 : ta->size == 4 ? DT_I64 : ta->size == 8 ? DT_F64 : a;
     return ta->size >= tb->size ? a : b;
 }
 

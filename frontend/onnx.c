@@ -75,7 +75,7 @@ static const struct {
     [3] = {DT_I8, "INT8"},     [4] = {DT_U16, "UINT16"},    [5] = {DT_I16, "INT16"},
     [6] = {DT_I32, "INT32"},   [7] = {DT_I64, "INT64"},     [8] = {-1, "STRING"},
     [9] = {DT_BOOL, "BOOL"},   [10] = {DT_F16, "FLOAT16"},  [11] = {DT_F64, "DOUBLE"},
-    [12] = {DT_U32, "UINT32"},     [13] = {-1, "UINT64"},       [14] = {-1, "COMPLEX64"},
+    [12] = {DT_U32, "UINT32"},     [13] = {DT_U64, "UINT64"},      [14] = {-1, "COMPLEX64"},
     [15] = {-1, "COMPLEX128"}, [16] = {DT_BF16, "BFLOAT16"},
 };
 
@@ -254,7 +254,7 @@ void *ox_alloc(Imp *I, OVal *v)
 
 int64_t ox_int(const OVal *v, int64_t i)
 {
-    if (v->dt == DT_I64)
+    if (v->dt == DT_I64 || v->dt == DT_U64) /* u64: the same bits, 2^63 and up negative */
         return ((const int64_t *)v->data)[i];
     double x = dtype_load((DType)v->dt, v->data, (size_t)i);
     return (int64_t)x;
@@ -536,6 +536,7 @@ int ox_tensor_data(Imp *I, const Onnx__TensorProto *t, OVal *v, const char *what
         case 11: ((double *)out)[i] = t->double_data[i]; break;
         case 7: ((int64_t *)out)[i] = t->int64_data[i]; break;
         case 12: ((uint32_t *)out)[i] = (uint32_t)t->uint64_data[i]; break; /* UINT32: in uint64_data */
+        case 13: ((uint64_t *)out)[i] = t->uint64_data[i]; break;
         case 10: case 16: ((uint16_t *)out)[i] = (uint16_t)t->int32_data[i]; break;
         case 9: out[i] = t->int32_data[i] != 0; break;
         default: dtype_store((DType)dt, out, (size_t)i, (double)t->int32_data[i]); break;

@@ -22,7 +22,7 @@
  * `x / 8.0` reads as it would be written, and passes see a constant scale, not a weight. */
 static const char *operand(Imp *I, OVal *v, int r)
 {
-    if (v->is_const && ox_numel(v) == 1 && v->rank <= r && v->dt >= 0 && v->dt != DT_BOOL && v->dt != DT_I64 &&
+    if (v->is_const && ox_numel(v) == 1 && v->rank <= r && v->dt >= 0 && v->dt != DT_BOOL && v->dt != DT_I64 && v->dt != DT_U64 &&
         !ox_has_sym(v)) /* a size stands there: its data is only the bound */
         return ox_num(I, ox_f(v, 0), v->dt);
     return T(v);
@@ -175,6 +175,23 @@ static int op_binary(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
                 else if (!strcmp(op, "Max")) r = a > b ? a : b;
                 else if (!strcmp(op, "Min")) r = a < b ? a : b;
                 ((int64_t *)out[0]->data)[k] = r;
+            } else if (in[0]->dt == DT_U64 && strcmp(op, "Pow")) { /* exactly, past 2^53 and 2^63 too */
+                uint64_t a = (uint64_t)ox_int(in[0], ia), b = (uint64_t)ox_int(in[1], ib), r = 0;
+                if (!strcmp(op, "Add")) r = a + b;
+                else if (!strcmp(op, "Sub")) r = a - b;
+                else if (!strcmp(op, "Mul")) r = a * b;
+                else if (!strcmp(op, "Div")) r = b ? a / b : 0;
+                else if (!strcmp(op, "Max")) r = a > b ? a : b;
+                else if (!strcmp(op, "Min")) r = a < b ? a : b;
+                else if (!strcmp(op, "Equal")) r = a == b;
+                else if (!strcmp(op, "Less")) r = a < b;
+                else if (!strcmp(op, "Greater")) r = a > b;
+                else if (!strcmp(op, "LessOrEqual")) r = a <= b;
+                else if (!strcmp(op, "GreaterOrEqual")) r = a >= b;
+                if (odt == DT_BOOL)
+                    ((uint8_t *)out[0]->data)[k] = r != 0;
+                else
+                    ((uint64_t *)out[0]->data)[k] = r;
             } else
                 dtype_store((DType)odt, out[0]->data, (size_t)k, fold2(op, ox_f(in[0], ia), ox_f(in[1], ib), is_int));
         }
@@ -189,7 +206,7 @@ static int op_binary(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal 
         ox_assign(I, out[0], "%s %c %s", a, op[0] == 'A' ? '+' : op[0] == 'S' ? '-' : '*', b);
     else if (!strcmp(op, "Div"))
         /* the language's / is true division; ONNX's on integers truncates toward zero, which a cast
-         * from f64 does (exact for every i32, and for i64 below 2^53) */
+         * from f64 does (exact for every i32, and for i64 and u64 below 2^53) */
         ox_assign(I, out[0], is_int ? "cast(cast(%s, f64) / cast(%s, f64), %s)" : "%s / %s%s", a, b, is_int ? dtn : "");
     else if (is_pow)
         ox_assign(I, out[0], is_int ? "cast(pow(cast(%s, f64), cast(%s, f64)), %s)" : "cast(pow(%s, %s), %s)", a, b, dtn);
@@ -286,9 +303,12 @@ static int op_cast(Imp *I, const Onnx__NodeProto *n, OVal **in, int nin, OVal **
         else if (ox_has_sym(in[0]))
             return ERR("casting a symbolic size to %s is not supported", dtype_traits[dt].name);
         for (int64_t i = 0; i < ox_numel(in[0]); i++) {
-            if (dt == DT_I64 && in[0]->dt == DT_I64)
-                ((int64_t *)out[0]->data)[i] = ox_int(in[0], i);
-            else
+            if ((in[0]->dt == DT_I64 || in[0]->dt == DT_U64) && dtype_traits[dt].is_int && dtype_traits[dt].block == 1) {
+                /* the low bytes of the 64 bits (little-endian), as the compiled cast keeps the low
+                 * bits: -1 is 2^64 - 1, 2^63 + 5 to i32 is 5; never through a double */
+                int64_t b = ox_int(in[0], i);
+                memcpy((char *)out[0]->data + i * dtype_traits[dt].size, &b, (size_t)dtype_traits[dt].size);
+            } else
                 dtype_store((DType)dt, out[0]->data, (size_t)i, ox_f(in[0], i));
         }
         return 0;

@@ -691,6 +691,8 @@ static int op_constant_of_shape(Imp *I, const Onnx__NodeProto *n, OVal **in, int
             val = (double)t->int64_data[0];
         else if (t->n_int32_data)
             val = t->int32_data[0];
+        else if (t->n_uint64_data) /* UINT32 and UINT64 */
+            val = (double)t->uint64_data[0];
         (void)tmp;
     }
     int symbolic = 0, empty = 0;

@@ -139,6 +139,7 @@ double dtype_load(DType t, const void *p, size_t i)
     case DT_I16: LOAD(int16_t);
     case DT_U16: LOAD(uint16_t);
     case DT_U32: LOAD(uint32_t);
+    case DT_U64: LOAD(uint64_t); /* to the nearest double: exact up to 2^53 */
     case DT_BOOL: return ((const uint8_t *)p)[i] != 0;
     case DT_I4:
     case DT_U4: {
@@ -168,6 +169,23 @@ static int64_t to_i64(double v)
     return (int64_t)v;
 }
 
+/* To u64: truncate toward zero, then modulo 2^64 in (-2^64, 0) (0 - 1 is 2^64 - 1, as the compiled
+ * code's wrapping subtraction gives: a u64 difference is never below -2^64); saturate outside
+ * (-inf and below -2^64: 0; 2^64 and up: UINT64_MAX); NaN is 0. codegen/loops.c's cg_convert does
+ * the same for a float cast to u64. */
+static uint64_t to_u64(double v)
+{
+    if (isnan(v) || v <= -18446744073709551616.0)
+        return 0;
+    if (v >= 18446744073709551616.0)
+        return UINT64_MAX;
+    if (v < -9223372036854775808.0)
+        return (uint64_t)(v + 18446744073709551616.0); /* exact: v is an integer past 2^63 */
+    if (v < 0)
+        return (uint64_t)(int64_t)v;
+    return (uint64_t)v;
+}
+
 #define STORE(T, x) \
     do { \
         T v_ = (T)(x); \
@@ -189,6 +207,7 @@ void dtype_store(DType t, void *p, size_t i, double v)
     case DT_I16: STORE(int16_t, (int16_t)(uint16_t)to_i64(v));
     case DT_U16: STORE(uint16_t, (uint16_t)to_i64(v));
     case DT_U32: STORE(uint32_t, (uint32_t)to_i64(v));
+    case DT_U64: STORE(uint64_t, to_u64(v));
     case DT_BOOL: STORE(uint8_t, v != 0);
     case DT_I4:
     case DT_U4: { /* wraps to 4 bits like the other integers; the other nibble is kept */

@@ -22,13 +22,17 @@
  *   - integer DIV (the node's dtype is an integer type) truncates toward zero, as C does (PyTorch's
  *     trunc rounding mode, not NumPy's floor); an integer division by zero gives 0 instead of a
  *     trap; other integer ops are computed in double and wrap to the dtype (dtype_round), so i64
- *     values are exact only up to 2^53.
+ *     and u64 values are exact only up to 2^53 (a u64 is read as the nearest double; a result
+ *     below 0 wraps, 0 - 1 being 2^64 - 1, whose nearest double is 2^64). Division of two
+ *     non-negative integers below 2^64 is exact (the quotient then held as its nearest double).
  *   - MAXIMUM, MINIMUM, RMAX, RMIN propagate NaN (as torch.maximum and torch.amax do).
  *   - SOFTMAX and LOG_SOFTMAX subtract the row's maximum first; a row that is all -inf gives NaN,
  *     as in PyTorch (the fused attention kernels must do the same to match the oracle).
  *   - RMAX/RMIN of an empty axis give -inf/+inf; MEAN of one gives NaN (0/0).
  *   - CAST converts through dtype_round: to integers truncates toward zero and wraps, to bool is
- *     x != 0, NaN to integers is 0.
+ *     x != 0, NaN to integers is 0; u64 to a narrower or signed integer keeps the low bits (2^63
+ *     to i64 is -2^63); a float to u64 wraps modulo 2^64 in (-2^64, 2^64) and saturates outside
+ *     (graph.c's to_u64).
  *   - GATHER indices must be integers in [0, n): negative indices are not wrapped.
  *   - LAYERNORM uses the biased variance (PyTorch), two passes over the row.
  */
@@ -300,6 +304,8 @@ static double int_div(double a, double b)
 {
     if (b == 0 || isnan(a) || isnan(b))
         return 0;
+    if (a >= 0 && b > 0 && a < 18446744073709551616.0 && b < 18446744073709551616.0)
+        return (double)((uint64_t)a / (uint64_t)b); /* exact for u64 values past 2^63 too */
     if (fabs(a) < 9.2e18 && fabs(b) < 9.2e18) {
         int64_t ia = (int64_t)a, ib = (int64_t)b;
         if (ib == -1)
@@ -411,11 +417,15 @@ static int eval_ew(Interp *I, const Node *n, double *y)
         }
     }
     int64_t ne = I->numel[n->id];
+    /* u64 to another integer type keeps the low bits, as i64 does: 2^63 and up wrap to negatives */
+    int u64_wrap = n->op == OP_CAST && n->in[0]->dtype == DT_U64 && dtype_traits[n->dtype].is_int && n->dtype != DT_U64;
     for (int64_t e = 0; e < ne; e++) {
         double v[3];
         for (int j = 0; j < nin; j++)
             v[j] = x[j][off[j]];
         y[e] = ir_eval_scalar(n->op, &n->at, n->dtype, nin, v);
+        if (u64_wrap && y[e] >= 9223372036854775808.0)
+            y[e] -= 18446744073709551616.0;
         step(r, dims, idx, nin, st, off);
     }
     return 0;

@@ -832,6 +832,15 @@ static int store_data(Parser *p, DType t, int rank, const Dim *shape, NodeAttrs 
         }
         char *txt = arena_printf(p->g->arena, "%s%.*s", v->neg ? "-" : "", tk->len, tk->s);
         errno = 0;
+        if (t == DT_U64) { /* past INT64_MAX: read unsigned, never through double */
+            unsigned long long u = strtoull(txt, NULL, 10);
+            if (errno || v->neg) {
+                perr(p, tk, "value %s does not fit in %s", txt, tn);
+                return 0;
+            }
+            ((uint64_t *)buf)[i] = u;
+            continue;
+        }
         long long x = strtoll(txt, NULL, 10);
         long long lo = t == DT_I64 ? INT64_MIN : t == DT_I32 ? INT32_MIN : t == DT_I16 ? INT16_MIN : t == DT_I8 ? -128
                      : t == DT_I4 ? -8 : 0;

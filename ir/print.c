@@ -164,6 +164,8 @@ static void print_value(FILE *f, DType t, const void *data, size_t i)
         fputs(((const uint8_t *)data)[i] ? "true" : "false", f);
     } else if (t == DT_I64) {
         fprintf(f, "%lld", (long long)((const int64_t *)data)[i]);
+    } else if (t == DT_U64) {
+        fprintf(f, "%llu", (unsigned long long)((const uint64_t *)data)[i]);
     } else {
         fprintf(f, "%lld", (long long)dtype_load(t, data, i));
     }

@@ -34,7 +34,7 @@
 static const char *const st_dtype_names[DT_COUNT] = {
     [DT_F32] = "F32", [DT_F16] = "F16", [DT_BF16] = "BF16", [DT_F64] = "F64", [DT_I64] = "I64",
     [DT_I32] = "I32", [DT_I8] = "I8",   [DT_U8] = "U8",     [DT_BOOL] = "BOOL", [DT_I16] = "I16",
-    [DT_U16] = "U16", [DT_U32] = "U32",
+    [DT_U16] = "U16", [DT_U32] = "U32", [DT_U64] = "U64",
 };
 
 /* JSON numbers are doubles: integers are exact up to 2^53, which bounds any real offset or dim. */

@@ -6,9 +6,12 @@
  * ones the runtime reads cannot drift apart. The packed 4-bit types hold two values per byte,
  * element 2i in the low nibble of byte i and 2i+1 in the high one; only quantize, dequantize, qmatmul,
  * reshape, const and weight nodes have them (ir_infer), never a model's inputs or outputs. A new dtype is one new row at the end (the codes are
- * part of the ABI: never reorder). Every integer dtype's values fit in an int64_t (the compiled code
- * holds integers as i64, sign- or zero-extended on load, wrapped on store) and in a double (the
- * interpreter's element type): this is why there is no u64.
+ * part of the ABI: never reorder). The compiled code holds every integer in an i64 register (sign- or
+ * zero-extended on load, wrapped on store); u64 is the one dtype whose values do not all fit an
+ * int64_t: its register holds the same 64 bits, and the code generator reads them as unsigned
+ * (unsigned compares, udiv, uitofp; codegen/loops.c and elementwise.c). The interpreter's element
+ * type is double, exact for integers up to 2^53 (i64 and u64 values beyond round to the nearest
+ * double: ir/interp.c).
  *
  * Columns:
  *   E            the enum's suffix: DT_E in the compiler, RT_E in the runtime
@@ -43,7 +46,8 @@
     X(U4,   "u4",   1,   2,    1,    0,    1,  0,     NULL,   NULL) /* 0..15 */    \
     X(I16,  "i16",  2,   1,    2,    0,    1,  1,     "<i2",  "int16")             \
     X(U16,  "u16",  2,   1,    2,    0,    1,  0,     "<u2",  "uint16")            \
-    X(U32,  "u32",  4,   1,    4,    0,    1,  0,     "<u4",  "uint32")
+    X(U32,  "u32",  4,   1,    4,    0,    1,  0,     "<u4",  "uint32")           \
+    X(U64,  "u64",  8,   1,    8,    0,    1,  0,     "<u8",  "uint64")
 
 /* One dtype's traits, a row of KILN_DTYPES. */
 typedef struct KilnDTypeInfo {

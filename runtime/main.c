@@ -336,6 +336,7 @@ static void main_print_value(int64_t dt, const void *data, size_t i)
     case RT_I16: printf("%d", (int)(int16_t)u.h); break;
     case RT_U16: printf("%u", (unsigned)u.h); break;
     case RT_U32: printf("%u", (unsigned)(uint32_t)u.w); break;
+    case RT_U64: printf("%llu", (unsigned long long)(uint64_t)u.l); break;
     default: printf("%s", *p ? "true" : "false"); break;
     }
 }

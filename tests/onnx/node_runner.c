@@ -6,7 +6,7 @@
  * ops are all ones kiln claims (onnx_op_supported) is imported, compiled, and run twice: by the
  * interpreter on the graph as the frontend made it, and compiled to native code (LLVM's JIT) after
  * the whole pass pipeline. Both must match the expected outputs with ONNX's backend-test tolerances
- * (|got - want| <= 1e-7 + 1e-3 * |want|; integers and bools exactly). Inputs that an op needs at
+ * (|got - want| <= 1e-7 + 1e-3 * |want|; integers bit for bit, bools exactly). Inputs that an op needs at
  * import time (Reshape's shape, Slice's starts ...) are taken from the test data as constants, as a
  * model exported with those values would carry them; data inputs stay run-time inputs. ONNX 1.12
  * stores bfloat16 test data as UINT16 tensors of the same bits; a value the model declares BFLOAT16
@@ -116,8 +116,19 @@ static int compare(const char *what, const char *name, const HostTensor *got, co
         }
         cnt *= got->shape[i];
     }
+    size_t es = (size_t)dtype_traits[got->dtype].size;
     for (int64_t k = 0; k < cnt; k++) {
         double g = dtype_load(got->dtype, got->data, (size_t)k), w = dtype_load(want->dtype, want->data, (size_t)k);
+        if (dtype_traits[got->dtype].is_int && dtype_traits[got->dtype].block == 1 &&
+            memcmp((const char *)got->data + (size_t)k * es, (const char *)want->data + (size_t)k * es, es)) {
+            /* integers bit for bit: i64 and u64 past 2^53 would compare equal as doubles */
+            uint64_t gb = 0, wb = 0;
+            memcpy(&gb, (const char *)got->data + (size_t)k * es, es);
+            memcpy(&wb, (const char *)want->data + (size_t)k * es, es);
+            snprintf(why, n, "%s: output '%s' element %lld is 0x%llx, expected 0x%llx", what, name, (long long)k,
+                     (unsigned long long)gb, (unsigned long long)wb);
+            return 1;
+        }
         if (!close_enough(got->dtype, g, w)) {
             snprintf(why, n, "%s: output '%s' element %lld is %.9g, expected %.9g", what, name, (long long)k, g, w);
             return 1;

@@ -107,5 +107,7 @@ void scatter_cases(void);
 void quant_cases(void);       /* codegen_ops_quant.c */
 void quant_fused_cases(void);
 void bf16_cases(void);
+void u64_cases(void);         /* codegen_ops_u64.c */
+void u64_reduce_cases(void);
 
 #endif

@@ -560,6 +560,7 @@ static const struct {
     {"tokens", token_cases},      {"matmul", conv_cases},         {"movement", movement_cases},
     {"movement", source_cases},   {"movement", scatter_cases},    {"quant", quant_cases},
     {"quant", quant_fused_cases}, {"quant", bf16_cases},       {"elementwise", int_dtype_cases},
+    {"elementwise", u64_cases},   {"reduce", u64_reduce_cases},
 };
 enum { NFAMILIES = sizeof families / sizeof families[0] };
 

@@ -552,6 +552,7 @@ static void test_rounding(void)
             case DT_I16: want = (double)(int16_t)(uint16_t)tr; break;
             case DT_U16: want = (double)(uint16_t)tr; break;
             case DT_U32: want = (double)(float)(uint32_t)tr; break; /* back to f32: rounded */
+            case DT_U64: want = (double)(float)(uint64_t)tr; break; /* -200 wraps to 2^64 - 200 */
             case DT_BOOL: want = x[i] != 0; break;
             case DT_I4: want = (double)((int)((tr & 15) ^ 8) - 8); break; /* the interpreter wraps them too */
             case DT_U4: want = (double)(tr & 15); break;

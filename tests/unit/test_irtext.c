@@ -142,6 +142,8 @@ static Graph *build_full(void)
     cnst(g, DT_U16, SH(c2), u16, sizeof u16);
     uint32_t u32[2] = {1, UINT32_MAX};
     cnst(g, DT_U32, SH(c2), u32, sizeof u32);
+    uint64_t u64[3] = {0, 9223372036854775808ull, UINT64_MAX}; /* past INT64_MAX: never through a double */
+    cnst(g, DT_U64, SH(c3), u64, sizeof u64);
 
     mk(g, OP_ARANGE, DT_I64, SH(T), 0, NULL);
     mk(g, OP_CAUSAL_MASK, DT_F32, SH(T, T), 0, NULL);

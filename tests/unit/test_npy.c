@@ -77,11 +77,11 @@ static void expect_error(const char *path, const char *const *words)
 
 static void test_round_trip(void)
 {
-    static const char *const descrs[] = {"<f4", "<f2", "<f8", "<i8", "<i4", "|i1", "|u1", "|b1"};
-    static const size_t sizes[] = {4, 2, 8, 8, 4, 1, 1, 1};
+    static const char *const descrs[] = {"<f4", "<f2", "<f8", "<i8", "<i4", "|i1", "|u1", "|b1", "<u8"};
+    static const size_t sizes[] = {4, 2, 8, 8, 4, 1, 1, 1, 8};
     const int64_t dims[4] = {2, 3, 1, 4};
     unsigned char data[2 * 3 * 1 * 4 * 8];
-    for (int t = 0; t < 8; t++)
+    for (int t = 0; t < 9; t++)
         for (int rank = 0; rank <= 4; rank++) {
             size_t numel = 1;
             for (int i = 0; i < rank; i++)
@@ -151,7 +151,7 @@ static void test_forms(void)
     float f2[2] = {1, 2};
     path = tmp_path("bad_write.npy");
     REQUIRE(rt_npy_write(path, ">f4", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "big-endian"));
-    REQUIRE(rt_npy_write(path, "<u8", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "<u8"));
+    REQUIRE(rt_npy_write(path, "<c8", 1, s1, f2, err, sizeof err) == -1 && strstr(err, "<c8"));
     REQUIRE(rt_npy_write(path, "<f4", 1, neg, f2, err, sizeof err) == -1 && strstr(err, "negative"));
     REQUIRE(rt_npy_write(path, "<f4", 9, big, f2, err, sizeof err) == -1 && strstr(err, "rank 9"));
     REQUIRE(rt_npy_write(path, "<f4", 1, s1, NULL, err, sizeof err) == -1 && strstr(err, path));
@@ -220,8 +220,8 @@ static void test_errors(void)
     EXPECT_ERROR(p, "structured");
     p = raw_npy("void.npy", 1, 0, H("'|V8'", "False", "(2,)"), v, 16);
     EXPECT_ERROR(p, "void");
-    p = raw_npy("u8.npy", 1, 0, H("'<u8'", "False", "(2,)"), v, 16);
-    EXPECT_ERROR(p, "'<u8' is not supported");
+    p = raw_npy("c8.npy", 1, 0, H("'<c8'", "False", "(2,)"), v, 16);
+    EXPECT_ERROR(p, "'<c8' is not supported");
     p = raw_npy("trunc.npy", 1, 0, H("'<f4'", "False", "(32, 32)"), v, 16);
     EXPECT_ERROR(p,
                  "file is truncated: header says 4096 bytes of float32 data [32, 32], file has 16");
