@@ -307,16 +307,25 @@ static void peak(Rate *r, double per_cycle, double eff, double gbs, const char *
 /* The static activation scale of candidate c (int8s): amax / 127 in f32, amax the calibration
  * runs' ACT_PCT percentile of |x| (quant_calib.c's histogram: exact to about 4%) rather than
  * max|x|, so that rare outliers saturate instead of coarsening every other value's step. A range
- * of 0 (the operand was always 0) or not finite gives amax = 1: any scale quantizes 0 exactly. */
+ * of 0 (the operand was always 0) or not finite gives amax = 1: any scale quantizes 0 exactly.
+ * Measured on charlm's held-out text (calibrated on its first 1024 characters; fp32 1.5179, int8
+ * 1.5183 nats/char): the 99.99th percentile 1.5187, max|x| 1.5190, the 99.9th 1.5229 (too many
+ * values clipped); on vit-mnist all three within one image of 2000 of fp32's accuracy. */
 #define ACT_PCT 99.99
 static double act_scale(const Cand *c)
 {
     KILN_ASSERT(c->st);
-    double pct = getenv("KILN_STATQ_PCT") ? atof(getenv("KILN_STATQ_PCT")) : ACT_PCT; /* TEMP */
-    double amax = pct >= 100 ? fmax(fabs(c->st->min), fabs(c->st->max)) : pass_calib_percentile(c->st, pct);
+    double amax = pass_calib_percentile(c->st, ACT_PCT);
     if (!(amax > 0) || !isfinite(amax) || !((float)amax / 127.0f > 0) || isinf((float)amax / 127.0f))
         amax = 1;
-    return (float)amax / 127.0f;
+    /* the shortest decimal that is the same f32, so that the IR prints it short */
+    float sa = (float)amax / 127.0f;
+    char buf[32];
+    for (int prec = 1;; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)sa);
+        if ((float)strtod(buf, NULL) == sa || prec == 9)
+            return strtod(buf, NULL);
+    }
 }
 
 static double est_ms(const Q *q, int s, int64_t M, int64_t K, int64_t N)
