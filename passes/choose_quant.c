@@ -40,16 +40,16 @@
  *      interact;
  *   4. verification: the copy with the whole choice runs the held-out part; while its loss exceeds
  *      loss=X, the quantized layer that alone loses most on the held-out part (measured then, once
- *      per layer and scheme) moves back up (w4 to the better of int8 and w8 if that lost less than w4
- *      on the calibration part, else to bf16 if that did, else to fp32; int8 and w8 to bf16 likewise,
- *      else fp32; bf16 to fp32), and the copy runs again;
+ *      per layer and scheme) moves back up (w4 to the best of int8, int8s and w8 if that lost less
+ *      than w4 on the calibration part, else to bf16 if that did, else to fp32; int8, int8s and w8 to
+ *      bf16 likewise, else fp32; bf16 to fp32), and the copy runs again;
  *   5. the table (layer, scheme, scope, the losses, bytes, MFLOP, estimated ms), after a header that
  *      says the time model's target and rates (write_time_model), goes to --quant-report FILE, to
  *      stdout with `kiln check`, to stderr with -v or --explain choose-quant; the overrides reader
  *      takes that file back (its first two columns).
  * A budget no choice meets (the weights cannot fit size=MB, the time cannot meet speed=F, or pinned
  * layers alone break loss=X) is an error that says so; the table of the closest choice is still written.
- * The copies run in the interpreter, so calibrating costs (1 + 4 x layers) x calibration runs plus the
+ * The copies run in the interpreter, so calibrating costs (1 + 5 x layers) x calibration runs plus the
  * verifications' held-out runs of the interpreter: calibration sets are meant to be small.
  *
  * Where it runs: after fuse-attention and before fuse-ops, so that fuse-ops makes a qmatmul's
