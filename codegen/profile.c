@@ -79,7 +79,7 @@ static int first_symbol(const Node *const *nodes, int k, const Node *const *ops,
  * measures. Weight-only qmatmuls (w8, w4) dequantise into f32 FMAs and stay "matmul". */
 static int dot_product(const Node *n)
 {
-    return n->op == OP_QMATMUL && (n->in[1]->dtype == DT_BF16 || (n->at.dynamic && n->in[1]->dtype == DT_I8));
+    return n->op == OP_QMATMUL && (n->in[1]->dtype == DT_BF16 || (ir_qmm_w8a8(n) && n->in[1]->dtype == DT_I8));
 }
 
 static const char *kind_of(const Node *n, const Fused *f)

@@ -1,4 +1,4 @@
-/* qgemm.c: the dot-product GEMMs of qmatmul: int8 x int8 -> int32 (dynamic W8A8) with AVX-512 VNNI's
+/* qgemm.c: the dot-product GEMMs of qmatmul: int8 x int8 -> int32 (W8A8, dynamic or static) with AVX-512 VNNI's
  * vpdpbusd, and bf16 x bf16 -> f32 (bf16 weights) with AVX512-BF16's vdpbf16ps; or, on a CPU with
  * AMX, the tile unit's tdpbusd and tdpbf16ps (below). Both are
  * register-blocked like gemm.c's f32 GEMM, and run fuse-ops' epilogue (bias, activation, residual)
@@ -220,7 +220,7 @@ static int takes(const Cg *cg, const Node *n)
         return 0;
     if (w->dtype == DT_BF16)
         return n->nin == 2 && cg_target(cg).bf16;
-    return n->at.dynamic && n->nin == 3 && w->dtype == DT_I8 && is_constant(n->in[2]) && cg_target(cg).vnni;
+    return ir_qmm_w8a8(n) && n->nin == 3 && w->dtype == DT_I8 && is_constant(n->in[2]) && cg_target(cg).vnni;
 }
 
 int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
@@ -352,7 +352,7 @@ static void masked_store(Cg *cg, LLVMValueRef x, LLVMValueRef p, LLVMValueRef m)
 /* ---------------------------------------------------------------- preparing rows
  *
  * int8 first: each row's scale, sa = amax / 127 over the whole row (the interpreter's: maxnum drops
- * NaN), into sab. Then, block of K by block of K, the rows' elements [k0, k0 + kn) into buf (rows
+ * NaN), or a static qmatmul's fixed scale (ascale: no pass over the row), into sab. Then, block of K by block of K, the rows' elements [k0, k0 + kn) into buf (rows
  * ROWB bytes apart), in vectors of 16 with the last one masked (its lanes past kn read as 0, so the
  * rest of the last group is 0): int8 as u8 = qa + 128 with qa = quantize(a, sa, 0) on -127..127;
  * bf16 rounded to nearest even (fptrunc: vcvtneps2bf16). */
@@ -370,8 +370,16 @@ static void amax_step(Cg *cg, LLVMValueRef amax, LLVMValueRef x)
     store(cg, LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, NULL, 0), f, args, 3, ""), amax, 64);
 }
 
-static void row_scales(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1, LLVMValueRef sab)
+static void row_scales(Cg *cg, LLVMValueRef a, int64_t K, LLVMValueRef r0, LLVMValueRef r1, LLVMValueRef sab,
+                       float fixed)
 {
+    if (fixed > 0) { /* static W8A8: every row's scale is the node's, no pass over the row */
+        Loop lr = cg_loop_begin(cg, r0, r1, "srow");
+        LLVMValueRef r = LLVMBuildSub(cg->b, lr.iv, r0, "");
+        store(cg, LLVMConstReal(cg->f32, fixed), LLVMBuildGEP2(cg->b, cg->f32, sab, &r, 1, ""), 4);
+        cg_loop_end(cg, &lr);
+        return;
+    }
     CgVec V = cg_vec(cg, VW, 1);
     int64_t full = K / VW, tail = K % VW;
     LLVMValueRef amax = cg_alloca(cg, V.vt, "amax");
@@ -855,7 +863,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
         Loop lr = cg_loop_begin(cg, i0, i1, "qrow");
         LLVMValueRef rr = LLVMBuildSub(cg->b, lr.iv, i0, "");
         LLVMValueRef sab_r = LLVMBuildGEP2(cg->b, cg->f32, sab, &rr, 1, "");
-        row_scales(cg, cap[CP_A], K, lr.iv, cg_add(cg, lr.iv, cg_i64(cg, 1)), sab_r);
+        row_scales(cg, cap[CP_A], K, lr.iv, cg_add(cg, lr.iv, cg_i64(cg, 1)), sab_r, ir_qmm_static_scale(n));
         prepare_block(cg, q, &d, cap[CP_A], K, lr.iv, cg_add(cg, lr.iv, cg_i64(cg, 1)), k0, kn,
                       cg_gep8(cg, buf, cg_mul(cg, rr, cg_i64(cg, q->rowb))), sab_r);
         cg_loop_end(cg, &lr);

@@ -15,6 +15,7 @@
  *   - dynamic (W8A8): the row's largest |a| gives its scale, the row is quantized into an i8 buffer
  *     on the stack (K is static), the integer products accumulate exactly in i32 in the output row,
  *     which is then rescaled in place: ((float)acc * sa) * s[n]. Identical bits to the interpreter.
+ *     Static W8A8 (ascale) is the same with the node's scale as every row's sa, and no maximum.
  */
 #include "codegen/codegen.h"
 
@@ -151,7 +152,7 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
     LLVMValueRef out = cap[0], a = cap[1], wp = cap[2], s = cap[3], z = n->nin > 3 ? cap[4] : NULL;
     LLVMValueRef cK = cg_i64(cg, K), cN = cg_i64(cg, N);
     LLVMValueRef slot = cg_alloca(cg, cg->i16, "bf16");
-    if (!n->at.dynamic && N * 4 <= WBUF) {
+    if (!ir_qmm_w8a8(n) && N * 4 <= WBUF) {
         /* weight-only, blocks of RB rows: each row k of w dequantised once into a stack buffer, then
          * added into the block's RB output rows (a contiguous, vectorisable loop) */
         LLVMValueRef wbuf = cg_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)N), "wrow");
@@ -187,7 +188,7 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
     }
     Loop lm = cg_loop_begin(cg, begin, end, "row");
     LLVMValueRef arow = LLVMBuildMul(cg->b, lm.iv, cK, ""), orow = LLVMBuildMul(cg->b, lm.iv, cN, "");
-    if (!n->at.dynamic) {
+    if (!ir_qmm_w8a8(n)) {
         Loop lz = cg_loop_begin(cg, cg_i64(cg, 0), cN, "n");
         cg_store(cg, out, DT_F32, LLVMBuildAdd(cg->b, orow, lz.iv, ""), LLVMConstNull(cg->f32));
         cg_loop_end(cg, &lz);
@@ -206,20 +207,24 @@ static void qmm_rows(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, L
         cg_loop_end(cg, &lm);
         return;
     }
-    /* dynamic: the row's scale, the row in i8, exact i32 sums in the output row, then the rescale */
-    LLVMValueRef amax = cg_alloca(cg, cg->f32, "amax");
+    /* W8A8: the row's scale (static: the node's), the row in i8, exact i32 sums in the output row,
+     * then the rescale */
     LLVMTypeRef qt = LLVMArrayType2(cg->i8, (uint64_t)(K ? K : 1));
     LLVMValueRef qa = cg_alloca(cg, qt, "qa");
-    LLVMBuildStore(cg->b, LLVMConstNull(cg->f32), amax);
-    Loop la = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
-    LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, la.iv, ""));
-    LLVMValueRef mx = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){LLVMBuildLoad2(cg->b, cg->f32, amax, ""),
-                                                                     cg_intrinsic(cg, "llvm.fabs", &av, 1)}, 2);
-    LLVMBuildStore(cg->b, mx, amax);
-    cg_loop_end(cg, &la);
-    LLVMValueRef sa = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->f32, amax, ""), LLVMConstReal(cg->f32, 127), "");
+    LLVMValueRef sa = LLVMConstReal(cg->f32, ir_qmm_static_scale(n));
+    if (n->at.dynamic) {
+        LLVMValueRef amax = cg_alloca(cg, cg->f32, "amax");
+        LLVMBuildStore(cg->b, LLVMConstNull(cg->f32), amax);
+        Loop la = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
+        LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, la.iv, ""));
+        LLVMValueRef mx = cg_intrinsic(cg, "llvm.maxnum", (LLVMValueRef[]){LLVMBuildLoad2(cg->b, cg->f32, amax, ""),
+                                                                         cg_intrinsic(cg, "llvm.fabs", &av, 1)}, 2);
+        LLVMBuildStore(cg->b, mx, amax);
+        cg_loop_end(cg, &la);
+        sa = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->f32, amax, ""), LLVMConstReal(cg->f32, 127), "");
+    }
     Loop lq = cg_loop_begin(cg, cg_i64(cg, 0), cK, "k");
-    av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, lq.iv, ""));
+    LLVMValueRef av = cg_load(cg, a, DT_F32, LLVMBuildAdd(cg->b, arow, lq.iv, ""));
     LLVMValueRef q = cg_quantize_f32(cg, av, sa, LLVMConstNull(cg->f32), -127, 127);
     LLVMBuildStore(cg->b, LLVMBuildFPToSI(cg->b, q, cg->i8, ""), LLVMBuildGEP2(cg->b, cg->i8, qa, &lq.iv, 1, ""));
     cg_loop_end(cg, &lq);

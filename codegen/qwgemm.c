@@ -166,7 +166,7 @@ static int is_constant(const Node *x)
 
 static int takes(const Cg *cg, const WCfg *c, const Node *n)
 {
-    if (c->off || n->op != OP_QMATMUL || n->at.dynamic || n->nin < 3 || !cg_target(cg).x86 || cg_target(cg).vw < 8)
+    if (c->off || n->op != OP_QMATMUL || ir_qmm_w8a8(n) || n->nin < 3 || !cg_target(cg).x86 || cg_target(cg).vw < 8)
         return 0;
     DType wt = n->in[1]->dtype;
     if (wt != DT_I4 && wt != DT_U4 && wt != DT_I8 && wt != DT_U8)

@@ -623,6 +623,10 @@ int ir_quant_range(DType t, int *lo, int *hi);
 /* One element, as quant.c's header defines: clamp(rint(x / s) + z, lo, hi); z when s == 0 or x / s is NaN. */
 float ir_quantize1(float x, float s, float z, int lo, int hi);
 float ir_dequantize1(float q, float s, float z);
+/* Whether a qmatmul quantizes its activations to i8 (W8A8): per row at run time (dynamic) or with
+ * the fixed scale ascale (static); then this is the scale sa of a static one, else 0. */
+int ir_qmm_w8a8(const Node *n);
+float ir_qmm_static_scale(const Node *n);
 /* Scales (and zero points, when zero is not NULL and t is unsigned) for a weight w[K, N] quantized to t
  * in groups of `group` along K (0: one per column): symmetric max|w| / hi for i8 and i4, (max - min) / hi
  * with z = quantize(-min) for u8 and u4. scale and zero hold ceil(K / group) (or 1) rows of N. */

@@ -23,6 +23,9 @@
  *     qa = quantize(a, sa, 0) clamped to -127..127; then acc = sum_k qa * w as an exact integer and
  *     y = ((float)acc * sa) * s[n]. Every step is exact or one IEEE rounding, so the kernels
  *     (VNNI and portable) give the interpreter's bits.
+ *     static (ascale = S > 0, dynamic = 0; W8A8 with the same operands): as dynamic, but every row's
+ *     sa is (float)S, fixed at compile time (choose-quant's int8s: from the calibration runs'
+ *     ranges), so a value beyond 127 * sa saturates to +-127; no pass over the row for its maximum.
  *   qmatmul(a[..., M, K] f32, w[K, N] bf16) -> f32[..., M, N] (no scale, no zero point, G = 0, not
  *     dynamic): bf16: y = sum_k bf16(a[m, k]) * w[k, n], bf16() rounding to nearest even (as a cast
  *     to bf16 does). Each product of two bf16 values is exact in f32; the interpreter sums in double,
@@ -63,6 +66,16 @@ float ir_quantize1(float x, float s, float z, int lo, int hi)
 float ir_dequantize1(float q, float s, float z)
 {
     return (q - z) * s;
+}
+
+int ir_qmm_w8a8(const Node *n)
+{
+    return n->op == OP_QMATMUL && (n->at.dynamic || n->at.ascale != 0);
+}
+
+float ir_qmm_static_scale(const Node *n)
+{
+    return n->op == OP_QMATMUL && !n->at.dynamic ? (float)n->at.ascale : 0.0f;
 }
 
 void ir_quant_scales(const float *w, int64_t K, int64_t N, int group, DType t, float *scale, float *zero)
@@ -181,6 +194,16 @@ int ir_quant_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const 
                         tstr(g, z, t0, sizeof t0), dtype_traits[w->dtype].name), 0;
     if (at->dynamic && (w->dtype != DT_I8 || G != 0 || z))
         return snprintf(msg, len, "qmatmul: dynamic (W8A8) needs i8 weights, one scale per column and no zero point"), 0;
+    if (at->ascale != 0) {
+        float sa = (float)at->ascale;
+        if (!(sa > 0) || isinf(sa))
+            return snprintf(msg, len, "qmatmul: ascale %g is not a positive f32 (a static activation scale)", at->ascale), 0;
+        if (at->dynamic)
+            return snprintf(msg, len, "qmatmul: dynamic and a static ascale exclude each other"), 0;
+        if (w->dtype != DT_I8 || G != 0 || z)
+            return snprintf(msg, len, "qmatmul: static (ascale, W8A8) needs i8 weights, one scale per column and no "
+                            "zero point"), 0;
+    }
     t->dtype = DT_F32;
     t->rank = a->rank;
     memcpy(t->shape, a->shape, sizeof(Dim) * (size_t)a->rank);
@@ -269,16 +292,19 @@ static int quant_matmul(const Node *n, const int64_t *const *shape, const double
         bf16_matmul(A, W, rows, K, N, y);
         return 0;
     }
-    if (n->at.dynamic) {
+    if (ir_qmm_w8a8(n)) {
         int *qa = malloc(sizeof(int) * (size_t)(K ? K : 1));
         if (!qa)
             return -1;
         for (int64_t m = 0; m < rows; m++) {
             const double *ar = A + m * K;
-            float amax = 0;
-            for (int64_t k = 0; k < K; k++)
-                amax = fmaxf(amax, fabsf((float)ar[k]));
-            float sa = amax / 127.0f;
+            float sa = ir_qmm_static_scale(n);
+            if (n->at.dynamic) {
+                float amax = 0;
+                for (int64_t k = 0; k < K; k++)
+                    amax = fmaxf(amax, fabsf((float)ar[k]));
+                sa = amax / 127.0f;
+            }
             for (int64_t k = 0; k < K; k++)
                 qa[k] = (int)ir_quantize1((float)ar[k], sa, 0, -127, 127);
             for (int64_t j = 0; j < N; j++) {

@@ -52,7 +52,7 @@ typedef struct PassOptions {
     const char *prune_tokens; /* --prune-tokens SPEC (prune_tokens.c): the method and its schedule; NULL:
                                  the pass is off */
     FILE *report;        /* where a pass writes its report (prune-tokens: tokens and FLOPs per layer), or NULL */
-    const char *quant;   /* choose-quant's scheme for every layer (--quant int8|w8|w4), or NULL: none */
+    const char *quant;   /* choose-quant's scheme for every layer (--quant bf16|int8|int8s|w8|w4), or NULL: none */
     int ncalib;          /* choose-quant's calibration files (--calibrate FILE...): .npy inputs or text */
     const char *const *calib;
     int nheldout;        /* --quant-heldout FILE...: where the choice is verified (default: the last

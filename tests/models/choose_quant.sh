@@ -65,6 +65,40 @@ grep -q 'qmatmul.*group=32.*layer=0 scope="blocks.0.attn.qkv"' "$OUT/ir.txt" || 
 grep -q 'dynamic=true.*layer=3 scope="blocks.3.mlp.fc1"' "$OUT/ir.txt" || fail "layer 3's fc1 is not int8 in the IR"
 ! grep -q 'qmatmul.*scope="head"' "$OUT/ir.txt" || fail "the head is quantized"
 
+# --- 2b. int8s (static W8A8): every layer's int8s loss measured beside the others'; --quant int8s puts
+# the calibrated scale on every qmatmul (ascale, from two real images' ranges), the
+# report read back as overrides gives the same IR; the interpreter and the compiled program agree
+# within 5e-3 of the largest logit and KL 1e-6 (the products are the same integers for the same
+# inputs, bit for bit in tests/unit/codegen_ops_quant.c, but the f32 GELU, norms and attention between
+# them differ from the interpreter's double as in fp32, and a quantized layer turns that into a whole
+# step where it moves an activation across a rounding: on these 8 images int8s's logits differ by 4.8e-4
+# of the largest, KL 2.5e-8, and dynamic int8's by 1.8e-3, KL 2.3e-7), and the logits stay
+# within KL 1e-3 of fp32's; the scales are the calibration's: the blank image's ranges (0 for the
+# pixels) give other logits than two real images'
+"$MNIST" images "$OUT/img.idx" 200 2 "$OUT/cal2.npy"
+R="--calibrate $OUT/cal2.npy --quant-heldout $OUT/blank0.npy"
+"$KILN" ir $M $R --quant int8s --quant-report "$OUT/s8.txt" > "$OUT/s8.kir"
+awk '/^  / { if ($7 == "-" || $7 == "") bad = 1; n++ } END { exit !(n == 8 && !bad) }' "$OUT/s8.txt" ||
+    fail "int8s's loss is not measured for every layer"
+grep -q '^  head  *int8s ' "$OUT/s8.txt" || fail "--quant int8s: the head is not int8s"
+n=$(grep -c 'qmatmul(.*dynamic=false, ascale=[0-9.e-]*[,}]' "$OUT/s8.kir" || true)
+[ "$n" -eq 26 ] || fail "--quant int8s: $n qmatmuls with ascale, not 26"
+! grep -q 'dynamic=true' "$OUT/s8.kir" || fail "--quant int8s made a dynamic qmatmul"
+"$KILN" ir $M $R --quant-overrides "$OUT/s8.txt" > "$OUT/s8b.kir"
+cmp -s "$OUT/s8.kir" "$OUT/s8b.kir" || fail "the int8s report read back gives another IR"
+"$KILN" run $M $R --quant int8s --interp --input image="$OUT/held.npy" --output logits="$OUT/si.npy"
+"$KILN" build $M $R --quant int8s -o "$OUT/vm-int8s" 2> /dev/null
+"$OUT/vm-int8s" --input image="$OUT/held.npy" --output logits="$OUT/sc.npy"
+"$NPYCMP" --maxrel 5e-3 "$OUT/sc.npy" "$OUT/si.npy"
+"$NPYCMP" --kl 1e-6 "$OUT/sc.npy" "$OUT/si.npy"
+"$KILN" run $M --interp --input image="$OUT/held.npy" --output logits="$OUT/s32.npy"
+"$NPYCMP" --kl 1e-3 "$OUT/si.npy" "$OUT/s32.npy"
+"$KILN" run $M --calibrate "$OUT/blank0.npy" "$OUT/blank1.npy" --quant int8s --interp --input image="$OUT/held.npy" \
+    --output logits="$OUT/sb.npy"
+if "$NPYCMP" --rtol 1e-6 --atol 1e-6 "$OUT/sb.npy" "$OUT/si.npy" > /dev/null 2>&1; then
+    fail "int8s calibrated on blank images gives the same logits as calibrated on real ones"
+fi
+
 # --- 3. charlm on text windows (-D CTX=16: windows of 16 characters)
 C=examples/charlm/charlm.kiln
 DATA=../shared/data/tinyshakespeare.txt
@@ -137,7 +171,7 @@ printf '0 w8\n9 w4\n' > "$OUT/o1.txt"
 expect_error "o1.txt:2:1: error: no layer '9' in model vit_mnist (its layers: top, 0, 1, 2, 3, 4, 5, head)" \
     "$KILN" check $M --quant-overrides "$OUT/o1.txt"
 printf '# x\nhead int3\n' > "$OUT/o2.txt"
-expect_error "o2.txt:2:6: error: unknown scheme 'int3' for layer head (the schemes: fp32, bf16, int8, w8, w4)" \
+expect_error "o2.txt:2:6: error: unknown scheme 'int3' for layer head (the schemes: fp32, bf16, int8, int8s, w8, w4)" \
     "$KILN" check $M --quant-overrides "$OUT/o2.txt"
 expect_error "no choice meets it: the closest (in the report) has .* MB of weights (every layer at its smallest scheme)" \
     "$KILN" check $C -D CTX=16 --calibrate "$OUT/short.txt" --quant-budget size=0.1 --quant-report "$OUT/c3.txt"
@@ -155,4 +189,11 @@ set -- $(est "$OUT/c4.txt")
 expect_error "no choice meets it: the closest (in the report) has an estimated .* ms of matmuls (.*x fp32's speed) within the loss" \
     "$KILN" check $C -D CTX=16 --calibrate "$OUT/short.txt" --quant-budget loss=1e-7,speed=2
 expect_error "quant-budget needs --calibrate" "$KILN" check $M --quant-budget loss=0.1
+# int8s's activation scales come from calibration: without --calibrate it is an error, at its place
+# in an overrides file
+expect_error "error: --quant int8s needs --calibrate FILE...: its activation scales come from the calibration runs' ranges" \
+    "$KILN" check $M --quant int8s
+printf '0 w8\n  head int8s\n' > "$OUT/o3.txt"
+expect_error "o3.txt:2:8: error: layer head: int8s needs --calibrate FILE... (its activation scales come from the calibration runs' ranges)" \
+    "$KILN" check $M --quant-overrides "$OUT/o3.txt"
 echo "choose-quant: all checks passed"

@@ -21,7 +21,7 @@ if "$KILN" check $M --quant int4 2> "$OUT/err.txt"; then
     echo "FAIL: --quant int4 was accepted"
     exit 1
 fi
-grep -q "quant needs a scheme: bf16, int8, w8, w4" "$OUT/err.txt"
+grep -q "quant needs a scheme: bf16, int8, int8s, w8, w4" "$OUT/err.txt"
 MNIST="$(dirname "$NPYCMP")/mnist" examples/vit-mnist/eval "$OUT/vit-int8" --threads 2 | tee "$OUT/eval.txt"
 got=$(sed -n 's/.*(\([0-9]*\) of 2000)/\1/p' "$OUT/eval.txt")
 want=$(cat $R/heldout_correct.txt)

@@ -1,6 +1,7 @@
 /* codegen_ops_quant.c: test_codegen_ops's cases for quantization: quantize and dequantize (i8, u8,
- * i4, groups), qmatmul weight-only (8 and 4 bits, bf16 weights) and dynamic W8A8 (bit for bit; the
- * VNNI kernel's tiles and, with --cpu x86-64-v3, the portable one), and qmatmul under an epilogue.
+ * i4, groups), qmatmul weight-only (8 and 4 bits, bf16 weights), dynamic and static W8A8 (bit for
+ * bit; the VNNI kernel's tiles and, with --cpu x86-64-v3, the portable one), and qmatmul under an
+ * epilogue.
  *
  * Which dot-product kernel the host's cases check depends on the CPU (codegen/qgemm.c): AMX tiles
  * where it has amx-tile + amx-int8 / amx-bf16, else AVX-512 (VNNI, BF16), else the portable one; the
@@ -53,6 +54,46 @@ static const char *nibbles(int n, int lo, int hi, unsigned seed)
         KILN_ASSERT(k < sizeof bufs[0]);
     }
     return b;
+}
+
+/* static W8A8 (ascale: one scale fixed at compile time for every row), bit for bit: the same kernels
+ * as dynamic with the per-row maximum replaced by the node's scale. Integer activations with ascale
+ * 2 make ties (odd / 2) and saturation (|a| > 254); WIDE and SPEC rows go far beyond 127 * ascale
+ * (saturation) and hold NaN, inf, -0 and zeros; ascale 1e-30 saturates every nonzero value, 1e-40 (an
+ * f32 subnormal) makes the quotients infinite (the kernels' division path), and all-zero rows are what
+ * a zero calibrated range would see. Shapes: odd M and N, K not a multiple of 4 or of a block of K
+ * (1001: two blocks), partial panels; the VNNI (or AMX) kernel where the host has it, cooperlake's
+ * AVX-512 one, the portable one (--cpu x86-64-v3, and weights that are inputs), two threads. */
+static void static_cases(void)
+{
+    run((Spec){"qmatmul", EXACT, TS5, {INT(-300, 300), INT(-128, 127), INT(0, 2)},
+               "%0 = input \"a\" : f32[T, 70]\n%1 = input \"w\" : i8[70, 17]\n%2 = input \"s\" : f32[1, 17]\n"
+               "%3 = qmatmul(%0, %1, %2) {group=0, dynamic=false, ascale=2} : f32[T, 17]\noutput y = %3\n", 0});
+    static const struct { int K, N; Gen a; const char *shape, *ascale, *cpu; } cs[] = {
+        {70, 17, {G_INT, -300, 300, 0}, "T", "2", NULL},        {65, 33, {G_WIDE, 1e-3, 1e3, 0}, "T", "0.5", NULL},
+        {3, 48, {G_SPEC, -3, 3, 0}, "T", "0.01", NULL},         {1, 1, {G_WIDE, 1e-3, 1e3, 0}, "T", "3.75", NULL},
+        {130, 300, {G_SPEC, -3, 3, 0}, "8, T", "0.0125", NULL}, {1001, 16, {G_WIDE, 1e-2, 1e2, 0}, "2, T", "0.25", NULL},
+        {200, 65, {G_INT, -300, 300, 0}, "2, T", "2", NULL},     {200, 65, {G_WIDE, 1e-3, 1e3, 0}, "T", "1e-30", NULL},
+        {70, 17, {G_WIDE, 1e-3, 1e3, 0}, "T", "1e-40", NULL},    {70, 17, {G_INT, 0, 0, 0}, "T", "0.0078740157", NULL},
+        {130, 300, {G_SPEC, -3, 3, 0}, "8, T", "0.0125", "avx512"}, {200, 65, {G_INT, -300, 300, 0}, "2, T", "2", "avx512"},
+        {70, 17, {G_INT, -300, 300, 0}, "T", "2", "x86-64-v3"},  {1001, 16, {G_SPEC, -3, 3, 0}, "2, T", "0.02", "x86-64-v3"},
+        {70, 17, {G_WIDE, 1e-3, 1e3, 0}, "T", "1e-40", "x86-64-v3"}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        int K = cs[i].K, N = cs[i].N;
+        const char *cpu = cs[i].cpu && !strcmp(cs[i].cpu, "avx512") ? avx512_cpu() : cs[i].cpu;
+        run_on(cpu, (Spec){"qmatmul", EXACT, TS3, {cs[i].a},
+                   ir("%%0 = input \"a\" : f32[%s, %d]\n%%1 = const {data=[%s]} : i8[%d, %d]\n"
+                      "%%2 = const {data=[%s]} : f32[1, %d]\n"
+                      "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=false, ascale=%s} : f32[%s, %d]\noutput y = %%3\n",
+                      cs[i].shape, K, nibbles(K * N, -128, 127, 111 + (unsigned)i), K, N,
+                      nibbles(N, 0, 3, 131 + (unsigned)i), N, cs[i].ascale, cs[i].shape, N), 0});
+    }
+    /* M = 197 on two threads (m-blocks of 96 + 101 rows) */
+    run_threads(2, (Spec){"qmatmul", EXACT, NULL, {WIDE(1e-2, 1e2)},
+               ir("%%0 = input \"a\" : f32[197, 96]\n%%1 = const {data=[%s]} : i8[96, 70]\n"
+                  "%%2 = const {data=[%s]} : f32[1, 70]\n"
+                  "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=false, ascale=0.2} : f32[197, 70]\noutput y = %%3\n",
+                  nibbles(96 * 70, -128, 127, 151), nibbles(70, 0, 3, 152)), 0});
 }
 
 void quant_cases(void)
@@ -193,6 +234,7 @@ void quant_cases(void)
                ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = const {data=[%s]} : i8[70, 17]\n%%2 = const {data=[%s]} : f32[1, 17]\n"
                   "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, 17]\noutput y = %%3\n",
                   nibbles(70 * 17, -128, 127, 41), nibbles(17, 0, 3, 42)), 0});
+    static_cases();
 }
 
 /* bf16 weights: a rounded to bf16, f32 sums (vdpbf16ps where the CPU has AVX512-BF16: the tiles'
@@ -241,6 +283,15 @@ void quant_fused_cases(void)
                       "%%6 = add(%%5, %%1) {inline} : f32[T, 100]\n%%7 = gelu(%%6) {approx=erf, inline} : f32[T, 100]\n"
                       "%%8 = add(%%2, %%7) : f32[T, 100]\noutput y = %%8\n",
                       nibbles(70 * 100, -128, 127, 51), nibbles(100, 1, 3, 52)), 0});
+    /* static W8A8 under the same epilogue */
+    for (int c = 0; c < 3; c++)
+        run_on(cpus[c], (Spec){"qmatmul", EW, TS3, {UNI(-2, 2), UNI(-1, 1), UNI(-1, 1)},
+                   ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = input \"b\" : f32[100]\n%%2 = input \"r\" : f32[T, 100]\n"
+                      "%%3 = const {data=[%s]} : i8[70, 100]\n%%4 = const {data=[%s]} : f32[1, 100]\n"
+                      "%%5 = qmatmul(%%0, %%3, %%4) {group=0, dynamic=false, ascale=0.0125, inline} : f32[T, 100]\n"
+                      "%%6 = add(%%5, %%1) {inline} : f32[T, 100]\n%%7 = gelu(%%6) {approx=erf, inline} : f32[T, 100]\n"
+                      "%%8 = add(%%2, %%7) : f32[T, 100]\noutput y = %%8\n",
+                      nibbles(70 * 100, -128, 127, 53), nibbles(100, 1, 3, 54)), 0});
     run((Spec){"qmatmul", MM, TS3, {UNI(-1, 1), UNI(-1, 1)},
                ir("%%0 = input \"a\" : f32[2, T, 37]\n%%1 = input \"b\" : f32[9]\n%%2 = input \"s\" : f32[5, 9]\n"
                   "%%3 = const {data=[%s]} : i4[37, 9]\n%%4 = qmatmul(%%0, %%3, %%2) {group=8, dynamic=false, inline} : f32[2, T, 9]\n"

@@ -202,6 +202,53 @@ static void test_interp_bf16(void)
     ir_graph_free(g);
 }
 
+/* Static W8A8 (ascale): every row quantized with the one fixed scale, saturating beyond 127 * sa,
+ * ties to even; worked out by hand. sa = 0.5, w = [1, -1; 2, 3; -1, 1] (K 3, N 2), s = [0.25, 2]:
+ *   row 0 (1.25, -0.75, 100): 2.5 -> 2, -1.5 -> -2, 200 -> 127: acc = (2 - 4 - 127, -2 - 6 + 127)
+ *     = (-129, 119); y = (-129 * 0.5 * 0.25, 119 * 0.5 * 2) = (-16.125, 119)
+ *   row 1 (0, -1e30, NaN): 0, -127 (saturated), NaN -> 0: acc = (-254, -381); y = (-31.75, -381)
+ * Dynamic would give row 0 another scale (100 / 127); the same graph with dynamic=1 shows it. */
+static void test_interp_static(void)
+{
+    for (int dyn = 0; dyn < 2; dyn++) {
+        Graph *g = ir_graph_new();
+        Dim c2 = dim_const(2), c3 = dim_const(3), c1 = dim_const(1);
+        int8_t w[6] = {1, -1, 2, 3, -1, 1};
+        float s[2] = {0.25f, 2}, a[6] = {1.25f, -0.75f, 100, 0, -1e30f, NAN};
+        Node *x = input(g, "a", DT_F32, SH(c2, c3));
+        Node *q = mk(g, OP_QMATMUL, DT_F32, SH(c2, c2),
+                     INS(x, cnst(g, DT_I8, SH(c3, c2), w, sizeof w), cnst(g, DT_F32, SH(c1, c2), s, sizeof s)));
+        if (dyn)
+            q->at.dynamic = 1;
+        else
+            q->at.ascale = 0.5;
+        CHECK(ir_qmm_w8a8(q) && ir_qmm_static_scale(q) == (dyn ? 0.0f : 0.5f), "ir_qmm_w8a8 / ir_qmm_static_scale");
+        ir_add_output(g, "y", q);
+        char *msgs = NULL;
+        int k = verify(g, &msgs);
+        CHECK(k == 0, "the graph has problems:\n%s", msgs);
+        free(msgs);
+        HostTensor in = {.dtype = DT_F32, .rank = 2, .shape = {2, 3}, .data = a}, out[1];
+        Diag *d = diag_new(stderr);
+        int rc = ir_interp(g, &in, out, d);
+        diag_free(d);
+        CHECK(rc == 0, "ir_interp failed");
+        if (rc == 0) {
+            const float *y = out[0].data;
+            if (!dyn) {
+                float want[4] = {-16.125f, 119, -31.75f, -381};
+                for (int i = 0; i < 4; i++)
+                    CHECK(y[i] == want[i], "static qmatmul y[%d]: %.9g, not %.9g", i, y[i], want[i]);
+            } else { /* row 0's own scale 100 / 127: 1.25 -> 2 (1.5875), -0.75 -> -1, 100 -> 127 */
+                float sa = 100.0f / 127.0f;
+                CHECK(y[0] == ((float)(2 - 2 - 127) * sa) * 0.25f, "dynamic qmatmul y[0]: %.9g", y[0]);
+            }
+            free(out[0].data);
+        }
+        ir_graph_free(g);
+    }
+}
+
 /* The verifier rejects what the kernels could not run, with a sentence saying why. */
 static void expect_bad(Graph *g, const char *word)
 {
@@ -264,6 +311,29 @@ static void test_verifier(void)
     x = input(g, "x", DT_F32, SH(c2, c8));
     ir_add_output(g, "y", mk(g, OP_QMATMUL, DT_F32, SH(c2, c4), INS(x, cnst(g, DT_I8, SH(c8, c4), w, 32))));
     expect_bad(g, "i8 weights need a scale");
+
+    /* static (ascale): positive and finite in f32, not with dynamic, i8 weights per column only */
+    double bad_scales[4] = {-0.5, 1e-50, 1e40, NAN};
+    const char *why[4] = {"ascale -0.5 is not a positive f32", "ascale 1e-50 is not a positive f32",
+                          "ascale 1e+40 is not a positive f32", "is not a positive f32"};
+    for (int i = 0; i < 5; i++) {
+        g = ir_graph_new();
+        x = input(g, "x", DT_F32, SH(c2, c8));
+        q = mk(g, OP_QMATMUL, DT_F32, SH(c2, c4), INS(x, cnst(g, DT_I8, SH(c8, c4), w, 32),
+                                                      cnst(g, DT_F32, SH(c1, c4), s4, 16)));
+        q->at.ascale = i < 4 ? bad_scales[i] : 0.5;
+        q->at.dynamic = i == 4;
+        ir_add_output(g, "y", q);
+        expect_bad(g, i < 4 ? why[i] : "dynamic and a static ascale exclude each other");
+    }
+    g = ir_graph_new();
+    x = input(g, "x", DT_F32, SH(c2, c8));
+    q = mk(g, OP_QMATMUL, DT_F32, SH(c2, c4), INS(x, cnst(g, DT_I8, SH(c8, c4), w, 32),
+                                                  cnst(g, DT_F32, SH(c2, c4), s4, 32)));
+    q->at.group = 4;
+    q->at.ascale = 0.5;
+    ir_add_output(g, "y", q);
+    expect_bad(g, "static (ascale, W8A8) needs i8 weights, one scale per column and no zero point");
 }
 
 int main(void)
@@ -273,6 +343,7 @@ int main(void)
     test_scales();
     test_interp_4bit();
     test_interp_bf16();
+    test_interp_static();
     test_verifier();
     if (failures) {
         fprintf(stderr, "test_quant: %d failures\n", failures);
