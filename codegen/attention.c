@@ -224,9 +224,6 @@ void cg_attention_explain(Cg *cg, const Node *n, FILE *out)
         fprintf(out, "; blocks of fewer than %d rows one row at a time, in tiles of %d keys (K and V in half of L1); "
                      "decoding splits the keys into chunks of at least %d",
                 k.minrows, k.rbc, k.chunk);
-    const Node *cls = cg_attention_cls(cg->g, n);
-    if (cls)
-        fprintf(out, "; row 0's probabilities written as it goes, for %%%d cls_probs", cls->id);
     fprintf(out, "%s%s\n", env ? "; KILN_ATTN=" : "", env ? env : "");
 }
 
