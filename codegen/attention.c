@@ -78,6 +78,15 @@
  * the strides as constants of the kernel (its name hashes them). Otherwise the strides are the C
  * order of the operands' shapes.
  *
+ * The first row's probabilities (a cls_probs node reads the attention: EViT's [CLS] attention). The
+ * kernel writes them into the cls_probs' buffer, [batch][Tk], as a by-product, as it writes a row's
+ * probabilities with the attribute scores: the item that has query row 0 of a batch index (the first
+ * block, or the row kernel's row 0, or the chunks of row 0 of a split) stores that row's raw scores
+ * (lane 0 of each tile's S^T in the block kernel) and, once the row's maximum m and sum l are final,
+ * replaces them by e^(s - m) / l (0 for keys masked, past the causal limit or not read). No second pass
+ * over K, and no T x T matrix. The pointer comes after the node's inputs; NULL at run time (an entry
+ * that does not need the cls_probs) writes nothing.
+ *
  * Rounding: the scale is applied to q before the product (exact when it is a power of two), and
  * sums are reassociated; both are within the tolerance of an f32 accumulation.
  *
@@ -229,6 +238,8 @@ typedef struct Attn {
     CgVec V;                 /* the vector helpers (vec.c) at width vw */
     LLVMTypeRef vt, it;      /* <vw x float>, <vw x i32> (V's) */
     LLVMValueRef out, q, kk, v, mask;
+    LLVMValueRef cls;                /* where the node's cls_probs goes, [batch][Tkall] (NULL at run time: not
+                                        wanted), or NULL when it has none */
     LLVMValueRef Tq, Tk, D, Dv, off; /* off = Tk - Tq; Tk the keys read (the count input's, when given) */
     LLVMValueRef Tkall;              /* the keys k holds (the probabilities' row) */
     LLVMValueRef lanes;              /* <0, 1, ..., vw-1> as i32 */
@@ -350,7 +361,8 @@ static void strides_of(Attn *a, int j, LLVMValueRef *bst, LLVMValueRef *rs)
 }
 
 /* Sizes, strides and vector types, computed in the function that uses them; ops are out, q, k, v,
- * the mask (or NULL) and the count of keys read (or NULL) as values of that function. */
+ * the mask (or NULL), the count of keys read (or NULL) and where the cls_probs goes (or NULL) as
+ * values of that function. */
 static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
 {
     const Node *q = n->in[0], *k = n->in[1], *v = n->in[2];
@@ -366,6 +378,7 @@ static void setup(Attn *a, Cg *cg, const Node *n, LLVMValueRef *ops)
     a->kk = ops[2];
     a->v = ops[3];
     a->mask = n->nin > 3 ? ops[4] : NULL;
+    a->cls = cg_attention_cls(cg->g, n) ? ops[6] : NULL;
     a->nbatch = n->rank - 2;
     a->Tq = cg_dim(cg, q->shape[q->rank - 2]);
     a->D = cg_dim(cg, q->shape[q->rank - 1]);
@@ -468,6 +481,39 @@ static LLVMValueRef score_row(Attn *a, const Batch *bt, LLVMValueRef i)
     return cg_fptr(a->cg, a->out, add(a, add(a, bt->oo, mul(a, i, a->ors)), i64c(a, dv)));
 }
 
+/* With a cls_probs: where batch bt's first row's Tkall probabilities go. */
+static LLVMValueRef cls_row(Attn *a, const Batch *bt)
+{
+    return cg_fptr(a->cg, a->cls, mul(a, bt->b, a->Tkall));
+}
+
+/* Code that runs when row i is the first and the cls_probs is wanted (its pointer not NULL); end with
+ * cg_if_end. */
+static LLVMBasicBlockRef if_cls_row(Attn *a, LLVMValueRef i)
+{
+    LLVMBuilderRef b = a->cg->b;
+    LLVMValueRef want = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, i, i64c(a, 0), ""),
+                                     LLVMBuildIsNotNull(b, a->cls, ""), "");
+    return cg_if_begin(a->cg, want, "clsrow");
+}
+
+/* A row's probabilities from the raw scores the kernel left at p[0..Tkall), in place: e^(s - m) * inv
+ * (inv = 1 / l, or 0 when the row saw no key) for the keys below kend whose score is not -inf, 0 for
+ * the others (past the causal limit, masked, not read). */
+static void normalise_row(Attn *a, LLVMValueRef p, LLVMValueRef kend, LLVMValueRef m, LLVMValueRef inv)
+{
+    Cg *cg = a->cg;
+    LLVMValueRef ninf = LLVMConstReal(cg->f32, -INFINITY);
+    Loop lj = cg_loop_begin(cg, i64c(a, 0), a->Tkall, "prob");
+    LLVMValueRef pj = cg_fptr(a->cg, p, lj.iv);
+    LLVMValueRef live = LLVMBuildICmp(cg->b, LLVMIntSLT, lj.iv, kend, "");
+    LLVMValueRef sj = LLVMBuildSelect(cg->b, live, fload(a, pj), ninf, "");
+    live = LLVMBuildAnd(cg->b, live, LLVMBuildFCmp(cg->b, LLVMRealOGT, sj, ninf, ""), "");
+    LLVMValueRef e = cg_exp(cg, LLVMBuildFSub(cg->b, LLVMBuildSelect(cg->b, live, sj, m, ""), m, ""));
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, live, LLVMBuildFMul(cg->b, e, inv, ""), LLVMConstReal(cg->f32, 0), ""), pj);
+    cg_loop_end(cg, &lj);
+}
+
 static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, LLVMValueRef jb, RowAcc *r)
 {
     Cg *cg = a->cg;
@@ -515,6 +561,11 @@ static void row_pass(Attn *a, const Batch *bt, LLVMValueRef i, LLVMValueRef ja, 
     LLVMBuildStore(cg->b, s, cg_fptr(a->cg, sbuf, ls.iv));
     if (a->n->at.scores) /* the raw score, normalised by row_store once m and l are final */
         LLVMBuildStore(cg->b, s, cg_fptr(a->cg, score_row(a, bt, i), j));
+    if (a->cls) { /* the first row's, likewise, for the cls_probs */
+        LLVMBasicBlockRef first = if_cls_row(a, i);
+        LLVMBuildStore(cg->b, s, cg_fptr(a->cg, cls_row(a, bt), j));
+        cg_if_end(a->cg, first);
+    }
     cg_loop_end(cg, &ls);
     LLVMValueRef nvec = cg_ceil_div(a->cg, jn, i64c(a, k->vw)), jpad = mul(a, nvec, i64c(a, k->vw));
     Loop lp = cg_loop_begin(cg, jn, jpad, "rpad");
@@ -575,19 +626,15 @@ static void row_store(Attn *a, const Batch *bt, LLVMValueRef i, RowAcc *r)
         else
             cg_vstore(&a->V, y, p, 4);
     }
-    if (!a->n->at.scores)
-        return;
     /* the probabilities: row_pass left each visited key's score there; keys past the causal limit,
      * masked keys and every key of a row that saw none get 0 */
-    LLVMValueRef sp = score_row(a, bt, i), kend = keys_end(a, i), ninf = LLVMConstReal(cg->f32, -INFINITY);
-    Loop lj = cg_loop_begin(cg, i64c(a, 0), a->Tkall, "prob");
-    LLVMValueRef pj = cg_fptr(a->cg, sp, lj.iv);
-    LLVMValueRef live = LLVMBuildICmp(cg->b, LLVMIntSLT, lj.iv, kend, "");
-    LLVMValueRef sj = LLVMBuildSelect(cg->b, live, fload(a, pj), ninf, "");
-    live = LLVMBuildAnd(cg->b, live, LLVMBuildFCmp(cg->b, LLVMRealOGT, sj, ninf, ""), "");
-    LLVMValueRef e = cg_exp(cg, LLVMBuildFSub(cg->b, LLVMBuildSelect(cg->b, live, sj, m, ""), m, ""));
-    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, live, LLVMBuildFMul(cg->b, e, inv, ""), LLVMConstReal(cg->f32, 0), ""), pj);
-    cg_loop_end(cg, &lj);
+    if (a->n->at.scores)
+        normalise_row(a, score_row(a, bt, i), keys_end(a, i), m, inv);
+    if (a->cls) {
+        LLVMBasicBlockRef first = if_cls_row(a, i);
+        normalise_row(a, cls_row(a, bt), keys_end(a, i), m, inv);
+        cg_if_end(a->cg, first);
+    }
 }
 
 /* Transposes the vw x vw matrix whose rows are r[0..vw-1], in place: log2(vw) stages that swap
@@ -815,6 +862,15 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
         cg_vstore(&a->V, s, slot(a, B->st, add(a, ls.iv, i64c(a, t))), 64);
     }
     cg_loop_end_step(cg, &ls, add(a, ls.iv, i64c(a, k->sb)));
+    if (a->cls) { /* the first row's raw scores (lane 0 of the first block), normalised at the end */
+        LLVMBasicBlockRef first = if_cls_row(a, i0);
+        LLVMValueRef dst = cg_fptr(a->cg, cls_row(a, bt), j0);
+        Loop lc = cg_loop_begin(cg, i64c(a, 0), jn, "clsraw");
+        LLVMValueRef s0 = LLVMBuildExtractElement(cg->b, cg_vload(&a->V, slot(a, B->st, lc.iv), 64), LLVMConstInt(cg->i32, 0, 0), "");
+        LLVMBuildStore(cg->b, s0, cg_fptr(a->cg, dst, lc.iv));
+        cg_loop_end(cg, &lc);
+        cg_if_end(a->cg, first);
+    }
     /* 2. new maxima (per lane), the correction of what was accumulated, and the probabilities. A lane
      * that has seen no visible key keeps m = -inf and subtracts 0 (its probabilities are 1e-38, see
      * cg_vexp_neg, and its output is set to 0 at the end). */
@@ -856,6 +912,13 @@ static void block_rows(Attn *a, Block *B, const Batch *bt, LLVMValueRef i0, LLVM
     LLVMValueRef seen = LLVMBuildFCmp(cg->b, LLVMRealOGT, get(a, B->m, a->vt), ninf, "");
     LLVMValueRef inv = LLVMBuildSelect(cg->b, seen, LLVMBuildFDiv(cg->b, cg_vconst(&a->V, 1.0), get(a, B->l, a->vt), ""),
                                        LLVMConstNull(a->vt), "");
+    if (a->cls) { /* the first row's probabilities, from lane 0's maximum and sum */
+        LLVMBasicBlockRef first = if_cls_row(a, i0);
+        LLVMValueRef lane0 = LLVMConstInt(cg->i32, 0, 0);
+        normalise_row(a, cls_row(a, bt), keys_end(a, i64c(a, 0)), LLVMBuildExtractElement(cg->b, get(a, B->m, a->vt), lane0, ""),
+                      LLVMBuildExtractElement(cg->b, inv, lane0, ""));
+        cg_if_end(a->cg, first);
+    }
     LLVMValueRef oblk = cg_fptr(a->cg, a->out, add(a, bt->oo, mul(a, i0, a->ors)));
     Loop lo = cg_loop_begin(cg, i64c(a, 0), cg_ceil_div(a->cg, a->Dv, i64c(a, k->vw)), "ocol");
     LLVMValueRef e0 = mul(a, lo.iv, i64c(a, k->vw));
@@ -886,6 +949,7 @@ static void kernel_name(const Cg *cg, const Node *n, const char *kind, char *buf
     MIX(bits);
     MIX(n->at.causal);
     MIX(n->at.scores);
+    MIX(cg_attention_cls(cg->g, n) != NULL);
     MIX(n->nin);
     for (int i = -1; i < n->nin; i++) {
         const Node *x = i < 0 ? n : n->in[i];
@@ -961,13 +1025,13 @@ static int64_t split_stride(const AttnCfg *k)
     return (int64_t)k->dvv * k->vw + k->vw;
 }
 
-/* The item (row, chunk) begin: cap[6] is the scratch, cap[7] the chunks per row, cap[8] the keys per
+/* The item (row, chunk) begin: cap[7] is the scratch, cap[8] the chunks per row, cap[9] the keys per
  * chunk. */
 static void split_range(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin, LLVMValueRef end)
 {
     Attn A, *a = &A;
     setup(a, cg, ctx, cap);
-    LLVMValueRef scratch = cap[6], nchunk = cap[7], cs = cap[8];
+    LLVMValueRef scratch = cap[7], nchunk = cap[8], cs = cap[9];
     LLVMValueRef row = LLVMBuildSDiv(cg->b, begin, nchunk, ""), c = LLVMBuildSRem(cg->b, begin, nchunk, "");
     LLVMValueRef b = LLVMBuildSDiv(cg->b, row, a->Tq, ""), i = LLVMBuildSRem(cg->b, row, a->Tq, "");
     Batch bt = batch_at(a, b);
@@ -1024,6 +1088,14 @@ static void split_merge(Attn *a, LLVMValueRef scratch, LLVMValueRef rows, LLVMVa
     cg_loop_end(cg, &lr);
 }
 
+const Node *cg_attention_cls(const Graph *g, const Node *n)
+{
+    for (int i = n->id + 1; n->op == OP_ATTENTION && i < g->nnode; i++)
+        if (g->nodes[i]->op == OP_CLS_PROBS && g->nodes[i]->in[0] == n)
+            return g->nodes[i];
+    return NULL;
+}
+
 int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
 {
     if (n->nin == 7) /* int8 k and v with their scales (a quantized KV cache): qattention.c */
@@ -1033,7 +1105,8 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
         return -1;
     }
     LLVMValueRef none = LLVMConstNull(cg->ptr);
-    LLVMValueRef ops[6] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : none, n->nin > 4 ? in[4] : none};
+    LLVMValueRef ops[7] = {out, in[0], in[1], in[2], n->nin > 3 ? in[3] : none, n->nin > 4 ? in[4] : none,
+                           cg_attention_cls(cg->g, n) ? in[n->nin] : none};
     Attn A, *a = &A;
     setup(a, cg, n, ops);
     if (n->at.scores && !a->k.rows) {
@@ -1046,9 +1119,16 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     cg_shape(cg, n, od);
     LLVMValueRef nb = cg_numel(cg, n->rank - 2, od); /* batch indices */
     LLVMValueRef items = mul(a, nb, cg_ceil_div(a->cg, a->Tq, i64c(a, a->k.bvw)));
-    LLVMValueRef cap[10] = {ops[0], ops[1], ops[2], ops[3], ops[4], ops[5]};
+    LLVMValueRef cap[10] = {ops[0], ops[1], ops[2], ops[3], ops[4], ops[5], ops[6]};
+    if (a->cls) { /* no query rows (a symbolic Tq of 0): no first row, its probabilities 0 */
+        LLVMValueRef norows = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, a->Tq, i64c(a, 0), ""),
+                                           LLVMBuildIsNotNull(cg->b, a->cls, ""), "");
+        LLVMBasicBlockRef skip = cg_if_begin(cg, norows, "clszero");
+        LLVMBuildMemSet(cg->b, a->cls, LLVMConstInt(cg->i8, 0, 0), mul(a, mul(a, nb, a->Tkall), i64c(a, 4)), 4);
+        cg_if_end(cg, skip);
+    }
     if (!a->k.rows) {
-        parallel_items(a, items, 6, cap, blocks_range, "blocks");
+        parallel_items(a, items, 7, cap, blocks_range, "blocks");
         return 0;
     }
     /* Every row to the row kernel and fewer than two rows per thread: split the keys too, into
@@ -1067,15 +1147,15 @@ int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in)
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
     LLVMBuildCondBr(cg->b, split, yes, no);
     LLVMPositionBuilderAtEnd(cg->b, no);
-    parallel_items(a, items, 6, cap, blocks_range, "blocks");
+    parallel_items(a, items, 7, cap, blocks_range, "blocks");
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, yes);
     LLVMValueRef scratch = stack_floats(a, nsplit * split_stride(&a->k), "split");
     /* the widest key range of a row, in nchunk chunks */
-    cap[6] = scratch;
-    cap[7] = nchunk;
-    cap[8] = cg_ceil_div(a->cg, cg_smax(a->cg, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
-    parallel_items(a, mul(a, rows, nchunk), 9, cap, split_range, "split");
+    cap[7] = scratch;
+    cap[8] = nchunk;
+    cap[9] = cg_ceil_div(a->cg, cg_smax(a->cg, keys_end(a, sub(a, a->Tq, one)), one), nchunk);
+    parallel_items(a, mul(a, rows, nchunk), 10, cap, split_range, "split");
     split_merge(a, scratch, rows, nchunk);
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, done);

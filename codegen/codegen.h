@@ -374,7 +374,11 @@ int cg_reduce(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_normalise(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_matmul(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 int cg_conv2d(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
-int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in); /* attention.c */
+/* attention.c; in[n->nin], after the inputs, is where the attention's cls_probs goes when it has one
+ * (cg_attention_cls; NULL at run time: not wanted by this call, nothing written) */
+int cg_attention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
+/* The cls_probs node that reads attention n (its second result, which n's kernel writes), or NULL. */
+const Node *cg_attention_cls(const Graph *g, const Node *n);
 /* attention over int8 k and v with their scales (seven inputs; cg_attention hands it over) (qattention.c) */
 int cg_qattention(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef *in);
 void cg_qattention_explain(Cg *cg, const Node *n, FILE *out);

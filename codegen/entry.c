@@ -227,6 +227,8 @@ static int needs_kernel(const Cg *cg, const Node *n)
         return 0;
     if (cg->plan.view[n->id] || cg->plan.written_by[n->id] >= 0) /* attention reads or writes it in place */
         return 0;
+    if (n->op == OP_CLS_PROBS) /* its attention's kernel writes it */
+        return 0;
     /* a reshape sharing its input's storage costs nothing, nor a slice that is a block of it */
     if (n->op == OP_RESHAPE || n->op == OP_SLICE) {
         const Place *a = &cg->plan.place[n->id], *b = &cg->plan.place[n->in[0]->id];
@@ -474,6 +476,14 @@ static LLVMValueRef build_entry(Cg *cg, int e, Shared *sh)
         } else {
             for (int j = 0; j < n->nin; j++)
                 ops[nops++] = n->in[j];
+            /* an attention's second result, its cls_probs: one more pointer, NULL when this entry
+             * does not need it (cg_attention) */
+            const Node *p = n->op == OP_ATTENTION ? cg_attention_cls(g, n) : NULL;
+            if (p) {
+                ops[nops++] = p;
+                if (!need || need[p->id])
+                    ptrs[p->id] = place_ptr(cg, &cg->plan.place[p->id], args);
+            }
         }
         char *key = node_key(cg, n, fused ? &fu : NULL, ops, nops);
         LLVMValueRef f = NULL;

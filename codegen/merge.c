@@ -5,7 +5,8 @@
  * the similarities of tome_match and pitome_match (PiToMe's energies too: a small GEMM of the
  * normalised metric with itself), whose selections (sorts of a few hundred scores) they hand to the
  * runtime per batch row (rt_tome_select, rt_pitome_rank and rt_pitome_assign), and cls_attn (one
- * row of attention per head). evit_select calls its kernel in the runtime (runtime/tokens.c) with the
+ * row of attention per head, on its own; prune-tokens no longer makes it: EViT reads cls_probs, the
+ * row the fused attention kernel writes as a by-product, codegen/attention.c). evit_select calls its kernel in the runtime (runtime/tokens.c) with the
  * node's buffers, its batch rows and token count (run-time values) and keep: EViT's top-k is a sort,
  * branchy code. The runtime's functions are declared with ordinary external linkage (not weakly, as
  * rt_parallel_for is): a program that uses them must link them, and the JIT defines them by address

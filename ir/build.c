@@ -561,6 +561,23 @@ static int infer_scatter(const Graph *g, const Attrs *at, Node *const *in, IrTyp
     return 1;
 }
 
+/* cls_probs(a): the first query row's probabilities of attention a, [a's batch dims..., Tk]. a is an f32
+ * attention of q, k, v and maybe a mask (not the kv-cache's forms with a count of keys or int8 k and v,
+ * nor one with scores, whose rows already hold them). */
+static int infer_cls_probs(const Graph *g, Node *const *in, IrType *t, IrWhy *w)
+{
+    const Node *a = in[0];
+    if (a->op != OP_ATTENTION || a->nin < 3 || a->nin > 4 || a->at.scores || a->dtype != DT_F32 || a->rank < 2 ||
+        a->in[1]->rank < 2)
+        return refuse(w, 0, "cls_probs reads an f32 attention of q, k, v and a mask at most, without scores, not %s %s",
+                      op_info[a->op].name, ty(g, a));
+    const Node *k = a->in[1];
+    t->dtype = DT_F32;
+    set_shape(t, a->rank - 1, a->shape);
+    t->shape[a->rank - 2] = k->shape[k->rank - 2];
+    return 1;
+}
+
 /* ---------------------------------------------------------------- inference */
 
 /* The token ops of prune-tokens (tokens.c): f32 values, i32 destinations, batch dims shared. token_merge's
@@ -670,6 +687,7 @@ int ir_infer(const Graph *g, Op op, const Attrs *at, int nin, Node *const *in, I
     case OP_MATMUL: return infer_matmul(g, in[0], in[1], t, w);
     case OP_CONV2D: return infer_conv(g, at, nin, in, t, w);
     case OP_ATTENTION: return infer_attention(g, at, nin, in, t, w);
+    case OP_CLS_PROBS: return infer_cls_probs(g, in, t, w);
     case OP_SCATTER: return infer_scatter(g, at, in, t, w);
     case OP_TOME_MATCH:
     case OP_PITOME_MATCH:

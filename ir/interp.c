@@ -53,6 +53,7 @@ typedef struct Interp {
     int *last;                     /* (nnode) index of the last reader; nnode for outputs, -1: none */
     int *input_ix;                 /* (nnode) position in the inputs given for INPUT nodes */
     IrState *st;                   /* the states' values (ir_interp_entry), or NULL */
+    int *cls;                      /* (nnode) for an attention, the cls_probs node it computes too, or -1 */
 } Interp;
 
 struct IrState {
@@ -653,8 +654,10 @@ static int eval_matmul(Interp *I, const Node *n, double *y)
  * what fuse-attention makes, and that is its definition, where the unfused softmax would give NaN.
  * With the attribute scores, each output row of Dv values is followed by the row's Tk probabilities
  * (the kv-cache policies read them; 0 for a masked key and for every key of a fully masked row). A
- * fifth input n bounds the keys read to 0..n-1, the others masked (a decode step's filled slots). */
-static int eval_attention(Interp *I, const Node *n, double *y)
+ * fifth input n bounds the keys read to 0..n-1, the others masked (a decode step's filled slots).
+ * With cls (not NULL), the first query row's probabilities are also written there, [batch..., Tk]:
+ * the node's cls_probs, computed here as the kernel computes it, with the row. */
+static int eval_attention(Interp *I, const Node *n, double *y, double *cls)
 {
     const Node *qn = n->in[0], *kn = n->in[1], *vn = n->in[2], *mn = n->nin > 3 ? n->in[3] : NULL;
     const int64_t *qs = I->shape[qn->id], *ks = I->shape[kn->id], *vs = I->shape[vn->id];
@@ -683,6 +686,8 @@ static int eval_attention(Interp *I, const Node *n, double *y)
         return bad(I, n, "out of memory");
     const double *Q = I->val[qn->id], *K = I->val[kn->id], *V = I->val[vn->id], *M = mn ? I->val[mn->id] : NULL;
     double *deq[2] = {NULL, NULL};
+    if (cls)
+        memset(cls, 0, sizeof(double) * (size_t)(nb * Tk)); /* masked keys, and a batch index with no row */
     if (n->nin > 6) { /* int8 k and v: each row its f32 product with its scale, as the kernel reads it */
         for (int j = 0; j < 2; j++) {
             const Node *x = n->in[1 + j];
@@ -735,6 +740,8 @@ static int eval_attention(Interp *I, const Node *n, double *y)
                     out[i * ow + e] += sc[j] / sum * v[j * Dv + e];
             for (int64_t j = 0; j < ow - Dv && j < Tn; j++) /* the keys past Tn keep their 0 */
                 out[i * ow + Dv + j] = sc[j] / sum;
+            for (int64_t j = 0; cls && i == 0 && j < Tn; j++)
+                cls[b * Tk + j] = sc[j] / sum;
         }
         /* next batch index; the strides from bcast_strides are in batch elements of each input */
         for (int k2 = r - 1; k2 >= 0; k2--) {
@@ -1094,7 +1101,8 @@ static int eval_source(Interp *I, const Node *n, double *y)
     }
 }
 
-static int eval(Interp *I, const Node *n, double *y)
+/* y1: the node's second result (an attention's cls_probs), or NULL */
+static int eval(Interp *I, const Node *n, double *y, double *y1)
 {
     const OpInfo *oi = &op_info[n->op];
     if (n->nin < oi->min_in || (oi->max_in >= 0 && n->nin > oi->max_in))
@@ -1119,7 +1127,9 @@ static int eval(Interp *I, const Node *n, double *y)
     case OP_RMSNORM: return eval_norm(I, n, y);
     case OP_MATMUL: return eval_matmul(I, n, y);
     case OP_CONV2D: return eval_conv2d(I, n, y);
-    case OP_ATTENTION: return eval_attention(I, n, y);
+    case OP_ATTENTION: return eval_attention(I, n, y, y1);
+    case OP_CLS_PROBS: /* computed with its attention (compute), which always runs first */
+        return bad(I, n, "cls_probs: its attention %%%d did not compute it", n->in[0]->id);
     case OP_TOME_MATCH:
     case OP_PITOME_MATCH:
     case OP_TOKEN_MERGE:
@@ -1167,18 +1177,23 @@ static double *alloc_val(Interp *I, const Node *n)
     return p;
 }
 
-/* Computes node n into I->val; rounds to its dtype. */
+/* Computes node n into I->val; rounds to its dtype. An attention read by a cls_probs computes that
+ * node's value too. */
 static int compute(Interp *I, const Node *n)
 {
-    double *y = alloc_val(I, n);
-    if (!y)
-        return -1;
-    if (eval(I, n, y)) {
+    const Node *p = n->op == OP_ATTENTION && I->cls[n->id] >= 0 ? I->g->nodes[I->cls[n->id]] : NULL;
+    double *y = alloc_val(I, n), *y1 = p ? alloc_val(I, p) : NULL;
+    if (!y || (p && !y1) || eval(I, n, y, y1)) {
         free(y);
+        free(y1);
         return -1;
     }
     round_all(y, n->dtype, I->numel[n->id]);
     I->val[n->id] = y;
+    if (p) {
+        round_all(y1, p->dtype, I->numel[p->id]);
+        I->val[p->id] = y1;
+    }
     return 0;
 }
 
@@ -1231,8 +1246,9 @@ static int run(const Graph *g, int e, IrState *st, const HostTensor *inputs, Hos
     I.val = calloc(nn, sizeof *I.val);
     I.last = calloc(nn, sizeof *I.last);
     I.input_ix = calloc(nn, sizeof *I.input_ix);
+    I.cls = malloc(nn * sizeof *I.cls);
     int rc = -1, nout = 0;
-    if (!I.shape || !I.numel || !I.val || !I.last || !I.input_ix) {
+    if (!I.shape || !I.numel || !I.val || !I.last || !I.input_ix || !I.cls) {
         diag_fatal(d, "interpreter: out of memory");
         goto done;
     }
@@ -1242,8 +1258,11 @@ static int run(const Graph *g, int e, IrState *st, const HostTensor *inputs, Hos
         const Node *n = g->nodes[i];
         I.numel[i] = 1;
         I.last[i] = -1;
+        I.cls[i] = -1;
         if (need && !need[i])
             continue;
+        if (n->op == OP_CLS_PROBS)
+            I.cls[n->in[0]->id] = i;
         for (int k = 0; k < n->rank; k++) {
             int64_t v = dim_eval(n->shape[k], I.vals);
             if (v < 0) {
@@ -1273,7 +1292,7 @@ static int run(const Graph *g, int e, IrState *st, const HostTensor *inputs, Hos
         for (int j = 0; j < n->nin; j++)
             if (!I.val[n->in[j]->id] && compute(&I, n->in[j]))
                 goto done;
-        if (compute(&I, n))
+        if (!I.val[i] && compute(&I, n)) /* a cls_probs has its value from its attention */
             goto done;
         for (int j = 0; j < n->nin; j++) {
             const Node *in = n->in[j];
@@ -1345,6 +1364,7 @@ done:
     free(I.val);
     free(I.last);
     free(I.input_ix);
+    free(I.cls);
     for (int k = 0; k < nupd; k++)
         free(newval[k]);
     free(newval);

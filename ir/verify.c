@@ -23,7 +23,8 @@
  * every INPUT node is in g->inputs; input names and output names are unique within an entry; each
  * output names a node of the graph; a state node names a declared state and has its type; states
  * have static shapes; an update names a declared state (at most once per entry) and has its type;
- * an entry needs no input of another entry and no size its inputs do not give (ir/entry.c).
+ * an entry needs no input of another entry and no size its inputs do not give (ir/entry.c); an
+ * attention has one cls_probs at most (its kernel writes one buffer for it).
  */
 #include "ir.h"
 
@@ -416,6 +417,24 @@ static void check_inline(Verifier *v)
     free(mms);
 }
 
+/* An attention has one cls_probs at most: its kernel writes one buffer for it (codegen/attention.c). */
+static void check_cls_probs(Verifier *v)
+{
+    const Graph *g = v->g;
+    for (int i = 0; i < g->nnode; i++) {
+        const Node *x = g->nodes[i];
+        if (x->op != OP_CLS_PROBS)
+            continue;
+        for (int j = 0; j < i; j++)
+            if (g->nodes[j]->op == OP_CLS_PROBS && g->nodes[j]->in[0] == x->in[0]) {
+                v->n = x;
+                v->pos = i;
+                bad(v, "attention %%%d already has a cls_probs, %%%d", x->in[0]->id, j);
+                break;
+            }
+    }
+}
+
 int ir_verify(const Graph *g, Diag *d)
 {
     Verifier v = {g, d, 0, NULL, 0};
@@ -434,6 +453,8 @@ int ir_verify(const Graph *g, Diag *d)
     }
     if (!v.nerr)
         check_inline(&v);
+    if (!v.nerr)
+        check_cls_probs(&v);
     if (!v.nerr)
         check_entries(&v);
     return v.nerr;

@@ -28,6 +28,10 @@
  * buffer and the entry copies it into the state at its end. An output of several entries lives in the
  * arena and is copied into each entry's output buffer.
  *
+ * A cls_probs is its attention's second result: the attention's kernel writes it, so its block lives
+ * from the attention on, and it reads nothing of the attention's storage (it is no reader there: the
+ * attention may still write into its transpose's buffer, and its block may end before the cls_probs).
+ *
  * Results: Node.arena (offset, or -1), Node.inplace, Graph.arena_bytes, Graph.planned. The code
  * generator places buffers from them (codegen/plan.c runs plan_memory itself on a graph that did not
  * go through this pass), and `kiln check` reports the arena's size.
@@ -298,7 +302,7 @@ void plan_views(const Graph *g, unsigned char *view, int *writes_into)
         reader[i] = -1;
     }
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++) {
+        for (int j = 0; j < g->nodes[i]->nin && g->nodes[i]->op != OP_CLS_PROBS; j++) { /* it reads nothing */
             uses[g->nodes[i]->in[j]->id]++;
             reader[g->nodes[i]->in[j]->id] = i;
         }
@@ -515,7 +519,7 @@ int plan_memory(Graph *g)
             if (g->nodes[i]->in[j]->inl)
                 host[g->nodes[i]->in[j]->id] = host[i];
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++) {
+        for (int j = 0; j < g->nodes[i]->nin && g->nodes[i]->op != OP_CLS_PROBS; j++) {
             int r = root[g->nodes[i]->in[j]->id];
             if (last[r] < host[i])
                 last[r] = host[i];
@@ -562,7 +566,8 @@ int plan_memory(Graph *g)
                 continue;
         }
         owner[i] = i;
-        blk[i] = (Block){-1, size, i, last[i]};
+        /* a cls_probs is written by its attention's kernel: its block lives from there */
+        blk[i] = (Block){-1, size, x->op == OP_CLS_PROBS ? x->in[0]->id : i, last[i]};
     }
     g->arena_bytes = place_blocks(blk, owner, n);
     for (int i = 0; i < n; i++) {

@@ -25,9 +25,10 @@
  *          after the first merge gets log(size) as its mask, [..., 1, 1, T]: proportional attention,
  *          the same additive term for every query, which the fused attention kernel reads per key.
  *   PiToMe as ToMe with pitome_match (its energy-ordered matching) for tome_match.
- *   EViT   a = mean over heads of cls_attn(q, k) (the [CLS] query's probabilities, one row, never the
- *          T x T matrix); dest = evit_select(a) (keep); the fused token's weights are its tokens'
- *          attention, the kept tokens' 1; x1 -> token_merge(x1, dest, w) (sum).
+ *   EViT   a = mean over heads of cls_probs(attn) (the [CLS] query's probabilities, one row per head,
+ *          which the fused attention kernel writes as it computes that row: never the T x T matrix,
+ *          no second pass over the keys); dest = evit_select(a) (keep); the fused token's weights are
+ *          its tokens' attention, the kept tokens' 1; x1 -> token_merge(x1, dest, w) (sum).
  * Then every node downstream of x1 has its token axis resized: the axis is followed through
  * elementwise ops, norms, matmuls, reshapes (the token axis must stay a whole axis), transposes, slices
  * of other axes and attention; a slice of the token axis that stays inside the first tokens (ViT's
@@ -693,16 +694,12 @@ static Node *tome_layer(Ctx *c, Block *b, Node *size, int r, int64_t T, int pito
 static void evit_layer(Ctx *c, Block *b, int keep, int64_t T)
 {
     Graph *g = c->g;
-    Node *x1 = b->x1, *q = b->attn->in[0], *k = b->attn->in[1];
+    Node *x1 = b->x1, *at = b->attn;
     int R = x1->rank;
     SrcLoc loc = x1->loc;
     ir_set_origin(g, x1);
-    Dim ash[IR_MAX_RANK];
-    memcpy(ash, q->shape, sizeof(Dim) * (size_t)(q->rank - 2));
-    ash[q->rank - 2] = k->shape[k->rank - 2];
-    Node *qk[2] = {q, k};
-    Node *ca = cnode(g, OP_CLS_ATTN, DT_F32, q->rank - 1, ash, 2, qk, loc);
-    ca->at.scale = b->attn->at.scale;
+    /* the attention's second result: its first row's probabilities, [..., heads, Tk] */
+    Node *ca = ir_build(g, OP_CLS_PROBS, NULL, 1, &at, NULL, loc, NULL);
     Node *a = mean_heads(g, ca, ca->rank - 1);
     Node *dest = cnode(g, OP_EVIT_SELECT, DT_I32, a->rank, a->shape, 1, &a, loc);
     dest->at.keep = keep;
@@ -875,6 +872,10 @@ int pass_prune_tokens(Graph *g, const PassOptions *o)
             }
             removed = r;
         } else if (want[l]) {
+            if (b->attn->dtype != DT_F32) { /* cls_probs reads an f32 attention */
+                explain(&c, b->attn, "prune-tokens: layer %d left alone: %s", l, "its attention is not f32");
+                continue;
+            }
             keep = (int)ceil(s->keep * (double)(T - 1));
             if (keep >= T - 1) {
                 explain(&c, b->attn, "prune-tokens: layer %d left alone: %s", l, "keep leaves every token");

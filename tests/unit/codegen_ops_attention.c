@@ -1,6 +1,7 @@
 /* codegen_ops_attention.c: test_codegen_ops's cases for the fused attention kernel
  * (codegen/attention.c): head sizes, masks, causal and not, grouped-query heads, decoding rows
- * against thousands of keys split into chunks, the probabilities after each row (scores=true),
+ * against thousands of keys split into chunks, the probabilities after each row (scores=true), the
+ * first row's as a second result (cls_probs),
  * operands read through strides, and two threads.
  */
 #include "codegen_ops.h"
@@ -27,6 +28,89 @@ static void attention_scores_cases(void)
                    "%2 = input \"v\" : f32[2, 1, 700, 80]\n%3 = input \"m\" : f32[1, 700]\n"
                    "%4 = attention(%0, %1, %2, %3) {scale=0.11180339887498948, causal=false, scores=true} : "
                    "f32[2, 4, 1, 780]\noutput y = %4\n", 0});
+}
+
+/* The first query row's probabilities, the attention's second result (cls_probs, EViT's [CLS]
+ * attention), written by the kernel as it goes: against the interpreter, every element (outputs
+ * start as NaN), with the attention's own result beside it. Token counts 1 to 197 ([CLS] and 0 to
+ * 196 after it), odd head sizes, heads and batches, the block kernel (row 0 is lane 0 of the first
+ * block) and the row kernel (short prompts, and every row with minrows=64), a split over the keys,
+ * causal and masked rows (the first one masked everywhere: zeros), AVX2's vectors, two threads,
+ * ViT's layout (q, k and v read through views of one qkv product, the result written into its
+ * transpose's storage) and the old cls_attn of the same q and k beside it. */
+static void attention_cls_cases(void)
+{
+    run((Spec){"cls_probs", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"q\" : f32[2, 3, T, 17]\n%1 = input \"k\" : f32[2, 3, T, 17]\n%2 = input \"v\" : f32[2, 3, T, 9]\n"
+               "%3 = attention(%0, %1, %2) {scale=0.2425, causal=false} : f32[2, 3, T, 9]\n"
+               "%4 = cls_probs(%3) : f32[2, 3, T]\noutput y = %3\noutput c = %4\n", 0});
+    run((Spec){"cls_probs", MM, NULL, {UNI(-2, 2), UNI(-2, 2), UNI(-1, 1)},
+               "%0 = input \"q\" : f32[1, 4, 197, 32]\n%1 = input \"k\" : f32[1, 4, 197, 32]\n"
+               "%2 = input \"v\" : f32[1, 4, 197, 32]\n"
+               "%3 = attention(%0, %1, %2) {scale=0.1767766952966369, causal=false} : f32[1, 4, 197, 32]\n"
+               "%4 = cls_probs(%3) : f32[1, 4, 197]\n%5 = cls_attn(%0, %1) {scale=0.1767766952966369} : f32[1, 4, 197]\n"
+               "output y = %3\noutput c = %4\noutput old = %5\n", 0});
+    run_threads(2, (Spec){"cls_probs", MM, NULL, {UNI(-2, 2), UNI(-2, 2), UNI(-1, 1)},
+                          "%0 = input \"q\" : f32[3, 2, 100, 33]\n%1 = input \"k\" : f32[3, 2, 100, 33]\n"
+                          "%2 = input \"v\" : f32[3, 2, 100, 7]\n"
+                          "%3 = attention(%0, %1, %2) {scale=0.17, causal=false} : f32[3, 2, 100, 7]\n"
+                          "%4 = cls_probs(%3) : f32[3, 2, 100]\n%5 = cls_attn(%0, %1) {scale=0.17} : f32[3, 2, 100]\n"
+                          "output y = %3\noutput c = %4\noutput old = %5\n", 0});
+    run_threads(2, (Spec){"cls_probs", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+                          "%0 = input \"q\" : f32[T, 4, 50, 32]\n%1 = input \"k\" : f32[T, 4, 50, 32]\n"
+                          "%2 = input \"v\" : f32[T, 4, 50, 32]\n"
+                          "%3 = attention(%0, %1, %2) {scale=0.1767766952966369, causal=false} : f32[T, 4, 50, 32]\n"
+                          "%4 = cls_probs(%3) : f32[T, 4, 50]\noutput y = %3\noutput c = %4\n", 0});
+    /* causal (row 0 sees the 5 keys up to Tk - Tq), a mask whose first row is all -inf, a padding mask */
+    run((Spec){"cls_probs", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"q\" : f32[2, T, 16]\n%1 = input \"k\" : f32[2, S, 16]\n%2 = input \"v\" : f32[2, S, 8]\n"
+               "%3 = attention(%0, %1, %2) {scale=0.25, causal=true} : f32[2, T, 8]\n"
+               "%4 = cls_probs(%3) : f32[2, S]\noutput y = %3\noutput c = %4\n", 0});
+    for (int axis = 0; axis < 2; axis++)
+        run((Spec){"cls_probs", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, axis)},
+                   "%0 = input \"q\" : f32[2, T, 24]\n%1 = input \"k\" : f32[2, S, 24]\n%2 = input \"v\" : f32[2, S, 24]\n"
+                   "%3 = input \"m\" : f32[T, S]\n"
+                   "%4 = attention(%0, %1, %2, %3) {scale=0.2, causal=false} : f32[2, T, 24]\n"
+                   "%5 = cls_probs(%4) : f32[2, S]\noutput y = %4\noutput c = %5\n", 0});
+    run((Spec){"cls_probs", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, 0)},
+               "%0 = input \"q\" : f32[2, 2, T, 24]\n%1 = input \"k\" : f32[2, 2, T, 24]\n%2 = input \"v\" : f32[2, 2, T, 24]\n"
+               "%3 = input \"m\" : f32[2, 1, 1, T]\n"
+               "%4 = attention(%0, %1, %2, %3) {scale=0.2, causal=true} : f32[2, 2, T, 24]\n"
+               "%5 = cls_probs(%4) : f32[2, 2, T]\noutput y = %4\noutput c = %5\n", 0});
+    run_on("x86-64-v3", (Spec){"cls_probs", MM, TS3, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+                               "%0 = input \"q\" : f32[3, T, 21]\n%1 = input \"k\" : f32[3, T, 21]\n"
+                               "%2 = input \"v\" : f32[3, T, 21]\n"
+                               "%3 = attention(%0, %1, %2) {scale=0.3, causal=false} : f32[3, T, 21]\n"
+                               "%4 = cls_probs(%3) : f32[3, T]\noutput y = %3\noutput c = %4\n", 0});
+    /* ViT's layout: [T, 3, H, d] from one product, transposed and sliced into q, k and v (views),
+     * the result written through strides into its transpose's buffer */
+    run_threads(2, (Spec){"cls_probs", MM, TS3, {UNI(-1, 1)},
+                          "%0 = input \"x\" : f32[T, 144]\n%1 = reshape(%0) : f32[T, 3, 3, 16]\n"
+                          "%2 = transpose(%1) {perm=[1, 2, 0, 3]} : f32[3, 3, T, 16]\n"
+                          "%3 = slice(%2) {axis=0, start=0, end=1} : f32[1, 3, T, 16]\n%4 = reshape(%3) : f32[3, T, 16]\n"
+                          "%5 = slice(%2) {axis=0, start=1, end=2} : f32[1, 3, T, 16]\n%6 = reshape(%5) : f32[3, T, 16]\n"
+                          "%7 = slice(%2) {axis=0, start=2, end=3} : f32[1, 3, T, 16]\n%8 = reshape(%7) : f32[3, T, 16]\n"
+                          "%9 = attention(%4, %6, %8) {scale=0.25, causal=false} : f32[3, T, 16]\n"
+                          "%10 = cls_probs(%9) : f32[3, T]\n%11 = mean(%10) {axis=0, keepdims=false} : f32[T]\n"
+                          "%12 = transpose(%9) {perm=[1, 0, 2]} : f32[T, 3, 16]\n%13 = reshape(%12) : f32[T, 48]\n"
+                          "output y = %13\noutput c = %11\n", 0});
+    /* every row to the row kernel (row 0 there), then a split over the keys of a few rows */
+    setenv("KILN_ATTN", "minrows=64", 1);
+    run((Spec){"cls_probs", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"q\" : f32[2, 2, T, 40]\n%1 = input \"k\" : f32[2, 2, T, 40]\n%2 = input \"v\" : f32[2, 2, T, 24]\n"
+               "%3 = attention(%0, %1, %2) {scale=0.158, causal=false} : f32[2, 2, T, 24]\n"
+               "%4 = cls_probs(%3) : f32[2, 2, T]\noutput y = %3\noutput c = %4\n", 0});
+    setenv("KILN_ATTN", "split=40,chunk=1", 1);
+    run((Spec){"cls_probs", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1), NINF(-2, 2, 0)},
+               "%0 = input \"q\" : f32[2, 1, 16]\n%1 = input \"k\" : f32[2, S, 16]\n%2 = input \"v\" : f32[2, S, 16]\n"
+               "%3 = input \"m\" : f32[1, S]\n"
+               "%4 = attention(%0, %1, %2, %3) {scale=0.25, causal=false} : f32[2, 1, 16]\n"
+               "%5 = cls_probs(%4) : f32[2, S]\noutput y = %4\noutput c = %5\n", 0});
+    run((Spec){"cls_probs", MM, TS5, {UNI(-1, 1), UNI(-1, 1), UNI(-1, 1)},
+               "%0 = input \"q\" : f32[3, 2, 16]\n%1 = input \"k\" : f32[3, S, 16]\n%2 = input \"v\" : f32[3, S, 16]\n"
+               "%3 = attention(%0, %1, %2) {scale=0.25, causal=true} : f32[3, 2, 16]\n"
+               "%4 = cls_probs(%3) : f32[3, S]\noutput y = %3\noutput c = %4\n", 0});
+    unsetenv("KILN_ATTN");
 }
 
 void attention_cases(void)
@@ -120,6 +204,7 @@ void attention_cases(void)
     attention_scores_cases();
     unsetenv("KILN_ATTN");
     attention_scores_cases();
+    attention_cls_cases();
 
     /* q, k and v read through strides from where they lie (codegen/plan.c's Plan.view), and the
      * result written through strides into its transpose's storage (Plan.writes_into): GPT-2's

@@ -218,6 +218,7 @@ static Graph *build_full(void)
     Node *att = mk(g, OP_ATTENTION, DT_F32, SH(c2, T, c4), INS(tr, tr, tr));
     att->at.scale = 0.3535533905932738;
     att->at.causal = 1;
+    mk(g, OP_CLS_PROBS, DT_F32, SH(c2, T), INS(att)); /* its first row's probabilities, per head */
     mk(g, OP_EXPAND, DT_F32, SH(T, c8), INS(c));
     Node *sl = mk(g, OP_SLICE, DT_F32, SH(dadd(T, -1), c8), INS(x));
     sl->at.start = dim_const(1);
