@@ -225,6 +225,9 @@ static int takes(const Cg *cg, const Node *n)
 
 int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 {
+    int64_t avx2 = cg_qgemm_avx2_packed_bytes(cg, n); /* int8 without AVX-512 VNNI: qgemm_avx2.c */
+    if (avx2)
+        return avx2;
     if (!takes(cg, n))
         return cg_qwgemm_packed_bytes(cg, n); /* weight-only, or 0 */
     Dot d = dot_of(n);
@@ -235,6 +238,10 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 
 void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 {
+    if (cg_qgemm_avx2_packed_bytes(cg, n)) {
+        cg_qgemm_avx2_pack(cg, n, dst);
+        return;
+    }
     if (!takes(cg, n)) {
         cg_qwgemm_pack(cg, n, dst);
         return;
@@ -280,6 +287,8 @@ void cg_qgemm_explain(Cg *cg, FILE *out)
         QCfg q = qcfg(cg, &d);
         const char *why;
         int amx = amx_for(cg, &d, &why);
+        if (!b && cg_qgemm_avx2_explain(cg, out)) /* int8 on AVX2 (qgemm_avx2.c) */
+            continue;
         if (!(b ? t.bf16 : t.vnni)) {
             fprintf(out, "codegen: %s: no %s on this target: quant.c's portable kernel\n",
                     b ? "bf16 GEMM (vdpbf16ps)" : "int8 GEMM (vpdpbusd)", b ? "AVX512-BF16" : "AVX-512 VNNI");
@@ -936,6 +945,8 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
 {
     if (!cg->plan.packed || cg->plan.packed[n->id] < 0)
         return 1;
+    if (cg_qgemm_avx2_packed_bytes(cg, n)) /* int8 without AVX-512 VNNI */
+        return cg_qgemm_avx2(cg, n, out, a, pk, f, leafp);
     if (!takes(cg, n)) /* weight-only (qwgemm.c), or the portable kernel */
         return cg_qwgemm(cg, n, out, a, pk, f, leafp);
     Dot d = dot_of(n);
