@@ -8,25 +8,26 @@
  *
  * Arithmetic, exact: the result is the interpreter's integer, rescaled as it does,
  * ((float)acc * sa) * s[n] (ir/quant.c), so the bits are the same.
- *   - vpmaddwd (AVX2): each row is quantized to qa in -127..127 and stored as i16, the weights packed
- *     as i16 (sign-extended once at compile time); one vpmaddwd multiplies 8 pairs of i16 and adds
- *     each pair into an i32 lane, then a vpaddd into the accumulator. The products are exact and a
- *     pair sum is at most 2 x 127 x 128 in magnitude; the i32 sums are exact for K < 2^16 (|sum| <
- *     2^16 x 127 x 128 < 2^31). Not vpmaddubsw (u8 x s8 pairs into i16): it saturates its pair sums,
- *     and u8 = qa + 128 times s8 weights reaches 2 x 255 x 128 = 65280, far past 32767. The sign
- *     trick (|qa| as u8, the weight given qa's sign with vpsignb) keeps the pair sums within 2 x 127 x
- *     128 = 32512, exact, but costs one more instruction per product vector (vpsignb, vpmaddubsw,
- *     vpmaddwd by ones, vpaddd: four for 32 multiply-adds) than the i16 form (vpmaddwd, vpaddd: two
- *     for 16), the same count, and two more registers (the ones, the signed copy) of 16; the i16 form
- *     reads twice the weight bytes, which stream from L2 at 2 / MR bytes per multiply-add, well
- *     within what L2 delivers.
+ *   - vpmaddwd (AVX2): each row is quantized to qa in -127..127 and stored as i16, the weights are
+ *     sign-extended from i8 to i16 as they are loaded (vpmaddwd's operand is a vpmovsxbw from
+ *     memory); one vpmaddwd multiplies 8 pairs of i16 and adds each pair into an i32 lane, then a
+ *     vpaddd adds that into the accumulator. The products are exact and a pair sum is at most 2 x
+ *     127 x 128 in magnitude; the i32 sums are exact for K < 2^16 (|sum| < 2^16 x 127 x 128 < 2^31).
+ *     Not vpmaddubsw (u8 x s8 pairs into i16): it saturates its pair sums, and u8 = qa + 128 times
+ *     s8 weights reaches 2 x 255 x 128 = 65280, far past 32767. The sign trick (|qa| as u8, the
+ *     weight given qa's sign with vpsignb) keeps the pair sums within 2 x 127 x 128 = 32512, exact,
+ *     but takes four instructions for 32 multiply-adds (vpsignb, vpmaddubsw, vpmaddwd by ones,
+ *     vpaddd) where the i16 form takes two for 16, two of them multiplies either way, and two more of
+ *     the 16 registers (the ones, the signed copy). Measured on Zen 4 (12 independent chains on ymm,
+ *     best of 5, a loaded machine): 153 GOP/s for the sign trick, 152 to 194 for vpmaddwd + vpaddd.
  *   - vpdpbusd (AVX-VNNI): as qgemm.c on 16 lanes: rows stored as u8 = qa + 128, the weights as s8,
  *     four products a lane, the column sums times 128 subtracted once at the end (exact in i32).
  *
- * Weights, packed at compile time (into the weights blob through Plan.packed): panels of NR = nv x 8
- * columns; within a panel, for each group of k (2 i16 or 4 i8: the 4 bytes one lane reads), NR x 4
- * bytes, column c's group together; K padded to whole groups and N to whole panels with zeros. Then,
- * with AVX-VNNI only, 128 x colsum(w) as Np i32; then the scales as Np f32 (zeros past N).
+ * Weights, packed at compile time (into the weights blob through Plan.packed), as i8 either way (the
+ * bytes of int8, what choose-quant counts): panels of NR = nv x 8 columns; within a panel, for each
+ * group of k (2 for vpmaddwd, 4 for vpdpbusd: what one i32 lane reads), NR groups, column c's
+ * together; K padded to whole groups and N to whole panels with zeros. Then, with vpdpbusd only,
+ * 128 x colsum(w) as Np i32; then the scales as Np f32 (zeros past N).
  *
  * Activations: each row's sa = amax / 127 over the whole row (with the first block of K, while the
  * row is in L1), then for each block of K the row's elements as qa (i16) or qa + 128 (u8) into a
@@ -66,7 +67,7 @@ enum {
 typedef struct ACfg {
     int vnni;  /* 1: vpdpbusd on ymm (u8 x s8 quads), 0: vpmaddwd (i16 pairs) */
     int kg;    /* elements of k in the 4 bytes of one lane: 4 (vnni) or 2 */
-    int es;    /* bytes per element of the prepared rows and the panels: 1 (vnni) or 2 */
+    int es;    /* bytes per element of the prepared rows: 1 (u8, vnni) or 2 (i16); the panels hold i8 */
     int mr;    /* rows of the micro-tile */
     int nv;    /* vectors of 8 columns per row of the micro-tile */
     int nr;    /* nv * 8: columns per panel */
@@ -175,7 +176,7 @@ int64_t cg_qgemm_avx2_packed_bytes(Cg *cg, const Node *n)
     if (!takes(cg, &c, n))
         return 0;
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Np = pad(N, c.nr);
-    return pad(K, c.kg) * Np * c.es + (c.vnni ? 8 : 4) * Np;
+    return pad(K, c.kg) * Np + (c.vnni ? 8 : 4) * Np;
 }
 
 void cg_qgemm_avx2_pack(Cg *cg, const Node *n, void *dst)
@@ -185,28 +186,23 @@ void cg_qgemm_avx2_pack(Cg *cg, const Node *n, void *dst)
     const Node *w = n->in[1], *s = n->in[2];
     int64_t K = dim_value(w->shape[0]), N = dim_value(w->shape[1]), nr = c.nr, Kp = pad(K, c.kg), Np = pad(N, nr);
     const int8_t *wd = w->at.data;
-    int64_t pbytes = Kp * Np * c.es;
+    int64_t pbytes = Kp * Np;
+    int8_t *p = dst;
     memset(dst, 0, (size_t)cg_qgemm_avx2_packed_bytes(cg, n));
     for (int64_t j = 0; j < N; j++) {
         int64_t panel = j / nr, col = j % nr, sum = 0;
         for (int64_t k = 0; k < K; k++) {
             /* element k of column j: group k / kg of the panel, column col's 4 bytes, element k % kg */
-            int64_t e = panel * Kp * nr + (k / c.kg) * nr * c.kg + col * c.kg + k % c.kg;
-            if (c.vnni) {
-                ((int8_t *)dst)[e] = wd[k * N + j];
-            } else {
-                int16_t v = wd[k * N + j];
-                memcpy((char *)dst + 2 * e, &v, 2);
-            }
+            p[panel * Kp * nr + (k / c.kg) * nr * c.kg + col * c.kg + k % c.kg] = wd[k * N + j];
             sum += wd[k * N + j];
         }
         float sc = (float)dtype_load(s->dtype, s->at.data, (size_t)j);
         if (c.vnni) {
             int32_t comp = (int32_t)(128 * sum);
-            memcpy((char *)dst + pbytes + 4 * j, &comp, 4);
-            memcpy((char *)dst + pbytes + 4 * Np + 4 * j, &sc, 4);
+            memcpy(p + pbytes + 4 * j, &comp, 4);
+            memcpy(p + pbytes + 4 * Np + 4 * j, &sc, 4);
         } else {
-            memcpy((char *)dst + pbytes + 4 * j, &sc, 4);
+            memcpy(p + pbytes + 4 * j, &sc, 4);
         }
     }
 }
@@ -408,9 +404,17 @@ static void ukr_step(Ukr *u, LLVMValueRef kk, int s)
 {
     Cg *cg = u->cg;
     LLVMValueRef bv[4];
-    LLVMValueRef brow = cg_gep8(cg, u->b, cg_mul(cg, kk, cg_i64(cg, 4 * u->c->nr)));
-    for (int v = 0; v < u->c->nv; v++)
-        bv[v] = load(cg, u->V.it, cg_gep8(cg, brow, cg_i64(cg, 32 * v)), 4);
+    int gb = u->c->kg * u->c->nr; /* bytes of the panel per group */
+    LLVMValueRef brow = cg_gep8(cg, u->b, cg_mul(cg, kk, cg_i64(cg, gb)));
+    for (int v = 0; v < u->c->nv; v++) {
+        if (u->c->vnni) { /* 8 columns x 4 i8 */
+            bv[v] = load(cg, u->V.it, cg_gep8(cg, brow, cg_i64(cg, 32 * v)), 1);
+            continue;
+        }
+        /* 8 columns x 2 i8, sign-extended to i16 (vpmovsxbw from memory) */
+        LLVMValueRef x = load(cg, LLVMVectorType(cg->i8, 16), cg_gep8(cg, brow, cg_i64(cg, 16 * v)), 1);
+        bv[v] = LLVMBuildSExt(cg->b, x, LLVMVectorType(cg->i16, 16), "");
+    }
     LLVMValueRef k4 = cg_mul(cg, kk, cg_i64(cg, 4));
     for (int r = 0; r < u->mr; r++) {
         LLVMValueRef a4 = load(cg, cg->i32, cg_gep8(cg, u->a, cg_add(cg, k4, cg_mul(cg, cg_i64(cg, r), u->lda))), 1);
@@ -537,7 +541,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     const ACfg *c = tl->c;
     const Node *n = tl->n;
     int64_t K = dim_value(n->in[1]->shape[0]), N = dim_value(n->in[1]->shape[1]), Kp = pad(K, c->kg), Np = pad(N, c->nr);
-    int64_t mcmax = mc_rows(c), np = Np / c->nr, panel = Kp * c->nr * c->es, kcb = k_block(c, K);
+    int64_t mcmax = mc_rows(c), np = Np / c->nr, panel = Kp * c->nr, kcb = k_block(c, K);
     int64_t nkb = (K + kcb - 1) / kcb;
     LLVMValueRef out = cap[CP_OUT], pk = cap[CP_PK], M = cap[CP_M], mcb = cap[CP_MCB], tn = cap[CP_TN];
     LLVMValueRef ncp = cap[CP_NCP];
@@ -549,8 +553,8 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
     if (fbuf)
         LLVMSetAlignment(fbuf, 64);
     /* after the panels: the column sums (vnni), then the scales */
-    LLVMValueRef comp0 = cg_gep8(cg, pk, cg_i64(cg, Kp * Np * c->es));
-    LLVMValueRef scale0 = cg_gep8(cg, pk, cg_i64(cg, Kp * Np * c->es + (c->vnni ? 4 * Np : 0)));
+    LLVMValueRef comp0 = cg_gep8(cg, pk, cg_i64(cg, Kp * Np));
+    LLVMValueRef scale0 = cg_gep8(cg, pk, cg_i64(cg, Kp * Np + (c->vnni ? 4 * Np : 0)));
 
     Loop lt = cg_loop_begin(cg, begin, end, "tile");
     LLVMValueRef mb = LLVMBuildSDiv(cg->b, lt.iv, tn, "");
@@ -584,7 +588,7 @@ static void tiles_body(Cg *cg, void *ctx, LLVMValueRef *cap, LLVMValueRef begin,
         LLVMPositionBuilderAtEnd(cg->b, prepared);
     }
     LLVMValueRef kq = LLVMBuildUDiv(cg->b, cg_add(cg, kn, cg_i64(cg, c->kg - 1)), cg_i64(cg, c->kg), "");
-    LLVMValueRef boff = cg_mul(cg, LLVMBuildUDiv(cg->b, k0, cg_i64(cg, c->kg), ""), cg_i64(cg, 4 * c->nr));
+    LLVMValueRef boff = cg_mul(cg, LLVMBuildUDiv(cg->b, k0, cg_i64(cg, c->kg), ""), cg_i64(cg, c->kg * c->nr));
 
     Loop ln = cg_loop_begin(cg, nb0, nb1, "nblock");
     LLVMValueRef p0 = cg_mul(cg, ln.iv, ncp), p1 = cg_smin(cg, cg_i64(cg, np), cg_add(cg, p0, ncp));
@@ -650,7 +654,7 @@ int cg_qgemm_avx2(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMV
     LLVMValueRef tm = cg_smax(cg, cg_ceil_div(cg, M, cg_i64(cg, mc_rows(&c))), one);
     /* an m-block per thread (where M has the micro-tiles for it) when the weights fit in L2 beside the
      * prepared rows or N <= 4 M, else the threads split N (qgemm.c's rule and measurements) */
-    int fits = pad(K, KGRAIN) * np * c.nr * c.es + c.qbuf <= cg_target(cg).l2;
+    int fits = pad(K, KGRAIN) * np * c.nr + c.qbuf <= cg_target(cg).l2;
     LLVMValueRef msplit = fits ? LLVMConstInt(cg->i1, 1, 0) : LLVMBuildICmp(cg->b, LLVMIntSLE, cg_i64(cg, N), cg_mul(cg, M, cg_i64(cg, 4)), "");
     tm = LLVMBuildSelect(cg->b, msplit, cg_smax(cg, tm, cg_smin(cg, cg_pool_threads(cg), cg_ceil_div(cg, M, mr))), tm, "");
     LLVMValueRef mcb = cg_smax(cg, cg_mul(cg, cg_ceil_div(cg, cg_ceil_div(cg, M, tm), mr), mr), mr);
@@ -666,7 +670,7 @@ int cg_qgemm_avx2(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMV
     tm = LLVMBuildSelect(cg->b, use_down, tm, cg_smax(cg, cg_ceil_div(cg, M, mcb), one), "");
     /* n-blocks: a block of K of them in half of L2, at most ncp panels, and enough tiles for the
      * threads when there are few m-blocks (in equal shares) */
-    int64_t l2p = cg_target(cg).l2 / 2 / (k_block(&c, K) * c.es * c.nr);
+    int64_t l2p = cg_target(cg).l2 / 2 / (k_block(&c, K) * c.nr);
     int64_t ncp_max = l2p < 1 ? 1 : l2p > c.ncp ? c.ncp : l2p;
     LLVMValueRef nthr = cg_pool_threads(cg);
     LLVMValueRef want = cg_smax(cg, cg_ceil_div(cg, cg_i64(cg, np), cg_i64(cg, ncp_max)), cg_ceil_div(cg, nthr, tm));
