@@ -66,8 +66,11 @@
  * runtime asks the OS for the tiles when it opens a model whose RtModel.needs says so (Cg.amx_used).
  *
  * KILN_QGEMM ("mr=12,nv=2,mc=96,ncp=8") overrides the blocking at compile time (nv changes the packed
- * layout too; mr and nv are fixed with AMX), and amx=0 keeps the AVX-512 kernels on an AMX target. Without the instruction (or with non-constant weights or scales) cg_qgemm declines and
- * quant.c's portable kernel runs instead, its epilogue as a loop after it. Weight-only qmatmuls (w8,
+ * layout too; mr and nv are fixed with AMX), and amx=0 keeps the AVX-512 kernels on an AMX target.
+ * Without AVX-512 VNNI, int8 products on x86 with AVX2 go to qgemm_avx2.c (vpmaddwd, or AVX-VNNI's
+ * vpdpbusd on ymm) through the same entry points. Without the instruction otherwise (or with
+ * non-constant weights or scales) cg_qgemm declines and quant.c's portable kernel runs instead, its
+ * epilogue as a loop after it. Weight-only qmatmuls (w8,
  * w4) go to qwgemm.c through the same entry points (packed bytes, pack, kernel), or to the portable
  * kernel when it declines them.
  */
