@@ -27,6 +27,8 @@
  *   qgemm.c       the dynamic int8 qmatmul with AVX-512 VNNI or AMX tiles (and the bf16 one likewise):
  *                 packed weights, register-blocked tiles on threads, exact i32 sums, the rescale and
  *                 fuse-ops' epilogue on each micro-tile
+ *   qgemm_avx2.c  the dynamic int8 qmatmul on AVX2 without AVX-512 VNNI: vpmaddwd on i16 pairs, or
+ *                 AVX-VNNI's vpdpbusd on ymm; qgemm.c's tiles at 8 lanes (qgemm.c hands it over)
  *   qwgemm.c      the weight-only qmatmul (w8, w4) for decoding: packed weights dequantised in
  *                 registers (AVX-512 or AVX2), output panels split over the threads
  *   parallel.c    work over the runtime's threads: ranges or shared-counter items, serial when small
@@ -126,6 +128,7 @@ typedef struct CgTarget {
     int regs;   /* vector registers: 32 with AVX-512 and on aarch64, 16 otherwise */
     int x86, arm;
     int vnni;   /* AVX-512 VNNI (vpdpbusd on 512-bit vectors) */
+    int avxvnni; /* AVX-VNNI (the VEX-encoded vpdpbusd on 256-bit vectors) */
     int bf16;   /* AVX512-BF16 (vdpbf16ps, vcvtneps2bf16 on 512-bit vectors) */
     int amx_int8, amx_bf16; /* AMX tiles with tdpbusd / tdpbf16ps (amx-tile and amx-int8 / amx-bf16) */
     long l1, l2;
@@ -467,6 +470,15 @@ void cg_qwgemm_pack(Cg *cg, const Node *n, void *dst);
 void cg_qwgemm_explain(Cg *cg, FILE *out);
 int cg_qwgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMValueRef pk, const Fused *f,
               LLVMValueRef *leafp);
+/* The dynamic int8 kernel for AVX2 targets without AVX-512 VNNI (qgemm_avx2.c): the bytes of its
+ * packed copy of n's weights (0 when it does not run n), the copy, and the product as cg_qwgemm's
+ * (0 when emitted, 1 when not); its explain line (1 when it is the target's int8 GEMM and printed
+ * it). cg_qgemm's functions call these first. */
+int64_t cg_qgemm_avx2_packed_bytes(Cg *cg, const Node *n);
+void cg_qgemm_avx2_pack(Cg *cg, const Node *n, void *dst);
+int cg_qgemm_avx2_explain(Cg *cg, FILE *out);
+int cg_qgemm_avx2(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMValueRef pk, const Fused *f,
+                  LLVMValueRef *leafp);
 /* A root whose tree holds an inline qmatmul: the VNNI kernel with the epilogue per micro-tile, else
  * the portable qmatmul into out and then the root's loop over it. */
 int cg_quant_fused(Cg *cg, const Fused *f, LLVMValueRef out, LLVMValueRef *in);

@@ -66,8 +66,11 @@
  * runtime asks the OS for the tiles when it opens a model whose RtModel.needs says so (Cg.amx_used).
  *
  * KILN_QGEMM ("mr=12,nv=2,mc=96,ncp=8") overrides the blocking at compile time (nv changes the packed
- * layout too; mr and nv are fixed with AMX), and amx=0 keeps the AVX-512 kernels on an AMX target. Without the instruction (or with non-constant weights or scales) cg_qgemm declines and
- * quant.c's portable kernel runs instead, its epilogue as a loop after it. Weight-only qmatmuls (w8,
+ * layout too; mr and nv are fixed with AMX), and amx=0 keeps the AVX-512 kernels on an AMX target.
+ * Without AVX-512 VNNI, int8 products on x86 with AVX2 go to qgemm_avx2.c (vpmaddwd, or AVX-VNNI's
+ * vpdpbusd on ymm) through the same entry points. Without the instruction otherwise (or with
+ * non-constant weights or scales) cg_qgemm declines and quant.c's portable kernel runs instead, its
+ * epilogue as a loop after it. Weight-only qmatmuls (w8,
  * w4) go to qwgemm.c through the same entry points (packed bytes, pack, kernel), or to the portable
  * kernel when it declines them.
  */
@@ -225,6 +228,9 @@ static int takes(const Cg *cg, const Node *n)
 
 int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 {
+    int64_t avx2 = cg_qgemm_avx2_packed_bytes(cg, n); /* int8 without AVX-512 VNNI: qgemm_avx2.c */
+    if (avx2)
+        return avx2;
     if (!takes(cg, n))
         return cg_qwgemm_packed_bytes(cg, n); /* weight-only, or 0 */
     Dot d = dot_of(n);
@@ -235,6 +241,10 @@ int64_t cg_qgemm_packed_bytes(Cg *cg, const Node *n)
 
 void cg_qgemm_pack(Cg *cg, const Node *n, void *dst)
 {
+    if (cg_qgemm_avx2_packed_bytes(cg, n)) {
+        cg_qgemm_avx2_pack(cg, n, dst);
+        return;
+    }
     if (!takes(cg, n)) {
         cg_qwgemm_pack(cg, n, dst);
         return;
@@ -280,6 +290,8 @@ void cg_qgemm_explain(Cg *cg, FILE *out)
         QCfg q = qcfg(cg, &d);
         const char *why;
         int amx = amx_for(cg, &d, &why);
+        if (!b && cg_qgemm_avx2_explain(cg, out)) /* int8 on AVX2 (qgemm_avx2.c) */
+            continue;
         if (!(b ? t.bf16 : t.vnni)) {
             fprintf(out, "codegen: %s: no %s on this target: quant.c's portable kernel\n",
                     b ? "bf16 GEMM (vdpbf16ps)" : "int8 GEMM (vpdpbusd)", b ? "AVX512-BF16" : "AVX-512 VNNI");
@@ -944,6 +956,8 @@ static int qgemm(Cg *cg, const Node *n, LLVMValueRef out, LLVMValueRef a, LLVMVa
 {
     if (!cg->plan.packed || cg->plan.packed[n->id] < 0)
         return 1;
+    if (cg_qgemm_avx2_packed_bytes(cg, n)) /* int8 without AVX-512 VNNI */
+        return cg_qgemm_avx2(cg, n, out, a, pk, f, leafp);
     if (!takes(cg, n)) /* weight-only (qwgemm.c), or the portable kernel */
         return cg_qwgemm(cg, n, out, a, pk, f, leafp);
     Dot d = dot_of(n);

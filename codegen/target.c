@@ -4,7 +4,7 @@
  * from a few facts of the target, never from one machine's figures: the widest float vector and
  * fused multiply-add (from the feature list: the host's, or --target/--cpu's), the number of vector
  * registers (32 with AVX-512 and on aarch64, 16 otherwise), the dot-product instructions (AVX-512
- * VNNI and BF16, AMX tiles), and the L1 data and L2 cache per core.
+ * VNNI and BF16, AVX-VNNI, AMX tiles), and the L1 data and L2 cache per core.
  * Where those come from, in order:
  *   1. the feature list (the host's when compiling for it, else the one given), then what the CPU's
  *      name implies (the lists below);
@@ -109,6 +109,14 @@ CgTarget cg_target(const Cg *cg)
                                  strcmp(cg->cpu, "skylake-avx512") != 0 && strcmp(cg->cpu, "x86-64-v4") != 0));
         static const char *const cpus_bf16[] = {"cooperlake", "sapphirerapids", "emeraldrapids", "graniterapids",
                                                 "graniterapids-d", "diamondrapids", "znver4", "znver5", NULL};
+        /* AVX-VNNI (VEX vpdpbusd on ymm): Alder Lake and later client cores, Intel's server cores from
+         * Sapphire Rapids, the E-core servers, Zen 5 */
+        static const char *const cpus_avxvnni[] = {
+            "alderlake", "raptorlake", "meteorlake", "arrowlake", "arrowlake-s", "lunarlake", "gracemont",
+            "pantherlake", "sierraforest", "grandridge", "clearwaterforest", "sapphirerapids", "emeraldrapids",
+            "graniterapids", "graniterapids-d", "diamondrapids", "znver5", NULL};
+        int avv = feature(f, "avxvnni");
+        k.avxvnni = avx2 > 0 && (avv > 0 || (!avv && in_list(cg->cpu, cpus_avxvnni)));
         k.bf16 = avx512 > 0 && (feature(f, "avx512bf16") > 0 || (!feature(f, "avx512bf16") && in_list(cg->cpu, cpus_bf16)));
         /* AMX: the tile unit (amx-tile) with its int8 and bf16 products; the CPUs that have them */
         static const char *const cpus_amx[] = {"sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",

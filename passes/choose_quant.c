@@ -185,11 +185,12 @@ typedef struct Unit {
  *     (docs/PERF.md's int8 and bf16 GEMM at 1 thread: about 1750 GOPS and 1000 GFLOP/s at 3.79 GHz,
  *     M >= 128). B, the weights' bytes per ns for few rows, was measured with them on Zen 4 (67, 74,
  *     73 GB/s, weights in L3) and is kept for every target.
- *   - a kernel bound by several instructions (the weight-only kernel's dequantisation, the portable
- *     kernel that runs int8 without VNNI and bf16 without AVX512-BF16, and w8 and w4 off x86 or
- *     below AVX2): F and B measured on the generated kernels at each vector width, on Zen 4
- *     (FLAGS="--cpu skylake-avx512" (16 floats), "--cpu znver3" (8), "--cpu x86-64" (4) sh
- *     scripts/quant_rates.sh 768x768 768x3072 with 1, 16 and 200 rows), the table wk below.
+ *   - a kernel bound by several instructions (the weight-only kernel's dequantisation, the AVX2 int8
+ *     kernel (vpmaddwd, vpaddd), the portable kernel that runs int8 below AVX2 and bf16 without
+ *     AVX512-BF16, and w8 and w4 off x86 or below AVX2): F and B measured on the generated kernels
+ *     at each vector width, on Zen 4 (FLAGS="--cpu skylake-avx512" (16 floats), "--cpu znver3" (8),
+ *     "--cpu x86-64" (4) sh scripts/quant_rates.sh 768x768 768x3072 with 1, 16 and 200 rows), the
+ *     table wk below.
  * Weights beyond the last-level cache: when the model's weights with every layer under scheme s
  * (q->fixed included) exceed the target's LLC, s's B is at most DRAM_GBS (the development machine's
  * STREAM copy at 1 thread, 24.7 GB/s; a product's own weights are re-read from memory on every run);
@@ -271,6 +272,11 @@ typedef struct Measured {
 static const Measured wk_w8 = {{85, 42, 12.5}, {27, 24, 2.8}}, wk_w4 = {{83, 45, 5}, {16.5, 10.5, 0.25}},
                       wk_int8 = {{50, 40, 6}, {27, 20, 3}}, wk_bf16 = {{32, 28, 12.5}, {20, 16, 8}};
 static const int measured_flop[3] = {32, 32, 8};
+/* codegen/qgemm_avx2.c's int8 GEMM (x86 with AVX2, no AVX-512 VNNI: vpmaddwd on 256-bit vectors),
+ * measured likewise with code for znver3 on Zen 4 (scripts/quant_rates.sh 768x768 768x3072, MS="1 16
+ * 200": 150 GOP/s from 16 rows on; 43 GB/s at one row, 768 x 3072); its vectors are 256 bits on
+ * every target, so F scales by the target's f32 FMA peak on 256 bits over Zen 4's 32. */
+static const Measured wk_int8_avx2 = {{0, 150, 0}, {0, 43, 0}};
 
 /* The dot-product instructions' efficiencies: the generated kernels' rates over their peaks, fp32,
  * bf16 and int8 on Zen 4 (at 3.5 GHz: 100 of 112, 200 of 224, 360 of 448 GOP/s), AMX's on Sapphire
@@ -354,6 +360,9 @@ static void time_model(Q *q)
         peak(&r[S_INT8], 2048, EFF_AMX_INT8, 74, "AMX int8 GEMM", "tdpbusd");
     else if (t->vnni)
         peak(&r[S_INT8], 4 * p32, EFF_INT8, 74, "int8 GEMM", "vpdpbusd");
+    else if (t->x86 && t->vw >= 8) /* codegen/qgemm_avx2.c */
+        measured(&r[S_INT8], &wk_int8_avx2, 8, pipes * (bits < 256 ? bits : 256) / 32.0 * (t->fma ? 2 : 1),
+                 "AVX2 int8 GEMM (no AVX-512 VNNI)");
     else
         measured(&r[S_INT8], &wk_int8, t->vw, p32, "portable kernel (no AVX-512 VNNI)");
     r[S_INT8S] = r[S_INT8]; /* the same kernel, without the pass for each row's maximum (not modelled) */

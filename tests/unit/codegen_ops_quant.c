@@ -1,7 +1,7 @@
 /* codegen_ops_quant.c: test_codegen_ops's cases for quantization: quantize and dequantize (i8, u8,
  * i4, groups), qmatmul weight-only (8 and 4 bits, bf16 weights), dynamic and static W8A8 (bit for
- * bit; the VNNI kernel's tiles and, with --cpu x86-64-v3, the portable one), and qmatmul under an
- * epilogue.
+ * bit; the VNNI kernel's tiles and, with --cpu x86-64-v3, the AVX2 one, codegen/qgemm_avx2.c, which
+ * tests/unit/test_qgemm_avx2.c covers), and qmatmul under an epilogue.
  *
  * Which dot-product kernel the host's cases check depends on the CPU (codegen/qgemm.c): AMX tiles
  * where it has amx-tile + amx-int8 / amx-bf16, else AVX-512 (VNNI, BF16), else the portable one; the
@@ -229,7 +229,7 @@ void quant_cases(void)
         run_threads(2, (Spec){"qmatmul", EXACT, TS2, {WIDE(1e-2, 1e2)}, t, 0});
         free(t);
     }
-    /* without VNNI (AVX2: --cpu x86-64-v3) the portable kernel, the same bits */
+    /* without VNNI (AVX2: --cpu x86-64-v3) the AVX2 kernel (qgemm_avx2.c), the same bits */
     run_on("x86-64-v3", (Spec){"qmatmul", EXACT, TS3, {WIDE(1e-3, 1e3)},
                ir("%%0 = input \"a\" : f32[T, 70]\n%%1 = const {data=[%s]} : i8[70, 17]\n%%2 = const {data=[%s]} : f32[1, 17]\n"
                   "%%3 = qmatmul(%%0, %%1, %%2) {group=0, dynamic=true} : f32[T, 17]\noutput y = %%3\n",
@@ -268,8 +268,9 @@ void bf16_cases(void)
                   nibbles(7000, -4, 4, 81)), 0});
 }
 
-/* A qmatmul under an epilogue (fuse-ops' bias, GELU and residual): the VNNI kernel runs it on each
- * micro-tile, the portable kernels (--cpu x86-64-v3, weight-only) as a loop after the product. The
+/* A qmatmul under an epilogue (fuse-ops' bias, GELU and residual): the VNNI kernel and the AVX2 one
+ * (--cpu x86-64-v3) run it on each micro-tile, qwgemm.c's weight-only kernel on each tile, the
+ * portable kernels (off x86) as a loop after the product. The
  * product is the interpreter's (bits for W8A8), the epilogue's f32 GELU differs as elementwise ops do
  * (EW; MM for weight-only, whose sums differ in order). */
 void quant_fused_cases(void)
